@@ -1,0 +1,106 @@
+"""Batch feature views: one per feature source, fields taken from the feature catalog.
+
+Each view also stores the timestamps and counters the on-demand view ``deal_timing``
+needs (deal creation, stage entry, last activity...). Those are not model inputs and
+are left out of the feature service. Numbers are Float64 throughout so that a missing
+value stays NaN from the source to the online store.
+"""
+
+from datetime import timedelta
+
+from feast import FeatureView, Field
+from feast.types import Float64, String, UnixTimestamp
+
+from data_sources import (
+    account_history_source,
+    owner_history_source,
+    deal_activity_source,
+    deal_contacts_source,
+    deal_profile_source,
+    deal_stage_source,
+)
+from entities import account, deal, owner
+from leadscore.catalog import features_of
+
+#: State is valid until the next change, however long ago that was.
+FOREVER = timedelta(days=3650)
+
+
+def _fields(view: str) -> list[Field]:
+    return [
+        Field(name=f.name, dtype=String if f.kind == "categorical" else Float64, description=f.description)
+        for f in features_of(view)
+    ]
+
+
+deal_profile = FeatureView(
+    name="deal_profile",
+    entities=[deal],
+    ttl=FOREVER,
+    schema=_fields("deal_profile")
+    + [
+        Field(name="deal_account_id", dtype=String, description="Account of the deal (lookup key)."),
+        Field(name="deal_owner_id", dtype=String, description="Owner of the deal (lookup key)."),
+        Field(name="deal_created_at", dtype=UnixTimestamp, description="When the deal was created."),
+    ],
+    source=deal_profile_source,
+    description="What the deal is: channel, competitor, product, amount, account.",
+)
+
+deal_stage = FeatureView(
+    name="deal_stage",
+    entities=[deal],
+    ttl=FOREVER,
+    schema=_fields("deal_stage")
+    + [
+        Field(name="long_stays", dtype=Float64, description="Completed stage stays over the stall limit."),
+        Field(name="stage_entered_at", dtype=UnixTimestamp, description="When the current stage began."),
+    ],
+    source=deal_stage_source,
+    description="Where the deal stands in the funnel.",
+)
+
+deal_contacts = FeatureView(
+    name="deal_contacts",
+    entities=[deal],
+    ttl=FOREVER,
+    schema=_fields("deal_contacts"),
+    source=deal_contacts_source,
+    description="Who is involved: contacts, seniority, economic buyer.",
+)
+
+deal_activity = FeatureView(
+    name="deal_activity",
+    entities=[deal],
+    ttl=FOREVER,
+    schema=_fields("deal_activity")
+    + [
+        Field(name="last_activity_at", dtype=UnixTimestamp, description="Last activity of any kind."),
+        Field(name="last_inbound_at", dtype=UnixTimestamp, description="Last inbound activity."),
+        Field(
+            name="awaiting_reply_since",
+            dtype=UnixTimestamp,
+            description="Oldest inbound activity not yet answered by an outbound one.",
+        ),
+    ],
+    source=deal_activity_source,
+    description="How engaged the deal is: activity counts, recency, reply latency, visits.",
+)
+
+account_history = FeatureView(
+    name="account_history",
+    entities=[account],
+    ttl=FOREVER,
+    schema=_fields("account_history"),
+    source=account_history_source,
+    description="The account's track record from deals closed before the moment of scoring.",
+)
+
+owner_history = FeatureView(
+    name="owner_history",
+    entities=[owner],
+    ttl=FOREVER,
+    schema=_fields("owner_history"),
+    source=owner_history_source,
+    description="The owner's track record from deals closed before the moment of scoring.",
+)

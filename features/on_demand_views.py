@@ -1,0 +1,31 @@
+"""Request-time features: values that depend on the moment of scoring.
+
+The transformation is :func:`leadscore.featurize.request_time_features`, the same
+function the scoring service runs for deals sent in full, so training and serving
+compute deal age, days in stage and recency identically.
+"""
+
+import pandas as pd
+from feast import Field
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64
+
+from data_sources import scoring_request
+from feature_views import deal_activity, deal_profile, deal_stage
+from leadscore.catalog import features_of
+
+
+@on_demand_feature_view(
+    sources=[deal_profile, deal_stage, deal_activity, scoring_request],
+    # No field descriptions here: Feast checks this schema against the one it infers
+    # by running the function, field by field including the (empty) description.
+    schema=[Field(name=f.name, dtype=Float64) for f in features_of("deal_timing")],
+    mode="pandas",
+    description="Deal age, days in stage, stalls and recency, as of the moment of scoring.",
+)
+def deal_timing(inputs: pd.DataFrame) -> pd.DataFrame:
+    # Imported here so that Feast, which serialises this function into the registry,
+    # stores a reference to the installed package rather than a copy of its code.
+    from leadscore.featurize import request_time_features
+
+    return request_time_features(inputs)

@@ -1,0 +1,210 @@
+"""The CRM export contract: which tables and columns we accept, and what they mean.
+
+This module is the single source of truth for the contract. ``docs/crm_contract.md``
+is generated from it (``leadscore contract --markdown``), the validation schemas in
+:mod:`leadscore.ingest` are built from it, and the synthetic generator writes exactly
+these columns. An export is a folder with one CSV or Parquet file per table, named
+after the table (``deals.csv`` or ``deals.parquet``). Only ``deals`` is mandatory;
+a missing table makes the features it feeds missing (NaN), never an error. Extra
+columns are kept in the stored tables and ignored by the features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnType = Literal["string", "int", "float", "datetime"]
+
+STAGES: tuple[str, ...] = ("lead", "qualified", "solution", "committed", "closed")
+DEAL_STATUSES: tuple[str, ...] = ("open", "won", "lost")
+CONTACT_ROLES: tuple[str, ...] = ("economic_buyer", "champion", "influencer", "user", "other")
+ACTIVITY_TYPES: tuple[str, ...] = ("call", "email", "meeting", "visit", "demo", "quote")
+DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    required: bool
+    meaning: str
+    #: Allowed values for enumerations (compared after lower-casing and trimming).
+    allowed: tuple[str, ...] | None = None
+    #: Smallest allowed value for numbers.
+    min_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    meaning: str
+    mandatory: bool = False
+    #: (column, parent table, parent column): each value must exist in the parent.
+    references: tuple[tuple[str, str, str], ...] = ()
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+ACCOUNTS = Table(
+    name="accounts",
+    key=("account_id",),
+    meaning="Companies we sell to.",
+    columns=(
+        Column("account_id", "string", True, "Unique account identifier."),
+        Column("industry", "string", False, "Industry as the CRM names it (free text)."),
+        Column("employee_count", "int", False, "Number of employees.", min_value=0),
+        Column("annual_revenue", "float", False, "Annual revenue in the deal currency.", min_value=0),
+        Column("region", "string", False, "Sales region."),
+        Column("created_at", "datetime", False, "When the account was created in the CRM."),
+    ),
+)
+
+CONTACTS = Table(
+    name="contacts",
+    key=("contact_id",),
+    meaning="People at accounts. Names, e-mails and phones are not needed and never used.",
+    references=(("account_id", "accounts", "account_id"),),
+    columns=(
+        Column("contact_id", "string", True, "Unique contact identifier."),
+        Column("account_id", "string", False, "Account the contact works for."),
+        Column(
+            "title",
+            "string",
+            False,
+            "Job title as free text in any language (e.g. 'VP Sales', '总经理'); "
+            "seniority is derived from it.",
+        ),
+        Column("created_at", "datetime", False, "When the contact was created in the CRM."),
+    ),
+)
+
+DEALS = Table(
+    name="deals",
+    key=("deal_id",),
+    meaning="Opportunities, open or closed. The only mandatory table.",
+    mandatory=True,
+    references=(("account_id", "accounts", "account_id"),),
+    columns=(
+        Column("deal_id", "string", True, "Unique deal identifier."),
+        Column("account_id", "string", True, "Account the deal is with."),
+        Column("owner_id", "string", False, "Sales rep who owns the deal."),
+        Column("created_at", "datetime", True, "When the deal was created."),
+        Column("channel", "string", False, "Lead source (e.g. referral, web, event, partner)."),
+        Column("product", "string", False, "Product or product line."),
+        Column("amount", "float", False, "Deal value.", min_value=0),
+        Column("currency", "string", False, "ISO currency code of amount."),
+        Column(
+            "competitor",
+            "string",
+            False,
+            "Main competitor; 'none' when there is none, empty when unknown.",
+        ),
+        Column("stage", "string", False, "Current funnel stage.", allowed=STAGES),
+        Column("status", "string", True, "open, won or lost.", allowed=DEAL_STATUSES),
+        Column(
+            "closed_at",
+            "datetime",
+            False,
+            "When the deal was won or lost; required when status is won or lost, "
+            "empty when open; not before created_at.",
+        ),
+    ),
+)
+
+DEAL_CONTACTS = Table(
+    name="deal_contacts",
+    key=("deal_id", "contact_id"),
+    meaning="Which contacts take part in which deal, and in what role.",
+    references=(("deal_id", "deals", "deal_id"), ("contact_id", "contacts", "contact_id")),
+    columns=(
+        Column("deal_id", "string", True, "Deal."),
+        Column("contact_id", "string", True, "Contact."),
+        Column("role", "string", False, "Buying role.", allowed=CONTACT_ROLES),
+        Column("added_at", "datetime", True, "When the contact was attached to the deal."),
+    ),
+)
+
+ACTIVITIES = Table(
+    name="activities",
+    key=("activity_id",),
+    meaning="Calls, e-mails, meetings, visits, demos and quotes logged on deals.",
+    references=(("deal_id", "deals", "deal_id"), ("contact_id", "contacts", "contact_id")),
+    columns=(
+        Column("activity_id", "string", True, "Unique activity identifier."),
+        Column("deal_id", "string", True, "Deal the activity belongs to."),
+        Column("contact_id", "string", False, "Contact involved, if any."),
+        Column("type", "string", True, "Kind of activity.", allowed=ACTIVITY_TYPES),
+        Column(
+            "direction",
+            "string",
+            False,
+            "inbound (the customer reached us) or outbound (we reached them).",
+            allowed=DIRECTIONS,
+        ),
+        Column("occurred_at", "datetime", True, "When it happened; not before the deal's creation."),
+        Column("duration_seconds", "float", False, "Length of calls and meetings.", min_value=0),
+    ),
+)
+
+STAGE_HISTORY = Table(
+    name="stage_history",
+    key=("deal_id", "entered_at"),
+    meaning="Every stage a deal entered and when; moves backwards are allowed.",
+    references=(("deal_id", "deals", "deal_id"),),
+    columns=(
+        Column("deal_id", "string", True, "Deal."),
+        Column("stage", "string", True, "Stage entered.", allowed=STAGES),
+        Column("entered_at", "datetime", True, "When the deal entered the stage."),
+    ),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (ACCOUNTS, CONTACTS, DEALS, DEAL_CONTACTS, ACTIVITIES, STAGE_HISTORY)
+}
+
+#: Columns (per table) whose time must not be earlier than the deal's creation.
+AFTER_DEAL_CREATION: dict[str, str] = {
+    "activities": "occurred_at",
+    "stage_history": "entered_at",
+    "deal_contacts": "added_at",
+}
+
+
+def contract_markdown() -> str:
+    """Render the contract as Markdown for the README's companion document."""
+    lines = [
+        "# CRM export contract",
+        "",
+        "Generated from `leadscore/contract.py` by `leadscore contract --markdown`; do not edit by hand.",
+        "",
+        "An export is a folder with one file per table, `<table>.csv` or `<table>.parquet`.",
+        "Only `deals` is mandatory: a missing table makes the features it feeds missing (NaN).",
+        "Extra columns are kept and ignored. Times are ISO 8601; without a zone they are read as UTC.",
+        "Enumerations are matched case-insensitively after trimming spaces.",
+        "",
+    ]
+    for t in TABLES.values():
+        lines += [f"## {t.name}{' (mandatory)' if t.mandatory else ''}", "", t.meaning, ""]
+        lines.append(f"Key: `{', '.join(t.key)}`.")
+        for col, parent, pcol in t.references:
+            lines.append(f"`{col}` must exist in `{parent}.{pcol}` when that table is given.")
+        if t.name in AFTER_DEAL_CREATION:
+            lines.append(f"`{AFTER_DEAL_CREATION[t.name]}` must not be before the deal's `created_at`.")
+        lines += ["", "| column | type | required | meaning |", "| --- | --- | --- | --- |"]
+        for c in t.columns:
+            extra = ""
+            if c.allowed:
+                extra = " One of: " + ", ".join(f"`{a}`" for a in c.allowed) + "."
+            if c.min_value is not None:
+                extra += f" At least {c.min_value:g}."
+            lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.required else 'no'} | {c.meaning}{extra} |")
+        lines.append("")
+    return "\n".join(lines)

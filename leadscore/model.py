@@ -1,0 +1,148 @@
+"""The scoring model: a LightGBM booster plus everything needed to use it the same way everywhere.
+
+Training builds a :class:`ScoringModel`; MLflow stores the native booster with the rest
+as model metadata (``MLmodel`` -> ``metadata.lead_scorer``); the BentoML service and
+batch ranking load it back. Encoding, calibration and contributions live here once, so
+a deal is scored identically by every path.
+
+Categorical features are encoded as the position of the value in a fixed category
+list saved with the model. A value the model never saw becomes NaN, which LightGBM
+sends down the "missing/other" branch: scored, not an error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+CalibrationMethod = Literal["isotonic", "platt", "none"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Maps the booster's raw score (log-odds) to a calibrated probability.
+
+    ``isotonic``: piecewise-linear interpolation through (x, y) knots;
+    ``platt``: sigmoid(a * raw + b); ``none``: sigmoid(raw).
+    """
+
+    method: CalibrationMethod = "none"
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    a: float = 1.0
+    b: float = 0.0
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.method == "isotonic":
+            return np.interp(raw, np.asarray(self.x), np.asarray(self.y))
+        if self.method == "platt":
+            return 1.0 / (1.0 + np.exp(-(self.a * raw + self.b)))
+        return 1.0 / (1.0 + np.exp(-raw))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        return cls(d["method"], tuple(d.get("x", ())), tuple(d.get("y", ())), d.get("a", 1.0), d.get("b", 0.0))
+
+
+@dataclass
+class ScoringModel:
+    booster: lgb.Booster
+    features: list[str]
+    #: Fixed category list per categorical feature, in code order.
+    categories: dict[str, list[str]]
+    calibration: Calibration = field(default_factory=Calibration)
+    #: Training-data facts used to phrase reasons (see serving), keyed by feature.
+    reason_stats: dict[str, Any] = field(default_factory=dict)
+    #: Free-form facts: feature service, data window, training fingerprint, versions.
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._index = {f: i for i, f in enumerate(self.features)}
+        self._codes = {f: {v: float(i) for i, v in enumerate(vals)} for f, vals in self.categories.items()}
+
+    # ------------------------------------------------------------ encoding
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [self._index[f] for f in self.categories]
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Model matrix from a frame with the feature columns (extra columns ignored)."""
+        X = np.full((len(frame), len(self.features)), np.nan)
+        for j, name in enumerate(self.features):
+            if name not in frame:
+                continue
+            col = frame[name]
+            if name in self._codes:
+                X[:, j] = col.map(self._codes[name]).to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                X[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return X
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Model matrix from plain dicts, without pandas: the low-latency serving path."""
+        X = np.full((len(records), len(self.features)), np.nan)
+        for i, rec in enumerate(records):
+            for name, value in rec.items():
+                j = self._index.get(name)
+                if j is None or value is None:
+                    continue
+                codes = self._codes.get(name)
+                if codes is not None:
+                    X[i, j] = codes.get(value, math.nan)
+                else:
+                    X[i, j] = float(value)
+        return X
+
+    def unseen_categories(self, records: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+        """Per record, the categorical features whose value the model never saw."""
+        out = []
+        for rec in records:
+            out.append([f for f, codes in self._codes.items() if rec.get(f) is not None and rec[f] not in codes])
+        return out
+
+    # ------------------------------------------------------------ scoring
+    def raw_score(self, X: np.ndarray) -> np.ndarray:
+        return self.booster.predict(X, raw_score=True, num_threads=1)
+
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated win probability."""
+        return self.calibration(self.raw_score(X))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """TreeSHAP contributions in log-odds: one column per feature, the expected value last.
+
+        Each row sums to the raw score (:meth:`raw_score`).
+        """
+        return self.booster.predict(X, pred_contrib=True, num_threads=1)
+
+    # ------------------------------------------------------------ persistence
+    def metadata(self) -> dict[str, Any]:
+        """JSON-able description stored in MLflow's MLmodel file beside the booster."""
+        return {
+            "features": list(self.features),
+            "categories": {k: list(v) for k, v in self.categories.items()},
+            "calibration": self.calibration.to_dict(),
+            "reason_stats": self.reason_stats,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_metadata(cls, booster: lgb.Booster, meta: Mapping[str, Any]) -> ScoringModel:
+        return cls(
+            booster=booster,
+            features=list(meta["features"]),
+            categories={k: list(v) for k, v in meta["categories"].items()},
+            calibration=Calibration.from_dict(meta["calibration"]),
+            reason_stats=dict(meta.get("reason_stats", {})),
+            info=dict(meta.get("info", {})),
+        )

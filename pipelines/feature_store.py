@@ -1,0 +1,154 @@
+"""Feature store steps: write sources, apply the Feast repo, materialize, build training frames."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore
+
+from leadscore.catalog import FEATURES_BY_NAME
+from leadscore.config import Settings
+from leadscore.featurize import TS, VIEW_KEYS, snapshot_entities
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REDIS = "localhost:6379"
+
+
+class FeatureStoreError(RuntimeError):
+    """A feature store step cannot run; the message says what to do."""
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    """Open the Feast repo with the configured ``feature_store*.yaml``."""
+    os.environ.setdefault("LEADSCORE_REDIS", DEFAULT_REDIS)
+    yaml = settings.feature_repo / settings.feature_store_yaml
+    return FeatureStore(repo_path=str(settings.feature_repo), fs_yaml_file=yaml)
+
+
+def write_sources(sources: Mapping[str, pd.DataFrame], sources_dir: Path) -> dict[str, int]:
+    """Write feature source frames as Parquet, typed the way the Feast views declare them.
+
+    Numbers become float64 (a missing value stays NaN all the way to the online
+    store), timestamps microsecond UTC (DuckDB cannot cast nanosecond zoned times).
+    Each file is replaced atomically so a reader never sees half a source.
+    """
+    sources_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, int] = {}
+    for view, df in sources.items():
+        key = VIEW_KEYS[view]
+        out = pd.DataFrame({key: df[key].astype(str)})
+        for col in df.columns:
+            if col == key:
+                continue
+            s = df[col]
+            if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
+                out[col] = pd.to_datetime(s, utc=True).astype("datetime64[us, UTC]")
+            elif _is_text(col, s):
+                out[col] = s.astype(object).where(s.notna(), None)
+            else:
+                out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+        tmp = sources_dir / f".{view}.parquet.tmp"
+        out.to_parquet(tmp, index=False)
+        os.replace(tmp, sources_dir / f"{view}.parquet")
+        rows[view] = len(out)
+    return rows
+
+
+def _is_text(col: str, s: pd.Series) -> bool:
+    feature = FEATURES_BY_NAME.get(col)
+    if feature is not None:
+        return feature.kind == "categorical"
+    return s.dtype == object or isinstance(s.dtype, pd.StringDtype)
+
+
+def apply_repo(settings: Settings) -> str:
+    """Run ``feast apply`` on the repo and return its output.
+
+    A subprocess rather than Feast's Python entry point: that one changes the working
+    directory and caches the repo's modules by bare name, which breaks a second repo
+    in the same process.
+    """
+    missing = [v for v in VIEW_KEYS if not (settings.sources_dir / f"{v}.parquet").exists()]
+    if missing:
+        raise FeatureStoreError(
+            f"feature sources missing in {settings.sources_dir}: {', '.join(missing)}; "
+            "run `leadscore ingest EXPORT_DIR` first"
+        )
+    os.environ.setdefault("LEADSCORE_REDIS", DEFAULT_REDIS)
+    feast = Path(sys.executable).with_name("feast")
+    cmd = [str(feast), "-c", str(settings.feature_repo), "-f",
+           str(settings.feature_repo / settings.feature_store_yaml), "apply"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise FeatureStoreError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def materialize(settings: Settings, end: datetime | None = None) -> datetime:
+    """Load the latest feature values up to ``end`` (default now) into the online store.
+
+    Incremental: each run only reads source rows newer than the previous run's end.
+    Every deal is loaded, closed ones too: recently lost deals are scored for revival.
+    """
+    end = end or datetime.now(timezone.utc)
+    store = open_store(settings)
+    store.materialize_incremental(end_date=end)
+    return end
+
+
+@dataclass(frozen=True)
+class TrainingFrame:
+    frame: pd.DataFrame
+    feature_service: str
+
+
+def training_frame(settings: Settings, deals: pd.DataFrame, every_days: int | None = None) -> TrainingFrame:
+    """Snapshots of closed deals while open, joined point-in-time through Feast.
+
+    Rows keep the entity keys, the snapshot moment (``event_timestamp``), when the
+    deal was created and closed, and the label ``won``; the rest are model features.
+    """
+    entities = snapshot_entities(deals, every_days or settings.snapshot_every_days)
+    if entities.empty:
+        raise FeatureStoreError("no closed deals to build training snapshots from")
+    store = open_store(settings)
+    service = store.get_feature_service(settings.feature_service)
+    entity_df = entities[["deal_id", "account_id", "owner_id", TS]].copy()
+    entity_df["as_of"] = entity_df[TS]
+    entity_df["_row"] = np.arange(len(entity_df), dtype=np.int64)
+    joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    joined = joined.sort_values("_row").reset_index(drop=True)
+    meta = entities.drop(columns=["deal_id", "account_id", "owner_id", TS]).reset_index(drop=True)
+    frame = pd.concat([joined.drop(columns=["_row", "as_of"]), meta], axis=1)
+    log.info("training frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
+    return TrainingFrame(frame=frame, feature_service=settings.feature_service)
+
+
+def online_features(settings: Settings, deal_ids: list[str], as_of: datetime) -> pd.DataFrame:
+    """Features of deals from the online store, with request-time features as of ``as_of``.
+
+    Two lookups: the deal's own row gives its account and owner, whose track-record
+    views are keyed by them. Deals the store does not know come back with missing
+    features rather than an error; callers decide what that means.
+    """
+    store = open_store(settings)
+    keys = store.get_online_features(
+        features=["deal_profile:deal_account_id", "deal_profile:deal_owner_id"],
+        entity_rows=[{"deal_id": d} for d in deal_ids],
+    ).to_dict()
+    rows = [
+        {"deal_id": d, "account_id": a or "", "owner_id": o or "", "as_of": as_of}
+        for d, a, o in zip(deal_ids, keys["deal_account_id"], keys["deal_owner_id"], strict=True)
+    ]
+    service = store.get_feature_service(settings.feature_service)
+    return store.get_online_features(features=service, entity_rows=rows).to_df()

@@ -1,0 +1,137 @@
+"""Feature definitions on a hand-made CRM: exact values, no leakage, missing tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscore.catalog import MODEL_FEATURES
+from leadscore.featurize import (
+    build_feature_sources,
+    features_as_of,
+    model_frame,
+    normalise_competitor,
+    snapshot_entities,
+)
+from tests.crm_fixture import day, known_at, tiny_crm
+
+
+def at(tables, deal_id: str, when: pd.Timestamp) -> pd.Series:
+    deals = tables["deals"].set_index("deal_id")
+    ent = pd.DataFrame(
+        {"deal_id": [deal_id], "account_id": [deals.loc[deal_id, "account_id"]],
+         "owner_id": [deals.loc[deal_id, "owner_id"]], "event_timestamp": [when]}
+    )
+    return features_as_of(build_feature_sources(tables), ent).iloc[0]
+
+
+def test_d1_mid_deal_values_worked_out_by_hand():
+    f = at(tiny_crm(), "D1", day(31))
+    assert f["deal_age_days"] == 31
+    assert (f["stage_index"], f["stage_changes"], f["backward_moves"], f["stalls"]) == (1, 1, 0, 0)
+    assert f["days_in_stage"] == 28
+    assert (f["n_contacts"], f["max_seniority"], f["n_senior_contacts"], f["has_economic_buyer"]) == (2, 6, 1, 1)
+    assert f["n_activities"] == 6
+    assert (f["act_visit_7d"], f["act_total_7d"]) == (1, 1)
+    assert (f["act_email_30d"], f["act_call_30d"], f["act_visit_30d"], f["act_total_30d"]) == (1, 2, 2, 5)
+    assert f["act_total_90d"] == 6
+    assert f["share_inbound"] == pytest.approx(2 / 6)
+    assert f["days_since_last_activity"] == 1
+    assert f["days_since_last_inbound"] == 21
+    assert f["median_reply_hours"] == pytest.approx(18.0)
+    assert f["hours_awaiting_reply"] == 0
+    assert (f["first_visits"], f["followup_visits"], f["senior_met"]) == (1, 1, 1)
+    assert (f["channel"], f["competitor"], f["industry"], f["region"]) == ("referral", "none", "retail", "emea")
+    assert f["log_amount"] == pytest.approx(np.log1p(10000))
+
+
+def test_windows_expire_without_new_activity():
+    """Seven days after the last visit the 7-day count is back to zero, not stale."""
+    f = at(tiny_crm(), "D1", day(38))
+    assert f["act_total_7d"] == 0 and f["act_visit_30d"] == 2 and f["days_since_last_activity"] == 8
+
+
+def test_stalls_backward_moves_and_unanswered_inbound():
+    f = at(tiny_crm(), "D1", day(57))
+    # lead 3d, qualified 42d (long), solution 5d, back to qualified on day 50.
+    assert (f["stage_changes"], f["backward_moves"], f["stalls"], f["days_in_stage"]) == (3, 1, 2, 7)
+    assert f["hours_awaiting_reply"] == pytest.approx(48.0)
+
+
+def test_current_long_stay_counts_as_a_stall():
+    f = at(tiny_crm(), "D3", day(80))  # in solution since day 13
+    assert f["stalls"] == 1 and f["days_in_stage"] == 67
+    assert f["competitor"] == "unknown" and f["channel"] == "paid_ads"
+
+
+def test_account_and_owner_history_only_from_earlier_closes():
+    crm = tiny_crm()
+    f = at(crm, "D4", day(50))  # D2 (A1, lost) closed day 40; D1 (A1, U1) closes day 60
+    assert (f["account_prior_closed"], f["account_prior_won"], f["account_prior_win_rate"]) == (1, 0, 0)
+    assert np.isnan(f["owner_prior_closed"])
+    g = at(crm, "D4", day(61))
+    assert (g["account_prior_closed"], g["account_prior_won"]) == (2, 1)
+    assert (g["owner_prior_closed"], g["owner_prior_win_rate"]) == (1, 1.0)
+
+
+@pytest.mark.parametrize("when", [0, 1, 2.5, 11, 12, 31, 37, 44, 50, 55, 59.9, 61, 90, 200])
+def test_no_leakage_features_equal_those_from_history_known_then(when):
+    """Every deal's features at t are identical whether later history exists or not."""
+    full = tiny_crm()
+    t = day(when)
+    past = known_at(full, t)
+    deals = past["deals"]
+    ent = pd.DataFrame(
+        {"deal_id": deals["deal_id"], "account_id": deals["account_id"], "owner_id": deals["owner_id"],
+         "event_timestamp": t}
+    )
+    a = model_frame(features_as_of(build_feature_sources(full), ent))
+    b = model_frame(features_as_of(build_feature_sources(past), ent))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_late_event_does_not_change_an_earlier_snapshot():
+    crm = tiny_crm()
+    before = at(crm, "D3", day(25))
+    late = crm["activities"].iloc[[0]].assign(activity_id="LATE", deal_id="D3", occurred_at=day(25.5))
+    crm["activities"] = pd.concat([crm["activities"], late])
+    crm["stage_history"] = pd.concat(
+        [crm["stage_history"], pd.DataFrame({"deal_id": ["D3"], "stage": ["committed"], "entered_at": [day(26)]})]
+    )
+    crm["deals"].loc[crm["deals"]["deal_id"] == "D3", ["status", "closed_at"]] = ["won", day(27)]
+    after = at(crm, "D3", day(25))
+    pd.testing.assert_series_equal(before, after)
+    assert at(crm, "D3", day(26))["stage_index"] == 3  # and the later snapshot does see it
+
+
+def test_missing_tables_give_missing_features_not_errors():
+    crm = tiny_crm()
+    only_deals = {"deals": crm["deals"]}
+    f = at(only_deals, "D1", day(31))
+    assert f["deal_age_days"] == 31 and f["channel"] == "referral"
+    for name in ("n_activities", "stage_index", "max_seniority", "days_since_last_activity", "stalls",
+                 "industry", "hours_awaiting_reply"):
+        assert pd.isna(f[name]), name
+    frame = model_frame(features_as_of(build_feature_sources(only_deals), at_entities(crm)))
+    assert list(frame.columns) == list(MODEL_FEATURES)
+
+
+def at_entities(crm):
+    d = crm["deals"]
+    return pd.DataFrame({"deal_id": d["deal_id"], "account_id": d["account_id"], "owner_id": d["owner_id"],
+                         "event_timestamp": day(30)})
+
+
+def test_snapshots_are_strictly_before_close_and_labelled():
+    snaps = snapshot_entities(tiny_crm()["deals"], every_days=14)
+    assert set(snaps["deal_id"]) == {"D1", "D2"}
+    d1 = snaps[snaps["deal_id"] == "D1"]
+    assert list(d1["event_timestamp"]) == [day(0), day(14), day(28), day(42), day(56)]
+    assert (snaps["event_timestamp"] < snaps["closed_at"]).all()
+    assert dict(zip(snaps["deal_id"], snaps["won"], strict=False)) == {"D1": 1, "D2": 0}
+
+
+def test_competitor_keeps_none_and_unknown_apart():
+    out = normalise_competitor(pd.Series(["None", " no competitor ", "", None, "Unknown", "Acme CRM", "无"]))
+    assert list(out) == ["none", "none", "unknown", "unknown", "unknown", "acme_crm", "none"]

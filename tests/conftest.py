@@ -1,0 +1,53 @@
+"""Shared fixtures: isolated copies of the Feast repo, and service availability."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from leadscore.config import PROJECT_ROOT, Settings, load_settings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_available(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, port: int) -> None:
+    """Skip with a reason on a machine without the service; in CI its absence fails."""
+    if service_available("127.0.0.1", port):
+        return
+    message = f"{name} is not reachable on localhost:{port}"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must run it (see README, 'Services')")
+    pytest.skip(f"{message}; start it to run this test")
+
+
+def copy_feature_repo(dest: Path) -> Path:
+    """A fresh copy of features/ (definitions only) whose data lives under ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    src = PROJECT_ROOT / "features"
+    for path in src.iterdir():
+        if path.suffix in (".py", ".yaml") or path.name == ".feastignore":
+            shutil.copy2(path, dest / path.name)
+    return dest
+
+
+@pytest.fixture
+def isolated_settings(tmp_path: Path) -> Settings:
+    """Settings pointing at a private feature repo and MLflow store under tmp_path."""
+    repo = copy_feature_repo(tmp_path / "features")
+    return load_settings(
+        feature_repo=repo,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        artifact_root=tmp_path / "mlruns" / "artifacts",
+    )

@@ -1,0 +1,93 @@
+"""A tiny hand-made CRM whose feature values can be worked out by hand."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def day(n: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(days=n)
+
+
+def tiny_crm() -> dict[str, pd.DataFrame]:
+    """Four deals of two accounts and two owners.
+
+    D1 won on day 60 (account A1, owner U1); D2 lost on day 40 (A1, U2);
+    D3 open (A2, U1), quiet since day 20; D4 open (A1, U1), created day 50.
+    """
+    ts = lambda xs: pd.Series([day(x) for x in xs], dtype="datetime64[us, UTC]")  # noqa: E731
+    accounts = pd.DataFrame(
+        {"account_id": ["A1", "A2"], "industry": ["Retail", "Software"], "employee_count": [120, 4000],
+         "annual_revenue": [1e7, 5e8], "region": ["EMEA", "APAC"], "created_at": ts([-100, -50])}
+    )
+    contacts = pd.DataFrame(
+        {"contact_id": ["C1", "C2", "C3", "C4"], "account_id": ["A1", "A1", "A2", "A1"],
+         "title": ["CEO", "Software Engineer", "采购总监", "IT Manager"], "created_at": ts([-90, -90, -40, -10])}
+    )
+    deals = pd.DataFrame(
+        {
+            "deal_id": ["D1", "D2", "D3", "D4"],
+            "account_id": ["A1", "A1", "A2", "A1"],
+            "owner_id": ["U1", "U2", "U1", "U1"],
+            "created_at": ts([0, 5, 10, 50]),
+            "channel": ["Referral", "web", "Paid Ads", "referral"],
+            "product": ["core", "core", "plus", "core"],
+            "amount": [10000.0, 50000.0, 2000.0, 7000.0],
+            "currency": ["USD"] * 4,
+            "competitor": ["None", "Globex", None, "unknown"],
+            "stage": ["closed", "closed", "solution", "lead"],
+            "status": ["won", "lost", "open", "open"],
+            "closed_at": pd.Series([day(60), day(40), pd.NaT, pd.NaT], dtype="datetime64[us, UTC]"),
+        }
+    )
+    deal_contacts = pd.DataFrame(
+        {"deal_id": ["D1", "D1", "D2", "D3", "D4"], "contact_id": ["C2", "C1", "C4", "C3", "C2"],
+         "role": ["user", "economic_buyer", "champion", "influencer", "user"], "added_at": ts([0, 12, 5, 10, 50])}
+    )
+    # D1: inbound day 1 answered day 2 (24h), inbound day 10 answered day 10.5 (12h),
+    # visit to C1 (CEO) day 15, follow-up visit day 30, inbound day 55 unanswered.
+    acts = [
+        ("D1", "C2", "email", "inbound", 1), ("D1", "C2", "email", "outbound", 2),
+        ("D1", "C2", "call", "inbound", 10), ("D1", "C2", "call", "outbound", 10.5),
+        ("D1", "C1", "visit", "outbound", 15), ("D1", "C1", "visit", "outbound", 30),
+        ("D1", "C1", "email", "inbound", 55),
+        ("D2", "C4", "call", "outbound", 6), ("D2", "C4", "demo", "outbound", 20),
+        ("D3", "C3", "meeting", "outbound", 12), ("D3", "C3", "email", "inbound", 20),
+        ("D4", "C2", "call", "outbound", 51),
+    ]
+    activities = pd.DataFrame(
+        {
+            "activity_id": [f"X{i}" for i in range(len(acts))],
+            "deal_id": [a[0] for a in acts], "contact_id": [a[1] for a in acts],
+            "type": [a[2] for a in acts], "direction": [a[3] for a in acts],
+            "occurred_at": ts([a[4] for a in acts]), "duration_seconds": [600.0] * len(acts),
+        }
+    )
+    stage_history = pd.DataFrame(
+        {
+            "deal_id": ["D1", "D1", "D1", "D1", "D1", "D2", "D2", "D3", "D3", "D3", "D4"],
+            "stage": ["lead", "qualified", "solution", "qualified", "closed", "lead", "closed",
+                      "lead", "qualified", "solution", "lead"],
+            "entered_at": ts([0, 3, 45, 50, 60, 5, 40, 10, 11, 13, 50]),
+        }
+    )
+    return {
+        "accounts": accounts, "contacts": contacts, "deals": deals, "deal_contacts": deal_contacts,
+        "activities": activities, "stage_history": stage_history,
+    }
+
+
+def known_at(tables: dict[str, pd.DataFrame], t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """The CRM as it stood at ``t``: later events removed, later closes undone."""
+    out = {k: v.copy() for k, v in tables.items()}
+    d = out["deals"]
+    out["deals"] = d[d["created_at"] <= t].copy()
+    closed_later = out["deals"]["closed_at"] > t
+    out["deals"].loc[closed_later, "status"] = "open"
+    out["deals"].loc[closed_later, "closed_at"] = pd.NaT
+    out["activities"] = out["activities"][out["activities"]["occurred_at"] <= t]
+    out["stage_history"] = out["stage_history"][out["stage_history"]["entered_at"] <= t]
+    out["deal_contacts"] = out["deal_contacts"][out["deal_contacts"]["added_at"] <= t]
+    return out
