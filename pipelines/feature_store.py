@@ -94,15 +94,21 @@ def apply_repo(settings: Settings) -> str:
     return proc.stdout
 
 
-def materialize(settings: Settings, end: datetime | None = None) -> datetime:
+def materialize(settings: Settings, end: datetime | None = None, full: bool = False) -> datetime:
     """Load the latest feature values up to ``end`` (default now) into the online store.
 
-    Incremental: each run only reads source rows newer than the previous run's end.
-    Every deal is loaded, closed ones too: recently lost deals are scored for revival.
+    Incremental by default: each run only reads source rows newer than the previous
+    run's end, as recorded in the registry. ``full`` reloads the whole history, which
+    is what a new or switched online store needs (the registry's record belongs to
+    the repo, not to one store). Every deal is loaded, closed ones too: recently lost
+    deals are scored for revival.
     """
     end = end or datetime.now(timezone.utc)
     store = open_store(settings)
-    store.materialize_incremental(end_date=end)
+    if full:
+        store.materialize(start_date=datetime(1970, 1, 2, tzinfo=timezone.utc), end_date=end)
+    else:
+        store.materialize_incremental(end_date=end)
     return end
 
 

@@ -42,12 +42,16 @@ def copy_feature_repo(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture
-def isolated_settings(tmp_path: Path) -> Settings:
-    """Settings pointing at a private feature repo and MLflow store under tmp_path."""
-    repo = copy_feature_repo(tmp_path / "features")
+def isolated(root: Path) -> Settings:
+    """Settings pointing at a private feature repo and MLflow store under ``root``."""
+    repo = copy_feature_repo(root / "features")
     return load_settings(
         feature_repo=repo,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
-        artifact_root=tmp_path / "mlruns" / "artifacts",
+        tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        artifact_root=root / "mlruns" / "artifacts",
     )
+
+
+@pytest.fixture
+def isolated_settings(tmp_path: Path) -> Settings:
+    return isolated(tmp_path)

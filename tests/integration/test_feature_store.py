@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import pandas as pd
 import pytest
@@ -15,15 +16,20 @@ from pipelines.feature_store import (
     training_frame,
     write_sources,
 )
-from tests.conftest import require_service
+from tests.conftest import isolated, require_service
 from tests.crm_fixture import day, tiny_crm
 
 pytestmark = pytest.mark.integration
 
 
-def _prepare(settings, tables):
-    write_sources(build_feature_sources(tables), settings.sources_dir)
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory):
+    """One applied repo for the module: `feast apply` is slow, and changing what the
+    sources hold needs no new apply, only new Parquet files."""
+    settings = isolated(tmp_path_factory.mktemp("feast"))
+    write_sources(build_feature_sources(tiny_crm()), settings.sources_dir)
     apply_repo(settings)
+    return settings
 
 
 def test_apply_without_sources_says_what_to_do(isolated_settings):
@@ -31,30 +37,34 @@ def test_apply_without_sources_says_what_to_do(isolated_settings):
         apply_repo(isolated_settings)
 
 
-def test_training_frame_matches_in_memory_definition_and_ignores_late_events(isolated_settings):
+def test_training_frame_matches_in_memory_definition_and_ignores_late_events(applied):
     crm = tiny_crm()
-    _prepare(isolated_settings, crm)
-    frame = training_frame(isolated_settings, crm["deals"], every_days=7).frame
+    frame = training_frame(applied, crm["deals"], every_days=7).frame
     entities = snapshot_entities(crm["deals"], every_days=7)
     expected = model_frame(features_as_of(build_feature_sources(crm), entities))
     pd.testing.assert_frame_equal(model_frame(frame), expected, check_exact=False, rtol=1e-9)
     assert list(frame["won"]) == list(entities["won"])
 
-    # Late events: an activity on D2 after its close, a later stage for D1, a new close.
+    # Late events: an activity on D2 after its close, a later stage for D1.
     late = crm["activities"].iloc[[0]].assign(activity_id="LATE", deal_id="D2", occurred_at=day(41))
     crm["activities"] = pd.concat([crm["activities"], late])
     crm["stage_history"] = pd.concat(
         [crm["stage_history"], pd.DataFrame({"deal_id": ["D1"], "stage": ["committed"], "entered_at": [day(59)]})]
     )
-    _prepare(isolated_settings, crm)
-    again = training_frame(isolated_settings, crm["deals"], every_days=7).frame
+    write_sources(build_feature_sources(crm), applied.sources_dir)
+    try:
+        again = training_frame(applied, crm["deals"], every_days=7).frame
+    finally:
+        write_sources(build_feature_sources(tiny_crm()), applied.sources_dir)
     before = model_frame(frame)[frame["event_timestamp"] < day(59)]
     after = model_frame(again)[again["event_timestamp"] < day(59)]
     pd.testing.assert_frame_equal(before, after)
+    assert (model_frame(again)[again["event_timestamp"] >= day(59)]["stage_index"] == 3).all()
 
 
-def _online_equals_offline(settings, crm, when):
-    materialize(settings, when.to_pydatetime())
+def _online_equals_offline(settings, when, full=False):
+    crm = tiny_crm()
+    materialize(settings, when.to_pydatetime(), full=full)
     deal_ids = ["D1", "D3", "D4"]
     online = online_features(settings, deal_ids, when.to_pydatetime())
     deals = crm["deals"].set_index("deal_id").loc[deal_ids].reset_index()
@@ -64,25 +74,26 @@ def _online_equals_offline(settings, crm, when):
     pd.testing.assert_frame_equal(model_frame(online), offline, check_exact=False, rtol=1e-9)
 
 
-def test_online_path_gives_the_training_values_sqlite(isolated_settings):
-    crm = tiny_crm()
-    _prepare(isolated_settings, crm)
-    _online_equals_offline(isolated_settings, crm, day(57))
-    assert online_features(isolated_settings, ["NOPE"], day(57).to_pydatetime())["n_activities"].isna().all()
+def test_online_path_gives_the_training_values_sqlite(applied):
+    """Same deal, same moment: materialized values plus request-time features equal
+    the training definition."""
+    _online_equals_offline(applied, day(57))
+    assert online_features(applied, ["NOPE"], day(57).to_pydatetime())["n_activities"].isna().all()
 
 
 @pytest.mark.services
-def test_online_path_gives_the_training_values_redis(isolated_settings, monkeypatch):
+def test_online_path_gives_the_training_values_redis(applied, monkeypatch):
     require_service("Redis", 6379)
     # A private Redis database keeps the test away from the demo's keys; flushed after.
     monkeypatch.setenv("LEADSCORE_REDIS", "localhost:6379,db=13")
-    settings = type(isolated_settings)(**{**isolated_settings.__dict__,
-                                          "feature_store_yaml": "feature_store.redis.yaml"})
-    crm = tiny_crm()
-    _prepare(settings, crm)
-    try:
-        _online_equals_offline(settings, crm, day(57))
-    finally:
-        import redis
+    settings = dataclasses.replace(applied, feature_store_yaml="feature_store.redis.yaml")
+    import redis
 
-        redis.Redis(host="localhost", port=6379, db=13).flushdb()
+    client = redis.Redis(host="localhost", port=6379, db=13)
+    client.flushdb()
+    try:
+        # Full: the shared registry already records a materialization into SQLite.
+        _online_equals_offline(settings, day(57), full=True)
+        assert client.dbsize() > 0, "nothing was written to Redis"
+    finally:
+        client.flushdb()

@@ -1,0 +1,728 @@
+"""Validate a CRM export folder and merge it into the stored tables.
+
+An export is a folder with one ``<table>.csv`` or ``<table>.parquet`` per table of
+:data:`leadscore.contract.TABLES`; other files (e.g. ``truth.parquet``) are ignored.
+Validation has two layers:
+
+* per-column rules (type, required, allowed values, minimum) are pandera schemas
+  built from the contract and validated lazily, so that every problem is reported;
+* rules that span columns, rows or tables are written by hand, vectorised: duplicate
+  keys, deal status versus ``closed_at``, times in the future, references to parent
+  tables and "not before the deal was created". They run on the rows whose columns
+  passed, so a row with a malformed value reports that value, not its consequences.
+
+Every problem becomes a :class:`Reject` naming the file, the row, the column, the
+value as written and a plain reason. ``row`` is the 1-based data row number with the
+header excluded: row 1 is the first data row, i.e. line 2 of a CSV without embedded
+line breaks, and position 0 of a Parquet file. A row with any problem is left out;
+all other rows are upserted by key into ``<crm_dir>/<table>.parquet``. Nothing is
+written before the whole export has been read and validated, and each file is
+replaced atomically, so a failing run never leaves a half-written store behind.
+
+Decisions the rest of the pipeline relies on:
+
+* stored types: ids and other text are ``object`` columns of ``str`` (``None`` when
+  missing), ints nullable ``Int64``, floats ``float64``, times ``datetime64[us, UTC]``;
+  enumerations are lower-case; extra columns follow the contract columns as text;
+* stored tables are sorted by key, so the same content always gives the same bytes,
+  and a table the export does not change is not rewritten;
+* text is stripped and only an empty cell is missing: ``"NA"`` or ``"null"`` stay
+  text (``"NA"`` may well be a region);
+* a reference is satisfied by a valid row of the export or by a stored row: when the
+  new version of a parent row is rejected its stored version stays, and so do its
+  children;
+* an identical repeated row is stored once and counted in ``duplicates``, so
+  ``read == valid + rejected + duplicates`` for every table of the export.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from graphlib import TopologicalSorter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pandera.backends.pandas.error_formatters import reshape_failure_cases
+from pandera.engines import numpy_engine, pandas_engine
+from pandera.errors import ParserError, SchemaError, SchemaErrorReason, SchemaErrors
+
+from leadscore.contract import AFTER_DEAL_CREATION, DEALS, TABLES, Column, Table
+
+log = logging.getLogger(__name__)
+
+#: Columns of ``rejects.csv``, in order.
+REJECT_COLUMNS: tuple[str, ...] = ("table", "file", "row", "column", "value", "reason")
+REJECTS_FILE = "rejects.csv"
+#: A time up to this far past ``now`` is accepted: exports are cut in many time zones.
+FUTURE_TOLERANCE = pd.Timedelta(days=1)
+
+_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
+_TYPE_REASONS: dict[str, str] = {
+    "int": "is not a whole number",
+    "float": "is not a number",
+    "datetime": "is not a date",
+}
+_ARROW_TYPES: dict[str, pyarrow.DataType] = {
+    "string": pyarrow.string(),
+    "int": pyarrow.int64(),
+    "float": pyarrow.float64(),
+    "datetime": pyarrow.timestamp("us", tz="UTC"),
+}
+
+
+class ExportError(ValueError):
+    """The export as a whole cannot be used (a bad row, by contrast, is only rejected)."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One problem with one row of an export file."""
+
+    table: str
+    file: str
+    #: 1-based data row number; the header is not counted.
+    row: int
+    column: str
+    value: str
+    reason: str
+
+
+@dataclass
+class IngestResult:
+    """Outcome of one ingest run."""
+
+    #: All stored tables after the merge (validated, typed), including the tables the
+    #: export did not contain.
+    tables: dict[str, pd.DataFrame]
+    #: Per table of the export: read, valid, rejected, duplicates, inserted, updated,
+    #: unchanged.
+    counts: dict[str, dict[str, int]]
+    rejects: list[Reject]
+
+
+# --------------------------------------------------------------------------- types
+# Pandera's built-in coercion finds the failing values by coercing one value at a
+# time, which takes minutes on a million rows with a single bad value. These data
+# types coerce a whole column at once (in Arrow's C++ kernels where possible, since
+# pandas parses zoned timestamps about a hundred times slower) and report the values
+# that did not survive.
+
+
+def _arrow_text(values: pd.Series, lower: bool = False) -> pyarrow.Array:
+    """Any column as Arrow text, stripped, with empty strings made null."""
+    text = pc.utf8_trim_whitespace(pyarrow.array(values.astype("string[pyarrow]")))
+    if lower:
+        text = pc.utf8_lower(text)
+    return pc.if_else(pc.equal(text, ""), pyarrow.scalar(None, text.type), text)
+
+
+def _objects(values: pyarrow.Array, like: pd.Series, dtype: str | None = None) -> pd.Series:
+    """An Arrow array as a pandas column indexed like ``like``."""
+    return pd.Series(
+        values.to_numpy(zero_copy_only=False), index=like.index, name=like.name, dtype=dtype
+    )
+
+
+def _clean_text(values: pd.Series, lower: bool = False) -> pd.Series:
+    """Any column as stripped ``str`` objects, with empty strings made missing (None)."""
+    return _objects(_arrow_text(values, lower), values, dtype=object)
+
+
+def _arrow_cast(text: pyarrow.Array, target: pyarrow.DataType) -> np.ndarray | None:
+    """``text`` cast by Arrow, or None when some value does not parse."""
+    try:
+        return pc.cast(text, target).to_numpy(zero_copy_only=False)
+    except pyarrow.ArrowInvalid:
+        return None
+
+
+class _VectorCoercion:
+    """Mixin for pandera data types: coerce a column at once, fail with the misfits."""
+
+    def parse(self, data: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        """Return the coerced column (missing where parsing failed) and a failure mask."""
+        raise NotImplementedError
+
+    def coerce(self, data_container: pd.Series) -> pd.Series:
+        return self.parse(data_container)[0]
+
+    def try_coerce(self, data_container: pd.Series) -> pd.Series:
+        coerced, failed = self.parse(data_container)
+        if failed.any():
+            raise ParserError(
+                f"could not coerce {data_container.name!r} to {self}",
+                failure_cases=reshape_failure_cases(data_container[failed], ignore_na=False),
+            )
+        return coerced
+
+
+class _Text(_VectorCoercion, pandas_engine.NpString):
+    """Stripped text; an empty string is missing."""
+
+    def parse(self, data: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        return _clean_text(data), np.zeros(len(data), dtype=bool)
+
+    def check(self, pandera_dtype: object, data_container: object = None) -> bool:
+        # ``parse`` built the column; pandera's per-value type check would only cost time.
+        return isinstance(pandera_dtype, numpy_engine.Object | pandas_engine.NpString)
+
+
+class _Enum(_Text):
+    """Text matched case-insensitively, hence stored lower-case."""
+
+    def parse(self, data: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        return _clean_text(data, lower=True), np.zeros(len(data), dtype=bool)
+
+
+def _parse_number(data: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Numbers from a numeric column or from text; infinities and non-numbers fail."""
+    if pd.api.types.is_numeric_dtype(data) and not pd.api.types.is_bool_dtype(data):
+        given = data.notna().to_numpy()
+        numbers = data.astype("float64")
+    else:
+        text = _arrow_text(data)
+        given = text.is_valid().to_numpy(zero_copy_only=False)
+        parsed = _arrow_cast(text, pyarrow.float64())
+        if parsed is None:  # pandas finds which values are not numbers
+            parsed = pd.to_numeric(text.to_numpy(zero_copy_only=False), errors="coerce")
+        numbers = pd.Series(parsed, index=data.index, name=data.name, dtype="float64")
+    failed = given & ~np.isfinite(numbers.to_numpy())
+    return numbers.mask(failed), failed
+
+
+class _Float(_VectorCoercion, numpy_engine.Float64):
+    """Finite numbers as ``float64``."""
+
+    def parse(self, data: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        return _parse_number(data)
+
+
+class _Int(_VectorCoercion, pandas_engine.INT64):
+    """Whole numbers as nullable ``Int64``: "12" and 12.0 are fine, "12.5" is not."""
+
+    def parse(self, data: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        numbers, failed = _parse_number(data)
+        failed |= (numbers % 1 != 0).to_numpy() & numbers.notna().to_numpy()
+        return numbers.mask(failed).astype("Int64"), failed
+
+
+class _UtcTime(_VectorCoercion, pandas_engine.DateTime):
+    """ISO 8601 text or datetimes; naive means UTC; kept as ``datetime64[us, UTC]``."""
+
+    def parse(self, data: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        if pd.api.types.is_datetime64_any_dtype(data):
+            given = data.notna().to_numpy()
+            times = pd.to_datetime(data, utc=True)
+        else:
+            text = _arrow_text(data)
+            given = text.is_valid().to_numpy(zero_copy_only=False)
+            # Arrow parses a column that is all zoned or all naive; pandas parses a mix
+            # and finds the values that are not dates.
+            parsed = _arrow_cast(text, pyarrow.timestamp("us", tz="UTC"))
+            if parsed is None:
+                parsed = _arrow_cast(text, pyarrow.timestamp("us"))
+            if parsed is None:
+                times = pd.to_datetime(
+                    _objects(text, data), format="ISO8601", utc=True, errors="coerce"
+                )
+            else:
+                times = pd.Series(parsed, index=data.index, name=data.name).dt.tz_localize("UTC")
+        times = times.astype(self.type)
+        return times, given & times.isna().to_numpy()
+
+
+def _dtype(column: Column) -> pandas_engine.DataType:
+    """The coercing data type of a contract column (enumerations are lower-cased text)."""
+    if column.allowed:
+        return _Enum()
+    if column.type == "datetime":
+        return _UtcTime(unit="us", tz="UTC")
+    return {"string": _Text, "int": _Int, "float": _Float}[column.type]()
+
+
+def _pandera_column(column: Column) -> pa.Column:
+    """One contract column as a pandera column; the check errors are the reject reasons."""
+    checks = []
+    if column.allowed:
+        allowed = ", ".join(column.allowed)
+        checks.append(pa.Check.isin(column.allowed, error=f"must be one of: {allowed}"))
+    if column.min_value is not None:
+        checks.append(pa.Check.ge(column.min_value, error=f"must be >= {column.min_value:g}"))
+    return pa.Column(_dtype(column), checks=checks, nullable=not column.required, coerce=True)
+
+
+def table_schema(table: Table, extra_columns: Iterable[str] = ()) -> pa.DataFrameSchema:
+    """The pandera schema of one contract table; extra columns are kept as text."""
+    columns = {c.name: _pandera_column(c) for c in table.columns}
+    columns |= {name: pa.Column(_Text(), nullable=True, coerce=True) for name in extra_columns}
+    return pa.DataFrameSchema(columns, name=table.name)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    """One export file as a frame with a 0-based RangeIndex (row = index + 1)."""
+    try:
+        if path.suffix == ".csv":
+            # Text exactly as written: 'D0001' must not become a number, 'NA' not missing.
+            frame = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
+            )
+        else:
+            frame = pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"cannot read {path}: it is not UTF-8 text ({exc})") from exc
+    except (ValueError, OSError, pyarrow.ArrowException) as exc:
+        raise ExportError(f"cannot read {path}: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame.reset_index(drop=True)
+
+
+def read_export(export_dir: Path) -> dict[str, tuple[Path, pd.DataFrame]]:
+    """Read every contract table found in ``export_dir`` as a raw frame, with its file.
+
+    Files not named after a contract table are ignored. Raises :class:`ExportError`
+    when the folder or the mandatory ``deals`` table is missing, when a table is given
+    both as CSV and as Parquet, or when a file cannot be read.
+    """
+    export_dir = Path(export_dir)
+    if not export_dir.is_dir():
+        raise ExportError(f"export folder {export_dir} does not exist")
+    raw: dict[str, tuple[Path, pd.DataFrame]] = {}
+    for name, table in TABLES.items():
+        found = [p for p in (export_dir / f"{name}{s}" for s in _SUFFIXES) if p.is_file()]
+        if len(found) > 1:
+            raise ExportError(f"{export_dir} has both {found[0].name} and {found[1].name}")
+        if found:
+            raw[name] = (found[0], _read_file(found[0]))
+            log.info("read %s: %d rows", found[0], len(raw[name][1]))
+        elif table.mandatory:
+            understood = ", ".join(f"{n}.csv|.parquet" for n in TABLES)
+            raise ExportError(
+                f"{export_dir} has no {name} table: expected {name}.csv or {name}.parquet "
+                f"(files understood: {understood})"
+            )
+    return raw
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _written(raw: pd.DataFrame, column: str, positions: np.ndarray) -> np.ndarray:
+    """Values of ``column`` at ``positions`` as written in the file ('' when empty)."""
+    values = raw[column].iloc[positions]
+    return values.astype("string").fillna("").to_numpy(dtype=object)
+
+
+def _positions(problems: list[pd.DataFrame]) -> np.ndarray:
+    """Sorted distinct row positions with at least one problem."""
+    if not problems:
+        return np.array([], dtype="int64")
+    return np.unique(np.concatenate([p["position"].to_numpy() for p in problems]))
+
+
+@dataclass
+class _Checked:
+    """Validation state of one export table."""
+
+    table: Table
+    path: Path
+    #: Values as read, with every contract column present; row position = index.
+    raw: pd.DataFrame
+    #: Typed rows that passed the column checks, indexed by their position in the file.
+    rows: pd.DataFrame
+    #: Problems found so far: position, column, value, reason.
+    problems: list[pd.DataFrame] = field(default_factory=list)
+    duplicates: int = 0
+
+    def add(
+        self,
+        positions: np.ndarray,
+        column: str,
+        reason: str | np.ndarray,
+        value: np.ndarray | None = None,
+    ) -> None:
+        """Record a problem for rows given by file position."""
+        if len(positions):
+            self.problems.append(
+                pd.DataFrame(
+                    {
+                        "position": positions,
+                        "column": column,
+                        "value": _written(self.raw, column, positions) if value is None else value,
+                        "reason": reason,
+                    }
+                )
+            )
+
+    def reject(self, mask: np.ndarray, column: str, reason: str | np.ndarray) -> None:
+        """Record a problem for the typed rows selected by ``mask``."""
+        self.add(self.rows.index.to_numpy()[mask], column, reason)
+
+    @cached_property
+    def rejected(self) -> np.ndarray:
+        """Positions of rejected rows; only read once all checks of the table ran."""
+        return _positions(self.problems)
+
+    @cached_property
+    def valid(self) -> pd.DataFrame:
+        """Typed rows without any problem, in file order, with a fresh index."""
+        return self.rows[~self.rows.index.isin(self.rejected)].reset_index(drop=True)
+
+
+def _prepare(table: Table, path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Contract columns first (missing optional ones added empty), then extra columns."""
+    missing = [c.name for c in table.columns if c.name not in frame.columns]
+    required = [name for name in missing if table.column(name).required]
+    if required:
+        raise ExportError(f"{path} lacks required column(s): {', '.join(required)}")
+    extra = [c for c in frame.columns if c not in table.column_names]
+    frame = frame.assign(**{name: None for name in missing})
+    return frame[table.column_names + extra]
+
+
+def _error_positions(cases: object) -> np.ndarray:
+    """Row positions of a pandera error's failure cases (none for whole-column errors)."""
+    if isinstance(cases, pd.DataFrame) and "index" in cases:
+        return cases["index"].dropna().to_numpy(dtype="int64")
+    return np.array([], dtype="int64")
+
+
+def _column_checks(table: Table, path: Path, raw: pd.DataFrame) -> _Checked:
+    """Coerce each column with the table's pandera schema, then run the schema's checks.
+
+    Coercion runs on its own first because pandera skips the checks of a column it
+    could not coerce. Cells that fail coercion are reported, blanked and the column is
+    coerced again, so the checks run on every row and each row reports all of its
+    problems (a blanked cell is not reported as missing as well).
+    """
+    schema = table_schema(table, raw.columns[len(table.columns) :])
+    checked = _Checked(table, path, raw, rows=raw)
+    typed: dict[str, pd.Series] = {}
+    blanked: dict[str, np.ndarray] = {}
+    for name, column in schema.columns.items():
+        try:
+            typed[name] = column.coerce_dtype(raw[name])
+        except SchemaError as error:
+            positions = _error_positions(error.failure_cases)
+            checked.add(positions, name, _TYPE_REASONS[table.column(name).type])
+            blanked[name] = positions
+            typed[name] = column.coerce_dtype(raw[name].mask(raw.index.isin(positions)))
+    rows = pd.DataFrame(typed, index=raw.index)
+    rules = schema.update_columns({name: {"coerce": False} for name in schema.columns})
+    try:
+        rules.validate(rows, lazy=True, inplace=True)
+    except SchemaErrors as errors:
+        for error in errors.schema_errors:
+            name, positions = error.schema.name, _error_positions(error.failure_cases)
+            if error.reason_code == SchemaErrorReason.SERIES_CONTAINS_NULLS:
+                checked.add(np.setdiff1d(positions, blanked.get(name, [])), name, "is required")
+            elif error.reason_code == SchemaErrorReason.DATAFRAME_CHECK:
+                # Contract checks carry their reject reason as the error message.
+                checked.add(positions, name, error.check.error)
+            else:
+                raise RuntimeError(f"{path}: unexpected error on {name}: {error}") from errors
+    checked.rows = rows.drop(index=_positions(checked.problems))
+    return checked
+
+
+def _key_index(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Index:
+    """The key columns as an index, for hashing lookups of single or composite keys."""
+    if len(key) == 1:
+        return pd.Index(frame[key[0]])
+    return pd.MultiIndex.from_frame(frame[list(key)])
+
+
+def _check_duplicates(checked: _Checked) -> None:
+    """Keep one of identical repeated rows; reject every row of a key with differing rows."""
+    key = checked.table.key
+    repeated = checked.rows.duplicated(keep="first").to_numpy()
+    checked.duplicates = int(repeated.sum())
+    if checked.duplicates:
+        log.info("%s: %d identical repeated rows kept once", checked.path.name, checked.duplicates)
+        checked.rows = checked.rows[~repeated]
+    clash = checked.rows.duplicated(list(key), keep=False).to_numpy()
+    if not clash.any():
+        return
+    positions = checked.rows.index.to_numpy()[clash]
+    written = [_written(checked.raw, name, positions) for name in key]
+    named = [f"{name} '" + values + "'" for name, values in zip(key, written, strict=True)]
+    reason = "conflicting rows share the key " + named[0]
+    value = written[0]
+    for more_named, more_value in zip(named[1:], written[1:], strict=True):
+        reason, value = reason + ", " + more_named, value + ", " + more_value
+    checked.add(positions, ", ".join(key), reason, value)
+
+
+def _check_times(checked: _Checked, now: pd.Timestamp) -> None:
+    """Reject times after ``now`` + tolerance and, for deals, inconsistent closing."""
+    rows = checked.rows
+    latest = now + FUTURE_TOLERANCE
+    for column in checked.table.columns:
+        if column.type == "datetime":
+            checked.reject((rows[column.name] > latest).to_numpy(), column.name, "is in the future")
+    if checked.table.name != DEALS.name:
+        return
+    closed = rows["closed_at"].notna().to_numpy()
+    final = rows["status"].isin(("won", "lost")).to_numpy()
+    checked.reject(final & ~closed, "closed_at", "is required when status is won or lost")
+    checked.reject(~final & closed, "closed_at", "must be empty when status is open")
+    before = (rows["closed_at"] < rows["created_at"]).to_numpy()
+    checked.reject(before, "closed_at", "must not be before created_at")
+
+
+def _check_references(
+    checked: _Checked, done: Mapping[str, _Checked], stored: Mapping[str, pd.DataFrame]
+) -> None:
+    """References to parent tables, checked when the parent is in the export or stored."""
+    for column, parent, parent_column in checked.table.references:
+        if parent not in done and parent not in stored:
+            continue
+        values = checked.rows[column]
+        found = values.isna().to_numpy()
+        if parent in done:
+            found = found | values.isin(done[parent].valid[parent_column]).to_numpy()
+        if parent in stored:
+            found = found | values.isin(stored[parent][parent_column]).to_numpy()
+        if found.all():
+            continue
+        missing = values[~found]
+        reason = (f"{column} '" + missing + f"' not found in {parent}").to_numpy(dtype=object)
+        if parent in done:
+            # Say why, when the parent row was in the export but was rejected.
+            parent_raw = done[parent].raw[parent_column].iloc[done[parent].rejected]
+            was_rejected = missing.isin(_clean_text(parent_raw)).to_numpy()
+            reason[was_rejected] += f" (its row in {done[parent].path.name} was rejected)"
+        checked.reject(~found, column, reason)
+
+
+def _check_after_deal_creation(
+    checked: _Checked, done: Mapping[str, _Checked], stored: Mapping[str, pd.DataFrame]
+) -> None:
+    """Times that must not be before the deal's creation, as it will be after the merge."""
+    time_column = AFTER_DEAL_CREATION.get(checked.table.name)
+    deal_key = DEALS.key[0]
+    versions = [f for f in (stored.get(DEALS.name), done.get(DEALS.name)) if f is not None]
+    if time_column is None or not versions:
+        return
+    frames = [v.valid if isinstance(v, _Checked) else v for v in versions]
+    deals = pd.concat([f[[deal_key, "created_at"]] for f in frames], ignore_index=True)
+    created = deals.drop_duplicates(deal_key, keep="last").set_index(deal_key)["created_at"]
+    deal_created = checked.rows[deal_key].map(created)
+    early = (checked.rows[time_column] < deal_created).to_numpy()
+    if early.any():
+        when = deal_created[early].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(dtype=object)
+        checked.reject(early, time_column, "is before the deal's created_at " + when)
+
+
+def _table_order(names: Iterable[str]) -> list[str]:
+    """Parents before children, so children are checked against validated parents."""
+    graph = {name: {parent for _, parent, _ in t.references} for name, t in TABLES.items()}
+    wanted = set(names)
+    return [name for name in TopologicalSorter(graph).static_order() if name in wanted]
+
+
+def _rejects_frame(checked: Iterable[_Checked]) -> pd.DataFrame:
+    """All problems as one frame in ``rejects.csv`` layout, by table and row."""
+    parts = []
+    for c in checked:
+        if c.problems:
+            problems = pd.concat(c.problems, ignore_index=True).sort_values(
+                "position", kind="stable"
+            )
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "table": c.table.name,
+                        "file": c.path.name,
+                        "row": problems["position"].to_numpy() + 1,
+                        "column": problems["column"].to_numpy(),
+                        "value": problems["value"].to_numpy(),
+                        "reason": problems["reason"].to_numpy(),
+                    }
+                )
+            )
+    if not parts:
+        return pd.DataFrame(
+            {n: pd.Series(dtype="int64" if n == "row" else object) for n in REJECT_COLUMNS}
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _as_rejects(frame: pd.DataFrame) -> list[Reject]:
+    """The public list form; ``tolist`` gives plain ints and strs, not numpy scalars."""
+    return [Reject(*row) for row in zip(*(frame[c].tolist() for c in REJECT_COLUMNS), strict=True)]
+
+
+def _validate(
+    raw: Mapping[str, tuple[Path, pd.DataFrame]],
+    stored: Mapping[str, pd.DataFrame],
+    now: pd.Timestamp,
+) -> tuple[dict[str, _Checked], pd.DataFrame]:
+    """Check every table, parents first; shared by :func:`validate_tables` and ingest."""
+    done: dict[str, _Checked] = {}
+    for name in _table_order(raw):
+        path, frame = raw[name]
+        table = TABLES[name]
+        checked = _column_checks(table, path, _prepare(table, path, frame))
+        _check_duplicates(checked)
+        _check_times(checked, now)
+        _check_references(checked, done, stored)
+        _check_after_deal_creation(checked, done, stored)
+        done[name] = checked
+    return done, _rejects_frame(done.values())
+
+
+def _utc(now: pd.Timestamp | None) -> pd.Timestamp:
+    """``now`` as a UTC timestamp (default: the current time; naive means UTC)."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    return now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+
+
+def validate_tables(
+    raw: dict[str, tuple[Path, pd.DataFrame]],
+    stored: dict[str, pd.DataFrame] | None = None,
+    now: pd.Timestamp | None = None,
+) -> tuple[dict[str, pd.DataFrame], list[Reject]]:
+    """Validate raw export tables; return the valid typed rows per table and the rejects.
+
+    ``stored`` tables satisfy references the export does not (see the module notes);
+    ``now`` (default: the current time; naive means UTC) bounds times in the future.
+    """
+    checked, rejects = _validate(raw, stored or {}, _utc(now))
+    return {name: c.valid for name, c in checked.items()}, _as_rejects(rejects)
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def load_stored(crm_dir: Path) -> dict[str, pd.DataFrame]:
+    """The stored tables (``<table>.parquet`` in ``crm_dir``); absent tables are left out."""
+    paths = {name: Path(crm_dir) / f"{name}.parquet" for name in TABLES}
+    return {name: pd.read_parquet(path) for name, path in paths.items() if path.is_file()}
+
+
+def _conform(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with exactly ``columns``; absent (extra) columns are added as missing text."""
+    absent = {
+        c: pd.Series(None, index=frame.index, dtype=object) for c in columns if c not in frame
+    }
+    return frame.assign(**absent)[columns]
+
+
+def _same(old: pd.Series, new: pd.Series) -> np.ndarray:
+    """Element-wise equality where two missing values count as equal."""
+    equal = (old == new).to_numpy(dtype=bool, na_value=False)
+    return equal | (old.isna().to_numpy() & new.isna().to_numpy())
+
+
+def _upsert(
+    stored: pd.DataFrame | None, new: pd.DataFrame, table: Table
+) -> tuple[pd.DataFrame | None, dict[str, int]]:
+    """Replace stored rows by their new version and add rows with new keys.
+
+    Returns the merged table sorted by key, or ``None`` when nothing changed (so an
+    unchanged table is not rewritten), and the inserted/updated/unchanged counts.
+    """
+    if stored is None:
+        stored = new.iloc[:0]
+    columns = list(dict.fromkeys([*table.column_names, *stored.columns, *new.columns]))
+    at = _key_index(stored, table.key).get_indexer(_key_index(new, table.key))
+    known = at >= 0
+    old = _conform(stored.iloc[at[known]], columns).reset_index(drop=True)
+    current = _conform(new[known], columns).reset_index(drop=True)
+    same = np.ones(len(current), dtype=bool)
+    for column in columns:
+        same &= _same(old[column], current[column])
+    counts = {
+        "inserted": int((~known).sum()),
+        "updated": int((~same).sum()),
+        "unchanged": int(same.sum()),
+    }
+    if counts["inserted"] == 0 and counts["updated"] == 0:
+        return None, counts
+    kept = np.ones(len(stored), dtype=bool)
+    kept[at[known]] = False
+    parts = [_conform(f, columns) for f in (stored[kept], new) if len(f)]
+    merged = pd.concat(parts, ignore_index=True)
+    return merged.sort_values(list(table.key), kind="stable", ignore_index=True), counts
+
+
+def _parquet_writer(frame: pd.DataFrame, table: Table) -> Callable[[Path], None]:
+    """Write with fixed Parquet types, so an all-missing column keeps its contract type."""
+    types = {c.name: _ARROW_TYPES[c.type] for c in table.columns}
+    schema = pyarrow.schema([(c, types.get(c, pyarrow.string())) for c in frame.columns])
+
+    def write(path: Path) -> None:
+        pq.write_table(pyarrow.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+
+    return write
+
+
+def _replace_files(writers: Mapping[Path, Callable[[Path], None]]) -> None:
+    """Write every file to a temporary sibling first, then move them all into place.
+
+    ``os.replace`` is atomic per file: readers see the old or the new version, and a
+    failure while writing leaves every target as it was.
+    """
+    temporary: dict[Path, Path] = {}
+    try:
+        for target, write in writers.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary[target] = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            write(temporary[target])
+        for target, temp in temporary.items():
+            os.replace(temp, target)
+    finally:
+        for temp in temporary.values():
+            temp.unlink(missing_ok=True)
+
+
+def ingest_export(
+    export_dir: Path,
+    crm_dir: Path,
+    rejects_dir: Path,
+    now: pd.Timestamp | None = None,
+) -> IngestResult:
+    """Validate ``export_dir`` and upsert its valid rows into the tables in ``crm_dir``.
+
+    All rejects of the run go to ``rejects_dir/rejects.csv`` (header only when there
+    are none). Running it twice on the same export leaves the store byte-identical.
+    """
+    raw = read_export(Path(export_dir))
+    stored = load_stored(Path(crm_dir))
+    checked, rejects = _validate(raw, stored, _utc(now))
+
+    tables = dict(stored)
+    counts: dict[str, dict[str, int]] = {}
+    writers: dict[Path, Callable[[Path], None]] = {}
+    for name, c in checked.items():
+        merged, merge_counts = _upsert(stored.get(name), c.valid, c.table)
+        counts[name] = {
+            "read": len(c.raw),
+            "valid": len(c.valid),
+            "rejected": len(c.rejected),
+            "duplicates": c.duplicates,
+            **merge_counts,
+        }
+        if merged is not None:
+            tables[name] = merged
+            writers[Path(crm_dir) / f"{name}.parquet"] = _parquet_writer(merged, c.table)
+        log.info("%s: %s", c.path.name, ", ".join(f"{k} {v}" for k, v in counts[name].items()))
+    rejects_path = Path(rejects_dir) / REJECTS_FILE
+    writers[rejects_path] = lambda path: rejects.to_csv(path, index=False, encoding="utf-8")
+    _replace_files(writers)
+    if len(rejects):
+        log.warning("%d problems in %s, listed in %s", len(rejects), export_dir, rejects_path)
+    return IngestResult(tables=tables, counts=counts, rejects=_as_rejects(rejects))
