@@ -1,1 +1,1 @@
-"""leadscore package."""
+"""Lead scoring domain library: contract, ingest, synthetic CRM, features, model."""

@@ -183,12 +183,18 @@ def contract_markdown() -> str:
     lines = [
         "# CRM export contract",
         "",
-        "Generated from `leadscore/contract.py` by `leadscore contract --markdown`; do not edit by hand.",
+        "Generated from `leadscore/contract.py` by `leadscore contract`; do not edit by hand.",
         "",
         "An export is a folder with one file per table, `<table>.csv` or `<table>.parquet`.",
         "Only `deals` is mandatory: a missing table makes the features it feeds missing (NaN).",
         "Extra columns are kept and ignored. Times are ISO 8601; without a zone they are read as UTC.",
-        "Enumerations are matched case-insensitively after trimming spaces.",
+        "Enumerations are matched case-insensitively after trimming spaces. CSV files are UTF-8.",
+        "",
+        "`leadscore ingest` checks every row against this contract. A row that breaks it is",
+        "rejected with the file, row (1-based, header excluded), column, value and reason,",
+        "and listed in `features/data/rejects/rejects.csv`; all other rows are merged into the",
+        "stored tables by key. Identical repeated rows count once; rows sharing a key but",
+        "differing are all rejected. Re-running ingest on the same export changes nothing.",
         "",
     ]
     for t in TABLES.values():

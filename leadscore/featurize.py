@@ -202,21 +202,27 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
     key = code * span + (t - t0)
     order = np.argsort(key, kind="stable")
     key = key[order]
-    a_type = activities["type"].astype(str).str.lower().to_numpy()[order]
+    a_type = activities["type"].astype(str).str.lower().to_numpy()[order].astype("U8")
     direction = _col(activities, "direction").astype("string").str.lower().to_numpy(na_value="")[order]
     contact = _col(activities, "contact_id").astype("string").to_numpy(na_value="")[order]
 
-    # Rows: every activity, and each moment an activity leaves a window.
-    rows = np.unique(np.concatenate([key] + [key + w * DAY for w in WINDOWS_DAYS]))
+    # Rows: every activity, and each moment an activity leaves a window. The four
+    # runs are each sorted already, so a sort and a neighbour comparison dedupe them
+    # far faster than a hash-based unique.
+    rows = np.sort(np.concatenate([key] + [key + w * DAY for w in WINDOWS_DAYS]), kind="stable")
+    rows = rows[np.r_[True, rows[1:] != rows[:-1]]]
     row_code = rows // span
     deal_start = row_code * span  # first key of the row's deal
 
-    def count(keys: np.ndarray, lower: np.ndarray) -> np.ndarray:
-        """Keys of the row's deal in (lower, row]."""
-        lo = np.maximum(lower, deal_start - 1)
-        return (np.searchsorted(keys, rows, "right") - np.searchsorted(keys, lo, "right")).astype(
-            np.int32
-        )
+    def counter(keys: np.ndarray):
+        """Counts of ``keys`` of the row's deal in (lower, row], for any lower bound."""
+        upper = np.searchsorted(keys, rows, "right")
+
+        def count(lower: np.ndarray) -> np.ndarray:
+            lo = np.searchsorted(keys, np.maximum(lower, deal_start - 1), "right")
+            return (upper - lo).astype(np.int32)
+
+        return count
 
     def last_at(keys: np.ndarray) -> pd.Series:
         """Time of the last key of the row's deal at or before the row, else NaT."""
@@ -229,15 +235,17 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
 
     out = pd.DataFrame({"deal_id": np.asarray(deal_cat.categories)[row_code]})
     out[TS] = _from_seconds(rows - row_code * span + t0)
+    counters = {kind: counter(key[a_type == kind]) for kind in ACTIVITY_TYPES}
+    count_all = counter(key)
     for w in WINDOWS_DAYS:
         lower = rows - w * DAY
         for kind in ACTIVITY_TYPES:
-            out[f"act_{kind}_{w}d"] = count(key[a_type == kind], lower)
-        out[f"act_total_{w}d"] = count(key, lower)
+            out[f"act_{kind}_{w}d"] = counters[kind](lower)
+        out[f"act_total_{w}d"] = count_all(lower)
     everything = deal_start - 1
-    out["n_activities"] = count(key, everything)
+    out["n_activities"] = count_all(everything)
     inbound, outbound = key[direction == "inbound"], key[direction == "outbound"]
-    out["share_inbound"] = count(inbound, everything) / out["n_activities"]
+    out["share_inbound"] = counter(inbound)(everything) / out["n_activities"]
     out["last_activity_at"] = last_at(key)
     out["last_inbound_at"] = last_at(inbound)
     out["awaiting_reply_since"] = _awaiting_reply_since(rows, row_code, span, t0, inbound, outbound)
@@ -245,10 +253,10 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
 
     is_visit = a_type == "visit"
     visit_keys = key[is_visit]
-    visit_deal = key[is_visit] // span
+    visit_deal = visit_keys // span
     first = ~pd.DataFrame({"d": visit_deal, "c": contact[is_visit]}).duplicated().to_numpy()
-    out["first_visits"] = count(visit_keys[first], everything)
-    out["followup_visits"] = count(visit_keys, everything) - out["first_visits"]
+    out["first_visits"] = counter(visit_keys[first])(everything)
+    out["followup_visits"] = counter(visit_keys)(everything) - out["first_visits"]
 
     seniority = _contact_seniority(contacts)
     if seniority is None:
@@ -256,7 +264,7 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
     else:
         level = pd.Series(contact).map(seniority).to_numpy(dtype=float, na_value=np.nan)
         met = np.isin(a_type, ["meeting", "visit"]) & (level >= SENIOR_LEVEL)
-        out["senior_met"] = np.minimum(count(key[met], everything), 1).astype(np.int32)
+        out["senior_met"] = np.minimum(counter(key[met])(everything), 1).astype(np.int32)
     return out
 
 
