@@ -62,7 +62,8 @@ def load_settings(**overrides: object) -> Settings:
 
     ``LEADSCORE_FEATURE_REPO``, ``LEADSCORE_FEATURE_STORE_YAML``, ``MLFLOW_TRACKING_URI``
     (MLflow's own variable, so the production PostgreSQL backend is chosen by the URI
-    alone) and ``LEADSCORE_SEED``.
+    alone), ``LEADSCORE_ARTIFACT_ROOT`` (where new experiments keep artifacts) and
+    ``LEADSCORE_SEED``.
     """
     env: dict[str, object] = {}
     if v := os.environ.get("LEADSCORE_FEATURE_REPO"):
@@ -71,6 +72,8 @@ def load_settings(**overrides: object) -> Settings:
         env["feature_store_yaml"] = v
     if v := os.environ.get("MLFLOW_TRACKING_URI"):
         env["tracking_uri"] = v
+    if v := os.environ.get("LEADSCORE_ARTIFACT_ROOT"):
+        env["artifact_root"] = Path(v).resolve()
     if v := os.environ.get("LEADSCORE_SEED"):
         env["seed"] = int(v)
     env.update(overrides)

@@ -76,9 +76,18 @@ def _utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
 
 
-def _seconds(values: pd.Series) -> np.ndarray:
-    """UTC datetimes as int64 seconds since the epoch."""
-    return _utc(values).to_numpy(dtype="datetime64[s]").astype(np.int64)
+def _micros(values: pd.Series) -> np.ndarray:
+    """UTC datetimes as int64 microseconds since the epoch."""
+    return _utc(values).to_numpy(dtype="datetime64[us]").astype(np.int64)
+
+
+def _seconds_up(values: pd.Series) -> np.ndarray:
+    """UTC datetimes as int64 seconds since the epoch, rounded up.
+
+    Up, never down: an event is then never visible before it happened, so a moment of
+    scoring a fraction of a second before an activity cannot see it.
+    """
+    return -(-_micros(values) // 1_000_000)
 
 
 def _from_seconds(seconds: np.ndarray) -> pd.Series:
@@ -195,7 +204,7 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
         return _empty_activity_source()
     deal_cat = pd.Categorical(activities["deal_id"].astype(str))
     code = deal_cat.codes.astype(np.int64)
-    t = _seconds(activities["occurred_at"])
+    t = _seconds_up(activities["occurred_at"])
     t0 = int(t.min())
     max_window = max(WINDOWS_DAYS) * DAY
     span = int(t.max() - t0) + max_window + 2 * DAY
@@ -454,9 +463,10 @@ def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
     instant they were created have no such moment and are left out.
     """
     closed = deals[deals["status"].isin([_WON, _LOST]) & deals["closed_at"].notna()].copy()
-    created = _seconds(closed["created_at"])
-    close = _seconds(closed["closed_at"])
-    step = every_days * DAY
+    # Exact microseconds: snapshot 0 must be at creation, not a fraction of a second before.
+    created = _micros(closed["created_at"])
+    close = _micros(closed["closed_at"])
+    step = every_days * DAY * 1_000_000
     n = np.where(close > created, np.ceil((close - created) / step), 0).astype(np.int64)
     idx = np.repeat(np.arange(len(closed)), n)
     k = np.arange(len(idx)) - np.repeat(np.cumsum(n) - n, n)
@@ -467,7 +477,7 @@ def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
             "deal_id": base["deal_id"].astype(str).to_numpy(),
             "account_id": base["account_id"].astype(str).to_numpy(),
             "owner_id": _col(base, "owner_id").fillna("").astype(str).to_numpy(),
-            TS: _from_seconds(snap),
+            TS: pd.Series(snap.astype("datetime64[us]")).dt.tz_localize("UTC").to_numpy(),
             "snapshot_index": k.astype(np.int32),
             "created_at": _utc(base["created_at"]).to_numpy(),
             "closed_at": _utc(base["closed_at"]).to_numpy(),

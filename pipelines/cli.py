@@ -102,11 +102,12 @@ def features_apply() -> None:
 @features_app.command("materialize")
 def features_materialize(
     end: Annotated[str | None, typer.Option("--end", help="Load values up to this time (default now).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Reload all history (new or switched online store).")] = False,
 ) -> None:
-    """Load the latest feature values into the online store (incremental)."""
+    """Load the latest feature values into the online store (incremental unless --full)."""
     from pipelines.feature_store import materialize
 
-    done = materialize(load_settings(), _utc(end).to_pydatetime() if end else None)
+    done = materialize(load_settings(), _utc(end).to_pydatetime() if end else None, full=full)
     typer.echo(f"online store up to date as of {done.isoformat()}")
 
 
@@ -189,3 +190,244 @@ def serve(
     from serving.package import serve as run_server
 
     run_server(port=port, host=host)
+
+
+# ---- training commands (issue 3) ----
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command()
+def train(
+    truth: Annotated[Path | None, typer.Option("--truth", exists=True, dir_okay=False,
+                                               help="Generator truth.parquet: compare with the oracle.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default LEADSCORE_SEED or 42).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")] = False,
+) -> None:
+    """Train on the Feast training frame, log to MLflow, register the version as challenger."""
+    import contextlib
+    import sys
+
+    from training.data import InsufficientDataError
+    from training.train import TrainConfig, train_from_store
+
+    settings = load_settings()
+    try:
+        # Library prints (none expected, but third-party ones happen) must not corrupt --json.
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = train_from_store(settings, TrainConfig(seed=settings.seed if seed is None else seed), truth)
+    except (InsufficientDataError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        _print_json(summary)
+        return
+    t, lr, cr = summary["test"], summary["baselines"]["logistic_regression"], summary["baselines"]["channel_rate"]
+    typer.echo(f"{summary['model_name']} version {summary['model_version']} ({', '.join(summary['aliases'])}), "
+               f"run {summary['run_id']}")
+    typer.echo(f"test: ROC AUC {t['roc_auc']:.3f}, PR AUC {t['pr_auc']:.3f}, log loss {t['log_loss']:.4f}, "
+               f"Brier {t['brier']:.4f}, ECE {t['ece']:.4f}, lift@10% {t['lift_at_10']:.2f}")
+    typer.echo(f"baselines: logistic regression ROC AUC {lr['roc_auc']:.3f} / log loss {lr['log_loss']:.4f}; "
+               f"channel rate {cr['roc_auc']:.3f} / {cr['log_loss']:.4f}")
+    if "at_creation" in summary:
+        m, o = summary["at_creation"]["model"], summary["at_creation"]["oracle"]
+        typer.echo(f"at creation: model ROC AUC {m['roc_auc']:.3f} / log loss {m['log_loss']:.4f}; "
+                   f"oracle {o['roc_auc']:.3f} / {o['log_loss']:.4f}")
+    typer.echo(f"behaviour checks: {'passed' if summary['behaviour']['passed'] else 'FAILED'}")
+
+
+@app.command()
+def promote(
+    version: Annotated[str | None, typer.Option("--version", help="Version to promote (default: challenger).")] = None,
+    max_auc_drop: Annotated[float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")] = 0.01,
+    max_log_loss_rise: Annotated[float, typer.Option("--max-log-loss-rise",
+                                                     help="Allowed log loss rise vs champion.")] = 0.01,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the gate fails (recorded).")] = False,
+    note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+) -> None:
+    """Make the challenger champion if it is not worse on the same test slice and behaves."""
+    from training.data import InsufficientDataError
+    from training.registry import RegistryError, Tolerance, promote_from_store
+
+    try:
+        decision = promote_from_store(load_settings(), version=version,
+                                      tolerance=Tolerance(max_auc_drop, max_log_loss_rise), force=force, note=note)
+    except (RegistryError, InsufficientDataError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        _print_json(decision.to_dict())
+    else:
+        ch, cm = decision.challenger_metrics, decision.champion_metrics
+        typer.echo(f"test slice: {decision.test_slice['deals']:,} deals closed after {decision.test_slice['valid_end']}")
+        typer.echo(f"challenger {decision.challenger}: ROC AUC {ch['roc_auc']:.4f}, log loss {ch['log_loss']:.4f}")
+        if cm is not None:
+            typer.echo(f"champion {decision.champion_before}: ROC AUC {cm['roc_auc']:.4f}, log loss {cm['log_loss']:.4f}")
+        for reason in decision.reasons:
+            typer.echo(f"gate: {reason}")
+        outcome = "promoted (forced)" if decision.forced else "promoted" if decision.promoted else "NOT promoted"
+        typer.echo(f"version {decision.challenger} {outcome}")
+    if not decision.promoted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback(note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "") -> None:
+    """Put champion back on the previous champion."""
+    from training.registry import RegistryError
+    from training.registry import rollback as run_rollback
+
+    try:
+        r = run_rollback(load_settings(), note)
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"champion rolled back from version {r.from_version} to {r.to_version}")
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List registered versions with aliases and headline test metrics."""
+    from training.registry import list_versions
+
+    versions = list_versions(load_settings())
+    if as_json:
+        _print_json(versions)
+        return
+    typer.echo(f"{'version':>7}  {'aliases':20s} {'created':25s} {'ROC AUC':>7} {'log loss':>8} {'ECE':>6}  notes")
+    for v in versions:
+        m = v["metrics"]
+        notes = "forced" if v["tags"].get("promotion.forced") == "true" else ""
+        notes += " rolled back" if "rollback.at" in v["tags"] else ""
+        typer.echo(f"{v['version']:>7}  {','.join(v['aliases']) or '-':20s} {v['created']:25s} "
+                   f"{m.get('test.roc_auc', float('nan')):>7.4f} {m.get('test.log_loss', float('nan')):>8.4f} "
+                   f"{m.get('test.ece', float('nan')):>6.4f}  {notes.strip()}")
+
+
+# ---- manager commands (issue 5) ----
+_OwnerOpt = Annotated[list[str] | None, typer.Option("--owner", help="Only this owner's deals (repeatable).")]
+_ChannelOpt = Annotated[list[str] | None, typer.Option("--channel", help="Only deals from this channel (repeatable).")]
+_SegmentOpt = Annotated[list[str] | None, typer.Option(
+    "--segment", help="Only accounts of this size band (small: under 100 employees, mid-market: 100-999, "
+                      "enterprise: 1,000+, unknown) or this industry (repeatable).")]
+_StatusOpt = Annotated[list[str] | None, typer.Option(
+    "--status", help="Only deals with this status: open, dormant, 'recently lost' (repeatable).")]
+_SourceOpt = Annotated[Path | None, typer.Option(
+    "--from", help="Folder of the ranked list (default: rankings/ in the feature repo's data).")]
+
+
+def _filters(owner: list[str] | None, channel: list[str] | None, segment: list[str] | None,
+             status: list[str] | None):
+    from pipelines.rank import Filters
+
+    try:
+        return Filters(tuple(owner or ()), tuple(channel or ()), tuple(segment or ()), tuple(status or ()))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--status") from exc
+
+
+def _rank_progress(done: int, total: int) -> None:
+    """One progress line on stderr; until the end the cursor stays at its start, so a log
+    line written meanwhile replaces it instead of running on after it."""
+    last = done >= total
+    typer.echo(f"\rscored {done:,}/{total:,} deals" + ("" if last else "\r"), err=True, nl=last)
+
+
+@app.command()
+def rank(
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the ranked list and its score history "
+                                                           "(default: rankings/ in the feature repo's data).")] = None,
+    by: Annotated[str, typer.Option("--by", help="expected_value (probability x amount) or probability.")]
+    = "expected_value",
+    top_n: Annotated[int | None, typer.Option("--top", min=1, help="Keep the best N deals in the list.")] = None,
+    owner: _OwnerOpt = None,
+    channel: _ChannelOpt = None,
+    segment: _SegmentOpt = None,
+    status: _StatusOpt = None,
+    dormant_days: Annotated[float, typer.Option("--dormant-days", min=1,
+                                                help="An open deal without activity this long is dormant.")] = 30,
+    lost_days: Annotated[float, typer.Option("--lost-days", min=0,
+                                             help="Score deals lost within this many days, as if re-opened.")] = 180,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Deals scored per batch.")] = 5000,
+    threshold: Annotated[list[str] | None, typer.Option(
+        "--threshold", help="Risk rule threshold NAME=VALUE (repeatable): max_stalls, max_reply_hours, "
+                            "follow_up_days, activity_ratio, economic_buyer_stage; env LEADSCORE_HEALTH_<NAME>.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Moment of ranking (default now).")] = None,
+    alias: Annotated[str, typer.Option("--alias", help="MLflow alias of the model to rank with.")] = "champion",
+) -> None:
+    """Score open, dormant and recently lost deals with the champion and write the ranked list."""
+    from pipelines.health import HealthThresholds
+    from pipelines.rank import (
+        RANK_BY,
+        STATUSES,
+        RankConfig,
+        RankingError,
+        load_champion,
+        rankings_dir,
+        run_rank,
+    )
+    from serving.scoring import ServingConfig
+
+    if by not in RANK_BY:
+        raise typer.BadParameter(f"must be one of {', '.join(RANK_BY)}", param_hint="--by")
+    try:
+        health = HealthThresholds.from_env().with_overrides(threshold or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--threshold") from exc
+    settings = load_settings()
+    config = RankConfig(dormant_days, lost_days, batch_size, health=health,
+                        grade_thresholds=ServingConfig.from_env().grade_thresholds)
+    filters = _filters(owner, channel, segment, status)
+    try:
+        model, version = load_champion(settings, alias)
+        result = run_rank(settings, model, version, out or rankings_dir(settings), config, filters, by,  # type: ignore[arg-type]
+                          top_n, _utc(as_of), _rank_progress)
+    except RankingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    counts = ", ".join(f"{result.scored.get(s, 0):,} {s}" for s in STATUSES)
+    typer.echo(f"scored {sum(result.scored.values()):,} deals ({counts}) with {settings.model_name} "
+               f"version {result.model_version}")
+    typer.echo(f"ranked list ({len(result.ranked):,} deals by {by}): {result.paths['parquet']} and .csv")
+    typer.echo(f"score history: {result.paths['history']}")
+
+
+@app.command()
+def top(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of deals to show.")] = 20,
+    source: _SourceOpt = None,
+    owner: _OwnerOpt = None,
+    channel: _ChannelOpt = None,
+    segment: _SegmentOpt = None,
+    status: _StatusOpt = None,
+) -> None:
+    """Print the best deals of the last ranked list, with reasons (+/-) and risk flags (!)."""
+    from pipelines.rank import RankingError, rankings_dir, read_ranked
+    from pipelines.report import text_table
+
+    try:
+        ranked = read_ranked(source or rankings_dir(load_settings()))
+    except RankingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(text_table(_filters(owner, channel, segment, status).apply(ranked).head(n)))
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    source: _SourceOpt = None,
+    max_rows: Annotated[int, typer.Option("--max-rows", min=1, help="Deals shown in the table.")] = 1000,
+) -> None:
+    """Write the managers' page: ranked deals with reasons, risk flags and next steps, and CRM charts."""
+    from pipelines.rank import RankingError, rankings_dir
+    from pipelines.report import write_report
+
+    settings = load_settings()
+    try:
+        path = write_report(out, source or rankings_dir(settings), settings.crm_dir, max_rows)
+    except RankingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"report: {path}")

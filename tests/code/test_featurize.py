@@ -135,3 +135,22 @@ def test_snapshots_are_strictly_before_close_and_labelled():
 def test_competitor_keeps_none_and_unknown_apart():
     out = normalise_competitor(pd.Series(["None", " no competitor ", "", None, "Unknown", "Acme CRM", "无"]))
     assert list(out) == ["none", "none", "unknown", "unknown", "unknown", "acme_crm", "none"]
+
+
+def test_sub_second_times_snapshot_at_creation_sees_the_deal_and_no_later_activity():
+    """CRM times carry microseconds: the creation snapshot must see the deal itself,
+    and an activity half a second after a moment must not be visible at it."""
+    crm = tiny_crm()
+    shift = pd.Timedelta(microseconds=400_123)
+    crm["deals"]["created_at"] = crm["deals"]["created_at"] + shift
+    snaps = snapshot_entities(crm["deals"], every_days=14)
+    assert (snaps.groupby("deal_id")["event_timestamp"].min().sort_index()
+            == crm["deals"].set_index("deal_id").loc[["D1", "D2"], "created_at"].sort_index()).all()
+    first = model_frame(features_as_of(build_feature_sources(crm), snaps[snaps["snapshot_index"] == 0]))
+    assert first["channel"].notna().all() and first["amount"].notna().all()
+
+    when = day(31) + pd.Timedelta(milliseconds=200)
+    late = crm["activities"].iloc[[0]].assign(activity_id="SOON", occurred_at=when + pd.Timedelta(milliseconds=500))
+    crm["activities"] = pd.concat([crm["activities"], late])
+    assert at(crm, "D1", when)["n_activities"] == 6
+    assert at(crm, "D1", when + pd.Timedelta(seconds=1))["n_activities"] == 7

@@ -1,0 +1,48 @@
+"""Calibration: fitted on validation, it improves (or keeps) ECE; isotonic only with enough data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.calibration import choose_calibration, fit_isotonic, fit_platt
+from training.evaluate import expected_calibration_error
+
+
+def overconfident(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw scores twice as extreme (and shifted) as the log-odds outcomes are drawn from."""
+    rng = np.random.default_rng(seed)
+    true_logit = rng.normal(-0.8, 1.2, n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-true_logit))).astype(int)
+    raw = 2.0 * true_logit + 0.7
+    return raw, y, np.arange(n).astype(str)
+
+
+def test_calibration_improves_ece_of_a_miscalibrated_score():
+    raw, y, groups = overconfident(3000)
+    before = expected_calibration_error(y, 1 / (1 + np.exp(-raw)))
+    choice = choose_calibration(raw, y, groups)
+    after = expected_calibration_error(y, choice.calibration(raw))
+    assert after < before / 3
+
+
+def test_small_validation_slices_get_platt_not_isotonic():
+    raw, y, groups = overconfident(600)
+    choice = choose_calibration(raw, y, groups, min_isotonic_deals=500)
+    assert choice.calibration.method == "platt"
+    assert "isotonic needs 500" in choice.reason
+
+
+def test_large_slices_compare_both_by_out_of_fold_log_loss():
+    raw, y, groups = overconfident(20000, seed=1)
+    choice = choose_calibration(raw, y, groups, min_isotonic_deals=500)
+    assert set(choice.cv_log_loss) == {"platt", "isotonic"}
+    assert choice.calibration.method == min(choice.cv_log_loss, key=choice.cv_log_loss.get)
+
+
+def test_calibrators_are_increasing_and_isotonic_never_certain():
+    raw, y, _ = overconfident(2000)
+    grid = np.linspace(raw.min() - 5, raw.max() + 5, 500)
+    for cal in (fit_platt(raw, y), fit_isotonic(raw, y)):
+        assert (np.diff(cal(grid)) >= 0).all()
+    iso = fit_isotonic(raw, y)(grid)
+    assert iso.min() >= 1e-3 and iso.max() <= 1 - 1e-3

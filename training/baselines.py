@@ -1,0 +1,87 @@
+"""Baselines trained on the same split, so the booster has to earn its complexity.
+
+* ``logistic_regression``: the same features through impute + one-hot + scale, a linear
+  model. If the booster barely beats it, the simpler model may be the better product.
+* ``channel_rate``: the historical win rate of the deal's channel, what a team without
+  a model would guess. Smoothed towards the overall rate so a rare channel's guess is
+  not a handful of deals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+MISSING = "(missing)"
+
+
+def fit_logistic_regression(
+    train: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> Pipeline:
+    """Median-impute (with missing indicators) and scale numbers, one-hot categories, fit L2 LR.
+
+    Unseen categories at prediction time get an all-zero one-hot row. Columns that are
+    entirely missing in training are dropped by the imputer.
+    """
+    prep = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
+             list(numeric)),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), list(categorical)),
+        ]
+    )
+    model = make_pipeline(prep, LogisticRegression(C=1.0, max_iter=2000))
+    model.fit(_lr_input(train, numeric, categorical), train["won"].to_numpy())
+    return model
+
+
+def predict_logistic_regression(
+    model: Pipeline, frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> np.ndarray:
+    return model.predict_proba(_lr_input(frame, numeric, categorical))[:, 1]
+
+
+def _lr_input(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
+    """Numbers as float, categories as strings with an explicit missing marker."""
+    out = pd.DataFrame(index=frame.index)
+    for c in numeric:
+        out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    for c in categorical:
+        out[c] = frame[c].astype(object).where(frame[c].notna(), MISSING).astype(str)
+    return out
+
+
+@dataclass(frozen=True)
+class GroupRate:
+    """Win rate per value of one column, smoothed: (wins + m * overall) / (n + m)."""
+
+    column: str
+    rates: dict[str, float]
+    overall: float
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        keys = frame[self.column].astype(object).where(frame[self.column].notna(), MISSING)
+        return keys.map(self.rates).fillna(self.overall).to_numpy(dtype=np.float64)
+
+
+def fit_group_rate(train: pd.DataFrame, column: str = "channel", smoothing: float = 20.0) -> GroupRate:
+    """Rates from deals, not snapshots: each deal counts once, as in a win-rate report.
+
+    A deal's value is its first recorded one over its snapshots (a snapshot taken before
+    the field was filled in leaves it missing).
+    """
+    g = train.groupby("deal_id", sort=False)
+    deals = pd.DataFrame({"key": g[column].first(), "won": g["won"].first().astype(float)})
+    keys = deals["key"].astype(object).where(deals["key"].notna(), MISSING)
+    overall = float(deals["won"].mean())
+    by_key = deals["won"].groupby(keys.to_numpy())
+    rates = ((by_key.sum() + smoothing * overall) / (by_key.size() + smoothing)).to_dict()
+    return GroupRate(column, {str(k): float(v) for k, v in rates.items()}, overall)

@@ -1,0 +1,104 @@
+"""The training frame as training sees it: checked, put in a canonical order, fingerprinted.
+
+The frame normally comes from Feast (:func:`pipelines.feature_store.training_frame`);
+:func:`in_memory_frame` builds the same shape without Feast from CRM tables, for tests
+and quick experiments. Columns: deal_id, account_id, owner_id, event_timestamp,
+snapshot_index, created_at, closed_at, won, and every model feature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leadscore.featurize import (
+    TS,
+    build_feature_sources,
+    features_as_of,
+    model_frame,
+    snapshot_entities,
+)
+
+META_COLUMNS = ("deal_id", "account_id", "owner_id", TS, "snapshot_index", "created_at", "closed_at", "won")
+#: Fewer won (or lost) closed deals than this and a model would mostly learn noise.
+MIN_CLASS_DEALS = 40
+
+
+class InsufficientDataError(ValueError):
+    """Too few closed deals of a class; the message says how many there are and what is needed."""
+
+    def __init__(self, won: int, lost: int, needed: int, where: str = "closed deals to train on") -> None:
+        self.won, self.lost, self.needed = won, lost, needed
+        super().__init__(
+            f"not enough {where}: {won} won and {lost} lost, at least {needed} of each are needed. "
+            "Ingest a longer CRM history (more closed deals) and try again."
+        )
+
+
+def class_counts(frame: pd.DataFrame) -> tuple[int, int]:
+    """Won and lost *deals* in the frame (a deal has one outcome, however many snapshots)."""
+    deals = frame.drop_duplicates("deal_id")
+    won = int(deals["won"].astype(int).sum())
+    return won, len(deals) - won
+
+
+def check_enough_data(
+    frame: pd.DataFrame, minimum: int = MIN_CLASS_DEALS, where: str = "closed deals to train on"
+) -> None:
+    """Raise :class:`InsufficientDataError` unless both outcomes have ``minimum`` deals."""
+    won, lost = class_counts(frame) if len(frame) else (0, 0)
+    if won < minimum or lost < minimum:
+        raise InsufficientDataError(won, lost, minimum, where)
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered by (closed_at, deal_id, snapshot_index), model columns typed as the model
+    expects: the same data in any row order or dtype trains the same model."""
+    meta = frame[list(META_COLUMNS)].copy()
+    for c in (TS, "created_at", "closed_at"):
+        meta[c] = pd.to_datetime(meta[c], utc=True).astype("datetime64[us, UTC]")
+    for c in ("deal_id", "account_id", "owner_id"):
+        meta[c] = meta[c].astype(str)
+    meta["snapshot_index"] = meta["snapshot_index"].astype(np.int32)
+    meta["won"] = meta["won"].astype(np.int8)
+    out = pd.concat([meta, model_frame(frame)], axis=1)
+    return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(drop=True)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of a canonical frame's content: same data, same fingerprint, on any machine."""
+    digest = hashlib.sha256()
+    digest.update(",".join(frame.columns).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_window(frame: pd.DataFrame) -> dict[str, str]:
+    """First snapshot and first/last close of the frame, ISO 8601 in UTC."""
+    return {
+        "first_snapshot": frame[TS].min().isoformat(),
+        "first_close": frame["closed_at"].min().isoformat(),
+        "last_close": frame["closed_at"].max().isoformat(),
+    }
+
+
+def in_memory_frame(tables: Mapping[str, pd.DataFrame], every_days: int = 14) -> pd.DataFrame:
+    """The Feast training frame's shape, computed in memory (``features_as_of``), no store."""
+    entities = snapshot_entities(tables["deals"], every_days)
+    features = features_as_of(build_feature_sources(dict(tables)), entities)
+    return pd.concat([entities.reset_index(drop=True), model_frame(features)], axis=1)
+
+
+def load_truth(path: Path) -> pd.DataFrame:
+    """The synthetic generator's ``truth.parquet``: deal_id, p_latent, p_at_creation."""
+    truth = pd.read_parquet(path)
+    missing = {"deal_id", "p_at_creation"} - set(truth.columns)
+    if missing:
+        raise ValueError(f"{path} is not a generator truth file: missing {sorted(missing)}")
+    truth["deal_id"] = truth["deal_id"].astype(str)
+    return truth
+

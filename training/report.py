@@ -1,0 +1,238 @@
+"""What a data scientist needs to judge a trained model: plots, tables and a model card.
+
+All files go to one folder (logged to MLflow under ``report/``):
+``calibration_curve.png``, ``gain_lift.png``, ``shap_summary.png``,
+``feature_importance.csv``, ``metrics.json`` and ``model_card.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from leadscore.catalog import FEATURES_BY_NAME
+from training.evaluate import ECE_BINS, gain_curve, reliability_curve
+
+if TYPE_CHECKING:
+    from training.train import TrainingResult
+
+log = logging.getLogger(__name__)
+
+#: Predictors drawn in the plots, with their legend labels.
+_CURVES = {"model": "LightGBM (calibrated)", "model_uncalibrated": "LightGBM (uncalibrated)",
+           "logistic_regression": "logistic regression", "channel_rate": "channel win rate"}
+_METRIC_COLUMNS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10", "capture_at_10", "lift_at_20")
+
+
+def write_report(result: TrainingResult, out_dir: Path, run_id: str = "", shap_sample: int = 1000) -> list[Path]:
+    """Write every report file of ``result`` into ``out_dir``; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    test = result.frame[result.masks["test"]]
+    y = test["won"].to_numpy()
+    paths = [
+        _calibration_plot(y, result.test_predictions, out_dir / "calibration_curve.png"),
+        _gain_plot(y, result.test_predictions, out_dir / "gain_lift.png"),
+        _shap_plot(result, test, out_dir / "shap_summary.png", shap_sample),
+    ]
+    importance = feature_importance(result)
+    paths.append(out_dir / "feature_importance.csv")
+    importance.to_csv(paths[-1], index=False)
+    paths.append(out_dir / "metrics.json")
+    paths[-1].write_text(json.dumps(result.evaluation, indent=2, default=str))
+    paths.append(out_dir / "model_card.md")
+    paths[-1].write_text(model_card(result, importance, run_id))
+    return paths
+
+
+def feature_importance(result: TrainingResult) -> pd.DataFrame:
+    """Total split gain per feature (and its share), with split counts, most important first."""
+    booster = result.model.booster
+    gain = booster.feature_importance("gain")
+    df = pd.DataFrame({"feature": booster.feature_name(), "gain": gain,
+                       "gain_share": gain / max(gain.sum(), 1e-12),
+                       "splits": booster.feature_importance("split")})
+    return df.sort_values(["gain", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def _calibration_plot(y: np.ndarray, preds: dict[str, np.ndarray], path: Path) -> Path:
+    fig = Figure(figsize=(6.5, 7))
+    ax, hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for key in ("model", "model_uncalibrated", "logistic_regression"):
+        curve = reliability_curve(y, preds[key])
+        ax.plot(curve["mean_p"], curve["win_rate"], marker="o", label=_CURVES[key])
+    ax.set_ylabel("share of snapshots won")
+    ax.set_title(f"Calibration on the test slice ({ECE_BINS} equal-width bins)")
+    ax.legend(loc="upper left")
+    hist.hist(preds["model"], bins=np.linspace(0, 1, 41), color="tab:blue")
+    hist.set_xlabel("predicted win probability")
+    hist.set_ylabel("snapshots")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _gain_plot(y: np.ndarray, preds: dict[str, np.ndarray], path: Path) -> Path:
+    fig = Figure(figsize=(11, 4.5))
+    gain_ax, lift_ax = fig.subplots(1, 2)
+    gain_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="random order")
+    lift_ax.axhline(1.0, color="grey", linestyle=":", label="random order")
+    for key in ("model", "logistic_regression", "channel_rate"):
+        g = gain_curve(y, preds[key])
+        share, gain = np.asarray(g["share"]), np.asarray(g["gain"])
+        gain_ax.plot(share, gain, label=_CURVES[key])
+        lift_ax.plot(share[1:], gain[1:] / share[1:], label=_CURVES[key])
+    gain_ax.set(xlabel="share of snapshots worked, best scores first", ylabel="share of wins found",
+                title="Cumulative gain (test slice)")
+    lift_ax.set(xlabel="share of snapshots worked, best scores first", ylabel="lift (win rate / overall)",
+                title="Lift (test slice)")
+    gain_ax.legend(loc="lower right")
+    lift_ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _shap_plot(result: TrainingResult, test: pd.DataFrame, path: Path, sample: int) -> Path:
+    """SHAP beeswarm of a seeded test sample, from LightGBM's own TreeSHAP (log-odds).
+
+    LightGBM computes the values (``pred_contrib``, what serving uses for reasons);
+    the shap package only draws them. Categorical features show their category codes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    rng = np.random.default_rng(result.config.seed)
+    rows = np.sort(rng.choice(len(test), size=min(sample, len(test)), replace=False))
+    X = result.model.encode(test.iloc[rows])
+    contrib = result.model.contributions(X)
+    explanation = shap.Explanation(values=contrib[:, :-1], base_values=contrib[:, -1], data=X,
+                                   feature_names=result.model.features)
+    shap.plots.beeswarm(explanation, max_display=20, show=False)
+    fig = plt.gcf()
+    fig.axes[0].set_title(f"SHAP values (log-odds) on {len(rows)} test snapshots")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- model card
+def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "") -> str:
+    """The model card in Markdown: data, features, metrics against baselines and oracle, limits."""
+    ev, info, cfg = result.evaluation, result.model.info, result.config
+    data = ev["data"]
+    lines = [
+        "# lead_scorer model card",
+        "",
+        "Calibrated probability that an open CRM deal will be won, given what is known about it at the "
+        "moment of scoring. Trained by `leadscore train`" + (f" (MLflow run `{run_id}`)." if run_id else "."),
+        "",
+        "## Data",
+        "",
+        f"- Feature service: `{data['feature_service']}` (Feast, point-in-time joins).",
+        f"- Window: first snapshot {data['window']['first_snapshot']}, deals closed "
+        f"{data['window']['first_close']} to {data['window']['last_close']}.",
+        "- Rows are snapshots of closed deals while they were open (at creation, then every "
+        "few days until they closed), labelled with the final outcome.",
+        f"- Training data fingerprint (SHA-256): `{info['fingerprint']}`.",
+        "",
+        "| slice | closed up to | won deals | lost deals | snapshots |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, end in (("train", "train_end"), ("valid", "valid_end"), ("test", "test_end")):
+        d = data["deals"][name]
+        lines.append(f"| {name} | {data['split'][end]} | {d['won']:,} | {d['lost']:,} | {data['snapshots'][name]:,} |")
+    lines += [
+        "",
+        "Split by close time: the model learns from the earliest closed deals, validation (early "
+        "stopping, calibration) uses the next slice and the test slice is the most recently closed; "
+        "a deal's snapshots never span two slices.",
+        "",
+        "## Model",
+        "",
+        f"- LightGBM binary classifier, {ev['model']['trees']} trees (early stopping, at most "
+        f"{cfg.num_boost_round}), {cfg.num_leaves} leaves, learning rate {cfg.learning_rate}, seed {cfg.seed}.",
+        f"- Calibration: {ev['model']['calibration_reason']}.",
+        "- Monotone constraints: " + ", ".join(f"`{k}` {'+' if v > 0 else '-'}" for k, v in sorted(cfg.monotone.items()))
+        + ".",
+        "- Categorical features keep the category list of the training slice; an unseen value is scored "
+        "as missing.",
+        "",
+        "## Test metrics",
+        "",
+        _metrics_table({"LightGBM (calibrated)": ev["test"], "LightGBM (uncalibrated)": ev["test_uncalibrated"],
+                        "logistic regression": ev["baselines"]["logistic_regression"],
+                        "channel win rate": ev["baselines"]["channel_rate"]}),
+        "",
+        f"ECE: expected calibration error over {ECE_BINS} equal-width probability bins. Lift at 10%: win "
+        "rate of the top 10% of snapshots by score over the overall win rate; capture: share of all wins "
+        "in that top 10%.",
+    ]
+    if "at_creation" in ev:
+        ac = ev["at_creation"]
+        lines += [
+            "",
+            f"## At creation, against the oracle ({ac['deals']:,} test deals)",
+            "",
+            "Creation-time snapshots of the test deals. The oracle is the synthetic generator's "
+            "`p_at_creation`, the best calibrated score possible from what is known at creation.",
+            "",
+            _metrics_table({"oracle (p_at_creation)": ac["oracle"], "LightGBM": ac["model"],
+                            "logistic regression": ac["logistic_regression"], "channel win rate": ac["channel_rate"]}),
+        ]
+    lines += ["", "## By channel (test slice, LightGBM)", "",
+              _metrics_table(ev["test"]["by_channel"], ("n", "win_rate", "roc_auc", "log_loss", "ece", "lift_at_10"))]
+    lines += ["", "## Behaviour checks (test sample)", "", "| check | rows | violations | rate | passed |",
+              "|---|---:|---:|---:|---|"]
+    for c in ev["behaviour"]["checks"].values():
+        lines.append(f"| {c['description']} | {c['rows']:,} | {c['violations']} | {c['violation_rate']:.2%} | "
+                     f"{'yes' if c['passed'] else 'NO'} |")
+    top = importance.head(15)
+    lines += ["", "## Features", "", "Most important by total split gain (all "
+              f"{len(result.model.features)} features in `feature_importance.csv`):", "",
+              "| feature | gain share | description |", "|---|---:|---|"]
+    for row in top.itertuples():
+        feat = FEATURES_BY_NAME.get(row.feature)
+        lines.append(f"| `{row.feature}` | {row.gain_share:.1%} | {feat.description if feat else ''} |")
+    lines += [
+        "",
+        "## Known limitations",
+        "",
+        "- CRM exports carry the *current* values of deal fields such as amount, competitor and product; "
+        "they are taken as known at creation. If reps update them as a deal progresses (or after it "
+        "closes), training sees later information than serving will, and test metrics are optimistic.",
+        "- Only closed deals train the model. Deals open for a long time are under-represented in the "
+        "most recent slices, and a shift in the funnel shows up in the metrics only once deals close.",
+        "- A deal contributes one snapshot per interval while open, so long deals weigh more; "
+        "probabilities are calibrated for snapshots of open deals, the population that gets scored.",
+        "- Metrics come from one time split; the newest slice may differ from the months ahead "
+        "(seasonality, new products or channels). Watch calibration after release.",
+        "- Categories not seen in the training slice (a new channel or competitor) are scored as missing.",
+        "- The MLflow pyfunc flavour returns the *uncalibrated* booster output on encoded inputs; load "
+        "the model with `training.registry.load_scoring_model` to get served probabilities.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _metrics_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...] = _METRIC_COLUMNS) -> str:
+    head = "| | " + " | ".join(columns) + " |"
+    sep = "|---|" + "---:|" * len(columns)
+    body = [f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in columns) + " |" for name, m in rows.items()]
+    return "\n".join([head, sep, *body])
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:.4f}"

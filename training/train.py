@@ -1,0 +1,402 @@
+"""Train the win-probability model: time split, LightGBM, calibration, evaluation, registry.
+
+The pieces are pure functions on frames (:func:`fit_scoring_model`,
+:func:`fit_and_evaluate`) so tests and the flat-table benchmark use exactly what
+production uses; :func:`train` adds MLflow logging and registration, and
+:func:`train_from_store` builds the frame from the Feast FeatureService first.
+
+Model choices, and why:
+
+* LightGBM on a numpy matrix from :meth:`ScoringModel.encode`, categorical features as
+  codes of fixed category lists from the training slice, so serving encodes identically.
+* At most 300 trees of 31 leaves with early stopping on validation log loss: serving
+  cost grows with trees; gains beyond that are within noise for CRM data of 10k-1M rows.
+* ``min_data_in_leaf=50`` and bagging: snapshots of one deal are near copies, so small
+  leaves would memorise deals.
+* Monotone constraints (:data:`MONOTONE`) on the features sales teams have firm beliefs
+  about, which the behaviour checks then verify.
+* ``deterministic=True``, ``force_row_wise=True``, a fixed ``num_threads`` and one seed
+  for every random choice: the same data and seed give the same trees, bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from leadscore.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
+from leadscore.config import Settings
+from leadscore.model import ScoringModel
+from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
+from training.behaviour import BehaviourReport, run_behaviour_checks
+from training.calibration import CalibrationChoice, choose_calibration
+from training.data import (
+    canonical,
+    check_enough_data,
+    class_counts,
+    data_window,
+    fingerprint,
+    load_truth,
+)
+from training.evaluate import binary_metrics, flatten_metrics, metrics_by_group
+from training.reason_stats import compute_reason_stats
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    ensure_experiment,
+    git_commit,
+    make_champion,
+    mlflow_client,
+    now_iso,
+    register_model,
+)
+from training.report import write_report
+from training.split import SLICES, SplitBounds, slice_masks, split_bounds
+
+log = logging.getLogger(__name__)
+
+#: Monotone directions (+1 the probability may only rise with the feature, -1 only fall).
+#: Those behind the behaviour checks, plus their close relatives so the model cannot
+#: route the same signal around a constraint (senior contacts, senior met; waiting for
+#: our reply). Other features stay free: their direction is a finding, not a belief.
+MONOTONE: dict[str, int] = {
+    "has_economic_buyer": 1,
+    "max_seniority": 1,
+    "n_senior_contacts": 1,
+    "senior_met": 1,
+    "stalls": -1,
+    "days_in_stage": -1,
+    "median_reply_hours": -1,
+    "hours_awaiting_reply": -1,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the model besides the data; logged as run parameters."""
+
+    seed: int = 42
+    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    num_boost_round: int = 300
+    early_stopping_rounds: int = 30
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 50
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    #: Fixed so results do not depend on the machine's core count. One thread: on a shared
+    #: 2-core machine two OpenMP threads ran 7-13x *slower* than one (busy-waiting under
+    #: contention); raise it on a dedicated machine for million-row frames.
+    num_threads: int = 1
+    min_class_deals: int = 40
+    #: Most frequent categories kept per categorical feature; the rest score as unseen.
+    max_categories: int = 200
+    min_isotonic_deals: int = 500
+    monotone: Mapping[str, int] = field(default_factory=lambda: dict(MONOTONE))
+    behaviour_sample: int = 1000
+
+    def lgb_params(self, features: Sequence[str]) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "metric": "binary_logloss",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1,
+            "lambda_l2": self.lambda_l2,
+            "max_bin": 255,
+            "min_data_per_group": 50,
+            "cat_smooth": 10.0,
+            "max_cat_to_onehot": 4,
+            "monotone_constraints": [int(self.monotone.get(f, 0)) for f in features],
+            "monotone_constraints_method": "intermediate",
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.num_threads,
+            "verbose": -1,
+        }
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat run parameters for MLflow."""
+        d = asdict(self)
+        d["fractions"] = ",".join(str(f) for f in self.fractions)
+        d["monotone"] = ",".join(f"{k}:{v:+d}" for k, v in sorted(self.monotone.items()))
+        return d
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    model: ScoringModel
+    calibration: CalibrationChoice
+    best_iteration: int
+
+
+def category_lists(frame: pd.DataFrame, columns: Sequence[str], max_categories: int) -> dict[str, list[str]]:
+    """Fixed category list per column from the training slice: every value seen, up to the
+    ``max_categories`` most frequent, in sorted order (codes must not depend on row order)."""
+    out = {}
+    for c in columns:
+        counts = frame[c].dropna().astype(str).value_counts()
+        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+        out[c] = sorted(counts.index[:max_categories])
+    return out
+
+
+def train_booster(
+    model: ScoringModel, train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig
+) -> lgb.Booster:
+    """LightGBM with early stopping on validation log loss, cut to its best iteration.
+
+    Cutting (rather than relying on ``best_iteration`` at predict time) makes every
+    consumer of the saved booster, contributions included, use the same trees.
+    """
+    params = config.lgb_params(model.features)
+    cats = model.categorical_indices
+    dtrain = lgb.Dataset(model.encode(train), label=train["won"].to_numpy(), feature_name=model.features,
+                         categorical_feature=cats, free_raw_data=True)
+    dvalid = lgb.Dataset(model.encode(valid), label=valid["won"].to_numpy(), reference=dtrain,
+                         categorical_feature=cats, free_raw_data=True)
+    booster = lgb.train(
+        params, dtrain, num_boost_round=config.num_boost_round, valid_sets=[dvalid], valid_names=["valid"],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    log.info("LightGBM: %d trees, valid log loss %.5f", best,
+             booster.best_score["valid"]["binary_logloss"])
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def fit_scoring_model(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    features: Sequence[str],
+    categorical: Sequence[str],
+    config: TrainConfig,
+) -> FittedModel:
+    """Booster plus calibrator: trained on ``train``, early-stopped and calibrated on ``valid``.
+
+    Frames need ``won`` (0/1), ``deal_id`` (calibration folds group by it) and ``features``.
+    """
+    categories = category_lists(train, [c for c in features if c in categorical], config.max_categories)
+    model = ScoringModel(booster=None, features=list(features), categories=categories)  # type: ignore[arg-type]
+    model.booster = train_booster(model, train, valid, config)
+    choice = choose_calibration(model.raw_score(model.encode(valid)), valid["won"].to_numpy(),
+                                valid["deal_id"].to_numpy(), min_isotonic_deals=config.min_isotonic_deals)
+    model.calibration = choice.calibration
+    return FittedModel(model, choice, model.booster.current_iteration())
+
+
+# ---------------------------------------------------------------- the CRM model
+@dataclass
+class TrainingResult:
+    """A trained, evaluated model before it is logged anywhere."""
+
+    model: ScoringModel
+    #: Canonical training frame (see :func:`training.data.canonical`).
+    frame: pd.DataFrame
+    bounds: SplitBounds
+    masks: dict[str, np.ndarray]
+    #: Test-slice probabilities by predictor: model, model_uncalibrated, baselines.
+    test_predictions: dict[str, np.ndarray]
+    evaluation: dict[str, Any]
+    behaviour: BehaviourReport
+    calibration: CalibrationChoice
+    config: TrainConfig
+
+
+def fit_and_evaluate(
+    frame: pd.DataFrame,
+    feature_service: str,
+    config: TrainConfig | None = None,
+    truth: pd.DataFrame | None = None,
+) -> TrainingResult:
+    """Split by close time, train, calibrate, evaluate against baselines (and the oracle).
+
+    Raises :class:`training.data.InsufficientDataError` with fewer than
+    ``config.min_class_deals`` won or lost deals overall, or in any slice fewer than
+    a tenth of that (a slice without both outcomes cannot stop, calibrate or test).
+    BLAS (the logistic regression baseline) runs on ``config.num_threads`` threads too:
+    results then do not depend on the machine, and a busy machine is not oversubscribed.
+    """
+    config = config or TrainConfig()
+    with threadpool_limits(limits=config.num_threads):
+        return _fit_and_evaluate(frame, feature_service, config, truth)
+
+
+def _fit_and_evaluate(
+    frame: pd.DataFrame, feature_service: str, config: TrainConfig, truth: pd.DataFrame | None
+) -> TrainingResult:
+    check_enough_data(frame, config.min_class_deals)
+    frame = canonical(frame)
+    bounds = split_bounds(frame, config.fractions)
+    masks = slice_masks(frame, bounds)
+    parts = {name: frame[masks[name]] for name in SLICES}
+    for name, part in parts.items():
+        check_enough_data(part, max(1, config.min_class_deals // 10), where=f"closed deals in the {name} slice")
+    features, categorical = list(MODEL_FEATURES), list(CATEGORICAL_FEATURES)
+    fitted = fit_scoring_model(parts["train"], parts["valid"], features, categorical, config)
+    model = fitted.model
+    model.reason_stats = compute_reason_stats(parts["train"], features, model.categories)
+    model.info = {
+        "feature_service": feature_service,
+        "split": bounds.to_dict(),
+        "window": data_window(frame),
+        "fingerprint": fingerprint(frame),
+        "deals": {name: dict(zip(("won", "lost"), class_counts(p), strict=True)) for name, p in parts.items()},
+        "seed": config.seed,
+        "trees": fitted.best_iteration,
+        "calibration": fitted.calibration.reason,
+        "lightgbm": lgb.__version__,
+    }
+
+    test, valid = parts["test"], parts["valid"]
+    numeric = [f for f in features if f not in categorical]
+    lr = fit_logistic_regression(parts["train"], numeric, categorical)
+    channel = fit_group_rate(parts["train"], "channel")
+    X_test = model.encode(test)
+    preds = {
+        "model": model.probability(X_test),
+        "model_uncalibrated": 1.0 / (1.0 + np.exp(-model.raw_score(X_test))),
+        "logistic_regression": predict_logistic_regression(lr, test, numeric, categorical),
+        "channel_rate": channel.predict(test),
+    }
+    y_test = test["won"].to_numpy()
+    raw_valid = model.raw_score(model.encode(valid))
+    evaluation: dict[str, Any] = {
+        "data": {
+            "feature_service": feature_service,
+            "window": model.info["window"],
+            "split": bounds.to_dict(),
+            "deals": model.info["deals"],
+            "snapshots": {name: int(len(p)) for name, p in parts.items()},
+        },
+        "model": {"trees": fitted.best_iteration, "calibration": model.calibration.method,
+                  "calibration_reason": fitted.calibration.reason},
+        "valid": {
+            "uncalibrated": binary_metrics(valid["won"].to_numpy(), 1.0 / (1.0 + np.exp(-raw_valid))),
+            "calibrated": binary_metrics(valid["won"].to_numpy(), model.calibration(raw_valid)),
+        },
+        "test": {**binary_metrics(y_test, preds["model"]),
+                 "by_channel": metrics_by_group(y_test, preds["model"], test["channel"].to_numpy())},
+        "test_uncalibrated": binary_metrics(y_test, preds["model_uncalibrated"]),
+        "baselines": {name: {**binary_metrics(y_test, preds[name]),
+                             "by_channel": metrics_by_group(y_test, preds[name], test["channel"].to_numpy())}
+                      for name in ("logistic_regression", "channel_rate")},
+    }
+    if truth is not None:
+        evaluation["at_creation"] = _at_creation(test, preds, truth)
+    behaviour = run_behaviour_checks(model, test, sample=config.behaviour_sample, seed=config.seed)
+    evaluation["behaviour"] = behaviour.to_dict()
+    log.info("test: ROC AUC %.3f, log loss %.4f, ECE %.4f (logistic regression %.3f, channel rate %.3f)",
+             evaluation["test"]["roc_auc"] or float("nan"), evaluation["test"]["log_loss"],
+             evaluation["test"]["ece"], evaluation["baselines"]["logistic_regression"]["roc_auc"] or float("nan"),
+             evaluation["baselines"]["channel_rate"]["roc_auc"] or float("nan"))
+    return TrainingResult(model, frame, bounds, masks, preds, evaluation, behaviour, fitted.calibration, config)
+
+
+def _at_creation(test: pd.DataFrame, preds: Mapping[str, np.ndarray], truth: pd.DataFrame) -> dict[str, Any]:
+    """Model, baselines and the generator's oracle on the test deals' creation snapshots.
+
+    ``p_at_creation`` is the best calibrated score anything could give at creation, so
+    the gap between model and oracle here is what better features or more data can win.
+    """
+    first = (test["snapshot_index"] == 0).to_numpy()
+    oracle = test.loc[first, "deal_id"].map(truth.set_index("deal_id")["p_at_creation"]).to_numpy(np.float64)
+    known = ~np.isnan(oracle)
+    if not known.all():
+        log.warning("truth lacks %d of %d test deals; they are left out of at_creation", (~known).sum(), len(known))
+    y = test["won"].to_numpy()[first][known]
+    out = {"deals": int(known.sum()), "oracle": binary_metrics(y, oracle[known])}
+    for name in ("model", "logistic_regression", "channel_rate"):
+        out[name] = binary_metrics(y, preds[name][first][known])
+    return out
+
+
+# ---------------------------------------------------------------- with MLflow
+def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, Any]:
+    """Log a trained result to MLflow, register it as ``challenger``, maybe make it champion.
+
+    The run gets the config as parameters, every evaluation number as a metric (``test.roc_auc``,
+    ``baselines.channel_rate.log_loss``, ...), the report files under ``report/`` and the model
+    under ``model/``. The version gets tags for the feature service, data window, training
+    data fingerprint and git commit. The first version becomes champion if its behaviour
+    checks pass; later ones wait for ``leadscore promote``.
+    """
+    client = mlflow_client(settings)
+    experiment_id = ensure_experiment(settings, client)
+    info = result.model.info
+    tags = {
+        "feast.feature_service": info["feature_service"],
+        "data.window_start": info["window"]["first_snapshot"],
+        "data.window_end": info["window"]["last_close"],
+        "data.fingerprint": info["fingerprint"],
+        "git.commit": git_commit(settings.root) or "unknown",
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"lead_scorer-{info['fingerprint'][:8]}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params({**result.config.to_params(), "feature_service": info["feature_service"],
+                           "trees": info["trees"], "calibration": result.model.calibration.method})
+        mlflow.log_metrics(flatten_metrics({k: v for k, v in result.evaluation.items() if k != "data"}))
+        with tempfile.TemporaryDirectory() as tmp:
+            write_report(result, Path(tmp), run.info.run_id)
+            mlflow.log_artifacts(tmp, "report")
+        example = result.frame[result.masks["test"]].head(5)
+        version = str(register_model(result.model, example, settings).version)
+    name = settings.model_name
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if alias_version(client, name, CHAMPION) is None:
+        if result.behaviour.passed:
+            make_champion(client, name, version, {"promotion.at": now_iso(),
+                                                  "promotion.gate": "first version, behaviour checks passed"})
+        else:
+            log.warning("first version %s stays %s: behaviour checks failed (%s)", version, CHALLENGER,
+                        "; ".join(result.behaviour.failures()))
+    aliases = sorted(client.get_model_version(name, version).aliases)
+    log.info("registered %s version %s (%s), run %s", name, version, ", ".join(aliases), run.info.run_id)
+    return {"run_id": run.info.run_id, "model_name": name, "model_version": str(version), "aliases": aliases,
+            **result.evaluation}
+
+
+def train(
+    settings: Settings,
+    frame: pd.DataFrame,
+    feature_service: str,
+    config: TrainConfig | None = None,
+    truth: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Fit, evaluate, log the run to MLflow and register the model as ``challenger``.
+
+    Returns the JSON summary ``leadscore train --json`` prints: run_id, model_version,
+    aliases, and the evaluation (data, model, valid, test, test_uncalibrated, baselines,
+    at_creation when ``truth`` is given, behaviour).
+    """
+    return log_training_run(settings, fit_and_evaluate(frame, feature_service, config, truth))
+
+
+def train_from_store(
+    settings: Settings, config: TrainConfig | None = None, truth_path: Path | None = None
+) -> dict[str, Any]:
+    """:func:`train` on the frame built from the Feast FeatureService over the stored deals."""
+    from pipelines.feature_store import training_frame
+    from pipelines.steps import stored_deals
+
+    truth = load_truth(truth_path) if truth_path else None
+    tf = training_frame(settings, stored_deals(settings))
+    return train(settings, tf.frame, tf.feature_service, config, truth)
