@@ -307,6 +307,8 @@ def _median_reply_hours(
     valid = nxt < len(outbound)
     nxt_c = np.clip(nxt, 0, len(outbound) - 1)
     valid &= outbound[nxt_c] // span == inbound // span
+    if not valid.any():  # customers wrote, nobody has answered yet
+        return np.full(len(rows), np.nan)
     nxt, first_in = nxt[valid], inbound[valid]
     # Inbound keys are sorted, so the first occurrence of each reply is the earliest ask.
     reply_idx, pos = np.unique(nxt, return_index=True)

@@ -5,12 +5,13 @@ well but their probabilities drift (early stopping, class balance, monotone limi
 so the served probability is mapped through a calibrator fitted on deals the booster
 did not train on.
 
-Two candidates: Platt scaling (a sigmoid of the raw score, two parameters, cannot
-overfit much) and isotonic regression (any monotone curve, better with plenty of data,
-overfits small data with staircase steps). Isotonic is only considered when the
-validation slice has at least ``min_isotonic_deals`` deals of each class, and it must
-beat Platt on out-of-fold log loss (folds by deal, so snapshots of one deal never
-predict each other). Both calibrators are increasing, so the ranking, and therefore
+Candidates: Platt scaling (a sigmoid of the raw score, two parameters, cannot overfit
+much), isotonic regression (any monotone curve, better with plenty of data, overfits
+small data with staircase steps) and the booster's own sigmoid. Isotonic is only
+considered when the validation slice has at least ``min_isotonic_deals`` deals of each
+class. The winner has the lowest out-of-fold log loss (folds by deal, so snapshots of
+one deal never predict each other); a correction that does not beat the identity out
+of fold would only fit noise. Both calibrators are increasing, so the ranking, and therefore
 the monotone behaviour of the booster, is kept.
 """
 
@@ -75,31 +76,33 @@ def choose_calibration(
     min_isotonic_deals: int = 500,
     folds: int = 5,
 ) -> CalibrationChoice:
-    """Platt or isotonic, whichever has the lower out-of-fold log loss, refitted on all rows.
+    """The map with the lowest out-of-fold log loss on the validation slice, refitted on it.
 
-    ``groups`` (deal ids) keep one deal's snapshots in one fold. Isotonic is skipped
-    when either class has fewer than ``min_isotonic_deals`` deals: with a few hundred
-    outcomes its steps follow noise.
+    Candidates are Platt, isotonic and the booster's own sigmoid ("none"): a booster
+    trained with early stopping is often calibrated already, and a correction fitted on
+    noise can then make it worse out of sample, so a correction is kept only when it
+    beats the identity out of fold. ``groups`` (deal ids) keep one deal's snapshots in
+    one fold. Isotonic is skipped when either class has fewer than
+    ``min_isotonic_deals`` deals: with a few hundred outcomes its steps follow noise.
     """
     raw = np.asarray(raw, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     groups = np.asarray(groups)
     won_deals = len(np.unique(groups[y == 1]))
     lost_deals = len(np.unique(groups[y == 0]))
+    fitters = {"platt": fit_platt, "isotonic": fit_isotonic}
+    note = ""
     if min(won_deals, lost_deals) < min_isotonic_deals:
-        reason = (
-            f"platt: validation has {won_deals} won and {lost_deals} lost deals; isotonic needs "
-            f"{min_isotonic_deals} of each"
-        )
-        return CalibrationChoice(fit_platt(raw, y), {}, reason)
-
-    oof = {"platt": np.empty(len(y)), "isotonic": np.empty(len(y))}
+        del fitters["isotonic"]
+        note = f" (isotonic skipped: {won_deals} won and {lost_deals} lost deals, needs {min_isotonic_deals} of each)"
+    oof = {name: np.empty(len(y)) for name in fitters}
     for fit_idx, pred_idx in GroupKFold(n_splits=folds).split(raw, y, groups):
-        for name, fit in (("platt", fit_platt), ("isotonic", fit_isotonic)):
+        for name, fit in fitters.items():
             oof[name][pred_idx] = fit(raw[fit_idx], y[fit_idx])(raw[pred_idx])
+    oof["none"] = Calibration("none")(raw)
     losses = {name: float(log_loss(y, np.clip(p, P_MIN, 1 - P_MIN), labels=[0, 1])) for name, p in oof.items()}
-    best = min(losses, key=lambda k: (losses[k], k != "platt"))
-    calibration = fit_isotonic(raw, y) if best == "isotonic" else fit_platt(raw, y)
-    reason = f"{best}: out-of-fold log loss " + ", ".join(f"{k} {v:.5f}" for k, v in losses.items())
+    best = min(losses, key=lambda k: (losses[k], k != "none"))
+    calibration = fitters[best](raw, y) if best in fitters else Calibration("none")
+    reason = f"{best}: out-of-fold log loss " + ", ".join(f"{k} {v:.5f}" for k, v in losses.items()) + note
     log.info("calibration %s", reason)
     return CalibrationChoice(calibration, losses, reason)

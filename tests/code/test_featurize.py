@@ -154,3 +154,10 @@ def test_sub_second_times_snapshot_at_creation_sees_the_deal_and_no_later_activi
     crm["activities"] = pd.concat([crm["activities"], late])
     assert at(crm, "D1", when)["n_activities"] == 6
     assert at(crm, "D1", when + pd.Timedelta(seconds=1))["n_activities"] == 7
+
+
+def test_inbound_never_answered_gives_no_reply_latency_but_a_waiting_time():
+    crm = tiny_crm()
+    crm["activities"] = crm["activities"][crm["activities"]["deal_id"] == "D3"]  # D3: one unanswered inbound
+    f = at(crm, "D3", day(22))
+    assert np.isnan(f["median_reply_hours"]) and f["hours_awaiting_reply"] == pytest.approx(48.0)

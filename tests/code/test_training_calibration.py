@@ -29,14 +29,25 @@ def test_small_validation_slices_get_platt_not_isotonic():
     raw, y, groups = overconfident(600)
     choice = choose_calibration(raw, y, groups, min_isotonic_deals=500)
     assert choice.calibration.method == "platt"
-    assert "isotonic needs 500" in choice.reason
+    assert "isotonic skipped" in choice.reason and "needs 500" in choice.reason
 
 
 def test_large_slices_compare_both_by_out_of_fold_log_loss():
     raw, y, groups = overconfident(20000, seed=1)
     choice = choose_calibration(raw, y, groups, min_isotonic_deals=500)
-    assert set(choice.cv_log_loss) == {"platt", "isotonic"}
+    assert set(choice.cv_log_loss) == {"platt", "isotonic", "none"}
     assert choice.calibration.method == min(choice.cv_log_loss, key=choice.cv_log_loss.get)
+
+
+def test_an_already_calibrated_score_is_not_made_worse():
+    rng = np.random.default_rng(5)
+    raw = rng.normal(-1.0, 1.2, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-raw))).astype(int)
+    groups = np.arange(4000)
+    choice = choose_calibration(raw, y, groups, min_isotonic_deals=500)
+    before = expected_calibration_error(y, 1 / (1 + np.exp(-raw)))
+    assert expected_calibration_error(y, choice.calibration(raw)) <= before + 0.005
+    assert choice.cv_log_loss[choice.calibration.method] == min(choice.cv_log_loss.values())
 
 
 def test_calibrators_are_increasing_and_isotonic_never_certain():

@@ -1,0 +1,230 @@
+"""Deal health: risk flags from plain rules, and the suggested next step.
+
+The model says how likely a deal is to be won; a manager also wants to know what is
+going wrong and what to do about it. Risk flags are rules a sales team already uses,
+checked against the deal's own history (its features as of the moment of ranking),
+so each one can be verified in the CRM. The thresholds are a :class:`HealthThresholds`
+dataclass, overridable from the environment (``LEADSCORE_HEALTH_<FIELD>``, e.g.
+``LEADSCORE_HEALTH_MAX_STALLS=4``) and from the command line (``--threshold
+max_stalls=4``):
+
+* ``stalled``: ``stalls >= max_stalls`` (3); moves back plus stage stays longer than
+  :data:`leadscore.catalog.STALL_DAYS` days, the current one included;
+* ``slow_replies``: ``median_reply_hours > max_reply_hours`` (24);
+* ``no_follow_up``: an unanswered customer message older than ``follow_up_days``
+  (14), or no activity for more than ``follow_up_days`` (deal age when there is none);
+* ``low_activity``: ``act_total_30d`` below ``activity_ratio`` (0.5) times the median
+  of won deals at the same stage. The reference medians are computed as the training
+  data is built, from the stored CRM: snapshots of won deals while they were open (at
+  creation and every ``snapshot_every_days`` after), grouped by ``stage_index``; a
+  missing count (no activity yet) counts as 0. Ranking takes the most recently closed
+  won deals (:attr:`pipelines.rank.RankConfig.reference_won_deals`, 5,000). The
+  model's ``reason_stats`` hold win rates per feature bin, not activity by stage, so
+  they cannot give this reference;
+* ``no_economic_buyer``: ``stage_index >= economic_buyer_stage`` (1, qualified) and
+  ``has_economic_buyer == 0``. A deal with no contacts at all has no value for it
+  (unknown), and is not flagged.
+
+Flags are listed most urgent first (a waiting customer before a missing buyer), each
+with its action. The next step walks the model's negative reasons, strongest first: a
+reason that one of the deal's flags confirms (the rule reads that feature, see
+:data:`FLAG_FEATURES`) gets the flag's action ("Re-engage: last touch 52 days ago"), a
+reason whose value shows a gap a rep can close (:data:`REASON_ACTIONS`: no director or
+above met, no economic buyer...) gets that action. Failing both, the most urgent flag's
+action; a healthy deal gets :data:`DEFAULT_STEP`. Reasons lead because their order
+measures what each problem costs this deal's odds; a flag alone only says that a
+threshold was crossed, and a negative push alone does not say which way a value should
+move (many activities can push down as well as few).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscore.catalog import SENIOR_LEVEL, STALL_DAYS, features_of
+from leadscore.contract import STAGES
+from leadscore.featurize import features_as_of, snapshot_entities
+
+ENV_PREFIX = "LEADSCORE_HEALTH_"
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When a rule flags a deal; every field can be overridden by name."""
+
+    #: Flag at this many stalls or more.
+    max_stalls: int = 3
+    #: Flag when the median reply time is over this many hours.
+    max_reply_hours: float = 24.0
+    #: Flag when nothing happened, or a customer message went unanswered, for longer.
+    follow_up_days: float = 14.0
+    #: Flag below this share of the won deals' median activity at the same stage.
+    activity_ratio: float = 0.5
+    #: Flag a missing economic buyer from this stage index on (1 = qualified).
+    economic_buyer_stage: int = 1
+
+    def with_overrides(self, pairs: Iterable[str]) -> HealthThresholds:
+        """A copy with ``name=value`` overrides applied; unknown names raise ValueError."""
+        types = {f.name: f.type for f in fields(self)}
+        changes: dict[str, float | int] = {}
+        for pair in pairs:
+            name, sep, value = pair.partition("=")
+            name = name.strip().lower()
+            if not sep or name not in types:
+                raise ValueError(
+                    f"threshold {pair!r}: expected NAME=VALUE with NAME one of {', '.join(types)}"
+                )
+            changes[name] = int(value) if types[name] == "int" else float(value)
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> HealthThresholds:
+        """Defaults overridden by ``LEADSCORE_HEALTH_<FIELD>`` variables."""
+        pairs = [
+            f"{f.name}={env[ENV_PREFIX + f.name.upper()]}"
+            for f in fields(cls)
+            if ENV_PREFIX + f.name.upper() in env
+        ]
+        return cls().with_overrides(pairs)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One broken rule on one deal, and what to do about it."""
+
+    code: str
+    text: str
+    action: str
+
+
+# ------------------------------------------------------------------ actions
+MEET_SENIOR = "Book a meeting with a director or above"
+REPLY = "Reply within 24h"
+ECONOMIC_BUYER = "Identify and engage the economic buyer"
+UNSTALL = "Agree a dated next step to get the deal moving again"
+WIDEN = "Bring more people from the account into the deal"
+STEP_UP = "Step up contact: schedule a call or meeting this week"
+REENGAGE = "Re-engage: last touch {days:,.0f} days ago"
+DEFAULT_STEP = "Keep momentum: agree the next step and its date"
+
+_ACTIVITY_COUNTS = frozenset(
+    f.name for f in features_of("deal_activity") if f.name.startswith("act_") or f.name == "n_activities"
+)
+#: The model features each rule reads: a negative reason on one of them is the model
+#: seeing the flagged problem, so the flag's action answers that reason.
+FLAG_FEATURES: dict[str, frozenset[str]] = {
+    "no_follow_up": frozenset({"days_since_last_activity", "days_since_last_inbound", "hours_awaiting_reply"}),
+    "slow_replies": frozenset({"median_reply_hours", "hours_awaiting_reply"}),
+    "no_economic_buyer": frozenset({"has_economic_buyer"}),
+    "low_activity": _ACTIVITY_COUNTS,
+    "stalled": frozenset({"stalls", "days_in_stage", "backward_moves", "stage_changes"}),
+}
+#: Reasons that call for an action whatever the rules say, when the deal's value shows
+#: the gap (a negative push alone does not say which way a value should move).
+REASON_ACTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "has_economic_buyer": (ECONOMIC_BUYER, lambda v: v == 0),
+    "max_seniority": (MEET_SENIOR, lambda v: v < SENIOR_LEVEL),
+    "n_senior_contacts": (MEET_SENIOR, lambda v: v == 0),
+    "senior_met": (MEET_SENIOR, lambda v: v == 0),
+    "hours_awaiting_reply": (REPLY, lambda v: v > 0),
+    "n_contacts": (WIDEN, lambda v: v <= 1),
+}
+
+
+def quiet_days(features: pd.DataFrame) -> pd.Series:
+    """Days since anything happened on the deal: last activity, else its creation."""
+    return features["days_since_last_activity"].fillna(features["deal_age_days"])
+
+
+def next_step(negative_reasons: Sequence[tuple[str, Any]], flags: Sequence[Flag]) -> str:
+    """What to do first about a deal.
+
+    ``negative_reasons`` are (feature, value) of the model's negative reasons, strongest
+    first (value None when missing); ``flags`` the deal's risk flags, most urgent first.
+    The strongest reason that a flag confirms gets that flag's action, or one that
+    :data:`REASON_ACTIONS` covers with a value showing the gap gets its action; failing
+    both, the most urgent flag's action, else :data:`DEFAULT_STEP`.
+    """
+    for feature, value in negative_reasons:
+        flag = next((f for f in flags if feature in FLAG_FEATURES[f.code]), None)
+        if flag is not None:
+            return flag.action
+        rule = REASON_ACTIONS.get(feature)
+        if rule is not None and value is not None and rule[1](value):
+            return rule[0]
+    return flags[0].action if flags else DEFAULT_STEP
+
+
+# ------------------------------------------------------------------ rules
+def won_activity_reference(
+    sources: Mapping[str, pd.DataFrame], deals: pd.DataFrame, every_days: int
+) -> dict[int, float]:
+    """Median ``act_total_30d`` of the snapshots of the won deals among ``deals``, by ``stage_index``.
+
+    Snapshots are taken as the training frame takes them (:func:`snapshot_entities`),
+    features as of each snapshot from the same sources, so the reference is the
+    activity level the model learnt winning deals have.
+    """
+    won = deals[deals["status"].astype(str).eq("won")]
+    entities = snapshot_entities(won, every_days)
+    if entities.empty:
+        return {}
+    snap = features_as_of(sources, entities)
+    activity = snap["act_total_30d"].fillna(0.0)
+    medians = activity.groupby(snap["stage_index"]).median()
+    return {int(stage): float(m) for stage, m in medians.items()}
+
+
+def _count(n: float, one: str, many: str) -> str:
+    return f"{n:,.0f} {one if n == 1 else many}"
+
+
+def _stage_name(index: float) -> str:
+    return STAGES[int(index)] if 0 <= index < len(STAGES) else f"stage {index:g}"
+
+
+def risk_flags(
+    features: pd.DataFrame, thresholds: HealthThresholds, reference: Mapping[int, float]
+) -> list[list[Flag]]:
+    """Per deal (row of ``features``), the rules it breaks, most urgent first."""
+    f = features.reset_index(drop=True)
+    t = thresholds
+    quiet = quiet_days(f).to_numpy(dtype=float)
+    waiting_days = f["hours_awaiting_reply"].to_numpy(dtype=float) / 24.0
+    stage = f["stage_index"].to_numpy(dtype=float)
+    activity = f["act_total_30d"].fillna(0.0).to_numpy(dtype=float)
+    won_level = f["stage_index"].map(reference).to_numpy(dtype=float, na_value=np.nan)
+    reply = f["median_reply_hours"].to_numpy(dtype=float)
+    stalls = f["stalls"].to_numpy(dtype=float)
+    eb = f["has_economic_buyer"].to_numpy(dtype=float)
+
+    unanswered = waiting_days > t.follow_up_days
+    Rule = tuple[np.ndarray, str, Callable[[int], str], Callable[[int], str]]
+    rules: list[Rule] = [
+        (unanswered, "no_follow_up",
+         lambda i: f"Customer message unanswered for {waiting_days[i]:,.0f} days", lambda i: REPLY),
+        (~unanswered & (quiet > t.follow_up_days), "no_follow_up",
+         lambda i: f"No follow-up for {quiet[i]:,.0f} days", lambda i: REENGAGE.format(days=quiet[i])),
+        (reply > t.max_reply_hours, "slow_replies",
+         lambda i: f"Median reply time {reply[i]:,.0f} hours (over {t.max_reply_hours:g})", lambda i: REPLY),
+        ((stage >= t.economic_buyer_stage) & (eb == 0), "no_economic_buyer",
+         lambda i: f"No economic buyer in the {_stage_name(stage[i])} stage", lambda i: ECONOMIC_BUYER),
+        (activity < t.activity_ratio * won_level, "low_activity",
+         lambda i: f"{_count(activity[i], 'activity', 'activities')} in 30 days; won deals in this stage "
+                   f"had a median of {won_level[i]:,.0f}",
+         lambda i: STEP_UP),
+        (stalls >= t.max_stalls, "stalled",
+         lambda i: f"Stalled {_count(stalls[i], 'time', 'times')} (moved back or over {STALL_DAYS} days in a stage)",
+         lambda i: UNSTALL),
+    ]
+    out: list[list[Flag]] = [[] for _ in range(len(f))]
+    for mask, code, text, action in rules:
+        for i in np.flatnonzero(mask):
+            out[i].append(Flag(code, text(i), action(i)))
+    return out

@@ -1,0 +1,631 @@
+"""The managers' priority list: which deals to work next, why, and what to do.
+
+:func:`run_rank` (``leadscore rank``) scores, with the champion model:
+
+* every **open** deal; one with no activity for ``dormant_days`` (30) or more, counted
+  from its creation when it has none, is listed as **dormant**;
+* every **recently lost** deal, lost within ``lost_window_days`` (180) before the
+  moment of ranking, scored as if re-opened then: its features as of now come from its
+  history without its close. Its ``closed`` stage-history row is dropped (its funnel
+  position is the last stage it reached) and its loss no longer counts in its own
+  account's and owner's track records; everything else is kept, the losses of other
+  deals included.
+
+Features come from the one point-in-time definition (:mod:`leadscore.featurize`) over
+the stored CRM tables; scores, grades and reasons from serving's :class:`Explainer`;
+risk flags and the next step from :mod:`pipelines.health`. Deals go through in batches
+of ``batch_size`` (10,000): the feature sources of a batch's deals are built, cut to
+each deal's state at the moment of ranking, scored and explained, then dropped, so
+memory follows the batch, not the CRM. Only the history of the deals ranked (and of
+the recent wins the activity rule compares with) is read from the stored tables;
+account and owner track records come from every deal.
+
+The ranked list (``ranked_leads.parquet`` and ``.csv`` under ``feature_data/rankings``
+unless told otherwise) has one row per deal: rank, deal, account, owner, channel,
+industry, segment, stage, status, probability, score, grade, amount, expected value
+(probability x amount), change since the previous run, top reasons either way, risk
+flags, next step, the score trend, the model version and the moment of ranking. It is
+ordered by expected value (big deals carry the profit) or by probability; a deal
+without an amount has no expected value and goes last.
+
+**Segment** is the account's size band by employees: ``small`` (under 100),
+``mid-market`` (100 to 999), ``enterprise`` (1,000 or more), ``unknown``. The segment
+filter matches a size band or an industry (as normalised: lower case, spaces as
+underscores), so ``--segment enterprise`` and ``--segment retail`` both work.
+
+**Score history.** Every run writes its scores of every deal (before any filter) to
+``score_history/run_date=YYYY-MM-DD/model_version=V/scores.parquet`` beside the list.
+One file per day and model: re-running the same day with the same model replaces it,
+so the history never holds duplicates. The change since the previous run compares with
+the latest earlier run date (a deal missing from it has no change); the trend is the
+deal's probability over the last :data:`TREND_RUNS` run dates, one per date.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from leadscore.config import Settings
+from leadscore.contract import AFTER_DEAL_CREATION, STAGES, TABLES
+from leadscore.featurize import (
+    TS,
+    VIEW_KEYS,
+    build_feature_sources,
+    features_as_of,
+    model_frame,
+    normalise_category,
+    scoring_entities,
+    stage_source,
+)
+from leadscore.model import ScoringModel
+from pipelines.health import (
+    Flag,
+    HealthThresholds,
+    next_step,
+    quiet_days,
+    risk_flags,
+    won_activity_reference,
+)
+from serving.scoring import DEFAULT_GRADE_THRESHOLDS, Explainer, Explanation
+
+log = logging.getLogger(__name__)
+
+OPEN, DORMANT, RECENTLY_LOST = "open", "dormant", "recently lost"
+STATUSES: tuple[str, ...] = (OPEN, DORMANT, RECENTLY_LOST)
+RankBy = Literal["expected_value", "probability"]
+RANK_BY: tuple[str, ...] = get_args(RankBy)
+#: (band, first employee count of the next band); the last band is open-ended.
+SIZE_BANDS: tuple[tuple[str, float], ...] = (
+    ("small", 100),
+    ("mid-market", 1000),
+    ("enterprise", np.inf),
+)
+UNKNOWN_SEGMENT = "unknown"
+RANKED_FILE = "ranked_leads"
+HISTORY_DIR = "score_history"
+TREND_RUNS = 8
+
+Progress = Callable[[int, int], None]
+
+_REASON = pa.struct(
+    [("feature", pa.string()), ("text", pa.string()), ("tooltip", pa.string()),
+     ("contribution", pa.float64())]
+)
+_FLAG = pa.struct([("code", pa.string()), ("text", pa.string())])
+#: Arrow types of the list columns; the rest are inferred (strings, numbers, times).
+_LIST_TYPES: dict[str, pa.DataType] = {
+    "positive_reasons": pa.list_(_REASON),
+    "negative_reasons": pa.list_(_REASON),
+    "risk_flags": pa.list_(_FLAG),
+    "trend": pa.list_(pa.float64()),
+}
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "run_date", "model_version", "scored_at", "deal_id", "status", "probability", "grade",
+    "amount", "expected_value",
+)
+
+
+class RankingError(RuntimeError):
+    """Ranking cannot run as asked; the message says what to do."""
+
+
+def rankings_dir(settings: Settings) -> Path:
+    """Default folder of the ranked list and its score history."""
+    return settings.feature_data / "rankings"
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """How deals are selected, scored and checked."""
+
+    dormant_days: float = 30.0
+    lost_window_days: float = 180.0
+    batch_size: int = 10_000
+    #: Reasons kept per deal, each way.
+    max_reasons: int = 3
+    #: The most recently closed won deals the low-activity rule's reference comes from.
+    reference_won_deals: int = 5_000
+    grade_thresholds: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRADE_THRESHOLDS))
+    health: HealthThresholds = field(default_factory=HealthThresholds)
+
+
+def _normalise_status(value: str) -> str:
+    status = re.sub(r"[-_\s]+", " ", value.strip().lower())
+    if status not in STATUSES:
+        raise ValueError(f"status {value!r}: must be one of {', '.join(STATUSES)}")
+    return status
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which deals a list shows; empty means all. Values within a field are alternatives."""
+
+    owners: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    #: Size bands (see the module doc) or industries.
+    segments: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for s in self.statuses:
+            _normalise_status(s)
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        keep = np.ones(len(frame), dtype=bool)
+
+        def among(column: str, wanted: Iterable[str]) -> np.ndarray:
+            return frame[column].astype(object).isin(set(wanted)).to_numpy()
+
+        if self.owners:
+            owners = {o.strip().casefold() for o in self.owners}
+            keep &= frame["owner_id"].astype(str).str.casefold().isin(owners).to_numpy()
+        if self.channels:
+            keep &= among("channel", normalise_category(pd.Series(self.channels)))
+        if self.segments:
+            wanted = list(normalise_category(pd.Series(self.segments)))
+            keep &= among("segment", wanted) | among("industry", wanted)
+        if self.statuses:
+            keep &= among("status", [_normalise_status(s) for s in self.statuses])
+        return frame[keep]
+
+
+# ------------------------------------------------------------------ selection and features
+def select_candidates(deals: pd.DataFrame, as_of: pd.Timestamp, lost_window_days: float) -> pd.DataFrame:
+    """Open deals created by ``as_of`` and deals lost within the window before it.
+
+    ``status`` becomes ``open`` or ``recently lost``; dormancy needs the features, so
+    :func:`rank_deals` decides it.
+    """
+    status = deals["status"].astype(str)
+    created = pd.to_datetime(deals["created_at"], utc=True)
+    closed = pd.to_datetime(deals["closed_at"], utc=True)
+    is_open = (status == "open") & (created <= as_of)
+    lost = (status == "lost") & (closed <= as_of) & (closed > as_of - pd.Timedelta(days=lost_window_days))
+    chosen = (is_open | lost).to_numpy()
+    out = deals[chosen].reset_index(drop=True)
+    out["status"] = np.where(lost.to_numpy()[chosen], RECENTLY_LOST, OPEN)
+    return out
+
+
+def recent_wins(deals: pd.DataFrame, as_of: pd.Timestamp, n: int) -> pd.DataFrame:
+    """The ``n`` won deals closed most recently by ``as_of``.
+
+    They set the activity level of won deals by stage (:func:`won_activity_reference`):
+    a few thousand deals give stable medians, and recent wins reflect how the team
+    sells now; every won deal would cost the snapshots of the whole history.
+    """
+    closed = pd.to_datetime(deals["closed_at"], utc=True)
+    won = deals[((deals["status"].astype(str) == "won") & (closed <= as_of)).to_numpy()]
+    return won.iloc[np.argsort(closed[won.index].to_numpy(), kind="stable")[-n:]] if n > 0 else won.iloc[:0]
+
+
+def ranking_deals(deals: pd.DataFrame, as_of: pd.Timestamp, config: RankConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The deals a ranking reads the history of: the candidates and the reference wins."""
+    return select_candidates(deals, as_of, config.lost_window_days), recent_wins(deals, as_of, config.reference_won_deals)
+
+
+def _ids(*frames: pd.DataFrame) -> list[str]:
+    return [d for f in frames for d in f["deal_id"].astype(str)]
+
+
+def load_for_ranking(crm_dir: Path, as_of: pd.Timestamp, config: RankConfig) -> dict[str, pd.DataFrame]:
+    """The stored CRM tables, with the per-deal tables read for :func:`ranking_deals` only.
+
+    Most activities belong to deals closed long ago; a Parquet filter skips them at read
+    time, so memory follows the deals ranked rather than the CRM's whole history.
+    """
+    path = crm_dir / "deals.parquet"
+    if not path.is_file():
+        raise RankingError(f"no deals stored in {crm_dir}; run `leadscore ingest EXPORT_DIR` first")
+    deals = pd.read_parquet(path)
+    wanted = pa.array(_ids(*ranking_deals(deals, as_of, config)), pa.string())
+    of_wanted = pc.field("deal_id").cast(pa.string()).isin(wanted)
+    tables = {"deals": deals}
+    for name in TABLES:
+        path = crm_dir / f"{name}.parquet"
+        if name != "deals" and path.is_file():
+            tables[name] = pd.read_parquet(path, filters=of_wanted if name in AFTER_DEAL_CREATION else None)
+    return tables
+
+
+def batches(
+    tables: Mapping[str, pd.DataFrame], deals: pd.DataFrame, size: int
+) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame]]]:
+    """``deals`` ``size`` at a time, each batch with the CRM cut to it: ``deals`` is the
+    batch, the per-deal tables (activities, stages, contacts on deals) its rows only.
+
+    Feature sources of a batch hold every change of its deals (the activity source four
+    rows per activity), so building them batch by batch keeps memory flat.
+    """
+    batch_of = pd.Series(np.arange(len(deals)) // size, index=deals["deal_id"].astype(str).to_numpy())
+    codes = {name: t["deal_id"].astype(str).map(batch_of).to_numpy()
+             for name, t in tables.items() if name in AFTER_DEAL_CREATION}
+    for k, start in enumerate(range(0, len(deals), size)):
+        part = deals.iloc[start : start + size]
+        yield part, {**tables, **{name: tables[name][codes[name] == k] for name in codes}, "deals": part}
+
+
+def track_records(deals: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Account and owner track-record sources, from every deal of the CRM."""
+    sources = build_feature_sources({"deals": deals})
+    return {view: sources[view] for view in ("account_history", "owner_history")}
+
+
+def latest_rows(sources: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """Each key's latest source row at or before ``as_of``.
+
+    At a single moment the point-in-time join picks exactly these rows, so joining
+    them instead of the whole history gives the same features for a fraction of the
+    memory and time.
+    """
+    out = {}
+    for view, key in VIEW_KEYS.items():
+        src = sources[view]
+        known = src[[key, TS]][(src[TS] <= as_of).to_numpy()]
+        out[view] = src.loc[known.groupby(key, sort=False)[TS].idxmax().to_numpy()].reset_index(drop=True)
+    return out
+
+
+def reopened_sources(
+    tables: Mapping[str, pd.DataFrame], sources: Mapping[str, pd.DataFrame], deal_ids: Sequence[str]
+) -> dict[str, pd.DataFrame]:
+    """Feature sources of ``deal_ids`` as if they had not closed: no ``closed`` stage entry.
+
+    Only the stage view depends on the close; the other deal views are kept as built.
+    """
+    sh = tables.get("stage_history")
+    if sh is None:
+        return dict(sources)
+    mine = sh["deal_id"].astype(str).isin(set(deal_ids)).to_numpy()
+    not_closed = (sh["stage"].astype(str).str.lower() != "closed").to_numpy()
+    return {**sources, "deal_stage": stage_source(sh[mine & not_closed])}
+
+
+def without_own_loss(features: pd.DataFrame) -> pd.DataFrame:
+    """Take a re-opened deal's own loss out of its account's and owner's track records.
+
+    The loss happened before the moment of scoring, so the history features count it
+    once in ``*_prior_closed`` (never in ``*_prior_won``); with no other closed deal the
+    record is missing, as for an account or owner without history.
+    """
+    out = features.copy()
+    for prefix in ("account", "owner"):
+        closed = out[f"{prefix}_prior_closed"] - 1
+        none = closed <= 0
+        won = out[f"{prefix}_prior_won"].mask(none)
+        out[f"{prefix}_prior_closed"] = closed.mask(none)
+        out[f"{prefix}_prior_won"] = won
+        out[f"{prefix}_prior_win_rate"] = (won / closed).mask(none)
+    return out
+
+
+def candidate_features(
+    tables: Mapping[str, pd.DataFrame],
+    sources: Mapping[str, pd.DataFrame],
+    candidates: pd.DataFrame,
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """Every candidate's features as of ``as_of``, in candidate order; lost ones re-opened.
+
+    ``sources`` must hold the candidates' own views and the track records of the whole CRM.
+    """
+    lost = (candidates["status"] == RECENTLY_LOST).to_numpy()
+    now = latest_rows(sources, as_of)
+    parts = [features_as_of(now, scoring_entities(candidates[~lost], as_of)).set_axis(np.flatnonzero(~lost))]
+    if lost.any():
+        revived = candidates[lost]
+        reopened = latest_rows(reopened_sources(tables, now, revived["deal_id"].astype(str).tolist()), as_of)
+        feats = without_own_loss(features_as_of(reopened, scoring_entities(revived, as_of)))
+        parts.append(feats.set_axis(np.flatnonzero(lost)))
+    return pd.concat(parts).sort_index()
+
+
+def size_band(employees: pd.Series) -> pd.Series:
+    """Segment of each account by employee count (see the module doc)."""
+    edges = [-np.inf, *(upper for _, upper in SIZE_BANDS[:-1]), np.inf]
+    bands = pd.cut(pd.to_numeric(employees, errors="coerce"), edges, right=False,
+                   labels=[name for name, _ in SIZE_BANDS])
+    return bands.astype(object).where(bands.notna(), UNKNOWN_SEGMENT)
+
+
+# ------------------------------------------------------------------ scoring
+_REASON_KEYS: tuple[str, ...] = tuple(_REASON.names)
+
+
+def _reasons(reasons: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Serving's reasons with the fields the list keeps (the value is in the text)."""
+    return [{k: r[k] for k in _REASON_KEYS} for r in reasons]
+
+
+def listing(
+    candidates: pd.DataFrame,
+    features: pd.DataFrame,
+    explained: Sequence[Explanation],
+    flags: Sequence[Sequence[Flag]],
+    dormant_days: float,
+) -> pd.DataFrame:
+    """The list's rows for scored candidates: who, where, how likely, why, what to do."""
+    quiet = quiet_days(features).to_numpy(dtype=float)
+    probability = np.array([e["probability"] for e in explained], dtype=float)
+    amount = features["amount"].to_numpy(dtype=float)
+    status = candidates["status"].to_numpy()
+    return pd.DataFrame(
+        {
+            "deal_id": candidates["deal_id"].astype(str).to_numpy(),
+            "account_id": candidates["account_id"].astype(str).to_numpy(),
+            "owner_id": candidates["owner_id"].fillna("").astype(str).to_numpy(),
+            "channel": features["channel"].to_numpy(),
+            "industry": features["industry"].to_numpy(),
+            "segment": size_band(features["employee_count"]).to_numpy(),
+            "stage": features["stage_index"].map(lambda i: STAGES[int(i)] if pd.notna(i) else None).to_numpy(),
+            "status": np.where((status == OPEN) & (quiet >= dormant_days), DORMANT, status),
+            "probability": probability,
+            "score": np.array([e["score"] for e in explained], dtype=np.int64),
+            "grade": [e["grade"] for e in explained],
+            "amount": amount,
+            "expected_value": probability * amount,
+            "positive_reasons": [_reasons(e["positive_reasons"]) for e in explained],
+            "negative_reasons": [_reasons(e["negative_reasons"]) for e in explained],
+            "risk_flags": [[{"code": f.code, "text": f.text} for f in fs] for fs in flags],
+            "next_step": [next_step([(r["feature"], r["value"]) for r in e["negative_reasons"]], fs)
+                          for e, fs in zip(explained, flags, strict=True)],
+        }
+    )
+
+
+@dataclass
+class Scored:
+    """Every candidate deal scored, unordered, and the seconds each phase took in all."""
+
+    frame: pd.DataFrame
+    seconds: dict[str, float]
+
+
+class _Clock:
+    """Seconds per phase, summed over batches."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._last, 2)
+        self._last = now
+
+
+def rank_deals(
+    tables: Mapping[str, pd.DataFrame],
+    model: ScoringModel,
+    as_of: pd.Timestamp,
+    config: RankConfig = RankConfig(),
+    snapshot_every_days: int = 14,
+    progress: Progress | None = None,
+) -> Scored:
+    """Select, featurise, score, explain and check every candidate deal at ``as_of``.
+
+    Deals go through in batches of ``config.batch_size``: features, scores and reasons
+    from serving's :class:`Explainer`, risk flags and next steps; each batch is logged.
+    ``snapshot_every_days`` is the training snapshot interval, used for the won-deal
+    activity reference of the low-activity rule.
+    """
+    clock = _Clock()
+    candidates, wins = ranking_deals(tables["deals"], as_of, config)
+    log.info("ranking %s deals as of %s", f"{len(candidates):,}", as_of.isoformat())
+    records = track_records(tables["deals"])
+    reference: dict[int, float] = {}
+    for part, part_tables in batches(tables, wins, max(len(wins), 1)):  # one batch
+        sources = {**build_feature_sources(part_tables), **records}
+        reference = won_activity_reference(sources, part, snapshot_every_days)
+    clock.lap("activity reference")
+    explainer = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons)
+    rows, done, started = [], 0, time.perf_counter()
+    for part, part_tables in batches(tables, candidates, config.batch_size):
+        features = candidate_features(part_tables, {**build_feature_sources(part_tables), **records}, part, as_of)
+        clock.lap("features")
+        explained = explainer.explain(model_frame(features).to_dict("records"))
+        clock.lap("score and explain")
+        flags = risk_flags(features, config.health, reference)
+        rows.append(listing(part, features, explained, flags, config.dormant_days))
+        clock.lap("flags and next steps")
+        done += len(part)
+        log.info("ranked %s/%s deals (%.0f deals/s)", f"{done:,}", f"{len(candidates):,}",
+                 done / max(time.perf_counter() - started, 1e-9))
+        if progress is not None:
+            progress(done, len(candidates))
+    # No candidate: an empty list with every column.
+    frame = pd.concat(rows, ignore_index=True) if rows else listing(candidates, model_frame(candidates), [], [], 0)
+    log.info("ranked %s deals: %s", f"{len(frame):,}",
+             ", ".join(f"{k} {v:,}" for k, v in frame["status"].value_counts().items()))
+    return Scored(frame, clock.seconds)
+
+
+def order_ranked(frame: pd.DataFrame, by: RankBy = "expected_value") -> pd.DataFrame:
+    """Best first by ``by``, then probability, then deal id; ``rank`` numbers the rows from 1."""
+    if by not in RANK_BY:
+        raise ValueError(f"rank by {by!r}: must be one of {', '.join(RANK_BY)}")
+    out = frame.sort_values([by, "probability", "deal_id"], ascending=[False, False, True],
+                            na_position="last", kind="stable").reset_index(drop=True)
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out
+
+
+# ------------------------------------------------------------------ score history
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w.-]", "_", name)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def record_scores(
+    history_dir: Path, scored: pd.DataFrame, run_date: date, model_version: str, scored_at: pd.Timestamp
+) -> Path:
+    """Write one run's scores as the history file of (``run_date``, ``model_version``)."""
+    rows = scored.assign(run_date=run_date, model_version=model_version, scored_at=scored_at)
+    path = history_dir / f"run_date={run_date.isoformat()}" / f"model_version={_safe(model_version)}" / "scores.parquet"
+    _write_atomically(path, lambda p: rows[list(HISTORY_COLUMNS)].to_parquet(p, index=False))
+    return path
+
+
+def run_dates(history_dir: Path) -> list[date]:
+    """Dates with recorded runs, oldest first."""
+    if not history_dir.is_dir():
+        return []
+    return sorted(date.fromisoformat(p.name.removeprefix("run_date="))
+                  for p in history_dir.glob("run_date=*") if p.is_dir())
+
+
+def load_history(history_dir: Path, dates: Iterable[date] | None = None) -> pd.DataFrame:
+    """Recorded scores (every model) of the given run dates, or of all of them."""
+    wanted = run_dates(history_dir) if dates is None else list(dates)
+    files = [f for d in wanted for f in sorted((history_dir / f"run_date={d.isoformat()}").glob("*/scores.parquet"))]
+    if not files:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def _latest_per_date(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per deal and run date: the last scored that day (models may differ)."""
+    return history.sort_values(["run_date", "scored_at"], kind="stable").drop_duplicates(
+        ["deal_id", "run_date"], keep="last")
+
+
+def previous_probabilities(history_dir: Path, run_date: date) -> pd.Series:
+    """Probability per deal at the latest run before ``run_date`` (empty when none)."""
+    earlier = [d for d in run_dates(history_dir) if d < run_date]
+    if not earlier:
+        return pd.Series(dtype=float)
+    last = _latest_per_date(load_history(history_dir, earlier[-1:]))
+    return last.set_index("deal_id")["probability"].astype(float)
+
+
+def score_trends(history_dir: Path, run_date: date, runs: int = TREND_RUNS) -> pd.Series:
+    """Per deal, its probabilities over the last ``runs`` run dates up to ``run_date``."""
+    dates = [d for d in run_dates(history_dir) if d <= run_date][-runs:]
+    history = _latest_per_date(load_history(history_dir, dates))
+    return history.groupby("deal_id", sort=False)["probability"].agg(lambda p: [float(v) for v in p])
+
+
+# ------------------------------------------------------------------ files
+def _csv_frame(ranked: pd.DataFrame) -> pd.DataFrame:
+    """List columns flattened to text for spreadsheets."""
+    def texts(items: Any) -> str:
+        return "; ".join(str(i["text"]) for i in items)
+
+    out = ranked.copy()
+    for col in ("positive_reasons", "negative_reasons", "risk_flags"):
+        out[col] = out[col].map(texts)
+    out["trend"] = out["trend"].map(lambda ps: " ".join(f"{p:.3f}" for p in ps))
+    return out
+
+
+def write_ranked(ranked: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """The ranked list as Parquet (typed list columns) and CSV (UTF-8 with BOM, for Excel)."""
+    parquet, csv = out_dir / f"{RANKED_FILE}.parquet", out_dir / f"{RANKED_FILE}.csv"
+    table = pa.Table.from_pandas(ranked, preserve_index=False)
+    for col, type_ in _LIST_TYPES.items():
+        i = table.schema.get_field_index(col)
+        table = table.set_column(i, col, pa.array(ranked[col].tolist(), type=type_))
+    _write_atomically(parquet, lambda p: pq.write_table(table, p))
+    _write_atomically(csv, lambda p: _csv_frame(ranked).to_csv(p, index=False, encoding="utf-8-sig"))
+    return {"parquet": parquet, "csv": csv}
+
+
+def read_ranked(source: Path) -> pd.DataFrame:
+    """The ranked list written by the last ``leadscore rank`` into ``source``."""
+    path = source / f"{RANKED_FILE}.parquet"
+    if not path.is_file():
+        raise RankingError(f"no ranked list in {source}; run `leadscore rank` first")
+    return pd.read_parquet(path)
+
+
+# ------------------------------------------------------------------ the run
+@dataclass
+class RankRun:
+    """What one ``leadscore rank`` did."""
+
+    #: The written list: filtered, ordered, cut to ``top``.
+    ranked: pd.DataFrame
+    #: Deals scored (and recorded in the history) by status, before any filter.
+    scored: dict[str, int]
+    model_version: str
+    run_date: date
+    paths: dict[str, Path]
+    seconds: dict[str, float]
+
+
+def run_rank(
+    settings: Settings,
+    model: ScoringModel,
+    model_version: str,
+    out_dir: Path,
+    config: RankConfig = RankConfig(),
+    filters: Filters = Filters(),
+    by: RankBy = "expected_value",
+    top: int | None = None,
+    as_of: pd.Timestamp | None = None,
+    progress: Progress | None = None,
+) -> RankRun:
+    """Rank the stored CRM's deals with ``model``, record the scores, write the list.
+
+    Every candidate is scored and recorded in the history; filters and ``top`` only
+    shape the written list, so a filtered run never loses another owner's history.
+    """
+    as_of = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
+    tables = load_for_ranking(settings.crm_dir, as_of, config)
+    scored = rank_deals(tables, model, as_of, config, settings.snapshot_every_days, progress)
+    clock = time.perf_counter()
+    frame, run_date = scored.frame, as_of.date()
+    history = out_dir / HISTORY_DIR
+    before = previous_probabilities(history, run_date)
+    frame["change"] = frame["probability"].to_numpy() - before.reindex(frame["deal_id"]).to_numpy(dtype=float)
+    paths = {"history": record_scores(history, frame, run_date, model_version, pd.Timestamp.now(tz="UTC"))}
+    frame["trend"] = score_trends(history, run_date).reindex(frame["deal_id"]).to_numpy()
+    frame["model_version"] = model_version
+    frame["as_of"] = as_of
+    listed = order_ranked(filters.apply(frame), by)
+    if top is not None:
+        listed = listed.head(top)
+    paths |= write_ranked(listed, out_dir)
+    scored.seconds["history and files"] = round(time.perf_counter() - clock, 2)
+    log.info("wrote %s of %s ranked deals to %s", f"{len(listed):,}", f"{len(frame):,}", paths["parquet"])
+    return RankRun(listed, frame["status"].value_counts().to_dict(), model_version, run_date, paths, scored.seconds)
+
+
+def load_champion(settings: Settings, alias: str = "champion") -> tuple[ScoringModel, str]:
+    """The model behind ``models:/<name>@<alias>`` and its version number.
+
+    The alias is resolved once and the version loaded by number, so the version
+    recorded with the scores is the one that produced them even if the alias moves.
+    """
+    from mlflow import MlflowClient
+
+    from training.registry import alias_version, load_scoring_model, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(settings.tracking_uri)
+    version = alias_version(MlflowClient(tracking_uri=uri, registry_uri=uri), settings.model_name, alias)
+    if version is None:
+        raise RankingError(
+            f"no '{alias}' version of {settings.model_name} in {settings.tracking_uri}; "
+            "run `leadscore train` (and `leadscore promote`) first"
+        )
+    return load_scoring_model(f"models:/{settings.model_name}/{version}", settings.tracking_uri), version

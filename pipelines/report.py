@@ -1,0 +1,324 @@
+"""What managers see: the ranked list as a terminal table and as one HTML page with charts.
+
+The page (``leadscore report --out FILE``, and ``serving/leads_page.py`` over HTTP)
+holds the ranked table, sortable by any column and filterable by owner and status with
+a few lines of vanilla JavaScript, each deal's reasons (the training fact behind a
+reason shows on hover), risk flags and next step; and plotly charts of the stored CRM's
+closed deals: the funnel with the conversion between stages, and the win rate by
+channel, by competitor, by the most senior contact on the deal and by cycle length.
+Everything is in the one file, plotly.js included once, so it opens without a network.
+
+The terminal table (``leadscore top``) is plain aligned text: a column's width is its
+display width, two cells for a wide (Chinese, Japanese, Korean) character, so names
+in any script line up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from jinja2 import Environment, FileSystemLoader, Template
+from plotly.offline import get_plotlyjs
+
+from leadscore.contract import STAGES
+from leadscore.featurize import contacts_source, normalise_category, normalise_competitor
+from leadscore.ingest import load_stored
+from leadscore.seniority import LABELS as SENIORITY_LABELS
+from pipelines.rank import STATUSES, read_ranked
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+#: Rows of the ranked list the page shows; the CSV beside the list has all of them.
+DEFAULT_MAX_ROWS = 1000
+#: Competitors shown by name; the rest are grouped.
+MAX_COMPETITORS = 12
+#: Cycle length bins, in days from creation to close.
+CYCLE_DAYS: tuple[float, ...] = (0, 30, 60, 90, 120, 180, 270, 365, math.inf)
+_SPARKS = "▁▂▃▄▅▆▇█"
+_OPEN_FUNNEL = STAGES[:-1]  # every stage but 'closed'
+
+
+# ------------------------------------------------------------------ formatting
+def percent(p: float) -> str:
+    return "" if pd.isna(p) else f"{p:.0%}"
+
+
+def money(v: float) -> str:
+    return "" if pd.isna(v) else f"{v:,.0f}"
+
+
+def change(c: float) -> str:
+    """Probability change in percentage points; empty when there was no previous score."""
+    if pd.isna(c):
+        return ""
+    points = round(100 * c)
+    return "±0 pts" if points == 0 else f"{points:+d} pts"
+
+
+def sparkline(trend: Sequence[float] | None) -> str:
+    """A probability trend as block characters, one per run, 0% lowest, 100% highest."""
+    if trend is None or len(trend) == 0:
+        return ""
+    return "".join(_SPARKS[min(int(p * len(_SPARKS)), len(_SPARKS) - 1)] for p in trend)
+
+
+def display_width(text: str) -> int:
+    """Terminal cells ``text`` takes: 2 for wide and full-width characters, 0 for combining."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def fit(text: str, width: int, right: bool = False) -> str:
+    """``text`` cut (with an ellipsis) or padded to exactly ``width`` terminal cells."""
+    if display_width(text) > width:
+        out, used = "", 0
+        for ch in text:
+            w = display_width(ch)
+            if used + w > width - 1:
+                break
+            out, used = out + ch, used + w
+        text = out + "…"
+    pad = " " * (width - display_width(text))
+    return pad + text if right else text + pad
+
+
+# ------------------------------------------------------------------ terminal table
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    cell: Callable[[Mapping[str, Any]], str]
+    right: bool = False
+    max_width: int = 40
+
+
+_COLUMNS: tuple[_Column, ...] = (
+    _Column("#", lambda r: str(r["rank"]), right=True),
+    _Column("deal", lambda r: r["deal_id"], max_width=16),
+    _Column("account", lambda r: r["account_id"], max_width=20),
+    _Column("owner", lambda r: r["owner_id"], max_width=14),
+    _Column("status", lambda r: r["status"]),
+    _Column("win", lambda r: percent(r["probability"]), right=True),
+    _Column("grade", lambda r: r["grade"]),
+    _Column("amount", lambda r: money(r["amount"]), right=True),
+    _Column("exp. value", lambda r: money(r["expected_value"]), right=True),
+    _Column("change", lambda r: change(r["change"]), right=True),
+    _Column("next step", lambda r: r["next_step"], max_width=60),
+)
+
+
+def _texts(items: Any) -> str:
+    return "; ".join(str(i["text"]) for i in items)
+
+
+def text_table(ranked: pd.DataFrame) -> str:
+    """Every row of ``ranked`` as an aligned table; under each deal its reasons (+ for,
+    - against) and risk flags (!), in full."""
+    rows = ranked.to_dict("records")
+    cells = [[c.cell(r) for c in _COLUMNS] for r in rows]
+    widths = [
+        min(max([display_width(c.header), *(display_width(row[j]) for row in cells)]), c.max_width)
+        for j, c in enumerate(_COLUMNS)
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(fit(v, w, c.right) for v, w, c in zip(values, widths, _COLUMNS, strict=True)).rstrip()
+
+    out = [line([c.header for c in _COLUMNS])]
+    indent = " " * (widths[0] + 2)
+    for row, values in zip(rows, cells, strict=True):
+        out.append(line(values))
+        for mark, key in (("+", "positive_reasons"), ("-", "negative_reasons"), ("!", "risk_flags")):
+            if len(row[key]):
+                out.append(f"{indent}{mark} {_texts(row[key])}")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ charts
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    note: str
+    html: str
+
+
+def closed_deals(deals: pd.DataFrame) -> pd.DataFrame:
+    """Won and lost deals with a close time, with ``won`` (bool) and ``cycle_days``."""
+    status = deals["status"].astype(str)
+    closed = deals[status.isin(["won", "lost"]).to_numpy() & deals["closed_at"].notna().to_numpy()].copy()
+    closed["deal_id"] = closed["deal_id"].astype(str)
+    closed["won"] = (closed["status"].astype(str) == "won").to_numpy()
+    span = pd.to_datetime(closed["closed_at"], utc=True) - pd.to_datetime(closed["created_at"], utc=True)
+    closed["cycle_days"] = span.dt.total_seconds() / 86_400
+    return closed.reset_index(drop=True)
+
+
+def win_rates(keys: pd.Series, won: pd.Series) -> pd.DataFrame:
+    """Deals, wins and win rate per key, most deals first."""
+    g = pd.DataFrame({"key": keys.to_numpy(), "won": won.to_numpy(dtype=float)}).groupby("key", sort=False)["won"]
+    out = pd.DataFrame({"deals": g.size(), "won": g.sum()})
+    out["win_rate"] = out["won"] / out["deals"]
+    return out.sort_values("deals", ascending=False, kind="stable")
+
+
+def _layout(fig: go.Figure, y_title: str) -> go.Figure:
+    fig.update_layout(template="plotly_white", height=340, margin={"l": 60, "r": 20, "t": 20, "b": 60},
+                      yaxis_title=y_title, showlegend=False, font={"family": "system-ui, sans-serif"})
+    return fig
+
+
+def rate_figure(rates: pd.DataFrame, overall: float, x_title: str) -> go.Figure:
+    """Win rate bars with the deal count on each bar and the overall rate as a line."""
+    fig = go.Figure(go.Bar(
+        x=[str(k) for k in rates.index], y=rates["win_rate"], marker_color="#3b6fb6",
+        text=[f"{r:.0%}<br>n={n:,.0f}" for r, n in zip(rates["win_rate"], rates["deals"], strict=True)],
+        textposition="outside", cliponaxis=False,
+        hovertemplate="%{x}: won %{y:.1%}<extra></extra>",
+    ))
+    fig.add_hline(y=overall, line_dash="dot", line_color="#888")
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.3 * max(float(rates["win_rate"].max()), overall)])
+    fig.update_xaxes(title_text=x_title)
+    return _layout(fig, "win rate")
+
+
+def funnel_figure(stage_history: pd.DataFrame, closed: pd.DataFrame) -> go.Figure | None:
+    """Closed deals by the furthest stage they reached, then won; conversion step by step."""
+    sh = stage_history[stage_history["deal_id"].astype(str).isin(set(closed["deal_id"]))]
+    index = sh["stage"].astype(str).str.lower().map({s: i for i, s in enumerate(_OPEN_FUNNEL)})
+    furthest = index.groupby(sh["deal_id"].astype(str).to_numpy()).max().dropna()
+    if furthest.empty:
+        return None
+    reached = [int((furthest >= i).sum()) for i in range(len(_OPEN_FUNNEL))]
+    won = int(closed.set_index("deal_id").loc[furthest.index, "won"].sum())
+    fig = go.Figure(go.Funnel(y=[*_OPEN_FUNNEL, "won"], x=[*reached, won], textinfo="value+percent previous",
+                              marker={"color": "#3b6fb6"}))
+    return _layout(fig, "")
+
+
+def _seniority(tables: Mapping[str, pd.DataFrame], closed: pd.DataFrame) -> pd.Series | None:
+    """Label of the most senior contact on each closed deal, by the feature definition."""
+    dc = tables.get("deal_contacts")
+    if dc is None or tables.get("contacts") is None:
+        return None
+    dc = dc[dc["deal_id"].astype(str).isin(set(closed["deal_id"]))]
+    last = contacts_source(dc, tables["contacts"]).drop_duplicates("deal_id", keep="last")
+    level = closed["deal_id"].map(last.set_index("deal_id")["max_seniority"])
+    has_contacts = closed["deal_id"].isin(set(last["deal_id"]))
+    label = level.map(lambda v: f"{int(v)} {SENIORITY_LABELS[int(v)]}" if pd.notna(v) else None)
+    return label.where(level.notna(), np.where(has_contacts, "title not recognised", "no contacts"))
+
+
+def _competitors(closed: pd.DataFrame) -> pd.Series:
+    """Main competitor as the features normalise it; beyond the most frequent, '(other)'."""
+    competitor = normalise_competitor(closed["competitor"])
+    named = competitor.value_counts().index[: MAX_COMPETITORS - 1]
+    return competitor.where(competitor.isin(named), "(other)") if competitor.nunique() > MAX_COMPETITORS else competitor
+
+
+def _cycle_rates(closed: pd.DataFrame) -> pd.DataFrame:
+    """Win rates by cycle length band, shortest first."""
+    labels = [f"{lo:g}–{hi:g}" if hi < math.inf else f"{lo:g}+" for lo, hi in itertools.pairwise(CYCLE_DAYS)]
+    band = pd.cut(closed["cycle_days"], list(CYCLE_DAYS), right=False, labels=labels).astype(str)
+    rates = win_rates(band, closed["won"])
+    return rates.reindex([b for b in labels if b in rates.index])
+
+
+def crm_charts(tables: Mapping[str, pd.DataFrame]) -> list[Chart]:
+    """The page's charts, from the stored CRM's closed deals; absent tables give a note."""
+    closed = closed_deals(tables["deals"])
+    if closed.empty:
+        return [Chart("none", "No closed deals yet", "The charts need won and lost deals in the CRM.", "")]
+    won, overall = closed["won"], float(closed["won"].mean())
+    all_deals = f"Dotted line: all {len(closed):,} closed deals, {overall:.0%} won."
+    sh, seniority = tables.get("stage_history"), _seniority(tables, closed)
+    channel = normalise_category(closed["channel"]).fillna("(not recorded)").str.replace("_", " ")
+    figures: list[tuple[str, str, str, go.Figure | None]] = [
+        ("funnel", "Funnel of closed deals",
+         "Deals by the furthest stage they reached; the percentage is the conversion from the stage before.",
+         None if sh is None else funnel_figure(sh, closed)),
+        ("channel", "Win rate by channel", all_deals, rate_figure(win_rates(channel, won), overall, "channel")),
+        ("competitor", "Win rate by competitor", f"'none': no competitor; 'unknown': not recorded. {all_deals}",
+         rate_figure(win_rates(_competitors(closed).str.replace("_", " "), won), overall, "main competitor")),
+        ("seniority", "Win rate by the most senior contact",
+         f"Seniority read from job titles in English or Chinese. {all_deals}",
+         None if seniority is None
+         else rate_figure(win_rates(seniority, won).sort_index(), overall, "most senior contact")),
+        ("cycle", "Win rate by cycle length", f"Days from creation to close. {all_deals}",
+         rate_figure(_cycle_rates(closed), overall, "cycle length (days)")),
+    ]
+    config = {"displaylogo": False, "responsive": True}
+    return [
+        Chart(key, title, "Not in the CRM export.", "") if fig is None
+        else Chart(key, title, note,
+                   fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{key}", config=config))
+        for key, title, note, fig in figures
+    ]
+
+
+# ------------------------------------------------------------------ page
+@lru_cache(maxsize=1)
+def _template() -> Template:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("leads.html")
+
+
+def _row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """One table row, formatted, with raw values for sorting."""
+    trend = list(r["trend"]) if r.get("trend") is not None else []
+    return {
+        **{k: r[k] for k in ("rank", "deal_id", "account_id", "owner_id", "status", "grade", "next_step",
+                             "probability", "amount", "expected_value", "change")},
+        "stage": r["stage"] or "",
+        "segment": r["segment"],
+        "industry": (r["industry"] or "").replace("_", " "),
+        "win": percent(r["probability"]),
+        "amount_text": money(r["amount"]),
+        "ev_text": money(r["expected_value"]),
+        "change_text": change(r["change"]),
+        "spark": sparkline(trend),
+        "trend_text": " → ".join(percent(p) for p in trend),
+        "positive": list(r["positive_reasons"]),
+        "negative": list(r["negative_reasons"]),
+        "flags": list(r["risk_flags"]),
+    }
+
+
+def render_page(ranked: pd.DataFrame, tables: Mapping[str, pd.DataFrame], max_rows: int = DEFAULT_MAX_ROWS) -> str:
+    """The managers' page: the first ``max_rows`` of the ranked list and the CRM charts."""
+    shown = ranked.head(max_rows)
+    first = ranked.iloc[0] if len(ranked) else None
+    counts = ranked["status"].value_counts()
+    return _template().render(
+        as_of=pd.Timestamp(first["as_of"]).strftime("%Y-%m-%d %H:%M UTC") if first is not None else "",
+        model_version=first["model_version"] if first is not None else "",
+        total=len(ranked),
+        counts=[(s, int(counts.get(s, 0))) for s in STATUSES],
+        rows=[_row(r) for r in shown.to_dict("records")],
+        owners=sorted(set(shown["owner_id"])),
+        statuses=[s for s in STATUSES if s in set(shown["status"])],
+        charts=crm_charts(tables),
+        plotly_js=get_plotlyjs(),
+    )
+
+
+def build_page(source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> str:
+    """The page from the ranked list in ``source`` and the CRM tables stored in ``crm_dir``."""
+    return render_page(read_ranked(source), load_stored(crm_dir), max_rows)
+
+
+def write_report(out: Path, source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> Path:
+    """Write the page to ``out`` as UTF-8 HTML."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_page(source, crm_dir, max_rows), encoding="utf-8")
+    return out
