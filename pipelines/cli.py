@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,9 @@ app.add_typer(features_app, name="features")
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False) -> None:
+    # Library deprecation chatter (ibis, Feast's experimental-ODFV note) is not for users.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*experimental feature.*")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -84,8 +88,8 @@ def ingest(
 
 
 @app.command()
-def contract(markdown: Annotated[bool, typer.Option("--markdown", help="Print as Markdown.")] = True) -> None:
-    """Print the CRM export contract (columns, types, required, meaning)."""
+def contract() -> None:
+    """Print the CRM export contract as Markdown (columns, types, required, meaning)."""
     from leadscore.contract import contract_markdown
 
     typer.echo(contract_markdown())
@@ -134,33 +138,50 @@ def training_set(
 
 @app.command()
 def demo(
-    deals: Annotated[int, typer.Option("--deals", min=100, help="Synthetic deals to generate.")] = 5000,
+    deals: Annotated[int, typer.Option("--deals", min=500, help="Synthetic deals to generate.")] = 5000,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     workdir: Annotated[Path | None, typer.Option("--workdir", help="Where to write the export.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve",
+                                              help="Serve the page and the API when done.")] = True,
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 3000,
 ) -> None:
-    """The main job on synthetic data: generate, ingest, apply, materialize, and a summary."""
+    """The main job on synthetic data: generate, ingest, features, train, promote, package, rank, serve."""
     from pipelines.steps import demo as run_demo
 
     settings = load_settings()
     s = run_demo(settings, workdir or settings.feature_data / "demo", deals, seed)
-    summary = {
-        "export": str(s.export_dir),
-        "deals_by_status": s.deals_by_status,
-        "feature_source_rows": s.ingest.source_rows if s.ingest else {},
-        "rejects": len(s.ingest.rejects) if s.ingest else 0,
-        "online_store_as_of": s.materialized_to.isoformat() if s.materialized_to else None,
-        "seconds": s.seconds,
-    }
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
-        return
+    ing, t, r = s.ingest, s.training, s.ranking
     typer.echo(f"\nSynthetic CRM: {deals:,d} deals in {s.export_dir}")
     typer.echo("  by status: " + ", ".join(f"{k} {v:,d}" for k, v in s.deals_by_status.items()))
-    typer.echo("Feature sources: " + ", ".join(f"{k} {v:,d}" for k, v in summary["feature_source_rows"].items()))
-    typer.echo(f"Rejected rows: {summary['rejects']}")
-    typer.echo(f"Online store materialized to {summary['online_store_as_of']}")
+    if ing:
+        typer.echo(f"Ingest: {len(ing.rejects)} rejected rows; feature sources: "
+                   + ", ".join(f"{k} {v:,d}" for k, v in ing.source_rows.items()))
+    typer.echo(f"Online store materialized to {s.materialized_to:%Y-%m-%d %H:%M} UTC")
+    test, creation = t.get("test", {}), t.get("at_creation", {})
+    typer.echo(f"Model {settings.model_name} v{t.get('model_version')} ({', '.join(t.get('aliases', []))}): "
+               f"test ROC AUC {test.get('roc_auc', float('nan')):.3f}, log loss {test.get('log_loss', float('nan')):.3f}, "
+               f"ECE {test.get('ece', float('nan')):.3f}")
+    if creation:
+        typer.echo(f"  at creation: model ROC AUC {creation['model']['roc_auc']:.3f} vs oracle "
+                   f"{creation['oracle']['roc_auc']:.3f} (best possible)")
+    if s.promotion is not None:
+        typer.echo(f"Promotion: {'promoted' if s.promotion['promoted'] else 'kept the champion'} "
+                   f"({'; '.join(s.promotion['reasons'])})")
+    if s.packaged:
+        typer.echo(f"Packaged for BentoML: {s.packaged.tag} (MLflow version {s.packaged.mlflow_version})")
+    if r is not None:
+        typer.echo(f"Ranked {len(r.ranked):,d} deals -> {r.paths['csv']}")
     typer.echo("Step times (s): " + ", ".join(f"{k} {v}" for k, v in s.seconds.items()))
+    if not serve_after:
+        typer.echo("\nNext: `uv run leadscore top --n 20`, or `uv run leadscore serve` for the page and the API.")
+        return
+    top_deal = r.ranked["deal_id"].iloc[0] if r is not None and len(r.ranked) else "D0000001"
+    typer.echo(f"\nServing on http://localhost:{port}/leads (priority list) and http://localhost:{port}/docs (API).")
+    typer.echo("Try:\n  curl -s -X POST http://localhost:%d/score_ids -H 'Content-Type: application/json' "
+               "-d '{\"deal_ids\": [\"%s\"]}'\nCtrl-C stops the server." % (port, top_deal))
+    from serving.package import serve as run_server
+
+    run_server(port=port)
 
 
 # ---- serving commands (issue 4) ----
@@ -349,7 +370,7 @@ def rank(
                                                 help="An open deal without activity this long is dormant.")] = 30,
     lost_days: Annotated[float, typer.Option("--lost-days", min=0,
                                              help="Score deals lost within this many days, as if re-opened.")] = 180,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Deals scored per batch.")] = 5000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Deals featurised and scored per batch.")] = 10_000,
     threshold: Annotated[list[str] | None, typer.Option(
         "--threshold", help="Risk rule threshold NAME=VALUE (repeatable): max_stalls, max_reply_hours, "
                             "follow_up_days, activity_ratio, economic_buyer_stage; env LEADSCORE_HEALTH_<NAME>.")] = None,

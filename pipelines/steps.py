@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -18,6 +19,10 @@ from leadscore.featurize import build_feature_sources
 from leadscore.ingest import Reject, ingest_export, load_stored
 from leadscore.synth import generate_crm, write_export
 from pipelines.feature_store import apply_repo, materialize, write_sources
+from pipelines.rank import RankRun, load_champion, rankings_dir, run_rank
+from serving.package import PackagedModel, package_champion
+from training.registry import CHAMPION, promote_from_store
+from training.train import train_from_store
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +64,18 @@ class DemoSummary:
     ingest: IngestSummary | None = None
     materialized_to: datetime | None = None
     deals_by_status: dict[str, int] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    promotion: dict[str, Any] | None = None
+    packaged: PackagedModel | None = None
+    ranking: RankRun | None = None
 
 
 def demo(settings: Settings, workdir: Path, n_deals: int, seed: int) -> DemoSummary:
-    """The main job on the embedded default: synthetic CRM through the feature store."""
+    """The main job on the embedded default, from a synthetic CRM to a ranked list.
+
+    generate -> ingest -> feast apply -> materialize -> train (against the generator's
+    oracle) -> promote (the gate decides) -> package for BentoML -> rank.
+    """
     summary = DemoSummary(export_dir=workdir / "export")
 
     def timed(name: str, fn, *args, **kwargs):
@@ -74,8 +87,14 @@ def demo(settings: Settings, workdir: Path, n_deals: int, seed: int) -> DemoSumm
 
     crm = timed("generate", generate_crm, n_deals, seed)
     timed("write export", write_export, crm, summary.export_dir)
+    summary.deals_by_status = crm.tables["deals"]["status"].value_counts().to_dict()
     summary.ingest = timed("ingest", ingest, summary.export_dir, settings)
     timed("features apply", apply_repo, settings)
     summary.materialized_to = timed("features materialize", materialize, settings, crm.as_of.to_pydatetime())
-    summary.deals_by_status = crm.tables["deals"]["status"].value_counts().to_dict()
+    summary.training = timed("train", train_from_store, settings, truth_path=summary.export_dir / "truth.parquet")
+    if CHAMPION not in summary.training.get("aliases", []):
+        summary.promotion = timed("promote", promote_from_store, settings).to_dict()
+    summary.packaged = timed("package", package_champion, settings)
+    model, version = load_champion(settings)
+    summary.ranking = timed("rank", run_rank, settings, model, version, rankings_dir(settings), as_of=crm.as_of)
     return summary

@@ -1,0 +1,413 @@
+"""Request and response models of the scoring API, documented field by field.
+
+A deal is sent the way the CRM holds it (deal fields, account, contacts with titles and
+roles, activities or an activity summary, stage history), so the service can compute the
+features itself with the definitions training used. Field descriptions come from the CRM
+contract and the feature catalog, so ``/docs.json`` says what each field means without a
+second copy of the documentation to keep in step.
+
+Two kinds of problems are kept apart:
+
+* a malformed deal (wrong type, missing required field, negative amount...) does not fail
+  its batch: :func:`lenient_deal` turns it into an :class:`InvalidDeal` carrying every
+  problem, and the service reports it next to the deals it scored;
+* a malformed request (no ``deals`` list, a batch over :data:`MAX_BATCH`, a bad ``as_of``)
+  fails validation as a whole, with BentoML's 400 body naming each field.
+
+Inputs are never echoed in error messages (``hide_input_in_errors``): a payload may carry
+contact names, e-mails or phones, and errors end up in logs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    create_model,
+)
+from typing_extensions import TypedDict
+
+from leadscore.catalog import features_of
+from leadscore.contract import (
+    ACTIVITY_TYPES,
+    CONTACT_ROLES,
+    DEAL_STATUSES,
+    DIRECTIONS,
+    STAGES,
+    TABLES,
+)
+
+#: Most deals (or ids) accepted in one request; larger batches get a 400.
+MAX_BATCH = 1000
+
+#: How far past the server's clock a time may lie (clock skew between the CRM and us).
+FUTURE_TOLERANCE = timedelta(minutes=15)
+
+Grade = Literal["A", "B", "C", "D"]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Times without a zone are read as UTC, as in the CRM contract."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum_text(value: Any) -> Any:
+    """Enumerations match case-insensitively after trimming spaces (CRM contract)."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _not_future(value: datetime | None) -> datetime | None:
+    if value is not None and value > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise ValueError(f"must not be in the future (tolerance {FUTURE_TOLERANCE})")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+Stage = Annotated[Literal[STAGES], BeforeValidator(_enum_text)]  # type: ignore[valid-type]
+Role = Annotated[Literal[CONTACT_ROLES], BeforeValidator(_enum_text)]  # type: ignore[valid-type]
+ActivityType = Annotated[Literal[ACTIVITY_TYPES], BeforeValidator(_enum_text)]  # type: ignore[valid-type]
+Direction = Annotated[Literal[DIRECTIONS], BeforeValidator(_enum_text)]  # type: ignore[valid-type]
+Status = Annotated[Literal[DEAL_STATUSES], BeforeValidator(_enum_text)]  # type: ignore[valid-type]
+
+
+def _doc(table: str, column: str) -> str:
+    """A field's description, taken from the CRM contract."""
+    return TABLES[table].column(column).meaning
+
+
+class _Input(BaseModel):
+    # Extra keys (names, e-mails, phones, custom CRM fields) are accepted and dropped.
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+
+class AccountIn(_Input):
+    """The company the deal is with; every field optional."""
+
+    industry: str | None = Field(None, description=_doc("accounts", "industry"))
+    region: str | None = Field(None, description=_doc("accounts", "region"))
+    employee_count: int | None = Field(None, ge=0, description=_doc("accounts", "employee_count"))
+    annual_revenue: float | None = Field(None, ge=0, description=_doc("accounts", "annual_revenue"))
+
+
+class ContactIn(_Input):
+    """A person taking part in the deal. Names, e-mails and phones are ignored if sent."""
+
+    contact_id: str = Field(min_length=1, description=_doc("contacts", "contact_id"))
+    title: str | None = Field(None, description=_doc("contacts", "title"))
+    role: Role | None = Field(None, description=_doc("deal_contacts", "role"))
+    added_at: UtcDatetime = Field(description=_doc("deal_contacts", "added_at"))
+
+
+class ActivityIn(_Input):
+    """One call, e-mail, meeting, visit, demo or quote logged on the deal."""
+
+    activity_id: str | None = Field(None, description=_doc("activities", "activity_id"))
+    type: ActivityType = Field(description=_doc("activities", "type"))
+    direction: Direction | None = Field(None, description=_doc("activities", "direction"))
+    occurred_at: UtcDatetime = Field(description=_doc("activities", "occurred_at"))
+    contact_id: str | None = Field(None, description=_doc("activities", "contact_id"))
+    duration_seconds: float | None = Field(
+        None, ge=0, description=_doc("activities", "duration_seconds")
+    )
+
+
+class StageEntryIn(_Input):
+    """One stage the deal entered; moves backwards are allowed."""
+
+    stage: Stage = Field(description=_doc("stage_history", "stage"))
+    entered_at: UtcDatetime = Field(description=_doc("stage_history", "entered_at"))
+
+
+#: Stored timestamps of the ``deal_activity`` feature view, from which the request-time
+#: features (days since last activity, hours awaiting reply) are computed.
+SUMMARY_TIMES: dict[str, str] = {
+    "last_activity_at": "Time of the last activity of any kind (whole seconds).",
+    "last_inbound_at": "Time of the customer's last inbound activity (whole seconds).",
+    "awaiting_reply_since": "Oldest inbound activity not yet answered by an outbound one (whole seconds).",
+}
+
+ActivitySummaryIn: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "ActivitySummaryIn",
+    __base__=_Input,
+    __doc__=(
+        "Engagement pre-summarised by the CRM, as of the moment of scoring: the values the "
+        "deal_activity feature view would hold then. Send it instead of the activity list."
+    ),
+    **{
+        f.name: (
+            float | None,
+            Field(None, ge=0, le=1 if f.kind == "binary" else None, description=f.description),
+        )
+        for f in features_of("deal_activity")
+    },
+    **{
+        name: (UtcDatetime | None, Field(None, description=text))
+        for name, text in SUMMARY_TIMES.items()
+    },
+)
+
+
+class DealIn(_Input):
+    """A deal as the CRM holds it. Only ``deal_id``, ``account_id`` and ``created_at`` are required."""
+
+    deal_id: str = Field(min_length=1, description=_doc("deals", "deal_id"))
+    account_id: str = Field(min_length=1, description=_doc("deals", "account_id"))
+    owner_id: str | None = Field(None, description=_doc("deals", "owner_id"))
+    created_at: UtcDatetime = Field(description=_doc("deals", "created_at"))
+    channel: str | None = Field(None, description=_doc("deals", "channel"))
+    product: str | None = Field(None, description=_doc("deals", "product"))
+    competitor: str | None = Field(None, description=_doc("deals", "competitor"))
+    amount: float | None = Field(None, ge=0, description=_doc("deals", "amount"))
+    currency: str | None = Field(None, description=_doc("deals", "currency"))
+    status: Status = Field("open", description=_doc("deals", "status"))
+    closed_at: UtcDatetime | None = Field(None, description=_doc("deals", "closed_at"))
+    account: AccountIn | None = Field(
+        None, description="Account details; missing ones are scored as unknown."
+    )
+    contacts: list[ContactIn] | None = Field(
+        None,
+        description="Contacts attached to the deal ([] when none; omitted: unknown, scored with a warning).",
+    )
+    activities: list[ActivityIn] | None = Field(
+        None,
+        description="Every activity logged on the deal ([] when none), or send activity_summary instead; "
+        "with neither, engagement is scored as unknown with a warning.",
+    )
+    activity_summary: ActivitySummaryIn | None = Field(  # type: ignore[valid-type]
+        None, description="Pre-summarised engagement, instead of the activity list."
+    )
+    stage_history: list[StageEntryIn] | None = Field(
+        None,
+        description="Every stage the deal entered, with when (omitted: unknown, scored with a warning).",
+    )
+
+
+class Problem(BaseModel):
+    """One problem with one field, in the shape of BentoML's own 400 errors."""
+
+    loc: list[str | int] = Field(description="Path to the field, from the request body.")
+    msg: str = Field(description="What is wrong with it.")
+    type: str = Field(
+        description="Machine-readable problem kind (pydantic error type or 'invalid_value')."
+    )
+
+
+class InvalidDeal(BaseModel):
+    """A deal that failed validation; stands in for it in the request's ``deals`` list."""
+
+    deal_id: str | None = None
+    problems: list[Problem]
+
+
+def lenient_deal(value: Any, handler: ValidatorFunctionWrapHandler) -> DealIn | InvalidDeal:
+    """Validate one deal; on failure keep its problems instead of failing the whole batch."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        deal_id = value.get("deal_id") if isinstance(value, dict) else None
+        problems = [
+            Problem(loc=list(e["loc"]), msg=e["msg"], type=e["type"])
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        return InvalidDeal(deal_id=deal_id if isinstance(deal_id, str) else None, problems=problems)
+
+
+AsOf = Field(
+    None,
+    description="Moment to score at (ISO 8601; UTC when no zone is given). Default: now. "
+    "Events after it are ignored, as if the CRM were read at that moment.",
+)
+AllOrNothing = Field(
+    False,
+    description="When true, one invalid deal fails the whole request (422, nothing scored). "
+    "By default invalid deals are reported in `errors` and the others are scored.",
+)
+
+_EXAMPLE_DEAL: dict[str, Any] = {
+    "deal_id": "D0001234",
+    "account_id": "A000042",
+    "owner_id": "U007",
+    "created_at": "2025-03-03T09:00:00Z",
+    "channel": "referral",
+    "product": "core",
+    "competitor": "none",
+    "amount": 24000,
+    "account": {
+        "industry": "software",
+        "region": "emea",
+        "employee_count": 350,
+        "annual_revenue": 4.2e7,
+    },
+    "contacts": [
+        {
+            "contact_id": "C0000101",
+            "title": "VP Sales",
+            "role": "economic_buyer",
+            "added_at": "2025-03-03T09:00:00Z",
+        },
+        {
+            "contact_id": "C0000102",
+            "title": "采购经理",
+            "role": "influencer",
+            "added_at": "2025-03-10T14:00:00Z",
+        },
+    ],
+    "activities": [
+        {
+            "type": "email",
+            "direction": "inbound",
+            "occurred_at": "2025-03-04T08:12:00Z",
+            "contact_id": "C0000102",
+        },
+        {
+            "type": "call",
+            "direction": "outbound",
+            "occurred_at": "2025-03-04T15:30:00Z",
+            "contact_id": "C0000102",
+        },
+        {
+            "type": "visit",
+            "direction": "outbound",
+            "occurred_at": "2025-03-20T10:00:00Z",
+            "contact_id": "C0000101",
+        },
+    ],
+    "stage_history": [
+        {"stage": "lead", "entered_at": "2025-03-03T09:00:00Z"},
+        {"stage": "qualified", "entered_at": "2025-03-12T11:00:00Z"},
+    ],
+}
+
+
+class ScoreRequest(BaseModel):
+    """Deals sent in full; features are computed from them at ``as_of``."""
+
+    model_config = ConfigDict(
+        hide_input_in_errors=True,
+        json_schema_extra={"example": {"deals": [_EXAMPLE_DEAL], "as_of": "2025-04-01T00:00:00Z"}},
+    )
+
+    deals: list[Annotated[DealIn, WrapValidator(lenient_deal)]] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"The deals to score, 1 to {MAX_BATCH}."
+    )
+    as_of: Annotated[UtcDatetime | None, AfterValidator(_not_future)] = AsOf
+    all_or_nothing: bool = AllOrNothing
+
+
+class ScoreIdsRequest(BaseModel):
+    """Deals by id; features come from the online feature store."""
+
+    model_config = ConfigDict(
+        hide_input_in_errors=True,
+        json_schema_extra={"example": {"deal_ids": ["D0000001", "D0000002"]}},
+    )
+
+    deal_ids: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"Ids of deals known to the feature store, 1 to {MAX_BATCH}.",
+    )
+    as_of: Annotated[UtcDatetime | None, AfterValidator(_not_future)] = AsOf
+    all_or_nothing: bool = AllOrNothing
+
+
+# Results are TypedDicts, not models: a batch of 1,000 deals carries 10,000 reasons, and
+# plain dicts cost a tenth of model instances to build while pydantic still documents,
+# checks and serialises them from these declarations.
+class Reason(TypedDict):
+    """One feature's push on the score, as TreeSHAP measures it, in words."""
+
+    feature: Annotated[
+        str, Field(description="Catalog name of the feature (see leadscore/catalog.py).")
+    ]
+    label: Annotated[str, Field(description="Short human name of the feature.")]
+    value: Annotated[
+        float | str | None, Field(description="The deal's value of the feature (null: unknown).")
+    ]
+    contribution: Annotated[
+        float,
+        Field(
+            description="Push on the log-odds of winning (TreeSHAP); positive raises the probability."
+        ),
+    ]
+    text: Annotated[
+        str, Field(description="The reason as a person would say it, with the deal's value.")
+    ]
+    tooltip: Annotated[
+        str | None,
+        Field(
+            description="A fact from the training data behind it, e.g. how often such deals were won; "
+            "null when the model has no statistic for it."
+        ),
+    ]
+
+
+class ScoreWarning(TypedDict):
+    """Something that made the score less informed, but did not stop it."""
+
+    field: Annotated[str | None, Field(description="Input field or feature concerned, if any.")]
+    message: Annotated[str, Field(description="What happened and how it was scored.")]
+
+
+class ScoreResult(TypedDict):
+    """The score of one deal."""
+
+    deal_id: Annotated[str, Field(description="The deal's id, as sent.")]
+    probability: Annotated[
+        float, Field(description="Calibrated probability that the deal is won, 0 to 1.")
+    ]
+    score: Annotated[
+        int, Field(description="The probability as a 0-100 score (rounded percentage).")
+    ]
+    grade: Annotated[
+        Grade,
+        Field(
+            description="A-D from the score; the thresholds are in the response's `grade_thresholds`."
+        ),
+    ]
+    positive_reasons: Annotated[
+        list[Reason], Field(description="Up to 5 strongest reasons raising the score.")
+    ]
+    negative_reasons: Annotated[
+        list[Reason], Field(description="Up to 5 strongest reasons lowering the score.")
+    ]
+    warnings: Annotated[
+        list[ScoreWarning],
+        Field(
+            description="Unknown categories, missing optional data or unavailable features; scored anyway."
+        ),
+    ]
+    model_version: Annotated[
+        str, Field(description="MLflow version of the lead_scorer model that scored it.")
+    ]
+    as_of: Annotated[datetime, Field(description="Moment the features were computed at.")]
+    scored_at: Annotated[datetime, Field(description="When the score was computed (UTC).")]
+
+
+class DealError(BaseModel):
+    """A deal that was not scored, and every problem found with it."""
+
+    index: int = Field(description="Position of the deal (or id) in the request list.")
+    deal_id: str | None = Field(description="The deal's id, when it could be read.")
+    problems: list[Problem] = Field(description="Every problem found, each naming its field.")
+
+
+class ScoreResponse(BaseModel):
+    """Scores of the valid deals, and the problems of the others."""
+
+    results: list[ScoreResult] = Field(description="One result per scored deal, in request order.")
+    errors: list[DealError] = Field(description="Deals not scored, with their problems.")
+    model_version: str = Field(description="MLflow version of the lead_scorer model.")
+    grade_thresholds: dict[str, int] = Field(
+        description="Lowest score of each grade (D is everything below C). "
+        "Configured with LEADSCORE_GRADE_THRESHOLDS, e.g. 'A=60,B=40,C=20'."
+    )

@@ -1,0 +1,246 @@
+"""A synthetic CRM, API payloads from it, and a small champion model, for serving tests.
+
+Shared by the serving tests and ``benchmarks/serving_latency.py``: the model is trained
+here in seconds (not by ``leadscore train``), then logged and registered with training's
+own registry functions, so packaging and serving see exactly the MLflow layout
+production has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from leadscore.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, features_of
+from leadscore.config import FEATURE_SERVICE, Settings
+from leadscore.featurize import TS, activity_source, build_feature_sources
+from leadscore.model import ScoringModel
+from leadscore.synth import generate_crm
+from serving.package import PackagedModel, package_champion
+from serving.schemas import SUMMARY_TIMES
+from training.calibration import fit_platt
+from training.data import in_memory_frame
+from training.reason_stats import compute_reason_stats
+
+#: End of the synthetic history; scoring "now" in the tests.
+AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
+
+
+@lru_cache(maxsize=4)
+def synthetic_tables(n_deals: int = 1500, seed: int = 7) -> dict[str, pd.DataFrame]:
+    """The contract tables of a synthetic CRM whose history ends at :data:`AS_OF`."""
+    return generate_crm(n_deals, seed=seed, as_of=AS_OF).tables
+
+
+def _iso(value: Any) -> str | None:
+    return None if pd.isna(value) else pd.Timestamp(value).isoformat()
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe scalar: NaN/NA become None, numpy numbers plain Python."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _records(df: pd.DataFrame, times: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by deal_id, as JSON-safe dicts (times as ISO 8601)."""
+    times = set(times)
+    out: dict[str, list[dict[str, Any]]] = {}
+    cols = [c for c in df.columns if c != "deal_id"]
+    for row in df.itertuples(index=False):
+        d = row._asdict()
+        out.setdefault(d["deal_id"], []).append(
+            {c: _iso(d[c]) if c in times else _clean(d[c]) for c in cols}
+        )
+    return out
+
+
+def crm_payloads(
+    tables: Mapping[str, pd.DataFrame], deal_ids: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """Deals as a CRM would send them to ``POST /score`` (JSON-ready dicts)."""
+    deals = tables["deals"]
+    if deal_ids is not None:
+        deals = deals.set_index("deal_id").loc[list(deal_ids)].reset_index()
+    wanted = set(deals["deal_id"])
+    accounts = tables["accounts"].set_index("account_id")
+    titles = tables["contacts"].set_index("contact_id")["title"]
+    dc = tables["deal_contacts"][tables["deal_contacts"]["deal_id"].isin(wanted)]
+    dc = dc.assign(title=dc["contact_id"].map(titles))[
+        ["deal_id", "contact_id", "title", "role", "added_at"]
+    ]
+    acts = tables["activities"][tables["activities"]["deal_id"].isin(wanted)]
+    stages = tables["stage_history"][tables["stage_history"]["deal_id"].isin(wanted)]
+    contacts = _records(dc, ["added_at"])
+    activities = _records(acts, ["occurred_at"])
+    history = _records(stages, ["entered_at"])
+    out = []
+    for d in deals.itertuples(index=False):
+        acc = accounts.loc[d.account_id]
+        out.append(
+            {
+                "deal_id": d.deal_id,
+                "account_id": d.account_id,
+                "owner_id": _clean(d.owner_id),
+                "created_at": _iso(d.created_at),
+                "channel": _clean(d.channel),
+                "product": _clean(d.product),
+                "competitor": _clean(d.competitor),
+                "amount": _clean(d.amount),
+                "currency": _clean(d.currency),
+                "status": d.status,
+                "closed_at": _iso(d.closed_at),
+                "account": {
+                    c: _clean(acc[c])
+                    for c in ("industry", "region", "employee_count", "annual_revenue")
+                },
+                "contacts": contacts.get(d.deal_id, []),
+                "activities": activities.get(d.deal_id, []),
+                "stage_history": history.get(d.deal_id, []),
+            }
+        )
+    return out
+
+
+def with_activity_summaries(
+    payloads: list[dict[str, Any]], tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp
+) -> list[dict[str, Any]]:
+    """The payloads with each activity list replaced by the CRM-side summary at ``as_of``.
+
+    The summary is the ``deal_activity`` feature source's latest row at or before the
+    moment, computed by the feature pipeline itself; deals without activity by then get
+    an empty list instead.
+    """
+    source = activity_source(tables["activities"], tables["contacts"])
+    latest = source[source[TS] <= as_of].groupby("deal_id").tail(1).set_index("deal_id")
+    columns = [f.name for f in features_of("deal_activity")] + list(SUMMARY_TIMES)
+    out = []
+    for p in payloads:
+        q = {k: v for k, v in p.items() if k != "activities"}
+        if p["deal_id"] in latest.index:
+            row = latest.loc[p["deal_id"]]
+            q["activity_summary"] = {
+                c: None
+                if pd.isna(row[c])
+                else _iso(row[c])
+                if c in SUMMARY_TIMES
+                else float(row[c])
+                for c in columns
+            }
+        else:
+            q["activities"] = []
+        out.append(q)
+    return out
+
+
+@lru_cache(maxsize=1)
+def small_champion() -> tuple[ScoringModel, pd.DataFrame]:
+    """The tests' model on :func:`synthetic_tables`, trained once per session."""
+    return train_small_model(synthetic_tables())
+
+
+def train_small_model(
+    tables: Mapping[str, pd.DataFrame], rounds: int = 80, num_leaves: int = 15, seed: int = 7
+) -> tuple[ScoringModel, pd.DataFrame]:
+    """A small calibrated booster with reason stats, and the snapshot frame it learnt from."""
+    frame = in_memory_frame(tables)
+    features = list(MODEL_FEATURES)
+    categories = {
+        c: sorted(frame[c].dropna().astype(str).unique())
+        for c in features
+        if c in CATEGORICAL_FEATURES
+    }
+    model = ScoringModel(booster=None, features=features, categories=categories)  # type: ignore[arg-type]
+    X, y = model.encode(frame), frame["won"].to_numpy()
+    params = {
+        "objective": "binary",
+        "learning_rate": 0.1,
+        "num_leaves": num_leaves,
+        "min_data_in_leaf": 20,
+        "num_threads": 1,
+        "seed": seed,
+        "deterministic": True,
+        "verbose": -1,
+    }
+    data = lgb.Dataset(
+        X, label=y, feature_name=features, categorical_feature=model.categorical_indices
+    )
+    model.booster = lgb.train(params, data, num_boost_round=rounds)
+    model = ScoringModel(
+        booster=model.booster,
+        features=features,
+        categories=categories,
+        calibration=fit_platt(model.raw_score(X), y),
+        reason_stats=compute_reason_stats(frame, features, categories),
+        info={"feature_service": FEATURE_SERVICE, "trees": model.booster.current_iteration()},
+    )
+    return model, frame
+
+
+def register_champion(model: ScoringModel, frame: pd.DataFrame, settings: Settings) -> str:
+    """Log and register the model as training does, and make it ``champion``; its version."""
+    import mlflow
+
+    from training.registry import CHAMPION, ensure_experiment, mlflow_client, register_model
+
+    client = mlflow_client(settings)
+    with mlflow.start_run(experiment_id=ensure_experiment(settings, client)):
+        mlflow.set_tag("feast.feature_service", FEATURE_SERVICE)
+        version = register_model(model, frame.head(5), settings).version
+    client.set_model_version_tag(
+        settings.model_name, version, "feast.feature_service", FEATURE_SERVICE
+    )
+    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+    return str(version)
+
+
+def serving_environment(base: Path) -> tuple[Settings, dict[str, str]]:
+    """Settings and environment for a private MLflow store, BentoML home and Feast repo under ``base``.
+
+    Set the environment before anything touches the BentoML model store: BentoML reads
+    ``BENTOML_HOME`` once per process.
+    """
+    from tests.conftest import isolated
+
+    settings = isolated(base)
+    env = {
+        "BENTOML_HOME": str(base / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "LEADSCORE_FEATURE_REPO": str(settings.feature_repo),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "OMP_NUM_THREADS": "1",
+    }
+    return settings, env
+
+
+def prepare_champion(
+    settings: Settings,
+    tables: Mapping[str, pd.DataFrame],
+    model: ScoringModel,
+    frame: pd.DataFrame,
+    store_deals: Iterable[str] | None = None,
+) -> PackagedModel:
+    """Register the model as champion, package it for BentoML, fill the Feast online store.
+
+    The store holds the features of ``store_deals`` (default: every deal) as of :data:`AS_OF`.
+    """
+    from pipelines.feature_store import apply_repo, materialize, write_sources
+
+    register_champion(model, frame, settings)
+    packaged = package_champion(settings)
+    if store_deals is not None:
+        ids = set(store_deals)
+        tables = {
+            k: (v[v["deal_id"].isin(ids)] if "deal_id" in v else v) for k, v in tables.items()
+        }
+    write_sources(build_feature_sources(tables), settings.sources_dir)
+    apply_repo(settings)
+    materialize(settings, AS_OF.to_pydatetime())
+    return packaged
