@@ -6,10 +6,9 @@ store resolves relative Parquet paths against the working directory, not the rep
 
 from pathlib import Path
 
-from feast import FileSource, RequestSource
+from feast import Field, FileSource, RequestSource
 from feast.data_format import ParquetFormat
 from feast.types import UnixTimestamp
-from feast import Field
 
 SOURCES_DIR = Path(__file__).resolve().parent / "data" / "sources"
 

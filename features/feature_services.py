@@ -4,7 +4,6 @@ never by editing a released one.
 """
 
 from feast import FeatureService
-
 from feature_views import (
     account_history,
     deal_activity,
@@ -13,8 +12,9 @@ from feature_views import (
     deal_stage,
     owner_history,
 )
-from leadscore.catalog import features_of
 from on_demand_views import deal_timing
+
+from leadscore.catalog import features_of
 
 
 def _model_inputs(view):

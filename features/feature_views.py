@@ -8,18 +8,18 @@ value stays NaN from the source to the online store.
 
 from datetime import timedelta
 
-from feast import FeatureView, Field
-from feast.types import Float64, String, UnixTimestamp
-
 from data_sources import (
     account_history_source,
-    owner_history_source,
     deal_activity_source,
     deal_contacts_source,
     deal_profile_source,
     deal_stage_source,
+    owner_history_source,
 )
 from entities import account, deal, owner
+from feast import FeatureView, Field
+from feast.types import Float64, String, UnixTimestamp
+
 from leadscore.catalog import features_of
 
 #: State is valid until the next change, however long ago that was.

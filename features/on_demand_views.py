@@ -6,12 +6,12 @@ compute deal age, days in stage and recency identically.
 """
 
 import pandas as pd
+from data_sources import scoring_request
 from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
-
-from data_sources import scoring_request
 from feature_views import deal_activity, deal_profile, deal_stage
+
 from leadscore.catalog import features_of
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from leadscore.contract import ACTIVITY_TYPES
-from leadscore.seniority import SENIOR_LEVEL
 
 Kind = Literal["numeric", "categorical", "binary"]
 #: Feature views (see features/feature_views.py); ``deal_timing`` is the on-demand view.

@@ -29,9 +29,9 @@ import numba
 import numpy as np
 import pandas as pd
 
-from leadscore.catalog import FEATURES, MODEL_FEATURES, SENIOR_LEVEL, STALL_DAYS, WINDOWS_DAYS
+from leadscore.catalog import FEATURES, MODEL_FEATURES, STALL_DAYS, WINDOWS_DAYS
 from leadscore.contract import ACTIVITY_TYPES, STAGES
-from leadscore.seniority import seniority_of_titles
+from leadscore.seniority import SENIOR_LEVEL, seniority_of_titles
 
 log = logging.getLogger(__name__)
 

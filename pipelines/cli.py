@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-
 from pathlib import Path
 from typing import Annotated
 
@@ -176,9 +175,11 @@ def demo(
         typer.echo("\nNext: `uv run leadscore top --n 20`, or `uv run leadscore serve` for the page and the API.")
         return
     top_deal = r.ranked["deal_id"].iloc[0] if r is not None and len(r.ranked) else "D0000001"
-    typer.echo(f"\nServing on http://localhost:{port}/leads (priority list) and http://localhost:{port}/docs (API).")
-    typer.echo("Try:\n  curl -s -X POST http://localhost:%d/score_ids -H 'Content-Type: application/json' "
-               "-d '{\"deal_ids\": [\"%s\"]}'\nCtrl-C stops the server." % (port, top_deal))
+    body = '{"deal_ids": ["%s"]}' % top_deal  # noqa: UP031 - JSON braces read better unescaped
+    typer.echo(f"\nServing on http://localhost:{port}/leads/ (priority list) and http://localhost:{port}/ "
+               f"(API docs; spec at /docs.json).")
+    typer.echo(f"Try:\n  curl -s -X POST http://localhost:{port}/score_ids -H 'Content-Type: application/json' "
+               f"-d '{body}'\nCtrl-C stops the server.")
     from serving.package import serve as run_server
 
     run_server(port=port)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -103,10 +103,10 @@ def materialize(settings: Settings, end: datetime | None = None, full: bool = Fa
     the repo, not to one store). Every deal is loaded, closed ones too: recently lost
     deals are scored for revival.
     """
-    end = end or datetime.now(timezone.utc)
+    end = end or datetime.now(UTC)
     store = open_store(settings)
     if full:
-        store.materialize(start_date=datetime(1970, 1, 2, tzinfo=timezone.utc), end_date=end)
+        store.materialize(start_date=datetime(1970, 1, 2, tzinfo=UTC), end_date=end)
     else:
         store.materialize_incremental(end_date=end)
     return end

@@ -47,9 +47,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.catalog import SENIOR_LEVEL, STALL_DAYS, features_of
+from leadscore.catalog import STALL_DAYS, features_of
 from leadscore.contract import STAGES
 from leadscore.featurize import features_as_of, snapshot_entities
+from leadscore.seniority import SENIOR_LEVEL
 
 ENV_PREFIX = "LEADSCORE_HEALTH_"
 

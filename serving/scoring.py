@@ -41,7 +41,6 @@ from typing_extensions import TypedDict
 
 from leadscore.catalog import (
     FEATURES_BY_NAME,
-    SENIOR_LEVEL,
     STALL_DAYS,
     WINDOWS_DAYS,
     features_of,
@@ -49,7 +48,7 @@ from leadscore.catalog import (
 from leadscore.contract import ACTIVITY_TYPES, AFTER_DEAL_CREATION, STAGES
 from leadscore.featurize import DAY, normalise_category, normalise_competitor
 from leadscore.model import ScoringModel
-from leadscore.seniority import title_seniority
+from leadscore.seniority import SENIOR_LEVEL, title_seniority
 from serving.reasons import Phrasebook, is_missing
 from serving.schemas import (
     FUTURE_TOLERANCE,

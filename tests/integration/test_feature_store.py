@@ -7,7 +7,12 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from leadscore.featurize import build_feature_sources, features_as_of, model_frame, snapshot_entities
+from leadscore.featurize import (
+    build_feature_sources,
+    features_as_of,
+    model_frame,
+    snapshot_entities,
+)
 from pipelines.feature_store import (
     FeatureStoreError,
     apply_repo,
