@@ -607,9 +607,13 @@ def validate_tables(
 # --------------------------------------------------------------------------- merging
 
 
-def load_stored(crm_dir: Path) -> dict[str, pd.DataFrame]:
-    """The stored tables (``<table>.parquet`` in ``crm_dir``); absent tables are left out."""
-    paths = {name: Path(crm_dir) / f"{name}.parquet" for name in TABLES}
+def load_stored(crm_dir: Path, names: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The stored tables (``<table>.parquet`` in ``crm_dir``); absent tables are left out.
+
+    ``names`` limits the read to those tables: callers that need only deals should not
+    read millions of activities.
+    """
+    paths = {name: Path(crm_dir) / f"{name}.parquet" for name in (names or TABLES)}
     return {name: pd.read_parquet(path) for name, path in paths.items() if path.is_file()}
 
 

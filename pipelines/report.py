@@ -39,6 +39,8 @@ from pipelines.rank import STATUSES, read_ranked
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Rows of the ranked list the page shows; the CSV beside the list has all of them.
 DEFAULT_MAX_ROWS = 1000
+#: The stored CRM tables the charts are drawn from (never the activities, the largest).
+CHART_TABLES = ("deals", "stage_history", "deal_contacts", "contacts")
 #: Competitors shown by name; the rest are grouped.
 MAX_COMPETITORS = 12
 #: Cycle length bins, in days from creation to close.
@@ -314,7 +316,7 @@ def render_page(ranked: pd.DataFrame, tables: Mapping[str, pd.DataFrame], max_ro
 
 def build_page(source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> str:
     """The page from the ranked list in ``source`` and the CRM tables stored in ``crm_dir``."""
-    return render_page(read_ranked(source), load_stored(crm_dir), max_rows)
+    return render_page(read_ranked(source), load_stored(crm_dir, CHART_TABLES), max_rows)
 
 
 def write_report(out: Path, source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> Path:

@@ -49,7 +49,7 @@ def ingest(export_dir: Path, settings: Settings, now: pd.Timestamp | None = None
 
 def stored_deals(settings: Settings) -> pd.DataFrame:
     """The stored deals table; a clear error when nothing was ingested yet."""
-    tables = load_stored(settings.crm_dir)
+    tables = load_stored(settings.crm_dir, ["deals"])
     if "deals" not in tables:
         raise FileNotFoundError(
             f"no deals stored in {settings.crm_dir}; run `leadscore ingest EXPORT_DIR` first"
