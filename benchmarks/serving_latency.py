@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
     from serving.schemas import DealIn
-    from serving.scoring import deal_features
+    from serving.scoring import payload_features
     from tests.serving_fixture import (
         AS_OF,
         crm_payloads,
@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results["activities_per_deal"] = statistics.mean(len(p["activities"]) for p in payloads)
 
     # ---------------------------------------------------------------- in-process
-    records = [deal_features(DealIn.model_validate(p), AS_OF.to_pydatetime()) for p in payloads]
+    records = payload_features([DealIn.model_validate(p) for p in payloads], AS_OF.to_pydatetime())
     X = model.encode_records(records)
     inproc = {}
     for n in (1, 100, 1000):

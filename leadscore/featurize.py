@@ -16,8 +16,11 @@ Values that change merely because time passes are handled in two ways:
   same function in the ``deal_timing`` on-demand feature view, for training and
   serving alike.
 
-:func:`features_as_of` performs the same latest-row join in memory; the scoring
-service uses it for deals sent in full by a CRM, and a test proves it agrees with Feast.
+The rules themselves (what a stage change, a stall, a reply or a first visit is) live
+in :mod:`leadscore.deal_state`, whose kernels this module runs at every moment of change
+to build the source rows; the scoring service runs the same kernels at one moment for
+deals a CRM sends in full. :func:`features_as_of` performs Feast's latest-row join in
+memory, for batch ranking and tests; a test proves it agrees with Feast.
 """
 
 from __future__ import annotations
@@ -25,18 +28,36 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import numba
 import numpy as np
 import pandas as pd
 
-from leadscore.catalog import FEATURES, MODEL_FEATURES, STALL_DAYS, WINDOWS_DAYS
-from leadscore.contract import ACTIVITY_TYPES, STAGES
-from leadscore.seniority import SENIOR_LEVEL, seniority_of_titles
+from leadscore.catalog import FEATURES, MODEL_FEATURES
+from leadscore.contract import STAGES
+from leadscore.deal_state import (
+    ACTIVITY_CODES,
+    DAY,
+    INBOUND,
+    OUTBOUND,
+    UNKNOWN_DIRECTION,
+    US,
+    WINDOW_COUNT_COLUMNS,
+    ActivityEvents,
+    ContactEvents,
+    Queries,
+    StageEvents,
+    activity_at,
+    change_moments,
+    contacts_at,
+    sort_events,
+    stage_at,
+    timing_features,
+)
+from leadscore.seniority import seniority_of_titles
 
 log = logging.getLogger(__name__)
 
 TS = "event_timestamp"
-DAY = 86_400
+_STAGE_INDEX = {s: i for i, s in enumerate(STAGES)}
 _WON, _LOST = "won", "lost"
 
 #: Entity join key of each feature view.
@@ -90,10 +111,15 @@ def _seconds_up(values: pd.Series) -> np.ndarray:
     return -(-_micros(values) // 1_000_000)
 
 
+def _from_micros(us: np.ndarray) -> pd.Series:
+    """Microseconds since the epoch (NaN: unknown) as UTC datetimes (NaT)."""
+    us = np.asarray(us, dtype=np.float64)
+    values = np.where(np.isnan(us), float(np.iinfo(np.int64).min), us).astype(np.int64)
+    return pd.Series(values.view("datetime64[us]")).dt.tz_localize("UTC")
+
+
 def _from_seconds(seconds: np.ndarray) -> pd.Series:
-    return pd.Series(seconds.astype("datetime64[s]")).dt.tz_localize("UTC").astype(
-        "datetime64[us, UTC]"
-    )
+    return _from_micros(np.asarray(seconds, dtype=np.float64) * US)
 
 
 def _last_per_timestamp(df: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -139,197 +165,97 @@ def profile_source(deals: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.Dat
 
 def stage_source(stage_history: pd.DataFrame) -> pd.DataFrame:
     """Funnel position after each stage entry: index, changes, moves back, long stays."""
-    sh = pd.DataFrame(
-        {
-            "deal_id": stage_history["deal_id"].astype(str),
-            TS: _utc(stage_history["entered_at"]),
-            "stage": stage_history["stage"].astype(str).str.strip().str.lower(),
-        }
-    ).sort_values(["deal_id", TS], kind="stable")
-    sh["stage_index"] = sh["stage"].map({s: i for i, s in enumerate(STAGES)})
-    sh = sh.dropna(subset=["stage_index"])
-    # Re-entering the stage the deal is already in is not a change.
-    same_deal = sh["deal_id"].eq(sh["deal_id"].shift())
-    repeat = same_deal & sh["stage_index"].eq(sh["stage_index"].shift())
-    sh = sh[~repeat].copy()
-    g = sh.groupby("deal_id", sort=False)
-    prev_index = g["stage_index"].shift()
-    prev_entered = g[TS].shift()
-    changed = prev_index.notna()
-    sh["stage_changes"] = changed.astype("int32").groupby(sh["deal_id"], sort=False).cumsum()
-    backward = changed & (sh["stage_index"] < prev_index)
-    sh["backward_moves"] = backward.astype("int32").groupby(sh["deal_id"], sort=False).cumsum()
-    long_stay = (sh[TS] - prev_entered).dt.total_seconds() > STALL_DAYS * DAY
-    sh["long_stays"] = long_stay.astype("int32").groupby(sh["deal_id"], sort=False).cumsum()
-    sh["stage_entered_at"] = sh[TS]
-    sh["stage_index"] = sh["stage_index"].astype("int32")
-    cols = ["deal_id", TS, "stage_index", "stage_changes", "backward_moves", "long_stays",
-            "stage_entered_at"]
-    return _last_per_timestamp(sh[cols], "deal_id")
+    deal_cat, t, order = _events(stage_history, "entered_at", _micros)
+    stage = stage_history["stage"].astype(str).str.strip().str.lower().map(_STAGE_INDEX)
+    stage = stage.to_numpy(dtype=float, na_value=np.nan)[order]
+    known = ~np.isnan(stage)  # stages outside the funnel are not positions in it
+    events = StageEvents(deal_cat.codes[order][known].astype(np.int64), t[known], stage[known].astype(np.int64))
+    queries = _distinct_moments(events.deal, events.t_us)
+    state = stage_at(events, queries, len(deal_cat.categories))
+    out = _frame(deal_cat, queries, _from_micros(queries.t))
+    for name in ("stage_index", "stage_changes", "backward_moves", "long_stays"):
+        out[name] = state[name].astype(np.int32)
+    out["stage_entered_at"] = _from_micros(state["stage_entered_at"])
+    # A repeat of the current stage changes nothing, so it gets no row.
+    values = out.drop(columns=TS)
+    return out[values.ne(values.shift()).any(axis=1).to_numpy()].reset_index(drop=True)
 
 
 def contacts_source(deal_contacts: pd.DataFrame, contacts: pd.DataFrame | None) -> pd.DataFrame:
     """Who is on the deal after each contact is attached."""
-    dc = pd.DataFrame(
-        {
-            "deal_id": deal_contacts["deal_id"].astype(str),
-            TS: _utc(deal_contacts["added_at"]),
-            "contact_id": deal_contacts["contact_id"].astype(str),
-            "role": _col(deal_contacts, "role").astype("string").str.lower(),
-        }
-    ).sort_values(["deal_id", TS], kind="stable")
+    deal_cat, t, order = _events(deal_contacts, "added_at", _micros)
     seniority = _contact_seniority(contacts)
-    level = dc["contact_id"].map(seniority) if seniority is not None else pd.Series(np.nan, index=dc.index)
-    by_deal = dc["deal_id"]
-    dc["n_contacts"] = dc.groupby("deal_id", sort=False).cumcount().astype("int32") + 1
-    dc["max_seniority"] = level.fillna(-1).groupby(by_deal, sort=False).cummax().replace(-1, np.nan)
-    senior = (level >= SENIOR_LEVEL).astype("int32")
-    dc["n_senior_contacts"] = senior.groupby(by_deal, sort=False).cumsum()
-    if seniority is None:
-        dc["n_senior_contacts"] = np.nan
-    eb = dc["role"].eq("economic_buyer").fillna(False).astype("int32")
-    dc["has_economic_buyer"] = eb.groupby(by_deal, sort=False).cummax()
-    cols = ["deal_id", TS, "n_contacts", "max_seniority", "n_senior_contacts", "has_economic_buyer"]
-    return _last_per_timestamp(dc[cols], "deal_id")
+    ids = deal_contacts["contact_id"].astype(str)
+    level = ids.map(seniority) if seniority is not None else pd.Series(np.nan, index=ids.index)
+    role = _col(deal_contacts, "role").astype("string").str.lower()
+    events = ContactEvents(
+        deal_cat.codes[order].astype(np.int64),
+        t,
+        level.to_numpy(dtype=float, na_value=np.nan)[order],
+        role.eq("economic_buyer").fillna(False).to_numpy(dtype=bool)[order],
+    )
+    queries = _distinct_moments(events.deal, events.t_us)
+    state = contacts_at(events, queries, len(deal_cat.categories))
+    out = _frame(deal_cat, queries, _from_micros(queries.t))
+    for name in ("n_contacts", "n_senior_contacts", "has_economic_buyer"):
+        out[name] = state[name].astype(np.int32)
+    out["max_seniority"] = state["max_seniority"]
+    if seniority is None:  # no titles at all: unknown, not zero
+        out["n_senior_contacts"] = np.nan
+    return out[["deal_id", TS, "n_contacts", "max_seniority", "n_senior_contacts", "has_economic_buyer"]]
 
 
 def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> pd.DataFrame:
-    """Engagement after each activity, and again each time one leaves a count window.
-
-    Works on all deals at once: each activity gets a sortable int64 key
-    ``deal_code * span + seconds``, and every count is a difference of two binary
-    searches over the keys, so millions of activities take seconds.
-    """
+    """Engagement after each activity, and again each time one leaves a count window."""
     if activities.empty:
         return _empty_activity_source()
-    deal_cat = pd.Categorical(activities["deal_id"].astype(str))
-    code = deal_cat.codes.astype(np.int64)
-    t = _seconds_up(activities["occurred_at"])
-    t0 = int(t.min())
-    max_window = max(WINDOWS_DAYS) * DAY
-    span = int(t.max() - t0) + max_window + 2 * DAY
-    key = code * span + (t - t0)
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    a_type = activities["type"].astype(str).str.lower().to_numpy()[order].astype("U8")
-    direction = _col(activities, "direction").astype("string").str.lower().to_numpy(na_value="")[order]
-    contact = _col(activities, "contact_id").astype("string").to_numpy(na_value="")[order]
-
-    # Rows: every activity, and each moment an activity leaves a window. The four
-    # runs are each sorted already, so a sort and a neighbour comparison dedupe them
-    # far faster than a hash-based unique.
-    rows = np.sort(np.concatenate([key] + [key + w * DAY for w in WINDOWS_DAYS]), kind="stable")
-    rows = rows[np.r_[True, rows[1:] != rows[:-1]]]
-    row_code = rows // span
-    deal_start = row_code * span  # first key of the row's deal
-
-    def counter(keys: np.ndarray):
-        """Counts of ``keys`` of the row's deal in (lower, row], for any lower bound."""
-        upper = np.searchsorted(keys, rows, "right")
-
-        def count(lower: np.ndarray) -> np.ndarray:
-            lo = np.searchsorted(keys, np.maximum(lower, deal_start - 1), "right")
-            return (upper - lo).astype(np.int32)
-
-        return count
-
-    def last_at(keys: np.ndarray) -> pd.Series:
-        """Time of the last key of the row's deal at or before the row, else NaT."""
-        idx = np.searchsorted(keys, rows, "right") - 1
-        found = idx >= 0
-        k = np.where(found, keys[np.clip(idx, 0, None)] if len(keys) else 0, -1)
-        found &= k >= deal_start
-        out = _from_seconds(np.where(found, k - row_code * span + t0, 0))
-        return out.where(found)
-
-    out = pd.DataFrame({"deal_id": np.asarray(deal_cat.categories)[row_code]})
-    out[TS] = _from_seconds(rows - row_code * span + t0)
-    counters = {kind: counter(key[a_type == kind]) for kind in ACTIVITY_TYPES}
-    count_all = counter(key)
-    for w in WINDOWS_DAYS:
-        lower = rows - w * DAY
-        for kind in ACTIVITY_TYPES:
-            out[f"act_{kind}_{w}d"] = counters[kind](lower)
-        out[f"act_total_{w}d"] = count_all(lower)
-    everything = deal_start - 1
-    out["n_activities"] = count_all(everything)
-    inbound, outbound = key[direction == "inbound"], key[direction == "outbound"]
-    out["share_inbound"] = counter(inbound)(everything) / out["n_activities"]
-    out["last_activity_at"] = last_at(key)
-    out["last_inbound_at"] = last_at(inbound)
-    out["awaiting_reply_since"] = _awaiting_reply_since(rows, row_code, span, t0, inbound, outbound)
-    out["median_reply_hours"] = _median_reply_hours(rows, deal_start, span, inbound, outbound)
-
-    is_visit = a_type == "visit"
-    visit_keys = key[is_visit]
-    visit_deal = visit_keys // span
-    first = ~pd.DataFrame({"d": visit_deal, "c": contact[is_visit]}).duplicated().to_numpy()
-    out["first_visits"] = counter(visit_keys[first])(everything)
-    out["followup_visits"] = counter(visit_keys)(everything) - out["first_visits"]
-
+    deal_cat, t, order = _events(activities, "occurred_at", _seconds_up)
+    kind = activities["type"].astype(str).str.lower().map(ACTIVITY_CODES)
+    direction = _col(activities, "direction").astype("string").str.lower()
+    contact = _col(activities, "contact_id").astype("string").fillna("")
     seniority = _contact_seniority(contacts)
-    if seniority is None:
-        out["senior_met"] = np.nan
-    else:
-        level = pd.Series(contact).map(seniority).to_numpy(dtype=float, na_value=np.nan)
-        met = np.isin(a_type, ["meeting", "visit"]) & (level >= SENIOR_LEVEL)
-        out["senior_met"] = np.minimum(counter(key[met])(everything), 1).astype(np.int32)
+    level = contact.map(seniority) if seniority is not None else pd.Series(np.nan, index=contact.index)
+    events = ActivityEvents(
+        deal=deal_cat.codes[order].astype(np.int64),
+        t_s=t,
+        kind=kind.to_numpy(dtype=float, na_value=-1)[order].astype(np.int64),
+        direction=direction.map({"inbound": INBOUND, "outbound": OUTBOUND})
+        .to_numpy(dtype=float, na_value=UNKNOWN_DIRECTION)[order]
+        .astype(np.int64),
+        contact=pd.factorize(contact)[0][order].astype(np.int64),
+        level=level.to_numpy(dtype=float, na_value=np.nan)[order],
+    )
+    queries = change_moments(events)
+    state = activity_at(events, queries, len(deal_cat.categories))
+    out = _frame(deal_cat, queries, _from_seconds(queries.t))
+    for name in (*WINDOW_COUNT_COLUMNS, "n_activities"):
+        out[name] = state[name].astype(np.int32)
+    out["share_inbound"] = state["share_inbound"]
+    for name in ("last_activity_at", "last_inbound_at", "awaiting_reply_since"):
+        out[name] = _from_seconds(state[name])
+    out["median_reply_hours"] = state["median_reply_hours"]
+    for name in ("first_visits", "followup_visits"):
+        out[name] = state[name].astype(np.int32)
+    out["senior_met"] = np.nan if seniority is None else state["senior_met"].astype(np.int32)
     return out
 
 
-def _awaiting_reply_since(
-    rows: np.ndarray, row_code: np.ndarray, span: int, t0: int, inbound: np.ndarray, outbound: np.ndarray
-) -> pd.Series:
-    """Oldest inbound activity after our last outbound one: the customer is waiting."""
-    deal_start = row_code * span
-    idx = np.searchsorted(outbound, rows, "right") - 1
-    last_out = np.where(idx >= 0, outbound[np.clip(idx, 0, None)] if len(outbound) else -1, -1)
-    last_out = np.where(last_out >= deal_start, last_out, deal_start - 1)
-    fi = np.searchsorted(inbound, last_out, "right")
-    k = inbound[np.clip(fi, 0, len(inbound) - 1)] if len(inbound) else np.full(len(rows), -1)
-    waiting = (fi < len(inbound)) & (k <= rows) & (k >= deal_start)
-    out = _from_seconds(np.where(waiting, k - deal_start + t0, 0))
-    return out.where(waiting)
+def _events(table: pd.DataFrame, time_column: str, to_int) -> tuple[pd.Categorical, np.ndarray, np.ndarray]:
+    """Deal codes, integer times (sorted by deal and time) and the order that sorts the table."""
+    deal_cat = pd.Categorical(table["deal_id"].astype(str))
+    t = to_int(table[time_column])
+    order = sort_events(deal_cat.codes, t)
+    return deal_cat, t[order], order
 
 
-def _median_reply_hours(
-    rows: np.ndarray, deal_start: np.ndarray, span: int, inbound: np.ndarray, outbound: np.ndarray
-) -> np.ndarray:
-    """Median reply latency over the replies made up to each row.
-
-    A reply is our first outbound activity after one or more inbound ones; its
-    latency runs from the earliest of those inbound activities, and it becomes known
-    when we reply.
-    """
-    if not len(inbound) or not len(outbound):
-        return np.full(len(rows), np.nan)
-    nxt = np.searchsorted(outbound, inbound, "right")
-    valid = nxt < len(outbound)
-    nxt_c = np.clip(nxt, 0, len(outbound) - 1)
-    valid &= outbound[nxt_c] // span == inbound // span
-    if not valid.any():  # customers wrote, nobody has answered yet
-        return np.full(len(rows), np.nan)
-    nxt, first_in = nxt[valid], inbound[valid]
-    # Inbound keys are sorted, so the first occurrence of each reply is the earliest ask.
-    reply_idx, pos = np.unique(nxt, return_index=True)
-    reply_key = outbound[reply_idx]
-    latency = (reply_key - first_in[pos]) / 3600.0
-    running = _running_median_by_group(reply_key // span, latency)
-    idx = np.searchsorted(reply_key, rows, "right") - 1
-    k = reply_key[np.clip(idx, 0, None)]
-    found = (idx >= 0) & (k >= deal_start)
-    return np.where(found, running[np.clip(idx, 0, None)], np.nan)
+def _distinct_moments(deal: np.ndarray, t: np.ndarray) -> Queries:
+    """Each deal's distinct event times: several changes at one instant give one row."""
+    keep = np.r_[True, (deal[1:] != deal[:-1]) | (t[1:] != t[:-1])] if len(t) else np.zeros(0, bool)
+    return Queries(deal[keep], t[keep])
 
 
-@numba.njit(cache=True)
-def _running_median_by_group(groups: np.ndarray, values: np.ndarray) -> np.ndarray:  # pragma: no cover - jitted
-    out = np.empty(len(values))
-    start = 0
-    for i in range(len(values)):
-        if i > 0 and groups[i] != groups[i - 1]:
-            start = i
-        out[i] = np.median(values[start : i + 1])
-    return out
+def _frame(deal_cat: pd.Categorical, queries: Queries, ts: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"deal_id": np.asarray(deal_cat.categories, dtype=object)[queries.deal], TS: ts})
 
 
 def _history_source(deals: pd.DataFrame, key: str, prefix: str) -> pd.DataFrame:
@@ -380,28 +306,30 @@ def request_time_features(df: pd.DataFrame) -> pd.DataFrame:
     """Features that depend on the moment of scoring, from timestamps in the rows.
 
     ``df`` holds ``as_of`` (the moment of scoring) and the stored columns below; the
-    Feast on-demand view ``deal_timing`` calls this for training and serving.
+    Feast on-demand view ``deal_timing`` calls this for training and serving, and it
+    hands them to :func:`leadscore.deal_state.timing_features`, as the scoring service does.
     """
-    as_of = _utc(df["as_of"])
 
-    def days_since(col: str) -> pd.Series:
-        return (as_of - _utc(df[col])).dt.total_seconds() / DAY
+    def micros(col: str) -> np.ndarray:
+        return _utc(df[col]).to_numpy(dtype="datetime64[us]").astype(np.int64).astype(np.float64)
 
-    out = pd.DataFrame(index=df.index)
-    out["deal_age_days"] = days_since("deal_created_at")
-    out["days_in_stage"] = days_since("stage_entered_at")
-    current_long = (out["days_in_stage"] > STALL_DAYS).astype("float64")
-    out["stalls"] = (
-        pd.to_numeric(df["backward_moves"], errors="coerce")
-        + pd.to_numeric(df["long_stays"], errors="coerce")
-        + current_long
-    ).astype("float64")
-    out["days_since_last_activity"] = days_since("last_activity_at")
-    out["days_since_last_inbound"] = days_since("last_inbound_at")
-    waiting = days_since("awaiting_reply_since") * 24.0
-    has_activity = _utc(df["last_activity_at"]).notna()
-    out["hours_awaiting_reply"] = waiting.fillna(0.0).where(has_activity)
-    return out.astype("float64")
+    def times(col: str) -> np.ndarray:
+        return np.where(_utc(df[col]).isna().to_numpy(), np.nan, micros(col))
+
+    def numbers(col: str) -> np.ndarray:
+        return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+    timing = timing_features(
+        times("as_of"),
+        times("deal_created_at"),
+        times("stage_entered_at"),
+        numbers("backward_moves"),
+        numbers("long_stays"),
+        times("last_activity_at"),
+        times("last_inbound_at"),
+        times("awaiting_reply_since"),
+    )
+    return pd.DataFrame(timing, index=df.index).astype("float64")
 
 
 REQUEST_TIME_INPUTS: tuple[str, ...] = (

@@ -140,14 +140,16 @@ def training_frame(settings: Settings, deals: pd.DataFrame, every_days: int | No
     return TrainingFrame(frame=frame, feature_service=settings.feature_service)
 
 
-def online_features(settings: Settings, deal_ids: list[str], as_of: datetime) -> pd.DataFrame:
+def online_features(
+    store: FeatureStore, feature_service: str, deal_ids: list[str], as_of: datetime
+) -> pd.DataFrame:
     """Features of deals from the online store, with request-time features as of ``as_of``.
 
     Two lookups: the deal's own row gives its account and owner, whose track-record
     views are keyed by them. Deals the store does not know come back with missing
-    features rather than an error; callers decide what that means.
+    features rather than an error; callers decide what that means. The store is
+    passed in open: opening one parses the registry, which costs more than a lookup.
     """
-    store = open_store(settings)
     keys = store.get_online_features(
         features=["deal_profile:deal_account_id", "deal_profile:deal_owner_id"],
         entity_rows=[{"deal_id": d} for d in deal_ids],
@@ -156,5 +158,5 @@ def online_features(settings: Settings, deal_ids: list[str], as_of: datetime) ->
         {"deal_id": d, "account_id": a or "", "owner_id": o or "", "as_of": as_of}
         for d, a, o in zip(deal_ids, keys["deal_account_id"], keys["deal_owner_id"], strict=True)
     ]
-    service = store.get_feature_service(settings.feature_service)
+    service = store.get_feature_service(feature_service)
     return store.get_online_features(features=service, entity_rows=rows).to_df()

@@ -2,16 +2,14 @@
 
 Nothing here needs BentoML; the service wraps it and batch ranking can reuse it.
 
-**Features of a deal sent in full.** :func:`deal_features` computes, for one deal and
-one moment, exactly what :func:`leadscore.featurize.build_feature_sources` followed by
-:func:`~leadscore.featurize.features_as_of` computes from the same deal as CRM tables
-(the Feast definitions), but in plain Python over the deal's own rows: no pandas, about
-a tenth of a millisecond per deal instead of tens of milliseconds per request. The rules are
-the same ones, in the same order (activity times truncated to whole seconds, repeats of
-the current stage ignored, windows as "latest feature row at or before the moment"...),
-and ``tests/code/test_serving_features.py`` proves the two agree value for value on
-thousands of synthetic deals at many moments. Change a definition in
-:mod:`leadscore.featurize` and that test says what to change here.
+**Features of deals sent in full.** :func:`payload_features` turns the deals' contacts,
+activities and stage history into the event arrays of :mod:`leadscore.deal_state` and
+runs the kernels that build the Feast source rows, asked for the one moment ``as_of``;
+the request-time features come from the function Feast's ``deal_timing`` view calls.
+There is no second implementation to keep in step: only the reading of the payload
+(times rounded up to whole seconds, stages and types as codes) is done here, and
+``tests/code/test_serving_features.py`` checks it against the same deals read as CRM
+tables by the pipeline, value for value, at many moments.
 
 Account and owner track records are not in the payload: the service adds them from the
 online store (:data:`HISTORY_FEATURES`).
@@ -24,31 +22,39 @@ phrased by :mod:`serving.reasons`. ``log_amount`` is folded into ``amount`` (one
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from typing_extensions import TypedDict
 
-from leadscore.catalog import (
-    FEATURES_BY_NAME,
-    STALL_DAYS,
-    WINDOWS_DAYS,
-    features_of,
+from leadscore.catalog import FEATURES, FEATURES_BY_NAME, features_of
+from leadscore.contract import AFTER_DEAL_CREATION, STAGES
+from leadscore.deal_state import (
+    ACTIVITY_CODES,
+    INBOUND,
+    OUTBOUND,
+    UNKNOWN_DIRECTION,
+    US,
+    ActivityEvents,
+    ContactEvents,
+    Queries,
+    StageEvents,
+    activity_at,
+    contacts_at,
+    sort_events,
+    stage_at,
+    timing_features,
 )
-from leadscore.contract import ACTIVITY_TYPES, AFTER_DEAL_CREATION, STAGES
-from leadscore.featurize import DAY, normalise_category, normalise_competitor
+from leadscore.featurize import normalise_category, normalise_competitor
 from leadscore.model import ScoringModel
-from leadscore.seniority import SENIOR_LEVEL, title_seniority
+from leadscore.seniority import title_seniority
 from serving.reasons import Phrasebook, is_missing
 from serving.schemas import (
     FUTURE_TOLERANCE,
@@ -205,7 +211,7 @@ def input_warnings(deal: DealIn) -> list[ScoreWarning]:
     return out
 
 
-# ================================================================== features of a sent deal
+# ================================================================== features of sent deals
 #: Seniority of a job title, by the feature pipeline's own parser. Cached: titles recur
 #: ("VP Sales", "采购经理"), so each distinct one is parsed once.
 title_level = lru_cache(maxsize=100_000)(title_seniority)
@@ -221,197 +227,151 @@ def _cached_competitor(value: str | None) -> str:
     return normalise_competitor(pd.Series([value], dtype=object)).iloc[0]
 
 
-def _days(as_of_us: int, t_us: int | None) -> float:
-    """Days between two instants, computed as pandas does (int microseconds / 1e6 / DAY)."""
-    return math.nan if t_us is None else (as_of_us - t_us) / 1_000_000 / DAY
-
-
 _STAGE_INDEX = {s: i for i, s in enumerate(STAGES)}
-_NAN = math.nan
-
-
-def _profile(deal: DealIn, f: dict[str, Any]) -> None:
-    f["channel"] = _cached_category(deal.channel)
-    f["competitor"] = _cached_competitor(deal.competitor)
-    f["product"] = _cached_category(deal.product)
-    amount = _NAN if deal.amount is None else float(deal.amount)
-    f["amount"] = amount
-    f["log_amount"] = float(np.log1p(amount))
-    acc = deal.account
-    f["industry"] = _cached_category(acc.industry) if acc else None
-    f["region"] = _cached_category(acc.region) if acc else None
-    f["employee_count"] = (
-        float(acc.employee_count) if acc and acc.employee_count is not None else _NAN
-    )
-    f["annual_revenue"] = (
-        float(acc.annual_revenue) if acc and acc.annual_revenue is not None else _NAN
-    )
-
-
-def _stage(deal: DealIn, as_of_us: int, f: dict[str, Any]) -> tuple[int | None, float]:
-    """Funnel state after the last stage entry at or before the moment.
-
-    Returns (stage_entered_at, long_stays) for the request-time features.
-    """
-    prev_index: int | None = None
-    prev_at = 0
-    changes = backward = long_stays = 0
-    entered: int | None = None
-    for entry in sorted(deal.stage_history or (), key=lambda e: e.entered_at):
-        at = _us(entry.entered_at)
-        if at > as_of_us:
-            break
-        index = _STAGE_INDEX[entry.stage]
-        if index == prev_index:
-            continue  # re-entering the current stage is not a change
-        if prev_index is not None:
-            changes += 1
-            backward += index < prev_index
-            long_stays += (at - prev_at) / 1_000_000 > STALL_DAYS * DAY
-        prev_index, prev_at, entered = index, at, at
-    if entered is None:
-        f["stage_index"] = f["stage_changes"] = f["backward_moves"] = _NAN
-        return None, _NAN
-    f["stage_index"] = float(prev_index)  # type: ignore[arg-type]  # set with `entered`
-    f["stage_changes"] = float(changes)
-    f["backward_moves"] = float(backward)
-    return entered, float(long_stays)
-
-
-def _contacts(deal: DealIn, as_of_us: int, f: dict[str, Any]) -> None:
-    n = senior = economic_buyer = 0
-    top = -1.0
-    for contact in sorted(deal.contacts or (), key=lambda c: c.added_at):
-        if _us(contact.added_at) > as_of_us:
-            break
-        n += 1
-        level = title_level(contact.title)
-        if level == level:  # not NaN
-            top = max(top, level)
-            senior += level >= SENIOR_LEVEL
-        economic_buyer |= contact.role == "economic_buyer"
-    if n == 0:
-        for name in ("n_contacts", "max_seniority", "n_senior_contacts", "has_economic_buyer"):
-            f[name] = _NAN
-        return
-    f["n_contacts"] = float(n)
-    f["max_seniority"] = _NAN if top == -1 else top
-    f["n_senior_contacts"] = float(senior)
-    f["has_economic_buyer"] = float(economic_buyer)
-
-
+#: Features computed from the deal's events; profile and track records come separately.
+_EVENT_FEATURES = tuple(
+    f.name for f in FEATURES if f.view in ("deal_stage", "deal_contacts", "deal_activity", "deal_timing")
+)
+_DIRECTIONS: dict[str | None, int] = {"inbound": INBOUND, "outbound": OUTBOUND}
 _ACTIVITY_FEATURES = tuple(f.name for f in features_of("deal_activity"))
 
 
-def _activities(deal: DealIn, as_of_us: int, f: dict[str, Any]) -> tuple[int | None, ...]:
-    """Engagement as of the moment, from the activity list.
+def _profile(deal: DealIn) -> dict[str, Any]:
+    """What the deal is, normalised as the ``deal_profile`` source normalises it."""
+    amount = math.nan if deal.amount is None else float(deal.amount)
+    acc = deal.account
+    return {
+        "channel": _cached_category(deal.channel),
+        "competitor": _cached_competitor(deal.competitor),
+        "product": _cached_category(deal.product),
+        "amount": amount,
+        "log_amount": float(np.log1p(amount)),
+        "industry": _cached_category(acc.industry) if acc else None,
+        "region": _cached_category(acc.region) if acc else None,
+        "employee_count": float(acc.employee_count)
+        if acc and acc.employee_count is not None
+        else math.nan,
+        "annual_revenue": float(acc.annual_revenue)
+        if acc and acc.annual_revenue is not None
+        else math.nan,
+    }
 
-    Mirrors ``featurize.activity_source``: times in whole seconds (up); the feature row in
-    force is the latest activity or window expiry ("activity time + w days") at or before
-    the moment, and window counts are taken over (row - w days, row]. Every activity at
-    or before the moment is at or before that row, so only those ("known") matter.
-    Returns (last_activity_at, last_inbound_at, awaiting_reply_since) in microseconds.
+
+def _sorted(deal: list[int], t: list[int], *columns: list[Any]) -> tuple[np.ndarray, ...]:
+    """Event columns as arrays, in the order the feature pipeline sorts them (deal, time)."""
+    d, times = np.array(deal, dtype=np.int64), np.array(t, dtype=np.int64)
+    order = sort_events(d, times)
+    return (d[order], times[order], *(np.asarray(c)[order] for c in columns))
+
+
+def _stage_events(deals: Sequence[DealIn]) -> StageEvents:
+    deal, t, stage = [], [], []
+    for i, d in enumerate(deals):
+        for entry in d.stage_history or ():
+            deal.append(i)
+            t.append(_us(entry.entered_at))
+            stage.append(_STAGE_INDEX[entry.stage])
+    return StageEvents(*_sorted(deal, t, np.array(stage, dtype=np.int64)))
+
+
+def _contact_events(deals: Sequence[DealIn]) -> ContactEvents:
+    deal, t, level, buyer = [], [], [], []
+    for i, d in enumerate(deals):
+        for c in d.contacts or ():
+            deal.append(i)
+            t.append(_us(c.added_at))
+            level.append(title_level(c.title))
+            buyer.append(c.role == "economic_buyer")
+    return ContactEvents(
+        *_sorted(deal, t, np.array(level, dtype=np.float64), np.array(buyer, dtype=bool))
+    )
+
+
+def _activity_events(deals: Sequence[DealIn]) -> ActivityEvents:
+    """Activity lists as the pipeline stores them: whole seconds, rounded up.
+
+    Column by column rather than activity by activity: a batch carries tens of
+    thousands of activities, and this is the only per-activity Python work.
     """
-    # Whole seconds rounded up, as the pipeline stores them: nothing is seen before it happened.
-    acts = sorted(
-        ((-(-_us(a.occurred_at) // 1_000_000), a) for a in deal.activities or ()), key=itemgetter(0)
-    )
-    times = [t for t, _ in acts]
-    now = as_of_us // 1_000_000  # a row at whole second s is in force iff s <= now
-    n = bisect.bisect_right(times, now)
-    if n == 0:
-        for name in _ACTIVITY_FEATURES:
-            f[name] = _NAN
-        return None, None, None
-    row = max(
-        times[i] + w * DAY
-        for w in (0, *WINDOWS_DAYS)
-        if (i := bisect.bisect_right(times, now - w * DAY, 0, n) - 1) >= 0
-    )
-    by_type: dict[str, list[int]] = {kind: [] for kind in ACTIVITY_TYPES}
-    inbound: list[int] = []
-    outbound: list[int] = []
-    visited: set[str] = set()
-    visits = first_visits = senior_met = 0
-    levels = {c.contact_id: title_level(c.title) for c in deal.contacts or ()}
-    for t, a in acts[:n]:
-        by_type[a.type].append(t)
-        if a.direction == "inbound":
-            inbound.append(t)
-        elif a.direction == "outbound":
-            outbound.append(t)
-        if a.type == "visit":
-            visits += 1
-            contact = a.contact_id or ""
-            first_visits += contact not in visited
-            visited.add(contact)
-        if a.type in ("meeting", "visit") and levels.get(a.contact_id or "", _NAN) >= SENIOR_LEVEL:
-            senior_met = 1
-    for w in WINDOWS_DAYS:
-        lower = row - w * DAY
-        for kind, kind_times in by_type.items():
-            f[f"act_{kind}_{w}d"] = float(len(kind_times) - bisect.bisect_right(kind_times, lower))
-        f[f"act_total_{w}d"] = float(n - bisect.bisect_right(times, lower, 0, n))
-    f["n_activities"] = float(n)
-    f["share_inbound"] = len(inbound) / n
-    f["first_visits"] = float(first_visits)
-    f["followup_visits"] = float(visits - first_visits)
-    f["senior_met"] = float(senior_met)
-
-    # Replies: our first outbound after one or more inbound, timed from the earliest of them.
-    first_ask: dict[int, int] = {}
-    for t in inbound:
-        reply = bisect.bisect_right(outbound, t)
-        if reply < len(outbound):
-            first_ask.setdefault(reply, t)
-    latencies = [(outbound[i] - first_ask[i]) / 3600.0 for i in sorted(first_ask)]
-    f["median_reply_hours"] = statistics.median(latencies) if latencies else _NAN
-
-    # The customer waits when an inbound activity came after our last outbound one.
-    waiting = bisect.bisect_right(inbound, outbound[-1]) if outbound else 0
-    return (
-        times[n - 1] * 1_000_000,
-        inbound[-1] * 1_000_000 if inbound else None,
-        inbound[waiting] * 1_000_000 if waiting < len(inbound) else None,
+    deal: list[int] = []
+    t: list[int] = []
+    kind: list[int] = []
+    direction: list[int] = []
+    contact: list[int] = []
+    level: list[float] = []
+    codes: dict[str, int] = {}
+    for i, d in enumerate(deals):
+        acts = d.activities
+        if not acts:
+            continue
+        levels = {c.contact_id: title_level(c.title) for c in d.contacts or ()}
+        who = [a.contact_id or "" for a in acts]
+        deal += [i] * len(acts)
+        t += [-(-((a.occurred_at - _EPOCH) // _US) // US) for a in acts]
+        kind += [ACTIVITY_CODES[a.type] for a in acts]
+        direction += [_DIRECTIONS.get(a.direction, UNKNOWN_DIRECTION) for a in acts]
+        contact += [codes.setdefault(w, len(codes)) for w in who]
+        level += [levels.get(w, math.nan) for w in who]
+    return ActivityEvents(
+        *_sorted(
+            deal,
+            t,
+            np.array(kind, dtype=np.int64),
+            np.array(direction, dtype=np.int64),
+            np.array(contact, dtype=np.int64),
+            np.array(level, dtype=np.float64),
+        )
     )
 
 
-def _summary(deal: DealIn, f: dict[str, Any]) -> tuple[int | None, ...]:
-    """Engagement as the CRM pre-summarised it: the deal_activity view's values, as sent."""
-    s = deal.activity_summary
-    for name in _ACTIVITY_FEATURES:
-        value = getattr(s, name)
-        f[name] = _NAN if value is None else float(value)
-    return tuple(None if (t := getattr(s, name)) is None else _us(t) for name in SUMMARY_TIMES)
+def payload_features(deals: Sequence[DealIn], as_of: datetime) -> list[dict[str, Any]]:
+    """Every payload-derived model feature of each deal at ``as_of`` (track records excluded).
 
-
-def deal_features(deal: DealIn, as_of: datetime) -> dict[str, Any]:
-    """Every payload-derived model feature of one deal at ``as_of`` (history features excluded).
+    The deals become the event arrays of :mod:`leadscore.deal_state` and go through the
+    kernels that build the Feast source rows, asked for one moment instead of every
+    moment of change; :func:`~leadscore.deal_state.timing_features` then gives the
+    request-time features, as Feast's ``deal_timing`` view does. A deal sent with an
+    ``activity_summary`` takes its engagement features as sent.
 
     Categorical values are normalised strings (None when missing), the rest floats
     (NaN when missing), as :func:`leadscore.featurize.model_frame` holds them.
     """
-    as_of_us = _us(as_of)
-    f: dict[str, Any] = {}
-    _profile(deal, f)
-    entered, long_stays = _stage(deal, as_of_us, f)
-    _contacts(deal, as_of_us, f)
-    if deal.activity_summary is not None:
-        last_activity, last_inbound, awaiting = _summary(deal, f)
-    else:
-        last_activity, last_inbound, awaiting = _activities(deal, as_of_us, f)
-    # Request-time features, as featurize.request_time_features computes them.
-    f["deal_age_days"] = _days(as_of_us, _us(deal.created_at))
-    days_in_stage = _days(as_of_us, entered)
-    f["days_in_stage"] = days_in_stage
-    f["stalls"] = f["backward_moves"] + long_stays + float(days_in_stage > STALL_DAYS)
-    f["days_since_last_activity"] = _days(as_of_us, last_activity)
-    f["days_since_last_inbound"] = _days(as_of_us, last_inbound)
-    if last_activity is None:
-        f["hours_awaiting_reply"] = _NAN
-    else:
-        f["hours_awaiting_reply"] = 0.0 if awaiting is None else _days(as_of_us, awaiting) * 24.0
-    return f
+    n, as_of_us = len(deals), _us(as_of)
+    moment = Queries.one_per_deal(n, as_of_us)
+    state = {
+        **stage_at(_stage_events(deals), moment, n),
+        **contacts_at(_contact_events(deals), moment, n),
+        **activity_at(_activity_events(deals), Queries.one_per_deal(n, as_of_us // US), n),
+    }
+    for name in SUMMARY_TIMES:  # seconds, as stored; the timing features want microseconds
+        state[name] = state[name] * US
+    for i, deal in enumerate(deals):
+        if deal.activity_summary is not None:
+            for name in (*_ACTIVITY_FEATURES, *SUMMARY_TIMES):
+                value = getattr(deal.activity_summary, name)
+                state[name][i] = (
+                    math.nan if value is None else _us(value) if name in SUMMARY_TIMES else value
+                )
+    state.update(
+        timing_features(
+            np.full(n, float(as_of_us)),
+            np.array([float(_us(d.created_at)) for d in deals]),
+            state["stage_entered_at"],
+            state["backward_moves"],
+            state["long_stays"],
+            state["last_activity_at"],
+            state["last_inbound_at"],
+            state["awaiting_reply_since"],
+        )
+    )
+    columns = [(name, state[name].tolist()) for name in _EVENT_FEATURES]
+    out = []
+    for i, deal in enumerate(deals):
+        record = _profile(deal)
+        for name, values in columns:
+            record[name] = values[i]
+        out.append(record)
+    return out
 
 
 # ================================================================== explanation

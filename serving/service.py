@@ -1,7 +1,7 @@
 """The lead scoring service: calibrated win probabilities with reasons, over HTTP.
 
 ``POST /score`` takes deals as the CRM holds them and computes their features with the
-feature definitions training used (:func:`serving.scoring.deal_features`); account and
+feature kernels training used (:func:`serving.scoring.payload_features`); account and
 owner track records come from the Feast online store. ``POST /score_ids`` takes ids only
 and reads every feature from the online store. Both answer with a probability, a 0-100
 score, a grade and the strongest reasons either way, explained by LightGBM's TreeSHAP.
@@ -9,7 +9,9 @@ score, a grade and the strongest reasons either way, explained by LightGBM's Tre
 ``GET /healthz`` and ``/livez`` say the process is alive; ``GET /readyz`` that the model
 is loaded and the online store answers; ``GET /metrics`` is BentoML's Prometheus endpoint
 (plus ``leadscore_deals_total``). When ``LEADSCORE_API_TOKEN`` is set, the scoring
-endpoints require ``Authorization: Bearer <token>``; health, metrics and docs stay open.
+endpoints require ``Authorization: Bearer <token>`` and the priority page at ``/leads``
+the same token (or, from a browser, Basic authentication with the token as password);
+health, metrics and docs stay open.
 
 Payloads are never logged: they may carry contact names, e-mails and phones.
 """
@@ -21,15 +23,17 @@ import os
 # Before numpy or LightGBM start their thread pools: one thread per worker (see package.serve).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import base64  # noqa: E402
+import binascii  # noqa: E402
 import gc  # noqa: E402
 import hmac  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Iterable, Sequence  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
 
 import bentoml  # noqa: E402
 from bentoml.models import BentoModel  # noqa: E402
@@ -37,9 +41,11 @@ from prometheus_client import Counter  # noqa: E402
 
 from leadscore.config import Settings, load_settings  # noqa: E402
 from leadscore.featurize import model_frame  # noqa: E402
+from pipelines.feature_store import online_features, open_store  # noqa: E402
 from serving.leads_page import create_app as leads_page  # noqa: E402
 from serving.package import load_packaged  # noqa: E402
 from serving.schemas import (  # noqa: E402
+    FUTURE_TOLERANCE,
     DealError,
     InvalidDeal,
     Problem,
@@ -53,17 +59,20 @@ from serving.scoring import (  # noqa: E402
     HISTORY_FEATURES,
     Explainer,
     ServingConfig,
-    deal_features,
     deal_problems,
     input_warnings,
+    payload_features,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Accounts and owners whose track record is cached before expired entries are dropped.
 MAX_CACHED_RECORDS = 200_000
 #: Endpoints that need the bearer token when one is configured.
 PROTECTED_PATHS = frozenset({"/score", "/score_ids"})
+#: Where the managers' priority page is mounted; it needs the token too.
+LEADS_PATH = "/leads"
 
 #: Exported at /metrics with BentoML's own metrics (prometheus_client, multiprocess mode).
 deals_total = Counter(
@@ -71,6 +80,40 @@ deals_total = Counter(
     "Deals received by the scoring endpoints, by endpoint and outcome (scored, rejected).",
     ["endpoint", "outcome"],
 )
+
+
+#: Warning on results scored at a past moment: the online store keeps only the latest state.
+PAST_TRACK_RECORD: ScoreWarning = {
+    "field": "account_history",
+    "message": "Scored as of a past moment, but account and owner track records are the "
+    "online store's latest: deals closed since then count too.",
+}
+
+
+class OnlineStore:
+    """The Feast online store, opened once and shared by the endpoints.
+
+    Opening a store parses the feature registry, which costs more than a lookup, so it
+    is opened on first use and kept; after a failed lookup it is reopened next time (the
+    server may have restarted). Lookups take turns: a SQLite connection must not be used
+    by two threads at once, and BentoML runs sync endpoints in a thread pool.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._store: Any = None
+        self._lock = threading.Lock()
+
+    def run(self, lookup: Callable[[Any], T]) -> T:
+        """``lookup(store)``, on the open store."""
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self._settings)
+            try:
+                return lookup(self._store)
+            except Exception:
+                self._store = None
+                raise
 
 
 class TrackRecords:
@@ -81,19 +124,10 @@ class TrackRecords:
     store cannot be reached the features stay missing and callers add a warning.
     """
 
-    def __init__(self, settings: Settings, ttl: float) -> None:
-        self._settings = settings
+    def __init__(self, online: OnlineStore, ttl: float) -> None:
+        self._online = online
         self._ttl = ttl
-        self._store: Any = None
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def _open(self) -> Any:
-        if self._store is None:
-            from pipelines.feature_store import open_store
-
-            self._store = open_store(self._settings)
-        return self._store
 
     def _fetch(self, accounts: Sequence[str], owners: Sequence[str]) -> None:
         n = max(len(accounts), len(owners))
@@ -105,8 +139,9 @@ class TrackRecords:
             for i in range(n)
         ]
         features = [f"{view}:{name}" for view, names in HISTORY_FEATURES.items() for name in names]
-        with self._lock:
-            values = self._open().get_online_features(features=features, entity_rows=rows).to_dict()
+        values = self._online.run(
+            lambda store: store.get_online_features(features=features, entity_rows=rows).to_dict()
+        )
         now = time.monotonic()
         if len(self._cache) > MAX_CACHED_RECORDS:
             self._cache = {k: v for k, v in self._cache.items() if v[0] >= now}
@@ -135,7 +170,6 @@ class TrackRecords:
                 self._fetch(accounts, owners)
             except Exception as exc:  # any store failure: score without history, say so
                 log.warning("online store lookup failed (%s: %s)", type(exc).__name__, exc)
-                self._store = None
                 return None
         out = []
         for account, owner in pairs:
@@ -151,25 +185,44 @@ class TrackRecords:
         return self.lookup([("__readyz__", "__readyz__")]) is not None
 
 
-class BearerTokenMiddleware:
-    """Require ``Authorization: Bearer <LEADSCORE_API_TOKEN>`` on the scoring endpoints.
+class TokenMiddleware:
+    """Require ``LEADSCORE_API_TOKEN`` on the scoring endpoints and the priority page.
 
-    The token is read when the app is built; without one, requests pass untouched.
+    API clients send ``Authorization: Bearer <token>``. The page at ``/leads`` is opened
+    in a browser, which cannot add a bearer header, so it also accepts HTTP Basic
+    authentication with the token as the password (any user name): the browser asks
+    for it once. The token is read when the app is built; without one, requests pass
+    untouched. Health, metrics and docs stay open.
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
         token = ServingConfig.from_env().api_token
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.token = token.encode() if token else None
+
+    @staticmethod
+    def _allowed(header: bytes, token: bytes, page: bool) -> bool:
+        scheme, _, credentials = header.partition(b" ")
+        if scheme.lower() == b"bearer":
+            return hmac.compare_digest(credentials, token)
+        if page and scheme.lower() == b"basic":
+            try:
+                password = base64.b64decode(credentials, validate=True).partition(b":")[2]
+            except binascii.Error:
+                return False
+            return hmac.compare_digest(password, token)
+        return False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        page = path == LEADS_PATH or path.startswith(LEADS_PATH + "/")
         if (
-            self.expected is not None
+            self.token is not None
             and scope["type"] == "http"
-            and scope["path"] in PROTECTED_PATHS
+            and (path in PROTECTED_PATHS or page)
         ):
             given = dict(scope.get("headers") or ()).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+            if not self._allowed(given, self.token, page):
                 body = json.dumps(
                     {
                         "error": "unauthorized",
@@ -182,13 +235,14 @@ class BearerTokenMiddleware:
                         ],
                     }
                 ).encode()
+                challenge = b'Basic realm="lead_scorer", charset="UTF-8"' if page else b"Bearer"
                 await send(
                     {
                         "type": "http.response.start",
                         "status": 401,
                         "headers": [
                             (b"content-type", b"application/json"),
-                            (b"www-authenticate", b"Bearer"),
+                            (b"www-authenticate", challenge),
                         ],
                     }
                 )
@@ -199,7 +253,7 @@ class BearerTokenMiddleware:
 
 # The managers' priority list (the page `leadscore report` writes) is served beside the
 # API, from the latest ranked list; BentoML keeps "/" for its own index.
-@bentoml.asgi_app(leads_page(), path="/leads")
+@bentoml.asgi_app(leads_page(), path=LEADS_PATH)
 @bentoml.service(
     name="lead_scorer",
     workers="cpu_count",
@@ -217,7 +271,8 @@ class LeadScorer:
         self.model, meta = load_packaged(self.bento_model)
         self.model_version = str(meta.get("mlflow_version", self.bento_model.tag.version))
         self.explainer = Explainer(self.model, self.config.grade_thresholds)
-        self.track_records = TrackRecords(self.settings, self.config.history_ttl_seconds)
+        self.online = OnlineStore(self.settings)
+        self.track_records = TrackRecords(self.online, self.config.history_ttl_seconds)
         # Open the store now, so neither the first request nor the first probe pays for it.
         self._ready_checked = (time.monotonic(), self.track_records.reachable())
         if not self._ready_checked[1]:
@@ -237,7 +292,8 @@ class LeadScorer:
         """Score deals sent in full (deal fields, account, contacts, activities, stage history).
 
         Features are computed from the deal as sent, at `as_of`; the account's and owner's
-        track records are the online store's latest. Invalid deals are listed in `errors`
+        track records are the online store's latest, even for an `as_of` in the past (each
+        result then says so in a warning). Invalid deals are listed in `errors`
         and the rest scored (200), unless `all_or_nothing` is true or no deal is valid
         (422). Unknown categories and missing optional data are scored, with a warning in
         the deal's result. At most 1,000 deals per request.
@@ -269,7 +325,7 @@ class LeadScorer:
         if errors and (request.all_or_nothing or not valid):
             return self._rejected("score", len(request.deals), errors, ctx)
 
-        records = [deal_features(d, as_of) for d in valid]
+        records = payload_features(valid, as_of)
         warnings = [input_warnings(d) for d in valid]
         history = self.track_records.lookup((d.account_id, d.owner_id or "") for d in valid)
         if history is None:
@@ -284,6 +340,9 @@ class LeadScorer:
         else:
             for record, h in zip(records, history, strict=True):
                 record.update(h)
+            if as_of < now - FUTURE_TOLERANCE:
+                for w in warnings:
+                    w.append(PAST_TRACK_RECORD)
         return self._respond(
             "score", [d.deal_id for d in valid], records, warnings, errors, as_of, now
         )
@@ -296,8 +355,6 @@ class LeadScorer:
         /score apply. The store holds each deal's latest state: `as_of` moves the
         request-time features (deal age, days since last activity...), not the history.
         """
-        from pipelines.feature_store import online_features
-
         now = datetime.now(UTC)
         as_of = request.as_of or now
         ids, errors, index = [], [], {}
@@ -320,7 +377,9 @@ class LeadScorer:
                 index[deal_id] = i
                 ids.append(deal_id)
         try:
-            frame = online_features(self.settings, ids, as_of)
+            frame = self.online.run(
+                lambda store: online_features(store, self.settings.feature_service, ids, as_of)
+            )
         except Exception as exc:
             log.warning("online store lookup failed (%s: %s)", type(exc).__name__, exc)
             errors += [
@@ -442,4 +501,4 @@ def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Pro
     return [Problem(loc=[*prefix, *p.loc], msg=p.msg, type=p.type) for p in problems]
 
 
-LeadScorer.add_asgi_middleware(BearerTokenMiddleware)
+LeadScorer.add_asgi_middleware(TokenMiddleware)

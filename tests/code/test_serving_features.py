@@ -1,9 +1,10 @@
-"""The service's per-deal features equal the feature pipeline's, value for value.
+"""Deals sent to the service get the features the pipeline gives them, value for value.
 
-The service computes a sent deal's features in plain Python (``serving.scoring``) for
-speed; the definition is :mod:`leadscore.featurize`, which Feast runs. These tests send
-synthetic deals through both: the payload converted back to CRM tables and run through
-``build_feature_sources`` + ``features_as_of`` (the reference), and ``deal_features``.
+Both paths run the kernels of :mod:`leadscore.deal_state`; they differ in how they read
+a deal (the payload's lists vs CRM tables) and in how they ask (the state at one moment
+vs source rows joined point-in-time, as Feast does). These tests send synthetic deals
+through both: the payload converted back to CRM tables and run through
+``build_feature_sources`` + ``features_as_of`` (the reference), and ``payload_features``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from leadscore.featurize import (
     model_frame,
 )
 from serving.schemas import DealIn
-from serving.scoring import HISTORY_FEATURES, deal_features
+from serving.scoring import HISTORY_FEATURES, payload_features
 from tests.crm_fixture import day, tiny_crm
 from tests.serving_fixture import AS_OF, crm_payloads, synthetic_tables, with_activity_summaries
 
@@ -94,7 +95,7 @@ def reference(payloads: list[dict[str, Any]], as_of: pd.Timestamp) -> pd.DataFra
 
 
 def served(payloads: list[dict[str, Any]], as_of: pd.Timestamp) -> pd.DataFrame:
-    rows = [deal_features(DealIn.model_validate(p), as_of.to_pydatetime()) for p in payloads]
+    rows = payload_features([DealIn.model_validate(p) for p in payloads], as_of.to_pydatetime())
     return model_frame(pd.DataFrame(rows))[PAYLOAD_FEATURES]
 
 
@@ -197,6 +198,18 @@ def test_edge_cases_same_second_activities_repeats_and_missing_parts():
         assert_identical(served(payloads, as_of), reference(payloads, as_of))
 
 
+def test_a_deal_gets_the_same_features_alone_as_in_any_batch(synthetic_payloads):
+    """Batching only shares the work: contact codes, sort order and offsets are
+    request-wide, and must never let one deal's events reach another's features."""
+    as_of = AS_OF - pd.Timedelta(days=10)
+    alive = [p for p in synthetic_payloads if pd.Timestamp(p["created_at"]) <= as_of][:60]
+    together = served(alive, as_of)
+    alone = pd.concat([served([p], as_of) for p in alive], ignore_index=True)
+    backwards = served(alive[::-1], as_of).iloc[::-1].reset_index(drop=True)
+    assert_identical(together, alone)
+    assert_identical(together, backwards)
+
+
 def test_activity_summary_gives_the_same_features_as_the_activity_list(synthetic_payloads):
     """A CRM may send the deal_activity view's values instead of the list: same features."""
     as_of = AS_OF - pd.Timedelta(days=30)
@@ -207,7 +220,7 @@ def test_activity_summary_gives_the_same_features_as_the_activity_list(synthetic
 
 
 def test_every_payload_feature_is_computed():
-    f = deal_features(DealIn.model_validate(crm_payloads(tiny_crm())[0]), day(31).to_pydatetime())
+    f = payload_features([DealIn.model_validate(crm_payloads(tiny_crm())[0])], day(31).to_pydatetime())[0]
     assert set(PAYLOAD_FEATURES) <= set(f)
     assert {x.name for x in FEATURES} - set(f) == {n for v in HISTORY_FEATURES.values() for n in v}
     assert not any(

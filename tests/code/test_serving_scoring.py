@@ -15,11 +15,11 @@ from serving.schemas import DealIn, InvalidDeal, ScoreRequest
 from serving.scoring import (
     Explainer,
     ServingConfig,
-    deal_features,
     deal_problems,
     grade_of,
     input_warnings,
     parse_grade_thresholds,
+    payload_features,
 )
 from tests.serving_fixture import AS_OF, crm_payloads, small_champion, synthetic_tables
 
@@ -32,7 +32,7 @@ def model() -> ScoringModel:
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
     payloads = crm_payloads(synthetic_tables())[:200]
-    return [deal_features(DealIn.model_validate(p), AS_OF.to_pydatetime()) for p in payloads]
+    return payload_features([DealIn.model_validate(p) for p in payloads], AS_OF.to_pydatetime())
 
 
 def deal(**changes: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pipelines.feature_store import (
     apply_repo,
     materialize,
     online_features,
+    open_store,
     training_frame,
     write_sources,
 )
@@ -71,7 +72,8 @@ def _online_equals_offline(settings, when, full=False):
     crm = tiny_crm()
     materialize(settings, when.to_pydatetime(), full=full)
     deal_ids = ["D1", "D3", "D4"]
-    online = online_features(settings, deal_ids, when.to_pydatetime())
+    store = open_store(settings)
+    online = online_features(store, settings.feature_service, deal_ids, when.to_pydatetime())
     deals = crm["deals"].set_index("deal_id").loc[deal_ids].reset_index()
     ent = pd.DataFrame({"deal_id": deal_ids, "account_id": deals["account_id"], "owner_id": deals["owner_id"],
                         "event_timestamp": when})
@@ -83,7 +85,8 @@ def test_online_path_gives_the_training_values_sqlite(applied):
     """Same deal, same moment: materialized values plus request-time features equal
     the training definition."""
     _online_equals_offline(applied, day(57))
-    assert online_features(applied, ["NOPE"], day(57).to_pydatetime())["n_activities"].isna().all()
+    unknown = online_features(open_store(applied), applied.feature_service, ["NOPE"], day(57).to_pydatetime())
+    assert unknown["n_activities"].isna().all()
 
 
 @pytest.mark.services

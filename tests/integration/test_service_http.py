@@ -98,7 +98,7 @@ def score_body(payloads: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 # ====================================================================== level 1: the class
 def test_the_class_scores_explains_and_agrees_with_the_model(served: Served):
     from serving.schemas import ScoreRequest
-    from serving.scoring import deal_features
+    from serving.scoring import payload_features
     from serving.service import LeadScorer
 
     svc = LeadScorer()
@@ -116,7 +116,7 @@ def test_the_class_scores_explains_and_agrees_with_the_model(served: Served):
 
     # The probability is the model's own, on the features plus the store's track record.
     deal = request.deals[0]
-    record = deal_features(deal, AS_OF.to_pydatetime())
+    record = payload_features([deal], AS_OF.to_pydatetime())[0]
     record.update(svc.track_records.lookup([(deal.account_id, deal.owner_id or "")])[0])
     assert first["probability"] == pytest.approx(
         float(served.model.probability(served.model.encode_records([record]))[0])
@@ -234,7 +234,11 @@ def test_unknown_categories_and_missing_optional_data_are_scored_with_warnings(
     assert response.status_code == 200
     result = response.json()["results"][0]
     fields = {w["field"] for w in result["warnings"]}
-    assert {"channel", "activities", "account", "amount"} <= fields
+    assert {"channel", "activities", "account", "amount", "account_history"} <= fields
+    assert "latest" in next(w["message"] for w in result["warnings"] if w["field"] == "account_history")
+    # Scored now, the track records are current: no such warning.
+    now = client.post("/score", json={"deals": [deal]}).json()["results"][0]
+    assert "account_history" not in {w["field"] for w in now["warnings"]}
     assert "carrier_pigeon" in next(
         w["message"] for w in result["warnings"] if w["field"] == "channel"
     )
@@ -430,11 +434,21 @@ def test_real_server_with_bentoml_client_and_plain_http(server: str, served: Ser
     assert pd.Timestamp(plain.json()["results"][0]["as_of"]) == AS_OF
 
 
-def test_the_priority_page_is_mounted_beside_the_api_and_open(client):
-    """The service serves the managers' page at /leads/ without a token; before any
-    `leadscore rank` it says what to run instead of failing."""
-    r = client.get("/leads/", headers={"Authorization": ""})
-    assert r.status_code in (200, 503)
-    assert "Lead priorities" in r.text
-    if r.status_code == 503:
-        assert "leadscore rank" in r.text
+def test_the_priority_page_is_mounted_beside_the_api_behind_the_token(client):
+    """The service serves the managers' page at /leads/; with a token configured it asks
+    a browser for it (Basic authentication, token as password) and accepts the bearer
+    header too. Before any `leadscore rank` it says what to run instead of failing."""
+    anonymous = client.get("/leads/", headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Basic")
+    wrong = client.get("/leads/", auth=("manager", "not-the-token"))
+    assert wrong.status_code == 401
+    assert client.get("/leads/", headers={"Authorization": "Basic %%%"}).status_code == 401
+    # The page's Basic login does not open the API.
+    api = client.post("/score_ids", json={"deal_ids": ["x"]}, auth=("manager", TOKEN))
+    assert api.status_code == 401
+    for r in (client.get("/leads/", auth=("manager", TOKEN)), client.get("/leads/")):
+        assert r.status_code in (200, 503)
+        assert "Lead priorities" in r.text
+        if r.status_code == 503:
+            assert "leadscore rank" in r.text
