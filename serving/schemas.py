@@ -232,7 +232,7 @@ AllOrNothing = Field(
     "By default invalid deals are reported in `errors` and the others are scored.",
 )
 
-_EXAMPLE_DEAL: dict[str, Any] = {
+EXAMPLE_DEAL: dict[str, Any] = {
     "deal_id": "D0001234",
     "account_id": "A000042",
     "owner_id": "U007",
@@ -293,7 +293,7 @@ class ScoreRequest(BaseModel):
 
     model_config = ConfigDict(
         hide_input_in_errors=True,
-        json_schema_extra={"example": {"deals": [_EXAMPLE_DEAL], "as_of": "2025-04-01T00:00:00Z"}},
+        json_schema_extra={"example": {"deals": [EXAMPLE_DEAL], "as_of": "2025-04-01T00:00:00Z"}},
     )
 
     deals: list[Annotated[DealIn, WrapValidator(lenient_deal)]] = Field(

@@ -57,6 +57,7 @@ from leadscore.model import ScoringModel
 from leadscore.seniority import title_seniority
 from serving.reasons import Phrasebook, is_missing
 from serving.schemas import (
+    EXAMPLE_DEAL,
     FUTURE_TOLERANCE,
     SUMMARY_TIMES,
     DealIn,
@@ -324,6 +325,16 @@ def _activity_events(deals: Sequence[DealIn]) -> ActivityEvents:
     )
 
 
+def compile_feature_kernels() -> None:
+    """Run the feature kernels once on the API's example deal.
+
+    numba compiles them on first use (about ten seconds on a new machine, then cached
+    on disk); the service does it while starting, not in its first CRM request.
+    """
+    deal = DealIn.model_validate(EXAMPLE_DEAL)
+    payload_features([deal], deal.created_at + timedelta(days=30))
+
+
 def payload_features(deals: Sequence[DealIn], as_of: datetime) -> list[dict[str, Any]]:
     """Every payload-derived model feature of each deal at ``as_of`` (track records excluded).
 
@@ -412,9 +423,10 @@ class Explainer:
         """Score and explain deals given as feature dicts (extra keys ignored)."""
         if not records:
             return []
-        X = self.model.encode_records(records)
-        probability = self.model.probability(X).tolist()
-        pushes = self.model.contributions(X)[:, :-1] @ self._group
+        contributions = self.model.contributions(self.model.encode_records(records))
+        # The contributions add up to the raw score: one pass over the trees, not two.
+        probability = self.model.calibration(contributions.sum(axis=1)).tolist()
+        pushes = contributions[:, :-1] @ self._group
         order = np.argsort(pushes, axis=1, kind="stable")
         k, floor = self.max_reasons, self.min_contribution
         out: list[Explanation] = []

@@ -59,6 +59,7 @@ from serving.scoring import (  # noqa: E402
     HISTORY_FEATURES,
     Explainer,
     ServingConfig,
+    compile_feature_kernels,
     deal_problems,
     input_warnings,
     payload_features,
@@ -271,6 +272,7 @@ class LeadScorer:
         self.model, meta = load_packaged(self.bento_model)
         self.model_version = str(meta.get("mlflow_version", self.bento_model.tag.version))
         self.explainer = Explainer(self.model, self.config.grade_thresholds)
+        compile_feature_kernels()
         self.online = OnlineStore(self.settings)
         self.track_records = TrackRecords(self.online, self.config.history_ttl_seconds)
         # Open the store now, so neither the first request nor the first probe pays for it.
