@@ -221,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results["activities_per_deal"] = statistics.mean(len(p["activities"]) for p in payloads)
 
     # ---------------------------------------------------------------- in-process
-    records = payload_features([DealIn.model_validate(p) for p in payloads], AS_OF.to_pydatetime())
-    X = model.encode_records(records)
+    columns = payload_features([DealIn.model_validate(p) for p in payloads], AS_OF.to_pydatetime())
+    X = model.encode_columns(columns)
     inproc = {}
     for n in (1, 100, 1000):
         rows, reps = np.ascontiguousarray(X[:n]), 200 if n == 1 else 20 if n == 100 else 7

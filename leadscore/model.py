@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 CalibrationMethod = Literal["isotonic", "platt", "none"]
+#: Feature values by feature name, one entry per deal: the serving path's batch format.
+Columns = Mapping[str, Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -88,26 +90,33 @@ class ScoringModel:
                 X[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         return X
 
-    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Model matrix from plain dicts, without pandas: the low-latency serving path."""
-        X = np.full((len(records), len(self.features)), np.nan)
-        for i, rec in enumerate(records):
-            for name, value in rec.items():
-                j = self._index.get(name)
-                if j is None or value is None:
-                    continue
-                codes = self._codes.get(name)
-                if codes is not None:
-                    X[i, j] = codes.get(value, math.nan)
-                else:
-                    X[i, j] = float(value)
+    def encode_columns(self, columns: Columns) -> np.ndarray:
+        """Model matrix from feature columns (lists or arrays), without pandas: the serving path.
+
+        Extra columns are ignored and absent ones missing; None is missing too. A
+        column at a time, so a batch costs one conversion per feature, not per value.
+        """
+        n = len(next(iter(columns.values()), ()))
+        X = np.full((n, len(self.features)), np.nan)
+        for j, name in enumerate(self.features):
+            values = columns.get(name)
+            if values is None:
+                continue
+            codes = self._codes.get(name)
+            if codes is not None:
+                X[:, j] = [codes.get(v, math.nan) for v in values]
+            else:
+                X[:, j] = np.asarray(values, dtype=np.float64)  # None becomes NaN
         return X
 
-    def unseen_categories(self, records: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-        """Per record, the categorical features whose value the model never saw."""
-        out = []
-        for rec in records:
-            out.append([f for f, codes in self._codes.items() if rec.get(f) is not None and rec[f] not in codes])
+    def unseen_categories(self, columns: Columns) -> list[list[str]]:
+        """Per row, the categorical features whose value the model never saw."""
+        n = len(next(iter(columns.values()), ()))
+        out: list[list[str]] = [[] for _ in range(n)]
+        for name, codes in self._codes.items():
+            for i, value in enumerate(columns.get(name, ())):
+                if value is not None and value not in codes:
+                    out[i].append(name)
         return out
 
     # ------------------------------------------------------------ scoring

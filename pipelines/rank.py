@@ -437,7 +437,7 @@ def rank_deals(
     for part, part_tables in batches(tables, candidates, config.batch_size):
         features = candidate_features(part_tables, {**build_feature_sources(part_tables), **records}, part, as_of)
         clock.lap("features")
-        explained = explainer.explain(model_frame(features).to_dict("records"))
+        explained = explainer.explain({name: v.tolist() for name, v in model_frame(features).items()})
         clock.lap("score and explain")
         flags = risk_flags(features, config.health, reference)
         rows.append(listing(part, features, explained, flags, config.dormant_days))

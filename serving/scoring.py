@@ -53,13 +53,14 @@ from leadscore.deal_state import (
     timing_features,
 )
 from leadscore.featurize import normalise_category, normalise_competitor
-from leadscore.model import ScoringModel
+from leadscore.model import Columns, ScoringModel
 from leadscore.seniority import title_seniority
 from serving.reasons import Phrasebook, is_missing
 from serving.schemas import (
     EXAMPLE_DEAL,
     FUTURE_TOLERANCE,
     SUMMARY_TIMES,
+    AccountIn,
     DealIn,
     Problem,
     Reason,
@@ -229,6 +230,7 @@ def _cached_competitor(value: str | None) -> str:
 
 
 _STAGE_INDEX = {s: i for i, s in enumerate(STAGES)}
+_NO_ACCOUNT = AccountIn()
 #: Features computed from the deal's events; profile and track records come separately.
 _EVENT_FEATURES = tuple(
     f.name for f in FEATURES if f.view in ("deal_stage", "deal_contacts", "deal_activity", "deal_timing")
@@ -237,24 +239,20 @@ _DIRECTIONS: dict[str | None, int] = {"inbound": INBOUND, "outbound": OUTBOUND}
 _ACTIVITY_FEATURES = tuple(f.name for f in features_of("deal_activity"))
 
 
-def _profile(deal: DealIn) -> dict[str, Any]:
-    """What the deal is, normalised as the ``deal_profile`` source normalises it."""
-    amount = math.nan if deal.amount is None else float(deal.amount)
-    acc = deal.account
+def _profiles(deals: Sequence[DealIn]) -> dict[str, list[Any]]:
+    """What the deals are, normalised as the ``deal_profile`` source normalises it."""
+    accounts = [d.account or _NO_ACCOUNT for d in deals]
+    amount = np.array([d.amount for d in deals], dtype=np.float64)  # None becomes NaN
     return {
-        "channel": _cached_category(deal.channel),
-        "competitor": _cached_competitor(deal.competitor),
-        "product": _cached_category(deal.product),
-        "amount": amount,
-        "log_amount": float(np.log1p(amount)),
-        "industry": _cached_category(acc.industry) if acc else None,
-        "region": _cached_category(acc.region) if acc else None,
-        "employee_count": float(acc.employee_count)
-        if acc and acc.employee_count is not None
-        else math.nan,
-        "annual_revenue": float(acc.annual_revenue)
-        if acc and acc.annual_revenue is not None
-        else math.nan,
+        "channel": [_cached_category(d.channel) for d in deals],
+        "competitor": [_cached_competitor(d.competitor) for d in deals],
+        "product": [_cached_category(d.product) for d in deals],
+        "amount": amount.tolist(),
+        "log_amount": np.log1p(amount).tolist(),
+        "industry": [_cached_category(a.industry) for a in accounts],
+        "region": [_cached_category(a.region) for a in accounts],
+        "employee_count": np.array([a.employee_count for a in accounts], dtype=np.float64).tolist(),
+        "annual_revenue": np.array([a.annual_revenue for a in accounts], dtype=np.float64).tolist(),
     }
 
 
@@ -335,8 +333,8 @@ def compile_feature_kernels() -> None:
     payload_features([deal], deal.created_at + timedelta(days=30))
 
 
-def payload_features(deals: Sequence[DealIn], as_of: datetime) -> list[dict[str, Any]]:
-    """Every payload-derived model feature of each deal at ``as_of`` (track records excluded).
+def payload_features(deals: Sequence[DealIn], as_of: datetime) -> dict[str, list[Any]]:
+    """Every payload-derived model feature of the deals at ``as_of`` (track records excluded), as columns.
 
     The deals become the event arrays of :mod:`leadscore.deal_state` and go through the
     kernels that build the Feast source rows, asked for one moment instead of every
@@ -345,7 +343,8 @@ def payload_features(deals: Sequence[DealIn], as_of: datetime) -> list[dict[str,
     ``activity_summary`` takes its engagement features as sent.
 
     Categorical values are normalised strings (None when missing), the rest floats
-    (NaN when missing), as :func:`leadscore.featurize.model_frame` holds them.
+    (NaN when missing), as :func:`leadscore.featurize.model_frame` holds them; each
+    column has one value per deal, in the order given.
     """
     n, as_of_us = len(deals), _us(as_of)
     moment = Queries.one_per_deal(n, as_of_us)
@@ -375,14 +374,7 @@ def payload_features(deals: Sequence[DealIn], as_of: datetime) -> list[dict[str,
             state["awaiting_reply_since"],
         )
     )
-    columns = [(name, state[name].tolist()) for name in _EVENT_FEATURES]
-    out = []
-    for i, deal in enumerate(deals):
-        record = _profile(deal)
-        for name, values in columns:
-            record[name] = values[i]
-        out.append(record)
-    return out
+    return {**_profiles(deals), **{name: state[name].tolist() for name in _EVENT_FEATURES}}
 
 
 # ================================================================== explanation
@@ -419,20 +411,20 @@ class Explainer:
         for j, name in enumerate(grouped):
             self._group[j, position[name]] = 1.0
 
-    def explain(self, records: Sequence[Mapping[str, Any]]) -> list[Explanation]:
-        """Score and explain deals given as feature dicts (extra keys ignored)."""
-        if not records:
+    def explain(self, columns: Columns) -> list[Explanation]:
+        """Score and explain deals given as feature columns (extra columns ignored)."""
+        X = self.model.encode_columns(columns)
+        if not len(X):
             return []
-        contributions = self.model.contributions(self.model.encode_records(records))
+        contributions = self.model.contributions(X)
         # The contributions add up to the raw score: one pass over the trees, not two.
         probability = self.model.calibration(contributions.sum(axis=1)).tolist()
         pushes = contributions[:, :-1] @ self._group
         order = np.argsort(pushes, axis=1, kind="stable")
         k, floor = self.max_reasons, self.min_contribution
         out: list[Explanation] = []
-        for record, p, row, ranked in zip(
-            records, probability, pushes.tolist(), order.tolist(), strict=True
-        ):
+        values = [columns.get(name) for name in self.reason_features]
+        for i, (p, row, ranked) in enumerate(zip(probability, pushes.tolist(), order.tolist(), strict=True)):
             score = int(round(100 * p))
             out.append(
                 {
@@ -440,18 +432,18 @@ class Explainer:
                     "score": score,
                     "grade": grade_of(score, self.grade_thresholds),
                     "positive_reasons": [
-                        self._reason(j, row[j], record) for j in ranked[::-1][:k] if row[j] > floor
+                        self._reason(j, row[j], values[j], i) for j in ranked[::-1][:k] if row[j] > floor
                     ],
                     "negative_reasons": [
-                        self._reason(j, row[j], record) for j in ranked[:k] if row[j] < -floor
+                        self._reason(j, row[j], values[j], i) for j in ranked[:k] if row[j] < -floor
                     ],
                 }
             )
         return out
 
-    def _reason(self, j: int, push: float, record: Mapping[str, Any]) -> Reason:
+    def _reason(self, j: int, push: float, column: Sequence[Any] | None, i: int) -> Reason:
         name = self.reason_features[j]
-        value = record.get(name)
+        value = None if column is None else column[i]
         text, tooltip = self.phrasebook.phrase(name, value)
         return {
             "feature": name,
@@ -462,12 +454,16 @@ class Explainer:
             "tooltip": tooltip,
         }
 
-    def unseen_category_warnings(self, record: Mapping[str, Any]) -> list[ScoreWarning]:
-        """Categories the model never saw: scored down LightGBM's missing/other branch."""
+    def unseen_category_warnings(self, columns: Columns) -> list[list[ScoreWarning]]:
+        """Per deal, categories the model never saw: scored down LightGBM's missing/other branch."""
         return [
-            {
-                "field": name,
-                "message": f"{name} {record[name]!r} was not seen in training; scored as an unknown {name}.",
-            }
-            for name in self.model.unseen_categories([record])[0]
+            [
+                {
+                    "field": name,
+                    "message": f"{name} {columns[name][i]!r} was not seen in training; "
+                    f"scored as an unknown {name}.",
+                }
+                for name in names
+            ]
+            for i, names in enumerate(self.model.unseen_categories(columns))
         ]

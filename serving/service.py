@@ -41,6 +41,7 @@ from prometheus_client import Counter  # noqa: E402
 
 from leadscore.config import Settings, load_settings  # noqa: E402
 from leadscore.featurize import model_frame  # noqa: E402
+from leadscore.model import Columns  # noqa: E402
 from pipelines.feature_store import online_features, open_store  # noqa: E402
 from serving.leads_page import create_app as leads_page  # noqa: E402
 from serving.package import load_packaged  # noqa: E402
@@ -327,7 +328,7 @@ class LeadScorer:
         if errors and (request.all_or_nothing or not valid):
             return self._rejected("score", len(request.deals), errors, ctx)
 
-        records = payload_features(valid, as_of)
+        columns = payload_features(valid, as_of)
         warnings = [input_warnings(d) for d in valid]
         history = self.track_records.lookup((d.account_id, d.owner_id or "") for d in valid)
         if history is None:
@@ -340,13 +341,13 @@ class LeadScorer:
                     }
                 )
         else:
-            for record, h in zip(records, history, strict=True):
-                record.update(h)
+            for name in history[0] if history else ():
+                columns[name] = [h[name] for h in history]
             if as_of < now - FUTURE_TOLERANCE:
                 for w in warnings:
                     w.append(PAST_TRACK_RECORD)
         return self._respond(
-            "score", [d.deal_id for d in valid], records, warnings, errors, as_of, now
+            "score", [d.deal_id for d in valid], columns, warnings, errors, as_of, now
         )
 
     @bentoml.api(route="/score_ids")
@@ -402,17 +403,19 @@ class LeadScorer:
                 ctx.response.status_code = 503
             return self._response([], errors)
 
-        features = model_frame(frame).to_dict("records")
-        found, records = [], []
-        for deal_id, account_id, record in zip(ids, frame["account_id"], features, strict=True):
+        features = model_frame(frame)
+        found, rows = [], []
+        for row, (deal_id, account_id, age) in enumerate(
+            zip(ids, frame["account_id"], features["deal_age_days"], strict=True)
+        ):
             i = index[deal_id]
             if not account_id:
                 problem = "not found in the online feature store"
-            elif record["deal_age_days"] < 0:
+            elif age < 0:
                 problem = "the deal was created after as_of"
             else:
                 found.append(deal_id)
-                records.append(record)
+                rows.append(row)
                 continue
             errors.append(
                 DealError(
@@ -424,7 +427,8 @@ class LeadScorer:
         errors.sort(key=lambda e: e.index)
         if errors and (request.all_or_nothing or not found):
             return self._rejected("score_ids", len(request.deal_ids), errors, ctx)
-        return self._respond("score_ids", found, records, [[] for _ in found], errors, as_of, now)
+        columns = {name: values.tolist() for name, values in features.iloc[rows].items()}
+        return self._respond("score_ids", found, columns, [[] for _ in found], errors, as_of, now)
 
     # ------------------------------------------------------------------ lifecycle
     @bentoml.on_startup
@@ -456,23 +460,24 @@ class LeadScorer:
         self,
         endpoint: str,
         deal_ids: list[str],
-        records: list[dict[str, Any]],
+        columns: Columns,
         warnings: list[list[ScoreWarning]],
         errors: list[DealError],
         as_of: datetime,
         now: datetime,
     ) -> ScoreResponse:
-        explained = self.explainer.explain(records)
+        explained = self.explainer.explain(columns)
+        unseen = self.explainer.unseen_category_warnings(columns)
         results: list[ScoreResult] = [
             {
                 "deal_id": deal_id,
                 **e,  # type: ignore[typeddict-item]
-                "warnings": w + self.explainer.unseen_category_warnings(record),
+                "warnings": w + u,
                 "model_version": self.model_version,
                 "as_of": as_of,
                 "scored_at": now,
             }
-            for deal_id, e, w, record in zip(deal_ids, explained, warnings, records, strict=True)
+            for deal_id, e, w, u in zip(deal_ids, explained, warnings, unseen, strict=True)
         ]
         deals_total.labels(endpoint=endpoint, outcome="scored").inc(len(results))
         if errors:

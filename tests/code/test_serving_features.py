@@ -95,8 +95,8 @@ def reference(payloads: list[dict[str, Any]], as_of: pd.Timestamp) -> pd.DataFra
 
 
 def served(payloads: list[dict[str, Any]], as_of: pd.Timestamp) -> pd.DataFrame:
-    rows = payload_features([DealIn.model_validate(p) for p in payloads], as_of.to_pydatetime())
-    return model_frame(pd.DataFrame(rows))[PAYLOAD_FEATURES]
+    columns = payload_features([DealIn.model_validate(p) for p in payloads], as_of.to_pydatetime())
+    return model_frame(pd.DataFrame(columns))[PAYLOAD_FEATURES]
 
 
 def assert_identical(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -220,7 +220,8 @@ def test_activity_summary_gives_the_same_features_as_the_activity_list(synthetic
 
 
 def test_every_payload_feature_is_computed():
-    f = payload_features([DealIn.model_validate(crm_payloads(tiny_crm())[0])], day(31).to_pydatetime())[0]
+    columns = payload_features([DealIn.model_validate(crm_payloads(tiny_crm())[0])], day(31).to_pydatetime())
+    f = {name: values[0] for name, values in columns.items()}
     assert set(PAYLOAD_FEATURES) <= set(f)
     assert {x.name for x in FEATURES} - set(f) == {n for v in HISTORY_FEATURES.values() for n in v}
     assert not any(

@@ -30,9 +30,13 @@ def model() -> ScoringModel:
 
 
 @pytest.fixture(scope="module")
-def records() -> list[dict[str, Any]]:
+def columns() -> dict[str, list[Any]]:
     payloads = crm_payloads(synthetic_tables())[:200]
     return payload_features([DealIn.model_validate(p) for p in payloads], AS_OF.to_pydatetime())
+
+
+def first(columns: dict[str, list[Any]], n: int = 1) -> dict[str, list[Any]]:
+    return {name: values[:n] for name, values in columns.items()}
 
 
 def deal(**changes: Any) -> dict[str, Any]:
@@ -52,17 +56,18 @@ def deal(**changes: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- explanations
-def test_contributions_of_one_deal_add_up_to_its_raw_score(model, records):
-    X = model.encode_records(records[:1])
+def test_contributions_of_one_deal_add_up_to_its_raw_score(model, columns):
+    X = model.encode_columns(first(columns))
     contributions = model.contributions(X)
     assert contributions.shape == (1, len(model.features) + 1)
     assert contributions[0].sum() == pytest.approx(model.raw_score(X)[0], rel=1e-9, abs=1e-9)
 
 
-def test_explanations_are_the_model_probability_and_its_strongest_pushes(model, records):
+def test_explanations_are_the_model_probability_and_its_strongest_pushes(model, columns):
     explainer = Explainer(model, {"A": 50, "B": 30, "C": 10})
-    explained = explainer.explain(records)
-    X = model.encode_records(records)
+    explained = explainer.explain(columns)
+    X = model.encode_columns(columns)
+    assert len(explained) == len(X) == 200
     # From the contributions' sum, which is the raw score up to float rounding.
     assert [e["probability"] for e in explained] == pytest.approx(
         model.probability(X).tolist(), rel=1e-12, abs=1e-12
@@ -108,12 +113,13 @@ def test_grades_follow_configurable_thresholds():
     assert default.grade_thresholds == {"A": 60, "B": 40, "C": 20} and default.api_token is None
 
 
-def test_unseen_categories_are_scored_with_a_warning(model, records):
-    record = {**records[0], "channel": "carrier_pigeon"}
+def test_unseen_categories_are_scored_with_a_warning(model, columns):
+    two = {**first(columns, 2), "channel": ["carrier_pigeon", columns["channel"][1]]}
     explainer = Explainer(model)
-    assert explainer.explain([record])[0]["probability"] > 0
-    (warning,) = explainer.unseen_category_warnings(record)
+    assert explainer.explain(two)[0]["probability"] > 0
+    (warning,), none = explainer.unseen_category_warnings(two)
     assert warning["field"] == "channel" and "carrier_pigeon" in warning["message"]
+    assert none == []
 
 
 # ---------------------------------------------------------------- reasons in words

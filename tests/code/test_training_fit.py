@@ -98,9 +98,14 @@ def test_unseen_categories_are_scored_not_errors(result, frame):
     record = frame.iloc[-1][model.features].to_dict()
     record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
     record["channel"] = "carrier_pigeon"
-    p = model.probability(model.encode_records([record]))
+    columns = {name: [value] for name, value in record.items()}
+    p = model.probability(model.encode_columns(columns))
     assert 0 < p[0] < 1
-    assert model.unseen_categories([record]) == [["channel"]]
+    assert model.unseen_categories(columns) == [["channel"]]
+    # Column by column, the same matrix training encodes from a frame.
+    assert np.array_equal(
+        model.encode_columns(columns), model.encode(pd.DataFrame(columns)), equal_nan=True
+    )
     assert "carrier_pigeon" not in model.categories["channel"]
 
 

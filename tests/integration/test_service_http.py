@@ -116,10 +116,11 @@ def test_the_class_scores_explains_and_agrees_with_the_model(served: Served):
 
     # The probability is the model's own, on the features plus the store's track record.
     deal = request.deals[0]
-    record = payload_features([deal], AS_OF.to_pydatetime())[0]
-    record.update(svc.track_records.lookup([(deal.account_id, deal.owner_id or "")])[0])
+    columns = payload_features([deal], AS_OF.to_pydatetime())
+    history = svc.track_records.lookup([(deal.account_id, deal.owner_id or "")])[0]
+    columns.update({name: [value] for name, value in history.items()})
     assert first["probability"] == pytest.approx(
-        float(served.model.probability(served.model.encode_records([record]))[0])
+        float(served.model.probability(served.model.encode_columns(columns))[0])
     )
 
 
