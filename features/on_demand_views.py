@@ -1,8 +1,9 @@
 """Request-time features: values that depend on the moment of scoring.
 
-The transformation is :func:`leadscore.featurize.request_time_features`, the same
-function the scoring service runs for deals sent in full, so training and serving
-compute deal age, days in stage and recency identically.
+The transformation is :func:`leadscore.featurize.request_time_features`, which hands
+the stored times to :func:`leadscore.deal_state.timing_features`, the function the
+scoring service runs for deals sent in full, so training and serving compute deal age,
+days in stage and recency identically.
 """
 
 import pandas as pd
