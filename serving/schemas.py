@@ -21,7 +21,7 @@ contact names, e-mails or phones, and errors end up in logs.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +33,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapValidator,
     create_model,
+    with_config,
 )
 from typing_extensions import TypedDict
 
@@ -98,33 +99,48 @@ class AccountIn(_Input):
     annual_revenue: float | None = Field(None, ge=0, description=_doc("accounts", "annual_revenue"))
 
 
-class ContactIn(_Input):
+# A deal's contacts, activities and stage entries are TypedDicts, not models: a batch of
+# 1,000 deals carries tens of thousands of them, and pydantic validates these three to
+# four times faster when it need not build a model instance for each.
+_ITEM_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+
+@with_config(_ITEM_CONFIG)
+class ContactIn(TypedDict):
     """A person taking part in the deal. Names, e-mails and phones are ignored if sent."""
 
-    contact_id: str = Field(min_length=1, description=_doc("contacts", "contact_id"))
-    title: str | None = Field(None, description=_doc("contacts", "title"))
-    role: Role | None = Field(None, description=_doc("deal_contacts", "role"))
-    added_at: UtcDatetime = Field(description=_doc("deal_contacts", "added_at"))
+    contact_id: Annotated[str, Field(min_length=1, description=_doc("contacts", "contact_id"))]
+    title: NotRequired[Annotated[str | None, Field(description=_doc("contacts", "title"))]]
+    role: NotRequired[Annotated[Role | None, Field(description=_doc("deal_contacts", "role"))]]
+    added_at: Annotated[UtcDatetime, Field(description=_doc("deal_contacts", "added_at"))]
 
 
-class ActivityIn(_Input):
+@with_config(_ITEM_CONFIG)
+class ActivityIn(TypedDict):
     """One call, e-mail, meeting, visit, demo or quote logged on the deal."""
 
-    activity_id: str | None = Field(None, description=_doc("activities", "activity_id"))
-    type: ActivityType = Field(description=_doc("activities", "type"))
-    direction: Direction | None = Field(None, description=_doc("activities", "direction"))
-    occurred_at: UtcDatetime = Field(description=_doc("activities", "occurred_at"))
-    contact_id: str | None = Field(None, description=_doc("activities", "contact_id"))
-    duration_seconds: float | None = Field(
-        None, ge=0, description=_doc("activities", "duration_seconds")
-    )
+    activity_id: NotRequired[
+        Annotated[str | None, Field(description=_doc("activities", "activity_id"))]
+    ]
+    type: Annotated[ActivityType, Field(description=_doc("activities", "type"))]
+    direction: NotRequired[
+        Annotated[Direction | None, Field(description=_doc("activities", "direction"))]
+    ]
+    occurred_at: Annotated[UtcDatetime, Field(description=_doc("activities", "occurred_at"))]
+    contact_id: NotRequired[
+        Annotated[str | None, Field(description=_doc("activities", "contact_id"))]
+    ]
+    duration_seconds: NotRequired[
+        Annotated[float | None, Field(ge=0, description=_doc("activities", "duration_seconds"))]
+    ]
 
 
-class StageEntryIn(_Input):
+@with_config(_ITEM_CONFIG)
+class StageEntryIn(TypedDict):
     """One stage the deal entered; moves backwards are allowed."""
 
-    stage: Stage = Field(description=_doc("stage_history", "stage"))
-    entered_at: UtcDatetime = Field(description=_doc("stage_history", "entered_at"))
+    stage: Annotated[Stage, Field(description=_doc("stage_history", "stage"))]
+    entered_at: Annotated[UtcDatetime, Field(description=_doc("stage_history", "entered_at"))]
 
 
 #: Stored timestamps of the ``deal_activity`` feature view, from which the request-time

@@ -173,7 +173,7 @@ def deal_problems(deal: DealIn, as_of: datetime, now: datetime) -> list[Problem]
     }
     for name, column in rows.items():
         for i, row in enumerate(getattr(deal, name) or ()):
-            check_time((name, i, column), getattr(row, column), True)
+            check_time((name, i, column), row[column], True)
     if deal.activity_summary is not None:
         if deal.activities is not None:
             bad(("activity_summary",), "send either activities or activity_summary, not both")
@@ -181,9 +181,9 @@ def deal_problems(deal: DealIn, as_of: datetime, now: datetime) -> list[Problem]
             check_time(("activity_summary", name), getattr(deal.activity_summary, name), True)
     seen: set[str] = set()
     for i, contact in enumerate(deal.contacts or ()):
-        if contact.contact_id in seen:
+        if contact["contact_id"] in seen:
             bad(("contacts", i, "contact_id"), "appears more than once on the deal")
-        seen.add(contact.contact_id)
+        seen.add(contact["contact_id"])
     return problems
 
 
@@ -268,8 +268,8 @@ def _stage_events(deals: Sequence[DealIn]) -> StageEvents:
     for i, d in enumerate(deals):
         for entry in d.stage_history or ():
             deal.append(i)
-            t.append(_us(entry.entered_at))
-            stage.append(_STAGE_INDEX[entry.stage])
+            t.append(_us(entry["entered_at"]))
+            stage.append(_STAGE_INDEX[entry["stage"]])
     return StageEvents(*_sorted(deal, t, np.array(stage, dtype=np.int64)))
 
 
@@ -278,9 +278,9 @@ def _contact_events(deals: Sequence[DealIn]) -> ContactEvents:
     for i, d in enumerate(deals):
         for c in d.contacts or ():
             deal.append(i)
-            t.append(_us(c.added_at))
-            level.append(title_level(c.title))
-            buyer.append(c.role == "economic_buyer")
+            t.append(_us(c["added_at"]))
+            level.append(title_level(c.get("title")))
+            buyer.append(c.get("role") == "economic_buyer")
     return ContactEvents(
         *_sorted(deal, t, np.array(level, dtype=np.float64), np.array(buyer, dtype=bool))
     )
@@ -303,12 +303,12 @@ def _activity_events(deals: Sequence[DealIn]) -> ActivityEvents:
         acts = d.activities
         if not acts:
             continue
-        levels = {c.contact_id: title_level(c.title) for c in d.contacts or ()}
-        who = [a.contact_id or "" for a in acts]
+        levels = {c["contact_id"]: title_level(c.get("title")) for c in d.contacts or ()}
+        who = [a.get("contact_id") or "" for a in acts]
         deal += [i] * len(acts)
-        t += [-(-((a.occurred_at - _EPOCH) // _US) // US) for a in acts]
-        kind += [ACTIVITY_CODES[a.type] for a in acts]
-        direction += [_DIRECTIONS.get(a.direction, UNKNOWN_DIRECTION) for a in acts]
+        t += [-(-((a["occurred_at"] - _EPOCH) // _US) // US) for a in acts]
+        kind += [ACTIVITY_CODES[a["type"]] for a in acts]
+        direction += [_DIRECTIONS.get(a.get("direction"), UNKNOWN_DIRECTION) for a in acts]
         contact += [codes.setdefault(w, len(codes)) for w in who]
         level += [levels.get(w, math.nan) for w in who]
     return ActivityEvents(
