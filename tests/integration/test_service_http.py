@@ -124,6 +124,24 @@ def test_the_class_scores_explains_and_agrees_with_the_model(served: Served):
     )
 
 
+def test_the_online_store_is_opened_once_and_shared_by_both_endpoints(served: Served, monkeypatch):
+    """Opening a Feast store parses its registry: once per service, not once per request."""
+    import serving.service as service
+    from serving.schemas import ScoreIdsRequest, ScoreRequest
+
+    opened = []
+    real = service.open_store
+    monkeypatch.setattr(service, "open_store", lambda settings: opened.append(1) or real(settings))
+    svc = service.LeadScorer()
+    deal_id = served.payloads[0]["deal_id"]
+    for _ in range(3):
+        by_id = svc.score_ids(ScoreIdsRequest(deal_ids=[deal_id], as_of=AS_OF.to_pydatetime()))
+        assert [r["deal_id"] for r in by_id.results] == [deal_id]
+    svc.track_records._cache.clear()  # force a track-record lookup too
+    assert svc.score(ScoreRequest.model_validate(score_body(served.payloads[:1]))).results
+    assert len(opened) == 1
+
+
 def test_the_class_without_its_store_is_not_ready_but_scores_with_a_warning(
     served: Served, tmp_path: Path, monkeypatch
 ):
