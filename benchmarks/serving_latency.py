@@ -26,16 +26,12 @@ import itertools
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,48 +49,6 @@ GOALS = {
     "p50_over_mlflow": 0.5,
 }
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def server(
-    cmd: Sequence[str], env: dict[str, str], ready_url: str, timeout: float = 300
-) -> Iterator[None]:
-    """Run a server in its own process group until the block ends."""
-    proc = subprocess.Popen(
-        list(cmd),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                tail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-                raise RuntimeError(f"{cmd[0]} exited: {tail}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{cmd[0]} not ready after {timeout} s")
-            time.sleep(0.5)
-        yield
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def timed(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> list[float]:
@@ -203,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
 
-    from tests.serving_fixture import serving_environment
+    from tests.conftest import free_port
+    from tests.serving_fixture import running_server, serving_environment
 
     base = Path(tempfile.mkdtemp(prefix="leadscore-bench-"))
     settings, env = serving_environment(base)
@@ -263,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for kind, deals in (("activity_lists", payloads), ("activity_summaries", summarised))
         for n in (100, 1000)
     }
-    with server(
+    with running_server(
         [str(BIN / "leadscore"), "serve", "--port", str(port), "--host", "127.0.0.1"],
         {**os.environ, "LEADSCORE_API_TOKEN": token},
         f"http://127.0.0.1:{port}/readyz",
@@ -301,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "-w",
         "2",
     ]
-    with server(cmd, dict(os.environ), f"http://127.0.0.1:{port}/ping"):
+    with running_server(cmd, dict(os.environ), f"http://127.0.0.1:{port}/ping"):
         results["mlflow_models_serve"] = measure_http(
             f"http://127.0.0.1:{port}/invocations",
             {"Content-Type": "application/json"},

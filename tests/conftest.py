@@ -22,6 +22,13 @@ def service_available(host: str, port: int) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A localhost port nothing listens on now, for a server started by a test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def require_service(name: str, port: int) -> None:
     """Skip with a reason on a machine without the service; in CI its absence fails."""
     if service_available("127.0.0.1", port):

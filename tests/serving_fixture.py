@@ -8,11 +8,17 @@ production has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -244,3 +250,44 @@ def prepare_champion(
     apply_repo(settings)
     materialize(settings, AS_OF.to_pydatetime())
     return packaged
+
+
+@contextmanager
+def running_server(
+    cmd: Sequence[str], env: Mapping[str, str], ready_url: str, timeout: float = 300
+) -> Iterator[None]:
+    """Run a server in its own process group until the block ends, once ``ready_url`` answers 200.
+
+    A server that exits while starting raises with the tail of its stderr; one that is
+    not ready in ``timeout`` seconds raises TimeoutError. The whole process group is
+    stopped at the end (``bentoml serve`` runs its workers as children).
+    """
+    proc = subprocess.Popen(
+        list(cmd),
+        env=dict(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                tail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+                raise RuntimeError(f"{cmd[0]} exited: {tail}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{cmd[0]} not ready after {timeout} s")
+            time.sleep(0.5)
+        yield
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

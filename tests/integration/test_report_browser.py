@@ -9,7 +9,6 @@ the terminal table are checked with wide characters. The browser is Debian's Chr
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from leadscore.config import Settings
 from pipelines.cli import app as cli
 from pipelines.rank import load_history, rankings_dir, read_ranked
 from serving.leads_page import create_app
-from tests.conftest import IN_CI, isolated
+from tests.conftest import IN_CI, free_port, isolated
 from tests.serving_fixture import AS_OF, register_champion, synthetic_tables, train_small_model
 
 pytestmark = pytest.mark.integration
@@ -88,12 +87,6 @@ def parse_top(output: str) -> list[dict[str, str]]:
         elif line.strip()[:1] in "+-":
             deals[-1][line.strip()[0]] = line.strip()[2:]
     return deals
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,11 +25,12 @@ import pytest
 
 from leadscore.config import Settings
 from leadscore.model import ScoringModel
-from tests.conftest import copy_feature_repo
+from tests.conftest import copy_feature_repo, free_port
 from tests.serving_fixture import (
     AS_OF,
     crm_payloads,
     prepare_champion,
+    running_server,
     serving_environment,
     small_champion,
     synthetic_tables,
@@ -362,12 +359,6 @@ def test_bentoml_build_makes_a_deployable_bento(served: Served):
 
 
 # ====================================================================== level 3: a real server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(served: Served) -> Iterator[str]:
     """``leadscore serve`` in a subprocess (one worker, to start fast), with a bearer token."""
@@ -378,36 +369,11 @@ def server(served: Served) -> Iterator[str]:
         "LEADSCORE_API_TOKEN": TOKEN,
         "BENTOML_CONFIG_OPTIONS": "services.lead_scorer.workers=1",
     }
-    port = _free_port()
-    proc = subprocess.Popen(
-        [leadscore, "serve", "--port", str(port), "--host", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (
-                proc.stderr.read().decode() if proc.stderr else "server exited"
-            )
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("leadscore serve did not become ready in 120 s")
+    cmd = [leadscore, "serve", "--port", str(port), "--host", "127.0.0.1"]
+    with running_server(cmd, env, f"{url}/readyz", timeout=120):
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_package_command_is_idempotent(served: Served):
