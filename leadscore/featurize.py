@@ -310,11 +310,10 @@ def request_time_features(df: pd.DataFrame) -> pd.DataFrame:
     hands them to :func:`leadscore.deal_state.timing_features`, as the scoring service does.
     """
 
-    def micros(col: str) -> np.ndarray:
-        return _utc(df[col]).to_numpy(dtype="datetime64[us]").astype(np.int64).astype(np.float64)
-
     def times(col: str) -> np.ndarray:
-        return np.where(_utc(df[col]).isna().to_numpy(), np.nan, micros(col))
+        us = _micros(df[col]).astype(np.float64)
+        us[df[col].isna().to_numpy()] = np.nan  # NaT
+        return us
 
     def numbers(col: str) -> np.ndarray:
         return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
