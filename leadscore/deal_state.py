@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from leadscore.catalog import STALL_DAYS, WINDOWS_DAYS
-from leadscore.contract import ACTIVITY_TYPES
+from leadscore.contract import ACTIVITY_TYPES, STAGES
 from leadscore.seniority import SENIOR_LEVEL
 
 DAY = 86_400
@@ -44,6 +44,8 @@ US = 1_000_000
 UNKNOWN_DIRECTION, INBOUND, OUTBOUND = 0, 1, 2
 #: Activity type codes of :class:`ActivityEvents` (position in the contract's list; -1 other).
 ACTIVITY_CODES: dict[str, int] = {t: i for i, t in enumerate(ACTIVITY_TYPES)}
+#: Stage codes of :class:`StageEvents`: the position in the funnel.
+STAGE_CODES: dict[str, int] = {s: i for i, s in enumerate(STAGES)}
 _MEETING, _VISIT = ACTIVITY_CODES["meeting"], ACTIVITY_CODES["visit"]
 _WINDOWS_S = np.array(WINDOWS_DAYS, dtype=np.int64) * DAY
 
@@ -56,6 +58,15 @@ WINDOW_COUNT_COLUMNS: tuple[str, ...] = tuple(
 def _offsets(deal: np.ndarray, n_deals: int) -> np.ndarray:
     """Start of each deal's run in arrays sorted by deal code (CSR offsets, n_deals + 1)."""
     return np.searchsorted(deal, np.arange(n_deals + 1, dtype=np.int64)).astype(np.int64)
+
+
+def seconds_up(us: np.ndarray) -> np.ndarray:
+    """Microseconds since the epoch as whole seconds, rounded up (the times of :class:`ActivityEvents`).
+
+    Up, never down: an activity is then never visible before it happened, so a moment of
+    scoring a fraction of a second before an activity cannot see it.
+    """
+    return -(-us // US)
 
 
 def sort_events(deal: np.ndarray, t: np.ndarray) -> np.ndarray:

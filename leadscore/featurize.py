@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 
 from leadscore.catalog import FEATURES, MODEL_FEATURES
-from leadscore.contract import STAGES
 from leadscore.deal_state import (
     ACTIVITY_CODES,
     DAY,
     INBOUND,
     OUTBOUND,
+    STAGE_CODES,
     UNKNOWN_DIRECTION,
     US,
     WINDOW_COUNT_COLUMNS,
@@ -48,6 +48,7 @@ from leadscore.deal_state import (
     activity_at,
     change_moments,
     contacts_at,
+    seconds_up,
     sort_events,
     stage_at,
     timing_features,
@@ -57,7 +58,6 @@ from leadscore.seniority import seniority_of_titles
 log = logging.getLogger(__name__)
 
 TS = "event_timestamp"
-_STAGE_INDEX = {s: i for i, s in enumerate(STAGES)}
 _WON, _LOST = "won", "lost"
 
 #: Entity join key of each feature view.
@@ -100,15 +100,6 @@ def _utc(values: pd.Series) -> pd.Series:
 def _micros(values: pd.Series) -> np.ndarray:
     """UTC datetimes as int64 microseconds since the epoch."""
     return _utc(values).to_numpy(dtype="datetime64[us]").astype(np.int64)
-
-
-def _seconds_up(values: pd.Series) -> np.ndarray:
-    """UTC datetimes as int64 seconds since the epoch, rounded up.
-
-    Up, never down: an event is then never visible before it happened, so a moment of
-    scoring a fraction of a second before an activity cannot see it.
-    """
-    return -(-_micros(values) // 1_000_000)
 
 
 def _from_micros(us: np.ndarray) -> pd.Series:
@@ -166,7 +157,7 @@ def profile_source(deals: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.Dat
 def stage_source(stage_history: pd.DataFrame) -> pd.DataFrame:
     """Funnel position after each stage entry: index, changes, moves back, long stays."""
     deal_cat, t, order = _events(stage_history, "entered_at", _micros)
-    stage = stage_history["stage"].astype(str).str.strip().str.lower().map(_STAGE_INDEX)
+    stage = stage_history["stage"].astype(str).str.strip().str.lower().map(STAGE_CODES)
     stage = stage.to_numpy(dtype=float, na_value=np.nan)[order]
     known = ~np.isnan(stage)  # stages outside the funnel are not positions in it
     events = StageEvents(deal_cat.codes[order][known].astype(np.int64), t[known], stage[known].astype(np.int64))
@@ -209,7 +200,7 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
     """Engagement after each activity, and again each time one leaves a count window."""
     if activities.empty:
         return _empty_activity_source()
-    deal_cat, t, order = _events(activities, "occurred_at", _seconds_up)
+    deal_cat, t, order = _events(activities, "occurred_at", lambda v: seconds_up(_micros(v)))
     kind = activities["type"].astype(str).str.lower().map(ACTIVITY_CODES)
     direction = _col(activities, "direction").astype("string").str.lower()
     contact = _col(activities, "contact_id").astype("string").fillna("")

@@ -35,11 +35,12 @@ import pandas as pd
 from typing_extensions import TypedDict
 
 from leadscore.catalog import FEATURES, FEATURES_BY_NAME, features_of
-from leadscore.contract import AFTER_DEAL_CREATION, STAGES
+from leadscore.contract import AFTER_DEAL_CREATION
 from leadscore.deal_state import (
     ACTIVITY_CODES,
     INBOUND,
     OUTBOUND,
+    STAGE_CODES,
     UNKNOWN_DIRECTION,
     US,
     ActivityEvents,
@@ -48,6 +49,7 @@ from leadscore.deal_state import (
     StageEvents,
     activity_at,
     contacts_at,
+    seconds_up,
     sort_events,
     stage_at,
     timing_features,
@@ -229,7 +231,6 @@ def _cached_competitor(value: str | None) -> str:
     return normalise_competitor(pd.Series([value], dtype=object)).iloc[0]
 
 
-_STAGE_INDEX = {s: i for i, s in enumerate(STAGES)}
 _NO_ACCOUNT = AccountIn()
 #: Features computed from the deal's events; profile and track records come separately.
 _EVENT_FEATURES = tuple(
@@ -256,7 +257,7 @@ def _profiles(deals: Sequence[DealIn]) -> dict[str, list[Any]]:
     }
 
 
-def _sorted(deal: list[int], t: list[int], *columns: list[Any]) -> tuple[np.ndarray, ...]:
+def _sorted(deal: list[int], t: list[int] | np.ndarray, *columns: list[Any]) -> tuple[np.ndarray, ...]:
     """Event columns as arrays, in the order the feature pipeline sorts them (deal, time)."""
     d, times = np.array(deal, dtype=np.int64), np.array(t, dtype=np.int64)
     order = sort_events(d, times)
@@ -269,7 +270,7 @@ def _stage_events(deals: Sequence[DealIn]) -> StageEvents:
         for entry in d.stage_history or ():
             deal.append(i)
             t.append(_us(entry["entered_at"]))
-            stage.append(_STAGE_INDEX[entry["stage"]])
+            stage.append(STAGE_CODES[entry["stage"]])
     return StageEvents(*_sorted(deal, t, np.array(stage, dtype=np.int64)))
 
 
@@ -306,7 +307,7 @@ def _activity_events(deals: Sequence[DealIn]) -> ActivityEvents:
         levels = {c["contact_id"]: title_level(c.get("title")) for c in d.contacts or ()}
         who = [a.get("contact_id") or "" for a in acts]
         deal += [i] * len(acts)
-        t += [-(-((a["occurred_at"] - _EPOCH) // _US) // US) for a in acts]
+        t += [(a["occurred_at"] - _EPOCH) // _US for a in acts]
         kind += [ACTIVITY_CODES[a["type"]] for a in acts]
         direction += [_DIRECTIONS.get(a.get("direction"), UNKNOWN_DIRECTION) for a in acts]
         contact += [codes.setdefault(w, len(codes)) for w in who]
@@ -314,7 +315,7 @@ def _activity_events(deals: Sequence[DealIn]) -> ActivityEvents:
     return ActivityEvents(
         *_sorted(
             deal,
-            t,
+            seconds_up(np.array(t, dtype=np.int64)),
             np.array(kind, dtype=np.int64),
             np.array(direction, dtype=np.int64),
             np.array(contact, dtype=np.int64),
