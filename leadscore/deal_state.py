@@ -40,8 +40,9 @@ from leadscore.seniority import SENIOR_LEVEL
 
 DAY = 86_400
 US = 1_000_000
-#: Direction codes of :class:`ActivityEvents`.
+#: Direction codes of :class:`ActivityEvents`; any other direction is UNKNOWN_DIRECTION.
 UNKNOWN_DIRECTION, INBOUND, OUTBOUND = 0, 1, 2
+DIRECTION_CODES: dict[str | None, int] = {"inbound": INBOUND, "outbound": OUTBOUND}
 #: Activity type codes of :class:`ActivityEvents` (position in the contract's list; -1 other).
 ACTIVITY_CODES: dict[str, int] = {t: i for i, t in enumerate(ACTIVITY_TYPES)}
 #: Stage codes of :class:`StageEvents`: the position in the funnel.
