@@ -35,8 +35,7 @@ from leadscore.catalog import FEATURES, MODEL_FEATURES
 from leadscore.deal_state import (
     ACTIVITY_CODES,
     DAY,
-    INBOUND,
-    OUTBOUND,
+    DIRECTION_CODES,
     STAGE_CODES,
     UNKNOWN_DIRECTION,
     US,
@@ -210,7 +209,7 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
         deal=deal_cat.codes[order].astype(np.int64),
         t_s=t,
         kind=kind.to_numpy(dtype=float, na_value=-1)[order].astype(np.int64),
-        direction=direction.map({"inbound": INBOUND, "outbound": OUTBOUND})
+        direction=direction.map(DIRECTION_CODES)
         .to_numpy(dtype=float, na_value=UNKNOWN_DIRECTION)[order]
         .astype(np.int64),
         contact=pd.factorize(contact)[0][order].astype(np.int64),

@@ -38,8 +38,7 @@ from leadscore.catalog import FEATURES, FEATURES_BY_NAME, features_of
 from leadscore.contract import AFTER_DEAL_CREATION
 from leadscore.deal_state import (
     ACTIVITY_CODES,
-    INBOUND,
-    OUTBOUND,
+    DIRECTION_CODES,
     STAGE_CODES,
     UNKNOWN_DIRECTION,
     US,
@@ -236,7 +235,6 @@ _NO_ACCOUNT = AccountIn()
 _EVENT_FEATURES = tuple(
     f.name for f in FEATURES if f.view in ("deal_stage", "deal_contacts", "deal_activity", "deal_timing")
 )
-_DIRECTIONS: dict[str | None, int] = {"inbound": INBOUND, "outbound": OUTBOUND}
 _ACTIVITY_FEATURES = tuple(f.name for f in features_of("deal_activity"))
 
 
@@ -309,7 +307,7 @@ def _activity_events(deals: Sequence[DealIn]) -> ActivityEvents:
         deal += [i] * len(acts)
         t += [(a["occurred_at"] - _EPOCH) // _US for a in acts]
         kind += [ACTIVITY_CODES[a["type"]] for a in acts]
-        direction += [_DIRECTIONS.get(a.get("direction"), UNKNOWN_DIRECTION) for a in acts]
+        direction += [DIRECTION_CODES.get(a.get("direction"), UNKNOWN_DIRECTION) for a in acts]
         contact += [codes.setdefault(w, len(codes)) for w in who]
         level += [levels.get(w, math.nan) for w in who]
     return ActivityEvents(
