@@ -5,7 +5,7 @@ default CRM of 300,000 deals (8 million activities) gives about 100,000 deals to
 Self-contained: a quick model is trained in-process with the training package's own
 functions (time split, LightGBM with calibration, reason stats) on a smaller CRM from
 the same generator; the big CRM is stored as ingest stores it and ranked by
-:func:`pipelines.rank.run_rank` with reasons, risk flags, history and files, exactly as
+:func:`leadscore.priority.rank.run_rank` with reasons, risk flags, history and files, exactly as
 the command does after loading the champion. Peak memory is the process's peak
 resident set size during the ranking alone (Linux ``VmHWM``, reset before ranking).
 Usage:
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from leadscore.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
 from leadscore.config import load_settings
-from leadscore.model import ScoringModel
-from leadscore.synth import generate_crm
-from pipelines.rank import RankConfig, rankings_dir, run_rank
+from leadscore.crm.synth import generate_crm
+from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
+from leadscore.model.reason_stats import compute_reason_stats
+from leadscore.model.scoring_model import ScoringModel
+from leadscore.priority.rank import RankConfig, rankings_dir, run_rank
 from training.data import canonical, in_memory_frame
-from training.reason_stats import compute_reason_stats
 from training.split import slice_masks, split_bounds
 from training.train import TrainConfig, fit_scoring_model
 

@@ -166,8 +166,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # `mlflow models serve` starts uvicorn by name, from the environment's bin folder.
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
+    from serving.payload import payload_features
     from serving.schemas import DealIn
-    from serving.scoring import payload_features
     from tests.serving_fixture import (
         AS_OF,
         crm_payloads,

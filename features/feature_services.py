@@ -14,7 +14,7 @@ from feature_views import (
 )
 from on_demand_views import deal_timing
 
-from leadscore.catalog import features_of
+from leadscore.features.catalog import features_of
 
 
 def _model_inputs(view):

@@ -20,7 +20,7 @@ from entities import account, deal, owner
 from feast import FeatureView, Field
 from feast.types import Float64, String, UnixTimestamp
 
-from leadscore.catalog import features_of
+from leadscore.features.catalog import features_of
 
 #: State is valid until the next change, however long ago that was.
 FOREVER = timedelta(days=3650)

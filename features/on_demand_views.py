@@ -1,7 +1,7 @@
 """Request-time features: values that depend on the moment of scoring.
 
-The transformation is :func:`leadscore.featurize.request_time_features`, which hands
-the stored times to :func:`leadscore.deal_state.timing_features`, the function the
+The transformation is :func:`leadscore.features.featurize.request_time_features`, which hands
+the stored times to :func:`leadscore.features.deal_state.timing_features`, the function the
 scoring service runs for deals sent in full, so training and serving compute deal age,
 days in stage and recency identically.
 """
@@ -13,7 +13,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
 from feature_views import deal_activity, deal_profile, deal_stage
 
-from leadscore.catalog import features_of
+from leadscore.features.catalog import features_of
 
 
 @on_demand_feature_view(
@@ -27,6 +27,6 @@ from leadscore.catalog import features_of
 def deal_timing(inputs: pd.DataFrame) -> pd.DataFrame:
     # Imported here so that Feast, which serialises this function into the registry,
     # stores a reference to the installed package rather than a copy of its code.
-    from leadscore.featurize import request_time_features
+    from leadscore.features.featurize import request_time_features
 
     return request_time_features(inputs)

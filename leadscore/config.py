@@ -8,6 +8,7 @@ tracking URI. Callers that need a folder create it when they write to it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "lead_scorer"
 FEATURE_SERVICE = "lead_scoring_v1"
 EXPERIMENT = "lead_scoring"
+#: Registry aliases: the newest trained version waits as challenger; serving and
+#: ranking load the champion.
+CHAMPION, CHALLENGER = "champion", "challenger"
+#: Key of the scoring metadata (calibration, categories, reason facts) in an MLmodel file.
+METADATA_KEY = MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -78,3 +84,45 @@ def load_settings(**overrides: object) -> Settings:
         env["seed"] = int(v)
     env.update(overrides)
     return Settings(**env)  # type: ignore[arg-type]
+
+
+#: Lowest score of grades A, B and C; D is everything below C.
+DEFAULT_GRADE_THRESHOLDS: dict[str, int] = {"A": 60, "B": 40, "C": 20}
+
+
+def parse_grade_thresholds(text: str) -> dict[str, int]:
+    """``"A=60,B=40,C=20"`` -> {"A": 60, "B": 40, "C": 20}; strictly decreasing, within 0-100."""
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        grade, _, value = part.partition("=")
+        out[grade.strip().upper()] = int(value)
+    if list(out) != ["A", "B", "C"]:
+        raise ValueError(f"grade thresholds must give A, B and C in that order, got {text!r}")
+    a, b, c = out.values()
+    if not 100 >= a > b > c >= 0:
+        raise ValueError(f"grade thresholds must decrease within 0-100, got {text!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Serving policy, read once from the environment when the service starts."""
+
+    grade_thresholds: Mapping[str, int]
+    #: Bearer token required on scoring endpoints; None leaves them open.
+    api_token: str | None = None
+    #: Seconds an account's or owner's track record is reused before asking the store again.
+    history_ttl_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ServingConfig:
+        """``LEADSCORE_GRADE_THRESHOLDS`` ("A=60,B=40,C=20"), ``LEADSCORE_API_TOKEN``,
+        ``LEADSCORE_HISTORY_TTL_SECONDS``."""
+        thresholds = env.get("LEADSCORE_GRADE_THRESHOLDS")
+        return cls(
+            grade_thresholds=parse_grade_thresholds(thresholds)
+            if thresholds
+            else DEFAULT_GRADE_THRESHOLDS,
+            api_token=env.get("LEADSCORE_API_TOKEN") or None,
+            history_ttl_seconds=float(env.get("LEADSCORE_HISTORY_TTL_SECONDS", 300)),
+        )

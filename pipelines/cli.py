@@ -53,7 +53,7 @@ def generate(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
     """Write a synthetic CRM export (tables plus truth.parquet, which the pipeline never reads)."""
-    from leadscore.synth import generate_crm, write_export
+    from leadscore.crm.synth import generate_crm, write_export
 
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("must be parquet or csv", param_hint="--format")
@@ -89,7 +89,7 @@ def ingest(
 @app.command()
 def contract() -> None:
     """Print the CRM export contract as Markdown (columns, types, required, meaning)."""
-    from leadscore.contract import contract_markdown
+    from leadscore.crm.contract import contract_markdown
 
     typer.echo(contract_markdown())
 
@@ -97,7 +97,7 @@ def contract() -> None:
 @features_app.command("apply")
 def features_apply() -> None:
     """Register the feature definitions in features/ (wraps `feast apply`)."""
-    from pipelines.feature_store import apply_repo
+    from leadscore.features.store import apply_repo
 
     typer.echo(apply_repo(load_settings()))
 
@@ -108,7 +108,7 @@ def features_materialize(
     full: Annotated[bool, typer.Option("--full", help="Reload all history (new or switched online store).")] = False,
 ) -> None:
     """Load the latest feature values into the online store (incremental unless --full)."""
-    from pipelines.feature_store import materialize
+    from leadscore.features.store import materialize
 
     done = materialize(load_settings(), _utc(end).to_pydatetime() if end else None, full=full)
     typer.echo(f"online store up to date as of {done.isoformat()}")
@@ -121,11 +121,11 @@ def training_set(
                                                    help="Days between snapshots of a deal.")] = None,
 ) -> None:
     """Build the point-in-time training frame: snapshots of closed deals while they were open."""
-    from pipelines.feature_store import training_frame
-    from pipelines.steps import stored_deals
+    from leadscore.crm.ingest import stored_deals
+    from leadscore.features.store import training_frame
 
     settings = load_settings()
-    tf = training_frame(settings, stored_deals(settings), every_days)
+    tf = training_frame(settings, stored_deals(settings.crm_dir), every_days)
     out.parent.mkdir(parents=True, exist_ok=True)
     tf.frame.to_parquet(out, index=False)
     f = tf.frame
@@ -269,8 +269,9 @@ def promote(
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
     """Make the challenger champion if it is not worse on the same test slice and behaves."""
+    from leadscore.model.registry import RegistryError
     from training.data import InsufficientDataError
-    from training.registry import RegistryError, Tolerance, promote_from_store
+    from training.registry import Tolerance, promote_from_store
 
     try:
         decision = promote_from_store(load_settings(), version=version,
@@ -297,7 +298,7 @@ def promote(
 @app.command()
 def rollback(note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "") -> None:
     """Put champion back on the previous champion."""
-    from training.registry import RegistryError
+    from leadscore.model.registry import RegistryError
     from training.registry import rollback as run_rollback
 
     try:
@@ -341,7 +342,7 @@ _SourceOpt = Annotated[Path | None, typer.Option(
 
 def _filters(owner: list[str] | None, channel: list[str] | None, segment: list[str] | None,
              status: list[str] | None):
-    from pipelines.rank import Filters
+    from leadscore.priority.rank import Filters
 
     try:
         return Filters(tuple(owner or ()), tuple(channel or ()), tuple(segment or ()), tuple(status or ()))
@@ -379,17 +380,17 @@ def rank(
     alias: Annotated[str, typer.Option("--alias", help="MLflow alias of the model to rank with.")] = "champion",
 ) -> None:
     """Score open, dormant and recently lost deals with the champion and write the ranked list."""
-    from pipelines.health import HealthThresholds
-    from pipelines.rank import (
+    from leadscore.config import ServingConfig
+    from leadscore.model.registry import RegistryError, load_champion
+    from leadscore.priority.health import HealthThresholds
+    from leadscore.priority.rank import (
         RANK_BY,
         STATUSES,
         RankConfig,
         RankingError,
-        load_champion,
         rankings_dir,
         run_rank,
     )
-    from serving.scoring import ServingConfig
 
     if by not in RANK_BY:
         raise typer.BadParameter(f"must be one of {', '.join(RANK_BY)}", param_hint="--by")
@@ -405,7 +406,7 @@ def rank(
         model, version = load_champion(settings, alias)
         result = run_rank(settings, model, version, out or rankings_dir(settings), config, filters, by,  # type: ignore[arg-type]
                           top_n, _utc(as_of), _rank_progress)
-    except RankingError as exc:
+    except (RankingError, RegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     counts = ", ".join(f"{result.scored.get(s, 0):,} {s}" for s in STATUSES)
@@ -425,8 +426,8 @@ def top(
     status: _StatusOpt = None,
 ) -> None:
     """Print the best deals of the last ranked list, with reasons (+/-) and risk flags (!)."""
-    from pipelines.rank import RankingError, rankings_dir, read_ranked
-    from pipelines.report import text_table
+    from leadscore.priority.rank import RankingError, rankings_dir, read_ranked
+    from leadscore.priority.report import text_table
 
     try:
         ranked = read_ranked(source or rankings_dir(load_settings()))
@@ -443,8 +444,8 @@ def report(
     max_rows: Annotated[int, typer.Option("--max-rows", min=1, help="Deals shown in the table.")] = 1000,
 ) -> None:
     """Write the managers' page: ranked deals with reasons, risk flags and next steps, and CRM charts."""
-    from pipelines.rank import RankingError, rankings_dir
-    from pipelines.report import write_report
+    from leadscore.priority.rank import RankingError, rankings_dir
+    from leadscore.priority.report import write_report
 
     settings = load_settings()
     try:

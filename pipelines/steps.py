@@ -14,14 +14,15 @@ from typing import Any
 
 import pandas as pd
 
-from leadscore.config import Settings
-from leadscore.featurize import build_feature_sources
-from leadscore.ingest import Reject, ingest_export, load_stored
-from leadscore.synth import generate_crm, write_export
-from pipelines.feature_store import apply_repo, materialize, write_sources
-from pipelines.rank import RankRun, load_champion, rankings_dir, run_rank
+from leadscore.config import CHAMPION, Settings
+from leadscore.crm.ingest import Reject, ingest_export
+from leadscore.crm.synth import generate_crm, write_export
+from leadscore.features.featurize import build_feature_sources
+from leadscore.features.store import apply_repo, materialize, write_sources
+from leadscore.model.registry import load_champion
+from leadscore.priority.rank import RankRun, rankings_dir, run_rank
 from serving.package import PackagedModel, package_champion
-from training.registry import CHAMPION, promote_from_store
+from training.registry import promote_from_store
 from training.train import train_from_store
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,6 @@ def ingest(export_dir: Path, settings: Settings, now: pd.Timestamp | None = None
     sources = build_feature_sources(result.tables)
     rows = write_sources(sources, settings.sources_dir)
     return IngestSummary(result.counts, result.rejects, rows, settings.rejects_dir / "rejects.csv")
-
-
-def stored_deals(settings: Settings) -> pd.DataFrame:
-    """The stored deals table; a clear error when nothing was ingested yet."""
-    tables = load_stored(settings.crm_dir, ["deals"])
-    if "deals" not in tables:
-        raise FileNotFoundError(
-            f"no deals stored in {settings.crm_dir}; run `leadscore ingest EXPORT_DIR` first"
-        )
-    return tables["deals"]
 
 
 @dataclass

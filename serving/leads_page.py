@@ -1,7 +1,7 @@
 """The managers' page over HTTP: the latest ranked list and the CRM charts, as a Starlette app.
 
 ``GET /`` answers with the page ``leadscore report`` writes
-(:func:`pipelines.report.build_page`), from the ranked list the last ``leadscore rank``
+(:func:`leadscore.priority.report.build_page`), from the ranked list the last ``leadscore rank``
 wrote and the stored CRM tables. The page is rendered again only when one of those
 files changes, so reloading it costs nothing while a rank run is hours away; until a
 ranked list exists the answer is 503 with what to run.
@@ -25,8 +25,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from leadscore.config import Settings, load_settings
-from pipelines.rank import RANKED_FILE, RankingError, rankings_dir
-from pipelines.report import DEFAULT_MAX_ROWS, build_page
+from leadscore.priority.rank import RANKED_FILE, RankingError, rankings_dir
+from leadscore.priority.report import DEFAULT_MAX_ROWS, build_page
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from leadscore.config import PROJECT_ROOT, Settings
-from leadscore.model import ScoringModel
+from leadscore.model.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 

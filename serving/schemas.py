@@ -37,8 +37,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from leadscore.catalog import features_of
-from leadscore.contract import (
+from leadscore.crm.contract import (
     ACTIVITY_TYPES,
     CONTACT_ROLES,
     DEAL_STATUSES,
@@ -46,6 +45,8 @@ from leadscore.contract import (
     STAGES,
     TABLES,
 )
+from leadscore.features.catalog import features_of
+from leadscore.model.explain import Reason, ScoreWarning
 
 #: Most deals (or ids) accepted in one request; larger batches get a 400.
 MAX_BATCH = 1000
@@ -334,44 +335,6 @@ class ScoreIdsRequest(BaseModel):
     )
     as_of: Annotated[UtcDatetime | None, AfterValidator(_not_future)] = AsOf
     all_or_nothing: bool = AllOrNothing
-
-
-# Results are TypedDicts, not models: a batch of 1,000 deals carries 10,000 reasons, and
-# plain dicts cost a tenth of model instances to build while pydantic still documents,
-# checks and serialises them from these declarations.
-class Reason(TypedDict):
-    """One feature's push on the score, as TreeSHAP measures it, in words."""
-
-    feature: Annotated[
-        str, Field(description="Catalog name of the feature (see leadscore/catalog.py).")
-    ]
-    label: Annotated[str, Field(description="Short human name of the feature.")]
-    value: Annotated[
-        float | str | None, Field(description="The deal's value of the feature (null: unknown).")
-    ]
-    contribution: Annotated[
-        float,
-        Field(
-            description="Push on the log-odds of winning (TreeSHAP); positive raises the probability."
-        ),
-    ]
-    text: Annotated[
-        str, Field(description="The reason as a person would say it, with the deal's value.")
-    ]
-    tooltip: Annotated[
-        str | None,
-        Field(
-            description="A fact from the training data behind it, e.g. how often such deals were won; "
-            "null when the model has no statistic for it."
-        ),
-    ]
-
-
-class ScoreWarning(TypedDict):
-    """Something that made the score less informed, but did not stop it."""
-
-    field: Annotated[str | None, Field(description="Input field or feature concerned, if any.")]
-    message: Annotated[str, Field(description="What happened and how it was scored.")]
 
 
 class ScoreResult(TypedDict):

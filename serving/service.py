@@ -1,7 +1,7 @@
 """The lead scoring service: calibrated win probabilities with reasons, over HTTP.
 
 ``POST /score`` takes deals as the CRM holds them and computes their features with the
-feature kernels training used (:func:`serving.scoring.payload_features`); account and
+feature kernels training used (:func:`serving.payload.payload_features`); account and
 owner track records come from the Feast online store. ``POST /score_ids`` takes ids only
 and reads every feature from the online store. Both answer with a probability, a 0-100
 score, a grade and the strongest reasons either way, explained by LightGBM's TreeSHAP.
@@ -23,28 +23,31 @@ import os
 # Before numpy or LightGBM start their thread pools: one thread per worker (see package.serve).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import base64  # noqa: E402
-import binascii  # noqa: E402
 import gc  # noqa: E402
-import hmac  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
+from typing import TypeVar  # noqa: E402
 
 import bentoml  # noqa: E402
 from bentoml.models import BentoModel  # noqa: E402
 from prometheus_client import Counter  # noqa: E402
 
-from leadscore.config import Settings, load_settings  # noqa: E402
-from leadscore.featurize import model_frame  # noqa: E402
-from leadscore.model import Columns  # noqa: E402
-from pipelines.feature_store import online_features, open_store  # noqa: E402
+from leadscore.config import ServingConfig, load_settings  # noqa: E402
+from leadscore.features.featurize import model_frame  # noqa: E402
+from leadscore.features.store import online_features  # noqa: E402
+from leadscore.model.explain import Explainer  # noqa: E402
+from leadscore.model.scoring_model import Columns  # noqa: E402
+from serving.auth import LEADS_PATH, TokenMiddleware  # noqa: E402
 from serving.leads_page import create_app as leads_page  # noqa: E402
+from serving.online import OnlineStore, TrackRecords  # noqa: E402
 from serving.package import load_packaged  # noqa: E402
+from serving.payload import (  # noqa: E402
+    compile_feature_kernels,
+    deal_problems,
+    input_warnings,
+    payload_features,
+)
 from serving.schemas import (  # noqa: E402
     FUTURE_TOLERANCE,
     DealError,
@@ -56,25 +59,10 @@ from serving.schemas import (  # noqa: E402
     ScoreResult,
     ScoreWarning,
 )
-from serving.scoring import (  # noqa: E402
-    HISTORY_FEATURES,
-    Explainer,
-    ServingConfig,
-    compile_feature_kernels,
-    deal_problems,
-    input_warnings,
-    payload_features,
-)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Accounts and owners whose track record is cached before expired entries are dropped.
-MAX_CACHED_RECORDS = 200_000
-#: Endpoints that need the bearer token when one is configured.
-PROTECTED_PATHS = frozenset({"/score", "/score_ids"})
-#: Where the managers' priority page is mounted; it needs the token too.
-LEADS_PATH = "/leads"
 
 #: Exported at /metrics with BentoML's own metrics (prometheus_client, multiprocess mode).
 deals_total = Counter(
@@ -90,167 +78,6 @@ PAST_TRACK_RECORD: ScoreWarning = {
     "message": "Scored as of a past moment, but account and owner track records are the "
     "online store's latest: deals closed since then count too.",
 }
-
-
-class OnlineStore:
-    """The Feast online store, opened once and shared by the endpoints.
-
-    Opening a store parses the feature registry, which costs more than a lookup, so it
-    is opened on first use and kept; after a failed lookup it is reopened next time (the
-    server may have restarted). Lookups take turns: a SQLite connection must not be used
-    by two threads at once, and BentoML runs sync endpoints in a thread pool.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._store: Any = None
-        self._lock = threading.Lock()
-
-    def run(self, lookup: Callable[[Any], T]) -> T:
-        """``lookup(store)``, on the open store."""
-        with self._lock:
-            if self._store is None:
-                self._store = open_store(self._settings)
-            try:
-                return lookup(self._store)
-            except Exception:
-                self._store = None
-                raise
-
-
-class TrackRecords:
-    """Account and owner track records from the Feast online store, briefly cached.
-
-    They change only when a deal closes and the store is re-materialized, so reusing a
-    value for a few minutes (``ttl``) spares the store a lookup per request. When the
-    store cannot be reached the features stay missing and callers add a warning.
-    """
-
-    def __init__(self, online: OnlineStore, ttl: float) -> None:
-        self._online = online
-        self._ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-
-    def _fetch(self, accounts: Sequence[str], owners: Sequence[str]) -> None:
-        n = max(len(accounts), len(owners))
-        rows = [
-            {
-                "account_id": accounts[i] if i < len(accounts) else "",
-                "owner_id": owners[i] if i < len(owners) else "",
-            }
-            for i in range(n)
-        ]
-        features = [f"{view}:{name}" for view, names in HISTORY_FEATURES.items() for name in names]
-        values = self._online.run(
-            lambda store: store.get_online_features(features=features, entity_rows=rows).to_dict()
-        )
-        now = time.monotonic()
-        if len(self._cache) > MAX_CACHED_RECORDS:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] >= now}
-        expires = now + self._ttl
-        for i, row in enumerate(rows):
-            for view, key, entity in (
-                ("account_history", "account_id", "account"),
-                ("owner_history", "owner_id", "owner"),
-            ):
-                record = {name: values[name][i] for name in HISTORY_FEATURES[view]}
-                self._cache[(entity, row[key])] = (expires, record)
-
-    def lookup(self, pairs: Iterable[tuple[str, str]]) -> list[dict[str, Any]] | None:
-        """History features per (account_id, owner_id); None when the store is unreachable."""
-        pairs = list(pairs)
-        now = time.monotonic()
-
-        def stale(key: tuple[str, str]) -> bool:
-            hit = self._cache.get(key)
-            return hit is None or hit[0] < now
-
-        accounts = sorted({a for a, _ in pairs if stale(("account", a))})
-        owners = sorted({o for _, o in pairs if stale(("owner", o))})
-        if accounts or owners:
-            try:
-                self._fetch(accounts, owners)
-            except Exception as exc:  # any store failure: score without history, say so
-                log.warning("online store lookup failed (%s: %s)", type(exc).__name__, exc)
-                return None
-        out = []
-        for account, owner in pairs:
-            record = dict(self._cache[("account", account)][1])
-            record.update(self._cache[("owner", owner)][1])
-            out.append(record)
-        return out
-
-    def reachable(self) -> bool:
-        """Whether the store answers a lookup now (a sentinel id, never cached)."""
-        self._cache.pop(("account", "__readyz__"), None)
-        self._cache.pop(("owner", "__readyz__"), None)
-        return self.lookup([("__readyz__", "__readyz__")]) is not None
-
-
-class TokenMiddleware:
-    """Require ``LEADSCORE_API_TOKEN`` on the scoring endpoints and the priority page.
-
-    API clients send ``Authorization: Bearer <token>``. The page at ``/leads`` is opened
-    in a browser, which cannot add a bearer header, so it also accepts HTTP Basic
-    authentication with the token as the password (any user name): the browser asks
-    for it once. The token is read when the app is built; without one, requests pass
-    untouched. Health, metrics and docs stay open.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        token = ServingConfig.from_env().api_token
-        self.token = token.encode() if token else None
-
-    @staticmethod
-    def _allowed(header: bytes, token: bytes, page: bool) -> bool:
-        scheme, _, credentials = header.partition(b" ")
-        if scheme.lower() == b"bearer":
-            return hmac.compare_digest(credentials, token)
-        if page and scheme.lower() == b"basic":
-            try:
-                password = base64.b64decode(credentials, validate=True).partition(b":")[2]
-            except binascii.Error:
-                return False
-            return hmac.compare_digest(password, token)
-        return False
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        page = path == LEADS_PATH or path.startswith(LEADS_PATH + "/")
-        if (
-            self.token is not None
-            and scope["type"] == "http"
-            and (path in PROTECTED_PATHS or page)
-        ):
-            given = dict(scope.get("headers") or ()).get(b"authorization", b"")
-            if not self._allowed(given, self.token, page):
-                body = json.dumps(
-                    {
-                        "error": "unauthorized",
-                        "detail": [
-                            {
-                                "loc": ["header", "Authorization"],
-                                "msg": "missing or wrong bearer token",
-                                "type": "unauthorized",
-                            }
-                        ],
-                    }
-                ).encode()
-                challenge = b'Basic realm="lead_scorer", charset="UTF-8"' if page else b"Bearer"
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", challenge),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
 
 
 # The managers' priority list (the page `leadscore report` writes) is served beside the

@@ -23,16 +23,16 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from leadscore.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, features_of
 from leadscore.config import FEATURE_SERVICE, Settings
-from leadscore.featurize import TS, activity_source, build_feature_sources
-from leadscore.model import ScoringModel
-from leadscore.synth import generate_crm
+from leadscore.crm.synth import generate_crm
+from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, features_of
+from leadscore.features.featurize import TS, activity_source, build_feature_sources
+from leadscore.model.reason_stats import compute_reason_stats
+from leadscore.model.scoring_model import ScoringModel
 from serving.package import PackagedModel, package_champion
 from serving.schemas import SUMMARY_TIMES
 from training.calibration import fit_platt
 from training.data import in_memory_frame
-from training.reason_stats import compute_reason_stats
 
 #: End of the synthetic history; scoring "now" in the tests.
 AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
@@ -194,7 +194,9 @@ def register_champion(model: ScoringModel, frame: pd.DataFrame, settings: Settin
     """Log and register the model as training does, and make it ``champion``; its version."""
     import mlflow
 
-    from training.registry import CHAMPION, ensure_experiment, mlflow_client, register_model
+    from leadscore.config import CHAMPION
+    from leadscore.model.registry import mlflow_client
+    from training.registry import ensure_experiment, register_model
 
     client = mlflow_client(settings)
     with mlflow.start_run(experiment_id=ensure_experiment(settings, client)):
@@ -237,7 +239,7 @@ def prepare_champion(
 
     The store holds the features of ``store_deals`` (default: every deal) as of :data:`AS_OF`.
     """
-    from pipelines.feature_store import apply_repo, materialize, write_sources
+    from leadscore.features.store import apply_repo, materialize, write_sources
 
     register_champion(model, frame, settings)
     packaged = package_champion(settings)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from leadscore.model import ScoringModel
+from leadscore.model.scoring_model import ScoringModel
 
 Direction = Literal["not_lower", "not_higher"]
 MAX_SENIORITY = 6.0

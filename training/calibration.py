@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GroupKFold
 
-from leadscore.model import Calibration
+from leadscore.model.scoring_model import Calibration
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The training frame as training sees it: checked, put in a canonical order, fingerprinted.
 
-The frame normally comes from Feast (:func:`pipelines.feature_store.training_frame`);
+The frame normally comes from Feast (:func:`leadscore.features.store.training_frame`);
 :func:`in_memory_frame` builds the same shape without Feast from CRM tables, for tests
 and quick experiments. Columns: deal_id, account_id, owner_id, event_timestamp,
 snapshot_index, created_at, closed_at, won, and every model feature.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadscore.featurize import (
+from leadscore.features.featurize import (
     TS,
     build_feature_sources,
     features_as_of,

@@ -17,7 +17,6 @@ PostgreSQL (``postgresql://...``) in production. Artifacts always go to
 from __future__ import annotations
 
 import getpass
-import importlib.util
 import json
 import logging
 import subprocess
@@ -33,11 +32,14 @@ import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from leadscore.config import Settings, load_settings
-from leadscore.model import ScoringModel
+from leadscore.config import CHALLENGER, CHAMPION, METADATA_KEY, Settings
+from leadscore.crm.ingest import stored_deals
+from leadscore.features.store import training_frame
+from leadscore.model.registry import RegistryError, alias_version, load_scoring_model, mlflow_client
+from leadscore.model.scoring_model import ScoringModel
 from training.behaviour import run_behaviour_checks
 from training.data import canonical, check_enough_data
 from training.evaluate import HEADLINE, binary_metrics
@@ -45,43 +47,9 @@ from training.split import SplitBounds, slice_masks
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"
 #: What the logged model needs at load time (the booster only; calibration is plain math).
 PIP_REQUIREMENTS = [f"lightgbm=={lgb.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
-METADATA_KEY = "lead_scorer"
-
-
-class RegistryError(RuntimeError):
-    """A registry operation cannot run as asked (no challenger, nothing to roll back to, ...)."""
-
-
-# ---------------------------------------------------------------- connection
-def resolve_tracking_uri(uri: str) -> str:
-    """The tracking URI with a PostgreSQL driver that is installed.
-
-    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3, while the project ships
-    psycopg2; the same database through ``postgresql+psycopg2://`` then. A URI naming
-    its driver is left alone.
-    """
-    if uri.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
-    return uri
-
-
-def mlflow_client(settings: Settings) -> MlflowClient:
-    """Point MLflow (fluent API and client) at the configured tracking and registry URI.
-
-    The fluent API (``start_run``, ``log_model``) has only process-wide state, so this
-    sets it; call it at the start of every operation rather than relying on whatever a
-    previous call left behind.
-    """
-    uri = resolve_tracking_uri(settings.tracking_uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def ensure_experiment(settings: Settings, client: MlflowClient) -> str:
@@ -132,29 +100,7 @@ def register_model(model: ScoringModel, example: pd.DataFrame, settings: Setting
     return client.get_model_version(settings.model_name, str(info.registered_model_version))
 
 
-def load_scoring_model(model_uri: str, tracking_uri: str | None = None) -> ScoringModel:
-    """The :class:`ScoringModel` behind a model URI, e.g. ``models:/lead_scorer@champion``.
-
-    ``tracking_uri`` defaults to the configured one (``MLFLOW_TRACKING_URI`` or the
-    project's SQLite file); it also serves as the registry URI. Does not change MLflow's
-    process-wide settings.
-    """
-    uri = resolve_tracking_uri(tracking_uri or load_settings().tracking_uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=uri, registry_uri=uri)
-    meta = (Model.load(local).metadata or {}).get(METADATA_KEY)
-    if meta is None:
-        raise RegistryError(f"{model_uri} has no '{METADATA_KEY}' metadata; it was not logged by leadscore train")
-    return ScoringModel.from_metadata(mlflow.lightgbm.load_model(local), meta)
-
-
 # ---------------------------------------------------------------- aliases
-def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
-
-
 def champion_history(client: MlflowClient, name: str) -> list[str]:
     raw = client.get_registered_model(name).tags.get(HISTORY_TAG)
     return [str(v) for v in json.loads(raw)] if raw else []
@@ -234,7 +180,7 @@ def promote(
     if champion_v == challenger_v:
         raise RegistryError(f"version {challenger_v} is already {CHAMPION}")
 
-    challenger = load_scoring_model(f"models:/{name}/{challenger_v}", settings.tracking_uri)
+    challenger = load_scoring_model(f"models:/{name}/{challenger_v}", settings)
     if "split" not in challenger.info:
         raise RegistryError(f"version {challenger_v} records no time split to rebuild its test slice from; "
                             "only versions logged by `leadscore train` can be promoted")
@@ -248,7 +194,7 @@ def promote(
     reasons = behaviour.failures()
     cm = None
     if champion_v is not None:
-        champion = load_scoring_model(f"models:/{name}/{champion_v}", settings.tracking_uri)
+        champion = load_scoring_model(f"models:/{name}/{champion_v}", settings)
         cm = binary_metrics(y, champion.probability(champion.encode(test)))
         if ch["roc_auc"] < cm["roc_auc"] - tolerance.max_auc_drop:
             reasons.append(f"ROC AUC {ch['roc_auc']:.4f} is {cm['roc_auc'] - ch['roc_auc']:.4f} below the "
@@ -282,10 +228,7 @@ def promote(
 
 def promote_from_store(settings: Settings, **kwargs: Any) -> PromotionDecision:
     """:func:`promote` on the current training frame rebuilt through Feast."""
-    from pipelines.feature_store import training_frame
-    from pipelines.steps import stored_deals
-
-    return promote(settings, training_frame(settings, stored_deals(settings)).frame, **kwargs)
+    return promote(settings, training_frame(settings, stored_deals(settings.crm_dir)).frame, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from leadscore.catalog import FEATURES_BY_NAME
+from leadscore.features.catalog import FEATURES_BY_NAME
 from training.evaluate import ECE_BINS, gain_curve, reliability_curve
 
 if TYPE_CHECKING:

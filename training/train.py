@@ -34,9 +34,13 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from leadscore.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
-from leadscore.config import Settings
-from leadscore.model import ScoringModel
+from leadscore.config import CHALLENGER, CHAMPION, Settings
+from leadscore.crm.ingest import stored_deals
+from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
+from leadscore.features.store import training_frame
+from leadscore.model.reason_stats import compute_reason_stats
+from leadscore.model.registry import alias_version, mlflow_client
+from leadscore.model.scoring_model import ScoringModel
 from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
 from training.behaviour import BehaviourReport, run_behaviour_checks
 from training.calibration import CalibrationChoice, choose_calibration
@@ -49,18 +53,7 @@ from training.data import (
     load_truth,
 )
 from training.evaluate import binary_metrics, flatten_metrics, metrics_by_group
-from training.reason_stats import compute_reason_stats
-from training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    ensure_experiment,
-    git_commit,
-    make_champion,
-    mlflow_client,
-    now_iso,
-    register_model,
-)
+from training.registry import ensure_experiment, git_commit, make_champion, now_iso, register_model
 from training.report import write_report
 from training.split import SLICES, SplitBounds, slice_masks, split_bounds
 
@@ -394,9 +387,6 @@ def train_from_store(
     settings: Settings, config: TrainConfig | None = None, truth_path: Path | None = None
 ) -> dict[str, Any]:
     """:func:`train` on the frame built from the Feast FeatureService over the stored deals."""
-    from pipelines.feature_store import training_frame
-    from pipelines.steps import stored_deals
-
     truth = load_truth(truth_path) if truth_path else None
-    tf = training_frame(settings, stored_deals(settings))
+    tf = training_frame(settings, stored_deals(settings.crm_dir))
     return train(settings, tf.frame, tf.feature_service, config, truth)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.catalog import MODEL_FEATURES
-from leadscore.featurize import (
+from leadscore.features.catalog import MODEL_FEATURES
+from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
     model_frame,

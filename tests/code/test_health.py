@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pandas as pd
 import pytest
 
-from leadscore.featurize import build_feature_sources, features_as_of, scoring_entities
-from pipelines.health import (
+from leadscore.features.featurize import build_feature_sources, features_as_of, scoring_entities
+from leadscore.priority.health import (
     DEFAULT_STEP,
     ECONOMIC_BUYER,
     MEET_SENIOR,

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from leadscore import ingest
-from leadscore.ingest import (
+from leadscore.crm import ingest
+from leadscore.crm.ingest import (
     REJECT_COLUMNS,
     ExportError,
     Reject,

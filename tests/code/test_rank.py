@@ -7,9 +7,14 @@ import pandas as pd
 import pytest
 
 from leadscore.config import Settings
-from leadscore.featurize import build_feature_sources, features_as_of, model_frame, scoring_entities
-from leadscore.model import ScoringModel
-from pipelines.rank import (
+from leadscore.features.featurize import (
+    build_feature_sources,
+    features_as_of,
+    model_frame,
+    scoring_entities,
+)
+from leadscore.model.scoring_model import ScoringModel
+from leadscore.priority.rank import (
     DORMANT,
     OPEN,
     RECENTLY_LOST,
@@ -24,7 +29,7 @@ from pipelines.rank import (
     select_candidates,
     size_band,
 )
-from pipelines.report import display_width, fit, text_table
+from leadscore.priority.report import display_width, fit, text_table
 from tests.crm_fixture import day, tiny_crm
 from tests.serving_fixture import synthetic_tables, train_small_model
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.seniority import (
+from leadscore.crm.synth import TITLES
+from leadscore.features.seniority import (
     LABELS,
     SENIOR_LEVEL,
     Seniority,
@@ -16,7 +17,6 @@ from leadscore.seniority import (
     seniority_of_titles,
     title_seniority,
 )
-from leadscore.synth import TITLES
 
 ENGLISH: list[tuple[str, int]] = [
     # individual contributors, whatever the "senior" in front
@@ -243,7 +243,7 @@ def test_seniority_of_titles_handles_empty_and_all_missing() -> None:
 def test_seniority_of_titles_scores_each_distinct_title_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import leadscore.seniority as seniority
+    import leadscore.features.seniority as seniority
 
     calls: list[str] = []
     original = seniority.title_seniority

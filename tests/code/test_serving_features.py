@@ -1,6 +1,6 @@
 """Deals sent to the service get the features the pipeline gives them, value for value.
 
-Both paths run the kernels of :mod:`leadscore.deal_state`; they differ in how they read
+Both paths run the kernels of :mod:`leadscore.features.deal_state`; they differ in how they read
 a deal (the payload's lists vs CRM tables) and in how they ask (the state at one moment
 vs source rows joined point-in-time, as Feast does). These tests send synthetic deals
 through both: the payload converted back to CRM tables and run through
@@ -16,15 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.catalog import FEATURES, MODEL_FEATURES
-from leadscore.featurize import (
+from leadscore.features.catalog import FEATURES, MODEL_FEATURES
+from leadscore.features.featurize import (
     TS,
     build_feature_sources,
     features_as_of,
     model_frame,
 )
+from serving.payload import HISTORY_FEATURES, payload_features
 from serving.schemas import DealIn
-from serving.scoring import HISTORY_FEATURES, payload_features
 from tests.crm_fixture import day, tiny_crm
 from tests.serving_fixture import AS_OF, crm_payloads, synthetic_tables, with_activity_summaries
 

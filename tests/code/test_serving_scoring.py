@@ -8,19 +8,13 @@ from typing import Any
 
 import pytest
 
-from leadscore.catalog import FEATURES_BY_NAME
-from leadscore.model import ScoringModel
-from serving.reasons import Phrasebook, reason_text, reason_tooltip
+from leadscore.config import ServingConfig, parse_grade_thresholds
+from leadscore.features.catalog import FEATURES_BY_NAME
+from leadscore.model.explain import Explainer, grade_of
+from leadscore.model.reasons import Phrasebook, reason_text, reason_tooltip
+from leadscore.model.scoring_model import ScoringModel
+from serving.payload import deal_problems, input_warnings, payload_features
 from serving.schemas import DealIn, InvalidDeal, ScoreRequest
-from serving.scoring import (
-    Explainer,
-    ServingConfig,
-    deal_problems,
-    grade_of,
-    input_warnings,
-    parse_grade_thresholds,
-    payload_features,
-)
 from tests.serving_fixture import AS_OF, crm_payloads, small_champion, synthetic_tables
 
 

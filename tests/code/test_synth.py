@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import integrate
 
-from leadscore.contract import AFTER_DEAL_CREATION, TABLES
-from leadscore.synth import (
+from leadscore.crm.contract import AFTER_DEAL_CREATION, TABLES
+from leadscore.crm.synth import (
     LATENT_SIGMA,
     TITLE_LEVEL,
     SyntheticCRM,

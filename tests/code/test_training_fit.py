@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from leadscore.synth import generate_crm
+from leadscore.crm.synth import generate_crm
+from leadscore.model.reason_stats import lookup
 from pipelines.cli import app
 from training.data import InsufficientDataError, in_memory_frame
-from training.reason_stats import lookup
 from training.train import TrainConfig, TrainingResult, fit_and_evaluate, train
 
 AS_OF = pd.Timestamp("2025-06-30", tz="UTC")

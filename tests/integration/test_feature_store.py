@@ -7,13 +7,13 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from leadscore.featurize import (
+from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
     model_frame,
     snapshot_entities,
 )
-from pipelines.feature_store import (
+from leadscore.features.store import (
     FeatureStoreError,
     apply_repo,
     materialize,

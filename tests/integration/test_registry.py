@@ -19,24 +19,18 @@ import psycopg2
 import pytest
 from typer.testing import CliRunner
 
-from leadscore.config import Settings
-from leadscore.synth import generate_crm, write_export
+from leadscore.config import CHALLENGER, CHAMPION, Settings
+from leadscore.crm.synth import generate_crm, write_export
+from leadscore.model.registry import (
+    RegistryError,
+    alias_version,
+    load_scoring_model,
+    mlflow_client,
+)
 from pipelines.cli import app
 from tests.conftest import isolated, require_service
 from training.data import in_memory_frame
-from training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    RegistryError,
-    Rollback,
-    alias_version,
-    ensure_experiment,
-    list_versions,
-    load_scoring_model,
-    mlflow_client,
-    promote,
-    rollback,
-)
+from training.registry import Rollback, ensure_experiment, list_versions, promote, rollback
 from training.train import TrainConfig, TrainingResult, fit_and_evaluate, log_training_run
 
 pytestmark = pytest.mark.integration
@@ -93,7 +87,7 @@ def test_register_promote_and_roll_back(registry_settings: Settings, good, worse
     first = log_training_run(s, good)
     v1 = first["model_version"]
     assert first["aliases"] == [CHAMPION]
-    loaded = load_scoring_model(f"models:/{name}@{CHAMPION}", s.tracking_uri)
+    loaded = load_scoring_model(f"models:/{name}@{CHAMPION}", s)
     X = good.model.encode(test_rows)
     assert np.allclose(loaded.probability(X), good.model.probability(X))
     assert loaded.categories == good.model.categories and loaded.reason_stats == good.model.reason_stats

@@ -20,8 +20,8 @@ import uvicorn
 from typer.testing import CliRunner
 
 from leadscore.config import Settings
+from leadscore.priority.rank import load_history, rankings_dir, read_ranked
 from pipelines.cli import app as cli
-from pipelines.rank import load_history, rankings_dir, read_ranked
 from serving.leads_page import create_app
 from tests.conftest import IN_CI, free_port, isolated
 from tests.serving_fixture import AS_OF, register_champion, synthetic_tables, train_small_model

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import Settings
-from leadscore.model import ScoringModel
+from leadscore.model.scoring_model import ScoringModel
 from tests.conftest import copy_feature_repo, free_port
 from tests.serving_fixture import (
     AS_OF,
@@ -94,8 +94,8 @@ def score_body(payloads: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 # ====================================================================== level 1: the class
 def test_the_class_scores_explains_and_agrees_with_the_model(served: Served):
+    from serving.payload import payload_features
     from serving.schemas import ScoreRequest
-    from serving.scoring import payload_features
     from serving.service import LeadScorer
 
     svc = LeadScorer()
@@ -123,12 +123,13 @@ def test_the_class_scores_explains_and_agrees_with_the_model(served: Served):
 
 def test_the_online_store_is_opened_once_and_shared_by_both_endpoints(served: Served, monkeypatch):
     """Opening a Feast store parses its registry: once per service, not once per request."""
+    import serving.online as online
     import serving.service as service
     from serving.schemas import ScoreIdsRequest, ScoreRequest
 
     opened = []
-    real = service.open_store
-    monkeypatch.setattr(service, "open_store", lambda settings: opened.append(1) or real(settings))
+    real = online.open_store
+    monkeypatch.setattr(online, "open_store", lambda settings: opened.append(1) or real(settings))
     svc = service.LeadScorer()
     deal_id = served.payloads[0]["deal_id"]
     for _ in range(3):
@@ -351,8 +352,8 @@ def test_bentoml_build_makes_a_deployable_bento(served: Served):
     }
     assert {
         "serving/service.py",
-        "leadscore/featurize.py",
-        "training/reason_stats.py",
+        "leadscore/features/featurize.py",
+        "leadscore/model/reason_stats.py",
         "features/feature_views.py",
     } <= files
     assert not any(f.startswith("tests/") for f in files)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from leadscore.synth import generate_crm
+from leadscore.crm.synth import generate_crm
 from training.data import in_memory_frame
 from training.train import TrainConfig, TrainingResult, fit_and_evaluate
 

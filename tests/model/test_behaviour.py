@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from leadscore.model import Calibration
+from leadscore.model.scoring_model import Calibration
 from training.behaviour import CHECKS, run_behaviour_checks
 
 

@@ -1,9 +1,9 @@
-"""Scoring deals: check them, compute their features at a moment, predict, explain.
+"""Deals sent in full by a CRM: check them and compute their features at a moment.
 
-Nothing here needs BentoML; the service wraps it and batch ranking can reuse it.
+Nothing here needs BentoML; the service wraps it.
 
 **Features of deals sent in full.** :func:`payload_features` turns the deals' contacts,
-activities and stage history into the event arrays of :mod:`leadscore.deal_state` and
+activities and stage history into the event arrays of :mod:`leadscore.features.deal_state` and
 runs the kernels that build the Feast source rows, asked for the one moment ``as_of``;
 the request-time features come from the function Feast's ``deal_timing`` view calls.
 There is no second implementation to keep in step: only the reading of the payload
@@ -14,29 +14,23 @@ tables by the pipeline, value for value, at many moments.
 Account and owner track records are not in the payload: the service adds them from the
 online store (:data:`HISTORY_FEATURES`).
 
-**Explanations.** LightGBM's own TreeSHAP (``pred_contrib=True``) splits each deal's
-log-odds into one push per feature; the largest pushes either way become reasons,
-phrased by :mod:`serving.reasons`. ``log_amount`` is folded into ``amount`` (one idea,
-"deal size", in two encodings); SHAP values are additive, so a group's push is the sum.
+Scores and reasons come from :class:`leadscore.model.explain.Explainer`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from typing_extensions import TypedDict
 
-from leadscore.catalog import FEATURES, FEATURES_BY_NAME, features_of
-from leadscore.contract import AFTER_DEAL_CREATION
-from leadscore.deal_state import (
+from leadscore.crm.contract import AFTER_DEAL_CREATION
+from leadscore.features.catalog import FEATURES, features_of
+from leadscore.features.deal_state import (
     ACTIVITY_CODES,
     DIRECTION_CODES,
     STAGE_CODES,
@@ -53,10 +47,8 @@ from leadscore.deal_state import (
     stage_at,
     timing_features,
 )
-from leadscore.featurize import normalise_category, normalise_competitor
-from leadscore.model import Columns, ScoringModel
-from leadscore.seniority import title_seniority
-from serving.reasons import Phrasebook, is_missing
+from leadscore.features.featurize import normalise_category, normalise_competitor
+from leadscore.features.seniority import title_seniority
 from serving.schemas import (
     EXAMPLE_DEAL,
     FUTURE_TOLERANCE,
@@ -64,68 +56,15 @@ from serving.schemas import (
     AccountIn,
     DealIn,
     Problem,
-    Reason,
     ScoreWarning,
 )
 
 # ================================================================== configuration
-#: Lowest score of grades A, B and C; D is everything below C.
-DEFAULT_GRADE_THRESHOLDS: dict[str, int] = {"A": 60, "B": 40, "C": 20}
-#: Reasons weaker than this (log-odds) are noise, not reasons.
-MIN_CONTRIBUTION = 0.01
-MAX_REASONS = 5
 #: Features the payload cannot carry; they come from the online store.
 HISTORY_FEATURES: dict[str, tuple[str, ...]] = {
     "account_history": tuple(f.name for f in features_of("account_history")),
     "owner_history": tuple(f.name for f in features_of("owner_history")),
 }
-#: Model features folded into another one when explaining (same idea, other encoding).
-REASON_GROUPS: dict[str, str] = {"log_amount": "amount"}
-
-
-def parse_grade_thresholds(text: str) -> dict[str, int]:
-    """``"A=60,B=40,C=20"`` -> {"A": 60, "B": 40, "C": 20}; strictly decreasing, within 0-100."""
-    out: dict[str, int] = {}
-    for part in text.split(","):
-        grade, _, value = part.partition("=")
-        out[grade.strip().upper()] = int(value)
-    if list(out) != ["A", "B", "C"]:
-        raise ValueError(f"grade thresholds must give A, B and C in that order, got {text!r}")
-    a, b, c = out.values()
-    if not 100 >= a > b > c >= 0:
-        raise ValueError(f"grade thresholds must decrease within 0-100, got {text!r}")
-    return out
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """Serving policy, read once from the environment when the service starts."""
-
-    grade_thresholds: Mapping[str, int]
-    #: Bearer token required on scoring endpoints; None leaves them open.
-    api_token: str | None = None
-    #: Seconds an account's or owner's track record is reused before asking the store again.
-    history_ttl_seconds: float = 300.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ServingConfig:
-        """``LEADSCORE_GRADE_THRESHOLDS`` ("A=60,B=40,C=20"), ``LEADSCORE_API_TOKEN``,
-        ``LEADSCORE_HISTORY_TTL_SECONDS``."""
-        thresholds = env.get("LEADSCORE_GRADE_THRESHOLDS")
-        return cls(
-            grade_thresholds=parse_grade_thresholds(thresholds)
-            if thresholds
-            else DEFAULT_GRADE_THRESHOLDS,
-            api_token=env.get("LEADSCORE_API_TOKEN") or None,
-            history_ttl_seconds=float(env.get("LEADSCORE_HISTORY_TTL_SECONDS", 300)),
-        )
-
-
-def grade_of(score: int, thresholds: Mapping[str, int]) -> str:
-    for grade, lowest in thresholds.items():
-        if score >= lowest:
-            return grade
-    return "D"
 
 
 # ================================================================== checks
@@ -335,14 +274,14 @@ def compile_feature_kernels() -> None:
 def payload_features(deals: Sequence[DealIn], as_of: datetime) -> dict[str, list[Any]]:
     """Every payload-derived model feature of the deals at ``as_of`` (track records excluded), as columns.
 
-    The deals become the event arrays of :mod:`leadscore.deal_state` and go through the
+    The deals become the event arrays of :mod:`leadscore.features.deal_state` and go through the
     kernels that build the Feast source rows, asked for one moment instead of every
-    moment of change; :func:`~leadscore.deal_state.timing_features` then gives the
+    moment of change; :func:`~leadscore.features.deal_state.timing_features` then gives the
     request-time features, as Feast's ``deal_timing`` view does. A deal sent with an
     ``activity_summary`` takes its engagement features as sent.
 
     Categorical values are normalised strings (None when missing), the rest floats
-    (NaN when missing), as :func:`leadscore.featurize.model_frame` holds them; each
+    (NaN when missing), as :func:`leadscore.features.featurize.model_frame` holds them; each
     column has one value per deal, in the order given.
     """
     n, as_of_us = len(deals), _us(as_of)
@@ -374,95 +313,3 @@ def payload_features(deals: Sequence[DealIn], as_of: datetime) -> dict[str, list
         )
     )
     return {**_profiles(deals), **{name: state[name].tolist() for name in _EVENT_FEATURES}}
-
-
-# ================================================================== explanation
-class Explanation(TypedDict):
-    """What the model says about one deal (a :class:`ScoreResult` without the bookkeeping)."""
-
-    probability: float
-    score: int
-    grade: str
-    positive_reasons: list[Reason]
-    negative_reasons: list[Reason]
-
-
-class Explainer:
-    """A scoring model with the serving policy: calibrated score, grade, reasons in words."""
-
-    def __init__(
-        self,
-        model: ScoringModel,
-        grade_thresholds: Mapping[str, int] = DEFAULT_GRADE_THRESHOLDS,
-        max_reasons: int = MAX_REASONS,
-        min_contribution: float = MIN_CONTRIBUTION,
-    ) -> None:
-        self.model = model
-        self.grade_thresholds = dict(grade_thresholds)
-        self.max_reasons = max_reasons
-        self.min_contribution = min_contribution
-        self.phrasebook = Phrasebook(model.reason_stats)
-        grouped = [REASON_GROUPS.get(name, name) for name in model.features]
-        self.reason_features = list(dict.fromkeys(grouped))
-        position = {name: k for k, name in enumerate(self.reason_features)}
-        #: (model features x reason features) 0/1 matrix: contributions @ group sums groups.
-        self._group = np.zeros((len(grouped), len(self.reason_features)))
-        for j, name in enumerate(grouped):
-            self._group[j, position[name]] = 1.0
-
-    def explain(self, columns: Columns) -> list[Explanation]:
-        """Score and explain deals given as feature columns (extra columns ignored)."""
-        X = self.model.encode_columns(columns)
-        if not len(X):
-            return []
-        contributions = self.model.contributions(X)
-        # The contributions add up to the raw score: one pass over the trees, not two.
-        probability = self.model.calibration(contributions.sum(axis=1)).tolist()
-        pushes = contributions[:, :-1] @ self._group
-        order = np.argsort(pushes, axis=1, kind="stable")
-        k, floor = self.max_reasons, self.min_contribution
-        out: list[Explanation] = []
-        values = [columns.get(name) for name in self.reason_features]
-        for i, (p, row, ranked) in enumerate(zip(probability, pushes.tolist(), order.tolist(), strict=True)):
-            score = int(round(100 * p))
-            out.append(
-                {
-                    "probability": p,
-                    "score": score,
-                    "grade": grade_of(score, self.grade_thresholds),
-                    "positive_reasons": [
-                        self._reason(j, row[j], values[j], i) for j in ranked[::-1][:k] if row[j] > floor
-                    ],
-                    "negative_reasons": [
-                        self._reason(j, row[j], values[j], i) for j in ranked[:k] if row[j] < -floor
-                    ],
-                }
-            )
-        return out
-
-    def _reason(self, j: int, push: float, column: Sequence[Any] | None, i: int) -> Reason:
-        name = self.reason_features[j]
-        value = None if column is None else column[i]
-        text, tooltip = self.phrasebook.phrase(name, value)
-        return {
-            "feature": name,
-            "label": FEATURES_BY_NAME[name].label,
-            "value": None if is_missing(value) else value,
-            "contribution": round(push, 4),
-            "text": text,
-            "tooltip": tooltip,
-        }
-
-    def unseen_category_warnings(self, columns: Columns) -> list[list[ScoreWarning]]:
-        """Per deal, categories the model never saw: scored down LightGBM's missing/other branch."""
-        return [
-            [
-                {
-                    "field": name,
-                    "message": f"{name} {columns[name][i]!r} was not seen in training; "
-                    f"scored as an unknown {name}.",
-                }
-                for name in names
-            ]
-            for i, names in enumerate(self.model.unseen_categories(columns))
-        ]

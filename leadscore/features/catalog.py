@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from leadscore.contract import ACTIVITY_TYPES
+from leadscore.crm.contract import ACTIVITY_TYPES
 
 Kind = Literal["numeric", "categorical", "binary"]
 #: Feature views (see features/feature_views.py); ``deal_timing`` is the on-demand view.

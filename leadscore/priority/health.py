@@ -9,7 +9,7 @@ dataclass, overridable from the environment (``LEADSCORE_HEALTH_<FIELD>``, e.g.
 max_stalls=4``):
 
 * ``stalled``: ``stalls >= max_stalls`` (3); moves back plus stage stays longer than
-  :data:`leadscore.catalog.STALL_DAYS` days, the current one included;
+  :data:`leadscore.features.catalog.STALL_DAYS` days, the current one included;
 * ``slow_replies``: ``median_reply_hours > max_reply_hours`` (24);
 * ``no_follow_up``: an unanswered customer message older than ``follow_up_days``
   (14), or no activity for more than ``follow_up_days`` (deal age when there is none);
@@ -18,7 +18,7 @@ max_stalls=4``):
   data is built, from the stored CRM: snapshots of won deals while they were open (at
   creation and every ``snapshot_every_days`` after), grouped by ``stage_index``; a
   missing count (no activity yet) counts as 0. Ranking takes the most recently closed
-  won deals (:attr:`pipelines.rank.RankConfig.reference_won_deals`, 5,000). The
+  won deals (:attr:`leadscore.priority.rank.RankConfig.reference_won_deals`, 5,000). The
   model's ``reason_stats`` hold win rates per feature bin, not activity by stage, so
   they cannot give this reference;
 * ``no_economic_buyer``: ``stage_index >= economic_buyer_stage`` (1, qualified) and
@@ -47,10 +47,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.catalog import STALL_DAYS, features_of
-from leadscore.contract import STAGES
-from leadscore.featurize import features_as_of, snapshot_entities
-from leadscore.seniority import SENIOR_LEVEL
+from leadscore.crm.contract import STAGES
+from leadscore.features.catalog import STALL_DAYS, features_of
+from leadscore.features.featurize import features_as_of, snapshot_entities
+from leadscore.features.seniority import SENIOR_LEVEL
 
 ENV_PREFIX = "LEADSCORE_HEALTH_"
 

@@ -11,9 +11,9 @@
   account's and owner's track records; everything else is kept, the losses of other
   deals included.
 
-Features come from the one point-in-time definition (:mod:`leadscore.featurize`) over
-the stored CRM tables; scores, grades and reasons from serving's :class:`Explainer`;
-risk flags and the next step from :mod:`pipelines.health`. Deals go through in batches
+Features come from the one point-in-time definition (:mod:`leadscore.features.featurize`) over
+the stored CRM tables; scores, grades and reasons from :class:`~leadscore.model.explain.Explainer`;
+risk flags and the next step from :mod:`leadscore.priority.health`. Deals go through in batches
 of ``batch_size`` (10,000): the feature sources of a batch's deals are built, cut to
 each deal's state at the moment of ranking, scored and explained, then dropped, so
 memory follows the batch, not the CRM. Only the history of the deals ranked (and of
@@ -59,9 +59,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from leadscore.config import Settings
-from leadscore.contract import AFTER_DEAL_CREATION, STAGES, TABLES
-from leadscore.featurize import (
+from leadscore.config import DEFAULT_GRADE_THRESHOLDS, Settings
+from leadscore.crm.contract import AFTER_DEAL_CREATION, STAGES, TABLES
+from leadscore.features.featurize import (
     TS,
     VIEW_KEYS,
     build_feature_sources,
@@ -71,8 +71,9 @@ from leadscore.featurize import (
     scoring_entities,
     stage_source,
 )
-from leadscore.model import ScoringModel
-from pipelines.health import (
+from leadscore.model.explain import Explainer, Explanation
+from leadscore.model.scoring_model import ScoringModel
+from leadscore.priority.health import (
     Flag,
     HealthThresholds,
     next_step,
@@ -80,7 +81,6 @@ from pipelines.health import (
     risk_flags,
     won_activity_reference,
 )
-from serving.scoring import DEFAULT_GRADE_THRESHOLDS, Explainer, Explanation
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +419,7 @@ def rank_deals(
     """Select, featurise, score, explain and check every candidate deal at ``as_of``.
 
     Deals go through in batches of ``config.batch_size``: features, scores and reasons
-    from serving's :class:`Explainer`, risk flags and next steps; each batch is logged.
+    from :class:`~leadscore.model.explain.Explainer`, risk flags and next steps; each batch is logged.
     ``snapshot_every_days`` is the training snapshot interval, used for the won-deal
     activity reference of the low-activity rule.
     """
@@ -609,23 +609,3 @@ def run_rank(
     scored.seconds["history and files"] = round(time.perf_counter() - clock, 2)
     log.info("wrote %s of %s ranked deals to %s", f"{len(listed):,}", f"{len(frame):,}", paths["parquet"])
     return RankRun(listed, frame["status"].value_counts().to_dict(), model_version, run_date, paths, scored.seconds)
-
-
-def load_champion(settings: Settings, alias: str = "champion") -> tuple[ScoringModel, str]:
-    """The model behind ``models:/<name>@<alias>`` and its version number.
-
-    The alias is resolved once and the version loaded by number, so the version
-    recorded with the scores is the one that produced them even if the alias moves.
-    """
-    from mlflow import MlflowClient
-
-    from training.registry import alias_version, load_scoring_model, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(settings.tracking_uri)
-    version = alias_version(MlflowClient(tracking_uri=uri, registry_uri=uri), settings.model_name, alias)
-    if version is None:
-        raise RankingError(
-            f"no '{alias}' version of {settings.model_name} in {settings.tracking_uri}; "
-            "run `leadscore train` (and `leadscore promote`) first"
-        )
-    return load_scoring_model(f"models:/{settings.model_name}/{version}", settings.tracking_uri), version

@@ -3,7 +3,7 @@
 Why this exists: a lead-scoring model can only be judged properly against an oracle.
 Real CRM data never tells us how good a score *could* have been, so this module
 simulates a B2B funnel from an explicit latent model and exports it in exactly the
-shape of :mod:`leadscore.contract`. Alongside the export it returns the truth:
+shape of :mod:`leadscore.crm.contract`. Alongside the export it returns the truth:
 
 * ``p_latent``: the probability the outcome was actually drawn from,
   ``sigmoid(base + z)``, where ``base`` is built from what is known when the deal is
@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_pq
 
-from leadscore.contract import ACTIVITY_TYPES, CONTACT_ROLES, DIRECTIONS, STAGES, TABLES
+from leadscore.crm.contract import ACTIVITY_TYPES, CONTACT_ROLES, DIRECTIONS, STAGES, TABLES
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from leadscore.catalog import FEATURES_BY_NAME
 from leadscore.config import Settings
-from leadscore.featurize import TS, VIEW_KEYS, snapshot_entities
+from leadscore.features.catalog import FEATURES_BY_NAME
+from leadscore.features.featurize import TS, VIEW_KEYS, snapshot_entities
 
 log = logging.getLogger(__name__)
 

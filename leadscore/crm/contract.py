@@ -2,7 +2,7 @@
 
 This module is the single source of truth for the contract. ``docs/crm_contract.md``
 is generated from it (``leadscore contract --markdown``), the validation schemas in
-:mod:`leadscore.ingest` are built from it, and the synthetic generator writes exactly
+:mod:`leadscore.crm.ingest` are built from it, and the synthetic generator writes exactly
 these columns. An export is a folder with one CSV or Parquet file per table, named
 after the table (``deals.csv`` or ``deals.parquet``). Only ``deals`` is mandatory;
 a missing table makes the features it feeds missing (NaN), never an error. Extra
@@ -183,7 +183,7 @@ def contract_markdown() -> str:
     lines = [
         "# CRM export contract",
         "",
-        "Generated from `leadscore/contract.py` by `leadscore contract`; do not edit by hand.",
+        "Generated from `leadscore/crm/contract.py` by `leadscore contract`; do not edit by hand.",
         "",
         "An export is a folder with one file per table, `<table>.csv` or `<table>.parquet`.",
         "Only `deals` is mandatory: a missing table makes the features it feeds missing (NaN).",

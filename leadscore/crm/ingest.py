@@ -1,7 +1,7 @@
 """Validate a CRM export folder and merge it into the stored tables.
 
 An export is a folder with one ``<table>.csv`` or ``<table>.parquet`` per table of
-:data:`leadscore.contract.TABLES`; other files (e.g. ``truth.parquet``) are ignored.
+:data:`leadscore.crm.contract.TABLES`; other files (e.g. ``truth.parquet``) are ignored.
 Validation has two layers:
 
 * per-column rules (type, required, allowed values, minimum) are pandera schemas
@@ -56,7 +56,7 @@ from pandera.backends.pandas.error_formatters import reshape_failure_cases
 from pandera.engines import numpy_engine, pandas_engine
 from pandera.errors import ParserError, SchemaError, SchemaErrorReason, SchemaErrors
 
-from leadscore.contract import AFTER_DEAL_CREATION, DEALS, TABLES, Column, Table
+from leadscore.crm.contract import AFTER_DEAL_CREATION, DEALS, TABLES, Column, Table
 
 log = logging.getLogger(__name__)
 
@@ -615,6 +615,16 @@ def load_stored(crm_dir: Path, names: Iterable[str] | None = None) -> dict[str, 
     """
     paths = {name: Path(crm_dir) / f"{name}.parquet" for name in (names or TABLES)}
     return {name: pd.read_parquet(path) for name, path in paths.items() if path.is_file()}
+
+
+def stored_deals(crm_dir: Path) -> pd.DataFrame:
+    """The stored deals table; a clear error when nothing was ingested yet."""
+    tables = load_stored(crm_dir, ["deals"])
+    if "deals" not in tables:
+        raise FileNotFoundError(
+            f"no deals stored in {crm_dir}; run `leadscore ingest EXPORT_DIR` first"
+        )
+    return tables["deals"]
 
 
 def _conform(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

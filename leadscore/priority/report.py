@@ -30,11 +30,11 @@ import plotly.graph_objects as go
 from jinja2 import Environment, FileSystemLoader, Template
 from plotly.offline import get_plotlyjs
 
-from leadscore.contract import STAGES
-from leadscore.featurize import contacts_source, normalise_category, normalise_competitor
-from leadscore.ingest import load_stored
-from leadscore.seniority import LABELS as SENIORITY_LABELS
-from pipelines.rank import STATUSES, read_ranked
+from leadscore.crm.contract import STAGES
+from leadscore.crm.ingest import load_stored
+from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
+from leadscore.features.seniority import LABELS as SENIORITY_LABELS
+from leadscore.priority.rank import STATUSES, read_ranked
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Rows of the ranked list the page shows; the CSV beside the list has all of them.

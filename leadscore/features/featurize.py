@@ -17,7 +17,7 @@ Values that change merely because time passes are handled in two ways:
   serving alike.
 
 The rules themselves (what a stage change, a stall, a reply or a first visit is) live
-in :mod:`leadscore.deal_state`, whose kernels this module runs at every moment of change
+in :mod:`leadscore.features.deal_state`, whose kernels this module runs at every moment of change
 to build the source rows; the scoring service runs the same kernels at one moment for
 deals a CRM sends in full. :func:`features_as_of` performs Feast's latest-row join in
 memory, for batch ranking and tests; a test proves it agrees with Feast.
@@ -31,8 +31,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from leadscore.catalog import FEATURES, MODEL_FEATURES
-from leadscore.deal_state import (
+from leadscore.features.catalog import FEATURES, MODEL_FEATURES
+from leadscore.features.deal_state import (
     ACTIVITY_CODES,
     DAY,
     DIRECTION_CODES,
@@ -52,7 +52,7 @@ from leadscore.deal_state import (
     stage_at,
     timing_features,
 )
-from leadscore.seniority import seniority_of_titles
+from leadscore.features.seniority import seniority_of_titles
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def request_time_features(df: pd.DataFrame) -> pd.DataFrame:
 
     ``df`` holds ``as_of`` (the moment of scoring) and the stored columns below; the
     Feast on-demand view ``deal_timing`` calls this for training and serving, and it
-    hands them to :func:`leadscore.deal_state.timing_features`, as the scoring service does.
+    hands them to :func:`leadscore.features.deal_state.timing_features`, as the scoring service does.
     """
 
     def times(col: str) -> np.ndarray:

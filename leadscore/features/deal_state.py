@@ -5,7 +5,7 @@ at query moments: "at moment q, the deal is in stage 2, entered 12 days ago, has
 director, waits for our reply since Tuesday...". Two callers ask two kinds of questions
 of the same kernels:
 
-* the feature pipeline (:mod:`leadscore.featurize`) asks for the state at every moment it
+* the feature pipeline (:mod:`leadscore.features.featurize`) asks for the state at every moment it
   can change (each event, and each moment an activity leaves a count window), which
   gives the Feast source rows that training and the online store read;
 * the scoring service asks for the state of deals a CRM sent in full at one moment,
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from leadscore.catalog import STALL_DAYS, WINDOWS_DAYS
-from leadscore.contract import ACTIVITY_TYPES, STAGES
-from leadscore.seniority import SENIOR_LEVEL
+from leadscore.crm.contract import ACTIVITY_TYPES, STAGES
+from leadscore.features.catalog import STALL_DAYS, WINDOWS_DAYS
+from leadscore.features.seniority import SENIOR_LEVEL
 
 DAY = 86_400
 US = 1_000_000

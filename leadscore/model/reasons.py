@@ -4,7 +4,7 @@ A reason has two parts. ``text`` says what the deal looks like ("No activity for
 days", "Referral channel"); ``tooltip`` says why that matters, with the training slice's
 numbers ("Deals this quiet (22 days or more without activity) were won 10% of the time,
 against 26% overall, 118 deals."). Both come from the feature catalog (labels, units,
-kinds) and the model's ``reason_stats`` (see :mod:`training.reason_stats`); a feature
+kinds) and the model's ``reason_stats`` (see :mod:`leadscore.model.reason_stats`); a feature
 without statistics gets no tooltip rather than an invented one.
 
 Phrasing is pure Python on small values and is cached per (feature, value), since the
@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from leadscore.catalog import FEATURES_BY_NAME, Feature
-from leadscore.contract import STAGES
-from leadscore.seniority import LABELS as SENIORITY_NAMES
-from training.reason_stats import lookup
+from leadscore.crm.contract import STAGES
+from leadscore.features.catalog import FEATURES_BY_NAME, Feature
+from leadscore.features.seniority import LABELS as SENIORITY_NAMES
+from leadscore.model.reason_stats import lookup
 
 #: Features shown as percentages.
 PERCENT_FEATURES = frozenset({"share_inbound", "account_prior_win_rate", "owner_prior_win_rate"})

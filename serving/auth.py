@@ -1,0 +1,82 @@
+"""Bearer-token access to the scoring endpoints and the managers' page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from typing import Any
+
+from leadscore.config import ServingConfig
+
+#: Endpoints that need the bearer token when one is configured.
+PROTECTED_PATHS = frozenset({"/score", "/score_ids"})
+#: Where the managers' priority page is mounted; it needs the token too.
+LEADS_PATH = "/leads"
+
+
+class TokenMiddleware:
+    """Require ``LEADSCORE_API_TOKEN`` on the scoring endpoints and the priority page.
+
+    API clients send ``Authorization: Bearer <token>``. The page at ``/leads`` is opened
+    in a browser, which cannot add a bearer header, so it also accepts HTTP Basic
+    authentication with the token as the password (any user name): the browser asks
+    for it once. The token is read when the app is built; without one, requests pass
+    untouched. Health, metrics and docs stay open.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        token = ServingConfig.from_env().api_token
+        self.token = token.encode() if token else None
+
+    @staticmethod
+    def _allowed(header: bytes, token: bytes, page: bool) -> bool:
+        scheme, _, credentials = header.partition(b" ")
+        if scheme.lower() == b"bearer":
+            return hmac.compare_digest(credentials, token)
+        if page and scheme.lower() == b"basic":
+            try:
+                password = base64.b64decode(credentials, validate=True).partition(b":")[2]
+            except binascii.Error:
+                return False
+            return hmac.compare_digest(password, token)
+        return False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        page = path == LEADS_PATH or path.startswith(LEADS_PATH + "/")
+        if (
+            self.token is not None
+            and scope["type"] == "http"
+            and (path in PROTECTED_PATHS or page)
+        ):
+            given = dict(scope.get("headers") or ()).get(b"authorization", b"")
+            if not self._allowed(given, self.token, page):
+                body = json.dumps(
+                    {
+                        "error": "unauthorized",
+                        "detail": [
+                            {
+                                "loc": ["header", "Authorization"],
+                                "msg": "missing or wrong bearer token",
+                                "type": "unauthorized",
+                            }
+                        ],
+                    }
+                ).encode()
+                challenge = b'Basic realm="lead_scorer", charset="UTF-8"' if page else b"Bearer"
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", challenge),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
