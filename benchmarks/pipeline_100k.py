@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def run(name: str, args: list[str], env: dict[str, str]) -> tuple[str, float, float]:
     cmd = [str(Path(sys.executable).with_name("leadscore")), *args]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -50,7 +52,10 @@ def main() -> None:
     env = {**os.environ, "LEADSCORE_FEATURE_REPO": str(repo)}
     export = a.workdir / "export"
     steps = [
-        ("generate", ["generate", "--deals", str(a.deals), "--seed", str(a.seed), "--out", str(export)]),
+        (
+            "generate",
+            ["generate", "--deals", str(a.deals), "--seed", str(a.seed), "--out", str(export)],
+        ),
         ("ingest", ["ingest", str(export)]),
         ("features apply", ["features", "apply"]),
         ("training-set", ["training-set", "--out", str(a.workdir / "train.parquet")]),

@@ -43,7 +43,9 @@ def quick_model(n_deals: int, seed: int) -> ScoringModel:
     frame = canonical(in_memory_frame(generate_crm(n_deals, seed=seed, as_of=AS_OF).tables))
     masks = slice_masks(frame, split_bounds(frame))
     train, valid = frame[masks["train"]], frame[masks["valid"]]
-    fitted = fit_scoring_model(train, valid, MODEL_FEATURES, CATEGORICAL_FEATURES, TrainConfig(seed=seed))
+    fitted = fit_scoring_model(
+        train, valid, MODEL_FEATURES, CATEGORICAL_FEATURES, TrainConfig(seed=seed)
+    )
     fitted.model.reason_stats = compute_reason_stats(train, MODEL_FEATURES, fitted.model.categories)
     return fitted.model
 
@@ -79,12 +81,16 @@ def main() -> None:
 
     start = time.perf_counter()
     model = quick_model(a.train_deals, a.seed + 1)
-    print(f"quick model: {a.train_deals:,} deals, {model.booster.current_iteration()} trees, "
-          f"{time.perf_counter() - start:.1f}s")
+    print(
+        f"quick model: {a.train_deals:,} deals, {model.booster.current_iteration()} trees, "
+        f"{time.perf_counter() - start:.1f}s"
+    )
     start = time.perf_counter()
     crm = generate_crm(a.deals, seed=a.seed, as_of=AS_OF)
-    print(f"synthetic CRM: {a.deals:,} deals, {len(crm.tables['activities']):,} activities, "
-          f"{time.perf_counter() - start:.1f}s")
+    print(
+        f"synthetic CRM: {a.deals:,} deals, {len(crm.tables['activities']):,} activities, "
+        f"{time.perf_counter() - start:.1f}s"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(feature_repo=Path(tmp) / "features")
@@ -95,21 +101,31 @@ def main() -> None:
         exact = reset_peak_rss()
         before = peak_rss_gib()
         start = time.perf_counter()
-        run = run_rank(settings, model, "bench", rankings_dir(settings), RankConfig(batch_size=a.batch_size),
-                       as_of=AS_OF)
+        run = run_rank(
+            settings,
+            model,
+            "bench",
+            rankings_dir(settings),
+            RankConfig(batch_size=a.batch_size),
+            as_of=AS_OF,
+        )
         wall = time.perf_counter() - start
         peak = peak_rss_gib()
         scored = sum(run.scored.values())
         sizes = {k: p.stat().st_size / 1024**2 for k, p in run.paths.items()}
 
-    print(f"\nranked {scored:,} deals ({', '.join(f'{n:,} {s}' for s, n in run.scored.items())}) "
-          f"with up to {RankConfig().max_reasons} reasons each way, risk flags and next steps")
+    print(
+        f"\nranked {scored:,} deals ({', '.join(f'{n:,} {s}' for s, n in run.scored.items())}) "
+        f"with up to {RankConfig().max_reasons} reasons each way, risk flags and next steps"
+    )
     print(f"{'phase':22s} {'seconds':>8s}")
     for phase, seconds in run.seconds.items():
         print(f"{phase:22s} {seconds:>8.2f}")
     print(f"{'total (with loading)':22s} {wall:>8.2f}   {scored / wall:,.0f} deals/s")
-    print(f"peak memory: {peak:.2f} GiB resident" + (f" (ranking only; {before:.2f} GiB before)" if exact
-                                                     else " (whole process)"))
+    print(
+        f"peak memory: {peak:.2f} GiB resident"
+        + (f" (ranking only; {before:.2f} GiB before)" if exact else " (whole process)")
+    )
     print("files: " + ", ".join(f"{k} {v:.1f} MiB" for k, v in sizes.items()))
     print(f"{os.cpu_count()} cores; LightGBM on 1 thread")
 

@@ -28,7 +28,11 @@ FOREVER = timedelta(days=3650)
 
 def _fields(view: str) -> list[Field]:
     return [
-        Field(name=f.name, dtype=String if f.kind == "categorical" else Float64, description=f.description)
+        Field(
+            name=f.name,
+            dtype=String if f.kind == "categorical" else Float64,
+            description=f.description,
+        )
         for f in features_of(view)
     ]
 
@@ -39,9 +43,13 @@ deal_profile = FeatureView(
     ttl=FOREVER,
     schema=_fields("deal_profile")
     + [
-        Field(name="deal_account_id", dtype=String, description="Account of the deal (lookup key)."),
+        Field(
+            name="deal_account_id", dtype=String, description="Account of the deal (lookup key)."
+        ),
         Field(name="deal_owner_id", dtype=String, description="Owner of the deal (lookup key)."),
-        Field(name="deal_created_at", dtype=UnixTimestamp, description="When the deal was created."),
+        Field(
+            name="deal_created_at", dtype=UnixTimestamp, description="When the deal was created."
+        ),
     ],
     source=deal_profile_source,
     description="What the deal is: channel, competitor, product, amount, account.",
@@ -53,8 +61,16 @@ deal_stage = FeatureView(
     ttl=FOREVER,
     schema=_fields("deal_stage")
     + [
-        Field(name="long_stays", dtype=Float64, description="Completed stage stays over the stall limit."),
-        Field(name="stage_entered_at", dtype=UnixTimestamp, description="When the current stage began."),
+        Field(
+            name="long_stays",
+            dtype=Float64,
+            description="Completed stage stays over the stall limit.",
+        ),
+        Field(
+            name="stage_entered_at",
+            dtype=UnixTimestamp,
+            description="When the current stage began.",
+        ),
     ],
     source=deal_stage_source,
     description="Where the deal stands in the funnel.",
@@ -75,7 +91,9 @@ deal_activity = FeatureView(
     ttl=FOREVER,
     schema=_fields("deal_activity")
     + [
-        Field(name="last_activity_at", dtype=UnixTimestamp, description="Last activity of any kind."),
+        Field(
+            name="last_activity_at", dtype=UnixTimestamp, description="Last activity of any kind."
+        ),
         Field(name="last_inbound_at", dtype=UnixTimestamp, description="Last inbound activity."),
         Field(
             name="awaiting_reply_since",

@@ -19,13 +19,17 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-features_app = typer.Typer(help="Feast feature repo: apply definitions, materialize the online store.",
-                           no_args_is_help=True)
+features_app = typer.Typer(
+    help="Feast feature repo: apply definitions, materialize the online store.",
+    no_args_is_help=True,
+)
 app.add_typer(features_app, name="features")
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+) -> None:
     # Library deprecation chatter (ibis, Feast's experimental-ODFV note) is not for users.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*experimental feature.*")
@@ -49,7 +53,9 @@ def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the export to.")],
     deals: Annotated[int, typer.Option("--deals", min=1, help="Number of deals.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same CRM.")] = 42,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="End of the simulated history (default now).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="End of the simulated history (default now).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
     """Write a synthetic CRM export (tables plus truth.parquet, which the pipeline never reads)."""
@@ -66,13 +72,17 @@ def generate(
 
 @app.command()
 def ingest(
-    export_dir: Annotated[Path, typer.Argument(help="Folder with <table>.csv or <table>.parquet files.")],
+    export_dir: Annotated[
+        Path, typer.Argument(help="Folder with <table>.csv or <table>.parquet files.")
+    ],
 ) -> None:
     """Validate a CRM export, merge it into the stored tables and rebuild the feature sources."""
     from pipelines.steps import ingest as run_ingest
 
     summary = run_ingest(export_dir, load_settings())
-    typer.echo(f"{'table':15s} {'read':>9s} {'valid':>9s} {'rejected':>9s} {'inserted':>9s} {'updated':>9s}")
+    typer.echo(
+        f"{'table':15s} {'read':>9s} {'valid':>9s} {'rejected':>9s} {'inserted':>9s} {'updated':>9s}"
+    )
     for table, c in summary.counts.items():
         typer.echo(
             f"{table:15s} {c.get('read', 0):>9,d} {c.get('valid', 0):>9,d} {c.get('rejected', 0):>9,d} "
@@ -83,7 +93,9 @@ def ingest(
     if len(summary.rejects) > 20:
         typer.echo(f"... {len(summary.rejects) - 20} more", err=True)
     typer.echo(f"rejects: {len(summary.rejects)} (see {summary.rejects_file})")
-    typer.echo("feature sources: " + ", ".join(f"{k}={v:,d}" for k, v in summary.source_rows.items()))
+    typer.echo(
+        "feature sources: " + ", ".join(f"{k}={v:,d}" for k, v in summary.source_rows.items())
+    )
 
 
 @app.command()
@@ -104,8 +116,12 @@ def features_apply() -> None:
 
 @features_app.command("materialize")
 def features_materialize(
-    end: Annotated[str | None, typer.Option("--end", help="Load values up to this time (default now).")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Reload all history (new or switched online store).")] = False,
+    end: Annotated[
+        str | None, typer.Option("--end", help="Load values up to this time (default now).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Reload all history (new or switched online store).")
+    ] = False,
 ) -> None:
     """Load the latest feature values into the online store (incremental unless --full)."""
     from leadscore.features.store import materialize
@@ -117,8 +133,9 @@ def features_materialize(
 @app.command("training-set")
 def training_set(
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
-    every_days: Annotated[int | None, typer.Option("--every-days", min=1,
-                                                   help="Days between snapshots of a deal.")] = None,
+    every_days: Annotated[
+        int | None, typer.Option("--every-days", min=1, help="Days between snapshots of a deal.")
+    ] = None,
 ) -> None:
     """Build the point-in-time training frame: snapshots of closed deals while they were open."""
     from leadscore.crm.ingest import stored_deals
@@ -137,11 +154,16 @@ def training_set(
 
 @app.command()
 def demo(
-    deals: Annotated[int, typer.Option("--deals", min=500, help="Synthetic deals to generate.")] = 5000,
+    deals: Annotated[
+        int, typer.Option("--deals", min=500, help="Synthetic deals to generate.")
+    ] = 5000,
     seed: Annotated[int, typer.Option("--seed")] = 42,
-    workdir: Annotated[Path | None, typer.Option("--workdir", help="Where to write the export.")] = None,
-    serve_after: Annotated[bool, typer.Option("--serve/--no-serve",
-                                              help="Serve the page and the API when done.")] = True,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Where to write the export.")
+    ] = None,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the page and the API when done.")
+    ] = True,
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 3000,
 ) -> None:
     """The main job on synthetic data: generate, ingest, features, train, promote, package, rank, serve."""
@@ -153,33 +175,49 @@ def demo(
     typer.echo(f"\nSynthetic CRM: {deals:,d} deals in {s.export_dir}")
     typer.echo("  by status: " + ", ".join(f"{k} {v:,d}" for k, v in s.deals_by_status.items()))
     if ing:
-        typer.echo(f"Ingest: {len(ing.rejects)} rejected rows; feature sources: "
-                   + ", ".join(f"{k} {v:,d}" for k, v in ing.source_rows.items()))
+        typer.echo(
+            f"Ingest: {len(ing.rejects)} rejected rows; feature sources: "
+            + ", ".join(f"{k} {v:,d}" for k, v in ing.source_rows.items())
+        )
     typer.echo(f"Online store materialized to {s.materialized_to:%Y-%m-%d %H:%M} UTC")
     test, creation = t.get("test", {}), t.get("at_creation", {})
-    typer.echo(f"Model {settings.model_name} v{t.get('model_version')} ({', '.join(t.get('aliases', []))}): "
-               f"test ROC AUC {test.get('roc_auc', float('nan')):.3f}, log loss {test.get('log_loss', float('nan')):.3f}, "
-               f"ECE {test.get('ece', float('nan')):.3f}")
+    typer.echo(
+        f"Model {settings.model_name} v{t.get('model_version')} ({', '.join(t.get('aliases', []))}): "
+        f"test ROC AUC {test.get('roc_auc', float('nan')):.3f}, log loss {test.get('log_loss', float('nan')):.3f}, "
+        f"ECE {test.get('ece', float('nan')):.3f}"
+    )
     if creation:
-        typer.echo(f"  at creation: model ROC AUC {creation['model']['roc_auc']:.3f} vs oracle "
-                   f"{creation['oracle']['roc_auc']:.3f} (best possible)")
+        typer.echo(
+            f"  at creation: model ROC AUC {creation['model']['roc_auc']:.3f} vs oracle "
+            f"{creation['oracle']['roc_auc']:.3f} (best possible)"
+        )
     if s.promotion is not None:
-        typer.echo(f"Promotion: {'promoted' if s.promotion['promoted'] else 'kept the champion'} "
-                   f"({'; '.join(s.promotion['reasons'])})")
+        typer.echo(
+            f"Promotion: {'promoted' if s.promotion['promoted'] else 'kept the champion'} "
+            f"({'; '.join(s.promotion['reasons'])})"
+        )
     if s.packaged:
-        typer.echo(f"Packaged for BentoML: {s.packaged.tag} (MLflow version {s.packaged.mlflow_version})")
+        typer.echo(
+            f"Packaged for BentoML: {s.packaged.tag} (MLflow version {s.packaged.mlflow_version})"
+        )
     if r is not None:
         typer.echo(f"Ranked {len(r.ranked):,d} deals -> {r.paths['csv']}")
     typer.echo("Step times (s): " + ", ".join(f"{k} {v}" for k, v in s.seconds.items()))
     if not serve_after:
-        typer.echo("\nNext: `uv run leadscore top --n 20`, or `uv run leadscore serve` for the page and the API.")
+        typer.echo(
+            "\nNext: `uv run leadscore top --n 20`, or `uv run leadscore serve` for the page and the API."
+        )
         return
     top_deal = r.ranked["deal_id"].iloc[0] if r is not None and len(r.ranked) else "D0000001"
     body = '{"deal_ids": ["%s"]}' % top_deal  # noqa: UP031 - JSON braces read better unescaped
-    typer.echo(f"\nServing on http://localhost:{port}/leads/ (priority list) and http://localhost:{port}/ "
-               f"(API docs; spec at /docs.json).")
-    typer.echo(f"Try:\n  curl -s -X POST http://localhost:{port}/score_ids -H 'Content-Type: application/json' "
-               f"-d '{body}'\nCtrl-C stops the server.")
+    typer.echo(
+        f"\nServing on http://localhost:{port}/leads/ (priority list) and http://localhost:{port}/ "
+        f"(API docs; spec at /docs.json)."
+    )
+    typer.echo(
+        f"Try:\n  curl -s -X POST http://localhost:{port}/score_ids -H 'Content-Type: application/json' "
+        f"-d '{body}'\nCtrl-C stops the server."
+    )
     from serving.package import serve as run_server
 
     run_server(port=port)
@@ -188,7 +226,9 @@ def demo(
 # ---- serving commands (issue 4) ----
 @app.command()
 def package(
-    alias: Annotated[str, typer.Option("--alias", help="MLflow alias of the version to package.")] = "champion",
+    alias: Annotated[
+        str, typer.Option("--alias", help="MLflow alias of the version to package.")
+    ] = "champion",
 ) -> None:
     """Import models:/lead_scorer@champion from MLflow into the BentoML model store."""
     from serving.package import PackagingError, package_champion
@@ -199,8 +239,10 @@ def package(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     state = "imported" if p.created else "already packaged"
-    typer.echo(f"{state}: {p.model_uri} = version {p.mlflow_version} (run {p.run_id}, "
-               f"feature service {p.feature_service}) -> BentoML model {p.tag}")
+    typer.echo(
+        f"{state}: {p.model_uri} = version {p.mlflow_version} (run {p.run_id}, "
+        f"feature service {p.feature_service}) -> BentoML model {p.tag}"
+    )
 
 
 @app.command()
@@ -221,10 +263,21 @@ def _print_json(data: object) -> None:
 
 @app.command()
 def train(
-    truth: Annotated[Path | None, typer.Option("--truth", exists=True, dir_okay=False,
-                                               help="Generator truth.parquet: compare with the oracle.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default LEADSCORE_SEED or 42).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")] = False,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            exists=True,
+            dir_okay=False,
+            help="Generator truth.parquet: compare with the oracle.",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed (default LEADSCORE_SEED or 42).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")
+    ] = False,
 ) -> None:
     """Train on the Feast training frame, log to MLflow, register the version as challenger."""
     import contextlib
@@ -237,34 +290,55 @@ def train(
     try:
         # Library prints (none expected, but third-party ones happen) must not corrupt --json.
         with contextlib.redirect_stdout(sys.stderr):
-            summary = train_from_store(settings, TrainConfig(seed=settings.seed if seed is None else seed), truth)
+            summary = train_from_store(
+                settings, TrainConfig(seed=settings.seed if seed is None else seed), truth
+            )
     except (InsufficientDataError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if as_json:
         _print_json(summary)
         return
-    t, lr, cr = summary["test"], summary["baselines"]["logistic_regression"], summary["baselines"]["channel_rate"]
-    typer.echo(f"{summary['model_name']} version {summary['model_version']} ({', '.join(summary['aliases'])}), "
-               f"run {summary['run_id']}")
-    typer.echo(f"test: ROC AUC {t['roc_auc']:.3f}, PR AUC {t['pr_auc']:.3f}, log loss {t['log_loss']:.4f}, "
-               f"Brier {t['brier']:.4f}, ECE {t['ece']:.4f}, lift@10% {t['lift_at_10']:.2f}")
-    typer.echo(f"baselines: logistic regression ROC AUC {lr['roc_auc']:.3f} / log loss {lr['log_loss']:.4f}; "
-               f"channel rate {cr['roc_auc']:.3f} / {cr['log_loss']:.4f}")
+    t, lr, cr = (
+        summary["test"],
+        summary["baselines"]["logistic_regression"],
+        summary["baselines"]["channel_rate"],
+    )
+    typer.echo(
+        f"{summary['model_name']} version {summary['model_version']} ({', '.join(summary['aliases'])}), "
+        f"run {summary['run_id']}"
+    )
+    typer.echo(
+        f"test: ROC AUC {t['roc_auc']:.3f}, PR AUC {t['pr_auc']:.3f}, log loss {t['log_loss']:.4f}, "
+        f"Brier {t['brier']:.4f}, ECE {t['ece']:.4f}, lift@10% {t['lift_at_10']:.2f}"
+    )
+    typer.echo(
+        f"baselines: logistic regression ROC AUC {lr['roc_auc']:.3f} / log loss {lr['log_loss']:.4f}; "
+        f"channel rate {cr['roc_auc']:.3f} / {cr['log_loss']:.4f}"
+    )
     if "at_creation" in summary:
         m, o = summary["at_creation"]["model"], summary["at_creation"]["oracle"]
-        typer.echo(f"at creation: model ROC AUC {m['roc_auc']:.3f} / log loss {m['log_loss']:.4f}; "
-                   f"oracle {o['roc_auc']:.3f} / {o['log_loss']:.4f}")
+        typer.echo(
+            f"at creation: model ROC AUC {m['roc_auc']:.3f} / log loss {m['log_loss']:.4f}; "
+            f"oracle {o['roc_auc']:.3f} / {o['log_loss']:.4f}"
+        )
     typer.echo(f"behaviour checks: {'passed' if summary['behaviour']['passed'] else 'FAILED'}")
 
 
 @app.command()
 def promote(
-    version: Annotated[str | None, typer.Option("--version", help="Version to promote (default: challenger).")] = None,
-    max_auc_drop: Annotated[float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")] = 0.01,
-    max_log_loss_rise: Annotated[float, typer.Option("--max-log-loss-rise",
-                                                     help="Allowed log loss rise vs champion.")] = 0.01,
-    force: Annotated[bool, typer.Option("--force", help="Promote even if the gate fails (recorded).")] = False,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Version to promote (default: challenger).")
+    ] = None,
+    max_auc_drop: Annotated[
+        float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")
+    ] = 0.01,
+    max_log_loss_rise: Annotated[
+        float, typer.Option("--max-log-loss-rise", help="Allowed log loss rise vs champion.")
+    ] = 0.01,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the gate fails (recorded).")
+    ] = False,
     note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
@@ -274,8 +348,13 @@ def promote(
     from training.registry import Tolerance, promote_from_store
 
     try:
-        decision = promote_from_store(load_settings(), version=version,
-                                      tolerance=Tolerance(max_auc_drop, max_log_loss_rise), force=force, note=note)
+        decision = promote_from_store(
+            load_settings(),
+            version=version,
+            tolerance=Tolerance(max_auc_drop, max_log_loss_rise),
+            force=force,
+            note=note,
+        )
     except (RegistryError, InsufficientDataError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -283,20 +362,34 @@ def promote(
         _print_json(decision.to_dict())
     else:
         ch, cm = decision.challenger_metrics, decision.champion_metrics
-        typer.echo(f"test slice: {decision.test_slice['deals']:,} deals closed after {decision.test_slice['valid_end']}")
-        typer.echo(f"challenger {decision.challenger}: ROC AUC {ch['roc_auc']:.4f}, log loss {ch['log_loss']:.4f}")
+        typer.echo(
+            f"test slice: {decision.test_slice['deals']:,} deals closed after {decision.test_slice['valid_end']}"
+        )
+        typer.echo(
+            f"challenger {decision.challenger}: ROC AUC {ch['roc_auc']:.4f}, log loss {ch['log_loss']:.4f}"
+        )
         if cm is not None:
-            typer.echo(f"champion {decision.champion_before}: ROC AUC {cm['roc_auc']:.4f}, log loss {cm['log_loss']:.4f}")
+            typer.echo(
+                f"champion {decision.champion_before}: ROC AUC {cm['roc_auc']:.4f}, log loss {cm['log_loss']:.4f}"
+            )
         for reason in decision.reasons:
             typer.echo(f"gate: {reason}")
-        outcome = "promoted (forced)" if decision.forced else "promoted" if decision.promoted else "NOT promoted"
+        outcome = (
+            "promoted (forced)"
+            if decision.forced
+            else "promoted"
+            if decision.promoted
+            else "NOT promoted"
+        )
         typer.echo(f"version {decision.challenger} {outcome}")
     if not decision.promoted:
         raise typer.Exit(1)
 
 
 @app.command()
-def rollback(note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "") -> None:
+def rollback(
+    note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "",
+) -> None:
     """Put champion back on the previous champion."""
     from leadscore.model.registry import RegistryError
     from training.registry import rollback as run_rollback
@@ -318,34 +411,61 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     if as_json:
         _print_json(versions)
         return
-    typer.echo(f"{'version':>7}  {'aliases':20s} {'created':25s} {'ROC AUC':>7} {'log loss':>8} {'ECE':>6}  notes")
+    typer.echo(
+        f"{'version':>7}  {'aliases':20s} {'created':25s} {'ROC AUC':>7} {'log loss':>8} {'ECE':>6}  notes"
+    )
     for v in versions:
         m = v["metrics"]
         notes = "forced" if v["tags"].get("promotion.forced") == "true" else ""
         notes += " rolled back" if "rollback.at" in v["tags"] else ""
-        typer.echo(f"{v['version']:>7}  {','.join(v['aliases']) or '-':20s} {v['created']:25s} "
-                   f"{m.get('test.roc_auc', float('nan')):>7.4f} {m.get('test.log_loss', float('nan')):>8.4f} "
-                   f"{m.get('test.ece', float('nan')):>6.4f}  {notes.strip()}")
+        typer.echo(
+            f"{v['version']:>7}  {','.join(v['aliases']) or '-':20s} {v['created']:25s} "
+            f"{m.get('test.roc_auc', float('nan')):>7.4f} {m.get('test.log_loss', float('nan')):>8.4f} "
+            f"{m.get('test.ece', float('nan')):>6.4f}  {notes.strip()}"
+        )
 
 
 # ---- manager commands (issue 5) ----
-_OwnerOpt = Annotated[list[str] | None, typer.Option("--owner", help="Only this owner's deals (repeatable).")]
-_ChannelOpt = Annotated[list[str] | None, typer.Option("--channel", help="Only deals from this channel (repeatable).")]
-_SegmentOpt = Annotated[list[str] | None, typer.Option(
-    "--segment", help="Only accounts of this size band (small: under 100 employees, mid-market: 100-999, "
-                      "enterprise: 1,000+, unknown) or this industry (repeatable).")]
-_StatusOpt = Annotated[list[str] | None, typer.Option(
-    "--status", help="Only deals with this status: open, dormant, 'recently lost' (repeatable).")]
-_SourceOpt = Annotated[Path | None, typer.Option(
-    "--from", help="Folder of the ranked list (default: rankings/ in the feature repo's data).")]
+_OwnerOpt = Annotated[
+    list[str] | None, typer.Option("--owner", help="Only this owner's deals (repeatable).")
+]
+_ChannelOpt = Annotated[
+    list[str] | None, typer.Option("--channel", help="Only deals from this channel (repeatable).")
+]
+_SegmentOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--segment",
+        help="Only accounts of this size band (small: under 100 employees, mid-market: 100-999, "
+        "enterprise: 1,000+, unknown) or this industry (repeatable).",
+    ),
+]
+_StatusOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status", help="Only deals with this status: open, dormant, 'recently lost' (repeatable)."
+    ),
+]
+_SourceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--from", help="Folder of the ranked list (default: rankings/ in the feature repo's data)."
+    ),
+]
 
 
-def _filters(owner: list[str] | None, channel: list[str] | None, segment: list[str] | None,
-             status: list[str] | None):
+def _filters(
+    owner: list[str] | None,
+    channel: list[str] | None,
+    segment: list[str] | None,
+    status: list[str] | None,
+):
     from leadscore.priority.rank import Filters
 
     try:
-        return Filters(tuple(owner or ()), tuple(channel or ()), tuple(segment or ()), tuple(status or ()))
+        return Filters(
+            tuple(owner or ()), tuple(channel or ()), tuple(segment or ()), tuple(status or ())
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--status") from exc
 
@@ -359,25 +479,53 @@ def _rank_progress(done: int, total: int) -> None:
 
 @app.command()
 def rank(
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the ranked list and its score history "
-                                                           "(default: rankings/ in the feature repo's data).")] = None,
-    by: Annotated[str, typer.Option("--by", help="expected_value (probability x amount) or probability.")]
-    = "expected_value",
-    top_n: Annotated[int | None, typer.Option("--top", min=1, help="Keep the best N deals in the list.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for the ranked list and its score history "
+            "(default: rankings/ in the feature repo's data).",
+        ),
+    ] = None,
+    by: Annotated[
+        str, typer.Option("--by", help="expected_value (probability x amount) or probability.")
+    ] = "expected_value",
+    top_n: Annotated[
+        int | None, typer.Option("--top", min=1, help="Keep the best N deals in the list.")
+    ] = None,
     owner: _OwnerOpt = None,
     channel: _ChannelOpt = None,
     segment: _SegmentOpt = None,
     status: _StatusOpt = None,
-    dormant_days: Annotated[float, typer.Option("--dormant-days", min=1,
-                                                help="An open deal without activity this long is dormant.")] = 30,
-    lost_days: Annotated[float, typer.Option("--lost-days", min=0,
-                                             help="Score deals lost within this many days, as if re-opened.")] = 180,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Deals featurised and scored per batch.")] = 10_000,
-    threshold: Annotated[list[str] | None, typer.Option(
-        "--threshold", help="Risk rule threshold NAME=VALUE (repeatable): max_stalls, max_reply_hours, "
-                            "follow_up_days, activity_ratio, economic_buyer_stage; env LEADSCORE_HEALTH_<NAME>.")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Moment of ranking (default now).")] = None,
-    alias: Annotated[str, typer.Option("--alias", help="MLflow alias of the model to rank with.")] = "champion",
+    dormant_days: Annotated[
+        float,
+        typer.Option(
+            "--dormant-days", min=1, help="An open deal without activity this long is dormant."
+        ),
+    ] = 30,
+    lost_days: Annotated[
+        float,
+        typer.Option(
+            "--lost-days", min=0, help="Score deals lost within this many days, as if re-opened."
+        ),
+    ] = 180,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Deals featurised and scored per batch.")
+    ] = 10_000,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold",
+            help="Risk rule threshold NAME=VALUE (repeatable): max_stalls, max_reply_hours, "
+            "follow_up_days, activity_ratio, economic_buyer_stage; env LEADSCORE_HEALTH_<NAME>.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Moment of ranking (default now).")
+    ] = None,
+    alias: Annotated[
+        str, typer.Option("--alias", help="MLflow alias of the model to rank with.")
+    ] = "champion",
 ) -> None:
     """Score open, dormant and recently lost deals with the champion and write the ranked list."""
     from leadscore.config import ServingConfig
@@ -399,20 +547,39 @@ def rank(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--threshold") from exc
     settings = load_settings()
-    config = RankConfig(dormant_days, lost_days, batch_size, health=health,
-                        grade_thresholds=ServingConfig.from_env().grade_thresholds)
+    config = RankConfig(
+        dormant_days,
+        lost_days,
+        batch_size,
+        health=health,
+        grade_thresholds=ServingConfig.from_env().grade_thresholds,
+    )
     filters = _filters(owner, channel, segment, status)
     try:
         model, version = load_champion(settings, alias)
-        result = run_rank(settings, model, version, out or rankings_dir(settings), config, filters, by,  # type: ignore[arg-type]
-                          top_n, _utc(as_of), _rank_progress)
+        result = run_rank(
+            settings,
+            model,
+            version,
+            out or rankings_dir(settings),
+            config,
+            filters,
+            by,  # type: ignore[arg-type]
+            top_n,
+            _utc(as_of),
+            _rank_progress,
+        )
     except (RankingError, RegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     counts = ", ".join(f"{result.scored.get(s, 0):,} {s}" for s in STATUSES)
-    typer.echo(f"scored {sum(result.scored.values()):,} deals ({counts}) with {settings.model_name} "
-               f"version {result.model_version}")
-    typer.echo(f"ranked list ({len(result.ranked):,} deals by {by}): {result.paths['parquet']} and .csv")
+    typer.echo(
+        f"scored {sum(result.scored.values()):,} deals ({counts}) with {settings.model_name} "
+        f"version {result.model_version}"
+    )
+    typer.echo(
+        f"ranked list ({len(result.ranked):,} deals by {by}): {result.paths['parquet']} and .csv"
+    )
     typer.echo(f"score history: {result.paths['history']}")
 
 
@@ -441,7 +608,9 @@ def top(
 def report(
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
     source: _SourceOpt = None,
-    max_rows: Annotated[int, typer.Option("--max-rows", min=1, help="Deals shown in the table.")] = 1000,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", min=1, help="Deals shown in the table.")
+    ] = 1000,
 ) -> None:
     """Write the managers' page: ranked deals with reasons, risk flags and next steps, and CRM charts."""
     from leadscore.priority.rank import RankingError, rankings_dir

@@ -81,11 +81,17 @@ def demo(settings: Settings, workdir: Path, n_deals: int, seed: int) -> DemoSumm
     summary.deals_by_status = crm.tables["deals"]["status"].value_counts().to_dict()
     summary.ingest = timed("ingest", ingest, summary.export_dir, settings)
     timed("features apply", apply_repo, settings)
-    summary.materialized_to = timed("features materialize", materialize, settings, crm.as_of.to_pydatetime())
-    summary.training = timed("train", train_from_store, settings, truth_path=summary.export_dir / "truth.parquet")
+    summary.materialized_to = timed(
+        "features materialize", materialize, settings, crm.as_of.to_pydatetime()
+    )
+    summary.training = timed(
+        "train", train_from_store, settings, truth_path=summary.export_dir / "truth.parquet"
+    )
     if CHAMPION not in summary.training.get("aliases", []):
         summary.promotion = timed("promote", promote_from_store, settings).to_dict()
     summary.packaged = timed("package", package_champion, settings)
     model, version = load_champion(settings)
-    summary.ranking = timed("rank", run_rank, settings, model, version, rankings_dir(settings), as_of=crm.as_of)
+    summary.ranking = timed(
+        "rank", run_rank, settings, model, version, rankings_dir(settings), as_of=crm.as_of
+    )
     return summary

@@ -47,11 +47,7 @@ class TokenMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
         page = path == LEADS_PATH or path.startswith(LEADS_PATH + "/")
-        if (
-            self.token is not None
-            and scope["type"] == "http"
-            and (path in PROTECTED_PATHS or page)
-        ):
+        if self.token is not None and scope["type"] == "http" and (path in PROTECTED_PATHS or page):
             given = dict(scope.get("headers") or ()).get(b"authorization", b"")
             if not self._allowed(given, self.token, page):
                 body = json.dumps(

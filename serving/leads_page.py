@@ -43,7 +43,9 @@ class LeadsPage:
 
     def _stamp(self) -> Stamp:
         files = [self.source / f"{RANKED_FILE}.parquet", *sorted(self.crm_dir.glob("*.parquet"))]
-        return tuple((str(f), s.st_mtime_ns, s.st_size) for f in files if f.is_file() for s in [f.stat()])
+        return tuple(
+            (str(f), s.st_mtime_ns, s.st_size) for f in files if f.is_file() for s in [f.stat()]
+        )
 
     def html(self) -> str:
         """The page; raises :class:`RankingError` when nothing was ranked yet."""
@@ -66,7 +68,10 @@ def create_app(
         try:
             return HTMLResponse(await run_in_threadpool(page.html))
         except RankingError as exc:
-            return HTMLResponse(f'<!DOCTYPE html><meta charset="utf-8"><title>Lead priorities</title>'
-                                f"<p>{html.escape(str(exc))}</p>", status_code=503)
+            return HTMLResponse(
+                f'<!DOCTYPE html><meta charset="utf-8"><title>Lead priorities</title>'
+                f"<p>{html.escape(str(exc))}</p>",
+                status_code=503,
+            )
 
     return Starlette(routes=[Route("/", index, methods=["GET"])])

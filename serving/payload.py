@@ -172,7 +172,9 @@ def _cached_competitor(value: str | None) -> str:
 _NO_ACCOUNT = AccountIn()
 #: Features computed from the deal's events; profile and track records come separately.
 _EVENT_FEATURES = tuple(
-    f.name for f in FEATURES if f.view in ("deal_stage", "deal_contacts", "deal_activity", "deal_timing")
+    f.name
+    for f in FEATURES
+    if f.view in ("deal_stage", "deal_contacts", "deal_activity", "deal_timing")
 )
 _ACTIVITY_FEATURES = tuple(f.name for f in features_of("deal_activity"))
 
@@ -194,7 +196,9 @@ def _profiles(deals: Sequence[DealIn]) -> dict[str, list[Any]]:
     }
 
 
-def _sorted(deal: list[int], t: list[int] | np.ndarray, *columns: list[Any]) -> tuple[np.ndarray, ...]:
+def _sorted(
+    deal: list[int], t: list[int] | np.ndarray, *columns: list[Any]
+) -> tuple[np.ndarray, ...]:
     """Event columns as arrays, in the order the feature pipeline sorts them (deal, time)."""
     d, times = np.array(deal, dtype=np.int64), np.array(t, dtype=np.int64)
     order = sort_events(d, times)

@@ -19,12 +19,22 @@ def tiny_crm() -> dict[str, pd.DataFrame]:
     """
     ts = lambda xs: pd.Series([day(x) for x in xs], dtype="datetime64[us, UTC]")  # noqa: E731
     accounts = pd.DataFrame(
-        {"account_id": ["A1", "A2"], "industry": ["Retail", "Software"], "employee_count": [120, 4000],
-         "annual_revenue": [1e7, 5e8], "region": ["EMEA", "APAC"], "created_at": ts([-100, -50])}
+        {
+            "account_id": ["A1", "A2"],
+            "industry": ["Retail", "Software"],
+            "employee_count": [120, 4000],
+            "annual_revenue": [1e7, 5e8],
+            "region": ["EMEA", "APAC"],
+            "created_at": ts([-100, -50]),
+        }
     )
     contacts = pd.DataFrame(
-        {"contact_id": ["C1", "C2", "C3", "C4"], "account_id": ["A1", "A1", "A2", "A1"],
-         "title": ["CEO", "Software Engineer", "采购总监", "IT Manager"], "created_at": ts([-90, -90, -40, -10])}
+        {
+            "contact_id": ["C1", "C2", "C3", "C4"],
+            "account_id": ["A1", "A1", "A2", "A1"],
+            "title": ["CEO", "Software Engineer", "采购总监", "IT Manager"],
+            "created_at": ts([-90, -90, -40, -10]),
+        }
     )
     deals = pd.DataFrame(
         {
@@ -43,39 +53,66 @@ def tiny_crm() -> dict[str, pd.DataFrame]:
         }
     )
     deal_contacts = pd.DataFrame(
-        {"deal_id": ["D1", "D1", "D2", "D3", "D4"], "contact_id": ["C2", "C1", "C4", "C3", "C2"],
-         "role": ["user", "economic_buyer", "champion", "influencer", "user"], "added_at": ts([0, 12, 5, 10, 50])}
+        {
+            "deal_id": ["D1", "D1", "D2", "D3", "D4"],
+            "contact_id": ["C2", "C1", "C4", "C3", "C2"],
+            "role": ["user", "economic_buyer", "champion", "influencer", "user"],
+            "added_at": ts([0, 12, 5, 10, 50]),
+        }
     )
     # D1: inbound day 1 answered day 2 (24h), inbound day 10 answered day 10.5 (12h),
     # visit to C1 (CEO) day 15, follow-up visit day 30, inbound day 55 unanswered.
     acts = [
-        ("D1", "C2", "email", "inbound", 1), ("D1", "C2", "email", "outbound", 2),
-        ("D1", "C2", "call", "inbound", 10), ("D1", "C2", "call", "outbound", 10.5),
-        ("D1", "C1", "visit", "outbound", 15), ("D1", "C1", "visit", "outbound", 30),
+        ("D1", "C2", "email", "inbound", 1),
+        ("D1", "C2", "email", "outbound", 2),
+        ("D1", "C2", "call", "inbound", 10),
+        ("D1", "C2", "call", "outbound", 10.5),
+        ("D1", "C1", "visit", "outbound", 15),
+        ("D1", "C1", "visit", "outbound", 30),
         ("D1", "C1", "email", "inbound", 55),
-        ("D2", "C4", "call", "outbound", 6), ("D2", "C4", "demo", "outbound", 20),
-        ("D3", "C3", "meeting", "outbound", 12), ("D3", "C3", "email", "inbound", 20),
+        ("D2", "C4", "call", "outbound", 6),
+        ("D2", "C4", "demo", "outbound", 20),
+        ("D3", "C3", "meeting", "outbound", 12),
+        ("D3", "C3", "email", "inbound", 20),
         ("D4", "C2", "call", "outbound", 51),
     ]
     activities = pd.DataFrame(
         {
             "activity_id": [f"X{i}" for i in range(len(acts))],
-            "deal_id": [a[0] for a in acts], "contact_id": [a[1] for a in acts],
-            "type": [a[2] for a in acts], "direction": [a[3] for a in acts],
-            "occurred_at": ts([a[4] for a in acts]), "duration_seconds": [600.0] * len(acts),
+            "deal_id": [a[0] for a in acts],
+            "contact_id": [a[1] for a in acts],
+            "type": [a[2] for a in acts],
+            "direction": [a[3] for a in acts],
+            "occurred_at": ts([a[4] for a in acts]),
+            "duration_seconds": [600.0] * len(acts),
         }
     )
     stage_history = pd.DataFrame(
         {
             "deal_id": ["D1", "D1", "D1", "D1", "D1", "D2", "D2", "D3", "D3", "D3", "D4"],
-            "stage": ["lead", "qualified", "solution", "qualified", "closed", "lead", "closed",
-                      "lead", "qualified", "solution", "lead"],
+            "stage": [
+                "lead",
+                "qualified",
+                "solution",
+                "qualified",
+                "closed",
+                "lead",
+                "closed",
+                "lead",
+                "qualified",
+                "solution",
+                "lead",
+            ],
             "entered_at": ts([0, 3, 45, 50, 60, 5, 40, 10, 11, 13, 50]),
         }
     )
     return {
-        "accounts": accounts, "contacts": contacts, "deals": deals, "deal_contacts": deal_contacts,
-        "activities": activities, "stage_history": stage_history,
+        "accounts": accounts,
+        "contacts": contacts,
+        "deals": deals,
+        "deal_contacts": deal_contacts,
+        "activities": activities,
+        "stage_history": stage_history,
     }
 
 

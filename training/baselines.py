@@ -33,8 +33,13 @@ def fit_logistic_regression(
     """
     prep = ColumnTransformer(
         [
-            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
-             list(numeric)),
+            (
+                "num",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                ),
+                list(numeric),
+            ),
             ("cat", OneHotEncoder(handle_unknown="ignore"), list(categorical)),
         ]
     )
@@ -49,7 +54,9 @@ def predict_logistic_regression(
     return model.predict_proba(_lr_input(frame, numeric, categorical))[:, 1]
 
 
-def _lr_input(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
+def _lr_input(
+    frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> pd.DataFrame:
     """Numbers as float, categories as strings with an explicit missing marker."""
     out = pd.DataFrame(index=frame.index)
     for c in numeric:
@@ -72,7 +79,9 @@ class GroupRate:
         return keys.map(self.rates).fillna(self.overall).to_numpy(dtype=np.float64)
 
 
-def fit_group_rate(train: pd.DataFrame, column: str = "channel", smoothing: float = 20.0) -> GroupRate:
+def fit_group_rate(
+    train: pd.DataFrame, column: str = "channel", smoothing: float = 20.0
+) -> GroupRate:
     """Rates from deals, not snapshots: each deal counts once, as in a win-rate report.
 
     A deal's value is its first recorded one over its snapshots (a snapshot taken before

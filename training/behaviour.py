@@ -45,18 +45,38 @@ class Check:
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("economic_buyer", "an engaged economic buyer (0 -> 1) does not lower the probability",
-          "not_lower", ("has_economic_buyer",),
-          lambda v: v[:, 0] == 0, lambda v: np.ones_like(v)),
-    Check("seniority", "a more senior contact (max_seniority + 1) does not lower the probability",
-          "not_lower", ("max_seniority",),
-          lambda v: v[:, 0] < MAX_SENIORITY, lambda v: np.minimum(v + 1, MAX_SENIORITY)),
-    Check("stall", "a longer stall (stalls + 1, days_in_stage + 30) does not raise the probability",
-          "not_higher", ("stalls", "days_in_stage"),
-          lambda v: np.ones(len(v), dtype=bool), lambda v: v + np.array([1.0, 30.0])),
-    Check("slow_replies", "slower replies (median_reply_hours + 24) do not raise the probability",
-          "not_higher", ("median_reply_hours",),
-          lambda v: np.ones(len(v), dtype=bool), lambda v: v + 24.0),
+    Check(
+        "economic_buyer",
+        "an engaged economic buyer (0 -> 1) does not lower the probability",
+        "not_lower",
+        ("has_economic_buyer",),
+        lambda v: v[:, 0] == 0,
+        lambda v: np.ones_like(v),
+    ),
+    Check(
+        "seniority",
+        "a more senior contact (max_seniority + 1) does not lower the probability",
+        "not_lower",
+        ("max_seniority",),
+        lambda v: v[:, 0] < MAX_SENIORITY,
+        lambda v: np.minimum(v + 1, MAX_SENIORITY),
+    ),
+    Check(
+        "stall",
+        "a longer stall (stalls + 1, days_in_stage + 30) does not raise the probability",
+        "not_higher",
+        ("stalls", "days_in_stage"),
+        lambda v: np.ones(len(v), dtype=bool),
+        lambda v: v + np.array([1.0, 30.0]),
+    ),
+    Check(
+        "slow_replies",
+        "slower replies (median_reply_hours + 24) do not raise the probability",
+        "not_higher",
+        ("median_reply_hours",),
+        lambda v: np.ones(len(v), dtype=bool),
+        lambda v: v + 24.0,
+    ),
 )
 
 
@@ -83,12 +103,19 @@ class BehaviourReport:
         return all(r.passed for r in self.results)
 
     def failures(self) -> list[str]:
-        return [f"{r.name}: {r.violations}/{r.rows} rows ({r.violation_rate:.1%}) move the wrong way"
-                for r in self.results if not r.passed]
+        return [
+            f"{r.name}: {r.violations}/{r.rows} rows ({r.violation_rate:.1%}) move the wrong way"
+            for r in self.results
+            if not r.passed
+        ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "tolerance": self.tolerance, "max_violation_rate": self.max_violation_rate,
-                "checks": {r.name: asdict(r) for r in self.results}}
+        return {
+            "passed": self.passed,
+            "tolerance": self.tolerance,
+            "max_violation_rate": self.max_violation_rate,
+            "checks": {r.name: asdict(r) for r in self.results},
+        }
 
 
 def run_behaviour_checks(
@@ -123,6 +150,15 @@ def run_behaviour_checks(
         bad = wrong > tolerance
         n = int(ok.sum())
         rate = float(bad.mean()) if n else 1.0
-        results.append(CheckResult(check.name, check.description, n, int(bad.sum()), rate,
-                                   max(float(wrong.max(initial=0.0)), 0.0) + 0.0, n > 0 and rate <= max_violation_rate))
+        results.append(
+            CheckResult(
+                check.name,
+                check.description,
+                n,
+                int(bad.sum()),
+                rate,
+                max(float(wrong.max(initial=0.0)), 0.0) + 0.0,
+                n > 0 and rate <= max_violation_rate,
+            )
+        )
     return BehaviourReport(tuple(results), tolerance, max_violation_rate)

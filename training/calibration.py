@@ -100,9 +100,16 @@ def choose_calibration(
         for name, fit in fitters.items():
             oof[name][pred_idx] = fit(raw[fit_idx], y[fit_idx])(raw[pred_idx])
     oof["none"] = Calibration("none")(raw)
-    losses = {name: float(log_loss(y, np.clip(p, P_MIN, 1 - P_MIN), labels=[0, 1])) for name, p in oof.items()}
+    losses = {
+        name: float(log_loss(y, np.clip(p, P_MIN, 1 - P_MIN), labels=[0, 1]))
+        for name, p in oof.items()
+    }
     best = min(losses, key=lambda k: (losses[k], k != "none"))
     calibration = fitters[best](raw, y) if best in fitters else Calibration("none")
-    reason = f"{best}: out-of-fold log loss " + ", ".join(f"{k} {v:.5f}" for k, v in losses.items()) + note
+    reason = (
+        f"{best}: out-of-fold log loss "
+        + ", ".join(f"{k} {v:.5f}" for k, v in losses.items())
+        + note
+    )
     log.info("calibration %s", reason)
     return CalibrationChoice(calibration, losses, reason)

@@ -23,7 +23,16 @@ from leadscore.features.featurize import (
     snapshot_entities,
 )
 
-META_COLUMNS = ("deal_id", "account_id", "owner_id", TS, "snapshot_index", "created_at", "closed_at", "won")
+META_COLUMNS = (
+    "deal_id",
+    "account_id",
+    "owner_id",
+    TS,
+    "snapshot_index",
+    "created_at",
+    "closed_at",
+    "won",
+)
 #: Fewer won (or lost) closed deals than this and a model would mostly learn noise.
 MIN_CLASS_DEALS = 40
 
@@ -31,7 +40,9 @@ MIN_CLASS_DEALS = 40
 class InsufficientDataError(ValueError):
     """Too few closed deals of a class; the message says how many there are and what is needed."""
 
-    def __init__(self, won: int, lost: int, needed: int, where: str = "closed deals to train on") -> None:
+    def __init__(
+        self, won: int, lost: int, needed: int, where: str = "closed deals to train on"
+    ) -> None:
         self.won, self.lost, self.needed = won, lost, needed
         super().__init__(
             f"not enough {where}: {won} won and {lost} lost, at least {needed} of each are needed. "
@@ -66,7 +77,9 @@ def canonical(frame: pd.DataFrame) -> pd.DataFrame:
     meta["snapshot_index"] = meta["snapshot_index"].astype(np.int32)
     meta["won"] = meta["won"].astype(np.int8)
     out = pd.concat([meta, model_frame(frame)], axis=1)
-    return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -101,4 +114,3 @@ def load_truth(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path} is not a generator truth file: missing {sorted(missing)}")
     truth["deal_id"] = truth["deal_id"].astype(str)
     return truth
-

@@ -143,6 +143,8 @@ def flatten_metrics(tree: Mapping[str, object], prefix: str = "") -> dict[str, f
             out.update(flatten_metrics(value, f"{name}."))
         elif isinstance(value, bool):
             out[name] = float(value)
-        elif isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
+        elif isinstance(value, int | float) and not (
+            isinstance(value, float) and math.isnan(value)
+        ):
             out[name] = float(value)
     return out

@@ -49,7 +49,11 @@ log = logging.getLogger(__name__)
 
 HISTORY_TAG = "champion_history"
 #: What the logged model needs at load time (the booster only; calibration is plain math).
-PIP_REQUIREMENTS = [f"lightgbm=={lgb.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
+PIP_REQUIREMENTS = [
+    f"lightgbm=={lgb.__version__}",
+    f"numpy=={np.__version__}",
+    f"pandas=={pd.__version__}",
+]
 
 
 def ensure_experiment(settings: Settings, client: MlflowClient) -> str:
@@ -71,7 +75,9 @@ def ensure_experiment(settings: Settings, client: MlflowClient) -> str:
 
 def git_commit(root: Path) -> str | None:
     """HEAD of the repository the code runs from, or None outside git / before a first commit."""
-    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
@@ -86,7 +92,9 @@ def register_model(model: ScoringModel, example: pd.DataFrame, settings: Setting
     """
     X = model.encode(example)
     example_df = pd.DataFrame(X, columns=model.features)
-    meta = json.loads(json.dumps(model.metadata(), allow_nan=False))  # plain JSON types, or fail here
+    meta = json.loads(
+        json.dumps(model.metadata(), allow_nan=False)
+    )  # plain JSON types, or fail here
     info = mlflow.lightgbm.log_model(
         model.booster,
         name="model",
@@ -96,7 +104,9 @@ def register_model(model: ScoringModel, example: pd.DataFrame, settings: Setting
         registered_model_name=settings.model_name,
         metadata={METADATA_KEY: meta},
     )
-    client = MlflowClient(tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri())
+    client = MlflowClient(
+        tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri()
+    )
     return client.get_model_version(settings.model_name, str(info.registered_model_version))
 
 
@@ -182,8 +192,10 @@ def promote(
 
     challenger = load_scoring_model(f"models:/{name}/{challenger_v}", settings)
     if "split" not in challenger.info:
-        raise RegistryError(f"version {challenger_v} records no time split to rebuild its test slice from; "
-                            "only versions logged by `leadscore train` can be promoted")
+        raise RegistryError(
+            f"version {challenger_v} records no time split to rebuild its test slice from; "
+            "only versions logged by `leadscore train` can be promoted"
+        )
     canon = canonical(frame)
     bounds = SplitBounds.from_dict(challenger.info["split"])
     test = canon[slice_masks(canon, bounds)["test"]]
@@ -197,25 +209,51 @@ def promote(
         champion = load_scoring_model(f"models:/{name}/{champion_v}", settings)
         cm = binary_metrics(y, champion.probability(champion.encode(test)))
         if ch["roc_auc"] < cm["roc_auc"] - tolerance.max_auc_drop:
-            reasons.append(f"ROC AUC {ch['roc_auc']:.4f} is {cm['roc_auc'] - ch['roc_auc']:.4f} below the "
-                           f"champion's {cm['roc_auc']:.4f} (tolerance {tolerance.max_auc_drop})")
+            reasons.append(
+                f"ROC AUC {ch['roc_auc']:.4f} is {cm['roc_auc'] - ch['roc_auc']:.4f} below the "
+                f"champion's {cm['roc_auc']:.4f} (tolerance {tolerance.max_auc_drop})"
+            )
         if ch["log_loss"] > cm["log_loss"] + tolerance.max_log_loss_rise:
-            reasons.append(f"log loss {ch['log_loss']:.4f} is {ch['log_loss'] - cm['log_loss']:.4f} above the "
-                           f"champion's {cm['log_loss']:.4f} (tolerance {tolerance.max_log_loss_rise})")
+            reasons.append(
+                f"log loss {ch['log_loss']:.4f} is {ch['log_loss'] - cm['log_loss']:.4f} above the "
+                f"champion's {cm['log_loss']:.4f} (tolerance {tolerance.max_log_loss_rise})"
+            )
     decision = PromotionDecision(
-        challenger=challenger_v, champion_before=champion_v, promoted=force or not reasons, forced=force,
-        reasons=reasons, test_slice={"deals": int(test["deal_id"].nunique()), "snapshots": int(len(test)),
-                                     **bounds.to_dict()},
-        challenger_metrics=ch, champion_metrics=cm, behaviour=behaviour.to_dict(), tolerance=asdict(tolerance),
+        challenger=challenger_v,
+        champion_before=champion_v,
+        promoted=force or not reasons,
+        forced=force,
+        reasons=reasons,
+        test_slice={
+            "deals": int(test["deal_id"].nunique()),
+            "snapshots": int(len(test)),
+            **bounds.to_dict(),
+        },
+        challenger_metrics=ch,
+        champion_metrics=cm,
+        behaviour=behaviour.to_dict(),
+        tolerance=asdict(tolerance),
     )
-    summary = json.dumps({"challenger": {k: ch[k] for k in HEADLINE},
-                          "champion": {k: cm[k] for k in HEADLINE} if cm else None, "reasons": reasons})
+    summary = json.dumps(
+        {
+            "challenger": {k: ch[k] for k in HEADLINE},
+            "champion": {k: cm[k] for k in HEADLINE} if cm else None,
+            "reasons": reasons,
+        }
+    )
     if decision.promoted:
-        tags = {"promotion.at": now_iso(), "promotion.gate": "passed" if not reasons else "failed",
-                "promotion.replaced": champion_v or "", "promotion.summary": summary}
+        tags = {
+            "promotion.at": now_iso(),
+            "promotion.gate": "passed" if not reasons else "failed",
+            "promotion.replaced": champion_v or "",
+            "promotion.summary": summary,
+        }
         if force:
-            tags |= {"promotion.forced": "true", "promotion.by": getpass.getuser(),
-                     "promotion.note": note or "(no note given)"}
+            tags |= {
+                "promotion.forced": "true",
+                "promotion.by": getpass.getuser(),
+                "promotion.note": note or "(no note given)",
+            }
         elif note:
             tags["promotion.note"] = note
         make_champion(client, name, challenger_v, tags)
@@ -228,7 +266,9 @@ def promote(
 
 def promote_from_store(settings: Settings, **kwargs: Any) -> PromotionDecision:
     """:func:`promote` on the current training frame rebuilt through Feast."""
-    return promote(settings, training_frame(settings, stored_deals(settings.crm_dir)).frame, **kwargs)
+    return promote(
+        settings, training_frame(settings, stored_deals(settings.crm_dir)).frame, **kwargs
+    )
 
 
 @dataclass(frozen=True)
@@ -246,7 +286,9 @@ def rollback(settings: Settings, note: str = "") -> Rollback:
     while history and history[-1] == current:
         history.pop()
     if current is None or not history:
-        raise RegistryError(f"no previous {CHAMPION} of {name} to roll back to (history: {history or 'empty'})")
+        raise RegistryError(
+            f"no previous {CHAMPION} of {name} to roll back to (history: {history or 'empty'})"
+        )
     target = history[-1]
     client.set_registered_model_alias(name, CHAMPION, target)
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
@@ -258,9 +300,15 @@ def rollback(settings: Settings, note: str = "") -> Rollback:
 
 
 # ---------------------------------------------------------------- listing
-HEADLINE_METRICS = ("test.roc_auc", "test.log_loss", "test.ece", "test.lift_at_10",
-                    "baselines.logistic_regression.roc_auc", "at_creation.model.roc_auc",
-                    "at_creation.oracle.roc_auc")
+HEADLINE_METRICS = (
+    "test.roc_auc",
+    "test.log_loss",
+    "test.ece",
+    "test.lift_at_10",
+    "baselines.logistic_regression.roc_auc",
+    "at_creation.model.roc_auc",
+    "at_creation.oracle.roc_auc",
+)
 
 
 def list_versions(settings: Settings) -> list[dict[str, Any]]:
@@ -278,12 +326,16 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
     out = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        out.append({
-            "version": str(mv.version),
-            "aliases": sorted(aliases.get(str(mv.version), [])),
-            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
-            "run_id": mv.run_id,
-            "metrics": {k: metrics[k] for k in HEADLINE_METRICS if k in metrics},
-            "tags": {k: v for k, v in mv.tags.items() if k != "promotion.summary"},
-        })
+        out.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(aliases.get(str(mv.version), [])),
+                "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(
+                    timespec="seconds"
+                ),
+                "run_id": mv.run_id,
+                "metrics": {k: metrics[k] for k in HEADLINE_METRICS if k in metrics},
+                "tags": {k: v for k, v in mv.tags.items() if k != "promotion.summary"},
+            }
+        )
     return out

@@ -25,12 +25,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Predictors drawn in the plots, with their legend labels.
-_CURVES = {"model": "LightGBM (calibrated)", "model_uncalibrated": "LightGBM (uncalibrated)",
-           "logistic_regression": "logistic regression", "channel_rate": "channel win rate"}
-_METRIC_COLUMNS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10", "capture_at_10", "lift_at_20")
+_CURVES = {
+    "model": "LightGBM (calibrated)",
+    "model_uncalibrated": "LightGBM (uncalibrated)",
+    "logistic_regression": "logistic regression",
+    "channel_rate": "channel win rate",
+}
+_METRIC_COLUMNS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "lift_at_10",
+    "capture_at_10",
+    "lift_at_20",
+)
 
 
-def write_report(result: TrainingResult, out_dir: Path, run_id: str = "", shap_sample: int = 1000) -> list[Path]:
+def write_report(
+    result: TrainingResult, out_dir: Path, run_id: str = "", shap_sample: int = 1000
+) -> list[Path]:
     """Write every report file of ``result`` into ``out_dir``; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     test = result.frame[result.masks["test"]]
@@ -54,10 +69,17 @@ def feature_importance(result: TrainingResult) -> pd.DataFrame:
     """Total split gain per feature (and its share), with split counts, most important first."""
     booster = result.model.booster
     gain = booster.feature_importance("gain")
-    df = pd.DataFrame({"feature": booster.feature_name(), "gain": gain,
-                       "gain_share": gain / max(gain.sum(), 1e-12),
-                       "splits": booster.feature_importance("split")})
-    return df.sort_values(["gain", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    df = pd.DataFrame(
+        {
+            "feature": booster.feature_name(),
+            "gain": gain,
+            "gain_share": gain / max(gain.sum(), 1e-12),
+            "splits": booster.feature_importance("split"),
+        }
+    )
+    return df.sort_values(["gain", "feature"], ascending=[False, True], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _calibration_plot(y: np.ndarray, preds: dict[str, np.ndarray], path: Path) -> Path:
@@ -88,10 +110,16 @@ def _gain_plot(y: np.ndarray, preds: dict[str, np.ndarray], path: Path) -> Path:
         share, gain = np.asarray(g["share"]), np.asarray(g["gain"])
         gain_ax.plot(share, gain, label=_CURVES[key])
         lift_ax.plot(share[1:], gain[1:] / share[1:], label=_CURVES[key])
-    gain_ax.set(xlabel="share of snapshots worked, best scores first", ylabel="share of wins found",
-                title="Cumulative gain (test slice)")
-    lift_ax.set(xlabel="share of snapshots worked, best scores first", ylabel="lift (win rate / overall)",
-                title="Lift (test slice)")
+    gain_ax.set(
+        xlabel="share of snapshots worked, best scores first",
+        ylabel="share of wins found",
+        title="Cumulative gain (test slice)",
+    )
+    lift_ax.set(
+        xlabel="share of snapshots worked, best scores first",
+        ylabel="lift (win rate / overall)",
+        title="Lift (test slice)",
+    )
     gain_ax.legend(loc="lower right")
     lift_ax.legend(loc="upper right")
     fig.tight_layout()
@@ -115,8 +143,12 @@ def _shap_plot(result: TrainingResult, test: pd.DataFrame, path: Path, sample: i
     rows = np.sort(rng.choice(len(test), size=min(sample, len(test)), replace=False))
     X = result.model.encode(test.iloc[rows])
     contrib = result.model.contributions(X)
-    explanation = shap.Explanation(values=contrib[:, :-1], base_values=contrib[:, -1], data=X,
-                                   feature_names=result.model.features)
+    explanation = shap.Explanation(
+        values=contrib[:, :-1],
+        base_values=contrib[:, -1],
+        data=X,
+        feature_names=result.model.features,
+    )
     shap.plots.beeswarm(explanation, max_display=20, show=False)
     fig = plt.gcf()
     fig.axes[0].set_title(f"SHAP values (log-odds) on {len(rows)} test snapshots")
@@ -134,7 +166,8 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         "# lead_scorer model card",
         "",
         "Calibrated probability that an open CRM deal will be won, given what is known about it at the "
-        "moment of scoring. Trained by `leadscore train`" + (f" (MLflow run `{run_id}`)." if run_id else "."),
+        "moment of scoring. Trained by `leadscore train`"
+        + (f" (MLflow run `{run_id}`)." if run_id else "."),
         "",
         "## Data",
         "",
@@ -150,7 +183,9 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
     ]
     for name, end in (("train", "train_end"), ("valid", "valid_end"), ("test", "test_end")):
         d = data["deals"][name]
-        lines.append(f"| {name} | {data['split'][end]} | {d['won']:,} | {d['lost']:,} | {data['snapshots'][name]:,} |")
+        lines.append(
+            f"| {name} | {data['split'][end]} | {d['won']:,} | {d['lost']:,} | {data['snapshots'][name]:,} |"
+        )
     lines += [
         "",
         "Split by close time: the model learns from the earliest closed deals, validation (early "
@@ -162,16 +197,22 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         f"- LightGBM binary classifier, {ev['model']['trees']} trees (early stopping, at most "
         f"{cfg.num_boost_round}), {cfg.num_leaves} leaves, learning rate {cfg.learning_rate}, seed {cfg.seed}.",
         f"- Calibration: {ev['model']['calibration_reason']}.",
-        "- Monotone constraints: " + ", ".join(f"`{k}` {'+' if v > 0 else '-'}" for k, v in sorted(cfg.monotone.items()))
+        "- Monotone constraints: "
+        + ", ".join(f"`{k}` {'+' if v > 0 else '-'}" for k, v in sorted(cfg.monotone.items()))
         + ".",
         "- Categorical features keep the category list of the training slice; an unseen value is scored "
         "as missing.",
         "",
         "## Test metrics",
         "",
-        _metrics_table({"LightGBM (calibrated)": ev["test"], "LightGBM (uncalibrated)": ev["test_uncalibrated"],
-                        "logistic regression": ev["baselines"]["logistic_regression"],
-                        "channel win rate": ev["baselines"]["channel_rate"]}),
+        _metrics_table(
+            {
+                "LightGBM (calibrated)": ev["test"],
+                "LightGBM (uncalibrated)": ev["test_uncalibrated"],
+                "logistic regression": ev["baselines"]["logistic_regression"],
+                "channel win rate": ev["baselines"]["channel_rate"],
+            }
+        ),
         "",
         f"ECE: expected calibration error over {ECE_BINS} equal-width probability bins. Lift at 10%: win "
         "rate of the top 10% of snapshots by score over the overall win rate; capture: share of all wins "
@@ -186,23 +227,51 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
             "Creation-time snapshots of the test deals. The oracle is the synthetic generator's "
             "`p_at_creation`, the best calibrated score possible from what is known at creation.",
             "",
-            _metrics_table({"oracle (p_at_creation)": ac["oracle"], "LightGBM": ac["model"],
-                            "logistic regression": ac["logistic_regression"], "channel win rate": ac["channel_rate"]}),
+            _metrics_table(
+                {
+                    "oracle (p_at_creation)": ac["oracle"],
+                    "LightGBM": ac["model"],
+                    "logistic regression": ac["logistic_regression"],
+                    "channel win rate": ac["channel_rate"],
+                }
+            ),
         ]
-    lines += ["", "## By channel (test slice, LightGBM)", "",
-              _metrics_table(ev["test"]["by_channel"], ("n", "win_rate", "roc_auc", "log_loss", "ece", "lift_at_10"))]
-    lines += ["", "## Behaviour checks (test sample)", "", "| check | rows | violations | rate | passed |",
-              "|---|---:|---:|---:|---|"]
+    lines += [
+        "",
+        "## By channel (test slice, LightGBM)",
+        "",
+        _metrics_table(
+            ev["test"]["by_channel"], ("n", "win_rate", "roc_auc", "log_loss", "ece", "lift_at_10")
+        ),
+    ]
+    lines += [
+        "",
+        "## Behaviour checks (test sample)",
+        "",
+        "| check | rows | violations | rate | passed |",
+        "|---|---:|---:|---:|---|",
+    ]
     for c in ev["behaviour"]["checks"].values():
-        lines.append(f"| {c['description']} | {c['rows']:,} | {c['violations']} | {c['violation_rate']:.2%} | "
-                     f"{'yes' if c['passed'] else 'NO'} |")
+        lines.append(
+            f"| {c['description']} | {c['rows']:,} | {c['violations']} | {c['violation_rate']:.2%} | "
+            f"{'yes' if c['passed'] else 'NO'} |"
+        )
     top = importance.head(15)
-    lines += ["", "## Features", "", "Most important by total split gain (all "
-              f"{len(result.model.features)} features in `feature_importance.csv`):", "",
-              "| feature | gain share | description |", "|---|---:|---|"]
+    lines += [
+        "",
+        "## Features",
+        "",
+        "Most important by total split gain (all "
+        f"{len(result.model.features)} features in `feature_importance.csv`):",
+        "",
+        "| feature | gain share | description |",
+        "|---|---:|---|",
+    ]
     for row in top.itertuples():
         feat = FEATURES_BY_NAME.get(row.feature)
-        lines.append(f"| `{row.feature}` | {row.gain_share:.1%} | {feat.description if feat else ''} |")
+        lines.append(
+            f"| `{row.feature}` | {row.gain_share:.1%} | {feat.description if feat else ''} |"
+        )
     lines += [
         "",
         "## Known limitations",
@@ -223,10 +292,15 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
     return "\n".join(lines) + "\n"
 
 
-def _metrics_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...] = _METRIC_COLUMNS) -> str:
+def _metrics_table(
+    rows: dict[str, dict[str, Any]], columns: tuple[str, ...] = _METRIC_COLUMNS
+) -> str:
     head = "| | " + " | ".join(columns) + " |"
     sep = "|---|" + "---:|" * len(columns)
-    body = [f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in columns) + " |" for name, m in rows.items()]
+    body = [
+        f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in columns) + " |"
+        for name, m in rows.items()
+    ]
     return "\n".join([head, sep, *body])
 
 

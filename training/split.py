@@ -38,7 +38,9 @@ class SplitBounds:
         return cls(*(pd.Timestamp(d[k]) for k in ("train_end", "valid_end", "test_end")))
 
 
-def split_bounds(frame: pd.DataFrame, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)) -> SplitBounds:
+def split_bounds(
+    frame: pd.DataFrame, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+) -> SplitBounds:
     """Cut points so that about ``fractions`` of the *deals* (not snapshots) fall in each slice.
 
     Ties at a cut point all go to the earlier slice, so the split depends only on
@@ -52,13 +54,17 @@ def split_bounds(frame: pd.DataFrame, fractions: tuple[float, float, float] = (0
         raise ValueError(f"a time split needs at least 3 closed deals, got {n}")
     first = max(1, min(n - 2, math.ceil(fractions[0] * n)))
     second = max(first + 1, min(n - 1, math.ceil((fractions[0] + fractions[1]) * n)))
-    return SplitBounds(*(pd.Timestamp(closes[i]).tz_localize("UTC") for i in (first - 1, second - 1, n - 1)))
+    return SplitBounds(
+        *(pd.Timestamp(closes[i]).tz_localize("UTC") for i in (first - 1, second - 1, n - 1))
+    )
 
 
 def slice_masks(frame: pd.DataFrame, bounds: SplitBounds) -> dict[str, np.ndarray]:
     """Boolean row masks of the three slices. Rows closed after ``test_end`` are in none."""
     closed = _closed_at(frame).to_numpy()
-    train_end, valid_end, test_end = (_naive(t) for t in (bounds.train_end, bounds.valid_end, bounds.test_end))
+    train_end, valid_end, test_end = (
+        _naive(t) for t in (bounds.train_end, bounds.valid_end, bounds.test_end)
+    )
     train = closed <= train_end
     valid = ~train & (closed <= valid_end)
     test = (closed > valid_end) & (closed <= test_end)
@@ -74,4 +80,6 @@ def _naive(ts: pd.Timestamp) -> np.datetime64:
 
 def _closed_at(frame: pd.DataFrame) -> pd.Series:
     """``closed_at`` as naive UTC microseconds, one comparable type whatever Feast returned."""
-    return pd.to_datetime(frame["closed_at"], utc=True).dt.tz_localize(None).astype("datetime64[us]")
+    return (
+        pd.to_datetime(frame["closed_at"], utc=True).dt.tz_localize(None).astype("datetime64[us]")
+    )

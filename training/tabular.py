@@ -89,7 +89,9 @@ def load_mapping(path: Path) -> TableMapping:
     if overlap := set(mapping.categorical) & set(mapping.numeric):
         raise ValueError(f"{path}: columns both categorical and numeric: {sorted(overlap)}")
     if stray := (set(mapping.post_hoc) | set(mapping.suspect) | set(mapping.exclude)) - features:
-        raise ValueError(f"{path}: post_hoc/suspect/exclude columns that are not features: {sorted(stray)}")
+        raise ValueError(
+            f"{path}: post_hoc/suspect/exclude columns that are not features: {sorted(stray)}"
+        )
     return mapping
 
 
@@ -112,17 +114,25 @@ def read_table(mapping: TableMapping, data_root: Path) -> Table:
     """
     raw = pd.read_csv(Path(data_root) / mapping.source, **mapping.read)
     deduped = raw.drop_duplicates().reset_index(drop=True)
-    frame = pd.DataFrame({
-        "deal_id": deduped.index.astype(str),
-        "won": (deduped[mapping.label_column].astype(str) == mapping.positive).astype(np.int8),
-    })
+    frame = pd.DataFrame(
+        {
+            "deal_id": deduped.index.astype(str),
+            "won": (deduped[mapping.label_column].astype(str) == mapping.positive).astype(np.int8),
+        }
+    )
     for c in mapping.categorical:
         frame[c] = deduped[c].astype(str).where(deduped[c].notna(), None)
     for c in mapping.numeric:
         frame[c] = pd.to_numeric(deduped[c], errors="coerce").astype("float64")
     repeated = int(deduped[mapping.id_column].duplicated().sum()) if mapping.id_column else 0
-    log.info("%s: %d rows, %d exact duplicates dropped, %d repeated ids, %.1f%% positive", mapping.name,
-             len(frame), len(raw) - len(deduped), repeated, 100 * frame["won"].mean())
+    log.info(
+        "%s: %d rows, %d exact duplicates dropped, %d repeated ids, %.1f%% positive",
+        mapping.name,
+        len(frame),
+        len(raw) - len(deduped),
+        repeated,
+        100 * frame["won"].mean(),
+    )
     return Table(frame, len(raw) - len(deduped), repeated)
 
 
@@ -135,8 +145,12 @@ def stratified_split(
     """
     idx = np.arange(len(won))
     train, rest = train_test_split(idx, train_size=fractions[0], stratify=won, random_state=seed)
-    valid, test = train_test_split(rest, train_size=fractions[1] / (fractions[1] + fractions[2]),
-                                   stratify=won[rest], random_state=seed)
+    valid, test = train_test_split(
+        rest,
+        train_size=fractions[1] / (fractions[1] + fractions[2]),
+        stratify=won[rest],
+        random_state=seed,
+    )
     masks = {name: np.zeros(len(won), dtype=bool) for name in SLICES}
     for name, rows in zip(SLICES, (train, valid, test), strict=True):
         masks[name][rows] = True
@@ -152,7 +166,10 @@ class TableResult:
 
 
 def fit_table(
-    table: Table, mapping: TableMapping, features: Sequence[str], masks: dict[str, np.ndarray],
+    table: Table,
+    mapping: TableMapping,
+    features: Sequence[str],
+    masks: dict[str, np.ndarray],
     config: TrainConfig | None = None,
 ) -> TableResult:
     """Train the product's model on ``features`` of a flat table and score the test mask."""
@@ -163,11 +180,17 @@ def fit_table(
     parts = {name: frame[masks[name]] for name in SLICES}
     categorical = [safe[c] for c in features if c in mapping.categorical]
     with threadpool_limits(limits=config.num_threads):
-        fitted = fit_scoring_model(parts["train"], parts["valid"], list(safe.values()), categorical, config)
+        fitted = fit_scoring_model(
+            parts["train"], parts["valid"], list(safe.values()), categorical, config
+        )
     model = fitted.model
     p = model.probability(model.encode(parts["test"]))
-    return TableResult(list(features), model.calibration.method, fitted.best_iteration,
-                       binary_metrics(parts["test"]["won"].to_numpy(), p))
+    return TableResult(
+        list(features),
+        model.calibration.method,
+        fitted.best_iteration,
+        binary_metrics(parts["test"]["won"].to_numpy(), p),
+    )
 
 
 def _safe_name(column: str) -> str:

@@ -139,7 +139,9 @@ class FittedModel:
     best_iteration: int
 
 
-def category_lists(frame: pd.DataFrame, columns: Sequence[str], max_categories: int) -> dict[str, list[str]]:
+def category_lists(
+    frame: pd.DataFrame, columns: Sequence[str], max_categories: int
+) -> dict[str, list[str]]:
     """Fixed category list per column from the training slice: every value seen, up to the
     ``max_categories`` most frequent, in sorted order (codes must not depend on row order)."""
     out = {}
@@ -160,17 +162,36 @@ def train_booster(
     """
     params = config.lgb_params(model.features)
     cats = model.categorical_indices
-    dtrain = lgb.Dataset(model.encode(train), label=train["won"].to_numpy(), feature_name=model.features,
-                         categorical_feature=cats, free_raw_data=True)
-    dvalid = lgb.Dataset(model.encode(valid), label=valid["won"].to_numpy(), reference=dtrain,
-                         categorical_feature=cats, free_raw_data=True)
+    dtrain = lgb.Dataset(
+        model.encode(train),
+        label=train["won"].to_numpy(),
+        feature_name=model.features,
+        categorical_feature=cats,
+        free_raw_data=True,
+    )
+    dvalid = lgb.Dataset(
+        model.encode(valid),
+        label=valid["won"].to_numpy(),
+        reference=dtrain,
+        categorical_feature=cats,
+        free_raw_data=True,
+    )
     booster = lgb.train(
-        params, dtrain, num_boost_round=config.num_boost_round, valid_sets=[dvalid], valid_names=["valid"],
-        callbacks=[lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)],
+        params,
+        dtrain,
+        num_boost_round=config.num_boost_round,
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[
+            lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)
+        ],
     )
     best = booster.best_iteration or booster.current_iteration()
-    log.info("LightGBM: %d trees, valid log loss %.5f", best,
-             booster.best_score["valid"]["binary_logloss"])
+    log.info(
+        "LightGBM: %d trees, valid log loss %.5f",
+        best,
+        booster.best_score["valid"]["binary_logloss"],
+    )
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
@@ -185,11 +206,17 @@ def fit_scoring_model(
 
     Frames need ``won`` (0/1), ``deal_id`` (calibration folds group by it) and ``features``.
     """
-    categories = category_lists(train, [c for c in features if c in categorical], config.max_categories)
+    categories = category_lists(
+        train, [c for c in features if c in categorical], config.max_categories
+    )
     model = ScoringModel(booster=None, features=list(features), categories=categories)  # type: ignore[arg-type]
     model.booster = train_booster(model, train, valid, config)
-    choice = choose_calibration(model.raw_score(model.encode(valid)), valid["won"].to_numpy(),
-                                valid["deal_id"].to_numpy(), min_isotonic_deals=config.min_isotonic_deals)
+    choice = choose_calibration(
+        model.raw_score(model.encode(valid)),
+        valid["won"].to_numpy(),
+        valid["deal_id"].to_numpy(),
+        min_isotonic_deals=config.min_isotonic_deals,
+    )
     model.calibration = choice.calibration
     return FittedModel(model, choice, model.booster.current_iteration())
 
@@ -240,7 +267,9 @@ def _fit_and_evaluate(
     masks = slice_masks(frame, bounds)
     parts = {name: frame[masks[name]] for name in SLICES}
     for name, part in parts.items():
-        check_enough_data(part, max(1, config.min_class_deals // 10), where=f"closed deals in the {name} slice")
+        check_enough_data(
+            part, max(1, config.min_class_deals // 10), where=f"closed deals in the {name} slice"
+        )
     features, categorical = list(MODEL_FEATURES), list(CATEGORICAL_FEATURES)
     fitted = fit_scoring_model(parts["train"], parts["valid"], features, categorical, config)
     model = fitted.model
@@ -250,7 +279,10 @@ def _fit_and_evaluate(
         "split": bounds.to_dict(),
         "window": data_window(frame),
         "fingerprint": fingerprint(frame),
-        "deals": {name: dict(zip(("won", "lost"), class_counts(p), strict=True)) for name, p in parts.items()},
+        "deals": {
+            name: dict(zip(("won", "lost"), class_counts(p), strict=True))
+            for name, p in parts.items()
+        },
         "seed": config.seed,
         "trees": fitted.best_iteration,
         "calibration": fitted.calibration.reason,
@@ -278,41 +310,68 @@ def _fit_and_evaluate(
             "deals": model.info["deals"],
             "snapshots": {name: int(len(p)) for name, p in parts.items()},
         },
-        "model": {"trees": fitted.best_iteration, "calibration": model.calibration.method,
-                  "calibration_reason": fitted.calibration.reason},
+        "model": {
+            "trees": fitted.best_iteration,
+            "calibration": model.calibration.method,
+            "calibration_reason": fitted.calibration.reason,
+        },
         "valid": {
-            "uncalibrated": binary_metrics(valid["won"].to_numpy(), 1.0 / (1.0 + np.exp(-raw_valid))),
+            "uncalibrated": binary_metrics(
+                valid["won"].to_numpy(), 1.0 / (1.0 + np.exp(-raw_valid))
+            ),
             "calibrated": binary_metrics(valid["won"].to_numpy(), model.calibration(raw_valid)),
         },
-        "test": {**binary_metrics(y_test, preds["model"]),
-                 "by_channel": metrics_by_group(y_test, preds["model"], test["channel"].to_numpy())},
+        "test": {
+            **binary_metrics(y_test, preds["model"]),
+            "by_channel": metrics_by_group(y_test, preds["model"], test["channel"].to_numpy()),
+        },
         "test_uncalibrated": binary_metrics(y_test, preds["model_uncalibrated"]),
-        "baselines": {name: {**binary_metrics(y_test, preds[name]),
-                             "by_channel": metrics_by_group(y_test, preds[name], test["channel"].to_numpy())}
-                      for name in ("logistic_regression", "channel_rate")},
+        "baselines": {
+            name: {
+                **binary_metrics(y_test, preds[name]),
+                "by_channel": metrics_by_group(y_test, preds[name], test["channel"].to_numpy()),
+            }
+            for name in ("logistic_regression", "channel_rate")
+        },
     }
     if truth is not None:
         evaluation["at_creation"] = _at_creation(test, preds, truth)
     behaviour = run_behaviour_checks(model, test, sample=config.behaviour_sample, seed=config.seed)
     evaluation["behaviour"] = behaviour.to_dict()
-    log.info("test: ROC AUC %.3f, log loss %.4f, ECE %.4f (logistic regression %.3f, channel rate %.3f)",
-             evaluation["test"]["roc_auc"] or float("nan"), evaluation["test"]["log_loss"],
-             evaluation["test"]["ece"], evaluation["baselines"]["logistic_regression"]["roc_auc"] or float("nan"),
-             evaluation["baselines"]["channel_rate"]["roc_auc"] or float("nan"))
-    return TrainingResult(model, frame, bounds, masks, preds, evaluation, behaviour, fitted.calibration, config)
+    log.info(
+        "test: ROC AUC %.3f, log loss %.4f, ECE %.4f (logistic regression %.3f, channel rate %.3f)",
+        evaluation["test"]["roc_auc"] or float("nan"),
+        evaluation["test"]["log_loss"],
+        evaluation["test"]["ece"],
+        evaluation["baselines"]["logistic_regression"]["roc_auc"] or float("nan"),
+        evaluation["baselines"]["channel_rate"]["roc_auc"] or float("nan"),
+    )
+    return TrainingResult(
+        model, frame, bounds, masks, preds, evaluation, behaviour, fitted.calibration, config
+    )
 
 
-def _at_creation(test: pd.DataFrame, preds: Mapping[str, np.ndarray], truth: pd.DataFrame) -> dict[str, Any]:
+def _at_creation(
+    test: pd.DataFrame, preds: Mapping[str, np.ndarray], truth: pd.DataFrame
+) -> dict[str, Any]:
     """Model, baselines and the generator's oracle on the test deals' creation snapshots.
 
     ``p_at_creation`` is the best calibrated score anything could give at creation, so
     the gap between model and oracle here is what better features or more data can win.
     """
     first = (test["snapshot_index"] == 0).to_numpy()
-    oracle = test.loc[first, "deal_id"].map(truth.set_index("deal_id")["p_at_creation"]).to_numpy(np.float64)
+    oracle = (
+        test.loc[first, "deal_id"]
+        .map(truth.set_index("deal_id")["p_at_creation"])
+        .to_numpy(np.float64)
+    )
     known = ~np.isnan(oracle)
     if not known.all():
-        log.warning("truth lacks %d of %d test deals; they are left out of at_creation", (~known).sum(), len(known))
+        log.warning(
+            "truth lacks %d of %d test deals; they are left out of at_creation",
+            (~known).sum(),
+            len(known),
+        )
     y = test["won"].to_numpy()[first][known]
     out = {"deals": int(known.sum()), "oracle": binary_metrics(y, oracle[known])}
     for name in ("model", "logistic_regression", "channel_rate"):
@@ -340,11 +399,21 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
         "data.fingerprint": info["fingerprint"],
         "git.commit": git_commit(settings.root) or "unknown",
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"lead_scorer-{info['fingerprint'][:8]}") as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"lead_scorer-{info['fingerprint'][:8]}"
+    ) as run:
         mlflow.set_tags(tags)
-        mlflow.log_params({**result.config.to_params(), "feature_service": info["feature_service"],
-                           "trees": info["trees"], "calibration": result.model.calibration.method})
-        mlflow.log_metrics(flatten_metrics({k: v for k, v in result.evaluation.items() if k != "data"}))
+        mlflow.log_params(
+            {
+                **result.config.to_params(),
+                "feature_service": info["feature_service"],
+                "trees": info["trees"],
+                "calibration": result.model.calibration.method,
+            }
+        )
+        mlflow.log_metrics(
+            flatten_metrics({k: v for k, v in result.evaluation.items() if k != "data"})
+        )
         with tempfile.TemporaryDirectory() as tmp:
             write_report(result, Path(tmp), run.info.run_id)
             mlflow.log_artifacts(tmp, "report")
@@ -356,15 +425,33 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
     client.set_registered_model_alias(name, CHALLENGER, version)
     if alias_version(client, name, CHAMPION) is None:
         if result.behaviour.passed:
-            make_champion(client, name, version, {"promotion.at": now_iso(),
-                                                  "promotion.gate": "first version, behaviour checks passed"})
+            make_champion(
+                client,
+                name,
+                version,
+                {
+                    "promotion.at": now_iso(),
+                    "promotion.gate": "first version, behaviour checks passed",
+                },
+            )
         else:
-            log.warning("first version %s stays %s: behaviour checks failed (%s)", version, CHALLENGER,
-                        "; ".join(result.behaviour.failures()))
+            log.warning(
+                "first version %s stays %s: behaviour checks failed (%s)",
+                version,
+                CHALLENGER,
+                "; ".join(result.behaviour.failures()),
+            )
     aliases = sorted(client.get_model_version(name, version).aliases)
-    log.info("registered %s version %s (%s), run %s", name, version, ", ".join(aliases), run.info.run_id)
-    return {"run_id": run.info.run_id, "model_name": name, "model_version": str(version), "aliases": aliases,
-            **result.evaluation}
+    log.info(
+        "registered %s version %s (%s), run %s", name, version, ", ".join(aliases), run.info.run_id
+    )
+    return {
+        "run_id": run.info.run_id,
+        "model_name": name,
+        "model_version": str(version),
+        "aliases": aliases,
+        **result.evaluation,
+    }
 
 
 def train(

@@ -61,7 +61,9 @@ ACCOUNTS = Table(
         Column("account_id", "string", True, "Unique account identifier."),
         Column("industry", "string", False, "Industry as the CRM names it (free text)."),
         Column("employee_count", "int", False, "Number of employees.", min_value=0),
-        Column("annual_revenue", "float", False, "Annual revenue in the deal currency.", min_value=0),
+        Column(
+            "annual_revenue", "float", False, "Annual revenue in the deal currency.", min_value=0
+        ),
         Column("region", "string", False, "Sales region."),
         Column("created_at", "datetime", False, "When the account was created in the CRM."),
     ),
@@ -149,7 +151,9 @@ ACTIVITIES = Table(
             "inbound (the customer reached us) or outbound (we reached them).",
             allowed=DIRECTIONS,
         ),
-        Column("occurred_at", "datetime", True, "When it happened; not before the deal's creation."),
+        Column(
+            "occurred_at", "datetime", True, "When it happened; not before the deal's creation."
+        ),
         Column("duration_seconds", "float", False, "Length of calls and meetings.", min_value=0),
     ),
 )
@@ -203,7 +207,9 @@ def contract_markdown() -> str:
         for col, parent, pcol in t.references:
             lines.append(f"`{col}` must exist in `{parent}.{pcol}` when that table is given.")
         if t.name in AFTER_DEAL_CREATION:
-            lines.append(f"`{AFTER_DEAL_CREATION[t.name]}` must not be before the deal's `created_at`.")
+            lines.append(
+                f"`{AFTER_DEAL_CREATION[t.name]}` must not be before the deal's `created_at`."
+            )
         lines += ["", "| column | type | required | meaning |", "| --- | --- | --- | --- |"]
         for c in t.columns:
             extra = ""
@@ -211,6 +217,8 @@ def contract_markdown() -> str:
                 extra = " One of: " + ", ".join(f"`{a}`" for a in c.allowed) + "."
             if c.min_value is not None:
                 extra += f" At least {c.min_value:g}."
-            lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.required else 'no'} | {c.meaning}{extra} |")
+            lines.append(
+                f"| `{c.name}` | {c.type} | {'yes' if c.required else 'no'} | {c.meaning}{extra} |"
+            )
         lines.append("")
     return "\n".join(lines)

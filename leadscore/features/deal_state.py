@@ -104,8 +104,12 @@ def stage_at(events: StageEvents, queries: Queries, n_deals: int) -> dict[str, n
     ``STALL_DAYS`` between two changes is a long stay. NaN before the first entry.
     """
     index, changes, backward, long_stays, entered = _stage_kernel(
-        _offsets(events.deal, n_deals), events.t_us, events.stage,
-        _offsets(queries.deal, n_deals), queries.t, STALL_DAYS * DAY * US,
+        _offsets(events.deal, n_deals),
+        events.t_us,
+        events.stage,
+        _offsets(queries.deal, n_deals),
+        queries.t,
+        STALL_DAYS * DAY * US,
     )
     return {
         "stage_index": index,
@@ -161,14 +165,26 @@ class ContactEvents:
 def contacts_at(events: ContactEvents, queries: Queries, n_deals: int) -> dict[str, np.ndarray]:
     """Buying committee at each query: contacts, most senior level, senior contacts, economic buyer."""
     n, top, senior, buyer = _contacts_kernel(
-        _offsets(events.deal, n_deals), events.t_us, events.level, events.economic_buyer,
-        _offsets(queries.deal, n_deals), queries.t, SENIOR_LEVEL,
+        _offsets(events.deal, n_deals),
+        events.t_us,
+        events.level,
+        events.economic_buyer,
+        _offsets(queries.deal, n_deals),
+        queries.t,
+        SENIOR_LEVEL,
     )
-    return {"n_contacts": n, "max_seniority": top, "n_senior_contacts": senior, "has_economic_buyer": buyer}
+    return {
+        "n_contacts": n,
+        "max_seniority": top,
+        "n_senior_contacts": senior,
+        "has_economic_buyer": buyer,
+    }
 
 
 @numba.njit(cache=True)
-def _contacts_kernel(ev_off, ev_t, level, buyer, q_off, q_t, senior_level):  # pragma: no cover - jitted
+def _contacts_kernel(
+    ev_off, ev_t, level, buyer, q_off, q_t, senior_level
+):  # pragma: no cover - jitted
     nq = len(q_t)
     n_out = np.full(nq, np.nan)
     top_out = np.full(nq, np.nan)
@@ -239,9 +255,19 @@ def activity_at(events: ActivityEvents, queries: Queries, n_deals: int) -> dict[
     Everything is NaN before the deal's first activity.
     """
     out = _activity_kernel(
-        _offsets(events.deal, n_deals), events.t_s, events.kind, events.direction, events.contact,
-        events.level, _offsets(queries.deal, n_deals), queries.t, _WINDOWS_S,
-        len(ACTIVITY_TYPES), SENIOR_LEVEL, _MEETING, _VISIT,
+        _offsets(events.deal, n_deals),
+        events.t_s,
+        events.kind,
+        events.direction,
+        events.contact,
+        events.level,
+        _offsets(queries.deal, n_deals),
+        queries.t,
+        _WINDOWS_S,
+        len(ACTIVITY_TYPES),
+        SENIOR_LEVEL,
+        _MEETING,
+        _VISIT,
     )
     counts, n, inbound, last, last_in, waiting, median_reply, first, visits, met = out
     features = {name: counts[:, j] for j, name in enumerate(WINDOW_COUNT_COLUMNS)}
@@ -261,8 +287,19 @@ def activity_at(events: ActivityEvents, queries: Queries, n_deals: int) -> dict[
 
 @numba.njit(cache=True)
 def _activity_kernel(  # pragma: no cover - jitted
-    ev_off, t, kind, direction, contact, level, q_off, q_t, windows, n_kinds, senior_level,
-    meeting, visit,
+    ev_off,
+    t,
+    kind,
+    direction,
+    contact,
+    level,
+    q_off,
+    q_t,
+    windows,
+    n_kinds,
+    senior_level,
+    meeting,
+    visit,
 ):
     nq, nw = len(q_t), len(windows)
     width = n_kinds + 1  # the last column of each window is the total
@@ -352,8 +389,16 @@ def _activity_kernel(  # pragma: no cover - jitted
             visits_out[k] = visits
             met_out[k] = met
     return (
-        counts, n_out, inbound_out, last_out_t, last_in_out, waiting_out, median_out,
-        first_out, visits_out, met_out,
+        counts,
+        n_out,
+        inbound_out,
+        last_out_t,
+        last_in_out,
+        waiting_out,
+        median_out,
+        first_out,
+        visits_out,
+        met_out,
     )
 
 
@@ -387,6 +432,8 @@ def timing_features(
         "days_since_last_activity": days_since(last_activity_us),
         "days_since_last_inbound": days_since(last_inbound_us),
         "hours_awaiting_reply": np.where(
-            np.isnan(last_activity_us), np.nan, np.where(np.isnan(waiting_hours), 0.0, waiting_hours)
+            np.isnan(last_activity_us),
+            np.nan,
+            np.where(np.isnan(waiting_hours), 0.0, waiting_hours),
         ),
     }

@@ -159,7 +159,9 @@ def stage_source(stage_history: pd.DataFrame) -> pd.DataFrame:
     stage = stage_history["stage"].astype(str).str.strip().str.lower().map(STAGE_CODES)
     stage = stage.to_numpy(dtype=float, na_value=np.nan)[order]
     known = ~np.isnan(stage)  # stages outside the funnel are not positions in it
-    events = StageEvents(deal_cat.codes[order][known].astype(np.int64), t[known], stage[known].astype(np.int64))
+    events = StageEvents(
+        deal_cat.codes[order][known].astype(np.int64), t[known], stage[known].astype(np.int64)
+    )
     queries = _distinct_moments(events.deal, events.t_us)
     state = stage_at(events, queries, len(deal_cat.categories))
     out = _frame(deal_cat, queries, _from_micros(queries.t))
@@ -192,7 +194,9 @@ def contacts_source(deal_contacts: pd.DataFrame, contacts: pd.DataFrame | None) 
     out["max_seniority"] = state["max_seniority"]
     if seniority is None:  # no titles at all: unknown, not zero
         out["n_senior_contacts"] = np.nan
-    return out[["deal_id", TS, "n_contacts", "max_seniority", "n_senior_contacts", "has_economic_buyer"]]
+    return out[
+        ["deal_id", TS, "n_contacts", "max_seniority", "n_senior_contacts", "has_economic_buyer"]
+    ]
 
 
 def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> pd.DataFrame:
@@ -204,7 +208,9 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
     direction = _col(activities, "direction").astype("string").str.lower()
     contact = _col(activities, "contact_id").astype("string").fillna("")
     seniority = _contact_seniority(contacts)
-    level = contact.map(seniority) if seniority is not None else pd.Series(np.nan, index=contact.index)
+    level = (
+        contact.map(seniority) if seniority is not None else pd.Series(np.nan, index=contact.index)
+    )
     events = ActivityEvents(
         deal=deal_cat.codes[order].astype(np.int64),
         t_s=t,
@@ -230,7 +236,9 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
     return out
 
 
-def _events(table: pd.DataFrame, time_column: str, to_int) -> tuple[pd.Categorical, np.ndarray, np.ndarray]:
+def _events(
+    table: pd.DataFrame, time_column: str, to_int
+) -> tuple[pd.Categorical, np.ndarray, np.ndarray]:
     """Deal codes, integer times (sorted by deal and time) and the order that sorts the table."""
     deal_cat = pd.Categorical(table["deal_id"].astype(str))
     t = to_int(table[time_column])
@@ -245,7 +253,9 @@ def _distinct_moments(deal: np.ndarray, t: np.ndarray) -> Queries:
 
 
 def _frame(deal_cat: pd.Categorical, queries: Queries, ts: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({"deal_id": np.asarray(deal_cat.categories, dtype=object)[queries.deal], TS: ts})
+    return pd.DataFrame(
+        {"deal_id": np.asarray(deal_cat.categories, dtype=object)[queries.deal], TS: ts}
+    )
 
 
 def _history_source(deals: pd.DataFrame, key: str, prefix: str) -> pd.DataFrame:
@@ -253,7 +263,11 @@ def _history_source(deals: pd.DataFrame, key: str, prefix: str) -> pd.DataFrame:
     closed = deals[deals["status"].isin([_WON, _LOST]) & deals["closed_at"].notna()]
     closed = closed[closed[key].notna() & (closed[key].astype(str) != "")]
     df = pd.DataFrame(
-        {key: closed[key].astype(str), TS: _utc(closed["closed_at"]), "won": closed["status"].eq(_WON)}
+        {
+            key: closed[key].astype(str),
+            TS: _utc(closed["closed_at"]),
+            "won": closed["status"].eq(_WON),
+        }
     ).sort_values([key, TS], kind="stable")
     g = df.groupby(key, sort=False)
     df[f"{prefix}_prior_won"] = g["won"].cumsum().astype("int32")
@@ -281,8 +295,12 @@ def build_feature_sources(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.Da
     sources = {
         "deal_profile": profile_source(deals, tables.get("accounts")),
         "deal_stage": stage_source(sh) if sh is not None else _empty("deal_stage"),
-        "deal_contacts": contacts_source(dc, contacts) if dc is not None else _empty("deal_contacts"),
-        "deal_activity": activity_source(acts, contacts) if acts is not None else _empty("deal_activity"),
+        "deal_contacts": contacts_source(dc, contacts)
+        if dc is not None
+        else _empty("deal_contacts"),
+        "deal_activity": activity_source(acts, contacts)
+        if acts is not None
+        else _empty("deal_activity"),
         "account_history": _history_source(deals, "account_id", "account"),
         "owner_history": _history_source(deals, "owner_id", "owner"),
     }
@@ -350,7 +368,12 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
         right = right.rename(columns={TS: "_src_ts"})
         left = out.assign(**{key: out[key].astype(str)})
         out = pd.merge_asof(
-            left, right, left_on=TS, right_on="_src_ts", by=key, direction="backward",
+            left,
+            right,
+            left_on=TS,
+            right_on="_src_ts",
+            by=key,
+            direction="backward",
             allow_exact_matches=True,
         ).drop(columns="_src_ts")
     out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
@@ -431,7 +454,13 @@ def _contact_seniority(contacts: pd.DataFrame | None) -> pd.Series | None:
 
 
 _EMPTY_COLUMNS: dict[str, list[str]] = {
-    "deal_stage": ["stage_index", "stage_changes", "backward_moves", "long_stays", "stage_entered_at"],
+    "deal_stage": [
+        "stage_index",
+        "stage_changes",
+        "backward_moves",
+        "long_stays",
+        "stage_entered_at",
+    ],
     "deal_contacts": ["n_contacts", "max_seniority", "n_senior_contacts", "has_economic_buyer"],
 }
 

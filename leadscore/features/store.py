@@ -86,8 +86,14 @@ def apply_repo(settings: Settings) -> str:
         )
     os.environ.setdefault("LEADSCORE_REDIS", DEFAULT_REDIS)
     feast = Path(sys.executable).with_name("feast")
-    cmd = [str(feast), "-c", str(settings.feature_repo), "-f",
-           str(settings.feature_repo / settings.feature_store_yaml), "apply"]
+    cmd = [
+        str(feast),
+        "-c",
+        str(settings.feature_repo),
+        "-f",
+        str(settings.feature_repo / settings.feature_store_yaml),
+        "apply",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise FeatureStoreError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
@@ -118,7 +124,9 @@ class TrainingFrame:
     feature_service: str
 
 
-def training_frame(settings: Settings, deals: pd.DataFrame, every_days: int | None = None) -> TrainingFrame:
+def training_frame(
+    settings: Settings, deals: pd.DataFrame, every_days: int | None = None
+) -> TrainingFrame:
     """Snapshots of closed deals while open, joined point-in-time through Feast.
 
     Rows keep the entity keys, the snapshot moment (``event_timestamp``), when the

@@ -121,7 +121,9 @@ class Explainer:
         k, floor = self.max_reasons, self.min_contribution
         out: list[Explanation] = []
         values = [columns.get(name) for name in self.reason_features]
-        for i, (p, row, ranked) in enumerate(zip(probability, pushes.tolist(), order.tolist(), strict=True)):
+        for i, (p, row, ranked) in enumerate(
+            zip(probability, pushes.tolist(), order.tolist(), strict=True)
+        ):
             score = int(round(100 * p))
             out.append(
                 {
@@ -129,7 +131,9 @@ class Explainer:
                     "score": score,
                     "grade": grade_of(score, self.grade_thresholds),
                     "positive_reasons": [
-                        self._reason(j, row[j], values[j], i) for j in ranked[::-1][:k] if row[j] > floor
+                        self._reason(j, row[j], values[j], i)
+                        for j in ranked[::-1][:k]
+                        if row[j] > floor
                     ],
                     "negative_reasons": [
                         self._reason(j, row[j], values[j], i) for j in ranked[:k] if row[j] < -floor

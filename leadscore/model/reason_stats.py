@@ -79,8 +79,9 @@ def compute_reason_stats(
         if name in categories:
             stats["categorical"][name] = _categorical(col, categories[name], weight, won)
         else:
-            stats["numeric"][name] = _numeric(pd.to_numeric(col, errors="coerce").to_numpy(np.float64),
-                                              weight, won, bins)
+            stats["numeric"][name] = _numeric(
+                pd.to_numeric(col, errors="coerce").to_numpy(np.float64), weight, won, bins
+            )
     return stats
 
 
@@ -107,7 +108,9 @@ def lookup(stats: Mapping[str, Any], feature: str, value: Any) -> dict[str, Any]
     return {"deals": num["deals"][i], "win_rate": num["win_rate"][i], "low": edges[i], "high": high}
 
 
-def _categorical(col: pd.Series, values: Sequence[str], weight: np.ndarray, won: np.ndarray) -> dict[str, Any]:
+def _categorical(
+    col: pd.Series, values: Sequence[str], weight: np.ndarray, won: np.ndarray
+) -> dict[str, Any]:
     present = col.notna().to_numpy()
     keys = col.astype(object).to_numpy()
     out = {}
@@ -115,7 +118,10 @@ def _categorical(col: pd.Series, values: Sequence[str], weight: np.ndarray, won:
         mask = present & (keys == v)
         if mask.any():
             out[v] = _cell(weight[mask], won[mask])
-    return {"values": out, "missing": _cell(weight[~present], won[~present]) if (~present).any() else None}
+    return {
+        "values": out,
+        "missing": _cell(weight[~present], won[~present]) if (~present).any() else None,
+    }
 
 
 def _numeric(x: np.ndarray, weight: np.ndarray, won: np.ndarray, bins: int) -> dict[str, Any]:

@@ -68,7 +68,9 @@ def load_scoring_model(model_uri: str, settings: Settings) -> ScoringModel:
     """
     mlflow_client(settings)  # MLflow resolves models:/ through its process-wide registry URI
     uri = resolve_tracking_uri(settings.tracking_uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=uri, registry_uri=uri)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=model_uri, tracking_uri=uri, registry_uri=uri
+    )
     meta = (Model.load(local).metadata or {}).get(METADATA_KEY)
     if meta is None:
         raise RegistryError(

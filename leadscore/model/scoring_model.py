@@ -49,11 +49,23 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-raw))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b}
+        return {
+            "method": self.method,
+            "x": list(self.x),
+            "y": list(self.y),
+            "a": self.a,
+            "b": self.b,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
-        return cls(d["method"], tuple(d.get("x", ())), tuple(d.get("y", ())), d.get("a", 1.0), d.get("b", 0.0))
+        return cls(
+            d["method"],
+            tuple(d.get("x", ())),
+            tuple(d.get("y", ())),
+            d.get("a", 1.0),
+            d.get("b", 0.0),
+        )
 
 
 @dataclass
@@ -70,7 +82,9 @@ class ScoringModel:
 
     def __post_init__(self) -> None:
         self._index = {f: i for i, f in enumerate(self.features)}
-        self._codes = {f: {v: float(i) for i, v in enumerate(vals)} for f, vals in self.categories.items()}
+        self._codes = {
+            f: {v: float(i) for i, v in enumerate(vals)} for f, vals in self.categories.items()
+        }
 
     # ------------------------------------------------------------ encoding
     @property
@@ -87,7 +101,9 @@ class ScoringModel:
             if name in self._codes:
                 X[:, j] = col.map(self._codes[name]).to_numpy(dtype=np.float64, na_value=np.nan)
             else:
-                X[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+                X[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
         return X
 
     def encode_columns(self, columns: Columns) -> np.ndarray:

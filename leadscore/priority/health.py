@@ -115,12 +115,16 @@ REENGAGE = "Re-engage: last touch {days:,.0f} days ago"
 DEFAULT_STEP = "Keep momentum: agree the next step and its date"
 
 _ACTIVITY_COUNTS = frozenset(
-    f.name for f in features_of("deal_activity") if f.name.startswith("act_") or f.name == "n_activities"
+    f.name
+    for f in features_of("deal_activity")
+    if f.name.startswith("act_") or f.name == "n_activities"
 )
 #: The model features each rule reads: a negative reason on one of them is the model
 #: seeing the flagged problem, so the flag's action answers that reason.
 FLAG_FEATURES: dict[str, frozenset[str]] = {
-    "no_follow_up": frozenset({"days_since_last_activity", "days_since_last_inbound", "hours_awaiting_reply"}),
+    "no_follow_up": frozenset(
+        {"days_since_last_activity", "days_since_last_inbound", "hours_awaiting_reply"}
+    ),
     "slow_replies": frozenset({"median_reply_hours", "hours_awaiting_reply"}),
     "no_economic_buyer": frozenset({"has_economic_buyer"}),
     "low_activity": _ACTIVITY_COUNTS,
@@ -208,21 +212,47 @@ def risk_flags(
     unanswered = waiting_days > t.follow_up_days
     Rule = tuple[np.ndarray, str, Callable[[int], str], Callable[[int], str]]
     rules: list[Rule] = [
-        (unanswered, "no_follow_up",
-         lambda i: f"Customer message unanswered for {waiting_days[i]:,.0f} days", lambda i: REPLY),
-        (~unanswered & (quiet > t.follow_up_days), "no_follow_up",
-         lambda i: f"No follow-up for {quiet[i]:,.0f} days", lambda i: REENGAGE.format(days=quiet[i])),
-        (reply > t.max_reply_hours, "slow_replies",
-         lambda i: f"Median reply time {reply[i]:,.0f} hours (over {t.max_reply_hours:g})", lambda i: REPLY),
-        ((stage >= t.economic_buyer_stage) & (eb == 0), "no_economic_buyer",
-         lambda i: f"No economic buyer in the {_stage_name(stage[i])} stage", lambda i: ECONOMIC_BUYER),
-        (activity < t.activity_ratio * won_level, "low_activity",
-         lambda i: f"{_count(activity[i], 'activity', 'activities')} in 30 days; won deals in this stage "
-                   f"had a median of {won_level[i]:,.0f}",
-         lambda i: STEP_UP),
-        (stalls >= t.max_stalls, "stalled",
-         lambda i: f"Stalled {_count(stalls[i], 'time', 'times')} (moved back or over {STALL_DAYS} days in a stage)",
-         lambda i: UNSTALL),
+        (
+            unanswered,
+            "no_follow_up",
+            lambda i: f"Customer message unanswered for {waiting_days[i]:,.0f} days",
+            lambda i: REPLY,
+        ),
+        (
+            ~unanswered & (quiet > t.follow_up_days),
+            "no_follow_up",
+            lambda i: f"No follow-up for {quiet[i]:,.0f} days",
+            lambda i: REENGAGE.format(days=quiet[i]),
+        ),
+        (
+            reply > t.max_reply_hours,
+            "slow_replies",
+            lambda i: f"Median reply time {reply[i]:,.0f} hours (over {t.max_reply_hours:g})",
+            lambda i: REPLY,
+        ),
+        (
+            (stage >= t.economic_buyer_stage) & (eb == 0),
+            "no_economic_buyer",
+            lambda i: f"No economic buyer in the {_stage_name(stage[i])} stage",
+            lambda i: ECONOMIC_BUYER,
+        ),
+        (
+            activity < t.activity_ratio * won_level,
+            "low_activity",
+            lambda i: (
+                f"{_count(activity[i], 'activity', 'activities')} in 30 days; won deals in this stage "
+                f"had a median of {won_level[i]:,.0f}"
+            ),
+            lambda i: STEP_UP,
+        ),
+        (
+            stalls >= t.max_stalls,
+            "stalled",
+            lambda i: (
+                f"Stalled {_count(stalls[i], 'time', 'times')} (moved back or over {STALL_DAYS} days in a stage)"
+            ),
+            lambda i: UNSTALL,
+        ),
     ]
     out: list[list[Flag]] = [[] for _ in range(len(f))]
     for mask, code, text, action in rules:

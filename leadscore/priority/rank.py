@@ -102,8 +102,12 @@ TREND_RUNS = 8
 Progress = Callable[[int, int], None]
 
 _REASON = pa.struct(
-    [("feature", pa.string()), ("text", pa.string()), ("tooltip", pa.string()),
-     ("contribution", pa.float64())]
+    [
+        ("feature", pa.string()),
+        ("text", pa.string()),
+        ("tooltip", pa.string()),
+        ("contribution", pa.float64()),
+    ]
 )
 _FLAG = pa.struct([("code", pa.string()), ("text", pa.string())])
 #: Arrow types of the list columns; the rest are inferred (strings, numbers, times).
@@ -114,8 +118,15 @@ _LIST_TYPES: dict[str, pa.DataType] = {
     "trend": pa.list_(pa.float64()),
 }
 HISTORY_COLUMNS: tuple[str, ...] = (
-    "run_date", "model_version", "scored_at", "deal_id", "status", "probability", "grade",
-    "amount", "expected_value",
+    "run_date",
+    "model_version",
+    "scored_at",
+    "deal_id",
+    "status",
+    "probability",
+    "grade",
+    "amount",
+    "expected_value",
 )
 
 
@@ -139,7 +150,9 @@ class RankConfig:
     max_reasons: int = 3
     #: The most recently closed won deals the low-activity rule's reference comes from.
     reference_won_deals: int = 5_000
-    grade_thresholds: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRADE_THRESHOLDS))
+    grade_thresholds: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_GRADE_THRESHOLDS)
+    )
     health: HealthThresholds = field(default_factory=HealthThresholds)
 
 
@@ -184,7 +197,9 @@ class Filters:
 
 
 # ------------------------------------------------------------------ selection and features
-def select_candidates(deals: pd.DataFrame, as_of: pd.Timestamp, lost_window_days: float) -> pd.DataFrame:
+def select_candidates(
+    deals: pd.DataFrame, as_of: pd.Timestamp, lost_window_days: float
+) -> pd.DataFrame:
     """Open deals created by ``as_of`` and deals lost within the window before it.
 
     ``status`` becomes ``open`` or ``recently lost``; dormancy needs the features, so
@@ -194,7 +209,11 @@ def select_candidates(deals: pd.DataFrame, as_of: pd.Timestamp, lost_window_days
     created = pd.to_datetime(deals["created_at"], utc=True)
     closed = pd.to_datetime(deals["closed_at"], utc=True)
     is_open = (status == "open") & (created <= as_of)
-    lost = (status == "lost") & (closed <= as_of) & (closed > as_of - pd.Timedelta(days=lost_window_days))
+    lost = (
+        (status == "lost")
+        & (closed <= as_of)
+        & (closed > as_of - pd.Timedelta(days=lost_window_days))
+    )
     chosen = (is_open | lost).to_numpy()
     out = deals[chosen].reset_index(drop=True)
     out["status"] = np.where(lost.to_numpy()[chosen], RECENTLY_LOST, OPEN)
@@ -210,19 +229,29 @@ def recent_wins(deals: pd.DataFrame, as_of: pd.Timestamp, n: int) -> pd.DataFram
     """
     closed = pd.to_datetime(deals["closed_at"], utc=True)
     won = deals[((deals["status"].astype(str) == "won") & (closed <= as_of)).to_numpy()]
-    return won.iloc[np.argsort(closed[won.index].to_numpy(), kind="stable")[-n:]] if n > 0 else won.iloc[:0]
+    return (
+        won.iloc[np.argsort(closed[won.index].to_numpy(), kind="stable")[-n:]]
+        if n > 0
+        else won.iloc[:0]
+    )
 
 
-def ranking_deals(deals: pd.DataFrame, as_of: pd.Timestamp, config: RankConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ranking_deals(
+    deals: pd.DataFrame, as_of: pd.Timestamp, config: RankConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The deals a ranking reads the history of: the candidates and the reference wins."""
-    return select_candidates(deals, as_of, config.lost_window_days), recent_wins(deals, as_of, config.reference_won_deals)
+    return select_candidates(deals, as_of, config.lost_window_days), recent_wins(
+        deals, as_of, config.reference_won_deals
+    )
 
 
 def _ids(*frames: pd.DataFrame) -> list[str]:
     return [d for f in frames for d in f["deal_id"].astype(str)]
 
 
-def load_for_ranking(crm_dir: Path, as_of: pd.Timestamp, config: RankConfig) -> dict[str, pd.DataFrame]:
+def load_for_ranking(
+    crm_dir: Path, as_of: pd.Timestamp, config: RankConfig
+) -> dict[str, pd.DataFrame]:
     """The stored CRM tables, with the per-deal tables read for :func:`ranking_deals` only.
 
     Most activities belong to deals closed long ago; a Parquet filter skips them at read
@@ -238,7 +267,9 @@ def load_for_ranking(crm_dir: Path, as_of: pd.Timestamp, config: RankConfig) -> 
     for name in TABLES:
         path = crm_dir / f"{name}.parquet"
         if name != "deals" and path.is_file():
-            tables[name] = pd.read_parquet(path, filters=of_wanted if name in AFTER_DEAL_CREATION else None)
+            tables[name] = pd.read_parquet(
+                path, filters=of_wanted if name in AFTER_DEAL_CREATION else None
+            )
     return tables
 
 
@@ -251,12 +282,20 @@ def batches(
     Feature sources of a batch hold every change of its deals (the activity source four
     rows per activity), so building them batch by batch keeps memory flat.
     """
-    batch_of = pd.Series(np.arange(len(deals)) // size, index=deals["deal_id"].astype(str).to_numpy())
-    codes = {name: t["deal_id"].astype(str).map(batch_of).to_numpy()
-             for name, t in tables.items() if name in AFTER_DEAL_CREATION}
+    batch_of = pd.Series(
+        np.arange(len(deals)) // size, index=deals["deal_id"].astype(str).to_numpy()
+    )
+    codes = {
+        name: t["deal_id"].astype(str).map(batch_of).to_numpy()
+        for name, t in tables.items()
+        if name in AFTER_DEAL_CREATION
+    }
     for k, start in enumerate(range(0, len(deals), size)):
         part = deals.iloc[start : start + size]
-        yield part, {**tables, **{name: tables[name][codes[name] == k] for name in codes}, "deals": part}
+        yield (
+            part,
+            {**tables, **{name: tables[name][codes[name] == k] for name in codes}, "deals": part},
+        )
 
 
 def track_records(deals: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -265,7 +304,9 @@ def track_records(deals: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {view: sources[view] for view in ("account_history", "owner_history")}
 
 
-def latest_rows(sources: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> dict[str, pd.DataFrame]:
+def latest_rows(
+    sources: Mapping[str, pd.DataFrame], as_of: pd.Timestamp
+) -> dict[str, pd.DataFrame]:
     """Each key's latest source row at or before ``as_of``.
 
     At a single moment the point-in-time join picks exactly these rows, so joining
@@ -276,7 +317,9 @@ def latest_rows(sources: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> dic
     for view, key in VIEW_KEYS.items():
         src = sources[view]
         known = src[[key, TS]][(src[TS] <= as_of).to_numpy()]
-        out[view] = src.loc[known.groupby(key, sort=False)[TS].idxmax().to_numpy()].reset_index(drop=True)
+        out[view] = src.loc[known.groupby(key, sort=False)[TS].idxmax().to_numpy()].reset_index(
+            drop=True
+        )
     return out
 
 
@@ -325,10 +368,16 @@ def candidate_features(
     """
     lost = (candidates["status"] == RECENTLY_LOST).to_numpy()
     now = latest_rows(sources, as_of)
-    parts = [features_as_of(now, scoring_entities(candidates[~lost], as_of)).set_axis(np.flatnonzero(~lost))]
+    parts = [
+        features_as_of(now, scoring_entities(candidates[~lost], as_of)).set_axis(
+            np.flatnonzero(~lost)
+        )
+    ]
     if lost.any():
         revived = candidates[lost]
-        reopened = latest_rows(reopened_sources(tables, now, revived["deal_id"].astype(str).tolist()), as_of)
+        reopened = latest_rows(
+            reopened_sources(tables, now, revived["deal_id"].astype(str).tolist()), as_of
+        )
         feats = without_own_loss(features_as_of(reopened, scoring_entities(revived, as_of)))
         parts.append(feats.set_axis(np.flatnonzero(lost)))
     return pd.concat(parts).sort_index()
@@ -337,8 +386,12 @@ def candidate_features(
 def size_band(employees: pd.Series) -> pd.Series:
     """Segment of each account by employee count (see the module doc)."""
     edges = [-np.inf, *(upper for _, upper in SIZE_BANDS[:-1]), np.inf]
-    bands = pd.cut(pd.to_numeric(employees, errors="coerce"), edges, right=False,
-                   labels=[name for name, _ in SIZE_BANDS])
+    bands = pd.cut(
+        pd.to_numeric(employees, errors="coerce"),
+        edges,
+        right=False,
+        labels=[name for name, _ in SIZE_BANDS],
+    )
     return bands.astype(object).where(bands.notna(), UNKNOWN_SEGMENT)
 
 
@@ -371,7 +424,9 @@ def listing(
             "channel": features["channel"].to_numpy(),
             "industry": features["industry"].to_numpy(),
             "segment": size_band(features["employee_count"]).to_numpy(),
-            "stage": features["stage_index"].map(lambda i: STAGES[int(i)] if pd.notna(i) else None).to_numpy(),
+            "stage": features["stage_index"]
+            .map(lambda i: STAGES[int(i)] if pd.notna(i) else None)
+            .to_numpy(),
             "status": np.where((status == OPEN) & (quiet >= dormant_days), DORMANT, status),
             "probability": probability,
             "score": np.array([e["score"] for e in explained], dtype=np.int64),
@@ -381,8 +436,10 @@ def listing(
             "positive_reasons": [_reasons(e["positive_reasons"]) for e in explained],
             "negative_reasons": [_reasons(e["negative_reasons"]) for e in explained],
             "risk_flags": [[{"code": f.code, "text": f.text} for f in fs] for fs in flags],
-            "next_step": [next_step([(r["feature"], r["value"]) for r in e["negative_reasons"]], fs)
-                          for e, fs in zip(explained, flags, strict=True)],
+            "next_step": [
+                next_step([(r["feature"], r["value"]) for r in e["negative_reasons"]], fs)
+                for e, fs in zip(explained, flags, strict=True)
+            ],
         }
     )
 
@@ -435,22 +492,37 @@ def rank_deals(
     explainer = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons)
     rows, done, started = [], 0, time.perf_counter()
     for part, part_tables in batches(tables, candidates, config.batch_size):
-        features = candidate_features(part_tables, {**build_feature_sources(part_tables), **records}, part, as_of)
+        features = candidate_features(
+            part_tables, {**build_feature_sources(part_tables), **records}, part, as_of
+        )
         clock.lap("features")
-        explained = explainer.explain({name: v.tolist() for name, v in model_frame(features).items()})
+        explained = explainer.explain(
+            {name: v.tolist() for name, v in model_frame(features).items()}
+        )
         clock.lap("score and explain")
         flags = risk_flags(features, config.health, reference)
         rows.append(listing(part, features, explained, flags, config.dormant_days))
         clock.lap("flags and next steps")
         done += len(part)
-        log.info("ranked %s/%s deals (%.0f deals/s)", f"{done:,}", f"{len(candidates):,}",
-                 done / max(time.perf_counter() - started, 1e-9))
+        log.info(
+            "ranked %s/%s deals (%.0f deals/s)",
+            f"{done:,}",
+            f"{len(candidates):,}",
+            done / max(time.perf_counter() - started, 1e-9),
+        )
         if progress is not None:
             progress(done, len(candidates))
     # No candidate: an empty list with every column.
-    frame = pd.concat(rows, ignore_index=True) if rows else listing(candidates, model_frame(candidates), [], [], 0)
-    log.info("ranked %s deals: %s", f"{len(frame):,}",
-             ", ".join(f"{k} {v:,}" for k, v in frame["status"].value_counts().items()))
+    frame = (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else listing(candidates, model_frame(candidates), [], [], 0)
+    )
+    log.info(
+        "ranked %s deals: %s",
+        f"{len(frame):,}",
+        ", ".join(f"{k} {v:,}" for k, v in frame["status"].value_counts().items()),
+    )
     return Scored(frame, clock.seconds)
 
 
@@ -458,8 +530,12 @@ def order_ranked(frame: pd.DataFrame, by: RankBy = "expected_value") -> pd.DataF
     """Best first by ``by``, then probability, then deal id; ``rank`` numbers the rows from 1."""
     if by not in RANK_BY:
         raise ValueError(f"rank by {by!r}: must be one of {', '.join(RANK_BY)}")
-    out = frame.sort_values([by, "probability", "deal_id"], ascending=[False, False, True],
-                            na_position="last", kind="stable").reset_index(drop=True)
+    out = frame.sort_values(
+        [by, "probability", "deal_id"],
+        ascending=[False, False, True],
+        na_position="last",
+        kind="stable",
+    ).reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out
 
@@ -477,11 +553,20 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def record_scores(
-    history_dir: Path, scored: pd.DataFrame, run_date: date, model_version: str, scored_at: pd.Timestamp
+    history_dir: Path,
+    scored: pd.DataFrame,
+    run_date: date,
+    model_version: str,
+    scored_at: pd.Timestamp,
 ) -> Path:
     """Write one run's scores as the history file of (``run_date``, ``model_version``)."""
     rows = scored.assign(run_date=run_date, model_version=model_version, scored_at=scored_at)
-    path = history_dir / f"run_date={run_date.isoformat()}" / f"model_version={_safe(model_version)}" / "scores.parquet"
+    path = (
+        history_dir
+        / f"run_date={run_date.isoformat()}"
+        / f"model_version={_safe(model_version)}"
+        / "scores.parquet"
+    )
     _write_atomically(path, lambda p: rows[list(HISTORY_COLUMNS)].to_parquet(p, index=False))
     return path
 
@@ -490,14 +575,21 @@ def run_dates(history_dir: Path) -> list[date]:
     """Dates with recorded runs, oldest first."""
     if not history_dir.is_dir():
         return []
-    return sorted(date.fromisoformat(p.name.removeprefix("run_date="))
-                  for p in history_dir.glob("run_date=*") if p.is_dir())
+    return sorted(
+        date.fromisoformat(p.name.removeprefix("run_date="))
+        for p in history_dir.glob("run_date=*")
+        if p.is_dir()
+    )
 
 
 def load_history(history_dir: Path, dates: Iterable[date] | None = None) -> pd.DataFrame:
     """Recorded scores (every model) of the given run dates, or of all of them."""
     wanted = run_dates(history_dir) if dates is None else list(dates)
-    files = [f for d in wanted for f in sorted((history_dir / f"run_date={d.isoformat()}").glob("*/scores.parquet"))]
+    files = [
+        f
+        for d in wanted
+        for f in sorted((history_dir / f"run_date={d.isoformat()}").glob("*/scores.parquet"))
+    ]
     if not files:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -506,7 +598,8 @@ def load_history(history_dir: Path, dates: Iterable[date] | None = None) -> pd.D
 def _latest_per_date(history: pd.DataFrame) -> pd.DataFrame:
     """One row per deal and run date: the last scored that day (models may differ)."""
     return history.sort_values(["run_date", "scored_at"], kind="stable").drop_duplicates(
-        ["deal_id", "run_date"], keep="last")
+        ["deal_id", "run_date"], keep="last"
+    )
 
 
 def previous_probabilities(history_dir: Path, run_date: date) -> pd.Series:
@@ -522,12 +615,15 @@ def score_trends(history_dir: Path, run_date: date, runs: int = TREND_RUNS) -> p
     """Per deal, its probabilities over the last ``runs`` run dates up to ``run_date``."""
     dates = [d for d in run_dates(history_dir) if d <= run_date][-runs:]
     history = _latest_per_date(load_history(history_dir, dates))
-    return history.groupby("deal_id", sort=False)["probability"].agg(lambda p: [float(v) for v in p])
+    return history.groupby("deal_id", sort=False)["probability"].agg(
+        lambda p: [float(v) for v in p]
+    )
 
 
 # ------------------------------------------------------------------ files
 def _csv_frame(ranked: pd.DataFrame) -> pd.DataFrame:
     """List columns flattened to text for spreadsheets."""
+
     def texts(items: Any) -> str:
         return "; ".join(str(i["text"]) for i in items)
 
@@ -546,7 +642,9 @@ def write_ranked(ranked: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
         i = table.schema.get_field_index(col)
         table = table.set_column(i, col, pa.array(ranked[col].tolist(), type=type_))
     _write_atomically(parquet, lambda p: pq.write_table(table, p))
-    _write_atomically(csv, lambda p: _csv_frame(ranked).to_csv(p, index=False, encoding="utf-8-sig"))
+    _write_atomically(
+        csv, lambda p: _csv_frame(ranked).to_csv(p, index=False, encoding="utf-8-sig")
+    )
     return {"parquet": parquet, "csv": csv}
 
 
@@ -597,8 +695,14 @@ def run_rank(
     frame, run_date = scored.frame, as_of.date()
     history = out_dir / HISTORY_DIR
     before = previous_probabilities(history, run_date)
-    frame["change"] = frame["probability"].to_numpy() - before.reindex(frame["deal_id"]).to_numpy(dtype=float)
-    paths = {"history": record_scores(history, frame, run_date, model_version, pd.Timestamp.now(tz="UTC"))}
+    frame["change"] = frame["probability"].to_numpy() - before.reindex(frame["deal_id"]).to_numpy(
+        dtype=float
+    )
+    paths = {
+        "history": record_scores(
+            history, frame, run_date, model_version, pd.Timestamp.now(tz="UTC")
+        )
+    }
     frame["trend"] = score_trends(history, run_date).reindex(frame["deal_id"]).to_numpy()
     frame["model_version"] = model_version
     frame["as_of"] = as_of
@@ -607,5 +711,14 @@ def run_rank(
         listed = listed.head(top)
     paths |= write_ranked(listed, out_dir)
     scored.seconds["history and files"] = round(time.perf_counter() - clock, 2)
-    log.info("wrote %s of %s ranked deals to %s", f"{len(listed):,}", f"{len(frame):,}", paths["parquet"])
-    return RankRun(listed, frame["status"].value_counts().to_dict(), model_version, run_date, paths, scored.seconds)
+    log.info(
+        "wrote %s of %s ranked deals to %s", f"{len(listed):,}", f"{len(frame):,}", paths["parquet"]
+    )
+    return RankRun(
+        listed,
+        frame["status"].value_counts().to_dict(),
+        model_version,
+        run_date,
+        paths,
+        scored.seconds,
+    )

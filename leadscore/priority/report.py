@@ -134,13 +134,19 @@ def text_table(ranked: pd.DataFrame) -> str:
     ]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(fit(v, w, c.right) for v, w, c in zip(values, widths, _COLUMNS, strict=True)).rstrip()
+        return "  ".join(
+            fit(v, w, c.right) for v, w, c in zip(values, widths, _COLUMNS, strict=True)
+        ).rstrip()
 
     out = [line([c.header for c in _COLUMNS])]
     indent = " " * (widths[0] + 2)
     for row, values in zip(rows, cells, strict=True):
         out.append(line(values))
-        for mark, key in (("+", "positive_reasons"), ("-", "negative_reasons"), ("!", "risk_flags")):
+        for mark, key in (
+            ("+", "positive_reasons"),
+            ("-", "negative_reasons"),
+            ("!", "risk_flags"),
+        ):
             if len(row[key]):
                 out.append(f"{indent}{mark} {_texts(row[key])}")
     return "\n".join(out)
@@ -158,38 +164,60 @@ class Chart:
 def closed_deals(deals: pd.DataFrame) -> pd.DataFrame:
     """Won and lost deals with a close time, with ``won`` (bool) and ``cycle_days``."""
     status = deals["status"].astype(str)
-    closed = deals[status.isin(["won", "lost"]).to_numpy() & deals["closed_at"].notna().to_numpy()].copy()
+    closed = deals[
+        status.isin(["won", "lost"]).to_numpy() & deals["closed_at"].notna().to_numpy()
+    ].copy()
     closed["deal_id"] = closed["deal_id"].astype(str)
     closed["won"] = (closed["status"].astype(str) == "won").to_numpy()
-    span = pd.to_datetime(closed["closed_at"], utc=True) - pd.to_datetime(closed["created_at"], utc=True)
+    span = pd.to_datetime(closed["closed_at"], utc=True) - pd.to_datetime(
+        closed["created_at"], utc=True
+    )
     closed["cycle_days"] = span.dt.total_seconds() / 86_400
     return closed.reset_index(drop=True)
 
 
 def win_rates(keys: pd.Series, won: pd.Series) -> pd.DataFrame:
     """Deals, wins and win rate per key, most deals first."""
-    g = pd.DataFrame({"key": keys.to_numpy(), "won": won.to_numpy(dtype=float)}).groupby("key", sort=False)["won"]
+    g = pd.DataFrame({"key": keys.to_numpy(), "won": won.to_numpy(dtype=float)}).groupby(
+        "key", sort=False
+    )["won"]
     out = pd.DataFrame({"deals": g.size(), "won": g.sum()})
     out["win_rate"] = out["won"] / out["deals"]
     return out.sort_values("deals", ascending=False, kind="stable")
 
 
 def _layout(fig: go.Figure, y_title: str) -> go.Figure:
-    fig.update_layout(template="plotly_white", height=340, margin={"l": 60, "r": 20, "t": 20, "b": 60},
-                      yaxis_title=y_title, showlegend=False, font={"family": "system-ui, sans-serif"})
+    fig.update_layout(
+        template="plotly_white",
+        height=340,
+        margin={"l": 60, "r": 20, "t": 20, "b": 60},
+        yaxis_title=y_title,
+        showlegend=False,
+        font={"family": "system-ui, sans-serif"},
+    )
     return fig
 
 
 def rate_figure(rates: pd.DataFrame, overall: float, x_title: str) -> go.Figure:
     """Win rate bars with the deal count on each bar and the overall rate as a line."""
-    fig = go.Figure(go.Bar(
-        x=[str(k) for k in rates.index], y=rates["win_rate"], marker_color="#3b6fb6",
-        text=[f"{r:.0%}<br>n={n:,.0f}" for r, n in zip(rates["win_rate"], rates["deals"], strict=True)],
-        textposition="outside", cliponaxis=False,
-        hovertemplate="%{x}: won %{y:.1%}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=[str(k) for k in rates.index],
+            y=rates["win_rate"],
+            marker_color="#3b6fb6",
+            text=[
+                f"{r:.0%}<br>n={n:,.0f}"
+                for r, n in zip(rates["win_rate"], rates["deals"], strict=True)
+            ],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{x}: won %{y:.1%}<extra></extra>",
+        )
+    )
     fig.add_hline(y=overall, line_dash="dot", line_color="#888")
-    fig.update_yaxes(tickformat=".0%", range=[0, 1.3 * max(float(rates["win_rate"].max()), overall)])
+    fig.update_yaxes(
+        tickformat=".0%", range=[0, 1.3 * max(float(rates["win_rate"].max()), overall)]
+    )
     fig.update_xaxes(title_text=x_title)
     return _layout(fig, "win rate")
 
@@ -203,8 +231,14 @@ def funnel_figure(stage_history: pd.DataFrame, closed: pd.DataFrame) -> go.Figur
         return None
     reached = [int((furthest >= i).sum()) for i in range(len(_OPEN_FUNNEL))]
     won = int(closed.set_index("deal_id").loc[furthest.index, "won"].sum())
-    fig = go.Figure(go.Funnel(y=[*_OPEN_FUNNEL, "won"], x=[*reached, won], textinfo="value+percent previous",
-                              marker={"color": "#3b6fb6"}))
+    fig = go.Figure(
+        go.Funnel(
+            y=[*_OPEN_FUNNEL, "won"],
+            x=[*reached, won],
+            textinfo="value+percent previous",
+            marker={"color": "#3b6fb6"},
+        )
+    )
     return _layout(fig, "")
 
 
@@ -225,12 +259,19 @@ def _competitors(closed: pd.DataFrame) -> pd.Series:
     """Main competitor as the features normalise it; beyond the most frequent, '(other)'."""
     competitor = normalise_competitor(closed["competitor"])
     named = competitor.value_counts().index[: MAX_COMPETITORS - 1]
-    return competitor.where(competitor.isin(named), "(other)") if competitor.nunique() > MAX_COMPETITORS else competitor
+    return (
+        competitor.where(competitor.isin(named), "(other)")
+        if competitor.nunique() > MAX_COMPETITORS
+        else competitor
+    )
 
 
 def _cycle_rates(closed: pd.DataFrame) -> pd.DataFrame:
     """Win rates by cycle length band, shortest first."""
-    labels = [f"{lo:g}–{hi:g}" if hi < math.inf else f"{lo:g}+" for lo, hi in itertools.pairwise(CYCLE_DAYS)]
+    labels = [
+        f"{lo:g}–{hi:g}" if hi < math.inf else f"{lo:g}+"
+        for lo, hi in itertools.pairwise(CYCLE_DAYS)
+    ]
     band = pd.cut(closed["cycle_days"], list(CYCLE_DAYS), right=False, labels=labels).astype(str)
     rates = win_rates(band, closed["won"])
     return rates.reindex([b for b in labels if b in rates.index])
@@ -240,30 +281,67 @@ def crm_charts(tables: Mapping[str, pd.DataFrame]) -> list[Chart]:
     """The page's charts, from the stored CRM's closed deals; absent tables give a note."""
     closed = closed_deals(tables["deals"])
     if closed.empty:
-        return [Chart("none", "No closed deals yet", "The charts need won and lost deals in the CRM.", "")]
+        return [
+            Chart(
+                "none", "No closed deals yet", "The charts need won and lost deals in the CRM.", ""
+            )
+        ]
     won, overall = closed["won"], float(closed["won"].mean())
     all_deals = f"Dotted line: all {len(closed):,} closed deals, {overall:.0%} won."
     sh, seniority = tables.get("stage_history"), _seniority(tables, closed)
     channel = normalise_category(closed["channel"]).fillna("(not recorded)").str.replace("_", " ")
     figures: list[tuple[str, str, str, go.Figure | None]] = [
-        ("funnel", "Funnel of closed deals",
-         "Deals by the furthest stage they reached; the percentage is the conversion from the stage before.",
-         None if sh is None else funnel_figure(sh, closed)),
-        ("channel", "Win rate by channel", all_deals, rate_figure(win_rates(channel, won), overall, "channel")),
-        ("competitor", "Win rate by competitor", f"'none': no competitor; 'unknown': not recorded. {all_deals}",
-         rate_figure(win_rates(_competitors(closed).str.replace("_", " "), won), overall, "main competitor")),
-        ("seniority", "Win rate by the most senior contact",
-         f"Seniority read from job titles in English or Chinese. {all_deals}",
-         None if seniority is None
-         else rate_figure(win_rates(seniority, won).sort_index(), overall, "most senior contact")),
-        ("cycle", "Win rate by cycle length", f"Days from creation to close. {all_deals}",
-         rate_figure(_cycle_rates(closed), overall, "cycle length (days)")),
+        (
+            "funnel",
+            "Funnel of closed deals",
+            "Deals by the furthest stage they reached; the percentage is the conversion from the stage before.",
+            None if sh is None else funnel_figure(sh, closed),
+        ),
+        (
+            "channel",
+            "Win rate by channel",
+            all_deals,
+            rate_figure(win_rates(channel, won), overall, "channel"),
+        ),
+        (
+            "competitor",
+            "Win rate by competitor",
+            f"'none': no competitor; 'unknown': not recorded. {all_deals}",
+            rate_figure(
+                win_rates(_competitors(closed).str.replace("_", " "), won),
+                overall,
+                "main competitor",
+            ),
+        ),
+        (
+            "seniority",
+            "Win rate by the most senior contact",
+            f"Seniority read from job titles in English or Chinese. {all_deals}",
+            None
+            if seniority is None
+            else rate_figure(
+                win_rates(seniority, won).sort_index(), overall, "most senior contact"
+            ),
+        ),
+        (
+            "cycle",
+            "Win rate by cycle length",
+            f"Days from creation to close. {all_deals}",
+            rate_figure(_cycle_rates(closed), overall, "cycle length (days)"),
+        ),
     ]
     config = {"displaylogo": False, "responsive": True}
     return [
-        Chart(key, title, "Not in the CRM export.", "") if fig is None
-        else Chart(key, title, note,
-                   fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{key}", config=config))
+        Chart(key, title, "Not in the CRM export.", "")
+        if fig is None
+        else Chart(
+            key,
+            title,
+            note,
+            fig.to_html(
+                full_html=False, include_plotlyjs=False, div_id=f"chart-{key}", config=config
+            ),
+        )
         for key, title, note, fig in figures
     ]
 
@@ -271,7 +349,9 @@ def crm_charts(tables: Mapping[str, pd.DataFrame]) -> list[Chart]:
 # ------------------------------------------------------------------ page
 @lru_cache(maxsize=1)
 def _template() -> Template:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
     return env.get_template("leads.html")
 
 
@@ -279,8 +359,22 @@ def _row(r: Mapping[str, Any]) -> dict[str, Any]:
     """One table row, formatted, with raw values for sorting."""
     trend = list(r["trend"]) if r.get("trend") is not None else []
     return {
-        **{k: r[k] for k in ("rank", "deal_id", "account_id", "owner_id", "status", "grade", "next_step",
-                             "probability", "amount", "expected_value", "change")},
+        **{
+            k: r[k]
+            for k in (
+                "rank",
+                "deal_id",
+                "account_id",
+                "owner_id",
+                "status",
+                "grade",
+                "next_step",
+                "probability",
+                "amount",
+                "expected_value",
+                "change",
+            )
+        },
         "stage": r["stage"] or "",
         "segment": r["segment"],
         "industry": (r["industry"] or "").replace("_", " "),
@@ -296,13 +390,17 @@ def _row(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_page(ranked: pd.DataFrame, tables: Mapping[str, pd.DataFrame], max_rows: int = DEFAULT_MAX_ROWS) -> str:
+def render_page(
+    ranked: pd.DataFrame, tables: Mapping[str, pd.DataFrame], max_rows: int = DEFAULT_MAX_ROWS
+) -> str:
     """The managers' page: the first ``max_rows`` of the ranked list and the CRM charts."""
     shown = ranked.head(max_rows)
     first = ranked.iloc[0] if len(ranked) else None
     counts = ranked["status"].value_counts()
     return _template().render(
-        as_of=pd.Timestamp(first["as_of"]).strftime("%Y-%m-%d %H:%M UTC") if first is not None else "",
+        as_of=pd.Timestamp(first["as_of"]).strftime("%Y-%m-%d %H:%M UTC")
+        if first is not None
+        else "",
         model_version=first["model_version"] if first is not None else "",
         total=len(ranked),
         counts=[(s, int(counts.get(s, 0))) for s in STATUSES],

@@ -20,8 +20,12 @@ from tests.crm_fixture import day, known_at, tiny_crm
 def at(tables, deal_id: str, when: pd.Timestamp) -> pd.Series:
     deals = tables["deals"].set_index("deal_id")
     ent = pd.DataFrame(
-        {"deal_id": [deal_id], "account_id": [deals.loc[deal_id, "account_id"]],
-         "owner_id": [deals.loc[deal_id, "owner_id"]], "event_timestamp": [when]}
+        {
+            "deal_id": [deal_id],
+            "account_id": [deals.loc[deal_id, "account_id"]],
+            "owner_id": [deals.loc[deal_id, "owner_id"]],
+            "event_timestamp": [when],
+        }
     )
     return features_as_of(build_feature_sources(tables), ent).iloc[0]
 
@@ -31,10 +35,20 @@ def test_d1_mid_deal_values_worked_out_by_hand():
     assert f["deal_age_days"] == 31
     assert (f["stage_index"], f["stage_changes"], f["backward_moves"], f["stalls"]) == (1, 1, 0, 0)
     assert f["days_in_stage"] == 28
-    assert (f["n_contacts"], f["max_seniority"], f["n_senior_contacts"], f["has_economic_buyer"]) == (2, 6, 1, 1)
+    assert (
+        f["n_contacts"],
+        f["max_seniority"],
+        f["n_senior_contacts"],
+        f["has_economic_buyer"],
+    ) == (2, 6, 1, 1)
     assert f["n_activities"] == 6
     assert (f["act_visit_7d"], f["act_total_7d"]) == (1, 1)
-    assert (f["act_email_30d"], f["act_call_30d"], f["act_visit_30d"], f["act_total_30d"]) == (1, 2, 2, 5)
+    assert (f["act_email_30d"], f["act_call_30d"], f["act_visit_30d"], f["act_total_30d"]) == (
+        1,
+        2,
+        2,
+        5,
+    )
     assert f["act_total_90d"] == 6
     assert f["share_inbound"] == pytest.approx(2 / 6)
     assert f["days_since_last_activity"] == 1
@@ -42,7 +56,12 @@ def test_d1_mid_deal_values_worked_out_by_hand():
     assert f["median_reply_hours"] == pytest.approx(18.0)
     assert f["hours_awaiting_reply"] == 0
     assert (f["first_visits"], f["followup_visits"], f["senior_met"]) == (1, 1, 1)
-    assert (f["channel"], f["competitor"], f["industry"], f["region"]) == ("referral", "none", "retail", "emea")
+    assert (f["channel"], f["competitor"], f["industry"], f["region"]) == (
+        "referral",
+        "none",
+        "retail",
+        "emea",
+    )
     assert f["log_amount"] == pytest.approx(np.log1p(10000))
 
 
@@ -55,7 +74,12 @@ def test_windows_expire_without_new_activity():
 def test_stalls_backward_moves_and_unanswered_inbound():
     f = at(tiny_crm(), "D1", day(57))
     # lead 3d, qualified 42d (long), solution 5d, back to qualified on day 50.
-    assert (f["stage_changes"], f["backward_moves"], f["stalls"], f["days_in_stage"]) == (3, 1, 2, 7)
+    assert (f["stage_changes"], f["backward_moves"], f["stalls"], f["days_in_stage"]) == (
+        3,
+        1,
+        2,
+        7,
+    )
     assert f["hours_awaiting_reply"] == pytest.approx(48.0)
 
 
@@ -68,7 +92,11 @@ def test_current_long_stay_counts_as_a_stall():
 def test_account_and_owner_history_only_from_earlier_closes():
     crm = tiny_crm()
     f = at(crm, "D4", day(50))  # D2 (A1, lost) closed day 40; D1 (A1, U1) closes day 60
-    assert (f["account_prior_closed"], f["account_prior_won"], f["account_prior_win_rate"]) == (1, 0, 0)
+    assert (f["account_prior_closed"], f["account_prior_won"], f["account_prior_win_rate"]) == (
+        1,
+        0,
+        0,
+    )
     assert np.isnan(f["owner_prior_closed"])
     g = at(crm, "D4", day(61))
     assert (g["account_prior_closed"], g["account_prior_won"]) == (2, 1)
@@ -83,8 +111,12 @@ def test_no_leakage_features_equal_those_from_history_known_then(when):
     past = known_at(full, t)
     deals = past["deals"]
     ent = pd.DataFrame(
-        {"deal_id": deals["deal_id"], "account_id": deals["account_id"], "owner_id": deals["owner_id"],
-         "event_timestamp": t}
+        {
+            "deal_id": deals["deal_id"],
+            "account_id": deals["account_id"],
+            "owner_id": deals["owner_id"],
+            "event_timestamp": t,
+        }
     )
     a = model_frame(features_as_of(build_feature_sources(full), ent))
     b = model_frame(features_as_of(build_feature_sources(past), ent))
@@ -94,10 +126,15 @@ def test_no_leakage_features_equal_those_from_history_known_then(when):
 def test_a_late_event_does_not_change_an_earlier_snapshot():
     crm = tiny_crm()
     before = at(crm, "D3", day(25))
-    late = crm["activities"].iloc[[0]].assign(activity_id="LATE", deal_id="D3", occurred_at=day(25.5))
+    late = (
+        crm["activities"].iloc[[0]].assign(activity_id="LATE", deal_id="D3", occurred_at=day(25.5))
+    )
     crm["activities"] = pd.concat([crm["activities"], late])
     crm["stage_history"] = pd.concat(
-        [crm["stage_history"], pd.DataFrame({"deal_id": ["D3"], "stage": ["committed"], "entered_at": [day(26)]})]
+        [
+            crm["stage_history"],
+            pd.DataFrame({"deal_id": ["D3"], "stage": ["committed"], "entered_at": [day(26)]}),
+        ]
     )
     crm["deals"].loc[crm["deals"]["deal_id"] == "D3", ["status", "closed_at"]] = ["won", day(27)]
     after = at(crm, "D3", day(25))
@@ -110,8 +147,15 @@ def test_missing_tables_give_missing_features_not_errors():
     only_deals = {"deals": crm["deals"]}
     f = at(only_deals, "D1", day(31))
     assert f["deal_age_days"] == 31 and f["channel"] == "referral"
-    for name in ("n_activities", "stage_index", "max_seniority", "days_since_last_activity", "stalls",
-                 "industry", "hours_awaiting_reply"):
+    for name in (
+        "n_activities",
+        "stage_index",
+        "max_seniority",
+        "days_since_last_activity",
+        "stalls",
+        "industry",
+        "hours_awaiting_reply",
+    ):
         assert pd.isna(f[name]), name
     frame = model_frame(features_as_of(build_feature_sources(only_deals), at_entities(crm)))
     assert list(frame.columns) == list(MODEL_FEATURES)
@@ -119,8 +163,14 @@ def test_missing_tables_give_missing_features_not_errors():
 
 def at_entities(crm):
     d = crm["deals"]
-    return pd.DataFrame({"deal_id": d["deal_id"], "account_id": d["account_id"], "owner_id": d["owner_id"],
-                         "event_timestamp": day(30)})
+    return pd.DataFrame(
+        {
+            "deal_id": d["deal_id"],
+            "account_id": d["account_id"],
+            "owner_id": d["owner_id"],
+            "event_timestamp": day(30),
+        }
+    )
 
 
 def test_snapshots_are_strictly_before_close_and_labelled():
@@ -133,7 +183,9 @@ def test_snapshots_are_strictly_before_close_and_labelled():
 
 
 def test_competitor_keeps_none_and_unknown_apart():
-    out = normalise_competitor(pd.Series(["None", " no competitor ", "", None, "Unknown", "Acme CRM", "无"]))
+    out = normalise_competitor(
+        pd.Series(["None", " no competitor ", "", None, "Unknown", "Acme CRM", "无"])
+    )
     assert list(out) == ["none", "none", "unknown", "unknown", "unknown", "acme_crm", "none"]
 
 
@@ -144,13 +196,21 @@ def test_sub_second_times_snapshot_at_creation_sees_the_deal_and_no_later_activi
     shift = pd.Timedelta(microseconds=400_123)
     crm["deals"]["created_at"] = crm["deals"]["created_at"] + shift
     snaps = snapshot_entities(crm["deals"], every_days=14)
-    assert (snaps.groupby("deal_id")["event_timestamp"].min().sort_index()
-            == crm["deals"].set_index("deal_id").loc[["D1", "D2"], "created_at"].sort_index()).all()
-    first = model_frame(features_as_of(build_feature_sources(crm), snaps[snaps["snapshot_index"] == 0]))
+    assert (
+        snaps.groupby("deal_id")["event_timestamp"].min().sort_index()
+        == crm["deals"].set_index("deal_id").loc[["D1", "D2"], "created_at"].sort_index()
+    ).all()
+    first = model_frame(
+        features_as_of(build_feature_sources(crm), snaps[snaps["snapshot_index"] == 0])
+    )
     assert first["channel"].notna().all() and first["amount"].notna().all()
 
     when = day(31) + pd.Timedelta(milliseconds=200)
-    late = crm["activities"].iloc[[0]].assign(activity_id="SOON", occurred_at=when + pd.Timedelta(milliseconds=500))
+    late = (
+        crm["activities"]
+        .iloc[[0]]
+        .assign(activity_id="SOON", occurred_at=when + pd.Timedelta(milliseconds=500))
+    )
     crm["activities"] = pd.concat([crm["activities"], late])
     assert at(crm, "D1", when)["n_activities"] == 6
     assert at(crm, "D1", when + pd.Timedelta(seconds=1))["n_activities"] == 7
@@ -158,6 +218,8 @@ def test_sub_second_times_snapshot_at_creation_sees_the_deal_and_no_later_activi
 
 def test_inbound_never_answered_gives_no_reply_latency_but_a_waiting_time():
     crm = tiny_crm()
-    crm["activities"] = crm["activities"][crm["activities"]["deal_id"] == "D3"]  # D3: one unanswered inbound
+    crm["activities"] = crm["activities"][
+        crm["activities"]["deal_id"] == "D3"
+    ]  # D3: one unanswered inbound
     f = at(crm, "D3", day(22))
     assert np.isnan(f["median_reply_hours"]) and f["hours_awaiting_reply"] == pytest.approx(48.0)

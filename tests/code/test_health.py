@@ -26,27 +26,62 @@ AS_OF = day(40)
 #: One won deal for the activity reference: a call every 2 days from day -59 to day -3.
 WON_CALLS = [-59 + 2 * k for k in range(29)]
 #: (deal, [(stage, day)], [(type, direction, day)], [(title, role)]); all open, created day 0.
-DEALS: list[tuple[str, list[tuple[str, float]], list[tuple[str, str, float]], list[tuple[str, str]]]] = [
+DEALS: list[
+    tuple[str, list[tuple[str, float]], list[tuple[str, str, float]], list[tuple[str, str]]]
+] = [
     # Back 2 times, then 36 days in lead: 2 + 1 = 3 stalls.
-    ("stalled", [("lead", 0), ("qualified", 1), ("lead", 2), ("qualified", 3), ("lead", 4)],
-     [("call", "outbound", 39)], []),
+    (
+        "stalled",
+        [("lead", 0), ("qualified", 1), ("lead", 2), ("qualified", 3), ("lead", 4)],
+        [("call", "outbound", 39)],
+        [],
+    ),
     # Back once, one 33-day stay, 5 days in the current stage: 2 stalls.
-    ("two_stalls", [("lead", 0), ("qualified", 1), ("lead", 2), ("qualified", 35)], [("call", "outbound", 39)], []),
+    (
+        "two_stalls",
+        [("lead", 0), ("qualified", 1), ("lead", 2), ("qualified", 35)],
+        [("call", "outbound", 39)],
+        [],
+    ),
     # Replies after 48 h and 24 h: median 36 h.
-    ("slow", [("lead", 0)], [("email", "inbound", 1), ("email", "outbound", 3), ("email", "inbound", 30),
-                            ("email", "outbound", 31)], []),
+    (
+        "slow",
+        [("lead", 0)],
+        [
+            ("email", "inbound", 1),
+            ("email", "outbound", 3),
+            ("email", "inbound", 30),
+            ("email", "outbound", 31),
+        ],
+        [],
+    ),
     # Exactly 24 h: not over the threshold.
     ("on_time", [("lead", 0)], [("email", "inbound", 30), ("email", "outbound", 31)], []),
     ("quiet", [("lead", 0)], [("call", "outbound", 20)], []),
     # The customer wrote on day 20 and again on day 38; nobody answered.
-    ("waiting", [("lead", 0)], [("call", "outbound", 10), ("email", "inbound", 20), ("email", "inbound", 38)], []),
+    (
+        "waiting",
+        [("lead", 0)],
+        [("call", "outbound", 10), ("email", "inbound", 20), ("email", "inbound", 38)],
+        [],
+    ),
     ("recent", [("lead", 0)], [("call", "outbound", 30)], []),
     ("no_eb", [("lead", 0), ("qualified", 1)], [("call", "outbound", 39)], [("Buyer", "user")]),
     ("lead_no_eb", [("lead", 0)], [("call", "outbound", 39)], [("Buyer", "user")]),
-    ("eb", [("lead", 0), ("qualified", 1)], [("call", "outbound", 39)], [("CFO", "economic_buyer")]),
+    (
+        "eb",
+        [("lead", 0), ("qualified", 1)],
+        [("call", "outbound", 39)],
+        [("CFO", "economic_buyer")],
+    ),
     ("no_contacts", [("lead", 0), ("qualified", 1)], [("call", "outbound", 39)], []),
     # 3 activities in 30 days in qualified; won deals there had a median of 14.5.
-    ("sparse", [("lead", 0), ("qualified", 1)], [("call", "outbound", d) for d in (20, 30, 39)], []),
+    (
+        "sparse",
+        [("lead", 0), ("qualified", 1)],
+        [("call", "outbound", d) for d in (20, 30, 39)],
+        [],
+    ),
     ("busy", [("lead", 0), ("qualified", 1)], [("call", "outbound", d) for d in range(32, 40)], []),
 ]
 
@@ -55,29 +90,68 @@ def health_crm() -> dict[str, pd.DataFrame]:
     """The deals above plus the won reference deal W (created day -60, won day -1)."""
     ids = [d[0] for d in DEALS]
     ts = lambda xs: pd.Series([day(x) for x in xs], dtype="datetime64[us, UTC]")  # noqa: E731
-    deals = pd.DataFrame({
-        "deal_id": [*ids, "W"], "account_id": "A1", "owner_id": "U1", "created_at": ts([0] * len(ids) + [-60]),
-        "channel": "web", "product": "core", "amount": 1000.0, "currency": "USD", "competitor": "none",
-        "stage": "lead", "status": ["open"] * len(ids) + ["won"],
-        "closed_at": pd.Series([pd.NaT] * len(ids) + [day(-1)], dtype="datetime64[us, UTC]"),
-    })
+    deals = pd.DataFrame(
+        {
+            "deal_id": [*ids, "W"],
+            "account_id": "A1",
+            "owner_id": "U1",
+            "created_at": ts([0] * len(ids) + [-60]),
+            "channel": "web",
+            "product": "core",
+            "amount": 1000.0,
+            "currency": "USD",
+            "competitor": "none",
+            "stage": "lead",
+            "status": ["open"] * len(ids) + ["won"],
+            "closed_at": pd.Series([pd.NaT] * len(ids) + [day(-1)], dtype="datetime64[us, UTC]"),
+        }
+    )
     stages = [(d, s, t) for d, path, _, _ in DEALS for s, t in path]
     stages += [("W", "lead", -60), ("W", "qualified", -59), ("W", "closed", -1)]
-    acts = [(d, *a) for d, _, acts, _ in DEALS for a in acts] + [("W", "call", "outbound", t) for t in WON_CALLS]
-    people = [(d, f"C-{d}-{i}", title, role) for d, _, _, cs in DEALS for i, (title, role) in enumerate(cs)]
+    acts = [(d, *a) for d, _, acts, _ in DEALS for a in acts] + [
+        ("W", "call", "outbound", t) for t in WON_CALLS
+    ]
+    people = [
+        (d, f"C-{d}-{i}", title, role)
+        for d, _, _, cs in DEALS
+        for i, (title, role) in enumerate(cs)
+    ]
     return {
         "deals": deals,
-        "stage_history": pd.DataFrame({"deal_id": [s[0] for s in stages], "stage": [s[1] for s in stages],
-                                       "entered_at": ts([s[2] for s in stages])}),
-        "activities": pd.DataFrame({
-            "activity_id": [f"X{i}" for i in range(len(acts))], "deal_id": [a[0] for a in acts],
-            "contact_id": None, "type": [a[1] for a in acts], "direction": [a[2] for a in acts],
-            "occurred_at": ts([a[3] for a in acts]), "duration_seconds": 60.0,
-        }),
-        "contacts": pd.DataFrame({"contact_id": [p[1] for p in people], "account_id": "A1",
-                                  "title": [p[2] for p in people], "created_at": ts([0] * len(people))}),
-        "deal_contacts": pd.DataFrame({"deal_id": [p[0] for p in people], "contact_id": [p[1] for p in people],
-                                       "role": [p[3] for p in people], "added_at": ts([0] * len(people))}),
+        "stage_history": pd.DataFrame(
+            {
+                "deal_id": [s[0] for s in stages],
+                "stage": [s[1] for s in stages],
+                "entered_at": ts([s[2] for s in stages]),
+            }
+        ),
+        "activities": pd.DataFrame(
+            {
+                "activity_id": [f"X{i}" for i in range(len(acts))],
+                "deal_id": [a[0] for a in acts],
+                "contact_id": None,
+                "type": [a[1] for a in acts],
+                "direction": [a[2] for a in acts],
+                "occurred_at": ts([a[3] for a in acts]),
+                "duration_seconds": 60.0,
+            }
+        ),
+        "contacts": pd.DataFrame(
+            {
+                "contact_id": [p[1] for p in people],
+                "account_id": "A1",
+                "title": [p[2] for p in people],
+                "created_at": ts([0] * len(people)),
+            }
+        ),
+        "deal_contacts": pd.DataFrame(
+            {
+                "deal_id": [p[0] for p in people],
+                "contact_id": [p[1] for p in people],
+                "role": [p[3] for p in people],
+                "added_at": ts([0] * len(people)),
+            }
+        ),
     }
 
 
@@ -125,10 +199,14 @@ def test_median_reply_time_over_24_hours_is_flagged(crm):
 def test_no_follow_up_for_14_days_or_an_unanswered_message_is_flagged(crm):
     flags = flags_at(crm)
     quiet = [f for f in flags["quiet"] if f.code == "no_follow_up"]
-    assert [(f.text, f.action) for f in quiet] == [("No follow-up for 20 days", "Re-engage: last touch 20 days ago")]
+    assert [(f.text, f.action) for f in quiet] == [
+        ("No follow-up for 20 days", "Re-engage: last touch 20 days ago")
+    ]
     # Active two days ago, but the customer's message of day 20 is still unanswered.
     waiting = [f for f in flags["waiting"] if f.code == "no_follow_up"]
-    assert [(f.text, f.action) for f in waiting] == [("Customer message unanswered for 20 days", REPLY)]
+    assert [(f.text, f.action) for f in waiting] == [
+        ("Customer message unanswered for 20 days", REPLY)
+    ]
     assert "no_follow_up" not in codes(flags["recent"])
     assert "no_follow_up" in codes(flags_at(crm, HealthThresholds(follow_up_days=9))["recent"])
 
@@ -146,10 +224,14 @@ def test_activity_well_below_won_deals_at_the_same_stage_is_flagged(crm):
 def test_no_economic_buyer_from_the_qualified_stage_on_is_flagged(crm):
     flags = flags_at(crm)
     no_eb = next(f for f in flags["no_eb"] if f.code == "no_economic_buyer")
-    assert no_eb.text == "No economic buyer in the qualified stage" and no_eb.action == ECONOMIC_BUYER
+    assert (
+        no_eb.text == "No economic buyer in the qualified stage" and no_eb.action == ECONOMIC_BUYER
+    )
     for deal in ("lead_no_eb", "eb", "no_contacts"):
         assert "no_economic_buyer" not in codes(flags[deal]), deal
-    assert "no_economic_buyer" in codes(flags_at(crm, HealthThresholds(economic_buyer_stage=0))["lead_no_eb"])
+    assert "no_economic_buyer" in codes(
+        flags_at(crm, HealthThresholds(economic_buyer_stage=0))["lead_no_eb"]
+    )
 
 
 def test_flags_come_most_urgent_first(crm):
@@ -161,7 +243,9 @@ def test_flags_come_most_urgent_first(crm):
 
 
 def test_thresholds_are_overridden_by_name_from_the_environment_and_the_command_line():
-    t = HealthThresholds.from_env({"LEADSCORE_HEALTH_MAX_STALLS": "5", "LEADSCORE_HEALTH_ACTIVITY_RATIO": "0.25"})
+    t = HealthThresholds.from_env(
+        {"LEADSCORE_HEALTH_MAX_STALLS": "5", "LEADSCORE_HEALTH_ACTIVITY_RATIO": "0.25"}
+    )
     assert (t.max_stalls, t.activity_ratio, t.max_reply_hours) == (5, 0.25, 24.0)
     assert t.with_overrides(["max_reply_hours=48", " FOLLOW_UP_DAYS = 7"]).follow_up_days == 7.0
     with pytest.raises(ValueError, match="max_stalls"):
@@ -176,8 +260,10 @@ NO_EB = Flag("no_economic_buyer", "No economic buyer in the solution stage", ECO
 
 def test_the_next_step_answers_the_strongest_reason_a_flag_confirms_or_a_value_shows():
     # The strongest reason (deal size) is not actionable; the next one is the flagged silence.
-    assert next_step([("amount", 9e4), ("days_since_last_activity", 52.0)], [NO_EB, QUIET]) == \
-        "Re-engage: last touch 52 days ago"
+    assert (
+        next_step([("amount", 9e4), ("days_since_last_activity", 52.0)], [NO_EB, QUIET])
+        == "Re-engage: last touch 52 days ago"
+    )
     # A seniority gap needs no flag...
     assert next_step([("max_seniority", 3.0), ("has_economic_buyer", 0.0)], [NO_EB]) == MEET_SENIOR
     # ...but a value without the gap is no task: a director already there.

@@ -40,11 +40,17 @@ def ranking_crm() -> dict[str, pd.DataFrame]:
     """The tiny CRM, with D4's customer writing on day 52 and answered on day 53."""
     tables = tiny_crm()
     acts = tables["activities"]
-    answered = pd.DataFrame({
-        "activity_id": ["X90", "X91"], "deal_id": "D4", "contact_id": "C2", "type": "email",
-        "direction": ["inbound", "outbound"], "occurred_at": pd.Series([day(52), day(53)], dtype=acts["occurred_at"].dtype),
-        "duration_seconds": 60.0,
-    })
+    answered = pd.DataFrame(
+        {
+            "activity_id": ["X90", "X91"],
+            "deal_id": "D4",
+            "contact_id": "C2",
+            "type": "email",
+            "direction": ["inbound", "outbound"],
+            "occurred_at": pd.Series([day(52), day(53)], dtype=acts["occurred_at"].dtype),
+            "duration_seconds": 60.0,
+        }
+    )
     tables["activities"] = pd.concat([acts, answered], ignore_index=True)
     return tables
 
@@ -63,7 +69,9 @@ def test_open_dormant_and_recently_lost_deals_are_selected(model):
     tables = ranking_crm()
     scored = rank_deals(tables, model, AS_OF).frame
     assert statuses(scored) == {"D2": RECENTLY_LOST, "D3": DORMANT, "D4": OPEN}
-    narrow = rank_deals(tables, model, AS_OF, RankConfig(dormant_days=60, lost_window_days=20)).frame
+    narrow = rank_deals(
+        tables, model, AS_OF, RankConfig(dormant_days=60, lost_window_days=20)
+    ).frame
     assert statuses(narrow) == {"D3": OPEN, "D4": OPEN}
     # Before D4 existed and before D2 was lost, as the stored statuses say.
     assert list(select_candidates(tables["deals"], day(39), 180)["deal_id"]) == ["D3"]
@@ -81,12 +89,20 @@ def test_a_recently_lost_deal_is_scored_as_if_reopened_today():
     sh = reopened["stage_history"]
     reopened["stage_history"] = sh[~((sh["deal_id"] == "D2") & (sh["stage"] == "closed"))]
     lost = candidates["deal_id"] == "D2"
-    expected = features_as_of(build_feature_sources(reopened), scoring_entities(candidates[lost], AS_OF))
-    pd.testing.assert_frame_equal(model_frame(got[lost.to_numpy()]).reset_index(drop=True), model_frame(expected))
+    expected = features_as_of(
+        build_feature_sources(reopened), scoring_entities(candidates[lost], AS_OF)
+    )
+    pd.testing.assert_frame_equal(
+        model_frame(got[lost.to_numpy()]).reset_index(drop=True), model_frame(expected)
+    )
     row = got[lost.to_numpy()].iloc[0]
     assert row["stage_index"] == 0  # lead, not closed
     # A1's record without D2's loss: D1 won. U2 closed nothing else: no record.
-    assert (row["account_prior_closed"], row["account_prior_won"], row["account_prior_win_rate"]) == (1, 1, 1.0)
+    assert (
+        row["account_prior_closed"],
+        row["account_prior_won"],
+        row["account_prior_win_rate"],
+    ) == (1, 1, 1.0)
     assert np.isnan(row["owner_prior_closed"]) and np.isnan(row["owner_prior_win_rate"])
     # Open deals keep every close: D4 (A1) sees both D1 and D2.
     d4 = got[(candidates["deal_id"] == "D4").to_numpy()].iloc[0]
@@ -94,16 +110,18 @@ def test_a_recently_lost_deal_is_scored_as_if_reopened_today():
 
 
 def ranked_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "deal_id": ["big", "likely", "no_amount", "tie"],
-        "owner_id": ["王芳", "U2", "王芳", "U3"],
-        "channel": ["web", "referral", "paid_ads", "web"],
-        "industry": ["retail", "software", None, "retail"],
-        "segment": ["enterprise", "small", "unknown", "mid-market"],
-        "status": [OPEN, DORMANT, RECENTLY_LOST, OPEN],
-        "probability": [0.2, 0.9, 0.95, 0.9],
-        "amount": [100_000.0, 10_000.0, np.nan, 10_000.0],
-    }).assign(expected_value=lambda f: f["probability"] * f["amount"])
+    return pd.DataFrame(
+        {
+            "deal_id": ["big", "likely", "no_amount", "tie"],
+            "owner_id": ["王芳", "U2", "王芳", "U3"],
+            "channel": ["web", "referral", "paid_ads", "web"],
+            "industry": ["retail", "software", None, "retail"],
+            "segment": ["enterprise", "small", "unknown", "mid-market"],
+            "status": [OPEN, DORMANT, RECENTLY_LOST, OPEN],
+            "probability": [0.2, 0.9, 0.95, 0.9],
+            "amount": [100_000.0, 10_000.0, np.nan, 10_000.0],
+        }
+    ).assign(expected_value=lambda f: f["probability"] * f["amount"])
 
 
 def test_expected_value_ranks_big_deals_first_and_probability_can_be_chosen():
@@ -111,7 +129,12 @@ def test_expected_value_ranks_big_deals_first_and_probability_can_be_chosen():
     # 20,000 > 9,000 = 9,000 (tie broken by deal id); no amount, no expected value: last.
     assert list(by_value["deal_id"]) == ["big", "likely", "tie", "no_amount"]
     assert list(by_value["rank"]) == [1, 2, 3, 4]
-    assert list(order_ranked(ranked_frame(), "probability")["deal_id"]) == ["no_amount", "likely", "tie", "big"]
+    assert list(order_ranked(ranked_frame(), "probability")["deal_id"]) == [
+        "no_amount",
+        "likely",
+        "tie",
+        "big",
+    ]
     with pytest.raises(ValueError, match="expected_value"):
         order_ranked(ranked_frame(), "amount")  # type: ignore[arg-type]
 
@@ -134,7 +157,15 @@ def test_filters_by_owner_channel_segment_and_status():
 
 def test_segments_are_size_bands_by_employees():
     bands = size_band(pd.Series([0, 99, 100, 999, 1000, 250_000, np.nan]))
-    assert list(bands) == ["small", "small", "mid-market", "mid-market", "enterprise", "enterprise", "unknown"]
+    assert list(bands) == [
+        "small",
+        "small",
+        "mid-market",
+        "mid-market",
+        "enterprise",
+        "enterprise",
+        "unknown",
+    ]
 
 
 def test_batches_rank_exactly_as_one_batch(model):
@@ -142,8 +173,13 @@ def test_batches_rank_exactly_as_one_batch(model):
     as_of = pd.Timestamp("2025-06-01", tz="UTC")
     whole = rank_deals(tables, model, as_of, RankConfig(batch_size=100_000)).frame
     done: list[tuple[int, int]] = []
-    batched = rank_deals(tables, model, as_of, RankConfig(batch_size=150),
-                         progress=lambda n, total: done.append((n, total))).frame
+    batched = rank_deals(
+        tables,
+        model,
+        as_of,
+        RankConfig(batch_size=150),
+        progress=lambda n, total: done.append((n, total)),
+    ).frame
     pd.testing.assert_frame_equal(batched, whole)
     assert done == [(150, 539), (300, 539), (450, 539), (539, 539)]
 
@@ -160,7 +196,9 @@ def stored(isolated_settings: Settings) -> Settings:
     return isolated_settings
 
 
-def test_score_history_is_idempotent_per_day_and_model_and_gives_change_and_trend(stored, model, tmp_path):
+def test_score_history_is_idempotent_per_day_and_model_and_gives_change_and_trend(
+    stored, model, tmp_path
+):
     out = tmp_path / "rankings"
     first = run_rank(stored, model, "1", out, as_of=AS_OF)
     assert first.ranked["change"].isna().all()  # nothing earlier to compare with
@@ -169,24 +207,45 @@ def test_score_history_is_idempotent_per_day_and_model_and_gives_change_and_tren
     assert len(history) == 3 and set(history["deal_id"]) == {"D2", "D3", "D4"}
     assert again.ranked["change"].isna().all()  # same day: still no earlier run
     run_rank(stored, model, "2", out, as_of=AS_OF)  # another model the same day adds its own rows
-    assert sorted(load_history(out / "score_history")["model_version"].value_counts().items()) == [("1", 3), ("2", 3)]
+    assert sorted(load_history(out / "score_history")["model_version"].value_counts().items()) == [
+        ("1", 3),
+        ("2", 3),
+    ]
 
     nxt = run_rank(stored, model, "2", out, as_of=AS_OF + pd.Timedelta(days=10))
     ranked = nxt.ranked.set_index("deal_id")
     before = history.set_index("deal_id")["probability"]
-    np.testing.assert_allclose(ranked["change"], ranked["probability"] - before.reindex(ranked.index))
+    np.testing.assert_allclose(
+        ranked["change"], ranked["probability"] - before.reindex(ranked.index)
+    )
     assert all(len(t) == 2 for t in ranked["trend"])
     assert len(load_history(out / "score_history")) == 9
 
 
 def test_the_list_is_written_filtered_and_cut_as_parquet_and_csv(stored, model, tmp_path):
-    run = run_rank(stored, model, "1", tmp_path, as_of=AS_OF, filters=Filters(owners=("U1",)), top=1)
-    assert len(load_history(tmp_path / "score_history")) == 3  # every deal recorded, whatever the filter
+    run = run_rank(
+        stored, model, "1", tmp_path, as_of=AS_OF, filters=Filters(owners=("U1",)), top=1
+    )
+    assert (
+        len(load_history(tmp_path / "score_history")) == 3
+    )  # every deal recorded, whatever the filter
     back = read_ranked(tmp_path)
     assert len(back) == 1 and back["owner_id"].iloc[0] == "U1" and back["rank"].iloc[0] == 1
     row = back.iloc[0]
-    for col in ("deal_id", "account_id", "owner_id", "status", "probability", "grade", "amount",
-                "expected_value", "change", "next_step", "model_version", "as_of"):
+    for col in (
+        "deal_id",
+        "account_id",
+        "owner_id",
+        "status",
+        "probability",
+        "grade",
+        "amount",
+        "expected_value",
+        "change",
+        "next_step",
+        "model_version",
+        "as_of",
+    ):
         assert col in back, col
     assert row["expected_value"] == pytest.approx(row["probability"] * row["amount"])
     assert {"feature", "text", "tooltip", "contribution"} <= set(row["negative_reasons"][0])
@@ -199,15 +258,25 @@ def test_the_terminal_table_lines_up_wide_characters():
     assert fit("王芳王芳", 5) == "王芳…"  # 4 + 1 cells
     assert display_width(fit("王芳王芳", 6)) == 6
     frame = order_ranked(ranked_frame()).assign(
-        account_id=["华为技术有限公司", "Acme", "北京客户", "A9"], grade="A", change=[0.05, np.nan, -0.1, 0.0],
-        next_step="Reply within 24h", positive_reasons=[[{"text": "Referral channel"}]] * 4,
-        negative_reasons=[[]] * 4, risk_flags=[[{"text": "No follow-up for 20 days"}]] * 4,
+        account_id=["华为技术有限公司", "Acme", "北京客户", "A9"],
+        grade="A",
+        change=[0.05, np.nan, -0.1, 0.0],
+        next_step="Reply within 24h",
+        positive_reasons=[[{"text": "Referral channel"}]] * 4,
+        negative_reasons=[[]] * 4,
+        risk_flags=[[{"text": "No follow-up for 20 days"}]] * 4,
     )
     lines = text_table(frame).splitlines()
     rows = [line for line in lines if not line.startswith(" ")]
     assert len(rows) == 5  # header and four deals
     # The status column starts at the same terminal cell on every row.
-    starts = {display_width(line[: line.index(s)]) for line, s in zip(rows, ["status", *frame["status"]], strict=True)}
+    starts = {
+        display_width(line[: line.index(s)])
+        for line, s in zip(rows, ["status", *frame["status"]], strict=True)
+    }
     assert len(starts) == 1
     assert "+5 pts" in rows[1] and "-10 pts" in rows[3] and "±0 pts" in rows[4]
-    assert lines[2].strip() == "+ Referral channel" and lines[3].strip() == "! No follow-up for 20 days"
+    assert (
+        lines[2].strip() == "+ Referral channel"
+        and lines[3].strip() == "! No follow-up for 20 days"
+    )

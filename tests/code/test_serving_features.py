@@ -220,7 +220,9 @@ def test_activity_summary_gives_the_same_features_as_the_activity_list(synthetic
 
 
 def test_every_payload_feature_is_computed():
-    columns = payload_features([DealIn.model_validate(crm_payloads(tiny_crm())[0])], day(31).to_pydatetime())
+    columns = payload_features(
+        [DealIn.model_validate(crm_payloads(tiny_crm())[0])], day(31).to_pydatetime()
+    )
     f = {name: values[0] for name, values in columns.items()}
     assert set(PAYLOAD_FEATURES) <= set(f)
     assert {x.name for x in FEATURES} - set(f) == {n for v in HISTORY_FEATURES.values() for n in v}

@@ -36,12 +36,16 @@ def result(frame, crm) -> TrainingResult:
 
 def few_deals(frame: pd.DataFrame, won: int, lost: int) -> pd.DataFrame:
     deals = frame.drop_duplicates("deal_id")
-    keep = pd.concat([deals[deals["won"] == 1].head(won), deals[deals["won"] == 0].head(lost)])["deal_id"]
+    keep = pd.concat([deals[deals["won"] == 1].head(won), deals[deals["won"] == 0].head(lost)])[
+        "deal_id"
+    ]
     return frame[frame["deal_id"].isin(keep)]
 
 
 def test_too_few_deals_stop_with_counts_and_what_is_needed(frame):
-    with pytest.raises(InsufficientDataError, match=r"12 won and 300 lost, at least 40 of each") as err:
+    with pytest.raises(
+        InsufficientDataError, match=r"12 won and 300 lost, at least 40 of each"
+    ) as err:
         fit_and_evaluate(few_deals(frame, 12, 300), "lead_scoring_v1")
     assert (err.value.won, err.value.lost, err.value.needed) == (12, 300, 40)
 
@@ -49,8 +53,10 @@ def test_too_few_deals_stop_with_counts_and_what_is_needed(frame):
 def test_cli_train_exits_non_zero_with_the_message(frame, monkeypatch):
     small = few_deals(frame, 50, 39)
     # The real training entry point on a small frame instead of the Feast one.
-    monkeypatch.setattr("training.train.train_from_store",
-                        lambda settings, config, truth: train(settings, small, "lead_scoring_v1", config))
+    monkeypatch.setattr(
+        "training.train.train_from_store",
+        lambda settings, config, truth: train(settings, small, "lead_scoring_v1", config),
+    )
     out = CliRunner().invoke(app, ["train", "--json"])
     assert out.exit_code == 1
     assert "50 won and 39 lost, at least 40 of each are needed" in out.output
@@ -58,7 +64,9 @@ def test_cli_train_exits_non_zero_with_the_message(frame, monkeypatch):
 
 
 def test_same_data_and_seed_give_the_same_model_and_metrics(frame, result):
-    again = fit_and_evaluate(frame.sample(frac=1.0, random_state=1), "lead_scoring_v1", TrainConfig(seed=3))
+    again = fit_and_evaluate(
+        frame.sample(frac=1.0, random_state=1), "lead_scoring_v1", TrainConfig(seed=3)
+    )
     assert again.model.booster.model_to_string() == result.model.booster.model_to_string()
     assert again.model.metadata() == result.model.metadata()
     assert again.evaluation["test"] == result.evaluation["test"]
@@ -88,7 +96,10 @@ def test_evaluation_has_test_baselines_and_oracle_at_creation(result):
     assert keys <= set(ev["test"]) and ev["test"]["roc_auc"] > 0.7
     assert {"logistic_regression", "channel_rate"} == set(ev["baselines"])
     assert keys <= set(ev["at_creation"]["model"]) and keys <= set(ev["at_creation"]["oracle"])
-    assert ev["at_creation"]["deals"] == ev["data"]["deals"]["test"]["won"] + ev["data"]["deals"]["test"]["lost"]
+    assert (
+        ev["at_creation"]["deals"]
+        == ev["data"]["deals"]["test"]["won"] + ev["data"]["deals"]["test"]["lost"]
+    )
     assert set(ev["test"]["by_channel"]) >= {"web", "referral"}
     json.dumps(ev, allow_nan=False)
 
@@ -117,7 +128,9 @@ def test_contributions_add_up_to_the_raw_score(result, frame):
 def test_reason_stats_are_small_json_and_lookup_follows_the_bins(result):
     stats = result.model.reason_stats
     assert len(json.dumps(stats)) < 16_000
-    assert 0 < stats["win_rate"] < 1 and stats["deals"] == sum(result.evaluation["data"]["deals"]["train"].values())
+    assert 0 < stats["win_rate"] < 1 and stats["deals"] == sum(
+        result.evaluation["data"]["deals"]["train"].values()
+    )
     referral = lookup(stats, "channel", "referral")
     assert referral["deals"] > 0 and 0 <= referral["win_rate"] <= 1
     assert lookup(stats, "channel", "carrier_pigeon") is None

@@ -16,8 +16,13 @@ def snapshot_frame(n_deals: int, seed: int = 0) -> pd.DataFrame:
     closed = t0 + pd.to_timedelta(rng.integers(0, 400, n_deals), unit="D")  # ties on purpose
     k = rng.integers(1, 7, n_deals)
     deal = np.repeat(np.arange(n_deals), k)
-    frame = pd.DataFrame({"deal_id": [f"D{i}" for i in deal], "closed_at": closed[deal],
-                          "won": rng.integers(0, 2, n_deals)[deal]})
+    frame = pd.DataFrame(
+        {
+            "deal_id": [f"D{i}" for i in deal],
+            "closed_at": closed[deal],
+            "won": rng.integers(0, 2, n_deals)[deal],
+        }
+    )
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 

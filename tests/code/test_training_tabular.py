@@ -28,8 +28,11 @@ def write_toy(tmp_path: Path, n: int = 2000, seed: int = 0) -> TableMapping:
     competitor = rng.choice(["None", "Known", "Unknown"], n)
     won = rng.uniform(size=n) < np.where(competitor == "None", 0.6, 0.2)
     rows = ["Id,Competitor,Route,Amount,Days In Stage,Result"]
-    rows += [f"{i},{c},{rng.choice(['Reseller', 'Field'])},{rng.integers(0, 9000)},{rng.integers(1, 90)},"
-             f"{'Won' if w else 'Loss'}" for i, (c, w) in enumerate(zip(competitor, won, strict=True))]
+    rows += [
+        f"{i},{c},{rng.choice(['Reseller', 'Field'])},{rng.integers(0, 9000)},{rng.integers(1, 90)},"
+        f"{'Won' if w else 'Loss'}"
+        for i, (c, w) in enumerate(zip(competitor, won, strict=True))
+    ]
     rows += [rows[1], rows[2]]  # two exact duplicates
     (tmp_path / "toy.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "toy.yaml").write_text(MAPPING)

@@ -55,7 +55,10 @@ def test_training_frame_matches_in_memory_definition_and_ignores_late_events(app
     late = crm["activities"].iloc[[0]].assign(activity_id="LATE", deal_id="D2", occurred_at=day(41))
     crm["activities"] = pd.concat([crm["activities"], late])
     crm["stage_history"] = pd.concat(
-        [crm["stage_history"], pd.DataFrame({"deal_id": ["D1"], "stage": ["committed"], "entered_at": [day(59)]})]
+        [
+            crm["stage_history"],
+            pd.DataFrame({"deal_id": ["D1"], "stage": ["committed"], "entered_at": [day(59)]}),
+        ]
     )
     write_sources(build_feature_sources(crm), applied.sources_dir)
     try:
@@ -75,8 +78,14 @@ def _online_equals_offline(settings, when, full=False):
     store = open_store(settings)
     online = online_features(store, settings.feature_service, deal_ids, when.to_pydatetime())
     deals = crm["deals"].set_index("deal_id").loc[deal_ids].reset_index()
-    ent = pd.DataFrame({"deal_id": deal_ids, "account_id": deals["account_id"], "owner_id": deals["owner_id"],
-                        "event_timestamp": when})
+    ent = pd.DataFrame(
+        {
+            "deal_id": deal_ids,
+            "account_id": deals["account_id"],
+            "owner_id": deals["owner_id"],
+            "event_timestamp": when,
+        }
+    )
     offline = model_frame(features_as_of(build_feature_sources(crm), ent))
     pd.testing.assert_frame_equal(model_frame(online), offline, check_exact=False, rtol=1e-9)
 
@@ -85,7 +94,9 @@ def test_online_path_gives_the_training_values_sqlite(applied):
     """Same deal, same moment: materialized values plus request-time features equal
     the training definition."""
     _online_equals_offline(applied, day(57))
-    unknown = online_features(open_store(applied), applied.feature_service, ["NOPE"], day(57).to_pydatetime())
+    unknown = online_features(
+        open_store(applied), applied.feature_service, ["NOPE"], day(57).to_pydatetime()
+    )
     assert unknown["n_activities"].isna().all()
 
 

@@ -74,7 +74,9 @@ def postgres_settings(isolated_settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def registry_settings(request) -> Settings:
-    return request.getfixturevalue("isolated_settings" if request.param == "sqlite" else "postgres_settings")
+    return request.getfixturevalue(
+        "isolated_settings" if request.param == "sqlite" else "postgres_settings"
+    )
 
 
 def test_register_promote_and_roll_back(registry_settings: Settings, good, worse, frame):
@@ -90,7 +92,10 @@ def test_register_promote_and_roll_back(registry_settings: Settings, good, worse
     loaded = load_scoring_model(f"models:/{name}@{CHAMPION}", s)
     X = good.model.encode(test_rows)
     assert np.allclose(loaded.probability(X), good.model.probability(X))
-    assert loaded.categories == good.model.categories and loaded.reason_stats == good.model.reason_stats
+    assert (
+        loaded.categories == good.model.categories
+        and loaded.reason_stats == good.model.reason_stats
+    )
     tags = client.get_model_version(name, v1).tags
     assert tags["feast.feature_service"] == SERVICE
     assert tags["data.fingerprint"] == good.model.info["fingerprint"]
@@ -128,7 +133,9 @@ def test_register_promote_and_roll_back(registry_settings: Settings, good, worse
     listed = {v["version"]: v for v in list_versions(s)}
     assert list(listed) == [v3, v2, v1]
     assert listed[v1]["aliases"] == [CHAMPION]
-    assert listed[v1]["metrics"]["test.roc_auc"] == pytest.approx(good.evaluation["test"]["roc_auc"])
+    assert listed[v1]["metrics"]["test.roc_auc"] == pytest.approx(
+        good.evaluation["test"]["roc_auc"]
+    )
 
 
 def test_cli_trains_through_feast_and_prints_pure_json(tmp_path: Path, monkeypatch):
@@ -144,12 +151,16 @@ def test_cli_trains_through_feast_and_prints_pure_json(tmp_path: Path, monkeypat
         out = runner.invoke(app, args)
         assert out.exit_code == 0, out.output
 
-    out = runner.invoke(app, ["train", "--json", "--truth", str(tmp_path / "export" / "truth.parquet")])
+    out = runner.invoke(
+        app, ["train", "--json", "--truth", str(tmp_path / "export" / "truth.parquet")]
+    )
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
     keys = {"roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10"}
     assert keys <= set(summary["test"])
-    assert keys <= set(summary["at_creation"]["model"]) and keys <= set(summary["at_creation"]["oracle"])
+    assert keys <= set(summary["at_creation"]["model"]) and keys <= set(
+        summary["at_creation"]["oracle"]
+    )
     for baseline in ("logistic_regression", "channel_rate"):
         assert {"roc_auc", "log_loss"} <= set(summary["baselines"][baseline])
     assert summary["model_version"] == "1" and summary["aliases"] == [CHAMPION]

@@ -29,8 +29,16 @@ from tests.serving_fixture import AS_OF, register_champion, synthetic_tables, tr
 pytestmark = pytest.mark.integration
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SURNAMES, GIVEN = "王李张刘陈杨赵黄周吴", "芳伟敏静磊"
 CITIES = ("北京", "上海", "广州", "深圳", "杭州", "成都")
 
@@ -41,7 +49,9 @@ def chinese_crm() -> dict[str, pd.DataFrame]:
     deals, accounts, contacts = tables["deals"], tables["accounts"], tables["contacts"]
     owners = sorted(deals["owner_id"].dropna().unique())
     owner_names = {o: SURNAMES[i % 10] + GIVEN[i // 10 % 5] for i, o in enumerate(owners)}
-    account_names = {a: f"{CITIES[i % 6]}客户{i:03d}有限公司" for i, a in enumerate(accounts["account_id"])}
+    account_names = {
+        a: f"{CITIES[i % 6]}客户{i:03d}有限公司" for i, a in enumerate(accounts["account_id"])
+    }
     deals["owner_id"] = deals["owner_id"].map(owner_names)
     for frame in (deals, accounts, contacts):
         frame["account_id"] = frame["account_id"].map(account_names)
@@ -49,8 +59,10 @@ def chinese_crm() -> dict[str, pd.DataFrame]:
 
 
 def env(settings: Settings) -> dict[str, str]:
-    return {"LEADSCORE_FEATURE_REPO": str(settings.feature_repo),
-            "MLFLOW_TRACKING_URI": settings.tracking_uri}
+    return {
+        "LEADSCORE_FEATURE_REPO": str(settings.feature_repo),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +95,9 @@ def parse_top(output: str) -> list[dict[str, str]]:
     for line in output.splitlines()[1:]:
         if not line.startswith(" "):
             cells = re.split(r"\s{2,}", line.strip())
-            deals.append({"deal": cells[1], "account": cells[2], "owner": cells[3], "+": "", "-": ""})
+            deals.append(
+                {"deal": cells[1], "account": cells[2], "owner": cells[3], "+": "", "-": ""}
+            )
         elif line.strip()[:1] in "+-":
             deals[-1][line.strip()[0]] = line.strip()[2:]
     return deals
@@ -93,7 +107,9 @@ def parse_top(output: str) -> list[dict[str, str]]:
 def served(ranked: Settings) -> Iterator[str]:
     """The leads page app under uvicorn on a free localhost port, in a thread."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ranked), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(ranked), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -113,14 +129,19 @@ def require_chromium() -> None:
     pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium to run the browser test")
 
 
-def test_report_command_writes_the_page_the_service_serves(ranked: Settings, served: str, tmp_path: Path):
+def test_report_command_writes_the_page_the_service_serves(
+    ranked: Settings, served: str, tmp_path: Path
+):
     import httpx
 
     out = tmp_path / "report.html"
     result = CliRunner().invoke(cli, ["report", "--out", str(out)], env=env(ranked))
     assert result.exit_code == 0, result.output
     response = httpx.get(served, timeout=60)
-    assert response.status_code == 200 and response.headers["content-type"] == "text/html; charset=utf-8"
+    assert (
+        response.status_code == 200
+        and response.headers["content-type"] == "text/html; charset=utf-8"
+    )
     assert response.text == out.read_text(encoding="utf-8")
 
 
@@ -154,7 +175,11 @@ def test_the_served_page_in_chromium_matches_top_sorts_filters_and_shows_chinese
             # Chinese names render as text, not as escapes or mojibake.
             first = rows.first
             assert re.fullmatch(r"[\u4e00-\u9fff]{2}", first.locator("td.owner").inner_text())
-            assert first.locator("td.account").inner_text().startswith(expected[0]["account"].rstrip("…"))
+            assert (
+                first.locator("td.account")
+                .inner_text()
+                .startswith(expected[0]["account"].rstrip("…"))
+            )
             assert first.locator("td.owner").is_visible()
 
             # Filter by the first deal's owner.
@@ -172,8 +197,12 @@ def test_the_served_page_in_chromium_matches_top_sorts_filters_and_shows_chinese
 
             # Sort by win probability, highest first.
             page.click("#leads thead th:has-text('Win')")
-            probabilities = [float(v) for v in page.locator("#leads tbody tr td.win").evaluate_all(
-                "cells => cells.map(c => c.dataset.v)")]
+            probabilities = [
+                float(v)
+                for v in page.locator("#leads tbody tr td.win").evaluate_all(
+                    "cells => cells.map(c => c.dataset.v)"
+                )
+            ]
             assert len(probabilities) == len(listed)
             assert probabilities == sorted(probabilities, reverse=True)
             assert probabilities[0] == pytest.approx(listed["probability"].max())

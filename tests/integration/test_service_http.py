@@ -252,7 +252,9 @@ def test_unknown_categories_and_missing_optional_data_are_scored_with_warnings(
     result = response.json()["results"][0]
     fields = {w["field"] for w in result["warnings"]}
     assert {"channel", "activities", "account", "amount", "account_history"} <= fields
-    assert "latest" in next(w["message"] for w in result["warnings"] if w["field"] == "account_history")
+    assert "latest" in next(
+        w["message"] for w in result["warnings"] if w["field"] == "account_history"
+    )
     # Scored now, the track records are current: no such warning.
     now = client.post("/score", json={"deals": [deal]}).json()["results"][0]
     assert "account_history" not in {w["field"] for w in now["warnings"]}

@@ -13,7 +13,9 @@ from training.train import TrainConfig, TrainingResult, fit_and_evaluate
 @pytest.fixture(scope="session")
 def trained() -> TrainingResult:
     crm = generate_crm(2000, seed=11, as_of=pd.Timestamp("2025-06-30", tz="UTC"))
-    return fit_and_evaluate(in_memory_frame(crm.tables), "lead_scoring_v1", TrainConfig(seed=11), crm.truth)
+    return fit_and_evaluate(
+        in_memory_frame(crm.tables), "lead_scoring_v1", TrainConfig(seed=11), crm.truth
+    )
 
 
 @pytest.fixture(scope="session")
