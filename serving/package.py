@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from leadscore.config import PROJECT_ROOT, Settings
+from leadscore.config import METADATA_KEY, PROJECT_ROOT, Settings
 from leadscore.model.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 
-#: Key of the ScoringModel metadata inside the MLmodel file's ``metadata``.
-METADATA_KEY = "lead_scorer"
 #: Folder of the MLflow model inside a BentoML model imported by ``bentoml.mlflow``.
 MLFLOW_MODEL_FOLDER = "mlflow_model"
 #: Import path of the service, for ``bentoml serve`` and bentofile.yaml.
