@@ -62,3 +62,15 @@ def isolated(root: Path) -> Settings:
 @pytest.fixture
 def isolated_settings(tmp_path: Path) -> Settings:
     return isolated(tmp_path)
+
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration ``integration``, so the daily tier
+    (``pytest -m "not integration"``, ``make test-fast``) leaves out a new file there even
+    when it forgets its ``pytestmark``."""
+    for item in items:
+        if INTEGRATION_DIR in item.path.parents:
+            item.add_marker(pytest.mark.integration)
