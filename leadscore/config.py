@@ -3,6 +3,11 @@
 Every path and name the product uses comes from :func:`load_settings`, which only
 reads environment variables: importing this module creates no folders and sets no
 tracking URI. Callers that need a folder create it when they write to it.
+
+This is the only module that touches the process environment (a test keeps it so):
+variables are read here, the environment of a process the product starts is built here
+(:func:`child_environment`), and :func:`apply_process_env`, called by entry points, is
+the one place a variable is set.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +29,40 @@ EXPERIMENT = "lead_scoring"
 CHAMPION, CHALLENGER = "champion", "challenger"
 #: Key of the scoring metadata (calibration, categories, reason facts) in an MLmodel file.
 METADATA_KEY = MODEL_NAME
+#: Variable naming the exact BentoML model tag the service loads (see Settings.bento_model_tag).
+MODEL_TAG_ENV = "LEADSCORE_MODEL_TAG"
+
+# ---------------------------------------------------------------- parameter defaults
+# Each default is written once, here: the dataclass or function that uses it and the
+# command-line option that overrides it both read it, so changing one changes the
+# behaviour and the --help text together. Light on purpose: the CLI imports this module
+# to build its options, and must not pay for pandas or MLflow to show --help.
+
+#: Seed of every random choice (synthetic CRM, training); ``LEADSCORE_SEED`` overrides it.
+SEED = 42
+#: Deals in a synthetic CRM (``leadscore generate``, ``leadscore demo``).
+SYNTHETIC_DEALS = 5000
+#: Days between two training snapshots of one deal while it is open.
+SNAPSHOT_EVERY_DAYS = 14
+#: Ranking: an open deal without activity for this many days is dormant.
+DORMANT_DAYS = 30.0
+#: Ranking: deals lost within this many days are scored as if re-opened.
+LOST_WINDOW_DAYS = 180.0
+#: Ranking: deals featurised and scored per batch (memory follows the batch, not the CRM).
+RANK_BATCH_SIZE = 10_000
+#: Ranking order: ``expected_value`` (probability x amount) or ``probability``.
+DEFAULT_RANK_BY: Final = "expected_value"
+#: Promotion gate: how much worse than the champion a challenger may be on one test slice.
+MAX_AUC_DROP = 0.01
+MAX_LOG_LOSS_RISE = 0.01
+#: Deals in the table of the managers' page.
+REPORT_MAX_ROWS = 1000
+#: Port of the scoring service.
+SERVICE_PORT = 3000
+#: Redis of the production online store when ``LEADSCORE_REDIS`` is not set.
+REDIS = "localhost:6379"
+#: Prefix of the variables overriding a risk rule threshold: ``LEADSCORE_HEALTH_MAX_STALLS=4``.
+HEALTH_ENV_PREFIX = "LEADSCORE_HEALTH_"
 
 
 @dataclass(frozen=True)
@@ -36,11 +76,20 @@ class Settings:
     tracking_uri: str = f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
     artifact_root: Path = PROJECT_ROOT / "mlruns" / "artifacts"
     model_name: str = MODEL_NAME
+    #: BentoML's home (model and Bento stores), per checkout, so that a `leadscore package`
+    #: elsewhere on the machine never replaces this checkout's model.
+    bentoml_home: Path = PROJECT_ROOT / "bentoml_home"
+    #: The BentoML model the service loads; `leadscore serve` sets the champion's exact tag.
+    bento_model_tag: str = f"{MODEL_NAME}:latest"
     feature_service: str = FEATURE_SERVICE
     experiment: str = EXPERIMENT
     #: Days between two training snapshots of one deal while it is open.
-    snapshot_every_days: int = 14
-    seed: int = 42
+    snapshot_every_days: int = SNAPSHOT_EVERY_DAYS
+    seed: int = SEED
+    #: Redis of ``feature_store.redis.yaml`` (``host:port[,db=N][,password=...]``).
+    redis: str = REDIS
+    #: Risk rule thresholds from the environment, as ``name=value`` (names lower case).
+    health_overrides: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -68,8 +117,11 @@ def load_settings(**overrides: object) -> Settings:
 
     ``LEADSCORE_FEATURE_REPO``, ``LEADSCORE_FEATURE_STORE_YAML``, ``MLFLOW_TRACKING_URI``
     (MLflow's own variable, so the production PostgreSQL backend is chosen by the URI
-    alone), ``LEADSCORE_ARTIFACT_ROOT`` (where new experiments keep artifacts) and
-    ``LEADSCORE_SEED``.
+    alone), ``LEADSCORE_ARTIFACT_ROOT`` (where new experiments keep artifacts),
+    ``LEADSCORE_SEED``, ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
+    in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
+    ``LEADSCORE_REDIS`` (the Redis online store's address) and ``LEADSCORE_HEALTH_<NAME>``
+    (risk rule thresholds, e.g. ``LEADSCORE_HEALTH_MAX_STALLS=4``).
     """
     env: dict[str, object] = {}
     if v := os.environ.get("LEADSCORE_FEATURE_REPO"):
@@ -82,8 +134,67 @@ def load_settings(**overrides: object) -> Settings:
         env["artifact_root"] = Path(v).resolve()
     if v := os.environ.get("LEADSCORE_SEED"):
         env["seed"] = int(v)
+    if v := os.environ.get("BENTOML_HOME"):
+        env["bentoml_home"] = Path(v).expanduser().resolve()
+    if v := os.environ.get(MODEL_TAG_ENV):
+        env["bento_model_tag"] = v
+    if v := os.environ.get("LEADSCORE_REDIS"):
+        env["redis"] = v
+    env["health_overrides"] = tuple(
+        f"{name.removeprefix(HEALTH_ENV_PREFIX).lower()}={value}"
+        for name, value in sorted(os.environ.items())
+        if name.startswith(HEALTH_ENV_PREFIX)
+    )
     env.update(overrides)
     return Settings(**env)  # type: ignore[arg-type]
+
+
+def process_env(settings: Settings) -> dict[str, str]:
+    """Variables a leadscore process, and every server or build it starts, runs with.
+
+    Usage telemetry off (MLflow decides when ``mlflow`` is first imported; BentoML's is off
+    by default, said anyway), BentoML's home at ``settings.bentoml_home`` (BentoML reads
+    ``BENTOML_HOME`` once, on first use of its stores), and MLflow's tqdm bar for artifact
+    copies off (the commands draw their own progress; a tqdm bar in a log is a line of
+    carriage returns). Nothing is set here: the CLI entry applies these at the
+    start of a process, ``leadscore serve`` hands them to ``bentoml serve``, and a value
+    already in the environment wins over them.
+    """
+    return {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "BENTOML_DO_NOT_TRACK": "true",
+        "BENTOML_HOME": str(settings.bentoml_home),
+    }
+
+
+def apply_process_env(settings: Settings) -> None:
+    """Give this process :func:`process_env`'s variables where they are not set already.
+
+    The one place the product sets a process variable, for entry points only (the CLI
+    calls it first thing); importing any module of the product sets none.
+    """
+    for key, value in process_env(settings).items():
+        os.environ.setdefault(key, value)
+
+
+def child_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a process leadscore starts (``feast``, ``bentoml``).
+
+    :func:`process_env`'s defaults, this process's variables over them, ``extra`` over both.
+    """
+    return {**process_env(settings), **os.environ, **extra}
+
+
+def feast_environment(settings: Settings) -> dict[str, str]:
+    """The variables Feast expands ``${VAR}`` in the repo's YAML with, for leadscore.
+
+    Feast reads them from the process environment and leaves an unset one as written,
+    so ``feature_store.redis.yaml`` alone would connect to ``${LEADSCORE_REDIS}``. The
+    leadscore steps load the YAML with this mapping instead (and hand it to the ``feast``
+    processes they start): the environment, with ``LEADSCORE_REDIS`` as settings have it.
+    """
+    return child_environment(settings, LEADSCORE_REDIS=settings.redis)
 
 
 #: Lowest score of grades A, B and C; D is everything below C.

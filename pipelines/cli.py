@@ -1,17 +1,36 @@
-"""`leadscore`: the command line. Each command parses, calls one typed step and prints."""
+"""`leadscore`: the command line. Each command parses, calls one typed step and prints.
+
+Results go to stdout; logs, warnings and progress bars to stderr (:mod:`pipelines.console`).
+Option defaults are the core's (:mod:`leadscore.config`), never restated here. Heavy
+modules (pandas, Feast, MLflow) are imported inside the commands, so ``--help`` is quick.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
-from leadscore.config import load_settings
+from leadscore.config import (
+    CHAMPION,
+    DEFAULT_RANK_BY,
+    DORMANT_DAYS,
+    LOST_WINDOW_DAYS,
+    MAX_AUC_DROP,
+    MAX_LOG_LOSS_RISE,
+    RANK_BATCH_SIZE,
+    REPORT_MAX_ROWS,
+    SEED,
+    SERVICE_PORT,
+    SYNTHETIC_DEALS,
+    load_settings,
+)
+from pipelines.console import Verbosity, configured, working
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(
     help="Lead scoring: synthetic CRM, point-in-time features on Feast, LightGBM models in MLflow, "
@@ -26,33 +45,52 @@ features_app = typer.Typer(
 app.add_typer(features_app, name="features")
 
 
+def _process_defaults() -> None:
+    """Apply :func:`~leadscore.config.process_env` to this process, where it starts.
+
+    Before any command imports MLflow (its telemetry switch is read at import) or touches
+    a BentoML store (its home is read on first use); a value already set wins.
+    """
+    from leadscore.config import apply_process_env
+
+    apply_process_env(load_settings())
+
+
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Debug logging; show every library notice."),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Errors only: no warnings, no progress bars.")
+    ] = False,
 ) -> None:
-    # Library deprecation chatter (ibis, Feast's experimental-ODFV note) is not for users.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*experimental feature.*")
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("feast", "alembic", "urllib3", "numba", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """Global options: how much the command shows on stderr (results always go to stdout)."""
+    if verbose and quiet:
+        raise typer.BadParameter("choose one of --verbose and --quiet", param_hint="--quiet")
+    _process_defaults()
+    level = Verbosity.VERBOSE if verbose else Verbosity.QUIET if quiet else Verbosity.DEFAULT
+    ctx.with_resource(configured(level))
 
 
-def _utc(value: str | None) -> pd.Timestamp | None:
+def _when(value: str | None) -> pd.Timestamp | None:
+    """A time option in UTC (naive means UTC), or None when not given."""
     if value is None:
         return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    from leadscore.timeutil import as_utc
+
+    return as_utc(value)
 
 
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the export to.")],
-    deals: Annotated[int, typer.Option("--deals", min=1, help="Number of deals.")] = 5000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same CRM.")] = 42,
+    deals: Annotated[
+        int, typer.Option("--deals", min=1, help="Number of deals.")
+    ] = SYNTHETIC_DEALS,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same CRM.")] = SEED,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="End of the simulated history (default now).")
     ] = None,
@@ -63,8 +101,9 @@ def generate(
 
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("must be parquet or csv", param_hint="--format")
-    crm = generate_crm(deals, seed=seed, as_of=_utc(as_of))
-    paths = write_export(crm, out, fmt=fmt)  # type: ignore[arg-type]
+    with working():
+        crm = generate_crm(deals, seed=seed, as_of=_when(as_of))
+        paths = write_export(crm, out, fmt=fmt)  # type: ignore[arg-type]
     for name, path in paths.items():
         rows = len(crm.tables[name]) if name in crm.tables else len(crm.truth)
         typer.echo(f"{name:15s} {rows:>10,d} rows  {path}")
@@ -79,7 +118,8 @@ def ingest(
     """Validate a CRM export, merge it into the stored tables and rebuild the feature sources."""
     from pipelines.steps import ingest as run_ingest
 
-    summary = run_ingest(export_dir, load_settings())
+    with working() as progress:
+        summary = run_ingest(export_dir, load_settings(), progress=progress)
     typer.echo(
         f"{'table':15s} {'read':>9s} {'valid':>9s} {'rejected':>9s} {'inserted':>9s} {'updated':>9s}"
     )
@@ -111,7 +151,9 @@ def features_apply() -> None:
     """Register the feature definitions in features/ (wraps `feast apply`)."""
     from leadscore.features.store import apply_repo
 
-    typer.echo(apply_repo(load_settings()))
+    with working() as progress:
+        said = apply_repo(load_settings(), progress)
+    typer.echo(said)
 
 
 @features_app.command("materialize")
@@ -126,7 +168,14 @@ def features_materialize(
     """Load the latest feature values into the online store (incremental unless --full)."""
     from leadscore.features.store import materialize
 
-    done = materialize(load_settings(), _utc(end).to_pydatetime() if end else None, full=full)
+    until = _when(end)
+    with working() as progress:
+        done = materialize(
+            load_settings(),
+            until.to_pydatetime() if until is not None else None,
+            full=full,
+            progress=progress,
+        )
     typer.echo(f"online store up to date as of {done.isoformat()}")
 
 
@@ -142,7 +191,8 @@ def training_set(
     from leadscore.features.store import training_frame
 
     settings = load_settings()
-    tf = training_frame(settings, stored_deals(settings.crm_dir), every_days)
+    with working() as progress:
+        tf = training_frame(settings, stored_deals(settings.crm_dir), every_days, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     tf.frame.to_parquet(out, index=False)
     f = tf.frame
@@ -156,21 +206,22 @@ def training_set(
 def demo(
     deals: Annotated[
         int, typer.Option("--deals", min=500, help="Synthetic deals to generate.")
-    ] = 5000,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
+    ] = SYNTHETIC_DEALS,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same CRM.")] = SEED,
     workdir: Annotated[
         Path | None, typer.Option("--workdir", help="Where to write the export.")
     ] = None,
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the page and the API when done.")
     ] = True,
-    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 3000,
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = SERVICE_PORT,
 ) -> None:
     """The main job on synthetic data: generate, ingest, features, train, promote, package, rank, serve."""
     from pipelines.steps import demo as run_demo
 
     settings = load_settings()
-    s = run_demo(settings, workdir or settings.feature_data / "demo", deals, seed)
+    with working() as progress:
+        s = run_demo(settings, workdir or settings.feature_data / "demo", deals, seed, progress)
     ing, t, r = s.ingest, s.training, s.ranking
     typer.echo(f"\nSynthetic CRM: {deals:,d} deals in {s.export_dir}")
     typer.echo("  by status: " + ", ".join(f"{k} {v:,d}" for k, v in s.deals_by_status.items()))
@@ -223,40 +274,56 @@ def demo(
     run_server(port=port)
 
 
-# ---- serving commands (issue 4) ----
+# ---- serving commands ----
 @app.command()
 def package(
     alias: Annotated[
         str, typer.Option("--alias", help="MLflow alias of the version to package.")
-    ] = "champion",
+    ] = CHAMPION,
+    build: Annotated[
+        bool,
+        typer.Option("--build", help="Then build a deployable Bento with it (bentoml build)."),
+    ] = False,
 ) -> None:
-    """Import models:/lead_scorer@champion from MLflow into the BentoML model store."""
-    from serving.package import PackagingError, package_champion
+    """Import models:/lead_scorer@champion from MLflow into the project's BentoML store."""
+    from serving.package import PackagingError, build_bento, package_champion
 
+    settings = load_settings()
     try:
-        p = package_champion(load_settings(), alias)
+        p = package_champion(settings, alias)
+        state = "imported" if p.created else "already packaged"
+        typer.echo(
+            f"{state}: {p.model_uri} = version {p.mlflow_version} (run {p.run_id}, "
+            f"feature service {p.feature_service}) -> BentoML model {p.tag} "
+            f"in {settings.bentoml_home}"
+        )
+        if build:
+            typer.echo(f"built Bento {build_bento(settings, alias)} with {p.tag}")
     except PackagingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    state = "imported" if p.created else "already packaged"
-    typer.echo(
-        f"{state}: {p.model_uri} = version {p.mlflow_version} (run {p.run_id}, "
-        f"feature service {p.feature_service}) -> BentoML model {p.tag}"
-    )
 
 
 @app.command()
 def serve(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 3000,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = SERVICE_PORT,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "0.0.0.0",
+    alias: Annotated[
+        str, typer.Option("--alias", help="MLflow alias of the packaged version to serve.")
+    ] = CHAMPION,
 ) -> None:
-    """Start the scoring service (BentoML) on the packaged model: POST /score, /score_ids; GET /docs."""
+    """Start the scoring service (BentoML) on the packaged champion: POST /score, /score_ids; GET /docs."""
+    from serving.package import PackagingError
     from serving.package import serve as run_server
 
-    run_server(port=port, host=host)
+    try:
+        run_server(port=port, host=host, settings=load_settings(), alias=alias)
+    except PackagingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
-# ---- training commands (issue 3) ----
+# ---- training commands ----
 def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -273,25 +340,22 @@ def train(
         ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Random seed (default LEADSCORE_SEED or 42).")
+        int | None,
+        typer.Option("--seed", help=f"Random seed (default LEADSCORE_SEED or {SEED})."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")
     ] = False,
 ) -> None:
     """Train on the Feast training frame, log to MLflow, register the version as challenger."""
-    import contextlib
-    import sys
-
     from training.data import InsufficientDataError
     from training.train import TrainConfig, train_from_store
 
     settings = load_settings()
     try:
-        # Library prints (none expected, but third-party ones happen) must not corrupt --json.
-        with contextlib.redirect_stdout(sys.stderr):
+        with working() as progress:
             summary = train_from_store(
-                settings, TrainConfig(seed=settings.seed if seed is None else seed), truth
+                settings, TrainConfig(seed=settings.seed if seed is None else seed), truth, progress
             )
     except (InsufficientDataError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -332,10 +396,10 @@ def promote(
     ] = None,
     max_auc_drop: Annotated[
         float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")
-    ] = 0.01,
+    ] = MAX_AUC_DROP,
     max_log_loss_rise: Annotated[
         float, typer.Option("--max-log-loss-rise", help="Allowed log loss rise vs champion.")
-    ] = 0.01,
+    ] = MAX_LOG_LOSS_RISE,
     force: Annotated[
         bool, typer.Option("--force", help="Promote even if the gate fails (recorded).")
     ] = False,
@@ -348,13 +412,14 @@ def promote(
     from training.registry import Tolerance, promote_from_store
 
     try:
-        decision = promote_from_store(
-            load_settings(),
-            version=version,
-            tolerance=Tolerance(max_auc_drop, max_log_loss_rise),
-            force=force,
-            note=note,
-        )
+        with working():
+            decision = promote_from_store(
+                load_settings(),
+                version=version,
+                tolerance=Tolerance(max_auc_drop, max_log_loss_rise),
+                force=force,
+                note=note,
+            )
     except (RegistryError, InsufficientDataError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -407,7 +472,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     """List registered versions with aliases and headline test metrics."""
     from training.registry import list_versions
 
-    versions = list_versions(load_settings())
+    with working():
+        versions = list_versions(load_settings())
     if as_json:
         _print_json(versions)
         return
@@ -425,7 +491,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
         )
 
 
-# ---- manager commands (issue 5) ----
+# ---- manager commands ----
 _OwnerOpt = Annotated[
     list[str] | None, typer.Option("--owner", help="Only this owner's deals (repeatable).")
 ]
@@ -440,10 +506,11 @@ _SegmentOpt = Annotated[
         "enterprise: 1,000+, unknown) or this industry (repeatable).",
     ),
 ]
-_StatusOpt = Annotated[
+_GroupOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--status", help="Only deals with this status: open, dormant, 'recently lost' (repeatable)."
+        "--group",
+        help="Only deals of this priority group: active, dormant, 'recently lost' (repeatable).",
     ),
 ]
 _SourceOpt = Annotated[
@@ -458,23 +525,16 @@ def _filters(
     owner: list[str] | None,
     channel: list[str] | None,
     segment: list[str] | None,
-    status: list[str] | None,
+    group: list[str] | None,
 ):
     from leadscore.priority.rank import Filters
 
     try:
         return Filters(
-            tuple(owner or ()), tuple(channel or ()), tuple(segment or ()), tuple(status or ())
+            tuple(owner or ()), tuple(channel or ()), tuple(segment or ()), tuple(group or ())
         )
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--status") from exc
-
-
-def _rank_progress(done: int, total: int) -> None:
-    """One progress line on stderr; until the end the cursor stays at its start, so a log
-    line written meanwhile replaces it instead of running on after it."""
-    last = done >= total
-    typer.echo(f"\rscored {done:,}/{total:,} deals" + ("" if last else "\r"), err=True, nl=last)
+        raise typer.BadParameter(str(exc), param_hint="--group") from exc
 
 
 @app.command()
@@ -489,29 +549,29 @@ def rank(
     ] = None,
     by: Annotated[
         str, typer.Option("--by", help="expected_value (probability x amount) or probability.")
-    ] = "expected_value",
+    ] = DEFAULT_RANK_BY,
     top_n: Annotated[
         int | None, typer.Option("--top", min=1, help="Keep the best N deals in the list.")
     ] = None,
     owner: _OwnerOpt = None,
     channel: _ChannelOpt = None,
     segment: _SegmentOpt = None,
-    status: _StatusOpt = None,
+    group: _GroupOpt = None,
     dormant_days: Annotated[
         float,
         typer.Option(
             "--dormant-days", min=1, help="An open deal without activity this long is dormant."
         ),
-    ] = 30,
+    ] = DORMANT_DAYS,
     lost_days: Annotated[
         float,
         typer.Option(
             "--lost-days", min=0, help="Score deals lost within this many days, as if re-opened."
         ),
-    ] = 180,
+    ] = LOST_WINDOW_DAYS,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Deals featurised and scored per batch.")
-    ] = 10_000,
+    ] = RANK_BATCH_SIZE,
     threshold: Annotated[
         list[str] | None,
         typer.Option(
@@ -525,15 +585,15 @@ def rank(
     ] = None,
     alias: Annotated[
         str, typer.Option("--alias", help="MLflow alias of the model to rank with.")
-    ] = "champion",
+    ] = CHAMPION,
 ) -> None:
     """Score open, dormant and recently lost deals with the champion and write the ranked list."""
     from leadscore.config import ServingConfig
     from leadscore.model.registry import RegistryError, load_champion
     from leadscore.priority.health import HealthThresholds
     from leadscore.priority.rank import (
+        PRIORITY_GROUPS,
         RANK_BY,
-        STATUSES,
         RankConfig,
         RankingError,
         rankings_dir,
@@ -542,11 +602,13 @@ def rank(
 
     if by not in RANK_BY:
         raise typer.BadParameter(f"must be one of {', '.join(RANK_BY)}", param_hint="--by")
-    try:
-        health = HealthThresholds.from_env().with_overrides(threshold or [])
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--threshold") from exc
     settings = load_settings()
+    try:
+        health = HealthThresholds().with_overrides([*settings.health_overrides, *(threshold or [])])
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{exc} (from --threshold or LEADSCORE_HEALTH_<NAME>)", param_hint="--threshold"
+        ) from exc
     config = RankConfig(
         dormant_days,
         lost_days,
@@ -554,25 +616,26 @@ def rank(
         health=health,
         grade_thresholds=ServingConfig.from_env().grade_thresholds,
     )
-    filters = _filters(owner, channel, segment, status)
+    filters = _filters(owner, channel, segment, group)
     try:
-        model, version = load_champion(settings, alias)
-        result = run_rank(
-            settings,
-            model,
-            version,
-            out or rankings_dir(settings),
-            config,
-            filters,
-            by,  # type: ignore[arg-type]
-            top_n,
-            _utc(as_of),
-            _rank_progress,
-        )
+        with working() as progress:
+            model, version = load_champion(settings, alias)
+            result = run_rank(
+                settings,
+                model,
+                version,
+                out or rankings_dir(settings),
+                config,
+                filters,
+                by,  # type: ignore[arg-type]
+                top_n,
+                _when(as_of),
+                progress,
+            )
     except (RankingError, RegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    counts = ", ".join(f"{result.scored.get(s, 0):,} {s}" for s in STATUSES)
+    counts = ", ".join(f"{result.scored.get(g, 0):,} {g}" for g in PRIORITY_GROUPS)
     typer.echo(
         f"scored {sum(result.scored.values()):,} deals ({counts}) with {settings.model_name} "
         f"version {result.model_version}"
@@ -590,7 +653,7 @@ def top(
     owner: _OwnerOpt = None,
     channel: _ChannelOpt = None,
     segment: _SegmentOpt = None,
-    status: _StatusOpt = None,
+    group: _GroupOpt = None,
 ) -> None:
     """Print the best deals of the last ranked list, with reasons (+/-) and risk flags (!)."""
     from leadscore.priority.rank import RankingError, rankings_dir, read_ranked
@@ -601,7 +664,7 @@ def top(
     except RankingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(text_table(_filters(owner, channel, segment, status).apply(ranked).head(n)))
+    typer.echo(text_table(_filters(owner, channel, segment, group).apply(ranked).head(n)))
 
 
 @app.command()
@@ -610,7 +673,7 @@ def report(
     source: _SourceOpt = None,
     max_rows: Annotated[
         int, typer.Option("--max-rows", min=1, help="Deals shown in the table.")
-    ] = 1000,
+    ] = REPORT_MAX_ROWS,
 ) -> None:
     """Write the managers' page: ranked deals with reasons, risk flags and next steps, and CRM charts."""
     from leadscore.priority.rank import RankingError, rankings_dir

@@ -21,6 +21,7 @@ from leadscore.features.featurize import build_feature_sources
 from leadscore.features.store import apply_repo, materialize, write_sources
 from leadscore.model.registry import load_champion
 from leadscore.priority.rank import RankRun, rankings_dir, run_rank
+from leadscore.progress import Progress, no_progress
 from serving.package import PackagedModel, package_champion
 from training.registry import promote_from_store
 from training.train import train_from_store
@@ -36,15 +37,20 @@ class IngestSummary:
     rejects_file: Path
 
 
-def ingest(export_dir: Path, settings: Settings, now: pd.Timestamp | None = None) -> IngestSummary:
+def ingest(
+    export_dir: Path,
+    settings: Settings,
+    now: pd.Timestamp | None = None,
+    progress: Progress = no_progress,
+) -> IngestSummary:
     """Validate an export, merge it into the stored CRM tables, rebuild the feature sources.
 
     The sources are rebuilt from all stored tables, not just the new export, because
     a late event (a close, a new contact) changes features of rows already stored.
     """
-    result = ingest_export(export_dir, settings.crm_dir, settings.rejects_dir, now=now)
-    sources = build_feature_sources(result.tables)
-    rows = write_sources(sources, settings.sources_dir)
+    result = ingest_export(export_dir, settings.crm_dir, settings.rejects_dir, now, progress)
+    sources = build_feature_sources(result.tables, progress)
+    rows = write_sources(sources, settings.sources_dir, progress)
     return IngestSummary(result.counts, result.rejects, rows, settings.rejects_dir / "rejects.csv")
 
 
@@ -61,15 +67,38 @@ class DemoSummary:
     ranking: RankRun | None = None
 
 
-def demo(settings: Settings, workdir: Path, n_deals: int, seed: int) -> DemoSummary:
+#: The steps of :func:`demo`, as ``progress`` hears them (task ``demo``); promote runs
+#: only when the new version did not become champion by itself.
+DEMO_STEPS = (
+    "generate",
+    "write export",
+    "ingest",
+    "features apply",
+    "features materialize",
+    "train",
+    "promote",
+    "package",
+    "rank",
+)
+
+
+def demo(
+    settings: Settings,
+    workdir: Path,
+    n_deals: int,
+    seed: int,
+    progress: Progress = no_progress,
+) -> DemoSummary:
     """The main job on the embedded default, from a synthetic CRM to a ranked list.
 
     generate -> ingest -> feast apply -> materialize -> train (against the generator's
-    oracle) -> promote (the gate decides) -> package for BentoML -> rank.
+    oracle) -> promote (the gate decides) -> package for BentoML -> rank. ``progress``
+    hears each step (task ``demo``) and what the steps themselves report.
     """
     summary = DemoSummary(export_dir=workdir / "export")
 
     def timed(name: str, fn, *args, **kwargs):
+        progress("demo", DEMO_STEPS.index(name), len(DEMO_STEPS), unit="steps", detail=name)
         start = time.perf_counter()
         out = fn(*args, **kwargs)
         summary.seconds[name] = round(time.perf_counter() - start, 2)
@@ -79,19 +108,35 @@ def demo(settings: Settings, workdir: Path, n_deals: int, seed: int) -> DemoSumm
     crm = timed("generate", generate_crm, n_deals, seed)
     timed("write export", write_export, crm, summary.export_dir)
     summary.deals_by_status = crm.tables["deals"]["status"].value_counts().to_dict()
-    summary.ingest = timed("ingest", ingest, summary.export_dir, settings)
-    timed("features apply", apply_repo, settings)
+    summary.ingest = timed("ingest", ingest, summary.export_dir, settings, progress=progress)
+    timed("features apply", apply_repo, settings, progress)
     summary.materialized_to = timed(
-        "features materialize", materialize, settings, crm.as_of.to_pydatetime()
+        "features materialize",
+        materialize,
+        settings,
+        crm.as_of.to_pydatetime(),
+        progress=progress,
     )
     summary.training = timed(
-        "train", train_from_store, settings, truth_path=summary.export_dir / "truth.parquet"
+        "train",
+        train_from_store,
+        settings,
+        truth_path=summary.export_dir / "truth.parquet",
+        progress=progress,
     )
     if CHAMPION not in summary.training.get("aliases", []):
         summary.promotion = timed("promote", promote_from_store, settings).to_dict()
     summary.packaged = timed("package", package_champion, settings)
     model, version = load_champion(settings)
     summary.ranking = timed(
-        "rank", run_rank, settings, model, version, rankings_dir(settings), as_of=crm.as_of
+        "rank",
+        run_rank,
+        settings,
+        model,
+        version,
+        rankings_dir(settings),
+        as_of=crm.as_of,
+        progress=progress,
     )
+    progress("demo", len(DEMO_STEPS), len(DEMO_STEPS), unit="steps")
     return summary

@@ -1,13 +1,19 @@
-"""The hand-off from MLflow to BentoML, and starting the service.
+"""The hand-off from MLflow to BentoML; starting the service; building a Bento.
 
 ``leadscore package`` is the one step that moves a model into serving: it imports
-``models:/lead_scorer@champion`` from the MLflow registry into the BentoML model store
-as ``lead_scorer``, with labels and metadata saying which MLflow version it is, which
-feature service it was trained on, and how it calibrates and encodes. The service then
-loads ``lead_scorer:latest``: the MLflow model directory inside the BentoML model holds
-the native LightGBM booster, and its ``MLmodel`` file the :class:`ScoringModel`
-metadata training wrote (``metadata.lead_scorer``), so serving rebuilds exactly the
-model training evaluated.
+``models:/lead_scorer@champion`` from the MLflow registry into the project's BentoML model
+store (``bentoml_home/``, or ``BENTOML_HOME``) as ``lead_scorer``, labelled with the MLflow
+version and run it came from, the feature service it was trained on, and how it
+calibrates and encodes. ``leadscore serve`` asks MLflow which version is champion now,
+finds the BentoML model packaged from exactly that version and run, and starts the
+service on that tag (``LEADSCORE_MODEL_TAG``): a model packaged later, or a champion
+that moved since, is never served by accident. The MLflow model directory inside the
+BentoML model holds the native LightGBM booster, and its ``MLmodel`` file the
+:class:`ScoringModel` metadata training wrote (``metadata.lead_scorer``), so serving
+rebuilds exactly the model training evaluated.
+
+The Bento's Python requirements are ``serving/requirements.txt``, exported from
+``uv.lock`` by :data:`EXPORT_REQUIREMENTS` (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -15,13 +21,27 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from leadscore.config import METADATA_KEY, PROJECT_ROOT, Settings
+from leadscore.config import (
+    CHAMPION,
+    METADATA_KEY,
+    MODEL_TAG_ENV,
+    PROJECT_ROOT,
+    SERVICE_PORT,
+    Settings,
+    child_environment,
+    load_settings,
+)
 from leadscore.model.scoring_model import ScoringModel
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +49,21 @@ log = logging.getLogger(__name__)
 MLFLOW_MODEL_FOLDER = "mlflow_model"
 #: Import path of the service, for ``bentoml serve`` and bentofile.yaml.
 SERVICE = "serving.service:LeadScorer"
+#: The Bento's Python requirements (bentofile.yaml ``python.requirements_txt``).
+REQUIREMENTS = PROJECT_ROOT / "serving" / "requirements.txt"
+#: The export of uv.lock that :data:`REQUIREMENTS` holds (written with ``--output-file
+#: serving/requirements.txt``, in the project root): the runtime dependencies at their
+#: locked versions, without dev tools or the project itself (the Bento carries its code).
+EXPORT_REQUIREMENTS = ("uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project")
 
 
 class PackagingError(RuntimeError):
-    """The champion cannot be packaged; the message says what to do."""
+    """The champion cannot be packaged, served or built; the message says what to do."""
 
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """What ``leadscore package`` produced (or found already packaged)."""
+    """A BentoML model packaged from an MLflow version (by this call or an earlier one)."""
 
     tag: str
     model_uri: str
@@ -47,96 +73,137 @@ class PackagedModel:
     created: bool
 
 
-def package_champion(settings: Settings, alias: str = "champion") -> PackagedModel:
+def _aliased_version(settings: Settings, alias: str) -> tuple[MlflowClient, ModelVersion, str]:
+    """The project's MLflow client, the model version behind ``alias`` and its run id.
+
+    MLflow is imported here, not with the module: the service imports this module, and
+    its main process (which never scores) should not load MLflow.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from leadscore.model.registry import mlflow_client
+
+    client = mlflow_client(settings)
+    try:
+        version = client.get_model_version_by_alias(settings.model_name, alias)
+    except MlflowException as exc:
+        raise PackagingError(
+            f"no version of {settings.model_name!r} has the alias {alias!r} in "
+            f"{settings.tracking_uri}; train and promote one first (`leadscore train`, "
+            "`leadscore promote`)"
+        ) from exc
+    if version.run_id is None:  # registered from a path, not logged by a run
+        raise PackagingError(
+            f"version {version.version} of {settings.model_name!r} has no MLflow run; only "
+            "versions logged by `leadscore train` can be packaged"
+        )
+    return client, version, version.run_id
+
+
+def _packaged(name: str, version: str, run_id: str) -> Any:
+    """The newest BentoML model imported from MLflow ``version`` of run ``run_id``, or None.
+
+    The run id is compared too: version numbers restart in another registry (a switch
+    from SQLite to PostgreSQL), run ids do not.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        models = bentoml.models.list(name)
+    except NotFound:
+        return None
+    for model in sorted(models, key=lambda m: m.info.creation_time, reverse=True):
+        labels = model.info.labels
+        if labels.get("mlflow_version") == version and labels.get("mlflow_run_id") == run_id:
+            return model
+    return None
+
+
+def package_champion(settings: Settings, alias: str = CHAMPION) -> PackagedModel:
     """Import ``models:/<name>@<alias>`` into the BentoML model store as ``<name>``.
 
-    Idempotent: when the latest BentoML model already is that MLflow version, nothing is
-    imported. The BentoML metadata repeats what an operator needs to see with
-    ``bentoml models get lead_scorer:latest`` (MLflow version and run, feature service,
+    Idempotent: when that MLflow version is already in the store (say, packaged before a
+    rollback), nothing is imported. The BentoML metadata repeats what an operator needs
+    to see with ``bentoml models get`` (MLflow version and run, feature service,
     calibration, category maps); the service itself reads the MLmodel file.
     """
     import bentoml
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    # bentoml.mlflow downloads through MLflow's process-wide URIs; point both at ours.
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    client = mlflow.MlflowClient(
-        tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
-    )
-    name = settings.model_name
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        raise PackagingError(
-            f"no model version of {name!r} has the alias {alias!r} in {settings.tracking_uri}; "
-            "train and promote one first (`leadscore train`)"
-        ) from exc
+    client, version, run_id = _aliased_version(settings, alias)
+    name, number = settings.model_name, str(version.version)
     model_uri = f"models:/{name}@{alias}"
+    existing = _packaged(name, number, run_id)
+    if existing is not None:
+        log.info("%s already holds %s version %s", existing.tag, name, number)
+        return _described(existing, model_uri, created=False)
+
+    # mlflow_client (above) pointed MLflow's process-wide URIs, which bentoml.mlflow
+    # downloads through, at the configured registry.
     meta = mlflow.models.get_model_info(model_uri).metadata or {}
     if METADATA_KEY not in meta:
         raise PackagingError(
             f"{model_uri} has no '{METADATA_KEY}' metadata; it was not logged by training/"
         )
     scoring_meta = meta[METADATA_KEY]
-    run = client.get_run(version.run_id)
+    run = client.get_run(run_id)
     feature_service = (
         version.tags.get("feast.feature_service")
         or run.data.tags.get("feast.feature_service")
         or scoring_meta.get("info", {}).get("feature_service")
     )
-
-    existing = _latest(bentoml, name)
-    if (
-        existing is not None
-        and existing.info.labels.get("mlflow_run_id") == version.run_id
-        and (existing.info.labels.get("mlflow_version") == str(version.version))
-    ):
-        log.info("%s already holds %s version %s", existing.tag, name, version.version)
-        return PackagedModel(
-            str(existing.tag),
-            model_uri,
-            str(version.version),
-            version.run_id,
-            feature_service,
-            created=False,
-        )
-
     labels = {
-        "mlflow_version": str(version.version),
-        "mlflow_run_id": version.run_id,
+        "mlflow_version": number,
+        "mlflow_run_id": run_id,
         "alias": alias,
         "feature_service": feature_service or "unknown",
     }
     metadata: dict[str, Any] = {
         "mlflow_model_uri": model_uri,
-        "mlflow_version": str(version.version),
-        "mlflow_run_id": version.run_id,
+        "mlflow_version": number,
+        "mlflow_run_id": run_id,
         "feature_service": feature_service,
         "features": scoring_meta["features"],
         "categories": scoring_meta["categories"],
         "calibration": scoring_meta["calibration"],
     }
     bento_model = bentoml.mlflow.import_model(name, model_uri, labels=labels, metadata=metadata)
-    log.info("imported %s version %s as %s", model_uri, version.version, bento_model.tag)
+    log.info(
+        "imported %s version %s as %s into %s", model_uri, number, bento_model.tag, bento_model.path
+    )
+    return _described(bento_model, model_uri, created=True)
+
+
+def _described(bento_model: Any, model_uri: str, created: bool) -> PackagedModel:
+    labels = bento_model.info.labels
+    service = labels.get("feature_service")
     return PackagedModel(
         str(bento_model.tag),
         model_uri,
-        str(version.version),
-        version.run_id,
-        feature_service,
-        created=True,
+        labels["mlflow_version"],
+        labels["mlflow_run_id"],
+        None if service in (None, "unknown") else service,
+        created,
     )
 
 
-def _latest(bentoml: Any, name: str) -> Any:
-    from bentoml.exceptions import NotFound
+def packaged_champion(settings: Settings, alias: str = CHAMPION) -> PackagedModel:
+    """The BentoML model packaged from the version ``alias`` points at now.
 
-    try:
-        return bentoml.models.get(f"{name}:latest")
-    except NotFound:
-        return None
+    Raises PackagingError, saying to run ``leadscore package``, when that version is not
+    in the store: serving whatever was packaged last would serve the wrong model.
+    """
+    _, version, run_id = _aliased_version(settings, alias)
+    number = str(version.version)
+    found = _packaged(settings.model_name, number, run_id)
+    if found is None:
+        raise PackagingError(
+            f"{alias} is version {number} of {settings.model_name} (run {run_id}), "
+            f"which is not packaged in the BentoML store {settings.bentoml_home}; run "
+            "`leadscore package` first"
+        )
+    return _described(found, f"models:/{settings.model_name}@{alias}", created=False)
 
 
 def load_packaged(bento_model: Any) -> tuple[ScoringModel, dict[str, Any]]:
@@ -155,26 +222,68 @@ def load_packaged(bento_model: Any) -> tuple[ScoringModel, dict[str, Any]]:
     return model, dict(bento_model.info.metadata)
 
 
-def serve(port: int = 3000, host: str = "0.0.0.0", working_dir: Path = PROJECT_ROOT) -> NoReturn:
-    """Replace this process with ``bentoml serve`` for the LeadScorer service.
+def _bentoml_command() -> str:
+    """The ``bentoml`` executable of this interpreter's environment."""
+    return shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
+
+
+def _server_env(settings: Settings, tag: str) -> dict[str, str]:
+    """The environment of a ``bentoml`` process serving or building ``tag``.
+
+    One OpenMP thread per worker: LightGBM's default of one per core oversubscribes a
+    small machine as soon as two requests run at once.
+    """
+    return child_environment(settings, OMP_NUM_THREADS="1", **{MODEL_TAG_ENV: tag})
+
+
+def serve(
+    port: int = SERVICE_PORT,
+    host: str = "0.0.0.0",
+    settings: Settings | None = None,
+    alias: str = CHAMPION,
+) -> NoReturn:
+    """Replace this process with ``bentoml serve`` on the packaged ``alias`` version.
 
     Exec rather than a child process, so signals (Ctrl-C, a supervisor's SIGTERM) reach
-    the server directly. One OpenMP thread per worker: LightGBM's default of one per
-    core oversubscribes a small machine as soon as two requests run at once.
+    the server directly. Raises PackagingError before starting anything when that version
+    is not packaged.
     """
-    bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    args = [
-        bentoml,
-        "serve",
+    settings = settings or load_settings()
+    packaged = packaged_champion(settings, alias)
+    bentoml = _bentoml_command()
+    args = [bentoml, "serve", SERVICE, "--port", str(port), "--host", host]
+    args += ["--working-dir", str(settings.root)]
+    log.info(
+        "starting %s on %s:%d with %s (MLflow version %s)",
         SERVICE,
-        "--port",
-        str(port),
-        "--host",
         host,
-        "--working-dir",
-        str(working_dir),
+        port,
+        packaged.tag,
+        packaged.mlflow_version,
+    )
+    os.execvpe(bentoml, args, _server_env(settings, packaged.tag))
+
+
+def build_bento(settings: Settings, alias: str = CHAMPION) -> str:
+    """``bentoml build`` the project (bentofile.yaml) with the packaged ``alias`` version.
+
+    The Bento goes to the same BentoML home as the model; its tag is returned.
+    """
+    packaged = packaged_champion(settings, alias)
+    proc = subprocess.run(
+        [_bentoml_command(), "build", str(settings.root), "--output", "tag"],
+        cwd=settings.root,
+        env=_server_env(settings, packaged.tag),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    tags = [
+        line.removeprefix("__tag__:")
+        for line in proc.stdout.splitlines()
+        if line.startswith("__tag__:")
     ]
-    log.info("starting %s on %s:%d", SERVICE, host, port)
-    os.execvpe(bentoml, args, env)
+    if proc.returncode != 0 or not tags:
+        raise PackagingError(f"bentoml build failed: {(proc.stderr or proc.stdout)[-2000:]}")
+    log.info("built Bento %s with %s", tags[-1], packaged.tag)
+    return tags[-1]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.contract import AFTER_DEAL_CREATION
+from leadscore.crm.contract import AFTER_DEAL_CREATION, API_CLOCK_SKEW
 from leadscore.features.catalog import FEATURES, features_of
 from leadscore.features.deal_state import (
     ACTIVITY_CODES,
@@ -51,7 +51,6 @@ from leadscore.features.featurize import normalise_category, normalise_competito
 from leadscore.features.seniority import title_seniority
 from serving.schemas import (
     EXAMPLE_DEAL,
-    FUTURE_TOLERANCE,
     SUMMARY_TIMES,
     AccountIn,
     DealIn,
@@ -81,11 +80,12 @@ def deal_problems(deal: DealIn, as_of: datetime, now: datetime) -> list[Problem]
     """Impossible values a type check cannot see; each names its field (loc within the deal).
 
     The CRM contract's rules: nothing closes before it is created, no event precedes
-    the deal's creation, no time lies in the future (beyond :data:`FUTURE_TOLERANCE`),
-    a contact is attached once. And a deal cannot be scored before it exists.
+    the deal's creation, no time lies in the future (beyond the clock skew
+    :data:`~leadscore.crm.contract.API_CLOCK_SKEW`), a contact is attached once. And a
+    deal cannot be scored before it exists.
     """
     problems: list[Problem] = []
-    latest = now + FUTURE_TOLERANCE
+    latest = now + API_CLOCK_SKEW
 
     def bad(loc: tuple[str | int, ...], msg: str) -> None:
         problems.append(Problem(loc=list(loc), msg=msg, type="invalid_value"))
@@ -94,7 +94,7 @@ def deal_problems(deal: DealIn, as_of: datetime, now: datetime) -> list[Problem]
         if t is None:
             return
         if t > latest:
-            bad(loc, f"is in the future ({t.isoformat()}; tolerance {FUTURE_TOLERANCE})")
+            bad(loc, f"is in the future ({t.isoformat()}; tolerance {API_CLOCK_SKEW})")
         elif after_creation and t < deal.created_at:
             bad(loc, "is before the deal's created_at")
 
@@ -197,7 +197,7 @@ def _profiles(deals: Sequence[DealIn]) -> dict[str, list[Any]]:
 
 
 def _sorted(
-    deal: list[int], t: list[int] | np.ndarray, *columns: list[Any]
+    deal: list[int], t: list[int] | np.ndarray, *columns: list[Any] | np.ndarray
 ) -> tuple[np.ndarray, ...]:
     """Event columns as arrays, in the order the feature pipeline sorts them (deal, time)."""
     d, times = np.array(deal, dtype=np.int64), np.array(t, dtype=np.int64)

@@ -20,7 +20,7 @@ contact names, e-mails or phones, and errors end up in logs.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
@@ -39,9 +39,11 @@ from typing_extensions import TypedDict
 
 from leadscore.crm.contract import (
     ACTIVITY_TYPES,
+    API_CLOCK_SKEW,
     CONTACT_ROLES,
     DEAL_STATUSES,
     DIRECTIONS,
+    OPEN,
     STAGES,
     TABLES,
 )
@@ -50,9 +52,6 @@ from leadscore.model.explain import Reason, ScoreWarning
 
 #: Most deals (or ids) accepted in one request; larger batches get a 400.
 MAX_BATCH = 1000
-
-#: How far past the server's clock a time may lie (clock skew between the CRM and us).
-FUTURE_TOLERANCE = timedelta(minutes=15)
 
 Grade = Literal["A", "B", "C", "D"]
 
@@ -68,8 +67,8 @@ def _enum_text(value: Any) -> Any:
 
 
 def _not_future(value: datetime | None) -> datetime | None:
-    if value is not None and value > datetime.now(UTC) + FUTURE_TOLERANCE:
-        raise ValueError(f"must not be in the future (tolerance {FUTURE_TOLERANCE})")
+    if value is not None and value > datetime.now(UTC) + API_CLOCK_SKEW:
+        raise ValueError(f"must not be in the future (tolerance {API_CLOCK_SKEW})")
     return value
 
 
@@ -185,7 +184,7 @@ class DealIn(_Input):
     competitor: str | None = Field(None, description=_doc("deals", "competitor"))
     amount: float | None = Field(None, ge=0, description=_doc("deals", "amount"))
     currency: str | None = Field(None, description=_doc("deals", "currency"))
-    status: Status = Field("open", description=_doc("deals", "status"))
+    status: Status = Field(OPEN, description=_doc("deals", "status"))
     closed_at: UtcDatetime | None = Field(None, description=_doc("deals", "closed_at"))
     account: AccountIn | None = Field(
         None, description="Account details; missing ones are scored as unknown."
@@ -199,7 +198,7 @@ class DealIn(_Input):
         description="Every activity logged on the deal ([] when none), or send activity_summary instead; "
         "with neither, engagement is scored as unknown with a warning.",
     )
-    activity_summary: ActivitySummaryIn | None = Field(  # type: ignore[valid-type]
+    activity_summary: ActivitySummaryIn | None = Field(
         None, description="Pre-summarised engagement, instead of the activity list."
     )
     stage_history: list[StageEntryIn] | None = Field(

@@ -18,38 +18,33 @@ Payloads are never logged: they may carry contact names, e-mails and phones.
 
 from __future__ import annotations
 
-import os
+import gc
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TypeVar
 
-# Before numpy or LightGBM start their thread pools: one thread per worker (see package.serve).
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import bentoml
+from bentoml.models import BentoModel
+from prometheus_client import Counter
 
-import gc  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import TypeVar  # noqa: E402
-
-import bentoml  # noqa: E402
-from bentoml.models import BentoModel  # noqa: E402
-from prometheus_client import Counter  # noqa: E402
-
-from leadscore.config import ServingConfig, load_settings  # noqa: E402
-from leadscore.features.featurize import model_frame  # noqa: E402
-from leadscore.features.store import online_features  # noqa: E402
-from leadscore.model.explain import Explainer  # noqa: E402
-from leadscore.model.scoring_model import Columns  # noqa: E402
-from serving.auth import LEADS_PATH, TokenMiddleware  # noqa: E402
-from serving.leads_page import create_app as leads_page  # noqa: E402
-from serving.online import OnlineStore, TrackRecords  # noqa: E402
-from serving.package import load_packaged  # noqa: E402
-from serving.payload import (  # noqa: E402
+from leadscore.config import ServingConfig, load_settings
+from leadscore.crm.contract import API_CLOCK_SKEW
+from leadscore.features.featurize import model_frame
+from leadscore.features.store import online_features
+from leadscore.model.explain import Explainer
+from leadscore.model.scoring_model import Columns
+from serving.auth import LEADS_PATH, TokenMiddleware
+from serving.leads_page import create_app as leads_page
+from serving.online import OnlineStore, TrackRecords
+from serving.package import load_packaged
+from serving.payload import (
     compile_feature_kernels,
     deal_problems,
     input_warnings,
     payload_features,
 )
-from serving.schemas import (  # noqa: E402
-    FUTURE_TOLERANCE,
+from serving.schemas import (
     DealError,
     InvalidDeal,
     Problem,
@@ -87,12 +82,21 @@ PAST_TRACK_RECORD: ScoreWarning = {
     name="lead_scorer",
     workers="cpu_count",
     traffic={"timeout": 60},
-    envs=[{"name": "OMP_NUM_THREADS", "value": "1"}],
+    # Set in every worker by `bentoml serve` (a value in the environment wins) and in a
+    # built Bento's image: one OpenMP thread per worker (LightGBM's default of one per core
+    # oversubscribes a small machine), and usage telemetry off (MLflow loads in workers).
+    envs=[
+        {"name": "OMP_NUM_THREADS", "value": "1"},
+        {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+        {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
+    ],
 )
 class LeadScorer:
     """Lead scoring: calibrated win probability, score, grade and reasons for CRM deals."""
 
-    bento_model = BentoModel("lead_scorer:latest")
+    # Declared on the class so `bentoml build` packages it. The tag comes from configuration:
+    # `leadscore serve` passes the champion's exact one; a built Bento holds only that model.
+    bento_model = BentoModel(load_settings().bento_model_tag)
 
     def __init__(self) -> None:
         self.config = ServingConfig.from_env()
@@ -170,7 +174,7 @@ class LeadScorer:
         else:
             for name in history[0] if history else ():
                 columns[name] = [h[name] for h in history]
-            if as_of < now - FUTURE_TOLERANCE:
+            if as_of < now - API_CLOCK_SKEW:
                 for w in warnings:
                     w.append(PAST_TRACK_RECORD)
         return self._respond(
@@ -335,4 +339,5 @@ def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Pro
     return [Problem(loc=[*prefix, *p.loc], msg=p.msg, type=p.type) for p in problems]
 
 
-LeadScorer.add_asgi_middleware(TokenMiddleware)
+# mypy ignores what a class decorator returns: LeadScorer is a bentoml Service here.
+LeadScorer.add_asgi_middleware(TokenMiddleware)  # type: ignore[attr-defined]

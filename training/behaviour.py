@@ -2,82 +2,74 @@
 
 A model can score well and still say something absurd for one deal, e.g. that bringing
 the economic buyer in lowers the odds. Such a model loses the team's trust at the first
-example, so these checks gate promotion. Each check takes a sample of real rows, changes
-one thing, all else equal, and counts rows whose calibrated probability moved the wrong
-way by more than ``tolerance``:
+example, so these checks gate promotion. There is one check per feature the catalog
+gives a direction (:attr:`leadscore.features.catalog.Feature.monotone`): it takes a
+sample of real rows, adds the feature's ``check_step``, all else equal (a binary goes
+0 -> 1, an ordinal stops at its top level), and counts rows whose calibrated probability
+moved the wrong way by more than ``tolerance``: an economic buyer or a more senior
+contact does not lower the probability, another stall or slower replies do not raise
+it, and so on for every directed feature (:data:`CHECKS`).
 
-* an engaged economic buyer (has_economic_buyer 0 -> 1) does not lower the probability;
-* a more senior contact (max_seniority + 1, up to 6) does not lower it;
-* a longer stall (stalls + 1 and days_in_stage + 30) does not raise it;
-* slower replies (median_reply_hours + 24) do not raise it.
-
-Training makes these hold by construction with LightGBM monotone constraints (see
-:data:`training.train.MONOTONE`); the checks prove it on the artifact that ships,
-whatever its training configuration was.
+Training makes these hold by construction with LightGBM monotone constraints read from
+the same catalog entries; the checks prove it on the artifact that ships, whatever its
+training configuration was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from leadscore.features.catalog import FEATURES, Feature, Monotone
 from leadscore.model.scoring_model import ScoringModel
-
-Direction = Literal["not_lower", "not_higher"]
-MAX_SENIORITY = 6.0
 
 
 @dataclass(frozen=True)
 class Check:
-    name: str
-    description: str
-    expect: Direction
-    #: Features the change touches; rows where any is missing are not eligible.
-    features: tuple[str, ...]
-    #: Which rows can take the change (e.g. no economic buyer yet), given their values.
-    eligible: Callable[[np.ndarray], np.ndarray]
-    #: The changed values, one column per feature.
-    change: Callable[[np.ndarray], np.ndarray]
+    """One feature moved by ``step`` (up to ``top``), all else equal; the probability
+    must not move against ``direction``."""
+
+    feature: str
+    direction: Monotone
+    step: float
+    top: float
+
+    @classmethod
+    def of(cls, feature: Feature) -> Check:
+        return cls(feature.name, feature.monotone, feature.check_step, feature.top)
+
+    @property
+    def name(self) -> str:
+        return self.feature
+
+    @property
+    def description(self) -> str:
+        change = (
+            f"{self.feature} 0 -> 1"
+            if self.top == self.step == 1
+            else f"{self.feature} + {self.step:g}"
+            + (f" (up to {self.top:g})" if np.isfinite(self.top) else "")
+        )
+        return f"{change} does not {'lower' if self.direction > 0 else 'raise'} the probability"
+
+    def eligible(self, values: np.ndarray) -> np.ndarray:
+        """Rows that can take the change: known and below the top value."""
+        return ~np.isnan(values) & (values < self.top)
+
+    def change(self, values: np.ndarray) -> np.ndarray:
+        return np.minimum(values + self.step, self.top)
 
 
-CHECKS: tuple[Check, ...] = (
-    Check(
-        "economic_buyer",
-        "an engaged economic buyer (0 -> 1) does not lower the probability",
-        "not_lower",
-        ("has_economic_buyer",),
-        lambda v: v[:, 0] == 0,
-        lambda v: np.ones_like(v),
-    ),
-    Check(
-        "seniority",
-        "a more senior contact (max_seniority + 1) does not lower the probability",
-        "not_lower",
-        ("max_seniority",),
-        lambda v: v[:, 0] < MAX_SENIORITY,
-        lambda v: np.minimum(v + 1, MAX_SENIORITY),
-    ),
-    Check(
-        "stall",
-        "a longer stall (stalls + 1, days_in_stage + 30) does not raise the probability",
-        "not_higher",
-        ("stalls", "days_in_stage"),
-        lambda v: np.ones(len(v), dtype=bool),
-        lambda v: v + np.array([1.0, 30.0]),
-    ),
-    Check(
-        "slow_replies",
-        "slower replies (median_reply_hours + 24) do not raise the probability",
-        "not_higher",
-        ("median_reply_hours",),
-        lambda v: np.ones(len(v), dtype=bool),
-        lambda v: v + 24.0,
-    ),
-)
+def checks_of(features: Iterable[Feature] = FEATURES) -> tuple[Check, ...]:
+    """A check per feature with a monotone direction."""
+    return tuple(Check.of(f) for f in features if f.monotone)
+
+
+CHECKS: tuple[Check, ...] = checks_of()
 
 
 @dataclass(frozen=True)
@@ -134,19 +126,23 @@ def run_behaviour_checks(
     fails: it proved nothing.
     """
     rng = np.random.default_rng(seed)
-    rows = rng.choice(len(frame), size=min(sample, len(frame)), replace=False) if len(frame) else []
+    rows: np.ndarray | list[int] = (
+        rng.choice(len(frame), size=min(sample, len(frame)), replace=False) if len(frame) else []
+    )
     X = model.encode(frame.iloc[np.sort(rows)])
     base = model.probability(X)
     results = []
     for check in checks:
-        cols = [model.features.index(f) for f in check.features]
-        values = X[:, cols]
-        ok = ~np.isnan(values).any(axis=1)
-        ok[ok] = check.eligible(values[ok])
+        if check.feature not in model.features:
+            # A model that does not read the feature proves nothing about its direction.
+            results.append(CheckResult(check.name, check.description, 0, 0, 1.0, 0.0, False))
+            continue
+        j = model.features.index(check.feature)
+        ok = check.eligible(X[:, j])
         changed = X[ok].copy()
-        changed[:, cols] = check.change(values[ok])
-        delta = model.probability(changed) - base[ok]
-        wrong = -delta if check.expect == "not_lower" else delta
+        changed[:, j] = check.change(X[ok, j])
+        delta = model.probability(changed) - base[ok] if len(changed) else np.zeros(0)
+        wrong = -delta if check.direction > 0 else delta
         bad = wrong > tolerance
         n = int(ok.sum())
         rate = float(bad.mean()) if n else 1.0

@@ -23,7 +23,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightgbm as lgb
 import mlflow
@@ -70,7 +70,10 @@ def ensure_experiment(settings: Settings, client: MlflowClient) -> str:
     try:
         return client.create_experiment(settings.experiment, artifact_location=location.as_uri())
     except MlflowException:  # created meanwhile by a concurrent run
-        return client.get_experiment_by_name(settings.experiment).experiment_id
+        found = client.get_experiment_by_name(settings.experiment)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def git_commit(root: Path) -> str | None:
@@ -95,6 +98,7 @@ def register_model(model: ScoringModel, example: pd.DataFrame, settings: Setting
     meta = json.loads(
         json.dumps(model.metadata(), allow_nan=False)
     )  # plain JSON types, or fail here
+    client = mlflow_client(settings)  # log_model registers through MLflow's process-wide URI
     info = mlflow.lightgbm.log_model(
         model.booster,
         name="model",
@@ -103,9 +107,6 @@ def register_model(model: ScoringModel, example: pd.DataFrame, settings: Setting
         pip_requirements=PIP_REQUIREMENTS,
         registered_model_name=settings.model_name,
         metadata={METADATA_KEY: meta},
-    )
-    client = MlflowClient(
-        tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri()
     )
     return client.get_model_version(settings.model_name, str(info.registered_model_version))
 
@@ -201,13 +202,14 @@ def promote(
     test = canon[slice_masks(canon, bounds)["test"]]
     check_enough_data(test, 1, where="closed deals in the challenger's test slice")
     y = test["won"].to_numpy()
-    ch = binary_metrics(y, challenger.probability(challenger.encode(test)))
+    # Both outcomes are in the test slice (checked above): no metric below is None.
+    ch = cast(dict[str, Any], binary_metrics(y, challenger.probability(challenger.encode(test))))
     behaviour = run_behaviour_checks(challenger, test, seed=int(challenger.info.get("seed", 0)))
     reasons = behaviour.failures()
-    cm = None
+    cm: dict[str, Any] | None = None
     if champion_v is not None:
         champion = load_scoring_model(f"models:/{name}/{champion_v}", settings)
-        cm = binary_metrics(y, champion.probability(champion.encode(test)))
+        cm = cast(dict[str, Any], binary_metrics(y, champion.probability(champion.encode(test))))
         if ch["roc_auc"] < cm["roc_auc"] - tolerance.max_auc_drop:
             reasons.append(
                 f"ROC AUC {ch['roc_auc']:.4f} is {cm['roc_auc'] - ch['roc_auc']:.4f} below the "

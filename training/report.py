@@ -287,7 +287,7 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         "(seasonality, new products or channels). Watch calibration after release.",
         "- Categories not seen in the training slice (a new channel or competitor) are scored as missing.",
         "- The MLflow pyfunc flavour returns the *uncalibrated* booster output on encoded inputs; load "
-        "the model with `training.registry.load_scoring_model` to get served probabilities.",
+        "the model with `leadscore.model.registry.load_scoring_model` to get served probabilities.",
     ]
     return "\n".join(lines) + "\n"
 

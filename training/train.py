@@ -13,8 +13,11 @@ Model choices, and why:
   cost grows with trees; gains beyond that are within noise for CRM data of 10k-1M rows.
 * ``min_data_in_leaf=50`` and bagging: snapshots of one deal are near copies, so small
   leaves would memorise deals.
-* Monotone constraints (:data:`MONOTONE`) on the features sales teams have firm beliefs
-  about, which the behaviour checks then verify.
+* Monotone constraints on the features sales teams have firm beliefs about, and on
+  their close relatives so the model cannot route the same signal around a constraint
+  (senior contacts, senior met; waiting for our reply): each catalog entry's
+  ``monotone`` (:data:`leadscore.features.catalog.MONOTONE`), which the behaviour checks
+  then verify. Other features stay free: their direction is a finding, not a belief.
 * ``deterministic=True``, ``force_row_wise=True``, a fixed ``num_threads`` and one seed
   for every random choice: the same data and seed give the same trees, bit for bit.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +37,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from leadscore.config import CHALLENGER, CHAMPION, Settings
+from leadscore.config import CHALLENGER, CHAMPION, SEED, Settings
 from leadscore.crm.ingest import stored_deals
-from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
+from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, MONOTONE
 from leadscore.features.store import training_frame
 from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.registry import alias_version, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
+from leadscore.progress import Progress, no_progress
 from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
 from training.behaviour import BehaviourReport, run_behaviour_checks
 from training.calibration import CalibrationChoice, choose_calibration
@@ -59,27 +63,12 @@ from training.split import SLICES, SplitBounds, slice_masks, split_bounds
 
 log = logging.getLogger(__name__)
 
-#: Monotone directions (+1 the probability may only rise with the feature, -1 only fall).
-#: Those behind the behaviour checks, plus their close relatives so the model cannot
-#: route the same signal around a constraint (senior contacts, senior met; waiting for
-#: our reply). Other features stay free: their direction is a finding, not a belief.
-MONOTONE: dict[str, int] = {
-    "has_economic_buyer": 1,
-    "max_seniority": 1,
-    "n_senior_contacts": 1,
-    "senior_met": 1,
-    "stalls": -1,
-    "days_in_stage": -1,
-    "median_reply_hours": -1,
-    "hours_awaiting_reply": -1,
-}
-
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides the model besides the data; logged as run parameters."""
 
-    seed: int = 42
+    seed: int = SEED
     fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
     num_boost_round: int = 300
     early_stopping_rounds: int = 30
@@ -153,12 +142,18 @@ def category_lists(
 
 
 def train_booster(
-    model: ScoringModel, train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig
+    model: ScoringModel,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    config: TrainConfig,
+    progress: Progress = no_progress,
 ) -> lgb.Booster:
     """LightGBM with early stopping on validation log loss, cut to its best iteration.
 
     Cutting (rather than relying on ``best_iteration`` at predict time) makes every
     consumer of the saved booster, contributions included, use the same trees.
+    ``progress`` counts boosting rounds (task ``boosting``); early stopping ends it short
+    of ``num_boost_round``.
     """
     params = config.lgb_params(model.features)
     cats = model.categorical_indices
@@ -183,10 +178,13 @@ def train_booster(
         valid_sets=[dvalid],
         valid_names=["valid"],
         callbacks=[
-            lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)
+            lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False),
+            _count_rounds(progress),
         ],
     )
-    best = booster.best_iteration or booster.current_iteration()
+    rounds = booster.current_iteration()
+    progress("boosting", rounds, rounds, unit="rounds")
+    best = booster.best_iteration or rounds
     log.info(
         "LightGBM: %d trees, valid log loss %.5f",
         best,
@@ -195,12 +193,22 @@ def train_booster(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
+def _count_rounds(progress: Progress) -> Callable[[lgb.callback.CallbackEnv], None]:
+    """A LightGBM callback telling ``progress`` each finished round."""
+
+    def count(env: lgb.callback.CallbackEnv) -> None:
+        progress("boosting", env.iteration + 1, env.end_iteration, unit="rounds")
+
+    return count
+
+
 def fit_scoring_model(
     train: pd.DataFrame,
     valid: pd.DataFrame,
     features: Sequence[str],
     categorical: Sequence[str],
     config: TrainConfig,
+    progress: Progress = no_progress,
 ) -> FittedModel:
     """Booster plus calibrator: trained on ``train``, early-stopped and calibrated on ``valid``.
 
@@ -210,7 +218,7 @@ def fit_scoring_model(
         train, [c for c in features if c in categorical], config.max_categories
     )
     model = ScoringModel(booster=None, features=list(features), categories=categories)  # type: ignore[arg-type]
-    model.booster = train_booster(model, train, valid, config)
+    model.booster = train_booster(model, train, valid, config, progress)
     choice = choose_calibration(
         model.raw_score(model.encode(valid)),
         valid["won"].to_numpy(),
@@ -239,11 +247,26 @@ class TrainingResult:
     config: TrainConfig
 
 
+#: The steps of :func:`fit_and_evaluate`, as ``progress`` hears them (task ``train``).
+TRAIN_STEPS = (
+    "split",
+    "boosting and calibration",
+    "reason statistics",
+    "baselines and evaluation",
+    "behaviour checks",
+)
+
+
+def _step(progress: Progress, name: str) -> None:
+    progress("train", TRAIN_STEPS.index(name), len(TRAIN_STEPS), unit="steps", detail=name)
+
+
 def fit_and_evaluate(
     frame: pd.DataFrame,
     feature_service: str,
     config: TrainConfig | None = None,
     truth: pd.DataFrame | None = None,
+    progress: Progress = no_progress,
 ) -> TrainingResult:
     """Split by close time, train, calibrate, evaluate against baselines (and the oracle).
 
@@ -252,15 +275,23 @@ def fit_and_evaluate(
     a tenth of that (a slice without both outcomes cannot stop, calibrate or test).
     BLAS (the logistic regression baseline) runs on ``config.num_threads`` threads too:
     results then do not depend on the machine, and a busy machine is not oversubscribed.
+    ``progress`` hears each of :data:`TRAIN_STEPS` and the boosting rounds.
     """
     config = config or TrainConfig()
     with threadpool_limits(limits=config.num_threads):
-        return _fit_and_evaluate(frame, feature_service, config, truth)
+        result = _fit_and_evaluate(frame, feature_service, config, truth, progress)
+    progress("train", len(TRAIN_STEPS), len(TRAIN_STEPS), unit="steps")
+    return result
 
 
 def _fit_and_evaluate(
-    frame: pd.DataFrame, feature_service: str, config: TrainConfig, truth: pd.DataFrame | None
+    frame: pd.DataFrame,
+    feature_service: str,
+    config: TrainConfig,
+    truth: pd.DataFrame | None,
+    progress: Progress,
 ) -> TrainingResult:
+    _step(progress, "split")
     check_enough_data(frame, config.min_class_deals)
     frame = canonical(frame)
     bounds = split_bounds(frame, config.fractions)
@@ -271,8 +302,12 @@ def _fit_and_evaluate(
             part, max(1, config.min_class_deals // 10), where=f"closed deals in the {name} slice"
         )
     features, categorical = list(MODEL_FEATURES), list(CATEGORICAL_FEATURES)
-    fitted = fit_scoring_model(parts["train"], parts["valid"], features, categorical, config)
+    _step(progress, "boosting and calibration")
+    fitted = fit_scoring_model(
+        parts["train"], parts["valid"], features, categorical, config, progress
+    )
     model = fitted.model
+    _step(progress, "reason statistics")
     model.reason_stats = compute_reason_stats(parts["train"], features, model.categories)
     model.info = {
         "feature_service": feature_service,
@@ -289,6 +324,7 @@ def _fit_and_evaluate(
         "lightgbm": lgb.__version__,
     }
 
+    _step(progress, "baselines and evaluation")
     test, valid = parts["test"], parts["valid"]
     numeric = [f for f in features if f not in categorical]
     lr = fit_logistic_regression(parts["train"], numeric, categorical)
@@ -336,6 +372,7 @@ def _fit_and_evaluate(
     }
     if truth is not None:
         evaluation["at_creation"] = _at_creation(test, preds, truth)
+    _step(progress, "behaviour checks")
     behaviour = run_behaviour_checks(model, test, sample=config.behaviour_sample, seed=config.seed)
     evaluation["behaviour"] = behaviour.to_dict()
     log.info(
@@ -460,20 +497,29 @@ def train(
     feature_service: str,
     config: TrainConfig | None = None,
     truth: pd.DataFrame | None = None,
+    progress: Progress = no_progress,
 ) -> dict[str, Any]:
     """Fit, evaluate, log the run to MLflow and register the model as ``challenger``.
 
     Returns the JSON summary ``leadscore train --json`` prints: run_id, model_version,
     aliases, and the evaluation (data, model, valid, test, test_uncalibrated, baselines,
-    at_creation when ``truth`` is given, behaviour).
+    at_creation when ``truth`` is given, behaviour). ``progress`` hears the training steps
+    and then the MLflow run (task ``MLflow run``: report, model, registration).
     """
-    return log_training_run(settings, fit_and_evaluate(frame, feature_service, config, truth))
+    result = fit_and_evaluate(frame, feature_service, config, truth, progress)
+    progress("MLflow run", 0, None, detail="report, model and registration")
+    summary = log_training_run(settings, result)
+    progress("MLflow run", 1, 1)
+    return summary
 
 
 def train_from_store(
-    settings: Settings, config: TrainConfig | None = None, truth_path: Path | None = None
+    settings: Settings,
+    config: TrainConfig | None = None,
+    truth_path: Path | None = None,
+    progress: Progress = no_progress,
 ) -> dict[str, Any]:
     """:func:`train` on the frame built from the Feast FeatureService over the stored deals."""
     truth = load_truth(truth_path) if truth_path else None
-    tf = training_frame(settings, stored_deals(settings.crm_dir))
-    return train(settings, tf.frame, tf.feature_service, config, truth)
+    tf = training_frame(settings, stored_deals(settings.crm_dir), progress=progress)
+    return train(settings, tf.frame, tf.feature_service, config, truth, progress)

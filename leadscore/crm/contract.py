@@ -1,7 +1,8 @@
 """The CRM export contract: which tables and columns we accept, and what they mean.
 
 This module is the single source of truth for the contract. ``docs/crm_contract.md``
-is generated from it (``leadscore contract --markdown``), the validation schemas in
+is generated from it (``leadscore contract > docs/crm_contract.md``; a test keeps the
+two equal), the validation schemas in
 :mod:`leadscore.crm.ingest` are built from it, and the synthetic generator writes exactly
 these columns. An export is a folder with one CSV or Parquet file per table, named
 after the table (``deals.csv`` or ``deals.parquet``). Only ``deals`` is mandatory;
@@ -12,15 +13,30 @@ columns are kept in the stored tables and ignored by the features.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 ColumnType = Literal["string", "int", "float", "datetime"]
 
 STAGES: tuple[str, ...] = ("lead", "qualified", "solution", "committed", "closed")
-DEAL_STATUSES: tuple[str, ...] = ("open", "won", "lost")
+#: A deal's status in the CRM (``deals.status``); write these names, never the literals.
+OPEN, WON, LOST = "open", "won", "lost"
+DEAL_STATUSES: tuple[str, ...] = (OPEN, WON, LOST)
+#: Statuses of a closed deal: it has an outcome and a ``closed_at``.
+CLOSED_STATUSES: tuple[str, ...] = (WON, LOST)
 CONTACT_ROLES: tuple[str, ...] = ("economic_buyer", "champion", "influencer", "user", "other")
 ACTIVITY_TYPES: tuple[str, ...] = ("call", "email", "meeting", "visit", "demo", "quote")
 DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
+
+#: How far past the moment of ingest a time in an export may lie. An export is cut in
+#: whatever zone its CRM runs in, and times without a zone are read as UTC, so local
+#: times east of UTC arrive up to 14 hours ahead: a day covers every zone.
+EXPORT_FUTURE_TOLERANCE = timedelta(days=1)
+#: How far past the service's clock a time sent to the scoring API may lie: clock skew
+#: only. A request is scored as of now, so an event hours ahead is a time-zone error for
+#: the CRM to fix (send times with their zone), not a deal to score; an ``as_of`` this
+#: close to now counts as now.
+API_CLOCK_SKEW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -182,6 +198,15 @@ AFTER_DEAL_CREATION: dict[str, str] = {
 }
 
 
+def _duration(span: timedelta) -> str:
+    """'1 day', '2 days', '15 minutes': a tolerance in words."""
+    if span.total_seconds() % 86_400 == 0:
+        n, unit = span.days, "day"
+    else:
+        n, unit = int(span.total_seconds() // 60), "minute"
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
 def contract_markdown() -> str:
     """Render the contract as Markdown for the README's companion document."""
     lines = [
@@ -192,6 +217,8 @@ def contract_markdown() -> str:
         "An export is a folder with one file per table, `<table>.csv` or `<table>.parquet`.",
         "Only `deals` is mandatory: a missing table makes the features it feeds missing (NaN).",
         "Extra columns are kept and ignored. Times are ISO 8601; without a zone they are read as UTC.",
+        f"A time more than {_duration(EXPORT_FUTURE_TOLERANCE)} after the moment of ingest is "
+        "rejected as in the future.",
         "Enumerations are matched case-insensitively after trimming spaces. CSV files are UTF-8.",
         "",
         "`leadscore ingest` checks every row against this contract. A row that breaks it is",

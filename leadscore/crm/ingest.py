@@ -56,15 +56,23 @@ from pandera.backends.pandas.error_formatters import reshape_failure_cases
 from pandera.engines import numpy_engine, pandas_engine
 from pandera.errors import ParserError, SchemaError, SchemaErrorReason, SchemaErrors
 
-from leadscore.crm.contract import AFTER_DEAL_CREATION, DEALS, TABLES, Column, Table
+from leadscore.crm.contract import (
+    AFTER_DEAL_CREATION,
+    CLOSED_STATUSES,
+    DEALS,
+    EXPORT_FUTURE_TOLERANCE,
+    TABLES,
+    Column,
+    Table,
+)
+from leadscore.progress import Progress, no_progress
+from leadscore.timeutil import as_utc, utc_now
 
 log = logging.getLogger(__name__)
 
 #: Columns of ``rejects.csv``, in order.
 REJECT_COLUMNS: tuple[str, ...] = ("table", "file", "row", "column", "value", "reason")
 REJECTS_FILE = "rejects.csv"
-#: A time up to this far past ``now`` is accepted: exports are cut in many time zones.
-FUTURE_TOLERANCE = pd.Timedelta(days=1)
 
 _SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 _TYPE_REASONS: dict[str, str] = {
@@ -126,7 +134,7 @@ def _arrow_text(values: pd.Series, lower: bool = False) -> pyarrow.Array:
     return pc.if_else(pc.equal(text, ""), pyarrow.scalar(None, text.type), text)
 
 
-def _objects(values: pyarrow.Array, like: pd.Series, dtype: str | None = None) -> pd.Series:
+def _objects(values: pyarrow.Array, like: pd.Series, dtype: str | type | None = None) -> pd.Series:
     """An Arrow array as a pandas column indexed like ``like``."""
     return pd.Series(
         values.to_numpy(zero_copy_only=False), index=like.index, name=like.name, dtype=dtype
@@ -241,13 +249,15 @@ class _UtcTime(_VectorCoercion, pandas_engine.DateTime):
         return times, given & times.isna().to_numpy()
 
 
-def _dtype(column: Column) -> pandas_engine.DataType:
+def _dtype(column: Column) -> pa.DataType:
     """The coercing data type of a contract column (enumerations are lower-cased text)."""
+    # pandera's data types are dataclasses made by its own decorator, which mypy does not
+    # read: it sees the base ``__init__(dtype)`` instead of the dataclass fields.
     if column.allowed:
-        return _Enum()
+        return _Enum()  # type: ignore[call-arg]
     if column.type == "datetime":
-        return _UtcTime(unit="us", tz="UTC")
-    return {"string": _Text, "int": _Int, "float": _Float}[column.type]()
+        return _UtcTime(unit="us", tz="UTC")  # type: ignore[call-arg]
+    return {"string": _Text, "int": _Int, "float": _Float}[column.type]()  # type: ignore[call-arg]
 
 
 def _pandera_column(column: Column) -> pa.Column:
@@ -264,7 +274,10 @@ def _pandera_column(column: Column) -> pa.Column:
 def table_schema(table: Table, extra_columns: Iterable[str] = ()) -> pa.DataFrameSchema:
     """The pandera schema of one contract table; extra columns are kept as text."""
     columns = {c.name: _pandera_column(c) for c in table.columns}
-    columns |= {name: pa.Column(_Text(), nullable=True, coerce=True) for name in extra_columns}
+    columns |= {
+        name: pa.Column(_Text(), nullable=True, coerce=True)  # type: ignore[call-arg]
+        for name in extra_columns
+    }
     return pa.DataFrameSchema(columns, name=table.name)
 
 
@@ -289,30 +302,38 @@ def _read_file(path: Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def read_export(export_dir: Path) -> dict[str, tuple[Path, pd.DataFrame]]:
+def read_export(
+    export_dir: Path, progress: Progress = no_progress
+) -> dict[str, tuple[Path, pd.DataFrame]]:
     """Read every contract table found in ``export_dir`` as a raw frame, with its file.
 
     Files not named after a contract table are ignored. Raises :class:`ExportError`
     when the folder or the mandatory ``deals`` table is missing, when a table is given
-    both as CSV and as Parquet, or when a file cannot be read.
+    both as CSV and as Parquet, or when a file cannot be read. ``progress`` hears of
+    each file (task ``read export``).
     """
     export_dir = Path(export_dir)
     if not export_dir.is_dir():
         raise ExportError(f"export folder {export_dir} does not exist")
-    raw: dict[str, tuple[Path, pd.DataFrame]] = {}
+    files: dict[str, Path] = {}
     for name, table in TABLES.items():
         found = [p for p in (export_dir / f"{name}{s}" for s in _SUFFIXES) if p.is_file()]
         if len(found) > 1:
             raise ExportError(f"{export_dir} has both {found[0].name} and {found[1].name}")
         if found:
-            raw[name] = (found[0], _read_file(found[0]))
-            log.info("read %s: %d rows", found[0], len(raw[name][1]))
+            files[name] = found[0]
         elif table.mandatory:
             understood = ", ".join(f"{n}.csv|.parquet" for n in TABLES)
             raise ExportError(
                 f"{export_dir} has no {name} table: expected {name}.csv or {name}.parquet "
                 f"(files understood: {understood})"
             )
+    raw: dict[str, tuple[Path, pd.DataFrame]] = {}
+    for name, path in files.items():
+        progress("read export", len(raw), len(files), unit="files", detail=path.name)
+        raw[name] = (path, _read_file(path))
+        log.info("read %s: %d rows", path, len(raw[name][1]))
+    progress("read export", len(raw), len(files), unit="files")
     return raw
 
 
@@ -414,8 +435,8 @@ def _column_checks(table: Table, path: Path, raw: pd.DataFrame) -> _Checked:
     for name, column in schema.columns.items():
         try:
             typed[name] = column.coerce_dtype(raw[name])
-        except SchemaError as error:
-            positions = _error_positions(error.failure_cases)
+        except SchemaError as failed:
+            positions = _error_positions(failed.failure_cases)
             checked.add(positions, name, _TYPE_REASONS[table.column(name).type])
             blanked[name] = positions
             typed[name] = column.coerce_dtype(raw[name].mask(raw.index.isin(positions)))
@@ -468,14 +489,14 @@ def _check_duplicates(checked: _Checked) -> None:
 def _check_times(checked: _Checked, now: pd.Timestamp) -> None:
     """Reject times after ``now`` + tolerance and, for deals, inconsistent closing."""
     rows = checked.rows
-    latest = now + FUTURE_TOLERANCE
+    latest = now + EXPORT_FUTURE_TOLERANCE
     for column in checked.table.columns:
         if column.type == "datetime":
             checked.reject((rows[column.name] > latest).to_numpy(), column.name, "is in the future")
     if checked.table.name != DEALS.name:
         return
     closed = rows["closed_at"].notna().to_numpy()
-    final = rows["status"].isin(("won", "lost")).to_numpy()
+    final = rows["status"].isin(CLOSED_STATUSES).to_numpy()
     checked.reject(final & ~closed, "closed_at", "is required when status is won or lost")
     checked.reject(~final & closed, "closed_at", "must be empty when status is open")
     before = (rows["closed_at"] < rows["created_at"]).to_numpy()
@@ -569,11 +590,17 @@ def _validate(
     raw: Mapping[str, tuple[Path, pd.DataFrame]],
     stored: Mapping[str, pd.DataFrame],
     now: pd.Timestamp,
+    progress: Progress = no_progress,
 ) -> tuple[dict[str, _Checked], pd.DataFrame]:
-    """Check every table, parents first; shared by :func:`validate_tables` and ingest."""
+    """Check every table, parents first; shared by :func:`validate_tables` and ingest.
+
+    ``progress`` counts rows (task ``validate export``), table by table.
+    """
     done: dict[str, _Checked] = {}
+    rows, total = 0, sum(len(frame) for _, frame in raw.values())
     for name in _table_order(raw):
         path, frame = raw[name]
+        progress("validate export", rows, total, unit="rows", detail=path.name)
         table = TABLES[name]
         checked = _column_checks(table, path, _prepare(table, path, frame))
         _check_duplicates(checked)
@@ -581,13 +608,9 @@ def _validate(
         _check_references(checked, done, stored)
         _check_after_deal_creation(checked, done, stored)
         done[name] = checked
+        rows += len(frame)
+    progress("validate export", rows, total, unit="rows")
     return done, _rejects_frame(done.values())
-
-
-def _utc(now: pd.Timestamp | None) -> pd.Timestamp:
-    """``now`` as a UTC timestamp (default: the current time; naive means UTC)."""
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    return now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
 
 
 def validate_tables(
@@ -600,7 +623,7 @@ def validate_tables(
     ``stored`` tables satisfy references the export does not (see the module notes);
     ``now`` (default: the current time; naive means UTC) bounds times in the future.
     """
-    checked, rejects = _validate(raw, stored or {}, _utc(now))
+    checked, rejects = _validate(raw, stored or {}, utc_now() if now is None else as_utc(now))
     return {name: c.valid for name, c in checked.items()}, _as_rejects(rejects)
 
 
@@ -708,15 +731,17 @@ def ingest_export(
     crm_dir: Path,
     rejects_dir: Path,
     now: pd.Timestamp | None = None,
+    progress: Progress = no_progress,
 ) -> IngestResult:
     """Validate ``export_dir`` and upsert its valid rows into the tables in ``crm_dir``.
 
     All rejects of the run go to ``rejects_dir/rejects.csv`` (header only when there
     are none). Running it twice on the same export leaves the store byte-identical.
+    ``progress`` hears of files read and rows validated.
     """
-    raw = read_export(Path(export_dir))
+    raw = read_export(Path(export_dir), progress)
     stored = load_stored(Path(crm_dir))
-    checked, rejects = _validate(raw, stored, _utc(now))
+    checked, rejects = _validate(raw, stored, utc_now() if now is None else as_utc(now), progress)
 
     tables = dict(stored)
     counts: dict[str, dict[str, int]] = {}

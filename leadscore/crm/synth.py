@@ -42,7 +42,17 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_pq
 
-from leadscore.crm.contract import ACTIVITY_TYPES, CONTACT_ROLES, DIRECTIONS, STAGES, TABLES
+from leadscore.config import SEED
+from leadscore.crm.contract import (
+    ACTIVITY_TYPES,
+    CONTACT_ROLES,
+    DIRECTIONS,
+    LOST,
+    OPEN,
+    STAGES,
+    TABLES,
+    WON,
+)
 
 log = logging.getLogger(__name__)
 
@@ -754,7 +764,7 @@ def _simulate_activities(
 
     # First touch, minutes to hours after creation: depends on the channel only.
     inbound_first = rng.random(n) < np.asarray(_CHANNEL_INBOUND)[d.channel]
-    first_at = d.created + (rng.exponential(2.0, n) * US_PER_HOUR).astype(np.int64)
+    first_at = d.created + (rng.exponential(2.0, (n,)) * US_PER_HOUR).astype(np.int64)
     has_first = first_at <= horizon
     f_deal = np.flatnonzero(has_first)
     deal = np.concatenate([deal, f_deal])
@@ -835,7 +845,7 @@ def _simulate_activities(
 
 
 def generate_crm(
-    n_deals: int, seed: int = 42, as_of: datetime | pd.Timestamp | None = None
+    n_deals: int, seed: int = SEED, as_of: datetime | pd.Timestamp | None = None
 ) -> SyntheticCRM:
     """Simulate a CRM with ``n_deals`` deals whose history ends at ``as_of``.
 
@@ -952,7 +962,7 @@ def _build_tables(
             "currency": _labels(["USD"], np.zeros(n, np.int8)),
             "competitor": _labels(comp_labels, comp_code, comp != -2),
             "stage": _labels(STAGES, cur_stage),
-            "status": _labels(["open", "lost", "won"], status),
+            "status": _labels([OPEN, LOST, WON], status),
             "closed_at": _times(np.where(closed, paths.close, np.iinfo(np.int64).min)),
         }
     )

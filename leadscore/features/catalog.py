@@ -1,19 +1,32 @@
-"""The feature catalog: every model feature, where it comes from and what it means.
+"""The feature catalog: every model feature, what it means and the policy it carries.
 
-One catalog serves the Feast definitions (field names and types), training (which
-columns are categorical), serving (the order of the model's inputs) and the words
-used to explain a score. A feature's ``description`` is a one-line sentence a sales
-manager can read; ``label`` is the short name used inside a reason.
+One entry per feature serves the Feast definitions (field names and types), training
+(which columns are categorical, the monotone direction a model is held to), the
+promotion gate's behaviour checks (:mod:`training.behaviour` checks every feature with
+a direction), serving (the order of the model's inputs) and the words of a reason
+(:mod:`leadscore.model.reasons` phrases any feature from its entry, with no feature
+names of its own). Adding or changing a feature touches its rule (a kernel in
+:mod:`leadscore.features.deal_state` or a source column in
+:mod:`leadscore.features.featurize`), its entry here, and a test.
+
+A feature's ``description`` is a one-line sentence a sales manager can read; ``label``
+is the short name used inside a reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from leadscore.crm.contract import ACTIVITY_TYPES
+from leadscore.crm.contract import ACTIVITY_TYPES, STAGES
+from leadscore.features.seniority import LABELS as SENIORITY_LABELS
+from leadscore.features.seniority import SENIOR_LEVEL, Seniority
 
 Kind = Literal["numeric", "categorical", "binary"]
+#: +1: the win probability may only rise with the feature; -1: only fall; 0: free.
+Monotone = Literal[-1, 0, 1]
 #: Feature views (see features/feature_views.py); ``deal_timing`` is the on-demand view.
 View = Literal[
     "deal_profile",
@@ -28,6 +41,53 @@ View = Literal[
 WINDOWS_DAYS: tuple[int, ...] = (7, 30, 90)
 #: A stage stay longer than this many days counts as a stall.
 STALL_DAYS = 30
+#: Who counts as senior, in words: "director or above" (from the parser's SENIOR_LEVEL).
+SENIOR = f"{Seniority(SENIOR_LEVEL).name.lower().replace('_', '-')} or above"
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The named values of an ordinal feature (funnel stage, seniority) and how a
+    tooltip names a range of them. Templates take ``{low}`` and ``{high}`` level names."""
+
+    names: Mapping[int, str]
+    #: One level: "in the {low} stage".
+    one: str
+    #: Several levels: "in stages {low} to {high}".
+    span: str
+    #: A level and everything above it: "in the {low} stage or later".
+    upward: str
+
+    def name(self, value: float) -> str:
+        return self.names.get(int(value), f"level {value:g}")
+
+
+@dataclass(frozen=True)
+class Phrasing:
+    """How a reason puts a feature in words (see :mod:`leadscore.model.reasons`).
+
+    Templates take ``{value}``: the deal's value as a person writes it (with its unit,
+    a level's name, a category with spaces), or in a condition the training bin it falls
+    in ("7 days to 14 days"); ``{Value}`` is the same, capitalised. An empty field falls
+    back to the phrasing of the feature's kind ("Product: software", "With deal size of
+    $10,000 or more").
+    """
+
+    #: The deal's value in a few words: "No activity for {value}".
+    text: str = ""
+    #: Texts for particular values, before ``text`` (a binary's 0 and 1, a category).
+    exact: Mapping[float | str, str] = field(default_factory=dict)
+    #: (bound, text): values below ``bound`` read ``text`` ("Activity in the last day").
+    below: tuple[float, str] | None = None
+    #: Which training deals a tooltip speaks of: "Deals {condition} were won 30% of the time".
+    condition: str = ""
+    #: Conditions for particular values (a binary's 0 and 1, a category).
+    exact_condition: Mapping[float | str, str] = field(default_factory=dict)
+    #: The noun after a number in a count's condition ("3 earlier wins by the owner");
+    #: the label when empty.
+    noun: str = ""
+    #: (text, condition) when the value is missing: what a missing value means here.
+    missing: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -37,10 +97,76 @@ class Feature:
     kind: Kind
     label: str
     description: str
-    #: Unit shown next to a value in reasons ("days", "hours", ...).
+    #: Unit shown next to a value in reasons: "USD", "days", "hours", "employees", or
+    #: "%" for a share between 0 and 1.
     unit: str = ""
     #: Integer-valued counts are stored as Int32 in Feast; the rest as Float32 or String.
     integer: bool = False
+    #: Direction the model is held to (LightGBM monotone constraint) and the promotion
+    #: gate checks: set only where sales experience agrees, since the rest is a finding.
+    monotone: Monotone = 0
+    #: What the behaviour check adds to the feature to test ``monotone`` (one more stall,
+    #: 24 more hours of reply time); a binary or ordinal feature stops at its top value.
+    check_step: float = 1.0
+    #: Named values of an ordinal feature.
+    levels: Levels | None = None
+    #: Another feature this one is explained as (the same idea in another encoding);
+    #: their TreeSHAP pushes are added up into one reason.
+    explained_as: str = ""
+    phrasing: Phrasing = field(default_factory=Phrasing)
+
+    @property
+    def discrete(self) -> bool:
+        """Whole-number values: counts, binaries and levels."""
+        return self.integer or self.kind == "binary" or self.levels is not None
+
+    @property
+    def is_count(self) -> bool:
+        """A number of things ("3 calls"), not a level or a measure."""
+        return self.integer and self.kind == "numeric" and self.levels is None
+
+    @property
+    def top(self) -> float:
+        """Highest value the feature can take (a binary's 1, an ordinal's top level)."""
+        if self.kind == "binary":
+            return 1.0
+        if self.levels is not None:
+            return float(max(self.levels.names))
+        return math.inf
+
+
+#: Funnel stages by ``stage_index`` (the contract's stages, in order).
+STAGE_LEVELS = Levels(
+    dict(enumerate(STAGES)),
+    one="in the {low} stage",
+    span="in stages {low} to {high}",
+    upward="in the {low} stage or later",
+)
+#: Contact seniority by level (the title parser's levels and labels).
+SENIORITY_LEVELS = Levels(
+    SENIORITY_LABELS,
+    one="whose most senior contact ranked {low}",
+    span="whose most senior contact ranked {low} to {high}",
+    upward="whose most senior contact ranked {low} or higher",
+)
+
+#: What a missing value means, by view: a feature row exists only from the first
+#: activity, contact, stage entry or earlier closed deal. (reason text, tooltip condition)
+NO_ACTIVITY = ("No activity logged yet", "with no activity logged yet")
+NO_STAGES = ("No stage history", "with no stage history")
+MISSING_BY_VIEW: dict[View, tuple[str, str]] = {
+    "deal_activity": NO_ACTIVITY,
+    "deal_stage": NO_STAGES,
+    "deal_contacts": ("No contacts on the deal yet", "with no contacts on the deal yet"),
+    "account_history": (
+        "No earlier closed deals with the account",
+        "with no earlier closed deals with the account",
+    ),
+    "owner_history": (
+        "No earlier closed deals for the owner",
+        "whose owner had no earlier closed deals",
+    ),
+}
 
 
 def _activity_features() -> list[Feature]:
@@ -70,26 +196,76 @@ def _activity_features() -> list[Feature]:
     return out
 
 
-FEATURES: tuple[Feature, ...] = (
+def _seniority_scale() -> str:
+    return ", ".join(f"{level} {name}" for level, name in SENIORITY_LABELS.items())
+
+
+_FEATURES: tuple[Feature, ...] = (
     # What the deal is: known when it is created.
-    Feature("channel", "deal_profile", "categorical", "channel", "Lead source the deal came from."),
+    Feature(
+        "channel",
+        "deal_profile",
+        "categorical",
+        "channel",
+        "Lead source the deal came from.",
+        phrasing=Phrasing(text="{Value} channel", condition="from the {value} channel"),
+    ),
     Feature(
         "competitor",
         "deal_profile",
         "categorical",
         "competitor",
         "Main competitor ('none' when there is none, 'unknown' when not recorded).",
+        phrasing=Phrasing(
+            text="Competing against {value}",
+            exact={"none": "No competitor", "unknown": "Competitor not recorded"},
+            condition="against {value}",
+            exact_condition={
+                "none": "without a competitor",
+                "unknown": "with no competitor recorded",
+            },
+        ),
     ),
-    Feature("product", "deal_profile", "categorical", "product", "Product the deal is for."),
-    Feature("industry", "deal_profile", "categorical", "industry", "Industry of the account."),
-    Feature("region", "deal_profile", "categorical", "region", "Sales region of the account."),
-    Feature("amount", "deal_profile", "numeric", "deal size", "Deal value.", unit="USD"),
+    Feature(
+        "product",
+        "deal_profile",
+        "categorical",
+        "product",
+        "Product the deal is for.",
+        phrasing=Phrasing(condition="for {value}"),
+    ),
+    Feature(
+        "industry",
+        "deal_profile",
+        "categorical",
+        "industry",
+        "Industry of the account.",
+        phrasing=Phrasing(text="{Value} industry", condition="in the {value} industry"),
+    ),
+    Feature(
+        "region",
+        "deal_profile",
+        "categorical",
+        "region",
+        "Sales region of the account.",
+        phrasing=Phrasing(condition="in the {value} region"),
+    ),
+    Feature(
+        "amount",
+        "deal_profile",
+        "numeric",
+        "deal size",
+        "Deal value.",
+        unit="USD",
+        phrasing=Phrasing(text="Deal size {value}"),
+    ),
     Feature(
         "log_amount",
         "deal_profile",
         "numeric",
         "deal size (log)",
         "Natural log of 1 + deal value; deal size matters by orders of magnitude.",
+        explained_as="amount",
     ),
     Feature(
         "employee_count",
@@ -98,6 +274,7 @@ FEATURES: tuple[Feature, ...] = (
         "company size",
         "Employees at the account.",
         unit="employees",
+        phrasing=Phrasing(text="Company of {value}"),
     ),
     Feature(
         "annual_revenue",
@@ -106,6 +283,7 @@ FEATURES: tuple[Feature, ...] = (
         "company revenue",
         "Annual revenue of the account.",
         unit="USD",
+        phrasing=Phrasing(text="Company revenue {value}"),
     ),
     # Where the deal stands in the funnel.
     Feature(
@@ -113,8 +291,10 @@ FEATURES: tuple[Feature, ...] = (
         "deal_stage",
         "numeric",
         "funnel stage",
-        "Current stage: 0 lead, 1 qualified, 2 solution, 3 committed.",
+        "Current stage: " + ", ".join(f"{i} {s}" for i, s in enumerate(STAGES[:-1])) + ".",
         integer=True,
+        levels=STAGE_LEVELS,
+        phrasing=Phrasing(text="In the {value} stage"),
     ),
     Feature(
         "stage_changes",
@@ -139,6 +319,13 @@ FEATURES: tuple[Feature, ...] = (
         "days in current stage",
         "Days since the deal entered its current stage.",
         unit="days",
+        monotone=-1,
+        check_step=STALL_DAYS,
+        phrasing=Phrasing(
+            text="{Value} in the current stage",
+            condition="that had spent {value} in their stage",
+            missing=NO_STAGES,
+        ),
     ),
     Feature(
         "stalls",
@@ -147,6 +334,8 @@ FEATURES: tuple[Feature, ...] = (
         "stalls",
         f"Backward moves plus stage stays longer than {STALL_DAYS} days, the current one included.",
         integer=True,
+        monotone=-1,
+        phrasing=Phrasing(missing=NO_STAGES),
     ),
     Feature(
         "deal_age_days",
@@ -155,6 +344,7 @@ FEATURES: tuple[Feature, ...] = (
         "cycle length so far",
         "Days since the deal was created.",
         unit="days",
+        phrasing=Phrasing(text="Open for {value}", condition="open for {value}"),
     ),
     # Who is involved.
     Feature(
@@ -170,16 +360,20 @@ FEATURES: tuple[Feature, ...] = (
         "deal_contacts",
         "numeric",
         "most senior contact",
-        "Highest contact seniority (1 individual contributor ... 4 director ... 6 C-level), "
+        f"Highest contact seniority ({_seniority_scale()}), "
         "read from free-text titles in English or Chinese.",
+        monotone=1,
+        levels=SENIORITY_LEVELS,
+        phrasing=Phrasing(text="Most senior contact: {value}"),
     ),
     Feature(
         "n_senior_contacts",
         "deal_contacts",
         "numeric",
         "senior contacts",
-        "Contacts at director level or above on the deal.",
+        f"Contacts ranked {SENIOR} on the deal.",
         integer=True,
+        monotone=1,
     ),
     Feature(
         "has_economic_buyer",
@@ -188,14 +382,24 @@ FEATURES: tuple[Feature, ...] = (
         "economic buyer",
         "1 when a contact with the economic buyer role is attached to the deal.",
         integer=True,
+        monotone=1,
+        phrasing=Phrasing(
+            exact={1: "Economic buyer on the deal", 0: "No economic buyer on the deal"},
+            exact_condition={1: "with an economic buyer", 0: "without an economic buyer"},
+        ),
     ),
     Feature(
         "senior_met",
         "deal_activity",
         "binary",
         "senior contact met",
-        "1 when a meeting or visit was held with a director or above.",
+        f"1 when a meeting or visit was held with a {SENIOR}.",
         integer=True,
+        monotone=1,
+        phrasing=Phrasing(
+            exact={1: f"Met a {SENIOR}", 0: f"No meeting with a {SENIOR} yet"},
+            exact_condition={1: f"where a {SENIOR} was met", 0: f"where no {SENIOR} was met"},
+        ),
     ),
     # How engaged the deal is.
     *_activity_features(),
@@ -213,6 +417,8 @@ FEATURES: tuple[Feature, ...] = (
         "numeric",
         "share of inbound activity",
         "Share of the deal's activities that the customer started.",
+        unit="%",
+        phrasing=Phrasing(text="{value} of activities started by the customer"),
     ),
     Feature(
         "median_reply_hours",
@@ -221,6 +427,12 @@ FEATURES: tuple[Feature, ...] = (
         "median reply time",
         "Median hours between a customer's inbound activity and our next outbound one.",
         unit="hours",
+        monotone=-1,
+        check_step=24.0,
+        phrasing=Phrasing(
+            text="Median reply time {value}",
+            missing=("No reply to the customer yet", "with no reply to the customer yet"),
+        ),
     ),
     Feature(
         "first_visits",
@@ -245,6 +457,12 @@ FEATURES: tuple[Feature, ...] = (
         "days since last activity",
         "Days since the last activity of any kind.",
         unit="days",
+        phrasing=Phrasing(
+            text="No activity for {value}",
+            below=(1.0, "Activity in the last day"),
+            condition="this quiet ({value} without activity)",
+            missing=NO_ACTIVITY,
+        ),
     ),
     Feature(
         "days_since_last_inbound",
@@ -253,6 +471,14 @@ FEATURES: tuple[Feature, ...] = (
         "days since the customer last reached out",
         "Days since the customer's last inbound activity.",
         unit="days",
+        phrasing=Phrasing(
+            text="Customer last reached out {value} ago",
+            condition="whose customer last reached out {value} ago",
+            missing=(
+                "The customer has not reached out yet",
+                "where the customer had not reached out yet",
+            ),
+        ),
     ),
     Feature(
         "hours_awaiting_reply",
@@ -261,6 +487,13 @@ FEATURES: tuple[Feature, ...] = (
         "hours awaiting our reply",
         "Hours the customer's oldest unanswered inbound activity has waited (0 when none).",
         unit="hours",
+        monotone=-1,
+        check_step=24.0,
+        phrasing=Phrasing(
+            text="Customer waiting {value} for our reply",
+            exact={0: "No customer message awaiting our reply"},
+            missing=NO_ACTIVITY,
+        ),
     ),
     # Track record, from deals closed before the moment of scoring.
     Feature(
@@ -285,6 +518,8 @@ FEATURES: tuple[Feature, ...] = (
         "numeric",
         "account win rate",
         "Share of this account's earlier closed deals that were won.",
+        unit="%",
+        phrasing=Phrasing(text="Account win rate {value}"),
     ),
     Feature(
         "owner_prior_won",
@@ -293,6 +528,11 @@ FEATURES: tuple[Feature, ...] = (
         "owner's earlier wins",
         "Deals the owner won before the moment of scoring.",
         integer=True,
+        phrasing=Phrasing(
+            text="Owner's earlier wins: {value}",
+            exact={0: "Owner has no earlier wins"},
+            noun="earlier wins by the owner",
+        ),
     ),
     Feature(
         "owner_prior_closed",
@@ -301,6 +541,11 @@ FEATURES: tuple[Feature, ...] = (
         "owner's earlier closed deals",
         "Deals the owner closed before the moment of scoring.",
         integer=True,
+        phrasing=Phrasing(
+            text="Owner's earlier closed deals: {value}",
+            exact={0: "Owner has no earlier closed deals"},
+            noun="earlier closed deals by the owner",
+        ),
     ),
     Feature(
         "owner_prior_win_rate",
@@ -308,13 +553,26 @@ FEATURES: tuple[Feature, ...] = (
         "numeric",
         "owner win rate",
         "Share of the owner's earlier closed deals that were won.",
+        unit="%",
+        phrasing=Phrasing(text="Owner win rate {value}"),
     ),
 )
 
+
+def _with_view_missing(f: Feature) -> Feature:
+    """The view's meaning of a missing value, unless the entry says its own."""
+    if f.phrasing.missing is not None or f.view not in MISSING_BY_VIEW:
+        return f
+    return replace(f, phrasing=replace(f.phrasing, missing=MISSING_BY_VIEW[f.view]))
+
+
+FEATURES: tuple[Feature, ...] = tuple(_with_view_missing(f) for f in _FEATURES)
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 #: The model's input columns, in order.
 MODEL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind == "categorical")
+#: Monotone directions by feature, for the features that have one.
+MONOTONE: dict[str, Monotone] = {f.name: f.monotone for f in FEATURES if f.monotone}
 
 
 def features_of(view: View) -> list[Feature]:

@@ -26,11 +26,12 @@ memory, for batch ranking and tests; a test proves it agrees with Feast.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from leadscore.crm.contract import CLOSED_STATUSES, WON
 from leadscore.features.catalog import FEATURES, MODEL_FEATURES
 from leadscore.features.deal_state import (
     ACTIVITY_CODES,
@@ -53,11 +54,12 @@ from leadscore.features.deal_state import (
     timing_features,
 )
 from leadscore.features.seniority import seniority_of_titles
+from leadscore.progress import Progress, no_progress
+from leadscore.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
 TS = "event_timestamp"
-_WON, _LOST = "won", "lost"
 
 #: Entity join key of each feature view.
 VIEW_KEYS: dict[str, str] = {
@@ -92,13 +94,9 @@ def normalise_competitor(values: pd.Series) -> pd.Series:
     return s.str.replace(r"\s+", "_", regex=True).astype(object)
 
 
-def _utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
-
-
 def _micros(values: pd.Series) -> np.ndarray:
     """UTC datetimes as int64 microseconds since the epoch."""
-    return _utc(values).to_numpy(dtype="datetime64[us]").astype(np.int64)
+    return as_utc(values).to_numpy(dtype="datetime64[us]").astype(np.int64)
 
 
 def _from_micros(us: np.ndarray) -> pd.Series:
@@ -127,10 +125,10 @@ def profile_source(deals: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.Dat
     df = pd.DataFrame(
         {
             "deal_id": deals["deal_id"].astype(str),
-            TS: _utc(deals["created_at"]),
+            TS: as_utc(deals["created_at"]),
             "deal_account_id": deals["account_id"].astype(str),
             "deal_owner_id": _col(deals, "owner_id").fillna("").astype(str),
-            "deal_created_at": _utc(deals["created_at"]),
+            "deal_created_at": as_utc(deals["created_at"]),
             "channel": normalise_category(_col(deals, "channel")),
             "competitor": normalise_competitor(_col(deals, "competitor")),
             "product": normalise_category(_col(deals, "product")),
@@ -260,13 +258,13 @@ def _frame(deal_cat: pd.Categorical, queries: Queries, ts: pd.Series) -> pd.Data
 
 def _history_source(deals: pd.DataFrame, key: str, prefix: str) -> pd.DataFrame:
     """Track record of an account or owner after each of its deals closes."""
-    closed = deals[deals["status"].isin([_WON, _LOST]) & deals["closed_at"].notna()]
+    closed = deals[deals["status"].isin(CLOSED_STATUSES) & deals["closed_at"].notna()]
     closed = closed[closed[key].notna() & (closed[key].astype(str) != "")]
     df = pd.DataFrame(
         {
             key: closed[key].astype(str),
-            TS: _utc(closed["closed_at"]),
-            "won": closed["status"].eq(_WON),
+            TS: as_utc(closed["closed_at"]),
+            "won": closed["status"].eq(WON),
         }
     ).sort_values([key, TS], kind="stable")
     g = df.groupby(key, sort=False)
@@ -277,11 +275,14 @@ def _history_source(deals: pd.DataFrame, key: str, prefix: str) -> pd.DataFrame:
     return _last_per_timestamp(df[cols], key)
 
 
-def build_feature_sources(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def build_feature_sources(
+    tables: Mapping[str, pd.DataFrame], progress: Progress = no_progress
+) -> dict[str, pd.DataFrame]:
     """Turn validated CRM tables into the feature source frames, one per feature view.
 
     Tables other than ``deals`` may be absent; the views they feed then have no rows
-    and their features are missing (NaN) at retrieval.
+    and their features are missing (NaN) at retrieval. ``progress`` hears of each source
+    as it is built (task ``feature sources``).
     """
     deals = tables["deals"]
     known = set(deals["deal_id"].astype(str))
@@ -292,20 +293,24 @@ def build_feature_sources(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.Da
 
     contacts = tables.get("contacts")
     sh, dc, acts = (of_known_deals(n) for n in ("stage_history", "deal_contacts", "activities"))
-    sources = {
-        "deal_profile": profile_source(deals, tables.get("accounts")),
-        "deal_stage": stage_source(sh) if sh is not None else _empty("deal_stage"),
-        "deal_contacts": contacts_source(dc, contacts)
-        if dc is not None
-        else _empty("deal_contacts"),
-        "deal_activity": activity_source(acts, contacts)
-        if acts is not None
-        else _empty("deal_activity"),
-        "account_history": _history_source(deals, "account_id", "account"),
-        "owner_history": _history_source(deals, "owner_id", "owner"),
+    builders: dict[str, Callable[[], pd.DataFrame]] = {
+        "deal_profile": lambda: profile_source(deals, tables.get("accounts")),
+        "deal_stage": lambda: stage_source(sh) if sh is not None else _empty("deal_stage"),
+        "deal_contacts": lambda: (
+            contacts_source(dc, contacts) if dc is not None else _empty("deal_contacts")
+        ),
+        "deal_activity": lambda: (
+            activity_source(acts, contacts) if acts is not None else _empty("deal_activity")
+        ),
+        "account_history": lambda: _history_source(deals, "account_id", "account"),
+        "owner_history": lambda: _history_source(deals, "owner_id", "owner"),
     }
-    for name, df in sources.items():
-        log.info("feature source %s: %d rows", name, len(df))
+    sources: dict[str, pd.DataFrame] = {}
+    for name, build in builders.items():
+        progress("feature sources", len(sources), len(builders), unit="sources", detail=name)
+        sources[name] = build()
+        log.info("feature source %s: %d rows", name, len(sources[name]))
+    progress("feature sources", len(sources), len(builders), unit="sources")
     return sources
 
 
@@ -358,7 +363,7 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     Returns the entities with every model feature, computed as Feast would compute them.
     """
     ent = entities.reset_index(drop=True).copy()
-    ent[TS] = _utc(ent[TS])
+    ent[TS] = as_utc(ent[TS])
     ent["_row"] = np.arange(len(ent))
     out = ent.sort_values(TS, kind="stable")
     for view, key in VIEW_KEYS.items():
@@ -404,7 +409,7 @@ def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
     strictly before it closed, labelled with its final outcome. Deals that closed the
     instant they were created have no such moment and are left out.
     """
-    closed = deals[deals["status"].isin([_WON, _LOST]) & deals["closed_at"].notna()].copy()
+    closed = deals[deals["status"].isin(CLOSED_STATUSES) & deals["closed_at"].notna()].copy()
     # Exact microseconds: snapshot 0 must be at creation, not a fraction of a second before.
     created = _micros(closed["created_at"])
     close = _micros(closed["closed_at"])
@@ -421,9 +426,9 @@ def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
             "owner_id": _col(base, "owner_id").fillna("").astype(str).to_numpy(),
             TS: pd.Series(snap.astype("datetime64[us]")).dt.tz_localize("UTC").to_numpy(),
             "snapshot_index": k.astype(np.int32),
-            "created_at": _utc(base["created_at"]).to_numpy(),
-            "closed_at": _utc(base["closed_at"]).to_numpy(),
-            "won": base["status"].eq(_WON).astype(np.int8).to_numpy(),
+            "created_at": as_utc(base["created_at"]).to_numpy(),
+            "closed_at": as_utc(base["closed_at"]).to_numpy(),
+            "won": base["status"].eq(WON).astype(np.int8).to_numpy(),
         }
     )
 

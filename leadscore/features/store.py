@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
+import re
+import string
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -13,38 +17,63 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from feast import FeatureStore
+import yaml
+from feast import FeatureStore, RepoConfig
+from pydantic import ValidationError
 
-from leadscore.config import Settings
+from leadscore.config import Settings, feast_environment
 from leadscore.features.catalog import FEATURES_BY_NAME
 from leadscore.features.featurize import TS, VIEW_KEYS, snapshot_entities
+from leadscore.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REDIS = "localhost:6379"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class FeatureStoreError(RuntimeError):
     """A feature store step cannot run; the message says what to do."""
 
 
+def repo_config(settings: Settings) -> RepoConfig:
+    """The repo's ``feature_store*.yaml`` as Feast reads it, variables filled in by leadscore.
+
+    Feast expands ``${VAR}`` from the environment and keeps an unset one as written; here
+    the values come from :func:`leadscore.config.feast_environment`, so the Redis config
+    works in a shell where ``LEADSCORE_REDIS`` is not set (its default is in settings),
+    and no step has to set process environment variables for Feast to see.
+    """
+    path = settings.feature_repo / settings.feature_store_yaml
+    text = string.Template(path.read_text(encoding="utf-8"))
+    raw = yaml.safe_load(text.safe_substitute(feast_environment(settings)))
+    try:
+        config = RepoConfig(**raw)
+    except ValidationError as exc:
+        raise FeatureStoreError(f"{path} is not a valid Feast configuration: {exc}") from exc
+    config.repo_path = settings.feature_repo
+    return config
+
+
 def open_store(settings: Settings) -> FeatureStore:
     """Open the Feast repo with the configured ``feature_store*.yaml``."""
-    os.environ.setdefault("LEADSCORE_REDIS", DEFAULT_REDIS)
-    yaml = settings.feature_repo / settings.feature_store_yaml
-    return FeatureStore(repo_path=str(settings.feature_repo), fs_yaml_file=yaml)
+    return FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
 
 
-def write_sources(sources: Mapping[str, pd.DataFrame], sources_dir: Path) -> dict[str, int]:
+def write_sources(
+    sources: Mapping[str, pd.DataFrame], sources_dir: Path, progress: Progress = no_progress
+) -> dict[str, int]:
     """Write feature source frames as Parquet, typed the way the Feast views declare them.
 
     Numbers become float64 (a missing value stays NaN all the way to the online
     store), timestamps microsecond UTC (DuckDB cannot cast nanosecond zoned times).
-    Each file is replaced atomically so a reader never sees half a source.
+    Each file is replaced atomically so a reader never sees half a source. ``progress``
+    counts rows written (task ``write sources``).
     """
     sources_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, int] = {}
+    total = sum(len(df) for df in sources.values())
     for view, df in sources.items():
+        progress("write sources", sum(rows.values()), total, unit="rows", detail=view)
         key = VIEW_KEYS[view]
         out = pd.DataFrame({key: df[key].astype(str)})
         for col in df.columns:
@@ -61,6 +90,7 @@ def write_sources(sources: Mapping[str, pd.DataFrame], sources_dir: Path) -> dic
         out.to_parquet(tmp, index=False)
         os.replace(tmp, sources_dir / f"{view}.parquet")
         rows[view] = len(out)
+    progress("write sources", sum(rows.values()), total, unit="rows")
     return rows
 
 
@@ -71,12 +101,13 @@ def _is_text(col: str, s: pd.Series) -> bool:
     return s.dtype == object or isinstance(s.dtype, pd.StringDtype)
 
 
-def apply_repo(settings: Settings) -> str:
+def apply_repo(settings: Settings, progress: Progress = no_progress) -> str:
     """Run ``feast apply`` on the repo and return its output.
 
     A subprocess rather than Feast's Python entry point: that one changes the working
     directory and caches the repo's modules by bare name, which breaks a second repo
-    in the same process.
+    in the same process. ``progress`` hears its start and end (task ``feast apply``):
+    nothing in between can be counted.
     """
     missing = [v for v in VIEW_KEYS if not (settings.sources_dir / f"{v}.parquet").exists()]
     if missing:
@@ -84,7 +115,6 @@ def apply_repo(settings: Settings) -> str:
             f"feature sources missing in {settings.sources_dir}: {', '.join(missing)}; "
             "run `leadscore ingest EXPORT_DIR` first"
         )
-    os.environ.setdefault("LEADSCORE_REDIS", DEFAULT_REDIS)
     feast = Path(sys.executable).with_name("feast")
     cmd = [
         str(feast),
@@ -94,13 +124,22 @@ def apply_repo(settings: Settings) -> str:
         str(settings.feature_repo / settings.feature_store_yaml),
         "apply",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    progress("feast apply", 0, None, detail=settings.feature_store_yaml)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env=feast_environment(settings)
+    )
+    progress("feast apply", 1, 1)
     if proc.returncode != 0:
         raise FeatureStoreError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
 
 
-def materialize(settings: Settings, end: datetime | None = None, full: bool = False) -> datetime:
+def materialize(
+    settings: Settings,
+    end: datetime | None = None,
+    full: bool = False,
+    progress: Progress = no_progress,
+) -> datetime:
     """Load the latest feature values up to ``end`` (default now) into the online store.
 
     Incremental by default: each run only reads source rows newer than the previous
@@ -108,13 +147,25 @@ def materialize(settings: Settings, end: datetime | None = None, full: bool = Fa
     is what a new or switched online store needs (the registry's record belongs to
     the repo, not to one store). Every deal is loaded, closed ones too: recently lost
     deals are scored for revival.
+
+    One view at a time, as Feast's local engine does anyway, so ``progress`` can count
+    views (task ``materialize``). Feast prints its own account to stdout; it is logged
+    at debug level instead, so a command's stdout carries only its result.
     """
     end = end or datetime.now(UTC)
     store = open_store(settings)
-    if full:
-        store.materialize(start_date=datetime(1970, 1, 2, tzinfo=UTC), end_date=end)
-    else:
-        store.materialize_incremental(end_date=end)
+    views = [view.name for view in store.list_feature_views() if view.online and view.enabled]
+    for done, view in enumerate(views):
+        progress("materialize", done, len(views), unit="views", detail=view)
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            if full:
+                store.materialize(
+                    start_date=datetime(1970, 1, 2, tzinfo=UTC), end_date=end, feature_views=[view]
+                )
+            else:
+                store.materialize_incremental(end_date=end, feature_views=[view])
+        log.debug("feast materialize %s:\n%s", view, _ANSI.sub("", said.getvalue()).strip())
+    progress("materialize", len(views), len(views), unit="views")
     return end
 
 
@@ -125,16 +176,22 @@ class TrainingFrame:
 
 
 def training_frame(
-    settings: Settings, deals: pd.DataFrame, every_days: int | None = None
+    settings: Settings,
+    deals: pd.DataFrame,
+    every_days: int | None = None,
+    progress: Progress = no_progress,
 ) -> TrainingFrame:
     """Snapshots of closed deals while open, joined point-in-time through Feast.
 
     Rows keep the entity keys, the snapshot moment (``event_timestamp``), when the
     deal was created and closed, and the label ``won``; the rest are model features.
+    Feast joins every snapshot in one query, so ``progress`` (task ``training set``)
+    hears the count before it and the end after it, not the rows in between.
     """
     entities = snapshot_entities(deals, every_days or settings.snapshot_every_days)
     if entities.empty:
         raise FeatureStoreError("no closed deals to build training snapshots from")
+    progress("training set", 0, len(entities), unit="snapshots", detail="point-in-time join")
     store = open_store(settings)
     service = store.get_feature_service(settings.feature_service)
     entity_df = entities[["deal_id", "account_id", "owner_id", TS]].copy()
@@ -144,6 +201,7 @@ def training_frame(
     joined = joined.sort_values("_row").reset_index(drop=True)
     meta = entities.drop(columns=["deal_id", "account_id", "owner_id", TS]).reset_index(drop=True)
     frame = pd.concat([joined.drop(columns=["_row", "as_of"]), meta], axis=1)
+    progress("training set", len(frame), len(frame), unit="snapshots")
     log.info("training frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
     return TrainingFrame(frame=frame, feature_service=settings.feature_service)
 

@@ -2,8 +2,9 @@
 
 LightGBM's own TreeSHAP (``pred_contrib=True``) splits each deal's log-odds into one
 push per feature; the largest pushes either way become reasons, phrased by
-:mod:`leadscore.model.reasons`. ``log_amount`` is folded into ``amount`` (one idea,
-"deal size", in two encodings); SHAP values are additive, so a group's push is the sum.
+:mod:`leadscore.model.reasons`. A feature the catalog explains as another
+(``explained_as``: ``log_amount`` as ``amount``, one idea, "deal size", in two
+encodings) is folded into it; SHAP values are additive, so a group's push is the sum.
 
 The service (``serving``) and batch ranking (:mod:`leadscore.priority.rank`) both call
 :class:`Explainer`, so a deal reads the same on the API and on the managers' page.
@@ -26,8 +27,14 @@ from leadscore.model.scoring_model import Columns, ScoringModel
 #: Reasons weaker than this (log-odds) are noise, not reasons.
 MIN_CONTRIBUTION = 0.01
 MAX_REASONS = 5
-#: Model features folded into another one when explaining (same idea, other encoding).
-REASON_GROUPS: dict[str, str] = {"log_amount": "amount"}
+
+
+def reason_feature(name: str) -> str:
+    """The feature a reason about model feature ``name`` speaks of (its catalog ``explained_as``)."""
+    feature = FEATURES_BY_NAME.get(name)
+    if feature is None or not feature.explained_as:
+        return name
+    return feature.explained_as
 
 
 def grade_of(score: int, thresholds: Mapping[str, int]) -> str:
@@ -100,7 +107,7 @@ class Explainer:
         self.max_reasons = max_reasons
         self.min_contribution = min_contribution
         self.phrasebook = Phrasebook(model.reason_stats)
-        grouped = [REASON_GROUPS.get(name, name) for name in model.features]
+        grouped = [reason_feature(name) for name in model.features]
         self.reason_features = list(dict.fromkeys(grouped))
         position = {name: k for k, name in enumerate(self.reason_features)}
         #: (model features x reason features) 0/1 matrix: contributions @ group sums groups.

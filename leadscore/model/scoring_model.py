@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -137,7 +137,7 @@ class ScoringModel:
 
     # ------------------------------------------------------------ scoring
     def raw_score(self, X: np.ndarray) -> np.ndarray:
-        return self.booster.predict(X, raw_score=True, num_threads=1)
+        return cast(np.ndarray, self.booster.predict(X, raw_score=True, num_threads=1))
 
     def probability(self, X: np.ndarray) -> np.ndarray:
         """Calibrated win probability."""
@@ -148,7 +148,7 @@ class ScoringModel:
 
         Each row sums to the raw score (:meth:`raw_score`).
         """
-        return self.booster.predict(X, pred_contrib=True, num_threads=1)
+        return cast(np.ndarray, self.booster.predict(X, pred_contrib=True, num_threads=1))
 
     # ------------------------------------------------------------ persistence
     def metadata(self) -> dict[str, Any]:

@@ -5,8 +5,9 @@ going wrong and what to do about it. Risk flags are rules a sales team already u
 checked against the deal's own history (its features as of the moment of ranking),
 so each one can be verified in the CRM. The thresholds are a :class:`HealthThresholds`
 dataclass, overridable from the environment (``LEADSCORE_HEALTH_<FIELD>``, e.g.
-``LEADSCORE_HEALTH_MAX_STALLS=4``) and from the command line (``--threshold
-max_stalls=4``):
+``LEADSCORE_HEALTH_MAX_STALLS=4``, read with the rest of the configuration into
+:attr:`leadscore.config.Settings.health_overrides`) and from the command line
+(``--threshold max_stalls=4``), both through :meth:`HealthThresholds.with_overrides`:
 
 * ``stalled``: ``stalls >= max_stalls`` (3); moves back plus stage stays longer than
   :data:`leadscore.features.catalog.STALL_DAYS` days, the current one included;
@@ -39,7 +40,6 @@ move (many activities can push down as well as few).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -47,12 +47,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.contract import STAGES
-from leadscore.features.catalog import STALL_DAYS, features_of
+from leadscore.crm.contract import WON
+from leadscore.features.catalog import SENIOR, STAGE_LEVELS, STALL_DAYS, features_of
 from leadscore.features.featurize import features_as_of, snapshot_entities
 from leadscore.features.seniority import SENIOR_LEVEL
-
-ENV_PREFIX = "LEADSCORE_HEALTH_"
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class HealthThresholds:
     def with_overrides(self, pairs: Iterable[str]) -> HealthThresholds:
         """A copy with ``name=value`` overrides applied; unknown names raise ValueError."""
         types = {f.name: f.type for f in fields(self)}
-        changes: dict[str, float | int] = {}
+        changes: dict[str, Any] = {}
         for pair in pairs:
             name, sep, value = pair.partition("=")
             name = name.strip().lower()
@@ -83,16 +81,6 @@ class HealthThresholds:
                 )
             changes[name] = int(value) if types[name] == "int" else float(value)
         return replace(self, **changes)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> HealthThresholds:
-        """Defaults overridden by ``LEADSCORE_HEALTH_<FIELD>`` variables."""
-        pairs = [
-            f"{f.name}={env[ENV_PREFIX + f.name.upper()]}"
-            for f in fields(cls)
-            if ENV_PREFIX + f.name.upper() in env
-        ]
-        return cls().with_overrides(pairs)
 
 
 @dataclass(frozen=True)
@@ -105,7 +93,7 @@ class Flag:
 
 
 # ------------------------------------------------------------------ actions
-MEET_SENIOR = "Book a meeting with a director or above"
+MEET_SENIOR = f"Book a meeting with a {SENIOR}"
 REPLY = "Reply within 24h"
 ECONOMIC_BUYER = "Identify and engage the economic buyer"
 UNSTALL = "Agree a dated next step to get the deal moving again"
@@ -176,7 +164,7 @@ def won_activity_reference(
     features as of each snapshot from the same sources, so the reference is the
     activity level the model learnt winning deals have.
     """
-    won = deals[deals["status"].astype(str).eq("won")]
+    won = deals[deals["status"].astype(str).eq(WON)]
     entities = snapshot_entities(won, every_days)
     if entities.empty:
         return {}
@@ -188,10 +176,6 @@ def won_activity_reference(
 
 def _count(n: float, one: str, many: str) -> str:
     return f"{n:,.0f} {one if n == 1 else many}"
-
-
-def _stage_name(index: float) -> str:
-    return STAGES[int(index)] if 0 <= index < len(STAGES) else f"stage {index:g}"
 
 
 def risk_flags(
@@ -233,7 +217,7 @@ def risk_flags(
         (
             (stage >= t.economic_buyer_stage) & (eb == 0),
             "no_economic_buyer",
-            lambda i: f"No economic buyer in the {_stage_name(stage[i])} stage",
+            lambda i: f"No economic buyer in the {STAGE_LEVELS.name(stage[i])} stage",
             lambda i: ECONOMIC_BUYER,
         ),
         (
@@ -256,6 +240,6 @@ def risk_flags(
     ]
     out: list[list[Flag]] = [[] for _ in range(len(f))]
     for mask, code, text, action in rules:
-        for i in np.flatnonzero(mask):
+        for i in np.flatnonzero(mask).tolist():
             out[i].append(Flag(code, text(i), action(i)))
     return out

@@ -2,8 +2,9 @@
 
 :func:`run_rank` (``leadscore rank``) scores, with the champion model:
 
-* every **open** deal; one with no activity for ``dormant_days`` (30) or more, counted
-  from its creation when it has none, is listed as **dormant**;
+* every **active** deal: open in the CRM, with activity in the last ``dormant_days``
+  (30); an open deal without, counted from its creation when it has none, is
+  **dormant**;
 * every **recently lost** deal, lost within ``lost_window_days`` (180) before the
   moment of ranking, scored as if re-opened then: its features as of now come from its
   history without its close. Its ``closed`` stage-history row is dropped (its funnel
@@ -22,11 +23,16 @@ account and owner track records come from every deal.
 
 The ranked list (``ranked_leads.parquet`` and ``.csv`` under ``feature_data/rankings``
 unless told otherwise) has one row per deal: rank, deal, account, owner, channel,
-industry, segment, stage, status, probability, score, grade, amount, expected value
+industry, segment, stage, priority group, probability, score, grade, amount, expected value
 (probability x amount), change since the previous run, top reasons either way, risk
 flags, next step, the score trend, the model version and the moment of ranking. It is
 ordered by expected value (big deals carry the profit) or by probability; a deal
 without an amount has no expected value and goes last.
+
+**Priority group** (column ``priority_group``) is why a deal is on the list: ``active``,
+``dormant`` or ``recently lost`` as above. It is not the CRM's ``status`` (open, won,
+lost), which the list does not repeat: active and dormant deals are open, recently lost
+ones lost.
 
 **Segment** is the account's size band by employees: ``small`` (under 100),
 ``mid-market`` (100 to 999), ``enterprise`` (1,000 or more), ``unknown``. The segment
@@ -59,8 +65,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from leadscore.config import DEFAULT_GRADE_THRESHOLDS, Settings
-from leadscore.crm.contract import AFTER_DEAL_CREATION, STAGES, TABLES
+from leadscore.config import (
+    DEFAULT_GRADE_THRESHOLDS,
+    DEFAULT_RANK_BY,
+    DORMANT_DAYS,
+    LOST_WINDOW_DAYS,
+    RANK_BATCH_SIZE,
+    SNAPSHOT_EVERY_DAYS,
+    Settings,
+)
+from leadscore.crm.contract import AFTER_DEAL_CREATION, LOST, OPEN, TABLES, WON
+from leadscore.features.catalog import STAGE_LEVELS
 from leadscore.features.featurize import (
     TS,
     VIEW_KEYS,
@@ -81,11 +96,15 @@ from leadscore.priority.health import (
     risk_flags,
     won_activity_reference,
 )
+from leadscore.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
-OPEN, DORMANT, RECENTLY_LOST = "open", "dormant", "recently lost"
-STATUSES: tuple[str, ...] = (OPEN, DORMANT, RECENTLY_LOST)
+#: Priority groups: why a deal is on the list (see the module doc).
+ACTIVE, DORMANT, RECENTLY_LOST = "active", "dormant", "recently lost"
+PRIORITY_GROUPS: tuple[str, ...] = (ACTIVE, DORMANT, RECENTLY_LOST)
+#: The list's column holding a deal's priority group.
+GROUP = "priority_group"
 RankBy = Literal["expected_value", "probability"]
 RANK_BY: tuple[str, ...] = get_args(RankBy)
 #: (band, first employee count of the next band); the last band is open-ended.
@@ -98,8 +117,6 @@ UNKNOWN_SEGMENT = "unknown"
 RANKED_FILE = "ranked_leads"
 HISTORY_DIR = "score_history"
 TREND_RUNS = 8
-
-Progress = Callable[[int, int], None]
 
 _REASON = pa.struct(
     [
@@ -122,7 +139,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "model_version",
     "scored_at",
     "deal_id",
-    "status",
+    GROUP,
     "probability",
     "grade",
     "amount",
@@ -143,9 +160,9 @@ def rankings_dir(settings: Settings) -> Path:
 class RankConfig:
     """How deals are selected, scored and checked."""
 
-    dormant_days: float = 30.0
-    lost_window_days: float = 180.0
-    batch_size: int = 10_000
+    dormant_days: float = DORMANT_DAYS
+    lost_window_days: float = LOST_WINDOW_DAYS
+    batch_size: int = RANK_BATCH_SIZE
     #: Reasons kept per deal, each way.
     max_reasons: int = 3
     #: The most recently closed won deals the low-activity rule's reference comes from.
@@ -156,11 +173,11 @@ class RankConfig:
     health: HealthThresholds = field(default_factory=HealthThresholds)
 
 
-def _normalise_status(value: str) -> str:
-    status = re.sub(r"[-_\s]+", " ", value.strip().lower())
-    if status not in STATUSES:
-        raise ValueError(f"status {value!r}: must be one of {', '.join(STATUSES)}")
-    return status
+def _normalise_group(value: str) -> str:
+    group = re.sub(r"[-_\s]+", " ", value.strip().lower())
+    if group not in PRIORITY_GROUPS:
+        raise ValueError(f"priority group {value!r}: must be one of {', '.join(PRIORITY_GROUPS)}")
+    return group
 
 
 @dataclass(frozen=True)
@@ -171,11 +188,12 @@ class Filters:
     channels: tuple[str, ...] = ()
     #: Size bands (see the module doc) or industries.
     segments: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
+    #: Priority groups (active, dormant, recently lost).
+    groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for s in self.statuses:
-            _normalise_status(s)
+        for g in self.groups:
+            _normalise_group(g)
 
     def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
         keep = np.ones(len(frame), dtype=bool)
@@ -191,8 +209,8 @@ class Filters:
         if self.segments:
             wanted = list(normalise_category(pd.Series(self.segments)))
             keep &= among("segment", wanted) | among("industry", wanted)
-        if self.statuses:
-            keep &= among("status", [_normalise_status(s) for s in self.statuses])
+        if self.groups:
+            keep &= among(GROUP, [_normalise_group(g) for g in self.groups])
         return frame[keep]
 
 
@@ -202,21 +220,21 @@ def select_candidates(
 ) -> pd.DataFrame:
     """Open deals created by ``as_of`` and deals lost within the window before it.
 
-    ``status`` becomes ``open`` or ``recently lost``; dormancy needs the features, so
-    :func:`rank_deals` decides it.
+    Their ``priority_group`` is ``active`` or ``recently lost``; dormancy needs the
+    features, so :func:`listing` decides it.
     """
     status = deals["status"].astype(str)
     created = pd.to_datetime(deals["created_at"], utc=True)
     closed = pd.to_datetime(deals["closed_at"], utc=True)
-    is_open = (status == "open") & (created <= as_of)
+    is_open = (status == OPEN) & (created <= as_of)
     lost = (
-        (status == "lost")
+        (status == LOST)
         & (closed <= as_of)
         & (closed > as_of - pd.Timedelta(days=lost_window_days))
     )
     chosen = (is_open | lost).to_numpy()
     out = deals[chosen].reset_index(drop=True)
-    out["status"] = np.where(lost.to_numpy()[chosen], RECENTLY_LOST, OPEN)
+    out[GROUP] = np.where(lost.to_numpy()[chosen], RECENTLY_LOST, ACTIVE)
     return out
 
 
@@ -228,7 +246,7 @@ def recent_wins(deals: pd.DataFrame, as_of: pd.Timestamp, n: int) -> pd.DataFram
     sells now; every won deal would cost the snapshots of the whole history.
     """
     closed = pd.to_datetime(deals["closed_at"], utc=True)
-    won = deals[((deals["status"].astype(str) == "won") & (closed <= as_of)).to_numpy()]
+    won = deals[((deals["status"].astype(str) == WON) & (closed <= as_of)).to_numpy()]
     return (
         won.iloc[np.argsort(closed[won.index].to_numpy(), kind="stable")[-n:]]
         if n > 0
@@ -366,7 +384,7 @@ def candidate_features(
 
     ``sources`` must hold the candidates' own views and the track records of the whole CRM.
     """
-    lost = (candidates["status"] == RECENTLY_LOST).to_numpy()
+    lost = (candidates[GROUP] == RECENTLY_LOST).to_numpy()
     now = latest_rows(sources, as_of)
     parts = [
         features_as_of(now, scoring_entities(candidates[~lost], as_of)).set_axis(
@@ -415,7 +433,7 @@ def listing(
     quiet = quiet_days(features).to_numpy(dtype=float)
     probability = np.array([e["probability"] for e in explained], dtype=float)
     amount = features["amount"].to_numpy(dtype=float)
-    status = candidates["status"].to_numpy()
+    group = candidates[GROUP].to_numpy()
     return pd.DataFrame(
         {
             "deal_id": candidates["deal_id"].astype(str).to_numpy(),
@@ -425,9 +443,9 @@ def listing(
             "industry": features["industry"].to_numpy(),
             "segment": size_band(features["employee_count"]).to_numpy(),
             "stage": features["stage_index"]
-            .map(lambda i: STAGES[int(i)] if pd.notna(i) else None)
+            .map(lambda i: STAGE_LEVELS.name(i) if pd.notna(i) else None)
             .to_numpy(),
-            "status": np.where((status == OPEN) & (quiet >= dormant_days), DORMANT, status),
+            GROUP: np.where((group == ACTIVE) & (quiet >= dormant_days), DORMANT, group),
             "probability": probability,
             "score": np.array([e["score"] for e in explained], dtype=np.int64),
             "grade": [e["grade"] for e in explained],
@@ -470,19 +488,21 @@ def rank_deals(
     model: ScoringModel,
     as_of: pd.Timestamp,
     config: RankConfig = RankConfig(),
-    snapshot_every_days: int = 14,
-    progress: Progress | None = None,
+    snapshot_every_days: int = SNAPSHOT_EVERY_DAYS,
+    progress: Progress = no_progress,
 ) -> Scored:
     """Select, featurise, score, explain and check every candidate deal at ``as_of``.
 
     Deals go through in batches of ``config.batch_size``: features, scores and reasons
-    from :class:`~leadscore.model.explain.Explainer`, risk flags and next steps; each batch is logged.
+    from :class:`~leadscore.model.explain.Explainer`, risk flags and next steps; each batch is
+    logged and counted to ``progress`` (task ``rank``, in deals).
     ``snapshot_every_days`` is the training snapshot interval, used for the won-deal
     activity reference of the low-activity rule.
     """
     clock = _Clock()
     candidates, wins = ranking_deals(tables["deals"], as_of, config)
     log.info("ranking %s deals as of %s", f"{len(candidates):,}", as_of.isoformat())
+    progress("rank", 0, len(candidates), unit="deals", detail="activity reference")
     records = track_records(tables["deals"])
     reference: dict[int, float] = {}
     for part, part_tables in batches(tables, wins, max(len(wins), 1)):  # one batch
@@ -510,8 +530,7 @@ def rank_deals(
             f"{len(candidates):,}",
             done / max(time.perf_counter() - started, 1e-9),
         )
-        if progress is not None:
-            progress(done, len(candidates))
+        progress("rank", done, len(candidates), unit="deals")
     # No candidate: an empty list with every column.
     frame = (
         pd.concat(rows, ignore_index=True)
@@ -521,12 +540,12 @@ def rank_deals(
     log.info(
         "ranked %s deals: %s",
         f"{len(frame):,}",
-        ", ".join(f"{k} {v:,}" for k, v in frame["status"].value_counts().items()),
+        ", ".join(f"{k} {v:,}" for k, v in frame[GROUP].value_counts().items()),
     )
     return Scored(frame, clock.seconds)
 
 
-def order_ranked(frame: pd.DataFrame, by: RankBy = "expected_value") -> pd.DataFrame:
+def order_ranked(frame: pd.DataFrame, by: RankBy = DEFAULT_RANK_BY) -> pd.DataFrame:
     """Best first by ``by``, then probability, then deal id; ``rank`` numbers the rows from 1."""
     if by not in RANK_BY:
         raise ValueError(f"rank by {by!r}: must be one of {', '.join(RANK_BY)}")
@@ -663,7 +682,7 @@ class RankRun:
 
     #: The written list: filtered, ordered, cut to ``top``.
     ranked: pd.DataFrame
-    #: Deals scored (and recorded in the history) by status, before any filter.
+    #: Deals scored (and recorded in the history) by priority group, before any filter.
     scored: dict[str, int]
     model_version: str
     run_date: date
@@ -678,10 +697,10 @@ def run_rank(
     out_dir: Path,
     config: RankConfig = RankConfig(),
     filters: Filters = Filters(),
-    by: RankBy = "expected_value",
+    by: RankBy = DEFAULT_RANK_BY,
     top: int | None = None,
     as_of: pd.Timestamp | None = None,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> RankRun:
     """Rank the stored CRM's deals with ``model``, record the scores, write the list.
 
@@ -716,7 +735,7 @@ def run_rank(
     )
     return RankRun(
         listed,
-        frame["status"].value_counts().to_dict(),
+        frame[GROUP].value_counts().to_dict(),
         model_version,
         run_date,
         paths,

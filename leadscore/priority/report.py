@@ -1,9 +1,9 @@
 """What managers see: the ranked list as a terminal table and as one HTML page with charts.
 
 The page (``leadscore report --out FILE``, and ``serving/leads_page.py`` over HTTP)
-holds the ranked table, sortable by any column and filterable by owner and status with
-a few lines of vanilla JavaScript, each deal's reasons (the training fact behind a
-reason shows on hover), risk flags and next step; and plotly charts of the stored CRM's
+holds the ranked table, sortable by any column and filterable by owner and priority
+group with a few lines of vanilla JavaScript, each deal's reasons (the training fact
+behind a reason shows on hover), risk flags and next step; and plotly charts of the stored CRM's
 closed deals: the funnel with the conversion between stages, and the win rate by
 channel, by competitor, by the most senior contact on the deal and by cycle length.
 Everything is in the one file, plotly.js included once, so it opens without a network.
@@ -30,15 +30,16 @@ import plotly.graph_objects as go
 from jinja2 import Environment, FileSystemLoader, Template
 from plotly.offline import get_plotlyjs
 
-from leadscore.crm.contract import STAGES
+from leadscore.config import REPORT_MAX_ROWS
+from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
 from leadscore.crm.ingest import load_stored
+from leadscore.features.catalog import SENIORITY_LEVELS
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
-from leadscore.features.seniority import LABELS as SENIORITY_LABELS
-from leadscore.priority.rank import STATUSES, read_ranked
+from leadscore.priority.rank import GROUP, PRIORITY_GROUPS, read_ranked
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Rows of the ranked list the page shows; the CSV beside the list has all of them.
-DEFAULT_MAX_ROWS = 1000
+DEFAULT_MAX_ROWS = REPORT_MAX_ROWS
 #: The stored CRM tables the charts are drawn from (never the activities, the largest).
 CHART_TABLES = ("deals", "stage_history", "deal_contacts", "contacts")
 #: Competitors shown by name; the rest are grouped.
@@ -109,7 +110,7 @@ _COLUMNS: tuple[_Column, ...] = (
     _Column("deal", lambda r: r["deal_id"], max_width=16),
     _Column("account", lambda r: r["account_id"], max_width=20),
     _Column("owner", lambda r: r["owner_id"], max_width=14),
-    _Column("status", lambda r: r["status"]),
+    _Column("group", lambda r: r[GROUP]),
     _Column("win", lambda r: percent(r["probability"]), right=True),
     _Column("grade", lambda r: r["grade"]),
     _Column("amount", lambda r: money(r["amount"]), right=True),
@@ -165,10 +166,10 @@ def closed_deals(deals: pd.DataFrame) -> pd.DataFrame:
     """Won and lost deals with a close time, with ``won`` (bool) and ``cycle_days``."""
     status = deals["status"].astype(str)
     closed = deals[
-        status.isin(["won", "lost"]).to_numpy() & deals["closed_at"].notna().to_numpy()
+        status.isin(CLOSED_STATUSES).to_numpy() & deals["closed_at"].notna().to_numpy()
     ].copy()
     closed["deal_id"] = closed["deal_id"].astype(str)
-    closed["won"] = (closed["status"].astype(str) == "won").to_numpy()
+    closed["won"] = (closed["status"].astype(str) == WON).to_numpy()
     span = pd.to_datetime(closed["closed_at"], utc=True) - pd.to_datetime(
         closed["created_at"], utc=True
     )
@@ -233,7 +234,7 @@ def funnel_figure(stage_history: pd.DataFrame, closed: pd.DataFrame) -> go.Figur
     won = int(closed.set_index("deal_id").loc[furthest.index, "won"].sum())
     fig = go.Figure(
         go.Funnel(
-            y=[*_OPEN_FUNNEL, "won"],
+            y=[*_OPEN_FUNNEL, WON],
             x=[*reached, won],
             textinfo="value+percent previous",
             marker={"color": "#3b6fb6"},
@@ -251,7 +252,7 @@ def _seniority(tables: Mapping[str, pd.DataFrame], closed: pd.DataFrame) -> pd.S
     last = contacts_source(dc, tables["contacts"]).drop_duplicates("deal_id", keep="last")
     level = closed["deal_id"].map(last.set_index("deal_id")["max_seniority"])
     has_contacts = closed["deal_id"].isin(set(last["deal_id"]))
-    label = level.map(lambda v: f"{int(v)} {SENIORITY_LABELS[int(v)]}" if pd.notna(v) else None)
+    label = level.map(lambda v: f"{int(v)} {SENIORITY_LEVELS.name(v)}" if pd.notna(v) else None)
     return label.where(level.notna(), np.where(has_contacts, "title not recognised", "no contacts"))
 
 
@@ -366,7 +367,7 @@ def _row(r: Mapping[str, Any]) -> dict[str, Any]:
                 "deal_id",
                 "account_id",
                 "owner_id",
-                "status",
+                GROUP,
                 "grade",
                 "next_step",
                 "probability",
@@ -396,17 +397,17 @@ def render_page(
     """The managers' page: the first ``max_rows`` of the ranked list and the CRM charts."""
     shown = ranked.head(max_rows)
     first = ranked.iloc[0] if len(ranked) else None
-    counts = ranked["status"].value_counts()
+    counts = ranked[GROUP].value_counts()
     return _template().render(
         as_of=pd.Timestamp(first["as_of"]).strftime("%Y-%m-%d %H:%M UTC")
         if first is not None
         else "",
         model_version=first["model_version"] if first is not None else "",
         total=len(ranked),
-        counts=[(s, int(counts.get(s, 0))) for s in STATUSES],
+        counts=[(g, int(counts.get(g, 0))) for g in PRIORITY_GROUPS],
         rows=[_row(r) for r in shown.to_dict("records")],
         owners=sorted(set(shown["owner_id"])),
-        statuses=[s for s in STATUSES if s in set(shown["status"])],
+        groups=[g for g in PRIORITY_GROUPS if g in set(shown[GROUP])],
         charts=crm_charts(tables),
         plotly_js=get_plotlyjs(),
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 import pytest
 
+from leadscore.config import load_settings
 from leadscore.features.featurize import build_feature_sources, features_as_of, scoring_entities
 from leadscore.priority.health import (
     DEFAULT_STEP,
@@ -242,10 +243,12 @@ def test_flags_come_most_urgent_first(crm):
         assert found == sorted(found, key=order.index), deal
 
 
-def test_thresholds_are_overridden_by_name_from_the_environment_and_the_command_line():
-    t = HealthThresholds.from_env(
-        {"LEADSCORE_HEALTH_MAX_STALLS": "5", "LEADSCORE_HEALTH_ACTIVITY_RATIO": "0.25"}
-    )
+def test_thresholds_are_overridden_by_name_from_the_environment_and_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("LEADSCORE_HEALTH_MAX_STALLS", "5")
+    monkeypatch.setenv("LEADSCORE_HEALTH_ACTIVITY_RATIO", "0.25")
+    t = HealthThresholds().with_overrides(load_settings().health_overrides)
     assert (t.max_stalls, t.activity_ratio, t.max_reply_hours) == (5, 0.25, 24.0)
     assert t.with_overrides(["max_reply_hours=48", " FOLLOW_UP_DAYS = 7"]).follow_up_days == 7.0
     with pytest.raises(ValueError, match="max_stalls"):

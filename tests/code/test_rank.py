@@ -15,8 +15,8 @@ from leadscore.features.featurize import (
 )
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.priority.rank import (
+    ACTIVE,
     DORMANT,
-    OPEN,
     RECENTLY_LOST,
     Filters,
     RankConfig,
@@ -60,19 +60,21 @@ def model() -> ScoringModel:
     return train_small_model(synthetic_tables())[0]
 
 
-def statuses(scored: pd.DataFrame) -> dict[str, str]:
-    return dict(zip(scored["deal_id"], scored["status"], strict=True))
+def groups(scored: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(scored["deal_id"], scored["priority_group"], strict=True))
 
 
-def test_open_dormant_and_recently_lost_deals_are_selected(model):
+def test_active_dormant_and_recently_lost_deals_are_selected(model):
     # Day 70: D1 won (left out), D2 lost on day 40, D3 quiet since day 20, D4 touched on day 53.
     tables = ranking_crm()
     scored = rank_deals(tables, model, AS_OF).frame
-    assert statuses(scored) == {"D2": RECENTLY_LOST, "D3": DORMANT, "D4": OPEN}
+    assert groups(scored) == {"D2": RECENTLY_LOST, "D3": DORMANT, "D4": ACTIVE}
+    # The list names the priority group, not the CRM status it would be confused with.
+    assert "status" not in scored
     narrow = rank_deals(
         tables, model, AS_OF, RankConfig(dormant_days=60, lost_window_days=20)
     ).frame
-    assert statuses(narrow) == {"D3": OPEN, "D4": OPEN}
+    assert groups(narrow) == {"D3": ACTIVE, "D4": ACTIVE}
     # Before D4 existed and before D2 was lost, as the stored statuses say.
     assert list(select_candidates(tables["deals"], day(39), 180)["deal_id"]) == ["D3"]
 
@@ -117,7 +119,7 @@ def ranked_frame() -> pd.DataFrame:
             "channel": ["web", "referral", "paid_ads", "web"],
             "industry": ["retail", "software", None, "retail"],
             "segment": ["enterprise", "small", "unknown", "mid-market"],
-            "status": [OPEN, DORMANT, RECENTLY_LOST, OPEN],
+            "priority_group": [ACTIVE, DORMANT, RECENTLY_LOST, ACTIVE],
             "probability": [0.2, 0.9, 0.95, 0.9],
             "amount": [100_000.0, 10_000.0, np.nan, 10_000.0],
         }
@@ -139,7 +141,7 @@ def test_expected_value_ranks_big_deals_first_and_probability_can_be_chosen():
         order_ranked(ranked_frame(), "amount")  # type: ignore[arg-type]
 
 
-def test_filters_by_owner_channel_segment_and_status():
+def test_filters_by_owner_channel_segment_and_priority_group():
     f = ranked_frame()
 
     def ids(filters: Filters) -> list[str]:
@@ -149,10 +151,12 @@ def test_filters_by_owner_channel_segment_and_status():
     assert ids(Filters(channels=("Paid Ads", "Referral"))) == ["likely", "no_amount"]
     assert ids(Filters(segments=("Retail",))) == ["big", "tie"]  # an industry
     assert ids(Filters(segments=("mid-market", "small"))) == ["likely", "tie"]  # size bands
-    assert ids(Filters(statuses=("recently_lost", "Dormant"))) == ["likely", "no_amount"]
-    assert ids(Filters(owners=("王芳",), statuses=("open",))) == ["big"]
-    with pytest.raises(ValueError, match="recently lost"):
-        Filters(statuses=("won",))
+    assert ids(Filters(groups=("recently_lost", "Dormant"))) == ["likely", "no_amount"]
+    assert ids(Filters(owners=("王芳",), groups=("active",))) == ["big"]
+    # CRM statuses are not priority groups: 'open' covers both active and dormant deals.
+    for status in ("open", "won"):
+        with pytest.raises(ValueError, match="recently lost"):
+            Filters(groups=(status,))
 
 
 def test_segments_are_size_bands_by_employees():
@@ -178,10 +182,10 @@ def test_batches_rank_exactly_as_one_batch(model):
         model,
         as_of,
         RankConfig(batch_size=150),
-        progress=lambda n, total: done.append((n, total)),
+        progress=lambda task, n, total, **_: done.append((n, total)),
     ).frame
     pd.testing.assert_frame_equal(batched, whole)
-    assert done == [(150, 539), (300, 539), (450, 539), (539, 539)]
+    assert done == [(0, 539), (150, 539), (300, 539), (450, 539), (539, 539)]
 
 
 def test_a_batch_whose_deals_never_had_a_reply_is_ranked(model):
@@ -236,7 +240,7 @@ def test_the_list_is_written_filtered_and_cut_as_parquet_and_csv(stored, model, 
         "deal_id",
         "account_id",
         "owner_id",
-        "status",
+        "priority_group",
         "probability",
         "grade",
         "amount",
@@ -269,10 +273,10 @@ def test_the_terminal_table_lines_up_wide_characters():
     lines = text_table(frame).splitlines()
     rows = [line for line in lines if not line.startswith(" ")]
     assert len(rows) == 5  # header and four deals
-    # The status column starts at the same terminal cell on every row.
+    # The group column starts at the same terminal cell on every row.
     starts = {
         display_width(line[: line.index(s)])
-        for line, s in zip(rows, ["status", *frame["status"]], strict=True)
+        for line, s in zip(rows, ["group", *frame["priority_group"]], strict=True)
     }
     assert len(starts) == 1
     assert "+5 pts" in rows[1] and "-10 pts" in rows[3] and "±0 pts" in rows[4]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from leadscore.crm.synth import TITLES
+from leadscore.features.catalog import FEATURES_BY_NAME
 from leadscore.features.seniority import (
     LABELS,
     SENIOR_LEVEL,
@@ -17,6 +18,8 @@ from leadscore.features.seniority import (
     seniority_of_titles,
     title_seniority,
 )
+from leadscore.model.reasons import reason_text
+from training.behaviour import CHECKS
 
 ENGLISH: list[tuple[str, int]] = [
     # individual contributors, whatever the "senior" in front
@@ -211,12 +214,41 @@ def test_synthetic_title_pools_map_to_their_level() -> None:
     assert wrong == {}
 
 
-def test_levels_labels_and_senior_threshold() -> None:
+def test_six_levels_each_with_a_label() -> None:
     assert [int(s) for s in Seniority] == [1, 2, 3, 4, 5, 6]
     assert set(LABELS) == set(range(1, 7))
-    assert LABELS[4] == LABELS[Seniority.DIRECTOR]
-    assert SENIOR_LEVEL == Seniority.DIRECTOR == 4
-    assert title_seniority("Director") >= SENIOR_LEVEL > title_seniority("Project Manager")
+
+
+#: Who counts as senior (n_senior_contacts, senior_met, the "meet a director" next step).
+SENIOR_TITLES = ["Director", "Deputy Director", "Head of IT", "VP Sales", "CEO", "总监", "副总裁"]
+NOT_SENIOR_TITLES = ["Associate Director", "Project Manager", "Team Lead", "经理", "CEO助理"]
+
+
+@pytest.mark.parametrize("title", SENIOR_TITLES)
+def test_directors_and_above_are_senior(title: str) -> None:
+    assert title_seniority(title) >= SENIOR_LEVEL
+
+
+@pytest.mark.parametrize("title", NOT_SENIOR_TITLES)
+def test_below_director_is_not_senior(title: str) -> None:
+    assert title_seniority(title) < SENIOR_LEVEL
+
+
+def test_levels_read_the_same_in_reasons_descriptions_and_checks() -> None:
+    """One scale, one set of words: the feature's description, its reasons and the
+    behaviour check's ceiling all follow the parser's levels."""
+    top = FEATURES_BY_NAME["max_seniority"]
+    assert reason_text(top, 5.0) == "Most senior contact: vice president"
+    assert reason_text(top, 6.0) == "Most senior contact: C-level, owner or general manager"
+    assert "4 director or head" in top.description and "6 C-level" in top.description
+    assert reason_text(FEATURES_BY_NAME["senior_met"], 1.0) == "Met a director or above"
+    assert FEATURES_BY_NAME["n_senior_contacts"].description == (
+        "Contacts ranked director or above on the deal."
+    )
+    check = next(c for c in CHECKS if c.feature == "max_seniority")
+    levels = np.array([3.0, 5.0, 6.0, np.nan])
+    assert check.eligible(levels).tolist() == [True, True, False, False]
+    assert check.change(levels[:2]).tolist() == [4.0, 6.0]
 
 
 def test_seniority_of_titles_matches_the_scalar_function() -> None:

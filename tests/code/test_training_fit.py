@@ -55,7 +55,9 @@ def test_cli_train_exits_non_zero_with_the_message(frame, monkeypatch):
     # The real training entry point on a small frame instead of the Feast one.
     monkeypatch.setattr(
         "training.train.train_from_store",
-        lambda settings, config, truth: train(settings, small, "lead_scoring_v1", config),
+        lambda settings, config, truth, progress: train(
+            settings, small, "lead_scoring_v1", config, progress=progress
+        ),
     )
     out = CliRunner().invoke(app, ["train", "--json"])
     assert out.exit_code == 1

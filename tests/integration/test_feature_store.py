@@ -101,11 +101,12 @@ def test_online_path_gives_the_training_values_sqlite(applied):
 
 
 @pytest.mark.services
-def test_online_path_gives_the_training_values_redis(applied, monkeypatch):
+def test_online_path_gives_the_training_values_redis(applied):
     require_service("Redis", 6379)
     # A private Redis database keeps the test away from the demo's keys; flushed after.
-    monkeypatch.setenv("LEADSCORE_REDIS", "localhost:6379,db=13")
-    settings = dataclasses.replace(applied, feature_store_yaml="feature_store.redis.yaml")
+    settings = dataclasses.replace(
+        applied, feature_store_yaml="feature_store.redis.yaml", redis="localhost:6379,db=13"
+    )
     import redis
 
     client = redis.Redis(host="localhost", port=6379, db=13)

@@ -84,7 +84,8 @@ def test_rank_command_scores_with_the_champion_and_records_the_run(ranked: Setti
     listed = read_ranked(rankings_dir(ranked))
     assert set(listed["model_version"]) == {"1"}
     assert listed["expected_value"].is_monotonic_decreasing
-    assert set(listed["status"]) == {"open", "dormant", "recently lost"}
+    assert set(listed["priority_group"]) == {"active", "dormant", "recently lost"}
+    assert "status" not in listed  # the CRM's status is another concept
     assert len(load_history(rankings_dir(ranked) / "score_history")) == len(listed)
     assert listed["owner_id"].str.fullmatch(r"[\u4e00-\u9fff]{2}").all()
 
@@ -191,9 +192,10 @@ def test_the_served_page_in_chromium_matches_top_sorts_filters_and_shows_chinese
             assert owners == [owner] * int((listed["owner_id"] == owner).sum())
             assert page.inner_text("#shown-count") == str(len(owners))
             page.select_option("#filter-owner", "")
-            page.select_option("#filter-status", "dormant")
-            assert set(visible.locator("td.status").all_inner_texts()) == {"dormant"}
-            page.select_option("#filter-status", "")
+            page.select_option("#filter-group", "dormant")
+            dormant = int((listed["priority_group"] == "dormant").sum())
+            assert visible.locator("td.group").all_inner_texts() == ["dormant"] * dormant
+            page.select_option("#filter-group", "")
 
             # Sort by win probability, highest first.
             page.click("#leads thead th:has-text('Win')")

@@ -1,6 +1,13 @@
-"""One model trained once per session on a small synthetic CRM, for behavioural tests."""
+"""One model trained once per session on a small synthetic CRM, for behavioural tests.
+
+:func:`train_on` trains the same way on a changed copy of the frame (a feature shuffled,
+a signal reversed), to show that a test fails on a model that lacks what it checks.
+Training takes about a second.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pandas as pd
 import pytest
@@ -9,13 +16,35 @@ from leadscore.crm.synth import generate_crm
 from training.data import in_memory_frame
 from training.train import TrainConfig, TrainingResult, fit_and_evaluate
 
+TrainOn = Callable[..., TrainingResult]
+
 
 @pytest.fixture(scope="session")
-def trained() -> TrainingResult:
+def crm_frame() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training frame of a 2,000-deal synthetic CRM, and the generator's truth."""
     crm = generate_crm(2000, seed=11, as_of=pd.Timestamp("2025-06-30", tz="UTC"))
-    return fit_and_evaluate(
-        in_memory_frame(crm.tables), "lead_scoring_v1", TrainConfig(seed=11), crm.truth
-    )
+    return in_memory_frame(crm.tables), crm.truth
+
+
+@pytest.fixture(scope="session")
+def train_on(crm_frame: tuple[pd.DataFrame, pd.DataFrame]) -> TrainOn:
+    """Train with the production recipe on ``change(frame)``; ``config`` overrides it."""
+    frame, truth = crm_frame
+
+    def train(
+        change: Callable[[pd.DataFrame], pd.DataFrame] = lambda f: f,
+        config: TrainConfig | None = None,
+    ) -> TrainingResult:
+        return fit_and_evaluate(
+            change(frame.copy()), "lead_scoring_v1", config or TrainConfig(seed=11), truth
+        )
+
+    return train
+
+
+@pytest.fixture(scope="session")
+def trained(train_on: TrainOn) -> TrainingResult:
+    return train_on()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,169 @@
+"""The README's step-by-step list, run as a newcomer runs it: each line in a fresh shell.
+
+The project's files (what a clone holds: tracked and not ignored) are copied to a
+temporary folder, and every ``uv run ...`` line of the README's "Step by step" block runs
+there as its own subprocess, in order, with an environment scrubbed to PATH, HOME (a new,
+empty one) and what uv needs to find its cache and interpreter: no ``LEADSCORE_*``,
+``MLFLOW_*`` or ``BENTOML_*`` variable. The commands are parsed from the README itself,
+so the test fails when the list drifts; only sizes and the scratch paths under /tmp are
+changed (fewer deals, a private output folder, a free port). ``serve`` runs in the
+background until /readyz answers, then stops.
+
+Afterwards nothing may have appeared outside the project's data folders: not a stray
+``mlflow.db``, not a BentoML store in HOME, not MLflow's telemetry installation id (the
+file MLflow writes in HOME when its telemetry client starts, so its absence shows
+telemetry stayed off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from leadscore.config import PROJECT_ROOT
+from tests.conftest import free_port
+from tests.serving_fixture import running_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+#: Deals the generator makes instead of the README's 20,000: enough to train and pass the gate.
+DEALS = "1500"
+#: Where the commands may write inside the project: data, stores, the environment, caches.
+DATA_FOLDERS = ("features/data/", "mlruns/", "bentoml_home/", ".venv/")
+#: Variables uv may need besides its cache and interpreter (to reach an index on a cache miss).
+UV_PASSTHROUGH = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_NATIVE_TLS",
+    "UV_OFFLINE",
+)
+
+
+def readme_steps(readme: Path = PROJECT_ROOT / "README.md") -> list[list[str]]:
+    """The commands of the first bash block under "## Step by step", as argument lists."""
+    section = readme.read_text().split("## Step by step", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+
+
+def project_files(root: Path = PROJECT_ROOT) -> list[str]:
+    """What a clone of the repository holds once the working tree is committed."""
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sorted(f for f in out.split("\0") if f and (root / f).is_file())
+
+
+def fresh_env(base: Path) -> dict[str, str]:
+    """PATH with uv and the system tools, an empty HOME, uv's cache and interpreter."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "uv").symlink_to(Path(uv).resolve())
+    cache = subprocess.run([uv, "cache", "dir"], capture_output=True, text=True, check=True)
+    (base / "home").mkdir()
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(base / "home"),
+        "UV_CACHE_DIR": cache.stdout.strip(),
+        # The interpreter behind this environment, so uv builds the copy's .venv from it.
+        "UV_PYTHON": str(Path(sys.base_prefix) / "bin" / f"python3.{sys.version_info.minor}"),
+    }
+    return env | {k: os.environ[k] for k in UV_PASSTHROUGH if k in os.environ}
+
+
+def with_small_sizes(args: list[str], out: Path, port: int) -> list[str]:
+    """The README command with fewer deals, scratch files under ``out`` and a free port."""
+    new = list(args)
+    for i, arg in enumerate(new):
+        if arg.startswith("/tmp/"):
+            new[i] = str(out / arg.removeprefix("/tmp/"))
+        elif i and new[i - 1] == "--deals":
+            new[i] = DEALS
+        elif i and new[i - 1] == "--port":
+            new[i] = str(port)
+    return new
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files_under(root: Path) -> Iterator[str]:
+    for path in root.rglob("*"):
+        if path.is_file() or path.is_symlink():
+            yield path.relative_to(root).as_posix()
+
+
+def test_readme_step_by_step_runs_in_fresh_shells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    steps = readme_steps()
+    assert steps and all(s[:2] == ["uv", "run"] for s in steps), steps
+    names = [" ".join(s[2:4]) for s in steps]
+    assert "leadscore rank" in names and "leadscore serve" in names, names
+
+    project, out = tmp_path / "project", tmp_path / "out"
+    tracked = project_files()
+    for rel in tracked:
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / rel, project / rel)
+    before = {rel: digest(project / rel) for rel in tracked}
+    out.mkdir()
+    env = fresh_env(tmp_path)
+    port = free_port()
+
+    seconds: dict[str, float] = {}
+    for step in steps:
+        args = with_small_sizes(step, out, port)
+        start = time.monotonic()
+        if args[2:4] == ["leadscore", "serve"]:
+            url = f"http://127.0.0.1:{port}"
+            monkeypatch.chdir(project)  # running_server starts the command in this cwd
+            with running_server(args, env, f"{url}/readyz", timeout=180):
+                answer = httpx.post(f"{url}/score_ids", json={"deal_ids": ["D0000001"]}, timeout=60)
+                assert answer.status_code == 200, answer.text
+            monkeypatch.undo()
+        else:
+            proc = subprocess.run(
+                args, cwd=project, env=env, capture_output=True, text=True, timeout=300
+            )
+            assert proc.returncode == 0, (
+                f"`{shlex.join(step)}` failed ({proc.returncode}):\n"
+                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            )
+        seconds[shlex.join(step[3:])] = round(time.monotonic() - start, 1)
+    print("step times (s):", seconds)
+
+    appeared = sorted(
+        rel
+        for rel in files_under(project)
+        if rel not in before
+        and not rel.startswith(DATA_FOLDERS)
+        and "__pycache__/" not in rel  # bytecode and numba's compiled kernels
+    )
+    assert not appeared, f"files outside the data folders: {appeared}"
+    changed = [rel for rel, sha in before.items() if digest(project / rel) != sha]
+    assert not changed, f"project files changed: {changed}"
+    home = Path(env["HOME"])
+    assert not (home / ".config" / "mlflow").exists(), "MLflow telemetry started"
+    # Per-user caches of libraries (matplotlib's font list) are expected; nothing else.
+    in_home = sorted(rel for rel in files_under(home) if not rel.startswith(".cache/"))
+    assert not in_home, f"files written to HOME: {in_home}"
+    assert any((project / "bentoml_home" / "bentos" / "lead_scorer").iterdir())
