@@ -12,6 +12,7 @@ import training.behaviour as behaviour
 from leadscore.features.catalog import FEATURES, FEATURES_BY_NAME, Feature, Levels, Phrasing
 from leadscore.model.explain import reason_feature
 from leadscore.model.reasons import reason_text, reason_tooltip
+from tests.model.test_behaviour import EXPECTED_DIRECTIONS
 from training.train import TrainConfig
 
 
@@ -28,16 +29,7 @@ def test_training_constrains_exactly_the_directed_features():
     names = [f.name for f in FEATURES]
     constraints = TrainConfig().lgb_params(names)["monotone_constraints"]
     assert dict(zip(names, constraints, strict=True)) == {f.name: f.monotone for f in FEATURES}
-    assert {n: c for n, c in zip(names, constraints, strict=True) if c} == {
-        "has_economic_buyer": 1,
-        "max_seniority": 1,
-        "n_senior_contacts": 1,
-        "senior_met": 1,
-        "stalls": -1,
-        "days_in_stage": -1,
-        "median_reply_hours": -1,
-        "hours_awaiting_reply": -1,
-    }
+    assert {n: c for n, c in zip(names, constraints, strict=True) if c} == EXPECTED_DIRECTIONS
 
 
 def test_a_new_feature_is_phrased_by_its_entry_alone():
