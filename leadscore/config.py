@@ -59,8 +59,13 @@ MAX_LOG_LOSS_RISE = 0.01
 REPORT_MAX_ROWS = 1000
 #: Port of the scoring service.
 SERVICE_PORT = 3000
+#: Where `leadscore serve` listens by default: this machine only (--host 0.0.0.0 exposes it).
+SERVICE_HOST = "127.0.0.1"
 #: Redis of the production online store when ``LEADSCORE_REDIS`` is not set.
 REDIS = "localhost:6379"
+#: Most items in each list inside one deal sent to the API (activities, contacts,
+#: stage history); a longer list is a 422 naming the field.
+MAX_DEAL_LIST_ITEMS = 10_000
 #: Prefix of the variables overriding a risk rule threshold: ``LEADSCORE_HEALTH_MAX_STALLS=4``.
 HEALTH_ENV_PREFIX = "LEADSCORE_HEALTH_"
 
@@ -197,6 +202,21 @@ def feast_environment(settings: Settings) -> dict[str, str]:
     return child_environment(settings, LEADSCORE_REDIS=settings.redis)
 
 
+#: Test hook (crash-recovery tests and ``benchmarks/crash_recovery.py`` only, never set in
+#: normal use): a process whose ``LEADSCORE_TEST_CRASH_AT`` names a step kills itself there.
+CRASH_AT_ENV = "LEADSCORE_TEST_CRASH_AT"
+
+
+def crash_point(step: str) -> None:
+    """Test hook: die at once with SIGKILL, as ``kill -9`` would, when ``step`` is the one
+    ``LEADSCORE_TEST_CRASH_AT`` names. A no-op otherwise; the steps are listed where they
+    are called (``grep crash_point``)."""
+    if os.environ.get(CRASH_AT_ENV) == step:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 #: Lowest score of grades A, B and C; D is everything below C.
 DEFAULT_GRADE_THRESHOLDS: dict[str, int] = {"A": 60, "B": 40, "C": 20}
 
@@ -224,11 +244,26 @@ class ServingConfig:
     api_token: str | None = None
     #: Seconds an account's or owner's track record is reused before asking the store again.
     history_ttl_seconds: float = 300.0
+    #: Deadline of one online-store lookup, in seconds; past it the lookup counts as failed.
+    store_timeout_seconds: float = 0.3
+    #: Requests one worker process handles at once; more get 503 with Retry-After at once.
+    max_concurrent_requests: int = 16
+    #: Deals one worker process holds at once (in requests admitted, not yet answered).
+    max_queued_deals: int = 2000
+    #: A request of more deals than this is a batch; batches have their own budget...
+    batch_deals: int = 20
+    #: ...of this many at once per worker, so they cannot crowd out single-deal requests.
+    max_concurrent_batches: int = 1
+    #: Largest request body, in bytes; a larger one gets 413 before it is parsed.
+    max_body_bytes: int = 20_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServingConfig:
         """``LEADSCORE_GRADE_THRESHOLDS`` ("A=60,B=40,C=20"), ``LEADSCORE_API_TOKEN``,
-        ``LEADSCORE_HISTORY_TTL_SECONDS``."""
+        ``LEADSCORE_HISTORY_TTL_SECONDS``, ``LEADSCORE_STORE_TIMEOUT_SECONDS``,
+        ``LEADSCORE_MAX_CONCURRENT_REQUESTS``, ``LEADSCORE_MAX_QUEUED_DEALS``,
+        ``LEADSCORE_BATCH_DEALS``, ``LEADSCORE_MAX_CONCURRENT_BATCHES``,
+        ``LEADSCORE_MAX_BODY_BYTES``."""
         thresholds = env.get("LEADSCORE_GRADE_THRESHOLDS")
         return cls(
             grade_thresholds=parse_grade_thresholds(thresholds)
@@ -236,4 +271,10 @@ class ServingConfig:
             else DEFAULT_GRADE_THRESHOLDS,
             api_token=env.get("LEADSCORE_API_TOKEN") or None,
             history_ttl_seconds=float(env.get("LEADSCORE_HISTORY_TTL_SECONDS", 300)),
+            store_timeout_seconds=float(env.get("LEADSCORE_STORE_TIMEOUT_SECONDS", 0.3)),
+            max_concurrent_requests=int(env.get("LEADSCORE_MAX_CONCURRENT_REQUESTS", 16)),
+            max_queued_deals=int(env.get("LEADSCORE_MAX_QUEUED_DEALS", 2000)),
+            batch_deals=int(env.get("LEADSCORE_BATCH_DEALS", 20)),
+            max_concurrent_batches=int(env.get("LEADSCORE_MAX_CONCURRENT_BATCHES", 1)),
+            max_body_bytes=int(env.get("LEADSCORE_MAX_BODY_BYTES", 20_000_000)),
         )

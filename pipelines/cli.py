@@ -23,6 +23,7 @@ from leadscore.config import (
     RANK_BATCH_SIZE,
     REPORT_MAX_ROWS,
     SEED,
+    SERVICE_HOST,
     SERVICE_PORT,
     SYNTHETIC_DEALS,
     load_settings,
@@ -115,19 +116,38 @@ def ingest(
         Path, typer.Argument(help="Folder with <table>.csv or <table>.parquet files.")
     ],
 ) -> None:
-    """Validate a CRM export, merge it into the stored tables and rebuild the feature sources."""
+    """Validate a CRM export, merge it into the stored tables and rebuild the feature sources.
+
+    Exits 2 with one message when the export cannot be used (a folder or file that cannot
+    be read, a wrong delimiter or encoding, a missing mandatory column, no deal to store):
+    nothing is stored then. Rows read = stored + rejected + duplicates, per table.
+    """
+    from leadscore.crm.ingest import ExportError
+    from leadscore.pipeline_state import StateBusyError
     from pipelines.steps import ingest as run_ingest
 
-    with working() as progress:
-        summary = run_ingest(export_dir, load_settings(), progress=progress)
-    typer.echo(
-        f"{'table':15s} {'read':>9s} {'valid':>9s} {'rejected':>9s} {'inserted':>9s} {'updated':>9s}"
-    )
+    try:
+        with working() as progress:
+            summary = run_ingest(export_dir, load_settings(), progress=progress)
+    except ExportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except StateBusyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    columns = ("read", "valid", "rejected", "duplicates", "inserted", "updated", "unchanged")
+    typer.echo(f"{'table':15s}" + "".join(f" {c:>10s}" for c in columns))
     for table, c in summary.counts.items():
-        typer.echo(
-            f"{table:15s} {c.get('read', 0):>9,d} {c.get('valid', 0):>9,d} {c.get('rejected', 0):>9,d} "
-            f"{c.get('inserted', 0):>9,d} {c.get('updated', 0):>9,d}"
-        )
+        typer.echo(f"{table:15s}" + "".join(f" {c.get(k, 0):>10,d}" for k in columns))
+    read = sum(c.get("read", 0) for c in summary.counts.values())
+    stored, rejected, duplicates = (
+        sum(c.get(k, 0) for c in summary.counts.values())
+        for k in ("valid", "rejected", "duplicates")
+    )
+    typer.echo(
+        f"rows read {read:,d} = stored {stored:,d} + rejected {rejected:,d} "
+        f"+ duplicates {duplicates:,d} (identical repeats, stored once)"
+    )
     for r in summary.rejects[:20]:
         typer.echo(f"rejected: {r.file} row {r.row}, {r.column}={r.value!r}: {r.reason}", err=True)
     if len(summary.rejects) > 20:
@@ -307,7 +327,14 @@ def package(
 @app.command()
 def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = SERVICE_PORT,
-    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "0.0.0.0",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Interface to bind: this machine only by default; --host 0.0.0.0 exposes the "
+            "service to the network (set LEADSCORE_API_TOKEN then).",
+        ),
+    ] = SERVICE_HOST,
     alias: Annotated[
         str, typer.Option("--alias", help="MLflow alias of the packaged version to serve.")
     ] = CHAMPION,

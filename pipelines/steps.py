@@ -14,12 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from leadscore.config import CHAMPION, Settings
-from leadscore.crm.ingest import Reject, ingest_export
+from leadscore.config import CHAMPION, Settings, crash_point
+from leadscore.crm.ingest import REJECTS_FILE, Reject, ingest_export
 from leadscore.crm.synth import generate_crm, write_export
 from leadscore.features.featurize import build_feature_sources
 from leadscore.features.store import apply_repo, materialize, write_sources
 from leadscore.model.registry import load_champion
+from leadscore.pipeline_state import transaction
 from leadscore.priority.rank import RankRun, rankings_dir, run_rank
 from leadscore.progress import Progress, no_progress
 from serving.package import PackagedModel, package_champion
@@ -47,11 +48,40 @@ def ingest(
 
     The sources are rebuilt from all stored tables, not just the new export, because
     a late event (a close, a new contact) changes features of rows already stored.
+    Tables, sources and rejects are written into a new generation of the state and
+    committed together by one atomic switch (:mod:`leadscore.pipeline_state`): a reader,
+    or a run killed at any point, sees the old state or the new one, never a mix. A
+    first export that stores no deal raises :class:`NothingStoredError` after committing
+    only its rejects (:meth:`~leadscore.crm.ingest.IngestResult.nothing_stored`).
     """
-    result = ingest_export(export_dir, settings.crm_dir, settings.rejects_dir, now, progress)
-    sources = build_feature_sources(result.tables, progress)
-    rows = write_sources(sources, settings.sources_dir, progress)
-    return IngestSummary(result.counts, result.rejects, rows, settings.rejects_dir / "rejects.csv")
+    crash_point("ingest.start")
+    with transaction(settings.feature_data) as generation:
+        crash_point("ingest.opened")
+        # Reads the committed tables, writes the changed ones into the generation.
+        result = ingest_export(
+            export_dir,
+            settings.crm_dir,
+            generation.dir("rejects"),
+            now,
+            progress,
+            rejects_shown_at=settings.rejects_dir,
+            write_to=generation.dir("crm"),
+        )
+        nothing_stored = result.nothing_stored(settings.rejects_dir / REJECTS_FILE)
+        if nothing_stored is not None:
+            generation.clear("crm")  # keep the state as it was...
+            generation.carry("crm")
+            generation.carry("sources")
+            generation.commit()  # ...with this run's rejects, so the user can see why
+            raise nothing_stored
+        generation.carry("crm")  # the tables this export left unchanged
+        crash_point("ingest.tables_written")
+        sources = build_feature_sources(result.tables, progress)
+        rows = write_sources(sources, generation.dir("sources"), progress)
+        crash_point("ingest.sources_written")
+        generation.commit()
+    crash_point("ingest.done")
+    return IngestSummary(result.counts, result.rejects, rows, settings.rejects_dir / REJECTS_FILE)
 
 
 @dataclass

@@ -50,29 +50,78 @@ class TokenMiddleware:
         if self.token is not None and scope["type"] == "http" and (path in PROTECTED_PATHS or page):
             given = dict(scope.get("headers") or ()).get(b"authorization", b"")
             if not self._allowed(given, self.token, page):
-                body = json.dumps(
-                    {
-                        "error": "unauthorized",
-                        "detail": [
-                            {
-                                "loc": ["header", "Authorization"],
-                                "msg": "missing or wrong bearer token",
-                                "type": "unauthorized",
-                            }
-                        ],
-                    }
-                ).encode()
                 challenge = b'Basic realm="lead_scorer", charset="UTF-8"' if page else b"Bearer"
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", challenge),
-                        ],
-                    }
+                await _refuse(
+                    send,
+                    401,
+                    "unauthorized",
+                    [
+                        {
+                            "loc": ["header", "Authorization"],
+                            "msg": "missing or wrong bearer token",
+                            "type": "unauthorized",
+                        }
+                    ],
+                    [(b"www-authenticate", challenge)],
                 )
-                await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
+
+
+#: Media types the scoring endpoints read: JSON (BentoML reads a body without a type as JSON).
+JSON_TYPES = (b"application/json", b"")
+
+
+class JsonBodyMiddleware:
+    """Answer 415 to a scoring request whose body is not JSON, before BentoML reads it.
+
+    BentoML tries to read any other type as a form; a ``multipart/form-data`` without a
+    boundary then fails inside it with a 500. Only ``application/json`` (and ``+json``
+    types, or no type at all) reach the endpoints.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path", "") in PROTECTED_PATHS:
+            given = dict(scope.get("headers") or ()).get(b"content-type", b"")
+            media = given.partition(b";")[0].strip().lower()
+            if media not in JSON_TYPES and not media.endswith(b"+json"):
+                await _refuse(
+                    send,
+                    415,
+                    "unsupported media type",
+                    [
+                        {
+                            "loc": ["header", "Content-Type"],
+                            "msg": "send the body as application/json",
+                            "type": "unsupported_media_type",
+                        }
+                    ],
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(
+    send: Any,
+    status: int,
+    error: str,
+    detail: list[dict[str, Any]],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A JSON error answer in BentoML's shape: ``{"error": ..., "detail": [problems]}``."""
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

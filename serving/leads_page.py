@@ -6,22 +6,34 @@ wrote and the stored CRM tables. The page is rendered again only when one of tho
 files changes, so reloading it costs nothing while a rank run is hours away; until a
 ranked list exists the answer is 503 with what to run.
 
-The service mounts :func:`create_app` at ``/leads`` and ``/``; on its own::
+The service mounts :func:`create_app` at ``/leads``; on its own::
 
     uvicorn --factory serving.leads_page:create_app --port 8080
+
+No page the product serves makes a request to the internet. The page carries plotly.js
+inline, and every answer here sends a Content-Security-Policy allowing nothing but this
+server and the page's own inline scripts (by hash, :func:`content_security_policy`),
+refuses framing, sniffing and referrers (:data:`SECURITY_HEADERS`). BentoML's own index
+page at ``/`` loads a tag manager from the internet; :func:`create_index_app` replaces it
+with the same API documentation (Swagger UI from BentoML's local copy) without it.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import logging
+import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from leadscore.config import Settings, load_settings
@@ -32,6 +44,49 @@ log = logging.getLogger(__name__)
 
 Stamp = tuple[tuple[str, int, int], ...]
 
+#: Sent with every page: no framing (clickjacking), no MIME sniffing, no referrer.
+SECURITY_HEADERS: dict[str, str] = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_INLINE_SCRIPT = re.compile(
+    r"<script(?![^>]*\ssrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE
+)
+
+
+def content_security_policy(page: str) -> str:
+    """A policy allowing only this server, and the page's own inline scripts by their hash.
+
+    Styles may be inline (plotly sets them as it draws); images and fonts may be data:
+    URIs (plotly's mode bar). Nothing may come from another origin, frame the page, or
+    be the target of a form.
+    """
+    hashes = sorted(
+        {
+            "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+            for body in _INLINE_SCRIPT.findall(page)
+        }
+    )
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self' " + " ".join(hashes) if hashes else "script-src 'self'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def page_headers(page: str) -> dict[str, str]:
+    """Security headers of one HTML page: :data:`SECURITY_HEADERS` and its policy."""
+    return {**SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(page)}
+
 
 class LeadsPage:
     """The rendered page, kept until the ranked list or the stored CRM changes."""
@@ -39,7 +94,7 @@ class LeadsPage:
     def __init__(self, source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> None:
         self.source, self.crm_dir, self.max_rows = source, crm_dir, max_rows
         self._lock = threading.Lock()
-        self._cached: tuple[Stamp, str] | None = None
+        self._cached: tuple[Stamp, str, dict[str, str]] | None = None
 
     def _stamp(self) -> Stamp:
         files = [self.source / f"{RANKED_FILE}.parquet", *sorted(self.crm_dir.glob("*.parquet"))]
@@ -47,14 +102,15 @@ class LeadsPage:
             (str(f), s.st_mtime_ns, s.st_size) for f in files if f.is_file() for s in [f.stat()]
         )
 
-    def html(self) -> str:
-        """The page; raises :class:`RankingError` when nothing was ranked yet."""
+    def html(self) -> tuple[str, dict[str, str]]:
+        """The page and its headers; raises :class:`RankingError` when nothing was ranked yet."""
         with self._lock:
             stamp = self._stamp()
             if self._cached is None or self._cached[0] != stamp:
-                self._cached = (stamp, build_page(self.source, self.crm_dir, self.max_rows))
+                page = build_page(self.source, self.crm_dir, self.max_rows)
+                self._cached = (stamp, page, page_headers(page))
                 log.info("leads page rendered from %s", self.source)
-            return self._cached[1]
+            return self._cached[1], self._cached[2]
 
 
 def create_app(
@@ -66,12 +122,76 @@ def create_app(
 
     async def index(request: Request) -> HTMLResponse:
         try:
-            return HTMLResponse(await run_in_threadpool(page.html))
+            text, headers = await run_in_threadpool(page.html)
+            return HTMLResponse(text, headers=headers)
         except RankingError as exc:
-            return HTMLResponse(
+            text = (
                 f'<!DOCTYPE html><meta charset="utf-8"><title>Lead priorities</title>'
-                f"<p>{html.escape(str(exc))}</p>",
-                status_code=503,
+                f"<p>{html.escape(str(exc))}</p>"
             )
+            return HTMLResponse(text, status_code=503, headers=page_headers(text))
 
     return Starlette(routes=[Route("/", index, methods=["GET"])])
+
+
+#: The API documentation page at ``/``: BentoML's Swagger UI (served by BentoML from its
+#: package at ``/static_content``), without BentoML's tag manager and outside links.
+INDEX_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>lead_scorer API</title>
+<link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css">
+<link rel="stylesheet" type="text/css" href="./static_content/index.css">
+<link rel="icon" type="image/png" href="./static_content/favicon-light-32x32.png" sizes="32x32">
+</head>
+<body>
+<p style="font-family: sans-serif; margin: 1em 2em">The managers' priority list:
+<a href="./leads/">/leads/</a>. The OpenAPI spec: <a href="./docs.json">/docs.json</a>.</p>
+<div id="swagger-ui"></div>
+<script src="./static_content/swagger-ui-bundle.js" charset="UTF-8"></script>
+<script src="./static_content/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+<script src="./index.js" charset="UTF-8"></script>
+</body>
+</html>
+"""
+
+#: Swagger UI's start, as BentoML's, without the online validator (a request to the internet).
+INDEX_JS = """window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: "./docs.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    layout: "StandaloneLayout",
+  });
+};
+"""
+
+
+def create_index_app(openapi: Callable[[], dict[str, Any]] | None = None) -> Starlette:
+    """``GET /`` (the API documentation page), its script, and ``/docs.json``, to mount at ``/``.
+
+    Mounted by the service in place of BentoML's index page, which loads a tag manager
+    from the internet; only these paths match, so BentoML's other routes stay theirs.
+    ``openapi`` gives the spec served at ``/docs.json`` (computed once, on first use).
+    """
+    spec: list[dict[str, Any]] = []
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(INDEX_HTML, headers=page_headers(INDEX_HTML))
+
+    async def script(request: Request) -> Response:
+        return Response(INDEX_JS, media_type="text/javascript", headers=dict(SECURITY_HEADERS))
+
+    async def docs(request: Request) -> JSONResponse:
+        if not spec and openapi is not None:
+            spec.append(openapi())
+        return JSONResponse(spec[0])
+
+    routes = [Route("/", index, methods=["GET"]), Route("/index.js", script, methods=["GET"])]
+    if openapi is not None:
+        routes.append(Route("/docs.json", docs, methods=["GET"]))
+    return Starlette(routes=routes)

@@ -18,6 +18,7 @@ The Bento's Python requirements are ``serving/requirements.txt``, exported from
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
@@ -32,7 +33,9 @@ from leadscore.config import (
     METADATA_KEY,
     MODEL_TAG_ENV,
     PROJECT_ROOT,
+    SERVICE_HOST,
     SERVICE_PORT,
+    ServingConfig,
     Settings,
     child_environment,
     load_settings,
@@ -236,9 +239,30 @@ def _server_env(settings: Settings, tag: str) -> dict[str, str]:
     return child_environment(settings, OMP_NUM_THREADS="1", **{MODEL_TAG_ENV: tag})
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # 0.0.0.0 is an address; a host name may resolve to anything
+
+
+def exposure_warning(host: str, api_token: str | None) -> str | None:
+    """The warning for serving on a non-loopback address without a token, else None."""
+    if api_token or is_loopback(host):
+        return None
+    return (
+        f"SERVING ON {host}, REACHABLE FROM OTHER MACHINES, WITHOUT AUTHENTICATION: anyone "
+        "who can reach this port can score deals and read the priority list. Set "
+        "LEADSCORE_API_TOKEN, or serve on 127.0.0.1 (the default, without --host)."
+    )
+
+
 def serve(
     port: int = SERVICE_PORT,
-    host: str = "0.0.0.0",
+    host: str = SERVICE_HOST,
     settings: Settings | None = None,
     alias: str = CHAMPION,
 ) -> NoReturn:
@@ -246,10 +270,14 @@ def serve(
 
     Exec rather than a child process, so signals (Ctrl-C, a supervisor's SIGTERM) reach
     the server directly. Raises PackagingError before starting anything when that version
-    is not packaged.
+    is not packaged. Binds 127.0.0.1 unless ``host`` says otherwise, and warns loudly
+    when it serves a non-loopback address without ``LEADSCORE_API_TOKEN``.
     """
     settings = settings or load_settings()
     packaged = packaged_champion(settings, alias)
+    warning = exposure_warning(host, ServingConfig.from_env().api_token)
+    if warning is not None:
+        log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
     bentoml = _bentoml_command()
     args = [bentoml, "serve", SERVICE, "--port", str(port), "--host", host]
     args += ["--working-dir", str(settings.root)]

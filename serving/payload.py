@@ -148,8 +148,11 @@ def input_warnings(deal: DealIn) -> list[ScoreWarning]:
             "No account details sent: industry, region and company size are scored as unknown.",
         )
     for name in ("channel", "product", "amount"):
-        if getattr(deal, name) is None:
+        value = getattr(deal, name)
+        if value is None:
             warn(name, f"No {name} sent: scored as unknown.")
+        elif isinstance(value, str) and not value.strip():
+            warn(name, f"{name} is blank: scored as unknown.")
     return out
 
 
@@ -161,7 +164,11 @@ title_level = lru_cache(maxsize=100_000)(title_seniority)
 
 @lru_cache(maxsize=10_000)
 def _cached_category(value: str | None) -> str | None:
-    return None if value is None else normalise_category(pd.Series([value])).iloc[0]
+    """The category as the pipeline normalises it; None when missing or blank."""
+    if value is None:
+        return None
+    normalised = normalise_category(pd.Series([value])).iloc[0]
+    return None if pd.isna(normalised) else normalised
 
 
 @lru_cache(maxsize=10_000)

@@ -29,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -37,6 +38,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from leadscore.config import MAX_DEAL_LIST_ITEMS
 from leadscore.crm.contract import (
     ACTIVITY_TYPES,
     API_CLOCK_SKEW,
@@ -56,9 +58,29 @@ MAX_BATCH = 1000
 Grade = Literal["A", "B", "C", "D"]
 
 
+#: Earliest time the API accepts in any field: nothing a CRM records about a deal is older,
+#: and an earlier one is a placeholder ("0001-01-01") or a broken export, not a date.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _as_utc(value: datetime) -> datetime:
-    """Times without a zone are read as UTC, as in the CRM contract."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """Times without a zone are read as UTC, as in the CRM contract; from 1970 on.
+
+    A time at the ends of the calendar (``0001-01-01T00:00:00+03:02``,
+    ``9999-12-31T23:59:59-01:00``) cannot be moved to UTC: that, like any time before
+    :data:`EARLIEST_TIME`, is a problem with the field (ValueError), not a server error.
+    """
+    try:
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(
+            "is out of range: it cannot be expressed in UTC (years 1970 to 9999)"
+        ) from None
+    if utc < EARLIEST_TIME:
+        raise ValueError(
+            f"is before {EARLIEST_TIME:%Y-%m-%d}: not a plausible CRM time (a placeholder date?)"
+        )
+    return utc
 
 
 def _enum_text(value: Any) -> Any:
@@ -72,7 +94,17 @@ def _not_future(value: datetime | None) -> datetime | None:
     return value
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+def _time_text(value: Any) -> Any:
+    """A time is an ISO 8601 string (or a datetime from Python), not a number of seconds."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("must be an ISO 8601 date-time string")
+
+
+#: Times are ISO 8601 strings in JSON: parsed although the models are strict, and nothing else.
+UtcDatetime = Annotated[
+    datetime, Strict(False), BeforeValidator(_time_text), AfterValidator(_as_utc)
+]
 Stage = Annotated[Literal[STAGES], BeforeValidator(_enum_text)]  # type: ignore[valid-type]
 Role = Annotated[Literal[CONTACT_ROLES], BeforeValidator(_enum_text)]  # type: ignore[valid-type]
 ActivityType = Annotated[Literal[ACTIVITY_TYPES], BeforeValidator(_enum_text)]  # type: ignore[valid-type]
@@ -87,7 +119,9 @@ def _doc(table: str, column: str) -> str:
 
 class _Input(BaseModel):
     # Extra keys (names, e-mails, phones, custom CRM fields) are accepted and dropped.
-    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+    # Strict: a value is of the type the spec says (a number, not "24000"; true, not 0),
+    # so what /docs.json promises and what is accepted are the same thing.
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True, strict=True)
 
 
 class AccountIn(_Input):
@@ -102,7 +136,7 @@ class AccountIn(_Input):
 # A deal's contacts, activities and stage entries are TypedDicts, not models: a batch of
 # 1,000 deals carries tens of thousands of them, and pydantic validates these three to
 # four times faster when it need not build a model instance for each.
-_ITEM_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True)
+_ITEM_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True, strict=True)
 
 
 @with_config(_ITEM_CONFIG)
@@ -191,19 +225,25 @@ class DealIn(_Input):
     )
     contacts: list[ContactIn] | None = Field(
         None,
-        description="Contacts attached to the deal ([] when none; omitted: unknown, scored with a warning).",
+        max_length=MAX_DEAL_LIST_ITEMS,
+        description="Contacts attached to the deal ([] when none; omitted: unknown, scored with a warning), "
+        f"at most {MAX_DEAL_LIST_ITEMS:,}.",
     )
     activities: list[ActivityIn] | None = Field(
         None,
+        max_length=MAX_DEAL_LIST_ITEMS,
         description="Every activity logged on the deal ([] when none), or send activity_summary instead; "
-        "with neither, engagement is scored as unknown with a warning.",
+        f"with neither, engagement is scored as unknown with a warning. At most {MAX_DEAL_LIST_ITEMS:,} "
+        "(more: send activity_summary).",
     )
     activity_summary: ActivitySummaryIn | None = Field(
         None, description="Pre-summarised engagement, instead of the activity list."
     )
     stage_history: list[StageEntryIn] | None = Field(
         None,
-        description="Every stage the deal entered, with when (omitted: unknown, scored with a warning).",
+        max_length=MAX_DEAL_LIST_ITEMS,
+        description="Every stage the deal entered, with when (omitted: unknown, scored with a warning), "
+        f"at most {MAX_DEAL_LIST_ITEMS:,}.",
     )
 
 
@@ -309,13 +349,14 @@ class ScoreRequest(BaseModel):
 
     model_config = ConfigDict(
         hide_input_in_errors=True,
+        strict=True,
         json_schema_extra={"example": {"deals": [EXAMPLE_DEAL], "as_of": "2025-04-01T00:00:00Z"}},
     )
 
     deals: list[Annotated[DealIn, WrapValidator(lenient_deal)]] = Field(
         min_length=1, max_length=MAX_BATCH, description=f"The deals to score, 1 to {MAX_BATCH}."
     )
-    as_of: Annotated[UtcDatetime | None, AfterValidator(_not_future)] = AsOf
+    as_of: Annotated[UtcDatetime, AfterValidator(_not_future)] | None = AsOf
     all_or_nothing: bool = AllOrNothing
 
 
@@ -324,6 +365,7 @@ class ScoreIdsRequest(BaseModel):
 
     model_config = ConfigDict(
         hide_input_in_errors=True,
+        strict=True,
         json_schema_extra={"example": {"deal_ids": ["D0000001", "D0000002"]}},
     )
 
@@ -332,7 +374,7 @@ class ScoreIdsRequest(BaseModel):
         max_length=MAX_BATCH,
         description=f"Ids of deals known to the feature store, 1 to {MAX_BATCH}.",
     )
-    as_of: Annotated[UtcDatetime | None, AfterValidator(_not_future)] = AsOf
+    as_of: Annotated[UtcDatetime, AfterValidator(_not_future)] | None = AsOf
     all_or_nothing: bool = AllOrNothing
 
 
@@ -389,3 +431,132 @@ class ScoreResponse(BaseModel):
         description="Lowest score of each grade (D is everything below C). "
         "Configured with LEADSCORE_GRADE_THRESHOLDS, e.g. 'A=60,B=40,C=20'."
     )
+
+
+# ------------------------------------------------------------------ error responses
+class ErrorItem(BaseModel):
+    """One problem of a refused request: where, what, and its kind."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int] = Field(
+        description="Where the problem is: a path into the body (['deals', 0, 'created_at']), "
+        "['body'], or ['header', 'Authorization']."
+    )
+    msg: str = Field(description="What is wrong.")
+    type: str = Field(
+        description="Machine-readable kind: a pydantic error type, 'unauthorized', "
+        "'unsupported_media_type', 'too_large' or 'overloaded'."
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of a refused request (400, 401, 413, 415, 503 when overloaded)."""
+
+    error: str = Field(description="Summary of the refusal.")
+    detail: list[ErrorItem] = Field(description="Every problem found, each naming its place.")
+
+
+#: The API's description at the top of /docs.json and the documentation page.
+API_DESCRIPTION = (
+    "Calibrated win probabilities for CRM deals, with reasons in words. `POST /score` takes "
+    "deals as the CRM holds them; `POST /score_ids` takes ids the online feature store "
+    "knows. When the service has LEADSCORE_API_TOKEN, both need `Authorization: Bearer "
+    "<token>`. The managers' priority list is at `/leads/`."
+)
+
+
+def _error_schema(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def document_responses(spec: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's OpenAPI spec with every status the scoring endpoints answer, and its body.
+
+    BentoML documents 200, 400 (with ``detail`` as a string: it is a list), 404 and 500.
+    The service also answers 401 (no or a wrong token), 413 (body too large), 415 (not
+    JSON), 422
+    (nothing scored: the usual response, with every deal's problems), and 503 (the
+    online store is unreachable for /score_ids, with the same body; or the worker is
+    overloaded, with ``Retry-After``). ``/readyz`` answers 503 while not ready.
+    """
+    # BentoML's default description links badges and chat rooms on the internet.
+    spec.setdefault("info", {})["description"] = API_DESCRIPTION
+    spec["info"].pop("contact", None)
+    spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "LEADSCORE_API_TOKEN, when the service is configured with one.",
+    }
+    components = spec["components"].setdefault("schemas", {})
+    for model in (ErrorItem, ErrorBody):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schema.pop("$defs", None)
+        components[model.__name__] = schema
+    error = {"application/json": {"schema": _error_schema("ErrorBody")}}
+    retry_after = {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer"},
+        }
+    }
+    for path in ("/score", "/score_ids"):
+        operation = spec.get("paths", {}).get(path, {}).get("post")
+        if operation is None:
+            continue
+        # Status codes are ints in BentoML's spec object, strings once it is JSON.
+        operation["security"] = [{"bearerAuth": []}]
+        responses = operation["responses"] = {str(k): v for k, v in operation["responses"].items()}
+        scored = responses["200"]["content"]["application/json"]["schema"]
+        responses["400"] = {
+            "description": "Malformed request (not JSON, no deals list, a batch over "
+            f"{MAX_BATCH:,}, a bad as_of...): every problem, each naming its field.",
+            "content": error,
+        }
+        responses["401"] = {
+            "description": "LEADSCORE_API_TOKEN is set and the request has no or a wrong "
+            "'Authorization: Bearer <token>'.",
+            "headers": {
+                "WWW-Authenticate": {
+                    "description": "Bearer",
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": error,
+        }
+        responses["415"] = {
+            "description": "The body is not application/json.",
+            "content": error,
+        }
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+        for prop in body.get("schema", {}).get("properties", {}).values():
+            # BentoML drops the null of an optional top-level field (as_of); null is accepted.
+            if prop.get("default", ...) is None and "anyOf" not in prop:
+                prop["nullable"] = True
+        responses["413"] = {
+            "description": "The request body is larger than the service accepts "
+            "(LEADSCORE_MAX_BODY_BYTES); send fewer deals per request.",
+            "content": error,
+        }
+        responses["422"] = {
+            "description": "Nothing scored: no deal was valid, or all_or_nothing was set and "
+            "one was not. `errors` lists every deal's problems.",
+            "content": {"application/json": {"schema": scored}},
+        }
+        responses["503"] = {
+            "description": "Try again later: the worker is overloaded (ErrorBody, with "
+            "Retry-After), or, for /score_ids, the online feature store is unreachable "
+            "(the usual response, every id in `errors` with type 'unavailable').",
+            "headers": retry_after,
+            "content": {
+                "application/json": {"schema": {"anyOf": [scored, _error_schema("ErrorBody")]}}
+            },
+        }
+    ready = spec.get("paths", {}).get("/readyz", {}).get("get")
+    if ready is not None:
+        ready["responses"] = {str(k): v for k, v in ready["responses"].items()}
+        ready["responses"]["503"] = {
+            "description": "Not ready: the model is not loaded or the online store does not answer.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    return spec

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import bentoml
 from bentoml.models import BentoModel
-from prometheus_client import Counter
 
 from leadscore.config import ServingConfig, load_settings
 from leadscore.crm.contract import API_CLOCK_SKEW
@@ -34,9 +32,11 @@ from leadscore.features.featurize import model_frame
 from leadscore.features.store import online_features
 from leadscore.model.explain import Explainer
 from leadscore.model.scoring_model import Columns
-from serving.auth import LEADS_PATH, TokenMiddleware
+from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
 from serving.leads_page import create_app as leads_page
-from serving.online import OnlineStore, TrackRecords
+from serving.leads_page import create_index_app
+from serving.limits import AdmissionMiddleware
+from serving.online import OPEN_DEADLINE_SECONDS, OnlineStore, StoreUnavailable, TrackRecords
 from serving.package import load_packaged
 from serving.payload import (
     compile_feature_kernels,
@@ -53,14 +53,25 @@ from serving.schemas import (
     ScoreResponse,
     ScoreResult,
     ScoreWarning,
+    document_responses,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-#: Exported at /metrics with BentoML's own metrics (prometheus_client, multiprocess mode).
-deals_total = Counter(
+#: Exported at /metrics with BentoML's own metrics. ``bentoml.metrics``, not
+#: ``prometheus_client``: BentoML creates it lazily, once each worker's multiprocess mode
+#: is set up (importing prometheus_client in a service breaks that mode, BentoML's docs
+#: say). Every endpoint/outcome series is created at 0 when the service starts, so the
+#: counter shows on /metrics before the first deal, not only after.
+DEAL_OUTCOMES = (
+    ("score", "scored"),
+    ("score", "rejected"),
+    ("score_ids", "scored"),
+    ("score_ids", "rejected"),
+)
+deals_total = bentoml.metrics.Counter(
     "leadscore_deals",
     "Deals received by the scoring endpoints, by endpoint and outcome (scored, rejected).",
     ["endpoint", "outcome"],
@@ -76,8 +87,10 @@ PAST_TRACK_RECORD: ScoreWarning = {
 
 
 # The managers' priority list (the page `leadscore report` writes) is served beside the
-# API, from the latest ranked list; BentoML keeps "/" for its own index.
+# API, from the latest ranked list. BentoML's own index at "/" loads a tag manager from
+# the internet: ours replaces it, and serves /docs.json with every error answer documented.
 @bentoml.asgi_app(leads_page(), path=LEADS_PATH)
+@bentoml.asgi_app(create_index_app(lambda: _documented_spec()), path="/")
 @bentoml.service(
     name="lead_scorer",
     workers="cpu_count",
@@ -105,11 +118,23 @@ class LeadScorer:
         self.model_version = str(meta.get("mlflow_version", self.bento_model.tag.version))
         self.explainer = Explainer(self.model, self.config.grade_thresholds)
         compile_feature_kernels()
-        self.online = OnlineStore(self.settings)
+        self.online = OnlineStore(self.settings, self.config.store_timeout_seconds)
         self.track_records = TrackRecords(self.online, self.config.history_ttl_seconds)
+        for endpoint, outcome in DEAL_OUTCOMES:
+            deals_total.labels(endpoint=endpoint, outcome=outcome)
         # Open the store now, so neither the first request nor the first probe pays for it.
-        self._ready_checked = (time.monotonic(), self.track_records.reachable())
-        if not self._ready_checked[1]:
+        if self.track_records.reachable(OPEN_DEADLINE_SECONDS):
+            # The first feature-service lookup costs far more than the next ones: pay it now.
+            try:
+                self.online.run(
+                    lambda store: online_features(
+                        store, self.settings.feature_service, ["__warmup__"], datetime.now(UTC)
+                    ),
+                    OPEN_DEADLINE_SECONDS,
+                )
+            except StoreUnavailable as exc:
+                log.warning("online store warm-up failed (%s)", exc)
+        else:
             log.warning(
                 "online feature store unreachable at %s; not ready", self.settings.feature_repo
             )
@@ -214,8 +239,8 @@ class LeadScorer:
             frame = self.online.run(
                 lambda store: online_features(store, self.settings.feature_service, ids, as_of)
             )
-        except Exception as exc:
-            log.warning("online store lookup failed (%s: %s)", type(exc).__name__, exc)
+        except StoreUnavailable as exc:
+            log.warning("online store lookup failed (%s)", exc)
             errors += [
                 DealError(
                     index=index[d],
@@ -223,7 +248,8 @@ class LeadScorer:
                     problems=[
                         Problem(
                             loc=["deal_ids", index[d]],
-                            msg="the online feature store is unreachable",
+                            msg=f"{exc}; retry in a few seconds, or send the deal "
+                            "in full to /score",
                             type="unavailable",
                         )
                     ],
@@ -232,6 +258,7 @@ class LeadScorer:
             ]
             if ctx is not None:
                 ctx.response.status_code = 503
+                ctx.response.headers["Retry-After"] = "1"
             return self._response([], errors)
 
         features = model_frame(frame)
@@ -279,12 +306,12 @@ class LeadScorer:
 
     # ------------------------------------------------------------------ probes
     def __is_ready__(self) -> bool:
-        """Ready when the model is loaded and the online store answers (checked at most every 5 s)."""
-        checked_at, ok = self._ready_checked
-        if time.monotonic() - checked_at > 5.0:
-            ok = self.model is not None and self.track_records.reachable()
-            self._ready_checked = (time.monotonic(), ok)
-        return ok
+        """Ready when the model is loaded and the online store answered its last lookup.
+
+        Never waits for the store: the state is the last lookup's (a request's, or a
+        background probe started here when that is older than a few seconds).
+        """
+        return self.model is not None and self.track_records.healthy()
 
     # ------------------------------------------------------------------ helpers
     def _respond(
@@ -334,6 +361,12 @@ class LeadScorer:
         )
 
 
+def _documented_spec() -> dict[str, Any]:
+    """BentoML's OpenAPI spec of this service, with the answers it leaves out."""
+    spec: dict[str, Any] = LeadScorer.openapi_spec.asdict()  # type: ignore[attr-defined]
+    return document_responses(spec)
+
+
 def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Problem]:
     """Problems located from the request body's root (deals[i].field)."""
     return [Problem(loc=[*prefix, *p.loc], msg=p.msg, type=p.type) for p in problems]
@@ -341,3 +374,6 @@ def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Pro
 
 # mypy ignores what a class decorator returns: LeadScorer is a bentoml Service here.
 LeadScorer.add_asgi_middleware(TokenMiddleware)  # type: ignore[attr-defined]
+LeadScorer.add_asgi_middleware(JsonBodyMiddleware)  # type: ignore[attr-defined]
+# Inside the token check: size limits and load shedding, before BentoML parses a body.
+LeadScorer.add_asgi_middleware(AdmissionMiddleware)  # type: ignore[attr-defined]

@@ -209,17 +209,26 @@ def register_champion(model: ScoringModel, frame: pd.DataFrame, settings: Settin
     return str(version)
 
 
+#: The BentoML home of this test session (BentoML reads BENTOML_HOME once per process).
+_BENTOML_HOMES: list[Path] = []
+
+
 def serving_environment(base: Path) -> tuple[Settings, dict[str, str]]:
     """Settings and environment for a private MLflow store, BentoML home and Feast repo under ``base``.
 
     Set the environment before anything touches the BentoML model store: BentoML reads
-    ``BENTOML_HOME`` once per process.
+    ``BENTOML_HOME`` once per process, so every call in one test session gets the BentoML
+    home of the first (each module's champion is packaged beside the others', found by
+    its own MLflow run), and a server started with this environment finds what the
+    session packaged.
     """
     from tests.conftest import isolated
 
     settings = isolated(base)
+    if not _BENTOML_HOMES:
+        _BENTOML_HOMES.append(base / "bentoml")
     env = {
-        "BENTOML_HOME": str(base / "bentoml"),
+        "BENTOML_HOME": str(_BENTOML_HOMES[0]),
         "BENTOML_DO_NOT_TRACK": "true",
         "LEADSCORE_FEATURE_REPO": str(settings.feature_repo),
         "MLFLOW_TRACKING_URI": settings.tracking_uri,

@@ -9,6 +9,12 @@ The registered model carries a tag ``champion_history``: the JSON list of versio
 were champion, oldest first, so :func:`rollback` can put the previous one back. Every
 move is recorded on the model version as ``promotion.*`` / ``rollback.*`` tags.
 
+A training run that dies (``kill -9``, out of memory) cannot mark itself failed. Its run
+carries the pid and host of its process (:func:`process_tags`), and every command that
+reads or moves aliases first marks such runs FAILED (:func:`fail_dead_runs`). Training
+sets aliases only after its run has FINISHED, and :func:`promote` refuses a version whose
+run did not finish, so a version of a dead run never receives an alias.
+
 The backend is whatever the tracking URI says: SQLite under ``mlruns/`` by default,
 PostgreSQL (``postgresql://...``) in production. Artifacts always go to
 ``settings.artifact_root`` through the experiment's artifact location.
@@ -19,6 +25,8 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import os
+import socket
 import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -137,6 +145,122 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# ---------------------------------------------------------------- runs that died
+#: Run tags naming the process that runs it, so a later command can tell a run whose
+#: process is gone (``kill -9``, a crash, a lost machine) from one still training.
+PID_TAG, HOST_TAG, START_TAG = "leadscore.pid", "leadscore.host", "leadscore.process_start"
+FINISHED = "FINISHED"
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (Linux), or None where it cannot be read.
+
+    With the pid it identifies one process: a pid reused by a later process has another
+    start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    if fields and fields[0] == "Z":  # a zombie: dead, only not yet reaped
+        return "zombie"
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_tags() -> dict[str, str]:
+    """Tags identifying this process, recorded on a run when it starts."""
+    pid = os.getpid()
+    return {
+        PID_TAG: str(pid),
+        HOST_TAG: socket.gethostname(),
+        START_TAG: _process_start(pid) or "",
+    }
+
+
+def _process_gone(tags: dict[str, str]) -> bool:
+    """Whether the process a run's tags name has ended (only known on its own host)."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False
+    pid = int(tags[PID_TAG])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: alive
+        pass
+    start = _process_start(pid)
+    return start == "zombie" or bool(tags.get(START_TAG) and start and start != tags[START_TAG])
+
+
+def fail_dead_runs(settings: Settings, client: MlflowClient) -> list[str]:
+    """Mark FAILED the experiment's RUNNING runs whose process is gone; unalias their versions.
+
+    Every command that reads or moves aliases calls this first, so a ``leadscore train``
+    killed mid-run is marked failed by the next command instead of staying RUNNING
+    forever. A run's process is known from the tags :func:`process_tags` put on it; a run
+    started on another host (a shared PostgreSQL registry) cannot be checked from here and
+    is left alone. Returns the ids of the runs marked failed.
+    """
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is None:
+        return []
+    running = client.search_runs(
+        [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
+    )
+    failed = []
+    for run in running:
+        if _process_gone(run.data.tags):
+            client.set_tag(
+                run.info.run_id,
+                "leadscore.failure",
+                f"process {run.data.tags[PID_TAG]} on {run.data.tags[HOST_TAG]} ended before "
+                f"the run finished (found {now_iso()})",
+            )
+            client.set_terminated(run.info.run_id, status="FAILED")
+            failed.append(run.info.run_id)
+            log.warning("training run %s died before it finished; marked FAILED", run.info.run_id)
+    _unalias_unfinished(settings, client)
+    return failed
+
+
+def _run_status(client: MlflowClient, run_id: str | None) -> str:
+    if not run_id:
+        return "no run"
+    try:
+        return str(client.get_run(run_id).info.status)
+    except MlflowException:
+        return "deleted"
+
+
+def _unalias_unfinished(settings: Settings, client: MlflowClient) -> None:
+    """Remove an alias from a version whose run failed or was killed.
+
+    ``leadscore train`` only sets aliases after its run finished, so this finds nothing
+    unless a version was aliased by hand or by an older version of the product.
+    """
+    name = settings.model_name
+    for alias in (CHALLENGER, CHAMPION):
+        version = alias_version(client, name, alias)
+        if version is None:
+            continue
+        status = _run_status(client, client.get_model_version(name, version).run_id)
+        if status in ("FAILED", "KILLED"):
+            client.delete_registered_model_alias(name, alias)
+            log.warning("removed alias %s from version %s: its run is %s", alias, version, status)
+
+
+def finished_run_check(client: MlflowClient, name: str, version: str) -> None:
+    """Raise :class:`RegistryError` unless ``version`` comes from a run that FINISHED."""
+    run_id = client.get_model_version(name, version).run_id
+    status = _run_status(client, run_id)
+    if status != FINISHED:
+        raise RegistryError(
+            f"version {version} cannot be promoted: its training run {run_id or ''} did not "
+            f"finish (status {status}); run `leadscore train` again"
+        )
+
+
 # ---------------------------------------------------------------- promotion
 @dataclass(frozen=True)
 class Tolerance:
@@ -184,12 +308,14 @@ def promote(
     tolerance = tolerance or Tolerance()
     client = mlflow_client(settings)
     name = settings.model_name
+    fail_dead_runs(settings, client)
     challenger_v = version or alias_version(client, name, CHALLENGER)
     if challenger_v is None:
         raise RegistryError(f"no '{CHALLENGER}' version of {name}; run `leadscore train` first")
     champion_v = alias_version(client, name, CHAMPION)
     if champion_v == challenger_v:
         raise RegistryError(f"version {challenger_v} is already {CHAMPION}")
+    finished_run_check(client, name, challenger_v)
 
     challenger = load_scoring_model(f"models:/{name}/{challenger_v}", settings)
     if "split" not in challenger.info:
@@ -282,6 +408,7 @@ class Rollback:
 def rollback(settings: Settings, note: str = "") -> Rollback:
     """Put ``champion`` back on the previous champion from the history."""
     client = mlflow_client(settings)
+    fail_dead_runs(settings, client)
     name = settings.model_name
     current = alias_version(client, name, CHAMPION)
     history = champion_history(client, name)
@@ -316,10 +443,13 @@ HEADLINE_METRICS = (
 def list_versions(settings: Settings) -> list[dict[str, Any]]:
     """Every version, newest first, with aliases, headline test metrics and key tags."""
     client = mlflow_client(settings)
+    fail_dead_runs(settings, client)
     name = settings.model_name
     try:
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException:
+        return []
+    if not versions:  # nothing registered yet: no registered model to read aliases from
         return []
     # Search results do not carry aliases on every backend; the registered model does.
     aliases: dict[str, list[str]] = {}
@@ -336,6 +466,7 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
                     timespec="seconds"
                 ),
                 "run_id": mv.run_id,
+                "run_status": _run_status(client, mv.run_id),
                 "metrics": {k: metrics[k] for k in HEADLINE_METRICS if k in metrics},
                 "tags": {k: v for k, v in mv.tags.items() if k != "promotion.summary"},
             }

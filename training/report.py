@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from leadscore.csvsafe import write_csv
 from leadscore.features.catalog import FEATURES_BY_NAME
 from training.evaluate import ECE_BINS, gain_curve, reliability_curve
 
@@ -57,7 +58,7 @@ def write_report(
     ]
     importance = feature_importance(result)
     paths.append(out_dir / "feature_importance.csv")
-    importance.to_csv(paths[-1], index=False)
+    write_csv(importance, paths[-1])
     paths.append(out_dir / "metrics.json")
     paths[-1].write_text(json.dumps(result.evaluation, indent=2, default=str))
     paths.append(out_dir / "model_card.md")

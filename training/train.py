@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from leadscore.config import CHALLENGER, CHAMPION, SEED, Settings
+from leadscore.config import CHALLENGER, CHAMPION, SEED, Settings, crash_point
 from leadscore.crm.ingest import stored_deals
 from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, MONOTONE
 from leadscore.features.store import training_frame
@@ -57,7 +57,15 @@ from training.data import (
     load_truth,
 )
 from training.evaluate import binary_metrics, flatten_metrics, metrics_by_group
-from training.registry import ensure_experiment, git_commit, make_champion, now_iso, register_model
+from training.registry import (
+    ensure_experiment,
+    fail_dead_runs,
+    git_commit,
+    make_champion,
+    now_iso,
+    process_tags,
+    register_model,
+)
 from training.report import write_report
 from training.split import SLICES, SplitBounds, slice_masks, split_bounds
 
@@ -424,10 +432,14 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
     ``baselines.channel_rate.log_loss``, ...), the report files under ``report/`` and the model
     under ``model/``. The version gets tags for the feature service, data window, training
     data fingerprint and git commit. The first version becomes champion if its behaviour
-    checks pass; later ones wait for ``leadscore promote``.
+    checks pass; later ones wait for ``leadscore promote``. Aliases are set only after the
+    run has ended FINISHED, and the run records its process, so a run killed midway is
+    marked FAILED by the next command and its version never gets an alias
+    (:func:`training.registry.fail_dead_runs`).
     """
     client = mlflow_client(settings)
     experiment_id = ensure_experiment(settings, client)
+    fail_dead_runs(settings, client)
     info = result.model.info
     tags = {
         "feast.feature_service": info["feature_service"],
@@ -439,7 +451,8 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"lead_scorer-{info['fingerprint'][:8]}"
     ) as run:
-        mlflow.set_tags(tags)
+        mlflow.set_tags(tags | process_tags())
+        crash_point("train.run_started")
         mlflow.log_params(
             {
                 **result.config.to_params(),
@@ -454,11 +467,16 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
         with tempfile.TemporaryDirectory() as tmp:
             write_report(result, Path(tmp), run.info.run_id)
             mlflow.log_artifacts(tmp, "report")
+        crash_point("train.logged")
         example = result.frame[result.masks["test"]].head(5)
         version = str(register_model(result.model, example, settings).version)
-    name = settings.model_name
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
+        crash_point("train.version_created")
+        name = settings.model_name
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        crash_point("train.version_tagged")
+    # Aliases only once the run has FINISHED: a run that dies before never gets one.
+    crash_point("train.run_finished")
     client.set_registered_model_alias(name, CHALLENGER, version)
     if alias_version(client, name, CHAMPION) is None:
         if result.behaviour.passed:

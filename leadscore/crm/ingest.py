@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from pandera.backends.pandas.error_formatters import reshape_failure_cases
 from pandera.engines import numpy_engine, pandas_engine
 from pandera.errors import ParserError, SchemaError, SchemaErrorReason, SchemaErrors
 
+from leadscore.config import crash_point
 from leadscore.crm.contract import (
     AFTER_DEAL_CREATION,
     CLOSED_STATUSES,
@@ -65,6 +67,7 @@ from leadscore.crm.contract import (
     Column,
     Table,
 )
+from leadscore.csvsafe import write_csv
 from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import as_utc, utc_now
 
@@ -92,6 +95,14 @@ class ExportError(ValueError):
     """The export as a whole cannot be used (a bad row, by contrast, is only rejected)."""
 
 
+class NothingStoredError(ExportError):
+    """No deal is stored after the ingest: the deals file had no rows, or all were rejected.
+
+    See :meth:`IngestResult.nothing_stored`; ``leadscore ingest`` then stores nothing but
+    ``rejects.csv``.
+    """
+
+
 @dataclass(frozen=True)
 class Reject:
     """One problem with one row of an export file."""
@@ -116,6 +127,29 @@ class IngestResult:
     #: unchanged.
     counts: dict[str, dict[str, int]]
     rejects: list[Reject]
+    #: The export file of each table read.
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def nothing_stored(self, rejects_file: Path) -> NothingStoredError | None:
+        """The error to raise when no deal is stored after this run, else None.
+
+        A first export whose deals file has no rows, or only rejected ones, leaves nothing
+        to build features from; the caller then keeps its state as it was.
+        """
+        if DEALS.name in self.tables:
+            return None
+        name = self.files[DEALS.name].name if DEALS.name in self.files else "the deals file"
+        read = self.counts.get(DEALS.name, {}).get("read", 0)
+        if read == 0:
+            return NothingStoredError(
+                f"{name} has a header but no rows: no deal to store, nothing was stored"
+            )
+        first = next(r for r in self.rejects if r.table == DEALS.name)
+        return NothingStoredError(
+            f"all {read:,} rows of {name} were rejected, so nothing was stored (first "
+            f"problem: row {first.row}, {first.column} {first.value!r} {first.reason}); "
+            f"every problem is listed in {rejects_file}"
+        )
 
 
 # --------------------------------------------------------------------------- types
@@ -284,8 +318,71 @@ def table_schema(table: Table, extra_columns: Iterable[str] = ()) -> pa.DataFram
 # --------------------------------------------------------------------------- reading
 
 
+_DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+_TOKENIZING = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+_SAVE_AS = "save it as CSV UTF-8, comma-separated (Excel: 'CSV UTF-8 (Comma delimited)')"
+
+
+def _head(path: Path, size: int = 64 * 1024) -> bytes:
+    with path.open("rb") as f:
+        return f.read(size)
+
+
+def _delimiter_hint(path: Path) -> str:
+    """What the header line looks separated by, for a message ('' when it is commas)."""
+    try:
+        header = _head(path).decode("utf-8-sig", errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        return ""
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    if best == "," or counts[best] == 0 or counts[best] <= counts[","]:
+        return ""
+    return (
+        f"; the header is separated by {_DELIMITER_NAMES[best]} ({best!r}), not commas: " + _SAVE_AS
+    )
+
+
+def _encoding_problem(path: Path, exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8 and what it looks like instead."""
+    head = _head(path)
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return f"{path.name}: it is not UTF-8 text but {name} (line 1); {_SAVE_AS}"
+    data = path.read_bytes()  # only on this error path: find the line of the first bad byte
+    try:
+        data.decode("utf-8")
+        offset = exc.start
+    except UnicodeDecodeError as whole:
+        offset = whole.start
+    line = data[:offset].count(b"\n") + 1
+    bad = data[offset : offset + 4]
+    guess = ""
+    try:
+        data.decode("cp1252")
+        guess = " it looks like Windows-1252 / Latin-1 text;"
+    except UnicodeDecodeError:
+        pass
+    return (
+        f"{path.name}: it is not UTF-8 text (line {line}, byte {offset}: 0x{bad[:1].hex()});"
+        f"{guess} {_SAVE_AS}"
+    )
+
+
 def _read_file(path: Path) -> pd.DataFrame:
-    """One export file as a frame with a 0-based RangeIndex (row = index + 1)."""
+    """One export file as a frame with a 0-based RangeIndex (row = index + 1).
+
+    Every way a file can be unreadable becomes one :class:`ExportError` naming the file,
+    the line where known, the problem and a hint (the delimiter or encoding it looks like).
+    """
     try:
         if path.suffix == ".csv":
             # Text exactly as written: 'D0001' must not become a number, 'NA' not missing.
@@ -295,8 +392,32 @@ def _read_file(path: Path) -> pd.DataFrame:
         else:
             frame = pd.read_parquet(path)
     except UnicodeDecodeError as exc:
-        raise ExportError(f"cannot read {path}: it is not UTF-8 text ({exc})") from exc
-    except (ValueError, OSError, pyarrow.ArrowException) as exc:
+        raise ExportError(_encoding_problem(path, exc)) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ExportError(f"{path.name} line 1: the file is empty (no header line)") from exc
+    except pd.errors.ParserError as exc:
+        found = _TOKENIZING.search(str(exc))
+        if found:
+            expected, line, saw = found.groups()
+            raise ExportError(
+                f"{path.name} line {line}: {saw} fields where the header has {expected}; a value "
+                "with a comma must be in double quotes" + _delimiter_hint(path)
+            ) from exc
+        problem = str(exc).strip().removeprefix("Error tokenizing data. C error: ")
+        quote = _OPEN_QUOTE.search(problem)
+        if quote:
+            line = int(quote.group(1)) + 1
+            raise ExportError(
+                f"{path.name} line {line}: a double quote opened on this line is never closed"
+            ) from exc
+        raise ExportError(f"{path.name}: cannot be read as CSV: {problem}") from exc
+    except pyarrow.ArrowException as exc:
+        raise ExportError(
+            f"{path.name}: not a readable Parquet file ({exc}); export it again, or as CSV"
+        ) from exc
+    except OSError as exc:
+        raise ExportError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
         raise ExportError(f"cannot read {path}: {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame.reset_index(drop=True)
@@ -407,7 +528,13 @@ def _prepare(table: Table, path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c.name for c in table.columns if c.name not in frame.columns]
     required = [name for name in missing if table.column(name).required]
     if required:
-        raise ExportError(f"{path} lacks required column(s): {', '.join(required)}")
+        found = ", ".join(repr(str(c)) for c in frame.columns[:8])
+        more = f" and {len(frame.columns) - 8} more" if len(frame.columns) > 8 else ""
+        hint = _delimiter_hint(path) if path.suffix == ".csv" else ""
+        raise ExportError(
+            f"{path.name} lacks required column(s): {', '.join(required)} (line 1, the "
+            f"header, names {found}{more}){hint}"
+        )
     extra = [c for c in frame.columns if c not in table.column_names]
     frame = frame.assign(**{name: None for name in missing})
     return frame[table.column_names + extra]
@@ -719,6 +846,7 @@ def _replace_files(writers: Mapping[Path, Callable[[Path], None]]) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             temporary[target] = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
             write(temporary[target])
+            crash_point("ingest.table_written")
         for target, temp in temporary.items():
             os.replace(temp, target)
     finally:
@@ -732,11 +860,17 @@ def ingest_export(
     rejects_dir: Path,
     now: pd.Timestamp | None = None,
     progress: Progress = no_progress,
+    rejects_shown_at: Path | None = None,
+    write_to: Path | None = None,
 ) -> IngestResult:
     """Validate ``export_dir`` and upsert its valid rows into the tables in ``crm_dir``.
 
     All rejects of the run go to ``rejects_dir/rejects.csv`` (header only when there
     are none). Running it twice on the same export leaves the store byte-identical.
+    ``rejects_shown_at`` is the folder messages name for the rejects (default
+    ``rejects_dir``): where the file will be once the caller has committed its state.
+    ``write_to`` (default ``crm_dir``) receives the tables that changed, for a caller
+    that commits a new folder of tables (:mod:`leadscore.pipeline_state`).
     ``progress`` hears of files read and rows validated.
     """
     raw = read_export(Path(export_dir), progress)
@@ -757,11 +891,18 @@ def ingest_export(
         }
         if merged is not None:
             tables[name] = merged
-            writers[Path(crm_dir) / f"{name}.parquet"] = _parquet_writer(merged, c.table)
+            target = Path(write_to or crm_dir) / f"{name}.parquet"
+            writers[target] = _parquet_writer(merged, c.table)
         log.info("%s: %s", c.path.name, ", ".join(f"{k} {v}" for k, v in counts[name].items()))
     rejects_path = Path(rejects_dir) / REJECTS_FILE
-    writers[rejects_path] = lambda path: rejects.to_csv(path, index=False, encoding="utf-8")
+    shown = Path(rejects_shown_at or rejects_dir) / REJECTS_FILE
+    writers[rejects_path] = lambda path: write_csv(rejects, path, encoding="utf-8")
     _replace_files(writers)
     if len(rejects):
-        log.warning("%d problems in %s, listed in %s", len(rejects), export_dir, rejects_path)
-    return IngestResult(tables=tables, counts=counts, rejects=_as_rejects(rejects))
+        log.warning("%d problems in %s, listed in %s", len(rejects), export_dir, shown)
+    return IngestResult(
+        tables=tables,
+        counts=counts,
+        rejects=_as_rejects(rejects),
+        files={name: c.path for name, c in checked.items()},
+    )

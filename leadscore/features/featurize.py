@@ -284,6 +284,8 @@ def build_feature_sources(
     and their features are missing (NaN) at retrieval. ``progress`` hears of each source
     as it is built (task ``feature sources``).
     """
+    if "deals" not in tables:
+        raise ValueError("no deals table: feature sources are built from the stored deals")
     deals = tables["deals"]
     known = set(deals["deal_id"].astype(str))
 

@@ -21,7 +21,7 @@ import yaml
 from feast import FeatureStore, RepoConfig
 from pydantic import ValidationError
 
-from leadscore.config import Settings, feast_environment
+from leadscore.config import Settings, crash_point, feast_environment
 from leadscore.features.catalog import FEATURES_BY_NAME
 from leadscore.features.featurize import TS, VIEW_KEYS, snapshot_entities
 from leadscore.progress import Progress, no_progress
@@ -66,8 +66,10 @@ def write_sources(
 
     Numbers become float64 (a missing value stays NaN all the way to the online
     store), timestamps microsecond UTC (DuckDB cannot cast nanosecond zoned times).
-    Each file is replaced atomically so a reader never sees half a source. ``progress``
-    counts rows written (task ``write sources``).
+    Each file is replaced atomically so a reader never sees half a source; ``leadscore
+    ingest`` writes them into a new generation of the state, with the CRM tables, and
+    commits all at once (:mod:`leadscore.pipeline_state`). ``progress`` counts rows
+    written (task ``write sources``).
     """
     sources_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, int] = {}
@@ -90,6 +92,7 @@ def write_sources(
         out.to_parquet(tmp, index=False)
         os.replace(tmp, sources_dir / f"{view}.parquet")
         rows[view] = len(out)
+        crash_point("ingest.source_written")
     progress("write sources", sum(rows.values()), total, unit="rows")
     return rows
 

@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from leadscore.features.catalog import FEATURES_BY_NAME, Feature
 from leadscore.model.reason_stats import lookup
 
@@ -30,8 +33,15 @@ HOURS_AS_DAYS = 48.0
 Value = float | str | None
 
 
-def is_missing(value: Value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def is_missing(value: Any) -> bool:
+    """None, NaN (any float kind), pandas' NA and NaT: the feature is unknown for this deal.
+
+    pandas gives ``pd.NA`` for an empty category (``normalise_category`` of ``""``); it is
+    neither None nor a float, and must not reach a reason as a value.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float | np.floating) and math.isnan(value)
 
 
 def _capital(text: str) -> str:

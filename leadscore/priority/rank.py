@@ -75,6 +75,7 @@ from leadscore.config import (
     Settings,
 )
 from leadscore.crm.contract import AFTER_DEAL_CREATION, LOST, OPEN, TABLES, WON
+from leadscore.csvsafe import write_csv
 from leadscore.features.catalog import STAGE_LEVELS
 from leadscore.features.featurize import (
     TS,
@@ -661,9 +662,7 @@ def write_ranked(ranked: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
         i = table.schema.get_field_index(col)
         table = table.set_column(i, col, pa.array(ranked[col].tolist(), type=type_))
     _write_atomically(parquet, lambda p: pq.write_table(table, p))
-    _write_atomically(
-        csv, lambda p: _csv_frame(ranked).to_csv(p, index=False, encoding="utf-8-sig")
-    )
+    _write_atomically(csv, lambda p: write_csv(_csv_frame(ranked), p, encoding="utf-8-sig"))
     return {"parquet": parquet, "csv": csv}
 
 

@@ -71,10 +71,13 @@ def test_redis_yaml_gets_the_address_from_settings_and_sets_no_variable(
 ) -> None:
     monkeypatch.delenv("LEADSCORE_REDIS", raising=False)
     settings = Settings(feature_store_yaml="feature_store.redis.yaml")
-    assert repo_config(settings).online_store.connection_string == REDIS
+    timeouts = "socket_connect_timeout=0.5,socket_timeout=0.5,"  # before, so the address's win
+    assert repo_config(settings).online_store.connection_string == timeouts + REDIS
     assert "LEADSCORE_REDIS" not in os.environ, "no step sets process variables for Feast"
     elsewhere = dataclasses.replace(settings, redis="redis.internal:6380,db=2")
-    assert repo_config(elsewhere).online_store.connection_string == "redis.internal:6380,db=2"
+    assert repo_config(elsewhere).online_store.connection_string == (
+        timeouts + "redis.internal:6380,db=2"
+    )
     assert repo_config(Settings()).online_store.type == "sqlite"
 
 

@@ -1,0 +1,366 @@
+"""Reliability under load: steady single-deal traffic, large batches beside it, Redis killed and frozen.
+
+    uv run python benchmarks/reliability.py [--seconds 60] [--outage 30] [--rate 250]
+        [--outage-rate 100] [--json out.json]
+
+One synthetic CRM and one small model (as ``benchmarks/serving_latency.py`` sets them up),
+a private redis-server on a free port as the Feast online store, and ``leadscore serve``
+on 127.0.0.1 with its default workers and limits. An open-loop load generator (aiohttp,
+requests started on a fixed schedule whatever the answers, at most ``--max-in-flight``
+outstanding; a request it could not start counts as unsent) then runs:
+
+(a) ``--rate`` single-deal ``POST /score`` requests per second for ``--seconds``:
+    errors (anything but 200), p50/p99;
+(b) the same while one client sends 1,000-deal batches back to back: single-deal
+    p50/p99 and errors, batches scored, batches refused with 503 and how fast;
+(c) on a second server whose track-record cache lasts 1 s (so /score asks the store),
+    half ``/score_ids`` and half ``/score`` single deals at ``--outage-rate`` while Redis is
+    killed for ``--outage`` seconds then restarted, and frozen (SIGSTOP) as long then
+    continued: slowest answer, counts of scored / degraded (scored with the "store
+    unreachable" warning) / 503 / other, and seconds from Redis's return until /score_ids
+    scores again.
+
+The client shares the machine's cores with the server; the load average before and
+after is printed because other work on the machine moves every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+GOALS = {"a_p99_ms": 20.0, "b_single_p99_ms": 50.0, "c_max_s": 1.0}
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Sample:
+    kind: str  # "single", "ids", "batch"
+    sent: float  # seconds since the phase started
+    seconds: float
+    status: int | None  # None: no answer (timeout, connection error)
+    degraded: bool = False
+
+
+@dataclass
+class Run:
+    samples: list[Sample] = field(default_factory=list)
+    unsent: int = 0
+
+
+async def _post(
+    session: Any, url: str, body: bytes, kind: str, t0: float, run: Run, check: bool
+) -> None:
+    import aiohttp
+
+    start = time.monotonic()
+    status: int | None = None
+    degraded = False
+    try:
+        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+            status = r.status
+            data = await r.read()
+            if check and status == 200:
+                degraded = b"unreachable" in data
+    except (aiohttp.ClientError, TimeoutError):
+        status = None
+    run.samples.append(Sample(kind, start - t0, time.monotonic() - start, status, degraded))
+
+
+async def open_loop(
+    base: str,
+    bodies: list[tuple[str, str, bytes]],
+    rate: float,
+    seconds: float,
+    max_in_flight: int,
+    batch: bytes | None = None,
+    events: list[tuple[float, Any]] | None = None,
+) -> Run:
+    """Requests cycling through ``bodies`` (kind, path, body) at ``rate`` per second.
+
+    With ``batch``, one more client posts it to /score back to back. ``events`` are
+    (seconds, callable) run at those moments (Redis kill, freeze...).
+    """
+    import aiohttp
+
+    run = Run()
+    timeout = aiohttp.ClientTimeout(total=10)
+    connector = aiohttp.TCPConnector(limit=max_in_flight)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        t0 = time.monotonic()
+        stop = t0 + seconds
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def batches() -> None:
+            assert batch is not None
+            while time.monotonic() < stop:
+                await _post(session, f"{base}/score", batch, "batch", t0, run, False)
+                if run.samples[-1].status != 200:
+                    await asyncio.sleep(0)  # a 503 is retried at once: back to back
+
+        async def timeline() -> None:
+            for at, action in events or ():
+                await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+                await asyncio.to_thread(action)
+
+        extra = [asyncio.create_task(timeline())]
+        if batch is not None:
+            extra.append(asyncio.create_task(batches()))
+        i = 0
+        while True:
+            due = t0 + i / rate
+            if due >= stop:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            kind, path, body = bodies[i % len(bodies)]
+            i += 1
+            if len(tasks) >= max_in_flight:
+                run.unsent += 1
+                continue
+            task = asyncio.create_task(
+                _post(session, base + path, body, kind, t0, run, kind == "single")
+            )
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks, *extra)
+    return run
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+def summarise(run: Run, kind: str) -> dict[str, Any]:
+    s = [x for x in run.samples if x.kind == kind]
+    ok = [x.seconds for x in s if x.status == 200]
+    return {
+        "requests": len(s),
+        "ok": len(ok),
+        "errors": sum(1 for x in s if x.status != 200),
+        "503": sum(1 for x in s if x.status == 503),
+        "no_answer": sum(1 for x in s if x.status is None),
+        "p50_ms": pct([x.seconds for x in s], 50),
+        "p99_ms": pct([x.seconds for x in s], 99),
+        "max_ms": max((x.seconds for x in s), default=float("nan")) * 1000,
+        "p99_503_ms": pct([x.seconds for x in s if x.status == 503], 99),
+    }
+
+
+def outage_figures(run: Run, start: float, end: float, restored: float) -> dict[str, Any]:
+    """Answers to requests sent from ``start`` to ``end`` (the outage plus its aftermath)."""
+    s = [x for x in run.samples if start <= x.sent < end]
+    scored = [x for x in s if x.status == 200 and not x.degraded]
+    after = sorted(
+        (x for x in s if x.kind == "ids" and x.status == 200 and x.sent >= restored),
+        key=lambda x: x.sent,
+    )
+    return {
+        "requests": len(s),
+        "max_s": max((x.seconds for x in s), default=float("nan")),
+        "scored": len(scored),
+        "degraded": sum(1 for x in s if x.status == 200 and x.degraded),
+        "503": sum(1 for x in s if x.status == 503),
+        "other": sum(1 for x in s if x.status not in (200, 503)),
+        "recovery_s": (after[0].sent + after[0].seconds - restored) if after else float("nan"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--deals", type=int, default=1500, help="Synthetic deals.")
+    parser.add_argument("--rate", type=float, default=250.0, help="Single-deal requests/s.")
+    parser.add_argument("--seconds", type=float, default=60.0, help="Length of (a) and (b).")
+    parser.add_argument(
+        "--outage", type=float, default=30.0, help="Seconds Redis is killed, then frozen, in (c)."
+    )
+    parser.add_argument(
+        "--outage-rate",
+        type=float,
+        default=60.0,
+        help="Requests/s in (c), half /score_ids (Feast's lookup of every feature takes "
+        "about 23 ms here, one at a time per worker).",
+    )
+    parser.add_argument("--max-in-flight", type=int, default=256, help="Open-loop bound.")
+    parser.add_argument("--json", type=Path, help="Also write the figures here.")
+    args = parser.parse_args(argv)
+
+    from tests.conftest import free_port
+    from tests.redis_fixture import RedisServer
+    from tests.serving_fixture import running_server, serving_environment
+
+    base = Path(tempfile.mkdtemp(prefix="leadscore-reliability-"))
+    redis = RedisServer(free_port(), base / "redis")
+    redis.start()
+    settings, env = serving_environment(base)
+    env.update(
+        LEADSCORE_FEATURE_STORE_YAML="feature_store.redis.yaml", LEADSCORE_REDIS=redis.address
+    )
+    os.environ.update(env)  # before anything opens the BentoML model store
+
+    import dataclasses
+
+    from tests.serving_fixture import (
+        AS_OF,
+        crm_payloads,
+        prepare_champion,
+        synthetic_tables,
+        train_small_model,
+    )
+
+    settings = dataclasses.replace(
+        settings, feature_store_yaml="feature_store.redis.yaml", redis=redis.address
+    )
+    results: dict[str, Any] = {"load_average_before": os.getloadavg(), "cores": os.cpu_count()}
+    print(
+        f"load average {results['load_average_before']} on {results['cores']} cores; preparing..."
+    )
+    try:
+        tables = synthetic_tables(args.deals)
+        model, frame = train_small_model(tables, rounds=90, num_leaves=31)
+        prepare_champion(settings, tables, model, frame)
+        redis.save()
+        payloads = [p for p in crm_payloads(tables) if p["created_at"] <= AS_OF.isoformat()]
+        as_of = AS_OF.isoformat()
+        singles = [
+            ("single", "/score", json.dumps({"deals": [p], "as_of": as_of}).encode())
+            for p in payloads[:300]
+        ]
+        ids = [
+            ("ids", "/score_ids", json.dumps({"deal_ids": [p["deal_id"]], "as_of": as_of}).encode())
+            for p in payloads[:300]
+        ]
+        batch = json.dumps({"deals": payloads[:1000], "as_of": as_of}).encode()
+        leadscore = str(BIN / "leadscore")
+
+        def serve(extra: dict[str, str]) -> Any:
+            port = free_port()
+            cmd = [leadscore, "serve", "--port", str(port), "--host", "127.0.0.1"]
+            url = f"http://127.0.0.1:{port}"
+            return url, running_server(cmd, {**os.environ, **extra}, f"{url}/readyz")
+
+        url, server = serve({})
+        with server:
+            asyncio.run(open_loop(url, singles, 50, 3, args.max_in_flight))  # warm-up
+            print(f"(a) {args.rate:g} single deals/s for {args.seconds:g} s...", flush=True)
+            a = asyncio.run(open_loop(url, singles, args.rate, args.seconds, args.max_in_flight))
+            results["a"] = {"single": summarise(a, "single"), "unsent": a.unsent}
+            print("(b) the same, beside 1,000-deal batches back to back...", flush=True)
+            b = asyncio.run(
+                open_loop(url, singles, args.rate, args.seconds, args.max_in_flight, batch=batch)
+            )
+            results["b"] = {
+                "single": summarise(b, "single"),
+                "batch": summarise(b, "batch"),
+                "unsent": b.unsent,
+            }
+
+        url, server = serve({"LEADSCORE_HISTORY_TTL_SECONDS": "1"})
+        with server:
+            mixed = [x for pair in zip(ids, singles, strict=True) for x in pair]
+            asyncio.run(open_loop(url, mixed, 30, 3, args.max_in_flight))  # warm-up
+            out, settle = args.outage, 10.0
+            print(f"(c) Redis killed {out:g} s, then frozen {out:g} s, under load...", flush=True)
+            kill_at, restart_at = 5.0, 5.0 + out
+            freeze_at = restart_at + settle
+            thaw_at = freeze_at + out
+            total = thaw_at + settle
+            c = asyncio.run(
+                open_loop(
+                    url,
+                    mixed,
+                    args.outage_rate,
+                    total,
+                    args.max_in_flight,
+                    events=[
+                        (kill_at, redis.kill),
+                        (restart_at, redis.start),
+                        (freeze_at, redis.freeze),
+                        (thaw_at, redis.thaw),
+                    ],
+                )
+            )
+            results["c"] = {
+                "before": outage_figures(c, 0, kill_at, kill_at),
+                "killed": outage_figures(c, kill_at, freeze_at, restart_at),
+                "frozen": outage_figures(c, freeze_at, total, thaw_at),
+                "unsent": c.unsent,
+            }
+    finally:
+        redis.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    results["load_average_after"] = os.getloadavg()
+    report(results, args)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def _ok(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def report(r: dict[str, Any], args: argparse.Namespace) -> None:
+    a, b = r["a"]["single"], r["b"]
+    print(
+        f"\n{'phase':44s} {'req':>6s} {'err':>5s} {'503':>5s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}"
+    )
+    rows = [
+        (f"(a) single deals at {args.rate:g}/s", a),
+        ("(b) single deals beside batches", b["single"]),
+        ("(b) 1,000-deal batches back to back", b["batch"]),
+    ]
+    for name, s in rows:
+        print(
+            f"{name:44s} {s['requests']:6d} {s['errors']:5d} {s['503']:5d} "
+            f"{s['p50_ms']:8.1f} {s['p99_ms']:8.1f} {s['max_ms']:8.1f}"
+        )
+    print(
+        f"    batches scored {b['batch']['ok']}, refused 503 {b['batch']['503']} "
+        f"(p99 of a 503 {b['batch']['p99_503_ms']:.1f} ms); unsent singles (a) "
+        f"{r['a']['unsent']}, (b) {b['unsent']}"
+    )
+    print(
+        f"\n{'(c) Redis':12s} {'req':>6s} {'scored':>7s} {'degraded':>9s} {'503':>6s} {'other':>6s} {'max s':>7s} {'recovery s':>11s}"
+    )
+    for name in ("before", "killed", "frozen"):
+        c = r["c"][name]
+        print(
+            f"{name:12s} {c['requests']:6d} {c['scored']:7d} {c['degraded']:9d} {c['503']:6d} "
+            f"{c['other']:6d} {c['max_s']:7.3f} {c['recovery_s']:11.2f}"
+        )
+    c_max = max(r["c"][n]["max_s"] for n in ("killed", "frozen"))
+    print("\ngoals:")
+    checks = [
+        ("(a) errors", a["errors"], a["errors"] == 0, "0"),
+        ("(a) single p99 ms", a["p99_ms"], a["p99_ms"] < GOALS["a_p99_ms"], "< 20"),
+        ("(b) single p99 ms", b["single"]["p99_ms"], b["single"]["p99_ms"] < 50, "< 50"),
+        ("(c) slowest answer s", c_max, c_max < GOALS["c_max_s"], "< 1"),
+        (
+            "(c) other than 200/503",
+            r["c"]["killed"]["other"] + r["c"]["frozen"]["other"],
+            r["c"]["killed"]["other"] + r["c"]["frozen"]["other"] == 0,
+            "0",
+        ),
+    ]
+    for name, value, ok, goal in checks:
+        print(f"  {name:30s} {value:9.2f}  goal {goal:5s} {_ok(ok)}")
+    print(f"\nload average before {r['load_average_before']}, after {r['load_average_after']}")
+
+
+if __name__ == "__main__":
+    main()
