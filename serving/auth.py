@@ -51,7 +51,7 @@ class TokenMiddleware:
             given = dict(scope.get("headers") or ()).get(b"authorization", b"")
             if not self._allowed(given, self.token, page):
                 challenge = b'Basic realm="lead_scorer", charset="UTF-8"' if page else b"Bearer"
-                await _refuse(
+                await refuse(
                     send,
                     401,
                     "unauthorized",
@@ -88,7 +88,7 @@ class JsonBodyMiddleware:
             given = dict(scope.get("headers") or ()).get(b"content-type", b"")
             media = given.partition(b";")[0].strip().lower()
             if media not in JSON_TYPES and not media.endswith(b"+json"):
-                await _refuse(
+                await refuse(
                     send,
                     415,
                     "unsupported media type",
@@ -104,7 +104,7 @@ class JsonBodyMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _refuse(
+async def refuse(
     send: Any,
     status: int,
     error: str,

@@ -8,10 +8,10 @@ safely is refused before parsing (413). Limits are per worker process.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from leadscore.config import ServingConfig
+from serving.auth import refuse
 
 #: Endpoints whose requests are limited; health, metrics, docs and the page are not.
 LIMITED_PATHS = frozenset({"/score", "/score_ids"})
@@ -105,22 +105,25 @@ class AdmissionMiddleware:
 
     async def _too_large(self, send: Any, limit: int) -> None:
         self.refused["size"] = self.refused.get("size", 0) + 1
-        await _error(
+        await refuse(
             send,
             413,
             "request too large",
-            f"the request body is larger than {limit:,} bytes; send fewer deals per request",
-            "too_large",
+            [
+                _problem(
+                    f"the request body is larger than {limit:,} bytes; send fewer deals per request",
+                    "too_large",
+                )
+            ],
         )
 
     async def _shed(self, send: Any, reason: str, message: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
-        await _error(
+        await refuse(
             send,
             503,
             "overloaded",
-            f"{message}; retry after {RETRY_AFTER_SECONDS} s",
-            "overloaded",
+            [_problem(f"{message}; retry after {RETRY_AFTER_SECONDS} s", "overloaded")],
             [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
         )
 
@@ -147,26 +150,6 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-async def _error(
-    send: Any,
-    status: int,
-    error: str,
-    msg: str,
-    kind: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    body = json.dumps(
-        {"error": error, "detail": [{"loc": ["body"], "msg": msg, "type": kind}]}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def _problem(msg: str, kind: str) -> dict[str, Any]:
+    """One problem with the request body, in the shape of every error's ``detail`` list."""
+    return {"loc": ["body"], "msg": msg, "type": kind}
