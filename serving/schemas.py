@@ -121,7 +121,9 @@ class _Input(BaseModel):
     # Extra keys (names, e-mails, phones, custom CRM fields) are accepted and dropped.
     # Strict: a value is of the type the spec says (a number, not "24000"; true, not 0),
     # so what /docs.json promises and what is accepted are the same thing.
-    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True, strict=True)
+    model_config = ConfigDict(
+        extra="ignore", hide_input_in_errors=True, strict=True, allow_inf_nan=False
+    )
 
 
 class AccountIn(_Input):
@@ -136,7 +138,9 @@ class AccountIn(_Input):
 # A deal's contacts, activities and stage entries are TypedDicts, not models: a batch of
 # 1,000 deals carries tens of thousands of them, and pydantic validates these three to
 # four times faster when it need not build a model instance for each.
-_ITEM_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True, strict=True)
+_ITEM_CONFIG = ConfigDict(
+    extra="ignore", hide_input_in_errors=True, strict=True, allow_inf_nan=False
+)
 
 
 @with_config(_ITEM_CONFIG)

@@ -171,6 +171,17 @@ def test_a_value_of_another_json_type_than_the_spec_says_is_a_problem(
     assert [tuple(p.loc) for p in invalid.problems] == [loc]
 
 
+@pytest.mark.parametrize("body", ['"amount": Infinity', '"amount": 1e400', '"amount": NaN'])
+def test_a_number_json_cannot_hold_is_a_problem_on_its_field(body: str):
+    """Python's JSON reader turns ``Infinity``, ``NaN`` and ``1e400`` into floats no
+    JSON document can hold: the deal is refused on that field, never scored or echoed."""
+    text = json.dumps({"deals": [deal(amount=24000)]}).replace('"amount": 24000', body)
+    assert body in text
+    invalid = ScoreRequest.model_validate(json.loads(text)).deals[0]
+    assert isinstance(invalid, InvalidDeal)
+    assert [tuple(p.loc) for p in invalid.problems] == [("amount",)]
+
+
 def test_request_fields_take_their_documented_types_only():
     for body in (
         {"deals": [deal()], "all_or_nothing": 0},
