@@ -22,8 +22,8 @@ import logging
 import sys
 
 from leadscore.config import PROJECT_ROOT
+from training.result import TrainConfig
 from training.tabular import fit_table, load_mapping, read_table, stratified_split
-from training.train import TrainConfig
 
 MAPPING = PROJECT_ROOT / "training" / "mappings" / "ibm_sales_win_loss.yaml"
 DATA_ROOT = PROJECT_ROOT.parent / "shared" / "datasets"

@@ -32,8 +32,9 @@ from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.priority.rank import RankConfig, rankings_dir, run_rank
 from training.data import canonical, in_memory_frame
+from training.result import TrainConfig
 from training.split import slice_masks, split_bounds
-from training.train import TrainConfig, fit_scoring_model
+from training.train import fit_scoring_model
 
 AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
 

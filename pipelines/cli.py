@@ -376,7 +376,8 @@ def train(
 ) -> None:
     """Train on the Feast training frame, log to MLflow, register the version as challenger."""
     from training.data import InsufficientDataError
-    from training.train import TrainConfig, train_from_store
+    from training.result import TrainConfig
+    from training.train import train_from_store
 
     settings = load_settings()
     try:

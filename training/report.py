@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,9 +19,7 @@ from matplotlib.figure import Figure
 from leadscore.csvsafe import write_csv
 from leadscore.features.catalog import FEATURES_BY_NAME
 from training.evaluate import ECE_BINS, gain_curve, reliability_curve
-
-if TYPE_CHECKING:
-    from training.train import TrainingResult
+from training.result import TrainingResult
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,9 @@ from threadpoolctl import threadpool_limits
 
 from training.data import check_enough_data
 from training.evaluate import binary_metrics
+from training.result import TrainConfig
 from training.split import SLICES
-from training.train import TrainConfig, fit_scoring_model
+from training.train import fit_scoring_model
 
 log = logging.getLogger(__name__)
 

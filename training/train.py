@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +37,16 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from leadscore.config import CHALLENGER, CHAMPION, SEED, Settings, crash_point
+from leadscore.config import CHALLENGER, CHAMPION, Settings, crash_point
 from leadscore.crm.ingest import stored_deals
-from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, MONOTONE
+from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
 from leadscore.features.store import training_frame
 from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.registry import alias_version, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.progress import Progress, no_progress
 from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
-from training.behaviour import BehaviourReport, run_behaviour_checks
+from training.behaviour import run_behaviour_checks
 from training.calibration import CalibrationChoice, choose_calibration
 from training.data import (
     canonical,
@@ -67,66 +67,10 @@ from training.registry import (
     register_model,
 )
 from training.report import write_report
-from training.split import SLICES, SplitBounds, slice_masks, split_bounds
+from training.result import TrainConfig, TrainingResult
+from training.split import SLICES, slice_masks, split_bounds
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides the model besides the data; logged as run parameters."""
-
-    seed: int = SEED
-    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
-    num_boost_round: int = 300
-    early_stopping_rounds: int = 30
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 50
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
-    lambda_l2: float = 1.0
-    #: Fixed so results do not depend on the machine's core count. One thread: on a shared
-    #: 2-core machine two OpenMP threads ran 7-13x *slower* than one (busy-waiting under
-    #: contention); raise it on a dedicated machine for million-row frames.
-    num_threads: int = 1
-    min_class_deals: int = 40
-    #: Most frequent categories kept per categorical feature; the rest score as unseen.
-    max_categories: int = 200
-    min_isotonic_deals: int = 500
-    monotone: Mapping[str, int] = field(default_factory=lambda: dict(MONOTONE))
-    behaviour_sample: int = 1000
-
-    def lgb_params(self, features: Sequence[str]) -> dict[str, Any]:
-        return {
-            "objective": "binary",
-            "metric": "binary_logloss",
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": 1,
-            "lambda_l2": self.lambda_l2,
-            "max_bin": 255,
-            "min_data_per_group": 50,
-            "cat_smooth": 10.0,
-            "max_cat_to_onehot": 4,
-            "monotone_constraints": [int(self.monotone.get(f, 0)) for f in features],
-            "monotone_constraints_method": "intermediate",
-            "seed": self.seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "num_threads": self.num_threads,
-            "verbose": -1,
-        }
-
-    def to_params(self) -> dict[str, Any]:
-        """Flat run parameters for MLflow."""
-        d = asdict(self)
-        d["fractions"] = ",".join(str(f) for f in self.fractions)
-        d["monotone"] = ",".join(f"{k}:{v:+d}" for k, v in sorted(self.monotone.items()))
-        return d
 
 
 @dataclass(frozen=True)
@@ -238,23 +182,6 @@ def fit_scoring_model(
 
 
 # ---------------------------------------------------------------- the CRM model
-@dataclass
-class TrainingResult:
-    """A trained, evaluated model before it is logged anywhere."""
-
-    model: ScoringModel
-    #: Canonical training frame (see :func:`training.data.canonical`).
-    frame: pd.DataFrame
-    bounds: SplitBounds
-    masks: dict[str, np.ndarray]
-    #: Test-slice probabilities by predictor: model, model_uncalibrated, baselines.
-    test_predictions: dict[str, np.ndarray]
-    evaluation: dict[str, Any]
-    behaviour: BehaviourReport
-    calibration: CalibrationChoice
-    config: TrainConfig
-
-
 #: The steps of :func:`fit_and_evaluate`, as ``progress`` hears them (task ``train``).
 TRAIN_STEPS = (
     "split",

@@ -13,7 +13,7 @@ from leadscore.features.catalog import FEATURES, FEATURES_BY_NAME, Feature, Leve
 from leadscore.model.explain import reason_feature
 from leadscore.model.reasons import reason_text, reason_tooltip
 from tests.model.test_behaviour import EXPECTED_DIRECTIONS
-from training.train import TrainConfig
+from training.result import TrainConfig
 
 
 @pytest.mark.parametrize("module", [reasons, behaviour])

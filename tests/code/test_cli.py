@@ -175,7 +175,7 @@ def test_option_defaults_are_the_cores() -> None:
     from leadscore.priority.rank import RankConfig, run_rank
     from leadscore.priority.report import write_report
     from training.registry import Tolerance
-    from training.train import TrainConfig
+    from training.result import TrainConfig
 
     rank, gate = RankConfig(), Tolerance()
     expected = {

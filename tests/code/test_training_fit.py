@@ -14,7 +14,8 @@ from leadscore.crm.synth import generate_crm
 from leadscore.model.reason_stats import lookup
 from pipelines.cli import app
 from training.data import InsufficientDataError, in_memory_frame
-from training.train import TrainConfig, TrainingResult, fit_and_evaluate, train
+from training.result import TrainConfig, TrainingResult
+from training.train import fit_and_evaluate, train
 
 AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
 

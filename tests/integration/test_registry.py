@@ -31,7 +31,8 @@ from pipelines.cli import app
 from tests.conftest import isolated, require_service
 from training.data import in_memory_frame
 from training.registry import Rollback, ensure_experiment, list_versions, promote, rollback
-from training.train import TrainConfig, TrainingResult, fit_and_evaluate, log_training_run
+from training.result import TrainConfig, TrainingResult
+from training.train import fit_and_evaluate, log_training_run
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ import pytest
 
 from leadscore.crm.synth import generate_crm
 from training.data import in_memory_frame
-from training.train import TrainConfig, TrainingResult, fit_and_evaluate
+from training.result import TrainConfig, TrainingResult
+from training.train import fit_and_evaluate
 
 TrainOn = Callable[..., TrainingResult]
 

@@ -20,7 +20,7 @@ import pytest
 
 from leadscore.model.scoring_model import Calibration, ScoringModel
 from training.behaviour import CHECKS, Check, run_behaviour_checks
-from training.train import TrainConfig
+from training.result import TrainConfig
 
 #: Directions the promotion gate must check: +1 never lowers the probability, -1 never raises it.
 EXPECTED_DIRECTIONS: dict[str, int] = {
