@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -408,6 +408,25 @@ def train(
         f"baselines: logistic regression ROC AUC {lr['roc_auc']:.3f} / log loss {lr['log_loss']:.4f}; "
         f"channel rate {cr['roc_auc']:.3f} / {cr['log_loss']:.4f}"
     )
+    typer.echo(f"test 95% intervals (deal bootstrap): {_intervals(t)}")
+    per_deal = summary["per_deal"]
+    for block, label in (
+        ("at_creation", "at creation"),
+        ("at_age", f"at {per_deal['age_days']:g} days"),
+    ):
+        b = per_deal[block]
+        typer.echo(f"per deal {label} ({b['won']:,} won, {b['lost']:,} lost):")
+        for name, what in (
+            ("model", "model"),
+            ("logistic_regression", "logistic regression"),
+            ("channel_rate", "channel rate"),
+        ):
+            typer.echo(f"  {what}: {_intervals(b[name])}")
+    diff = per_deal["at_creation"]["model_minus_baseline"]["logistic_regression"]["roc_auc"]
+    typer.echo(
+        "model - logistic regression, per-deal ROC AUC at creation: "
+        f"{_num(diff['difference'], '+.3f')} [{_num(diff['low'], '+.3f')}, {_num(diff['high'], '+.3f')}]"
+    )
     if "at_creation" in summary:
         m, o = summary["at_creation"]["model"], summary["at_creation"]["oracle"]
         typer.echo(
@@ -415,6 +434,28 @@ def train(
             f"oracle {o['roc_auc']:.3f} / {o['log_loss']:.4f}"
         )
     typer.echo(f"behaviour checks: {'passed' if summary['behaviour']['passed'] else 'FAILED'}")
+    for warning in summary.get("warnings", []):
+        typer.echo(f"warning: {warning}")
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _intervals(m: dict[str, Any]) -> str:
+    """ROC AUC, log loss and ECE with their 95% intervals, on one line."""
+    parts = []
+    for key, label, spec in (
+        ("roc_auc", "ROC AUC", ".3f"),
+        ("log_loss", "log loss", ".4f"),
+        ("ece", "ECE", ".4f"),
+    ):
+        ci = m.get("ci95", {}).get(key, {})
+        parts.append(
+            f"{label} {_num(m.get(key), spec)} "
+            f"[{_num(ci.get('low'), spec)}, {_num(ci.get('high'), spec)}]"
+        )
+    return ", ".join(parts)
 
 
 @app.command()

@@ -66,6 +66,47 @@ def check_enough_data(
         raise InsufficientDataError(won, lost, minimum, where)
 
 
+def slice_warnings(
+    parts: Mapping[str, pd.DataFrame],
+    min_class_deals: int,
+    max_rate_shift: float,
+    max_odds_ratio: float,
+    reference: str = "train",
+) -> list[str]:
+    """Plain sentences about slices too small or too unlike ``reference`` to trust.
+
+    A slice with fewer than ``min_class_deals`` won or lost deals gives wide intervals; a
+    slice whose deal win rate is more than ``max_rate_shift`` away from the reference
+    slice's, or whose win odds differ by a factor above ``max_odds_ratio``, is evaluated
+    (or calibrated) on another population than the model learnt from. Nothing is raised:
+    the caller logs the sentences and keeps them with the evaluation.
+    """
+    out = []
+    counts = {name: class_counts(p) if len(p) else (0, 0) for name, p in parts.items()}
+    for name, (won, lost) in counts.items():
+        if won < min_class_deals or lost < min_class_deals:
+            out.append(
+                f"the {name} slice has {won} won and {lost} lost deals, fewer than "
+                f"{min_class_deals} of one outcome: its metrics are noisy, read the intervals"
+            )
+    ref_won, ref_lost = counts.get(reference, (0, 0))
+    if not ref_won or not ref_lost:
+        return out
+    ref_rate = ref_won / (ref_won + ref_lost)
+    for name, (won, lost) in counts.items():
+        if name == reference or not won + lost:
+            continue
+        rate = won / (won + lost)
+        odds = (won + 0.5) / (lost + 0.5) / ((ref_won + 0.5) / (ref_lost + 0.5))
+        if abs(rate - ref_rate) > max_rate_shift or max(odds, 1 / odds) > max_odds_ratio:
+            out.append(
+                f"the {name} slice won {rate:.1%} of its deals against {ref_rate:.1%} in the "
+                f"{reference} slice: outcomes shifted over time, so its metrics (and a "
+                "calibration fitted on it) may not carry over"
+            )
+    return out
+
+
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows ordered by (closed_at, deal_id, snapshot_index), model columns typed as the model
     expects: the same data in any row order or dtype trains the same model."""

@@ -3,13 +3,25 @@
 Every function takes plain arrays (label 0/1, probability) and returns plain Python
 numbers so results go straight into MLflow and JSON. A metric that is undefined on the
 given rows (ROC AUC with a single class) is ``None``, never NaN, so JSON stays valid.
+
+Two more things a data scientist needs before trusting a number:
+
+* **Per deal, not per snapshot.** A deal contributes one snapshot every 14 days while
+  open, so long deals weigh more, and where the label depends on deal age (losses dated
+  by a rule) per-snapshot metrics reward reading the age. :func:`per_deal_rows` picks one
+  row per deal (at creation, or at a fixed age) for the per-deal blocks.
+* **Intervals.** :func:`bootstrap_metrics` resamples *deals* (a deal's snapshots stay
+  together) and recomputes ROC AUC, log loss and ECE of several predictors on the same
+  resamples, vectorised with numpy; :func:`with_intervals` turns that into 95% intervals
+  and paired intervals of differences (model minus a baseline).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -147,4 +159,180 @@ def flatten_metrics(tree: Mapping[str, object], prefix: str = "") -> dict[str, f
             isinstance(value, float) and math.isnan(value)
         ):
             out[name] = float(value)
+    return out
+
+
+# ---------------------------------------------------------------- per deal
+#: The blocks of :func:`per_deal_rows`: each closed deal at creation, and at a fixed age.
+PER_DEAL_BLOCKS = ("at_creation", "at_age")
+
+
+def per_deal_rows(frame: pd.DataFrame, age_days: float) -> dict[str, np.ndarray]:
+    """Positions (``iloc``) of one row per deal: its creation snapshot, and the snapshot
+    that scores it at ``age_days`` after creation.
+
+    ``at_creation`` is the deal's ``snapshot_index`` 0 row (a deal without one is left
+    out). ``at_age`` is its last snapshot taken at or before ``created_at + age_days``; a
+    deal that closed younger than that is scored at its last snapshot before close. The
+    frame needs deal_id, snapshot_index, event_timestamp and created_at; positions come
+    in row order, one per deal, the first row when a deal's snapshot repeats.
+    """
+    deal = frame["deal_id"].astype(str).to_numpy()
+    index = frame["snapshot_index"].to_numpy()
+    ts = pd.to_datetime(frame["event_timestamp"], utc=True)
+    created = pd.to_datetime(frame["created_at"], utc=True)
+    age = ((ts - created) / pd.Timedelta(days=1)).to_numpy(np.float64)
+    first = np.flatnonzero(index == 0)
+    first = first[~pd.Series(deal[first]).duplicated().to_numpy()]
+    young = np.flatnonzero(age <= age_days)
+    # Among a deal's snapshots young enough, the oldest (ties: the first row).
+    order = young[np.lexsort((np.arange(len(young)), -age[young], deal[young]))]
+    at_age = order[~pd.Series(deal[order]).duplicated().to_numpy()]
+    return {"at_creation": first, "at_age": np.sort(at_age)}
+
+
+# ---------------------------------------------------------------- bootstrap over deals
+#: Metrics that get a bootstrap interval.
+INTERVAL_METRICS = ("roc_auc", "log_loss", "ece")
+BOOTSTRAP_RESAMPLES = 200
+INTERVAL_LEVEL = 0.95
+#: Largest resamples x rows matrix built at once (floats); bigger jobs go in chunks.
+_BOOTSTRAP_CELLS = 4_000_000
+
+
+def deal_resample_counts(n_deals: int, resamples: int, seed: int) -> np.ndarray:
+    """How often each deal is drawn in each resample: ``(resamples, n_deals)`` counts.
+
+    Each resample draws ``n_deals`` deals with replacement, so a deal with many
+    snapshots is in or out with all of them.
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_deals, size=(resamples, n_deals))
+    offsets = (np.arange(resamples) * n_deals)[:, None]
+    return np.bincount((draws + offsets).ravel(), minlength=resamples * n_deals).reshape(
+        resamples, n_deals
+    )
+
+
+def _weighted_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """ROC AUC per row of weights ``w`` (resamples x rows), ties counted half, as sklearn."""
+    order = np.argsort(p, kind="stable")
+    ps, ys = p[order], y[order]
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+    ws = w[:, order]
+    pos = np.add.reduceat(ws * ys, starts, axis=1)
+    neg = np.add.reduceat(ws * (1.0 - ys), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    num = (pos * (below + 0.5 * neg)).sum(axis=1)
+    den = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def bootstrap_metrics(
+    y: np.ndarray,
+    preds: Mapping[str, np.ndarray],
+    deals: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, dict[str, np.ndarray]]:
+    """ROC AUC, log loss and ECE of every predictor on ``resamples`` resamples of *deals*.
+
+    Rows are snapshots; ``deals`` names each row's deal. A resample draws deals with
+    replacement and keeps all their rows (weighted by how often the deal was drawn), the
+    same resamples for every predictor, so differences between predictors are paired.
+    Returns ``{predictor: {metric: array of resamples}}``, NaN where a resample has one
+    class only (no AUC). With all weights one each metric equals :func:`binary_metrics`'.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    _, deal_idx = np.unique(np.asarray(deals).astype(str), return_inverse=True)
+    n_deals = int(deal_idx.max()) + 1 if len(deal_idx) else 0
+    if not n_deals or resamples <= 0:
+        empty = np.full(max(resamples, 0), np.nan)
+        return {name: {m: empty.copy() for m in INTERVAL_METRICS} for name in preds}
+    counts = deal_resample_counts(n_deals, resamples, seed).astype(np.float64)
+    rows_per_deal = np.bincount(deal_idx, minlength=n_deals).astype(np.float64)
+    total = counts @ rows_per_deal
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, p_raw in preds.items():
+        p = np.clip(np.asarray(p_raw, dtype=np.float64), _EPS, 1 - _EPS)
+        # Log loss and ECE only need per-deal sums: (resamples x deals) @ (deals x k).
+        loss = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
+        log_loss_b = counts @ np.bincount(deal_idx, weights=loss, minlength=n_deals) / total
+        bins = np.minimum((p * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+        cell = deal_idx * ECE_BINS + bins
+        gap = np.bincount(cell, weights=y - p, minlength=n_deals * ECE_BINS).reshape(
+            n_deals, ECE_BINS
+        )
+        ece_b = np.abs(counts @ gap).sum(axis=1) / total
+        # AUC needs row weights; in chunks of resamples so memory stays bounded.
+        step = max(1, _BOOTSTRAP_CELLS // max(len(y), 1))
+        auc_b = np.concatenate(
+            [
+                _weighted_auc(y, p, counts[i : i + step][:, deal_idx])
+                for i in range(0, resamples, step)
+            ]
+        )
+        out[name] = {"roc_auc": auc_b, "log_loss": log_loss_b, "ece": ece_b}
+    return out
+
+
+def interval(
+    values: np.ndarray, level: float = INTERVAL_LEVEL, point: float | None = None
+) -> dict[str, float | None]:
+    """Percentile interval of bootstrap ``values`` (NaN resamples left out); ``None`` if none.
+
+    Given the ``point`` estimate, the interval is widened to include it when the bootstrap
+    distribution sits beside it: ECE is biased upwards under resampling (noise only adds
+    gaps), so a well calibrated model's ECE can fall below every resample's. Widening
+    never makes an interval narrower than the percentile one.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return {"low": None, "high": None}
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = (float(x) for x in np.percentile(v, [tail, 100.0 - tail]))
+    if point is not None:
+        low, high = min(low, point), max(high, point)
+    return {"low": low, "high": high}
+
+
+def with_intervals(
+    y: np.ndarray,
+    preds: Mapping[str, np.ndarray],
+    deals: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = INTERVAL_LEVEL,
+    compare: tuple[str, Sequence[str]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`binary_metrics` of each predictor with a ``ci95`` block of deal-bootstrap
+    intervals (:data:`INTERVAL_METRICS`), keyed by predictor.
+
+    ``compare=("model", ["logistic_regression", ...])`` adds the key
+    ``model_minus_baseline``: per baseline, the ROC AUC and log loss differences model
+    minus baseline with their paired intervals (same resamples for both). An AUC
+    difference whose interval is above 0 is a margin the data supports.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    boot = bootstrap_metrics(y, preds, deals, resamples, seed)
+    out: dict[str, dict[str, Any]] = {}
+    for name, p in preds.items():
+        m: dict[str, Any] = dict(binary_metrics(y, p))
+        m["ci95"] = {k: interval(boot[name][k], level, m[k]) for k in INTERVAL_METRICS}
+        out[name] = m
+    if compare is not None:
+        base, others = compare
+        diffs: dict[str, Any] = {}
+        for other in others:
+            diffs[other] = {}
+            for k in ("roc_auc", "log_loss"):
+                a, b = out[base][k], out[other][k]
+                d = None if a is None or b is None else float(a - b)
+                diffs[other][k] = {
+                    "difference": d,
+                    **interval(boot[base][k] - boot[other][k], level, d),
+                }
+        out["model_minus_baseline"] = diffs
     return out

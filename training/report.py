@@ -168,6 +168,10 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         "moment of scoring. Trained by `leadscore train`"
         + (f" (MLflow run `{run_id}`)." if run_id else "."),
         "",
+    ]
+    if ev.get("warnings"):
+        lines += ["## Warnings", "", *(f"- {w}." for w in ev["warnings"]), ""]
+    lines += [
         "## Data",
         "",
         f"- Feature service: `{data['feature_service']}` (Feast, point-in-time joins).",
@@ -216,7 +220,19 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         f"ECE: expected calibration error over {ECE_BINS} equal-width probability bins. Lift at 10%: win "
         "rate of the top 10% of snapshots by score over the overall win rate; capture: share of all wins "
         "in that top 10%.",
+        "",
+        "With 95% intervals:",
+        "",
+        _interval_table(
+            {
+                "LightGBM (calibrated)": ev["test"],
+                "logistic regression": ev["baselines"]["logistic_regression"],
+                "channel win rate": ev["baselines"]["channel_rate"],
+            }
+        ),
     ]
+    if "per_deal" in ev:
+        lines += _per_deal_section(ev)
     if "at_creation" in ev:
         ac = ev["at_creation"]
         lines += [
@@ -289,6 +305,83 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         "the model with `leadscore.model.registry.load_scoring_model` to get served probabilities.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _per_deal_section(ev: dict[str, Any]) -> list[str]:
+    """Per-deal blocks with intervals, and the model's margin over each baseline."""
+    pd_, iv = ev["per_deal"], ev.get("intervals", {})
+    lines = [
+        "",
+        "## Per deal (test deals, one row each)",
+        "",
+        "Snapshot metrics weigh long deals more, and reward reading a deal's age when the label "
+        "depends on it. Here every test deal counts once: scored at creation, and at "
+        f"{pd_['age_days']:g} days (its last snapshot at or before then; the last before close "
+        "when it closed younger). Intervals: 95%, from "
+        f"{iv.get('resamples', '?')} bootstrap resamples of deals.",
+    ]
+    for block, title in (
+        ("at_creation", "At creation"),
+        ("at_age", f"At {pd_['age_days']:g} days"),
+    ):
+        b = pd_[block]
+        rows = {
+            "LightGBM (calibrated)": b["model"],
+            "logistic regression": b["logistic_regression"],
+            "channel win rate": b["channel_rate"],
+        }
+        lines += [
+            "",
+            f"### {title} ({b['won']:,} won, {b['lost']:,} lost deals)",
+            "",
+            _interval_table(rows),
+            "",
+            "| LightGBM minus | ROC AUC | log loss |",
+            "|---|---:|---:|",
+        ]
+        for name, label in (
+            ("logistic_regression", "logistic regression"),
+            ("channel_rate", "channel win rate"),
+        ):
+            d = b["model_minus_baseline"][name]
+            lines.append(
+                f"| {label} | {_with_interval(d['roc_auc'], 'difference', '+.4f')} | "
+                f"{_with_interval(d['log_loss'], 'difference', '+.4f')} |"
+            )
+    lines += [
+        "",
+        "A difference whose interval excludes 0 is a margin the data supports (higher ROC AUC, "
+        "lower log loss is better).",
+    ]
+    return lines
+
+
+def _interval_table(rows: dict[str, dict[str, Any]]) -> str:
+    """ROC AUC, log loss and ECE with intervals, and the other headline metrics."""
+    head = "| | ROC AUC | PR AUC | log loss | Brier | ECE | lift_at_10 |"
+    sep = "|---|---:|---:|---:|---:|---:|---:|"
+    body = []
+    for name, m in rows.items():
+        ci = m.get("ci95", {})
+        body.append(
+            f"| {name} | {_with_interval({**ci.get('roc_auc', {}), 'v': m.get('roc_auc')})} | "
+            f"{_fmt(m.get('pr_auc'))} | "
+            f"{_with_interval({**ci.get('log_loss', {}), 'v': m.get('log_loss')})} | "
+            f"{_fmt(m.get('brier'))} | {_with_interval({**ci.get('ece', {}), 'v': m.get('ece')})} | "
+            f"{_fmt(m.get('lift_at_10'))} |"
+        )
+    return "\n".join([head, sep, *body])
+
+
+def _with_interval(d: dict[str, Any], key: str = "v", spec: str = ".4f") -> str:
+    """``0.6441 [0.6206, 0.6678]``; n/a for a missing value, no brackets without an interval."""
+    value, low, high = d.get(key), d.get("low"), d.get("high")
+    if value is None:
+        return "n/a"
+    text = format(value, spec)
+    if low is None or high is None:
+        return text
+    return f"{text} [{format(low, spec)}, {format(high, spec)}]"
 
 
 def _metrics_table(

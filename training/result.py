@@ -45,6 +45,17 @@ class TrainConfig:
     min_isotonic_deals: int = 500
     monotone: Mapping[str, int] = field(default_factory=lambda: dict(MONOTONE))
     behaviour_sample: int = 1000
+    #: Per-deal metrics score each test deal at creation and at this age (days; its last
+    #: snapshot before close when it closed younger).
+    per_deal_age_days: float = 30.0
+    #: Deal-bootstrap resamples behind every 95% interval (0: no intervals).
+    bootstrap_resamples: int = 200
+    #: A slice with fewer won or lost deals than this is reported (training goes on).
+    warn_min_class_deals: int = 30
+    #: A validation or test slice whose deal win rate differs from the training slice's by
+    #: more than this (absolute), or by an odds ratio beyond ``warn_win_odds_ratio``, is reported.
+    warn_win_rate_shift: float = 0.10
+    warn_win_odds_ratio: float = 2.0
 
     def lgb_params(self, features: Sequence[str]) -> dict[str, Any]:
         return {

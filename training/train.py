@@ -55,8 +55,16 @@ from training.data import (
     data_window,
     fingerprint,
     load_truth,
+    slice_warnings,
 )
-from training.evaluate import binary_metrics, flatten_metrics, metrics_by_group
+from training.evaluate import (
+    INTERVAL_LEVEL,
+    binary_metrics,
+    flatten_metrics,
+    metrics_by_group,
+    per_deal_rows,
+    with_intervals,
+)
 from training.registry import (
     ensure_experiment,
     fail_dead_runs,
@@ -236,6 +244,11 @@ def _fit_and_evaluate(
         check_enough_data(
             part, max(1, config.min_class_deals // 10), where=f"closed deals in the {name} slice"
         )
+    warnings = slice_warnings(
+        parts, config.warn_min_class_deals, config.warn_win_rate_shift, config.warn_win_odds_ratio
+    )
+    for warning in warnings:
+        log.warning("%s", warning)
     features, categorical = list(MODEL_FEATURES), list(CATEGORICAL_FEATURES)
     _step(progress, "boosting and calibration")
     fitted = fit_scoring_model(
@@ -273,6 +286,15 @@ def _fit_and_evaluate(
     }
     y_test = test["won"].to_numpy()
     raw_valid = model.raw_score(model.encode(valid))
+    # Per snapshot, with deal-bootstrap intervals; the per-deal blocks below.
+    snap = with_intervals(
+        y_test,
+        {name: preds[name] for name in PREDICTORS},
+        test["deal_id"].to_numpy(),
+        config.bootstrap_resamples,
+        config.seed,
+        compare=("model", BASELINES),
+    )
     evaluation: dict[str, Any] = {
         "data": {
             "feature_service": feature_service,
@@ -280,6 +302,13 @@ def _fit_and_evaluate(
             "split": bounds.to_dict(),
             "deals": model.info["deals"],
             "snapshots": {name: int(len(p)) for name, p in parts.items()},
+        },
+        "warnings": warnings,
+        "intervals": {
+            "level": INTERVAL_LEVEL,
+            "resamples": config.bootstrap_resamples,
+            "seed": config.seed,
+            "unit": "deal (a resample keeps all of a drawn deal's snapshots)",
         },
         "model": {
             "trees": fitted.best_iteration,
@@ -293,17 +322,19 @@ def _fit_and_evaluate(
             "calibrated": binary_metrics(valid["won"].to_numpy(), model.calibration(raw_valid)),
         },
         "test": {
-            **binary_metrics(y_test, preds["model"]),
+            **snap["model"],
+            "model_minus_baseline": snap["model_minus_baseline"],
             "by_channel": metrics_by_group(y_test, preds["model"], test["channel"].to_numpy()),
         },
         "test_uncalibrated": binary_metrics(y_test, preds["model_uncalibrated"]),
         "baselines": {
             name: {
-                **binary_metrics(y_test, preds[name]),
+                **snap[name],
                 "by_channel": metrics_by_group(y_test, preds[name], test["channel"].to_numpy()),
             }
-            for name in ("logistic_regression", "channel_rate")
+            for name in BASELINES
         },
+        "per_deal": _per_deal(test, preds, config),
     }
     if truth is not None:
         evaluation["at_creation"] = _at_creation(test, preds, truth)
@@ -318,9 +349,54 @@ def _fit_and_evaluate(
         evaluation["baselines"]["logistic_regression"]["roc_auc"] or float("nan"),
         evaluation["baselines"]["channel_rate"]["roc_auc"] or float("nan"),
     )
+    creation = evaluation["per_deal"]["at_creation"]
+    log.info(
+        "per deal at creation (%d deals): ROC AUC %.3f (logistic regression %.3f, channel rate %.3f)",
+        creation["deals"],
+        creation["model"]["roc_auc"] or float("nan"),
+        creation["logistic_regression"]["roc_auc"] or float("nan"),
+        creation["channel_rate"]["roc_auc"] or float("nan"),
+    )
     return TrainingResult(
         model, frame, bounds, masks, preds, evaluation, behaviour, fitted.calibration, config
     )
+
+
+#: Predictors evaluated with intervals: the model and the baselines it must beat.
+BASELINES = ("logistic_regression", "channel_rate")
+PREDICTORS = ("model", *BASELINES)
+
+
+def _per_deal(
+    test: pd.DataFrame, preds: Mapping[str, np.ndarray], config: TrainConfig
+) -> dict[str, Any]:
+    """Model and baselines on one row per test deal, for any data (no truth needed).
+
+    ``at_creation``: each deal's creation snapshot; ``at_age``: its snapshot at
+    ``config.per_deal_age_days`` (:func:`training.evaluate.per_deal_rows`). Every deal counts
+    once, so neither long deals nor a label that follows deal age can flatter the figures
+    the way per-snapshot metrics can. Each block has deal counts, metrics with deal-bootstrap
+    intervals per predictor, and ``model_minus_baseline`` (paired intervals).
+    """
+    out: dict[str, Any] = {"age_days": config.per_deal_age_days}
+    y_all, deal_all = test["won"].to_numpy(), test["deal_id"].to_numpy()
+    for block, rows in per_deal_rows(test, config.per_deal_age_days).items():
+        y = y_all[rows]
+        won = int(y.sum())
+        out[block] = {
+            "deals": int(len(rows)),
+            "won": won,
+            "lost": int(len(rows)) - won,
+            **with_intervals(
+                y,
+                {name: preds[name][rows] for name in PREDICTORS},
+                deal_all[rows],
+                config.bootstrap_resamples,
+                config.seed,
+                compare=("model", BASELINES),
+            ),
+        }
+    return out
 
 
 def _at_creation(
@@ -389,7 +465,9 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
             }
         )
         mlflow.log_metrics(
-            flatten_metrics({k: v for k, v in result.evaluation.items() if k != "data"})
+            flatten_metrics(
+                {k: v for k, v in result.evaluation.items() if k not in ("data", "intervals")}
+            )
         )
         with tempfile.TemporaryDirectory() as tmp:
             write_report(result, Path(tmp), run.info.run_id)
@@ -447,8 +525,8 @@ def train(
     """Fit, evaluate, log the run to MLflow and register the model as ``challenger``.
 
     Returns the JSON summary ``leadscore train --json`` prints: run_id, model_version,
-    aliases, and the evaluation (data, model, valid, test, test_uncalibrated, baselines,
-    at_creation when ``truth`` is given, behaviour). ``progress`` hears the training steps
+    aliases, and the evaluation (data, warnings, intervals, model, valid, test,
+    test_uncalibrated, baselines, per_deal, at_creation when ``truth`` is given, behaviour). ``progress`` hears the training steps
     and then the MLflow run (task ``MLflow run``: report, model, registration).
     """
     result = fit_and_evaluate(frame, feature_service, config, truth, progress)

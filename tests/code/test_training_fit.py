@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from leadscore.crm.synth import generate_crm
 from leadscore.model.reason_stats import lookup
 from pipelines.cli import app
-from training.data import InsufficientDataError, in_memory_frame
+from training.data import InsufficientDataError, in_memory_frame, slice_warnings
+from training.evaluate import INTERVAL_METRICS, flatten_metrics, per_deal_rows
 from training.result import TrainConfig, TrainingResult
 from training.train import fit_and_evaluate, train
 
@@ -144,3 +145,112 @@ def test_reason_stats_are_small_json_and_lookup_follows_the_bins(result):
     assert lookup(stats, "amount", edges[-1] * 10)["high"] is None
     buyer = stats["numeric"]["has_economic_buyer"]
     assert buyer["edges"][:2] == [0.0, 1.0]  # one bin per value of a binary feature
+
+
+# ---------------------------------------------------------------- per deal, intervals, warnings
+def test_per_deal_blocks_for_any_data_with_intervals(result):
+    ev = result.evaluation
+    test = result.frame[result.masks["test"]]
+    n_deals = test["deal_id"].nunique()
+    for block in ("at_creation", "at_age"):
+        b = ev["per_deal"][block]
+        assert b["deals"] == b["won"] + b["lost"] == n_deals
+        for name in ("model", "logistic_regression", "channel_rate"):
+            m = b[name]
+            assert {"roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10"} <= set(m)
+            for key in INTERVAL_METRICS:
+                assert m["ci95"][key]["low"] <= m[key] <= m["ci95"][key]["high"]
+        diff = b["model_minus_baseline"]["logistic_regression"]["roc_auc"]
+        assert diff["low"] <= diff["difference"] <= diff["high"]
+    for m in (ev["test"], *ev["baselines"].values()):
+        for key in INTERVAL_METRICS:
+            assert m["ci95"][key]["low"] <= m[key] <= m["ci95"][key]["high"]
+    # The oracle block (with truth) scores the same deals at creation as the per-deal block.
+    assert ev["at_creation"]["model"] == {
+        k: v
+        for k, v in ev["per_deal"]["at_creation"]["model"].items()
+        if k in ev["at_creation"]["model"]
+    }
+    assert ev["warnings"] == [] and ev["intervals"]["resamples"] == 200
+    flat = flatten_metrics(ev)
+    assert "per_deal.at_creation.model.ci95.roc_auc.low" in flat
+    assert "per_deal.at_age.model_minus_baseline.logistic_regression.log_loss.difference" in flat
+    json.dumps(ev, allow_nan=False)
+
+
+def test_at_creation_uses_exactly_one_row_per_deal(result):
+    test = result.frame[result.masks["test"]]
+    rows = per_deal_rows(test, 30)["at_creation"]
+    chosen = test.iloc[rows]
+    assert chosen["deal_id"].is_unique and set(chosen["deal_id"]) == set(test["deal_id"])
+    assert (chosen["snapshot_index"] == 0).all()
+    assert result.evaluation["per_deal"]["at_creation"]["model"]["n"] == len(rows)
+
+
+def test_a_tiny_or_skewed_slice_is_reported_not_fatal():
+    def part(won: int, lost: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"deal_id": [f"D{i}" for i in range(won + lost)], "won": [1] * won + [0] * lost}
+        )
+
+    # The issue's slice: 17 won against 1,082 lost, after a training slice winning 35%.
+    warnings = slice_warnings(
+        {"train": part(700, 1300), "valid": part(120, 230), "test": part(17, 1082)}, 30, 0.10, 2.0
+    )
+    assert len(warnings) == 2 and all("test slice" in w for w in warnings)
+    assert "17 won and 1082 lost" in warnings[0] and "1.5%" in warnings[1]
+    assert slice_warnings({"train": part(300, 600), "test": part(95, 205)}, 30, 0.10, 2.0) == []
+    # A low win rate shifts little in points but much in odds.
+    assert (
+        len(slice_warnings({"train": part(100, 1900), "test": part(200, 1800)}, 30, 0.10, 2.0)) == 1
+    )
+
+
+def test_slice_warnings_reach_the_log_the_evaluation_and_the_cli(
+    frame, result, caplog, monkeypatch
+):
+    strict = TrainConfig(seed=3, warn_min_class_deals=10_000, bootstrap_resamples=20)
+    with caplog.at_level("WARNING", logger="training.train"):
+        warned = fit_and_evaluate(frame, "lead_scoring_v1", strict)
+    assert len(warned.evaluation["warnings"]) == 3  # every slice has fewer than 10,000
+    assert [r.getMessage() for r in caplog.records] == warned.evaluation["warnings"]
+    # Same model: warnings change what is reported, never what is trained.
+    assert warned.model.booster.model_to_string() == result.model.booster.model_to_string()
+    summary = {"run_id": "r", "model_name": "lead_scorer", "model_version": "1", "aliases": []}
+    monkeypatch.setattr(
+        "training.train.train_from_store",
+        lambda settings, config, truth, progress: summary | warned.evaluation,
+    )
+    out = CliRunner().invoke(app, ["train"])
+    assert out.exit_code == 0, out.output
+    assert out.output.count("warning: the ") == 3
+    assert "per deal at creation" in out.output
+    assert "model - logistic regression, per-deal ROC AUC at creation: " in out.output
+
+
+def test_age_leak_is_exposed_by_the_per_deal_block(crm):
+    """A label rule that makes deal age leak: lost deals close exactly 90 days after creation,
+    won ones within 45, outcomes otherwise random. Old snapshots are all lost, so the model
+    ranks snapshots well by reading age; at creation every deal is the same age and it
+    knows nothing, which only the per-deal block shows."""
+    tables = dict(crm.tables)
+    deals = tables["deals"].copy()
+    rng = np.random.default_rng(11)
+    closed = deals["status"].isin(["won", "lost"]).to_numpy()
+    won = rng.uniform(size=len(deals)) < 0.35
+    close = pd.to_datetime(deals["created_at"], utc=True) + pd.to_timedelta(
+        np.where(won, rng.uniform(5, 45, len(deals)), 90.0), unit="D"
+    )
+    done = closed & (close <= AS_OF).to_numpy()  # closing after the export: still open
+    deals["status"] = np.where(
+        done, np.where(won, "won", "lost"), np.where(closed, "open", deals["status"].astype(str))
+    )
+    deals["closed_at"] = close.where(done)
+    tables["deals"] = deals
+    ev = fit_and_evaluate(
+        in_memory_frame(tables), "lead_scoring_v1", TrainConfig(seed=3)
+    ).evaluation
+    assert ev["test"]["roc_auc"] > 0.75
+    creation = ev["per_deal"]["at_creation"]["model"]
+    assert abs(creation["roc_auc"] - 0.5) < 0.1
+    assert creation["ci95"]["roc_auc"]["low"] < 0.5 < creation["ci95"]["roc_auc"]["high"]
