@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import logging
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import bentoml
 from bentoml.models import BentoModel
@@ -57,7 +57,6 @@ from serving.schemas import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 #: Exported at /metrics with BentoML's own metrics. ``bentoml.metrics``, not

@@ -163,10 +163,6 @@ def flatten_metrics(tree: Mapping[str, object], prefix: str = "") -> dict[str, f
 
 
 # ---------------------------------------------------------------- per deal
-#: The blocks of :func:`per_deal_rows`: each closed deal at creation, and at a fixed age.
-PER_DEAL_BLOCKS = ("at_creation", "at_age")
-
-
 def per_deal_rows(frame: pd.DataFrame, age_days: float) -> dict[str, np.ndarray]:
     """Positions (``iloc``) of one row per deal: its creation snapshot, and the snapshot
     that scores it at ``age_days`` after creation.
