@@ -31,6 +31,9 @@ deal_activity_source = _source(
 )
 account_history_source = _source("account_history", "Account track record after each close.")
 owner_history_source = _source("owner_history", "Owner track record after each close.")
+deal_attributes_source = _source(
+    "deal_attributes", "Custom attributes known before close, at deal creation."
+)
 
 scoring_request = RequestSource(
     name="scoring_request",

@@ -7,10 +7,12 @@ value stays NaN from the source to the online store.
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 from data_sources import (
     account_history_source,
     deal_activity_source,
+    deal_attributes_source,
     deal_contacts_source,
     deal_profile_source,
     deal_stage_source,
@@ -20,21 +22,25 @@ from entities import account, deal, owner
 from feast import FeatureView, Field
 from feast.types import Float64, String, UnixTimestamp
 
-from leadscore.features.catalog import features_of
+from leadscore.crm.attributes import read_attributes
+from leadscore.features.catalog import Feature, attribute_features, features_of
 
 #: State is valid until the next change, however long ago that was.
 FOREVER = timedelta(days=3650)
 
 
+#: The stored CRM tables of the current generation, beside the sources (see data_sources).
+CRM_DIR = Path(__file__).resolve().parent / "data" / "crm"
+
+
+def _field(f: Feature) -> Field:
+    return Field(
+        name=f.name, dtype=String if f.kind == "categorical" else Float64, description=f.description
+    )
+
+
 def _fields(view: str) -> list[Field]:
-    return [
-        Field(
-            name=f.name,
-            dtype=String if f.kind == "categorical" else Float64,
-            description=f.description,
-        )
-        for f in features_of(view)
-    ]
+    return [_field(f) for f in features_of(view)]
 
 
 deal_profile = FeatureView(
@@ -122,3 +128,16 @@ owner_history = FeatureView(
     source=owner_history_source,
     description="The owner's track record from deals closed before the moment of scoring.",
 )
+
+#: Custom attributes known before close, as declared by the stored attributes.json: `feast
+#: apply` declares exactly those (none, and no view, when the data declares none).
+ATTRIBUTE_FEATURES = attribute_features(read_attributes(CRM_DIR))
+if ATTRIBUTE_FEATURES:
+    deal_attributes = FeatureView(
+        name="deal_attributes",
+        entities=[deal],
+        ttl=FOREVER,
+        schema=[_field(f) for f in ATTRIBUTE_FEATURES],
+        source=deal_attributes_source,
+        description="Custom attributes of the deal and its account, known before close.",
+    )

@@ -116,6 +116,11 @@ class Settings:
     def rejects_dir(self) -> Path:
         return self.feature_data / "rejects"
 
+    @property
+    def imports_dir(self) -> Path:
+        """Contract exports written by ``leadscore import`` (one folder per source)."""
+        return self.feature_data / "imports"
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from ``LEADSCORE_*`` environment variables, then apply overrides.

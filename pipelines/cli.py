@@ -149,12 +149,86 @@ def ingest(
         f"+ duplicates {duplicates:,d} (identical repeats, stored once)"
     )
     for r in summary.rejects[:20]:
-        typer.echo(f"rejected: {r.file} row {r.row}, {r.column}={r.value!r}: {r.reason}", err=True)
+        typer.echo(f"rejected: {r.place}, {r.column}={r.value!r}: {r.reason}", err=True)
     if len(summary.rejects) > 20:
         typer.echo(f"... {len(summary.rejects) - 20} more", err=True)
     typer.echo(f"rejects: {len(summary.rejects)} (see {summary.rejects_file})")
     typer.echo(
         "feature sources: " + ", ".join(f"{k}={v:,d}" for k, v in summary.source_rows.items())
+    )
+
+
+@app.command("import")
+def import_(
+    source: Annotated[
+        Path, typer.Argument(help="A CRM export: a folder of CSV/TSV/XLSX files or one file.")
+    ],
+    mapping: Annotated[
+        str,
+        typer.Option("--mapping", help="A mapping YAML file, or a preset: salesforce, hubspot."),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for the contract export (default: <feature data>/imports/<source name>).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Write the export and report; check it, store nothing."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import a CRM's own export through a mapping into a contract export, then ingest it.
+
+    The report (also written as import_report.json beside the export, every rejected row
+    in import_rejects.csv) shows files, encodings and delimiters, column mapping, value
+    maps, dates, outcome rules, duplicates and rejected rows by file and line. Exits 2
+    when the mapping or the source cannot be used.
+    """
+    from leadscore.crm.importer import check_export
+    from leadscore.crm.importer.mapping import MappingError, load_mapping
+    from leadscore.crm.importer.read import SourceError
+    from leadscore.crm.importer.report import (
+        build_report,
+        contract_rejects,
+        report_lines,
+        write_report,
+    )
+    from leadscore.crm.importer.run import ImportFailure, run_import, write_export
+    from leadscore.crm.ingest import ExportError
+    from leadscore.pipeline_state import StateBusyError
+    from pipelines.steps import ingest as run_ingest
+
+    settings = load_settings()
+    out = out or settings.imports_dir / source.stem
+    try:
+        with working() as progress:
+            result = run_import(source, load_mapping(mapping))
+            write_export(result, out)
+            if dry_run:
+                checked, counts = check_export(result, out, settings.crm_dir)
+            else:
+                summary = run_ingest(out, settings, progress=progress)
+                checked, counts = contract_rejects(result, summary.rejects), summary.counts
+    except (MappingError, SourceError, ImportFailure, ExportError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except StateBusyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    report = build_report(result, out, checked, counts, dry_run=dry_run)
+    import pandas as pd
+
+    write_report(report, pd.concat([result.rejects, checked], ignore_index=True), out)
+    if as_json:
+        _print_json(report)
+        return
+    for line in report_lines(report):
+        typer.echo(line)
+    typer.echo(
+        f"contract export: {out}" + (" (dry run: nothing stored)" if dry_run else " (ingested)")
     )
 
 
@@ -373,8 +447,18 @@ def train(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")
     ] = False,
+    keep_flagged: Annotated[
+        bool,
+        typer.Option(
+            "--keep-flagged",
+            help="Train with the columns the leakage audit flags (to measure the leak only).",
+        ),
+    ] = False,
 ) -> None:
-    """Train on the Feast training frame, log to MLflow, register the version as challenger."""
+    """Train on the Feast training frame, log to MLflow, register the version as challenger.
+
+    A leakage audit of the stored tables runs first; the columns it flags are left out
+    of the model and listed with their evidence."""
     from training.data import InsufficientDataError
     from training.result import TrainConfig
     from training.train import train_from_store
@@ -382,9 +466,10 @@ def train(
     settings = load_settings()
     try:
         with working() as progress:
-            summary = train_from_store(
-                settings, TrainConfig(seed=settings.seed if seed is None else seed), truth, progress
+            config = TrainConfig(
+                seed=settings.seed if seed is None else seed, keep_flagged=keep_flagged
             )
+            summary = train_from_store(settings, config, truth, progress)
     except (InsufficientDataError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -433,7 +518,18 @@ def train(
             f"at creation: model ROC AUC {m['roc_auc']:.3f} / log loss {m['log_loss']:.4f}; "
             f"oracle {o['roc_auc']:.3f} / {o['log_loss']:.4f}"
         )
-    typer.echo(f"behaviour checks: {'passed' if summary['behaviour']['passed'] else 'FAILED'}")
+    typer.echo(f"split: {summary['data']['split']['note']}")
+    na = summary["behaviour"].get("not_applicable", [])
+    typer.echo(
+        f"behaviour checks: {'passed' if summary['behaviour']['passed'] else 'FAILED'}"
+        + (f" ({len(na)} not applicable: {', '.join(na)})" if na else "")
+    )
+    if "audit" in summary:
+        for line in summary["audit"]["lines"]:
+            typer.echo(line)
+        left_out = summary["audit"]["excluded_features"]
+        if left_out:
+            typer.echo(f"  features left out of the model: {', '.join(left_out)}")
     for warning in summary.get("warnings", []):
         typer.echo(f"warning: {warning}")
 
@@ -496,8 +592,11 @@ def promote(
         _print_json(decision.to_dict())
     else:
         ch, cm = decision.challenger_metrics, decision.champion_metrics
+        sliced = decision.test_slice
         typer.echo(
-            f"test slice: {decision.test_slice['deals']:,} deals closed after {decision.test_slice['valid_end']}"
+            f"test slice: {sliced['deals']:,} deals closed after {sliced['valid_end']}"
+            if "valid_end" in sliced
+            else f"test slice: {sliced['deals']:,} deals ({sliced['note']})"
         )
         typer.echo(
             f"challenger {decision.challenger}: ROC AUC {ch['roc_auc']:.4f}, log loss {ch['log_loss']:.4f}"
@@ -705,6 +804,8 @@ def rank(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     counts = ", ".join(f"{result.scored.get(g, 0):,} {g}" for g in PRIORITY_GROUPS)
+    if result.as_of_note:
+        typer.echo(result.as_of_note)
     typer.echo(
         f"scored {sum(result.scored.values()):,} deals ({counts}) with {settings.model_name} "
         f"version {result.model_version}"

@@ -20,9 +20,11 @@ contact names, e-mails or phones, and errors end up in logs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
+import pandas as pd
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -39,6 +41,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from leadscore.config import MAX_DEAL_LIST_ITEMS
+from leadscore.crm.attributes import Attribute
 from leadscore.crm.contract import (
     ACTIVITY_TYPES,
     API_CLOCK_SKEW,
@@ -50,6 +53,7 @@ from leadscore.crm.contract import (
     TABLES,
 )
 from leadscore.features.catalog import features_of
+from leadscore.features.featurize import attribute_values
 from leadscore.model.explain import Reason, ScoreWarning
 
 #: Most deals (or ids) accepted in one request; larger batches get a 400.
@@ -248,6 +252,13 @@ class DealIn(_Input):
         max_length=MAX_DEAL_LIST_ITEMS,
         description="Every stage the deal entered, with when (omitted: unknown, scored with a warning), "
         f"at most {MAX_DEAL_LIST_ITEMS:,}.",
+    )
+    attributes: dict[str, str | float | None] | None = Field(
+        None,
+        description="Custom attributes of the deal and its account that the model was trained "
+        'with, by name: {"team": "enterprise", "discount_pct": 42}. Categories are text, '
+        "numbers numbers; one left out is scored as unknown, a name the model does not know "
+        "is an error naming it.",
     )
 
 
@@ -564,3 +575,34 @@ def document_responses(spec: dict[str, Any]) -> dict[str, Any]:
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }
     return spec
+
+
+def attribute_problems(deal: DealIn, known: Mapping[str, Attribute]) -> list[Problem]:
+    """Attributes the model cannot read: a name it was not trained with, or a value of
+    the wrong kind (text for a number, a number for a category). ``known``: the model's
+    attributes known before close, by name."""
+    problems = []
+    for name, value in (deal.attributes or {}).items():
+        attribute = known.get(name)
+        if attribute is None:
+            names = ", ".join(sorted(known)) or "none"
+            msg = f"is not an attribute of this model (it knows: {names})"
+        elif value is None or isinstance(value, str) == (attribute.kind == "categorical"):
+            continue
+        else:
+            msg = f"must be {'text' if attribute.kind == 'categorical' else 'a number'}"
+        problems.append(Problem(loc=["attributes", name], msg=msg, type="invalid_value"))
+    return problems
+
+
+def attribute_columns(
+    deals: Sequence[DealIn], attributes: Sequence[Attribute]
+) -> dict[str, list[Any]]:
+    """The attribute feature columns of deals sent in full, as training computed them
+    (:func:`leadscore.features.featurize.attribute_values`): absent values are missing."""
+    columns = {}
+    for a in attributes:
+        values = pd.Series([(d.attributes or {}).get(a.name) for d in deals], dtype=object)
+        column = attribute_values(a, values)
+        columns[a.feature] = column.astype(object).where(column.notna(), None).tolist()
+    return columns

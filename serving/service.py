@@ -24,10 +24,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
+import pandas as pd
 from bentoml.models import BentoModel
 
 from leadscore.config import ServingConfig, load_settings
 from leadscore.crm.contract import API_CLOCK_SKEW
+from leadscore.crm.ingest import historical_as_of
 from leadscore.features.featurize import model_frame
 from leadscore.features.store import online_features
 from leadscore.model.explain import Explainer
@@ -53,6 +55,8 @@ from serving.schemas import (
     ScoreResponse,
     ScoreResult,
     ScoreWarning,
+    attribute_columns,
+    attribute_problems,
     document_responses,
 )
 
@@ -116,6 +120,8 @@ class LeadScorer:
         self.model, meta = load_packaged(self.bento_model)
         self.model_version = str(meta.get("mlflow_version", self.bento_model.tag.version))
         self.explainer = Explainer(self.model, self.config.grade_thresholds)
+        #: The custom attributes a deal sent to /score may carry, by name.
+        self.attributes = {a.name: a for a in self.model.attributes}
         compile_feature_kernels()
         self.online = OnlineStore(self.settings, self.config.store_timeout_seconds)
         self.track_records = TrackRecords(self.online, self.config.history_ttl_seconds)
@@ -165,6 +171,7 @@ class LeadScorer:
                 problems, deal_id = deal.problems, deal.deal_id
             else:
                 problems, deal_id = deal_problems(deal, as_of, now), deal.deal_id
+                problems += attribute_problems(deal, self.attributes)
                 if deal.deal_id in seen:
                     problems.append(
                         Problem(
@@ -184,6 +191,7 @@ class LeadScorer:
             return self._rejected("score", len(request.deals), errors, ctx)
 
         columns = payload_features(valid, as_of)
+        columns.update(attribute_columns(valid, self.model.attributes))
         warnings = [input_warnings(d) for d in valid]
         history = self.track_records.lookup((d.account_id, d.owner_id or "") for d in valid)
         if history is None:
@@ -212,9 +220,13 @@ class LeadScorer:
         Ids the store does not know are listed in `errors`; the same 200/422 rules as
         /score apply. The store holds each deal's latest state: `as_of` moves the
         request-time features (deal age, days since last activity...), not the history.
+        It defaults to now, or to the stored export's last recorded event when that is more
+        than a day ago (a historical export); the response's `as_of` says which.
         """
         now = datetime.now(UTC)
-        as_of = request.as_of or now
+        # A historical export is scored as of its last recorded event, as it is ranked.
+        historical = historical_as_of(self.settings.crm_dir, pd.Timestamp(now))
+        as_of = request.as_of or (historical.to_pydatetime() if historical is not None else now)
         ids, errors, index = [], [], {}
         for i, deal_id in enumerate(request.deal_ids):
             if deal_id in index:
@@ -236,7 +248,9 @@ class LeadScorer:
                 ids.append(deal_id)
         try:
             frame = self.online.run(
-                lambda store: online_features(store, self.settings.feature_service, ids, as_of)
+                lambda store: online_features(
+                    store, self.settings.feature_service, ids, as_of, self.model.attributes
+                )
             )
         except StoreUnavailable as exc:
             log.warning("online store lookup failed (%s)", exc)
@@ -260,7 +274,7 @@ class LeadScorer:
                 ctx.response.headers["Retry-After"] = "1"
             return self._response([], errors)
 
-        features = model_frame(frame)
+        features = model_frame(frame, self.model.attributes)
         found, rows = [], []
         for row, (deal_id, account_id, age) in enumerate(
             zip(ids, frame["account_id"], features["deal_age_days"], strict=True)

@@ -8,8 +8,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from leadscore.config import PROJECT_ROOT, Settings, load_settings
+from leadscore.model.registry import mlflow_client
+from pipelines.cli import app
+from training.registry import ensure_experiment
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -57,6 +61,25 @@ def isolated(root: Path) -> Settings:
         tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
         artifact_root=root / "mlruns" / "artifacts",
     )
+
+
+def environment(root: Path) -> dict[str, str]:
+    """The environment of a CLI run against the private stores of :func:`isolated`."""
+    settings = isolated(root)
+    ensure_experiment(settings, mlflow_client(settings))  # artifacts stay under root
+    return {
+        "LEADSCORE_FEATURE_REPO": str(settings.feature_repo),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "LEADSCORE_ARTIFACT_ROOT": str(settings.artifact_root),
+        "BENTOML_HOME": str(root / "bentoml"),
+    }
+
+
+def cli(env: dict[str, str], *args: str, code: int = 0) -> str:
+    """Run ``leadscore ARGS`` in-process; assert its exit code, return its stdout."""
+    out = CliRunner().invoke(app, list(args), env=env)
+    assert out.exit_code == code, f"{args}: {out.output}"
+    return out.stdout
 
 
 @pytest.fixture

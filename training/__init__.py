@@ -7,5 +7,5 @@
 * :mod:`training.behaviour`: directional checks that gate promotion;
 * :mod:`training.registry`: register, promote, roll back, list (loading a version to
   score with is :mod:`leadscore.model.registry`, shared with ranking and serving);
-* :mod:`training.report`: plots and the model card; :mod:`training.tabular`: flat tables.
+* :mod:`training.report`: plots and the model card.
 """

@@ -28,9 +28,11 @@ def fit_logistic_regression(
 ) -> Pipeline:
     """Median-impute (with missing indicators) and scale numbers, one-hot categories, fit L2 LR.
 
-    Unseen categories at prediction time get an all-zero one-hot row. Columns that are
-    entirely missing in training are dropped by the imputer.
+    Unseen categories at prediction time get an all-zero one-hot row. Numbers entirely
+    missing in training (a partial export without the table that feeds them) carry no
+    information and are left out, rather than handed to the imputer to drop with a warning.
     """
+    observed = [c for c in numeric if pd.to_numeric(train[c], errors="coerce").notna().any()]
     prep = ColumnTransformer(
         [
             (
@@ -38,7 +40,7 @@ def fit_logistic_regression(
                 make_pipeline(
                     SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
                 ),
-                list(numeric),
+                observed,
             ),
             ("cat", OneHotEncoder(handle_unknown="ignore"), list(categorical)),
         ]

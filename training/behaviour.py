@@ -10,6 +10,10 @@ moved the wrong way by more than ``tolerance``: an economic buyer or a more seni
 contact does not lower the probability, another stall or slower replies do not raise
 it, and so on for every directed feature (:data:`CHECKS`).
 
+A check needs rows that can take its change: with no contacts table there is no deal
+whose economic buyer could be brought in. Such a check is *not applicable*: it proved
+nothing either way, so it neither passes nor blocks promotion, and reports say so.
+
 Training makes these hold by construction with LightGBM monotone constraints read from
 the same catalog entries; the checks prove it on the artifact that ships, whatever its
 training configuration was.
@@ -72,16 +76,27 @@ def checks_of(features: Iterable[Feature] = FEATURES) -> tuple[Check, ...]:
 CHECKS: tuple[Check, ...] = checks_of()
 
 
+#: What a check found: it held, it did not, or no row could take its change.
+PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not applicable"
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str
     description: str
     rows: int
     violations: int
-    violation_rate: float
+    #: Share of ``rows`` that moved the wrong way; None when no row could be checked.
+    violation_rate: float | None
     #: Largest move in the wrong direction (probability points, 0 when none).
     worst: float
-    passed: bool
+    #: :data:`PASSED`, :data:`FAILED` or :data:`NOT_APPLICABLE`.
+    status: str
+
+    @property
+    def passed(self) -> bool:
+        """Not failed: a check without applicable rows blocks nothing."""
+        return self.status != FAILED
 
 
 @dataclass(frozen=True)
@@ -96,17 +111,24 @@ class BehaviourReport:
 
     def failures(self) -> list[str]:
         return [
-            f"{r.name}: {r.violations}/{r.rows} rows ({r.violation_rate:.1%}) move the wrong way"
+            f"{r.name}: the model does not read this feature"
+            if r.violation_rate is None
+            else f"{r.name}: {r.violations}/{r.rows} rows ({r.violation_rate:.1%}) move the wrong way"
             for r in self.results
             if not r.passed
         ]
+
+    def not_applicable(self) -> list[str]:
+        """Checks no row could take, by name."""
+        return [r.name for r in self.results if r.status == NOT_APPLICABLE]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "tolerance": self.tolerance,
             "max_violation_rate": self.max_violation_rate,
-            "checks": {r.name: asdict(r) for r in self.results},
+            "not_applicable": self.not_applicable(),
+            "checks": {r.name: asdict(r) | {"passed": r.passed} for r in self.results},
         }
 
 
@@ -122,8 +144,9 @@ def run_behaviour_checks(
     """Run ``checks`` on up to ``sample`` rows of ``frame`` (drawn with ``seed``).
 
     A check passes when at most ``max_violation_rate`` of its eligible rows move the
-    wrong way by more than ``tolerance`` (probability). A check with no eligible rows
-    fails: it proved nothing.
+    wrong way by more than ``tolerance`` (probability). A check with no eligible rows is
+    not applicable (the data has no case of it); a model that does not read the
+    feature fails, since its direction is then nobody's guarantee.
     """
     rng = np.random.default_rng(seed)
     rows: np.ndarray | list[int] = (
@@ -135,7 +158,7 @@ def run_behaviour_checks(
     for check in checks:
         if check.feature not in model.features:
             # A model that does not read the feature proves nothing about its direction.
-            results.append(CheckResult(check.name, check.description, 0, 0, 1.0, 0.0, False))
+            results.append(CheckResult(check.name, check.description, 0, 0, None, 0.0, FAILED))
             continue
         j = model.features.index(check.feature)
         ok = check.eligible(X[:, j])
@@ -145,7 +168,10 @@ def run_behaviour_checks(
         wrong = -delta if check.direction > 0 else delta
         bad = wrong > tolerance
         n = int(ok.sum())
-        rate = float(bad.mean()) if n else 1.0
+        rate = float(bad.mean()) if n else None
+        status = (
+            NOT_APPLICABLE if rate is None else PASSED if rate <= max_violation_rate else FAILED
+        )
         results.append(
             CheckResult(
                 check.name,
@@ -154,7 +180,7 @@ def run_behaviour_checks(
                 int(bad.sum()),
                 rate,
                 max(float(wrong.max(initial=0.0)), 0.0) + 0.0,
-                n > 0 and rate <= max_violation_rate,
+                status,
             )
         )
     return BehaviourReport(tuple(results), tolerance, max_violation_rate)

@@ -9,12 +9,13 @@ snapshot_index, created_at, closed_at, won, and every model feature.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from leadscore.crm.attributes import Attribute
 from leadscore.features.featurize import (
     TS,
     build_feature_sources,
@@ -22,6 +23,7 @@ from leadscore.features.featurize import (
     model_frame,
     snapshot_entities,
 )
+from training.split import dated
 
 META_COLUMNS = (
     "deal_id",
@@ -107,9 +109,10 @@ def slice_warnings(
     return out
 
 
-def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+def canonical(frame: pd.DataFrame, attributes: Sequence[Attribute] = ()) -> pd.DataFrame:
     """Rows ordered by (closed_at, deal_id, snapshot_index), model columns typed as the model
-    expects: the same data in any row order or dtype trains the same model."""
+    expects: the same data in any row order or dtype trains the same model. The model
+    columns are the built-in features, then those of the custom ``attributes``."""
     meta = frame[list(META_COLUMNS)].copy()
     for c in (TS, "created_at", "closed_at"):
         meta[c] = pd.to_datetime(meta[c], utc=True).astype("datetime64[us, UTC]")
@@ -117,7 +120,7 @@ def canonical(frame: pd.DataFrame) -> pd.DataFrame:
         meta[c] = meta[c].astype(str)
     meta["snapshot_index"] = meta["snapshot_index"].astype(np.int32)
     meta["won"] = meta["won"].astype(np.int8)
-    out = pd.concat([meta, model_frame(frame)], axis=1)
+    out = pd.concat([meta, model_frame(frame, attributes)], axis=1)
     return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(
         drop=True
     )
@@ -131,20 +134,38 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+#: The window's word for a time no deal of the frame records (an export without dates).
+UNDATED_WINDOW = "undated"
+
+
 def data_window(frame: pd.DataFrame) -> dict[str, str]:
-    """First snapshot and first/last close of the frame, ISO 8601 in UTC."""
+    """First snapshot and first/last close of the frame's dated deals, ISO 8601 in UTC.
+
+    Undated deals (:func:`training.split.dated`) have no place in time, so they do not
+    stretch the window back to :data:`leadscore.crm.contract.UNDATED`; a frame with no
+    dated deal has the window :data:`UNDATED_WINDOW`.
+    """
+    known = frame[dated(frame)]
+
+    def iso(value: pd.Timestamp) -> str:
+        return UNDATED_WINDOW if pd.isna(value) else value.isoformat()
+
     return {
-        "first_snapshot": frame[TS].min().isoformat(),
-        "first_close": frame["closed_at"].min().isoformat(),
-        "last_close": frame["closed_at"].max().isoformat(),
+        "first_snapshot": iso(known[TS].min()),
+        "first_close": iso(known["closed_at"].min()),
+        "last_close": iso(known["closed_at"].max()),
     }
 
 
-def in_memory_frame(tables: Mapping[str, pd.DataFrame], every_days: int = 14) -> pd.DataFrame:
-    """The Feast training frame's shape, computed in memory (``features_as_of``), no store."""
+def in_memory_frame(
+    tables: Mapping[str, pd.DataFrame], every_days: int = 14, attributes: Sequence[Attribute] = ()
+) -> pd.DataFrame:
+    """The Feast training frame's shape, computed in memory (``features_as_of``), no store;
+    with the features of the custom ``attributes`` known before close."""
     entities = snapshot_entities(tables["deals"], every_days)
-    features = features_as_of(build_feature_sources(dict(tables)), entities)
-    return pd.concat([entities.reset_index(drop=True), model_frame(features)], axis=1)
+    sources = build_feature_sources(dict(tables), attributes=attributes)
+    features = features_as_of(sources, entities)
+    return pd.concat([entities.reset_index(drop=True), model_frame(features, attributes)], axis=1)
 
 
 def load_truth(path: Path) -> pd.DataFrame:

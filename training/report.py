@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from leadscore.csvsafe import write_csv
-from leadscore.features.catalog import FEATURES_BY_NAME
+from leadscore.features.catalog import features_by_name
 from training.evaluate import ECE_BINS, gain_curve, reliability_curve
 from training.result import TrainingResult
 
@@ -187,14 +187,22 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
     for name, end in (("train", "train_end"), ("valid", "valid_end"), ("test", "test_end")):
         d = data["deals"][name]
         lines.append(
-            f"| {name} | {data['split'][end]} | {d['won']:,} | {d['lost']:,} | {data['snapshots'][name]:,} |"
+            f"| {name} | {data['split'].get(end, 'random')} | {d['won']:,} | {d['lost']:,} | {data['snapshots'][name]:,} |"
         )
     lines += [
         "",
-        "Split by close time: the model learns from the earliest closed deals, validation (early "
-        "stopping, calibration) uses the next slice and the test slice is the most recently closed; "
-        "a deal's snapshots never span two slices.",
+        f"Split: {data['split'].get('note', 'split by close time')}. "
+        + (
+            "Each outcome's deals are shuffled with the seed and cut into the slices, so test "
+            "metrics say how the model ranks deals like those it learnt from, not how it does on "
+            "later ones"
+            if data["split"].get("method") == "random"
+            else "The model learns from the earliest closed deals, validation (early stopping, "
+            "calibration) uses the next slice and the test slice is the most recently closed"
+        )
+        + "; a deal's snapshots never span two slices.",
         "",
+        *_audit_section(ev),
         "## Model",
         "",
         f"- LightGBM binary classifier, {ev['model']['trees']} trees (early stopping, at most "
@@ -267,9 +275,11 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         "|---|---:|---:|---:|---|",
     ]
     for c in ev["behaviour"]["checks"].values():
+        rate = "-" if c["violation_rate"] is None else f"{c['violation_rate']:.2%}"
+        status = c.get("status", "passed" if c["passed"] else "failed")
+        verdict = {"passed": "yes", "failed": "NO"}.get(status, status)
         lines.append(
-            f"| {c['description']} | {c['rows']:,} | {c['violations']} | {c['violation_rate']:.2%} | "
-            f"{'yes' if c['passed'] else 'NO'} |"
+            f"| {c['description']} | {c['rows']:,} | {c['violations']} | {rate} | {verdict} |"
         )
     top = importance.head(15)
     lines += [
@@ -282,8 +292,9 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         "| feature | gain share | description |",
         "|---|---:|---|",
     ]
+    catalog = features_by_name(result.model.attributes)
     for row in top.itertuples():
-        feat = FEATURES_BY_NAME.get(row.feature)
+        feat = catalog.get(row.feature)
         lines.append(
             f"| `{row.feature}` | {row.gain_share:.1%} | {feat.description if feat else ''} |"
         )
@@ -305,6 +316,35 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         "the model with `leadscore.model.registry.load_scoring_model` to get served probabilities.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _audit_section(ev: dict[str, Any]) -> list[str]:
+    """The leakage audit: each flagged column with its evidence, excluded or kept and why."""
+    audit = ev.get("audit")
+    if audit is None:
+        return []
+    lines = [
+        "## Leakage audit",
+        "",
+        "Every input column of the stored deals and accounts was checked for signs that it is "
+        "known only after the outcome (present only for closed or open deals, constant within "
+        "one outcome, a date after close, a single-column ROC AUC of 0.95 or more, a name "
+        "that speaks of the outcome or the finished sales process).",
+        "",
+    ]
+    if audit["findings"]:
+        lines += ["| column | rule | evidence | decision |", "|---|---|---|---|"]
+        for f in audit["findings"]:
+            decision = f"kept: {f['kept']}" if f["kept"] else "excluded"
+            lines.append(
+                f"| `{f['table']}.{f['column']}` | {f['rule']} | {f['evidence']} | {decision} |"
+            )
+        left_out = ", ".join(f"`{f}`" for f in audit["excluded_features"]) or "none"
+        lines += ["", f"Features left out of the model: {left_out}."]
+    else:
+        lines.append("No column was flagged.")
+    lines += [f"- Not judged: {s}." for s in audit["not_judged"]]
+    return [*lines, ""]
 
 
 def _per_deal_section(ev: dict[str, Any]) -> list[str]:

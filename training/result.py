@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import SEED
+from leadscore.crm.leakage import LeakageAudit
 from leadscore.features.catalog import MONOTONE
 from leadscore.model.scoring_model import ScoringModel
 from training.behaviour import BehaviourReport
@@ -56,6 +57,9 @@ class TrainConfig:
     #: more than this (absolute), or by an odds ratio beyond ``warn_win_odds_ratio``, is reported.
     warn_win_rate_shift: float = 0.10
     warn_win_odds_ratio: float = 2.0
+    #: Train with the columns the leakage audit flags (``train --keep-flagged``), to
+    #: measure what a leak is worth; a run parameter, so such a model shows it.
+    keep_flagged: bool = False
 
     def lgb_params(self, features: Sequence[str]) -> dict[str, Any]:
         return {
@@ -104,3 +108,6 @@ class TrainingResult:
     behaviour: BehaviourReport
     calibration: CalibrationChoice
     config: TrainConfig
+    #: The leakage audit of the stored tables this model was trained from (``None`` when
+    #: the frame did not come from stored tables, e.g. a test frame).
+    audit: LeakageAudit | None = None

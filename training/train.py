@@ -38,8 +38,11 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from leadscore.config import CHALLENGER, CHAMPION, Settings, crash_point
-from leadscore.crm.ingest import stored_deals
-from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
+from leadscore.crm.attributes import Attribute, feature_attributes
+from leadscore.crm.contract import CLOSED_STATUSES, WON
+from leadscore.crm.ingest import load_stored, stored_deals
+from leadscore.crm.leakage import LeakageAudit, audit_tables, excluded_features
+from leadscore.features.catalog import model_catalog
 from leadscore.features.store import training_frame
 from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.registry import alias_version, mlflow_client
@@ -76,7 +79,7 @@ from training.registry import (
 )
 from training.report import write_report
 from training.result import TrainConfig, TrainingResult
-from training.split import SLICES, slice_masks, split_bounds
+from training.split import SLICES, choose_split, slice_masks
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +213,20 @@ def fit_and_evaluate(
     config: TrainConfig | None = None,
     truth: pd.DataFrame | None = None,
     progress: Progress = no_progress,
+    attributes: Sequence[Attribute] = (),
+    audit: LeakageAudit | None = None,
 ) -> TrainingResult:
     """Split by close time, train, calibrate, evaluate against baselines (and the oracle).
+
+    Features fed by a column the leakage ``audit`` excludes are left out of the model
+    (:func:`leadscore.crm.leakage.excluded_features`), so serving never asks for them;
+    the audit and the features it removed are in the evaluation under ``audit``.
+
+    Undated closed deals are left out of the time split and counted; with no dated closed
+    deal the split is random and says so (:func:`training.split.choose_split`).
+
+    The model's features are the catalog's, then those of the custom ``attributes``
+    known before close (``after_close`` ones never are); the model keeps those attributes.
 
     Raises :class:`training.data.InsufficientDataError` with fewer than
     ``config.min_class_deals`` won or lost deals overall, or in any slice fewer than
@@ -222,7 +237,9 @@ def fit_and_evaluate(
     """
     config = config or TrainConfig()
     with threadpool_limits(limits=config.num_threads):
-        result = _fit_and_evaluate(frame, feature_service, config, truth, progress)
+        result = _fit_and_evaluate(
+            frame, feature_service, config, truth, progress, attributes, audit
+        )
     progress("train", len(TRAIN_STEPS), len(TRAIN_STEPS), unit="steps")
     return result
 
@@ -233,12 +250,16 @@ def _fit_and_evaluate(
     config: TrainConfig,
     truth: pd.DataFrame | None,
     progress: Progress,
+    attributes: Sequence[Attribute] = (),
+    audit: LeakageAudit | None = None,
 ) -> TrainingResult:
     _step(progress, "split")
-    check_enough_data(frame, config.min_class_deals)
-    frame = canonical(frame)
-    bounds = split_bounds(frame, config.fractions)
+    attributes = feature_attributes(attributes)
+    frame = canonical(frame, attributes)
+    bounds = choose_split(frame, config.fractions, config.seed)
     masks = slice_masks(frame, bounds)
+    check_enough_data(frame[np.logical_or.reduce(list(masks.values()))], config.min_class_deals)
+    log.info("%s", bounds.note)
     parts = {name: frame[masks[name]] for name in SLICES}
     for name, part in parts.items():
         check_enough_data(
@@ -249,12 +270,20 @@ def _fit_and_evaluate(
     )
     for warning in warnings:
         log.warning("%s", warning)
-    features, categorical = list(MODEL_FEATURES), list(CATEGORICAL_FEATURES)
+    catalog = model_catalog(attributes)
+    features = [f.name for f in catalog]
+    categorical = [f.name for f in catalog if f.kind == "categorical"]
+    leaked = excluded_features(audit, features, attributes) if audit else []
+    if leaked:
+        log.warning("leakage audit: left out of the model: %s", ", ".join(leaked))
+    features = [f for f in features if f not in leaked]
+    categorical = [f for f in categorical if f not in leaked]
     _step(progress, "boosting and calibration")
     fitted = fit_scoring_model(
         parts["train"], parts["valid"], features, categorical, config, progress
     )
     model = fitted.model
+    model.attributes = tuple(a for a in attributes if a.feature not in leaked)
     _step(progress, "reason statistics")
     model.reason_stats = compute_reason_stats(parts["train"], features, model.categories)
     model.info = {
@@ -338,6 +367,8 @@ def _fit_and_evaluate(
     }
     if truth is not None:
         evaluation["at_creation"] = _at_creation(test, preds, truth)
+    if audit is not None:
+        evaluation["audit"] = {**audit.to_dict(), "excluded_features": leaked}
     _step(progress, "behaviour checks")
     behaviour = run_behaviour_checks(model, test, sample=config.behaviour_sample, seed=config.seed)
     evaluation["behaviour"] = behaviour.to_dict()
@@ -358,7 +389,16 @@ def _fit_and_evaluate(
         creation["channel_rate"]["roc_auc"] or float("nan"),
     )
     return TrainingResult(
-        model, frame, bounds, masks, preds, evaluation, behaviour, fitted.calibration, config
+        model,
+        frame,
+        bounds,
+        masks,
+        preds,
+        evaluation,
+        behaviour,
+        fitted.calibration,
+        config,
+        audit=audit,
     )
 
 
@@ -521,6 +561,8 @@ def train(
     config: TrainConfig | None = None,
     truth: pd.DataFrame | None = None,
     progress: Progress = no_progress,
+    attributes: Sequence[Attribute] = (),
+    audit: LeakageAudit | None = None,
 ) -> dict[str, Any]:
     """Fit, evaluate, log the run to MLflow and register the model as ``challenger``.
 
@@ -529,7 +571,7 @@ def train(
     test_uncalibrated, baselines, per_deal, at_creation when ``truth`` is given, behaviour). ``progress`` hears the training steps
     and then the MLflow run (task ``MLflow run``: report, model, registration).
     """
-    result = fit_and_evaluate(frame, feature_service, config, truth, progress)
+    result = fit_and_evaluate(frame, feature_service, config, truth, progress, attributes, audit)
     progress("MLflow run", 0, None, detail="report, model and registration")
     summary = log_training_run(settings, result)
     progress("MLflow run", 1, 1)
@@ -542,7 +584,28 @@ def train_from_store(
     truth_path: Path | None = None,
     progress: Progress = no_progress,
 ) -> dict[str, Any]:
-    """:func:`train` on the frame built from the Feast FeatureService over the stored deals."""
+    """:func:`train` on the frame built from the Feast FeatureService over the stored deals.
+
+    The leakage audit runs first on the stored deals and accounts; the columns it flags
+    are left out of the model unless the attribute keeps them, or ``config.keep_flagged``
+    keeps them all (to measure what the leak is worth; the audit is still reported).
+    """
     truth = load_truth(truth_path) if truth_path else None
-    tf = training_frame(settings, stored_deals(settings.crm_dir), progress=progress)
-    return train(settings, tf.frame, tf.feature_service, config, truth, progress)
+    deals = stored_deals(settings.crm_dir)
+    # Too few closed deals is the user's data, not a store failure: say how many there
+    # are before asking Feast for snapshots that could not train a model anyway.
+    closed = deals[deals["status"].isin(CLOSED_STATUSES)]
+    check_enough_data(pd.DataFrame({"deal_id": closed["deal_id"], "won": closed["status"] == WON}))
+    tf = training_frame(settings, deals, progress=progress)
+    audit = audit_tables(
+        {**load_stored(settings.crm_dir, ["accounts"]), "deals": deals}, tf.attributes
+    )
+    if config is not None and config.keep_flagged:
+        audit = audit.keeping_all(KEEP_FLAGGED_REASON)
+    return train(
+        settings, tf.frame, tf.feature_service, config, truth, progress, tf.attributes, audit
+    )
+
+
+#: Why flagged columns fed the model, when ``train --keep-flagged`` asked for it.
+KEEP_FLAGGED_REASON = "train --keep-flagged: every flagged column kept, for comparison only"

@@ -5,9 +5,10 @@ is generated from it (``leadscore contract > docs/crm_contract.md``; a test keep
 two equal), the validation schemas in
 :mod:`leadscore.crm.ingest` are built from it, and the synthetic generator writes exactly
 these columns. An export is a folder with one CSV or Parquet file per table, named
-after the table (``deals.csv`` or ``deals.parquet``). Only ``deals`` is mandatory;
-a missing table makes the features it feeds missing (NaN), never an error. Extra
-columns are kept in the stored tables and ignored by the features.
+after the table (``deals.csv`` or ``deals.parquet``). Only ``deals`` is mandatory,
+and of its columns only ``deal_id`` and ``status``; a missing table or column makes
+the features it feeds missing (NaN, :data:`MISSING_WITHOUT`), never an error and never
+a guess. Extra columns are kept in the stored tables and ignored by the features.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
+
+import pandas as pd
 
 ColumnType = Literal["string", "int", "float", "datetime"]
 
@@ -27,6 +30,11 @@ CLOSED_STATUSES: tuple[str, ...] = (WON, LOST)
 CONTACT_ROLES: tuple[str, ...] = ("economic_buyer", "champion", "influencer", "user", "other")
 ACTIVITY_TYPES: tuple[str, ...] = ("call", "email", "meeting", "visit", "demo", "quote")
 DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
+
+#: The moment of a deal without ``created_at``: "known since always". Its profile rows
+#: are stamped here, and a closed one gets its single training snapshot here, so no
+#: feature that needs the creation time (deal age, time in stage) is ever invented.
+UNDATED = pd.Timestamp("1970-01-01", tz="UTC")
 
 #: How far past the moment of ingest a time in an export may lie. An export is cut in
 #: whatever zone its CRM runs in, and times without a zone are read as UTC, so local
@@ -107,14 +115,27 @@ CONTACTS = Table(
 DEALS = Table(
     name="deals",
     key=("deal_id",),
-    meaning="Opportunities, open or closed. The only mandatory table.",
+    meaning="Opportunities, open or closed. The only mandatory table; only `deal_id` and "
+    "`status` are required. A deal without `created_at` is *undated*: its deal age and time in "
+    "stage are missing, and it is left out of a time split (see `closed_at`).",
     mandatory=True,
     references=(("account_id", "accounts", "account_id"),),
     columns=(
         Column("deal_id", "string", True, "Unique deal identifier."),
-        Column("account_id", "string", True, "Account the deal is with."),
+        Column(
+            "account_id",
+            "string",
+            False,
+            "Account the deal is with; empty for a lead without one (its account features and "
+            "account track record are missing).",
+        ),
         Column("owner_id", "string", False, "Sales rep who owns the deal."),
-        Column("created_at", "datetime", True, "When the deal was created."),
+        Column(
+            "created_at",
+            "datetime",
+            False,
+            "When the deal was created; empty when unknown (the deal is undated).",
+        ),
         Column("channel", "string", False, "Lead source (e.g. referral, web, event, partner)."),
         Column("product", "string", False, "Product or product line."),
         Column("amount", "float", False, "Deal value.", min_value=0),
@@ -131,8 +152,11 @@ DEALS = Table(
             "closed_at",
             "datetime",
             False,
-            "When the deal was won or lost; required when status is won or lost, "
-            "empty when open; not before created_at.",
+            "When the deal was won or lost; empty when open; not before created_at. A won or "
+            "lost deal without it (or without created_at) is undated: it feeds no account or "
+            "owner track record, and trains only when no closed deal is dated (then the split "
+            "is random, not out of time); when some are dated, undated closed deals are left "
+            "out of training and counted.",
         ),
     ),
 )
@@ -198,6 +222,43 @@ AFTER_DEAL_CREATION: dict[str, str] = {
 }
 
 
+#: What cannot be computed without a table, or a column of deals: these model features
+#: (names as in the feature catalog, ``*`` any text) are missing (NaN) for every deal
+#: scored, never guessed, and the rest are computed as usual. A test derives the same
+#: sets from the features themselves, so this list cannot drift from them.
+MISSING_WITHOUT: dict[str, tuple[str, ...]] = {
+    "accounts": ("industry", "region", "employee_count", "annual_revenue"),
+    "contacts": ("max_seniority", "n_senior_contacts", "senior_met"),
+    "deal_contacts": ("n_contacts", "max_seniority", "n_senior_contacts", "has_economic_buyer"),
+    "activities": (
+        "act_*",
+        "n_activities",
+        "share_inbound",
+        "median_reply_hours",
+        "first_visits",
+        "followup_visits",
+        "senior_met",
+        "days_since_last_activity",
+        "days_since_last_inbound",
+        "hours_awaiting_reply",
+    ),
+    "stage_history": ("stage_index", "stage_changes", "backward_moves", "days_in_stage", "stalls"),
+    "deals.account_id": (
+        "industry",
+        "region",
+        "employee_count",
+        "annual_revenue",
+        "account_prior_*",
+    ),
+    "deals.owner_id": ("owner_prior_*",),
+    "deals.created_at": ("deal_age_days",),
+    "deals.closed_at": ("account_prior_*", "owner_prior_*"),
+    "deals.channel": ("channel",),
+    "deals.product": ("product",),
+    "deals.amount": ("amount", "log_amount"),
+}
+
+
 def _duration(span: timedelta) -> str:
     """'1 day', '2 days', '15 minutes': a tolerance in words."""
     if span.total_seconds() % 86_400 == 0:
@@ -215,15 +276,19 @@ def contract_markdown() -> str:
         "Generated from `leadscore/crm/contract.py` by `leadscore contract`; do not edit by hand.",
         "",
         "An export is a folder with one file per table, `<table>.csv` or `<table>.parquet`.",
-        "Only `deals` is mandatory: a missing table makes the features it feeds missing (NaN).",
+        "Only `deals` is mandatory, and of its columns only `deal_id` and `status`: a missing",
+        "table or column makes the features it feeds missing (NaN, see the last section).",
         "Extra columns are kept and ignored. Times are ISO 8601; without a zone they are read as UTC.",
         f"A time more than {_duration(EXPORT_FUTURE_TOLERANCE)} after the moment of ingest is "
         "rejected as in the future.",
         "Enumerations are matched case-insensitively after trimming spaces. CSV files are UTF-8.",
         "",
         "`leadscore ingest` checks every row against this contract. A row that breaks it is",
-        "rejected with the file, row (1-based, header excluded), column, value and reason,",
-        "and listed in `features/data/rejects/rejects.csv`; all other rows are merged into the",
+        "rejected with the file, line, column, value and reason, and listed in",
+        "`features/data/rejects/rejects.csv`. The line is numbered as in the file: the header",
+        "is line 1, so the 10th data row is line 11, and a quoted value with a line break",
+        "moves the rows after it down; a Parquet file has no lines, so there it is the row",
+        "(the first row is row 1). All other rows are merged into the",
         "stored tables by key. Identical repeated rows count once; rows sharing a key but",
         "differing are all rejected. Re-running ingest on the same export changes nothing.",
         "",
@@ -248,4 +313,21 @@ def contract_markdown() -> str:
                 f"| `{c.name}` | {c.type} | {'yes' if c.required else 'no'} | {c.meaning}{extra} |"
             )
         lines.append("")
+    lines += [
+        "## What is missing without a table or column",
+        "",
+        "Nothing is invented for what an export lacks: these model features are missing (NaN)",
+        "for every deal, the model reads them as unknown, and everything else is computed as",
+        "usual (`*` stands for any text). A deal without `created_at` is undated: its profile",
+        f"counts as known since {UNDATED:%Y-%m-%d} (`UNDATED`), and a closed undated deal",
+        "trains on one snapshot there, where nothing with a time (stages, contacts, activities,",
+        "track records) is known yet. With no `activities` table, ranking has no dormant deals",
+        "and no follow-up flag: no activity logged is no evidence of silence.",
+        "",
+        "| without | missing features |",
+        "| --- | --- |",
+    ]
+    for what, features in MISSING_WITHOUT.items():
+        lines.append(f"| `{what}` | {', '.join(f'`{f}`' for f in features)} |")
+    lines.append("")
     return "\n".join(lines)

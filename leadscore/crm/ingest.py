@@ -11,10 +11,12 @@ Validation has two layers:
   tables and "not before the deal was created". They run on the rows whose columns
   passed, so a row with a malformed value reports that value, not its consequences.
 
-Every problem becomes a :class:`Reject` naming the file, the row, the column, the
-value as written and a plain reason. ``row`` is the 1-based data row number with the
-header excluded: row 1 is the first data row, i.e. line 2 of a CSV without embedded
-line breaks, and position 0 of a Parquet file. A row with any problem is left out;
+Every problem becomes a :class:`Reject` naming the file, the line, the column, the
+value as written and a plain reason. ``line`` is where the row starts as an editor
+numbers the file: in a CSV the header is line 1, so the first data row is line 2,
+and a quoted value with a line break (or a blank line) moves every later row down a
+line; a Parquet file has no lines, so there it is the row number, the first row being
+row 1 (:attr:`Reject.place` says which). A row with any problem is left out;
 all other rows are upserted by key into ``<crm_dir>/<table>.parquet``. Nothing is
 written before the whole export has been read and validated, and each file is
 replaced atomically, so a failing run never leaves a half-written store behind.
@@ -37,13 +39,15 @@ Decisions the rest of the pipeline relies on:
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from graphlib import TopologicalSorter
 from pathlib import Path
 
@@ -58,6 +62,14 @@ from pandera.engines import numpy_engine, pandas_engine
 from pandera.errors import ParserError, SchemaError, SchemaErrorReason, SchemaErrors
 
 from leadscore.config import crash_point
+from leadscore.crm.attributes import (
+    ATTRIBUTES_FILE,
+    Attribute,
+    AttributesError,
+    attributes_json,
+    read_attributes,
+    with_attributes,
+)
 from leadscore.crm.contract import (
     AFTER_DEAL_CREATION,
     CLOSED_STATUSES,
@@ -74,7 +86,7 @@ from leadscore.timeutil import as_utc, utc_now
 log = logging.getLogger(__name__)
 
 #: Columns of ``rejects.csv``, in order.
-REJECT_COLUMNS: tuple[str, ...] = ("table", "file", "row", "column", "value", "reason")
+REJECT_COLUMNS: tuple[str, ...] = ("table", "file", "line", "column", "value", "reason")
 REJECTS_FILE = "rejects.csv"
 
 _SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
@@ -109,11 +121,22 @@ class Reject:
 
     table: str
     file: str
-    #: 1-based data row number; the header is not counted.
-    row: int
+    #: Where the row starts in the file: a CSV's line (the header is line 1), a Parquet
+    #: file's row number (from 1).
+    line: int
     column: str
     value: str
     reason: str
+
+    @property
+    def place(self) -> str:
+        """Where to look: 'deals.csv line 11' or 'deals.parquet row 10'."""
+        return f"{self.file} {place_word(self.file)} {self.line}"
+
+
+def place_word(file: str) -> str:
+    """'line' for a text file, whose rows an editor numbers by line; 'row' for Parquet."""
+    return "row" if file.endswith(".parquet") else "line"
 
 
 @dataclass
@@ -129,6 +152,9 @@ class IngestResult:
     rejects: list[Reject]
     #: The export file of each table read.
     files: dict[str, Path] = field(default_factory=dict)
+    #: The custom attributes in effect after the run: the export's ``attributes.json``,
+    #: else the stored one (:mod:`leadscore.crm.attributes`).
+    attributes: tuple[Attribute, ...] = ()
 
     def nothing_stored(self, rejects_file: Path) -> NothingStoredError | None:
         """The error to raise when no deal is stored after this run, else None.
@@ -147,7 +173,7 @@ class IngestResult:
         first = next(r for r in self.rejects if r.table == DEALS.name)
         return NothingStoredError(
             f"all {read:,} rows of {name} were rejected, so nothing was stored (first "
-            f"problem: row {first.row}, {first.column} {first.value!r} {first.reason}); "
+            f"problem: {first.place}, {first.column} {first.value!r} {first.reason}); "
             f"every problem is listed in {rejects_file}"
         )
 
@@ -624,7 +650,6 @@ def _check_times(checked: _Checked, now: pd.Timestamp) -> None:
         return
     closed = rows["closed_at"].notna().to_numpy()
     final = rows["status"].isin(CLOSED_STATUSES).to_numpy()
-    checked.reject(final & ~closed, "closed_at", "is required when status is won or lost")
     checked.reject(~final & closed, "closed_at", "must be empty when status is open")
     before = (rows["closed_at"] < rows["created_at"]).to_numpy()
     checked.reject(before, "closed_at", "must not be before created_at")
@@ -681,8 +706,37 @@ def _table_order(names: Iterable[str]) -> list[str]:
     return [name for name in TopologicalSorter(graph).static_order() if name in wanted]
 
 
+def _record_lines(path: Path, rows: int) -> np.ndarray:
+    """The line each data row of a CSV starts on (header = line 1), by row position.
+
+    Usually row ``i`` is on line ``i + 2``: that holds when the file has exactly one line
+    per row plus the header, checked by counting line breaks. Otherwise (a quoted value
+    with a line break, blank lines, which the reader skips) the file is read once more
+    record by record, counting physical lines, as an editor shows them.
+    """
+    data = path.read_bytes()
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if lines == rows + 1:
+        return np.arange(rows, dtype=np.int64) + 2
+    starts: list[int] = []
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    before = 0
+    for record in reader:
+        if record:  # blank lines are skipped by the reader of the rows, as here
+            starts.append(before + 1)
+        before = reader.line_num
+    return np.asarray(starts[1 : rows + 1], dtype=np.int64)
+
+
+def _file_lines(path: Path, positions: np.ndarray, rows: int) -> np.ndarray:
+    """:attr:`Reject.line` of rows given by position: the CSV line, or the Parquet row."""
+    if place_word(path.name) == "row":
+        return positions + 1
+    return _record_lines(path, rows)[positions]
+
+
 def _rejects_frame(checked: Iterable[_Checked]) -> pd.DataFrame:
-    """All problems as one frame in ``rejects.csv`` layout, by table and row."""
+    """All problems as one frame in ``rejects.csv`` layout, by table and line."""
     parts = []
     for c in checked:
         if c.problems:
@@ -694,7 +748,7 @@ def _rejects_frame(checked: Iterable[_Checked]) -> pd.DataFrame:
                     {
                         "table": c.table.name,
                         "file": c.path.name,
-                        "row": problems["position"].to_numpy() + 1,
+                        "line": _file_lines(c.path, problems["position"].to_numpy(), len(c.raw)),
                         "column": problems["column"].to_numpy(),
                         "value": problems["value"].to_numpy(),
                         "reason": problems["reason"].to_numpy(),
@@ -703,7 +757,7 @@ def _rejects_frame(checked: Iterable[_Checked]) -> pd.DataFrame:
             )
     if not parts:
         return pd.DataFrame(
-            {n: pd.Series(dtype="int64" if n == "row" else object) for n in REJECT_COLUMNS}
+            {n: pd.Series(dtype="int64" if n == "line" else object) for n in REJECT_COLUMNS}
         )
     return pd.concat(parts, ignore_index=True)
 
@@ -718,17 +772,19 @@ def _validate(
     stored: Mapping[str, pd.DataFrame],
     now: pd.Timestamp,
     progress: Progress = no_progress,
+    attributes: Sequence[Attribute] = (),
 ) -> tuple[dict[str, _Checked], pd.DataFrame]:
     """Check every table, parents first; shared by :func:`validate_tables` and ingest.
 
-    ``progress`` counts rows (task ``validate export``), table by table.
+    ``progress`` counts rows (task ``validate export``), table by table. Declared
+    ``attributes`` are checked as optional columns of their table (numbers parsed).
     """
     done: dict[str, _Checked] = {}
     rows, total = 0, sum(len(frame) for _, frame in raw.values())
     for name in _table_order(raw):
         path, frame = raw[name]
         progress("validate export", rows, total, unit="rows", detail=path.name)
-        table = TABLES[name]
+        table = with_attributes(TABLES[name], attributes)
         checked = _column_checks(table, path, _prepare(table, path, frame))
         _check_duplicates(checked)
         _check_times(checked, now)
@@ -744,13 +800,17 @@ def validate_tables(
     raw: dict[str, tuple[Path, pd.DataFrame]],
     stored: dict[str, pd.DataFrame] | None = None,
     now: pd.Timestamp | None = None,
+    attributes: Sequence[Attribute] = (),
 ) -> tuple[dict[str, pd.DataFrame], list[Reject]]:
     """Validate raw export tables; return the valid typed rows per table and the rejects.
 
     ``stored`` tables satisfy references the export does not (see the module notes);
-    ``now`` (default: the current time; naive means UTC) bounds times in the future.
+    ``now`` (default: the current time; naive means UTC) bounds times in the future;
+    declared ``attributes`` are checked as columns of their table.
     """
-    checked, rejects = _validate(raw, stored or {}, utc_now() if now is None else as_utc(now))
+    checked, rejects = _validate(
+        raw, stored or {}, utc_now() if now is None else as_utc(now), attributes=attributes
+    )
     return {name: c.valid for name, c in checked.items()}, _as_rejects(rejects)
 
 
@@ -765,6 +825,46 @@ def load_stored(crm_dir: Path, names: Iterable[str] | None = None) -> dict[str, 
     """
     paths = {name: Path(crm_dir) / f"{name}.parquet" for name in (names or TABLES)}
     return {name: pd.read_parquet(path) for name, path in paths.items() if path.is_file()}
+
+
+def last_recorded_event(crm_dir: Path) -> pd.Timestamp | None:
+    """The latest time in the stored tables (any contract time column), None when none.
+
+    It is the export's clock: an export cut years ago says nothing about today, so
+    ranking and scoring default to this moment rather than now when it is well past
+    (:func:`leadscore.priority.rank.default_as_of`). Only the time columns are read,
+    and only when a stored file changed since the last call (the service asks per request).
+    """
+    files = []
+    for name in TABLES:
+        path = Path(crm_dir) / f"{name}.parquet"
+        if path.is_file():
+            stat = path.stat()
+            files.append((name, str(path), stat.st_mtime_ns, stat.st_size))
+    return _last_event(tuple(files))
+
+
+def historical_as_of(crm_dir: Path, now: pd.Timestamp) -> pd.Timestamp | None:
+    """The stored export's last recorded event when it is more than a day
+    (:data:`EXPORT_FUTURE_TOLERANCE`) before ``now``, else None (the export is current).
+
+    The default moment for ranking and scoring stored deals of a historical export.
+    """
+    last = last_recorded_event(crm_dir)
+    return last if last is not None and last < now - EXPORT_FUTURE_TOLERANCE else None
+
+
+@lru_cache(maxsize=8)
+def _last_event(files: tuple[tuple[str, str, int, int], ...]) -> pd.Timestamp | None:
+    """:func:`last_recorded_event` of these (table, path, mtime, size) files."""
+    latest: pd.Timestamp | None = None
+    for name, path, _, _ in files:
+        times = [c.name for c in TABLES[name].columns if c.type == "datetime"]
+        for _, column in pd.read_parquet(path, columns=times).items():
+            value = column.max()
+            if pd.notna(value) and (latest is None or value > latest):
+                latest = as_utc(value)
+    return latest
 
 
 def stored_deals(crm_dir: Path) -> pd.DataFrame:
@@ -854,6 +954,13 @@ def _replace_files(writers: Mapping[Path, Callable[[Path], None]]) -> None:
             temp.unlink(missing_ok=True)
 
 
+def _text_writer(text: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    return write
+
+
 def ingest_export(
     export_dir: Path,
     crm_dir: Path,
@@ -875,7 +982,14 @@ def ingest_export(
     """
     raw = read_export(Path(export_dir), progress)
     stored = load_stored(Path(crm_dir))
-    checked, rejects = _validate(raw, stored, utc_now() if now is None else as_utc(now), progress)
+    declared = (Path(export_dir) / ATTRIBUTES_FILE).is_file()
+    try:
+        attributes = read_attributes(Path(export_dir) if declared else Path(crm_dir))
+    except AttributesError as exc:
+        raise ExportError(str(exc)) from exc
+    checked, rejects = _validate(
+        raw, stored, utc_now() if now is None else as_utc(now), progress, attributes
+    )
 
     tables = dict(stored)
     counts: dict[str, dict[str, int]] = {}
@@ -897,6 +1011,10 @@ def ingest_export(
     rejects_path = Path(rejects_dir) / REJECTS_FILE
     shown = Path(rejects_shown_at or rejects_dir) / REJECTS_FILE
     writers[rejects_path] = lambda path: write_csv(rejects, path, encoding="utf-8")
+    if declared:  # beside the tables it describes, replaced with them
+        writers[Path(write_to or crm_dir) / ATTRIBUTES_FILE] = _text_writer(
+            attributes_json(attributes)
+        )
     _replace_files(writers)
     if len(rejects):
         log.warning("%d problems in %s, listed in %s", len(rejects), export_dir, shown)
@@ -905,4 +1023,5 @@ def ingest_export(
         counts=counts,
         rejects=_as_rejects(rejects),
         files={name: c.path for name, c in checked.items()},
+        attributes=attributes,
     )

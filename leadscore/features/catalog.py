@@ -16,10 +16,11 @@ is the short name used inside a reason.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from leadscore.crm.attributes import Attribute, feature_attributes
 from leadscore.crm.contract import ACTIVITY_TYPES, STAGES
 from leadscore.features.seniority import LABELS as SENIORITY_LABELS
 from leadscore.features.seniority import SENIOR_LEVEL, Seniority
@@ -36,6 +37,7 @@ View = Literal[
     "deal_timing",
     "account_history",
     "owner_history",
+    "deal_attributes",
 ]
 
 WINDOWS_DAYS: tuple[int, ...] = (7, 30, 90)
@@ -88,6 +90,9 @@ class Phrasing:
     noun: str = ""
     #: (text, condition) when the value is missing: what a missing value means here.
     missing: tuple[str, str] | None = None
+    #: A number read against the training deals: "Discount % is high (42)", where low,
+    #: mid-range or high is the training bin the value falls in.
+    relative: bool = False
 
 
 @dataclass(frozen=True)
@@ -577,3 +582,64 @@ MONOTONE: dict[str, Monotone] = {f.name: f.monotone for f in FEATURES if f.monot
 
 def features_of(view: View) -> list[Feature]:
     return [f for f in FEATURES if f.view == view]
+
+
+# ---------------------------------------------------------------- custom attributes
+#: What an ``anytime`` attribute's value means for training, in its description.
+ANYTIME_CAVEAT = (
+    "The export holds its last value, which for a closed deal may have been set after the "
+    "outcome was known; it is taken as known from the deal's creation."
+)
+
+
+def attribute_feature(attribute: Attribute) -> Feature:
+    """The catalog entry of a custom attribute known before close.
+
+    Attributes get no monotone constraint (nobody has a firm belief about a column
+    the catalog has never seen) and are phrased from their label: "Team is enterprise",
+    "Discount % is high (42)".
+    """
+    if not attribute.is_feature:
+        raise ValueError(f"attribute {attribute.name!r} is known after close: never a feature")
+    where = "the account" if attribute.table == "accounts" else "the deal"
+    known = (
+        "fixed when the deal is created."
+        if attribute.known == "creation"
+        else f"may change while the deal is open. {ANYTIME_CAVEAT}"
+    )
+    label = attribute.label
+    if attribute.kind == "categorical":
+        phrasing = Phrasing(
+            text=f"{label} is {{value}}",
+            condition=f"where {label} was {{value}}",
+            missing=(f"{label} not recorded", f"with no {label} recorded"),
+        )
+    else:
+        phrasing = Phrasing(
+            relative=True,
+            condition=f"with {label} of {{value}}",
+            missing=(f"{label} not recorded", f"with no {label} recorded"),
+        )
+    return Feature(
+        attribute.feature,
+        "deal_attributes",
+        attribute.kind,
+        label,
+        f"Custom attribute of {where} ({attribute.source or attribute.name}), {known}",
+        phrasing=phrasing,
+    )
+
+
+def attribute_features(attributes: Iterable[Attribute]) -> tuple[Feature, ...]:
+    """Catalog entries of the attributes that may be features (never ``after_close``)."""
+    return tuple(attribute_feature(a) for a in feature_attributes(attributes))
+
+
+def model_catalog(attributes: Iterable[Attribute] = ()) -> tuple[Feature, ...]:
+    """Every feature a model with these attributes may use: the built-in ones, then its own."""
+    return FEATURES + attribute_features(attributes)
+
+
+def features_by_name(attributes: Iterable[Attribute] = ()) -> dict[str, Feature]:
+    """Catalog entries by name for a model trained with ``attributes``."""
+    return {f.name: f for f in model_catalog(attributes)}

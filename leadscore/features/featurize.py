@@ -26,13 +26,14 @@ memory, for batch ranking and tests; a test proves it agrees with Feast.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.contract import CLOSED_STATUSES, WON
-from leadscore.features.catalog import FEATURES, MODEL_FEATURES
+from leadscore.crm.attributes import Attribute, feature_attributes
+from leadscore.crm.contract import CLOSED_STATUSES, UNDATED, WON
+from leadscore.features.catalog import model_catalog
 from leadscore.features.deal_state import (
     ACTIVITY_CODES,
     DAY,
@@ -69,7 +70,17 @@ VIEW_KEYS: dict[str, str] = {
     "deal_activity": "deal_id",
     "account_history": "account_id",
     "owner_history": "owner_id",
+    #: Only when the data declares custom attributes known before close (attribute_source).
+    "deal_attributes": "deal_id",
 }
+#: Views whose source exists only for some data: the others are always built.
+OPTIONAL_VIEWS: tuple[str, ...] = ("deal_attributes",)
+
+
+def views_of(sources: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """The join key of each view ``sources`` must hold: every view but an absent optional one."""
+    return {v: k for v, k in VIEW_KEYS.items() if v in sources or v not in OPTIONAL_VIEWS}
+
 
 _COMPETITOR_NONE = {"none", "no competitor", "no", "n/a", "na", "nobody", "无", "没有"}
 _COMPETITOR_UNKNOWN = {"", "unknown", "nan", "null", "?", "未知"}
@@ -117,18 +128,21 @@ def _last_per_timestamp(df: pd.DataFrame, key: str) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- feature sources
 def profile_source(deals: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.DataFrame:
-    """What the deal is, stamped at its creation.
+    """What the deal is, stamped at its creation (at :data:`UNDATED` when it has none).
 
     CRM exports carry only the current value of deal fields (amount, competitor),
     so these are taken as known from the start; see the model card's limitations.
+    An undated deal keeps ``deal_created_at`` missing, so its age is never invented;
+    a deal without an account has ``deal_account_id`` "" (no account, no track record).
     """
+    created = as_utc(_col(deals, "created_at"))
     df = pd.DataFrame(
         {
             "deal_id": deals["deal_id"].astype(str),
-            TS: as_utc(deals["created_at"]),
-            "deal_account_id": deals["account_id"].astype(str),
-            "deal_owner_id": _col(deals, "owner_id").fillna("").astype(str),
-            "deal_created_at": as_utc(deals["created_at"]),
+            TS: created.fillna(UNDATED),
+            "deal_account_id": _keys(deals, "account_id"),
+            "deal_owner_id": _keys(deals, "owner_id"),
+            "deal_created_at": created,
             "channel": normalise_category(_col(deals, "channel")),
             "competitor": normalise_competitor(_col(deals, "competitor")),
             "product": normalise_category(_col(deals, "product")),
@@ -200,7 +214,7 @@ def contacts_source(deal_contacts: pd.DataFrame, contacts: pd.DataFrame | None) 
 def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> pd.DataFrame:
     """Engagement after each activity, and again each time one leaves a count window."""
     if activities.empty:
-        return _empty_activity_source()
+        return _empty("deal_activity")
     deal_cat, t, order = _events(activities, "occurred_at", lambda v: seconds_up(_micros(v)))
     kind = activities["type"].astype(str).str.lower().map(ACTIVITY_CODES)
     direction = _col(activities, "direction").astype("string").str.lower()
@@ -275,14 +289,58 @@ def _history_source(deals: pd.DataFrame, key: str, prefix: str) -> pd.DataFrame:
     return _last_per_timestamp(df[cols], key)
 
 
+def attribute_values(attribute: Attribute, values: pd.Series) -> pd.Series:
+    """An attribute's values as the model reads them: categories normalised like the
+    built-in ones (``normalise_category``), numbers as float64 (not a number: missing).
+
+    Numbers arrive checked (ingest rejects a stored value that is not a number, the
+    scoring API one sent as text), so the coercion only maps empty to missing.
+    """
+    if attribute.kind == "categorical":
+        return normalise_category(values)
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def attribute_source(
+    deals: pd.DataFrame, accounts: pd.DataFrame | None, attributes: Iterable[Attribute]
+) -> pd.DataFrame:
+    """Custom attributes known before close, one row per deal, stamped at its creation.
+
+    An export holds no history of these values, so each is taken as known from the
+    deal's ``created_at`` (:data:`UNDATED` when the deal has none), like the profile.
+    That is exact for ``creation`` attributes; an ``anytime`` one holds its last value,
+    which may postdate the snapshot (see ``ANYTIME_CAVEAT`` in the catalog and the
+    leakage audit). Account attributes are joined through the deal's account.
+    ``after_close`` attributes are never features and are left out.
+    """
+    created = as_utc(_col(deals, "created_at")).fillna(UNDATED).astype("datetime64[us, UTC]")
+    df = pd.DataFrame({"deal_id": deals["deal_id"].astype(str), TS: created}).reset_index(drop=True)
+    account_ids = _col(deals, "account_id").astype("string")
+    acc = None
+    if accounts is not None and len(accounts):
+        acc = accounts.set_index(accounts["account_id"].astype(str))
+    for a in feature_attributes(attributes):
+        if a.table == "deals":
+            values = _col(deals, a.name)
+        elif acc is not None:
+            values = account_ids.map(_col(acc, a.name))
+        else:
+            values = pd.Series(np.nan, index=deals.index, dtype=object)
+        df[a.feature] = attribute_values(a, values.reset_index(drop=True))
+    return df.sort_values(["deal_id", TS], kind="stable").reset_index(drop=True)
+
+
 def build_feature_sources(
-    tables: Mapping[str, pd.DataFrame], progress: Progress = no_progress
+    tables: Mapping[str, pd.DataFrame],
+    progress: Progress = no_progress,
+    attributes: Sequence[Attribute] = (),
 ) -> dict[str, pd.DataFrame]:
     """Turn validated CRM tables into the feature source frames, one per feature view.
 
     Tables other than ``deals`` may be absent; the views they feed then have no rows
     and their features are missing (NaN) at retrieval. ``progress`` hears of each source
-    as it is built (task ``feature sources``).
+    as it is built (task ``feature sources``). The ``deal_attributes`` source is built
+    only when ``attributes`` (the stored ``attributes.json``) has one known before close.
     """
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
@@ -307,6 +365,10 @@ def build_feature_sources(
         "account_history": lambda: _history_source(deals, "account_id", "account"),
         "owner_history": lambda: _history_source(deals, "owner_id", "owner"),
     }
+    if feature_attributes(attributes):
+        builders["deal_attributes"] = lambda: attribute_source(
+            deals, tables.get("accounts"), attributes
+        )
     sources: dict[str, pd.DataFrame] = {}
     for name, build in builders.items():
         progress("feature sources", len(sources), len(builders), unit="sources", detail=name)
@@ -368,7 +430,7 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     ent[TS] = as_utc(ent[TS])
     ent["_row"] = np.arange(len(ent))
     out = ent.sort_values(TS, kind="stable")
-    for view, key in VIEW_KEYS.items():
+    for view, key in views_of(sources).items():
         src = sources[view]
         cols = [c for c in src.columns if c not in (key, TS)]
         right = src[[key, TS, *cols]].sort_values(TS, kind="stable")
@@ -391,32 +453,42 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     return out
 
 
-def model_frame(features: pd.DataFrame) -> pd.DataFrame:
-    """The model's inputs in catalog order: numbers as float64, categories as strings."""
+def model_frame(features: pd.DataFrame, attributes: Iterable[Attribute] = ()) -> pd.DataFrame:
+    """The model's inputs in catalog order: numbers as float64, categories as strings.
+
+    The built-in features first, then those of ``attributes`` known before close.
+    """
     frame = pd.DataFrame(index=features.index)
-    for f in FEATURES:
+    for f in model_catalog(attributes):
         col = features[f.name] if f.name in features else pd.Series(np.nan, index=features.index)
         if f.kind == "categorical":
             frame[f.name] = col.astype(object).where(col.notna(), None)
         else:
             frame[f.name] = pd.to_numeric(col, errors="coerce").astype("float64")
-    return frame[list(MODEL_FEATURES)]
+    return frame
 
 
 # ---------------------------------------------------------------- training entities
 def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
     """Moments at which closed deals are looked at while they were still open.
 
-    Each closed deal gets a snapshot at creation and every ``every_days`` after it,
-    strictly before it closed, labelled with its final outcome. Deals that closed the
-    instant they were created have no such moment and are left out.
+    Each dated closed deal (``created_at`` and ``closed_at`` known) gets a snapshot at
+    creation and every ``every_days`` after it, strictly before it closed, labelled with
+    its final outcome. Deals that closed the instant they were created have no such
+    moment and are left out. An undated closed deal has no open period to look at: it
+    gets the one snapshot 0, at its creation when known, else at :data:`UNDATED` (where
+    its profile rows are), with ``closed_at`` and ``created_at`` missing as in the CRM;
+    the split decides whether it trains (:func:`training.split.choose_split`).
     """
-    closed = deals[deals["status"].isin(CLOSED_STATUSES) & deals["closed_at"].notna()].copy()
+    closed = deals[deals["status"].isin(CLOSED_STATUSES)]
     # Exact microseconds: snapshot 0 must be at creation, not a fraction of a second before.
-    created = _micros(closed["created_at"])
-    close = _micros(closed["closed_at"])
+    created_at, closed_at = as_utc(_col(closed, "created_at")), as_utc(_col(closed, "closed_at"))
+    dated = (created_at.notna() & closed_at.notna()).to_numpy()
+    created = _micros(created_at.fillna(UNDATED))
+    close = _micros(closed_at.fillna(UNDATED))
     step = every_days * DAY * 1_000_000
     n = np.where(close > created, np.ceil((close - created) / step), 0).astype(np.int64)
+    n = np.where(dated, n, 1)
     idx = np.repeat(np.arange(len(closed)), n)
     k = np.arange(len(idx)) - np.repeat(np.cumsum(n) - n, n)
     snap = created[idx] + k * step
@@ -424,12 +496,12 @@ def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "deal_id": base["deal_id"].astype(str).to_numpy(),
-            "account_id": base["account_id"].astype(str).to_numpy(),
-            "owner_id": _col(base, "owner_id").fillna("").astype(str).to_numpy(),
+            "account_id": _keys(base, "account_id").to_numpy(),
+            "owner_id": _keys(base, "owner_id").to_numpy(),
             TS: pd.Series(snap.astype("datetime64[us]")).dt.tz_localize("UTC").to_numpy(),
             "snapshot_index": k.astype(np.int32),
-            "created_at": as_utc(base["created_at"]).to_numpy(),
-            "closed_at": as_utc(base["closed_at"]).to_numpy(),
+            "created_at": created_at.iloc[idx].to_numpy(),
+            "closed_at": closed_at.iloc[idx].to_numpy(),
             "won": base["status"].eq(WON).astype(np.int8).to_numpy(),
         }
     )
@@ -440,8 +512,8 @@ def scoring_entities(deals: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "deal_id": deals["deal_id"].astype(str).to_numpy(),
-            "account_id": deals["account_id"].astype(str).to_numpy(),
-            "owner_id": _col(deals, "owner_id").fillna("").astype(str).to_numpy(),
+            "account_id": _keys(deals, "account_id").to_numpy(),
+            "owner_id": _keys(deals, "owner_id").to_numpy(),
             TS: pd.Series([pd.Timestamp(as_of)] * len(deals), dtype="datetime64[us, UTC]"),
         }
     )
@@ -452,6 +524,13 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name] if name in df else pd.Series(np.nan, index=df.index, dtype=object)
 
 
+def _keys(df: pd.DataFrame, name: str) -> pd.Series:
+    """A join key column as text, "" where missing: a deal without an account or owner
+    matches no track record (never one keyed "None" or "nan")."""
+    values = _col(df, name)
+    return values.astype(object).where(values.notna(), "").astype(str)
+
+
 def _contact_seniority(contacts: pd.DataFrame | None) -> pd.Series | None:
     if contacts is None or "title" not in contacts:
         return None
@@ -460,38 +539,37 @@ def _contact_seniority(contacts: pd.DataFrame | None) -> pd.Series | None:
     )
 
 
-_EMPTY_COLUMNS: dict[str, list[str]] = {
-    "deal_stage": [
-        "stage_index",
-        "stage_changes",
-        "backward_moves",
-        "long_stays",
-        "stage_entered_at",
-    ],
-    "deal_contacts": ["n_contacts", "max_seniority", "n_senior_contacts", "has_economic_buyer"],
-}
-
-
 def _empty(view: str) -> pd.DataFrame:
-    if view == "deal_activity":
-        return _empty_activity_source()
-    df = pd.DataFrame({"deal_id": pd.Series(dtype=str), TS: pd.Series(dtype="datetime64[us, UTC]")})
-    for c in _EMPTY_COLUMNS[view]:
-        df[c] = pd.Series(dtype="datetime64[us, UTC]" if c.endswith("_at") else "float64")
-    return df
+    """The source of ``view`` with no rows, every column typed as a built one is.
+
+    Built from a one-event sample through the view's own builder, so its columns and
+    types cannot drift from the real source; Parquet then records a string key and
+    typed features, which Feast can join like any other source.
+    """
+    return _EMPTY_SAMPLES[view]().iloc[0:0].reset_index(drop=True)
 
 
-def _empty_activity_source() -> pd.DataFrame:
-    sample = activity_source(
+_SAMPLE_TIME = pd.Timestamp("2000-01-01", tz="UTC")
+_EMPTY_SAMPLES: dict[str, Callable[[], pd.DataFrame]] = {
+    "deal_stage": lambda: stage_source(
+        pd.DataFrame({"deal_id": ["x"], "stage": ["lead"], "entered_at": [_SAMPLE_TIME]})
+    ),
+    "deal_contacts": lambda: contacts_source(
+        pd.DataFrame(
+            {"deal_id": ["x"], "contact_id": ["c"], "role": ["user"], "added_at": [_SAMPLE_TIME]}
+        ),
+        pd.DataFrame({"contact_id": ["c"], "title": ["CEO"]}),
+    ),
+    "deal_activity": lambda: activity_source(
         pd.DataFrame(
             {
                 "deal_id": ["x"],
-                "occurred_at": [pd.Timestamp("2000-01-01", tz="UTC")],
+                "occurred_at": [_SAMPLE_TIME],
                 "type": ["call"],
                 "direction": ["inbound"],
                 "contact_id": ["c"],
             }
         ),
-        None,
-    )
-    return sample.iloc[0:0]
+        pd.DataFrame({"contact_id": ["c"], "title": ["CEO"]}),
+    ),
+}

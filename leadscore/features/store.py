@@ -10,20 +10,24 @@ import re
 import string
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
-from feast import FeatureStore, RepoConfig
+from feast import FeatureService, FeatureStore, RepoConfig
 from pydantic import ValidationError
 
 from leadscore.config import Settings, crash_point, feast_environment
-from leadscore.features.catalog import FEATURES_BY_NAME
-from leadscore.features.featurize import TS, VIEW_KEYS, snapshot_entities
+from leadscore.crm.attributes import Attribute, feature_attributes, read_attributes
+from leadscore.crm.contract import UNDATED
+from leadscore.features.catalog import FEATURES_BY_NAME, attribute_features
+from leadscore.features.featurize import OPTIONAL_VIEWS, TS, VIEW_KEYS, snapshot_entities
 from leadscore.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,10 @@ def write_sources(
     """Write feature source frames as Parquet, typed the way the Feast views declare them.
 
     Numbers become float64 (a missing value stays NaN all the way to the online
-    store), timestamps microsecond UTC (DuckDB cannot cast nanosecond zoned times).
+    store), timestamps microsecond UTC (DuckDB cannot cast nanosecond zoned times),
+    keys and categories text. The Parquet schema is given, not inferred: a source with
+    no rows (an export without activities) would otherwise get columns of type null,
+    which Feast cannot join to the entities' string keys.
     Each file is replaced atomically so a reader never sees half a source; ``leadscore
     ingest`` writes them into a new generation of the state, with the CRM tables, and
     commits all at once (:mod:`leadscore.pipeline_state`). ``progress`` counts rows
@@ -78,18 +85,23 @@ def write_sources(
         progress("write sources", sum(rows.values()), total, unit="rows", detail=view)
         key = VIEW_KEYS[view]
         out = pd.DataFrame({key: df[key].astype(str)})
+        fields = [pa.field(key, pa.string())]
         for col in df.columns:
             if col == key:
                 continue
             s = df[col]
             if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
                 out[col] = pd.to_datetime(s, utc=True).astype("datetime64[us, UTC]")
+                fields.append(pa.field(col, pa.timestamp("us", tz="UTC")))
             elif _is_text(col, s):
                 out[col] = s.astype(object).where(s.notna(), None)
+                fields.append(pa.field(col, pa.string()))
             else:
                 out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+                fields.append(pa.field(col, pa.float64()))
         tmp = sources_dir / f".{view}.parquet.tmp"
-        out.to_parquet(tmp, index=False)
+        table = pa.Table.from_pandas(out, schema=pa.schema(fields), preserve_index=False)
+        pq.write_table(table, tmp)
         os.replace(tmp, sources_dir / f"{view}.parquet")
         rows[view] = len(out)
         crash_point("ingest.source_written")
@@ -112,7 +124,11 @@ def apply_repo(settings: Settings, progress: Progress = no_progress) -> str:
     in the same process. ``progress`` hears its start and end (task ``feast apply``):
     nothing in between can be counted.
     """
-    missing = [v for v in VIEW_KEYS if not (settings.sources_dir / f"{v}.parquet").exists()]
+    missing = [
+        v
+        for v in VIEW_KEYS
+        if v not in OPTIONAL_VIEWS and not (settings.sources_dir / f"{v}.parquet").exists()
+    ]
     if missing:
         raise FeatureStoreError(
             f"feature sources missing in {settings.sources_dir}: {', '.join(missing)}; "
@@ -148,7 +164,7 @@ def materialize(
     Incremental by default: each run only reads source rows newer than the previous
     run's end, as recorded in the registry. ``full`` reloads the whole history, which
     is what a new or switched online store needs (the registry's record belongs to
-    the repo, not to one store). Every deal is loaded, closed ones too: recently lost
+    the repo, not to one store); a view's first run loads its whole history too. Every deal is loaded, closed ones too: recently lost
     deals are scored for revival.
 
     One view at a time, as Feast's local engine does anyway, so ``progress`` can count
@@ -157,13 +173,17 @@ def materialize(
     """
     end = end or datetime.now(UTC)
     store = open_store(settings)
-    views = [view.name for view in store.list_feature_views() if view.online and view.enabled]
+    online = [view for view in store.list_feature_views() if view.online and view.enabled]
+    views = [view.name for view in online]
+    # A view never loaded starts at UNDATED, not at Feast's default (its ttl before now),
+    # which would leave out undated deals and the older part of a historical export.
+    first = {view.name for view in online if view.most_recent_end_time is None}
     for done, view in enumerate(views):
         progress("materialize", done, len(views), unit="views", detail=view)
         with contextlib.redirect_stdout(io.StringIO()) as said:
-            if full:
+            if full or view in first:
                 store.materialize(
-                    start_date=datetime(1970, 1, 2, tzinfo=UTC), end_date=end, feature_views=[view]
+                    start_date=UNDATED.to_pydatetime(), end_date=end, feature_views=[view]
                 )
             else:
                 store.materialize_incremental(end_date=end, feature_views=[view])
@@ -176,6 +196,28 @@ def materialize(
 class TrainingFrame:
     frame: pd.DataFrame
     feature_service: str
+    #: The stored custom attributes known before close, whose features the frame holds.
+    attributes: tuple[Attribute, ...] = ()
+
+
+def feature_refs(
+    store: FeatureStore, feature_service: str, attributes: Sequence[Attribute]
+) -> FeatureService | list[str]:
+    """What to retrieve: the feature service, plus the ``deal_attributes`` features of
+    ``attributes`` known before close.
+
+    The service is a released, fixed set; custom attributes differ from one export to
+    the next, so their view (declared by the Feast repo from the stored
+    ``attributes.json``) is asked for by feature reference beside it.
+    """
+    service = store.get_feature_service(feature_service)
+    extra = [f"deal_attributes:{f.name}" for f in attribute_features(attributes)]
+    if not extra:
+        return service
+    refs = [
+        f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features
+    ]
+    return [*refs, *extra]
 
 
 def training_frame(
@@ -189,14 +231,16 @@ def training_frame(
     Rows keep the entity keys, the snapshot moment (``event_timestamp``), when the
     deal was created and closed, and the label ``won``; the rest are model features.
     Feast joins every snapshot in one query, so ``progress`` (task ``training set``)
-    hears the count before it and the end after it, not the rows in between.
+    hears the count before it and the end after it, not the rows in between. Custom
+    attributes known before close (the stored ``attributes.json``) are features too.
     """
     entities = snapshot_entities(deals, every_days or settings.snapshot_every_days)
     if entities.empty:
         raise FeatureStoreError("no closed deals to build training snapshots from")
     progress("training set", 0, len(entities), unit="snapshots", detail="point-in-time join")
     store = open_store(settings)
-    service = store.get_feature_service(settings.feature_service)
+    attributes = feature_attributes(read_attributes(settings.crm_dir))
+    service = feature_refs(store, settings.feature_service, attributes)
     entity_df = entities[["deal_id", "account_id", "owner_id", TS]].copy()
     entity_df["as_of"] = entity_df[TS]
     entity_df["_row"] = np.arange(len(entity_df), dtype=np.int64)
@@ -206,11 +250,17 @@ def training_frame(
     frame = pd.concat([joined.drop(columns=["_row", "as_of"]), meta], axis=1)
     progress("training set", len(frame), len(frame), unit="snapshots")
     log.info("training frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
-    return TrainingFrame(frame=frame, feature_service=settings.feature_service)
+    return TrainingFrame(
+        frame=frame, feature_service=settings.feature_service, attributes=attributes
+    )
 
 
 def online_features(
-    store: FeatureStore, feature_service: str, deal_ids: list[str], as_of: datetime
+    store: FeatureStore,
+    feature_service: str,
+    deal_ids: list[str],
+    as_of: datetime,
+    attributes: Sequence[Attribute] = (),
 ) -> pd.DataFrame:
     """Features of deals from the online store, with request-time features as of ``as_of``.
 
@@ -218,6 +268,7 @@ def online_features(
     views are keyed by them. Deals the store does not know come back with missing
     features rather than an error; callers decide what that means. The store is
     passed in open: opening one parses the registry, which costs more than a lookup.
+    ``attributes`` (the model's) add their ``deal_attributes`` features.
     """
     keys = store.get_online_features(
         features=["deal_profile:deal_account_id", "deal_profile:deal_owner_id"],
@@ -227,5 +278,5 @@ def online_features(
         {"deal_id": d, "account_id": a or "", "owner_id": o or "", "as_of": as_of}
         for d, a, o in zip(deal_ids, keys["deal_account_id"], keys["deal_owner_id"], strict=True)
     ]
-    service = store.get_feature_service(feature_service)
+    service = feature_refs(store, feature_service, attributes)
     return store.get_online_features(features=service, entity_rows=rows).to_df()

@@ -20,7 +20,7 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from leadscore.config import DEFAULT_GRADE_THRESHOLDS
-from leadscore.features.catalog import FEATURES_BY_NAME
+from leadscore.features.catalog import FEATURES_BY_NAME, Feature, features_by_name
 from leadscore.model.reasons import Phrasebook, is_missing
 from leadscore.model.scoring_model import Columns, ScoringModel
 
@@ -29,9 +29,9 @@ MIN_CONTRIBUTION = 0.01
 MAX_REASONS = 5
 
 
-def reason_feature(name: str) -> str:
+def reason_feature(name: str, features: Mapping[str, Feature] = FEATURES_BY_NAME) -> str:
     """The feature a reason about model feature ``name`` speaks of (its catalog ``explained_as``)."""
-    feature = FEATURES_BY_NAME.get(name)
+    feature = features.get(name)
     if feature is None or not feature.explained_as:
         return name
     return feature.explained_as
@@ -106,8 +106,10 @@ class Explainer:
         self.grade_thresholds = dict(grade_thresholds)
         self.max_reasons = max_reasons
         self.min_contribution = min_contribution
-        self.phrasebook = Phrasebook(model.reason_stats)
-        grouped = [reason_feature(name) for name in model.features]
+        #: The model's catalog: the built-in features and its custom attributes.
+        self.features = features_by_name(model.attributes)
+        self.phrasebook = Phrasebook(model.reason_stats, features=self.features)
+        grouped = [reason_feature(name, self.features) for name in model.features]
         self.reason_features = list(dict.fromkeys(grouped))
         position = {name: k for k, name in enumerate(self.reason_features)}
         #: (model features x reason features) 0/1 matrix: contributions @ group sums groups.
@@ -155,7 +157,7 @@ class Explainer:
         text, tooltip = self.phrasebook.phrase(name, value)
         return {
             "feature": name,
-            "label": FEATURES_BY_NAME[name].label,
+            "label": self.features[name].label,
             "value": None if is_missing(value) else value,
             "contribution": round(push, 4),
             "text": text,

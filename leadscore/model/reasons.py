@@ -98,8 +98,26 @@ def _exact(table: Mapping[float | str, str], feature: Feature, value: Any) -> st
 
 
 # ------------------------------------------------------------------ reason text
-def reason_text(feature: Feature, value: Value) -> str:
-    """What the deal looks like on this feature, in a few words."""
+def relative_level(feature: Feature, value: float, stats: Mapping[str, Any]) -> str | None:
+    """'low', 'mid-range' or 'high': where ``value`` falls among the training deals.
+
+    The first of the training bins (quantiles, see :mod:`leadscore.model.reason_stats`)
+    is low, the last high, any between mid-range; None without at least two bins.
+    """
+    edges = stats.get("numeric", {}).get(feature.name, {}).get("edges") or []
+    bins = len(edges) - 1
+    if bins < 2:
+        return None
+    i = int(np.searchsorted(np.asarray(edges[1:-1], dtype=float), value, side="right"))
+    return "low" if i == 0 else "high" if i == bins - 1 else "mid-range"
+
+
+def reason_text(feature: Feature, value: Value, stats: Mapping[str, Any] | None = None) -> str:
+    """What the deal looks like on this feature, in a few words.
+
+    ``stats`` (the model's ``reason_stats``) places a ``relative`` feature's value among
+    the training deals: "Discount % is high (42)".
+    """
     words = feature.phrasing
     if is_missing(value):
         if feature.kind == "categorical":
@@ -116,6 +134,9 @@ def reason_text(feature: Feature, value: Value) -> str:
         return words.below[1]
     if words.text:
         return _fill(words.text, format_value(feature, v))
+    level = relative_level(feature, v, stats) if words.relative and stats else None
+    if level is not None:
+        return f"{_capital(feature.label)} is {level} ({format_value(feature, v)})"
     if feature.is_count:
         return (
             _capital(_count(v, feature.label)) if v == 0 else f"{_capital(feature.label)}: {v:,.0f}"
@@ -204,15 +225,25 @@ def reason_tooltip(feature: Feature, value: Value, stats: Mapping[str, Any]) -> 
 
 # ------------------------------------------------------------------ cached entry point
 class Phrasebook:
-    """Text and tooltip per (feature, value) for one model's statistics, memoised."""
+    """Text and tooltip per (feature, value) for one model's statistics, memoised.
 
-    def __init__(self, stats: Mapping[str, Any], cache_size: int = 65_536) -> None:
+    ``features`` is the model's catalog (:func:`leadscore.features.catalog.features_by_name`
+    of its attributes); the built-in catalog by default.
+    """
+
+    def __init__(
+        self,
+        stats: Mapping[str, Any],
+        cache_size: int = 65_536,
+        features: Mapping[str, Feature] = FEATURES_BY_NAME,
+    ) -> None:
         self._stats = stats
+        self._features = features
         self._cached = lru_cache(maxsize=cache_size)(self._phrase)
 
     def _phrase(self, name: str, value: Value) -> tuple[str, str | None]:
-        feature = FEATURES_BY_NAME[name]
-        return reason_text(feature, value), reason_tooltip(feature, value, self._stats)
+        feature = self._features[name]
+        return reason_text(feature, value, self._stats), reason_tooltip(feature, value, self._stats)
 
     def phrase(self, name: str, value: Value) -> tuple[str, str | None]:
         """(text, tooltip) of a reason: the feature at this deal's value."""

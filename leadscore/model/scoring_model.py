@@ -21,6 +21,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from leadscore.crm.attributes import Attribute, attributes_document, parse_attributes
+
 CalibrationMethod = Literal["isotonic", "platt", "none"]
 #: Feature values by feature name, one entry per deal: the serving path's batch format.
 Columns = Mapping[str, Sequence[Any]]
@@ -79,6 +81,9 @@ class ScoringModel:
     reason_stats: dict[str, Any] = field(default_factory=dict)
     #: Free-form facts: feature service, data window, training fingerprint, versions.
     info: dict[str, Any] = field(default_factory=dict)
+    #: The custom attributes whose features (``Attribute.feature``) the model was trained
+    #: with: reasons phrase them from these, and serving knows which a deal may carry.
+    attributes: tuple[Attribute, ...] = ()
 
     def __post_init__(self) -> None:
         self._index = {f: i for i, f in enumerate(self.features)}
@@ -159,6 +164,7 @@ class ScoringModel:
             "calibration": self.calibration.to_dict(),
             "reason_stats": self.reason_stats,
             "info": self.info,
+            **(attributes_document(self.attributes) if self.attributes else {}),
         }
 
     @classmethod
@@ -170,4 +176,5 @@ class ScoringModel:
             calibration=Calibration.from_dict(meta["calibration"]),
             reason_stats=dict(meta.get("reason_stats", {})),
             info=dict(meta.get("info", {})),
+            attributes=parse_attributes("model metadata", meta) if "attributes" in meta else (),
         )

@@ -13,7 +13,9 @@ dataclass, overridable from the environment (``LEADSCORE_HEALTH_<FIELD>``, e.g.
   :data:`leadscore.features.catalog.STALL_DAYS` days, the current one included;
 * ``slow_replies``: ``median_reply_hours > max_reply_hours`` (24);
 * ``no_follow_up``: an unanswered customer message older than ``follow_up_days``
-  (14), or no activity for more than ``follow_up_days`` (deal age when there is none);
+  (14), or no activity for more than ``follow_up_days`` (deal age when there is none).
+  Only when activities are logged at all: an export without an activities table says
+  nothing about follow-up, so no deal gets the flag (nor becomes dormant);
 * ``low_activity``: ``act_total_30d`` below ``activity_ratio`` (0.5) times the median
   of won deals at the same stage. The reference medians are computed as the training
   data is built, from the stored CRM: snapshots of won deals while they were open (at
@@ -130,8 +132,14 @@ REASON_ACTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
-def quiet_days(features: pd.DataFrame) -> pd.Series:
-    """Days since anything happened on the deal: last activity, else its creation."""
+def quiet_days(features: pd.DataFrame, activities_logged: bool = True) -> pd.Series:
+    """Days since anything happened on the deal: last activity, else its creation.
+
+    Unknown (NaN) for every deal when no activities are logged (the CRM export has no
+    activities table): a deal with no logged activity there is not a quiet deal.
+    """
+    if not activities_logged:
+        return pd.Series(np.nan, index=features.index, dtype="float64")
     return features["days_since_last_activity"].fillna(features["deal_age_days"])
 
 
@@ -179,12 +187,17 @@ def _count(n: float, one: str, many: str) -> str:
 
 
 def risk_flags(
-    features: pd.DataFrame, thresholds: HealthThresholds, reference: Mapping[int, float]
+    features: pd.DataFrame,
+    thresholds: HealthThresholds,
+    reference: Mapping[int, float],
+    activities_logged: bool = True,
 ) -> list[list[Flag]]:
-    """Per deal (row of ``features``), the rules it breaks, most urgent first."""
+    """Per deal (row of ``features``), the rules it breaks, most urgent first.
+
+    ``activities_logged`` False (no activities table): no ``no_follow_up`` flag."""
     f = features.reset_index(drop=True)
     t = thresholds
-    quiet = quiet_days(f).to_numpy(dtype=float)
+    quiet = quiet_days(f, activities_logged).to_numpy(dtype=float)
     waiting_days = f["hours_awaiting_reply"].to_numpy(dtype=float) / 24.0
     stage = f["stage_index"].to_numpy(dtype=float)
     activity = f["act_total_30d"].fillna(0.0).to_numpy(dtype=float)

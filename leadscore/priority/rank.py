@@ -39,6 +39,14 @@ ones lost.
 filter matches a size band or an industry (as normalised: lower case, spaces as
 underscores), so ``--segment enterprise`` and ``--segment retail`` both work.
 
+**As of.** A list is ranked as of now, unless the stored export's last recorded event
+(:func:`leadscore.crm.ingest.historical_as_of`) is more than a day before now: a
+historical export
+is then ranked as of that moment, and the run says so (:func:`default_as_of`), since
+against today's clock every open deal would look abandoned. Without an activities
+table no deal is dormant and none is flagged for follow-up: nothing logged is no
+evidence of silence (:func:`leadscore.priority.health.quiet_days`).
+
 **Score history.** Every run writes its scores of every deal (before any filter) to
 ``score_history/run_date=YYYY-MM-DD/model_version=V/scores.parquet`` beside the list.
 One file per day and model: re-running the same day with the same model replaces it,
@@ -75,17 +83,18 @@ from leadscore.config import (
     Settings,
 )
 from leadscore.crm.contract import AFTER_DEAL_CREATION, LOST, OPEN, TABLES, WON
+from leadscore.crm.ingest import historical_as_of
 from leadscore.csvsafe import write_csv
 from leadscore.features.catalog import STAGE_LEVELS
 from leadscore.features.featurize import (
     TS,
-    VIEW_KEYS,
     build_feature_sources,
     features_as_of,
     model_frame,
     normalise_category,
     scoring_entities,
     stage_source,
+    views_of,
 )
 from leadscore.model.explain import Explainer, Explanation
 from leadscore.model.scoring_model import ScoringModel
@@ -219,7 +228,7 @@ class Filters:
 def select_candidates(
     deals: pd.DataFrame, as_of: pd.Timestamp, lost_window_days: float
 ) -> pd.DataFrame:
-    """Open deals created by ``as_of`` and deals lost within the window before it.
+    """Open deals created by ``as_of`` (or undated) and deals lost within the window before it.
 
     Their ``priority_group`` is ``active`` or ``recently lost``; dormancy needs the
     features, so :func:`listing` decides it.
@@ -227,7 +236,7 @@ def select_candidates(
     status = deals["status"].astype(str)
     created = pd.to_datetime(deals["created_at"], utc=True)
     closed = pd.to_datetime(deals["closed_at"], utc=True)
-    is_open = (status == OPEN) & (created <= as_of)
+    is_open = (status == OPEN) & ((created <= as_of) | created.isna())
     lost = (
         (status == LOST)
         & (closed <= as_of)
@@ -333,7 +342,7 @@ def latest_rows(
     memory and time.
     """
     out = {}
-    for view, key in VIEW_KEYS.items():
+    for view, key in views_of(sources).items():
         src = sources[view]
         known = src[[key, TS]][(src[TS] <= as_of).to_numpy()]
         out[view] = src.loc[known.groupby(key, sort=False)[TS].idxmax().to_numpy()].reset_index(
@@ -429,16 +438,19 @@ def listing(
     explained: Sequence[Explanation],
     flags: Sequence[Sequence[Flag]],
     dormant_days: float,
+    activities_logged: bool = True,
 ) -> pd.DataFrame:
-    """The list's rows for scored candidates: who, where, how likely, why, what to do."""
-    quiet = quiet_days(features).to_numpy(dtype=float)
+    """The list's rows for scored candidates: who, where, how likely, why, what to do.
+
+    Without an activities table (``activities_logged`` False) no deal is dormant."""
+    quiet = quiet_days(features, activities_logged).to_numpy(dtype=float)
     probability = np.array([e["probability"] for e in explained], dtype=float)
     amount = features["amount"].to_numpy(dtype=float)
     group = candidates[GROUP].to_numpy()
     return pd.DataFrame(
         {
             "deal_id": candidates["deal_id"].astype(str).to_numpy(),
-            "account_id": candidates["account_id"].astype(str).to_numpy(),
+            "account_id": candidates["account_id"].fillna("").astype(str).to_numpy(),
             "owner_id": candidates["owner_id"].fillna("").astype(str).to_numpy(),
             "channel": features["channel"].to_numpy(),
             "industry": features["industry"].to_numpy(),
@@ -501,6 +513,7 @@ def rank_deals(
     activity reference of the low-activity rule.
     """
     clock = _Clock()
+    logged = "activities" in tables
     candidates, wins = ranking_deals(tables["deals"], as_of, config)
     log.info("ranking %s deals as of %s", f"{len(candidates):,}", as_of.isoformat())
     progress("rank", 0, len(candidates), unit="deals", detail="activity reference")
@@ -513,16 +526,15 @@ def rank_deals(
     explainer = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons)
     rows, done, started = [], 0, time.perf_counter()
     for part, part_tables in batches(tables, candidates, config.batch_size):
-        features = candidate_features(
-            part_tables, {**build_feature_sources(part_tables), **records}, part, as_of
-        )
+        sources = {**build_feature_sources(part_tables, attributes=model.attributes), **records}
+        features = candidate_features(part_tables, sources, part, as_of)
         clock.lap("features")
         explained = explainer.explain(
-            {name: v.tolist() for name, v in model_frame(features).items()}
+            {name: v.tolist() for name, v in model_frame(features, model.attributes).items()}
         )
         clock.lap("score and explain")
-        flags = risk_flags(features, config.health, reference)
-        rows.append(listing(part, features, explained, flags, config.dormant_days))
+        flags = risk_flags(features, config.health, reference, logged)
+        rows.append(listing(part, features, explained, flags, config.dormant_days, logged))
         clock.lap("flags and next steps")
         done += len(part)
         log.info(
@@ -687,6 +699,24 @@ class RankRun:
     run_date: date
     paths: dict[str, Path]
     seconds: dict[str, float]
+    #: The moment of ranking, and why when it is not now (:func:`default_as_of`).
+    as_of: pd.Timestamp | None = None
+    as_of_note: str | None = None
+
+
+def default_as_of(crm_dir: Path, now: pd.Timestamp) -> tuple[pd.Timestamp, str | None]:
+    """The moment to rank or score stored deals at when none is given, and why if not ``now``.
+
+    ``now``, unless the export's last recorded event is more than a day before it
+    (:func:`leadscore.crm.ingest.historical_as_of`): a historical export is looked at as
+    of its own last event, and the sentence says so.
+    """
+    last = historical_as_of(crm_dir, now)
+    if last is None:
+        return now, None
+    return last, (
+        f"ranked as of {last:%Y-%m-%d}, the export's last recorded event; pass --as-of to change"
+    )
 
 
 def run_rank(
@@ -705,8 +735,11 @@ def run_rank(
 
     Every candidate is scored and recorded in the history; filters and ``top`` only
     shape the written list, so a filtered run never loses another owner's history.
+    ``as_of`` defaults to :func:`default_as_of`.
     """
-    as_of = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
+    note = None
+    if as_of is None:
+        as_of, note = default_as_of(settings.crm_dir, pd.Timestamp.now(tz="UTC"))
     tables = load_for_ranking(settings.crm_dir, as_of, config)
     scored = rank_deals(tables, model, as_of, config, settings.snapshot_every_days, progress)
     clock = time.perf_counter()
@@ -739,4 +772,6 @@ def run_rank(
         run_date,
         paths,
         scored.seconds,
+        as_of,
+        note,
     )

@@ -88,8 +88,8 @@ def test_rejects_csv_neutralises_the_values_the_crm_sent(tmp_path: Path) -> None
         export, tmp_path / "crm", tmp_path / "rejects", now=pd.Timestamp("2024-06-01", tz="UTC")
     )
     rejects = read_back(tmp_path / "rejects" / "rejects.csv")
-    values = dict(zip(rejects["row"], rejects["value"], strict=True))
-    assert values == {"1": "'=1+1", "2": "-5", "3": "'@SUM(A1)"}  # -5: a number, as written
+    values = dict(zip(rejects["line"], rejects["value"], strict=True))
+    assert values == {"2": "'=1+1", "3": "-5", "4": "'@SUM(A1)"}  # -5: a number, as written
     assert all(is_safe(cell) for cell in rejects.to_numpy().ravel())
 
 

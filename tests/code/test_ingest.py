@@ -147,13 +147,6 @@ BAD: list[tuple[str, dict[str, str], str, str, str]] = [
     ),
     (
         "deals",
-        {"deal_id": "D0014", "account_id": "A1", "created_at": "2024-01-01", "status": "won"},
-        "closed_at",
-        "",
-        "is required when status is won or lost",
-    ),
-    (
-        "deals",
         {
             "deal_id": "D0015",
             "account_id": "A1",
@@ -335,7 +328,8 @@ def expected_rejects(fmt: str) -> set[Reject]:
     out = set()
     for name, _, column, value, reason in BAD:
         rows[name] += 1
-        out.add(Reject(name, f"{name}.{fmt}", rows[name], column, value, reason.format(fmt=fmt)))
+        line = rows[name] + (1 if fmt == "csv" else 0)  # a CSV's header is line 1
+        out.add(Reject(name, f"{name}.{fmt}", line, column, value, reason.format(fmt=fmt)))
     return out
 
 
@@ -383,7 +377,7 @@ def test_rejects_file_lists_every_reject(tmp_path: Path) -> None:
     written = pd.read_csv(tmp_path / "rejects" / "rejects.csv", dtype=str, keep_default_na=False)
     assert tuple(written.columns) == REJECT_COLUMNS
     as_rejects = {
-        Reject(r.table, r.file, int(r.row), r.column, r.value, r.reason)
+        Reject(r.table, r.file, int(r.line), r.column, r.value, r.reason)
         for r in written.itertuples()
     }
     assert as_rejects == set(result.rejects)
@@ -395,13 +389,13 @@ def test_clean_run_writes_a_header_only_rejects_file(tmp_path: Path) -> None:
     assert (tmp_path / "rejects" / "rejects.csv").read_text().strip() == ",".join(REJECT_COLUMNS)
 
 
-def test_row_is_the_one_based_data_row_without_header(tmp_path: Path) -> None:
+def test_line_is_the_line_of_the_file_header_included(tmp_path: Path) -> None:
     deals = [dict(GOOD["deals"][0], deal_id=f"D{i}") for i in range(1, 4)]
     deals[1]["status"] = "bogus"
     export = write_export(tmp_path / "export", {"deals": deals})
     (reject,) = run(export, tmp_path).rejects
-    assert reject.row == 2
-    line = (export / "deals.csv").read_text().splitlines()[reject.row]  # line 0 is the header
+    assert reject.line == 3 and reject.place == "deals.csv line 3"
+    line = (export / "deals.csv").read_text().splitlines()[reject.line - 1]
     assert "bogus" in line
 
 
@@ -413,12 +407,12 @@ def test_a_row_reports_all_of_its_column_problems(tmp_path: Path) -> None:
         dict(GOOD["deals"][0], deal_id="", created_at="not a date"),
     ]
     rejects = run(write_export(tmp_path / "export", {"deals": deals}), tmp_path).rejects
-    assert {(r.row, r.column, r.reason) for r in rejects} == {
-        (1, "amount", "is not a number"),
-        (1, "status", "must be one of: open, won, lost"),
-        (2, "amount", "must be >= 0"),
-        (3, "deal_id", "is required"),
-        (3, "created_at", "is not a date"),
+    assert {(r.line, r.column, r.reason) for r in rejects} == {
+        (2, "amount", "is not a number"),
+        (2, "status", "must be one of: open, won, lost"),
+        (3, "amount", "must be >= 0"),
+        (4, "deal_id", "is required"),
+        (4, "created_at", "is not a date"),
     }
 
 

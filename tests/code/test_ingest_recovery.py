@@ -148,7 +148,7 @@ def test_a_first_export_whose_deals_are_all_rejected_stores_nothing_and_says_why
     assert "all 4 rows of deals.csv were rejected, so nothing was stored" in message
     assert "status 'bogus' must be one of" in message
     rejects = pd.read_csv(isolated_settings.rejects_dir / "rejects.csv")
-    assert set(rejects.loc[rejects["table"] == "deals", "row"]) == {1, 2, 3, 4}
+    assert set(rejects.loc[rejects["table"] == "deals", "line"]) == {2, 3, 4, 5}
     assert not list(isolated_settings.crm_dir.glob("*.parquet"))
     assert not list(isolated_settings.sources_dir.glob("*.parquet"))
 

@@ -80,7 +80,8 @@ def test_same_data_and_seed_give_the_same_model_and_metrics(frame, result):
 def test_modest_model_with_time_split_recorded(result):
     info = result.model.info
     assert 1 <= info["trees"] <= 300 == result.config.num_boost_round
-    assert set(info["split"]) == {"train_end", "valid_end", "test_end"}
+    assert {"train_end", "valid_end", "test_end", "method", "note"} <= set(info["split"])
+    assert info["split"]["method"] == "time" and info["split"]["undated_left_out"] == 0
     deals = {s: set(result.frame.loc[m, "deal_id"]) for s, m in result.masks.items()}
     assert not (deals["train"] & deals["test"]) and not (deals["valid"] & deals["test"])
 
