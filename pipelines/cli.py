@@ -38,10 +38,13 @@ app = typer.Typer(
     "a BentoML scoring service.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Docstrings are wrapped for the source; markdown joins their lines into paragraphs.
+    rich_markup_mode="markdown",
 )
 features_app = typer.Typer(
     help="Feast feature repo: apply definitions, materialize the online store.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(features_app, name="features")
 
@@ -184,10 +187,12 @@ def import_(
 
     The report (also written as import_report.json beside the export, every rejected row
     in import_rejects.csv) shows files, encodings and delimiters, column mapping, value
-    maps, dates, outcome rules, duplicates and rejected rows by file and line. Exits 2
-    when the mapping or the source cannot be used.
+    maps, dates, outcome rules, duplicates and rejected rows by file and line, and the
+    leakage audit of the deals and accounts stored (or, with --dry-run, that would be):
+    flagged columns with their evidence, which training leaves out unless the mapping
+    keeps them. Exits 2 when the mapping or the source cannot be used.
     """
-    from leadscore.crm.importer import check_export
+    from leadscore.crm.importer import audit_import, check_export
     from leadscore.crm.importer.mapping import MappingError, load_mapping
     from leadscore.crm.importer.read import SourceError
     from leadscore.crm.importer.report import (
@@ -212,13 +217,14 @@ def import_(
             else:
                 summary = run_ingest(out, settings, progress=progress)
                 checked, counts = contract_rejects(result, summary.rejects), summary.counts
+            audit, audited_rows = audit_import(result, out, checked)
     except (MappingError, SourceError, ImportFailure, ExportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     except StateBusyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    report = build_report(result, out, checked, counts, dry_run=dry_run)
+    report = build_report(result, out, checked, counts, dry_run, audit, audited_rows)
     import pandas as pd
 
     write_report(report, pd.concat([result.rejects, checked], ignore_index=True), out)

@@ -4,7 +4,9 @@
 (:func:`leadscore.priority.report.build_page`), from the ranked list the last ``leadscore rank``
 wrote and the stored CRM tables. The page is rendered again only when one of those
 files changes, so reloading it costs nothing while a rank run is hours away; until a
-ranked list exists the answer is 503 with what to run.
+ranked list exists the answer is 503 with what to run. The stored tables also decide
+whether the page says the list is ranked as of the export's last recorded event: a new
+ingest moves that event, and the page is rendered again.
 
 The service mounts :func:`create_app` at ``/leads``; on its own::
 

@@ -20,6 +20,7 @@ contact names, e-mails or phones, and errors end up in logs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
@@ -52,7 +53,7 @@ from leadscore.crm.contract import (
     STAGES,
     TABLES,
 )
-from leadscore.features.catalog import features_of
+from leadscore.features.catalog import attribute_feature, features_of
 from leadscore.features.featurize import attribute_values
 from leadscore.model.explain import Reason, ScoreWarning
 
@@ -214,6 +215,24 @@ ActivitySummaryIn: type[BaseModel] = create_model(  # type: ignore[call-overload
 )
 
 
+def _attribute_value(value: Any) -> Any:
+    """An attribute's value is text, a number or null.
+
+    Checked before the union is tried, so ``true``, a list or an object gets one problem
+    located at ``["attributes", name]`` instead of one per type tried (at
+    ``["attributes", name, "str"]`` and ``[..., "float"]``). Whether text or a number is
+    right depends on the served model (:func:`attribute_problems`).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if value is None or isinstance(value, str | float) or type(value) is int:
+        return value
+    raise ValueError("must be text (a category), a number or null")
+
+
+AttributeValue = Annotated[str | float | None, BeforeValidator(_attribute_value)]
+
+
 class DealIn(_Input):
     """A deal as the CRM holds it. Only ``deal_id``, ``account_id`` and ``created_at`` are required."""
 
@@ -253,7 +272,7 @@ class DealIn(_Input):
         description="Every stage the deal entered, with when (omitted: unknown, scored with a warning), "
         f"at most {MAX_DEAL_LIST_ITEMS:,}.",
     )
-    attributes: dict[str, str | float | None] | None = Field(
+    attributes: dict[str, AttributeValue] | None = Field(
         None,
         description="Custom attributes of the deal and its account that the model was trained "
         'with, by name: {"team": "enterprise", "discount_pct": 42}. Categories are text, '
@@ -574,6 +593,35 @@ def document_responses(spec: dict[str, Any]) -> dict[str, Any]:
             "description": "Not ready: the model is not loaded or the online store does not answer.",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }
+    return spec
+
+
+def document_attributes(spec: dict[str, Any], attributes: Sequence[Attribute]) -> dict[str, Any]:
+    """The spec with ``DealIn.attributes`` spelt out for the served model.
+
+    The request models are the same for every model, but each model has its own
+    attributes: /docs.json lists this one's by name, each with its kind (text or a
+    number), label and meaning from the catalog, and no other name (an unknown one is
+    refused, :func:`attribute_problems`).
+    """
+    field = spec["components"]["schemas"]["DealIn"]["properties"]["attributes"]
+    properties = {}
+    for a in attributes:
+        text = a.kind == "categorical"
+        properties[a.name] = {
+            "anyOf": [{"type": "string" if text else "number"}, {"type": "null"}],
+            "title": a.label,
+            "description": f"{a.label}, {'text' if text else 'a number'}. "
+            f"{attribute_feature(a).description}",
+        }
+    mapping = {"type": "object", "properties": properties, "additionalProperties": False}
+    field["anyOf"] = [mapping, {"type": "null"}]
+    known = (
+        f"This model's attributes: {', '.join(a.name for a in attributes)}."
+        if attributes
+        else "This model has no custom attributes: send none."
+    )
+    field["description"] = f"{field['description']} {known}"
     return spec
 
 

@@ -57,6 +57,7 @@ from serving.schemas import (
     ScoreWarning,
     attribute_columns,
     attribute_problems,
+    document_attributes,
     document_responses,
 )
 
@@ -375,9 +376,17 @@ class LeadScorer:
 
 
 def _documented_spec() -> dict[str, Any]:
-    """BentoML's OpenAPI spec of this service, with the answers it leaves out."""
+    """BentoML's OpenAPI spec of this service, with the answers it leaves out and the
+    served model's custom attributes.
+
+    Computed once per worker, on the first request for /docs.json; the packaged model
+    is read again for its attributes (the index app is mounted apart from the service
+    instance that holds it).
+    """
     spec: dict[str, Any] = LeadScorer.openapi_spec.asdict()  # type: ignore[attr-defined]
-    return document_responses(spec)
+    bento_model = LeadScorer.inner.bento_model.resolve()  # type: ignore[attr-defined]
+    model, _ = load_packaged(bento_model)
+    return document_attributes(document_responses(spec), model.attributes)
 
 
 def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Problem]:

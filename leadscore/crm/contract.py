@@ -8,7 +8,8 @@ these columns. An export is a folder with one CSV or Parquet file per table, nam
 after the table (``deals.csv`` or ``deals.parquet``). Only ``deals`` is mandatory,
 and of its columns only ``deal_id`` and ``status``; a missing table or column makes
 the features it feeds missing (NaN, :data:`MISSING_WITHOUT`), never an error and never
-a guess. Extra columns are kept in the stored tables and ignored by the features.
+a guess. Extra columns are kept in the stored tables; they become features only when
+``attributes.json`` declares them (:mod:`leadscore.crm.attributes`).
 """
 
 from __future__ import annotations
@@ -278,7 +279,10 @@ def contract_markdown() -> str:
         "An export is a folder with one file per table, `<table>.csv` or `<table>.parquet`.",
         "Only `deals` is mandatory, and of its columns only `deal_id` and `status`: a missing",
         "table or column makes the features it feeds missing (NaN, see the last section).",
-        "Extra columns are kept and ignored. Times are ISO 8601; without a zone they are read as UTC.",
+        "Extra columns of `deals` and `accounts` are kept; they become model features only when",
+        "`attributes.json` in the export declares them (kind, and when the value is known:",
+        "`creation`, `anytime` or `after_close`; `leadscore import` writes it from a mapping).",
+        "Times are ISO 8601; without a zone they are read as UTC.",
         f"A time more than {_duration(EXPORT_FUTURE_TOLERANCE)} after the moment of ingest is "
         "rejected as in the future.",
         "Enumerations are matched case-insensitively after trimming spaces. CSV files are UTF-8.",

@@ -8,6 +8,11 @@ closed deals: the funnel with the conversion between stages, and the win rate by
 channel, by competitor, by the most senior contact on the deal and by cycle length.
 Everything is in the one file, plotly.js included once, so it opens without a network.
 
+The page says the moment the list was ranked as of; when that is the stored export's last
+recorded event (a historical export, :func:`leadscore.priority.rank.default_as_of`), it
+says so in English and Chinese: days since the last activity and dormancy then count up
+to that moment, not to the day the page is read.
+
 The terminal table (``leadscore top``) is plain aligned text: a column's width is its
 display width, two cells for a wide (Chinese, Japanese, Korean) character, so names
 in any script line up.
@@ -32,7 +37,7 @@ from plotly.offline import get_plotlyjs
 
 from leadscore.config import REPORT_MAX_ROWS
 from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
-from leadscore.crm.ingest import load_stored
+from leadscore.crm.ingest import last_recorded_event, load_stored
 from leadscore.features.catalog import SENIORITY_LEVELS
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
 from leadscore.priority.rank import GROUP, PRIORITY_GROUPS, read_ranked
@@ -392,16 +397,24 @@ def _row(r: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render_page(
-    ranked: pd.DataFrame, tables: Mapping[str, pd.DataFrame], max_rows: int = DEFAULT_MAX_ROWS
+    ranked: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame],
+    max_rows: int = DEFAULT_MAX_ROWS,
+    last_event: pd.Timestamp | None = None,
 ) -> str:
-    """The managers' page: the first ``max_rows`` of the ranked list and the CRM charts."""
+    """The managers' page: the first ``max_rows`` of the ranked list and the CRM charts.
+
+    ``last_event``: the stored export's last recorded event
+    (:func:`leadscore.crm.ingest.last_recorded_event`); a list ranked as of exactly that
+    moment is said to be, since a reader would otherwise take its ages as of today.
+    """
     shown = ranked.head(max_rows)
     first = ranked.iloc[0] if len(ranked) else None
     counts = ranked[GROUP].value_counts()
+    as_of = pd.Timestamp(first["as_of"]) if first is not None else None
     return _template().render(
-        as_of=pd.Timestamp(first["as_of"]).strftime("%Y-%m-%d %H:%M UTC")
-        if first is not None
-        else "",
+        as_of=as_of.strftime("%Y-%m-%d %H:%M UTC") if as_of is not None else "",
+        as_of_last_event=as_of is not None and last_event is not None and as_of == last_event,
         model_version=first["model_version"] if first is not None else "",
         total=len(ranked),
         counts=[(g, int(counts.get(g, 0))) for g in PRIORITY_GROUPS],
@@ -415,7 +428,12 @@ def render_page(
 
 def build_page(source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> str:
     """The page from the ranked list in ``source`` and the CRM tables stored in ``crm_dir``."""
-    return render_page(read_ranked(source), load_stored(crm_dir, CHART_TABLES), max_rows)
+    return render_page(
+        read_ranked(source),
+        load_stored(crm_dir, CHART_TABLES),
+        max_rows,
+        last_recorded_event(crm_dir),
+    )
 
 
 def write_report(out: Path, source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> Path:

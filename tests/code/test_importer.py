@@ -276,6 +276,14 @@ def test_cli_dry_run_writes_the_report_and_stores_nothing(
     rejects = pd.read_csv(out / "import_rejects.csv")
     assert sorted(rejects["line"]) == [5, 6, 7, 8, 9, 11]
     assert not (settings.crm_dir / "deals.parquet").exists()
+    # Four deals are too few to judge by outcome or presence: the report says so.
+    assert report["leakage_audit"]["rows"] == {"deals": 4}
+    assert report["leakage_audit"]["not_judged"][:2] == [
+        "only 2 won and 1 lost deals (each needs 30): constant-within-outcome and "
+        "single-column AUC were not checked",
+        "1 open and 3 closed deals (each needs 30): presence only for closed or only for "
+        "open deals was not checked",
+    ]
 
 
 def test_cli_names_the_mapping_error_and_exits_2(small: tuple[Path, Path], tmp_path: Path) -> None:
@@ -389,3 +397,105 @@ def test_a_table_from_several_sources_maps_the_key_in_all_or_none(tmp_path: Path
     )
     with pytest.raises(MappingError, match=r"line 6: tables.activities.sources: map activity_id"):
         load_mapping(path)
+
+
+LEAK_MAPPING = """
+tables:
+  deals:
+    source: deals
+    columns: {deal_id: Id, created_at: Created, status: Status, closed_at: Closed, amount: Amount}
+    attributes:
+      rebate: {from: Rebate, kind: numeric, known: anytime}
+      territory: {from: Territory, kind: categorical, known: creation, keep: "set by the territory plan before the deal opens"}
+      region: {from: Region, kind: categorical, known: creation}
+"""
+#: Why the audit flags ``territory``, and the mapping keeps it anyway.
+TERRITORY_KEPT = "set by the territory plan before the deal opens"
+
+
+def leaky_export(folder: Path) -> Path:
+    """40 won, 40 lost and 40 open deals. ``rebate`` is 0 for every lost deal (a value set
+    at the loss), ``territory`` separates won from lost (kept by the mapping), ``region``
+    says nothing. One more lost deal has a rebate but closes before it was created: ingest
+    rejects it, and were it audited, 40 of 41 lost deals (98% is needed) would not flag."""
+    rows = ["Id,Created,Status,Closed,Amount,Rebate,Territory,Region"]
+    start = pd.Timestamp("2024-01-01")
+    for i in range(120):
+        status = ("won", "lost", "open")[i % 3]
+        created = start + pd.Timedelta(days=i)
+        closed = "" if status == "open" else f"{created + pd.Timedelta(days=20):%Y-%m-%d}"
+        rebate = {"won": i % 7 + 1, "lost": 0, "open": i % 5}[status]
+        territory = {"won": ("east", "north"), "lost": ("west", "south"), "open": ("east", "west")}
+        rows.append(
+            f"D{i},{created:%Y-%m-%d},{status},{closed},{1000 + i * 37 % 100 * 100},{rebate},"
+            f"{territory[status][i // 3 % 2]},{('EU', 'US', 'APAC', 'LATAM')[i // 3 % 4]}"
+        )
+    rows.append("D999,2024-06-01,lost,2024-05-01,1000,5,west,EU")  # line 122: closed < created
+    folder.mkdir()
+    (folder / "deals.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+def import_cli(settings_root: Path, source: Path, mapping: Path, *args: str) -> str:
+    settings = isolated(settings_root)
+    result = CliRunner().invoke(
+        app,
+        ["import", str(source), "--mapping", str(mapping), *args],
+        env={"LEADSCORE_FEATURE_REPO": str(settings.feature_repo)},
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_the_dry_run_report_names_the_planted_leak_with_evidence_and_the_kept_column(
+    tmp_path: Path,
+) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(LEAK_MAPPING, encoding="utf-8")
+    out = tmp_path / "out"
+    source = leaky_export(tmp_path / "src")
+    printed = import_cli(
+        tmp_path / "home", source, mapping, "--out", str(out), "--dry-run", "--json"
+    )
+    report = json.loads(printed)
+    assert json.loads((out / "import_report.json").read_text(encoding="utf-8")) == report
+    audit = report["leakage_audit"]
+    assert [(r["line"], r["rule"]) for r in report["rejects"]] == [
+        (122, "must not be before created_at")
+    ]
+    assert audit["rows"] == {"deals": 120}
+    assert audit["rows_of"] == "the rows this import would store"
+    found = {(f["column"], f["rule"]): f for f in audit["findings"]}
+    rebate = found[("rebate", "constant_within_outcome")]
+    assert rebate["evidence"] == "0 for 100% of 40 lost deals but for only 0% of 40 won deals."
+    assert rebate["kept"] is None
+    assert found[("territory", "single_column_auc")]["kept"] == TERRITORY_KEPT
+    assert audit["excluded_columns"] == ["rebate"]
+    assert audit["kept"] == {"territory": TERRITORY_KEPT}
+    assert "region" not in {f["column"] for f in audit["findings"]}
+    assert set(audit["audited"]["deals"]) == {"amount", "rebate", "territory", "region"}
+    assert audit["not_judged"] == []
+    assert "--keep-flagged" in audit["training"]
+
+
+def test_the_printed_import_report_lists_flagged_kept_and_what_training_does(
+    tmp_path: Path,
+) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(LEAK_MAPPING, encoding="utf-8")
+    text = import_cli(
+        tmp_path / "home", leaky_export(tmp_path / "src"), mapping, "--out", str(tmp_path / "out")
+    )
+    assert "leakage audit: 4 columns checked, 2 flagged, 1 excluded from training" in text
+    assert (
+        "  deals.rebate (excluded from training):\n"
+        "    [constant_within_outcome] 0 for 100% of 40 lost deals but for only 0% of 40 won "
+        "deals.\n"
+    ) in text
+    assert f"  deals.territory (kept: {TERRITORY_KEPT}):\n    [single_column_auc] alone" in text
+    assert "  audited: 120 deals (the rows this import stores)" in text
+    assert (
+        "flagged columns will be left out of training unless the mapping keeps them "
+        '(keep: "reason" on the attribute) or `leadscore train --keep-flagged` is used'
+    ) in text
+    assert text.rstrip().endswith("(ingested)")

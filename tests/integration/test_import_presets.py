@@ -82,6 +82,10 @@ def test_preppin_through_ingest_accounts_for_every_row_with_source_lines(tmp_pat
     assert (first["line"], first["column"]) == (2, "CreatedDate (entered_at)")
     assert first["value"] == "06/04/2022"  # as written in the source, not as parsed
     assert summary.counts["deals"]["valid"] == 219
+    # Counted by rule, not by each deal's creation time that ends the message.
+    assert report["rejects_by_rule"] == [
+        {"table": "stage_history", "rule": "is before the deal's created_at", "rows": 43}
+    ]
 
 
 def test_datacloud_bom_files_and_tasks_without_a_deal(tmp_path: Path) -> None:

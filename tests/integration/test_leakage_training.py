@@ -87,7 +87,6 @@ def ibm_as_deals() -> tuple[pd.DataFrame, list[Attribute]]:
     return deals, attributes
 
 
-@pytest.mark.skipif(not IBM_FILE.is_file(), reason=f"{IBM_FILE} is not on this machine")
 def test_the_audit_finds_ibms_post_hoc_columns_by_itself() -> None:
     deals, attributes = ibm_as_deals()
     audit = audit_tables({"deals": deals}, attributes)

@@ -5,15 +5,17 @@ line) and its plain-text rendering. It answers the questions a data scientist as
 an import before trusting it: which encoding and delimiter were read, which source
 column became which contract column and which were left out, which words the value
 maps turned into what and which matched nothing, how dates were read, what the outcome
-rules did (in words, with counts), which rows repeat, and every rejected row by file,
-line as numbered in the file, column, value and rule. The accounting closes per table:
+rules did (in words, with counts), which rows repeat, every rejected row by file,
+line as numbered in the file, column, value and rule, and what the leakage audit made of
+the deals and accounts this import stores (flagged columns with their evidence, kept ones
+with the mapping's reason, what it could not judge). The accounting closes per table:
 ``read = stored + rejected + duplicates``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,21 @@ from leadscore.crm.importer.run import (
     source_place,
     source_values,
 )
+from leadscore.crm.leakage import LeakageAudit
 from leadscore.csvsafe import write_csv
 
 REPORT_FILE = "import_report.json"
 REJECTS_FILE = "import_rejects.csv"
 #: Rejected rows listed in the report itself; all of them are in ``import_rejects.csv``.
+#: An ISO time at the end of a reject's rule, the row's own value.
+_ROW_TIME = r"\s+\d{4}-\d{2}-\d{2}T[\d:.]+Z?$"
+
 REPORT_REJECTS = 100
+#: What the audit's verdicts mean for training, said under them.
+LEAKAGE_TRAINING = (
+    "flagged columns will be left out of training unless the mapping keeps them "
+    '(keep: "reason" on the attribute) or `leadscore train --keep-flagged` is used'
+)
 
 
 def contract_rejects(result: ImportResult, rejects: Sequence[Any]) -> pd.DataFrame:
@@ -78,13 +89,17 @@ def build_report(
     checked: pd.DataFrame | None = None,
     contract_counts: dict[str, dict[str, int]] | None = None,
     dry_run: bool = False,
+    audit: LeakageAudit | None = None,
+    audited_rows: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dictionary.
 
     ``checked``: contract rejects from ingest (or its dry-run validation), already in
     source terms (:func:`contract_rejects`); ``contract_counts``: per table, ``valid``,
     ``rejected`` and ``duplicates`` of those checks (ingest's counts). Without them the
-    report covers the import alone.
+    report covers the import alone. ``audit``: the leakage audit of the rows stored (or
+    that would be), ``audited_rows`` their number per table
+    (:func:`leadscore.crm.importer.audit_import`); ``None`` when it did not run.
     """
     checked = checked if checked is not None else pd.DataFrame(columns=list(REJECT_COLUMNS))
     rejects = (
@@ -148,8 +163,11 @@ def build_report(
             "notes": t.notes,
             "outcome_rules": t.outcome,
         }
+    # A rule's message may end with the row's own value ("is before the deal's created_at
+    # 2022-05-31T00:00:00Z"): counted by the rule, not by every distinct time.
+    rules = rejects.assign(rule=rejects["rule"].str.replace(_ROW_TIME, "", regex=True))
     by_rule = (
-        rejects.groupby(["table", "rule"])
+        rules.groupby(["table", "rule"])
         .size()
         .sort_values(ascending=False)
         .reset_index(name="rows")
@@ -189,6 +207,14 @@ def build_report(
         "rejects_by_rule": by_rule.to_dict("records"),
         "rejects": rejects.head(REPORT_REJECTS).to_dict("records"),
         "rejects_file": str(export_dir / REJECTS_FILE) if export_dir else None,
+        "leakage_audit": None
+        if audit is None
+        else {
+            "rows": dict(audited_rows or {}),
+            "rows_of": f"the rows this import {'would store' if dry_run else 'stores'}",
+            **audit.to_dict(),
+            "training": LEAKAGE_TRAINING,
+        },
     }
 
 
@@ -259,4 +285,11 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         out.append(f"  {r['file']} line {r['line']}, {r['column']}={r['value']!r}: {r['rule']}")
     if report["rejects_file"] and report["rejected_rows"]:
         out.append(f"every rejected row: {report['rejects_file']}")
+    audit = report.get("leakage_audit")
+    if audit is not None:
+        rows = ", ".join(f"{n:,} {name}" for name, n in audit["rows"].items())
+        out += audit["lines"]
+        out.append(f"  audited: {rows} ({audit['rows_of']})")
+        if audit["findings"]:
+            out.append(f"  {audit['training']}")
     return out
