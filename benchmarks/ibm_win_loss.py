@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from leadscore.config import PROJECT_ROOT
+from real_data import leadscore, private_environment  # this folder: run as a script
 
-DATA = PROJECT_ROOT.parent / "shared" / "datasets" / "ibm-sales-win-loss"
+from leadscore.config import PROJECT_ROOT, datasets_dir
+
+DATA = datasets_dir() / "ibm-sales-win-loss"
 SOURCE = DATA / "WA_Fn-UseC_-Sales-Win-Loss.csv"
 MAPPING = PROJECT_ROOT / "benchmarks" / "ibm_win_loss.yaml"
 PUBLISHED = {"name": "best published: random forest, all columns", "roc_auc": 0.90}
@@ -37,35 +33,17 @@ PUBLISHED = {"name": "best published: random forest, all columns", "roc_auc": 0.
 
 def _leadscore(args: list[str], env: dict[str, str]) -> str:
     """Run ``leadscore ARGS`` as a user would; its stdout (logs go to stderr)."""
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("leadscore")), *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = leadscore(args, env)
     if done.returncode != 0:
         raise SystemExit(f"leadscore {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 
 def run(seed: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="ibm_win_loss_") as tmp:
-        root = Path(tmp)
-        repo = root / "features"
-        repo.mkdir()
-        for path in (PROJECT_ROOT / "features").iterdir():
-            if path.suffix in (".py", ".yaml") or path.name == ".feastignore":
-                shutil.copy2(path, repo / path.name)
-        env = {
-            **os.environ,
-            "LEADSCORE_FEATURE_REPO": str(repo),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns.db'}",
-            "LEADSCORE_SEED": str(seed),
-        }
+    with private_environment(seed) as (repo, env):
+        export = repo.parent / "export"
         imported = _leadscore(
-            ["import", str(SOURCE), "--mapping", str(MAPPING), "--out", str(root / "export")], env
+            ["import", str(SOURCE), "--mapping", str(MAPPING), "--out", str(export)], env
         )
         _leadscore(["features", "apply"], env)
         audited = json.loads(_leadscore(["train", "--json"], env))

@@ -20,6 +20,18 @@ from typing import Final
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+
+def datasets_dir() -> Path:
+    """The shared real CRM datasets that tests and benchmarks read in place.
+
+    ``../shared/datasets`` beside the checkout, or ``LEADSCORE_DATASETS``. They are never
+    copied into the project (their licences and sizes vary; see each SOURCE.md).
+    """
+    if v := os.environ.get("LEADSCORE_DATASETS"):
+        return Path(v)
+    return PROJECT_ROOT.parent / "shared" / "datasets"
+
+
 #: One name everywhere: the registered MLflow model, the BentoML model and the service.
 MODEL_NAME = "lead_scorer"
 FEATURE_SERVICE = "lead_scoring_v1"

@@ -16,6 +16,9 @@ leave in the stored tables, on every import and every training run:
   ROC AUC of 0.95 or more. Numbers are ranked as they are; a category is scored by its
   win rate *out of fold* (learned on the other folds), so a column of unique ids,
   whose every value is unseen out of fold, scores 0.5 instead of a memorised 1.0;
+* ``decisive_values``: values of a category that (nearly) decide the outcome, won 95%
+  or 5% of the time or less, cover a quarter of the closed deals: a sales team's status
+  note, whose AUC alone can stay under 0.95 because a third of the deals have none;
 * ``named_after_outcome``: an extra column whose name speaks of the outcome or of the
   finished sales process (close, won/lost, elapsed days, days in stage, stage changes,
   total days). Tables of closed deals only, without dates (a flat win/loss table),
@@ -84,6 +87,16 @@ AUC_FOLDS = 5
 AUC_PRIOR_WEIGHT = 10.0
 AUC_SEED = 0
 
+#: A value *decides* the outcome when deals with it (at least DECISIVE_MIN_DEALS) win at
+#: most DECISIVE_RATE or at least 1 - DECISIVE_RATE of the time; a categorical column
+#: whose deciding values cover DECISIVE_SHARE of the closed deals is flagged. A sales
+#: team's status note ("Will revert after reading the email": 97% won; "Ringing": 3%) is
+#: written while and after the outcome is settled; honest categories (a lead source, an
+#: industry) shift the odds without deciding them for a quarter of all deals.
+DECISIVE_RATE = 0.05
+DECISIVE_MIN_DEALS = 20
+DECISIVE_SHARE = 0.25
+
 #: Words that speak of the outcome or the finished sales process, and how they read.
 _OUTCOME_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), meaning)
@@ -93,7 +106,11 @@ _OUTCOME_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\belapsed\b", "time elapsed"),
         (r"\b(days?|time|duration) in (the )?(sales )?stage\b", "time spent in a stage"),
         (r"\bstage (change|changes|count|duration|age)\b", "stage changes"),
-        (r"\btotal (days|time|duration)\b", "the total length of the sales cycle"),
+        # "total days" / "total time to close", not "total time spent on the website".
+        (
+            r"\btotal (days|duration)\b|\btotal time (in|to|through|until)\b",
+            "the total length of the sales cycle",
+        ),
         (r"\b(sales )?cycle (length|days|time)\b", "the length of the sales cycle"),
         (r"(成交|赢单|输单|丢单|结单|关单|成单|关闭|结果)", "the outcome"),
     )
@@ -108,7 +125,7 @@ class Finding:
     table: str
     column: str
     #: "only_closed" | "only_open" | "constant_within_outcome" | "after_close_time"
-    #: | "single_column_auc" | "named_after_outcome"
+    #: | "single_column_auc" | "decisive_values" | "named_after_outcome"
     rule: str
     #: One plain sentence with the numbers.
     evidence: str
@@ -337,6 +354,40 @@ def _after_close(col: _Column, times: pd.Series, closed_at: pd.Series) -> list[F
     ]
 
 
+def _decisive(col: _Column, y: np.ndarray) -> list[Finding]:
+    """Categories whose deals (nearly) all won or all lost, covering many closed deals."""
+    if col.numeric or not len(y):
+        return []
+    present = _present(col.values)
+    keys = col.values.astype("string").str.strip().to_numpy(dtype=object)[present]
+    stats = (
+        pd.DataFrame({"value": keys, "won": y[present]})
+        .groupby("value")["won"]
+        .agg(["size", "mean"])
+    )
+    deciding = stats[
+        (stats["size"] >= DECISIVE_MIN_DEALS)
+        & ((stats["mean"] <= DECISIVE_RATE) | (stats["mean"] >= 1 - DECISIVE_RATE))
+    ]
+    share = float(deciding["size"].sum()) / len(y)
+    if share < DECISIVE_SHARE:
+        return []
+    examples = "; ".join(
+        f"{_shown(value)} won {_pct(row['mean'])} of {int(row['size']):,}"
+        for value, row in deciding.sort_values("size", ascending=False).head(3).iterrows()
+    )
+    return [
+        Finding(
+            col.table,
+            col.name,
+            "decisive_values",
+            f"{len(deciding):,} of its values nearly decide the outcome (won at most "
+            f"{_pct(DECISIVE_RATE)} or at least {_pct(1 - DECISIVE_RATE)} of the time) and cover "
+            f"{_pct(share)} of {len(y):,} closed deals: {examples}.",
+        )
+    ]
+
+
 def _single_auc(col: _Column, y: np.ndarray) -> tuple[float, str] | None:
     """The column's ROC AUC alone (either direction) and how it was scored, in words;
     ``None`` with too few won or lost deals that have a value."""
@@ -503,6 +554,8 @@ def audit_tables(
             scored = _single_auc(sub, y_all[on_closed])
             if not found:  # a column constant within an outcome has a trivially high AUC
                 found += _auc(sub, scored)
+            if not found:
+                found += _decisive(sub, y_all[on_closed])
         if dated and not col.numeric:
             times = _datetimes(col.values)
             if times is not None:

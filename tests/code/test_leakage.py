@@ -212,3 +212,56 @@ def test_after_close_attributes_and_keys_are_not_audited() -> None:
     assert "health" not in audited
     assert not {"deal_id", "account_id", "status", "closed_at", "created_at"} & audited
     assert {"industry", "employee_count"} <= set(audit.audited["accounts"])
+
+
+def test_a_status_note_whose_values_decide_the_outcome_is_flagged_and_a_lead_source_is_not() -> (
+    None
+):
+    """A sales team's note: most values settle the outcome, a third of deals have none, so
+    its AUC alone stays under 0.95 (X Education's Tags: 0.92). A lead source with one small
+    decisive value (2% of deals) shifts the odds without deciding them."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    won = rng.random(n) < 0.38
+    note = np.where(
+        won,
+        rng.choice(["will revert", "closed by us", "thinking"], size=n, p=[0.6, 0.1, 0.3]),
+        rng.choice(["ringing", "not interested", "thinking"], size=n, p=[0.45, 0.25, 0.3]),
+    ).astype(object)
+    note[rng.random(n) < 0.35] = None
+    source = rng.choice(["google", "direct", "olark"], size=n).astype(object)
+    source[rng.random(n) < 0.02] = "welingak"
+    source[(source == "welingak") & ~won] = "google"  # welingak leads always convert
+    deals = pd.DataFrame(
+        {
+            "deal_id": [f"D{i}" for i in range(n)],
+            "status": np.where(won, "won", "lost"),
+            "tags": note,
+            "lead_source": source,
+        }
+    )
+    attributes = [
+        Attribute("tags", "deals", "categorical", "anytime"),
+        Attribute("lead_source", "deals", "categorical", "creation"),
+    ]
+    audit = audit_tables({"deals": deals}, attributes)
+    found = rules(audit)
+    assert found.get("tags") == {"decisive_values"}, found
+    assert "lead_source" not in found, found
+    (evidence,) = [f.evidence for f in audit.findings if f.column == "tags"]
+    assert "'ringing' won 0% of" in evidence and "closed deals" in evidence
+
+
+def test_the_name_rule_reads_the_sales_cycle_not_time_on_a_website() -> None:
+    tables, _ = planted()
+    deals = tables["deals"][["deal_id", "status", "created_at", "closed_at"]].copy()
+    rng = np.random.default_rng(1)
+    deals["total_days_identified_through_closing"] = rng.uniform(1, 90, len(deals))
+    deals["total_time_spent_on_website"] = rng.uniform(1, 900, len(deals))
+    attributes = [
+        Attribute("total_days_identified_through_closing", "deals", "numeric", "anytime"),
+        Attribute("total_time_spent_on_website", "deals", "numeric", "anytime"),
+    ]
+    found = rules(audit_tables({"deals": deals}, attributes))
+    assert "named_after_outcome" in found.get("total_days_identified_through_closing", set())
+    assert "total_time_spent_on_website" not in found, found

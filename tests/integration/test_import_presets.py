@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from leadscore.config import PROJECT_ROOT
+from leadscore.config import datasets_dir
 from leadscore.crm.importer import check_export
 from leadscore.crm.importer.mapping import load_mapping
 from leadscore.crm.importer.report import build_report, contract_rejects
@@ -23,7 +23,7 @@ from tests.conftest import cli, environment, isolated
 
 pytestmark = pytest.mark.integration
 
-DATA = PROJECT_ROOT.parent / "shared" / "datasets"
+DATA = datasets_dir()
 DEVORG = DATA / "salesforce-weekly-export-devorg"
 API_EXTRACT = DEVORG / "same-org-api-extract"
 PREPPIN = DATA / "salesforce-preppin-2022w23"

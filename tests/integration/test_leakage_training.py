@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from leadscore.config import datasets_dir
 from leadscore.crm.attributes import Attribute, write_attributes
 from leadscore.crm.leakage import audit_tables
 from leadscore.crm.synth import generate_crm, write_export
@@ -29,7 +30,7 @@ from training.registry import ensure_experiment
 
 pytestmark = pytest.mark.integration
 
-IBM = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ibm-sales-win-loss"
+IBM = datasets_dir() / "ibm-sales-win-loss"
 IBM_FILE = IBM / "WA_Fn-UseC_-Sales-Win-Loss.csv"
 #: SOURCE.md's "Leakage warning": summaries of the finished sales process.
 IBM_POST_HOC = {
