@@ -851,13 +851,16 @@ def report(
         int, typer.Option("--max-rows", min=1, help="Deals shown in the table.")
     ] = REPORT_MAX_ROWS,
 ) -> None:
-    """Write the managers' page: ranked deals with reasons, risk flags and next steps, and CRM charts."""
+    """Write the managers' page: ranked deals with reasons, risk flags and next steps, CRM
+    charts, and the model panel (per-deal quality with intervals, against the baselines)."""
     from leadscore.priority.rank import RankingError, rankings_dir
     from leadscore.priority.report import write_report
 
     settings = load_settings()
     try:
-        path = write_report(out, source or rankings_dir(settings), settings.crm_dir, max_rows)
+        path = write_report(
+            out, source or rankings_dir(settings), settings.crm_dir, max_rows, settings=settings
+        )
     except RankingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -6,7 +6,8 @@ wrote and the stored CRM tables. The page is rendered again only when one of tho
 files changes, so reloading it costs nothing while a rank run is hours away; until a
 ranked list exists the answer is 503 with what to run. The stored tables also decide
 whether the page says the list is ranked as of the export's last recorded event: a new
-ingest moves that event, and the page is rendered again.
+ingest moves that event, and the page is rendered again. The model panel describes the
+version that ranked the list, from the quality summary training stored in it.
 
 The service mounts :func:`create_app` at ``/leads``; on its own::
 
@@ -91,10 +92,21 @@ def page_headers(page: str) -> dict[str, str]:
 
 
 class LeadsPage:
-    """The rendered page, kept until the ranked list or the stored CRM changes."""
+    """The rendered page, kept until the ranked list or the stored CRM changes.
 
-    def __init__(self, source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    With ``settings``, the page has the panel of the model that ranked the list, read from
+    their registry once per rendering (a new ranked list is a new rendering).
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        crm_dir: Path,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        settings: Settings | None = None,
+    ) -> None:
         self.source, self.crm_dir, self.max_rows = source, crm_dir, max_rows
+        self.settings = settings
         self._lock = threading.Lock()
         self._cached: tuple[Stamp, str, dict[str, str]] | None = None
 
@@ -109,7 +121,7 @@ class LeadsPage:
         with self._lock:
             stamp = self._stamp()
             if self._cached is None or self._cached[0] != stamp:
-                page = build_page(self.source, self.crm_dir, self.max_rows)
+                page = build_page(self.source, self.crm_dir, self.max_rows, self.settings)
                 self._cached = (stamp, page, page_headers(page))
                 log.info("leads page rendered from %s", self.source)
             return self._cached[1], self._cached[2]
@@ -120,7 +132,7 @@ def create_app(
 ) -> Starlette:
     """The page as an ASGI app; ``source`` is the ranked list's folder (default: settings')."""
     settings = settings or load_settings()
-    page = LeadsPage(source or rankings_dir(settings), settings.crm_dir, max_rows)
+    page = LeadsPage(source or rankings_dir(settings), settings.crm_dir, max_rows, settings)
 
     async def index(request: Request) -> HTMLResponse:
         try:
@@ -173,12 +185,18 @@ INDEX_JS = """window.onload = function () {
 """
 
 
-def create_index_app(openapi: Callable[[], dict[str, Any]] | None = None) -> Starlette:
-    """``GET /`` (the API documentation page), its script, and ``/docs.json``, to mount at ``/``.
+def create_index_app(
+    openapi: Callable[[], dict[str, Any]] | None = None,
+    model_facts: Callable[[], dict[str, Any]] | None = None,
+) -> Starlette:
+    """``GET /`` (the API documentation page), its script, ``/docs.json`` and ``/model``,
+    to mount at ``/``.
 
     Mounted by the service in place of BentoML's index page, which loads a tag manager
     from the internet; only these paths match, so BentoML's other routes stay theirs.
-    ``openapi`` gives the spec served at ``/docs.json`` (computed once, on first use).
+    ``openapi`` gives the spec served at ``/docs.json`` (computed once, on first use);
+    ``model_facts`` the served model's facts answered at ``GET /model`` (BentoML routes
+    its own endpoints by POST only, so a GET lives here).
     """
     spec: list[dict[str, Any]] = []
 
@@ -193,7 +211,13 @@ def create_index_app(openapi: Callable[[], dict[str, Any]] | None = None) -> Sta
             spec.append(openapi())
         return JSONResponse(spec[0])
 
+    async def model(request: Request) -> JSONResponse:
+        assert model_facts is not None
+        return JSONResponse(model_facts(), headers=dict(SECURITY_HEADERS))
+
     routes = [Route("/", index, methods=["GET"]), Route("/index.js", script, methods=["GET"])]
     if openapi is not None:
         routes.append(Route("/docs.json", docs, methods=["GET"]))
+    if model_facts is not None:
+        routes.append(Route("/model", model, methods=["GET"]))
     return Starlette(routes=routes)

@@ -491,12 +491,165 @@ class ErrorBody(BaseModel):
     detail: list[ErrorItem] = Field(description="Every problem found, each naming its place.")
 
 
+# ------------------------------------------------------------------ GET /model
+class _Facts(BaseModel):
+    # A summary written by a later training may carry more keys: shown, not refused.
+    model_config = ConfigDict(extra="allow")
+
+
+class Estimate(_Facts):
+    """A metric and its deal-bootstrap 95% interval (null where undefined)."""
+
+    value: float | None = Field(description="The metric on the test deals.")
+    low: float | None = Field(description="Lower end of the 95% interval.")
+    high: float | None = Field(description="Upper end of the 95% interval.")
+
+
+class Difference(_Facts):
+    """Model minus baseline on the same deals, with its paired 95% interval."""
+
+    difference: float | None = Field(description="Model minus baseline.")
+    low: float | None = Field(description="Lower end of the paired 95% interval.")
+    high: float | None = Field(description="Upper end of the paired 95% interval.")
+
+
+class PerDealBlock(_Facts):
+    """The model on one row per closed test deal, scored at one moment of its life."""
+
+    label: str = Field(description="When each deal is scored: 'at creation' or 'at 30 days'.")
+    deals: int = Field(description="Test deals scored.")
+    won: int
+    lost: int
+    roc_auc: Estimate
+    log_loss: Estimate
+    ece: Estimate = Field(description="Expected calibration error over 10 equal-width bins.")
+    lift_at_10: float | None = Field(
+        description="Win rate of the top 10% of deals by score over the overall win rate."
+    )
+
+
+class PerDeal(_Facts):
+    age_days: float = Field(description="The fixed age of the `at_age` block, in days.")
+    at_creation: PerDealBlock
+    at_age: PerDealBlock
+
+
+class CalibrationCurve(_Facts):
+    """Per non-empty probability bin (10 equal-width bins) of the test deals at the
+    per-deal age: mean predicted probability, observed win rate, deals."""
+
+    mean_p: list[float]
+    win_rate: list[float]
+    n: list[int]
+
+
+class CalibrationFacts(_Facts):
+    method: str = Field(description="'isotonic', 'platt' or 'none'.")
+    reason: str = Field(description="Why training chose it.")
+    curve: CalibrationCurve
+
+
+class TopFeature(_Facts):
+    feature: str
+    gain_share: float = Field(description="Share of the model's total split gain.")
+    description: str = Field(description="What the feature measures, from the catalog.")
+
+
+class BaselineBlock(_Facts):
+    roc_auc: Difference
+    log_loss: Difference
+    verdict: Literal["better", "not better", "worse", "unknown"] = Field(
+        description="'better' only when the ROC AUC interval is wholly above zero, "
+        "'worse' when wholly below."
+    )
+    sentence: str = Field(description="The comparison in one plain sentence.")
+
+
+class BaselineFacts(_Facts):
+    label: str = Field(description="The baseline's name in a sentence.")
+    at_creation: BaselineBlock | None = None
+    at_age: BaselineBlock | None = None
+
+
+class SliceDeals(_Facts):
+    won: int
+    lost: int
+
+
+class SplitFacts(_Facts):
+    method: str = Field(description="'time' (by close date) or 'random'.")
+    note: str
+
+
+class Quality(_Facts):
+    """The quality summary training stored in the model (training/quality.py)."""
+
+    format: int = Field(description="Version of this summary's shape.")
+    trained_at: str | None = Field(description="When the version was registered (UTC, ISO 8601).")
+    window: dict[str, str] = Field(
+        description="The training data's first snapshot and first and last close."
+    )
+    split: SplitFacts
+    test_deals: SliceDeals
+    per_deal: PerDeal
+    calibration: CalibrationFacts
+    top_features: list[TopFeature] = Field(description="Strongest features by gain, at most 10.")
+    baselines: dict[str, BaselineFacts] = Field(
+        description="Per baseline (logistic_regression, channel_rate): model minus baseline."
+    )
+
+
+class ModelFacts(BaseModel):
+    """The served model: where it comes from and how good training measured it to be."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = Field(description="Registered model name in MLflow.")
+    model_version: str = Field(description="MLflow version of the served model.")
+    alias: str | None = Field(description="The MLflow alias it was packaged from.")
+    bento_tag: str = Field(description="The BentoML model tag served.")
+    feature_service: str | None = Field(description="The Feast feature service it reads.")
+    quality: Quality | None = Field(
+        description="The quality summary stored at training; null for a model trained "
+        "before training stored one (`quality_note` says so)."
+    )
+    quality_note: str | None = Field(description="Why `quality` is null.")
+
+
+def document_model_route(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with ``GET /model`` (served beside BentoML's routes, so absent from its spec)."""
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    schema = ModelFacts.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(schema.pop("$defs", {}))
+    components[ModelFacts.__name__] = schema
+    spec.setdefault("paths", {})["/model"] = {
+        "get": {
+            "summary": "The served model and its quality",
+            "description": "Model name, version and alias, and the quality summary training "
+            "stored in it: per-deal ROC AUC, log loss and ECE with 95% intervals at creation "
+            "and at a fixed age, lift of the top decile, calibration curve, strongest "
+            "features, and the comparison with each baseline. Open, like the health probes.",
+            "operationId": "model",
+            "responses": {
+                "200": {
+                    "description": "The served model.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ModelFacts"}}
+                    },
+                }
+            },
+        }
+    }
+    return spec
+
+
 #: The API's description at the top of /docs.json and the documentation page.
 API_DESCRIPTION = (
     "Calibrated win probabilities for CRM deals, with reasons in words. `POST /score` takes "
     "deals as the CRM holds them; `POST /score_ids` takes ids the online feature store "
     "knows. When the service has LEADSCORE_API_TOKEN, both need `Authorization: Bearer "
-    "<token>`. The managers' priority list is at `/leads/`."
+    "<token>`. `GET /model` says which model is served and how good it is. The managers' "
+    "priority list is at `/leads/`."
 )
 
 

@@ -6,6 +6,8 @@ owner track records come from the Feast online store. ``POST /score_ids`` takes 
 and reads every feature from the online store. Both answer with a probability, a 0-100
 score, a grade and the strongest reasons either way, explained by LightGBM's TreeSHAP.
 
+``GET /model`` says which model is served (name, version, alias) and how good training
+measured it to be: the quality summary stored in the model (:mod:`training.quality`).
 ``GET /healthz`` and ``/livez`` say the process is alive; ``GET /readyz`` that the model
 is loaded and the online store answers; ``GET /metrics`` is BentoML's Prometheus endpoint
 (plus ``leadscore_deals_total``). When ``LEADSCORE_API_TOKEN`` is set, the scoring
@@ -33,7 +35,7 @@ from leadscore.crm.ingest import historical_as_of
 from leadscore.features.featurize import model_frame
 from leadscore.features.store import online_features
 from leadscore.model.explain import Explainer
-from leadscore.model.scoring_model import Columns
+from leadscore.model.scoring_model import NO_QUALITY, Columns
 from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
 from serving.leads_page import create_app as leads_page
 from serving.leads_page import create_index_app
@@ -49,6 +51,7 @@ from serving.payload import (
 from serving.schemas import (
     DealError,
     InvalidDeal,
+    ModelFacts,
     Problem,
     ScoreIdsRequest,
     ScoreRequest,
@@ -58,6 +61,7 @@ from serving.schemas import (
     attribute_columns,
     attribute_problems,
     document_attributes,
+    document_model_route,
     document_responses,
 )
 
@@ -94,7 +98,12 @@ PAST_TRACK_RECORD: ScoreWarning = {
 # API, from the latest ranked list. BentoML's own index at "/" loads a tag manager from
 # the internet: ours replaces it, and serves /docs.json with every error answer documented.
 @bentoml.asgi_app(leads_page(), path=LEADS_PATH)
-@bentoml.asgi_app(create_index_app(lambda: _documented_spec()), path="/")
+@bentoml.asgi_app(
+    create_index_app(
+        lambda: _documented_spec(), lambda: bentoml.get_current_service().model_facts()
+    ),
+    path="/",
+)
 @bentoml.service(
     name="lead_scorer",
     workers="cpu_count",
@@ -302,6 +311,26 @@ class LeadScorer:
         columns = {name: values.tolist() for name, values in features.iloc[rows].items()}
         return self._respond("score_ids", found, columns, [[] for _ in found], errors, as_of, now)
 
+    def model_facts(self) -> dict[str, Any]:
+        """``GET /model``: the served model and the quality summary training stored in it.
+
+        A model trained before training stored a summary is served all the same, with
+        ``quality`` null and :data:`~leadscore.model.scoring_model.NO_QUALITY` as the note.
+        """
+        quality = self.model.info.get("quality")
+        facts = ModelFacts.model_validate(
+            {
+                "model_name": self.settings.model_name,
+                "model_version": self.model_version,
+                "alias": self.bento_model.info.labels.get("alias"),
+                "bento_tag": str(self.bento_model.tag),
+                "feature_service": self.model.info.get("feature_service"),
+                "quality": quality,
+                "quality_note": None if quality else NO_QUALITY,
+            }
+        )
+        return facts.model_dump(mode="json")
+
     # ------------------------------------------------------------------ lifecycle
     @bentoml.on_startup
     def _freeze_heap(self) -> None:
@@ -386,7 +415,7 @@ def _documented_spec() -> dict[str, Any]:
     spec: dict[str, Any] = LeadScorer.openapi_spec.asdict()  # type: ignore[attr-defined]
     bento_model = LeadScorer.inner.bento_model.resolve()  # type: ignore[attr-defined]
     model, _ = load_packaged(bento_model)
-    return document_attributes(document_responses(spec), model.attributes)
+    return document_model_route(document_attributes(document_responses(spec), model.attributes))
 
 
 def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Problem]:

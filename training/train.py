@@ -68,6 +68,7 @@ from training.evaluate import (
     per_deal_rows,
     with_intervals,
 )
+from training.quality import quality_summary
 from training.registry import (
     ensure_experiment,
     fail_dead_runs,
@@ -365,6 +366,9 @@ def _fit_and_evaluate(
         },
         "per_deal": _per_deal(test, preds, config),
     }
+    # What serving shows of the model's quality (the page's panel, GET /model) travels
+    # inside the model, so it is always the registered version's own.
+    model.info["quality"] = quality_summary(model, evaluation, test, preds["model"], catalog)
     if truth is not None:
         evaluation["at_creation"] = _at_creation(test, preds, truth)
     if audit is not None:
@@ -484,6 +488,8 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
     experiment_id = ensure_experiment(settings, client)
     fail_dead_runs(settings, client)
     info = result.model.info
+    if "quality" in info:  # trained when: the moment this version is registered
+        info["quality"]["trained_at"] = now_iso()
     tags = {
         "feast.feature_service": info["feature_service"],
         "data.window_start": info["window"]["first_snapshot"],

@@ -26,6 +26,9 @@ from leadscore.crm.attributes import Attribute, attributes_document, parse_attri
 CalibrationMethod = Literal["isotonic", "platt", "none"]
 #: Feature values by feature name, one entry per deal: the serving path's batch format.
 Columns = Mapping[str, Sequence[Any]]
+#: What the page and ``GET /model`` say of a model without ``info["quality"]`` (the summary
+#: training stores, :mod:`training.quality`): one trained before training stored it.
+NO_QUALITY = "no quality summary: trained before this version"
 
 
 @dataclass(frozen=True)

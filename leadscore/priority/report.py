@@ -8,6 +8,12 @@ closed deals: the funnel with the conversion between stages, and the win rate by
 channel, by competitor, by the most senior contact on the deal and by cycle length.
 Everything is in the one file, plotly.js included once, so it opens without a network.
 
+Under the table, a panel describes the model that ranked the list, from the quality summary
+training stored in it (:mod:`training.quality`, read from the registry by version): when it
+was trained and on what, per-deal ROC AUC, log loss and ECE with intervals, lift, its
+calibration curve as inline SVG, the strongest features, and one sentence per baseline;
+when it is not better than logistic regression, the header says so in English and Chinese.
+
 The page says the moment the list was ranked as of; when that is the stored export's last
 recorded event (a historical export, :func:`leadscore.priority.rank.default_as_of`), it
 says so in English and Chinese: days since the last activity and dormancy then count up
@@ -20,6 +26,7 @@ in any script line up.
 
 from __future__ import annotations
 
+import html
 import itertools
 import math
 import unicodedata
@@ -35,11 +42,12 @@ import plotly.graph_objects as go
 from jinja2 import Environment, FileSystemLoader, Template
 from plotly.offline import get_plotlyjs
 
-from leadscore.config import REPORT_MAX_ROWS
+from leadscore.config import REPORT_MAX_ROWS, Settings
 from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
 from leadscore.crm.ingest import last_recorded_event, load_stored
 from leadscore.features.catalog import SENIORITY_LEVELS
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
+from leadscore.model.scoring_model import NO_QUALITY
 from leadscore.priority.rank import GROUP, PRIORITY_GROUPS, read_ranked
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -352,6 +360,155 @@ def crm_charts(tables: Mapping[str, pd.DataFrame]) -> list[Chart]:
     ]
 
 
+# ------------------------------------------------------------------ model panel
+@dataclass(frozen=True)
+class ModelPanel:
+    """The model that ranked the list: its version and the quality summary training stored
+    in it (``info["quality"]``, :mod:`training.quality`); ``note`` says why there is none."""
+
+    version: str
+    quality: Mapping[str, Any] | None = None
+    note: str = ""
+
+
+def model_panel(settings: Settings, version: str) -> ModelPanel:
+    """The panel of registered ``version``, read from the model itself in the registry.
+
+    A model trained before training stored a summary gets :data:`NO_QUALITY`; a version
+    the registry cannot give gets the reason, and the page still shows the list.
+    """
+    # Imported here: MLflow is heavy, and only the page with a registry needs it.
+    from leadscore.model.registry import load_scoring_model
+
+    try:
+        model = load_scoring_model(f"models:/{settings.model_name}/{version}", settings)
+    except Exception as exc:  # any registry failure: the list must still be shown
+        return ModelPanel(version, None, f"not readable from the model registry ({exc})")
+    quality = model.info.get("quality")
+    return ModelPanel(version, quality, "" if quality else NO_QUALITY)
+
+
+def estimate(e: Mapping[str, Any] | None, digits: int = 3) -> str:
+    """``0.633 [0.582, 0.685]``: a metric with its 95% interval; ``n/a`` when undefined."""
+    if not e or e.get("value") is None:
+        return "n/a"
+    text = f"{e['value']:.{digits}f}"
+    if e.get("low") is not None and e.get("high") is not None:
+        text += f" [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+    return text
+
+
+#: Drawing area of the calibration curve, in SVG user units.
+_SVG_SIZE, _SVG_PAD = 200, 36
+
+
+def calibration_svg(curve: Mapping[str, Sequence[float]], title: str) -> str:
+    """The calibration curve as a small inline SVG: predicted (x) against observed (y) win
+    rate per probability bin, a dot per bin sized by its deals, the diagonal for reference.
+
+    Inline and with no namespace URL, so the page stays one file that references nothing
+    outside. Only numbers and ``title`` (escaped) go into the markup.
+    """
+    side, pad = _SVG_SIZE, _SVG_PAD
+    full = side + 2 * pad
+
+    def x(p: float) -> float:
+        return round(pad + p * side, 1)
+
+    def y(p: float) -> float:
+        return round(pad + (1.0 - p) * side, 1)
+
+    points = list(zip(curve["mean_p"], curve["win_rate"], curve["n"], strict=True))
+    biggest = max((n for _, _, n in points), default=1) or 1
+    dots = "".join(
+        f'<circle cx="{x(p)}" cy="{y(r)}" r="{round(2.5 + 4.5 * math.sqrt(n / biggest), 1)}">'
+        f"<title>predicted {p:.0%}, won {r:.0%} of {n:,} deals</title></circle>"
+        for p, r, n in points
+    )
+    line = " ".join(f"{x(p)},{y(r)}" for p, r, _ in points)
+    ticks = "".join(
+        f'<text x="{x(t)}" y="{full - 10}" text-anchor="middle">{t:.0%}</text>'
+        f'<text x="{pad - 4}" y="{y(t) + 4}" text-anchor="end">{t:.0%}</text>'
+        for t in (0.0, 0.5, 1.0)
+    )
+    return (
+        f'<svg class="calibration" viewBox="0 0 {full} {full}" width="{full}" height="{full}" '
+        f'role="img" aria-label="{html.escape(title)}"><title>{html.escape(title)}</title>'
+        f'<rect x="{pad}" y="{pad}" width="{side}" height="{side}" class="frame"/>'
+        f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" class="diagonal"/>'
+        f'<polyline points="{line}" class="curve"/>{dots}{ticks}'
+        f'<text x="{pad + side / 2}" y="{pad - 10}" text-anchor="middle">observed win rate'
+        f" against predicted</text></svg>"
+    )
+
+
+def _lr_warning(baselines: Mapping[str, Any], age_days: float) -> list[dict[str, str]]:
+    """When (in English and Chinese) the model is not better than logistic regression."""
+    lr = baselines.get("logistic_regression", {})
+    when = {
+        "at_creation": {"en": "at creation", "zh": "创建时"},
+        "at_age": {"en": f"at {age_days:g} days", "zh": f"第 {age_days:g} 天时"},
+    }
+    return [when[block] for block in when if block in lr and lr[block]["verdict"] != "better"]
+
+
+def panel_context(panel: ModelPanel) -> dict[str, Any]:
+    """What the template shows of the model, formatted."""
+    q = panel.quality
+    if not q:
+        return {"version": panel.version, "note": panel.note}
+    window = q.get("window", {})
+    deals = q.get("test_deals", {})
+    per_deal = q["per_deal"]
+    blocks = [per_deal[b] for b in ("at_creation", "at_age") if b in per_deal]
+    at_age = per_deal.get("at_age", {})
+    calibration = q.get("calibration", {})
+    curve = calibration.get("curve") or {"mean_p": [], "win_rate": [], "n": []}
+    trained = q.get("trained_at")
+    baselines = q.get("baselines", {})
+    return {
+        "version": panel.version,
+        "note": "",
+        "trained_at": f"{pd.Timestamp(trained):%Y-%m-%d %H:%M} UTC" if trained else "not recorded",
+        "window": f"{str(window.get('first_snapshot', ''))[:10]} to "
+        f"{str(window.get('last_close', ''))[:10]}",
+        "test": f"{deals.get('won', 0) + deals.get('lost', 0):,} test deals "
+        f"({deals.get('won', 0):,} won, {deals.get('lost', 0):,} lost), "
+        f"{q.get('split', {}).get('method', 'time')} split",
+        "blocks": [
+            {
+                "label": b["label"],
+                "deals": f"{b['deals']:,}",
+                "roc_auc": estimate(b["roc_auc"]),
+                "log_loss": estimate(b["log_loss"]),
+                "ece": estimate(b["ece"]),
+                "lift": "n/a" if b.get("lift_at_10") is None else f"{b['lift_at_10']:.2f}×",
+            }
+            for b in blocks
+        ],
+        "calibration_reason": calibration.get("reason", ""),
+        "svg": calibration_svg(curve, "Calibration: observed win rate against predicted"),
+        "curve_note": f"Calibration on {sum(curve['n']):,} test deals scored "
+        f"{at_age.get('label', '')}: a dot per probability band, sized by its deals; "
+        "on the dashed line, predicted and observed agree.",
+        "features": [
+            {
+                "feature": f["feature"],
+                "share": f"{f['gain_share']:.0%}",
+                "description": f["description"],
+            }
+            for f in q.get("top_features", [])
+        ],
+        "baselines": [
+            {"verdict": entry[block]["verdict"], "sentence": entry[block]["sentence"]}
+            for entry in baselines.values()
+            for block in ("at_creation", "at_age")
+            if block in entry
+        ],
+        "lr_warning": _lr_warning(baselines, float(per_deal.get("age_days", 30.0))),
+    }
+
+
 # ------------------------------------------------------------------ page
 @lru_cache(maxsize=1)
 def _template() -> Template:
@@ -401,12 +558,14 @@ def render_page(
     tables: Mapping[str, pd.DataFrame],
     max_rows: int = DEFAULT_MAX_ROWS,
     last_event: pd.Timestamp | None = None,
+    model: ModelPanel | None = None,
 ) -> str:
     """The managers' page: the first ``max_rows`` of the ranked list and the CRM charts.
 
     ``last_event``: the stored export's last recorded event
     (:func:`leadscore.crm.ingest.last_recorded_event`); a list ranked as of exactly that
     moment is said to be, since a reader would otherwise take its ages as of today.
+    ``model``: the panel of the model that ranked the list (none without one).
     """
     shown = ranked.head(max_rows)
     first = ranked.iloc[0] if len(ranked) else None
@@ -422,22 +581,41 @@ def render_page(
         owners=sorted(set(shown["owner_id"])),
         groups=[g for g in PRIORITY_GROUPS if g in set(shown[GROUP])],
         charts=crm_charts(tables),
+        model=panel_context(model) if model is not None else None,
         plotly_js=get_plotlyjs(),
     )
 
 
-def build_page(source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> str:
-    """The page from the ranked list in ``source`` and the CRM tables stored in ``crm_dir``."""
+def build_page(
+    source: Path,
+    crm_dir: Path,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    settings: Settings | None = None,
+) -> str:
+    """The page from the ranked list in ``source`` and the CRM tables stored in ``crm_dir``.
+
+    With ``settings``, the model panel of the version that ranked the list is read from
+    their registry (:func:`model_panel`); without, the page has no panel.
+    """
+    ranked = read_ranked(source)
+    versions = ranked["model_version"].astype(str).unique() if len(ranked) else []
     return render_page(
-        read_ranked(source),
+        ranked,
         load_stored(crm_dir, CHART_TABLES),
         max_rows,
         last_recorded_event(crm_dir),
+        model_panel(settings, versions[0]) if settings is not None and len(versions) else None,
     )
 
 
-def write_report(out: Path, source: Path, crm_dir: Path, max_rows: int = DEFAULT_MAX_ROWS) -> Path:
-    """Write the page to ``out`` as UTF-8 HTML."""
+def write_report(
+    out: Path,
+    source: Path,
+    crm_dir: Path,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    settings: Settings | None = None,
+) -> Path:
+    """Write the page to ``out`` as UTF-8 HTML (with the model panel given ``settings``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_page(source, crm_dir, max_rows), encoding="utf-8")
+    out.write_text(build_page(source, crm_dir, max_rows, settings), encoding="utf-8")
     return out

@@ -1,5 +1,6 @@
 """The managers' page (``leadscore report`` and ``/leads``) says the moment the list is ranked
-as of, and, in English and Chinese, when that moment is the export's last recorded event."""
+as of, and, in English and Chinese, when that moment is the export's last recorded event; and
+shows the panel of the model that ranked the list, from the quality summary stored in it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from starlette.testclient import TestClient
 
 from leadscore.config import Settings
 from leadscore.crm.ingest import last_recorded_event
-from leadscore.model.scoring_model import ScoringModel
+from leadscore.crm.synth import generate_crm
+from leadscore.model.scoring_model import NO_QUALITY, ScoringModel
 from leadscore.priority.rank import run_rank
 from leadscore.priority.report import build_page
 from serving.leads_page import create_app
 from tests.crm_fixture import day, tiny_crm
-from tests.serving_fixture import synthetic_tables, train_small_model
+from tests.serving_fixture import register_champion, synthetic_tables, train_small_model
+from training.data import in_memory_frame
+from training.result import TrainConfig, TrainingResult
+from training.train import fit_and_evaluate, log_training_run
 
 ENGLISH = (
     "Ranked as of {when}, the export's last recorded event, not today: the CRM export ends "
@@ -94,3 +99,81 @@ def test_a_later_ingest_moves_the_last_event_and_the_served_page_drops_the_sente
     page = visible(client.get("/").text)
     assert f"deals as of {run.as_of:%Y-%m-%d %H:%M} UTC" in page
     assert "last recorded event" not in page and "最后记录" not in page
+
+
+# ---------------------------------------------------------------- the model panel
+@pytest.fixture(scope="module")
+def trained() -> TrainingResult:
+    """A model trained by production's fit_and_evaluate, so it carries a quality summary."""
+    crm = generate_crm(1500, seed=5, as_of=pd.Timestamp("2025-06-30", tz="UTC"))
+    return fit_and_evaluate(in_memory_frame(crm.tables), "lead_scoring_v1", TrainConfig(seed=3))
+
+
+def interval(e: dict[str, float]) -> str:
+    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+
+
+def test_the_panel_shows_the_quality_stored_in_the_model_that_ranked_the_list(
+    stored: Settings, trained: TrainingResult, tmp_path: Path
+) -> None:
+    version = log_training_run(stored, trained)["model_version"]
+    q = trained.model.info["quality"]  # as registered: trained_at stamped then
+    assert q["trained_at"]
+    run_rank(stored, trained.model, version, tmp_path)
+    raw = build_page(tmp_path, stored.crm_dir, settings=stored)
+    page = visible(raw)
+    assert "The model behind these scores" in page and "评分所用的模型" in page
+    window = f"{q['window']['first_snapshot'][:10]} to {q['window']['last_close'][:10]}"
+    trained_at = f"{pd.Timestamp(q['trained_at']):%Y-%m-%d %H:%M} UTC"
+    assert f"Version {version}, trained {trained_at} on deals from {window}" in page
+    won, lost = q["test_deals"]["won"], q["test_deals"]["lost"]
+    assert f"{won + lost:,} test deals ({won:,} won, {lost:,} lost), time split" in page
+    for block in ("at_creation", "at_age"):
+        b = q["per_deal"][block]
+        row = (
+            f"{b['label']} {b['deals']:,} {interval(b['roc_auc'])} {interval(b['log_loss'])} "
+            f"{interval(b['ece'])} {b['lift_at_10']:.2f}×"
+        )
+        assert row in page
+        for name in ("logistic_regression", "channel_rate"):
+            assert q["baselines"][name][block]["sentence"] in page
+    assert f"Calibration {q['calibration']['reason']}." in page
+    curve = q["calibration"]["curve"]
+    assert f"Calibration on {sum(curve['n']):,} test deals scored at 30 days" in page
+    for f in q["top_features"]:
+        assert f"{f['feature']} {f['description']} {f['gain_share']:.0%}" in page
+    # The calibration curve: one dot per bin, drawn inline, nothing fetched from outside.
+    svg = re.search(r"<svg class=\"calibration\".*?</svg>", raw, re.DOTALL)
+    assert svg is not None
+    assert svg.group(0).count("<circle") == len(q["calibration"]["curve"]["n"])
+    # plotly.js, inline, names namespaces in its code; the markup itself references nothing.
+    markup = re.sub(r"<script\b.*?</script>", " ", raw, flags=re.DOTALL)
+    assert not re.findall(r"(?:https?:)?//[\w.-]+", markup)
+    # On this CRM the model does not beat logistic regression: the header says when, in
+    # English and Chinese.
+    lr = q["baselines"]["logistic_regression"]
+    assert [lr[b]["verdict"] for b in ("at_creation", "at_age")] == ["not better"] * 2
+    header = page.split("The model behind")[0]
+    assert (
+        "Model not better than logistic regression on the same features at creation and at "
+        "30 days: read the scores with care" in header
+    )
+    assert "模型在创建时和第 30 天时并不优于使用相同特征的逻辑回归基线" in header
+    # The served page has the same panel.
+    served = visible(TestClient(create_app(stored, source=tmp_path)).get("/").text)
+    assert interval(q["per_deal"]["at_creation"]["roc_auc"]) in served
+
+
+def test_a_model_trained_before_the_summary_still_ranks_and_says_so(
+    stored: Settings, model: ScoringModel, tmp_path: Path
+) -> None:
+    assert "quality" not in model.info
+    version = register_champion(model, in_memory_frame(synthetic_tables()), stored)
+    run_rank(stored, model, version, tmp_path)
+    page = visible(build_page(tmp_path, stored.crm_dir, settings=stored))
+    assert f"Model version {version}: {NO_QUALITY}." in page
+    assert "not better than logistic regression" not in page.lower()
+    # A version the registry does not hold: the list is shown, with the reason.
+    run_rank(stored, model, "99", tmp_path)
+    page = visible(build_page(tmp_path, stored.crm_dir, settings=stored))
+    assert "Model version 99: not readable from the model registry" in page

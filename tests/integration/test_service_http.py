@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,45 @@ pytestmark = pytest.mark.integration
 STORE_DEALS = 150
 
 
+def with_quality(model: ScoringModel, frame: pd.DataFrame) -> ScoringModel:
+    """The small champion with the quality summary training would store in it, measured
+    on another synthetic CRM's closed deals, against baselines fitted on its own frame."""
+    from leadscore.features.catalog import CATEGORICAL_FEATURES, model_catalog
+    from training.baselines import (
+        fit_group_rate,
+        fit_logistic_regression,
+        predict_logistic_regression,
+    )
+    from training.data import class_counts, data_window, in_memory_frame
+    from training.quality import quality_summary
+    from training.result import TrainConfig
+    from training.train import _per_deal
+
+    test = in_memory_frame(synthetic_tables(600, seed=8))
+    numeric = [f for f in model.features if f not in CATEGORICAL_FEATURES]
+    categorical = [f for f in model.features if f in CATEGORICAL_FEATURES]
+    preds = {
+        "model": model.probability(model.encode(test)),
+        "logistic_regression": predict_logistic_regression(
+            fit_logistic_regression(frame, numeric, categorical), test, numeric, categorical
+        ),
+        "channel_rate": fit_group_rate(frame, "channel").predict(test),
+    }
+    won, lost = class_counts(test)
+    evaluation = {
+        "data": {
+            "window": data_window(frame),
+            "split": {"method": "random", "note": "another synthetic CRM as the test slice"},
+            "deals": {"test": {"won": won, "lost": lost}},
+        },
+        "model": {"calibration": model.calibration.method, "calibration_reason": "Platt"},
+        "per_deal": _per_deal(test, preds, TrainConfig(bootstrap_resamples=50)),
+    }
+    quality = quality_summary(model, evaluation, test, preds["model"], model_catalog())
+    quality["trained_at"] = "2025-06-30T12:00:00+00:00"
+    return replace(model, info={**model.info, "quality": quality})
+
+
 @dataclass
 class Served:
     settings: Settings
@@ -58,6 +97,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         patch.setenv(k, v)
     tables = synthetic_tables()
     model, frame = small_champion()
+    model = with_quality(model, frame)
     ids = sorted(tables["deals"]["deal_id"].iloc[:STORE_DEALS])
     packaged = prepare_champion(settings, tables, model, frame, ids)
     assert packaged.created and packaged.mlflow_version == "1"
@@ -158,7 +198,45 @@ def test_the_class_without_its_store_is_not_ready_but_scores_with_a_warning(
     assert not by_id.results and [e.problems[0].type for e in by_id.errors] == ["unavailable"] * 2
 
 
+def test_a_model_trained_before_the_quality_summary_still_serves_and_says_so(served: Served):
+    from serving.schemas import ScoreIdsRequest
+    from serving.service import LeadScorer
+
+    svc = LeadScorer()
+    assert svc.model_facts()["quality"] == served.model.info["quality"]
+    del svc.model.info["quality"]  # as in a model trained before training stored one
+    facts = svc.model_facts()
+    assert facts["quality"] is None
+    assert facts["quality_note"] == "no quality summary: trained before this version"
+    assert facts["model_version"] == "1"
+    assert svc.score_ids(ScoreIdsRequest(deal_ids=[served.payloads[0]["deal_id"]])).results
+
+
 # ====================================================================== level 2: in-process HTTP
+def test_get_model_answers_the_figures_stored_in_the_served_model(client, served: Served):
+    answer = client.get("/model", headers={})  # open, like the health probes
+    assert answer.status_code == 200
+    facts = answer.json()
+    assert facts["model_name"] == served.settings.model_name
+    assert (facts["model_version"], facts["alias"]) == ("1", "champion")
+    assert facts["feature_service"] == "lead_scoring_v1"
+    assert facts["quality"] == served.model.info["quality"] and facts["quality_note"] is None
+    q = facts["quality"]
+    auc = q["per_deal"]["at_creation"]["roc_auc"]
+    assert auc["low"] < auc["value"] < auc["high"]
+    assert q["baselines"]["logistic_regression"]["at_age"]["sentence"].endswith("]")
+    # /docs.json documents the route with the answer's schema.
+    spec = client.get("/docs.json").json()
+    ok = spec["paths"]["/model"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ModelFacts"
+    }
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["ModelFacts"]["properties"]) == set(facts)
+    assert set(schemas["Quality"]["properties"]) == set(q)
+    assert set(schemas["PerDealBlock"]["properties"]) == set(q["per_deal"]["at_creation"])
+
+
 def test_score_and_score_ids_agree_on_every_deal(client, served: Served):
     ids = [p["deal_id"] for p in served.payloads]
     full = client.post("/score", json=score_body(served.payloads)).json()
@@ -418,7 +496,11 @@ def test_real_server_with_bentoml_client_and_plain_http(server: str, served: Ser
         "leadscore_deals_total" in metrics and "bentoml_service_request_duration_seconds" in metrics
     )
     docs = httpx.get(f"{server}/docs.json").json()
-    assert {"/score", "/score_ids"} <= docs["paths"].keys()
+    assert {"/score", "/score_ids", "/model"} <= docs["paths"].keys()
+    # GET /model from a real worker: the service instance it reads is that worker's.
+    facts = httpx.get(f"{server}/model", timeout=30).json()
+    assert facts["model_version"] == "1"
+    assert facts["quality"] == json.loads(json.dumps(served.model.info["quality"]))
     assert pd.Timestamp(plain.json()["results"][0]["as_of"]) == AS_OF
 
 

@@ -1,0 +1,192 @@
+"""The model's quality summary: the few facts people need to judge a model, kept inside it.
+
+Metrics live in MLflow and ``train --json``, where a sales manager or an API client never
+looks. Training therefore stores a compact summary in the model's own metadata
+(``ScoringModel.info["quality"]``, :func:`quality_summary`), so whatever serves the model
+(the managers' page, ``GET /model``) shows the same figures training measured, without
+MLflow: when it was trained and on what window, how many test deals, per-deal ROC AUC,
+log loss and ECE with their deal-bootstrap intervals at creation and at a fixed age,
+lift of the top decile, calibration and its curve, the strongest features, and how the
+model compares with each baseline.
+
+The comparison is one plain sentence per baseline and block (:func:`baseline_sentence`),
+decided by the paired interval of the ROC AUC difference model minus baseline: "better"
+only when the whole interval is above zero, "worse" when it is wholly below, else "not
+better": a margin the data does not support is not claimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.catalog import Feature
+from leadscore.model.scoring_model import ScoringModel
+from training.evaluate import per_deal_rows, reliability_curve
+
+#: Bump when the summary's shape changes, so readers can tell versions apart.
+QUALITY_FORMAT = 1
+#: Features listed in the summary, strongest first by total gain.
+TOP_FEATURES = 10
+#: How each baseline is named in a sentence.
+BASELINE_LABELS = {
+    "logistic_regression": "logistic regression",
+    "channel_rate": "the channel win rate",
+}
+#: The per-deal blocks of the evaluation (:func:`training.train._per_deal`).
+BLOCKS = ("at_creation", "at_age")
+
+Verdict = Literal["better", "not better", "worse", "unknown"]
+
+
+def signed(x: float) -> str:
+    """``+0.273`` / ``−0.022``: three decimals, always signed, with a true minus sign."""
+    return f"{x:+.3f}".replace("-", "\u2212")
+
+
+def block_label(block: str, age_days: float) -> str:
+    """``at creation`` or ``at 30 days``: the moment a per-deal block scores each deal."""
+    return "at creation" if block == "at_creation" else f"at {age_days:g} days"
+
+
+def verdict(difference: Mapping[str, Any]) -> Verdict:
+    """Model against a baseline from the paired interval of the ROC AUC difference.
+
+    ``better`` needs the whole interval above zero, ``worse`` the whole interval below;
+    an interval touching or straddling zero, or a missing interval, is ``not better``
+    (no margin is claimed that the data does not support); no difference is ``unknown``.
+    """
+    d, low, high = difference.get("difference"), difference.get("low"), difference.get("high")
+    if d is None:
+        return "unknown"
+    if low is not None and low > 0:
+        return "better"
+    if high is not None and high < 0:
+        return "worse"
+    return "not better"
+
+
+def baseline_sentence(baseline: str, block: str, difference: Mapping[str, Any]) -> str:
+    """One plain sentence comparing the model with a baseline on one block, by ROC AUC.
+
+    ``difference`` is the ``roc_auc`` entry of ``model_minus_baseline``
+    (:func:`training.evaluate.with_intervals`): ``difference``, ``low``, ``high``.
+    E.g. "not better than logistic regression at creation: ROC AUC −0.022 [−0.063, +0.015]".
+    """
+    d, low, high = difference.get("difference"), difference.get("low"), difference.get("high")
+    v = verdict(difference)
+    if d is None:
+        return (
+            f"no comparison with {baseline} {block}: ROC AUC is undefined "
+            "(the test deals have one outcome only)"
+        )
+    figure = (
+        f"ROC AUC {signed(d)} [{signed(low)}, {signed(high)}]"
+        if low is not None and high is not None
+        else f"ROC AUC {signed(d)} (no interval: too few deals to resample)"
+    )
+    return f"{v} than {baseline} {block}: {figure}"
+
+
+def _estimate(metrics: Mapping[str, Any], key: str) -> dict[str, float | None]:
+    """A metric and its 95% interval from a :func:`with_intervals` block."""
+    ci = metrics.get("ci95", {}).get(key, {})
+    return {"value": metrics.get(key), "low": ci.get("low"), "high": ci.get("high")}
+
+
+def compare_with_baselines(per_deal: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per baseline and block: model minus baseline for ROC AUC and log loss with their
+    paired intervals, the verdict and the sentence (:func:`baseline_sentence`)."""
+    age = float(per_deal.get("age_days", 30.0))
+    out: dict[str, dict[str, Any]] = {}
+    for name, label in BASELINE_LABELS.items():
+        entry: dict[str, Any] = {"label": label}
+        for block in BLOCKS:
+            diffs = per_deal.get(block, {}).get("model_minus_baseline", {}).get(name)
+            if diffs is None:
+                continue
+            auc = dict(diffs["roc_auc"])
+            entry[block] = {
+                "roc_auc": auc,
+                "log_loss": dict(diffs["log_loss"]),
+                "verdict": verdict(auc),
+                "sentence": baseline_sentence(label, block_label(block, age), auc),
+            }
+        out[name] = entry
+    return out
+
+
+def top_features(
+    model: ScoringModel, catalog: Sequence[Feature], n: int = TOP_FEATURES
+) -> list[dict[str, Any]]:
+    """The ``n`` features with the most total gain, with their share of all gain and the
+    catalog's one-line description (what a manager reads next to the name)."""
+    gain = np.asarray(model.booster.feature_importance(importance_type="gain"), dtype=np.float64)
+    total = float(gain.sum())
+    described = {f.name: f.description for f in catalog}
+    order = np.argsort(-gain, kind="stable")[:n]
+    return [
+        {
+            "feature": model.features[i],
+            "gain_share": float(gain[i] / total) if total > 0 else 0.0,
+            "description": described.get(model.features[i], ""),
+        }
+        for i in order
+        if gain[i] > 0
+    ]
+
+
+def quality_summary(
+    model: ScoringModel,
+    evaluation: Mapping[str, Any],
+    test: pd.DataFrame,
+    p_model: np.ndarray,
+    catalog: Sequence[Feature],
+) -> dict[str, Any]:
+    """The compact summary stored as ``model.info["quality"]`` (plain JSON types).
+
+    ``evaluation`` is :func:`training.train.fit_and_evaluate`'s (``data``, ``model`` and
+    ``per_deal`` are read); ``test`` the test snapshots and ``p_model`` the model's
+    calibrated probabilities on them, for the calibration curve on the test deals at
+    the per-deal age (one row per deal, as the per-deal metrics count them).
+
+    ``trained_at`` is left ``None``: the same data and seed must give the same model, so
+    the moment is stamped when the version is registered
+    (:func:`training.train.log_training_run`).
+    """
+    per_deal = evaluation["per_deal"]
+    age = float(per_deal["age_days"])
+    at_age = per_deal_rows(test, age)["at_age"]
+    blocks = {}
+    for block in BLOCKS:
+        b = per_deal[block]
+        m = b["model"]
+        blocks[block] = {
+            "label": block_label(block, age),
+            "deals": b["deals"],
+            "won": b["won"],
+            "lost": b["lost"],
+            "roc_auc": _estimate(m, "roc_auc"),
+            "log_loss": _estimate(m, "log_loss"),
+            "ece": _estimate(m, "ece"),
+            "lift_at_10": m.get("lift_at_10"),
+        }
+    split = evaluation["data"]["split"]
+    return {
+        "format": QUALITY_FORMAT,
+        "trained_at": None,
+        "window": dict(evaluation["data"]["window"]),
+        "split": {"method": split.get("method", "time"), "note": split.get("note", "")},
+        "test_deals": dict(evaluation["data"]["deals"]["test"]),
+        "per_deal": {"age_days": age, **blocks},
+        "calibration": {
+            "method": evaluation["model"]["calibration"],
+            "reason": evaluation["model"]["calibration_reason"],
+            "curve": reliability_curve(test["won"].to_numpy()[at_age], np.asarray(p_model)[at_age]),
+        },
+        "top_features": top_features(model, catalog),
+        "baselines": compare_with_baselines(per_deal),
+    }
