@@ -88,7 +88,8 @@ AUC_PRIOR_WEIGHT = 10.0
 AUC_SEED = 0
 
 #: A value *decides* the outcome when deals with it (at least DECISIVE_MIN_DEALS) win at
-#: most DECISIVE_RATE or at least 1 - DECISIVE_RATE of the time; a categorical column
+#: most DECISIVE_RATE or at least 1 - DECISIVE_RATE of the time, with 95% confidence
+#: (the Wilson bound of the rate, not the rate itself); a categorical column
 #: whose deciding values cover DECISIVE_SHARE of the closed deals is flagged. A sales
 #: team's status note ("Will revert after reading the email": 97% won; "Ringing": 3%) is
 #: written while and after the outcome is settled; honest categories (a lead source, an
@@ -354,6 +355,14 @@ def _after_close(col: _Column, times: pd.Series, closed_at: pd.Series) -> list[F
     ]
 
 
+def _wilson(rate: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of binomial rates (vectorised): (low, high)."""
+    n = np.maximum(n.astype(np.float64), 1.0)
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def _decisive(col: _Column, y: np.ndarray) -> list[Finding]:
     """Categories whose deals (nearly) all won or all lost, covering many closed deals."""
     if col.numeric or not len(y):
@@ -365,9 +374,12 @@ def _decisive(col: _Column, y: np.ndarray) -> list[Finding]:
         .groupby("value")["won"]
         .agg(["size", "mean"])
     )
+    # Decisive with 95% confidence (Wilson bounds), not by the luck of a small sample:
+    # 3 wins in 99 deals (3%) may well be an honest 8%.
+    low, high = _wilson(stats["mean"].to_numpy(), stats["size"].to_numpy())
     deciding = stats[
         (stats["size"] >= DECISIVE_MIN_DEALS)
-        & ((stats["mean"] <= DECISIVE_RATE) | (stats["mean"] >= 1 - DECISIVE_RATE))
+        & ((high <= DECISIVE_RATE) | (low >= 1 - DECISIVE_RATE))
     ]
     share = float(deciding["size"].sum()) / len(y)
     if share < DECISIVE_SHARE:
@@ -382,7 +394,8 @@ def _decisive(col: _Column, y: np.ndarray) -> list[Finding]:
             col.name,
             "decisive_values",
             f"{len(deciding):,} of its values nearly decide the outcome (won at most "
-            f"{_pct(DECISIVE_RATE)} or at least {_pct(1 - DECISIVE_RATE)} of the time) and cover "
+            f"{_pct(DECISIVE_RATE)} or at least {_pct(1 - DECISIVE_RATE)} of the time, with 95% "
+            "confidence) and cover "
             f"{_pct(share)} of {len(y):,} closed deals: {examples}.",
         )
     ]

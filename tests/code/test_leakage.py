@@ -265,3 +265,27 @@ def test_the_name_rule_reads_the_sales_cycle_not_time_on_a_website() -> None:
     found = rules(audit_tables({"deals": deals}, attributes))
     assert "named_after_outcome" in found.get("total_days_identified_through_closing", set())
     assert "total_time_spent_on_website" not in found, found
+
+
+def test_a_strong_honest_category_on_a_small_sample_is_not_called_decisive() -> None:
+    """3 wins in 99 deals is 3%, but an honest 8% is as likely: the rule needs the Wilson
+    bound, not the rate, under 5% (the planted segment of a 200-deal export once was)."""
+    won = np.r_[np.ones(3), np.zeros(96), np.ones(45), np.zeros(56)].astype(bool)
+    deals = pd.DataFrame(
+        {
+            "deal_id": [f"D{i}" for i in range(len(won))],
+            "status": np.where(won, "won", "lost"),
+            "segment": ["smb"] * 99 + ["enterprise"] * 101,
+        }
+    )
+    audit = audit_tables(
+        {"deals": deals}, [Attribute("segment", "deals", "categorical", "creation")]
+    )
+    assert "segment" not in rules(audit), audit.lines()
+    # The same rate on ten times the deals is decisive with confidence.
+    big = pd.concat([deals] * 10, ignore_index=True)
+    big["deal_id"] = [f"D{i}" for i in range(len(big))]
+    found = rules(
+        audit_tables({"deals": big}, [Attribute("segment", "deals", "categorical", "creation")])
+    )
+    assert found.get("segment") == {"decisive_values"}, found
