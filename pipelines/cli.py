@@ -519,10 +519,18 @@ def train(
         f"{_num(diff['difference'], '+.3f')} [{_num(diff['low'], '+.3f')}, {_num(diff['high'], '+.3f')}]"
     )
     if "at_creation" in summary:
-        m, o = summary["at_creation"]["model"], summary["at_creation"]["oracle"]
+        at = summary["at_creation"]
+        m, o = at["model"], at["oracle"]
+        seen = at.get("oracle_without_rep")
         typer.echo(
             f"at creation: model ROC AUC {m['roc_auc']:.3f} / log loss {m['log_loss']:.4f}; "
             f"oracle {o['roc_auc']:.3f} / {o['log_loss']:.4f}"
+            + (
+                f"; oracle without the rep's skill (what the features show) "
+                f"{seen['roc_auc']:.3f} / {seen['log_loss']:.4f}"
+                if seen
+                else ""
+            )
         )
     typer.echo(f"split: {summary['data']['split']['note']}")
     na = summary["behaviour"].get("not_applicable", [])

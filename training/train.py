@@ -450,13 +450,13 @@ def _at_creation(
 
     ``p_at_creation`` is the best calibrated score anything could give at creation, so
     the gap between model and oracle here is what better features or more data can win.
+    ``p_without_rep`` (when the truth has it) leaves out the owner's skill, which no
+    feature shows at creation: the ceiling for a model of the features, reported as
+    ``oracle_without_rep`` so the model is judged against what it could see.
     """
     first = (test["snapshot_index"] == 0).to_numpy()
-    oracle = (
-        test.loc[first, "deal_id"]
-        .map(truth.set_index("deal_id")["p_at_creation"])
-        .to_numpy(np.float64)
-    )
+    indexed = truth.set_index("deal_id")
+    oracle = test.loc[first, "deal_id"].map(indexed["p_at_creation"]).to_numpy(np.float64)
     known = ~np.isnan(oracle)
     if not known.all():
         log.warning(
@@ -466,6 +466,9 @@ def _at_creation(
         )
     y = test["won"].to_numpy()[first][known]
     out = {"deals": int(known.sum()), "oracle": binary_metrics(y, oracle[known])}
+    if "p_without_rep" in indexed:
+        ceiling = test.loc[first, "deal_id"].map(indexed["p_without_rep"]).to_numpy(np.float64)
+        out["oracle_without_rep"] = binary_metrics(y, ceiling[known])
     for name in ("model", "logistic_regression", "channel_rate"):
         out[name] = binary_metrics(y, preds[name][first][known])
     return out

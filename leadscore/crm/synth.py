@@ -9,7 +9,10 @@ shape of :mod:`leadscore.crm.contract`. Alongside the export it returns the trut
   ``sigmoid(base + z)``, where ``base`` is built from what is known when the deal is
   created and ``z`` is a hidden deal quality;
 * ``p_at_creation``: ``E_z[sigmoid(base + z)]``, the best calibrated score any model
-  can give at creation time (64-node Gauss-Hermite quadrature, error < 1e-9).
+  can give at creation time (64-node Gauss-Hermite quadrature, error < 1e-9);
+* ``p_without_rep``: the same without the owner's skill, which no single feature
+  reveals (a rep's track record estimates it from a few dozen deals): what the deal's
+  own fields allow at creation, the ceiling a model of the features can reach there.
 
 The hidden quality ``z`` drives the observable process (buying-committee seniority,
 economic buyer, reply latency, stalls, backward moves, activity volume, cycle length),
@@ -444,6 +447,7 @@ class _Deals:
     z: np.ndarray
     p_latent: np.ndarray
     p_creation: np.ndarray
+    p_without_rep: np.ndarray
     won: np.ndarray
 
 
@@ -511,6 +515,8 @@ def _simulate_deals(
         z,
         p_latent,
         expected_sigmoid(base),
+        # Skill unknown: one more independent normal term inside the sigmoid.
+        expected_sigmoid(base - skill[owner], float(np.hypot(LATENT_SIGMA, SKILL_SD))),
         won,
     )
 
@@ -1022,6 +1028,7 @@ def _build_tables(
             "deal_id": deals["deal_id"],
             "p_latent": d.p_latent,
             "p_at_creation": d.p_creation,
+            "p_without_rep": d.p_without_rep,
         }
     )
     return tables, truth

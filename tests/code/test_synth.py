@@ -120,9 +120,9 @@ def test_tiny_and_invalid_sizes() -> None:
 
 def test_truth_matches_deals(small: SyntheticCRM) -> None:
     truth = small.truth
-    assert list(truth.columns) == ["deal_id", "p_latent", "p_at_creation"]
+    assert list(truth.columns) == ["deal_id", "p_latent", "p_at_creation", "p_without_rep"]
     assert truth["deal_id"].tolist() == small.tables["deals"]["deal_id"].tolist()
-    for col in ("p_latent", "p_at_creation"):
+    for col in ("p_latent", "p_at_creation", "p_without_rep"):
         assert truth[col].between(0, 1, inclusive="neither").all()
 
 
@@ -502,6 +502,10 @@ def test_p_at_creation_is_calibrated_and_p_latent_is_sharper(big: SyntheticCRM) 
     brier_latent = ((old["p_latent"] - y) ** 2).mean()
     brier_creation = ((old["p_at_creation"] - y) ** 2).mean()
     assert brier_latent < brier_creation - 0.01
+    # Without the rep's skill the score is still calibrated, and only a little less sharp.
+    assert abs(old["p_without_rep"].mean() - y.mean()) < 3 * se
+    brier_without_rep = ((old["p_without_rep"] - y) ** 2).mean()
+    assert brier_creation < brier_without_rep < brier_creation + 0.01
     # The expectation holds for every deal, open ones included.
     assert abs(d["p_latent"].mean() - d["p_at_creation"].mean()) < 0.01
 

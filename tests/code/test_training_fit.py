@@ -101,6 +101,9 @@ def test_evaluation_has_test_baselines_and_oracle_at_creation(result):
     assert keys <= set(ev["test"]) and ev["test"]["roc_auc"] > 0.7
     assert {"logistic_regression", "channel_rate"} == set(ev["baselines"])
     assert keys <= set(ev["at_creation"]["model"]) and keys <= set(ev["at_creation"]["oracle"])
+    # What the features can show (no rep skill) is a less sharp ceiling than the oracle.
+    seen = ev["at_creation"]["oracle_without_rep"]
+    assert ev["at_creation"]["oracle"]["log_loss"] < seen["log_loss"]
     assert (
         ev["at_creation"]["deals"]
         == ev["data"]["deals"]["test"]["won"] + ev["data"]["deals"]["test"]["lost"]
