@@ -584,6 +584,35 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
+#: A temporary history file older than this was left by a killed run: a running rank
+#: writes its file in well under a second, so one this old is nobody's.
+LEFTOVER_AGE_SECONDS = 3600
+
+
+def sweep_leftovers(history_dir: Path, now: float | None = None) -> list[Path]:
+    """Remove the ``.*.tmp`` files a killed ``rank`` left in the score history.
+
+    A rank killed between writing and renaming leaves its temporary file behind; the
+    next run on the same day writes over it, but one from an earlier day would stay
+    forever. Only files older than :data:`LEFTOVER_AGE_SECONDS` go, so a rank running
+    at the same moment keeps its own. Returns the removed paths.
+    """
+    if not history_dir.is_dir():
+        return []
+    cutoff = (time.time() if now is None else now) - LEFTOVER_AGE_SECONDS
+    removed = []
+    for tmp in history_dir.glob("run_date=*/model_version=*/.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # renamed or removed by another run meanwhile
+            continue
+    if removed:
+        log.info("removed %d leftover file(s) of killed rank runs in %s", len(removed), history_dir)
+    return removed
+
+
 def record_scores(
     history_dir: Path,
     scored: pd.DataFrame,
@@ -591,7 +620,9 @@ def record_scores(
     model_version: str,
     scored_at: pd.Timestamp,
 ) -> Path:
-    """Write one run's scores as the history file of (``run_date``, ``model_version``)."""
+    """Write one run's scores as the history file of (``run_date``, ``model_version``),
+    after removing what killed runs left (:func:`sweep_leftovers`)."""
+    sweep_leftovers(history_dir)
     rows = scored.assign(run_date=run_date, model_version=model_version, scored_at=scored_at)
     path = (
         history_dir

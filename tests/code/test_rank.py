@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +29,7 @@ from leadscore.priority.rank import (
     order_ranked,
     rank_deals,
     read_ranked,
+    record_scores,
     run_rank,
     select_candidates,
     size_band,
@@ -284,3 +289,33 @@ def test_the_terminal_table_lines_up_wide_characters():
         lines[2].strip() == "+ Referral channel"
         and lines[3].strip() == "! No follow-up for 20 days"
     )
+
+
+def test_a_killed_runs_leftover_from_an_earlier_day_is_swept_and_a_running_ones_is_kept(
+    tmp_path,
+):
+    """A rank killed between writing and renaming leaves ``.scores.parquet.tmp``; the next
+    run removes an old one (another day's) but not one a concurrent run is writing."""
+    history = tmp_path / "score_history"
+    old = history / "run_date=2025-01-01" / "model_version=1" / ".scores.parquet.tmp"
+    fresh = history / "run_date=2025-01-02" / "model_version=1" / ".scores.parquet.tmp"
+    for path in (old, fresh):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"half a parquet file")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    scored = pd.DataFrame(
+        {
+            "deal_id": ["D1"],
+            "priority_group": [ACTIVE],
+            "probability": [0.4],
+            "grade": ["B"],
+            "amount": [1000.0],
+            "expected_value": [400.0],
+        }
+    )
+    written = record_scores(
+        history, scored, date(2025, 1, 3), "1", pd.Timestamp("2025-01-03", tz="UTC")
+    )
+    assert written.is_file() and not old.exists() and fresh.exists()
+    assert len(load_history(history)) == 1
