@@ -50,7 +50,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +87,19 @@ def current_generation(root: Path) -> Path | None:
         return None
     path = Path(root) / GENERATIONS / name
     return path if path.is_dir() else None
+
+
+def replace_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through a temporary sibling renamed over it: a reader (or a kill
+    midway) finds the old file or the new one, never half of one. The temporary file
+    has a unique name, so two writers never share it, and it is removed on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _symlink(root: Path, name: str, target: str) -> None:

@@ -32,15 +32,14 @@ a reject naming the file, line, column and value, and the stored column is a flo
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Literal, get_args
 
 from leadscore.crm.contract import TABLES, Column, Table
+from leadscore.pipeline_state import replace_file
 
 ATTRIBUTES_FILE = "attributes.json"
 
@@ -207,14 +206,8 @@ def attributes_json(attributes: Sequence[Attribute]) -> str:
 
 def write_attributes(folder: Path, attributes: Sequence[Attribute]) -> None:
     """Write ``folder/attributes.json`` atomically (a temporary sibling renamed over it)."""
-    path = Path(folder) / ATTRIBUTES_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temp.write_text(attributes_json(attributes), encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    text = attributes_json(attributes)
+    replace_file(Path(folder) / ATTRIBUTES_FILE, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def with_attributes(table: Table, attributes: Iterable[Attribute]) -> Table:

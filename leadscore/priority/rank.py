@@ -58,10 +58,9 @@ deal's probability over the last :data:`TREND_RUNS` run dates, one per date.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -98,6 +97,7 @@ from leadscore.features.featurize import (
 )
 from leadscore.model.explain import Explainer, Explanation
 from leadscore.model.scoring_model import ScoringModel
+from leadscore.pipeline_state import replace_file
 from leadscore.priority.health import (
     Flag,
     HealthThresholds,
@@ -577,13 +577,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]", "_", name)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 #: A temporary history file older than this was left by a killed run: a running rank
 #: writes its file in well under a second, so one this old is nobody's.
 LEFTOVER_AGE_SECONDS = 3600
@@ -630,7 +623,7 @@ def record_scores(
         / f"model_version={_safe(model_version)}"
         / "scores.parquet"
     )
-    _write_atomically(path, lambda p: rows[list(HISTORY_COLUMNS)].to_parquet(p, index=False))
+    replace_file(path, lambda p: rows[list(HISTORY_COLUMNS)].to_parquet(p, index=False))
     return path
 
 
@@ -704,8 +697,8 @@ def write_ranked(ranked: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     for col, type_ in _LIST_TYPES.items():
         i = table.schema.get_field_index(col)
         table = table.set_column(i, col, pa.array(ranked[col].tolist(), type=type_))
-    _write_atomically(parquet, lambda p: pq.write_table(table, p))
-    _write_atomically(csv, lambda p: write_csv(_csv_frame(ranked), p, encoding="utf-8-sig"))
+    replace_file(parquet, lambda p: pq.write_table(table, p))
+    replace_file(csv, lambda p: write_csv(_csv_frame(ranked), p, encoding="utf-8-sig"))
     return {"parquet": parquet, "csv": csv}
 
 
