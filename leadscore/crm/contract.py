@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ColumnType = Literal["string", "int", "float", "datetime"]
 
@@ -31,6 +34,59 @@ CLOSED_STATUSES: tuple[str, ...] = (WON, LOST)
 CONTACT_ROLES: tuple[str, ...] = ("economic_buyer", "champion", "influencer", "user", "other")
 ACTIVITY_TYPES: tuple[str, ...] = ("call", "email", "meeting", "visit", "demo", "quote")
 DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
+
+#: Why a deal was lost, canonical: what :func:`canonical_lost_reasons` maps ``lost_reason``
+#: text to. Write these names, never the literals.
+PRICE, COMPETITOR, NO_DECISION, TIMING, BUDGET, PRODUCT_FIT, OTHER = (
+    "price",
+    "competitor",
+    "no_decision",
+    "timing",
+    "budget",
+    "product_fit",
+    "other",
+)
+LOST_REASONS: tuple[str, ...] = (
+    PRICE, COMPETITOR, NO_DECISION, TIMING, BUDGET, PRODUCT_FIT, OTHER
+)  # fmt: skip
+#: The one vocabulary of lost reasons: words (English and Chinese, compared after
+#: :func:`_normalise_reason`) whose presence anywhere in the text names the reason. A
+#: reason's own name matches too. Order is precedence: "lost to a competitor on price"
+#: is ``competitor`` (who won says more than what was said about price), "no budget this
+#: year" is ``budget``, not ``timing``. Text no word matches is ``other``. Substrings, not
+#: whole words, because Chinese has no spaces; so no single character that also appears
+#: in unrelated words (``贵`` is also the polite "your", as in ``贵公司``).
+LOST_REASON_WORDS: dict[str, tuple[str, ...]] = {
+    COMPETITOR: (
+        "competitor", "competition", "went with", "chose another", "chose a different",
+        "lost to", "switched to", "another vendor", "other vendor", "incumbent",
+        "竞争对手", "竞品", "对手", "别家", "其他厂商", "其他供应商", "友商",
+    ),
+    BUDGET: (
+        "budget", "no funds", "no funding", "funding", "cannot afford", "can't afford",
+        "预算", "资金", "没钱", "经费",
+    ),
+    PRODUCT_FIT: (
+        "product fit", "missing feature", "feature", "functionality", "not a fit",
+        "does not fit", "doesn't fit", "requirement", "integration", "not suitable",
+        "功能", "产品不匹配", "不匹配", "不符合", "不满足", "需求不符", "集成",
+    ),
+    PRICE: (
+        "price", "pricing", "expensive", "too costly", "cost", "discount", "cheaper",
+        "价格", "太贵", "偏贵", "价高", "报价高", "报价太高", "便宜", "折扣", "成本",
+    ),
+    TIMING: (
+        "timing", "next year", "next quarter", "not now", "later", "postpone", "delayed",
+        "revisit", "re-visit", "not the right time", "wrong time",
+        "时机", "明年", "下季度", "以后再说", "再说", "推迟", "延期", "暂缓",
+    ),
+    NO_DECISION: (
+        "no decision", "no_decision", "undecided", "status quo", "do nothing", "went dark",
+        "no response", "unresponsive", "ghosted", "shelved", "on hold", "cancelled",
+        "没有决定", "未决定", "搁置", "无回应", "失联", "没有回复", "项目取消", "不了了之",
+    ),
+    OTHER: ("other", "其他"),
+}  # fmt: skip
 
 #: The moment of a deal without ``created_at``: "known since always". Its profile rows
 #: are stamped here, and a closed one gets its single training snapshot here, so no
@@ -157,10 +213,32 @@ DEALS = Table(
             "lost deal without it (or without created_at) is undated: it feeds no account or "
             "owner track record, and trains only when no closed deal is dated (then the split "
             "is random, not out of time); when some are dated, undated closed deals are left "
-            "out of training and counted.",
+            "out of training and counted. A re-opened deal has the time of its last close "
+            "(empty while it is open again); its earlier closes are in `stage_history`.",
+        ),
+        Column(
+            "lost_reason",
+            "string",
+            False,
+            "Why the deal was lost, as the CRM writes it: a picklist value or free text in "
+            "English or Chinese (e.g. 'Price too high', '选了别家'). It is read as one of "
+            + ", ".join(f"`{r}`" for r in LOST_REASONS)
+            + " by the words listed under *Lost reasons* below; text no word matches is "
+            "`other`. "
+            "Known only after the loss; a re-opened deal keeps the reason of its last loss.",
+        ),
+        Column(
+            "previous_deal_id",
+            "string",
+            False,
+            "The earlier deal of the same account this deal follows up (a lost deal coming "
+            "back as a new deal); empty when none or unknown. It must be a deal of the "
+            "export or already stored, with the same `account_id`, created before this one.",
         ),
     ),
 )
+#: The column of deals that names an earlier deal of the same account (see ``DEALS``).
+PREVIOUS_DEAL = "previous_deal_id"
 
 DEAL_CONTACTS = Table(
     name="deal_contacts",
@@ -302,6 +380,11 @@ def contract_markdown() -> str:
         lines.append(f"Key: `{', '.join(t.key)}`.")
         for col, parent, pcol in t.references:
             lines.append(f"`{col}` must exist in `{parent}.{pcol}` when that table is given.")
+        if t.name == DEALS.name:
+            lines.append(
+                f"`{PREVIOUS_DEAL}` must name another deal (in the export or stored) of the "
+                "same `account_id`, created before this one; both must have an `account_id`."
+            )
         if t.name in AFTER_DEAL_CREATION:
             lines.append(
                 f"`{AFTER_DEAL_CREATION[t.name]}` must not be before the deal's `created_at`."
@@ -318,6 +401,19 @@ def contract_markdown() -> str:
             )
         lines.append("")
     lines += [
+        "## Lost reasons",
+        "",
+        "`deals.lost_reason` is read as the first reason below with one of its words anywhere",
+        "in the text (case, `_`, `-` and spaces ignored); a reason's own name counts as one of",
+        "its words, and text with none of them is `other`. See `docs/revival.md`.",
+        "",
+        "| reason | words |",
+        "| --- | --- |",
+    ]
+    for reason, words in LOST_REASON_WORDS.items():
+        lines.append(f"| `{reason}` | {', '.join(words)} |")
+    lines += [
+        "",
         "## What is missing without a table or column",
         "",
         "Nothing is invented for what an export lacks: these model features are missing (NaN)",
@@ -335,3 +431,44 @@ def contract_markdown() -> str:
         lines.append(f"| `{what}` | {', '.join(f'`{f}`' for f in features)} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _normalise_reason(text: pa.Array) -> pa.Array:
+    """Lower case, ``_``/``-`` as spaces, runs of white space as one: how words compare."""
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+    text = pc.replace_substring_regex(text, r"[_\-]+", " ")
+    return pc.replace_substring_regex(text, r"\s+", " ")
+
+
+def canonical_lost_reasons(values: pd.Series) -> pd.Series:
+    """Each ``lost_reason`` as one of :data:`LOST_REASONS`; missing (None) when empty.
+
+    Why a function of the whole column: a CRM export has a handful of distinct reasons
+    (a picklist) or many free-text ones, and each distinct text is matched once, in
+    Arrow, against :data:`LOST_REASON_WORDS` (the first reason with a word in the text
+    wins; none is ``other``). The result is indexed like ``values`` (object dtype).
+    """
+    text = pa.array(values.astype("string[pyarrow]"), type=pa.string())
+    encoded = pc.dictionary_encode(text)
+    distinct = _normalise_reason(encoded.dictionary)
+    present = np.asarray(
+        pc.fill_null(pc.not_equal(distinct, ""), False).to_numpy(zero_copy_only=False), dtype=bool
+    )
+    reason = np.full(len(distinct), None, dtype=object)
+    reason[present] = OTHER
+    settled = ~present
+    for name, words in LOST_REASON_WORDS.items():
+        if settled.all():
+            break
+        hit = np.zeros(len(distinct), dtype=bool)
+        for word in dict.fromkeys([name, *words]):
+            key = " ".join(word.lower().replace("_", " ").replace("-", " ").split())
+            found = pc.fill_null(pc.match_substring(distinct, key), False)
+            hit |= np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        reason[hit & ~settled] = name
+        settled |= hit
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    valid = ~pd.isna(indices)
+    out = np.full(len(values), None, dtype=object)
+    out[valid] = reason[indices[valid].astype(np.int64)]
+    return pd.Series(out, index=values.index, name=values.name, dtype=object)

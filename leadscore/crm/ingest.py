@@ -75,6 +75,7 @@ from leadscore.crm.contract import (
     CLOSED_STATUSES,
     DEALS,
     EXPORT_FUTURE_TOLERANCE,
+    PREVIOUS_DEAL,
     TABLES,
     Column,
     Table,
@@ -699,6 +700,81 @@ def _check_after_deal_creation(
         checked.reject(early, time_column, "is before the deal's created_at " + when)
 
 
+def _previous_deal_problems(
+    rows: pd.DataFrame, known: pd.DataFrame, rejected_ids: pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``rows`` whose ``previous_deal_id`` breaks the rule, and the reason of each.
+
+    ``known`` holds the deals a previous deal may be (indexed by deal_id: account_id,
+    created_at); ``rejected_ids`` the ids of export rows that were rejected, to say why
+    a deal is not found.
+    """
+    previous = rows[PREVIOUS_DEAL]
+    linked = previous.notna().to_numpy()
+    found = previous.isin(known.index).to_numpy()
+    account = previous.map(known["account_id"])
+    created = previous.map(known["created_at"])
+    self_link = (previous == rows[DEALS.key[0]]).to_numpy(dtype=bool, na_value=False)
+    no_account = rows["account_id"].isna().to_numpy()
+    other_account = ~(account == rows["account_id"]).to_numpy(dtype=bool, na_value=False)
+    not_earlier = (created >= rows["created_at"]).to_numpy(dtype=bool, na_value=False)
+    quoted = "previous deal '" + previous.astype(object).fillna("") + "'"
+    given = quoted + " is with account '" + account.astype(object).fillna("") + "'"
+    when = created.dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object).fillna("")
+    reason = np.select(
+        [
+            ~found,
+            self_link,
+            no_account,
+            other_account,
+            not_earlier,
+        ],
+        [
+            (
+                quoted
+                + " not found in deals"
+                + np.where(previous.isin(rejected_ids), " (its row was rejected)", "")
+            ).to_numpy(dtype=object),
+            "must not be the deal itself",
+            "needs the deal's account_id: a previous deal is of the same account",
+            (given + ", not '" + rows["account_id"].astype(object).fillna("") + "'").to_numpy(
+                dtype=object
+            ),
+            (quoted + " was created at " + when + ", not before this deal").to_numpy(dtype=object),
+        ],
+        "",
+    )
+    bad = linked & (reason != "")
+    return bad, reason[bad]
+
+
+def _check_previous_deals(checked: _Checked, stored: Mapping[str, pd.DataFrame]) -> None:
+    """``deals.previous_deal_id``: an earlier deal of the same account (export or stored).
+
+    The previous deal is looked up as it will be after the merge (the export's valid
+    version, else the stored one). Rejecting a deal can orphan a deal that follows it,
+    so the check repeats until it rejects nothing more (chains are short: a few rounds).
+    """
+    if checked.table.name != DEALS.name or not checked.rows[PREVIOUS_DEAL].notna().any():
+        return
+    key, columns = DEALS.key[0], [DEALS.key[0], "account_id", "created_at"]
+    earlier = stored.get(DEALS.name)
+    while True:
+        rejected = _positions(checked.problems)
+        valid = ~checked.rows.index.isin(rejected)
+        versions = [f[columns] for f in (earlier, checked.rows[valid]) if f is not None]
+        known = (
+            pd.concat(versions, ignore_index=True).drop_duplicates(key, keep="last").set_index(key)
+        )
+        rejected_ids = _clean_text(checked.raw[key].iloc[rejected])
+        bad, reasons = _previous_deal_problems(checked.rows[valid], known, rejected_ids)
+        if not bad.any():
+            return
+        mask = np.zeros(len(checked.rows), dtype=bool)
+        mask[np.flatnonzero(valid)[bad]] = True
+        checked.reject(mask, PREVIOUS_DEAL, reasons)
+
+
 def _table_order(names: Iterable[str]) -> list[str]:
     """Parents before children, so children are checked against validated parents."""
     graph = {name: {parent for _, parent, _ in t.references} for name, t in TABLES.items()}
@@ -790,6 +866,7 @@ def _validate(
         _check_times(checked, now)
         _check_references(checked, done, stored)
         _check_after_deal_creation(checked, done, stored)
+        _check_previous_deals(checked, stored)
         done[name] = checked
         rows += len(frame)
     progress("validate export", rows, total, unit="rows")

@@ -24,6 +24,11 @@ creation-time optimum. The stage path and close date also depend on the outcome
 itself (won deals pass through ``committed``, lost ones drop out and often go quiet
 first), as in real funnels.
 
+On request (``generate_crm(..., revival=True)``) lost deals also get a reason, post-loss
+engagement and a chance to come back (re-opened or followed by a new deal), with their
+own oracle ``revival_truth`` (``docs/revival.md``); that simulation draws from its own
+random stream, and without it the export is the open-deal simulation alone.
+
 Everything is vectorised with numpy (one array per column, no Python loop per deal
 or activity) so that a million deals fit in minutes and a few GB. Output frames use
 ``string[pyarrow]`` for text, ``int64``/``float64`` for numbers and
@@ -34,10 +39,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -51,6 +56,7 @@ from leadscore.crm.contract import (
     CONTACT_ROLES,
     DIRECTIONS,
     LOST,
+    LOST_REASONS,
     OPEN,
     STAGES,
     TABLES,
@@ -62,6 +68,7 @@ log = logging.getLogger(__name__)
 US_PER_SECOND = 1_000_000
 US_PER_HOUR = 3_600 * US_PER_SECOND
 US_PER_DAY = 24 * US_PER_HOUR
+_T = TypeVar("_T")
 
 # --------------------------------------------------------------------------------------
 # The generator's latent model. Module constants so that evaluations can cite them.
@@ -262,6 +269,15 @@ class SyntheticCRM:
     tables: dict[str, pd.DataFrame]
     truth: pd.DataFrame
     as_of: pd.Timestamp
+    #: The revival oracle: one row per lost deal and snapshot (see ``docs/revival.md``):
+    #: deal_id, lost_at, lost_reason (canonical), as_of, days_since_loss, p_revival (exact
+    #: probability, given the latent state, that the deal is revived within
+    #: ``REVIVAL_HORIZON_DAYS`` of as_of and the revived deal is won), revived_and_won
+    #: (the realised outcome, drawn even when it falls after the export's as_of),
+    #: revived_at, revival_kind (reopen, follow_up; empty when never), revival_deal_id.
+    #: None when generated without ``revival``: not simulated, which an empty frame (no
+    #: lost deal had a snapshot yet) would misstate; so no file is written for it either.
+    revival_truth: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -710,6 +726,15 @@ def _pick_contacts(
     return out
 
 
+def _durations(rng: np.random.Generator, kind: np.ndarray) -> np.ndarray:
+    """Seconds of calls, meetings, visits and demos (NaN for other types), log-normal."""
+    duration = np.full(kind.size, np.nan)
+    for t, (med, sd) in _DURATION.items():
+        idx = np.flatnonzero(kind == t)
+        duration[idx] = np.maximum(np.round(med * np.exp(rng.normal(0.0, sd, idx.size))), 20.0)
+    return duration
+
+
 def _simulate_activities(
     rng: np.random.Generator,
     d: _Deals,
@@ -834,14 +859,517 @@ def _simulate_activities(
     # A few e-mails are logged without a contact (shared inboxes).
     contact = np.where((kind == _TYPE["email"]) & (rng.random(deal.size) < 0.01), -1, contact)
 
-    duration = np.full(deal.size, np.nan)
-    for t, (med, sd) in _DURATION.items():
-        idx = np.flatnonzero(kind == t)
-        duration[idx] = np.maximum(np.round(med * np.exp(rng.normal(0.0, sd, idx.size))), 20.0)
+    duration = _durations(rng, kind)
 
     order = np.lexsort((deal, at))  # activity IDs follow time, as a CRM would number them
     return _Activities(
         deal[order], at[order], kind[order], direction[order], contact[order], duration[order]
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Revival of lost deals (separate random stream: the open-deal simulation is untouched)
+# --------------------------------------------------------------------------------------
+
+#: The revival truth's horizon: as of a snapshot, a lost deal's outcome is "revived within
+#: this many days, and the revived deal won". Revived cycles last at most
+#: ``MAX_CYCLE_DAYS`` (< this), so a revived deal that is won is won within the horizon
+#: of its revival.
+REVIVAL_HORIZON_DAYS = 365.0
+#: A lost deal comes back within this many days of its loss or never (the hazard is zero
+#: after); a labeller's linking window of at least this finds every synthetic revival.
+REVIVAL_MAX_DAYS = 730.0
+#: Revival truth snapshots: this many days after the loss, then every
+#: ``REVIVAL_SNAPSHOT_EVERY_DAYS`` while the deal is not revived, up to ``as_of``.
+REVIVAL_FIRST_SNAPSHOT_DAYS = 7.0
+REVIVAL_SNAPSHOT_EVERY_DAYS = 30.0
+#: Second word of the revival stream's seed, ``default_rng([seed, REVIVAL_STREAM])``
+#: (issue 12): revival draws never shift the open-deal draws.
+REVIVAL_STREAM = 12
+#: Log revival hazard (per day, at the peak of the time shape) of an average lost deal.
+REVIVAL_INTERCEPT = -7.1
+#: Hazard effects: per lost reason (order of ``LOST_REASONS``), per named competitor
+#: (order of ``COMPETITORS``) and when there was none, per seniority level above 3.5 of
+#: the most senior contact engaged, per log(1 + won deals of the account before the loss),
+#: per unit of the lost deal's hidden quality z, per sd of the latent post-loss interest v.
+REASON_HAZARD_EFFECT = (0.0, -0.5, -0.1, 0.7, 0.4, -1.0, -0.3)
+COMPETITOR_HAZARD_EFFECT = (-0.3, 0.0, -0.5, 0.4)
+COMPETITOR_NONE_HAZARD_EFFECT = 0.2
+SENIORITY_HAZARD_EFFECT = 0.25
+HISTORY_HAZARD_EFFECT = 0.5
+QUALITY_HAZARD_EFFECT = 0.3
+INTEREST_HAZARD_EFFECT = 0.8
+#: Time shape per reason: ``exp(-t/tau) - delay * exp(-t/REVIVAL_FAST_DAYS)`` days after
+#: the loss; a delay near 1 makes the deal come back months later (timing), near 0 soon.
+REASON_TAU_DAYS = (180.0, 300.0, 150.0, 240.0, 300.0, 200.0, 180.0)
+REASON_DELAY = (0.3, 0.9, 0.2, 0.95, 0.6, 0.5, 0.3)
+REVIVAL_FAST_DAYS = 45.0
+#: Budget cycle: the hazard is multiplied by ``1 + amplitude * cos(2 pi (day - start) /
+#: year)``, highest at the start of the account's fiscal year; amplitude per reason.
+REASON_BUDGET_CYCLE = (0.3, 0.2, 0.2, 0.3, 0.8, 0.2, 0.2)
+#: Fiscal years start on 1 January, April, July or October with these shares.
+_FISCAL_START_DAY = (0.0, 90.0, 181.0, 273.0)
+_FISCAL_START_P = (0.6, 0.2, 0.15, 0.05)
+_YEAR_DAYS = 365.25
+#: Win logit of a revived deal: the lost deal's creation logit ``base`` + this shift +
+#: the reason's effect + ``INTEREST_WIN_EFFECT * v`` + a fresh hidden quality z2.
+REVIVAL_WIN_SHIFT = 0.3
+REASON_WIN_EFFECT = (0.1, -0.3, -0.2, 0.4, 0.2, -0.6, 0.0)
+INTEREST_WIN_EFFECT = 0.5
+#: Share of revivals that re-open the lost deal (else a new deal follows it), per reason.
+REASON_REOPEN_SHARE = (0.25, 0.1, 0.35, 0.35, 0.25, 0.15, 0.2)
+#: Share of follow-up deals whose CRM records ``previous_deal_id`` (the rest must be
+#: linked by account and time).
+PREVIOUS_DEAL_RECORDED = 0.85
+#: Post-loss engagement: inbound and outbound (nurture) activities per day right after
+#: the loss, decaying with these time constants; inbound scales with exp(effect * v).
+_POST_LOSS_INBOUND_RATE, _POST_LOSS_INBOUND_DAYS, _POST_LOSS_INBOUND_EFFECT = 0.015, 120.0, 0.9
+_POST_LOSS_OUTBOUND_RATE, _POST_LOSS_OUTBOUND_DAYS = 0.02, 90.0
+#: Lost-reason logits: intercept per reason, and effects of log(amount / median), a named
+#: competitor, no competitor, z, log(employees / 300) and the Enterprise Suite product.
+_REASON_LOGIT = np.array(
+    # intercept, log_amount, named, none, z, log_emp, enterprise
+    [
+        [0.2, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0],  # price
+        [-0.6, 0.0, 1.8, -2.0, 0.0, 0.0, 0.0],  # competitor
+        [-0.1, 0.0, 0.0, 0.0, -0.5, 0.0, 0.0],  # no_decision
+        [-0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # timing
+        [-0.5, 0.4, 0.0, 0.0, 0.0, -0.15, 0.0],  # budget
+        [-0.6, 0.0, 0.0, 0.0, -0.4, 0.0, 0.5],  # product_fit
+        [-1.4, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # other
+    ]
+)
+#: How the synthetic CRM writes each reason (order of ``LOST_REASONS``): the picklist
+#: value or free text in English and Chinese; ``canonical_lost_reasons`` reads every one
+#: back as its reason (a test checks it). A share is left empty.
+LOST_REASON_TEXTS: tuple[tuple[str, ...], ...] = (
+    ("price", "Price too high", "Too expensive", "pricing", "价格太高", "太贵", "价格"),
+    ("competitor", "Went with competitor", "Lost to Globex", "竞争对手", "选了别家", "选择了竞品"),
+    ("no_decision", "No decision", "Project shelved", "没有决定", "搁置", "客户失联"),
+    ("timing", "Bad timing", "Not now, maybe next year", "时机不对", "明年再说"),
+    ("budget", "No budget", "Budget cut", "预算不足", "没有预算"),
+    ("product_fit", "Missing feature", "Not a fit for requirements", "功能不符", "产品不匹配"),
+    ("other", "Reorganisation", "Champion left the company", "公司重组", "其他"),
+)
+_LOST_REASON_MISSING = 0.1
+REOPEN, FOLLOW_UP = "reopen", "follow_up"
+
+
+def _take(obj: _T, idx: np.ndarray) -> _T:
+    """A per-deal dataclass of arrays restricted to the deals ``idx`` (rows of each array)."""
+    return type(obj)(**{f.name: getattr(obj, f.name)[idx] for f in fields(obj)})  # type: ignore[arg-type]
+
+
+def _term_integral(
+    x: np.ndarray, tau: np.ndarray | float, psi: np.ndarray, cycle: np.ndarray
+) -> np.ndarray:
+    """``integral_0^x exp(-t/tau) (1 + cycle cos(w t + psi)) dt``, in closed form."""
+    w = 2.0 * np.pi / _YEAR_DAYS
+    decay = np.exp(-x / tau)
+    wave = (w * np.sin(w * x + psi) - np.cos(w * x + psi) / tau) * decay - (
+        w * np.sin(psi) - np.cos(psi) / tau
+    )
+    return tau * (1.0 - decay) + cycle * wave / (1.0 / tau**2 + w**2)
+
+
+@dataclass
+class _Hazard:
+    """The revival hazard of lost deals: ``exp(eta) * shape(t) * budget cycle(t)``."""
+
+    eta: np.ndarray
+    tau: np.ndarray
+    delay: np.ndarray
+    cycle: np.ndarray
+    psi: np.ndarray  # phase of the budget cycle at the loss (radians)
+
+    def cumulative(self, days: np.ndarray) -> np.ndarray:
+        """Expected revivals from the loss to ``days`` after it (exact, closed form)."""
+        x = np.clip(days, 0.0, REVIVAL_MAX_DAYS)
+        slow = _term_integral(x, self.tau, self.psi, self.cycle)
+        fast = _term_integral(x, REVIVAL_FAST_DAYS, self.psi, self.cycle)
+        return np.exp(self.eta) * (slow - self.delay * fast)
+
+    def first_event(self, rng: np.random.Generator) -> np.ndarray:
+        """Days from the loss to the revival (inf: never), by inverting the cumulative."""
+        target = rng.exponential(1.0, self.eta.size)
+        lo = np.zeros(self.eta.size)
+        hi = np.full(self.eta.size, REVIVAL_MAX_DAYS)
+        for _ in range(32):  # bisection to ~2e-7 days (15 ms); the cumulative increases
+            mid = 0.5 * (lo + hi)
+            below = self.cumulative(mid) < target
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return np.where(self.cumulative(np.full_like(lo, REVIVAL_MAX_DAYS)) < target, np.inf, hi)
+
+
+@dataclass
+class _Losses:
+    """One row per loss (a deal can be lost, re-opened and lost again)."""
+
+    deal: np.ndarray  # global deal number
+    lost_at: np.ndarray  # int64 us
+    reason: np.ndarray  # index into LOST_REASONS
+    text: np.ndarray  # index into the flattened LOST_REASON_TEXTS, -1 = empty
+    hazard: _Hazard
+    p_win: np.ndarray  # probability the revived deal is won (latent)
+    revival_days: np.ndarray  # days from the loss to the revival, inf = never
+    revival_won: np.ndarray
+    kind: np.ndarray  # 0 re-open, 1 follow-up (drawn for every loss)
+    revival_deal: np.ndarray  # global number of the revived deal, -1 = none by as_of
+
+
+@dataclass
+class _Cycle:
+    """Deals (re-opened or new) that a revival started, simulated like new deals."""
+
+    deal: np.ndarray  # global deal number (the lost deal's when re-opened)
+    previous: np.ndarray  # global number of the lost deal it revives
+    reopen: np.ndarray
+    linked: np.ndarray  # follow-up with previous_deal_id recorded
+    d: _Deals
+    paths: _Paths
+    dc: _DealContacts
+    acts: _Activities
+
+
+@dataclass
+class _Revival:
+    losses: _Losses
+    cycles: list[_Cycle]
+    post_loss: _Activities  # deal = global deal number
+    n_deals: int  # original plus follow-up deals
+
+    @classmethod
+    def none(cls, n_deals: int, acts: _Activities) -> _Revival:
+        """No lost deal has a reason or comes back: the CRM as simulated before issue 12.
+
+        Empty arrays of the simulated dtypes (``acts`` lends its own), so that the tables
+        are built by the one code path and come out as the open-deal simulation alone.
+        """
+        ints, floats = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        losses = _Losses(
+            deal=ints,
+            lost_at=ints,
+            reason=ints,
+            text=ints,
+            hazard=_Hazard(floats, floats, floats, floats, floats),
+            p_win=floats,
+            revival_days=floats,
+            revival_won=np.zeros(0, bool),
+            kind=np.zeros(0, np.int8),
+            revival_deal=ints,
+        )
+        return cls(losses, [], _take(acts, ints), n_deals)
+
+
+def _lost_reasons(rng: np.random.Generator, d: _Deals, acc: _Accounts) -> np.ndarray:
+    """Draw each lost deal's reason from its latent state (Gumbel-max over the logits)."""
+    covariates = np.stack(
+        [
+            np.ones_like(d.z),
+            np.log(d.amount / AMOUNT_MEDIAN),
+            (d.competitor >= 0).astype(np.float64),
+            (d.competitor == -1).astype(np.float64),
+            d.z,
+            np.log(acc.employees[d.account] / 300.0),
+            (d.product == PRODUCTS.index("Enterprise Suite")).astype(np.float64),
+        ],
+        axis=1,
+    )
+    logits = covariates @ _REASON_LOGIT.T
+    return np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+
+
+def _prior_wins(
+    account: np.ndarray, at: np.ndarray, win_account: np.ndarray, win_at: np.ndarray
+) -> np.ndarray:
+    """Per (account, time): won deals of that account closed before that time."""
+    origin = min(int(at.min()), int(win_at.min())) if win_at.size else int(at.min())
+    keys = (win_account.astype(np.int64) << 32) | ((win_at - origin) // US_PER_SECOND)
+    keys.sort()
+    query = account.astype(np.int64) << 32
+    return np.searchsorted(keys, query | ((at - origin) // US_PER_SECOND)) - np.searchsorted(
+        keys, query
+    )
+
+
+def _simulate_losses(
+    rng: np.random.Generator,
+    deal: np.ndarray,
+    d: _Deals,
+    dc: _DealContacts,
+    lost_at: np.ndarray,
+    acc: _Accounts,
+    fiscal_start: np.ndarray,
+    wins: tuple[np.ndarray, np.ndarray],
+) -> tuple[_Losses, np.ndarray]:
+    """Reason, latent interest, hazard, revival time and outcome of each lost deal."""
+    n = deal.size
+    reason = _lost_reasons(rng, d, acc)
+    texts = np.cumsum([0, *(len(t) for t in LOST_REASON_TEXTS)])
+    pick = (rng.random(n) * np.diff(texts)[reason]).astype(np.int64)
+    text = np.where(rng.random(n) < _LOST_REASON_MISSING, -1, texts[reason] + pick)
+    interest = rng.normal(0.0, 1.0, n)
+    engaged = np.max(np.where(dc.attached, dc.level, 0), axis=1).astype(np.float64)
+    comp = np.where(
+        d.competitor >= 0,
+        np.asarray(COMPETITOR_HAZARD_EFFECT)[np.maximum(d.competitor, 0)],
+        np.where(d.competitor == -1, COMPETITOR_NONE_HAZARD_EFFECT, 0.0),
+    )
+    eta = (
+        REVIVAL_INTERCEPT
+        + np.asarray(REASON_HAZARD_EFFECT)[reason]
+        + comp
+        + SENIORITY_HAZARD_EFFECT * (engaged - 3.5)
+        + HISTORY_HAZARD_EFFECT * np.log1p(_prior_wins(d.account, lost_at, *wins))
+        + QUALITY_HAZARD_EFFECT * d.z
+        + INTEREST_HAZARD_EFFECT * interest
+    )
+    loss_day = lost_at / US_PER_DAY
+    psi = 2.0 * np.pi * ((loss_day - fiscal_start[d.account]) % _YEAR_DAYS) / _YEAR_DAYS
+    hazard = _Hazard(
+        eta,
+        np.asarray(REASON_TAU_DAYS)[reason],
+        np.asarray(REASON_DELAY)[reason],
+        np.asarray(REASON_BUDGET_CYCLE)[reason],
+        psi,
+    )
+    win_base = (
+        d.base
+        + REVIVAL_WIN_SHIFT
+        + np.asarray(REASON_WIN_EFFECT)[reason]
+        + INTEREST_WIN_EFFECT * interest
+    )
+    z2 = rng.normal(0.0, LATENT_SIGMA, n)
+    p_win = _sigmoid(win_base + z2)
+    revival_days = hazard.first_event(rng)
+    won = rng.random(n) < p_win
+    kind = (rng.random(n) >= np.asarray(REASON_REOPEN_SHARE)[reason]).astype(np.int8)
+    losses = _Losses(
+        deal, lost_at, reason, text, hazard, p_win, revival_days, won, kind, np.full(n, -1)
+    )
+    return losses, np.stack([win_base, z2, interest], axis=1)
+
+
+def _post_loss_activities(
+    rng: np.random.Generator,
+    losses: _Losses,
+    interest: np.ndarray,
+    d: _Deals,
+    dc: _DealContacts,
+    as_of_us: int,
+) -> _Activities:
+    """Engagement after a loss, until the revival, ``REVIVAL_MAX_DAYS`` or ``as_of``.
+
+    Inbound calls and e-mails come more often from accounts with a high latent interest
+    (which also drives the revival), and most are answered; outbound nurture does not
+    depend on it, except that reps visit interested accounts more.
+    """
+    until = np.minimum(
+        np.minimum(losses.revival_days, REVIVAL_MAX_DAYS),
+        (as_of_us - losses.lost_at) / US_PER_DAY,
+    )
+    until = np.maximum(until, 0.0)
+    parts = []
+    for inbound, rate, tau in (
+        (
+            True,
+            _POST_LOSS_INBOUND_RATE * np.exp(_POST_LOSS_INBOUND_EFFECT * interest),
+            _POST_LOSS_INBOUND_DAYS,
+        ),
+        (False, np.full(interest.size, _POST_LOSS_OUTBOUND_RATE), _POST_LOSS_OUTBOUND_DAYS),
+    ):
+        mass = 1.0 - np.exp(-until / tau)
+        counts = rng.poisson(rate * tau * mass)
+        local = np.repeat(np.arange(counts.size), counts)
+        days = -tau * np.log1p(-rng.random(local.size) * mass[local])
+        at = losses.lost_at[local] + np.maximum((days * US_PER_DAY).astype(np.int64), US_PER_SECOND)
+        if inbound:
+            kind = np.where(rng.random(local.size) < 0.7, _TYPE["email"], _TYPE["call"])
+        else:
+            visit = rng.random(local.size) < _sigmoid(-2.5 + 0.8 * interest[local])
+            remote = np.where(rng.random(local.size) < 0.65, _TYPE["email"], _TYPE["call"])
+            kind = np.where(visit, _TYPE["visit"], remote)
+        direction = np.full(local.size, _DIR["inbound" if inbound else "outbound"], np.int8)
+        parts.append((local, at, kind.astype(np.int8), direction))
+    local = np.concatenate([p[0] for p in parts])
+    at = np.concatenate([p[1] for p in parts])
+    kind = np.concatenate([p[2] for p in parts])
+    direction = np.concatenate([p[3] for p in parts])
+    # The rep answers most inbound calls and e-mails, as during the deal.
+    asked = np.flatnonzero(direction == _DIR["inbound"])
+    asked = asked[rng.random(asked.size) < 0.9]
+    latency = _REPLY_MEDIAN_HOURS * np.exp(rng.normal(0.0, _REPLY_SD, asked.size))
+    local = np.concatenate([local, local[asked]])
+    at = np.concatenate([at, at[asked] + (latency * US_PER_HOUR).astype(np.int64)])
+    kind = np.concatenate([kind, np.full(asked.size, _TYPE["email"], np.int8)])
+    direction = np.concatenate([direction, np.full(asked.size, _DIR["outbound"], np.int8)])
+    keep = at <= as_of_us
+    local, at, kind, direction = local[keep], at[keep], kind[keep], direction[keep]
+    contact = _pick_contacts(rng, local, at, kind, d, dc)
+    return _Activities(losses.deal[local], at, kind, direction, contact, _durations(rng, kind))
+
+
+def _revived_deals(
+    rng: np.random.Generator,
+    losses: _Losses,
+    latent: np.ndarray,
+    d: _Deals,
+    skill: np.ndarray,
+    as_of_us: int,
+) -> _Deals:
+    """The deals that revivals by ``as_of`` start: the lost deal's fields, a new cycle."""
+    revived = np.flatnonzero(losses.revival_days * US_PER_DAY <= as_of_us - losses.lost_at)
+    r = _take(d, revived)
+    base, z2 = latent[revived, 0], latent[revived, 1]
+    follow_up = losses.kind[revived] == 1
+    scale = np.where(follow_up, np.exp(rng.normal(0.0, 0.3, revived.size)), 1.0)
+    return _Deals(
+        account=r.account,
+        owner=r.owner,
+        created=losses.lost_at[revived]
+        + np.round(losses.revival_days[revived] * US_PER_DAY).astype(np.int64),
+        channel=r.channel,
+        competitor=r.competitor,
+        product=r.product,
+        amount=np.maximum(np.round(r.amount * scale, -1), 500.0),
+        base=base,
+        z=z2,
+        p_latent=losses.p_win[revived],
+        p_creation=expected_sigmoid(base),
+        p_without_rep=expected_sigmoid(
+            base - skill[r.owner], float(np.hypot(LATENT_SIGMA, SKILL_SD))
+        ),
+        won=losses.revival_won[revived],
+    )
+
+
+def _simulate_revival(
+    rng: np.random.Generator,
+    d: _Deals,
+    acc: _Accounts,
+    con: _Contacts,
+    paths: _Paths,
+    dc: _DealContacts,
+    skill: np.ndarray,
+    as_of_us: int,
+) -> _Revival:
+    """Lost deals come back (re-opened or followed by a new deal), generation by generation.
+
+    A deal lost by ``as_of`` gets a reason, post-loss engagement and a revival time from
+    its hazard; a revival by ``as_of`` starts a new cycle simulated like a new deal (its
+    path, contacts, activities); a cycle lost by ``as_of`` is a loss of the next
+    generation. Loops run over generations (a handful), never over deals.
+    """
+    n = d.z.size
+    fiscal_start = np.asarray(_FISCAL_START_DAY)[_choice(rng, _FISCAL_START_P, acc.industry.size)]
+    won0 = d.won
+    wins = (d.account[won0], paths.close[won0])
+    lost = np.flatnonzero(~d.won & (paths.close <= as_of_us))
+    cur_deal, cur_d, cur_dc, cur_lost_at = lost, _take(d, lost), _take(dc, lost), paths.close[lost]
+    all_losses: list[_Losses] = []
+    cycles: list[_Cycle] = []
+    post: list[_Activities] = []
+    next_deal = n
+    while cur_deal.size:
+        losses, latent = _simulate_losses(
+            rng, cur_deal, cur_d, cur_dc, cur_lost_at, acc, fiscal_start, wins
+        )
+        post.append(_post_loss_activities(rng, losses, latent[:, 2], cur_d, cur_dc, as_of_us))
+        revived = np.flatnonzero(losses.revival_days * US_PER_DAY <= as_of_us - losses.lost_at)
+        new_d = _revived_deals(rng, losses, latent, cur_d, skill, as_of_us)
+        new_paths = _simulate_paths(rng, new_d)
+        new_dc = _simulate_deal_contacts(rng, new_d, con, new_paths, as_of_us)
+        new_acts = _simulate_activities(rng, new_d, skill, new_paths, new_dc, as_of_us)
+        reopen = losses.kind[revived] == 0
+        number = np.where(reopen, cur_deal[revived], next_deal + np.cumsum(~reopen) - 1)
+        next_deal += int((~reopen).sum())
+        losses.revival_deal[revived] = number
+        linked = ~reopen & (rng.random(revived.size) < PREVIOUS_DEAL_RECORDED)
+        cycles.append(
+            _Cycle(number, cur_deal[revived], reopen, linked, new_d, new_paths, new_dc, new_acts)
+        )
+        all_losses.append(losses)
+        closed = new_paths.close <= as_of_us
+        wins = (
+            np.concatenate([wins[0], new_d.account[new_d.won]]),
+            np.concatenate([wins[1], new_paths.close[new_d.won]]),
+        )
+        again = np.flatnonzero(~new_d.won & closed)
+        cur_deal, cur_d, cur_dc = number[again], _take(new_d, again), _take(new_dc, again)
+        cur_lost_at = new_paths.close[again]
+    losses = _Losses(
+        **{
+            f.name: np.concatenate([getattr(x, f.name) for x in all_losses])
+            for f in fields(_Losses)
+            if f.name != "hazard"
+        },
+        hazard=_Hazard(
+            **{
+                f.name: np.concatenate([getattr(x.hazard, f.name) for x in all_losses])
+                for f in fields(_Hazard)
+            }
+        ),
+    )
+    post_loss = _Activities(
+        **{f.name: np.concatenate([getattr(a, f.name) for a in post]) for f in fields(_Activities)}
+    )
+    return _Revival(losses, cycles, post_loss, next_deal)
+
+
+def _revival_truth(
+    losses: _Losses, deal_ids: pd.Series, as_of_us: int, horizon_days: float
+) -> pd.DataFrame:
+    """The oracle of every lost deal at each snapshot after its loss (see ``SyntheticCRM``).
+
+    ``p_revival`` is exact: given the latent state the revival time is the first event of
+    a Poisson process with a closed-form cumulative hazard, so P(revived in (s, s + h] |
+    not revived by s) = 1 - exp(-(H(s + h) - H(s))), times the revived deal's (latent)
+    win probability, which is independent of when it comes back.
+    """
+    age = (as_of_us - losses.lost_at) / US_PER_DAY
+    last = np.minimum(np.minimum(age, REVIVAL_MAX_DAYS), np.nextafter(losses.revival_days, 0))
+    count = np.where(
+        last >= REVIVAL_FIRST_SNAPSHOT_DAYS,
+        np.floor((last - REVIVAL_FIRST_SNAPSHOT_DAYS) / REVIVAL_SNAPSHOT_EVERY_DAYS) + 1,
+        0,
+    ).astype(np.int64)
+    loss = np.repeat(np.arange(count.size), count)
+    step = np.arange(loss.size) - np.repeat(np.cumsum(count) - count, count)
+    days = REVIVAL_FIRST_SNAPSHOT_DAYS + step * REVIVAL_SNAPSHOT_EVERY_DAYS
+    h = _take(losses.hazard, loss)
+    reach = h.cumulative(days + horizon_days) - h.cumulative(days)
+    p = -np.expm1(-reach) * losses.p_win[loss]
+    revival_days = losses.revival_days[loss]
+    revived = (revival_days <= days + horizon_days) & losses.revival_won[loss]
+    revival_deal = losses.revival_deal[loss]
+    kinds = np.where(
+        np.isfinite(revival_days), losses.kind[loss], 2
+    )  # 2: not revived within REVIVAL_MAX_DAYS
+    lost_at = losses.lost_at[loss]
+    return pd.DataFrame(
+        {
+            "deal_id": deal_ids.take(losses.deal[loss]).reset_index(drop=True),
+            "lost_at": _times(lost_at),
+            "lost_reason": _labels(LOST_REASONS, losses.reason[loss]),
+            "as_of": _times(lost_at + np.round(days * US_PER_DAY).astype(np.int64)),
+            "days_since_loss": days,
+            "p_revival": p,
+            "revived_and_won": revived,
+            "revived_at": _times(
+                np.where(
+                    np.isfinite(revival_days),
+                    lost_at
+                    + np.round(np.nan_to_num(revival_days, posinf=0.0) * US_PER_DAY).astype(
+                        np.int64
+                    ),
+                    np.iinfo(np.int64).min,
+                )
+            ),
+            "revival_kind": _labels([REOPEN, FOLLOW_UP, ""], kinds, kinds < 2),
+            "revival_deal_id": deal_ids.take(np.maximum(revival_deal, 0))
+            .reset_index(drop=True)
+            .where(pd.Series(revival_deal >= 0)),
+        }
     )
 
 
@@ -851,13 +1379,24 @@ def _simulate_activities(
 
 
 def generate_crm(
-    n_deals: int, seed: int = SEED, as_of: datetime | pd.Timestamp | None = None
+    n_deals: int,
+    seed: int = SEED,
+    as_of: datetime | pd.Timestamp | None = None,
+    revival: bool = False,
 ) -> SyntheticCRM:
     """Simulate a CRM with ``n_deals`` deals whose history ends at ``as_of``.
 
-    Same ``(n_deals, seed, as_of)`` gives identical frames. ``as_of`` defaults to now
-    (UTC, floored to the second); naive datetimes are read as UTC. Accounts number
+    Same ``(n_deals, seed, as_of, revival)`` gives identical frames. ``as_of`` defaults
+    to now (UTC, floored to the second); naive datetimes are read as UTC. Accounts number
     ``n_deals / 4`` (at least 5), reps ``n_deals / 50`` (at least 5).
+
+    ``revival`` adds the revival of lost deals (``docs/revival.md``): lost reasons,
+    post-loss engagement, re-opened and follow-up deals, and ``revival_truth``. Off by
+    default until a revival model uses it, because re-opens and follow-ups change the
+    open-deal data the win model trains on; off, the tables and truth are those of the
+    open-deal simulation alone (``lost_reason`` and ``previous_deal_id`` empty,
+    ``revival_truth`` None). Its random stream is separate, so switching it on draws
+    nothing else differently.
     """
     if n_deals < 1:
         raise ValueError("n_deals must be at least 1")
@@ -877,13 +1416,29 @@ def generate_crm(
     acts = _simulate_activities(rng, deals, skill, paths, dc, as_of_us)
     log.debug("simulated in %.1fs; building tables", time.perf_counter() - t0)
 
-    tables, truth = _build_tables(rng, deals, acc, con, paths, dc, acts, n_reps, as_of_us)
+    rev = (
+        _simulate_revival(
+            np.random.default_rng([seed, REVIVAL_STREAM]),
+            deals, acc, con, paths, dc, skill, as_of_us,
+        )
+        if revival
+        else _Revival.none(n_deals, acts)
+    )  # fmt: skip
+    tables, truth, revival_truth = _build_tables(
+        rng, deals, acc, con, paths, dc, acts, n_reps, as_of_us, rev
+    )
     log.info(
-        "generated synthetic CRM: %s in %.1fs",
+        "generated synthetic CRM: %s%s in %.1fs",
         ", ".join(f"{k}={len(v):,}" for k, v in tables.items()),
+        f", revival truth={len(revival_truth):,}" if revival else "",
         time.perf_counter() - t0,
     )
-    return SyntheticCRM(tables=tables, truth=truth, as_of=as_of_ts)
+    return SyntheticCRM(
+        tables=tables,
+        truth=truth,
+        as_of=as_of_ts,
+        revival_truth=revival_truth if revival else None,
+    )
 
 
 def _build_tables(
@@ -896,12 +1451,21 @@ def _build_tables(
     acts: _Activities,
     n_reps: int,
     as_of_us: int,
-) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    rev: _Revival,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """The contract tables, the truth and the revival truth.
+
+    Deals that revivals add (follow-ups) are numbered after the simulated ones, and their
+    activities after the others: the rows of the open-deal simulation keep their IDs.
+    """
     n = len(d.z)
     n_acc = len(acc.industry)
     n_con = len(con.account)
-    w_a, w_c, w_d = _id_width("A", n_acc), _id_width("C", n_con), _id_width("D", n)
-    w_act, w_u = _id_width("ACT", len(acts.deal)), _id_width("U", n_reps)
+    n_all = rev.n_deals
+    later_acts = [rev.post_loss, *(c.acts for c in rev.cycles)]
+    n_acts = len(acts.deal) + sum(len(a.deal) for a in later_acts)
+    w_a, w_c, w_d = _id_width("A", n_acc), _id_width("C", n_con), _id_width("D", n_all)
+    w_act, w_u = _id_width("ACT", n_acts), _id_width("U", n_reps)
 
     # Accounts exist before their first deal; contacts between the two.
     first_deal = np.full(n_acc, as_of_us, dtype=np.int64)
@@ -946,51 +1510,86 @@ def _build_tables(
         }
     )
 
-    closed = paths.close <= as_of_us
-    seen = paths.valid & (paths.entry <= as_of_us)
-    cur_col = paths.stage.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
-    cur_stage = np.where(closed, _STAGE_IDX["closed"], paths.stage[np.arange(n), cur_col])
-    status = np.where(closed, np.where(d.won, 2, 1), 0)  # codes of open, lost, won
-    comp = d.competitor
+    state = _DealState.of(paths, d.won, as_of_us)
+    # Every deal, follow-ups included; a re-opened deal takes the state of its last cycle.
+    account, owner, created = d.account.copy(), d.owner.copy(), d.created.copy()
+    channel, product, amount, comp = (
+        d.channel.copy(),
+        d.product.copy(),
+        d.amount.copy(),
+        d.competitor.copy(),
+    )
+    stage, status, close = state.stage, state.status, state.close
+    grow = n_all - n
+    account, owner, created, channel, product, comp = (
+        np.concatenate([a, np.zeros(grow, a.dtype)])
+        for a in (account, owner, created, channel, product, comp)
+    )
+    amount, stage, status, close = (
+        np.concatenate([a, np.zeros(grow, a.dtype)]) for a in (amount, stage, status, close)
+    )
+    previous = np.full(n_all, -1, dtype=np.int64)
+    sh_parts = [state.stage_history(np.arange(n), paths)]
+    dc_parts = [_deal_contact_rows(np.arange(n), dc)]
+    truth_parts = [(np.arange(n), d)]
+    for c in rev.cycles:
+        cs = _DealState.of(c.paths, c.d.won, as_of_us)
+        new = ~c.reopen
+        nd = c.deal[new]
+        for target, values in (
+            (account, c.d.account), (owner, c.d.owner), (created, c.d.created),
+            (channel, c.d.channel), (product, c.d.product), (amount, c.d.amount),
+            (comp, c.d.competitor),
+        ):  # fmt: skip
+            target[nd] = values[new]
+        stage[c.deal], status[c.deal], close[c.deal] = cs.stage, cs.status, cs.close
+        previous[c.deal[c.linked]] = c.previous[c.linked]
+        sh_parts.append(cs.stage_history(c.deal, c.paths))
+        dc_parts.append(_deal_contact_rows(c.deal, c.dc))
+        truth_parts.append((nd, _take(c.d, np.flatnonzero(new))))
+    closed = status != 0
     comp_labels = [*COMPETITORS, "none", ""]
     comp_code = np.where(
         comp >= 0, comp, np.where(comp == -1, len(COMPETITORS), len(COMPETITORS) + 1)
     )
+    texts = [t for group in LOST_REASON_TEXTS for t in group]
+    reason_text = _last_per_deal(rev.losses.deal, rev.losses.lost_at, rev.losses.text, n_all)
+    deal_ids = _ids("D", w_d, np.arange(n_all))
     deals = pd.DataFrame(
         {
-            "deal_id": _ids("D", w_d, np.arange(n)),
-            "account_id": _ids("A", w_a, acc_num[d.account]),
-            "owner_id": _ids("U", w_u, d.owner),
-            "created_at": _times(d.created),
-            "channel": _labels(CHANNELS, d.channel),
-            "product": _labels(PRODUCTS, d.product),
-            "amount": d.amount,
-            "currency": _labels(["USD"], np.zeros(n, np.int8)),
+            "deal_id": deal_ids,
+            "account_id": _ids("A", w_a, acc_num[account]),
+            "owner_id": _ids("U", w_u, owner),
+            "created_at": _times(created),
+            "channel": _labels(CHANNELS, channel),
+            "product": _labels(PRODUCTS, product),
+            "amount": amount,
+            "currency": _labels(["USD"], np.zeros(n_all, np.int8)),
             "competitor": _labels(comp_labels, comp_code, comp != -2),
-            "stage": _labels(STAGES, cur_stage),
+            "stage": _labels(STAGES, stage),
             "status": _labels([OPEN, LOST, WON], status),
-            "closed_at": _times(np.where(closed, paths.close, np.iinfo(np.int64).min)),
+            "closed_at": _times(np.where(closed, close, np.iinfo(np.int64).min)),
+            "lost_reason": _labels(texts, np.maximum(reason_text, 0), reason_text >= 0),
+            "previous_deal_id": _ids("D", w_d, np.maximum(previous, 0), previous >= 0),
         }
     )
 
-    rows, cols = np.nonzero(dc.attached)
+    dc_deal, dc_contact, dc_role, dc_added = (
+        np.concatenate(x) for x in zip(*dc_parts, strict=True)
+    )
+    # A re-opened deal's new contacts only: (deal, contact) is the table's key.
+    _, first = np.unique(dc_deal * np.int64(n_con) + dc_contact, return_index=True)
+    keep = np.sort(first)
     deal_contacts = pd.DataFrame(
         {
-            "deal_id": _ids("D", w_d, rows),
-            "contact_id": _ids("C", w_c, con_num[dc.contact[rows, cols]]),
-            "role": _labels(
-                CONTACT_ROLES, np.maximum(dc.role[rows, cols], 0), dc.role[rows, cols] >= 0
-            ),
-            "added_at": _times(dc.added[rows, cols]),
+            "deal_id": _ids("D", w_d, dc_deal[keep]),
+            "contact_id": _ids("C", w_c, con_num[dc_contact[keep]]),
+            "role": _labels(CONTACT_ROLES, np.maximum(dc_role[keep], 0), dc_role[keep] >= 0),
+            "added_at": _times(dc_added[keep]),
         }
     )
 
-    rows, cols = np.nonzero(seen)
-    sh_deal = np.concatenate([rows, np.flatnonzero(closed)])
-    sh_stage = np.concatenate(
-        [paths.stage[rows, cols], np.full(int(closed.sum()), _STAGE_IDX["closed"])]
-    )
-    sh_at = np.concatenate([paths.entry[rows, cols], paths.close[closed]])
+    sh_deal, sh_stage, sh_at = (np.concatenate(x) for x in zip(*sh_parts, strict=True))
     order = np.lexsort((sh_at, sh_deal))
     stage_history = pd.DataFrame(
         {
@@ -1000,16 +1599,36 @@ def _build_tables(
         }
     )
 
-    m = len(acts.deal)
+    # Activities of the revival (post-loss engagement, revived cycles) follow the others.
+    cycle_acts = [
+        _Activities(**{**{f.name: getattr(c.acts, f.name) for f in fields(_Activities)},
+                       "deal": c.deal[c.acts.deal]})
+        for c in rev.cycles
+    ]  # fmt: skip
+    later = [rev.post_loss, *cycle_acts]
+    extra = _Activities(
+        **{f.name: np.concatenate([getattr(a, f.name) for a in later]) for f in fields(_Activities)}
+    )
+    order = np.lexsort((extra.deal, extra.at))
+    extra = _take(extra, order)
+    all_acts = _Activities(
+        **{
+            f.name: np.concatenate([getattr(acts, f.name), getattr(extra, f.name)])
+            for f in fields(_Activities)
+        }
+    )
+    m = len(all_acts.deal)
     activities = pd.DataFrame(
         {
             "activity_id": _ids("ACT", w_act, np.arange(m)),
-            "deal_id": _ids("D", w_d, acts.deal),
-            "contact_id": _ids("C", w_c, con_num[np.maximum(acts.contact, 0)], acts.contact >= 0),
-            "type": _labels(ACTIVITY_TYPES, acts.type),
-            "direction": _labels(DIRECTIONS, acts.direction),
-            "occurred_at": _times(acts.at),
-            "duration_seconds": acts.duration,
+            "deal_id": _ids("D", w_d, all_acts.deal),
+            "contact_id": _ids(
+                "C", w_c, con_num[np.maximum(all_acts.contact, 0)], all_acts.contact >= 0
+            ),
+            "type": _labels(ACTIVITY_TYPES, all_acts.type),
+            "direction": _labels(DIRECTIONS, all_acts.direction),
+            "occurred_at": _times(all_acts.at),
+            "duration_seconds": all_acts.duration,
         }
     )
 
@@ -1023,26 +1642,82 @@ def _build_tables(
     }
     for name, df in tables.items():
         assert list(df.columns) == TABLES[name].column_names, name
+    truth_deal = np.concatenate([t[0] for t in truth_parts])
     truth = pd.DataFrame(
         {
-            "deal_id": deals["deal_id"],
-            "p_latent": d.p_latent,
-            "p_at_creation": d.p_creation,
-            "p_without_rep": d.p_without_rep,
+            "deal_id": deal_ids.take(truth_deal).reset_index(drop=True),
+            "p_latent": np.concatenate([t[1].p_latent for t in truth_parts]),
+            "p_at_creation": np.concatenate([t[1].p_creation for t in truth_parts]),
+            "p_without_rep": np.concatenate([t[1].p_without_rep for t in truth_parts]),
         }
     )
-    return tables, truth
+    return tables, truth, _revival_truth(rev.losses, deal_ids, as_of_us, REVIVAL_HORIZON_DAYS)
+
+
+@dataclass
+class _DealState:
+    """Where deals (or revived cycles) stand at as_of: stage, status code, close time."""
+
+    stage: np.ndarray
+    status: np.ndarray  # 0 open, 1 lost, 2 won
+    close: np.ndarray
+    seen: np.ndarray  # (n, K) stage entries recorded by as_of
+    closed: np.ndarray
+
+    @classmethod
+    def of(cls, paths: _Paths, won: np.ndarray, as_of_us: int) -> _DealState:
+        closed = paths.close <= as_of_us
+        seen = paths.valid & (paths.entry <= as_of_us)
+        cur_col = paths.stage.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
+        n = len(won)
+        stage = np.where(closed, _STAGE_IDX["closed"], paths.stage[np.arange(n), cur_col])
+        status = np.where(closed, np.where(won, 2, 1), 0)
+        return cls(stage, status, paths.close, seen, closed)
+
+    def stage_history(
+        self, deal: np.ndarray, paths: _Paths
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(deal, stage, entered_at) of every entry by as_of, and of the close."""
+        rows, cols = np.nonzero(self.seen)
+        return (
+            np.concatenate([deal[rows], deal[self.closed]]),
+            np.concatenate(
+                [paths.stage[rows, cols], np.full(int(self.closed.sum()), _STAGE_IDX["closed"])]
+            ),
+            np.concatenate([paths.entry[rows, cols], paths.close[self.closed]]),
+        )
+
+
+def _deal_contact_rows(
+    deal: np.ndarray, dc: _DealContacts
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(deal, contact, role, added) of every attached contact, deal-major."""
+    rows, cols = np.nonzero(dc.attached)
+    return deal[rows], dc.contact[rows, cols], dc.role[rows, cols], dc.added[rows, cols]
+
+
+def _last_per_deal(
+    deal: np.ndarray, at: np.ndarray, value: np.ndarray, n: int, missing: int = -1
+) -> np.ndarray:
+    """Per deal number (0..n-1): ``value`` of its latest row by ``at``, else ``missing``."""
+    out = np.full(n, missing, dtype=np.int64)
+    if deal.size:
+        order = np.lexsort((at, deal))
+        last = np.r_[deal[order][1:] != deal[order][:-1], True]
+        out[deal[order][last]] = value[order][last]
+    return out
 
 
 def write_export(
     crm: SyntheticCRM, out_dir: Path, fmt: Literal["parquet", "csv"] = "parquet"
 ) -> dict[str, Path]:
-    """Write ``<table>.<fmt>`` per table and ``truth.parquet`` into ``out_dir``.
+    """Write ``<table>.<fmt>`` per table, ``truth.parquet`` and ``revival_truth.parquet``.
 
-    The truth goes to its own file so that an export folder can be handed to the
-    pipeline as is (it never reads ``truth.parquet``) while evaluations still find the
-    oracle next to the data it describes. CSV times are ISO 8601 in UTC (``Z``).
-    Returns the written paths by table name (``truth`` included).
+    The truths go to their own files so that an export folder can be handed to the
+    pipeline as is (it never reads them) while evaluations still find the oracle next
+    to the data it describes; ``revival_truth.parquet`` only when the revival was
+    simulated. CSV times are ISO 8601 in UTC (``Z``). Returns the written paths by
+    table name (``truth``, and ``revival_truth`` when written, included).
     """
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"unknown format {fmt!r}; use 'parquet' or 'csv'")
@@ -1057,8 +1732,11 @@ def write_export(
         else:
             pa_csv.write_csv(table, path)
         paths[name] = path
-    truth_path = out_dir / "truth.parquet"
-    crm.truth.to_parquet(truth_path, index=False)
-    paths["truth"] = truth_path
+    for name, frame in (("truth", crm.truth), ("revival_truth", crm.revival_truth)):
+        if frame is None:
+            continue
+        path = out_dir / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        paths[name] = path
     log.info("wrote %d files to %s", len(paths), out_dir)
     return paths

@@ -654,3 +654,61 @@ def test_failed_write_leaves_the_store_as_it_was(
         run(export, tmp_path)
     assert len(written) == 2
     assert file_hashes(tmp_path / "crm", tmp_path / "rejects") == before  # no temp files either
+
+
+# ------------------------------------------------------------------ previous_deal_id
+
+
+def _follow_up(deal_id: str, previous: str, account: str = "A1", created: str = "2024-03-01"):
+    return dict(
+        GOOD["deals"][0],
+        deal_id=deal_id,
+        account_id=account,
+        created_at=created,
+        previous_deal_id=previous,
+        lost_reason="Price too high",
+    )
+
+
+def test_previous_deal_must_be_an_earlier_deal_of_the_same_account(tmp_path: Path) -> None:
+    lost = dict(GOOD["deals"][0], deal_id="D0009", status="lost", closed_at="2024-02-01")
+    deals = [
+        lost,
+        GOOD["deals"][1],
+        _follow_up("F1", "D0009"),  # fine: same account, later
+        _follow_up("F2", "NOPE"),  # unknown deal
+        _follow_up("F3", "D0002"),  # D0002 is with A2
+        _follow_up("F4", "D0009", created="2023-12-01"),  # before the deal it follows
+        _follow_up("F5", "F5"),  # itself
+        _follow_up("F6", "D0009", account=""),  # no account to compare
+        _follow_up("F7", "F2", created="2024-04-01"),  # follows a rejected deal
+    ]
+    raw = read_export(write_export(tmp_path / "x", {"accounts": GOOD["accounts"], "deals": deals}))
+    valid, rejects = validate_tables(raw, now=NOW)
+    assert set(valid["deals"]["deal_id"]) == {"D0009", "D0002", "F1"}
+    by_value = {(r.line, r.column): r.reason for r in rejects}
+    assert all(r.column == "previous_deal_id" and r.file == "deals.csv" for r in rejects)
+    assert by_value[(5, "previous_deal_id")] == "previous deal 'NOPE' not found in deals"
+    assert (
+        by_value[(6, "previous_deal_id")] == "previous deal 'D0002' is with account 'A2', not 'A1'"
+    )
+    assert by_value[(7, "previous_deal_id")].startswith(
+        "previous deal 'D0009' was created at 2024-01-01T00:00:00Z, not before this deal"
+    )
+    assert by_value[(8, "previous_deal_id")] == "must not be the deal itself"
+    assert by_value[(9, "previous_deal_id")].startswith("needs the deal's account_id")
+    assert by_value[(10, "previous_deal_id")] == (
+        "previous deal 'F2' not found in deals (its row was rejected)"
+    )
+    stored = valid["deals"].set_index("deal_id")
+    assert stored.loc["F1", "previous_deal_id"] == "D0009"
+    assert stored.loc["F1", "lost_reason"] == "Price too high"  # free text, as written
+
+
+def test_previous_deal_may_be_stored(tmp_path: Path) -> None:
+    run(write_export(tmp_path / "first", {"deals": GOOD["deals"]}), tmp_path)
+    raw = read_export(write_export(tmp_path / "second", {"deals": [_follow_up("F1", "D0001")]}))
+    valid, rejects = validate_tables(raw, load_stored(tmp_path / "crm"), now=NOW)
+    assert rejects == [] and list(valid["deals"]["deal_id"]) == ["F1"]
+    _, rejects = validate_tables(raw, {}, now=NOW)
+    assert [r.reason for r in rejects] == ["previous deal 'D0001' not found in deals"]

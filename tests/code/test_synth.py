@@ -90,6 +90,53 @@ def test_same_inputs_give_identical_frames() -> None:
     pd.testing.assert_frame_equal(a.truth, b.truth)
 
 
+#: Digests of ``generate_crm(300, seed=3, as_of=AS_OF)`` from the generator before the
+#: revival simulation (git HEAD 2026-11-27, before issue 12), one per table and for the
+#: truth: ``int(pd.util.hash_pandas_object(frame).sum()) % 2**64`` over the columns listed,
+#: computed by running HEAD's ``leadscore/crm/synth.py`` (``git show HEAD:...``) against
+#: HEAD's ``contract.py``. The default generator must keep reproducing them.
+_BEFORE_REVIVAL: dict[str, tuple[int, int, tuple[str, ...]]] = {
+    "accounts": (75, 2935514889954546075, (
+        "account_id", "industry", "employee_count", "annual_revenue", "region", "created_at",
+    )),
+    "contacts": (367, 7397689378991314459, ("contact_id", "account_id", "title", "created_at")),
+    "deals": (300, 4310375076119301159, (
+        "deal_id", "account_id", "owner_id", "created_at", "channel", "product", "amount",
+        "currency", "competitor", "stage", "status", "closed_at",
+    )),
+    "deal_contacts": (721, 6924218283053985380, ("deal_id", "contact_id", "role", "added_at")),
+    "activities": (7922, 15437338033169988615, (
+        "activity_id", "deal_id", "contact_id", "type", "direction", "occurred_at",
+        "duration_seconds",
+    )),
+    "stage_history": (1075, 843982764518031776, ("deal_id", "stage", "entered_at")),
+    "truth": (300, 2290434331905101919, (
+        "deal_id", "p_latent", "p_at_creation", "p_without_rep",
+    )),
+}  # fmt: skip
+
+
+def _digest(frame: pd.DataFrame) -> int:
+    return int(pd.util.hash_pandas_object(frame).sum()) % 2**64
+
+
+def test_without_revival_the_crm_is_the_one_before_revival_existed() -> None:
+    """Revival is opt-in: by default nothing the open-deal model trains on changes."""
+    crm = generate_crm(300, seed=3, as_of=AS_OF)
+    frames = {**crm.tables, "truth": crm.truth}
+    for name, (rows, digest, columns) in _BEFORE_REVIVAL.items():
+        frame = frames[name]
+        assert len(frame) == rows, name
+        assert _digest(frame[list(columns)]) == digest, name
+        # Columns the revival added to the contract are there, and empty.
+        assert frame.drop(columns=list(columns)).isna().all().all(), name
+    assert crm.revival_truth is None
+    # The revival changes the export (re-opens, follow-ups, post-loss activities).
+    revived = generate_crm(300, seed=3, as_of=AS_OF, revival=True)
+    assert len(revived.tables["activities"]) > len(crm.tables["activities"])
+    assert revived.tables["deals"]["lost_reason"].notna().any()
+
+
 def test_other_seed_gives_other_data() -> None:
     a = generate_crm(400, seed=3, as_of=AS_OF)
     b = generate_crm(400, seed=4, as_of=AS_OF)
@@ -133,7 +180,9 @@ def test_truth_matches_deals(small: SyntheticCRM) -> None:
 
 def _kind_ok(series: pd.Series, kind: str) -> bool:
     if kind == "string":
-        return pd.api.types.is_string_dtype(series) and series.dropna().map(type).eq(str).all()
+        return pd.api.types.is_string_dtype(series) and all(
+            isinstance(v, str) for v in series.dropna()
+        )
     if kind == "int":
         return pd.api.types.is_integer_dtype(series)
     if kind == "float":
