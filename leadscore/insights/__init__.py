@@ -1,0 +1,44 @@
+"""Insights sales managers run the team by: funnel, stage times, exits, rep numbers, trends.
+
+Pure functions of the stored CRM tables, no I/O: build the facts once
+(:func:`~leadscore.insights.facts.deal_facts`), then ask for any ``[start, end)`` window
+in UTC and any cut (``owner_id``, ``channel``, ``industry``, ``size_band``, or any text
+column of deals or accounts). Every answer is a frame with the deals behind each value,
+small groups flagged, and a reason wherever a value cannot be computed;
+:func:`~leadscore.insights.facts.to_records` makes it JSON.
+"""
+
+from leadscore.insights.facts import (
+    ALL,
+    MIN_DEALS,
+    SIZE_BANDS,
+    UNKNOWN,
+    CutUnavailable,
+    Facts,
+    deal_facts,
+    period_edges,
+    to_records,
+)
+from leadscore.insights.funnel import FUNNEL_METRICS, funnel_metrics, lost_exits, stage_durations
+from leadscore.insights.reps import REP_NUMBERS, rep_numbers
+from leadscore.insights.trends import funnel_trends, with_changes
+
+__all__ = [
+    "ALL",
+    "FUNNEL_METRICS",
+    "MIN_DEALS",
+    "REP_NUMBERS",
+    "SIZE_BANDS",
+    "UNKNOWN",
+    "CutUnavailable",
+    "Facts",
+    "deal_facts",
+    "funnel_metrics",
+    "funnel_trends",
+    "lost_exits",
+    "period_edges",
+    "rep_numbers",
+    "stage_durations",
+    "to_records",
+    "with_changes",
+]
