@@ -99,17 +99,26 @@ def generate(
         str | None, typer.Option("--as-of", help="End of the simulated history (default now).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    revival: Annotated[
+        bool,
+        typer.Option(
+            "--revival/--no-revival",
+            help="Also simulate lost deals coming back (docs/revival.md) and write "
+            "revival_truth.parquet.",
+        ),
+    ] = False,
 ) -> None:
-    """Write a synthetic CRM export (tables plus truth.parquet, which the pipeline never reads)."""
+    """Write a synthetic CRM export (tables plus truth.parquet, and revival_truth.parquet with
+    --revival; the pipeline reads neither)."""
     from leadscore.crm.synth import generate_crm, write_export
 
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("must be parquet or csv", param_hint="--format")
     with working():
-        crm = generate_crm(deals, seed=seed, as_of=_when(as_of))
+        crm = generate_crm(deals, seed=seed, as_of=_when(as_of), revival=revival)
         paths = write_export(crm, out, fmt=fmt)  # type: ignore[arg-type]
     for name, path in paths.items():
-        rows = len(crm.tables[name]) if name in crm.tables else len(crm.truth)
+        rows = len(crm.tables[name]) if name in crm.tables else len(getattr(crm, name))
         typer.echo(f"{name:15s} {rows:>10,d} rows  {path}")
 
 
@@ -342,11 +351,29 @@ def demo(
             f"  at creation: model ROC AUC {creation['model']['roc_auc']:.3f} vs oracle "
             f"{creation['oracle']['roc_auc']:.3f} (best possible)"
         )
+    gate = t.get("gate", {})
+    typer.echo(
+        f"Baseline gate: {'passed' if gate.get('passed') else 'FAILED'}: {gate.get('sentence')}"
+    )
     if s.promotion is not None:
-        typer.echo(
-            f"Promotion: {'promoted' if s.promotion['promoted'] else 'kept the champion'} "
-            f"({'; '.join(s.promotion['reasons'])})"
+        p = s.promotion
+        outcome = (
+            "forced by the demo (no champion yet)"
+            if p["forced"]
+            else "promoted"
+            if p["promoted"]
+            else "kept the champion"
         )
+        why = (
+            "the baseline gate above refused it"
+            if p["forced"]
+            else "; ".join(p["reasons"]) or "gate passed"
+        )
+        typer.echo(f"Promotion: {outcome} ({why})")
+        if p["forced"]:
+            from leadscore.model.scoring_model import NOT_BETTER
+
+            typer.echo(f"  served labelled '{NOT_BETTER}' on the page, in rank and GET /model")
     if s.packaged:
         typer.echo(
             f"Packaged for BentoML: {s.packaged.tag} (MLflow version {s.packaged.mlflow_version})"
@@ -533,11 +560,26 @@ def train(
             )
         )
     typer.echo(f"split: {summary['data']['split']['note']}")
+    if summary.get("cross_validation"):
+        typer.echo(f"evaluation: {summary['cross_validation']['reason']}")
+    typer.echo(
+        f"calibration {summary['model']['calibration_reason']}; test ECE "
+        f"{t['ece']:.4f} calibrated, {summary['test_uncalibrated']['ece']:.4f} without"
+    )
     na = summary["behaviour"].get("not_applicable", [])
     typer.echo(
         f"behaviour checks: {'passed' if summary['behaviour']['passed'] else 'FAILED'}"
         + (f" ({len(na)} not applicable: {', '.join(na)})" if na else "")
     )
+    from leadscore.model.scoring_model import NOT_BETTER
+
+    gate = summary["gate"]
+    typer.echo(f"baseline gate: {'passed' if gate['passed'] else 'FAILED'}: {gate['sentence']}")
+    if not gate["passed"]:
+        typer.echo(
+            "  `leadscore promote` will refuse this version; `promote --force --note WHY` "
+            f"serves it labelled '{NOT_BETTER}' wherever it is shown"
+        )
     if "audit" in summary:
         for line in summary["audit"]["lines"]:
             typer.echo(line)
@@ -566,6 +608,95 @@ def _intervals(m: dict[str, Any]) -> str:
             f"[{_num(ci.get('low'), spec)}, {_num(ci.get('high'), spec)}]"
         )
     return ", ".join(parts)
+
+
+@app.command()
+def funnel(
+    start: Annotated[str, typer.Option("--from", help="First day of the period (UTC).")],
+    end: Annotated[str, typer.Option("--to", help="Day after the period (UTC, exclusive).")],
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Cuts, comma-separated: owner, channel, industry, size_band, or any text "
+            "column of deals or accounts.",
+        ),
+    ] = None,
+    every: Annotated[
+        str, typer.Option("--every", help="period (the whole window), week or month.")
+    ] = "period",
+    min_deals: Annotated[
+        int, typer.Option("--min-deals", min=1, help="Fewer deals behind a value: flagged small.")
+    ] = 20,
+    reps: Annotated[
+        bool, typer.Option("--reps", help="The five numbers per rep against the team instead.")
+    ] = False,
+    trends: Annotated[
+        bool, typer.Option("--trends", help="Each metric by month with MoM and YoY change.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The funnel numbers a sales team is run by, from the stored CRM tables: conversion
+    rates, win rate, cycle length, won deal size, open pipeline per stage, stage
+    durations, where lost deals leave; or the five numbers per rep (``--reps``), or the
+    monthly trends (``--trends``). Each value comes with the deals behind it."""
+    import pandas as pd
+
+    from leadscore.crm.ingest import load_stored
+    from leadscore.insights import (
+        FUNNEL_METRICS,
+        REP_NUMBERS,
+        CutUnavailable,
+        deal_facts,
+        funnel_metrics,
+        funnel_trends,
+        lost_exits,
+        rep_numbers,
+        stage_durations,
+        to_records,
+    )
+
+    if every not in ("period", "week", "month"):
+        raise typer.BadParameter("must be period, week or month", param_hint="--every")
+    if reps and every == "period":
+        every = "week"
+    cuts = [c.strip() for c in (by or "").split(",") if c.strip()]
+    settings = load_settings()
+    window = (_when(start), _when(end))
+    try:
+        facts = deal_facts(load_stored(settings.crm_dir))
+        if reps:
+            out = {
+                "definitions": REP_NUMBERS,
+                "reps": to_records(rep_numbers(facts, *window, every=every)),  # type: ignore[arg-type]
+            }
+        elif trends:
+            out = {
+                "definitions": FUNNEL_METRICS,
+                "trends": to_records(funnel_trends(facts, *window, by=cuts, min_deals=min_deals)),
+            }
+        else:
+            kwargs = {"by": cuts, "every": every, "min_deals": min_deals}
+            out = {
+                "definitions": FUNNEL_METRICS,
+                "funnel": to_records(funnel_metrics(facts, *window, **kwargs)),  # type: ignore[arg-type]
+                "stage_durations": to_records(stage_durations(facts, *window, **kwargs)),  # type: ignore[arg-type]
+                "lost_exits": to_records(lost_exits(facts, *window, **kwargs)),  # type: ignore[arg-type]
+            }
+    except CutUnavailable as exc:
+        raise typer.BadParameter(str(exc), param_hint="--by") from exc
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        _print_json(out)
+        return
+    for section, rows in out.items():
+        if section == "definitions":
+            continue
+        typer.echo(f"# {section.replace('_', ' ')}")
+        table = pd.DataFrame(rows).dropna(axis=1, how="all")
+        typer.echo(table.to_string(index=False) if len(table) else "  (nothing in the period)")
 
 
 @app.command()
@@ -613,11 +744,13 @@ def promote(
             else f"test slice: {sliced['deals']:,} deals ({sliced['note']})"
         )
         typer.echo(
-            f"challenger {decision.challenger}: ROC AUC {ch['roc_auc']:.4f}, log loss {ch['log_loss']:.4f}"
+            f"challenger {decision.challenger}: ROC AUC {_num(ch['roc_auc'], '.4f')}, "
+            f"log loss {_num(ch['log_loss'], '.4f')}"
         )
         if cm is not None:
             typer.echo(
-                f"champion {decision.champion_before}: ROC AUC {cm['roc_auc']:.4f}, log loss {cm['log_loss']:.4f}"
+                f"champion {decision.champion_before}: ROC AUC {_num(cm['roc_auc'], '.4f')}, "
+                f"log loss {_num(cm['log_loss'], '.4f')}"
             )
         for reason in decision.reasons:
             typer.echo(f"gate: {reason}")
@@ -629,6 +762,12 @@ def promote(
             else "NOT promoted"
         )
         typer.echo(f"version {decision.challenger} {outcome}")
+        if decision.forced and not decision.baseline_gate.get("passed"):
+            from leadscore.model.scoring_model import NOT_BETTER
+
+            typer.echo(
+                f"warning: {NOT_BETTER}: rank, the page and GET /model say so while it is served"
+            )
     if not decision.promoted:
         raise typer.Exit(1)
 
@@ -817,6 +956,8 @@ def rank(
     except (RankingError, RegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    if model.gate_warning:
+        typer.echo(f"warning: {model.gate_warning}")
     counts = ", ".join(f"{result.scored.get(g, 0):,} {g}" for g in PRIORITY_GROUPS)
     if result.as_of_note:
         typer.echo(result.as_of_note)

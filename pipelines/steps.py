@@ -19,12 +19,12 @@ from leadscore.crm.ingest import REJECTS_FILE, Reject, ingest_export
 from leadscore.crm.synth import generate_crm, write_export
 from leadscore.features.featurize import build_feature_sources
 from leadscore.features.store import apply_repo, materialize, write_sources
-from leadscore.model.registry import load_champion
+from leadscore.model.registry import RegistryError, load_champion
 from leadscore.pipeline_state import transaction
 from leadscore.priority.rank import RankRun, rankings_dir, run_rank
 from leadscore.progress import Progress, no_progress
 from serving.package import PackagedModel, package_champion
-from training.registry import promote_from_store
+from training.registry import PromotionDecision, promote_from_store
 from training.train import train_from_store
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,30 @@ DEMO_STEPS = (
 )
 
 
+#: Recorded on a version the demo makes champion although it failed the baseline gate.
+DEMO_FORCE_NOTE = (
+    "leadscore demo: the first version, not better than baseline on this synthetic CRM; "
+    "made champion so the demo can rank and serve, labelled as such"
+)
+
+
+def _force_first_demo_champion(settings: Settings, refused: PromotionDecision) -> PromotionDecision:
+    """The demo's only exception to the gate: with no champion at all, a first version
+    that behaves but does not beat the baselines is forced, with :data:`DEMO_FORCE_NOTE`,
+    so the demo still ends in a list and a service; everything that shows it then says
+    "model not better than baseline". A version failing its behaviour checks is never
+    forced: the demo stops with the reasons."""
+    if refused.behaviour.get("passed") is False:
+        raise RegistryError(
+            f"version {refused.challenger} failed its behaviour checks: "
+            + "; ".join(refused.reasons)
+        )
+    log.warning("demo: %s; forcing it: %s", "; ".join(refused.reasons), DEMO_FORCE_NOTE)
+    return promote_from_store(
+        settings, version=refused.challenger, force=True, note=DEMO_FORCE_NOTE
+    )
+
+
 def demo(
     settings: Settings,
     workdir: Path,
@@ -155,7 +179,10 @@ def demo(
         progress=progress,
     )
     if CHAMPION not in summary.training.get("aliases", []):
-        summary.promotion = timed("promote", promote_from_store, settings).to_dict()
+        decision = timed("promote", promote_from_store, settings)
+        if not decision.promoted and decision.champion_before is None:
+            decision = _force_first_demo_champion(settings, decision)
+        summary.promotion = decision.to_dict()
     summary.packaged = timed("package", package_champion, settings)
     model, version = load_champion(settings)
     summary.ranking = timed(

@@ -1,26 +1,138 @@
-"""Request size limits and load shedding for the scoring endpoints, before a body is parsed.
+"""Request size limits, load shedding and the batch lane of the scoring endpoints.
 
 BentoML parses a request body on the worker's event loop before the endpoint runs, and
-runs the endpoints one at a time per worker: a request it cannot serve soon is better
-refused at once (503 with ``Retry-After``) than queued, and a body too large to parse
-safely is refused before parsing (413). Limits are per worker process.
+runs the endpoints one at a time per worker (one thread each): a 1,000-deal batch
+parsed and scored in one piece holds a worker for more than a second, and every
+single-deal request sent to that worker waits behind it. So this middleware, in front
+of BentoML:
+
+* refuses a body too large to parse safely (413), before parsing;
+* refuses what the worker cannot serve soon (503 with ``Retry-After`` and the reason,
+  counted in ``leadscore_shed_total{reason}``): too many requests or deals in
+  progress, a second large batch, or more queued work than ``max_queue_delay`` seconds;
+* scores a large batch as a sequence of small requests (the *batch lane*), each of at
+  most ``batch_deals`` deals, and starts each one only once the small requests
+  admitted before it are answered: a small request then waits for at most one chunk
+  of a batch, whatever the batch's size, and a batch still moves on under steady
+  small traffic. The chunks' answers are merged into the one answer the whole batch
+  would have had.
+
+Limits are per worker process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
+
+import bentoml
 
 from leadscore.config import ServingConfig
 from serving.auth import refuse
+from serving.schemas import MAX_BATCH, ShedReason
 
 #: Endpoints whose requests are limited; health, metrics, docs and the page are not.
-LIMITED_PATHS = frozenset({"/score", "/score_ids"})
+#: Each maps to the request's list of deals (full deals, or ids).
+LIMITED_PATHS = {"/score": "deals", "/score_ids": "deal_ids"}
 #: Seconds a client is asked to wait before retrying a shed request.
 RETRY_AFTER_SECONDS = 1
+#: Weight of the newest observation in the service-time averages behind the queue delay.
+SMOOTHING = 0.2
+
+#: Why a request was shed (the ``reason`` of a 503 body and of ``leadscore_shed_total``).
+SHED_REASONS: dict[ShedReason, str] = {
+    "requests": "too many requests in progress",
+    "deals": "too many deals in progress",
+    "batches": "too many large batches in progress",
+    "queue_delay": "the work queued ahead would delay this request too long",
+}
+
+#: Exported at /metrics; ``bentoml.metrics`` for the reason given in serving.service.
+shed_total = bentoml.metrics.Counter(
+    "leadscore_shed",
+    "Scoring requests refused with 503 before being served, by reason "
+    "(requests, deals, batches, queue_delay).",
+    ["reason"],
+)
+
+
+@dataclass
+class ServiceTimes:
+    """What the worker's recent answers took: the basis of the queue-delay estimate.
+
+    Measured, not configured: the model, the machine and its other load all move them.
+    Both start at 0, so a worker that has answered nothing yet refuses nothing for delay.
+    """
+
+    #: Seconds one small request takes, on average.
+    request: float = 0.0
+    #: Seconds one deal of a batch takes, on average.
+    deal: float = 0.0
+
+    #: When the last request or chunk was answered (``time.monotonic()``).
+    last_answer: float = 0.0
+
+    def served(self, start: float) -> float:
+        """Seconds the work started at ``start`` and answered now was served, not queued.
+
+        The worker serves one request at a time: whatever ran before the previous answer
+        was waiting, so the time served is counted from the later of the two. Latency
+        would count the queue too, and estimating a queue from it would grow it.
+        """
+        now = time.monotonic()
+        seconds = now - max(start, self.last_answer)
+        self.last_answer = now
+        return seconds
+
+    def observe_request(self, start: float) -> None:
+        self.request = _smooth(self.request, self.served(start))
+
+    def observe_deals(self, start: float, deals: int) -> None:
+        self.deal = _smooth(self.deal, self.served(start) / max(1, deals))
+
+
+def _smooth(average: float, value: float) -> float:
+    return value if average == 0.0 else average + SMOOTHING * (value - average)
+
+
+def expected_wait(
+    times: ServiceTimes, small_ahead: int, batch_deals_ahead: int, chunk_deals: int, batch: bool
+) -> float:
+    """Seconds a new request is expected to wait before its own work starts.
+
+    Small requests go before batches, so a small one waits for the small requests in
+    progress and at most one chunk of a batch; a batch waits for everything in progress.
+    """
+    batch_ahead = batch_deals_ahead if batch else min(batch_deals_ahead, chunk_deals)
+    return small_ahead * times.request + batch_ahead * times.deal
+
+
+@dataclass
+class BatchPlan:
+    """A batch body cut into chunk bodies, each a valid request of its own."""
+
+    #: The request's list field ("deals" or "deal_ids").
+    key: str
+    #: Every other member of the request, as sent (``"as_of": "..."``).
+    members: list[str]
+    #: Each element of the list, as sent.
+    elements: list[str] = field(default_factory=list)
+
+    def chunks(self, size: int) -> Iterator[tuple[int, bytes]]:
+        """(offset of the chunk's first element, chunk body), in order."""
+        rest = "".join("," + m for m in self.members)
+        for start in range(0, len(self.elements), size):
+            items = ",".join(self.elements[start : start + size])
+            yield start, f'{{"{self.key}":[{items}]{rest}}}'.encode()
 
 
 class AdmissionMiddleware:
-    """Refuse what a worker cannot take now, before BentoML reads it.
+    """Refuse what a worker cannot take now, before BentoML reads it; cut batches up.
 
     * A body over ``max_body_bytes`` gets 413: at once when ``Content-Length`` says so,
       otherwise as soon as the bytes received pass the limit.
@@ -30,19 +142,36 @@ class AdmissionMiddleware:
       /score_ids): an estimate, cheap enough for the event loop; the schema still caps
       a batch at 1,000 deals.
     * A request of more than ``batch_deals`` deals is a batch, and at most
-      ``max_concurrent_batches`` batches are admitted at once, so a client sending large
-      batches back to back cannot take every slot from single-deal requests.
+      ``max_concurrent_batches`` batches are admitted at once.
+    * A request expected to wait more than ``max_queue_delay`` seconds behind the work
+      in progress (:func:`expected_wait`) gets 503 at once rather than a late answer.
+    * A batch is scored in chunks of ``batch_deals`` deals, each started once the small
+      requests admitted before it are answered (:meth:`_score_in_chunks`).
 
     A worker with nothing in flight admits any request within the size limit, so a
     batch over ``max_queued_deals`` is slow, never refused forever.
     """
 
-    def __init__(self, app: Any, config: ServingConfig | None = None) -> None:
+    def __init__(
+        self, app: Any, config: ServingConfig | None = None, max_queue_delay: float | None = None
+    ) -> None:
         self.app = app
         self.config = config or ServingConfig.from_env()
+        self.max_queue_delay = (
+            max_queue_delay if max_queue_delay is not None else self.config.max_queue_delay_seconds
+        )
         self.requests = 0
         self.deals = 0
         self.batches = 0
+        #: Small requests admitted and not answered yet, by admission number: a chunk
+        #: of a batch waits for those admitted before it was ready to start.
+        self.small: set[int] = set()
+        self._admitted = 0
+        #: Deals of admitted batches not scored yet.
+        self.batch_deals_left = 0
+        self.times = ServiceTimes()
+        #: Set, and replaced, each time a small request is answered.
+        self._answered = asyncio.Event()
         #: Requests refused, by reason, since the worker started.
         self.refused: dict[str, int] = {}
 
@@ -60,7 +189,7 @@ class AdmissionMiddleware:
             await self._too_large(send, limit)
             return
         if self.requests >= self.config.max_concurrent_requests:
-            await self._shed(send, "requests", "too many requests in progress")
+            await self._shed(send, "requests")
             return
         self.requests += 1
         try:
@@ -71,20 +200,98 @@ class AdmissionMiddleware:
             deals = _count_deals(scope["path"], body)
             batch = deals > self.config.batch_deals
             if self.deals and self.deals + deals > self.config.max_queued_deals:
-                await self._shed(send, "deals", "too many deals in progress")
+                await self._shed(send, "deals")
                 return
             if batch and self.batches >= self.config.max_concurrent_batches:
-                await self._shed(send, "batches", "too many large batches in progress")
+                await self._shed(send, "batches")
+                return
+            wait = expected_wait(
+                self.times, len(self.small), self.batch_deals_left, self.config.batch_deals, batch
+            )
+            if wait > self.max_queue_delay:
+                await self._shed(send, "queue_delay")
                 return
             self.deals += deals
-            self.batches += batch
             try:
-                await self.app(scope, _replay(body, receive), send)
+                if batch:
+                    await self._batch(scope, body, deals, receive, send)
+                else:
+                    await self._small(scope, body, receive, send)
             finally:
                 self.deals -= deals
-                self.batches -= batch
         finally:
             self.requests -= 1
+
+    async def _small(self, scope: dict[str, Any], body: bytes, receive: Any, send: Any) -> None:
+        """A small request, at once: batches wait for it."""
+        number = self._admitted
+        self._admitted += 1
+        self.small.add(number)
+        start = time.monotonic()
+        try:
+            await self.app(scope, _replay(body, receive), send)
+            self.times.observe_request(start)
+        finally:
+            self.small.discard(number)
+            self._answered.set()
+            self._answered = asyncio.Event()
+
+    async def _after_small_requests(self) -> None:
+        """Return once the small requests admitted so far are answered.
+
+        Not every small request: under steady traffic one is nearly always in progress,
+        and the batch would never be scored. Those admitted while this waits go after.
+        """
+        ready = self._admitted
+        while self.small and min(self.small) < ready:
+            await self._answered.wait()
+
+    async def _batch(
+        self, scope: dict[str, Any], body: bytes, deals: int, receive: Any, send: Any
+    ) -> None:
+        self.batches += 1
+        self.batch_deals_left += deals
+        try:
+            plan = await _plan(
+                LIMITED_PATHS[scope["path"]], body, self.config.batch_deals, MAX_BATCH
+            )
+            if plan is None:  # cannot be cut up faithfully: scored whole, after the small ones
+                await self._after_small_requests()
+                start = time.monotonic()
+                await self.app(scope, _replay(body, receive), send)
+                self.times.observe_deals(start, deals)
+            else:
+                await self._score_in_chunks(scope, plan, send)
+        finally:
+            self.batches -= 1
+            self.batch_deals_left -= deals
+
+    async def _score_in_chunks(self, scope: dict[str, Any], plan: BatchPlan, send: Any) -> None:
+        """Score ``plan`` a chunk at a time, each after the small requests in progress.
+
+        The answers merge as the whole batch's would: results in order, every error
+        located in the whole batch; 200 when something was scored, else 503 when the
+        online store was unreachable, else 422. Any other answer to a chunk (a malformed
+        ``as_of``, the same in every chunk) is the batch's answer.
+        """
+        merged = _Merged()
+        size = self.config.batch_deals
+        scored = 0
+        try:
+            for offset, chunk in plan.chunks(size):
+                await self._after_small_requests()
+                n = min(size, len(plan.elements) - offset)
+                start = time.monotonic()
+                status, headers, answer = await _capture(self.app, scope, chunk)
+                self.times.observe_deals(start, n)
+                scored += n
+                self.batch_deals_left -= n
+                if not merged.add(status, answer, offset):
+                    await _send(send, status, headers, answer)
+                    return
+        finally:
+            self.batch_deals_left += scored  # _batch gives the whole batch back
+        await merged.send(send)
 
     @staticmethod
     async def _read(receive: Any, limit: int) -> bytes | None:
@@ -117,15 +324,202 @@ class AdmissionMiddleware:
             ],
         )
 
-    async def _shed(self, send: Any, reason: str, message: str) -> None:
+    async def _shed(self, send: Any, reason: ShedReason) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
+        shed_total.labels(reason=reason).inc()
+        problem = _problem(
+            f"{SHED_REASONS[reason]}; retry after {RETRY_AFTER_SECONDS} s", "overloaded"
+        )
         await refuse(
             send,
             503,
             "overloaded",
-            [_problem(f"{message}; retry after {RETRY_AFTER_SECONDS} s", "overloaded")],
+            [{**problem, "reason": reason}],
             [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
         )
+
+
+class _Merged:
+    """The answers to a batch's chunks, merged into the answer to the whole batch."""
+
+    def __init__(self) -> None:
+        #: Each chunk's results, as JSON array items.
+        self.results: list[str] = []
+        self.errors: list[dict[str, Any]] = []
+        #: The answer's other members (model_version, grade_thresholds), from the last chunk.
+        self.rest: dict[str, Any] = {}
+        #: A chunk got 503: the online store was unreachable for its ids.
+        self.unavailable = False
+
+    def add(self, status: int, answer: bytes, offset: int) -> bool:
+        """Take in a chunk's answer; False when it is no scoring answer to merge."""
+        if status not in (200, 422, 503):
+            return False
+        try:
+            data = json.loads(answer)
+        except ValueError:
+            return False
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("results"), list)
+            and isinstance(data.get("errors"), list)
+        ):
+            return False
+        if data["results"]:
+            self.results.append(_dumps(data["results"])[1:-1])
+        for error in data["errors"]:
+            error["index"] += offset
+            for problem in error["problems"]:
+                loc = problem["loc"]
+                if len(loc) > 1 and isinstance(loc[1], int):  # ["deals", i, ...]
+                    loc[1] += offset
+        self.errors += data["errors"]
+        self.rest = {k: v for k, v in data.items() if k not in ("results", "errors")}
+        self.unavailable |= status == 503
+        return True
+
+    async def send(self, send: Any) -> None:
+        """200 when a deal was scored, else 503 when the store was unreachable, else 422."""
+        status = 200 if self.results else 503 if self.unavailable else 422
+        members = [f'"results":[{",".join(self.results)}]', f'"errors":{_dumps(self.errors)}']
+        members += [f"{_dumps(k)}:{_dumps(v)}" for k, v in self.rest.items()]
+        headers = [(b"content-type", b"application/json")]
+        if status == 503:
+            headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+        await _send(send, status, headers, ("{" + ",".join(members) + "}").encode())
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def _space(text: str, pos: int) -> int:
+    """The position after the JSON whitespace at ``pos``."""
+    match = _SPACE.match(text, pos)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
+async def _plan(key: str, body: bytes, size: int, most: int) -> BatchPlan | None:
+    """``body`` cut into chunks of ``size`` elements of its ``key`` list, or None.
+
+    None when cutting it up could change the answer, so the batch is scored whole: the
+    body is not a JSON object with that list (BentoML then says what is wrong), the list
+    is longer than ``most`` (refused whole), ``all_or_nothing`` is true (one invalid deal
+    fails every chunk), an element is not a deal object or an id, or an id appears in
+    two chunks (the second is a problem the endpoint finds within one request only).
+    The body is decoded one element at a time, and the event loop served every ``size``.
+    """
+    try:
+        text = body.decode()
+        pos = _space(text, 0)
+        if text[pos : pos + 1] != "{":
+            return None
+        pos = _space(text, pos + 1)
+        names: set[str] = set()
+        members: list[str] = []
+        plan: BatchPlan | None = None
+        while text[pos : pos + 1] != "}":
+            if names:
+                if text[pos : pos + 1] != ",":
+                    return None
+                pos = _space(text, pos + 1)
+            name, pos = _DECODER.raw_decode(text, pos)
+            if not isinstance(name, str) or name in names:
+                return None
+            names.add(name)
+            pos = _space(text, pos)
+            if text[pos : pos + 1] != ":":
+                return None
+            pos = _space(text, pos + 1)
+            if name == key:
+                plan = BatchPlan(key, members)
+                end = await _elements(text, pos, plan.elements, key, size, most)
+                if end is None:
+                    return None
+                pos = end
+            else:
+                start = pos
+                value, pos = _DECODER.raw_decode(text, pos)
+                if name == "all_or_nothing" and value is True:
+                    return None
+                members.append(f"{_dumps(name)}:{text[start:pos]}")
+            pos = _space(text, pos)
+        if plan is None or _space(text, pos + 1) != len(text):
+            return None
+        return plan
+    except ValueError:  # not UTF-8, or not JSON
+        return None
+
+
+async def _elements(
+    text: str, pos: int, out: list[str], key: str, size: int, most: int
+) -> int | None:
+    """Each element of the JSON array at ``pos``, as sent, into ``out``; the end, or None."""
+    if text[pos : pos + 1] != "[":
+        return None
+    pos = _space(text, pos + 1)
+    if text[pos : pos + 1] == "]":
+        return pos + 1
+    chunk_of: dict[str, int] = {}
+    while True:
+        start = pos
+        value, pos = _DECODER.raw_decode(text, pos)
+        if key == "deals":
+            if not isinstance(value, dict):
+                return None
+            deal_id = value.get("deal_id")
+        elif isinstance(value, str) and value:
+            deal_id = value
+        else:
+            return None
+        if isinstance(deal_id, str):
+            chunk = chunk_of.setdefault(deal_id, len(out) // size)
+            if chunk != len(out) // size:
+                return None
+        out.append(text[start:pos])
+        if len(out) > most:
+            return None
+        if len(out) % size == 0:
+            await asyncio.sleep(0)
+        pos = _space(text, pos)
+        if text[pos : pos + 1] == "]":
+            return pos + 1
+        if text[pos : pos + 1] != ",":
+            return None
+        pos = _space(text, pos + 1)
+
+
+async def _capture(
+    app: Any, scope: dict[str, Any], body: bytes
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """``app``'s answer to ``scope`` with ``body``: status, headers, body."""
+    sent: list[dict[str, Any]] = []
+    headers = [(k, v) for k, v in scope.get("headers") or () if k != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+
+    async def gone() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def capture(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({**scope, "headers": headers}, _replay(body, gone), capture)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], list(start.get("headers", [])), answer
+
+
+async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """One whole answer; ``Content-Length`` set from ``body``."""
+    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _count_deals(path: str, body: bytes) -> int:

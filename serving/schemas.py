@@ -468,6 +468,10 @@ class ScoreResponse(BaseModel):
 
 
 # ------------------------------------------------------------------ error responses
+#: Why an overloaded worker refused a request (serving.limits.SHED_REASONS says more).
+ShedReason = Literal["requests", "deals", "batches", "queue_delay"]
+
+
 class ErrorItem(BaseModel):
     """One problem of a refused request: where, what, and its kind."""
 
@@ -481,6 +485,13 @@ class ErrorItem(BaseModel):
     type: str = Field(
         description="Machine-readable kind: a pydantic error type, 'unauthorized', "
         "'unsupported_media_type', 'too_large' or 'overloaded'."
+    )
+    reason: ShedReason | None = Field(
+        None,
+        description="Why an 'overloaded' request was refused (503): 'requests' (too many "
+        "requests in progress), 'deals' (too many deals in progress), 'batches' (another "
+        "large batch in progress) or 'queue_delay' (the work queued ahead would make it "
+        "wait longer than LEADSCORE_MAX_QUEUE_DELAY_SECONDS, 1 s by default). Absent on other problems.",
     )
 
 
@@ -571,6 +582,30 @@ class BaselineFacts(_Facts):
     at_age: BaselineBlock | None = None
 
 
+class GateCheck(_Facts):
+    """One condition of the baseline gate: model minus a baseline on one block and metric."""
+
+    baseline: str = Field(description="'logistic_regression' or 'channel_rate'.")
+    block: str = Field(description="'at_creation' or 'at_age'.")
+    metric: str = Field(description="'roc_auc' or 'log_loss'.")
+    difference: float | None
+    low: float | None
+    high: float | None
+    bound: str = Field(description="The interval end judged: 'low' (ROC AUC) or 'high' (log loss).")
+    required: float = Field(description="What that end must beat (0: a margin over the baseline).")
+    passed: bool
+
+
+class GateFacts(_Facts):
+    """The baseline gate training measured: only a model that passed it is promoted
+    without ``--force``."""
+
+    passed: bool
+    sentence: str = Field(description="The decision in one plain sentence, with the figures.")
+    rule: str = Field(description="What the gate asks, in words.")
+    checks: list[GateCheck]
+
+
 class SliceDeals(_Facts):
     won: int
     lost: int
@@ -579,6 +614,11 @@ class SliceDeals(_Facts):
 class SplitFacts(_Facts):
     method: str = Field(description="'time' (by close date) or 'random'.")
     note: str
+    cross_validation: str | None = Field(
+        default=None,
+        description="How cross-validation replaced a test slice too small to answer "
+        "(the figures then pool its test folds); null for a single split.",
+    )
 
 
 class Quality(_Facts):
@@ -597,6 +637,9 @@ class Quality(_Facts):
     baselines: dict[str, BaselineFacts] = Field(
         description="Per baseline (logistic_regression, channel_rate): model minus baseline."
     )
+    gate: GateFacts | None = Field(
+        default=None, description="The baseline gate; null for a model trained before it existed."
+    )
 
 
 class ModelFacts(BaseModel):
@@ -614,6 +657,11 @@ class ModelFacts(BaseModel):
         "before training stored one (`quality_note` says so)."
     )
     quality_note: str | None = Field(description="Why `quality` is null.")
+    warning: str | None = Field(
+        description="'model not better than baseline: ...' when the served model failed the "
+        "baseline gate (it was promoted with --force), or was never checked against it; "
+        "null otherwise."
+    )
 
 
 def document_model_route(spec: dict[str, Any]) -> dict[str, Any]:
@@ -732,8 +780,11 @@ def document_responses(spec: dict[str, Any]) -> dict[str, Any]:
         }
         responses["503"] = {
             "description": "Try again later: the worker is overloaded (ErrorBody, with "
-            "Retry-After), or, for /score_ids, the online feature store is unreachable "
-            "(the usual response, every id in `errors` with type 'unavailable').",
+            "Retry-After and the `reason` in its problem), or, for /score_ids, the online "
+            "feature store is unreachable (the usual response, every id in `errors` with "
+            "type 'unavailable'). A batch of more than LEADSCORE_BATCH_DEALS ids is looked "
+            "up in chunks: when the store fails part way, the ids it could not look up are "
+            "in `errors` (type 'unavailable') beside the results, with 200.",
             "headers": retry_after,
             "content": {
                 "application/json": {"schema": {"anyOf": [scored, _error_schema("ErrorBody")]}}

@@ -10,7 +10,8 @@ score, a grade and the strongest reasons either way, explained by LightGBM's Tre
 measured it to be: the quality summary stored in the model (:mod:`training.quality`).
 ``GET /healthz`` and ``/livez`` say the process is alive; ``GET /readyz`` that the model
 is loaded and the online store answers; ``GET /metrics`` is BentoML's Prometheus endpoint
-(plus ``leadscore_deals_total``). When ``LEADSCORE_API_TOKEN`` is set, the scoring
+(plus ``leadscore_deals_total`` and ``leadscore_shed_total``, the 503s of an
+overloaded worker by reason). When ``LEADSCORE_API_TOKEN`` is set, the scoring
 endpoints require ``Authorization: Bearer <token>`` and the priority page at ``/leads``
 the same token (or, from a browser, Basic authentication with the token as password);
 health, metrics and docs stay open.
@@ -39,7 +40,7 @@ from leadscore.model.scoring_model import NO_QUALITY, Columns
 from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
 from serving.leads_page import create_app as leads_page
 from serving.leads_page import create_index_app
-from serving.limits import AdmissionMiddleware
+from serving.limits import SHED_REASONS, AdmissionMiddleware, shed_total
 from serving.online import OPEN_DEADLINE_SECONDS, OnlineStore, StoreUnavailable, TrackRecords
 from serving.package import load_packaged
 from serving.payload import (
@@ -137,6 +138,8 @@ class LeadScorer:
         self.track_records = TrackRecords(self.online, self.config.history_ttl_seconds)
         for endpoint, outcome in DEAL_OUTCOMES:
             deals_total.labels(endpoint=endpoint, outcome=outcome)
+        for reason in SHED_REASONS:
+            shed_total.labels(reason=reason)
         # Open the store now, so neither the first request nor the first probe pays for it.
         if self.track_records.reachable(OPEN_DEADLINE_SECONDS):
             # The first feature-service lookup costs far more than the next ones: pay it now.
@@ -327,6 +330,7 @@ class LeadScorer:
                 "feature_service": self.model.info.get("feature_service"),
                 "quality": quality,
                 "quality_note": None if quality else NO_QUALITY,
+                "warning": self.model.gate_warning,
             }
         )
         return facts.model_dump(mode="json")
@@ -426,5 +430,6 @@ def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Pro
 # mypy ignores what a class decorator returns: LeadScorer is a bentoml Service here.
 LeadScorer.add_asgi_middleware(TokenMiddleware)  # type: ignore[attr-defined]
 LeadScorer.add_asgi_middleware(JsonBodyMiddleware)  # type: ignore[attr-defined]
-# Inside the token check: size limits and load shedding, before BentoML parses a body.
+# Inside the token check: size limits, load shedding and the batch lane (large batches
+# scored in chunks, after the small requests), before BentoML parses a body.
 LeadScorer.add_asgi_middleware(AdmissionMiddleware)  # type: ignore[attr-defined]

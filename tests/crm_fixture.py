@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -127,4 +128,25 @@ def known_at(tables: dict[str, pd.DataFrame], t: pd.Timestamp) -> dict[str, pd.D
     out["activities"] = out["activities"][out["activities"]["occurred_at"] <= t]
     out["stage_history"] = out["stage_history"][out["stage_history"]["entered_at"] <= t]
     out["deal_contacts"] = out["deal_contacts"][out["deal_contacts"]["added_at"] <= t]
+    return out
+
+
+def with_interaction_signal(frame: pd.DataFrame, seed: int = 0, noise: float = 0.1) -> pd.DataFrame:
+    """``frame`` relabelled so that trees beat both baselines by a wide margin.
+
+    A deal is won when exactly one of "amount above the median" and "account above the
+    median size" holds (an exclusive or, which no linear model and no channel rate can
+    express), with ``noise`` of the outcomes flipped. For tests of what happens to a model
+    that passes the baseline gate (promotion, serving) on a CRM small enough to train in
+    a second; the synthetic CRM's own signal is nearly linear, so there a small CRM's
+    model is rightly refused.
+    """
+    out = frame.copy()
+    deals = out.drop_duplicates("deal_id").set_index("deal_id")
+    big = deals["amount"] > deals["amount"].median()
+    large = deals["employee_count"] > deals["employee_count"].median()
+    won = (big ^ large).to_numpy()
+    flip = np.random.default_rng(seed).random(len(won)) < noise
+    labels = dict(zip(deals.index, (won ^ flip).astype(np.int64), strict=True))
+    out["won"] = out["deal_id"].map(labels).astype(np.int64)
     return out

@@ -49,7 +49,7 @@ from leadscore.features.store import training_frame
 from leadscore.model.registry import RegistryError, alias_version, load_scoring_model, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
 from training.behaviour import run_behaviour_checks
-from training.data import canonical, check_enough_data
+from training.data import canonical, check_enough_data, class_counts
 from training.evaluate import HEADLINE, binary_metrics
 from training.split import SplitBounds, slice_masks
 
@@ -281,6 +281,8 @@ class PromotionDecision:
     challenger_metrics: dict[str, Any]
     champion_metrics: dict[str, Any] | None
     behaviour: dict[str, Any]
+    #: The challenger's baseline gate as training measured it (``passed``, ``sentence``...).
+    baseline_gate: dict[str, Any] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,10 +299,12 @@ def promote(
 ) -> PromotionDecision:
     """Move ``champion`` to the challenger (or ``version``) if it passes the gate.
 
-    The gate, on the challenger's own test slice (deals closed between its validation
-    and test cut points) rebuilt from ``frame``: its ROC AUC is at most
-    ``max_auc_drop`` below the champion's and its log loss at most
-    ``max_log_loss_rise`` above, and its behaviour checks pass. A champion trained on
+    The gate: the challenger passed the baseline gate at training
+    (:func:`training.quality.baseline_gate`, stored in the model: better than logistic
+    regression and the channel win rate per deal beyond the interval); and, on its own
+    test slice (deals closed between its validation and test cut points) rebuilt from
+    ``frame``, its ROC AUC is at most ``max_auc_drop`` below the champion's and its log
+    loss at most ``max_log_loss_rise`` above, and its behaviour checks pass. A champion trained on
     later data than the challenger would have seen that slice; the gate is meant for
     the usual case, a challenger trained on the newest data. ``force`` promotes
     whatever the gate says and records that, with ``note``, on the version.
@@ -326,22 +330,34 @@ def promote(
     canon = canonical(frame)
     bounds = SplitBounds.from_dict(challenger.info["split"])
     test = canon[slice_masks(canon, bounds)["test"]]
-    check_enough_data(test, 1, where="closed deals in the challenger's test slice")
+    if not len(test):
+        check_enough_data(test, 1, where="closed deals in the challenger's test slice")
+    won, lost = class_counts(test)
     y = test["won"].to_numpy()
-    # Both outcomes are in the test slice (checked above): no metric below is None.
     ch = cast(dict[str, Any], binary_metrics(y, challenger.probability(challenger.encode(test))))
     behaviour = run_behaviour_checks(challenger, test, seed=int(challenger.info.get("seed", 0)))
     reasons = behaviour.failures()
+    gate = challenger.gate
+    if not gate["passed"]:
+        reasons.append(gate["sentence"])
     cm: dict[str, Any] | None = None
     if champion_v is not None:
         champion = load_scoring_model(f"models:/{name}/{champion_v}", settings)
         cm = cast(dict[str, Any], binary_metrics(y, champion.probability(champion.encode(test))))
-        if ch["roc_auc"] < cm["roc_auc"] - tolerance.max_auc_drop:
+        if not won or not lost:
+            # A slice of one outcome ranks nothing: training's figures came from
+            # cross-validation, but no fair comparison with the champion exists here.
+            reasons.append(
+                f"no comparison with the champion: the challenger's test slice holds {won} won "
+                f"and {lost} lost deals (its evaluation pooled cross-validation folds instead); "
+                "`promote --force --note WHY` accepts it on the baseline gate and behaviour"
+            )
+        elif ch["roc_auc"] < cm["roc_auc"] - tolerance.max_auc_drop:
             reasons.append(
                 f"ROC AUC {ch['roc_auc']:.4f} is {cm['roc_auc'] - ch['roc_auc']:.4f} below the "
                 f"champion's {cm['roc_auc']:.4f} (tolerance {tolerance.max_auc_drop})"
             )
-        if ch["log_loss"] > cm["log_loss"] + tolerance.max_log_loss_rise:
+        if won and lost and ch["log_loss"] > cm["log_loss"] + tolerance.max_log_loss_rise:
             reasons.append(
                 f"log loss {ch['log_loss']:.4f} is {ch['log_loss'] - cm['log_loss']:.4f} above the "
                 f"champion's {cm['log_loss']:.4f} (tolerance {tolerance.max_log_loss_rise})"
@@ -360,6 +376,7 @@ def promote(
         challenger_metrics=ch,
         champion_metrics=cm,
         behaviour=behaviour.to_dict(),
+        baseline_gate=gate,
         tolerance=asdict(tolerance),
     )
     summary = json.dumps(

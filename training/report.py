@@ -47,7 +47,7 @@ def write_report(
 ) -> list[Path]:
     """Write every report file of ``result`` into ``out_dir``; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    test = result.frame[result.masks["test"]]
+    test = result.test_rows
     y = test["won"].to_numpy()
     paths = [
         _calibration_plot(y, result.test_predictions, out_dir / "calibration_curve.png"),

@@ -51,6 +51,9 @@ class TrainConfig:
     per_deal_age_days: float = 30.0
     #: Deal-bootstrap resamples behind every 95% interval (0: no intervals).
     bootstrap_resamples: int = 200
+    #: A test slice with fewer won or lost deals than this is replaced, for the evaluation,
+    #: by cross-validation (time-ordered windows; stratified folds without dates).
+    min_test_class_deals: int = 40
     #: A slice with fewer won or lost deals than this is reported (training goes on).
     warn_min_class_deals: int = 30
     #: A validation or test slice whose deal win rate differs from the training slice's by
@@ -60,6 +63,11 @@ class TrainConfig:
     #: Train with the columns the leakage audit flags (``train --keep-flagged``), to
     #: measure what a leak is worth; a run parameter, so such a model shows it.
     keep_flagged: bool = False
+    #: The baseline gate (:func:`training.quality.baseline_gate`): at creation the model may
+    #: be worse than a baseline by at most these (ROC AUC, log loss); at the fixed age it
+    #: must beat both beyond the interval.
+    gate_creation_margin_auc: float = 0.02
+    gate_creation_margin_log_loss: float = 0.02
 
     def lgb_params(self, features: Sequence[str]) -> dict[str, Any]:
         return {
@@ -102,7 +110,7 @@ class TrainingResult:
     frame: pd.DataFrame
     bounds: SplitBounds
     masks: dict[str, np.ndarray]
-    #: Test-slice probabilities by predictor: model, model_uncalibrated, baselines.
+    #: Probabilities by predictor (model, model_uncalibrated, baselines) on :attr:`test_rows`.
     test_predictions: dict[str, np.ndarray]
     evaluation: dict[str, Any]
     behaviour: BehaviourReport
@@ -111,3 +119,12 @@ class TrainingResult:
     #: The leakage audit of the stored tables this model was trained from (``None`` when
     #: the frame did not come from stored tables, e.g. a test frame).
     audit: LeakageAudit | None = None
+    #: The rows the evaluation scored when cross-validation replaced the test slice (its
+    #: folds' test rows, pooled); ``None``: the test slice itself.
+    pooled_test: pd.DataFrame | None = None
+
+    @property
+    def test_rows(self) -> pd.DataFrame:
+        """The rows :attr:`test_predictions` score, in their order: the test slice, or the
+        pooled cross-validation folds."""
+        return self.frame[self.masks["test"]] if self.pooled_test is None else self.pooled_test

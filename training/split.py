@@ -191,3 +191,178 @@ def _closed_at(frame: pd.DataFrame) -> pd.Series:
     return (
         pd.to_datetime(frame["closed_at"], utc=True).dt.tz_localize(None).astype("datetime64[us]")
     )
+
+
+# ---------------------------------------------------------------- cross-validation
+#: Most test blocks time-ordered cross-validation uses; folds the stratified one uses.
+MAX_TIME_FOLDS = 4
+STRATIFIED_FOLDS = 5
+#: The earliest fold must still train on at least this share of the dated deals.
+MIN_TRAIN_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class Folds:
+    """Cross-validation replacing a test slice too small to answer.
+
+    ``masks`` has, per fold, boolean row masks ``train``, ``valid`` and ``test``; ``how``
+    names the scheme and ``reason`` says why it replaced the single split, both for the
+    training output. Time-ordered folds are expanding windows over close date whose last
+    fold is the single split itself (so the registered model is one of them); stratified
+    folds (no dates) partition the deals, and their figures are not out of time.
+    """
+
+    masks: tuple[dict[str, np.ndarray], ...]
+    how: str
+    reason: str
+    out_of_time: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "folds": len(self.masks),
+            "how": self.how,
+            "reason": self.reason,
+            "out_of_time": self.out_of_time,
+        }
+
+
+def _deal_order(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's deal position in close-time order (ties by deal id), and the deals' outcomes
+    in that order: the ordering time-ordered folds cut."""
+    deals = pd.DataFrame(
+        {
+            "deal_id": frame["deal_id"].astype(str).to_numpy(),
+            "closed": _closed_at(frame).to_numpy(),
+            "won": frame["won"].to_numpy(),
+        }
+    ).drop_duplicates("deal_id")
+    deals = deals.sort_values(["closed", "deal_id"], kind="stable").reset_index(drop=True)
+    position = pd.Series(np.arange(len(deals)), index=deals["deal_id"].to_numpy())
+    rows = position.reindex(frame["deal_id"].astype(str).to_numpy()).to_numpy()
+    return rows, deals["won"].to_numpy()
+
+
+def time_folds(
+    frame: pd.DataFrame,
+    single: dict[str, np.ndarray],
+    fractions: tuple[float, float, float],
+    min_test_class_deals: int,
+) -> tuple[list[dict[str, np.ndarray]], tuple[int, int]]:
+    """Expanding-window folds over close date, the last of them the ``single`` split.
+
+    Earlier test blocks are consecutive runs of as many deals as the single split's test
+    slice, counted back from its start; each fold trains on everything closed before its
+    block, the last ``fractions[1] / (fractions[0] + fractions[1])`` of it validating, as
+    the single split does. As few blocks are used as give ``min_test_class_deals`` of each
+    outcome together, at most :data:`MAX_TIME_FOLDS`, and never so many that the first fold
+    trains on less than :data:`MIN_TRAIN_SHARE` of the deals. Returns the folds, oldest
+    first, and the won and lost deals their test blocks hold together.
+    """
+    has_dates = dated(frame)
+    rows, won = _deal_order(frame[has_dates])
+    position = np.full(len(frame), -1, dtype=np.int64)
+    position[has_dates] = rows
+    n = len(won)
+    start = int(position[single["test"]].min())  # the single split's first test deal
+    block = n - start
+    valid_share = fractions[1] / (fractions[0] + fractions[1])
+    most = max(1, min(MAX_TIME_FOLDS, 1 + int((start - MIN_TRAIN_SHARE * n) // block)))
+    k = 1
+    while k < most:
+        tested = won[n - k * block :]
+        if min(int(tested.sum()), len(tested) - int(tested.sum())) >= min_test_class_deals:
+            break
+        k += 1
+    folds = []
+    for j in range(k, 1, -1):
+        first, end = n - j * block, n - (j - 1) * block
+        cut = first - max(1, math.ceil(valid_share * first))
+        folds.append(
+            {
+                "train": (position >= 0) & (position < cut),
+                "valid": (position >= cut) & (position < first),
+                "test": (position >= first) & (position < end),
+            }
+        )
+    folds.append({name: single[name] for name in SLICES})
+    tested = won[n - k * block :]
+    return folds, (int(tested.sum()), len(tested) - int(tested.sum()))
+
+
+def stratified_folds(
+    frame: pd.DataFrame, seed: int, fractions: tuple[float, float, float], k: int = STRATIFIED_FOLDS
+) -> list[dict[str, np.ndarray]]:
+    """``k`` folds partitioning the deals, each outcome spread evenly (seeded by deal id hash,
+    as the random split is); within a fold's training deals, the share ``fractions[1] /
+    (fractions[0] + fractions[1])`` validates, stratified the same way."""
+    ids = frame["deal_id"].astype(str).to_numpy(dtype=object)
+    deals = pd.DataFrame({"deal_id": ids, "won": frame["won"].to_numpy()}).drop_duplicates(
+        "deal_id"
+    )
+    key = pd.util.hash_array(deals["deal_id"].to_numpy(dtype=object), hash_key=f"{seed:016d}"[-16:])
+    fold = np.empty(len(deals), dtype=np.int64)
+    rank = np.empty(len(deals), dtype=np.int64)
+    for outcome in np.unique(deals["won"].to_numpy()):
+        mine = np.flatnonzero(deals["won"].to_numpy() == outcome)
+        order = mine[np.lexsort((deals["deal_id"].to_numpy()[mine], key[mine]))]
+        fold[order] = np.arange(len(order)) % k
+        rank[order] = np.arange(len(order)) // k
+    fold_of = pd.Series(fold, index=deals["deal_id"].to_numpy()).reindex(ids).to_numpy()
+    rank_of = pd.Series(rank, index=deals["deal_id"].to_numpy()).reindex(ids).to_numpy()
+    valid_every = max(2, round((fractions[0] + fractions[1]) / fractions[1]))
+    out = []
+    for j in range(k):
+        rest = fold_of != j
+        valid = rest & (rank_of % valid_every == j % valid_every)
+        out.append({"train": rest & ~valid, "valid": valid, "test": fold_of == j})
+    return out
+
+
+def choose_folds(
+    frame: pd.DataFrame,
+    bounds: SplitBounds,
+    single: dict[str, np.ndarray],
+    test_counts: tuple[int, int],
+    min_test_class_deals: int,
+) -> Folds | None:
+    """Cross-validation when the single split's test slice has fewer than
+    ``min_test_class_deals`` won or lost deals (``test_counts``); ``None`` when it has enough.
+
+    Dated deals get time-ordered folds (:func:`time_folds`); a random split (no dates)
+    gets stratified folds (:func:`stratified_folds`), said plainly not to be out of time.
+    """
+    won, lost = test_counts
+    if min(won, lost) >= min_test_class_deals:
+        return None
+    short = (
+        f"the test slice holds {won} won and {lost} lost deals, fewer than "
+        f"{min_test_class_deals} of each"
+    )
+    if bounds.method == "random":
+        masks = stratified_folds(frame, bounds.seed, bounds.fractions)
+        return Folds(
+            tuple(masks),
+            f"stratified {len(masks)}-fold cross-validation",
+            f"{short}: stratified {len(masks)}-fold cross-validation replaces the single "
+            "split; without dates its figures are NOT out of time (each fold tests on deals "
+            "from the same period it trained on)",
+            out_of_time=False,
+        )
+    masks, (t_won, t_lost) = time_folds(frame, single, bounds.fractions, min_test_class_deals)
+    if len(masks) < 2:  # too few deals before the test slice for a second window
+        return None
+    reason = (
+        f"{short}: time-ordered cross-validation over {len(masks)} expanding windows by "
+        f"close date replaces the single split; the figures pool its {len(masks)} test "
+        f"blocks ({t_won} won, {t_lost} lost deals)"
+    )
+    if min(t_won, t_lost) < min_test_class_deals:
+        reason += (
+            f", still fewer than {min_test_class_deals} of each: read the intervals, they are wide"
+        )
+    return Folds(
+        tuple(masks),
+        f"time-ordered cross-validation, {len(masks)} expanding windows",
+        reason,
+        out_of_time=True,
+    )

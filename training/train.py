@@ -50,7 +50,11 @@ from leadscore.model.scoring_model import ScoringModel
 from leadscore.progress import Progress, no_progress
 from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
 from training.behaviour import run_behaviour_checks
-from training.calibration import CalibrationChoice, choose_calibration
+from training.calibration import (
+    CalibrationChoice,
+    choose_calibration,
+    choose_calibration_over_time,
+)
 from training.data import (
     canonical,
     check_enough_data,
@@ -68,7 +72,7 @@ from training.evaluate import (
     per_deal_rows,
     with_intervals,
 )
-from training.quality import quality_summary
+from training.quality import baseline_gate, quality_summary
 from training.registry import (
     ensure_experiment,
     fail_dead_runs,
@@ -80,7 +84,7 @@ from training.registry import (
 )
 from training.report import write_report
 from training.result import TrainConfig, TrainingResult
-from training.split import SLICES, choose_split, slice_masks
+from training.split import SLICES, Folds, choose_folds, choose_split, slice_masks
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +187,83 @@ def fit_scoring_model(
     )
     model = ScoringModel(booster=None, features=list(features), categories=categories)  # type: ignore[arg-type]
     model.booster = train_booster(model, train, valid, config, progress)
-    choice = choose_calibration(
-        model.raw_score(model.encode(valid)),
-        valid["won"].to_numpy(),
-        valid["deal_id"].to_numpy(),
-        min_isotonic_deals=config.min_isotonic_deals,
-    )
+    raw_valid = model.raw_score(model.encode(valid))
+    blocks = _calibration_blocks(model, train, config)
+    if blocks is None:  # too few deals to chain periods: folds within the validation slice
+        choice = choose_calibration(
+            raw_valid,
+            valid["won"].to_numpy(),
+            valid["deal_id"].to_numpy(),
+            min_isotonic_deals=config.min_isotonic_deals,
+        )
+    else:
+        choice = choose_calibration_over_time(
+            [*blocks, (raw_valid, valid["won"].to_numpy())],
+            raw_valid,
+            valid["won"].to_numpy(),
+            valid["deal_id"].to_numpy(),
+            min_isotonic_deals=config.min_isotonic_deals,
+        )
     model.calibration = choice.calibration
     return FittedModel(model, choice, model.booster.current_iteration())
+
+
+#: Consecutive periods the training slice is cut into to choose the calibration over time,
+#: and the fewest deals of each outcome each period needs (else: folds within validation).
+CALIBRATION_PERIODS = 3
+MIN_PERIOD_CLASS_DEALS = 10
+
+
+def _calibration_blocks(
+    model: ScoringModel, train: pd.DataFrame, config: TrainConfig
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Raw scores and outcomes of the training slice's later periods, each scored out of
+    sample by a booster with the final model's trees and parameters trained on the
+    periods before it (:func:`training.calibration.choose_calibration_over_time`).
+
+    Periods are consecutive runs of deals by close date (by the seeded deal hash when
+    undated, as the random split orders them). ``None`` when a period lacks
+    :data:`MIN_PERIOD_CLASS_DEALS` deals of an outcome.
+    """
+    deals = train.drop_duplicates("deal_id")[["deal_id", "closed_at", "won"]]
+    if deals["closed_at"].notna().all():
+        order = deals.sort_values(["closed_at", "deal_id"], kind="stable")["deal_id"]
+    else:
+        key = pd.util.hash_array(
+            deals["deal_id"].astype(str).to_numpy(dtype=object),
+            hash_key=f"{config.seed:016d}"[-16:],
+        )
+        order = deals["deal_id"].iloc[np.argsort(key, kind="stable")]
+    period = pd.Series(
+        np.arange(len(order)) * CALIBRATION_PERIODS // max(1, len(order)), index=order.to_numpy()
+    )
+    of_row = train["deal_id"].map(period).to_numpy()
+    by_deal = deals.set_index("deal_id")["won"].groupby(period).agg(["sum", "count"])
+    if (
+        len(by_deal) < CALIBRATION_PERIODS
+        or (
+            np.minimum(by_deal["sum"], by_deal["count"] - by_deal["sum"]) < MIN_PERIOD_CLASS_DEALS
+        ).any()
+    ):
+        return None
+    params = config.lgb_params(model.features)
+    rounds = model.booster.current_iteration()
+    blocks: list[tuple[np.ndarray, np.ndarray]] = []
+    for j in range(1, CALIBRATION_PERIODS):
+        before, this = train[of_row < j], train[of_row == j]
+        booster = lgb.train(
+            params,
+            lgb.Dataset(
+                model.encode(before),
+                label=before["won"].to_numpy(),
+                feature_name=model.features,
+                categorical_feature=model.categorical_indices,
+            ),
+            num_boost_round=rounds,
+        )
+        raw = np.asarray(booster.predict(model.encode(this), raw_score=True), dtype=np.float64)
+        blocks.append((raw, this["won"].to_numpy()))
+    return blocks
 
 
 # ---------------------------------------------------------------- the CRM model
@@ -262,13 +335,22 @@ def _fit_and_evaluate(
     check_enough_data(frame[np.logical_or.reduce(list(masks.values()))], config.min_class_deals)
     log.info("%s", bounds.note)
     parts = {name: frame[masks[name]] for name in SLICES}
+    # The test slice may be too small to answer: cross-validation then replaces it for
+    # the evaluation (the registered model stays the one trained on this split).
+    folds = choose_folds(
+        frame, bounds, masks, class_counts(parts["test"]), config.min_test_class_deals
+    )
     for name, part in parts.items():
+        if name == "test" and folds is not None:
+            continue
         check_enough_data(
             part, max(1, config.min_class_deals // 10), where=f"closed deals in the {name} slice"
         )
     warnings = slice_warnings(
         parts, config.warn_min_class_deals, config.warn_win_rate_shift, config.warn_win_odds_ratio
     )
+    if folds is not None:
+        warnings.append(folds.reason)
     for warning in warnings:
         log.warning("%s", warning)
     catalog = model_catalog(attributes)
@@ -280,9 +362,7 @@ def _fit_and_evaluate(
     features = [f for f in features if f not in leaked]
     categorical = [f for f in categorical if f not in leaked]
     _step(progress, "boosting and calibration")
-    fitted = fit_scoring_model(
-        parts["train"], parts["valid"], features, categorical, config, progress
-    )
+    fitted, preds = _fit_and_predict(parts, features, categorical, config, progress)
     model = fitted.model
     model.attributes = tuple(a for a in attributes if a.feature not in leaked)
     _step(progress, "reason statistics")
@@ -303,17 +383,14 @@ def _fit_and_evaluate(
     }
 
     _step(progress, "baselines and evaluation")
-    test, valid = parts["test"], parts["valid"]
-    numeric = [f for f in features if f not in categorical]
-    lr = fit_logistic_regression(parts["train"], numeric, categorical)
-    channel = fit_group_rate(parts["train"], "channel")
-    X_test = model.encode(test)
-    preds = {
-        "model": model.probability(X_test),
-        "model_uncalibrated": 1.0 / (1.0 + np.exp(-model.raw_score(X_test))),
-        "logistic_regression": predict_logistic_regression(lr, test, numeric, categorical),
-        "channel_rate": channel.predict(test),
-    }
+    valid = parts["valid"]
+    test = parts["test"]
+    if folds is not None:
+        # Every fold's test block scored by the models of its own window, pooled: the
+        # figures below are the cross-validated ones; the last time fold is this split.
+        test, preds = _cross_validated(
+            frame, folds, features, categorical, config, (masks["test"], preds)
+        )
     y_test = test["won"].to_numpy()
     raw_valid = model.raw_score(model.encode(valid))
     # Per snapshot, with deal-bootstrap intervals; the per-deal blocks below.
@@ -334,6 +411,7 @@ def _fit_and_evaluate(
             "snapshots": {name: int(len(p)) for name, p in parts.items()},
         },
         "warnings": warnings,
+        "cross_validation": folds.to_dict() if folds is not None else None,
         "intervals": {
             "level": INTERVAL_LEVEL,
             "resamples": config.bootstrap_resamples,
@@ -344,6 +422,10 @@ def _fit_and_evaluate(
             "trees": fitted.best_iteration,
             "calibration": model.calibration.method,
             "calibration_reason": fitted.calibration.reason,
+            "calibration_cv": {
+                "log_loss": fitted.calibration.cv_log_loss,
+                "ece": fitted.calibration.cv_ece,
+            },
         },
         "valid": {
             "uncalibrated": binary_metrics(
@@ -366,6 +448,12 @@ def _fit_and_evaluate(
         },
         "per_deal": _per_deal(test, preds, config),
     }
+    evaluation["gate"] = baseline_gate(
+        evaluation["per_deal"],
+        config.gate_creation_margin_auc,
+        config.gate_creation_margin_log_loss,
+    )
+    log.info("baseline gate: %s", evaluation["gate"]["sentence"])
     # What serving shows of the model's quality (the page's panel, GET /model) travels
     # inside the model, so it is always the registered version's own.
     model.info["quality"] = quality_summary(model, evaluation, test, preds["model"], catalog)
@@ -403,7 +491,72 @@ def _fit_and_evaluate(
         fitted.calibration,
         config,
         audit=audit,
+        pooled_test=test if folds is not None else None,
     )
+
+
+def _fit_and_predict(
+    parts: Mapping[str, pd.DataFrame],
+    features: Sequence[str],
+    categorical: Sequence[str],
+    config: TrainConfig,
+    progress: Progress = no_progress,
+) -> tuple[FittedModel, dict[str, np.ndarray]]:
+    """The model and both baselines fitted on one split's ``train`` (the model stopped and
+    calibrated on ``valid``), and their probabilities on its ``test`` rows: what a fold of
+    cross-validation and the single split both do, so they cannot drift apart."""
+    fitted = fit_scoring_model(
+        parts["train"], parts["valid"], features, categorical, config, progress
+    )
+    model, test = fitted.model, parts["test"]
+    numeric = [f for f in features if f not in categorical]
+    lr = fit_logistic_regression(parts["train"], numeric, categorical)
+    channel = fit_group_rate(parts["train"], "channel")
+    X_test = model.encode(test)
+    preds = {
+        "model": model.probability(X_test),
+        "model_uncalibrated": 1.0 / (1.0 + np.exp(-model.raw_score(X_test))),
+        "logistic_regression": predict_logistic_regression(lr, test, numeric, categorical),
+        "channel_rate": channel.predict(test),
+    }
+    return fitted, preds
+
+
+def _cross_validated(
+    frame: pd.DataFrame,
+    folds: Folds,
+    features: Sequence[str],
+    categorical: Sequence[str],
+    config: TrainConfig,
+    single: tuple[np.ndarray, dict[str, np.ndarray]],
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The test rows of every fold, each scored by the model and baselines of its own
+    fold (:func:`_fit_and_predict`), pooled: one frame and one array per predictor.
+    ``single`` is the single split's test mask and predictions, reused for the fold that
+    is that split (the last time-ordered one) rather than trained twice.
+
+    A fold whose training or validation rows lack an outcome cannot train; it is left out
+    and the log says so (its test deals then count in no figure).
+    """
+    tests, preds = [], []
+    for i, masks in enumerate(folds.masks):
+        parts = {name: frame[m] for name, m in masks.items()}
+        short = [n for n in ("train", "valid") if min(class_counts(parts[n])) == 0]
+        if short or not len(parts["test"]):
+            log.warning(
+                "fold %d of %d left out: no deal of one outcome in %s",
+                i + 1,
+                len(folds.masks),
+                ", ".join(short) or "test",
+            )
+            continue
+        tests.append(parts["test"])
+        if masks["test"] is single[0]:
+            preds.append(single[1])
+        else:
+            preds.append(_fit_and_predict(parts, features, categorical, config)[1])
+    pooled = {name: np.concatenate([p[name] for p in preds]) for name in preds[0]}
+    return pd.concat(tests), pooled
 
 
 #: Predictors evaluated with intervals: the model and the baselines it must beat.
@@ -482,7 +635,9 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
     ``baselines.channel_rate.log_loss``, ...), the report files under ``report/`` and the model
     under ``model/``. The version gets tags for the feature service, data window, training
     data fingerprint and git commit. The first version becomes champion if its behaviour
-    checks pass; later ones wait for ``leadscore promote``. Aliases are set only after the
+    checks and the baseline gate pass (otherwise nothing is champion until a version
+    passes, or someone forces one with ``promote --force``); later ones wait for
+    ``leadscore promote``. Aliases are set only after the
     run has ended FINISHED, and the run records its process, so a run killed midway is
     marked FAILED by the next command and its version never gets an alias
     (:func:`training.registry.fail_dead_runs`).
@@ -533,22 +688,26 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
     crash_point("train.run_finished")
     client.set_registered_model_alias(name, CHALLENGER, version)
     if alias_version(client, name, CHAMPION) is None:
-        if result.behaviour.passed:
+        gate = result.evaluation["gate"]
+        if result.behaviour.passed and gate["passed"]:
             make_champion(
                 client,
                 name,
                 version,
                 {
                     "promotion.at": now_iso(),
-                    "promotion.gate": "first version, behaviour checks passed",
+                    "promotion.gate": "first version: behaviour checks and baseline gate passed",
                 },
             )
         else:
             log.warning(
-                "first version %s stays %s: behaviour checks failed (%s)",
+                "first version %s stays %s: %s",
                 version,
                 CHALLENGER,
-                "; ".join(result.behaviour.failures()),
+                "; ".join(
+                    [f"behaviour checks failed ({f})" for f in result.behaviour.failures()]
+                    + ([] if gate["passed"] else [gate["sentence"]])
+                ),
             )
     aliases = sorted(client.get_model_version(name, version).aliases)
     log.info(
@@ -577,7 +736,8 @@ def train(
 
     Returns the JSON summary ``leadscore train --json`` prints: run_id, model_version,
     aliases, and the evaluation (data, warnings, intervals, model, valid, test,
-    test_uncalibrated, baselines, per_deal, at_creation when ``truth`` is given, behaviour). ``progress`` hears the training steps
+    test_uncalibrated, baselines, per_deal, gate, at_creation when ``truth`` is given,
+    behaviour). ``progress`` hears the training steps
     and then the MLflow run (task ``MLflow run``: report, model, registration).
     """
     result = fit_and_evaluate(frame, feature_service, config, truth, progress, attributes, audit)

@@ -29,6 +29,16 @@ Columns = Mapping[str, Sequence[Any]]
 #: What the page and ``GET /model`` say of a model without ``info["quality"]`` (the summary
 #: training stores, :mod:`training.quality`): one trained before training stored it.
 NO_QUALITY = "no quality summary: trained before this version"
+#: The baseline gate of a model trained before training measured one.
+NO_GATE: Mapping[str, Any] = {
+    "passed": False,
+    "sentence": "not checked against the baselines: trained before the baseline gate "
+    "existed; train it again",
+    "checks": [],
+}
+#: What everything that serves a model failing the gate says first (``promote --force``
+#: is the only way such a model becomes champion).
+NOT_BETTER = "model not better than baseline"
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,25 @@ class ScoringModel:
         }
 
     # ------------------------------------------------------------ encoding
+    @property
+    def gate(self) -> dict[str, Any]:
+        """The baseline gate training measured (:func:`training.quality.baseline_gate`):
+        ``passed`` and one ``sentence``; :data:`NO_GATE` for a model trained before it."""
+        gate = (self.info.get("quality") or {}).get("gate")
+        return dict(gate) if gate else dict(NO_GATE)
+
+    @property
+    def gate_warning(self) -> str | None:
+        """What serving this model must say: ``model not better than baseline: <why>`` when
+        it failed the gate, the :data:`NO_GATE` sentence when it was never checked, else
+        ``None``."""
+        gate = self.gate
+        if gate["passed"]:
+            return None
+        if not gate.get("checks"):
+            return str(gate["sentence"])
+        return f"{NOT_BETTER}: {gate['sentence']}"
+
     @property
     def categorical_indices(self) -> list[int]:
         return [self._index[f] for f in self.categories]

@@ -12,7 +12,8 @@ Under the table, a panel describes the model that ranked the list, from the qual
 training stored in it (:mod:`training.quality`, read from the registry by version): when it
 was trained and on what, per-deal ROC AUC, log loss and ECE with intervals, lift, its
 calibration curve as inline SVG, the strongest features, and one sentence per baseline;
-when it is not better than logistic regression, the header says so in English and Chinese.
+when it failed the baseline gate (so was made champion by force), the header says
+"model not better than baseline" in English and Chinese, with the gate's figures.
 
 The page says the moment the list was ranked as of; when that is the stored export's last
 recorded event (a historical export, :func:`leadscore.priority.rank.default_as_of`), it
@@ -47,7 +48,7 @@ from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
 from leadscore.crm.ingest import last_recorded_event, load_stored
 from leadscore.features.catalog import SENIORITY_LEVELS
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
-from leadscore.model.scoring_model import NO_QUALITY
+from leadscore.model.scoring_model import NO_GATE, NO_QUALITY
 from leadscore.priority.rank import GROUP, PRIORITY_GROUPS, read_ranked
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -442,14 +443,33 @@ def calibration_svg(curve: Mapping[str, Sequence[float]], title: str) -> str:
     )
 
 
-def _lr_warning(baselines: Mapping[str, Any], age_days: float) -> list[dict[str, str]]:
-    """When (in English and Chinese) the model is not better than logistic regression."""
-    lr = baselines.get("logistic_regression", {})
-    when = {
-        "at_creation": {"en": "at creation", "zh": "创建时"},
-        "at_age": {"en": f"at {age_days:g} days", "zh": f"第 {age_days:g} 天时"},
+#: The baselines in the page's two languages.
+_BASELINE_NAMES = {
+    "logistic_regression": {"en": "logistic regression on the same features", "zh": "逻辑回归"},
+    "channel_rate": {"en": "the channel win rate", "zh": "渠道赢单率"},
+}
+
+
+def gate_warning(quality: Mapping[str, Any]) -> dict[str, str] | None:
+    """The header's warning (English and Chinese) when the model failed the baseline gate.
+
+    Only ``promote --force`` makes such a model champion, so this is what a reader of a
+    forced model's list sees first: which baselines it does not beat, and the gate's own
+    sentence with the figures. ``None`` when the gate passed; a summary without a gate
+    (trained before it existed) warns that it was never checked.
+    """
+    gate = quality.get("gate")
+    if gate is None:
+        return {"unchecked": "yes", "sentence": NO_GATE["sentence"]}
+    if gate["passed"]:
+        return None
+    failed = list(dict.fromkeys(c["baseline"] for c in gate.get("checks", []) if not c["passed"]))
+    names = [_BASELINE_NAMES.get(b, {"en": b, "zh": b}) for b in failed]
+    return {
+        "en": " and ".join(n["en"] for n in names) or "the baselines",
+        "zh": "和".join(n["zh"] for n in names) or "基线",
+        "sentence": gate["sentence"],
     }
-    return [when[block] for block in when if block in lr and lr[block]["verdict"] != "better"]
 
 
 def panel_context(panel: ModelPanel) -> dict[str, Any]:
@@ -474,7 +494,11 @@ def panel_context(panel: ModelPanel) -> dict[str, Any]:
         f"{str(window.get('last_close', ''))[:10]}",
         "test": f"{deals.get('won', 0) + deals.get('lost', 0):,} test deals "
         f"({deals.get('won', 0):,} won, {deals.get('lost', 0):,} lost), "
-        f"{q.get('split', {}).get('method', 'time')} split",
+        + (
+            q["split"]["cross_validation"]
+            if q.get("split", {}).get("cross_validation")
+            else f"{q.get('split', {}).get('method', 'time')} split"
+        ),
         "blocks": [
             {
                 "label": b["label"],
@@ -505,7 +529,7 @@ def panel_context(panel: ModelPanel) -> dict[str, Any]:
             for block in ("at_creation", "at_age")
             if block in entry
         ],
-        "lr_warning": _lr_warning(baselines, float(per_deal.get("age_days", 30.0))),
+        "gate_warning": gate_warning(q),
     }
 
 

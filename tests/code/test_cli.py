@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner, Result
@@ -172,6 +173,7 @@ def option_default(command: str, option: str) -> Any:
 
 def test_option_defaults_are_the_cores() -> None:
     from leadscore.crm.synth import generate_crm
+    from leadscore.insights import MIN_DEALS
     from leadscore.priority.rank import RankConfig, run_rank
     from leadscore.priority.report import write_report
     from training.registry import Tolerance
@@ -190,6 +192,8 @@ def test_option_defaults_are_the_cores() -> None:
         ("demo", "seed"): inspect.signature(generate_crm).parameters["seed"].default,
         ("demo", "deals"): option_default("generate", "deals"),
         ("report", "max_rows"): inspect.signature(write_report).parameters["max_rows"].default,
+        ("generate", "revival"): inspect.signature(generate_crm).parameters["revival"].default,
+        ("funnel", "min_deals"): MIN_DEALS,
     }
     assert {key: option_default(*key) for key in expected} == expected
     # The training seed has one default, whether it comes from settings or the config.
@@ -204,3 +208,43 @@ def test_settings_defaults_are_the_dataclass_fields() -> None:
         "localhost:6379",
         (),
     )
+
+
+def test_funnel_reads_the_stored_crm_and_prints_each_value_with_its_deals(tmp_path: Path) -> None:
+    from leadscore.crm.synth import generate_crm, write_export
+    from tests.conftest import cli, environment
+
+    env = environment(tmp_path)
+    write_export(
+        generate_crm(300, seed=3, as_of=pd.Timestamp("2025-06-30", tz="UTC")), tmp_path / "x"
+    )
+    cli(env, "ingest", str(tmp_path / "x"))
+    out = json.loads(cli(env, "funnel", "--from", "2024-07-01", "--to", "2025-07-01", "--json"))
+    assert set(out) == {"definitions", "funnel", "stage_durations", "lost_exits"}
+    metrics = {r["metric"] for r in out["funnel"]}
+    assert {"lead_to_opportunity", "qualified_win_rate", "sales_cycle_days"} <= metrics
+    rate = next(r for r in out["funnel"] if r["metric"] == "qualified_win_rate")
+    assert rate["value"] == pytest.approx(rate["numerator"] / rate["denominator"])
+    by_owner = json.loads(
+        cli(env, "funnel", "--from", "2024-07-01", "--to", "2025-07-01", "--by", "owner", "--json")
+    )
+    assert len({r["owner_id"] for r in by_owner["funnel"]}) > 2
+    reps = json.loads(
+        cli(
+            env,
+            "funnel",
+            "--reps",
+            "--every",
+            "month",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-07-01",
+            "--json",
+        )
+    )
+    assert {r["number"] for r in reps["reps"]} >= {"leads", "closed"}
+    text = cli(env, "funnel", "--from", "2024-07-01", "--to", "2025-07-01")
+    assert "# funnel" in text and "qualified_win_rate" in text
+    bad = cli(env, "funnel", "--from", "2024-07-01", "--to", "2025-07-01", "--by", "planet", code=2)
+    assert bad == ""

@@ -15,6 +15,7 @@ from training.data import in_memory_frame
 from training.evaluate import per_deal_rows
 from training.quality import (
     BASELINE_LABELS,
+    baseline_gate,
     baseline_sentence,
     compare_with_baselines,
     verdict,
@@ -114,6 +115,105 @@ def test_each_baseline_gets_a_sentence_per_block_from_the_evaluation() -> None:
     )
 
 
+# ---------------------------------------------------------------- the baseline gate
+def per_deal_of(age: dict, creation: dict) -> dict:
+    """``per_deal`` with the same differences for both baselines, per block and metric."""
+    return {
+        "age_days": 30.0,
+        **{
+            block: {
+                "deals": 100,
+                "model_minus_baseline": {name: dict(diffs) for name in BASELINE_LABELS},
+            }
+            for block, diffs in (("at_age", age), ("at_creation", creation))
+        },
+    }
+
+
+#: A model better than both baselines at 30 days and no worse at creation.
+GOOD_AGE = {"roc_auc": diff(0.015, 0.008, 0.021), "log_loss": diff(-0.018, -0.025, -0.010)}
+GOOD_CREATION = {"roc_auc": diff(-0.004, -0.014, 0.007), "log_loss": diff(0.0005, -0.004, 0.005)}
+
+
+def test_the_gate_passes_a_margin_the_intervals_support_and_says_so() -> None:
+    gate = baseline_gate(per_deal_of(GOOD_AGE, GOOD_CREATION), 0.02, 0.02)
+    assert gate["passed"] and all(c["passed"] for c in gate["checks"])
+    assert len(gate["checks"]) == 8  # 2 baselines x 2 blocks x 2 metrics
+    assert gate["sentence"].startswith(
+        "better than both baselines: per deal at 30 days, ROC AUC +0.015 [+0.008, +0.021] "
+        "over logistic regression and +0.015 [+0.008, +0.021] over the channel win rate"
+    )
+    assert "at creation, neither worse than either baseline by more than 0.02" in gate["rule"]
+
+
+@pytest.mark.parametrize(
+    ("age", "creation", "expected"),
+    [
+        (
+            # A positive AUC difference whose interval reaches below zero is no margin.
+            {**GOOD_AGE, "roc_auc": diff(0.001, -0.016, 0.014)},
+            GOOD_CREATION,
+            "not better than baseline: ROC AUC at 30 days minus logistic regression "
+            "+0.001 [−0.016, +0.014], needs its interval wholly above zero; ROC AUC at 30 "
+            "days minus the channel win rate +0.001 [−0.016, +0.014], needs its interval "
+            "wholly above zero",
+        ),
+        (
+            # Log loss, lower is better: the whole interval must be below zero.
+            {**GOOD_AGE, "log_loss": diff(-0.004, -0.014, 0.0)},
+            GOOD_CREATION,
+            "not better than baseline: log loss at 30 days minus logistic regression "
+            "−0.004 [−0.014, +0.000], needs its interval wholly below zero",
+        ),
+        (
+            # At creation: worse beyond the margin fails, within it does not.
+            GOOD_AGE,
+            {**GOOD_CREATION, "roc_auc": diff(-0.03, -0.045, -0.012)},
+            "not better than baseline: ROC AUC at creation minus logistic regression "
+            "−0.030 [−0.045, −0.012], needs its interval above −0.020",
+        ),
+        (
+            # No interval (too few deals, or no resamples) cannot show a margin.
+            {**GOOD_AGE, "roc_auc": diff(0.05, None, None)},
+            GOOD_CREATION,
+            "not better than baseline: ROC AUC at 30 days minus logistic regression "
+            "+0.050 with no interval (too few deals to resample), needs its interval wholly "
+            "above zero",
+        ),
+    ],
+)
+def test_the_gate_fails_without_a_supported_margin_and_names_the_figures(
+    age: dict, creation: dict, expected: str
+) -> None:
+    gate = baseline_gate(per_deal_of(age, creation), 0.02, 0.02)
+    assert not gate["passed"]
+    assert gate["sentence"].startswith(expected)
+
+
+def test_deals_without_an_age_are_judged_strictly_at_their_one_snapshot() -> None:
+    per_deal = per_deal_of(GOOD_AGE, GOOD_AGE)
+    per_deal["at_age"] = {"deals": 0, "model_minus_baseline": {}}  # no dates: no ages
+    gate = baseline_gate(per_deal, 0.02, 0.02)
+    assert gate["passed"] and {c["block"] for c in gate["checks"]} == {"at_creation"}
+    assert gate["sentence"].startswith("better than both baselines: per deal at creation")
+    assert "one snapshot each" in gate["rule"]
+    # At that one moment the margin must be shown: non-inferiority is not enough.
+    per_deal["at_creation"] = per_deal_of(GOOD_AGE, GOOD_CREATION)["at_creation"]
+    refused = baseline_gate(per_deal, 0.02, 0.02)
+    assert not refused["passed"]
+    assert refused["sentence"].startswith(
+        "not better than baseline: ROC AUC at creation minus logistic regression"
+    )
+
+
+def test_a_missing_block_fails_the_gate() -> None:
+    per_deal = per_deal_of(GOOD_AGE, GOOD_CREATION)
+    per_deal["at_age"] = {"deals": 5, "model_minus_baseline": {}}  # e.g. one outcome only
+    gate = baseline_gate(per_deal, 0.02, 0.02)
+    assert not gate["passed"]
+    assert "ROC AUC at 30 days minus logistic regression undefined" in gate["sentence"]
+
+
 # ---------------------------------------------------------------- on a trained model
 @pytest.fixture(scope="module")
 def result() -> TrainingResult:
@@ -147,7 +247,7 @@ def test_the_model_carries_the_evaluations_figures_as_plain_json(result: Trainin
 def test_the_calibration_curve_counts_each_test_deal_once_at_its_age(
     result: TrainingResult,
 ) -> None:
-    test = result.frame[result.masks["test"]]
+    test = result.test_rows
     curve = result.model.info["quality"]["calibration"]["curve"]
     rows = per_deal_rows(test, 30.0)["at_age"]
     assert sum(curve["n"]) == len(rows) == result.evaluation["per_deal"]["at_age"]["deals"]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.calibration import choose_calibration, fit_isotonic, fit_platt
+from training.calibration import (
+    choose_calibration,
+    choose_calibration_over_time,
+    fit_isotonic,
+    fit_platt,
+)
 from training.evaluate import expected_calibration_error
 
 
@@ -57,3 +62,38 @@ def test_calibrators_are_increasing_and_isotonic_never_certain():
         assert (np.diff(cal(grid)) >= 0).all()
     iso = fit_isotonic(raw, y)(grid)
     assert iso.min() >= 1e-3 and iso.max() <= 1 - 1e-3
+
+
+# ---------------------------------------------------------------- chosen over time
+def periods(shifts: list[float], scale: float, n: int = 4000, seed: int = 0):
+    """Consecutive periods of scores whose true log-odds are ``raw / scale + shift``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for shift in shifts:
+        raw = rng.normal(0.0, 1.5, n)
+        y = (rng.random(n) < 1 / (1 + np.exp(-(raw / scale + shift)))).astype(np.int64)
+        out.append((raw, y))
+    return out
+
+
+def test_a_correction_that_holds_in_every_period_is_chosen_and_its_ece_reported():
+    blocks = periods([0.0, 0.0, 0.0], scale=2.0)  # overconfident booster, stable over time
+    raw, y = blocks[-1]
+    choice = choose_calibration_over_time(
+        blocks, raw, y, np.arange(len(y)), min_isotonic_deals=10**6
+    )
+    assert choice.calibration.method == "platt"
+    assert choice.cv_ece["platt"] < choice.cv_ece["none"]
+    assert "chosen over time (2 later periods" in choice.reason and "ECE" in choice.reason
+
+
+def test_a_correction_fitted_on_one_period_that_does_not_carry_over_is_not_chosen():
+    # Well calibrated overall, but each period's win rate swings: a map fitted on the
+    # periods before does worse on the next than the booster's own probability.
+    blocks = periods([0.0, 1.2, -1.2, 1.2], scale=1.0)
+    raw, y = blocks[-1]
+    over_time = choose_calibration_over_time(blocks, raw, y, np.arange(len(y)), 10**6)
+    assert over_time.calibration.method == "none", over_time.reason
+    # Chosen on the last slice alone, Platt would have been kept (it fits that slice).
+    one_slice = choose_calibration(raw, y, np.arange(len(y)), min_isotonic_deals=10**6)
+    assert one_slice.calibration.method == "platt"

@@ -15,6 +15,7 @@ from leadscore.model.reason_stats import lookup
 from pipelines.cli import app
 from training.data import InsufficientDataError, in_memory_frame, slice_warnings
 from training.evaluate import INTERVAL_METRICS, flatten_metrics, per_deal_rows
+from training.report import write_report
 from training.result import TrainConfig, TrainingResult
 from training.train import fit_and_evaluate, train
 
@@ -258,3 +259,40 @@ def test_age_leak_is_exposed_by_the_per_deal_block(crm):
     creation = ev["per_deal"]["at_creation"]["model"]
     assert abs(creation["roc_auc"] - 0.5) < 0.1
     assert creation["ci95"]["roc_auc"]["low"] < 0.5 < creation["ci95"]["roc_auc"]["high"]
+
+
+def test_a_skewed_test_slice_is_replaced_by_time_ordered_cross_validation(frame, tmp_path):
+    """The newest deals nearly all won (5 lost): the single split's test slice cannot
+    measure anything, so the evaluation pools time-ordered folds and says why."""
+    deals = frame.drop_duplicates("deal_id").sort_values("closed_at", kind="stable")
+    newest = deals["deal_id"].iloc[-int(0.2 * len(deals)) :]
+    lost = set(newest.iloc[::50][:5])
+    skewed = frame.assign(
+        won=np.where(
+            frame["deal_id"].isin(lost), 0, np.where(frame["deal_id"].isin(newest), 1, frame["won"])
+        )
+    )
+    r = fit_and_evaluate(skewed, "lead_scoring_v1", TrainConfig(seed=3, bootstrap_resamples=50))
+    single = r.evaluation["data"]["deals"]["test"]
+    assert single["lost"] < 40
+    cv = r.evaluation["cross_validation"]
+    assert cv["out_of_time"] and cv["folds"] >= 2
+    reason = next(w for w in r.evaluation["warnings"] if "cross-validation" in w)
+    assert f"{single['won']} won and {single['lost']} lost deals, fewer than 40 of each" in reason
+    # Every figure pools the folds: more deals than the single slice, enough of each.
+    per_deal = r.evaluation["per_deal"]["at_creation"]
+    assert per_deal["lost"] >= 40 and per_deal["deals"] > single["won"] + single["lost"]
+    q = r.model.info["quality"]
+    assert q["test_deals"] == {"won": per_deal["won"], "lost": per_deal["lost"]}
+    assert q["split"]["cross_validation"].startswith("time-ordered cross-validation")
+    # The registered model is still the one trained on the single split.
+    assert r.evaluation["data"]["split"]["method"] == "time"
+    # The model card draws the pooled rows its figures come from.
+    assert len(r.test_rows) == len(r.test_predictions["model"]) > r.masks["test"].sum()
+    written = write_report(r, tmp_path)
+    assert all(p.exists() for p in written)
+
+
+def test_enough_test_deals_keep_the_single_split(result):
+    assert result.evaluation["cross_validation"] is None
+    assert not [w for w in result.evaluation["warnings"] if "cross-validation" in w]

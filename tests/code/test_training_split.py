@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.split import SLICES, SplitBounds, slice_masks, split_bounds
+from training.split import (
+    MAX_TIME_FOLDS,
+    SLICES,
+    SplitBounds,
+    choose_folds,
+    slice_masks,
+    split_bounds,
+)
 
 
 def snapshot_frame(n_deals: int, seed: int = 0) -> pd.DataFrame:
@@ -62,3 +69,78 @@ def test_rows_closed_after_test_end_are_in_no_slice():
     bounds = split_bounds(frame)
     later = frame.assign(closed_at=frame["closed_at"] + pd.Timedelta(days=1000))
     assert not any(m.any() for m in slice_masks(later, bounds).values())
+
+
+# ---------------------------------------------------------------- cross-validation
+def skewed_frame(n_deals: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Deals whose newest 15% are almost all won: the single split's test slice holds 5
+    lost deals, too few to measure anything by."""
+    frame = snapshot_frame(n_deals, seed)
+    deal_close = frame.groupby("deal_id")["closed_at"].first().sort_values(kind="stable")
+    newest = set(deal_close.index[-int(0.15 * n_deals) - 5 :])
+    rng = np.random.default_rng(seed)
+    lost_new = set(rng.choice(sorted(newest), 5, replace=False))
+    won = frame["deal_id"].map(lambda d: 0 if d in lost_new else 1 if d in newest else None)
+    frame["won"] = won.fillna(frame["won"]).astype(int)
+    return frame
+
+
+def test_a_test_slice_without_enough_of_an_outcome_is_replaced_by_time_ordered_folds():
+    frame = skewed_frame()
+    bounds = split_bounds(frame)
+    single = slice_masks(frame, bounds)
+    test = frame[single["test"]].drop_duplicates("deal_id")
+    counts = (int(test["won"].sum()), int((test["won"] == 0).sum()))
+    assert counts[1] < 40
+    folds = choose_folds(frame, bounds, single, counts, 40)
+    assert folds is not None and folds.out_of_time
+    assert f"{counts[0]} won and {counts[1]} lost deals, fewer than 40 of each" in folds.reason
+    assert "time-ordered cross-validation over" in folds.reason
+    # The last fold is the single split itself; earlier ones are expanding windows whose
+    # training always closed before their test block, and test blocks never overlap.
+    assert all((folds.masks[-1][s] == single[s]).all() for s in SLICES)
+    close = pd.to_datetime(frame["closed_at"])
+    seen: set[str] = set()
+    for masks in folds.masks:
+        assert close[masks["train"]].max() <= close[masks["valid"]].min()
+        assert close[masks["valid"]].max() <= close[masks["test"]].min()
+        tested = set(frame.loc[masks["test"], "deal_id"])
+        assert not tested & seen
+        seen |= tested
+    assert 2 <= len(folds.masks) <= MAX_TIME_FOLDS
+    # Enough of each outcome in the pooled blocks: no more folds than needed.
+    pooled = frame[np.logical_or.reduce([m["test"] for m in folds.masks])].drop_duplicates(
+        "deal_id"
+    )
+    assert min(int(pooled["won"].sum()), int((pooled["won"] == 0).sum())) >= 40
+    fewer = np.logical_or.reduce([m["test"] for m in folds.masks[1:]])
+    if len(folds.masks) > 2:
+        part = frame[fewer].drop_duplicates("deal_id")
+        assert min(int(part["won"].sum()), int((part["won"] == 0).sum())) < 40
+
+
+def test_a_test_slice_that_can_answer_keeps_the_single_split():
+    frame = snapshot_frame(1000)
+    bounds = split_bounds(frame)
+    single = slice_masks(frame, bounds)
+    test = frame[single["test"]].drop_duplicates("deal_id")
+    counts = (int(test["won"].sum()), int((test["won"] == 0).sum()))
+    assert min(counts) >= 40
+    assert choose_folds(frame, bounds, single, counts, 40) is None
+
+
+def test_without_dates_stratified_folds_partition_the_deals_and_say_not_out_of_time():
+    frame = snapshot_frame(300).drop(columns="closed_at").assign(closed_at=pd.NaT)
+    bounds = SplitBounds(method="random", seed=3)
+    folds = choose_folds(frame, bounds, slice_masks(frame, bounds), (20, 25), 40)
+    assert folds is not None and not folds.out_of_time
+    assert "NOT out of time" in folds.reason
+    tests = np.vstack([m["test"] for m in folds.masks])
+    assert (tests.sum(axis=0) == 1).all()  # each row tested exactly once
+    deals = frame.drop_duplicates("deal_id")
+    for masks in folds.masks:
+        assert not (masks["train"] & masks["valid"]).any()
+        assert not ((masks["train"] | masks["valid"]) & masks["test"]).any()
+        fold_deals = frame[masks["test"]].drop_duplicates("deal_id")
+        # Stratified: each fold's win rate is the whole set's, within one deal per fold.
+        assert abs(fold_deals["won"].mean() - deals["won"].mean()) < 0.05

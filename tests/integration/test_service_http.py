@@ -52,7 +52,7 @@ def with_quality(model: ScoringModel, frame: pd.DataFrame) -> ScoringModel:
         predict_logistic_regression,
     )
     from training.data import class_counts, data_window, in_memory_frame
-    from training.quality import quality_summary
+    from training.quality import baseline_gate, quality_summary
     from training.result import TrainConfig
     from training.train import _per_deal
 
@@ -76,6 +76,7 @@ def with_quality(model: ScoringModel, frame: pd.DataFrame) -> ScoringModel:
         "model": {"calibration": model.calibration.method, "calibration_reason": "Platt"},
         "per_deal": _per_deal(test, preds, TrainConfig(bootstrap_resamples=50)),
     }
+    evaluation["gate"] = baseline_gate(evaluation["per_deal"], 0.02, 0.02)
     quality = quality_summary(model, evaluation, test, preds["model"], model_catalog())
     quality["trained_at"] = "2025-06-30T12:00:00+00:00"
     return replace(model, info={**model.info, "quality": quality})
