@@ -805,6 +805,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
         m = v["metrics"]
         notes = "forced" if v["tags"].get("promotion.forced") == "true" else ""
         notes += " rolled back" if "rollback.at" in v["tags"] else ""
+        notes += " not better than baseline" if m.get("gate.passed") == 0.0 else ""
         typer.echo(
             f"{v['version']:>7}  {','.join(v['aliases']) or '-':20s} {v['created']:25s} "
             f"{m.get('test.roc_auc', float('nan')):>7.4f} {m.get('test.log_loss', float('nan')):>8.4f} "

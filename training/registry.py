@@ -454,6 +454,7 @@ HEADLINE_METRICS = (
     "baselines.logistic_regression.roc_auc",
     "at_creation.model.roc_auc",
     "at_creation.oracle.roc_auc",
+    "gate.passed",
 )
 
 

@@ -141,8 +141,7 @@ def test_feature_importance_csv_goes_through_the_helper(
     )
     monkeypatch.setattr(report, "model_card", lambda result, importance, run_id: "")
     result = SimpleNamespace(
-        frame=pd.DataFrame({"won": [1, 0]}),
-        masks={"test": np.array([True, True])},
+        test_rows=pd.DataFrame({"won": [1, 0]}),
         test_predictions={},
         evaluation={},
     )

@@ -3,7 +3,8 @@
 An export declaring attributes is ingested; `feast apply` declares exactly the stored
 ones, training and online retrieval both carry them. Then `leadscore train` learns from
 a planted informative creation-time attribute (won deals are mostly in the Enterprise
-segment), and the champion is packaged and served by `leadscore serve`: `/score` takes
+segment), and the champion (forced past the baseline gate: 200 deals cannot show a
+margin) is packaged and served by `leadscore serve`: `/score` takes
 the attribute on a deal sent in full and explains with it, refuses unknown names and
 wrong kinds by field path, agrees with `/score_ids`, and `/docs.json` documents it.
 """
@@ -155,7 +156,11 @@ def served(applied: Applied) -> Iterator[Served]:
     with the private environment.
     """
     trained = cli(applied.env, "train", "--seed", "1")
-    assert "(champion)" in trained, trained
+    # 200 deals cannot show a margin over the baselines (which see the attributes too):
+    # the version fails the baseline gate and is made champion by force, labelled.
+    assert "(challenger)" in trained and "baseline gate: FAILED" in trained, trained
+    forced = cli(applied.env, "promote", "--force", "--note", "attribute features test")
+    assert "promoted (forced)" in forced, forced
     materialize(applied.settings, AS_OF.to_pydatetime(), full=True)
     env = {
         **os.environ,
