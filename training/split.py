@@ -155,6 +155,31 @@ def slice_masks(frame: pd.DataFrame, bounds: SplitBounds) -> dict[str, np.ndarra
     return {"train": train, "valid": valid, "test": test}
 
 
+def deal_hash(deal_ids: np.ndarray, seed: int) -> np.ndarray:
+    """A ``seed``-keyed hash of each deal id: an order of deals that depends on neither row
+    order nor the machine, in which a deal added later moves few others."""
+    return pd.util.hash_array(np.asarray(deal_ids, dtype=object), hash_key=f"{seed:016d}"[-16:])
+
+
+def _orders_by_outcome(
+    frame: pd.DataFrame, seed: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Each row's deal id, the distinct deal ids, and per outcome the positions (in those
+    distinct ids) of its deals in :func:`deal_hash` order (ties by id): what the random
+    split and the stratified folds cut."""
+    ids = frame["deal_id"].astype(str).to_numpy(dtype=object)
+    deals = pd.DataFrame({"deal_id": ids, "won": frame["won"].to_numpy()}).drop_duplicates(
+        "deal_id"
+    )
+    deal_ids, won = deals["deal_id"].to_numpy(), deals["won"].to_numpy()
+    key = deal_hash(deal_ids, seed)
+    orders = []
+    for outcome in np.unique(won):
+        mine = np.flatnonzero(won == outcome)
+        orders.append(mine[np.lexsort((deal_ids[mine], key[mine]))])
+    return ids, deal_ids, orders
+
+
 def _random_slices(
     frame: pd.DataFrame, seed: int, fractions: tuple[float, float, float]
 ) -> np.ndarray:
@@ -163,15 +188,9 @@ def _random_slices(
     A deal's place in its outcome's order is a seed-keyed hash of its id: it depends on
     neither row order nor the machine, and a deal added later moves few others.
     """
-    ids = frame["deal_id"].astype(str).to_numpy(dtype=object)
-    deals = pd.DataFrame({"deal_id": ids, "won": frame["won"].to_numpy()}).drop_duplicates(
-        "deal_id"
-    )
-    key = pd.util.hash_array(deals["deal_id"].to_numpy(dtype=object), hash_key=f"{seed:016d}"[-16:])
-    slice_of = pd.Series(0, index=deals["deal_id"].to_numpy(), dtype=np.int8)
-    for outcome in np.unique(deals["won"].to_numpy()):
-        mine = np.flatnonzero(deals["won"].to_numpy() == outcome)
-        order = mine[np.lexsort((deals["deal_id"].to_numpy()[mine], key[mine]))]
+    ids, deals, orders = _orders_by_outcome(frame, seed)
+    slice_of = pd.Series(0, index=deals, dtype=np.int8)
+    for order in orders:
         n = len(order)
         first, second = _cuts(n, fractions) if n >= 3 else (n, n)
         slice_of.iloc[order[first:second]] = 1
@@ -295,20 +314,14 @@ def stratified_folds(
     """``k`` folds partitioning the deals, each outcome spread evenly (seeded by deal id hash,
     as the random split is); within a fold's training deals, the share ``fractions[1] /
     (fractions[0] + fractions[1])`` validates, stratified the same way."""
-    ids = frame["deal_id"].astype(str).to_numpy(dtype=object)
-    deals = pd.DataFrame({"deal_id": ids, "won": frame["won"].to_numpy()}).drop_duplicates(
-        "deal_id"
-    )
-    key = pd.util.hash_array(deals["deal_id"].to_numpy(dtype=object), hash_key=f"{seed:016d}"[-16:])
+    ids, deals, orders = _orders_by_outcome(frame, seed)
     fold = np.empty(len(deals), dtype=np.int64)
     rank = np.empty(len(deals), dtype=np.int64)
-    for outcome in np.unique(deals["won"].to_numpy()):
-        mine = np.flatnonzero(deals["won"].to_numpy() == outcome)
-        order = mine[np.lexsort((deals["deal_id"].to_numpy()[mine], key[mine]))]
+    for order in orders:
         fold[order] = np.arange(len(order)) % k
         rank[order] = np.arange(len(order)) // k
-    fold_of = pd.Series(fold, index=deals["deal_id"].to_numpy()).reindex(ids).to_numpy()
-    rank_of = pd.Series(rank, index=deals["deal_id"].to_numpy()).reindex(ids).to_numpy()
+    fold_of = pd.Series(fold, index=deals).reindex(ids).to_numpy()
+    rank_of = pd.Series(rank, index=deals).reindex(ids).to_numpy()
     valid_every = max(2, round((fractions[0] + fractions[1]) / fractions[1]))
     out = []
     for j in range(k):

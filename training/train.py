@@ -84,7 +84,7 @@ from training.registry import (
 )
 from training.report import write_report
 from training.result import TrainConfig, TrainingResult
-from training.split import SLICES, Folds, choose_folds, choose_split, slice_masks
+from training.split import SLICES, Folds, choose_folds, choose_split, deal_hash, slice_masks
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +229,7 @@ def _calibration_blocks(
     if deals["closed_at"].notna().all():
         order = deals.sort_values(["closed_at", "deal_id"], kind="stable")["deal_id"]
     else:
-        key = pd.util.hash_array(
-            deals["deal_id"].astype(str).to_numpy(dtype=object),
-            hash_key=f"{config.seed:016d}"[-16:],
-        )
+        key = deal_hash(deals["deal_id"].astype(str).to_numpy(dtype=object), config.seed)
         order = deals["deal_id"].iloc[np.argsort(key, kind="stable")]
     period = pd.Series(
         np.arange(len(order)) * CALIBRATION_PERIODS // max(1, len(order)), index=order.to_numpy()
