@@ -60,6 +60,19 @@ SNAPSHOT_EVERY_DAYS = 14
 DORMANT_DAYS = 30.0
 #: Ranking: deals lost within this many days are scored as if re-opened.
 LOST_WINDOW_DAYS = 180.0
+#: Revival of lost deals (``docs/revival.md``, :mod:`leadscore.crm.revival`): a new deal of
+#: the account created at most this many days after a loss follows it up (the linking
+#: window); ``LEADSCORE_REVIVAL_WINDOW_DAYS`` overrides it.
+REVIVAL_WINDOW_DAYS = 730
+#: The revival outcome: as of a moment after a loss, revived within this many days and
+#: the revival won; ``LEADSCORE_REVIVAL_HORIZON_DAYS`` overrides it.
+REVIVAL_HORIZON_DAYS = 365
+#: Revival training snapshots: this many days after a loss, then every
+#: ``REVIVAL_SNAPSHOT_EVERY_DAYS`` while the deal is not revived, at most
+#: ``REVIVAL_SNAPSHOT_MAX_DAYS`` after the loss (the synthetic truth's grid).
+REVIVAL_FIRST_SNAPSHOT_DAYS = 7
+REVIVAL_SNAPSHOT_EVERY_DAYS = 30
+REVIVAL_SNAPSHOT_MAX_DAYS = 730
 #: Ranking: deals featurised and scored per batch (memory follows the batch, not the CRM).
 RANK_BATCH_SIZE = 10_000
 #: Ranking order: ``expected_value`` (probability x amount) or ``probability``.
@@ -102,6 +115,9 @@ class Settings:
     experiment: str = EXPERIMENT
     #: Days between two training snapshots of one deal while it is open.
     snapshot_every_days: int = SNAPSHOT_EVERY_DAYS
+    #: Revival: the linking window of a follow-up deal and the outcome's horizon, in days.
+    revival_window_days: int = REVIVAL_WINDOW_DAYS
+    revival_horizon_days: int = REVIVAL_HORIZON_DAYS
     seed: int = SEED
     #: Redis of ``feature_store.redis.yaml`` (``host:port[,db=N][,password=...]``).
     redis: str = REDIS
@@ -140,7 +156,8 @@ def load_settings(**overrides: object) -> Settings:
     ``LEADSCORE_FEATURE_REPO``, ``LEADSCORE_FEATURE_STORE_YAML``, ``MLFLOW_TRACKING_URI``
     (MLflow's own variable, so the production PostgreSQL backend is chosen by the URI
     alone), ``LEADSCORE_ARTIFACT_ROOT`` (where new experiments keep artifacts),
-    ``LEADSCORE_SEED``, ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
+    ``LEADSCORE_SEED``, ``LEADSCORE_REVIVAL_WINDOW_DAYS``, ``LEADSCORE_REVIVAL_HORIZON_DAYS``
+    (days), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REDIS`` (the Redis online store's address) and ``LEADSCORE_HEALTH_<NAME>``
     (risk rule thresholds, e.g. ``LEADSCORE_HEALTH_MAX_STALLS=4``).
@@ -156,6 +173,10 @@ def load_settings(**overrides: object) -> Settings:
         env["artifact_root"] = Path(v).resolve()
     if v := os.environ.get("LEADSCORE_SEED"):
         env["seed"] = int(v)
+    if v := os.environ.get("LEADSCORE_REVIVAL_WINDOW_DAYS"):
+        env["revival_window_days"] = int(v)
+    if v := os.environ.get("LEADSCORE_REVIVAL_HORIZON_DAYS"):
+        env["revival_horizon_days"] = int(v)
     if v := os.environ.get("BENTOML_HOME"):
         env["bentoml_home"] = Path(v).expanduser().resolve()
     if v := os.environ.get(MODEL_TAG_ENV):

@@ -14,6 +14,11 @@ from typing import overload
 
 import pandas as pd
 
+#: The column that stamps the moment of an entity row (a training snapshot, a scoring
+#: request) and of a feature source row: Feast's event timestamp. Here, below the layers
+#: that build such frames (``crm.revival``, ``features``), so they share one name.
+TS = "event_timestamp"
+
 
 @overload
 def as_utc(value: pd.Series) -> pd.Series: ...

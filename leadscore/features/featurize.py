@@ -56,11 +56,9 @@ from leadscore.features.deal_state import (
 )
 from leadscore.features.seniority import seniority_of_titles
 from leadscore.progress import Progress, no_progress
-from leadscore.timeutil import as_utc
+from leadscore.timeutil import TS, as_utc
 
 log = logging.getLogger(__name__)
-
-TS = "event_timestamp"
 
 #: Entity join key of each feature view.
 VIEW_KEYS: dict[str, str] = {
