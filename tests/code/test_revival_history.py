@@ -43,10 +43,10 @@ def _deals(rows: list[dict[str, object]]) -> pd.DataFrame:
                 "deal_id": r["deal_id"],
                 "account_id": r.get("account_id", "A1"),
                 "owner_id": r.get("owner_id", "U1"),
-                "created_at": t(r["created"]) if "created" in r else pd.NaT,  # type: ignore[arg-type]
+                "created_at": t(r["created"]) if "created" in r else pd.NaT,
                 "amount": r.get("amount", 1000.0),
                 "status": r["status"],
-                "closed_at": t(r["closed"]) if "closed" in r else pd.NaT,  # type: ignore[arg-type]
+                "closed_at": t(r["closed"]) if "closed" in r else pd.NaT,
                 "lost_reason": r.get("lost_reason"),
                 "previous_deal_id": r.get("previous_deal_id"),
             }
@@ -72,7 +72,7 @@ def _history(entries: list[tuple[str, str, float]]) -> pd.DataFrame:
 def _outcome(
     deals: pd.DataFrame, history: pd.DataFrame | None, as_of_day: float, **kw: object
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    revived = revivals(loss_cycles(deals, history), deals, WINDOW, **kw)  # type: ignore[arg-type]
+    revived = revivals(loss_cycles(deals, history), deals, WINDOW, **kw)
     return revived, revival_snapshots(revived, t(as_of_day))
 
 
@@ -282,6 +282,26 @@ def test_snapshot_at_the_revival_instant_is_not_taken_and_a_revival_at_s_plus_h_
     assert (r["revived_and_won"] == 1).all()
     # S: revived at 37 days: the snapshot at 37 days is not taken.
     assert snaps.loc[snaps["deal_id"] == "S", "days_since_loss"].tolist() == [7.0]
+
+
+def test_ties_go_to_the_reopen_then_to_the_smaller_deal_id():
+    deals = _deals(
+        [
+            # B: lost at 10, re-opened at 60, when a new deal of its account starts too.
+            {"deal_id": "B", "account_id": "A1", "created": 0, "status": OPEN},
+            {"deal_id": "C", "account_id": "A1", "created": 60, "status": OPEN},
+            # Y: two deals of its account created at the same instant after its loss.
+            {"deal_id": "Y", "account_id": "A2", "created": 0, "status": LOST, "closed": 10},
+            {"deal_id": "Z2", "account_id": "A2", "created": 50, "status": OPEN},
+            {"deal_id": "Z1", "account_id": "A2", "created": 50, "status": WON, "closed": 90},
+        ]
+    ).drop(columns=["previous_deal_id"])
+    history = _history([("B", "lead", 0), ("B", "closed", 10), ("B", "lead", 60)])
+    revived = revivals(loss_cycles(deals, history), deals, WINDOW).set_index("deal_id")
+    assert revived.loc["B", "revival_kind"] == REOPEN and revived.loc["B", "revived_at"] == t(60)
+    assert revived.loc["B", "revival_status"] == OPEN
+    assert revived.loc["Y", "revival_deal_id"] == "Z1"
+    assert revived.loc["Y", "revival_status"] == WON
 
 
 def test_revivals_add_their_columns_and_keep_the_losses():
