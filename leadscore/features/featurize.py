@@ -446,12 +446,12 @@ def revival_source(
         out[column] = state[name].astype(np.int32)
     out["last_engaged_at"] = _from_micros(state["last_engaged_at"])
     out["senior_engaged_since_loss"] = state["senior"]
-    out = _with_account_counts(out, losses, deals, window_days)
+    out = _with_account_counts(out, losses, deals, window_days)[list(REVIVAL_SOURCE_COLUMNS)]
     values = out.drop(columns=TS)
-    changed = values.ne(values.shift()).any(axis=1) | values["deal_id"].ne(
-        values["deal_id"].shift()
-    )
-    return out[changed.to_numpy()][list(REVIVAL_SOURCE_COLUMNS)].reset_index(drop=True)
+    previous = values.shift()  # the deal's row before (a new deal differs in deal_id)
+    both_missing = values.isna() & previous.isna()
+    changed = (values.ne(previous) & ~both_missing).any(axis=1)
+    return out[changed.to_numpy()].reset_index(drop=True)
 
 
 _NO_ACTIVITIES = pd.DataFrame(
