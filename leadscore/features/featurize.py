@@ -110,6 +110,11 @@ def normalise_competitor(values: pd.Series) -> pd.Series:
     return s.str.replace(r"\s+", "_", regex=True).astype(object)
 
 
+def _as_us(values: pd.Series) -> pd.Series:
+    """UTC datetimes at microsecond resolution, the unit of every source's times."""
+    return as_utc(values).astype("datetime64[us, UTC]")
+
+
 def _micros(values: pd.Series) -> np.ndarray:
     """UTC datetimes as int64 microseconds since the epoch."""
     return as_utc(values).to_numpy(dtype="datetime64[us]").astype(np.int64)
@@ -353,7 +358,8 @@ def attribute_source(
 
 
 #: Columns of a loss table (one row per loss, as ``leadscore.crm.revival.loss_cycles``
-#: returns it) that the revival source reads.
+#: returns it) that the revival source reads; an optional ``revived_at`` (the revival
+#: outcome's) replaces the source's own link by account and time.
 LOSS_COLUMNS: tuple[str, ...] = (
     "deal_id",
     "lost_at",
@@ -397,10 +403,11 @@ def revival_source(
     (:func:`leadscore.features.deal_state.engagement_since_loss`: inbound, outbound,
     replies, visits, last activity, most senior contact engaged), and the account:
 
-    * ``account_revivals_before``: losses of the account's *other* deals revived by then;
-      a loss is revived when its deal is re-opened (``reopened_at``) or when a later deal
-      of the account is created within ``window_days`` after it (linking by account and
-      time, whether or not the CRM links the deals: a guess documented in docs/revival.md);
+    * ``account_revivals_before``: losses of the account's *other* deals revived by then,
+      at their ``revived_at`` when ``losses`` carries one (as the revival outcome does);
+      else a loss is revived when its deal is re-opened (``reopened_at``) or when a later
+      deal of the account is created within ``window_days`` after it (linking by account
+      and time, the guess docs/revival.md documents);
     * ``account_open_deals``: the account's other deals open then (created, not closed:
       a loss closes a deal until it is re-opened, a win for good).
 
@@ -427,12 +434,13 @@ def revival_source(
     moments = _distinct_moments(deal[order], t[order])
     state = engagement_since_loss(act_events, loss_events, moments, len(deal_ids))
     latest = ordered.iloc[state["loss"].astype(np.int64)].reset_index(drop=True)
-    competitor = normalise_competitor(_col(deals, "competitor"))
-    competitor.index = deals["deal_id"].astype(str)
+    competitor = normalise_competitor(_col(deals, "competitor")).set_axis(
+        deals["deal_id"].astype(str)
+    )
     out = _frame(loss_cat, moments, _from_micros(moments.t))
     account = _keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
     out["deal_account_id"] = out["deal_id"].map(account).fillna("")
-    out["lost_at"] = as_utc(latest["lost_at"]).astype("datetime64[us, UTC]").set_axis(out.index)
+    out["lost_at"] = _as_us(latest["lost_at"]).set_axis(out.index)
     reason = latest["lost_reason"]
     out["lost_reason"] = reason.astype(object).where(reason.notna(), None).to_numpy()
     out["furthest_stage_at_loss"] = pd.to_numeric(latest["furthest_stage"]).to_numpy(float)
@@ -526,15 +534,16 @@ def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int)
 
     ``opened``: +1 when a dated deal is created or re-opened, -1 when it is lost or won
     (a closed deal whose close time is unknown never counts as open). ``revived``: +1
-    when a loss is revived, at the earlier of its re-open and the creation of a later
-    deal of the account within ``window_days`` after it.
+    when a loss is revived: at its ``revived_at`` when ``losses`` has that column (the
+    outcome's own definition, ``previous_deal_id`` links included), else at the earlier of
+    its re-open and the creation of a later deal of the account within ``window_days``.
     """
     d = pd.DataFrame(
         {
             "deal_id": deals["deal_id"].astype(str),
             "account_id": _keys(deals, "account_id"),
-            "created": as_utc(_col(deals, "created_at")),
-            "closed": as_utc(_col(deals, "closed_at")),
+            "created": _as_us(_col(deals, "created_at")),
+            "closed": _as_us(_col(deals, "closed_at")),
             "status": _col(deals, "status").astype("string").str.lower(),
         }
     )
@@ -542,8 +551,9 @@ def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int)
     lost = pd.DataFrame(
         {
             "deal_id": losses["deal_id"].astype(str),
-            "lost_at": as_utc(losses["lost_at"]),
-            "reopened_at": as_utc(losses["reopened_at"]),
+            "lost_at": _as_us(losses["lost_at"]),
+            "reopened_at": _as_us(losses["reopened_at"]),
+            **({"revived_at": _as_us(losses["revived_at"])} if "revived_at" in losses else {}),
         }
     ).merge(d[["deal_id", "account_id"]], on="deal_id")
     read = set(lost["deal_id"])
@@ -576,7 +586,8 @@ def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int)
         allow_exact_matches=False,
         tolerance=pd.Timedelta(days=window_days),
     )
-    follow["revived_at"] = follow[["created", "reopened_at"]].min(axis=1)
+    if "revived_at" not in follow:  # else the outcome's own links (previous_deal_id) win
+        follow["revived_at"] = follow[["created", "reopened_at"]].min(axis=1)
     events = pd.concat(
         [
             change(dated, "created", "opened", 1),
@@ -588,7 +599,6 @@ def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int)
         ignore_index=True,
     )
     events = events[events[TS].notna()].fillna({"opened": 0, "revived": 0})
-    events[TS] = events[TS].astype("datetime64[us, UTC]")
     return events.astype({"opened": np.int64, "revived": np.int64})
 
 

@@ -174,7 +174,9 @@ def test_a_deal_without_activity_after_its_loss_has_zero_counts():
     q1 = rows_of("Q1")
     assert len(q1) == 1 and q1.loc[0, TS] == day(5)
     assert [q1.loc[0, c] for c in COUNTS] == [0, 0, 0, 0]
-    assert pd.isna(q1.loc[0, "last_engaged_at"]) and np.isnan(q1.loc[0, "senior_engaged_since_loss"])
+    assert pd.isna(q1.loc[0, "last_engaged_at"]) and np.isnan(
+        q1.loc[0, "senior_engaged_since_loss"]
+    )
     assert q1.loc[0, "account_revivals_before"] == 0 and q1.loc[0, "account_open_deals"] == 0
     assert q1.loc[0, "competitor_at_loss"] == "none" and q1.loc[0, "lost_reason"] == "budget"
 
@@ -182,7 +184,9 @@ def test_a_deal_without_activity_after_its_loss_has_zero_counts():
 def test_a_deal_without_an_account_has_no_account_counts():
     z1 = rows_of("Z1")
     assert len(z1) == 1 and np.isnan(z1.loc[0, "account_revivals_before"])
-    assert np.isnan(z1.loc[0, "account_open_deals"]) and np.isnan(z1.loc[0, "furthest_stage_at_loss"])
+    assert np.isnan(z1.loc[0, "account_open_deals"]) and np.isnan(
+        z1.loc[0, "furthest_stage_at_loss"]
+    )
 
 
 def test_a_later_deal_outside_the_window_is_no_comeback():
@@ -230,9 +234,7 @@ def test_request_time_days_since_the_loss_and_the_last_contact():
     assert q["days_since_loss"] == pytest.approx(2.0) and np.isnan(q["days_since_engaged"])
     before = at(crm(), "L1", day(9))  # not lost yet: nothing
     assert before[REVIVAL_COLUMNS].isna().all()
-    frame = pd.DataFrame(
-        {"as_of": ts([30]), "lost_at": ts([10]), "last_engaged_at": ts([None])}
-    )
+    frame = pd.DataFrame({"as_of": ts([30]), "lost_at": ts([10]), "last_engaged_at": ts([None])})
     assert revival_request_time_features(frame).iloc[0].tolist()[0] == 20.0
 
 
@@ -292,5 +294,65 @@ def test_catalog_entries_for_every_revival_feature_and_the_win_model_unchanged()
     assert monotone["days_since_loss"] == 0
     assert not {f.name for f in REVIVAL_FEATURES} & set(MODEL_FEATURES)
     views = {f.view for f in revival_catalog()}
-    assert views == {"deal_profile", "deal_contacts", "account_history", "deal_revival", "revival_timing"}
+    assert views == {
+        "deal_profile",
+        "deal_contacts",
+        "account_history",
+        "deal_revival",
+        "revival_timing",
+    }
     assert all(f.description.endswith(".") for f in REVIVAL_FEATURES)
+
+
+@pytest.mark.integration
+def test_feast_serves_revival_v1_as_the_in_memory_join(tmp_path):
+    """`feast apply` on a copy of the repo with the new view, then a point-in-time join of
+    two snapshots (before and after L1's revival) through the feature service."""
+    from leadscore.features.store import apply_repo, open_store, write_sources
+    from tests.conftest import isolated
+
+    settings = isolated(tmp_path)
+    tables = crm()
+    sources = build_feature_sources(tables, losses=losses())
+    write_sources(sources, settings.sources_dir)
+    apply_repo(settings)
+    store = open_store(settings)
+    entities = pd.DataFrame(
+        {
+            "deal_id": ["L1", "R1", "L1", "R1", "Q1"],
+            "account_id": ["A1", "A1", "A1", "A1", "A2"],
+            "owner_id": ["U1"] * 5,
+            TS: ts([26.5, 26.5, 55, 55, 55]),
+        }
+    )
+    service = store.get_feature_service("revival_v1")
+    joined = store.get_historical_features(
+        entity_df=entities.assign(as_of=entities[TS], _row=np.arange(len(entities))),
+        features=service,
+    ).to_df()
+    joined = joined.sort_values("_row").reset_index(drop=True)
+    expected = features_as_of(sources, entities)
+    names = [f.name for f in revival_catalog()]
+    assert set(names) <= set(joined.columns)
+    for name in names:
+        got, want = joined[name], expected[name]
+        if want.dtype == object:
+            assert got.tolist() == want.tolist(), name
+        else:
+            np.testing.assert_allclose(
+                pd.to_numeric(got).to_numpy(float), want.to_numpy(float), rtol=1e-9, err_msg=name
+            )
+    assert joined["days_since_loss"].tolist() == pytest.approx([16.5, 6.5, 45, 5, 50])
+    assert joined["inbound_since_loss"].tolist() == [2, 1, 2, 0, 0]
+
+
+def test_given_revival_times_replace_the_link_by_account_and_time():
+    """A loss table with ``revived_at`` (the outcome's links) decides the comebacks: here
+    L1 is never revived and R1's first loss comes back on day 45 instead of 30."""
+    tables = crm()
+    given = losses().assign(revived_at=ts([None, 45, None, None, None]))
+    src = revival_source(given, tables["activities"], tables["contacts"], tables["deals"])
+    l1 = src[src["deal_id"] == "L1"].set_index(TS)["account_revivals_before"]
+    assert l1.loc[day(40)] == 0 and l1.loc[day(45)] == 1
+    r1 = src[src["deal_id"] == "R1"]
+    assert (r1["account_revivals_before"] == 0).all()
