@@ -308,7 +308,13 @@ def test_catalog_entries_for_every_revival_feature_and_the_win_model_unchanged()
 def test_feast_serves_revival_v1_as_the_in_memory_join(tmp_path):
     """`feast apply` on a copy of the repo with the new view, then a point-in-time join of
     two snapshots (before and after L1's revival) through the feature service."""
-    from leadscore.features.store import apply_repo, open_store, write_sources
+    from leadscore.features.store import (
+        apply_repo,
+        materialize,
+        online_features,
+        open_store,
+        write_sources,
+    )
     from tests.conftest import isolated
 
     settings = isolated(tmp_path)
@@ -344,6 +350,23 @@ def test_feast_serves_revival_v1_as_the_in_memory_join(tmp_path):
             )
     assert joined["days_since_loss"].tolist() == pytest.approx([16.5, 6.5, 45, 5, 50])
     assert joined["inbound_since_loss"].tolist() == [2, 1, 2, 0, 0]
+
+    # Serving: materialized rows plus the request-time view give the same values.
+    materialize(settings, day(55).to_pydatetime())
+    online = online_features(
+        open_store(settings), "revival_v1", ["L1", "R1", "Q1"], day(55).to_pydatetime()
+    )
+    later = expected.iloc[[2, 3, 4]].reset_index(drop=True)
+    for name in names:
+        if later[name].dtype == object:
+            assert online[name].tolist() == later[name].tolist(), name
+        else:
+            np.testing.assert_allclose(
+                pd.to_numeric(online[name]).to_numpy(float),
+                later[name].to_numpy(float),
+                rtol=1e-9,
+                err_msg=name,
+            )
 
 
 def test_given_revival_times_replace_the_link_by_account_and_time():
