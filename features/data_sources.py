@@ -34,6 +34,9 @@ owner_history_source = _source("owner_history", "Owner track record after each c
 deal_attributes_source = _source(
     "deal_attributes", "Custom attributes known before close, at deal creation."
 )
+deal_revival_source = _source(
+    "deal_revival", "Lost deals since their latest loss, after each loss and each later change."
+)
 
 scoring_request = RequestSource(
     name="scoring_request",

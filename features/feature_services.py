@@ -9,10 +9,11 @@ from feature_views import (
     deal_activity,
     deal_contacts,
     deal_profile,
+    deal_revival,
     deal_stage,
     owner_history,
 )
-from on_demand_views import deal_timing
+from on_demand_views import deal_timing, revival_timing
 
 from leadscore.features.catalog import features_of
 
@@ -34,4 +35,18 @@ lead_scoring_v1 = FeatureService(
     ],
     description="Deal win-probability features: profile, funnel, people, engagement, timing, history.",
     tags={"model": "lead_scorer"},
+)
+
+revival_v1 = FeatureService(
+    name="revival_v1",
+    features=[
+        _model_inputs(deal_profile),
+        _model_inputs(deal_contacts),
+        _model_inputs(account_history),
+        _model_inputs(deal_revival),
+        revival_timing,
+    ],
+    description="Lost-deal revival features: profile, people, account history, the loss and "
+    "the engagement since it, time since the loss.",
+    tags={"model": "revival"},
 )

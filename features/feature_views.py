@@ -15,6 +15,7 @@ from data_sources import (
     deal_attributes_source,
     deal_contacts_source,
     deal_profile_source,
+    deal_revival_source,
     deal_stage_source,
     owner_history_source,
 )
@@ -127,6 +128,24 @@ owner_history = FeatureView(
     schema=_fields("owner_history"),
     source=owner_history_source,
     description="The owner's track record from deals closed before the moment of scoring.",
+)
+
+deal_revival = FeatureView(
+    name="deal_revival",
+    entities=[deal],
+    ttl=FOREVER,
+    schema=_fields("deal_revival")
+    + [
+        Field(name="lost_at", dtype=UnixTimestamp, description="When the deal was last lost."),
+        Field(
+            name="last_engaged_at",
+            dtype=UnixTimestamp,
+            description="Last activity with the customer since that loss.",
+        ),
+    ],
+    source=deal_revival_source,
+    description="A lost deal since its latest loss: why, how far it got, engagement since, "
+    "the account's other deals.",
 )
 
 #: Custom attributes known before close, as declared by the stored attributes.json: `feast

@@ -3,7 +3,9 @@
 The transformation is :func:`leadscore.features.featurize.request_time_features`, which hands
 the stored times to :func:`leadscore.features.deal_state.timing_features`, the function the
 scoring service runs for deals sent in full, so training and serving compute deal age,
-days in stage and recency identically.
+days in stage and recency identically. ``revival_timing`` does the same for a lost deal
+(days since the loss and since the last contact after it), through
+:func:`leadscore.features.featurize.revival_request_time_features`.
 """
 
 import pandas as pd
@@ -11,7 +13,7 @@ from data_sources import scoring_request
 from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
-from feature_views import deal_activity, deal_profile, deal_stage
+from feature_views import deal_activity, deal_profile, deal_revival, deal_stage
 
 from leadscore.features.catalog import features_of
 
@@ -30,3 +32,15 @@ def deal_timing(inputs: pd.DataFrame) -> pd.DataFrame:
     from leadscore.features.featurize import request_time_features
 
     return request_time_features(inputs)
+
+
+@on_demand_feature_view(
+    sources=[deal_revival, scoring_request],
+    schema=[Field(name=f.name, dtype=Float64) for f in features_of("revival_timing")],
+    mode="pandas",
+    description="Days since the loss and since the last contact after it, as of scoring.",
+)
+def revival_timing(inputs: pd.DataFrame) -> pd.DataFrame:
+    from leadscore.features.featurize import revival_request_time_features
+
+    return revival_request_time_features(inputs)

@@ -38,6 +38,8 @@ View = Literal[
     "account_history",
     "owner_history",
     "deal_attributes",
+    "deal_revival",
+    "revival_timing",
 ]
 
 WINDOWS_DAYS: tuple[int, ...] = (7, 30, 90)
@@ -171,6 +173,7 @@ MISSING_BY_VIEW: dict[View, tuple[str, str]] = {
         "No earlier closed deals for the owner",
         "whose owner had no earlier closed deals",
     ),
+    "deal_revival": ("No loss recorded", "with no loss recorded"),
 }
 
 
@@ -564,6 +567,149 @@ _FEATURES: tuple[Feature, ...] = (
 )
 
 
+#: What a lost deal looks like since its latest loss: the revival model's own features
+#: (``deal_revival``, and ``revival_timing`` at the moment of scoring). Kept apart from
+#: :data:`FEATURES`, the win model's inputs, which stay as released (``lead_scoring_v1``).
+_REVIVAL_FEATURES: tuple[Feature, ...] = (
+    Feature(
+        "lost_reason",
+        "deal_revival",
+        "categorical",
+        "lost reason",
+        "Why the deal was lost: price, competitor, no decision, timing, budget, product fit "
+        "or other, read from the CRM's lost reason in English or Chinese.",
+        phrasing=Phrasing(
+            text="Lost on {value}",
+            exact={"other": "Lost for another reason", "no_decision": "Lost: no decision made"},
+            condition="lost on {value}",
+            exact_condition={"other": "lost for another reason", "no_decision": "lost undecided"},
+            missing=("No lost reason recorded", "with no lost reason recorded"),
+        ),
+    ),
+    Feature(
+        "furthest_stage_at_loss",
+        "deal_revival",
+        "numeric",
+        "furthest stage before the loss",
+        "Furthest funnel stage the deal had reached when it was lost.",
+        integer=True,
+        levels=STAGE_LEVELS,
+        phrasing=Phrasing(
+            text="Reached the {value} stage before it was lost",
+            missing=("Furthest stage unknown", "whose furthest stage is unknown"),
+        ),
+    ),
+    Feature(
+        "competitor_at_loss",
+        "deal_revival",
+        "categorical",
+        "competitor at the loss",
+        "Main competitor when the deal was lost ('none' when there was none, 'unknown' "
+        "when not recorded).",
+        phrasing=Phrasing(
+            text="Lost against {value}",
+            exact={"none": "Lost without a competitor", "unknown": "Competitor not recorded"},
+            condition="lost against {value}",
+            exact_condition={
+                "none": "lost without a competitor",
+                "unknown": "with no competitor recorded",
+            },
+        ),
+    ),
+    Feature(
+        "inbound_since_loss",
+        "deal_revival",
+        "numeric",
+        "customer contacts since the loss",
+        "Calls, e-mails and other activities the customer started since the deal was lost.",
+        integer=True,
+        monotone=1,
+    ),
+    Feature(
+        "outbound_since_loss",
+        "deal_revival",
+        "numeric",
+        "our contacts since the loss",
+        "Calls, e-mails and other activities we started since the deal was lost.",
+        integer=True,
+        monotone=1,
+    ),
+    Feature(
+        "replies_since_loss",
+        "deal_revival",
+        "numeric",
+        "replies to the customer since the loss",
+        "Times we answered the customer since the deal was lost.",
+        integer=True,
+        monotone=1,
+    ),
+    Feature(
+        "visits_since_loss",
+        "deal_revival",
+        "numeric",
+        "visits since the loss",
+        "Visits to the customer since the deal was lost.",
+        integer=True,
+        monotone=1,
+    ),
+    Feature(
+        "senior_engaged_since_loss",
+        "deal_revival",
+        "numeric",
+        "most senior contact since the loss",
+        f"Highest seniority ({_seniority_scale()}) of the contacts in activities since the "
+        "deal was lost.",
+        monotone=1,
+        levels=SENIORITY_LEVELS,
+        phrasing=Phrasing(
+            text="Most senior contact since the loss: {value}",
+            missing=("No known contact engaged since the loss", "with no known contact engaged"),
+        ),
+    ),
+    Feature(
+        "account_revivals_before",
+        "deal_revival",
+        "numeric",
+        "earlier comebacks of the account",
+        "Other lost deals of the account that came back (re-opened, or followed by a new "
+        "deal) before the moment of scoring.",
+        integer=True,
+        phrasing=Phrasing(missing=("No account on the deal", "with no account on the deal")),
+    ),
+    Feature(
+        "account_open_deals",
+        "deal_revival",
+        "numeric",
+        "other open deals with the account",
+        "Other deals with the account open at the moment of scoring.",
+        integer=True,
+        phrasing=Phrasing(missing=("No account on the deal", "with no account on the deal")),
+    ),
+    Feature(
+        "days_since_loss",
+        "revival_timing",
+        "numeric",
+        "days since the loss",
+        "Days since the deal was lost.",
+        unit="days",
+        phrasing=Phrasing(text="Lost {value} ago", condition="lost {value} before"),
+    ),
+    Feature(
+        "days_since_engaged",
+        "revival_timing",
+        "numeric",
+        "days since the last contact after the loss",
+        "Days since the last activity with the customer after the deal was lost.",
+        unit="days",
+        phrasing=Phrasing(
+            text="Last contact since the loss {value} ago",
+            condition="whose last contact since the loss was {value} before",
+            missing=("No contact since the loss", "with no contact since the loss"),
+        ),
+    ),
+)
+
+
 def _with_view_missing(f: Feature) -> Feature:
     """The view's meaning of a missing value, unless the entry says its own."""
     if f.phrasing.missing is not None or f.view not in MISSING_BY_VIEW:
@@ -579,9 +725,26 @@ CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind
 #: Monotone directions by feature, for the features that have one.
 MONOTONE: dict[str, Monotone] = {f.name: f.monotone for f in FEATURES if f.monotone}
 
+REVIVAL_FEATURES: tuple[Feature, ...] = tuple(_with_view_missing(f) for f in _REVIVAL_FEATURES)
+#: Views whose features the revival model reads (feature service ``revival_v1``): what
+#: the deal and its account are, who was involved, and the loss and what followed it.
+REVIVAL_VIEWS: tuple[View, ...] = (
+    "deal_profile",
+    "deal_contacts",
+    "account_history",
+    "deal_revival",
+    "revival_timing",
+)
+
 
 def features_of(view: View) -> list[Feature]:
-    return [f for f in FEATURES if f.view == view]
+    """Catalog entries of one view, the win model's and the revival model's alike."""
+    return [f for f in (*FEATURES, *REVIVAL_FEATURES) if f.view == view]
+
+
+def revival_catalog() -> tuple[Feature, ...]:
+    """Every feature of the revival model, in the order of :data:`REVIVAL_VIEWS`."""
+    return tuple(f for view in REVIVAL_VIEWS for f in features_of(view))
 
 
 # ---------------------------------------------------------------- custom attributes

@@ -286,6 +286,19 @@ def activity_at(events: ActivityEvents, queries: Queries, n_deals: int) -> dict[
 
 
 @numba.njit(cache=True)
+def _same_second(t, direction, e, end):  # pragma: no cover - jitted
+    """End of the run of events in event ``e``'s second, and whether it holds an inbound
+    and an outbound one: events of one second are simultaneous, so an outbound activity
+    never answers an inbound one of the same second (the reply rule of both kernels)."""
+    g, any_in, any_out = e, False, False
+    while g < end and t[g] == t[e]:
+        any_in |= direction[g] == INBOUND
+        any_out |= direction[g] == OUTBOUND
+        g += 1
+    return g, any_in, any_out
+
+
+@numba.njit(cache=True)
 def _activity_kernel(  # pragma: no cover - jitted
     ev_off,
     t,
@@ -333,12 +346,8 @@ def _activity_kernel(  # pragma: no cover - jitted
             q = q_t[k]
             # Events up to q, one second at a time: same-second events are simultaneous.
             while e < end and t[e] <= q:
-                now, g = t[e], e
-                any_in = any_out = False
-                while g < end and t[g] == now:
-                    any_in |= direction[g] == 1
-                    any_out |= direction[g] == 2
-                    g += 1
+                now = t[e]
+                g, any_in, any_out = _same_second(t, direction, e, end)
                 if any_out:
                     if is_pending:  # a reply, timed from the earliest unanswered ask
                         latencies[start + n_replies] = (now - pending) / 3600.0
@@ -402,7 +411,127 @@ def _activity_kernel(  # pragma: no cover - jitted
     )
 
 
+# ---------------------------------------------------------------- since a loss
+@dataclass(frozen=True)
+class LossEvents:
+    """Losses sorted by deal and time (integer microseconds); their position in these
+    arrays is what :func:`engagement_since_loss` reports as the deal's latest loss."""
+
+    deal: np.ndarray
+    t_us: np.ndarray
+
+
+def engagement_since_loss(
+    activities: ActivityEvents, losses: LossEvents, queries: Queries, n_deals: int
+) -> dict[str, np.ndarray]:
+    """Engagement since each deal's latest loss, at query moments (integer microseconds).
+
+    A revived deal is one the customer comes back to, so what counts is what happened
+    after the loss, and a second loss starts the count again. At each query:
+
+    * ``loss``: position in ``losses`` of the deal's latest loss at or before the query
+      (NaN before its first loss: every other output is NaN then too);
+    * ``inbound``, ``outbound``: activities in each direction after that loss;
+    * ``replies``: outbound activities answering an inbound one after that loss, the rule
+      of :func:`activity_at` (our first outbound after one or more inbound ones; events of
+      one second are simultaneous), with nothing pending at the loss;
+    * ``visits``: visits after that loss;
+    * ``last_engaged_at``: time (microseconds) of the last activity after the loss (NaN: none);
+    * ``senior``: highest seniority level among the contacts of those activities
+      (NaN: none named, or no title says one).
+
+    An activity is seen at its whole second rounded up (as in :class:`ActivityEvents`) and
+    belongs to a loss only when seen strictly after it: one seen at the loss's very
+    moment belongs to the cycle that ended.
+    """
+    out = _since_loss_kernel(
+        _offsets(activities.deal, n_deals),
+        activities.t_s,
+        activities.kind,
+        activities.direction,
+        activities.level,
+        _offsets(losses.deal, n_deals),
+        losses.t_us,
+        _offsets(queries.deal, n_deals),
+        queries.t,
+        _VISIT,
+    )
+    loss, inbound, outbound, replies, visits, last, senior = out
+    return {
+        "loss": loss,
+        "inbound": inbound,
+        "outbound": outbound,
+        "replies": replies,
+        "visits": visits,
+        "last_engaged_at": last,
+        "senior": senior,
+    }
+
+
+@numba.njit(cache=True)
+def _since_loss_kernel(  # pragma: no cover - jitted
+    a_off, t, kind, direction, level, l_off, loss_t, q_off, q_t, visit
+):
+    nq = len(q_t)
+    loss_out = np.full(nq, np.nan)
+    in_out = np.full(nq, np.nan)
+    out_out = np.full(nq, np.nan)
+    replies_out = np.full(nq, np.nan)
+    visits_out = np.full(nq, np.nan)
+    last_out = np.full(nq, np.nan)
+    senior_out = np.full(nq, np.nan)
+    for d in range(len(a_off) - 1):
+        a, a_end = a_off[d], a_off[d + 1]
+        lo, l_end = l_off[d], l_off[d + 1]
+        latest = -1
+        n_in, n_out, n_replies, n_visits = 0, 0, 0, 0
+        pending, last, top = False, np.nan, -1.0
+        for k in range(q_off[d], q_off[d + 1]):
+            q = q_t[k]
+            while True:
+                next_a = t[a] * US if a < a_end else q + 1
+                next_l = loss_t[lo] if lo < l_end else q + 1
+                if next_a > q and next_l > q:
+                    break
+                if next_a <= next_l:  # at one moment, activities belong to the cycle before
+                    g, any_in, any_out = _same_second(t, direction, a, a_end)
+                    if latest >= 0:
+                        if any_out and pending:
+                            n_replies += 1
+                            pending = False
+                        if any_in:
+                            pending = True
+                        for i in range(a, g):
+                            n_in += direction[i] == INBOUND
+                            n_out += direction[i] == OUTBOUND
+                            n_visits += kind[i] == visit
+                            if level[i] == level[i]:  # not NaN
+                                top = max(top, level[i])
+                        last = next_a
+                    a = g
+                else:  # a loss: counting starts again
+                    latest = lo
+                    n_in, n_out, n_replies, n_visits = 0, 0, 0, 0
+                    pending, last, top = False, np.nan, -1.0
+                    lo += 1
+            if latest >= 0:
+                loss_out[k] = latest
+                in_out[k] = n_in
+                out_out[k] = n_out
+                replies_out[k] = n_replies
+                visits_out[k] = n_visits
+                last_out[k] = last
+                senior_out[k] = np.nan if top == -1.0 else top
+    return loss_out, in_out, out_out, replies_out, visits_out, last_out, senior_out
+
+
 # ---------------------------------------------------------------- request time
+def days_between(start_us: np.ndarray, end_us: np.ndarray) -> np.ndarray:
+    """Days from ``start_us`` to ``end_us`` (float64 microseconds, NaN unknown): the one
+    arithmetic of every request-time duration, so training and serving agree to the bit."""
+    return (end_us - start_us) / US / DAY
+
+
 def timing_features(
     as_of_us: np.ndarray,
     created_us: np.ndarray,
@@ -421,7 +550,7 @@ def timing_features(
     """
 
     def days_since(t: np.ndarray) -> np.ndarray:
-        return (as_of_us - t) / US / DAY
+        return days_between(t, as_of_us)
 
     days_in_stage = days_since(stage_entered_us)
     waiting_hours = days_since(awaiting_reply_us) * 24.0
@@ -436,4 +565,15 @@ def timing_features(
             np.nan,
             np.where(np.isnan(waiting_hours), 0.0, waiting_hours),
         ),
+    }
+
+
+def revival_timing_features(
+    as_of_us: np.ndarray, lost_us: np.ndarray, last_engaged_us: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Durations of a lost deal at the moment of scoring: days since its latest loss and
+    since the customer's last activity after it (NaN when there was none)."""
+    return {
+        "days_since_loss": days_between(lost_us, as_of_us),
+        "days_since_engaged": days_between(last_engaged_us, as_of_us),
     }

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.crm.attributes import Attribute, feature_attributes
-from leadscore.crm.contract import CLOSED_STATUSES, UNDATED, WON
+from leadscore.crm.contract import CLOSED_STATUSES, LOST, UNDATED, WON
 from leadscore.features.catalog import model_catalog
 from leadscore.features.deal_state import (
     ACTIVITY_CODES,
@@ -44,11 +44,14 @@ from leadscore.features.deal_state import (
     WINDOW_COUNT_COLUMNS,
     ActivityEvents,
     ContactEvents,
+    LossEvents,
     Queries,
     StageEvents,
     activity_at,
     change_moments,
     contacts_at,
+    engagement_since_loss,
+    revival_timing_features,
     seconds_up,
     sort_events,
     stage_at,
@@ -70,6 +73,8 @@ VIEW_KEYS: dict[str, str] = {
     "owner_history": "owner_id",
     #: Only when the data declares custom attributes known before close (attribute_source).
     "deal_attributes": "deal_id",
+    #: Lost deals since their latest loss (revival_source): no rows without losses.
+    "deal_revival": "deal_id",
 }
 #: Views whose source exists only for some data: the others are always built.
 OPTIONAL_VIEWS: tuple[str, ...] = ("deal_attributes",)
@@ -101,6 +106,11 @@ def normalise_competitor(values: pd.Series) -> pd.Series:
     s = s.fillna("unknown")
     s = s.mask(s.isin(_COMPETITOR_UNKNOWN), "unknown").mask(s.isin(_COMPETITOR_NONE), "none")
     return s.str.replace(r"\s+", "_", regex=True).astype(object)
+
+
+def _as_us(values: pd.Series) -> pd.Series:
+    """UTC datetimes at microsecond resolution, the unit of every source's times."""
+    return as_utc(values).astype("datetime64[us, UTC]")
 
 
 def _micros(values: pd.Series) -> np.ndarray:
@@ -213,7 +223,34 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
     """Engagement after each activity, and again each time one leaves a count window."""
     if activities.empty:
         return _empty("deal_activity")
-    deal_cat, t, order = _events(activities, "occurred_at", lambda v: seconds_up(_micros(v)))
+    deal_cat, events = _activity_events(activities, contacts)
+    seniority = _contact_seniority(contacts)
+    queries = change_moments(events)
+    state = activity_at(events, queries, len(deal_cat.categories))
+    out = _frame(deal_cat, queries, _from_seconds(queries.t))
+    for name in (*WINDOW_COUNT_COLUMNS, "n_activities"):
+        out[name] = state[name].astype(np.int32)
+    out["share_inbound"] = state["share_inbound"]
+    for name in ("last_activity_at", "last_inbound_at", "awaiting_reply_since"):
+        out[name] = _from_seconds(state[name])
+    out["median_reply_hours"] = state["median_reply_hours"]
+    for name in ("first_visits", "followup_visits"):
+        out[name] = state[name].astype(np.int32)
+    out["senior_met"] = np.nan if seniority is None else state["senior_met"].astype(np.int32)
+    return out
+
+
+def _activity_events(
+    activities: pd.DataFrame, contacts: pd.DataFrame | None, deal_ids: pd.Index | None = None
+) -> tuple[pd.Categorical, ActivityEvents]:
+    """Activities as the kernels read them, with the seniority of the contact they name.
+
+    ``deal_ids`` fixes the deal codes (activities must all be of those deals); by default
+    they are the activities' own deals.
+    """
+    deal_cat, t, order = _events(
+        activities, "occurred_at", lambda v: seconds_up(_micros(v)), deal_ids
+    )
     kind = activities["type"].astype(str).str.lower().map(ACTIVITY_CODES)
     direction = _col(activities, "direction").astype("string").str.lower()
     contact = _col(activities, "contact_id").astype("string").fillna("")
@@ -231,26 +268,16 @@ def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> 
         contact=pd.factorize(contact)[0][order].astype(np.int64),
         level=level.to_numpy(dtype=float, na_value=np.nan)[order],
     )
-    queries = change_moments(events)
-    state = activity_at(events, queries, len(deal_cat.categories))
-    out = _frame(deal_cat, queries, _from_seconds(queries.t))
-    for name in (*WINDOW_COUNT_COLUMNS, "n_activities"):
-        out[name] = state[name].astype(np.int32)
-    out["share_inbound"] = state["share_inbound"]
-    for name in ("last_activity_at", "last_inbound_at", "awaiting_reply_since"):
-        out[name] = _from_seconds(state[name])
-    out["median_reply_hours"] = state["median_reply_hours"]
-    for name in ("first_visits", "followup_visits"):
-        out[name] = state[name].astype(np.int32)
-    out["senior_met"] = np.nan if seniority is None else state["senior_met"].astype(np.int32)
-    return out
+    return deal_cat, events
 
 
 def _events(
-    table: pd.DataFrame, time_column: str, to_int
+    table: pd.DataFrame, time_column: str, to_int, deal_ids: pd.Index | None = None
 ) -> tuple[pd.Categorical, np.ndarray, np.ndarray]:
-    """Deal codes, integer times (sorted by deal and time) and the order that sorts the table."""
-    deal_cat = pd.Categorical(table["deal_id"].astype(str))
+    """Deal codes, integer times (sorted by deal and time) and the order that sorts the table.
+
+    ``deal_ids`` fixes the codes (every deal of ``table`` must be among them)."""
+    deal_cat = pd.Categorical(table["deal_id"].astype(str), categories=deal_ids)
     t = to_int(table[time_column])
     order = sort_events(deal_cat.codes, t)
     return deal_cat, t[order], order
@@ -328,10 +355,256 @@ def attribute_source(
     return df.sort_values(["deal_id", TS], kind="stable").reset_index(drop=True)
 
 
+#: Columns of a loss table (one row per loss, as ``leadscore.crm.revival.loss_cycles``
+#: returns it) that the revival source reads; an optional ``revived_at`` (the revival
+#: outcome's) replaces the source's own link by account and time.
+LOSS_COLUMNS: tuple[str, ...] = (
+    "deal_id",
+    "lost_at",
+    "reopened_at",
+    "lost_reason",
+    "furthest_stage",
+)
+#: A later deal of the account created within this many days of a loss revives it
+#: (docs/revival.md, the linking window by account and time).
+REVIVAL_WINDOW_DAYS = 730
+
+
+def no_losses() -> pd.DataFrame:
+    """A loss table with no rows: an export whose lost deals are not read for revival."""
+    return pd.DataFrame(
+        {
+            "deal_id": pd.Series(dtype=object),
+            "lost_at": pd.Series(dtype="datetime64[us, UTC]"),
+            "reopened_at": pd.Series(dtype="datetime64[us, UTC]"),
+            "lost_reason": pd.Series(dtype=object),
+            "furthest_stage": pd.Series(dtype="float64"),
+        }
+    )
+
+
+def revival_source(
+    losses: pd.DataFrame,
+    activities: pd.DataFrame | None,
+    contacts: pd.DataFrame | None,
+    deals: pd.DataFrame,
+    window_days: int = REVIVAL_WINDOW_DAYS,
+) -> pd.DataFrame:
+    """A lost deal as it stands since its latest loss, after each change (``deal_revival``).
+
+    One row at each loss and at each later moment something changes, stamped with it:
+    a post-loss activity of the deal, or a deal of its account that opens, closes or
+    comes back. Each holds, for the deal's latest loss at that moment: when it was lost,
+    why (``lost_reason``: canonical, missing when unknown), the furthest stage it had
+    reached, the competitor (``deals.competitor`` normalised as in the profile, the
+    export's current value), the engagement since the loss
+    (:func:`leadscore.features.deal_state.engagement_since_loss`: inbound, outbound,
+    replies, visits, last activity, most senior contact engaged), and the account:
+
+    * ``account_revivals_before``: losses of the account's *other* deals revived by then,
+      at their ``revived_at`` when ``losses`` carries one (as the revival outcome does);
+      else a loss is revived when its deal is re-opened (``reopened_at``) or when a later
+      deal of the account is created within ``window_days`` after it (linking by account
+      and time, the guess docs/revival.md documents);
+    * ``account_open_deals``: the account's other deals open then (created, not closed:
+      a loss closes a deal until it is re-opened, a win for good).
+
+    Both are missing for a deal without an account. Only facts dated at or before a row
+    enter it, so the latest row at a moment is the deal's state then; a loss without a
+    time is left out. ``losses`` has :data:`LOSS_COLUMNS`.
+    """
+    losses = losses[losses["lost_at"].notna()]
+    if losses.empty:
+        return _empty("deal_revival")
+    deal_ids = pd.Index(sorted(set(losses["deal_id"].astype(str))))
+    loss_cat, lost_us, loss_order = _events(losses, "lost_at", _micros, deal_ids)
+    ordered = losses.iloc[loss_order].reset_index(drop=True)
+    loss_events = LossEvents(loss_cat.codes[loss_order].astype(np.int64), lost_us)
+    acts = activities if activities is not None else _NO_ACTIVITIES
+    acts = acts[acts["deal_id"].astype(str).isin(deal_ids)]
+    _, act_events = _activity_events(acts, contacts, deal_ids)
+    first_loss = lost_us[np.r_[True, loss_events.deal[1:] != loss_events.deal[:-1]]]
+    seen_us = act_events.t_s * US
+    after = seen_us >= first_loss[act_events.deal]  # at the first loss or later
+    deal = np.concatenate([loss_events.deal, act_events.deal[after]])
+    t = np.concatenate([lost_us, seen_us[after]])
+    order = sort_events(deal, t)
+    moments = _distinct_moments(deal[order], t[order])
+    state = engagement_since_loss(act_events, loss_events, moments, len(deal_ids))
+    latest = ordered.iloc[state["loss"].astype(np.int64)].reset_index(drop=True)
+    competitor = normalise_competitor(_col(deals, "competitor")).set_axis(
+        deals["deal_id"].astype(str)
+    )
+    out = _frame(loss_cat, moments, _from_micros(moments.t))
+    account = _keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
+    out["deal_account_id"] = out["deal_id"].map(account).fillna("")
+    out["lost_at"] = _as_us(latest["lost_at"]).set_axis(out.index)
+    reason = latest["lost_reason"]
+    out["lost_reason"] = reason.astype(object).where(reason.notna(), None).to_numpy()
+    out["furthest_stage_at_loss"] = pd.to_numeric(latest["furthest_stage"]).to_numpy(float)
+    out["competitor_at_loss"] = out["deal_id"].map(competitor).fillna("unknown")
+    for name, column in (
+        ("inbound", "inbound_since_loss"),
+        ("outbound", "outbound_since_loss"),
+        ("replies", "replies_since_loss"),
+        ("visits", "visits_since_loss"),
+    ):
+        out[column] = state[name].astype(np.int32)
+    out["last_engaged_at"] = _from_micros(state["last_engaged_at"])
+    out["senior_engaged_since_loss"] = state["senior"]
+    out = _with_account_counts(out, losses, deals, window_days)[list(REVIVAL_SOURCE_COLUMNS)]
+    values = out.drop(columns=TS)
+    previous = values.shift()  # the deal's row before (a new deal differs in deal_id)
+    both_missing = values.isna() & previous.isna()
+    changed = (values.ne(previous) & ~both_missing).any(axis=1)
+    return out[changed.to_numpy()].reset_index(drop=True)
+
+
+_NO_ACTIVITIES = pd.DataFrame(
+    {
+        "deal_id": pd.Series(dtype=object),
+        "occurred_at": pd.Series(dtype="datetime64[us, UTC]"),
+        "type": pd.Series(dtype=object),
+    }
+)
+#: Columns of the ``deal_revival`` source, in order.
+REVIVAL_SOURCE_COLUMNS: tuple[str, ...] = (
+    "deal_id",
+    TS,
+    "lost_at",
+    "lost_reason",
+    "furthest_stage_at_loss",
+    "competitor_at_loss",
+    "inbound_since_loss",
+    "outbound_since_loss",
+    "replies_since_loss",
+    "visits_since_loss",
+    "last_engaged_at",
+    "senior_engaged_since_loss",
+    "account_revivals_before",
+    "account_open_deals",
+)
+
+
+def _with_account_counts(
+    rows: pd.DataFrame, losses: pd.DataFrame, deals: pd.DataFrame, window_days: int
+) -> pd.DataFrame:
+    """``rows`` (deal state since its loss) plus the account's other deals, revived and
+    open, with a row added at each change of those counts after the deal's first loss."""
+    events = _account_events(losses, deals, window_days)
+    first = rows.groupby("deal_id", sort=False).agg(
+        first=(TS, "min"), account=("deal_account_id", "first")
+    )
+    first = first[first["account"] != ""].reset_index()
+    extra = first.merge(events[["account_id", TS]], left_on="account", right_on="account_id")
+    extra = extra[extra[TS] >= extra["first"]][["deal_id", TS]]
+    moments = (
+        pd.concat([rows[["deal_id", TS]], extra])
+        .drop_duplicates()
+        .sort_values(TS, kind="stable")
+        .reset_index(drop=True)
+    )
+    state = rows.sort_values(TS, kind="stable")
+    out = pd.merge_asof(moments, state, on=TS, by="deal_id", direction="backward")
+
+    def running(key: str) -> pd.DataFrame:
+        ev = events.sort_values([key, TS], kind="stable")
+        totals = ev.groupby(key, sort=False)[["opened", "revived"]].cumsum()
+        totals[[key, TS]] = ev[[key, TS]]
+        return totals.drop_duplicates([key, TS], keep="last").sort_values(TS, kind="stable")
+
+    account = running("account_id").rename(columns={"account_id": "deal_account_id"})
+    out = pd.merge_asof(out, account, on=TS, by="deal_account_id", direction="backward")
+    own = running("deal_id").rename(columns={"opened": "own_open", "revived": "own_revived"})
+    out = pd.merge_asof(out, own, on=TS, by="deal_id", direction="backward")
+    no_account = (out["deal_account_id"] == "").to_numpy()
+    for column, total, mine in (
+        ("account_revivals_before", "revived", "own_revived"),
+        ("account_open_deals", "opened", "own_open"),
+    ):
+        other = out[total].fillna(0) - out[mine].fillna(0)
+        out[column] = other.mask(no_account).astype("float64")
+    return out.sort_values(["deal_id", TS], kind="stable").reset_index(drop=True)
+
+
+def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int) -> pd.DataFrame:
+    """Changes of each deal's open state and of its revived losses, by account.
+
+    ``opened``: +1 when a dated deal is created or re-opened, -1 when it is lost or won
+    (a closed deal whose close time is unknown never counts as open). ``revived``: +1
+    when a loss is revived: at its ``revived_at`` when ``losses`` has that column (the
+    outcome's own definition, ``previous_deal_id`` links included), else at the earlier of
+    its re-open and the creation of a later deal of the account within ``window_days``.
+    """
+    d = pd.DataFrame(
+        {
+            "deal_id": deals["deal_id"].astype(str),
+            "account_id": _keys(deals, "account_id"),
+            "created": _as_us(_col(deals, "created_at")),
+            "closed": _as_us(_col(deals, "closed_at")),
+            "status": _col(deals, "status").astype("string").str.lower(),
+        }
+    )
+    d = d[d["account_id"] != ""]
+    lost = pd.DataFrame(
+        {
+            "deal_id": losses["deal_id"].astype(str),
+            "lost_at": _as_us(losses["lost_at"]),
+            "reopened_at": _as_us(losses["reopened_at"]),
+            **({"revived_at": _as_us(losses["revived_at"])} if "revived_at" in losses else {}),
+        }
+    ).merge(d[["deal_id", "account_id"]], on="deal_id")
+    read = set(lost["deal_id"])
+    closed = d["status"].isin(CLOSED_STATUSES).to_numpy()
+    # Open spells need a creation time, and a close time unless the losses give them.
+    dated = d[d["created"].notna() & (~closed | d["closed"].notna() | d["deal_id"].isin(read))]
+    final = dated[
+        dated["status"].eq(WON) | (dated["status"].eq(LOST) & ~dated["deal_id"].isin(read))
+    ]
+    spells = lost[lost["deal_id"].isin(set(dated["deal_id"]))]
+
+    def change(frame: pd.DataFrame, at: str, column: str, step: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "deal_id": frame["deal_id"],
+                "account_id": frame["account_id"],
+                TS: frame[at],
+                column: step,
+            }
+        )
+
+    created = d[d["created"].notna()].sort_values("created", kind="stable")
+    follow = pd.merge_asof(
+        lost.sort_values("lost_at", kind="stable"),
+        created[["account_id", "created"]],
+        left_on="lost_at",
+        right_on="created",
+        by="account_id",
+        direction="forward",
+        allow_exact_matches=False,
+        tolerance=pd.Timedelta(days=window_days),
+    )
+    if "revived_at" not in follow:  # else the outcome's own links (previous_deal_id) win
+        follow["revived_at"] = follow[["created", "reopened_at"]].min(axis=1)
+    events = pd.concat(
+        [
+            change(dated, "created", "opened", 1),
+            change(spells, "lost_at", "opened", -1),
+            change(spells, "reopened_at", "opened", 1),
+            change(final, "closed", "opened", -1),
+            change(follow, "revived_at", "revived", 1),
+        ],
+        ignore_index=True,
+    )
+    events = events[events[TS].notna()].fillna({"opened": 0, "revived": 0})
+    return events.astype({"opened": np.int64, "revived": np.int64})
+
+
 def build_feature_sources(
     tables: Mapping[str, pd.DataFrame],
     progress: Progress = no_progress,
     attributes: Sequence[Attribute] = (),
+    losses: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Turn validated CRM tables into the feature source frames, one per feature view.
 
@@ -339,6 +612,8 @@ def build_feature_sources(
     and their features are missing (NaN) at retrieval. ``progress`` hears of each source
     as it is built (task ``feature sources``). The ``deal_attributes`` source is built
     only when ``attributes`` (the stored ``attributes.json``) has one known before close.
+    ``losses`` (one row per loss, :data:`LOSS_COLUMNS`) feed the ``deal_revival`` source,
+    which has no rows without them.
     """
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
@@ -362,6 +637,9 @@ def build_feature_sources(
         ),
         "account_history": lambda: _history_source(deals, "account_id", "account"),
         "owner_history": lambda: _history_source(deals, "owner_id", "owner"),
+        "deal_revival": lambda: revival_source(
+            no_losses() if losses is None else losses, acts, contacts, deals
+        ),
     }
     if feature_attributes(attributes):
         builders["deal_attributes"] = lambda: attribute_source(
@@ -386,9 +664,7 @@ def request_time_features(df: pd.DataFrame) -> pd.DataFrame:
     """
 
     def times(col: str) -> np.ndarray:
-        us = _micros(df[col]).astype(np.float64)
-        us[df[col].isna().to_numpy()] = np.nan  # NaT
-        return us
+        return _stored_times(df, col)
 
     def numbers(col: str) -> np.ndarray:
         return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -404,6 +680,29 @@ def request_time_features(df: pd.DataFrame) -> pd.DataFrame:
         times("awaiting_reply_since"),
     )
     return pd.DataFrame(timing, index=df.index).astype("float64")
+
+
+def revival_request_time_features(df: pd.DataFrame) -> pd.DataFrame:
+    """A lost deal's durations at the moment of scoring: days since its latest loss and
+    since the last activity after it.
+
+    ``df`` holds ``as_of`` and the ``deal_revival`` columns ``lost_at`` and
+    ``last_engaged_at``; the Feast on-demand view ``revival_timing`` calls this for
+    training and serving, and :func:`features_as_of` for the in-memory join.
+    """
+    timing = revival_timing_features(
+        _stored_times(df, "as_of"),
+        _stored_times(df, "lost_at"),
+        _stored_times(df, "last_engaged_at"),
+    )
+    return pd.DataFrame(timing, index=df.index).astype("float64")
+
+
+def _stored_times(df: pd.DataFrame, col: str) -> np.ndarray:
+    """A time column as float64 microseconds since the epoch, NaN where missing."""
+    us = _micros(df[col]).astype(np.float64)
+    us[df[col].isna().to_numpy()] = np.nan  # NaT
+    return us
 
 
 REQUEST_TIME_INPUTS: tuple[str, ...] = (
@@ -445,9 +744,9 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
         ).drop(columns="_src_ts")
     out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
     out["as_of"] = out[TS]
-    timing = request_time_features(out)
-    for c in timing.columns:
-        out[c] = timing[c]
+    for timing in (request_time_features(out), revival_request_time_features(out)):
+        for c in timing.columns:
+            out[c] = timing[c]
     return out
 
 
@@ -569,5 +868,19 @@ _EMPTY_SAMPLES: dict[str, Callable[[], pd.DataFrame]] = {
             }
         ),
         pd.DataFrame({"contact_id": ["c"], "title": ["CEO"]}),
+    ),
+    "deal_revival": lambda: revival_source(
+        pd.DataFrame(
+            {
+                "deal_id": ["x"],
+                "lost_at": [_SAMPLE_TIME],
+                "reopened_at": pd.Series([pd.NaT], dtype="datetime64[us, UTC]"),
+                "lost_reason": ["price"],
+                "furthest_stage": [1.0],
+            }
+        ),
+        None,
+        None,
+        pd.DataFrame({"deal_id": ["x"], "account_id": ["a"], "competitor": ["none"]}),
     ),
 }
