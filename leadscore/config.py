@@ -36,6 +36,11 @@ def datasets_dir() -> Path:
 MODEL_NAME = "lead_scorer"
 FEATURE_SERVICE = "lead_scoring_v1"
 EXPERIMENT = "lead_scoring"
+#: The revival model (issue 12, ``docs/revival.md``): which lost deals come back and win.
+#: One naming rule: a task's registered model is the win model's name plus ``_`` and the
+#: task (:func:`task_model_name`), in the same experiment, with the same aliases.
+REVIVAL = "revival"
+REVIVAL_FEATURE_SERVICE = "revival_v1"
 #: Registry aliases: the newest trained version waits as challenger; serving and
 #: ranking load the champion.
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -126,6 +131,11 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
+    def revival_model_name(self) -> str:
+        """The registered name of the revival model (:func:`task_model_name`)."""
+        return task_model_name(self.model_name, REVIVAL)
+
+    @property
     def feature_data(self) -> Path:
         """Git-ignored data of the Feast repo: stored CRM tables and feature sources."""
         return self.feature_repo / "data"
@@ -148,6 +158,12 @@ class Settings:
     def imports_dir(self) -> Path:
         """Contract exports written by ``leadscore import`` (one folder per source)."""
         return self.feature_data / "imports"
+
+
+def task_model_name(model_name: str, task: str) -> str:
+    """``lead_scorer`` -> ``lead_scorer_revival``: one rule for every model beside the win
+    model, so the registry lists them together and serving finds one from the other."""
+    return f"{model_name}_{task}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -76,7 +76,12 @@ def ingest(
             raise nothing_stored
         generation.carry("crm")  # the tables this export left unchanged
         crash_point("ingest.tables_written")
-        sources = build_feature_sources(result.tables, progress, result.attributes)
+        sources = build_feature_sources(
+            result.tables,
+            progress,
+            result.attributes,
+            revival_window_days=settings.revival_window_days,
+        )
         rows = write_sources(sources, generation.dir("sources"), progress)
         crash_point("ingest.sources_written")
         generation.commit()

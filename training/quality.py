@@ -23,7 +23,7 @@ says so).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -172,10 +172,15 @@ def _gate_check(
     }
 
 
-def _check_words(check: Mapping[str, Any], age: float) -> str:
+def _check_words(
+    check: Mapping[str, Any],
+    age: float,
+    labels: Mapping[str, str] = BASELINE_LABELS,
+    moment: Callable[[str, float], str] = block_label,
+) -> str:
     """A failed (or passed) gate check as words: what was compared, the figure, the need."""
     metric = "ROC AUC" if check["metric"] == "roc_auc" else "log loss"
-    label = BASELINE_LABELS.get(check["baseline"], check["baseline"])
+    label = labels.get(check["baseline"], check["baseline"])
     d, low, high = check["difference"], check["low"], check["high"]
     if d is None:
         figure = "undefined (the test deals have one outcome only)"
@@ -189,13 +194,18 @@ def _check_words(check: Mapping[str, Any], age: float) -> str:
         else ("wholly above zero" if check["metric"] == "roc_auc" else "wholly below zero")
     )
     return (
-        f"{metric} {block_label(check['block'], age)} minus {label} {figure}, "
+        f"{metric} {moment(check['block'], age)} minus {label} {figure}, "
         f"needs its interval {need}"
     )
 
 
 def baseline_gate(
-    per_deal: Mapping[str, Any], creation_margin_auc: float, creation_margin_log_loss: float
+    per_deal: Mapping[str, Any],
+    creation_margin_auc: float,
+    creation_margin_log_loss: float,
+    labels: Mapping[str, str] = BASELINE_LABELS,
+    moment: Callable[[str, float], str] = block_label,
+    rule_text: str = GATE_RULE,
 ) -> dict[str, Any]:
     """Is the model better than both baselines, per deal, beyond the interval?
 
@@ -211,13 +221,17 @@ def baseline_gate(
     Returns ``passed``, ``sentence`` (one plain sentence: why not, or that it passed),
     ``rule`` and every ``checks`` entry with its figures. No interval (too few deals,
     or no resamples) cannot show a margin, so it does not pass.
+
+    Another model (the revival model, :mod:`training.revival`) passes its own baselines'
+    ``labels``, the words of its two moments (``moment``) and its ``rule_text``; the
+    blocks keep their keys (``at_age`` strict, ``at_creation`` within the margins).
     """
     age = float(per_deal.get("age_days", 30.0))
     blocks: tuple[tuple[str, tuple[float, float]], ...] = (
         ("at_age", (0.0, 0.0)),
         ("at_creation", (creation_margin_auc, creation_margin_log_loss)),
     )
-    rule = GATE_RULE.format(
+    rule = rule_text.format(
         age=f"{age:g}", auc=creation_margin_auc, log_loss=creation_margin_log_loss
     )
     if not per_deal.get("at_age", {}).get("deals"):
@@ -226,7 +240,7 @@ def baseline_gate(
         blocks = (("at_creation", (0.0, 0.0)),)
         rule = GATE_RULE_ONE_SNAPSHOT
     checks = []
-    for name in BASELINE_LABELS:
+    for name in labels:
         for block, margins in blocks:
             diffs = per_deal.get(block, {}).get("model_minus_baseline", {}).get(name)
             for metric, margin in zip(("roc_auc", "log_loss"), margins, strict=True):
@@ -235,7 +249,7 @@ def baseline_gate(
     failed = [c for c in checks if not c["passed"]]
     if failed:
         sentence = "not better than baseline: " + "; ".join(
-            _check_words(c, age) for c in failed[:2]
+            _check_words(c, age, labels, moment) for c in failed[:2]
         )
         if len(failed) > 2:
             sentence += f" (and {len(failed) - 2} more)"
@@ -243,14 +257,14 @@ def baseline_gate(
         strict_block = blocks[0][0]
         strict = [c for c in checks if c["block"] == strict_block and c["metric"] == "roc_auc"]
         sentence = (
-            f"better than both baselines: per deal {block_label(strict_block, age)}, ROC AUC "
+            f"better than both baselines: per deal {moment(strict_block, age)}, ROC AUC "
             + " and ".join(
                 f"{signed(c['difference'])} [{signed(c['low'])}, {signed(c['high'])}] over "
-                f"{BASELINE_LABELS[c['baseline']]}"
+                f"{labels[c['baseline']]}"
                 for c in strict
             )
             + ", log loss lower beyond the interval"
-            + (", and no worse at creation" if len(blocks) > 1 else "")
+            + (f", and no worse {moment('at_creation', age)}" if len(blocks) > 1 else "")
         )
     return {
         "passed": not failed,

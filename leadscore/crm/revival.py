@@ -399,15 +399,23 @@ def revival_snapshots(
     ``s <= as_of`` and ``s < revived_at`` (a deal already back is no longer a lost deal
     to score; a snapshot at the revival's instant is not taken).
 
-    The label ``revived_and_won`` (int8), with ``H = horizon_days``:
+    The label ``revived_and_won`` (int8), with ``H = horizon_days``, only where the whole
+    horizon lies in the export (``s + H <= as_of``):
 
     * 1 when revived in ``(s, s + H]`` (both ends counted as written) and the revival
-      ended won (whenever; known since it is won by ``as_of``);
-    * 0 when revived in ``(s, s + H]`` and the revival ended lost, or when not revived
-      by ``s + H`` and ``s + H <= as_of`` (the whole horizon is in the export);
+      ended won (by ``as_of``);
+    * 0 when revived in ``(s, s + H]`` and the revival ended lost, or not revived by
+      ``s + H``;
     * else censored (``censored`` True, label -1, so a training that forgets to drop
-      them fails instead of reading them as 0): the revival in the horizon is still
-      open (or its end unknown), or ``s + H > as_of`` with no revival yet.
+      them fails instead of reading them as 0): ``s + H > as_of``, or the revival in the
+      horizon is still open at ``as_of``.
+
+    Why a won revival inside a horizon that reaches past ``as_of`` is censored too: near
+    the export's end only the deals that came back (and closed) are known; keeping them
+    and dropping the rest would raise the recent win rate above the truth, and a model
+    trained on it would promise revivals that do not come. Censoring by the snapshot's
+    time alone leaves every kept snapshot's outcome independent of when it resolved,
+    except a revival still open at ``as_of`` (rare: its horizon ended first).
 
     Columns: deal_id, account_id, owner_id, ``TS`` (the snapshot), lost_at,
     days_since_loss, cycle, revived_and_won, censored. ``revived`` is
@@ -429,8 +437,9 @@ def revival_snapshots(
 
     back = (revived_at[loss] != _NAT) & (revived_at[loss] <= end)
     status = revived["revival_status"].to_numpy(dtype=object)[loss]
-    won = back & (status == WON)
-    lost = (back & (status == LOST)) | (~back & (end <= as_of_us))
+    seen = end <= as_of_us
+    won = seen & back & (status == WON)
+    lost = seen & ((back & (status == LOST)) | ~back)
     rows = revived.iloc[loss]
     return pd.DataFrame(
         {

@@ -31,9 +31,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from leadscore.config import REVIVAL_WINDOW_DAYS
 from leadscore.crm.attributes import Attribute, feature_attributes
 from leadscore.crm.contract import CLOSED_STATUSES, LOST, UNDATED, WON
-from leadscore.features.catalog import model_catalog
+from leadscore.crm.revival import loss_cycles, revivals
+from leadscore.features.catalog import Feature, model_catalog
 from leadscore.features.deal_state import (
     ACTIVITY_CODES,
     DAY,
@@ -365,9 +367,6 @@ LOSS_COLUMNS: tuple[str, ...] = (
     "lost_reason",
     "furthest_stage",
 )
-#: A later deal of the account created within this many days of a loss revives it
-#: (docs/revival.md, the linking window by account and time).
-REVIVAL_WINDOW_DAYS = 730
 
 
 def no_losses() -> pd.DataFrame:
@@ -605,6 +604,7 @@ def build_feature_sources(
     progress: Progress = no_progress,
     attributes: Sequence[Attribute] = (),
     losses: pd.DataFrame | None = None,
+    revival_window_days: int = REVIVAL_WINDOW_DAYS,
 ) -> dict[str, pd.DataFrame]:
     """Turn validated CRM tables into the feature source frames, one per feature view.
 
@@ -612,8 +612,10 @@ def build_feature_sources(
     and their features are missing (NaN) at retrieval. ``progress`` hears of each source
     as it is built (task ``feature sources``). The ``deal_attributes`` source is built
     only when ``attributes`` (the stored ``attributes.json``) has one known before close.
-    ``losses`` (one row per loss, :data:`LOSS_COLUMNS`) feed the ``deal_revival`` source,
-    which has no rows without them.
+    ``losses`` (one row per loss, :data:`LOSS_COLUMNS`) feed the ``deal_revival`` source;
+    by default they are the tables' own (:func:`leadscore.crm.revival.loss_cycles`, with
+    the revivals that follow them within ``revival_window_days``), so training, ingest
+    and serving read one definition of a loss.
     """
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
@@ -638,7 +640,13 @@ def build_feature_sources(
         "account_history": lambda: _history_source(deals, "account_id", "account"),
         "owner_history": lambda: _history_source(deals, "owner_id", "owner"),
         "deal_revival": lambda: revival_source(
-            no_losses() if losses is None else losses, acts, contacts, deals
+            revivals(loss_cycles(deals, sh), deals, revival_window_days)
+            if losses is None
+            else losses,
+            acts,
+            contacts,
+            deals,
+            revival_window_days,
         ),
     }
     if feature_attributes(attributes):
@@ -750,13 +758,19 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     return out
 
 
-def model_frame(features: pd.DataFrame, attributes: Iterable[Attribute] = ()) -> pd.DataFrame:
+def model_frame(
+    features: pd.DataFrame,
+    attributes: Iterable[Attribute] = (),
+    catalog: Iterable[Feature] | None = None,
+) -> pd.DataFrame:
     """The model's inputs in catalog order: numbers as float64, categories as strings.
 
-    The built-in features first, then those of ``attributes`` known before close.
+    The win model's built-in features first, then those of ``attributes`` known before
+    close; or the entries of ``catalog`` (the revival model's,
+    :func:`leadscore.features.catalog.revival_catalog`).
     """
     frame = pd.DataFrame(index=features.index)
-    for f in model_catalog(attributes):
+    for f in model_catalog(attributes) if catalog is None else catalog:
         col = features[f.name] if f.name in features else pd.Series(np.nan, index=features.index)
         if f.kind == "categorical":
             frame[f.name] = col.astype(object).where(col.notna(), None)

@@ -23,7 +23,7 @@ import yaml
 from feast import FeatureService, FeatureStore, RepoConfig
 from pydantic import ValidationError
 
-from leadscore.config import Settings, crash_point, feast_environment
+from leadscore.config import REVIVAL_FEATURE_SERVICE, Settings, crash_point, feast_environment
 from leadscore.crm.attributes import Attribute, feature_attributes, read_attributes
 from leadscore.crm.contract import UNDATED
 from leadscore.features.catalog import FEATURES_BY_NAME, attribute_features
@@ -237,10 +237,43 @@ def training_frame(
     entities = snapshot_entities(deals, every_days or settings.snapshot_every_days)
     if entities.empty:
         raise FeatureStoreError("no closed deals to build training snapshots from")
+    attributes = feature_attributes(read_attributes(settings.crm_dir))
+    frame = _historical(settings, entities, settings.feature_service, attributes, progress)
+    log.info("training frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
+    return TrainingFrame(
+        frame=frame, feature_service=settings.feature_service, attributes=attributes
+    )
+
+
+def revival_training_frame(
+    settings: Settings, entities: pd.DataFrame, progress: Progress = no_progress
+) -> TrainingFrame:
+    """The revival model's snapshots (:func:`leadscore.crm.revival.revival_snapshots`,
+    censored ones dropped) joined point-in-time through Feast's ``revival_v1`` service.
+
+    Custom attributes are not asked for: the revival model reads the released service only.
+    """
+    if entities.empty:
+        raise FeatureStoreError("no lost deal has a snapshot with a known revival outcome")
+    frame = _historical(settings, entities, REVIVAL_FEATURE_SERVICE, (), progress)
+    log.info("revival frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
+    return TrainingFrame(frame=frame, feature_service=REVIVAL_FEATURE_SERVICE)
+
+
+def _historical(
+    settings: Settings,
+    entities: pd.DataFrame,
+    feature_service: str,
+    attributes: Sequence[Attribute],
+    progress: Progress,
+) -> pd.DataFrame:
+    """``entities`` (keys, ``event_timestamp`` and any label columns) with the service's
+    features as of each row's moment, in the entities' order. Feast joins every row in
+    one query, so ``progress`` (task ``training set``) hears the count before it and the
+    end after it, not the rows in between."""
     progress("training set", 0, len(entities), unit="snapshots", detail="point-in-time join")
     store = open_store(settings)
-    attributes = feature_attributes(read_attributes(settings.crm_dir))
-    service = feature_refs(store, settings.feature_service, attributes)
+    service = feature_refs(store, feature_service, attributes)
     entity_df = entities[["deal_id", "account_id", "owner_id", TS]].copy()
     entity_df["as_of"] = entity_df[TS]
     entity_df["_row"] = np.arange(len(entity_df), dtype=np.int64)
@@ -249,10 +282,7 @@ def training_frame(
     meta = entities.drop(columns=["deal_id", "account_id", "owner_id", TS]).reset_index(drop=True)
     frame = pd.concat([joined.drop(columns=["_row", "as_of"]), meta], axis=1)
     progress("training set", len(frame), len(frame), unit="snapshots")
-    log.info("training frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
-    return TrainingFrame(
-        frame=frame, feature_service=settings.feature_service, attributes=attributes
-    )
+    return frame
 
 
 def online_features(

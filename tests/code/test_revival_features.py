@@ -200,10 +200,17 @@ def test_a_later_deal_outside_the_window_is_no_comeback():
 
 
 def test_no_losses_give_an_empty_source_with_the_columns():
-    sources = build_feature_sources(tiny_crm())
+    sources = build_feature_sources(tiny_crm(), losses=no_losses())
     assert sources["deal_revival"].empty
     assert list(sources["deal_revival"].columns) == list(REVIVAL_SOURCE_COLUMNS)
     assert revival_source(no_losses(), None, None, tiny_crm()["deals"]).empty
+
+
+def test_the_tables_own_losses_feed_the_source_by_default():
+    """Without ``losses`` the source holds the CRM's own: D2, lost on day 40."""
+    source = build_feature_sources(tiny_crm())["deal_revival"]
+    assert set(source["deal_id"]) == {"D2"}
+    assert (source["lost_at"] == day(40)).all()
 
 
 def at(tables: dict[str, pd.DataFrame], deal_id: str, when: pd.Timestamp) -> pd.Series:

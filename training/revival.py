@@ -1,0 +1,437 @@
+"""Train the revival model: of the deals lost, which come back and are won (issue 12).
+
+The win model answers "will this open deal be won?"; scoring a lost deal with it "as if
+re-opened" answers a question nobody asked and nobody checked. The revival model is
+trained on what lost deals did next (:mod:`leadscore.crm.revival`: re-opened, or
+followed by a new deal of the account, and won within the horizon), with the win
+model's pipeline wherever the question allows:
+
+* **Entities**: each loss looked at 7 days after it, then every 30 days while it is not
+  back (:func:`leadscore.crm.revival.revival_snapshots`), only where the export shows the
+  whole horizon (censored snapshots are dropped and counted).
+* **Features**: Feast's ``revival_v1`` service (profile, contacts, the account's record,
+  the loss and the engagement since it, time since the loss), point in time.
+* **Split**: losses ordered by the time of loss, 70/15/15; all snapshots of a loss stay
+  in one slice. Internally the frame takes the win model's column names so the same
+  split, calibration and bootstrap code runs: ``deal_id`` is the loss (``D0001#0``),
+  ``created_at`` and ``closed_at`` its loss time, ``won`` the revival label and
+  ``crm_deal_id`` the CRM's deal.
+* **Model**: :func:`training.train.fit_scoring_model`, monotone on the revival catalog's
+  directions (more engagement since the loss never lowers the probability).
+* **Baselines**: logistic regression on the same features, and the revival rate by lost
+  reason and time since the loss (what a manager's report of past revivals gives).
+* **Per loss** (each loss once): a week after the loss (its first snapshot) and at
+  :data:`AGE_DAYS` after it, with deal-bootstrap intervals; against the synthetic
+  oracle when the truth is known, and against today's approach (the win model scoring
+  the lost deal as if re-opened) when a win model is given.
+* **Gate**: at :data:`AGE_DAYS` the model must beat both baselines beyond the interval;
+  a week after the loss it may not be worse than either by more than the margins
+  (:func:`training.quality.baseline_gate` with this model's words).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from leadscore.config import REVIVAL_FEATURE_SERVICE
+from leadscore.crm.revival import loss_cycles, revival_snapshots, revivals
+from leadscore.features.catalog import revival_catalog
+from leadscore.features.featurize import (
+    build_feature_sources,
+    features_as_of,
+    model_frame,
+)
+from leadscore.model.reason_stats import compute_reason_stats
+from leadscore.model.scoring_model import ScoringModel
+from leadscore.priority.rank import reopened_sources, without_own_loss
+from leadscore.timeutil import TS
+from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
+from training.behaviour import checks_of, run_behaviour_checks
+from training.data import check_enough_data, class_counts, fingerprint
+from training.evaluate import binary_metrics, per_deal_rows, with_intervals
+from training.quality import baseline_gate, signed
+from training.result import TrainConfig, TrainingResult
+from training.split import SLICES, choose_split, slice_masks
+from training.train import fit_scoring_model
+
+log = logging.getLogger(__name__)
+
+#: The later per-loss moment: days after the loss (the snapshot at or before it).
+AGE_DAYS = 97.0
+#: Baselines and how a sentence names them.
+BASELINE_LABELS = {
+    "logistic_regression": "logistic regression",
+    "reason_time_rate": "the revival rate by lost reason and time since the loss",
+}
+BASELINES = tuple(BASELINE_LABELS)
+#: Time-since-loss bands of the rate baseline, in days (upper bounds).
+TIME_BANDS = (30.0, 90.0, 180.0, 365.0, np.inf)
+GATE_RULE = (
+    "per lost deal at {age} days after the loss, ROC AUC and log loss better than each "
+    "baseline beyond the 95% interval; a week after the loss, neither worse than either "
+    "baseline by more than {auc:g} ROC AUC or {log_loss:g} log loss"
+)
+#: Columns of the internal frame besides the features (see the module doc).
+META = ("deal_id", "crm_deal_id", "account_id", "owner_id", TS, "snapshot_index")
+META += ("created_at", "closed_at", "won", "cycle")
+
+
+def moment(block: str, age: float) -> str:
+    """The words of a per-loss block: ``a week after the loss`` or ``at 97 days after it``."""
+    return "a week after the loss" if block == "at_creation" else f"at {age:g} days after the loss"
+
+
+# ---------------------------------------------------------------- entities and frames
+def revival_entities(
+    tables: Mapping[str, pd.DataFrame],
+    as_of: pd.Timestamp,
+    window_days: int,
+    horizon_days: int,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The labelled snapshots of every loss in ``tables`` whose outcome ``as_of`` knows,
+    in the internal frame's names (module doc), and the counts of what was kept.
+
+    Censored snapshots (the horizon reaches past ``as_of``, or the revival is still
+    open) are dropped here and counted in ``censored``.
+    """
+    deals = tables["deals"]
+    losses = revivals(loss_cycles(deals, tables.get("stage_history")), deals, window_days)
+    snaps = revival_snapshots(losses, as_of, horizon_days=horizon_days)
+    kept = snaps[~snaps["censored"].to_numpy()].reset_index(drop=True)
+    index = kept.groupby(["deal_id", "cycle"], sort=False).cumcount().astype(np.int32)
+    entities = pd.DataFrame(
+        {
+            "deal_id": kept["deal_id"].to_numpy(),
+            "account_id": kept["account_id"].to_numpy(),
+            "owner_id": kept["owner_id"].to_numpy(),
+            TS: kept[TS].to_numpy(),
+            "snapshot_index": index.to_numpy(),
+            "created_at": kept["lost_at"].to_numpy(),
+            "closed_at": kept["lost_at"].to_numpy(),
+            "won": kept["revived_and_won"].astype(np.int8).to_numpy(),
+            "cycle": kept["cycle"].to_numpy(),
+        }
+    )
+    counts = {
+        "losses": int(len(losses)),
+        "snapshots": int(len(snaps)),
+        "censored": int(snaps["censored"].sum()),
+        "kept": int(len(kept)),
+        "positive": int(kept["revived_and_won"].sum()),
+    }
+    return entities, counts
+
+
+def as_loss_frame(joined: pd.DataFrame) -> pd.DataFrame:
+    """Feature rows joined to :func:`revival_entities` -> the internal frame: ``deal_id``
+    names the loss, the CRM's id moves to ``crm_deal_id``, features in catalog order."""
+    meta = joined[[c for c in META if c not in ("deal_id", "crm_deal_id")]].copy()
+    crm = joined["deal_id"].astype(str)
+    meta.insert(0, "crm_deal_id", crm.to_numpy())
+    meta.insert(0, "deal_id", (crm + "#" + joined["cycle"].astype(str)).to_numpy())
+    for c in (TS, "created_at", "closed_at"):
+        meta[c] = pd.to_datetime(meta[c], utc=True)
+    out = pd.concat([meta, model_frame(joined, catalog=revival_catalog())], axis=1)
+    return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def in_memory_revival_frame(
+    tables: Mapping[str, pd.DataFrame],
+    as_of: pd.Timestamp,
+    window_days: int,
+    horizon_days: int,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The Feast revival frame's content, computed in memory (``features_as_of``): the
+    tests' and benchmarks' frame, value-equal to the store's (a test proves it)."""
+    entities, counts = revival_entities(tables, as_of, window_days, horizon_days)
+    sources = build_feature_sources(dict(tables), revival_window_days=window_days)
+    feats = features_as_of(sources, entities)
+    return as_loss_frame(feats), counts
+
+
+# ---------------------------------------------------------------- baselines
+def reason_time_key(frame: pd.DataFrame) -> pd.Series:
+    """``price|90`` : the lost reason and the time-since-loss band a snapshot falls in."""
+    days = frame["days_since_loss"].to_numpy(dtype=np.float64)
+    band = np.searchsorted(np.asarray(TIME_BANDS), days, side="left")
+    upper = np.asarray([f"{b:g}" for b in TIME_BANDS], dtype=object)[np.minimum(band, 4)]
+    reason = frame["lost_reason"].astype(object).where(frame["lost_reason"].notna(), "unknown")
+    return reason.astype(str) + "|" + pd.Series(upper, index=frame.index)
+
+
+def _rate_baseline(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The smoothed revival rate of each reason x time band, per snapshot: a loss's
+    snapshots fall in different bands, so each counts in its own (a row is its own
+    unit, unlike the win model's channel rate, which counts each deal once)."""
+    keyed = pd.DataFrame(
+        {
+            "deal_id": np.arange(len(train)),
+            "won": train["won"].to_numpy(),
+            "key": reason_time_key(train).to_numpy(),
+        }
+    )
+    rate = fit_group_rate(keyed, "key")
+    return rate.predict(pd.DataFrame({"key": reason_time_key(test).to_numpy()}))
+
+
+# ---------------------------------------------------------------- today's approach
+def reopened_win_probability(
+    win_model: ScoringModel, tables: Mapping[str, pd.DataFrame], rows: pd.DataFrame
+) -> np.ndarray:
+    """What the product did before the revival model: the win model's probability of each
+    lost deal as if re-opened at the snapshot (its ``closed`` stage entries dropped, its
+    own loss out of the account's and owner's records), as the ranked list computed it."""
+    entities = pd.DataFrame(
+        {
+            "deal_id": rows["crm_deal_id"].to_numpy(),
+            "account_id": rows["account_id"].to_numpy(),
+            "owner_id": rows["owner_id"].to_numpy(),
+            TS: rows[TS].to_numpy(),
+        }
+    )
+    sources = build_feature_sources(dict(tables))
+    reopened = reopened_sources(tables, sources, sorted(set(entities["deal_id"])))
+    feats = without_own_loss(features_as_of(reopened, entities))
+    return win_model.probability(win_model.encode(model_frame(feats, win_model.attributes)))
+
+
+# ---------------------------------------------------------------- fit and evaluate
+def fit_and_evaluate_revival(
+    frame: pd.DataFrame,
+    config: TrainConfig | None = None,
+    truth: pd.DataFrame | None = None,
+    today: np.ndarray | None = None,
+    counts: Mapping[str, int] | None = None,
+) -> TrainingResult:
+    """Split losses by time, train, calibrate, evaluate per loss against the baselines, the
+    oracle (``truth``: the synthetic ``revival_truth``) and today's approach (``today``:
+    the win model's as-if-re-opened probability of every row of ``frame``).
+
+    Raises :class:`training.data.InsufficientDataError` with fewer than
+    ``config.min_class_deals`` revived-and-won or other losses.
+    """
+    config = config or TrainConfig()
+    catalog = revival_catalog()
+    config = replace(config, monotone={f.name: f.monotone for f in catalog if f.monotone})
+    check_enough_data(frame, config.min_class_deals, where="lost deals to train on")
+    bounds = choose_split(frame, config.fractions, config.seed)
+    masks = slice_masks(frame, bounds)
+    parts = {name: frame[masks[name]] for name in SLICES}
+    for name, part in parts.items():
+        check_enough_data(
+            part, max(1, config.min_class_deals // 10), where=f"lost deals in the {name} slice"
+        )
+    features = [f.name for f in catalog]
+    categorical = [f.name for f in catalog if f.kind == "categorical"]
+    with threadpool_limits(limits=config.num_threads):
+        fitted = fit_scoring_model(parts["train"], parts["valid"], features, categorical, config)
+        model = fitted.model
+        model.reason_stats = compute_reason_stats(parts["train"], features, model.categories)
+        test = parts["test"]
+        numeric = [f for f in features if f not in categorical]
+        lr = fit_logistic_regression(parts["train"], numeric, categorical)
+        X = model.encode(test)
+        preds: dict[str, np.ndarray] = {
+            "model": model.probability(X),
+            "logistic_regression": predict_logistic_regression(lr, test, numeric, categorical),
+            "reason_time_rate": _rate_baseline(parts["train"], test),
+        }
+    extra: dict[str, np.ndarray] = {}
+    if today is not None:
+        extra["today"] = np.asarray(today, dtype=np.float64)[masks["test"]]
+    if truth is not None:
+        extra["oracle"] = _oracle(test, truth)
+    per_loss = _per_loss(test, preds, extra, config)
+    gate = baseline_gate(
+        per_loss,
+        config.gate_creation_margin_auc,
+        config.gate_creation_margin_log_loss,
+        BASELINE_LABELS,
+        moment,
+        GATE_RULE,
+    )
+    behaviour = run_behaviour_checks(
+        model, test, sample=config.behaviour_sample, seed=config.seed, checks=checks_of(catalog)
+    )
+    model.info = {
+        "task": "revival",
+        "feature_service": REVIVAL_FEATURE_SERVICE,
+        "split": bounds.to_dict(),
+        "window": _window(frame),
+        "fingerprint": fingerprint(frame),
+        "deals": {
+            name: dict(zip(("won", "lost"), class_counts(p), strict=True))
+            for name, p in parts.items()
+        },
+        "seed": config.seed,
+        "trees": fitted.best_iteration,
+        "calibration": fitted.calibration.reason,
+        "outcome": "revived (re-opened or followed up) and won within the horizon",
+        "gate": gate,
+    }
+    evaluation: dict[str, Any] = {
+        "data": {
+            "feature_service": REVIVAL_FEATURE_SERVICE,
+            "split": bounds.to_dict(),
+            "losses": model.info["deals"],
+            "snapshots": {name: int(len(p)) for name, p in parts.items()},
+            "entities": dict(counts or {}),
+        },
+        "model": {"trees": fitted.best_iteration, "calibration": model.calibration.method},
+        "test": binary_metrics(test["won"].to_numpy(), preds["model"]),
+        "per_deal": per_loss,
+        "gate": gate,
+        "behaviour": behaviour.to_dict(),
+    }
+    log.info("revival gate: %s", gate["sentence"])
+    return TrainingResult(
+        model, frame, bounds, masks, preds, evaluation, behaviour, fitted.calibration, config
+    )
+
+
+def _window(frame: pd.DataFrame) -> dict[str, str]:
+    """First snapshot and first/last loss of the frame, ISO 8601 in UTC."""
+    return {
+        "first_snapshot": frame[TS].min().isoformat(),
+        "first_close": frame["closed_at"].min().isoformat(),
+        "last_close": frame["closed_at"].max().isoformat(),
+    }
+
+
+def _oracle(test: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """The synthetic oracle's ``p_revival`` of each test row (NaN where the truth has none)."""
+    key = truth.assign(**{TS: pd.to_datetime(truth["as_of"], utc=True)}).set_index(
+        ["deal_id", TS]
+    )["p_revival"]
+    key = key[~key.index.duplicated()]
+    index = pd.MultiIndex.from_arrays(
+        [test["crm_deal_id"].astype(str), pd.to_datetime(test[TS], utc=True)]
+    )
+    return key.reindex(index).to_numpy(dtype=np.float64)
+
+
+def _per_loss(
+    test: pd.DataFrame,
+    preds: Mapping[str, np.ndarray],
+    extra: Mapping[str, np.ndarray],
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """Model and baselines on one row per test loss, a week after it (``at_creation``)
+    and at :data:`AGE_DAYS` (``at_age``), with paired intervals; the oracle and today's
+    approach on the same rows where known (``others``: metrics, and the model on the rows
+    they cover)."""
+    out: dict[str, Any] = {"age_days": AGE_DAYS, "moments": {}}
+    y_all, loss_all = test["won"].to_numpy(), test["deal_id"].to_numpy()
+    for block, rows in per_deal_rows(test, AGE_DAYS).items():
+        y = y_all[rows]
+        won = int(y.sum())
+        out["moments"][block] = moment(block, AGE_DAYS)
+        out[block] = {
+            "deals": int(len(rows)),
+            "won": won,
+            "lost": int(len(rows)) - won,
+            **with_intervals(
+                y,
+                {name: preds[name][rows] for name in ("model", *BASELINES)},
+                loss_all[rows],
+                config.bootstrap_resamples,
+                config.seed,
+                compare=("model", BASELINES),
+            ),
+        }
+        for name, p in extra.items():
+            p = p[rows]
+            known = ~np.isnan(p)
+            if not known.any():
+                continue
+            compared = with_intervals(
+                y[known],
+                {"model": preds["model"][rows][known], name: p[known]},
+                loss_all[rows][known],
+                config.bootstrap_resamples,
+                config.seed,
+                compare=("model", (name,)),
+            )
+            out[block][name] = {**compared[name], "deals": int(known.sum())}
+            out[block][f"model_minus_{name}"] = compared["model_minus_baseline"][name]
+    return out
+
+
+def backtest_rows(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-loss figures as table rows: predictor, moment, losses, ROC AUC with its
+    interval, ECE; what the closing note and ``train-revival`` print."""
+    rows = []
+    per = evaluation["per_deal"]
+    for block in ("at_creation", "at_age"):
+        b = per.get(block) or {}
+        for name in ("model", *BASELINES, "oracle", "today"):
+            m = b.get(name)
+            if not m:
+                continue
+            ci = m.get("ci95", {}).get("roc_auc", {})
+            rows.append(
+                {
+                    "moment": per["moments"][block],
+                    "predictor": name,
+                    "losses": int(m.get("deals", b["deals"])),
+                    "roc_auc": m.get("roc_auc"),
+                    "low": ci.get("low"),
+                    "high": ci.get("high"),
+                    "ece": m.get("ece"),
+                }
+            )
+    return rows
+
+
+def backtest_table(evaluation: Mapping[str, Any]) -> str:
+    """:func:`backtest_rows` as a Markdown table."""
+    lines = ["| moment | predictor | losses | ROC AUC [95%] | ECE |", "|---|---|---:|---|---:|"]
+    for r in backtest_rows(evaluation):
+        auc = (
+            "undefined"
+            if r["roc_auc"] is None
+            else f"{r['roc_auc']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
+            if r["low"] is not None
+            else f"{r['roc_auc']:.3f}"
+        )
+        lines.append(
+            f"| {r['moment']} | {r['predictor']} | {r['losses']:,} | {auc} | {r['ece']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def difference_words(evaluation: Mapping[str, Any], other: str) -> list[str]:
+    """``a week after the loss: model minus oracle −0.012 [−0.030, +0.006]`` per moment."""
+    out = []
+    per = evaluation["per_deal"]
+    for block in ("at_creation", "at_age"):
+        d = (per.get(block) or {}).get(f"model_minus_{other}", {}).get("roc_auc")
+        if d and d.get("difference") is not None and d.get("low") is not None:
+            out.append(
+                f"{per['moments'][block]}: ROC AUC model minus {other} {signed(d['difference'])} "
+                f"[{signed(d['low'])}, {signed(d['high'])}]"
+            )
+    return out
+
+
+__all__: Sequence[str] = (
+    "AGE_DAYS",
+    "BASELINES",
+    "as_loss_frame",
+    "backtest_rows",
+    "backtest_table",
+    "difference_words",
+    "fit_and_evaluate_revival",
+    "in_memory_revival_frame",
+    "reopened_win_probability",
+    "revival_entities",
+)
