@@ -25,6 +25,7 @@ from feast.types import Float64, String, UnixTimestamp
 
 from leadscore.crm.attributes import read_attributes
 from leadscore.features.catalog import Feature, attribute_features, features_of
+from leadscore.features.featurize import DEAL_STATUS
 
 #: State is valid until the next change, however long ago that was.
 FOREVER = timedelta(days=3650)
@@ -56,6 +57,11 @@ deal_profile = FeatureView(
         Field(name="deal_owner_id", dtype=String, description="Owner of the deal (lookup key)."),
         Field(
             name="deal_created_at", dtype=UnixTimestamp, description="When the deal was created."
+        ),
+        Field(
+            name=DEAL_STATUS,
+            dtype=String,
+            description="The deal's status (open, won, lost) as of the row; not a model input.",
         ),
     ],
     source=deal_profile_source,

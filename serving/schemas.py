@@ -245,7 +245,15 @@ class DealIn(_Input):
     competitor: str | None = Field(None, description=_doc("deals", "competitor"))
     amount: float | None = Field(None, ge=0, description=_doc("deals", "amount"))
     currency: str | None = Field(None, description=_doc("deals", "currency"))
-    status: Status = Field(OPEN, description=_doc("deals", "status"))
+    status: Status = Field(
+        OPEN,
+        description=f"{_doc('deals', 'status')} Default open. Only an open deal gets a win "
+        "probability: a deal won by `as_of` (at or after its `closed_at`, or with none) is "
+        "answered with its status and no score, a lost one with a problem in `errors` "
+        "unless the request sets `revival`. A deal closed after `as_of` was open then and "
+        "is scored.",
+        examples=[OPEN],
+    )
     closed_at: UtcDatetime | None = Field(None, description=_doc("deals", "closed_at"))
     account: AccountIn | None = Field(
         None, description="Account details; missing ones are scored as unknown."
@@ -321,6 +329,16 @@ AllOrNothing = Field(
     description="When true, one invalid deal fails the whole request (422, nothing scored). "
     "By default invalid deals are reported in `errors` and the others are scored.",
 )
+Revival = Field(
+    False,
+    description="When true, a lost deal is answered by the revival model (the chance it "
+    "comes back and is won if re-engaged), not refused. By default a lost deal is a "
+    "problem in `errors`: an open-deal score would mislead. Won deals are answered with "
+    "their status either way, and open deals are scored by the win model. Until a "
+    "revival model is registered, a lost deal asked for revival is a problem in `errors` "
+    "that says so.",
+    examples=[True],
+)
 
 EXAMPLE_DEAL: dict[str, Any] = {
     "deal_id": "D0001234",
@@ -384,7 +402,13 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(
         hide_input_in_errors=True,
         strict=True,
-        json_schema_extra={"example": {"deals": [EXAMPLE_DEAL], "as_of": "2025-04-01T00:00:00Z"}},
+        json_schema_extra={
+            "example": {
+                "deals": [EXAMPLE_DEAL],
+                "as_of": "2025-04-01T00:00:00Z",
+                "revival": False,
+            }
+        },
     )
 
     deals: list[Annotated[DealIn, WrapValidator(lenient_deal)]] = Field(
@@ -392,6 +416,7 @@ class ScoreRequest(BaseModel):
     )
     as_of: Annotated[UtcDatetime, AfterValidator(_not_future)] | None = AsOf
     all_or_nothing: bool = AllOrNothing
+    revival: bool = Revival
 
 
 class ScoreIdsRequest(BaseModel):
@@ -400,39 +425,79 @@ class ScoreIdsRequest(BaseModel):
     model_config = ConfigDict(
         hide_input_in_errors=True,
         strict=True,
-        json_schema_extra={"example": {"deal_ids": ["D0000001", "D0000002"]}},
+        json_schema_extra={"example": {"deal_ids": ["D0000001", "D0000002"], "revival": False}},
     )
 
     deal_ids: list[Annotated[str, Field(min_length=1)]] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        description=f"Ids of deals known to the feature store, 1 to {MAX_BATCH}.",
+        description=f"Ids of deals known to the feature store, 1 to {MAX_BATCH}. Each "
+        "deal's status is the store's latest: a won deal is answered with its status and "
+        "no score, a lost one with a problem in `errors` unless `revival` is true.",
     )
     as_of: Annotated[UtcDatetime, AfterValidator(_not_future)] | None = AsOf
     all_or_nothing: bool = AllOrNothing
+    revival: bool = Revival
+
+
+#: A deal's status in a result: the CRM contract's.
+ResultStatus = Literal[DEAL_STATUSES]  # type: ignore[valid-type]
 
 
 class ScoreResult(TypedDict):
-    """The score of one deal."""
+    """The answer for one deal: the score of an open deal, or the status of a won one."""
 
     deal_id: Annotated[str, Field(description="The deal's id, as sent.")]
-    probability: Annotated[
-        float, Field(description="Calibrated probability that the deal is won, 0 to 1.")
-    ]
-    score: Annotated[
-        int, Field(description="The probability as a 0-100 score (rounded percentage).")
-    ]
-    grade: Annotated[
-        Grade,
+    status: Annotated[
+        ResultStatus,
         Field(
-            description="A-D from the score; the thresholds are in the response's `grade_thresholds`."
+            description="The deal's status as of `as_of`. 'open': scored, with probability, "
+            "score, grade and reasons. 'won': closed with its outcome, so no score, and a "
+            "`note` says so.",
+            examples=[OPEN],
         ),
     ]
-    positive_reasons: Annotated[
-        list[Reason], Field(description="Up to 5 strongest reasons raising the score.")
+    probability: NotRequired[
+        Annotated[
+            float,
+            Field(description="Calibrated probability that the deal is won, 0 to 1 (open deals)."),
+        ]
     ]
-    negative_reasons: Annotated[
-        list[Reason], Field(description="Up to 5 strongest reasons lowering the score.")
+    score: NotRequired[
+        Annotated[
+            int,
+            Field(description="The probability as a 0-100 score (rounded percentage; open deals)."),
+        ]
+    ]
+    grade: NotRequired[
+        Annotated[
+            Grade,
+            Field(
+                description="A-D from the score; the thresholds are in the response's "
+                "`grade_thresholds` (open deals)."
+            ),
+        ]
+    ]
+    positive_reasons: NotRequired[
+        Annotated[
+            list[Reason],
+            Field(description="Up to 5 strongest reasons raising the score (open deals)."),
+        ]
+    ]
+    negative_reasons: NotRequired[
+        Annotated[
+            list[Reason],
+            Field(description="Up to 5 strongest reasons lowering the score (open deals)."),
+        ]
+    ]
+    note: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="Why a deal has no score (a won deal).",
+                examples=["deal is won: it has its outcome, so it gets no open-deal score"],
+            ),
+        ]
     ]
     warnings: Annotated[
         list[ScoreWarning],

@@ -3,8 +3,11 @@
 ``POST /score`` takes deals as the CRM holds them and computes their features with the
 feature kernels training used (:func:`serving.payload.payload_features`); account and
 owner track records come from the Feast online store. ``POST /score_ids`` takes ids only
-and reads every feature from the online store. Both answer with a probability, a 0-100
-score, a grade and the strongest reasons either way, explained by LightGBM's TreeSHAP.
+and reads every feature from the online store. Both answer an open deal with a
+probability, a 0-100 score, a grade and the strongest reasons either way, explained by
+LightGBM's TreeSHAP. A closed deal never gets that open-deal score
+(:mod:`serving.closed_deals`): a won deal is answered with its status, a lost one with a
+per-item error, or by the revival model when the request sets ``revival``.
 
 ``GET /model`` says which model is served (name, version, alias) and how good training
 measured it to be: the quality summary stored in the model (:mod:`training.quality`).
@@ -31,13 +34,22 @@ import pandas as pd
 from bentoml.models import BentoModel
 
 from leadscore.config import ServingConfig, load_settings
-from leadscore.crm.contract import API_CLOCK_SKEW
+from leadscore.crm.contract import API_CLOCK_SKEW, LOST, OPEN, WON
 from leadscore.crm.ingest import historical_as_of
-from leadscore.features.featurize import model_frame
+from leadscore.features.featurize import DEAL_STATUS, model_frame, status_as_of
 from leadscore.features.store import online_features
 from leadscore.model.explain import Explainer
 from leadscore.model.scoring_model import NO_QUALITY, Columns
 from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
+from serving.closed_deals import (
+    CLOSED_UNKNOWN,
+    LOST_MESSAGE,
+    UNKNOWN_OUTCOME,
+    ClosedDeal,
+    closed_error,
+    stored_status,
+    won_result,
+)
 from serving.leads_page import create_app as leads_page
 from serving.leads_page import create_index_app
 from serving.limits import SHED_REASONS, AdmissionMiddleware, shed_total
@@ -51,6 +63,7 @@ from serving.payload import (
 )
 from serving.schemas import (
     DealError,
+    DealIn,
     InvalidDeal,
     ModelFacts,
     Problem,
@@ -93,6 +106,9 @@ PAST_TRACK_RECORD: ScoreWarning = {
     "message": "Scored as of a past moment, but account and owner track records are the "
     "online store's latest: deals closed since then count too.",
 }
+
+#: The per-item error of a lost deal asked for revival, until a revival model is served.
+NO_REVIVAL_MODEL = "no revival model is registered yet"
 
 
 # The managers' priority list (the page `leadscore report` writes) is served beside the
@@ -173,11 +189,13 @@ class LeadScorer:
         result then says so in a warning). Invalid deals are listed in `errors`
         and the rest scored (200), unless `all_or_nothing` is true or no deal is valid
         (422). Unknown categories and missing optional data are scored, with a warning in
-        the deal's result. At most 1,000 deals per request.
+        the deal's result. At most 1,000 deals per request. A deal won by `as_of` is
+        answered with its status and no score; a lost one is an error unless `revival`.
         """
         now = datetime.now(UTC)
         as_of = request.as_of or now
-        valid, errors = [], []
+        valid: list[tuple[int, DealIn]] = []
+        errors: list[DealError] = []
         seen: set[str] = set()
         for i, deal in enumerate(request.deals):
             if isinstance(deal, InvalidDeal):
@@ -199,10 +217,33 @@ class LeadScorer:
                     DealError(index=i, deal_id=deal_id, problems=_located(("deals", i), problems))
                 )
             else:
-                valid.append(deal)
-        if errors and (request.all_or_nothing or not valid):
+                valid.append((i, deal))
+        closed = [
+            ClosedDeal(i, d.deal_id, ("deals", i), status)
+            for i, d in valid
+            if (status := status_as_of(d.status, d.closed_at, as_of)) != OPEN
+        ]
+        answered, closed_errors = self._answer_closed(closed, request.revival, as_of, now)
+        errors = sorted(errors + closed_errors, key=lambda e: e.index)
+        shut = {c.index for c in closed}
+        positions = [i for i, _ in valid if i not in shut]
+        valid_deals = [d for i, d in valid if i not in shut]
+        if errors and (request.all_or_nothing or not (valid_deals or answered)):
             return self._rejected("score", len(request.deals), errors, ctx)
+        return self._score_sent(valid_deals, positions, answered, errors, as_of, now)
 
+    def _score_sent(
+        self,
+        valid: list[DealIn],
+        positions: list[int],
+        answered: list[tuple[int, ScoreResult]],
+        errors: list[DealError],
+        as_of: datetime,
+        now: datetime,
+    ) -> ScoreResponse:
+        """The open deals sent in full, scored; ``answered``: the closed deals' results."""
+        if not valid:  # every valid deal was closed: nothing to compute or look up
+            return self._respond("score", [], {}, [], errors, as_of, now, [], answered)
         columns = payload_features(valid, as_of)
         columns.update(attribute_columns(valid, self.model.attributes))
         warnings = [input_warnings(d) for d in valid]
@@ -223,7 +264,15 @@ class LeadScorer:
                 for w in warnings:
                     w.append(PAST_TRACK_RECORD)
         return self._respond(
-            "score", [d.deal_id for d in valid], columns, warnings, errors, as_of, now
+            "score",
+            [d.deal_id for d in valid],
+            columns,
+            warnings,
+            errors,
+            as_of,
+            now,
+            positions,
+            answered,
         )
 
     @bentoml.api(route="/score_ids")
@@ -234,7 +283,9 @@ class LeadScorer:
         /score apply. The store holds each deal's latest state: `as_of` moves the
         request-time features (deal age, days since last activity...), not the history.
         It defaults to now, or to the stored export's last recorded event when that is more
-        than a day ago (a historical export); the response's `as_of` says which.
+        than a day ago (a historical export); the response's `as_of` says which. Each
+        deal's status is the store's latest too: a won deal is answered with its status
+        and no score; a lost one is an error unless `revival`.
         """
         now = datetime.now(UTC)
         # A historical export is scored as of its last recorded event, as it is ranked.
@@ -288,18 +339,30 @@ class LeadScorer:
             return self._response([], errors)
 
         features = model_frame(frame, self.model.attributes)
-        found, rows = [], []
-        for row, (deal_id, account_id, age) in enumerate(
-            zip(ids, frame["account_id"], features["deal_age_days"], strict=True)
+        statuses = frame[DEAL_STATUS] if DEAL_STATUS in frame else [None] * len(ids)
+        found, rows, positions, closed = [], [], [], []
+        for row, (deal_id, account_id, age, stored, stage) in enumerate(
+            zip(
+                ids,
+                frame["account_id"],
+                features["deal_age_days"],
+                statuses,
+                features["stage_index"],
+                strict=True,
+            )
         ):
             i = index[deal_id]
             if not account_id:
                 problem = "not found in the online feature store"
             elif age < 0:
                 problem = "the deal was created after as_of"
+            elif (status := stored_status(stored, stage)) != OPEN:
+                closed.append(ClosedDeal(i, deal_id, ("deal_ids", i), status))
+                continue
             else:
                 found.append(deal_id)
                 rows.append(row)
+                positions.append(i)
                 continue
             errors.append(
                 DealError(
@@ -308,11 +371,22 @@ class LeadScorer:
                     problems=[Problem(loc=["deal_ids", i], msg=problem, type="invalid_value")],
                 )
             )
-        errors.sort(key=lambda e: e.index)
-        if errors and (request.all_or_nothing or not found):
+        answered, closed_errors = self._answer_closed(closed, request.revival, as_of, now)
+        errors = sorted(errors + closed_errors, key=lambda e: e.index)
+        if errors and (request.all_or_nothing or not (found or answered)):
             return self._rejected("score_ids", len(request.deal_ids), errors, ctx)
         columns = {name: values.tolist() for name, values in features.iloc[rows].items()}
-        return self._respond("score_ids", found, columns, [[] for _ in found], errors, as_of, now)
+        return self._respond(
+            "score_ids",
+            found,
+            columns,
+            [[] for _ in found],
+            errors,
+            as_of,
+            now,
+            positions,
+            answered,
+        )
 
     def model_facts(self) -> dict[str, Any]:
         """``GET /model``: the served model and the quality summary training stored in it.
@@ -361,6 +435,40 @@ class LeadScorer:
         return self.model is not None and self.track_records.healthy()
 
     # ------------------------------------------------------------------ helpers
+    def _answer_closed(
+        self, closed: list[ClosedDeal], revival: bool, as_of: datetime, now: datetime
+    ) -> tuple[list[tuple[int, ScoreResult]], list[DealError]]:
+        """The answers to the deals the win model must not score, by request position.
+
+        Won: a result with the status and no score. Lost: an error saying why, or, when
+        the request asks for revival, the revival model's answer. Closed with an outcome
+        the store does not hold: an error saying how to fix the store.
+        """
+        results = [
+            (c.index, won_result(c.deal_id, self.model_version, as_of, now))
+            for c in closed
+            if c.status == WON
+        ]
+        errors = [closed_error(c, UNKNOWN_OUTCOME) for c in closed if c.status == CLOSED_UNKNOWN]
+        lost = [c for c in closed if c.status == LOST]
+        if revival:
+            revived, refused = self._revival_results(lost, as_of, now)
+            results += revived
+            errors += refused
+        else:
+            errors += [closed_error(c, LOST_MESSAGE) for c in lost]
+        return results, errors
+
+    def _revival_results(
+        self, lost: list[ClosedDeal], as_of: datetime, now: datetime
+    ) -> tuple[list[tuple[int, ScoreResult]], list[DealError]]:
+        """Lost deals asked for revival: the revival model's results, by request position.
+
+        No revival model exists yet (issue 12): every one is an error saying so. The
+        revival model replaces this function, and only this function.
+        """
+        return [], [closed_error(c, NO_REVIVAL_MODEL) for c in lost]
+
     def _respond(
         self,
         endpoint: str,
@@ -370,20 +478,31 @@ class LeadScorer:
         errors: list[DealError],
         as_of: datetime,
         now: datetime,
+        positions: list[int],
+        answered: list[tuple[int, ScoreResult]],
     ) -> ScoreResponse:
-        explained = self.explainer.explain(columns)
-        unseen = self.explainer.unseen_category_warnings(columns)
-        results: list[ScoreResult] = [
-            {
-                "deal_id": deal_id,
-                **e,  # type: ignore[typeddict-item]
-                "warnings": w + u,
-                "model_version": self.model_version,
-                "as_of": as_of,
-                "scored_at": now,
-            }
-            for deal_id, e, w, u in zip(deal_ids, explained, warnings, unseen, strict=True)
+        """The open deals' scores and ``answered`` (closed deals' results), in request
+        order by ``positions`` (each scored deal's place in the request)."""
+        explained = self.explainer.explain(columns) if deal_ids else []
+        unseen = self.explainer.unseen_category_warnings(columns) if deal_ids else []
+        scored: list[tuple[int, ScoreResult]] = [
+            (
+                position,
+                {
+                    "deal_id": deal_id,
+                    "status": OPEN,
+                    **e,  # type: ignore[typeddict-item]
+                    "warnings": w + u,
+                    "model_version": self.model_version,
+                    "as_of": as_of,
+                    "scored_at": now,
+                },
+            )
+            for deal_id, e, w, u, position in zip(
+                deal_ids, explained, warnings, unseen, positions, strict=True
+            )
         ]
+        results = [r for _, r in sorted(scored + answered, key=lambda item: item[0])]
         deals_total.labels(endpoint=endpoint, outcome="scored").inc(len(results))
         if errors:
             deals_total.labels(endpoint=endpoint, outcome="rejected").inc(len(errors))

@@ -4,6 +4,11 @@ Shared by the serving tests and ``benchmarks/serving_latency.py``: the model is 
 here in seconds (not by ``leadscore train``), then logged and registered with training's
 own registry functions, so packaging and serving see exactly the MLflow layout
 production has.
+
+The API never gives an open-deal score to a closed deal (issue 12), and the synthetic
+CRM's history is mostly closed deals: to have many deals with full histories to score,
+payloads and the online store show the deals as they stood while open (status open),
+unless a test asks for their real status (``as_exported``, ``closed_in_store``).
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import FEATURE_SERVICE, Settings
+from leadscore.crm.contract import OPEN
 from leadscore.crm.synth import generate_crm
 from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, features_of
-from leadscore.features.featurize import TS, activity_source, build_feature_sources
+from leadscore.features.featurize import DEAL_STATUS, TS, activity_source, build_feature_sources
 from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.scoring_model import ScoringModel
 from serving.package import PackagedModel, package_champion
@@ -69,9 +75,15 @@ def _records(df: pd.DataFrame, times: Iterable[str]) -> dict[str, list[dict[str,
 
 
 def crm_payloads(
-    tables: Mapping[str, pd.DataFrame], deal_ids: Iterable[str] | None = None
+    tables: Mapping[str, pd.DataFrame],
+    deal_ids: Iterable[str] | None = None,
+    as_exported: bool = False,
 ) -> list[dict[str, Any]]:
-    """Deals as a CRM would send them to ``POST /score`` (JSON-ready dicts)."""
+    """Deals as a CRM would send them to ``POST /score`` (JSON-ready dicts).
+
+    Each is sent as it stood while open (status open, no ``closed_at``), to be scored;
+    ``as_exported``: with its status and ``closed_at`` as the CRM holds them.
+    """
     deals = tables["deals"]
     if deal_ids is not None:
         deals = deals.set_index("deal_id").loc[list(deal_ids)].reset_index()
@@ -101,8 +113,8 @@ def crm_payloads(
                 "competitor": _clean(d.competitor),
                 "amount": _clean(d.amount),
                 "currency": _clean(d.currency),
-                "status": d.status,
-                "closed_at": _iso(d.closed_at),
+                "status": d.status if as_exported else OPEN,
+                "closed_at": _iso(d.closed_at) if as_exported else None,
                 "account": {
                     c: _clean(acc[c])
                     for c in ("industry", "region", "employee_count", "annual_revenue")
@@ -243,10 +255,14 @@ def prepare_champion(
     model: ScoringModel,
     frame: pd.DataFrame,
     store_deals: Iterable[str] | None = None,
+    closed_in_store: Iterable[str] = (),
 ) -> PackagedModel:
     """Register the model as champion, package it for BentoML, fill the Feast online store.
 
-    The store holds the features of ``store_deals`` (default: every deal) as of :data:`AS_OF`.
+    The store holds the features of ``store_deals`` (default: every deal) as of
+    :data:`AS_OF`, each deal open (as :func:`crm_payloads` sends it) but those of
+    ``closed_in_store``, which keep their status; every feature, track records included,
+    is the real CRM's.
     """
     from leadscore.features.store import apply_repo, materialize, write_sources
 
@@ -257,10 +273,24 @@ def prepare_champion(
         tables = {
             k: (v[v["deal_id"].isin(ids)] if "deal_id" in v else v) for k, v in tables.items()
         }
-    write_sources(build_feature_sources(tables), settings.sources_dir)
+    sources = build_feature_sources(tables)
+    sources["deal_profile"] = seen_open(sources["deal_profile"], set(closed_in_store))
+    write_sources(sources, settings.sources_dir)
     apply_repo(settings)
     materialize(settings, AS_OF.to_pydatetime())
     return packaged
+
+
+def seen_open(profile: pd.DataFrame, closed: set[str]) -> pd.DataFrame:
+    """The ``deal_profile`` source with every deal but ``closed`` open at every moment.
+
+    A closed deal's close is its second row (the first is its creation); only
+    :data:`DEAL_STATUS` tells them apart, so dropping it changes no feature.
+    """
+    keep = profile["deal_id"].isin(closed)
+    out = profile[keep | ~profile["deal_id"].duplicated()].copy()
+    out.loc[~out["deal_id"].isin(closed), DEAL_STATUS] = OPEN
+    return out.reset_index(drop=True)
 
 
 @contextmanager

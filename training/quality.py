@@ -194,8 +194,7 @@ def _check_words(
         else ("wholly above zero" if check["metric"] == "roc_auc" else "wholly below zero")
     )
     return (
-        f"{metric} {moment(check['block'], age)} minus {label} {figure}, "
-        f"needs its interval {need}"
+        f"{metric} {moment(check['block'], age)} minus {label} {figure}, needs its interval {need}"
     )
 
 

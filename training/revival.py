@@ -79,8 +79,8 @@ GATE_RULE = (
     "baseline by more than {auc:g} ROC AUC or {log_loss:g} log loss"
 )
 #: Columns of the internal frame besides the features (see the module doc).
-META = ("deal_id", "crm_deal_id", "account_id", "owner_id", TS, "snapshot_index")
-META += ("created_at", "closed_at", "won", "cycle")
+META: tuple[str, ...] = ("deal_id", "crm_deal_id", "account_id", "owner_id", TS)
+META += ("snapshot_index", "created_at", "closed_at", "won", "cycle")
 
 
 def moment(block: str, age: float) -> str:
@@ -309,9 +309,9 @@ def _window(frame: pd.DataFrame) -> dict[str, str]:
 
 def _oracle(test: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
     """The synthetic oracle's ``p_revival`` of each test row (NaN where the truth has none)."""
-    key = truth.assign(**{TS: pd.to_datetime(truth["as_of"], utc=True)}).set_index(
-        ["deal_id", TS]
-    )["p_revival"]
+    key = truth.assign(**{TS: pd.to_datetime(truth["as_of"], utc=True)}).set_index(["deal_id", TS])[
+        "p_revival"
+    ]
     key = key[~key.index.duplicated()]
     index = pd.MultiIndex.from_arrays(
         [test["crm_deal_id"].astype(str), pd.to_datetime(test[TS], utc=True)]

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
 from leadscore.config import REVIVAL_WINDOW_DAYS
 from leadscore.crm.attributes import Attribute, feature_attributes
-from leadscore.crm.contract import CLOSED_STATUSES, LOST, UNDATED, WON
+from leadscore.crm.contract import CLOSED_STATUSES, LOST, OPEN, UNDATED, WON
 from leadscore.crm.revival import loss_cycles, revivals
 from leadscore.features.catalog import Feature, model_catalog
 from leadscore.features.deal_state import (
@@ -80,6 +81,9 @@ VIEW_KEYS: dict[str, str] = {
 }
 #: Views whose source exists only for some data: the others are always built.
 OPTIONAL_VIEWS: tuple[str, ...] = ("deal_attributes",)
+#: The ``deal_profile`` field holding the deal's status (open, won, lost) as of the row:
+#: read by the scoring service, never a model input (:func:`profile_source`).
+DEAL_STATUS = "deal_status"
 
 
 def views_of(sources: Mapping[str, pd.DataFrame]) -> dict[str, str]:
@@ -144,8 +148,19 @@ def profile_source(deals: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.Dat
     so these are taken as known from the start; see the model card's limitations.
     An undated deal keeps ``deal_created_at`` missing, so its age is never invented;
     a deal without an account has ``deal_account_id`` "" (no account, no track record).
+
+    :data:`DEAL_STATUS` is the deal's status as of the row (not a model input: the
+    scoring service reads it so that it never gives an open-deal score to a closed
+    deal). A dated closed deal gets a second row at its ``closed_at``, the same profile
+    with its outcome, so a point-in-time lookup sees it open before and closed after;
+    an undated one (created or closed time unknown, as :func:`snapshot_entities` calls
+    it) has no open period to date, so its outcome is on its one row.
     """
     created = as_utc(_col(deals, "created_at"))
+    closed_at = as_utc(_col(deals, "closed_at"))
+    status = _col(deals, "status").astype(object).where(_col(deals, "status").notna(), OPEN)
+    closed = status.isin(CLOSED_STATUSES)
+    dated_close = closed & created.notna() & closed_at.notna() & (closed_at > created)
     df = pd.DataFrame(
         {
             "deal_id": deals["deal_id"].astype(str),
@@ -153,6 +168,7 @@ def profile_source(deals: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.Dat
             "deal_account_id": _keys(deals, "account_id"),
             "deal_owner_id": _keys(deals, "owner_id"),
             "deal_created_at": created,
+            DEAL_STATUS: status.where(closed & ~dated_close, OPEN).astype(str),
             "channel": normalise_category(_col(deals, "channel")),
             "competitor": normalise_competitor(_col(deals, "competitor")),
             "product": normalise_category(_col(deals, "product")),
@@ -172,7 +188,22 @@ def profile_source(deals: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.Dat
     df["region"] = normalise_category(df["region"])
     for c in ("employee_count", "annual_revenue"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    close = df[dated_close.to_numpy()].copy()
+    close[TS] = closed_at[dated_close]
+    close[DEAL_STATUS] = status[dated_close].astype(str)
+    df = pd.concat([df, close], ignore_index=True)
     return df.sort_values(["deal_id", TS], kind="stable").reset_index(drop=True)
+
+
+def status_as_of(status: str, closed_at: datetime | None, as_of: datetime) -> str:
+    """A deal's status at ``as_of``, by the rule of :func:`profile_source`'s rows.
+
+    A closed deal is open until its ``closed_at`` and closed from then on; with no
+    ``closed_at`` its outcome is all that is known, so it counts as closed at any moment.
+    """
+    if status in CLOSED_STATUSES and (closed_at is None or closed_at <= as_of):
+        return status
+    return OPEN
 
 
 def stage_source(stage_history: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,13 @@ from leadscore.config import REVIVAL_FEATURE_SERVICE, Settings, crash_point, fea
 from leadscore.crm.attributes import Attribute, feature_attributes, read_attributes
 from leadscore.crm.contract import UNDATED
 from leadscore.features.catalog import FEATURES_BY_NAME, attribute_features
-from leadscore.features.featurize import OPTIONAL_VIEWS, TS, VIEW_KEYS, snapshot_entities
+from leadscore.features.featurize import (
+    DEAL_STATUS,
+    OPTIONAL_VIEWS,
+    TS,
+    VIEW_KEYS,
+    snapshot_entities,
+)
 from leadscore.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -298,10 +304,17 @@ def online_features(
     views are keyed by them. Deals the store does not know come back with missing
     features rather than an error; callers decide what that means. The store is
     passed in open: opening one parses the registry, which costs more than a lookup.
-    ``attributes`` (the model's) add their ``deal_attributes`` features.
+    ``attributes`` (the model's) add their ``deal_attributes`` features. The frame
+    also holds each deal's latest status (:data:`DEAL_STATUS`, None when the store
+    does not know it), read with the keys: the service never gives an open-deal
+    score to a closed deal.
     """
     keys = store.get_online_features(
-        features=["deal_profile:deal_account_id", "deal_profile:deal_owner_id"],
+        features=[
+            "deal_profile:deal_account_id",
+            "deal_profile:deal_owner_id",
+            f"deal_profile:{DEAL_STATUS}",
+        ],
         entity_rows=[{"deal_id": d} for d in deal_ids],
     ).to_dict()
     rows = [
@@ -309,4 +322,6 @@ def online_features(
         for d, a, o in zip(deal_ids, keys["deal_account_id"], keys["deal_owner_id"], strict=True)
     ]
     service = feature_refs(store, feature_service, attributes)
-    return store.get_online_features(features=service, entity_rows=rows).to_df()
+    frame = store.get_online_features(features=service, entity_rows=rows).to_df()
+    frame[DEAL_STATUS] = keys[DEAL_STATUS]
+    return frame

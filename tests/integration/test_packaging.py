@@ -38,6 +38,7 @@ from tests.serving_fixture import (
     AS_OF,
     register_champion,
     running_server,
+    seen_open,
     small_champion,
     synthetic_tables,
 )
@@ -102,7 +103,10 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
         subset = {
             k: (v[v["deal_id"].isin(ids)] if "deal_id" in v else v) for k, v in tables.items()
         }
-        write_sources(build_feature_sources(subset), settings.sources_dir)
+        sources = build_feature_sources(subset)
+        # Scored by id: the deals as they stood open (a closed one gets no score, issue 12).
+        sources["deal_profile"] = seen_open(sources["deal_profile"], set())
+        write_sources(sources, settings.sources_dir)
         apply_repo(settings)
         materialize(settings, AS_OF.to_pydatetime())
         assert store.dbsize() > 0, "nothing was materialized to Redis"

@@ -97,7 +97,8 @@ def test_deals_only_runs_end_to_end_and_is_served(export: Path, tmp_path: Path) 
     url = f"http://127.0.0.1:{port}"
     cmd = [leadscore, "serve", "--port", str(port)]
     with running_server(cmd, {**os.environ, **env}, f"{url}/readyz", timeout=180):
-        deal = str(ranked["deal_id"].iloc[0])
+        # The first open deal: a recently lost one gets no open-deal score (issue 12).
+        deal = str(ranked.loc[ranked["priority_group"] != "recently lost", "deal_id"].iloc[0])
         body = httpx.post(f"{url}/score_ids", json={"deal_ids": [deal]}, timeout=60).json()
         facts = httpx.get(f"{url}/model", timeout=30).json()
     # The forced model is served labelled: GET /model says so with the gate's figures.

@@ -38,7 +38,8 @@ from tests.serving_fixture import (
 
 pytestmark = pytest.mark.integration
 
-#: Deals whose history the private feature store holds (the first N of the synthetic CRM).
+#: Deals whose history the private feature store holds (the first N of the synthetic CRM,
+#: seen open), and one won and one lost deal after them, with their status.
 STORE_DEALS = 150
 
 
@@ -88,6 +89,7 @@ class Served:
     env: dict[str, str]
     model: ScoringModel
     payloads: list[dict[str, Any]]  # deals in the feature store, as a CRM sends them
+    closed: dict[str, dict[str, Any]]  # a won and a lost deal, by status, as exported
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +102,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     model, frame = small_champion()
     model = with_quality(model, frame)
     ids = sorted(tables["deals"]["deal_id"].iloc[:STORE_DEALS])
-    packaged = prepare_champion(settings, tables, model, frame, ids)
+    later = tables["deals"].iloc[STORE_DEALS:]
+    closed = [later.loc[later["status"] == s, "deal_id"].iloc[0] for s in ("won", "lost")]
+    packaged = prepare_champion(settings, tables, model, frame, ids + closed, closed)
     assert packaged.created and packaged.mlflow_version == "1"
     assert packaged.feature_service == "lead_scoring_v1"
-    yield Served(settings, env, model, crm_payloads(tables, ids))
+    exported = crm_payloads(tables, closed, as_exported=True)
+    yield Served(
+        settings, env, model, crm_payloads(tables, ids), {p["status"]: p for p in exported}
+    )
     patch.undo()
 
 
@@ -348,6 +355,40 @@ def test_score_ids_reports_unknown_ids_and_scores_the_rest(client, served: Serve
     assert [r["deal_id"] for r in body["results"]] == ids[:1]
     assert body["errors"][0]["deal_id"] == "NO-SUCH-DEAL" and body["errors"][0]["index"] == 1
     assert client.post("/score_ids", json={"deal_ids": ["NO-SUCH-DEAL"]}).status_code == 422
+
+
+def test_a_closed_deal_never_gets_an_open_deal_score(client, served: Served):
+    """Issue 12: won and lost deals came back with open-deal scores from both endpoints."""
+    lost_msg = (
+        'deal is lost: an open-deal score would mislead; ask for revival with "revival": true'
+    )
+    open_deal, won, lost = served.payloads[0], served.closed["won"], served.closed["lost"]
+    ids = [won["deal_id"], open_deal["deal_id"], lost["deal_id"]]
+    by_id = client.post("/score_ids", json={"deal_ids": ids, "as_of": AS_OF.isoformat()})
+    full = client.post("/score", json=score_body([won, open_deal, lost]))
+    for response, where in ((by_id, "deal_ids"), (full, "deals")):
+        assert response.status_code == 200, where
+        body = response.json()
+        first, second = body["results"]
+        assert first["deal_id"] == won["deal_id"] and first["status"] == "won"
+        assert first["note"] and "probability" not in first and "grade" not in first
+        assert second["status"] == "open" and 0 < second["probability"] < 1
+        [error] = body["errors"]
+        assert error["index"] == 2 and error["deal_id"] == lost["deal_id"]
+        assert error["problems"] == [{"loc": [where, 2], "msg": lost_msg, "type": "invalid_value"}]
+    revived = client.post(
+        "/score_ids", json={"deal_ids": ids, "as_of": AS_OF.isoformat(), "revival": True}
+    ).json()
+    assert [r["deal_id"] for r in revived["results"]] == ids[:2]
+    assert revived["errors"][0]["problems"][0]["msg"] == "no revival model is registered yet"
+    strict = client.post("/score", json=score_body([open_deal, lost], all_or_nothing=True))
+    assert strict.status_code == 422 and strict.json()["results"] == []
+    spec = client.get("/docs.json").json()["components"]["schemas"]
+    result = spec["ScoreResult"]
+    assert "status" in result["required"] and result["properties"]["status"]["description"]
+    for request in ("ScoreRequest", "ScoreIdsRequest"):
+        revival = next(s for n, s in spec.items() if n.removesuffix("IODescriptor") == request)
+        assert revival["properties"]["revival"]["examples"] == [True]
 
 
 def test_openapi_documents_every_field_with_a_working_example(client):
