@@ -59,6 +59,8 @@ MODEL_TAG_ENV = "LEADSCORE_MODEL_TAG"
 SEED = 42
 #: Deals in a synthetic CRM (``leadscore generate``, ``leadscore demo``).
 SYNTHETIC_DEALS = 5000
+#: Days a synthetic CRM's deals are created over (``leadscore generate --history-days``).
+SYNTHETIC_HISTORY_DAYS = 730.0
 #: Days between two training snapshots of one deal while it is open.
 SNAPSHOT_EVERY_DAYS = 14
 #: Ranking: an open deal without activity for this many days is dormant.

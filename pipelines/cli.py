@@ -26,6 +26,7 @@ from leadscore.config import (
     SERVICE_HOST,
     SERVICE_PORT,
     SYNTHETIC_DEALS,
+    SYNTHETIC_HISTORY_DAYS,
     load_settings,
 )
 from pipelines.console import Verbosity, configured, working
@@ -107,6 +108,15 @@ def generate(
             "revival_truth.parquet.",
         ),
     ] = False,
+    history_days: Annotated[
+        float,
+        typer.Option(
+            "--history-days",
+            min=30,
+            help="Days the deals are created over (1460 gives the revival model known "
+            "outcomes to learn from: a revival is known a year after the loss).",
+        ),
+    ] = SYNTHETIC_HISTORY_DAYS,
 ) -> None:
     """Write a synthetic CRM export (tables plus truth.parquet, and revival_truth.parquet with
     --revival; the pipeline reads neither)."""
@@ -115,7 +125,9 @@ def generate(
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("must be parquet or csv", param_hint="--format")
     with working():
-        crm = generate_crm(deals, seed=seed, as_of=_when(as_of), revival=revival)
+        crm = generate_crm(
+            deals, seed=seed, as_of=_when(as_of), revival=revival, history_days=history_days
+        )
         paths = write_export(crm, out, fmt=fmt)  # type: ignore[arg-type]
     for name, path in paths.items():
         rows = len(crm.tables[name]) if name in crm.tables else len(getattr(crm, name))
@@ -588,6 +600,72 @@ def train(
             typer.echo(f"  features left out of the model: {', '.join(left_out)}")
     for warning in summary.get("warnings", []):
         typer.echo(f"warning: {warning}")
+
+
+@app.command("train-revival")
+def train_revival(
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            exists=True,
+            dir_okay=False,
+            help="Generator revival_truth.parquet: compare with the revival oracle.",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help=f"Random seed (default LEADSCORE_SEED or {SEED})."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")
+    ] = False,
+) -> None:
+    """Train the revival model (which lost deals come back and are won), log it to MLflow
+    and register it as challenger of `lead_scorer_revival` (docs/revival.md).
+
+    Needs `features apply` after an ingest (the revival_v1 feature service). With a win
+    model champion registered, its as-if-re-opened score of the same lost deals (what the
+    list showed before) is measured beside it."""
+    from training.data import InsufficientDataError
+    from training.result import TrainConfig
+    from training.revival import train_revival_from_store
+
+    settings = load_settings()
+    try:
+        with working() as progress:
+            config = TrainConfig(seed=settings.seed if seed is None else seed)
+            summary = train_revival_from_store(settings, config, truth, progress)
+    except (InsufficientDataError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        _print_json(summary)
+        return
+    typer.echo(
+        f"{summary['model_name']} version {summary['model_version']} "
+        f"({', '.join(summary['aliases']) or 'no alias'}), run {summary['run_id']}"
+    )
+    entities = summary["data"]["entities"]
+    typer.echo(
+        f"as of {summary['as_of']}: {entities['losses']:,} losses, {entities['kept']:,} snapshots "
+        f"with a known outcome ({entities['positive']:,} revived and won), "
+        f"{entities['censored']:,} censored (horizon past the export's end)"
+    )
+    typer.echo("per lost deal, test slice:")
+    for row in summary["backtest"]:
+        ci = (
+            f" [{row['low']:.3f}, {row['high']:.3f}]"
+            if row["low"] is not None and row["high"] is not None
+            else ""
+        )
+        typer.echo(
+            f"  {row['moment']}: {row['predictor']}: ROC AUC {_num(row['roc_auc'], '.3f')}{ci}, "
+            f"ECE {_num(row['ece'], '.4f')} ({row['losses']:,} losses)"
+        )
+    typer.echo(f"behaviour checks: {'passed' if summary['behaviour']['passed'] else 'FAILED'}")
+    gate = summary["gate"]
+    typer.echo(f"baseline gate: {'passed' if gate['passed'] else 'FAILED'}: {gate['sentence']}")
 
 
 def _num(value: float | None, spec: str) -> str:

@@ -31,16 +31,19 @@ model's pipeline wherever the question allows:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from leadscore.config import REVIVAL_FEATURE_SERVICE
+from leadscore.config import CHAMPION, REVIVAL_FEATURE_SERVICE, Settings
+from leadscore.crm.ingest import last_recorded_event, load_stored
 from leadscore.crm.revival import loss_cycles, revival_snapshots, revivals
 from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import (
@@ -48,9 +51,12 @@ from leadscore.features.featurize import (
     features_as_of,
     model_frame,
 )
+from leadscore.features.store import revival_training_frame
 from leadscore.model.reason_stats import compute_reason_stats
+from leadscore.model.registry import alias_version, load_scoring_model, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.priority.rank import reopened_sources, without_own_loss
+from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import TS
 from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
 from training.behaviour import checks_of, run_behaviour_checks
@@ -59,7 +65,7 @@ from training.evaluate import binary_metrics, per_deal_rows, with_intervals
 from training.quality import baseline_gate, signed
 from training.result import TrainConfig, TrainingResult
 from training.split import SLICES, choose_split, slice_masks
-from training.train import fit_scoring_model
+from training.train import fit_scoring_model, log_training_run
 
 log = logging.getLogger(__name__)
 
@@ -423,6 +429,72 @@ def difference_words(evaluation: Mapping[str, Any], other: str) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------- with Feast and MLflow
+def write_revival_report(result: TrainingResult, out: Path, run_id: str) -> None:
+    """The run's report files: the evaluation as JSON and the backtest table in Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(result.evaluation, indent=2, default=str))
+    gate = result.evaluation["gate"]
+    (out / "model_card.md").write_text(
+        "\n".join(
+            [
+                f"# Revival model (run {run_id})",
+                "",
+                "Outcome: " + str(result.model.info["outcome"]) + ".",
+                "",
+                f"Gate: {'PASSED' if gate['passed'] else 'FAILED'}: {gate['sentence']}",
+                "",
+                f"Rule: {gate['rule']}.",
+                "",
+                backtest_table(result.evaluation),
+                "",
+            ]
+        )
+    )
+
+
+def stored_as_of(settings: Settings) -> pd.Timestamp:
+    """The export's clock: its last recorded event (labels are known up to it), or now."""
+    last = last_recorded_event(settings.crm_dir)
+    now = pd.Timestamp.now(tz="UTC")
+    return now if last is None else min(last, now)
+
+
+def train_revival_from_store(
+    settings: Settings,
+    config: TrainConfig | None = None,
+    truth_path: Path | None = None,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
+    """Train the revival model on the stored CRM through Feast's ``revival_v1``, compare it
+    with today's approach (the win model's champion scoring lost deals as if re-opened,
+    when one is registered) and the oracle (``truth_path``: ``revival_truth.parquet``),
+    log it to MLflow and register it as ``settings.revival_model_name`` (challenger; the
+    first version champion when it passes the gate and the behaviour checks).
+    """
+    tables = load_stored(settings.crm_dir)
+    as_of = stored_as_of(settings)
+    entities, counts = revival_entities(
+        tables, as_of, settings.revival_window_days, settings.revival_horizon_days
+    )
+    log.info("revival snapshots: %s", counts)
+    check_enough_data(entities, (config or TrainConfig()).min_class_deals, "lost deals to train on")
+    joined = revival_training_frame(settings, entities, progress).frame
+    frame = as_loss_frame(joined)
+    truth = pd.read_parquet(truth_path) if truth_path else None
+    today = None
+    client = mlflow_client(settings)
+    if alias_version(client, settings.model_name, CHAMPION) is not None:
+        win = load_scoring_model(f"models:/{settings.model_name}@{CHAMPION}", settings)
+        today = reopened_win_probability(win, tables, frame)
+    result = fit_and_evaluate_revival(frame, config, truth, today, counts)
+    named = replace(settings, model_name=settings.revival_model_name)
+    summary = log_training_run(named, result, write_revival_report)
+    summary["backtest"] = backtest_rows(result.evaluation)
+    summary["as_of"] = as_of.isoformat()
+    return summary
+
+
 __all__: Sequence[str] = (
     "AGE_DAYS",
     "BASELINES",
@@ -434,4 +506,5 @@ __all__: Sequence[str] = (
     "in_memory_revival_frame",
     "reopened_win_probability",
     "revival_entities",
+    "train_revival_from_store",
 )

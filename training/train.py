@@ -625,8 +625,16 @@ def _at_creation(
 
 
 # ---------------------------------------------------------------- with MLflow
-def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, Any]:
+def log_training_run(
+    settings: Settings,
+    result: TrainingResult,
+    report: Callable[[TrainingResult, Path, str], object] = write_report,
+) -> dict[str, Any]:
     """Log a trained result to MLflow, register it as ``challenger``, maybe make it champion.
+
+    The registered name is ``settings.model_name``: the revival model
+    (:mod:`training.revival`) passes its own name and ``report`` writer and is logged,
+    registered and aliased exactly as the win model is.
 
     The run gets the config as parameters, every evaluation number as a metric (``test.roc_auc``,
     ``baselines.channel_rate.log_loss``, ...), the report files under ``report/`` and the model
@@ -653,7 +661,7 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
         "git.commit": git_commit(settings.root) or "unknown",
     }
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"lead_scorer-{info['fingerprint'][:8]}"
+        experiment_id=experiment_id, run_name=f"{settings.model_name}-{info['fingerprint'][:8]}"
     ) as run:
         mlflow.set_tags(tags | process_tags())
         crash_point("train.run_started")
@@ -671,7 +679,7 @@ def log_training_run(settings: Settings, result: TrainingResult) -> dict[str, An
             )
         )
         with tempfile.TemporaryDirectory() as tmp:
-            write_report(result, Path(tmp), run.info.run_id)
+            report(result, Path(tmp), run.info.run_id)
             mlflow.log_artifacts(tmp, "report")
         crash_point("train.logged")
         example = result.frame[result.masks["test"]].head(5)

@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_pq
 
-from leadscore.config import SEED
+from leadscore.config import SEED, SYNTHETIC_HISTORY_DAYS
 from leadscore.crm.contract import (
     ACTIVITY_TYPES,
     CONTACT_ROLES,
@@ -226,7 +226,11 @@ _STALL_RATE_FACTOR = 0.10
 MIN_CYCLE_DAYS = 14.0
 MAX_CYCLE_DAYS = 270.0
 #: Deals are created over this many days before as_of.
-CREATION_WINDOW_DAYS = 730.0
+CREATION_WINDOW_DAYS = SYNTHETIC_HISTORY_DAYS
+#: A history long enough to train and test the revival model on (``history_days``): a
+#: revival is known only once the year-long horizon after the loss has passed, so two
+#: years of history leave the losses of one year, and a test slice of a few dozen revivals.
+REVIVAL_HISTORY_DAYS = 1460.0
 
 _TYPE = {t: i for i, t in enumerate(ACTIVITY_TYPES)}  # call email meeting visit demo quote
 _DIR = {d: i for i, d in enumerate(DIRECTIONS)}
@@ -473,13 +477,14 @@ def _simulate_deals(
     acc: _Accounts,
     skill: np.ndarray,
     as_of_us: int,
+    window_days: float = CREATION_WINDOW_DAYS,
 ) -> _Deals:
     n_reps = len(skill)
     # Creation times: density grows ~2x over the window (the business is growing).
-    g = np.log(2.0) / CREATION_WINDOW_DAYS
+    g = np.log(2.0) / window_days
     u = rng.random(n)
-    t_fwd = np.log1p(u * np.expm1(g * CREATION_WINDOW_DAYS)) / g  # days after window start
-    ago_days = CREATION_WINDOW_DAYS - t_fwd
+    t_fwd = np.log1p(u * np.expm1(g * window_days)) / g  # days after window start
+    ago_days = window_days - t_fwd
     created = as_of_us - US_PER_HOUR - (ago_days * US_PER_DAY).astype(np.int64)
     created = np.sort(created)  # deal numbers follow creation order
 
@@ -1383,15 +1388,18 @@ def generate_crm(
     seed: int = SEED,
     as_of: datetime | pd.Timestamp | None = None,
     revival: bool = False,
+    history_days: float = CREATION_WINDOW_DAYS,
 ) -> SyntheticCRM:
     """Simulate a CRM with ``n_deals`` deals whose history ends at ``as_of``.
 
-    Same ``(n_deals, seed, as_of, revival)`` gives identical frames. ``as_of`` defaults
+    Same ``(n_deals, seed, as_of, revival, history_days)`` gives identical frames. ``as_of`` defaults
     to now (UTC, floored to the second); naive datetimes are read as UTC. Accounts number
     ``n_deals / 4`` (at least 5), reps ``n_deals / 50`` (at least 5).
 
     ``revival`` adds the revival of lost deals (``docs/revival.md``): lost reasons,
-    post-loss engagement, re-opened and follow-up deals, and ``revival_truth``. Off by
+    post-loss engagement, re-opened and follow-up deals, and ``revival_truth``.
+    ``history_days`` is the span the deals are created over (:data:`CREATION_WINDOW_DAYS`;
+    :data:`REVIVAL_HISTORY_DAYS` gives the revival model enough known outcomes). Off by
     default until a revival model uses it, because re-opens and follow-ups change the
     open-deal data the win model trains on; off, the tables and truth are those of the
     open-deal simulation alone (``lost_reason`` and ``previous_deal_id`` empty,
@@ -1410,7 +1418,7 @@ def generate_crm(
     skill = rng.normal(0.0, SKILL_SD, n_reps)
     acc = _simulate_accounts(rng, n_acc, n_reps)
     con = _simulate_contacts(rng, acc)
-    deals = _simulate_deals(rng, n_deals, acc, skill, as_of_us)
+    deals = _simulate_deals(rng, n_deals, acc, skill, as_of_us, history_days)
     paths = _simulate_paths(rng, deals)
     dc = _simulate_deal_contacts(rng, deals, con, paths, as_of_us)
     acts = _simulate_activities(rng, deals, skill, paths, dc, as_of_us)

@@ -1,0 +1,162 @@
+"""The revival model's training and evaluation (training/revival.py), in memory.
+
+A small synthetic CRM with revival simulated: the frame's unit is the loss, slices are cut
+by the time of loss, the baselines are what a manager's report gives, the per-loss blocks
+score each loss once, the engagement directions hold, and labels that carry no signal are
+never called better than a baseline.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
+from leadscore.crm.synth import generate_crm
+from leadscore.timeutil import TS
+from training.result import TrainConfig
+from training.revival import (
+    BASELINES,
+    _rate_baseline,
+    backtest_rows,
+    fit_and_evaluate_revival,
+    in_memory_revival_frame,
+    reason_time_key,
+)
+
+AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
+
+
+@lru_cache(maxsize=1)
+def revival_crm():
+    crm = generate_crm(6000, seed=11, as_of=AS_OF, revival=True)
+    frame, counts = in_memory_revival_frame(
+        crm.tables, crm.as_of, REVIVAL_WINDOW_DAYS, REVIVAL_HORIZON_DAYS
+    )
+    return crm, frame, counts
+
+
+@pytest.fixture(scope="module")
+def trained():
+    crm, frame, counts = revival_crm()
+    return fit_and_evaluate_revival(
+        frame, TrainConfig(bootstrap_resamples=100), crm.revival_truth, counts=counts
+    )
+
+
+def test_reason_time_key_bands_days_since_loss_per_lost_reason():
+    frame = pd.DataFrame(
+        {
+            "lost_reason": ["price", None, "timing", "budget", "price"],
+            "days_since_loss": [7.0, 30.0, 31.0, 365.0, 400.0],
+        }
+    )
+    assert reason_time_key(frame).tolist() == [
+        "price|30",
+        "unknown|30",
+        "timing|90",
+        "budget|365",
+        "price|inf",
+    ]
+
+
+def test_rate_baseline_is_the_smoothed_rate_of_each_snapshots_band():
+    """Each snapshot counts in its own band (a loss's snapshots fall in several)."""
+    train = pd.DataFrame(
+        {
+            "lost_reason": ["price"] * 4 + ["timing"] * 2,
+            "days_since_loss": [7.0, 7.0, 37.0, 37.0, 7.0, 7.0],
+            "won": [1, 0, 0, 0, 1, 1],
+        }
+    )
+    test = pd.DataFrame(
+        {"lost_reason": ["price", "price", "timing", "budget"], "days_since_loss": [7, 37, 7, 7]}
+    )
+    overall = 3 / 6
+    m = 20.0  # training.baselines.fit_group_rate's smoothing
+    expected = [
+        (1 + m * overall) / (2 + m),
+        (0 + m * overall) / (2 + m),
+        (2 + m * overall) / (2 + m),
+        overall,  # a band never seen: the overall rate
+    ]
+    assert _rate_baseline(train, test) == pytest.approx(expected)
+
+
+def test_the_frame_is_one_unit_per_loss_and_only_known_outcomes():
+    crm, frame, counts = revival_crm()
+    assert frame["deal_id"].str.contains("#").all()
+    assert (frame["deal_id"].str.split("#").str[0] == frame["crm_deal_id"]).all()
+    assert set(frame["won"].unique()) <= {0, 1}
+    # Every snapshot's horizon is wholly in the export.
+    horizon = pd.Timedelta(days=REVIVAL_HORIZON_DAYS)
+    assert (frame[TS] + horizon <= crm.as_of).all()
+    assert counts["kept"] == len(frame) and counts["censored"] > 0
+    # The first snapshot of a loss is a week after it.
+    first = frame[frame["snapshot_index"] == 0]
+    assert np.allclose((first[TS] - first["created_at"]) / pd.Timedelta(days=1), 7.0)
+
+
+def test_slices_are_cut_by_the_time_of_loss_and_keep_a_loss_whole(trained):
+    frame, masks = trained.frame, trained.masks
+    losses = {name: set(frame.loc[m, "deal_id"]) for name, m in masks.items()}
+    assert not (losses["train"] & losses["valid"]) and not (losses["valid"] & losses["test"])
+    lost_at = {name: frame.loc[m, "closed_at"] for name, m in masks.items()}
+    assert lost_at["train"].max() <= lost_at["valid"].min()
+    assert lost_at["valid"].max() <= lost_at["test"].min()
+
+
+def test_per_loss_blocks_score_each_loss_once_against_baselines_and_the_oracle(trained):
+    per = trained.evaluation["per_deal"]
+    test = trained.frame[trained.masks["test"]]
+    for block in ("at_creation", "at_age"):
+        b = per[block]
+        assert b["deals"] == test["deal_id"].nunique() == b["won"] + b["lost"]
+        assert set(b["model_minus_baseline"]) == set(BASELINES)
+        assert b["oracle"]["deals"] == b["deals"]  # the truth knows every test snapshot
+        assert "roc_auc" in b["model_minus_oracle"]
+    assert per["moments"] == {
+        "at_creation": "a week after the loss",
+        "at_age": "at 97 days after the loss",
+    }
+    predictors = {r["predictor"] for r in backtest_rows(trained.evaluation)}
+    assert predictors == {"model", *BASELINES, "oracle"}
+
+
+def test_the_model_reads_the_loss_and_beats_chance(trained):
+    week = trained.evaluation["per_deal"]["at_creation"]
+    assert week["model"]["roc_auc"] > 0.6
+    assert week["oracle"]["roc_auc"] > week["model"]["roc_auc"]  # the oracle knows more
+    assert "lost_reason" in trained.model.features
+    assert trained.model.info["feature_service"] == "revival_v1"
+
+
+def test_more_engagement_since_the_loss_never_lowers_the_probability(trained):
+    checks = trained.evaluation["behaviour"]["checks"]
+    for feature in (
+        "inbound_since_loss",
+        "outbound_since_loss",
+        "replies_since_loss",
+        "visits_since_loss",
+    ):
+        assert checks[feature]["status"] == "passed", checks[feature]
+        assert checks[feature]["rows"] > 0
+    assert trained.behaviour.passed
+
+
+def test_the_gate_speaks_of_the_loss_and_shuffled_labels_never_pass():
+    """Each loss takes the outcome of another loss drawn at random: no feature says
+    anything about it, so no margin over a baseline may be claimed."""
+    _, frame, _ = revival_crm()
+    rng = np.random.default_rng(0)
+    outcome = frame.groupby("deal_id")["won"].max()
+    drawn = pd.Series(rng.permutation(outcome.to_numpy()), index=outcome.index)
+    noise = frame.assign(won=frame["deal_id"].map(drawn).astype(np.int8))
+    result = fit_and_evaluate_revival(noise, TrainConfig(bootstrap_resamples=100))
+    gate = result.evaluation["gate"]
+    assert not gate["passed"]
+    assert gate["sentence"].startswith("not better than baseline: ")
+    assert "after the loss" in gate["rule"] and "after the loss" in gate["sentence"]
