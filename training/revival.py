@@ -255,7 +255,9 @@ def fit_and_evaluate_revival(
     if today is not None:
         extra["today"] = np.asarray(today, dtype=np.float64)[masks["test"]]
     if truth is not None:
-        extra["oracle"] = _oracle(test, truth)
+        extra["oracle"] = _oracle(test, truth, "p_revival")
+        if "p_revival_observable" in truth:
+            extra["oracle_observable"] = _oracle(test, truth, "p_revival_observable")
     per_loss = _per_loss(test, preds, extra, config)
     gate = baseline_gate(
         per_loss,
@@ -313,10 +315,12 @@ def _window(frame: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def _oracle(test: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
-    """The synthetic oracle's ``p_revival`` of each test row (NaN where the truth has none)."""
+def _oracle(test: pd.DataFrame, truth: pd.DataFrame, column: str) -> np.ndarray:
+    """The synthetic oracle's ``column`` of each test row (NaN where the truth has none):
+    ``p_revival`` knows the latent state; ``p_revival_observable`` only what the export
+    shows, plus the lost deal's hidden quality (the ceiling a model can approach)."""
     key = truth.assign(**{TS: pd.to_datetime(truth["as_of"], utc=True)}).set_index(["deal_id", TS])[
-        "p_revival"
+        column
     ]
     key = key[~key.index.duplicated()]
     index = pd.MultiIndex.from_arrays(
@@ -379,7 +383,7 @@ def backtest_rows(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
     per = evaluation["per_deal"]
     for block in ("at_creation", "at_age"):
         b = per.get(block) or {}
-        for name in ("model", *BASELINES, "oracle", "today"):
+        for name in ("model", *BASELINES, "oracle_observable", "oracle", "today"):
             m = b.get(name)
             if not m:
                 continue

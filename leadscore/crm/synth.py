@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -1020,6 +1020,21 @@ class _Losses:
     revival_won: np.ndarray
     kind: np.ndarray  # 0 re-open, 1 follow-up (drawn for every loss)
     revival_deal: np.ndarray  # global number of the revived deal, -1 = none by as_of
+    interest: np.ndarray  # latent post-loss interest v ~ N(0, 1)
+    win_base: np.ndarray  # win logit of the revived deal before its fresh quality z2
+
+
+@dataclass
+class _Engagement:
+    """The post-loss events that depend on the latent interest, as the oracle of what an
+    export shows reads them: inbound contacts, and outbound nurture (visit or not);
+    ``loss`` indexes the concatenated losses. The rep's replies are not here: they follow
+    the inbound ones and say nothing more about the interest."""
+
+    loss: np.ndarray
+    at: np.ndarray  # int64 us
+    inbound: np.ndarray  # bool
+    visit: np.ndarray  # bool (outbound nurture that was a visit)
 
 
 @dataclass
@@ -1042,6 +1057,7 @@ class _Revival:
     cycles: list[_Cycle]
     post_loss: _Activities  # deal = global deal number
     n_deals: int  # original plus follow-up deals
+    engagement: _Engagement | None = None
 
     @classmethod
     def none(cls, n_deals: int, acts: _Activities) -> _Revival:
@@ -1062,6 +1078,8 @@ class _Revival:
             revival_won=np.zeros(0, bool),
             kind=np.zeros(0, np.int8),
             revival_deal=ints,
+            interest=floats,
+            win_base=floats,
         )
         return cls(losses, [], _take(acts, ints), n_deals)
 
@@ -1150,7 +1168,18 @@ def _simulate_losses(
     won = rng.random(n) < p_win
     kind = (rng.random(n) >= np.asarray(REASON_REOPEN_SHARE)[reason]).astype(np.int8)
     losses = _Losses(
-        deal, lost_at, reason, text, hazard, p_win, revival_days, won, kind, np.full(n, -1)
+        deal,
+        lost_at,
+        reason,
+        text,
+        hazard,
+        p_win,
+        revival_days,
+        won,
+        kind,
+        np.full(n, -1),
+        interest,
+        win_base,
     )
     return losses, np.stack([win_base, z2, interest], axis=1)
 
@@ -1162,8 +1191,9 @@ def _post_loss_activities(
     d: _Deals,
     dc: _DealContacts,
     as_of_us: int,
-) -> _Activities:
-    """Engagement after a loss, until the revival, ``REVIVAL_MAX_DAYS`` or ``as_of``.
+) -> tuple[_Activities, _Engagement]:
+    """Engagement after a loss, until the revival, ``REVIVAL_MAX_DAYS`` or ``as_of``; and
+    the events of it that depend on the interest (:class:`_Engagement`, loss-local).
 
     Inbound calls and e-mails come more often from accounts with a high latent interest
     (which also drives the revival), and most are answered; outbound nurture does not
@@ -1200,6 +1230,13 @@ def _post_loss_activities(
     at = np.concatenate([p[1] for p in parts])
     kind = np.concatenate([p[2] for p in parts])
     direction = np.concatenate([p[3] for p in parts])
+    seen = at <= as_of_us
+    engagement = _Engagement(
+        local[seen],
+        at[seen],
+        (direction == _DIR["inbound"])[seen],
+        (kind == _TYPE["visit"])[seen],
+    )
     # The rep answers most inbound calls and e-mails, as during the deal.
     asked = np.flatnonzero(direction == _DIR["inbound"])
     asked = asked[rng.random(asked.size) < 0.9]
@@ -1211,7 +1248,8 @@ def _post_loss_activities(
     keep = at <= as_of_us
     local, at, kind, direction = local[keep], at[keep], kind[keep], direction[keep]
     contact = _pick_contacts(rng, local, at, kind, d, dc)
-    return _Activities(losses.deal[local], at, kind, direction, contact, _durations(rng, kind))
+    acts = _Activities(losses.deal[local], at, kind, direction, contact, _durations(rng, kind))
+    return acts, engagement
 
 
 def _revived_deals(
@@ -1274,12 +1312,18 @@ def _simulate_revival(
     all_losses: list[_Losses] = []
     cycles: list[_Cycle] = []
     post: list[_Activities] = []
+    engaged: list[_Engagement] = []
     next_deal = n
+    seen_losses = 0
     while cur_deal.size:
         losses, latent = _simulate_losses(
             rng, cur_deal, cur_d, cur_dc, cur_lost_at, acc, fiscal_start, wins
         )
-        post.append(_post_loss_activities(rng, losses, latent[:, 2], cur_d, cur_dc, as_of_us))
+        acts, engagement = _post_loss_activities(rng, losses, latent[:, 2], cur_d, cur_dc, as_of_us)
+        post.append(acts)
+        engagement.loss = engagement.loss + seen_losses
+        engaged.append(engagement)
+        seen_losses += losses.deal.size
         revived = np.flatnonzero(losses.revival_days * US_PER_DAY <= as_of_us - losses.lost_at)
         new_d = _revived_deals(rng, losses, latent, cur_d, skill, as_of_us)
         new_paths = _simulate_paths(rng, new_d)
@@ -1318,11 +1362,117 @@ def _simulate_revival(
     post_loss = _Activities(
         **{f.name: np.concatenate([getattr(a, f.name) for a in post]) for f in fields(_Activities)}
     )
-    return _Revival(losses, cycles, post_loss, next_deal)
+    engagement = _Engagement(
+        **{
+            f.name: np.concatenate([getattr(e, f.name) for e in engaged])
+            for f in fields(_Engagement)
+        }
+    )
+    return _Revival(losses, cycles, post_loss, next_deal, engagement)
+
+
+#: Nodes of the quadrature over the latent interest in :func:`_observable_revival`.
+_INTEREST_NODES = 40
+
+
+def _observable_revival(
+    losses: _Losses,
+    engagement: _Engagement | None,
+    loss: np.ndarray,
+    days: np.ndarray,
+    snap_us: np.ndarray,
+    horizon_days: float,
+) -> np.ndarray:
+    """The revival oracle of what the export shows at each snapshot: ``p_revival`` with the
+    latent interest v and the account's fiscal year start integrated over their posterior,
+    and the revived deal's fresh quality z2 over its prior.
+
+    Given the snapshot, v's posterior is its N(0, 1) prior times the chance of not being
+    revived yet (the hazard scales with exp(0.8 v)), times the likelihood of the post-loss
+    engagement seen so far: the count of inbound contacts (a Poisson process whose rate
+    scales with exp(0.9 v)) and, of the outbound nurture, which were visits (each with
+    probability sigmoid(-2.5 + 0.8 v)). Exact by quadrature over v; it still knows the lost
+    deal's hidden quality z (its history shows it only in part), so no model should pass
+    it: it is the ceiling a model of the export's fields can approach.
+    """
+    n = loss.size
+    inbound = visits = nurture = np.zeros(n)
+    if engagement is not None and engagement.loss.size:
+        order = np.lexsort((engagement.at, engagement.loss))
+        e_loss, e_at = engagement.loss[order], engagement.at[order]
+
+        origin = int(min(e_at.min(), snap_us.min()))
+        event_key = (e_loss.astype(np.int64) << 32) | ((e_at - origin) // US_PER_SECOND)
+        snap_key = (loss.astype(np.int64) << 32) | ((snap_us - origin) // US_PER_SECOND)
+        start = loss.astype(np.int64) << 32
+
+        def count(mask: np.ndarray) -> np.ndarray:
+            """Events of ``mask`` of each row's loss up to its snapshot (to the second)."""
+            keys = event_key[mask]  # sorted: by loss, then time
+            return (
+                np.searchsorted(keys, snap_key, side="right") - np.searchsorted(keys, start)
+            ).astype(np.float64)
+
+        inbound = count(engagement.inbound[order])
+        nurture_mask = ~engagement.inbound[order]
+        nurture = count(nurture_mask)
+        visits = count(nurture_mask & engagement.visit[order])
+    v = losses.interest[loss]
+    nodes, weights = np.polynomial.hermite_e.hermegauss(_INTEREST_NODES)
+    inbound_mass = (
+        _POST_LOSS_INBOUND_RATE
+        * _POST_LOSS_INBOUND_DAYS
+        * (1.0 - np.exp(-days / _POST_LOSS_INBOUND_DAYS))
+    )
+    # The account's fiscal year start (the budget cycle's phase) is not in the export
+    # either: integrated over its prior, as v is.
+    h = _take(losses.hazard, loss)
+    loss_day = losses.lost_at[loss] / US_PER_DAY
+    phases = []
+    for fiscal, prior in zip(_FISCAL_START_DAY, _FISCAL_START_P, strict=True):
+        psi = 2.0 * np.pi * ((loss_day - fiscal) % _YEAR_DAYS) / _YEAR_DAYS
+        other = replace(h, psi=psi)
+        cum = other.cumulative(days)
+        phases.append((np.log(prior), cum, other.cumulative(days + horizon_days) - cum))
+    wins = [
+        expected_sigmoid(losses.win_base[loss] + INTEREST_WIN_EFFECT * (x - v), LATENT_SIGMA)
+        for x in nodes
+    ]
+
+    def log_posterior(k: int, log_prior: float, cum: np.ndarray) -> np.ndarray:
+        x = nodes[k]
+        rate = inbound_mass * np.exp(_POST_LOSS_INBOUND_EFFECT * x)
+        p_visit = float(_sigmoid(np.asarray(-2.5 + 0.8 * x)))
+        return (
+            log_prior
+            + np.log(weights[k])
+            - np.exp(INTEREST_HAZARD_EFFECT * (x - v)) * cum
+            + inbound * np.log(rate)
+            - rate
+            + visits * np.log(p_visit)
+            + (nurture - visits) * np.log1p(-p_visit)
+        )
+
+    top = np.full(n, -np.inf)
+    for log_prior, cum, _ in phases:
+        for k in range(nodes.size):
+            top = np.maximum(top, log_posterior(k, log_prior, cum))
+    total, weighted = np.zeros(n), np.zeros(n)
+    for log_prior, cum, reach_f in phases:
+        for k, x in enumerate(nodes):
+            post = np.exp(log_posterior(k, log_prior, cum) - top)
+            chance = -np.expm1(-np.exp(INTEREST_HAZARD_EFFECT * (x - v)) * reach_f)
+            total += post
+            weighted += post * chance * wins[k]
+    return weighted / total
 
 
 def _revival_truth(
-    losses: _Losses, deal_ids: pd.Series, as_of_us: int, horizon_days: float
+    losses: _Losses,
+    engagement: _Engagement | None,
+    deal_ids: pd.Series,
+    as_of_us: int,
+    horizon_days: float,
 ) -> pd.DataFrame:
     """The oracle of every lost deal at each snapshot after its loss (see ``SyntheticCRM``).
 
@@ -1344,6 +1494,8 @@ def _revival_truth(
     h = _take(losses.hazard, loss)
     reach = h.cumulative(days + horizon_days) - h.cumulative(days)
     p = -np.expm1(-reach) * losses.p_win[loss]
+    snap_us = losses.lost_at[loss] + np.round(days * US_PER_DAY).astype(np.int64)
+    observable = _observable_revival(losses, engagement, loss, days, snap_us, horizon_days)
     revival_days = losses.revival_days[loss]
     revived = (revival_days <= days + horizon_days) & losses.revival_won[loss]
     revival_deal = losses.revival_deal[loss]
@@ -1359,6 +1511,7 @@ def _revival_truth(
             "as_of": _times(lost_at + np.round(days * US_PER_DAY).astype(np.int64)),
             "days_since_loss": days,
             "p_revival": p,
+            "p_revival_observable": observable,
             "revived_and_won": revived,
             "revived_at": _times(
                 np.where(
@@ -1659,7 +1812,11 @@ def _build_tables(
             "p_without_rep": np.concatenate([t[1].p_without_rep for t in truth_parts]),
         }
     )
-    return tables, truth, _revival_truth(rev.losses, deal_ids, as_of_us, REVIVAL_HORIZON_DAYS)
+    return (
+        tables,
+        truth,
+        _revival_truth(rev.losses, rev.engagement, deal_ids, as_of_us, REVIVAL_HORIZON_DAYS),
+    )
 
 
 @dataclass

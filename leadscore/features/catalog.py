@@ -600,6 +600,20 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
         ),
     ),
     Feature(
+        "days_open_at_loss",
+        "deal_revival",
+        "numeric",
+        "days open before the loss",
+        "Days from the deal's creation to its loss: how long the customer engaged before "
+        "saying no.",
+        unit="days",
+        phrasing=Phrasing(
+            text="Open {value} before it was lost",
+            condition="open {value} before the loss",
+            missing=("Creation date unknown", "whose creation date is unknown"),
+        ),
+    ),
+    Feature(
         "competitor_at_loss",
         "deal_revival",
         "categorical",

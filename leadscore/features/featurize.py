@@ -472,6 +472,9 @@ def revival_source(
     reason = latest["lost_reason"]
     out["lost_reason"] = reason.astype(object).where(reason.notna(), None).to_numpy()
     out["furthest_stage_at_loss"] = pd.to_numeric(latest["furthest_stage"]).to_numpy(float)
+    created = as_utc(_col(deals, "created_at")).set_axis(deals["deal_id"].astype(str))
+    open_for = pd.to_datetime(out["lost_at"], utc=True) - out["deal_id"].map(created)
+    out["days_open_at_loss"] = (open_for / pd.Timedelta(days=1)).to_numpy(dtype=float)
     out["competitor_at_loss"] = out["deal_id"].map(competitor).fillna("unknown")
     for name, column in (
         ("inbound", "inbound_since_loss"),
@@ -504,6 +507,7 @@ REVIVAL_SOURCE_COLUMNS: tuple[str, ...] = (
     "lost_at",
     "lost_reason",
     "furthest_stage_at_loss",
+    "days_open_at_loss",
     "competitor_at_loss",
     "inbound_since_loss",
     "outbound_since_loss",

@@ -129,6 +129,8 @@ def test_every_column_of_a_lost_deal_worked_out_by_hand():
             "lost_at": ts([10] * 9),
             "lost_reason": "price",
             "furthest_stage_at_loss": 2.0,
+            # Created on day 0, lost on day 10.
+            "days_open_at_loss": 10.0,
             "competitor_at_loss": "globex",
             "inbound_since_loss": [0, 1, 1, 1, 1, 2, 2, 2, 2],
             "outbound_since_loss": [0, 1, 2, 3, 3, 3, 3, 3, 3],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from leadscore.crm import synth
 from leadscore.crm.contract import (
@@ -100,6 +101,39 @@ def test_p_revival_is_calibrated_and_a_shuffled_truth_is_not(crm: SyntheticCRM):
     # It ranks: outcomes concentrate where the oracle says.
     top = p >= np.quantile(p, 0.9)
     assert y[top].mean() > 3 * y[~top].mean()
+
+
+def test_the_observable_oracle_is_calibrated_and_knows_less(crm: SyntheticCRM):
+    """``p_revival_observable`` integrates what the export does not show (the latent
+    interest given the engagement seen, the fiscal year, the revived deal's fresh
+    quality): still calibrated, ranking below the oracle that knows them, above chance;
+    and it reads the engagement: more inbound contact since the loss, a higher value."""
+    truth = _truth(crm)
+    y = truth["revived_and_won"].to_numpy(dtype=float)
+    seen = truth["p_revival_observable"].to_numpy()
+    assert ((seen >= 0) & (seen <= 1)).all()
+    assert abs(seen.mean() - y.mean()) < 0.01
+    bins = np.quantile(seen, np.linspace(0, 1, 11))
+    which = np.clip(np.searchsorted(bins, seen, side="right") - 1, 0, 9)
+    assert max(abs(seen[which == b].mean() - y[which == b].mean()) for b in range(10)) < 0.02
+    auc_all, auc_seen = roc_auc_score(y, truth["p_revival"]), roc_auc_score(y, seen)
+    assert 0.6 < auc_seen < auc_all - 0.02, (auc_seen, auc_all)
+    # The latent interest shows through inbound contact: among snapshots at the same time
+    # since the loss, those with more inbound activities get more.
+    acts = crm.tables["activities"]
+    inbound = acts[acts["direction"] == "inbound"]
+    late = truth[truth["days_since_loss"] == 97.0]
+    pairs = (
+        late[["deal_id", "lost_at", "as_of"]]
+        .reset_index()
+        .merge(inbound[["deal_id", "occurred_at"]], on="deal_id")
+    )
+    within = (pairs["occurred_at"] > pairs["lost_at"]) & (pairs["occurred_at"] <= pairs["as_of"])
+    counts = pairs[within].groupby("index").size().reindex(late.index, fill_value=0)
+    assert (
+        late.loc[counts > 0, "p_revival_observable"].mean()
+        > late.loc[counts == 0, "p_revival_observable"].mean()
+    )
 
 
 def test_no_revival_precedes_its_loss_and_snapshots_precede_the_revival(crm, losses):

@@ -123,13 +123,14 @@ def test_per_loss_blocks_score_each_loss_once_against_baselines_and_the_oracle(t
         "at_age": "at 97 days after the loss",
     }
     predictors = {r["predictor"] for r in backtest_rows(trained.evaluation)}
-    assert predictors == {"model", *BASELINES, "oracle"}
+    assert predictors == {"model", *BASELINES, "oracle", "oracle_observable"}
 
 
 def test_the_model_reads_the_loss_and_beats_chance(trained):
     week = trained.evaluation["per_deal"]["at_creation"]
     assert week["model"]["roc_auc"] > 0.6
     assert week["oracle"]["roc_auc"] > week["model"]["roc_auc"]  # the oracle knows more
+    assert week["oracle"]["roc_auc"] > week["oracle_observable"]["roc_auc"]
     assert "lost_reason" in trained.model.features
     assert trained.model.info["feature_service"] == "revival_v1"
 
