@@ -90,3 +90,10 @@ def closed_error(deal: ClosedDeal, msg: str) -> DealError:
         deal_id=deal.deal_id,
         problems=[Problem(loc=list(deal.loc), msg=msg, type="invalid_value")],
     )
+
+
+#: The per-item error of a lost deal asked for revival, until a revival model is served.
+NO_REVIVAL_MODEL = (
+    "this service does not serve a revival model yet: `leadscore train-revival` trains and "
+    "registers one, but the service does not load it"
+)

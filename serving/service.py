@@ -44,6 +44,7 @@ from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
 from serving.closed_deals import (
     CLOSED_UNKNOWN,
     LOST_MESSAGE,
+    NO_REVIVAL_MODEL,
     UNKNOWN_OUTCOME,
     ClosedDeal,
     closed_error,
@@ -106,9 +107,6 @@ PAST_TRACK_RECORD: ScoreWarning = {
     "message": "Scored as of a past moment, but account and owner track records are the "
     "online store's latest: deals closed since then count too.",
 }
-
-#: The per-item error of a lost deal asked for revival, until a revival model is served.
-NO_REVIVAL_MODEL = "no revival model is registered yet"
 
 
 # The managers' priority list (the page `leadscore report` writes) is served beside the

@@ -33,6 +33,7 @@ from leadscore.model.explain import Explainer
 from serving.closed_deals import (
     CLOSED_UNKNOWN,
     LOST_MESSAGE,
+    NO_REVIVAL_MODEL,
     UNKNOWN_OUTCOME,
     WON_NOTE,
     stored_status,
@@ -255,7 +256,7 @@ def test_score_ids_revival_asks_the_revival_model_which_is_not_registered_yet(se
     assert [r["deal_id"] for r in response.results] == ["OPEN", "WON"]
     assert is_scored(response.results[0], "OPEN") and is_won(response.results[1], "WON")
     [error] = response.errors
-    assert closed_problem(error, 0, "LOST", ["deal_ids", 0], "no revival model is registered yet")
+    assert closed_problem(error, 0, "LOST", ["deal_ids", 0], NO_REVIVAL_MODEL)
 
 
 def test_the_revival_model_is_asked_through_one_function(service, monkeypatch):
@@ -341,7 +342,7 @@ def test_score_the_open_score_is_the_same_whatever_closed_deals_come_with_it(ser
         revival=True,
     )
     assert mixed.results[1]["probability"] == alone["probability"]
-    assert mixed.errors[0].problems[0].msg == "no revival model is registered yet"
+    assert mixed.errors[0].problems[0].msg == NO_REVIVAL_MODEL
 
 
 def test_score_all_or_nothing_with_a_lost_deal_fails_the_batch_and_only_won_is_200(service):

@@ -25,6 +25,7 @@ import pytest
 
 from leadscore.config import Settings
 from leadscore.model.scoring_model import ScoringModel
+from serving.closed_deals import NO_REVIVAL_MODEL
 from tests.conftest import copy_feature_repo, free_port
 from tests.serving_fixture import (
     AS_OF,
@@ -380,7 +381,7 @@ def test_a_closed_deal_never_gets_an_open_deal_score(client, served: Served):
         "/score_ids", json={"deal_ids": ids, "as_of": AS_OF.isoformat(), "revival": True}
     ).json()
     assert [r["deal_id"] for r in revived["results"]] == ids[:2]
-    assert revived["errors"][0]["problems"][0]["msg"] == "no revival model is registered yet"
+    assert revived["errors"][0]["problems"][0]["msg"] == NO_REVIVAL_MODEL
     strict = client.post("/score", json=score_body([open_deal, lost], all_or_nothing=True))
     assert strict.status_code == 422 and strict.json()["results"] == []
     spec = client.get("/docs.json").json()["components"]["schemas"]
