@@ -474,6 +474,15 @@ def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+#: Options ``train`` and ``train-revival`` share.
+TrainSeed = Annotated[
+    int | None, typer.Option("--seed", help=f"Random seed (default LEADSCORE_SEED or {SEED}).")
+]
+JsonSummary = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")
+]
+
+
 @app.command()
 def train(
     truth: Annotated[
@@ -485,13 +494,8 @@ def train(
             help="Generator truth.parquet: compare with the oracle.",
         ),
     ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option("--seed", help=f"Random seed (default LEADSCORE_SEED or {SEED})."),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")
-    ] = False,
+    seed: TrainSeed = None,
+    as_json: JsonSummary = False,
     keep_flagged: Annotated[
         bool,
         typer.Option(
@@ -613,13 +617,8 @@ def train_revival(
             help="Generator revival_truth.parquet: compare with the revival oracle.",
         ),
     ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option("--seed", help=f"Random seed (default LEADSCORE_SEED or {SEED})."),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object (logs go to stderr).")
-    ] = False,
+    seed: TrainSeed = None,
+    as_json: JsonSummary = False,
 ) -> None:
     """Train the revival model (which lost deals come back and are won), log it to MLflow
     and register it as challenger of `lead_scorer_revival` (docs/revival.md).

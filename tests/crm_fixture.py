@@ -12,6 +12,20 @@ def day(n: float) -> pd.Timestamp:
     return T0 + pd.Timedelta(days=n)
 
 
+def activities_table(acts: list[tuple[str, str | None, str, str, float]]) -> pd.DataFrame:
+    """The activities table of ``(deal_id, contact_id, type, direction, day)`` rows."""
+    return pd.DataFrame(
+        {
+            "activity_id": [f"X{i}" for i in range(len(acts))],
+            "deal_id": [a[0] for a in acts],
+            "contact_id": [a[1] for a in acts],
+            "type": [a[2] for a in acts],
+            "direction": [a[3] for a in acts],
+            "occurred_at": pd.Series([day(a[4]) for a in acts], dtype="datetime64[us, UTC]"),
+        }
+    )
+
+
 def tiny_crm() -> dict[str, pd.DataFrame]:
     """Four deals of two accounts and two owners.
 
@@ -77,17 +91,7 @@ def tiny_crm() -> dict[str, pd.DataFrame]:
         ("D3", "C3", "email", "inbound", 20),
         ("D4", "C2", "call", "outbound", 51),
     ]
-    activities = pd.DataFrame(
-        {
-            "activity_id": [f"X{i}" for i in range(len(acts))],
-            "deal_id": [a[0] for a in acts],
-            "contact_id": [a[1] for a in acts],
-            "type": [a[2] for a in acts],
-            "direction": [a[3] for a in acts],
-            "occurred_at": ts([a[4] for a in acts]),
-            "duration_seconds": [600.0] * len(acts),
-        }
-    )
+    activities = activities_table(acts).assign(duration_seconds=600.0)
     stage_history = pd.DataFrame(
         {
             "deal_id": ["D1", "D1", "D1", "D1", "D1", "D2", "D2", "D3", "D3", "D3", "D4"],

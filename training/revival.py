@@ -60,12 +60,12 @@ from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import TS
 from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
 from training.behaviour import checks_of, run_behaviour_checks
-from training.data import check_enough_data, class_counts, fingerprint
+from training.data import check_enough_data
 from training.evaluate import binary_metrics, per_deal_rows, with_intervals
 from training.quality import baseline_gate, signed
 from training.result import TrainConfig, TrainingResult
 from training.split import SLICES, choose_split, slice_masks
-from training.train import fit_scoring_model, log_training_run
+from training.train import fit_scoring_model, log_training_run, version_info
 
 log = logging.getLogger(__name__)
 
@@ -271,18 +271,10 @@ def fit_and_evaluate_revival(
         model, test, sample=config.behaviour_sample, seed=config.seed, checks=checks_of(catalog)
     )
     model.info = {
+        **version_info(
+            REVIVAL_FEATURE_SERVICE, frame, bounds, parts, config, fitted, _window(frame)
+        ),
         "task": "revival",
-        "feature_service": REVIVAL_FEATURE_SERVICE,
-        "split": bounds.to_dict(),
-        "window": _window(frame),
-        "fingerprint": fingerprint(frame),
-        "deals": {
-            name: dict(zip(("won", "lost"), class_counts(p), strict=True))
-            for name, p in parts.items()
-        },
-        "seed": config.seed,
-        "trees": fitted.best_iteration,
-        "calibration": fitted.calibration.reason,
         "outcome": "revived (re-opened or followed up) and won within the horizon",
         "gate": gate,
     }

@@ -84,7 +84,15 @@ from training.registry import (
 )
 from training.report import write_report
 from training.result import TrainConfig, TrainingResult
-from training.split import SLICES, Folds, choose_folds, choose_split, deal_hash, slice_masks
+from training.split import (
+    SLICES,
+    Folds,
+    SplitBounds,
+    choose_folds,
+    choose_split,
+    deal_hash,
+    slice_masks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -364,20 +372,9 @@ def _fit_and_evaluate(
     model.attributes = tuple(a for a in attributes if a.feature not in leaked)
     _step(progress, "reason statistics")
     model.reason_stats = compute_reason_stats(parts["train"], features, model.categories)
-    model.info = {
-        "feature_service": feature_service,
-        "split": bounds.to_dict(),
-        "window": data_window(frame),
-        "fingerprint": fingerprint(frame),
-        "deals": {
-            name: dict(zip(("won", "lost"), class_counts(p), strict=True))
-            for name, p in parts.items()
-        },
-        "seed": config.seed,
-        "trees": fitted.best_iteration,
-        "calibration": fitted.calibration.reason,
-        "lightgbm": lgb.__version__,
-    }
+    model.info = version_info(
+        feature_service, frame, bounds, parts, config, fitted, data_window(frame)
+    )
 
     _step(progress, "baselines and evaluation")
     valid = parts["valid"]
@@ -490,6 +487,35 @@ def _fit_and_evaluate(
         audit=audit,
         pooled_test=test if folds is not None else None,
     )
+
+
+def version_info(
+    feature_service: str,
+    frame: pd.DataFrame,
+    bounds: SplitBounds,
+    parts: Mapping[str, pd.DataFrame],
+    config: TrainConfig,
+    fitted: FittedModel,
+    window: Mapping[str, str],
+) -> dict[str, Any]:
+    """What a registered version carries about its training (``ScoringModel.info``): the
+    feature service, split, data window and fingerprint, won and lost units per slice,
+    seed, trees, the calibration's reason and the LightGBM version. The registry tags and
+    the model card read it; the revival model (:mod:`training.revival`) adds its own keys."""
+    return {
+        "feature_service": feature_service,
+        "split": bounds.to_dict(),
+        "window": dict(window),
+        "fingerprint": fingerprint(frame),
+        "deals": {
+            name: dict(zip(("won", "lost"), class_counts(p), strict=True))
+            for name, p in parts.items()
+        },
+        "seed": config.seed,
+        "trees": fitted.best_iteration,
+        "calibration": fitted.calibration.reason,
+        "lightgbm": lgb.__version__,
+    }
 
 
 def _fit_and_predict(

@@ -35,7 +35,7 @@ from leadscore.features.featurize import (
     revival_request_time_features,
     revival_source,
 )
-from tests.crm_fixture import day, tiny_crm
+from tests.crm_fixture import activities_table, day, tiny_crm
 
 NAT = pd.NaT
 
@@ -75,16 +75,7 @@ def crm() -> dict[str, pd.DataFrame]:
         ("R1", "C1", "visit", "outbound", 50),
         ("R1", "C2", "call", "inbound", 60),
     ]
-    activities = pd.DataFrame(
-        {
-            "activity_id": [f"X{i}" for i in range(len(acts))],
-            "deal_id": [a[0] for a in acts],
-            "contact_id": [a[1] for a in acts],
-            "type": [a[2] for a in acts],
-            "direction": [a[3] for a in acts],
-            "occurred_at": ts([a[4] for a in acts]),
-        }
-    )
+    activities = activities_table(acts)
     return {"deals": deals, "contacts": contacts, "activities": activities}
 
 
