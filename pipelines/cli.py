@@ -964,11 +964,14 @@ def rank(
         ),
     ] = DORMANT_DAYS,
     lost_days: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--lost-days", min=0, help="Score deals lost within this many days, as if re-opened."
+            "--lost-days",
+            min=0,
+            help="List deals lost within this many days (by the revival model when one is "
+            f"registered); env LEADSCORE_LOST_WINDOW_DAYS, default {LOST_WINDOW_DAYS:g}.",
         ),
-    ] = LOST_WINDOW_DAYS,
+    ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Deals featurised and scored per batch.")
     ] = RANK_BATCH_SIZE,
@@ -1011,7 +1014,7 @@ def rank(
         ) from exc
     config = RankConfig(
         dormant_days,
-        lost_days,
+        settings.lost_window_days if lost_days is None else lost_days,
         batch_size,
         health=health,
         grade_thresholds=ServingConfig.from_env().grade_thresholds,
@@ -1043,6 +1046,15 @@ def rank(
     typer.echo(
         f"scored {sum(result.scored.values()):,} deals ({counts}) with {settings.model_name} "
         f"version {result.model_version}"
+    )
+    typer.echo(
+        f"lost deals scored by {settings.revival_model_name} version {result.revival_version}"
+        if result.revival_version is not None
+        else f"lost deals scored as if re-opened: no champion of {settings.revival_model_name}"
+    )
+    typer.echo(
+        f"{result.lost_left_out:,} lost deals older than {result.lost_window_days:g} days "
+        "are not listed"
     )
     typer.echo(
         f"ranked list ({len(result.ranked):,} deals by {by}): {result.paths['parquet']} and .csv"
