@@ -68,7 +68,8 @@ evidence of silence (:func:`leadscore.priority.health.quiet_days`).
 ``score_history/run_date=YYYY-MM-DD/model_version=V/scores.parquet`` beside the list.
 One file per day and model: re-running the same day with the same model replaces it,
 so the history never holds duplicates. The change since the previous run compares with
-the latest earlier run date (a deal missing from it has no change); the trend is the
+the latest earlier run date (a deal missing from it, or scored then by another model,
+e.g. as if re-opened before the revival model, has no change); the trend is the
 deal's probability over the last :data:`TREND_RUNS` run dates, one per date.
 """
 
@@ -180,6 +181,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "scored_at",
     "deal_id",
     GROUP,
+    "model",
     "probability",
     "grade",
     "amount",
@@ -775,7 +777,9 @@ def record_scores(
         / f"model_version={_safe(model_version)}"
         / "scores.parquet"
     )
-    replace_file(path, lambda p: rows[list(HISTORY_COLUMNS)].to_parquet(p, index=False))
+    # A frame without ``model`` (scored before the column) is recorded without it.
+    columns = [c for c in HISTORY_COLUMNS if c in rows]
+    replace_file(path, lambda p: rows[columns].to_parquet(p, index=False))
     return path
 
 
@@ -812,11 +816,36 @@ def _latest_per_date(history: pd.DataFrame) -> pd.DataFrame:
 
 def previous_probabilities(history_dir: Path, run_date: date) -> pd.Series:
     """Probability per deal at the latest run before ``run_date`` (empty when none)."""
+    return previous_scores(history_dir, run_date)["probability"].astype(float)
+
+
+def previous_scores(history_dir: Path, run_date: date) -> pd.DataFrame:
+    """Per deal (index), ``probability`` and ``model`` at the latest run before ``run_date``
+    (``model`` missing for runs recorded before the column existed; empty when none)."""
     earlier = [d for d in run_dates(history_dir) if d < run_date]
     if not earlier:
-        return pd.Series(dtype=float)
-    last = _latest_per_date(load_history(history_dir, earlier[-1:]))
-    return last.set_index("deal_id")["probability"].astype(float)
+        return pd.DataFrame(
+            {"probability": pd.Series(dtype=float), "model": pd.Series(dtype=object)}
+        )
+    last = _latest_per_date(load_history(history_dir, earlier[-1:])).set_index("deal_id")
+    if "model" not in last:
+        last["model"] = None
+    return last[["probability", "model"]]
+
+
+def score_change(frame: pd.DataFrame, before: pd.DataFrame) -> np.ndarray:
+    """Probability change per row of ``frame`` since ``before`` (:func:`previous_scores`).
+
+    Missing when the deal was not scored then, or was scored by another model (a lost deal
+    first scored by the revival model after the as-if-re-opened score): two numbers that
+    mean different things do not make a change.
+    """
+    then = before.reindex(frame["deal_id"])
+    change = frame["probability"].to_numpy() - then["probability"].to_numpy(dtype=float)
+    other = then["model"].notna().to_numpy() & (
+        then["model"].to_numpy(dtype=object) != frame["model"].to_numpy(dtype=object)
+    )
+    return np.where(other, np.nan, change)
 
 
 def score_trends(history_dir: Path, run_date: date, runs: int = TREND_RUNS) -> pd.Series:
@@ -934,10 +963,7 @@ def run_rank(
     clock = time.perf_counter()
     frame, run_date = scored.frame, as_of.date()
     history = out_dir / HISTORY_DIR
-    before = previous_probabilities(history, run_date)
-    frame["change"] = frame["probability"].to_numpy() - before.reindex(frame["deal_id"]).to_numpy(
-        dtype=float
-    )
+    frame["change"] = score_change(frame, previous_scores(history, run_date))
     paths = {
         "history": record_scores(
             history, frame, run_date, model_version, pd.Timestamp.now(tz="UTC")

@@ -163,6 +163,19 @@ def test_with_a_revival_model_the_page_shows_each_rows_meaning_and_no_warning(
     assert OPEN_MEANING in page
 
 
+def test_a_change_of_model_is_no_change_of_probability(stored, win_model, revival, tmp_path):
+    run_rank(stored, win_model, "1", tmp_path, as_of=AS_OF, revival=None)
+    later = by_deal(
+        run_rank(
+            stored, win_model, "1", tmp_path, as_of=AS_OF + pd.Timedelta(days=3), revival=revival
+        ).ranked
+    )
+    # D2: as if re-opened, then by the revival model: two meanings, no change.
+    assert later.loc["D2", "model"] == REVIVAL_MODEL and np.isnan(later.loc["D2", "change"])
+    # D4: the win model both times: a change.
+    assert later.loc["D4", "model"] == WIN_MODEL and not np.isnan(later.loc["D4", "change"])
+
+
 def test_lost_deals_older_than_the_window_are_counted_and_said(stored, win_model, tmp_path):
     deals = pd.DataFrame(
         {
