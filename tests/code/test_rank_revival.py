@@ -8,6 +8,7 @@ loss; lost deals older than the window are counted and the page says so.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -50,7 +51,7 @@ from leadscore.priority.rank import (
 from leadscore.priority.report import render_page
 from tests.code.test_rank import AS_OF, ranking_crm
 from tests.crm_fixture import day
-from tests.serving_fixture import synthetic_tables, train_small_model
+from tests.serving_fixture import register_champion, synthetic_tables, train_small_model
 from training.result import TrainConfig
 from training.revival import fit_and_evaluate_revival, in_memory_revival_frame
 
@@ -67,16 +68,21 @@ def win_model() -> ScoringModel:
     return train_small_model(synthetic_tables())[0]
 
 
-@pytest.fixture(scope="module")
-def revival() -> RevivalModel:
-    """A small revival model trained in the test on a synthetic CRM's losses."""
+@lru_cache(maxsize=1)
+def revival_trained() -> tuple[ScoringModel, pd.DataFrame]:
+    """A small revival model trained in the test on a synthetic CRM's losses, and its frame."""
     frame, counts = in_memory_revival_frame(
         revival_crm(), REVIVAL_AS_OF, REVIVAL_WINDOW_DAYS, REVIVAL_HORIZON_DAYS
     )
     trained = fit_and_evaluate_revival(
         frame, TrainConfig(bootstrap_resamples=20, min_class_deals=20), counts=counts
     )
-    return RevivalModel(trained.model, "7")
+    return trained.model, frame
+
+
+@pytest.fixture(scope="module")
+def revival() -> RevivalModel:
+    return RevivalModel(revival_trained()[0], "7")
 
 
 def by_deal(frame: pd.DataFrame) -> pd.DataFrame:
@@ -148,6 +154,15 @@ def test_with_no_revival_champion_registered_run_rank_and_the_page_say_so(
     assert set(ranked.loc[ranked["priority_group"] == RECENTLY_LOST, "model"]) == {REOPENED_MODEL}
     page = render_page(ranked, ranking_crm())
     assert "No revival model is registered" in page and "尚未注册复活模型" in page
+
+
+def test_run_rank_loads_the_registered_revival_champion(stored, win_model, tmp_path):
+    model, frame = revival_trained()
+    # Registered as training registers it: the win model's name plus _revival.
+    version = register_champion(model, frame, replace(stored, model_name=stored.revival_model_name))
+    run = run_rank(stored, win_model, "1", tmp_path, as_of=AS_OF)
+    assert run.revival_version == version
+    assert by_deal(run.ranked).loc["D2", "model"] == REVIVAL_MODEL
 
 
 def test_with_a_revival_model_the_page_shows_each_rows_meaning_and_no_warning(
