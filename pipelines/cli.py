@@ -939,6 +939,7 @@ def _filters(
 
 @app.command()
 def rank(
+    ctx: typer.Context,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -964,14 +965,14 @@ def rank(
         ),
     ] = DORMANT_DAYS,
     lost_days: Annotated[
-        float | None,
+        float,
         typer.Option(
             "--lost-days",
             min=0,
             help="List deals lost within this many days (by the revival model when one is "
-            f"registered); env LEADSCORE_LOST_WINDOW_DAYS, default {LOST_WINDOW_DAYS:g}.",
+            "registered); when not given, LEADSCORE_LOST_WINDOW_DAYS or this default.",
         ),
-    ] = None,
+    ] = LOST_WINDOW_DAYS,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Deals featurised and scored per batch.")
     ] = RANK_BATCH_SIZE,
@@ -991,6 +992,8 @@ def rank(
     ] = CHAMPION,
 ) -> None:
     """Score open, dormant and recently lost deals with the champion and write the ranked list."""
+    from click.core import ParameterSource
+
     from leadscore.config import ServingConfig
     from leadscore.model.registry import RegistryError, load_champion
     from leadscore.priority.health import HealthThresholds
@@ -1014,7 +1017,10 @@ def rank(
         ) from exc
     config = RankConfig(
         dormant_days,
-        settings.lost_window_days if lost_days is None else lost_days,
+        # The setting (LEADSCORE_LOST_WINDOW_DAYS) unless --lost-days is given.
+        lost_days
+        if ctx.get_parameter_source("lost_days") is not ParameterSource.DEFAULT
+        else settings.lost_window_days,
         batch_size,
         health=health,
         grade_thresholds=ServingConfig.from_env().grade_thresholds,
