@@ -65,7 +65,9 @@ SYNTHETIC_HISTORY_DAYS = 730.0
 SNAPSHOT_EVERY_DAYS = 14
 #: Ranking: an open deal without activity for this many days is dormant.
 DORMANT_DAYS = 30.0
-#: Ranking: deals lost within this many days are scored as if re-opened.
+#: Ranking: deals lost within this many days are listed (by the revival model when one is
+#: registered, else by the win model as if re-opened); older losses are left out and
+#: counted. ``LEADSCORE_LOST_WINDOW_DAYS`` overrides it.
 LOST_WINDOW_DAYS = 180.0
 #: Revival of lost deals (``docs/revival.md``, :mod:`leadscore.crm.revival`): a new deal of
 #: the account created at most this many days after a loss follows it up (the linking
@@ -125,6 +127,8 @@ class Settings:
     #: Revival: the linking window of a follow-up deal and the outcome's horizon, in days.
     revival_window_days: int = REVIVAL_WINDOW_DAYS
     revival_horizon_days: int = REVIVAL_HORIZON_DAYS
+    #: Ranking: the age limit of the lost deals listed, in days.
+    lost_window_days: float = LOST_WINDOW_DAYS
     seed: int = SEED
     #: Redis of ``feature_store.redis.yaml`` (``host:port[,db=N][,password=...]``).
     redis: str = REDIS
@@ -175,7 +179,7 @@ def load_settings(**overrides: object) -> Settings:
     (MLflow's own variable, so the production PostgreSQL backend is chosen by the URI
     alone), ``LEADSCORE_ARTIFACT_ROOT`` (where new experiments keep artifacts),
     ``LEADSCORE_SEED``, ``LEADSCORE_REVIVAL_WINDOW_DAYS``, ``LEADSCORE_REVIVAL_HORIZON_DAYS``
-    (days), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
+    (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REDIS`` (the Redis online store's address) and ``LEADSCORE_HEALTH_<NAME>``
     (risk rule thresholds, e.g. ``LEADSCORE_HEALTH_MAX_STALLS=4``).
@@ -195,6 +199,8 @@ def load_settings(**overrides: object) -> Settings:
         env["revival_window_days"] = int(v)
     if v := os.environ.get("LEADSCORE_REVIVAL_HORIZON_DAYS"):
         env["revival_horizon_days"] = int(v)
+    if v := os.environ.get("LEADSCORE_LOST_WINDOW_DAYS"):
+        env["lost_window_days"] = float(v)
     if v := os.environ.get("BENTOML_HOME"):
         env["bentoml_home"] = Path(v).expanduser().resolve()
     if v := os.environ.get(MODEL_TAG_ENV):

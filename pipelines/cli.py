@@ -938,6 +938,7 @@ def _filters(
 
 @app.command()
 def rank(
+    ctx: typer.Context,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -965,7 +966,10 @@ def rank(
     lost_days: Annotated[
         float,
         typer.Option(
-            "--lost-days", min=0, help="Score deals lost within this many days, as if re-opened."
+            "--lost-days",
+            min=0,
+            help="List deals lost within this many days (by the revival model when one is "
+            "registered); when not given, LEADSCORE_LOST_WINDOW_DAYS or this default.",
         ),
     ] = LOST_WINDOW_DAYS,
     batch_size: Annotated[
@@ -987,6 +991,8 @@ def rank(
     ] = CHAMPION,
 ) -> None:
     """Score open, dormant and recently lost deals with the champion and write the ranked list."""
+    from click.core import ParameterSource
+
     from leadscore.config import ServingConfig
     from leadscore.model.registry import RegistryError, load_champion
     from leadscore.priority.health import HealthThresholds
@@ -1010,7 +1016,10 @@ def rank(
         ) from exc
     config = RankConfig(
         dormant_days,
-        lost_days,
+        # The setting (LEADSCORE_LOST_WINDOW_DAYS) unless --lost-days is given.
+        lost_days
+        if ctx.get_parameter_source("lost_days") is not ParameterSource.DEFAULT
+        else settings.lost_window_days,
         batch_size,
         health=health,
         grade_thresholds=ServingConfig.from_env().grade_thresholds,
@@ -1042,6 +1051,15 @@ def rank(
     typer.echo(
         f"scored {sum(result.scored.values()):,} deals ({counts}) with {settings.model_name} "
         f"version {result.model_version}"
+    )
+    typer.echo(
+        f"lost deals scored by {settings.revival_model_name} version {result.revival_version}"
+        if result.revival_version is not None
+        else f"lost deals scored as if re-opened: no champion of {settings.revival_model_name}"
+    )
+    typer.echo(
+        f"{result.lost_left_out:,} lost deals older than {result.lost_window_days:g} days "
+        "are not listed"
     )
     typer.echo(
         f"ranked list ({len(result.ranked):,} deals by {by}): {result.paths['parquet']} and .csv"

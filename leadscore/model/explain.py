@@ -12,7 +12,7 @@ The service (``serving``) and batch ranking (:mod:`leadscore.priority.rank`) bot
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 import numpy as np
@@ -101,13 +101,19 @@ class Explainer:
         grade_thresholds: Mapping[str, int] = DEFAULT_GRADE_THRESHOLDS,
         max_reasons: int = MAX_REASONS,
         min_contribution: float = MIN_CONTRIBUTION,
+        catalog: Iterable[Feature] | None = None,
     ) -> None:
         self.model = model
         self.grade_thresholds = dict(grade_thresholds)
         self.max_reasons = max_reasons
         self.min_contribution = min_contribution
-        #: The model's catalog: the built-in features and its custom attributes.
-        self.features = features_by_name(model.attributes)
+        #: The model's catalog: the built-in features and its custom attributes, or
+        #: ``catalog`` for a model on other features (the revival model's
+        #: :func:`leadscore.features.catalog.revival_catalog`), whose reasons are then
+        #: phrased from those entries.
+        self.features = (
+            features_by_name(model.attributes) if catalog is None else {f.name: f for f in catalog}
+        )
         self.phrasebook = Phrasebook(model.reason_stats, features=self.features)
         grouped = [reason_feature(name, self.features) for name in model.features]
         self.reason_features = list(dict.fromkeys(grouped))

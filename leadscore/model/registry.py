@@ -79,16 +79,21 @@ def load_scoring_model(model_uri: str, settings: Settings) -> ScoringModel:
     return ScoringModel.from_metadata(mlflow.lightgbm.load_model(local), meta)
 
 
-def load_champion(settings: Settings, alias: str = CHAMPION) -> tuple[ScoringModel, str]:
+def load_champion(
+    settings: Settings, alias: str = CHAMPION, name: str | None = None
+) -> tuple[ScoringModel, str]:
     """The model behind ``models:/<name>@<alias>`` and its version number.
 
-    The alias is resolved once and the version loaded by number, so the version
-    recorded with the scores is the one that produced them even if the alias moves.
+    ``name`` defaults to the win model's (``settings.model_name``); the revival model's is
+    ``settings.revival_model_name``. The alias is resolved once and the version loaded by
+    number, so the version recorded with the scores is the one that produced them even if
+    the alias moves.
     """
-    version = alias_version(mlflow_client(settings), settings.model_name, alias)
+    name = name or settings.model_name
+    version = alias_version(mlflow_client(settings), name, alias)
     if version is None:
         raise RegistryError(
-            f"no '{alias}' version of {settings.model_name} in {settings.tracking_uri}; "
+            f"no '{alias}' version of {name} in {settings.tracking_uri}; "
             "run `leadscore train` (and `leadscore promote`) first"
         )
-    return load_scoring_model(f"models:/{settings.model_name}/{version}", settings), version
+    return load_scoring_model(f"models:/{name}/{version}", settings), version

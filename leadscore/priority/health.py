@@ -38,6 +38,11 @@ action; a healthy deal gets :data:`DEFAULT_STEP`. Reasons lead because their ord
 measures what each problem costs this deal's odds; a flag alone only says that a
 threshold was crossed, and a negative push alone does not say which way a value should
 move (many activities can push down as well as few).
+
+A **lost** deal's next step (:func:`lost_next_step`) follows why it was lost and how long
+ago, not the open-deal reasons: the way back to a customer who said "too expensive" is
+not the way back to one who signed with a competitor (:data:`LOST_REASON_STEPS`), and
+"lost 3 weeks ago" tells the rep how fresh the memory of the loss is.
 """
 
 from __future__ import annotations
@@ -49,7 +54,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.contract import WON
+from leadscore.crm.contract import (
+    BUDGET,
+    COMPETITOR,
+    NO_DECISION,
+    PRICE,
+    PRODUCT_FIT,
+    TIMING,
+    WON,
+)
 from leadscore.features.catalog import SENIOR, STAGE_LEVELS, STALL_DAYS, features_of
 from leadscore.features.featurize import features_as_of, snapshot_entities
 from leadscore.features.seniority import SENIOR_LEVEL
@@ -103,6 +116,18 @@ WIDEN = "Bring more people from the account into the deal"
 STEP_UP = "Step up contact: schedule a call or meeting this week"
 REENGAGE = "Re-engage: last touch {days:,.0f} days ago"
 DEFAULT_STEP = "Keep momentum: agree the next step and its date"
+
+#: A lost deal's next step by its canonical lost reason (``leadscore.crm.contract``);
+#: ``other`` and an unknown reason get :data:`LOST_DEFAULT_STEP`.
+LOST_REASON_STEPS: dict[str, str] = {
+    PRICE: "Offer a new package after the customer's budget cycle",
+    COMPETITOR: "Call before the competitor's contract comes up for renewal",
+    TIMING: "Call back in the quarter they named",
+    BUDGET: "Re-engage when the new fiscal year's budget opens",
+    NO_DECISION: "Find a new sponsor: ask what changed",
+    PRODUCT_FIT: "Re-engage when the missing capability ships",
+}
+LOST_DEFAULT_STEP = "Check in: ask what changed"
 
 _ACTIVITY_COUNTS = frozenset(
     f.name
@@ -160,6 +185,28 @@ def next_step(negative_reasons: Sequence[tuple[str, Any]], flags: Sequence[Flag]
         if rule is not None and value is not None and rule[1](value):
             return rule[0]
     return flags[0].action if flags else DEFAULT_STEP
+
+
+def time_since(days: float) -> str:
+    """``days`` in the unit a person would say: days under two weeks, weeks under two
+    months, months after ("3 weeks")."""
+    if days < 14:
+        return _count(round(max(days, 0.0)), "day", "days")
+    if days < 60:
+        return _count(round(days / 7), "week", "weeks")
+    return _count(round(days / 30), "month", "months")
+
+
+def lost_next_step(lost_reason: str | None, days_since_loss: float | None) -> str:
+    """What to do about a lost deal: the step for its lost reason (:data:`LOST_REASON_STEPS`,
+    :data:`LOST_DEFAULT_STEP` when other or unknown) and how long ago it was lost, e.g.
+    "Call back in the quarter they named (lost 3 weeks ago)"."""
+    step = LOST_REASON_STEPS.get(lost_reason or "", LOST_DEFAULT_STEP)
+    if days_since_loss is None or pd.isna(days_since_loss):
+        return step
+    if days_since_loss < 1:
+        return f"{step} (lost today)"
+    return f"{step} (lost {time_since(days_since_loss)} ago)"
 
 
 # ------------------------------------------------------------------ rules

@@ -5,12 +5,27 @@
 * every **active** deal: open in the CRM, with activity in the last ``dormant_days``
   (30); an open deal without, counted from its creation when it has none, is
   **dormant**;
-* every **recently lost** deal, lost within ``lost_window_days`` (180) before the
-  moment of ranking, scored as if re-opened then: its features as of now come from its
-  history without its close. Its ``closed`` stage-history row is dropped (its funnel
-  position is the last stage it reached) and its loss no longer counts in its own
-  account's and owner's track records; everything else is kept, the losses of other
-  deals included.
+* every **recently lost** deal, lost within ``lost_window_days`` (180, the setting
+  ``LEADSCORE_LOST_WINDOW_DAYS``) before the moment of ranking. Older losses are left
+  out and counted (``lost_left_out``; the page and ``rank`` say how many).
+
+**Which model scores a row** (column ``model``, and ``meaning``: what its number means in
+words). Open deals, active and dormant, are scored by the win model: "chance to win this
+deal". A recently lost deal is scored by the **revival model** (``lead_scorer_revival``,
+:mod:`training.revival`) when it has a champion: its features as of the ranking moment
+from the feature sources (the loss and the engagement since it, the ``deal_revival``
+view; nothing re-opened), its reasons from that model (:class:`RevivalModel`), and its
+number is "chance of a win within 12 months if re-engaged now" (the revival horizon in
+months). The ``deal_revival`` source is then built once from the whole CRM's deals (the
+account's other deals and past revivals count every deal, as in training), with the
+activities read for the deals ranked. Without a revival champion the old way stays,
+and says so: the lost deal is scored by the win model as if re-opened then (its
+``closed`` stage-history row dropped, so its funnel position is the last stage it
+reached, and its loss taken out of its own account's and owner's track records; the
+losses of other deals kept), a number not checked against what lost deals do.
+
+A lost deal's next step follows its lost reason and the time since the loss
+(:func:`leadscore.priority.health.lost_next_step`), whichever model scored it.
 
 Features come from the one point-in-time definition (:mod:`leadscore.features.featurize`) over
 the stored CRM tables; scores, grades and reasons from :class:`~leadscore.model.explain.Explainer`;
@@ -25,7 +40,9 @@ The ranked list (``ranked_leads.parquet`` and ``.csv`` under ``feature_data/rank
 unless told otherwise) has one row per deal: rank, deal, account, owner, channel,
 industry, segment, stage, priority group, probability, score, grade, amount, expected value
 (probability x amount), change since the previous run, top reasons either way, risk
-flags, next step, the score trend, the model version and the moment of ranking. It is
+flags, next step, the score trend, the model and what its number means, the model version
+(and the revival model's), the moment of ranking and the count of lost deals left out for
+age. It is
 ordered by expected value (big deals carry the profit) or by probability; a deal
 without an amount has no expected value and goes last.
 
@@ -51,7 +68,8 @@ evidence of silence (:func:`leadscore.priority.health.quiet_days`).
 ``score_history/run_date=YYYY-MM-DD/model_version=V/scores.parquet`` beside the list.
 One file per day and model: re-running the same day with the same model replaces it,
 so the history never holds duplicates. The change since the previous run compares with
-the latest earlier run date (a deal missing from it has no change); the trend is the
+the latest earlier run date (a deal missing from it, or scored then by another model,
+e.g. as if re-opened before the revival model, has no change); the trend is the
 deal's probability over the last :data:`TREND_RUNS` run dates, one per date.
 """
 
@@ -78,19 +96,23 @@ from leadscore.config import (
     DORMANT_DAYS,
     LOST_WINDOW_DAYS,
     RANK_BATCH_SIZE,
+    REVIVAL_HORIZON_DAYS,
+    REVIVAL_WINDOW_DAYS,
     SNAPSHOT_EVERY_DAYS,
     Settings,
 )
 from leadscore.crm.contract import AFTER_DEAL_CREATION, LOST, OPEN, TABLES, WON
 from leadscore.crm.ingest import historical_as_of
+from leadscore.crm.revival import loss_cycles, revivals
 from leadscore.csvsafe import write_csv
-from leadscore.features.catalog import STAGE_LEVELS
+from leadscore.features.catalog import STAGE_LEVELS, revival_catalog
 from leadscore.features.featurize import (
     TS,
     build_feature_sources,
     features_as_of,
     model_frame,
     normalise_category,
+    revival_source,
     scoring_entities,
     stage_source,
     views_of,
@@ -101,6 +123,7 @@ from leadscore.pipeline_state import replace_file
 from leadscore.priority.health import (
     Flag,
     HealthThresholds,
+    lost_next_step,
     next_step,
     quiet_days,
     risk_flags,
@@ -124,6 +147,14 @@ SIZE_BANDS: tuple[tuple[str, float], ...] = (
     ("enterprise", np.inf),
 )
 UNKNOWN_SEGMENT = "unknown"
+#: Column ``model``: which model gave a row its number.
+WIN_MODEL, REVIVAL_MODEL = "win", "revival"
+REOPENED_MODEL = "win as if re-opened (no revival model)"
+#: Column ``meaning``: what the number means, in words (see :func:`revival_meaning`).
+OPEN_MEANING = "chance to win this deal"
+REOPENED_MEANING = (
+    "chance to win this deal if re-opened now; not checked against what lost deals do"
+)
 RANKED_FILE = "ranked_leads"
 HISTORY_DIR = "score_history"
 TREND_RUNS = 8
@@ -150,6 +181,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "scored_at",
     "deal_id",
     GROUP,
+    "model",
     "probability",
     "grade",
     "amount",
@@ -159,6 +191,37 @@ HISTORY_COLUMNS: tuple[str, ...] = (
 
 class RankingError(RuntimeError):
     """Ranking cannot run as asked; the message says what to do."""
+
+
+def revival_meaning(horizon_days: float) -> str:
+    """What a revival probability means: "chance of a win within 12 months if re-engaged
+    now" for the 365-day horizon (months = days / 30, rounded)."""
+    months = round(horizon_days / 30)
+    return f"chance of a win within {months} month{'' if months == 1 else 's'} if re-engaged now"
+
+
+@dataclass(frozen=True)
+class RevivalModel:
+    """The revival champion that scores recently lost deals, with the settings its
+    outcome and features were defined by."""
+
+    model: ScoringModel
+    version: str
+    horizon_days: int = REVIVAL_HORIZON_DAYS
+    window_days: int = REVIVAL_WINDOW_DAYS
+
+
+def revival_champion(settings: Settings) -> RevivalModel | None:
+    """The registered revival champion (``models:/<revival_model_name>@champion``), or
+    None when there is none (ranking then keeps the as-if-re-opened score and says so)."""
+    from leadscore.model.registry import RegistryError, load_champion
+
+    try:
+        model, version = load_champion(settings, name=settings.revival_model_name)
+    except RegistryError as exc:
+        log.info("lost deals scored as if re-opened: %s", exc)
+        return None
+    return RevivalModel(model, version, settings.revival_horizon_days, settings.revival_window_days)
 
 
 def rankings_dir(settings: Settings) -> Path:
@@ -246,6 +309,15 @@ def select_candidates(
     out = deals[chosen].reset_index(drop=True)
     out[GROUP] = np.where(lost.to_numpy()[chosen], RECENTLY_LOST, ACTIVE)
     return out
+
+
+def lost_left_out(deals: pd.DataFrame, as_of: pd.Timestamp, lost_window_days: float) -> int:
+    """Lost deals not listed for age: lost at or before ``lost_window_days`` before ``as_of``."""
+    closed = pd.to_datetime(deals["closed_at"], utc=True)
+    old = (deals["status"].astype(str) == LOST) & (
+        closed <= as_of - pd.Timedelta(days=lost_window_days)
+    )
+    return int(old.sum())
 
 
 def recent_wins(deals: pd.DataFrame, as_of: pd.Timestamp, n: int) -> pd.DataFrame:
@@ -411,6 +483,27 @@ def candidate_features(
     return pd.concat(parts).sort_index()
 
 
+def revival_records(tables: Mapping[str, pd.DataFrame], window_days: int) -> pd.DataFrame:
+    """The ``deal_revival`` source from every deal of the CRM (with the activities read).
+
+    A batch's own source sees only the batch's deals, so the account's other deals and
+    past revivals would be undercounted; training counts every deal, so ranking does too.
+    """
+    deals = tables["deals"]
+    losses = revivals(loss_cycles(deals, tables.get("stage_history")), deals, window_days)
+    return revival_source(
+        losses, tables.get("activities"), tables.get("contacts"), deals, window_days
+    )
+
+
+def loss_features(
+    sources: Mapping[str, pd.DataFrame], lost: pd.DataFrame, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """Lost deals' features as of ``as_of``, nothing re-opened: the revival model's inputs
+    (the loss, the engagement since it, the time since it), in ``lost`` order."""
+    return features_as_of(latest_rows(sources, as_of), scoring_entities(lost, as_of))
+
+
 def size_band(employees: pd.Series) -> pd.Series:
     """Segment of each account by employee count (see the module doc)."""
     edges = [-np.inf, *(upper for _, upper in SIZE_BANDS[:-1]), np.inf]
@@ -496,6 +589,33 @@ class _Clock:
         self._last = now
 
 
+def with_lost_scores(
+    frame: pd.DataFrame,
+    loss: pd.DataFrame,
+    as_of: pd.Timestamp,
+    revival: RevivalModel | None,
+) -> pd.DataFrame:
+    """The ``model`` and ``meaning`` of every row, and a lost row's next step by its lost
+    reason and the time since its loss (``loss``: the lost rows' :func:`loss_features`, in
+    the order of the lost rows of ``frame``)."""
+    out = frame.copy()
+    lost = (out[GROUP] == RECENTLY_LOST).to_numpy()
+    lost_model = REVIVAL_MODEL if revival is not None else REOPENED_MODEL
+    lost_meaning = (
+        revival_meaning(revival.horizon_days) if revival is not None else REOPENED_MEANING
+    )
+    out["model"] = np.where(lost, lost_model, WIN_MODEL)
+    out["meaning"] = np.where(lost, lost_meaning, OPEN_MEANING)
+    if lost.any():
+        since = (as_of - pd.to_datetime(loss["lost_at"], utc=True)) / pd.Timedelta(days=1)
+        steps = [
+            lost_next_step(None if pd.isna(r) else str(r), d)
+            for r, d in zip(loss["lost_reason"], since, strict=True)
+        ]
+        out.loc[lost, "next_step"] = steps
+    return out
+
+
 def rank_deals(
     tables: Mapping[str, pd.DataFrame],
     model: ScoringModel,
@@ -503,6 +623,7 @@ def rank_deals(
     config: RankConfig = RankConfig(),
     snapshot_every_days: int = SNAPSHOT_EVERY_DAYS,
     progress: Progress = no_progress,
+    revival: RevivalModel | None = None,
 ) -> Scored:
     """Select, featurise, score, explain and check every candidate deal at ``as_of``.
 
@@ -510,7 +631,9 @@ def rank_deals(
     from :class:`~leadscore.model.explain.Explainer`, risk flags and next steps; each batch is
     logged and counted to ``progress`` (task ``rank``, in deals).
     ``snapshot_every_days`` is the training snapshot interval, used for the won-deal
-    activity reference of the low-activity rule.
+    activity reference of the low-activity rule. With ``revival``, recently lost deals
+    take its probability and reasons (see the module doc); without, the win model's as
+    if re-opened.
     """
     clock = _Clock()
     logged = "activities" in tables
@@ -518,23 +641,52 @@ def rank_deals(
     log.info("ranking %s deals as of %s", f"{len(candidates):,}", as_of.isoformat())
     progress("rank", 0, len(candidates), unit="deals", detail="activity reference")
     records = track_records(tables["deals"])
+    if revival is not None:
+        records["deal_revival"] = revival_records(tables, revival.window_days)
     reference: dict[int, float] = {}
     for part, part_tables in batches(tables, wins, max(len(wins), 1)):  # one batch
         sources = {**build_feature_sources(part_tables), **records}
         reference = won_activity_reference(sources, part, snapshot_every_days)
     clock.lap("activity reference")
     explainer = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons)
+    catalog = revival_catalog()
+    revival_explainer = (
+        Explainer(
+            revival.model,
+            config.grade_thresholds,
+            max_reasons=config.max_reasons,
+            catalog=catalog,
+        )
+        if revival is not None
+        else None
+    )
     rows, done, started = [], 0, time.perf_counter()
     for part, part_tables in batches(tables, candidates, config.batch_size):
         sources = {**build_feature_sources(part_tables, attributes=model.attributes), **records}
         features = candidate_features(part_tables, sources, part, as_of)
         clock.lap("features")
+        lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
+        loss = loss_features(sources, part[lost], as_of)
+        clock.lap("features")
         explained = explainer.explain(
             {name: v.tolist() for name, v in model_frame(features, model.attributes).items()}
         )
+        if revival_explainer is not None and lost.any():
+            by_revival = revival_explainer.explain(
+                {name: v.tolist() for name, v in model_frame(loss, catalog=catalog).items()}
+            )
+            for i, e in zip(np.flatnonzero(lost).tolist(), by_revival, strict=True):
+                explained[i] = e
         clock.lap("score and explain")
         flags = risk_flags(features, config.health, reference, logged)
-        rows.append(listing(part, features, explained, flags, config.dormant_days, logged))
+        rows.append(
+            with_lost_scores(
+                listing(part, features, explained, flags, config.dormant_days, logged),
+                loss,
+                as_of,
+                revival,
+            )
+        )
         clock.lap("flags and next steps")
         done += len(part)
         log.info(
@@ -548,7 +700,9 @@ def rank_deals(
     frame = (
         pd.concat(rows, ignore_index=True)
         if rows
-        else listing(candidates, model_frame(candidates), [], [], 0)
+        else with_lost_scores(
+            listing(candidates, model_frame(candidates), [], [], 0), candidates, as_of, revival
+        )
     )
     log.info(
         "ranked %s deals: %s",
@@ -623,7 +777,9 @@ def record_scores(
         / f"model_version={_safe(model_version)}"
         / "scores.parquet"
     )
-    replace_file(path, lambda p: rows[list(HISTORY_COLUMNS)].to_parquet(p, index=False))
+    # A frame without ``model`` (scored before the column) is recorded without it.
+    columns = [c for c in HISTORY_COLUMNS if c in rows]
+    replace_file(path, lambda p: rows[columns].to_parquet(p, index=False))
     return path
 
 
@@ -660,11 +816,36 @@ def _latest_per_date(history: pd.DataFrame) -> pd.DataFrame:
 
 def previous_probabilities(history_dir: Path, run_date: date) -> pd.Series:
     """Probability per deal at the latest run before ``run_date`` (empty when none)."""
+    return previous_scores(history_dir, run_date)["probability"].astype(float)
+
+
+def previous_scores(history_dir: Path, run_date: date) -> pd.DataFrame:
+    """Per deal (index), ``probability`` and ``model`` at the latest run before ``run_date``
+    (``model`` missing for runs recorded before the column existed; empty when none)."""
     earlier = [d for d in run_dates(history_dir) if d < run_date]
     if not earlier:
-        return pd.Series(dtype=float)
-    last = _latest_per_date(load_history(history_dir, earlier[-1:]))
-    return last.set_index("deal_id")["probability"].astype(float)
+        return pd.DataFrame(
+            {"probability": pd.Series(dtype=float), "model": pd.Series(dtype=object)}
+        )
+    last = _latest_per_date(load_history(history_dir, earlier[-1:])).set_index("deal_id")
+    if "model" not in last:
+        last["model"] = None
+    return last[["probability", "model"]]
+
+
+def score_change(frame: pd.DataFrame, before: pd.DataFrame) -> np.ndarray:
+    """Probability change per row of ``frame`` since ``before`` (:func:`previous_scores`).
+
+    Missing when the deal was not scored then, or was scored by another model (a lost deal
+    first scored by the revival model after the as-if-re-opened score): two numbers that
+    mean different things do not make a change.
+    """
+    then = before.reindex(frame["deal_id"])
+    change = frame["probability"].to_numpy() - then["probability"].to_numpy(dtype=float)
+    other = then["model"].notna().to_numpy() & (
+        then["model"].to_numpy(dtype=object) != frame["model"].to_numpy(dtype=object)
+    )
+    return np.where(other, np.nan, change)
 
 
 def score_trends(history_dir: Path, run_date: date, runs: int = TREND_RUNS) -> pd.Series:
@@ -726,6 +907,11 @@ class RankRun:
     #: The moment of ranking, and why when it is not now (:func:`default_as_of`).
     as_of: pd.Timestamp | None = None
     as_of_note: str | None = None
+    #: The revival model's version when it scored the lost deals, else None.
+    revival_version: str | None = None
+    #: Lost deals not listed for age, and the age limit in days.
+    lost_left_out: int = 0
+    lost_window_days: float = LOST_WINDOW_DAYS
 
 
 def default_as_of(crm_dir: Path, now: pd.Timestamp) -> tuple[pd.Timestamp, str | None]:
@@ -754,25 +940,30 @@ def run_rank(
     top: int | None = None,
     as_of: pd.Timestamp | None = None,
     progress: Progress = no_progress,
+    revival: RevivalModel | None | Literal["champion"] = "champion",
 ) -> RankRun:
     """Rank the stored CRM's deals with ``model``, record the scores, write the list.
 
     Every candidate is scored and recorded in the history; filters and ``top`` only
     shape the written list, so a filtered run never loses another owner's history.
-    ``as_of`` defaults to :func:`default_as_of`.
+    ``as_of`` defaults to :func:`default_as_of`. Recently lost deals are scored by
+    ``revival``: by default the registered revival champion (:func:`revival_champion`),
+    as if re-opened by ``model`` when there is none (or ``revival`` is None).
     """
     note = None
     if as_of is None:
         as_of, note = default_as_of(settings.crm_dir, pd.Timestamp.now(tz="UTC"))
+    if revival == "champion":
+        revival = revival_champion(settings)
     tables = load_for_ranking(settings.crm_dir, as_of, config)
-    scored = rank_deals(tables, model, as_of, config, settings.snapshot_every_days, progress)
+    left_out = lost_left_out(tables["deals"], as_of, config.lost_window_days)
+    scored = rank_deals(
+        tables, model, as_of, config, settings.snapshot_every_days, progress, revival
+    )
     clock = time.perf_counter()
     frame, run_date = scored.frame, as_of.date()
     history = out_dir / HISTORY_DIR
-    before = previous_probabilities(history, run_date)
-    frame["change"] = frame["probability"].to_numpy() - before.reindex(frame["deal_id"]).to_numpy(
-        dtype=float
-    )
+    frame["change"] = score_change(frame, previous_scores(history, run_date))
     paths = {
         "history": record_scores(
             history, frame, run_date, model_version, pd.Timestamp.now(tz="UTC")
@@ -780,7 +971,10 @@ def run_rank(
     }
     frame["trend"] = score_trends(history, run_date).reindex(frame["deal_id"]).to_numpy()
     frame["model_version"] = model_version
+    frame["revival_model_version"] = revival.version if revival is not None else None
     frame["as_of"] = as_of
+    frame["lost_window_days"] = float(config.lost_window_days)
+    frame["lost_left_out"] = left_out
     listed = order_ranked(filters.apply(frame), by)
     if top is not None:
         listed = listed.head(top)
@@ -798,4 +992,7 @@ def run_rank(
         scored.seconds,
         as_of,
         note,
+        revival.version if revival is not None else None,
+        left_out,
+        config.lost_window_days,
     )

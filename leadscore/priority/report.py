@@ -20,6 +20,13 @@ recorded event (a historical export, :func:`leadscore.priority.rank.default_as_o
 says so in English and Chinese: days since the last activity and dormancy then count up
 to that moment, not to the day the page is read.
 
+Each row says what its number means in words under the percentage (the ``meaning``
+column: "chance to win this deal", or for a lost deal scored by the revival model "chance
+of a win within 12 months if re-engaged now"). When lost deals were scored by the win
+model as if re-opened (no revival model registered), the header says so in English and
+Chinese; and it says how many lost deals the age limit left out (``lost_left_out``,
+``lost_window_days``). A list written before these columns shows neither.
+
 The terminal table (``leadscore top``) is plain aligned text: a column's width is its
 display width, two cells for a wide (Chinese, Japanese, Korean) character, so names
 in any script line up.
@@ -49,7 +56,7 @@ from leadscore.crm.ingest import last_recorded_event, load_stored
 from leadscore.features.catalog import SENIORITY_LEVELS
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
 from leadscore.model.scoring_model import NO_GATE, NO_QUALITY
-from leadscore.priority.rank import GROUP, PRIORITY_GROUPS, read_ranked
+from leadscore.priority.rank import GROUP, PRIORITY_GROUPS, REOPENED_MODEL, read_ranked
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Rows of the ranked list the page shows; the CSV beside the list has all of them.
@@ -563,6 +570,8 @@ def _row(r: Mapping[str, Any]) -> dict[str, Any]:
             )
         },
         "stage": r["stage"] or "",
+        "model": r.get("model") or "",
+        "meaning": r.get("meaning") or "",
         "segment": r["segment"],
         "industry": (r["industry"] or "").replace("_", " "),
         "win": percent(r["probability"]),
@@ -595,7 +604,14 @@ def render_page(
     first = ranked.iloc[0] if len(ranked) else None
     counts = ranked[GROUP].value_counts()
     as_of = pd.Timestamp(first["as_of"]) if first is not None else None
+    left_out = (
+        {"n": int(first["lost_left_out"]), "days": f"{float(first['lost_window_days']):g}"}
+        if first is not None and "lost_left_out" in ranked
+        else None
+    )
     return _template().render(
+        lost_left_out=left_out,
+        reopened=bool("model" in ranked and (ranked["model"] == REOPENED_MODEL).any()),
         as_of=as_of.strftime("%Y-%m-%d %H:%M UTC") if as_of is not None else "",
         as_of_last_event=as_of is not None and last_event is not None and as_of == last_event,
         model_version=first["model_version"] if first is not None else "",
