@@ -358,7 +358,8 @@ def test_a_deal_lost_last_week_without_engagement_ranks_below_engaged_open_twins
     the revival base rate, below the typical engaged open deal of the same profile."""
     opened, lost = twin_probabilities(twin_scores)
     assert np.median(lost) < np.median(opened) / 2
-    assert lost.max() < 0.1
+    above = float((lost > opened).mean())
+    assert above < 0.25, f"{above:.0%} of lost twins outrank their open twin"
 
 
 @pytest.mark.xfail(
