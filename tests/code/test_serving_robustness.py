@@ -321,6 +321,7 @@ def test_serving_a_public_address_without_a_token_warns_loudly(
 
     started: list[list[str]] = []
     monkeypatch.setattr(package, "packaged_champion", lambda settings, alias: _Packaged())
+    monkeypatch.setattr(package, "packaged_revival", lambda settings, alias: None)
     monkeypatch.setattr(package.os, "execvpe", lambda cmd, args, env: started.append(args))
     if token:
         monkeypatch.setenv("LEADSCORE_API_TOKEN", token)
