@@ -23,7 +23,6 @@ import pytest
 
 from leadscore.config import ServingConfig
 from leadscore.crm.contract import UNDATED
-from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, generate_crm
 from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import (
     DEAL_STATUS,
@@ -52,7 +51,7 @@ from serving.revival import (
     revival_meaning,
 )
 from serving.schemas import ModelFacts, ScoreIdsRequest, ScoreRequest, ScoreResult
-from tests.serving_fixture import small_champion
+from tests.serving_fixture import REVIVAL_AS_OF, revival_tables, small_champion, small_revival
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 CLOSED = pd.Timestamp("2025-03-01", tz="UTC")
@@ -387,22 +386,11 @@ def test_revival_is_off_by_default_and_documented():
 
 
 # ====================================================================== the revival model
-REVIVAL_AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
-
-
 @lru_cache(maxsize=1)
 def revival_crm() -> tuple[dict[str, pd.DataFrame], ServedRevival]:
-    """A synthetic CRM with revival over four years, and a small revival model trained on
-    its in-memory revival frame (training's own pipeline), as the service holds it."""
-    from training.result import TrainConfig
-    from training.revival import fit_and_evaluate_revival, in_memory_revival_frame
-
-    crm = generate_crm(
-        3000, seed=5, as_of=REVIVAL_AS_OF, revival=True, history_days=REVIVAL_HISTORY_DAYS
-    )
-    frame, _ = in_memory_revival_frame(crm.tables, REVIVAL_AS_OF, 730, 365)
-    model = fit_and_evaluate_revival(frame, TrainConfig(bootstrap_resamples=20)).model
-    return crm.tables, ServedRevival(model, "lead_scorer_revival", "3", "r:1", 365)
+    """The revival CRM and a small revival model trained on it, as the service holds it."""
+    model, _ = small_revival()
+    return revival_tables(), ServedRevival(model, "lead_scorer_revival", "3", "r:1", 365)
 
 
 def status_at(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
