@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import bentoml
@@ -190,12 +191,13 @@ class LeadScorer:
             services += [REVIVAL_FEATURE_SERVICE] if self.revival is not None else []
             try:
                 for service in services:
-                    self.online.run(
-                        lambda store, service=service: online_features(  # type: ignore[misc]
-                            store, service, ["__warmup__"], datetime.now(UTC)
-                        ),
-                        OPEN_DEADLINE_SECONDS,
+                    warm_up = partial(
+                        online_features,
+                        feature_service=service,
+                        deal_ids=["__warmup__"],
+                        as_of=datetime.now(UTC),
                     )
+                    self.online.run(warm_up, OPEN_DEADLINE_SECONDS)
             except StoreUnavailable as exc:
                 log.warning("online store warm-up failed (%s)", exc)
         else:
