@@ -48,6 +48,9 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 METADATA_KEY = MODEL_NAME
 #: Variable naming the exact BentoML model tag the service loads (see Settings.bento_model_tag).
 MODEL_TAG_ENV = "LEADSCORE_MODEL_TAG"
+#: Variable naming the revival model's BentoML tag (Settings.revival_bento_model_tag):
+#: `leadscore serve` sets it when a revival champion is packaged, and only then.
+REVIVAL_MODEL_TAG_ENV = "LEADSCORE_REVIVAL_MODEL_TAG"
 
 # ---------------------------------------------------------------- parameter defaults
 # Each default is written once, here: the dataclass or function that uses it and the
@@ -120,6 +123,9 @@ class Settings:
     bentoml_home: Path = PROJECT_ROOT / "bentoml_home"
     #: The BentoML model the service loads; `leadscore serve` sets the champion's exact tag.
     bento_model_tag: str = f"{MODEL_NAME}:latest"
+    #: The revival model the service loads beside it; None: none is served, and a lost
+    #: deal asked for revival is an error saying so.
+    revival_bento_model_tag: str | None = None
     feature_service: str = FEATURE_SERVICE
     experiment: str = EXPERIMENT
     #: Days between two training snapshots of one deal while it is open.
@@ -181,6 +187,7 @@ def load_settings(**overrides: object) -> Settings:
     ``LEADSCORE_SEED``, ``LEADSCORE_REVIVAL_WINDOW_DAYS``, ``LEADSCORE_REVIVAL_HORIZON_DAYS``
     (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
+    ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
     ``LEADSCORE_REDIS`` (the Redis online store's address) and ``LEADSCORE_HEALTH_<NAME>``
     (risk rule thresholds, e.g. ``LEADSCORE_HEALTH_MAX_STALLS=4``).
     """
@@ -205,6 +212,8 @@ def load_settings(**overrides: object) -> Settings:
         env["bentoml_home"] = Path(v).expanduser().resolve()
     if v := os.environ.get(MODEL_TAG_ENV):
         env["bento_model_tag"] = v
+    if v := os.environ.get(REVIVAL_MODEL_TAG_ENV):
+        env["revival_bento_model_tag"] = v
     if v := os.environ.get("LEADSCORE_REDIS"):
         env["redis"] = v
     env["health_overrides"] = tuple(

@@ -424,20 +424,28 @@ def package(
         typer.Option("--build", help="Then build a deployable Bento with it (bentoml build)."),
     ] = False,
 ) -> None:
-    """Import models:/lead_scorer@champion from MLflow into the project's BentoML store."""
-    from serving.package import PackagingError, build_bento, package_champion
+    """Import models:/lead_scorer@champion from MLflow into the project's BentoML store,
+    and models:/lead_scorer_revival@champion beside it when one is registered."""
+    from serving.package import PackagingError, build_bento, package_champion, package_revival
 
     settings = load_settings()
     try:
-        p = package_champion(settings, alias)
-        state = "imported" if p.created else "already packaged"
-        typer.echo(
-            f"{state}: {p.model_uri} = version {p.mlflow_version} (run {p.run_id}, "
-            f"feature service {p.feature_service}) -> BentoML model {p.tag} "
-            f"in {settings.bentoml_home}"
-        )
+        win = package_champion(settings, alias)
+        for p in (win, package_revival(settings, alias)):
+            if p is None:
+                typer.echo(
+                    f"no {settings.revival_model_name}@{alias}: lost deals asked for revival "
+                    "get an error (`leadscore train-revival` trains one)"
+                )
+                continue
+            state = "imported" if p.created else "already packaged"
+            typer.echo(
+                f"{state}: {p.model_uri} = version {p.mlflow_version} (run {p.run_id}, "
+                f"feature service {p.feature_service}) -> BentoML model {p.tag} "
+                f"in {settings.bentoml_home}"
+            )
         if build:
-            typer.echo(f"built Bento {build_bento(settings, alias)} with {p.tag}")
+            typer.echo(f"built Bento {build_bento(settings, alias)} with {win.tag}")
     except PackagingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

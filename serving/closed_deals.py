@@ -9,7 +9,8 @@ before the model sees them:
 * won: a result with ``status: "won"``, a :data:`WON_NOTE` and no probability, score,
   grade or reasons;
 * lost: a per-item error (:data:`LOST_MESSAGE`), unless the request sets ``revival``;
-  then the revival model answers (``LeadScorer._revival_results``).
+  then the revival model answers (``LeadScorer._revival_results``, :mod:`serving.revival`),
+  or an error when none is served (:data:`NO_REVIVAL_MODEL`).
 
 ``/score`` takes the status from the deal as sent (:func:`leadscore.features.featurize.status_as_of`);
 ``/score_ids`` from the online store's ``deal_profile`` view (:func:`stored_status`).
@@ -92,8 +93,9 @@ def closed_error(deal: ClosedDeal, msg: str) -> DealError:
     )
 
 
-#: The per-item error of a lost deal asked for revival, until a revival model is served.
+#: The per-item error of a lost deal asked for revival when the service loaded no revival
+#: model (none was champion when it was packaged and started).
 NO_REVIVAL_MODEL = (
-    "this service does not serve a revival model yet: `leadscore train-revival` trains and "
-    "registers one, but the service does not load it"
+    "this service serves no revival model: `leadscore train-revival` trains and registers "
+    "one; `leadscore package` and `leadscore serve` then serve it beside the win model"
 )

@@ -7,7 +7,11 @@ version and run it came from, the feature service it was trained on, and how it
 calibrates and encodes. ``leadscore serve`` asks MLflow which version is champion now,
 finds the BentoML model packaged from exactly that version and run, and starts the
 service on that tag (``LEADSCORE_MODEL_TAG``): a model packaged later, or a champion
-that moved since, is never served by accident. The MLflow model directory inside the
+that moved since, is never served by accident. The revival model
+(``models:/lead_scorer_revival@champion``, issue 12) goes the same way, by the same
+functions with its name as a parameter, when one is registered: ``package`` imports it as
+``lead_scorer_revival``, ``serve`` passes its tag in ``LEADSCORE_REVIVAL_MODEL_TAG`` (and
+nothing when there is none: lost deals asked for revival are then an error that says so). The MLflow model directory inside the
 BentoML model holds the native LightGBM booster, and its ``MLmodel`` file the
 :class:`ScoringModel` metadata training wrote (``metadata.lead_scorer``), so serving
 rebuilds exactly the model training evaluated.
@@ -33,6 +37,7 @@ from leadscore.config import (
     METADATA_KEY,
     MODEL_TAG_ENV,
     PROJECT_ROOT,
+    REVIVAL_MODEL_TAG_ENV,
     SERVICE_HOST,
     SERVICE_PORT,
     ServingConfig,
@@ -76,8 +81,10 @@ class PackagedModel:
     created: bool
 
 
-def _aliased_version(settings: Settings, alias: str) -> tuple[MlflowClient, ModelVersion, str]:
-    """The project's MLflow client, the model version behind ``alias`` and its run id.
+def _aliased_version(
+    settings: Settings, alias: str, name: str
+) -> tuple[MlflowClient, ModelVersion, str]:
+    """The project's MLflow client, the version of model ``name`` behind ``alias``, its run id.
 
     MLflow is imported here, not with the module: the service imports this module, and
     its main process (which never scores) should not load MLflow.
@@ -88,16 +95,16 @@ def _aliased_version(settings: Settings, alias: str) -> tuple[MlflowClient, Mode
 
     client = mlflow_client(settings)
     try:
-        version = client.get_model_version_by_alias(settings.model_name, alias)
+        version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise PackagingError(
-            f"no version of {settings.model_name!r} has the alias {alias!r} in "
+            f"no version of {name!r} has the alias {alias!r} in "
             f"{settings.tracking_uri}; train and promote one first (`leadscore train`, "
             "`leadscore promote`)"
         ) from exc
     if version.run_id is None:  # registered from a path, not logged by a run
         raise PackagingError(
-            f"version {version.version} of {settings.model_name!r} has no MLflow run; only "
+            f"version {version.version} of {name!r} has no MLflow run; only "
             "versions logged by `leadscore train` can be packaged"
         )
     return client, version, version.run_id
@@ -123,8 +130,13 @@ def _packaged(name: str, version: str, run_id: str) -> Any:
     return None
 
 
-def package_champion(settings: Settings, alias: str = CHAMPION) -> PackagedModel:
+def package_champion(
+    settings: Settings, alias: str = CHAMPION, model_name: str | None = None
+) -> PackagedModel:
     """Import ``models:/<name>@<alias>`` into the BentoML model store as ``<name>``.
+
+    ``name`` is ``model_name``, by default the win model's (``settings.model_name``); the
+    revival model is packaged by this same function (:func:`package_revival`).
 
     Idempotent: when that MLflow version is already in the store (say, packaged before a
     rollback), nothing is imported. The BentoML metadata repeats what an operator needs
@@ -134,8 +146,9 @@ def package_champion(settings: Settings, alias: str = CHAMPION) -> PackagedModel
     import bentoml
     import mlflow
 
-    client, version, run_id = _aliased_version(settings, alias)
-    name, number = settings.model_name, str(version.version)
+    name = model_name or settings.model_name
+    client, version, run_id = _aliased_version(settings, alias, name)
+    number = str(version.version)
     model_uri = f"models:/{name}@{alias}"
     existing = _packaged(name, number, run_id)
     if existing is not None:
@@ -191,22 +204,54 @@ def _described(bento_model: Any, model_uri: str, created: bool) -> PackagedModel
     )
 
 
-def packaged_champion(settings: Settings, alias: str = CHAMPION) -> PackagedModel:
-    """The BentoML model packaged from the version ``alias`` points at now.
+def packaged_champion(
+    settings: Settings, alias: str = CHAMPION, model_name: str | None = None
+) -> PackagedModel:
+    """The BentoML model packaged from the version ``alias`` points at now (of
+    ``model_name``, by default the win model).
 
     Raises PackagingError, saying to run ``leadscore package``, when that version is not
     in the store: serving whatever was packaged last would serve the wrong model.
     """
-    _, version, run_id = _aliased_version(settings, alias)
+    name = model_name or settings.model_name
+    _, version, run_id = _aliased_version(settings, alias, name)
     number = str(version.version)
-    found = _packaged(settings.model_name, number, run_id)
+    found = _packaged(name, number, run_id)
     if found is None:
         raise PackagingError(
-            f"{alias} is version {number} of {settings.model_name} (run {run_id}), "
+            f"{alias} is version {number} of {name} (run {run_id}), "
             f"which is not packaged in the BentoML store {settings.bentoml_home}; run "
             "`leadscore package` first"
         )
-    return _described(found, f"models:/{settings.model_name}@{alias}", created=False)
+    return _described(found, f"models:/{name}@{alias}", created=False)
+
+
+def _revival_registered(settings: Settings, alias: str) -> bool:
+    """Whether a version of the revival model has ``alias`` (none is the usual case
+    before ``leadscore train-revival``: not an error)."""
+    from leadscore.model.registry import alias_version, mlflow_client
+
+    client = mlflow_client(settings)
+    return alias_version(client, settings.revival_model_name, alias) is not None
+
+
+def package_revival(settings: Settings, alias: str = CHAMPION) -> PackagedModel | None:
+    """:func:`package_champion` for the revival model; None when no version of it has
+    ``alias`` (the service then answers lost deals asked for revival with an error)."""
+    if not _revival_registered(settings, alias):
+        return None
+    return package_champion(settings, alias, settings.revival_model_name)
+
+
+def packaged_revival(settings: Settings, alias: str = CHAMPION) -> PackagedModel | None:
+    """:func:`packaged_champion` for the revival model; None when none has ``alias``.
+
+    A revival version with the alias but not packaged raises PackagingError like the win
+    model's: serving without it would silently refuse every revival request.
+    """
+    if not _revival_registered(settings, alias):
+        return None
+    return packaged_champion(settings, alias, settings.revival_model_name)
 
 
 def load_packaged(bento_model: Any) -> tuple[ScoringModel, dict[str, Any]]:
@@ -230,13 +275,24 @@ def _bentoml_command() -> str:
     return shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
 
 
-def _server_env(settings: Settings, tag: str) -> dict[str, str]:
-    """The environment of a ``bentoml`` process serving or building ``tag``.
+def _server_env(settings: Settings, tag: str, revival_tag: str | None = None) -> dict[str, str]:
+    """The environment of a ``bentoml`` process serving or building ``tag`` (and the
+    revival model ``revival_tag``; without one, the variable is removed, so a value left
+    in this shell cannot make the service load a model that is not the champion).
 
     One OpenMP thread per worker: LightGBM's default of one per core oversubscribes a
     small machine as soon as two requests run at once.
     """
-    return child_environment(settings, OMP_NUM_THREADS="1", **{MODEL_TAG_ENV: tag})
+    env = child_environment(settings, OMP_NUM_THREADS="1", **{MODEL_TAG_ENV: tag})
+    env.pop(REVIVAL_MODEL_TAG_ENV, None)
+    if revival_tag is not None:
+        env[REVIVAL_MODEL_TAG_ENV] = revival_tag
+    return env
+
+
+def _revival_tag(settings: Settings, alias: str) -> str | None:
+    revival = packaged_revival(settings, alias)
+    return None if revival is None else revival.tag
 
 
 def is_loopback(host: str) -> bool:
@@ -275,6 +331,7 @@ def serve(
     """
     settings = settings or load_settings()
     packaged = packaged_champion(settings, alias)
+    revival_tag = _revival_tag(settings, alias)
     warning = exposure_warning(host, ServingConfig.from_env().api_token)
     if warning is not None:
         log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
@@ -282,26 +339,29 @@ def serve(
     args = [bentoml, "serve", SERVICE, "--port", str(port), "--host", host]
     args += ["--working-dir", str(settings.root)]
     log.info(
-        "starting %s on %s:%d with %s (MLflow version %s)",
+        "starting %s on %s:%d with %s (MLflow version %s), revival model %s",
         SERVICE,
         host,
         port,
         packaged.tag,
         packaged.mlflow_version,
+        revival_tag or "none",
     )
-    os.execvpe(bentoml, args, _server_env(settings, packaged.tag))
+    os.execvpe(bentoml, args, _server_env(settings, packaged.tag, revival_tag))
 
 
 def build_bento(settings: Settings, alias: str = CHAMPION) -> str:
-    """``bentoml build`` the project (bentofile.yaml) with the packaged ``alias`` version.
+    """``bentoml build`` the project (bentofile.yaml) with the packaged ``alias`` version
+    (and the revival model's, when one is packaged: the service declares it then).
 
     The Bento goes to the same BentoML home as the model; its tag is returned.
     """
     packaged = packaged_champion(settings, alias)
+    revival_tag = _revival_tag(settings, alias)
     proc = subprocess.run(
         [_bentoml_command(), "build", str(settings.root), "--output", "tag"],
         cwd=settings.root,
-        env=_server_env(settings, packaged.tag),
+        env=_server_env(settings, packaged.tag, revival_tag),
         capture_output=True,
         text=True,
         check=False,

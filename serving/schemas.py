@@ -332,11 +332,14 @@ AllOrNothing = Field(
 Revival = Field(
     False,
     description="When true, a lost deal is answered by the revival model (the chance it "
-    "comes back and is won if re-engaged), not refused. By default a lost deal is a "
-    "problem in `errors`: an open-deal score would mislead. Won deals are answered with "
-    "their status either way, and open deals are scored by the win model. Until a "
-    "revival model is registered, a lost deal asked for revival is a problem in `errors` "
-    "that says so.",
+    "comes back and is won within the horizon if re-engaged now: the result's `meaning` "
+    "says it in words), not refused. By default a lost deal is a problem in `errors`: an "
+    "open-deal score would mislead. Won deals are answered with their status either way, "
+    "and open deals are scored by the win model. When the service serves no revival "
+    "model, a lost deal asked for revival is a problem in `errors` that says so. /score "
+    "does not compute revival features from a deal sent in full (they include the "
+    "account's other deals and past revivals): there a lost deal asked for revival is a "
+    "problem naming /score_ids, which reads them from the online store.",
     examples=[True],
 )
 
@@ -445,28 +448,36 @@ ResultStatus = Literal[DEAL_STATUSES]  # type: ignore[valid-type]
 
 
 class ScoreResult(TypedDict):
-    """The answer for one deal: the score of an open deal, or the status of a won one."""
+    """The answer for one deal: the score of an open deal, the status of a won one, or the
+    revival probability of a lost one (when the request asks for revival)."""
 
     deal_id: Annotated[str, Field(description="The deal's id, as sent.")]
     status: Annotated[
         ResultStatus,
         Field(
-            description="The deal's status as of `as_of`. 'open': scored, with probability, "
-            "score, grade and reasons. 'won': closed with its outcome, so no score, and a "
-            "`note` says so.",
+            description="The deal's status as of `as_of`. 'open': scored by the win model, "
+            "with probability, score, grade and reasons. 'won': closed with its outcome, so "
+            "no score, and a `note` says so. 'lost' (only with `revival`): scored by the "
+            "revival model, with probability and score, and `meaning` says what they are.",
             examples=[OPEN],
         ),
     ]
     probability: NotRequired[
         Annotated[
             float,
-            Field(description="Calibrated probability that the deal is won, 0 to 1 (open deals)."),
+            Field(
+                description="Calibrated probability, 0 to 1: that the deal is won (open "
+                "deals), or what `meaning` says (lost deals, by the revival model)."
+            ),
         ]
     ]
     score: NotRequired[
         Annotated[
             int,
-            Field(description="The probability as a 0-100 score (rounded percentage; open deals)."),
+            Field(
+                description="The probability as a 0-100 score (rounded percentage; open "
+                "deals, and lost deals scored for revival)."
+            ),
         ]
     ]
     grade: NotRequired[
@@ -490,11 +501,32 @@ class ScoreResult(TypedDict):
             Field(description="Up to 5 strongest reasons lowering the score (open deals)."),
         ]
     ]
+    meaning: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="What the probability of a lost deal means (revival model); "
+                "the horizon is the service's setting.",
+                examples=["chance of a win within 12 months if re-engaged now"],
+            ),
+        ]
+    ]
+    model_name: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="Registered name of the model that scored it, when it is not "
+                "the win model (a lost deal: lead_scorer_revival).",
+                examples=["lead_scorer_revival"],
+            ),
+        ]
+    ]
     note: NotRequired[
         Annotated[
             str,
             Field(
-                description="Why a deal has no score (a won deal).",
+                description="Why a deal has no score (a won deal), or no reasons (a lost "
+                "deal scored for revival).",
                 examples=["deal is won: it has its outcome, so it gets no open-deal score"],
             ),
         ]
@@ -506,7 +538,11 @@ class ScoreResult(TypedDict):
         ),
     ]
     model_version: Annotated[
-        str, Field(description="MLflow version of the lead_scorer model that scored it.")
+        str,
+        Field(
+            description="MLflow version of the model that scored it: lead_scorer, or the "
+            "one `model_name` names."
+        ),
     ]
     as_of: Annotated[datetime, Field(description="Moment the features were computed at.")]
     scored_at: Annotated[datetime, Field(description="When the score was computed (UTC).")]
@@ -707,6 +743,17 @@ class Quality(_Facts):
     )
 
 
+class RevivalModelFacts(BaseModel):
+    """The revival model served beside the win model (lost deals asked for revival)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = Field(description="Registered model name in MLflow.")
+    model_version: str = Field(description="MLflow version of the served revival model.")
+    bento_tag: str = Field(description="The BentoML model tag served.")
+    meaning: str = Field(description="What its probability means, in words.")
+
+
 class ModelFacts(BaseModel):
     """The served model: where it comes from and how good training measured it to be."""
 
@@ -726,6 +773,11 @@ class ModelFacts(BaseModel):
         description="'model not better than baseline: ...' when the served model failed the "
         "baseline gate (it was promoted with --force), or was never checked against it; "
         "null otherwise."
+    )
+    revival: RevivalModelFacts | None = Field(
+        default=None,
+        description="The revival model that answers lost deals asked for revival; null "
+        "when none is served (they are then an error).",
     )
 
 

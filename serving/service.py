@@ -7,10 +7,13 @@ and reads every feature from the online store. Both answer an open deal with a
 probability, a 0-100 score, a grade and the strongest reasons either way, explained by
 LightGBM's TreeSHAP. A closed deal never gets that open-deal score
 (:mod:`serving.closed_deals`): a won deal is answered with its status, a lost one with a
-per-item error, or by the revival model when the request sets ``revival``.
+per-item error, or by the revival model when the request sets ``revival``
+(:mod:`serving.revival`: ``/score_ids`` only, features from the online store's
+``revival_v1``; loaded when ``leadscore serve`` found a packaged revival champion).
 
 ``GET /model`` says which model is served (name, version, alias) and how good training
-measured it to be: the quality summary stored in the model (:mod:`training.quality`).
+measured it to be: the quality summary stored in the model (:mod:`training.quality`),
+and the revival model's name and version when one is served.
 ``GET /healthz`` and ``/livez`` say the process is alive; ``GET /readyz`` that the model
 is loaded and the online store answers; ``GET /metrics`` is BentoML's Prometheus endpoint
 (plus ``leadscore_deals_total`` and ``leadscore_shed_total``, the 503s of an
@@ -27,13 +30,14 @@ from __future__ import annotations
 import gc
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import bentoml
 import pandas as pd
 from bentoml.models import BentoModel
 
-from leadscore.config import ServingConfig, load_settings
+from leadscore.config import REVIVAL_FEATURE_SERVICE, ServingConfig, load_settings
 from leadscore.crm.contract import API_CLOCK_SKEW, LOST, OPEN, WON
 from leadscore.crm.ingest import historical_as_of
 from leadscore.features.featurize import DEAL_STATUS, model_frame, status_as_of
@@ -61,6 +65,13 @@ from serving.payload import (
     deal_problems,
     input_warnings,
     payload_features,
+)
+from serving.revival import (
+    SENT_IN_FULL,
+    ServedRevival,
+    revival_columns,
+    revival_results,
+    sent_in_full,
 )
 from serving.schemas import (
     DealError,
@@ -138,6 +149,14 @@ class LeadScorer:
     # Declared on the class so `bentoml build` packages it. The tag comes from configuration:
     # `leadscore serve` passes the champion's exact one; a built Bento holds only that model.
     bento_model = BentoModel(load_settings().bento_model_tag)
+    # The revival model, when `leadscore serve` (or `build`) found a packaged revival
+    # champion and set LEADSCORE_REVIVAL_MODEL_TAG; else None. A conditional class
+    # attribute because BentoML 1.4 has no optional model: the service collects its models
+    # from the class attributes that are models (bentoml.models.BentoModel), resolves each
+    # when a worker starts and `bentoml build` packages each, so an attribute that is None
+    # is no model at all, while a BentoModel of a tag not in the store fails the start.
+    _revival_tag = load_settings().revival_bento_model_tag
+    revival_bento_model = BentoModel(_revival_tag) if _revival_tag else None
 
     def __init__(self) -> None:
         self.config = ServingConfig.from_env()
@@ -145,6 +164,17 @@ class LeadScorer:
         self.model, meta = load_packaged(self.bento_model)
         self.model_version = str(meta.get("mlflow_version", self.bento_model.tag.version))
         self.explainer = Explainer(self.model, self.config.grade_thresholds)
+        #: The revival model for lost deals asked for revival; None when none is served.
+        self.revival: ServedRevival | None = None
+        if self.revival_bento_model is not None:
+            revival_model, revival_meta = load_packaged(self.revival_bento_model)
+            self.revival = ServedRevival(
+                revival_model,
+                self.settings.revival_model_name,
+                str(revival_meta.get("mlflow_version", self.revival_bento_model.tag.version)),
+                str(self.revival_bento_model.tag),
+                self.settings.revival_horizon_days,
+            )
         #: The custom attributes a deal sent to /score may carry, by name.
         self.attributes = {a.name: a for a in self.model.attributes}
         compile_feature_kernels()
@@ -157,13 +187,17 @@ class LeadScorer:
         # Open the store now, so neither the first request nor the first probe pays for it.
         if self.track_records.reachable(OPEN_DEADLINE_SECONDS):
             # The first feature-service lookup costs far more than the next ones: pay it now.
+            services = [self.settings.feature_service]
+            services += [REVIVAL_FEATURE_SERVICE] if self.revival is not None else []
             try:
-                self.online.run(
-                    lambda store: online_features(
-                        store, self.settings.feature_service, ["__warmup__"], datetime.now(UTC)
-                    ),
-                    OPEN_DEADLINE_SECONDS,
-                )
+                for service in services:
+                    warm_up = partial(
+                        online_features,
+                        feature_service=service,
+                        deal_ids=["__warmup__"],
+                        as_of=datetime.now(UTC),
+                    )
+                    self.online.run(warm_up, OPEN_DEADLINE_SECONDS)
             except StoreUnavailable as exc:
                 log.warning("online store warm-up failed (%s)", exc)
         else:
@@ -171,10 +205,11 @@ class LeadScorer:
                 "online feature store unreachable at %s; not ready", self.settings.feature_repo
             )
         log.info(
-            "loaded %s (MLflow version %s, %d features)",
+            "loaded %s (MLflow version %s, %d features); revival model %s",
             self.bento_model.tag,
             self.model_version,
             len(self.model.features),
+            self.revival_bento_model.tag if self.revival_bento_model is not None else "none",
         )
 
     # ------------------------------------------------------------------ endpoints
@@ -403,6 +438,14 @@ class LeadScorer:
                 "quality": quality,
                 "quality_note": None if quality else NO_QUALITY,
                 "warning": self.model.gate_warning,
+                "revival": None
+                if self.revival is None
+                else {
+                    "model_name": self.revival.name,
+                    "model_version": self.revival.version,
+                    "bento_tag": self.revival.bento_tag,
+                    "meaning": self.revival.meaning,
+                },
             }
         )
         return facts.model_dump(mode="json")
@@ -462,10 +505,40 @@ class LeadScorer:
     ) -> tuple[list[tuple[int, ScoreResult]], list[DealError]]:
         """Lost deals asked for revival: the revival model's results, by request position.
 
-        No revival model exists yet (issue 12): every one is an error saying so. The
-        revival model replaces this function, and only this function.
+        Without a revival model every one is an error saying so. A deal sent in full to
+        /score is an error naming /score_ids (:data:`serving.revival.SENT_IN_FULL`); one
+        asked by id gets the revival model's probability on the online store's
+        ``revival_v1`` features at ``as_of``, or an error when the store does not answer.
         """
-        return [], [closed_error(c, NO_REVIVAL_MODEL) for c in lost]
+        if self.revival is None:
+            return [], [closed_error(c, NO_REVIVAL_MODEL) for c in lost]
+        errors = [closed_error(c, SENT_IN_FULL) for c in lost if sent_in_full(c)]
+        by_id = [c for c in lost if not sent_in_full(c)]
+        if not by_id:
+            return [], errors
+        ids = [c.deal_id for c in by_id]
+        try:
+            frame = self.online.run(
+                lambda store: online_features(store, REVIVAL_FEATURE_SERVICE, ids, as_of)
+            )
+        except StoreUnavailable as exc:
+            log.warning("online store revival lookup failed (%s)", exc)
+            return [], errors + [
+                DealError(
+                    index=c.index,
+                    deal_id=c.deal_id,
+                    problems=[
+                        Problem(
+                            loc=list(c.loc),
+                            msg=f"{exc}; retry in a few seconds",
+                            type="unavailable",
+                        )
+                    ],
+                )
+                for c in by_id
+            ]
+        results, refused = revival_results(self.revival, by_id, revival_columns(frame), as_of, now)
+        return results, errors + refused
 
     def _respond(
         self,

@@ -202,8 +202,41 @@ def train_small_model(
     return model, frame
 
 
-def register_champion(model: ScoringModel, frame: pd.DataFrame, settings: Settings) -> str:
-    """Log and register the model as training does, and make it ``champion``; its version."""
+#: End of the revival CRM's history (:func:`small_revival`).
+REVIVAL_AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
+
+
+@lru_cache(maxsize=1)
+def revival_tables() -> dict[str, pd.DataFrame]:
+    """A synthetic CRM with revival simulated over four years, ending at :data:`REVIVAL_AS_OF`."""
+    from leadscore.crm.synth import REVIVAL_HISTORY_DAYS
+
+    crm = generate_crm(
+        3000, seed=5, as_of=REVIVAL_AS_OF, revival=True, history_days=REVIVAL_HISTORY_DAYS
+    )
+    return crm.tables
+
+
+@lru_cache(maxsize=1)
+def small_revival() -> tuple[ScoringModel, pd.DataFrame]:
+    """A revival model trained by training's own pipeline on :func:`revival_tables`'
+    in-memory revival frame (seconds), and that frame."""
+    from training.result import TrainConfig
+    from training.revival import fit_and_evaluate_revival, in_memory_revival_frame
+
+    frame, _ = in_memory_revival_frame(revival_tables(), REVIVAL_AS_OF, 730, 365)
+    model = fit_and_evaluate_revival(frame, TrainConfig(bootstrap_resamples=20)).model
+    return model, frame
+
+
+def register_champion(
+    model: ScoringModel,
+    frame: pd.DataFrame,
+    settings: Settings,
+    feature_service: str = FEATURE_SERVICE,
+) -> str:
+    """Log and register the model as training does (as ``settings.model_name``, read from
+    ``feature_service``), and make it ``champion``; its version."""
     import mlflow
 
     from leadscore.config import CHAMPION
@@ -212,10 +245,10 @@ def register_champion(model: ScoringModel, frame: pd.DataFrame, settings: Settin
 
     client = mlflow_client(settings)
     with mlflow.start_run(experiment_id=ensure_experiment(settings, client)):
-        mlflow.set_tag("feast.feature_service", FEATURE_SERVICE)
+        mlflow.set_tag("feast.feature_service", feature_service)
         version = register_model(model, frame.head(5), settings).version
     client.set_model_version_tag(
-        settings.model_name, version, "feast.feature_service", FEATURE_SERVICE
+        settings.model_name, version, "feast.feature_service", feature_service
     )
     client.set_registered_model_alias(settings.model_name, CHAMPION, version)
     return str(version)

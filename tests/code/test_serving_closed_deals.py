@@ -3,15 +3,18 @@
 A hand-made CRM of four deals (open, won, lost, lost with no close time), its feature
 sources built by the pipeline, and the service class with the in-memory point-in-time
 join standing in for the Feast online store: /score_ids and /score answer a won deal
-with its status, a lost one with a per-item error (or the revival model's answer, which
-does not exist yet), and still score the open ones.
+with its status, a lost one with a per-item error (or, asked for revival, the revival
+model's answer: a small revival model trained here on a synthetic CRM with revival, its
+probability checked against the model applied to the in-memory features), and still
+score the open ones the same.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,11 +23,13 @@ import pytest
 
 from leadscore.config import ServingConfig
 from leadscore.crm.contract import UNDATED
+from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import (
     DEAL_STATUS,
     TS,
     build_feature_sources,
     features_as_of,
+    model_frame,
     profile_source,
     scoring_entities,
     status_as_of,
@@ -38,8 +43,15 @@ from serving.closed_deals import (
     WON_NOTE,
     stored_status,
 )
-from serving.schemas import ScoreIdsRequest, ScoreRequest, ScoreResult
-from tests.serving_fixture import small_champion
+from serving.revival import (
+    NO_LOSS_TIME,
+    NO_REASONS,
+    SENT_IN_FULL,
+    ServedRevival,
+    revival_meaning,
+)
+from serving.schemas import ModelFacts, ScoreIdsRequest, ScoreRequest, ScoreResult
+from tests.serving_fixture import REVIVAL_AS_OF, revival_tables, small_champion, small_revival
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 CLOSED = pd.Timestamp("2025-03-01", tz="UTC")
@@ -144,11 +156,23 @@ class InMemoryStore:
 @pytest.fixture
 def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
     """The service class around the tests' model, with the hand-made CRM as its store."""
+    yield scoring_service(monkeypatch, tmp_path, {"deals": deals()})
+
+
+def scoring_service(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    tables: Mapping[str, pd.DataFrame],
+    revival: ServedRevival | None = None,
+) -> Any:
+    """The service class around the tests' win model (and ``revival``), with ``tables``
+    as its online store: every feature service's lookup is the in-memory point-in-time
+    join of the tables' feature sources at ``as_of``."""
     from serving import service as module
     from tests.conftest import isolated
 
-    table = deals()
-    sources = build_feature_sources({"deals": table})
+    table = tables["deals"]
+    sources = build_feature_sources(tables)
     keys = table.set_index("deal_id")
     drop_status = {"on": False}
 
@@ -177,8 +201,9 @@ def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
     svc.attributes = {}
     svc.online = InMemoryStore()
     svc.track_records = NoHistory()
+    svc.revival = revival
     svc.drop_status = drop_status
-    yield svc
+    return svc
 
 
 def context() -> Any:
@@ -358,3 +383,132 @@ def test_revival_is_off_by_default_and_documented():
     for model in (ScoreRequest, ScoreIdsRequest):
         field = model.model_fields["revival"]
         assert field.default is False and field.description and field.examples == [True]
+
+
+# ====================================================================== the revival model
+@lru_cache(maxsize=1)
+def revival_crm() -> tuple[dict[str, pd.DataFrame], ServedRevival]:
+    """The revival CRM and a small revival model trained on it, as the service holds it."""
+    model, _ = small_revival()
+    return revival_tables(), ServedRevival(model, "lead_scorer_revival", "3", "r:1", 365)
+
+
+def status_at(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+    """Every deal's features at ``as_of``, by the in-memory join (the test's own reading)."""
+    deals_ = tables["deals"]
+    return features_as_of(build_feature_sources(tables), scoring_entities(deals_, as_of))
+
+
+@pytest.fixture(scope="module")
+def revival_case() -> tuple[dict[str, pd.DataFrame], ServedRevival, pd.DataFrame]:
+    tables, revival = revival_crm()
+    return tables, revival, status_at(tables, REVIVAL_AS_OF)
+
+
+@pytest.fixture
+def revival_service(monkeypatch, tmp_path, revival_case) -> Any:
+    tables, revival, _ = revival_case
+    return scoring_service(monkeypatch, tmp_path, tables, revival)
+
+
+def some(features: pd.DataFrame, status: str, n: int) -> list[str]:
+    """``n`` deals of ``status`` at the revival CRM's as_of (lost: with a dated loss)."""
+    rows = features[features[DEAL_STATUS] == status]
+    if status == "lost":
+        rows = rows[rows["days_since_loss"].notna()]
+    return rows["deal_id"].head(n).tolist()
+
+
+def revived(svc: Any, ids: Sequence[str], revival: bool = True, ctx: Any = None) -> Any:
+    request = ScoreIdsRequest(
+        deal_ids=list(ids), as_of=REVIVAL_AS_OF.to_pydatetime(), revival=revival
+    )
+    return svc.score_ids(request, ctx)
+
+
+def test_revival_meaning_says_the_horizon_in_months_or_days():
+    assert revival_meaning(365) == "chance of a win within 12 months if re-engaged now"
+    assert revival_meaning(730) == "chance of a win within 24 months if re-engaged now"
+    assert revival_meaning(180) == "chance of a win within 180 days if re-engaged now"
+
+
+def test_score_ids_a_lost_deal_asked_for_revival_gets_the_revival_models_probability(
+    revival_service, revival_case
+):
+    tables, revival, features = revival_case
+    lost = some(features, "lost", 5)
+    assert len(lost) == 5
+    response = revived(revival_service, lost)
+    assert not response.errors
+    # The expectation, apart from the service: the model on the in-memory features at as_of.
+    mine = features.set_index("deal_id").loc[lost].reset_index()
+    X = revival.model.encode(model_frame(mine, catalog=revival_catalog()))
+    expected = revival.model.probability(X)
+    assert len(set(expected.round(6))) > 1  # the deals differ: not a constant
+    for result, deal_id, p in zip(response.results, lost, expected, strict=True):
+        assert result["deal_id"] == deal_id and result["status"] == "lost"
+        assert result["probability"] == pytest.approx(p, abs=1e-12)
+        assert result["score"] == int(round(100 * p))
+        assert result["meaning"] == "chance of a win within 12 months if re-engaged now"
+        assert result["model_name"] == "lead_scorer_revival" and result["model_version"] == "3"
+        assert result["note"] == NO_REASONS
+        assert not {"grade", "positive_reasons", "negative_reasons"} & result.keys()
+
+
+def test_revival_leaves_won_deals_unscored_and_open_deals_as_the_win_model_scores_them(
+    revival_service, revival_case, monkeypatch, tmp_path
+):
+    tables, _, features = revival_case
+    won, opened, lost = (
+        some(features, "won", 2),
+        some(features, "open", 3),
+        some(features, "lost", 1),
+    )
+    response = revived(revival_service, [*won, *opened, *lost])
+    statuses = [r["status"] for r in response.results]
+    assert statuses == ["won", "won", "open", "open", "open", "lost"]
+    assert all(is_won(r, d) for r, d in zip(response.results[:2], won, strict=True))
+    # Open deals: the same numbers with revival off, and without any revival model.
+    plain = scoring_service(monkeypatch, tmp_path / "plain", tables)
+    for other in (revived(revival_service, opened, False), revived(plain, opened, True)):
+        assert [r["probability"] for r in other.results] == [
+            r["probability"] for r in response.results[2:5]
+        ]
+        assert all(is_scored(r, d) for r, d in zip(other.results, opened, strict=True))
+
+
+def test_revival_off_still_refuses_a_lost_deal(revival_service, revival_case):
+    lost = some(revival_case[2], "lost", 1)
+    response = revived(revival_service, lost, revival=False)
+    assert response.results == [] and response.errors[0].problems[0].msg == LOST_MESSAGE
+
+
+def test_a_lost_deal_sent_in_full_for_revival_is_an_error_naming_score_ids(
+    monkeypatch, tmp_path, revival_case
+):
+    svc = scoring_service(monkeypatch, tmp_path, {"deals": deals()}, revival_case[1])
+    response = in_full(svc, [sent("O"), sent("L", status="lost")], context(), revival=True)
+    assert is_scored(response.results[0], "O") and len(response.results) == 1
+    assert closed_problem(response.errors[0], 1, "L", ["deals", 1], SENT_IN_FULL)
+    assert "/score_ids" in SENT_IN_FULL
+
+
+def test_a_lost_deal_without_a_loss_time_is_an_error_not_a_revival_score(
+    monkeypatch, tmp_path, revival_case
+):
+    svc = scoring_service(monkeypatch, tmp_path, {"deals": deals()}, revival_case[1])
+    response = by_ids(svc, ["LOST", "LOST-UNDATED"], context(), revival=True)
+    [result] = response.results
+    assert result["deal_id"] == "LOST" and result["status"] == "lost"
+    assert 0 <= result["probability"] <= 1
+    assert closed_problem(response.errors[0], 1, "LOST-UNDATED", ["deal_ids", 1], NO_LOSS_TIME)
+
+
+def test_get_model_lists_the_revival_model_when_one_is_served(monkeypatch, tmp_path, revival_case):
+    bento = SimpleNamespace(info=SimpleNamespace(labels={"alias": "champion"}), tag="lead_scorer:x")
+    for revival, expected in ((None, None), (revival_case[1], ("lead_scorer_revival", "3"))):
+        svc = scoring_service(monkeypatch, tmp_path, {"deals": deals()}, revival)
+        svc.bento_model = bento
+        facts = ModelFacts.model_validate(svc.model_facts())
+        got = facts.revival and (facts.revival.model_name, facts.revival.model_version)
+        assert got == expected

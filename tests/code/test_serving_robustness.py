@@ -321,6 +321,7 @@ def test_serving_a_public_address_without_a_token_warns_loudly(
 
     started: list[list[str]] = []
     monkeypatch.setattr(package, "packaged_champion", lambda settings, alias: _Packaged())
+    monkeypatch.setattr(package, "packaged_revival", lambda settings, alias: None)
     monkeypatch.setattr(package.os, "execvpe", lambda cmd, args, env: started.append(args))
     if token:
         monkeypatch.setenv("LEADSCORE_API_TOKEN", token)
@@ -337,3 +338,27 @@ def test_serving_a_public_address_without_a_token_warns_loudly(
 class _Packaged:
     tag = "lead_scorer:test"
     mlflow_version = "1"
+
+
+def test_serve_passes_the_revival_tag_only_when_a_revival_model_is_packaged(monkeypatch):
+    """A tag left in the shell never makes the service load a model that is not packaged."""
+    from leadscore.config import MODEL_TAG_ENV, REVIVAL_MODEL_TAG_ENV
+    from serving.package import _server_env
+
+    monkeypatch.setenv(REVIVAL_MODEL_TAG_ENV, "lead_scorer_revival:stale")
+    settings = load_settings()
+    without = _server_env(settings, "lead_scorer:a")
+    assert without[MODEL_TAG_ENV] == "lead_scorer:a" and REVIVAL_MODEL_TAG_ENV not in without
+    with_revival = _server_env(settings, "lead_scorer:a", "lead_scorer_revival:b")
+    assert with_revival[REVIVAL_MODEL_TAG_ENV] == "lead_scorer_revival:b"
+    assert load_settings().revival_bento_model_tag == "lead_scorer_revival:stale"
+    monkeypatch.delenv(REVIVAL_MODEL_TAG_ENV)
+    assert load_settings().revival_bento_model_tag is None
+
+
+def test_no_registered_revival_model_is_packaged_as_none(tmp_path: Path):
+    from serving.package import package_revival, packaged_revival
+    from tests.conftest import isolated
+
+    settings = isolated(tmp_path)
+    assert package_revival(settings) is None and packaged_revival(settings) is None
