@@ -36,14 +36,13 @@ from datetime import datetime
 import pandas as pd
 
 from leadscore.crm.contract import LOST
+from leadscore.crm.revival import revival_meaning
 from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import model_frame
 from leadscore.model.scoring_model import Columns, ScoringModel
 from serving.closed_deals import ClosedDeal, closed_error
 from serving.schemas import DealError, ScoreResult
 
-#: Days in a month, to say the horizon in months ("within 12 months").
-DAYS_PER_MONTH = 365.25 / 12
 #: The note of every revival result: why it has no reasons.
 NO_REASONS = (
     "no reasons: the explanations phrase the win model's features only, and the revival "
@@ -81,15 +80,6 @@ class ServedRevival:
     @property
     def meaning(self) -> str:
         return revival_meaning(self.horizon_days)
-
-
-def revival_meaning(horizon_days: int) -> str:
-    """What a revival probability means, in words: ``chance of a win within 12 months if
-    re-engaged now`` for 365 days; a horizon that is no whole number of months in days."""
-    months = round(horizon_days / DAYS_PER_MONTH)
-    whole = months > 0 and abs(months * DAYS_PER_MONTH - horizon_days) < 2
-    within = f"{months} months" if whole else f"{horizon_days} days"
-    return f"chance of a win within {within} if re-engaged now"
 
 
 def sent_in_full(deal: ClosedDeal) -> bool:

@@ -103,7 +103,7 @@ from leadscore.config import (
 )
 from leadscore.crm.contract import AFTER_DEAL_CREATION, LOST, OPEN, TABLES, WON
 from leadscore.crm.ingest import historical_as_of
-from leadscore.crm.revival import loss_cycles, revivals
+from leadscore.crm.revival import loss_cycles, revival_meaning, revivals
 from leadscore.csvsafe import write_csv
 from leadscore.features.catalog import STAGE_LEVELS, revival_catalog
 from leadscore.features.featurize import (
@@ -191,13 +191,6 @@ HISTORY_COLUMNS: tuple[str, ...] = (
 
 class RankingError(RuntimeError):
     """Ranking cannot run as asked; the message says what to do."""
-
-
-def revival_meaning(horizon_days: float) -> str:
-    """What a revival probability means: "chance of a win within 12 months if re-engaged
-    now" for the 365-day horizon (months = days / 30, rounded)."""
-    months = round(horizon_days / 30)
-    return f"chance of a win within {months} month{'' if months == 1 else 's'} if re-engaged now"
 
 
 @dataclass(frozen=True)

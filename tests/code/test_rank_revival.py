@@ -92,7 +92,7 @@ def by_deal(frame: pd.DataFrame) -> pd.DataFrame:
 def test_the_revival_meaning_is_the_horizon_in_months():
     assert revival_meaning(365) == "chance of a win within 12 months if re-engaged now"
     assert revival_meaning(30) == "chance of a win within 1 month if re-engaged now"
-    assert revival_meaning(180) == "chance of a win within 6 months if re-engaged now"
+    assert revival_meaning(180) == "chance of a win within 180 days if re-engaged now"
 
 
 def test_lost_rows_use_the_revival_model_and_say_so_open_rows_keep_the_win_model(
