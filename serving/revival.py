@@ -18,10 +18,10 @@ whole stage history as ingest reads it. Rather than a second implementation of t
 features, a lost deal sent to ``/score`` with ``revival`` is an error naming
 ``/score_ids`` (:data:`SENT_IN_FULL`).
 
-**Reasons.** None: :class:`leadscore.model.explain.Explainer` phrases the win model's
-catalog (and custom attributes) only, and the revival features (days since the loss,
-engagement since it...) have no entry there, so it cannot explain this model. Each result's
-``note`` says so (:data:`NO_REASONS`).
+**Reasons.** The win model's :class:`leadscore.model.explain.Explainer`, given the revival
+catalog (:func:`leadscore.features.catalog.revival_catalog`): the same TreeSHAP
+contributions in words, of the revival features (lost reason, engagement since the loss,
+time since it...). No grade: the grade thresholds are the win model's.
 
 Nothing here needs BentoML; the service wraps it.
 """
@@ -39,15 +39,11 @@ from leadscore.crm.contract import LOST
 from leadscore.crm.revival import revival_meaning
 from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import model_frame
+from leadscore.model.explain import Explainer
 from leadscore.model.scoring_model import Columns, ScoringModel
 from serving.closed_deals import ClosedDeal, closed_error
 from serving.schemas import DealError, ScoreResult
 
-#: The note of every revival result: why it has no reasons.
-NO_REASONS = (
-    "no reasons: the explanations phrase the win model's features only, and the revival "
-    "model's (time since the loss, engagement since it) have no phrasing yet"
-)
 #: The problem of a lost deal sent in full to /score with ``revival``.
 SENT_IN_FULL = (
     "a lost deal sent in full is not scored for revival: its revival features include the "
@@ -76,6 +72,8 @@ class ServedRevival:
     bento_tag: str
     #: The outcome's horizon (``Settings.revival_horizon_days``).
     horizon_days: int
+    #: Its reasons in words, on the revival catalog.
+    explainer: Explainer
 
     @property
     def meaning(self) -> str:
@@ -107,21 +105,22 @@ def revival_results(
     (:data:`NO_LOSS_TIME`) rather than a number computed without the time since it."""
     if not lost:
         return [], []
-    probability = revival.model.probability(revival.model.encode_columns(columns)).tolist()
+    explained = revival.explainer.explain(columns)
     clock = columns.get(_LOSS_CLOCK) or [None] * len(lost)
     results: list[tuple[int, ScoreResult]] = []
     errors: list[DealError] = []
-    for deal, p, days in zip(lost, probability, clock, strict=True):
+    for deal, e, days in zip(lost, explained, clock, strict=True):
         if days is None or (isinstance(days, float) and math.isnan(days)):
             errors.append(closed_error(deal, NO_LOSS_TIME))
             continue
         result: ScoreResult = {
             "deal_id": deal.deal_id,
             "status": LOST,
-            "probability": p,
-            "score": int(round(100 * p)),
+            "probability": e["probability"],
+            "score": e["score"],
             "meaning": revival.meaning,
-            "note": NO_REASONS,
+            "positive_reasons": e["positive_reasons"],
+            "negative_reasons": e["negative_reasons"],
             "warnings": [],
             "model_name": revival.name,
             "model_version": revival.version,

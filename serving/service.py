@@ -40,6 +40,7 @@ from bentoml.models import BentoModel
 from leadscore.config import REVIVAL_FEATURE_SERVICE, ServingConfig, load_settings
 from leadscore.crm.contract import API_CLOCK_SKEW, LOST, OPEN, WON
 from leadscore.crm.ingest import historical_as_of
+from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import DEAL_STATUS, model_frame, status_as_of
 from leadscore.features.store import online_features
 from leadscore.model.explain import Explainer
@@ -174,6 +175,7 @@ class LeadScorer:
                 str(revival_meta.get("mlflow_version", self.revival_bento_model.tag.version)),
                 str(self.revival_bento_model.tag),
                 self.settings.revival_horizon_days,
+                Explainer(revival_model, self.config.grade_thresholds, catalog=revival_catalog()),
             )
         #: The custom attributes a deal sent to /score may carry, by name.
         self.attributes = {a.name: a for a in self.model.attributes}

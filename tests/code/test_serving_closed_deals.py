@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from leadscore.config import ServingConfig
+from leadscore.config import DEFAULT_GRADE_THRESHOLDS, ServingConfig
 from leadscore.crm.contract import UNDATED
 from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import (
@@ -45,7 +45,6 @@ from serving.closed_deals import (
 )
 from serving.revival import (
     NO_LOSS_TIME,
-    NO_REASONS,
     SENT_IN_FULL,
     ServedRevival,
     revival_meaning,
@@ -390,7 +389,8 @@ def test_revival_is_off_by_default_and_documented():
 def revival_crm() -> tuple[dict[str, pd.DataFrame], ServedRevival]:
     """The revival CRM and a small revival model trained on it, as the service holds it."""
     model, _ = small_revival()
-    return revival_tables(), ServedRevival(model, "lead_scorer_revival", "3", "r:1", 365)
+    explainer = Explainer(model, DEFAULT_GRADE_THRESHOLDS, catalog=revival_catalog())
+    return revival_tables(), ServedRevival(model, "lead_scorer_revival", "3", "r:1", 365, explainer)
 
 
 def status_at(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
@@ -447,12 +447,15 @@ def test_score_ids_a_lost_deal_asked_for_revival_gets_the_revival_models_probabi
     assert len(set(expected.round(6))) > 1  # the deals differ: not a constant
     for result, deal_id, p in zip(response.results, lost, expected, strict=True):
         assert result["deal_id"] == deal_id and result["status"] == "lost"
-        assert result["probability"] == pytest.approx(p, abs=1e-12)
+        assert result["probability"] == pytest.approx(p, abs=1e-9)
         assert result["score"] == int(round(100 * p))
         assert result["meaning"] == "chance of a win within 12 months if re-engaged now"
         assert result["model_name"] == "lead_scorer_revival" and result["model_version"] == "3"
-        assert result["note"] == NO_REASONS
-        assert not {"grade", "positive_reasons", "negative_reasons"} & result.keys()
+        assert "grade" not in result  # the grade thresholds are the win model's
+        # Reasons in words, of the revival model's own features.
+        revival_names = {f.name for f in revival_catalog()}
+        reasons = result["positive_reasons"] + result["negative_reasons"]
+        assert reasons and all(r["feature"] in revival_names for r in reasons)
 
 
 def test_revival_leaves_won_deals_unscored_and_open_deals_as_the_win_model_scores_them(
