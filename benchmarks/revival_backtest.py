@@ -1,7 +1,7 @@
 """Benchmark: the revival model against its baselines, its oracles and today's approach.
 
     nice -n 10 uv run python benchmarks/revival_backtest.py [--deals 20000] [--seed 7]
-        [--history-days 1460] [--json]
+        [--history-days 1460] [--as-of 2026-06-30] [--json]
 
 A synthetic CRM with revival simulated (``generate_crm(..., revival=True)``) over
 ``--history-days`` is built in memory; the win model is trained on it exactly as
@@ -24,6 +24,8 @@ import argparse
 import json
 import time
 
+import pandas as pd
+
 from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
 from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, generate_crm
 from training.data import in_memory_frame
@@ -43,6 +45,9 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--history-days", type=float, default=REVIVAL_HISTORY_DAYS)
+    # A fixed end of history: the calendar moves the budget cycles, so "now" would give
+    # another CRM (and other figures) on every run.
+    parser.add_argument("--as-of", default="2026-06-30")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     seconds: dict[str, float] = {}
@@ -58,6 +63,7 @@ def main() -> None:
         generate_crm,
         args.deals,
         seed=args.seed,
+        as_of=pd.Timestamp(args.as_of, tz="UTC"),
         revival=True,
         history_days=args.history_days,
     )
@@ -87,7 +93,7 @@ def main() -> None:
         print(json.dumps(result.evaluation, indent=2, default=str))
         return
     print(
-        f"{args.deals:,} deals over {args.history_days:g} days, seed {args.seed}: "
+        f"{args.deals:,} deals over {args.history_days:g} days to {args.as_of}, seed {args.seed}: "
         f"{counts['losses']:,} losses, {counts['kept']:,} snapshots with a known outcome "
         f"({counts['positive']:,} revived and won), {counts['censored']:,} censored"
     )
