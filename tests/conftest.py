@@ -27,10 +27,21 @@ def service_available(host: str, port: int) -> bool:
 
 
 def free_port() -> int:
-    """A localhost port nothing listens on now, for a server started by a test."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A localhost port nothing listens on now, for a server started by a test.
+
+    The port is free when this returns, not yet taken: under pytest-xdist another worker
+    could be handed the same one before the server binds it. Each worker therefore keeps
+    to the ports congruent to its number modulo the worker count, so no two workers ever
+    share a port (one process alone is as before).
+    """
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port % workers == index % workers:
+            return port
 
 
 def require_service(name: str, port: int) -> None:
