@@ -20,7 +20,7 @@ hooks: ## Run the CI checks before every git commit (pre-commit install)
 demo: ## The main job on synthetic data, then serve on :3000 (Ctrl-C stops)
 	uv run leadscore demo
 
-test: ## The whole suite, as CI runs it (needs Redis and PostgreSQL; see README)
+test: ## The whole suite, as CI runs it, on three workers (needs Redis and PostgreSQL; see README)
 	uv run pytest
 
 test-fast: ## Daily tier: everything but the integration tests (under a minute)

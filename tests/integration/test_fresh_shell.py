@@ -37,11 +37,12 @@ from tests.serving_fixture import running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-#: Deals the generator makes instead of the README's 20,000: enough to train, too few for
-#: the baseline gate to see the model's margin, so the test forces where 20,000 would pass.
-DEALS = "1500"
+#: Deals the generator makes instead of the README's 20,000: enough to train and rank, too
+#: few for the baseline gate to see the model's margin, so the test forces where 20,000
+#: would pass. The steps' time is mostly each command's start, little the deals'.
+DEALS = "600"
 #: Recorded on the versions this test forces past the baseline gate.
-FORCE_NOTE = "fresh-shell test: 1,500 deals, too few for the baseline gate"
+FORCE_NOTE = "fresh-shell test: 600 deals, too few for the baseline gate"
 #: Where the commands may write inside the project: data, stores, the environment, caches.
 DATA_FOLDERS = ("features/data/", "mlruns/", "bentoml_home/", ".venv/")
 #: Variables uv may need besides its cache and interpreter (to reach an index on a cache miss).
@@ -193,7 +194,7 @@ def test_readme_step_by_step_runs_in_fresh_shells(tmp_path: Path, monkeypatch: p
                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
             )
             if refused or args[2:5] == ["leadscore", "train", "--json"]:
-                # At 1,500 deals the gate refuses what it would pass at the README's 20,000:
+                # At 600 deals the gate refuses what it would pass at the README's 20,000:
                 # force the version (as a user may, recorded), so the next lines have the
                 # champions they expect.
                 force_past_the_gate(args[:2], project, env)
