@@ -154,3 +154,22 @@ def with_interaction_signal(frame: pd.DataFrame, seed: int = 0, noise: float = 0
     labels = dict(zip(deals.index, (won ^ flip).astype(np.int64), strict=True))
     out["won"] = out["deal_id"].map(labels).astype(np.int64)
     return out
+
+
+def ranking_crm() -> dict[str, pd.DataFrame]:
+    """The tiny CRM, with D4's customer writing on day 52 and answered on day 53."""
+    tables = tiny_crm()
+    acts = tables["activities"]
+    answered = pd.DataFrame(
+        {
+            "activity_id": ["X90", "X91"],
+            "deal_id": "D4",
+            "contact_id": "C2",
+            "type": "email",
+            "direction": ["inbound", "outbound"],
+            "occurred_at": pd.Series([day(52), day(53)], dtype=acts["occurred_at"].dtype),
+            "duration_seconds": 60.0,
+        }
+    )
+    tables["activities"] = pd.concat([acts, answered], ignore_index=True)
+    return tables

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.config import Settings
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
@@ -35,29 +34,10 @@ from leadscore.priority.rank import (
     size_band,
 )
 from leadscore.priority.report import display_width, fit, text_table
-from tests.crm_fixture import day, tiny_crm
+from tests.crm_fixture import day, ranking_crm, tiny_crm
 from tests.serving_fixture import synthetic_tables, train_small_model
 
 AS_OF = day(70)
-
-
-def ranking_crm() -> dict[str, pd.DataFrame]:
-    """The tiny CRM, with D4's customer writing on day 52 and answered on day 53."""
-    tables = tiny_crm()
-    acts = tables["activities"]
-    answered = pd.DataFrame(
-        {
-            "activity_id": ["X90", "X91"],
-            "deal_id": "D4",
-            "contact_id": "C2",
-            "type": "email",
-            "direction": ["inbound", "outbound"],
-            "occurred_at": pd.Series([day(52), day(53)], dtype=acts["occurred_at"].dtype),
-            "duration_seconds": 60.0,
-        }
-    )
-    tables["activities"] = pd.concat([acts, answered], ignore_index=True)
-    return tables
 
 
 @pytest.fixture(scope="module")
@@ -195,14 +175,6 @@ def test_batches_rank_exactly_as_one_batch(model):
 
 def test_a_batch_whose_deals_never_had_a_reply_is_ranked(model):
     assert len(rank_deals(tiny_crm(), model, AS_OF).frame) == 3
-
-
-@pytest.fixture
-def stored(isolated_settings: Settings) -> Settings:
-    isolated_settings.crm_dir.mkdir(parents=True)
-    for name, table in ranking_crm().items():
-        table.to_parquet(isolated_settings.crm_dir / f"{name}.parquet")
-    return isolated_settings
 
 
 def test_score_history_is_idempotent_per_day_and_model_and_gives_change_and_trend(

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS, Settings, load_settings
+from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS, load_settings
 from leadscore.crm.contract import LOST_REASONS
 from leadscore.crm.synth import generate_crm
 from leadscore.features.catalog import revival_catalog
@@ -49,8 +49,8 @@ from leadscore.priority.rank import (
     select_candidates,
 )
 from leadscore.priority.report import render_page
-from tests.code.test_rank import AS_OF, ranking_crm
-from tests.crm_fixture import day
+from tests.code.test_rank import AS_OF
+from tests.crm_fixture import day, ranking_crm
 from tests.serving_fixture import register_champion, synthetic_tables, train_small_model
 from training.result import TrainConfig
 from training.revival import fit_and_evaluate_revival, in_memory_revival_frame
@@ -135,14 +135,6 @@ def test_without_a_revival_model_the_old_path_keeps_its_score_and_says_so(win_mo
     assert d2["meaning"] == REOPENED_MEANING
     assert "not checked against what lost deals do" in d2["meaning"]
     assert set(scored.loc[["D3", "D4"], "model"]) == {WIN_MODEL}
-
-
-@pytest.fixture
-def stored(isolated_settings: Settings) -> Settings:
-    isolated_settings.crm_dir.mkdir(parents=True)
-    for name, table in ranking_crm().items():
-        table.to_parquet(isolated_settings.crm_dir / f"{name}.parquet")
-    return isolated_settings
 
 
 def test_with_no_revival_champion_registered_run_rank_and_the_page_say_so(
