@@ -634,6 +634,20 @@ def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int)
     return events.astype({"opened": np.int64, "revived": np.int64})
 
 
+def own_revival_source(
+    deals: pd.DataFrame,
+    stage_history: pd.DataFrame | None,
+    activities: pd.DataFrame | None,
+    contacts: pd.DataFrame | None,
+    window_days: int = REVIVAL_WINDOW_DAYS,
+) -> pd.DataFrame:
+    """The ``deal_revival`` source of the tables' own losses
+    (:func:`leadscore.crm.revival.loss_cycles`) and the revivals that follow them within
+    ``window_days``: what ingest stores and ranking reads, one definition."""
+    losses = revivals(loss_cycles(deals, stage_history), deals, window_days)
+    return revival_source(losses, activities, contacts, deals, window_days)
+
+
 def build_feature_sources(
     tables: Mapping[str, pd.DataFrame],
     progress: Progress = no_progress,
@@ -674,14 +688,10 @@ def build_feature_sources(
         ),
         "account_history": lambda: _history_source(deals, "account_id", "account"),
         "owner_history": lambda: _history_source(deals, "owner_id", "owner"),
-        "deal_revival": lambda: revival_source(
-            revivals(loss_cycles(deals, sh), deals, revival_window_days)
+        "deal_revival": lambda: (
+            own_revival_source(deals, sh, acts, contacts, revival_window_days)
             if losses is None
-            else losses,
-            acts,
-            contacts,
-            deals,
-            revival_window_days,
+            else revival_source(losses, acts, contacts, deals, revival_window_days)
         ),
     }
     if feature_attributes(attributes):

@@ -103,7 +103,7 @@ from leadscore.config import (
 )
 from leadscore.crm.contract import AFTER_DEAL_CREATION, LOST, OPEN, TABLES, WON
 from leadscore.crm.ingest import historical_as_of
-from leadscore.crm.revival import loss_cycles, revival_meaning, revivals
+from leadscore.crm.revival import revival_meaning
 from leadscore.csvsafe import write_csv
 from leadscore.features.catalog import STAGE_LEVELS, revival_catalog
 from leadscore.features.featurize import (
@@ -112,7 +112,7 @@ from leadscore.features.featurize import (
     features_as_of,
     model_frame,
     normalise_category,
-    revival_source,
+    own_revival_source,
     scoring_entities,
     stage_source,
     views_of,
@@ -482,10 +482,12 @@ def revival_records(tables: Mapping[str, pd.DataFrame], window_days: int) -> pd.
     A batch's own source sees only the batch's deals, so the account's other deals and
     past revivals would be undercounted; training counts every deal, so ranking does too.
     """
-    deals = tables["deals"]
-    losses = revivals(loss_cycles(deals, tables.get("stage_history")), deals, window_days)
-    return revival_source(
-        losses, tables.get("activities"), tables.get("contacts"), deals, window_days
+    return own_revival_source(
+        tables["deals"],
+        tables.get("stage_history"),
+        tables.get("activities"),
+        tables.get("contacts"),
+        window_days,
     )
 
 
