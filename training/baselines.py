@@ -82,15 +82,23 @@ class GroupRate:
 
 
 def fit_group_rate(
-    train: pd.DataFrame, column: str = "channel", smoothing: float = 20.0
+    train: pd.DataFrame,
+    column: str = "channel",
+    smoothing: float = 20.0,
+    unit: str | None = "deal_id",
 ) -> GroupRate:
     """Rates from deals, not snapshots: each deal counts once, as in a win-rate report.
 
     A deal's value is its first recorded one over its snapshots (a snapshot taken before
-    the field was filled in leaves it missing).
+    the field was filled in leaves it missing). ``unit=None`` counts every row on its own:
+    the revival rate by time since the loss, where one loss's snapshots fall in different
+    groups (:mod:`training.revival`).
     """
-    g = train.groupby("deal_id", sort=False)
-    deals = pd.DataFrame({"key": g[column].first(), "won": g["won"].first().astype(float)})
+    if unit is None:
+        deals = pd.DataFrame({"key": train[column], "won": train["won"].astype(float)})
+    else:
+        g = train.groupby(unit, sort=False)
+        deals = pd.DataFrame({"key": g[column].first(), "won": g["won"].first().astype(float)})
     keys = deals["key"].astype(object).where(deals["key"].notna(), MISSING)
     overall = float(deals["won"].mean())
     by_key = deals["won"].groupby(keys.to_numpy())

@@ -183,14 +183,7 @@ def _rate_baseline(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
     """The smoothed revival rate of each reason x time band, per snapshot: a loss's
     snapshots fall in different bands, so each counts in its own (a row is its own
     unit, unlike the win model's channel rate, which counts each deal once)."""
-    keyed = pd.DataFrame(
-        {
-            "deal_id": np.arange(len(train)),
-            "won": train["won"].to_numpy(),
-            "key": reason_time_key(train).to_numpy(),
-        }
-    )
-    rate = fit_group_rate(keyed, "key")
+    rate = fit_group_rate(train.assign(key=reason_time_key(train)), "key", unit=None)
     return rate.predict(pd.DataFrame({"key": reason_time_key(test).to_numpy()}))
 
 
