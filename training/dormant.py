@@ -169,6 +169,7 @@ def backtest_dormant(
     as_of: pd.Timestamp | None = None,
     dormant_days: float = DORMANT_DAYS,
     horizon_days: float = REVIVAL_HORIZON_DAYS,
+    min_deals: int = MIN_DORMANT_DEALS,
 ) -> tuple[dict[str, Any], Calibration | None]:
     """The backtest (module doc) on the win model's ``parts`` (train, valid, test slices of
     its frame), and the dormant calibration when the backtest keeps it.
@@ -176,7 +177,8 @@ def backtest_dormant(
     ``as_of`` is the export's end the outcomes are known at (default: the last close in
     the slices, which every closed deal's outcome is known by). The result's ``choice``
     is a :class:`DormantChoice`; ``unchecked`` with a ``reason`` when the validation or
-    test slice has fewer than :data:`MIN_DORMANT_DEALS` dormant deals of an outcome.
+    test slice has fewer than ``min_deals`` (:data:`MIN_DORMANT_DEALS`) dormant deals of an
+    outcome.
     """
     if as_of is None:
         as_of = max(pd.to_datetime(p["closed_at"], utc=True).max() for p in parts.values())
@@ -195,15 +197,15 @@ def backtest_dormant(
     short = [
         name
         for name in ("valid", "test")
-        if min(_deal_counts(rows[name])) < MIN_DORMANT_DEALS or not len(rows["train"])
+        if min(_deal_counts(rows[name])) < min_deals or not len(rows["train"])
     ]
     if short:
         out["choice"] = DormantChoice.UNCHECKED.value
         out["sentence"] = (
-            f"not checked: fewer than {MIN_DORMANT_DEALS} dormant deals of an outcome in the "
+            f"not checked: fewer than {min_deals} dormant deals of an outcome in the "
             f"{' and '.join(short)} slice"
         )
-        log.warning("dormant backtest %s", out["sentence"])
+        log.info("dormant backtest %s", out["sentence"])
         return out, None
     valid, test = rows["valid"], rows["test"]
     fitted = choose_calibration(

@@ -26,13 +26,13 @@ from leadscore.features.featurize import (
     scoring_entities,
 )
 from leadscore.model.scoring_model import ScoringModel
+from leadscore.priority.dormant import DormantChoice, dormant_meaning
 from leadscore.priority.health import (
     LOST_DEFAULT_STEP,
     LOST_REASON_STEPS,
     lost_next_step,
     time_since,
 )
-from leadscore.priority.dormant import DormantChoice, dormant_meaning
 from leadscore.priority.rank import (
     OPEN_MEANING,
     RECENTLY_LOST,
