@@ -19,8 +19,9 @@ costs no new registered model:
   dormant win rate by stage x quiet-time band on the training slice
   (:func:`training.baselines.fit_group_rate`, each snapshot its own unit since a deal's
   snapshots fall in different bands); and, on the synthetic CRM, ``oracle``: the truth's
-  ``p_latent`` (the probability the deal's outcome was drawn from; a ranking ceiling, not
-  calibrated for "within the horizon").
+  ``p_latent``, the probability the deal's outcome was drawn from at creation. It is no
+  ceiling here: the generator makes the stage path and the quiet tail depend on the
+  outcome itself, so a dormant deal's history tells more than ``p_latent`` does.
 * **Per deal** (each test deal once, at its first dormant snapshot) and **per snapshot**,
   with deal-bootstrap 95% intervals (:func:`training.evaluate.with_intervals`).
 * **The choice** (:func:`choose_dormant`), per dormant deal: the dormant calibration is
@@ -52,7 +53,7 @@ from leadscore.timeutil import TS
 from training.baselines import fit_group_rate
 from training.calibration import choose_calibration
 from training.evaluate import with_intervals
-from training.quality import signed
+from training.quality import block_label, signed
 from training.result import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -273,42 +274,53 @@ def _deal_counts(rows: pd.DataFrame) -> tuple[int, int]:
     return won, len(first) - won
 
 
-def backtest_table(dormant: Mapping[str, Any], open_per_deal: Mapping[str, Any]) -> str:
-    """Open and dormant deals side by side as a Markdown table: the win model's own per-deal
-    figures on every test deal (``open_per_deal``: the evaluation's ``per_deal``), then the
-    dormant backtest per deal and per snapshot."""
+def _table_row(group: str, moment: str, name: str, m: Mapping[str, Any], n: str) -> str:
+    """One Markdown row: ROC AUC and ECE with their 95% intervals, and log loss."""
+    ci = m.get("ci95", {})
+
+    def with_ci(key: str, digits: int) -> str:
+        v, c = m.get(key), ci.get(key, {})
+        if v is None:
+            return "undefined"
+        if c.get("low") is None:
+            return f"{v:.{digits}f}"
+        return f"{v:.{digits}f} [{c['low']:.{digits}f}, {c['high']:.{digits}f}]"
+
+    return (
+        f"| {group} | {moment} | {name} | {n} | {with_ci('roc_auc', 3)} | {with_ci('ece', 4)} "
+        f"| {m['log_loss']:.4f} |"
+    )
+
+
+def backtest_table(
+    dormant: Mapping[str, Any],
+    open_per_deal: Mapping[str, Any],
+    lost_per_deal: Mapping[str, Any] | None = None,
+) -> str:
+    """Open, dormant (and lost) deals side by side as a Markdown table: the win model's own
+    per-deal figures on every test deal (``open_per_deal``: the evaluation's ``per_deal``),
+    the dormant backtest per deal and per snapshot, and the revival model's per-loss
+    figures (``lost_per_deal``: :func:`training.revival.fit_and_evaluate_revival`'s)."""
     lines = [
         "| deals | moment | predictor | deals (snapshots) | ROC AUC [95%] | ECE [95%] | log loss |",
         "|---|---|---|---:|---|---|---:|",
     ]
-
-    def row(group: str, moment: str, name: str, m: Mapping[str, Any], n: str) -> str:
-        ci = m.get("ci95", {})
-        auc, ece = ci.get("roc_auc", {}), ci.get("ece", {})
-        auc_text = (
-            "undefined"
-            if m.get("roc_auc") is None
-            else f"{m['roc_auc']:.3f} [{auc.get('low', float('nan')):.3f}, "
-            f"{auc.get('high', float('nan')):.3f}]"
-        )
-        ece_text = f"{m['ece']:.4f} [{ece.get('low', float('nan')):.4f}, {ece.get('high', float('nan')):.4f}]"
-        return (
-            f"| {group} | {moment} | {name} | {n} | {auc_text} | {ece_text} | {m['log_loss']:.4f} |"
-        )
-
     for block in ("at_creation", "at_age"):
         b = open_per_deal.get(block) or {}
-        moment = (
-            "at creation" if block == "at_creation" else f"at {open_per_deal['age_days']:g} days"
-        )
+        moment = block_label(block, open_per_deal["age_days"])
         for name in ("model", "logistic_regression", "channel_rate"):
             if name in b:
-                lines.append(row("open", moment, name, b[name], f"{b['deals']:,}"))
+                lines.append(_table_row("open", moment, name, b[name], f"{b['deals']:,}"))
     for block, moment in BLOCKS.items():
         b = dormant.get(block) or {}
         for name in PREDICTORS:
             if name in b:
-                lines.append(
-                    row("dormant", moment, name, b[name], f"{b['deals']:,} ({b['snapshots']:,})")
-                )
+                n = f"{b['deals']:,} ({b['snapshots']:,})"
+                lines.append(_table_row("dormant", moment, name, b[name], n))
+    for block in ("at_creation", "at_age"):
+        b = (lost_per_deal or {}).get(block) or {}
+        for name, m in b.items():
+            if isinstance(m, Mapping) and "ci95" in m:
+                n = f"{int(m.get('deals', b['deals'])):,}"
+                lines.append(_table_row("lost", lost_per_deal["moments"][block], name, m, n))
     return "\n".join(lines)
