@@ -182,7 +182,7 @@ def backtest_dormant(
     outcome.
     """
     if as_of is None:
-        as_of = max(pd.to_datetime(p["closed_at"], utc=True).max() for p in parts.values())
+        as_of = pd.concat([pd.to_datetime(p["closed_at"], utc=True) for p in parts.values()]).max()
     rows, counts = {}, {}
     for name, part in parts.items():
         rows[name], counts[name] = dormant_snapshots(part, as_of, dormant_days, horizon_days)
