@@ -247,6 +247,11 @@ def backtest_dormant(
             "dormant_calibration_minus": m["model_minus_baseline"],
         }
     choice, sentence = choose_dormant(out["per_deal"])
+    if fitted.calibration == model.calibration:
+        sentence += (
+            f"; the map fitted on dormant deals is the win model's own "
+            f"({model.calibration.method}), so both give the same number"
+        )
     out["choice"], out["sentence"] = choice.value, sentence
     log.info("dormant backtest: %s", sentence)
     return out, fitted.calibration if choice is DormantChoice.DORMANT_CALIBRATION else None
@@ -317,10 +322,11 @@ def backtest_table(
             if name in b:
                 n = f"{b['deals']:,} ({b['snapshots']:,})"
                 lines.append(_table_row("dormant", moment, name, b[name], n))
+    lost = lost_per_deal or {}
     for block in ("at_creation", "at_age"):
-        b = (lost_per_deal or {}).get(block) or {}
+        b = lost.get(block) or {}
         for name, m in b.items():
             if isinstance(m, Mapping) and "ci95" in m:
                 n = f"{int(m.get('deals', b['deals'])):,}"
-                lines.append(_table_row("lost", lost_per_deal["moments"][block], name, m, n))
+                lines.append(_table_row("lost", lost["moments"][block], name, m, n))
     return "\n".join(lines)
