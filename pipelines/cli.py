@@ -604,6 +604,8 @@ def train(
             "  `leadscore promote` will refuse this version; `promote --force --note WHY` "
             f"serves it labelled '{NOT_BETTER}' wherever it is shown"
         )
+    if "dormant" in summary:
+        typer.echo(f"dormant deals: {summary['dormant']['sentence']}")
     if "audit" in summary:
         for line in summary["audit"]["lines"]:
             typer.echo(line)

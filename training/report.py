@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from leadscore.csvsafe import write_csv
 from leadscore.features.catalog import features_by_name
+from training.dormant import backtest_table
 from training.evaluate import ECE_BINS, gain_curve, reliability_curve
 from training.result import TrainingResult
 
@@ -241,6 +242,8 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
     ]
     if "per_deal" in ev:
         lines += _per_deal_section(ev)
+    if "dormant" in ev:
+        lines += _dormant_section(ev)
     if "at_creation" in ev:
         ac = ev["at_creation"]
         lines += [
@@ -345,6 +348,23 @@ def _audit_section(ev: dict[str, Any]) -> list[str]:
         lines.append("No column was flagged.")
     lines += [f"- Not judged: {s}." for s in audit["not_judged"]]
     return [*lines, ""]
+
+
+def _dormant_section(ev: dict[str, Any]) -> list[str]:
+    """The dormant-deal backtest (:mod:`training.dormant`): its choice and, when it ran,
+    the table of open and dormant deals side by side."""
+    dormant = ev["dormant"]
+    definition = dormant["definition"]
+    lines = [
+        "",
+        "## Dormant deals",
+        "",
+        f"Open deals quiet for {definition['dormant_days']:g} days; outcome: "
+        f"{definition['outcome']}. Choice: {dormant['sentence']}.",
+    ]
+    if "per_deal" in dormant:
+        lines += ["", backtest_table(dormant, ev["per_deal"])]
+    return lines
 
 
 def _per_deal_section(ev: dict[str, Any]) -> list[str]:

@@ -64,6 +64,7 @@ from training.data import (
     load_truth,
     slice_warnings,
 )
+from training.dormant import backtest_dormant, dormant_summary
 from training.evaluate import (
     INTERVAL_LEVEL,
     binary_metrics,
@@ -448,6 +449,9 @@ def _fit_and_evaluate(
         config.gate_creation_margin_log_loss,
     )
     log.info("baseline gate: %s", evaluation["gate"]["sentence"])
+    # Dormant deals' own outcome, on this split: the list scores them by what it chooses.
+    evaluation["dormant"], model.dormant_calibration = backtest_dormant(model, parts, config, truth)
+    model.info["dormant"] = dormant_summary(evaluation["dormant"])
     # What serving shows of the model's quality (the page's panel, GET /model) travels
     # inside the model, so it is always the registered version's own.
     model.info["quality"] = quality_summary(model, evaluation, test, preds["model"], catalog)

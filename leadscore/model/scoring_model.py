@@ -97,6 +97,10 @@ class ScoringModel:
     #: The custom attributes whose features (``Attribute.feature``) the model was trained
     #: with: reasons phrase them from these, and serving knows which a deal may carry.
     attributes: tuple[Attribute, ...] = ()
+    #: The calibration the dormant-deal backtest fitted and kept for dormant deals
+    #: (``training.dormant``): the same trees, their number then "a win within the
+    #: horizon"; None when the backtest kept the win model's own number, or never ran.
+    dormant_calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         self._index = {f: i for i, f in enumerate(self.features)}
@@ -197,6 +201,11 @@ class ScoringModel:
             "reason_stats": self.reason_stats,
             "info": self.info,
             **(attributes_document(self.attributes) if self.attributes else {}),
+            **(
+                {"dormant_calibration": self.dormant_calibration.to_dict()}
+                if self.dormant_calibration is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -209,4 +218,7 @@ class ScoringModel:
             reason_stats=dict(meta.get("reason_stats", {})),
             info=dict(meta.get("info", {})),
             attributes=parse_attributes("model metadata", meta) if "attributes" in meta else (),
+            dormant_calibration=Calibration.from_dict(meta["dormant_calibration"])
+            if meta.get("dormant_calibration")
+            else None,
         )

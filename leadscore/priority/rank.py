@@ -10,8 +10,14 @@
   out and counted (``lost_left_out``; the page and ``rank`` say how many).
 
 **Which model scores a row** (column ``model``, and ``meaning``: what its number means in
-words). Open deals, active and dormant, are scored by the win model: "chance to win this
-deal". A recently lost deal is scored by the **revival model** (``lead_scorer_revival``,
+words). Active deals are scored by the win model: "chance to win this deal". Dormant
+deals (:mod:`leadscore.priority.dormant`) are scored as the win model's dormant backtest
+chose (:mod:`training.dormant`, stored in the model as ``info["dormant"]``): through the
+calibration it fitted on dormant deals (model ``win, dormant calibration``) or by the win
+model's own number when that was the better calibrated (model ``win``); either way the
+number is then "chance of a win within 12 months" (the horizon in months, and which
+number, in brackets). A model trained before the backtest, or on too few dormant deals,
+keeps the win model's number and says it was not checked against dormant deals. A recently lost deal is scored by the **revival model** (``lead_scorer_revival``,
 :mod:`training.revival`) when it has a champion: its features as of the ranking moment
 from the feature sources (the loss and the engagement since it, the ``deal_revival``
 view; nothing re-opened), its reasons from that model (:class:`RevivalModel`), and its
@@ -79,7 +85,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -120,12 +126,12 @@ from leadscore.features.featurize import (
 from leadscore.model.explain import Explainer, Explanation
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.pipeline_state import replace_file
+from leadscore.priority.dormant import DormantChoice, dormant_meaning, is_dormant
 from leadscore.priority.health import (
     Flag,
     HealthThresholds,
     lost_next_step,
     next_step,
-    quiet_days,
     risk_flags,
     won_activity_reference,
 )
@@ -149,6 +155,7 @@ SIZE_BANDS: tuple[tuple[str, float], ...] = (
 UNKNOWN_SEGMENT = "unknown"
 #: Column ``model``: which model gave a row its number.
 WIN_MODEL, REVIVAL_MODEL = "win", "revival"
+DORMANT_MODEL = "win, dormant calibration"
 REOPENED_MODEL = "win as if re-opened (no revival model)"
 #: Column ``meaning``: what the number means, in words (see :func:`revival_meaning`).
 OPEN_MEANING = "chance to win this deal"
@@ -187,6 +194,33 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "amount",
     "expected_value",
 )
+
+
+@dataclass(frozen=True)
+class DormantScoring:
+    """How a win model scores dormant deals: the model behind the number (``None``: the
+    win model itself), the list's ``model`` name for the row and what the number means."""
+
+    model: ScoringModel | None
+    name: str
+    meaning: str
+
+
+def dormant_scoring(model: ScoringModel) -> DormantScoring:
+    """What the win ``model``'s dormant backtest chose (``info["dormant"]``, module doc):
+    its dormant calibration on the same trees, its own number checked, or unchecked."""
+    info = model.info.get("dormant") or {}
+    choice = DormantChoice(info.get("choice", DormantChoice.UNCHECKED))
+    horizon = float(info.get("horizon_days", REVIVAL_HORIZON_DAYS))
+    if choice is DormantChoice.DORMANT_CALIBRATION and model.dormant_calibration is not None:
+        return DormantScoring(
+            replace(model, calibration=model.dormant_calibration),
+            DORMANT_MODEL,
+            dormant_meaning(horizon, choice),
+        )
+    if choice is DormantChoice.DORMANT_CALIBRATION:  # chosen, but the map is missing
+        choice = DormantChoice.UNCHECKED
+    return DormantScoring(None, WIN_MODEL, dormant_meaning(horizon, choice))
 
 
 class RankingError(RuntimeError):
@@ -531,7 +565,7 @@ def listing(
     """The list's rows for scored candidates: who, where, how likely, why, what to do.
 
     Without an activities table (``activities_logged`` False) no deal is dormant."""
-    quiet = quiet_days(features, activities_logged).to_numpy(dtype=float)
+    dormant = is_dormant(features, dormant_days, activities_logged)
     probability = np.array([e["probability"] for e in explained], dtype=float)
     amount = features["amount"].to_numpy(dtype=float)
     group = candidates[GROUP].to_numpy()
@@ -546,7 +580,7 @@ def listing(
             "stage": features["stage_index"]
             .map(lambda i: STAGE_LEVELS.name(i) if pd.notna(i) else None)
             .to_numpy(),
-            GROUP: np.where((group == ACTIVE) & (quiet >= dormant_days), DORMANT, group),
+            GROUP: np.where((group == ACTIVE) & dormant, DORMANT, group),
             "probability": probability,
             "score": np.array([e["score"] for e in explained], dtype=np.int64),
             "grade": [e["grade"] for e in explained],
@@ -589,18 +623,25 @@ def with_lost_scores(
     loss: pd.DataFrame,
     as_of: pd.Timestamp,
     revival: RevivalModel | None,
+    dormant: DormantScoring | None = None,
 ) -> pd.DataFrame:
-    """The ``model`` and ``meaning`` of every row, and a lost row's next step by its lost
-    reason and the time since its loss (``loss``: the lost rows' :func:`loss_features`, in
-    the order of the lost rows of ``frame``)."""
+    """The ``model`` and ``meaning`` of every row (``dormant``: how dormant rows were
+    scored, :func:`dormant_scoring`; None: as active ones), and a lost row's next step by
+    its lost reason and the time since its loss (``loss``: the lost rows'
+    :func:`loss_features`, in the order of the lost rows of ``frame``)."""
     out = frame.copy()
     lost = (out[GROUP] == RECENTLY_LOST).to_numpy()
+    quiet = (out[GROUP] == DORMANT).to_numpy() & (dormant is not None)
     lost_model = REVIVAL_MODEL if revival is not None else REOPENED_MODEL
     lost_meaning = (
         revival_meaning(revival.horizon_days) if revival is not None else REOPENED_MEANING
     )
-    out["model"] = np.where(lost, lost_model, WIN_MODEL)
-    out["meaning"] = np.where(lost, lost_meaning, OPEN_MEANING)
+    out["model"] = np.select(
+        [lost, quiet], [lost_model, dormant.name if dormant else WIN_MODEL], WIN_MODEL
+    )
+    out["meaning"] = np.select(
+        [lost, quiet], [lost_meaning, dormant.meaning if dormant else OPEN_MEANING], OPEN_MEANING
+    )
     if lost.any():
         since = (as_of - pd.to_datetime(loss["lost_at"], utc=True)) / pd.Timedelta(days=1)
         steps = [
@@ -644,6 +685,12 @@ def rank_deals(
         reference = won_activity_reference(sources, part, snapshot_every_days)
     clock.lap("activity reference")
     explainer = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons)
+    dormant = dormant_scoring(model)
+    dormant_explainer = (
+        Explainer(dormant.model, config.grade_thresholds, max_reasons=config.max_reasons)
+        if dormant.model is not None
+        else None
+    )
     catalog = revival_catalog()
     revival_explainer = (
         Explainer(
@@ -663,9 +710,17 @@ def rank_deals(
         lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
         loss = loss_features(sources, part[lost], as_of)
         clock.lap("features")
-        explained = explainer.explain(
-            {name: v.tolist() for name, v in model_frame(features, model.attributes).items()}
+        columns = model_frame(features, model.attributes)
+        explained = explainer.explain({name: v.tolist() for name, v in columns.items()})
+        quiet = (part[GROUP] == ACTIVE).to_numpy() & is_dormant(
+            features, config.dormant_days, logged
         )
+        if dormant_explainer is not None and quiet.any():
+            by_dormant = dormant_explainer.explain(
+                {name: v.tolist() for name, v in columns[quiet].items()}
+            )
+            for i, e in zip(np.flatnonzero(quiet).tolist(), by_dormant, strict=True):
+                explained[i] = e
         if revival_explainer is not None and lost.any():
             by_revival = revival_explainer.explain(
                 {name: v.tolist() for name, v in model_frame(loss, catalog=catalog).items()}
@@ -680,6 +735,7 @@ def rank_deals(
                 loss,
                 as_of,
                 revival,
+                dormant,
             )
         )
         clock.lap("flags and next steps")
@@ -696,7 +752,11 @@ def rank_deals(
         pd.concat(rows, ignore_index=True)
         if rows
         else with_lost_scores(
-            listing(candidates, model_frame(candidates), [], [], 0), candidates, as_of, revival
+            listing(candidates, model_frame(candidates), [], [], 0),
+            candidates,
+            as_of,
+            revival,
+            dormant,
         )
     )
     log.info(

@@ -24,7 +24,9 @@ Each row says what its number means in words under the percentage (the ``meaning
 column: "chance to win this deal", or for a lost deal scored by the revival model "chance
 of a win within 12 months if re-engaged now"). When lost deals were scored by the win
 model as if re-opened (no revival model registered), the header says so in English and
-Chinese; and it says how many lost deals the age limit left out (``lost_left_out``,
+Chinese; so it does for dormant deals, how they were scored (:func:`dormant_note`: through
+the win model's dormant calibration, by its own number checked on dormant deals, or
+unchecked); and it says how many lost deals the age limit left out (``lost_left_out``,
 ``lost_window_days``). A list written before these columns shows neither.
 
 The terminal table (``leadscore top``) is plain aligned text: a column's width is its
@@ -56,7 +58,15 @@ from leadscore.crm.ingest import last_recorded_event, load_stored
 from leadscore.features.catalog import SENIORITY_LEVELS
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
 from leadscore.model.scoring_model import NO_GATE, NO_QUALITY
-from leadscore.priority.rank import GROUP, PRIORITY_GROUPS, REOPENED_MODEL, read_ranked
+from leadscore.priority.dormant import DormantChoice, dormant_meaning
+from leadscore.priority.rank import (
+    DORMANT,
+    DORMANT_MODEL,
+    GROUP,
+    PRIORITY_GROUPS,
+    REOPENED_MODEL,
+    read_ranked,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Rows of the ranked list the page shows; the CSV beside the list has all of them.
@@ -540,6 +550,22 @@ def panel_context(panel: ModelPanel) -> dict[str, Any]:
     }
 
 
+def dormant_note(ranked: pd.DataFrame) -> str | None:
+    """How the list's dormant rows were scored, a :class:`DormantChoice` value for the
+    header's note; None without dormant rows (or a list written before ``model``)."""
+    if "model" not in ranked:
+        return None
+    rows = ranked[ranked[GROUP] == DORMANT]
+    if not len(rows):
+        return None
+    if (rows["model"] == DORMANT_MODEL).any():
+        return DormantChoice.DORMANT_CALIBRATION.value
+    unchecked = dormant_meaning(0, DormantChoice.UNCHECKED)
+    if (rows["meaning"] == unchecked).any():
+        return DormantChoice.UNCHECKED.value
+    return DormantChoice.WIN_MODEL.value
+
+
 # ------------------------------------------------------------------ page
 @lru_cache(maxsize=1)
 def _template() -> Template:
@@ -612,6 +638,7 @@ def render_page(
     return _template().render(
         lost_left_out=left_out,
         reopened=bool("model" in ranked and (ranked["model"] == REOPENED_MODEL).any()),
+        dormant=dormant_note(ranked),
         as_of=as_of.strftime("%Y-%m-%d %H:%M UTC") if as_of is not None else "",
         as_of_last_event=as_of is not None and last_event is not None and as_of == last_event,
         model_version=first["model_version"] if first is not None else "",

@@ -26,6 +26,7 @@ from leadscore.features.featurize import (
     scoring_entities,
 )
 from leadscore.model.scoring_model import ScoringModel
+from leadscore.priority.dormant import DormantChoice, dormant_meaning
 from leadscore.priority.health import (
     LOST_DEFAULT_STEP,
     LOST_REASON_STEPS,
@@ -121,9 +122,16 @@ def test_lost_rows_use_the_revival_model_and_say_so_open_rows_keep_the_win_model
     assert reasons and {r["feature"] for r in reasons} <= names
     assert all(r["text"] for r in reasons)
 
-    for deal in ("D3", "D4"):  # open deals: the win model, exactly as without revival
+    # Open deals: the win model, exactly as without revival. D4 is active; D3 is dormant,
+    # and this win model (no dormant backtest) says its number was not checked for that.
+    assert (with_revival.loc["D4", "model"], with_revival.loc["D4", "meaning"]) == (
+        WIN_MODEL,
+        OPEN_MEANING,
+    )
+    assert with_revival.loc["D3", "model"] == WIN_MODEL
+    assert with_revival.loc["D3", "meaning"] == dormant_meaning(365, DormantChoice.UNCHECKED)
+    for deal in ("D3", "D4"):
         row = with_revival.loc[deal]
-        assert (row["model"], row["meaning"]) == (WIN_MODEL, OPEN_MEANING)
         assert row["probability"] == without.loc[deal, "probability"]
         assert row["negative_reasons"] == without.loc[deal, "negative_reasons"]
 

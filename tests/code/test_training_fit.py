@@ -231,6 +231,7 @@ def test_slice_warnings_reach_the_log_the_evaluation_and_the_cli(
     assert out.output.count("warning: the ") == 3
     assert "per deal at creation" in out.output
     assert "model - logistic regression, per-deal ROC AUC at creation: " in out.output
+    assert f"dormant deals: {warned.evaluation['dormant']['sentence']}" in out.output
 
 
 def test_age_leak_is_exposed_by_the_per_deal_block(crm):
