@@ -460,11 +460,17 @@ def revival_snapshots(
 DAYS_PER_MONTH = 365.25 / 12
 
 
-def revival_meaning(horizon_days: float) -> str:
-    """What a revival probability means, in words, wherever one is shown (the list, the
-    API): ``chance of a win within 12 months if re-engaged now`` for 365 days; a horizon
-    that is no whole number of months is said in days."""
+def win_within_words(horizon_days: float) -> str:
+    """``chance of a win within 12 months`` for 365 days: the words of an outcome "won
+    within the horizon" (lost deals' revival, dormant deals'); a horizon that is no whole
+    number of months is said in days."""
     months = round(horizon_days / DAYS_PER_MONTH)
     whole = months > 0 and abs(months * DAYS_PER_MONTH - horizon_days) < 2
     within = f"{months} month{'' if months == 1 else 's'}" if whole else f"{horizon_days:g} days"
-    return f"chance of a win within {within} if re-engaged now"
+    return f"chance of a win within {within}"
+
+
+def revival_meaning(horizon_days: float) -> str:
+    """What a revival probability means, in words, wherever one is shown (the list, the
+    API): ``chance of a win within 12 months if re-engaged now`` for 365 days."""
+    return f"{win_within_words(horizon_days)} if re-engaged now"

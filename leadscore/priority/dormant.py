@@ -32,7 +32,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from leadscore.crm.revival import revival_meaning
+from leadscore.crm.revival import win_within_words
 from leadscore.priority.health import quiet_days
 
 #: :func:`dormant_outcome`'s label of a snapshot whose outcome the export does not know yet.
@@ -100,12 +100,12 @@ def dormant_meaning(horizon_days: float, choice: DormantChoice | str) -> str:
     Checked against dormant deals (either choice), it is the chance of a win within the
     horizon; which number stands behind it is said in brackets. Unchecked, the win
     model's number means what it does for any open deal, and the words say it was not
-    checked. The horizon is said as :func:`leadscore.crm.revival.revival_meaning` says it.
+    checked. The horizon is said by :func:`leadscore.crm.revival.win_within_words`.
     """
     choice = DormantChoice(choice)
     if choice is DormantChoice.UNCHECKED:
         return "chance to win this deal; not checked against what dormant deals do"
-    within = revival_meaning(horizon_days).removesuffix(" if re-engaged now")
+    within = win_within_words(horizon_days)
     if choice is DormantChoice.DORMANT_CALIBRATION:
         return f"{within} (win model calibrated on dormant deals)"
     return f"{within} (win model, checked on dormant deals)"
