@@ -11,7 +11,10 @@ dataclass, overridable from the environment (``LEADSCORE_HEALTH_<FIELD>``, e.g.
 
 * ``stalled``: ``stalls >= max_stalls`` (3); moves back plus stage stays longer than
   :data:`leadscore.features.catalog.STALL_DAYS` days, the current one included;
-* ``slow_replies``: ``median_reply_hours > max_reply_hours`` (24);
+* ``slow_replies``: a customer message unanswered for more than ``max_reply_hours`` (24)
+  right now, judged per message as the practice states it ("reply within 24 hours"),
+  so one ignored message raises it at once instead of waiting ``follow_up_days`` for
+  ``no_follow_up``; otherwise ``median_reply_hours > max_reply_hours``, the habit;
 * ``no_follow_up``: an unanswered customer message older than ``follow_up_days``
   (14), or no activity for more than ``follow_up_days`` (deal age when there is none).
   Only when activities are logged at all: an export without an activities table says
@@ -110,6 +113,7 @@ class Flag:
 # ------------------------------------------------------------------ actions
 MEET_SENIOR = f"Book a meeting with a {SENIOR}"
 REPLY = "Reply within 24h"
+REPLY_NOW = "Reply today: the customer is waiting"
 ECONOMIC_BUYER = "Identify and engage the economic buyer"
 UNSTALL = "Agree a dated next step to get the deal moving again"
 WIDEN = "Bring more people from the account into the deal"
@@ -233,6 +237,11 @@ def _count(n: float, one: str, many: str) -> str:
     return f"{n:,.0f} {one if n == 1 else many}"
 
 
+def _waited(hours: float) -> str:
+    """``30 hours`` under three days, ``4 days`` from then on: how long a message waited."""
+    return _count(hours, "hour", "hours") if hours < 72 else _count(hours / 24.0, "day", "days")
+
+
 def risk_flags(
     features: pd.DataFrame,
     thresholds: HealthThresholds,
@@ -254,6 +263,9 @@ def risk_flags(
     eb = f["has_economic_buyer"].to_numpy(dtype=float)
 
     unanswered = waiting_days > t.follow_up_days
+    waiting_hours = waiting_days * 24.0
+    # One message over the reply limit, not yet old enough for no_follow_up's own words.
+    overdue = ~unanswered & (waiting_hours > t.max_reply_hours)
     Rule = tuple[np.ndarray, str, Callable[[int], str], Callable[[int], str]]
     rules: list[Rule] = [
         (
@@ -269,7 +281,16 @@ def risk_flags(
             lambda i: REENGAGE.format(days=quiet[i]),
         ),
         (
-            reply > t.max_reply_hours,
+            overdue,
+            "slow_replies",
+            lambda i: (
+                f"Customer message unanswered for {_waited(waiting_hours[i])} "
+                f"(over {t.max_reply_hours:g} hours)"
+            ),
+            lambda i: REPLY_NOW,
+        ),
+        (
+            ~overdue & (reply > t.max_reply_hours),
             "slow_replies",
             lambda i: f"Median reply time {reply[i]:,.0f} hours (over {t.max_reply_hours:g})",
             lambda i: REPLY,

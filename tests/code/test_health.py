@@ -14,6 +14,7 @@ from leadscore.priority.health import (
     ECONOMIC_BUYER,
     MEET_SENIOR,
     REPLY,
+    REPLY_NOW,
     STEP_UP,
     Flag,
     HealthThresholds,
@@ -67,6 +68,15 @@ DEALS: list[
         [],
     ),
     ("recent", [("lead", 0)], [("call", "outbound", 30)], []),
+    # Answered in 12 h on day 30, then a message of day 38.5 left for 36 h.
+    (
+        "ignored",
+        [("lead", 0)],
+        [("email", "inbound", 30), ("email", "outbound", 30.5), ("email", "inbound", 38.5)],
+        [],
+    ),
+    # A message of 12 h ago: within the day a reply is due.
+    ("just_in", [("lead", 0)], [("call", "outbound", 30), ("email", "inbound", 39.5)], []),
     ("no_eb", [("lead", 0), ("qualified", 1)], [("call", "outbound", 39)], [("Buyer", "user")]),
     ("lead_no_eb", [("lead", 0)], [("call", "outbound", 39)], [("Buyer", "user")]),
     (
@@ -195,6 +205,20 @@ def test_median_reply_time_over_24_hours_is_flagged(crm):
     slow = next(f for f in flags["slow"] if f.code == "slow_replies")
     assert slow.text == "Median reply time 36 hours (over 24)" and slow.action == REPLY
     assert "slow_replies" not in codes(flags["on_time"])
+
+
+def test_one_message_unanswered_over_24_hours_is_flagged_at_once_whatever_the_median(crm):
+    """The practice's rule is per message: a good median does not excuse the one waiting."""
+    flags = flags_at(crm)
+    slow = [f for f in flags["ignored"] if f.code == "slow_replies"]
+    assert [(f.text, f.action) for f in slow] == [
+        ("Customer message unanswered for 36 hours (over 24 hours)", REPLY_NOW)
+    ]
+    assert "no_follow_up" not in codes(flags["ignored"])
+    assert "slow_replies" not in codes(flags["just_in"])
+    # Twenty days unanswered is no_follow_up's, said once, not also a slow reply.
+    assert "slow_replies" not in codes(flags["waiting"])
+    assert "slow_replies" in codes(flags_at(crm, HealthThresholds(max_reply_hours=8))["just_in"])
 
 
 def test_no_follow_up_for_14_days_or_an_unanswered_message_is_flagged(crm):
