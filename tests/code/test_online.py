@@ -42,9 +42,17 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> FrozenStore:
     store.thawed.set()
 
 
+#: The deadline of the hung-store tests: long beside a busy 2-core machine's scheduling
+#: hiccups (tens of ms under the parallel suite), so "waited for the hang" (at least a
+#: deadline) and "failed at once" (a small fraction of it) cannot be mistaken.
+DEADLINE = 1.0
+#: "At once": well under the deadline, whatever else the machine is running.
+AT_ONCE = DEADLINE / 4
+
+
 def test_a_hung_store_fails_lookups_within_the_deadline_and_recovers(frozen: FrozenStore):
     """A frozen Redis held the store's lock with no deadline: every request waited for it."""
-    store = OnlineStore(Settings(), deadline=0.2)
+    store = OnlineStore(Settings(), deadline=DEADLINE)
     records = TrackRecords(store, ttl=0)
     assert records.lookup([("A1", "U1")]) is not None and records.healthy()
 
@@ -55,12 +63,12 @@ def test_a_hung_store_fails_lookups_within_the_deadline_and_recovers(frozen: Fro
         answers.append(records.lookup([(f"A{i}", "U1")]))
         times.append(time.monotonic() - start)
     assert answers == [None] * 5, "a hung store degrades the lookup"
-    assert max(times) < 0.5, times
-    assert sum(times[1:]) < 0.1, "while a lookup hangs, the next ones fail at once"
+    assert times[0] < DEADLINE + AT_ONCE, times
+    assert max(times[1:]) < AT_ONCE, f"while a lookup hangs, the next ones fail at once: {times}"
     with pytest.raises(StoreUnavailable, match="has not answered"):
         store.run(lambda s: None)
     start = time.monotonic()
-    assert records.healthy() is False and time.monotonic() - start < 0.05, "the probe never waits"
+    assert records.healthy() is False and time.monotonic() - start < AT_ONCE, "the probe waited"
 
     frozen.thawed.set()  # the store answers again: the service recovers by itself
     deadline = time.monotonic() + 5
@@ -71,7 +79,9 @@ def test_a_hung_store_fails_lookups_within_the_deadline_and_recovers(frozen: Fro
 
 
 def test_concurrent_lookups_on_a_hung_store_do_not_queue_behind_each_other(frozen: FrozenStore):
-    store = OnlineStore(Settings(), deadline=0.2)
+    """Twenty requests on a hung store: each waits one deadline at most, never its
+    predecessors' too (queued, the last would wait twenty)."""
+    store = OnlineStore(Settings(), deadline=DEADLINE)
     records = TrackRecords(store, ttl=0)
     records.lookup([("A0", "U0")])
     frozen.thawed.clear()
@@ -86,8 +96,8 @@ def test_concurrent_lookups_on_a_hung_store_do_not_queue_behind_each_other(froze
     for t in threads:
         t.start()
     for t in threads:
-        t.join(5)
-    assert len(times) == 20 and max(times) < 0.5, sorted(times)[-3:]
+        t.join(10)
+    assert len(times) == 20 and max(times) < DEADLINE + AT_ONCE, sorted(times)[-3:]
 
 
 def test_the_readiness_probe_refreshes_in_the_background(
