@@ -40,6 +40,10 @@ EXPERIMENT = "lead_scoring"
 #: One naming rule: a task's registered model is the win model's name plus ``_`` and the
 #: task (:func:`task_model_name`), in the same experiment, with the same aliases.
 REVIVAL = "revival"
+#: The win model's task (open deals: will it be won?); its registered name is the base
+#: name itself. ``promote``, ``rollback`` and ``models`` take one of :data:`TASKS`.
+WIN = "win"
+TASKS = (WIN, REVIVAL)
 REVIVAL_FEATURE_SERVICE = "revival_v1"
 #: Registry aliases: the newest trained version waits as challenger; serving and
 #: ranking load the champion.
@@ -174,8 +178,13 @@ class Settings:
 
 def task_model_name(model_name: str, task: str) -> str:
     """``lead_scorer`` -> ``lead_scorer_revival``: one rule for every model beside the win
-    model, so the registry lists them together and serving finds one from the other."""
-    return f"{model_name}_{task}"
+    model, so the registry lists them together and serving finds one from the other. The
+    win task's model is ``model_name`` itself, so a command taking ``--task`` names either
+    model through this one function.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: one of {', '.join(TASKS)}")
+    return model_name if task == WIN else f"{model_name}_{task}"
 
 
 def load_settings(**overrides: object) -> Settings:

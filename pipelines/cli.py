@@ -27,7 +27,10 @@ from leadscore.config import (
     SERVICE_PORT,
     SYNTHETIC_DEALS,
     SYNTHETIC_HISTORY_DAYS,
+    TASKS,
+    WIN,
     load_settings,
+    task_model_name,
 )
 from pipelines.console import Verbosity, configured, working
 
@@ -675,6 +678,11 @@ def train_revival(
     typer.echo(f"behaviour checks: {'passed' if summary['behaviour']['passed'] else 'FAILED'}")
     gate = summary["gate"]
     typer.echo(f"baseline gate: {'passed' if gate['passed'] else 'FAILED'}: {gate['sentence']}")
+    if CHAMPION not in summary["aliases"]:
+        typer.echo(
+            "  `leadscore promote --task revival` makes it champion if it passes the gate; "
+            "`--force --note WHY` overrides a refusal and records it"
+        )
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -786,6 +794,29 @@ def funnel(
         typer.echo(table.to_string(index=False) if len(table) else "  (nothing in the period)")
 
 
+def _check_task(value: str) -> str:
+    if value not in TASKS:
+        raise typer.BadParameter(f"must be one of {', '.join(TASKS)}")
+    return value
+
+
+#: The option ``promote``, ``rollback`` and ``models`` share: which task's model.
+TaskOption = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        callback=_check_task,
+        help=f"Which model: {' or '.join(TASKS)} (lead_scorer, lead_scorer_revival).",
+    ),
+]
+
+
+def _named(task: str, name: str) -> str:
+    """The prefix naming a model other than the win model in a message (the win model's
+    messages stay as they were)."""
+    return "" if task == WIN else f"{name} "
+
+
 @app.command()
 def promote(
     version: Annotated[
@@ -802,16 +833,21 @@ def promote(
     ] = False,
     note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    task: TaskOption = WIN,
 ) -> None:
-    """Make the challenger champion if it is not worse on the same test slice and behaves."""
+    """Make the challenger champion if it is not worse on the same test slice and behaves
+    (`--task revival`: the revival model's)."""
     from leadscore.model.registry import RegistryError
     from training.data import InsufficientDataError
     from training.registry import Tolerance, promote_from_store
 
+    settings = load_settings()
+    named = _named(task, task_model_name(settings.model_name, task))
     try:
         with working():
             decision = promote_from_store(
-                load_settings(),
+                settings,
+                task=task,
                 version=version,
                 tolerance=Tolerance(max_auc_drop, max_log_loss_rise),
                 force=force,
@@ -825,10 +861,11 @@ def promote(
     else:
         ch, cm = decision.challenger_metrics, decision.champion_metrics
         sliced = decision.test_slice
+        units = "deals closed" if task == WIN else "losses"
         typer.echo(
-            f"test slice: {sliced['deals']:,} deals closed after {sliced['valid_end']}"
+            f"{named}test slice: {sliced['deals']:,} {units} after {sliced['valid_end']}"
             if "valid_end" in sliced
-            else f"test slice: {sliced['deals']:,} deals ({sliced['note']})"
+            else f"{named}test slice: {sliced['deals']:,} deals ({sliced['note']})"
         )
         typer.echo(
             f"challenger {decision.challenger}: ROC AUC {_num(ch['roc_auc'], '.4f')}, "
@@ -848,7 +885,7 @@ def promote(
             if decision.promoted
             else "NOT promoted"
         )
-        typer.echo(f"version {decision.challenger} {outcome}")
+        typer.echo(f"{named}version {decision.challenger} {outcome}")
         if decision.forced and not decision.baseline_gate.get("passed"):
             from leadscore.model.scoring_model import NOT_BETTER
 
@@ -862,29 +899,39 @@ def promote(
 @app.command()
 def rollback(
     note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "",
+    task: TaskOption = WIN,
 ) -> None:
-    """Put champion back on the previous champion."""
+    """Put champion back on the previous champion (`--task revival`: the revival model's)."""
     from leadscore.model.registry import RegistryError
     from training.registry import rollback as run_rollback
 
+    settings = load_settings()
     try:
-        r = run_rollback(load_settings(), note)
+        r = run_rollback(settings, note, task)
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"champion rolled back from version {r.from_version} to {r.to_version}")
+    named = _named(task, task_model_name(settings.model_name, task))
+    typer.echo(f"{named}champion rolled back from version {r.from_version} to {r.to_version}")
 
 
 @app.command()
-def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """List registered versions with aliases and headline test metrics."""
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    task: TaskOption = WIN,
+) -> None:
+    """List registered versions with aliases and headline test metrics (`--task revival`:
+    the revival model's)."""
     from training.registry import list_versions
 
+    settings = load_settings()
     with working():
-        versions = list_versions(load_settings())
+        versions = list_versions(settings, task)
     if as_json:
         _print_json(versions)
         return
+    if task != WIN:
+        typer.echo(task_model_name(settings.model_name, task))
     typer.echo(
         f"{'version':>7}  {'aliases':20s} {'created':25s} {'ROC AUC':>7} {'log loss':>8} {'ECE':>6}  notes"
     )

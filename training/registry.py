@@ -1,9 +1,15 @@
 """The MLflow model registry for ``lead_scorer``: register, load, promote, roll back, list.
 
-One registered model, versions moved between two aliases (never stages):
+One registered model per task (:data:`leadscore.config.TASKS`: ``lead_scorer`` for the
+win model, ``lead_scorer_revival`` for the revival model, named by
+:func:`leadscore.config.task_model_name`), versions moved between two aliases (never
+stages):
 
 * ``challenger``: the newest trained version, waiting for the gate;
 * ``champion``: what serving and ranking load (``models:/lead_scorer@champion``).
+
+Promotion, rollback and listing are the same functions for every task (``task=``); what
+differs (the test slice's frame, the behaviour checks, the words) is in :data:`TASK_RULES`.
 
 The registered model carries a tag ``champion_history``: the JSON list of versions that
 were champion, oldest first, so :func:`rollback` can put the previous one back. Every
@@ -28,6 +34,7 @@ import logging
 import os
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,12 +50,22 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from leadscore.config import CHALLENGER, CHAMPION, METADATA_KEY, Settings
+from leadscore.config import (
+    CHALLENGER,
+    CHAMPION,
+    METADATA_KEY,
+    REVIVAL,
+    TASKS,
+    WIN,
+    Settings,
+    task_model_name,
+)
 from leadscore.crm.ingest import stored_deals
+from leadscore.features.catalog import revival_catalog
 from leadscore.features.store import training_frame
 from leadscore.model.registry import RegistryError, alias_version, load_scoring_model, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
-from training.behaviour import run_behaviour_checks
+from training.behaviour import CHECKS, Check, checks_of, run_behaviour_checks
 from training.data import canonical, check_enough_data, class_counts
 from training.evaluate import HEADLINE, binary_metrics
 from training.split import SplitBounds, slice_masks
@@ -237,28 +254,69 @@ def _unalias_unfinished(settings: Settings, client: MlflowClient) -> None:
     """Remove an alias from a version whose run failed or was killed.
 
     ``leadscore train`` only sets aliases after its run finished, so this finds nothing
-    unless a version was aliased by hand or by an older version of the product.
+    unless a version was aliased by hand or by an older version of the product. Every
+    task's model is looked at: the runs of both share the experiment.
     """
-    name = settings.model_name
-    for alias in (CHALLENGER, CHAMPION):
-        version = alias_version(client, name, alias)
-        if version is None:
-            continue
-        status = _run_status(client, client.get_model_version(name, version).run_id)
-        if status in ("FAILED", "KILLED"):
-            client.delete_registered_model_alias(name, alias)
-            log.warning("removed alias %s from version %s: its run is %s", alias, version, status)
+    for name in dict.fromkeys(task_model_name(settings.model_name, task) for task in TASKS):
+        for alias in (CHALLENGER, CHAMPION):
+            version = alias_version(client, name, alias)
+            if version is None:
+                continue
+            status = _run_status(client, client.get_model_version(name, version).run_id)
+            if status in ("FAILED", "KILLED"):
+                client.delete_registered_model_alias(name, alias)
+                log.warning(
+                    "removed alias %s from version %s: its run is %s", alias, version, status
+                )
 
 
-def finished_run_check(client: MlflowClient, name: str, version: str) -> None:
+def finished_run_check(
+    client: MlflowClient, name: str, version: str, train_command: str = "leadscore train"
+) -> None:
     """Raise :class:`RegistryError` unless ``version`` comes from a run that FINISHED."""
     run_id = client.get_model_version(name, version).run_id
     status = _run_status(client, run_id)
     if status != FINISHED:
         raise RegistryError(
             f"version {version} cannot be promoted: its training run {run_id or ''} did not "
-            f"finish (status {status}); run `leadscore train` again"
+            f"finish (status {status}); run `{train_command}` again"
         )
+
+
+# ---------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class TaskRules:
+    """What promotion does differently for one task's model; the rest is shared."""
+
+    #: The command that trains (and registers) a version of it.
+    train_command: str
+    #: The frame's rows as the model's training ordered and typed them (the win model's
+    #: frame goes through :func:`training.data.canonical`; the revival frame comes out of
+    #: :func:`training.revival.as_loss_frame` already so, with other features).
+    ordered: Callable[[pd.DataFrame], pd.DataFrame]
+    #: The behaviour checks of its catalog's monotone directions (as at training).
+    checks: tuple[Check, ...]
+    #: The frame's unit in messages, and its two outcomes as ``{won}``/``{lost}`` counts.
+    units: str
+    outcomes: str
+
+
+TASK_RULES: dict[str, TaskRules] = {
+    WIN: TaskRules(
+        train_command="leadscore train",
+        ordered=canonical,
+        checks=CHECKS,
+        units="closed deals",
+        outcomes="{won} won and {lost} lost deals",
+    ),
+    REVIVAL: TaskRules(
+        train_command="leadscore train-revival",
+        ordered=lambda frame: frame,
+        checks=checks_of(revival_catalog()),
+        units="lost deals",
+        outcomes="{won} revived-and-won and {lost} other lost deals",
+    ),
+}
 
 
 # ---------------------------------------------------------------- promotion
@@ -296,8 +354,10 @@ def promote(
     tolerance: Tolerance | None = None,
     force: bool = False,
     note: str = "",
+    task: str = WIN,
 ) -> PromotionDecision:
-    """Move ``champion`` to the challenger (or ``version``) if it passes the gate.
+    """Move ``champion`` of ``task``'s model to its challenger (or ``version``) if it
+    passes the gate.
 
     The gate: the challenger passed the baseline gate at training
     (:func:`training.quality.baseline_gate`, stored in the model: better than logistic
@@ -308,34 +368,44 @@ def promote(
     later data than the challenger would have seen that slice; the gate is meant for
     the usual case, a challenger trained on the newest data. ``force`` promotes
     whatever the gate says and records that, with ``note``, on the version.
+
+    ``task`` (:data:`leadscore.config.TASKS`) picks the model
+    (:func:`leadscore.config.task_model_name`) and its :data:`TASK_RULES`: ``frame`` is
+    that task's training frame (for the revival model, the loss frame of
+    :func:`training.revival.stored_losses`), and the behaviour checks are its catalog's.
     """
+    rules = TASK_RULES[task]
     tolerance = tolerance or Tolerance()
     client = mlflow_client(settings)
-    name = settings.model_name
+    name = task_model_name(settings.model_name, task)
     fail_dead_runs(settings, client)
     challenger_v = version or alias_version(client, name, CHALLENGER)
     if challenger_v is None:
-        raise RegistryError(f"no '{CHALLENGER}' version of {name}; run `leadscore train` first")
+        raise RegistryError(
+            f"no '{CHALLENGER}' version of {name}; run `{rules.train_command}` first"
+        )
     champion_v = alias_version(client, name, CHAMPION)
     if champion_v == challenger_v:
         raise RegistryError(f"version {challenger_v} is already {CHAMPION}")
-    finished_run_check(client, name, challenger_v)
+    finished_run_check(client, name, challenger_v, rules.train_command)
 
     challenger = load_scoring_model(f"models:/{name}/{challenger_v}", settings)
     if "split" not in challenger.info:
         raise RegistryError(
             f"version {challenger_v} records no time split to rebuild its test slice from; "
-            "only versions logged by `leadscore train` can be promoted"
+            f"only versions logged by `{rules.train_command}` can be promoted"
         )
-    canon = canonical(frame)
+    canon = rules.ordered(frame)
     bounds = SplitBounds.from_dict(challenger.info["split"])
     test = canon[slice_masks(canon, bounds)["test"]]
     if not len(test):
-        check_enough_data(test, 1, where="closed deals in the challenger's test slice")
+        check_enough_data(test, 1, where=f"{rules.units} in the challenger's test slice")
     won, lost = class_counts(test)
     y = test["won"].to_numpy()
     ch = cast(dict[str, Any], binary_metrics(y, challenger.probability(challenger.encode(test))))
-    behaviour = run_behaviour_checks(challenger, test, seed=int(challenger.info.get("seed", 0)))
+    behaviour = run_behaviour_checks(
+        challenger, test, seed=int(challenger.info.get("seed", 0)), checks=rules.checks
+    )
     reasons = behaviour.failures()
     gate = challenger.gate
     if not gate["passed"]:
@@ -347,9 +417,10 @@ def promote(
         if not won or not lost:
             # A slice of one outcome ranks nothing: training's figures came from
             # cross-validation, but no fair comparison with the champion exists here.
+            held = rules.outcomes.format(won=won, lost=lost)
             reasons.append(
-                f"no comparison with the champion: the challenger's test slice holds {won} won "
-                f"and {lost} lost deals (its evaluation pooled cross-validation folds instead); "
+                f"no comparison with the champion: the challenger's test slice holds {held} "
+                "(its evaluation pooled cross-validation folds instead); "
                 "`promote --force --note WHY` accepts it on the baseline gate and behaviour"
             )
         elif ch["roc_auc"] < cm["roc_auc"] - tolerance.max_auc_drop:
@@ -409,11 +480,18 @@ def promote(
     return decision
 
 
-def promote_from_store(settings: Settings, **kwargs: Any) -> PromotionDecision:
-    """:func:`promote` on the current training frame rebuilt through Feast."""
-    return promote(
-        settings, training_frame(settings, stored_deals(settings.crm_dir)).frame, **kwargs
-    )
+def promote_from_store(settings: Settings, task: str = WIN, **kwargs: Any) -> PromotionDecision:
+    """:func:`promote` on ``task``'s current training frame rebuilt through Feast: the win
+    model's from ``lead_scoring_v1``, the revival model's from ``revival_v1``."""
+    if task == REVIVAL:
+        # Imported here: training.revival builds on training.train, which builds on this
+        # module, so a module-level import would be circular.
+        from training.revival import stored_losses
+
+        frame = stored_losses(settings).frame
+    else:
+        frame = training_frame(settings, stored_deals(settings.crm_dir)).frame
+    return promote(settings, frame, task=task, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -422,11 +500,11 @@ class Rollback:
     to_version: str
 
 
-def rollback(settings: Settings, note: str = "") -> Rollback:
-    """Put ``champion`` back on the previous champion from the history."""
+def rollback(settings: Settings, note: str = "", task: str = WIN) -> Rollback:
+    """Put ``champion`` of ``task``'s model back on the previous champion from its history."""
     client = mlflow_client(settings)
     fail_dead_runs(settings, client)
-    name = settings.model_name
+    name = task_model_name(settings.model_name, task)
     current = alias_version(client, name, CHAMPION)
     history = champion_history(client, name)
     while history and history[-1] == current:
@@ -458,11 +536,12 @@ HEADLINE_METRICS = (
 )
 
 
-def list_versions(settings: Settings) -> list[dict[str, Any]]:
-    """Every version, newest first, with aliases, headline test metrics and key tags."""
+def list_versions(settings: Settings, task: str = WIN) -> list[dict[str, Any]]:
+    """Every version of ``task``'s model, newest first, with aliases, headline test
+    metrics and key tags."""
     client = mlflow_client(settings)
     fail_dead_runs(settings, client)
-    name = settings.model_name
+    name = task_model_name(settings.model_name, task)
     try:
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -468,15 +468,8 @@ def train_revival_from_store(
     log it to MLflow and register it as ``settings.revival_model_name`` (challenger; the
     first version champion when it passes the gate and the behaviour checks).
     """
-    tables = load_stored(settings.crm_dir)
-    as_of = stored_as_of(settings)
-    entities, counts = revival_entities(
-        tables, as_of, settings.revival_window_days, settings.revival_horizon_days
-    )
-    log.info("revival snapshots: %s", counts)
-    check_enough_data(entities, (config or TrainConfig()).min_class_deals, "lost deals to train on")
-    joined = revival_training_frame(settings, entities, progress).frame
-    frame = as_loss_frame(joined)
+    losses = stored_losses(settings, (config or TrainConfig()).min_class_deals, progress)
+    tables, as_of, counts, frame = losses.tables, losses.as_of, losses.counts, losses.frame
     truth = pd.read_parquet(truth_path) if truth_path else None
     today = None
     client = mlflow_client(settings)
@@ -491,6 +484,42 @@ def train_revival_from_store(
     return summary
 
 
+# ---------------------------------------------------------------- the stored frame
+@dataclass(frozen=True)
+class StoredLosses:
+    """The stored CRM's losses as the revival model sees them, through Feast."""
+
+    tables: Mapping[str, pd.DataFrame]
+    #: The export's clock (:func:`stored_as_of`): outcomes are known up to it.
+    as_of: pd.Timestamp
+    #: :func:`revival_entities`' counts of what was kept.
+    counts: dict[str, int]
+    #: The internal loss frame (:func:`as_loss_frame`) of ``revival_v1``'s features.
+    frame: pd.DataFrame
+
+
+def stored_losses(
+    settings: Settings, min_class_deals: int = 0, progress: Progress = no_progress
+) -> StoredLosses:
+    """The revival frame of the stored CRM through Feast's ``revival_v1``, as of the
+    export's clock: what ``train-revival`` trains on and ``promote --task revival``
+    rebuilds a challenger's test slice from, by this one function so the two agree.
+
+    With ``min_class_deals``, raises :class:`training.data.InsufficientDataError` before
+    the (slower) Feast join when the losses hold fewer revived-and-won or other deals.
+    """
+    tables = load_stored(settings.crm_dir)
+    as_of = stored_as_of(settings)
+    entities, counts = revival_entities(
+        tables, as_of, settings.revival_window_days, settings.revival_horizon_days
+    )
+    log.info("revival snapshots: %s", counts)
+    if min_class_deals:
+        check_enough_data(entities, min_class_deals, "lost deals to train on")
+    joined = revival_training_frame(settings, entities, progress).frame
+    return StoredLosses(tables, as_of, counts, as_loss_frame(joined))
+
+
 __all__: Sequence[str] = (
     "AGE_DAYS",
     "BASELINES",
@@ -502,5 +531,6 @@ __all__: Sequence[str] = (
     "in_memory_revival_frame",
     "reopened_win_probability",
     "revival_entities",
+    "stored_losses",
     "train_revival_from_store",
 )

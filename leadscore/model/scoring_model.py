@@ -112,8 +112,12 @@ class ScoringModel:
     @property
     def gate(self) -> dict[str, Any]:
         """The baseline gate training measured (:func:`training.quality.baseline_gate`):
-        ``passed`` and one ``sentence``; :data:`NO_GATE` for a model trained before it."""
-        gate = (self.info.get("quality") or {}).get("gate")
+        ``passed`` and one ``sentence``; :data:`NO_GATE` for a model trained before it.
+
+        The win model keeps it in its quality summary (``info["quality"]["gate"]``); the
+        revival model, which has no quality summary, in ``info["gate"]``.
+        """
+        gate = (self.info.get("quality") or {}).get("gate") or self.info.get("gate")
         return dict(gate) if gate else dict(NO_GATE)
 
     @property

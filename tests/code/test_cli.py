@@ -201,6 +201,16 @@ def test_option_defaults_are_the_cores() -> None:
     assert option_default("train", "seed") is None, "train's --seed defers to the settings"
 
 
+def test_registry_commands_take_one_task_option_defaulting_to_the_win_model() -> None:
+    from leadscore.config import TASKS, WIN
+
+    for command in ("promote", "rollback", "models"):
+        assert option_default(command, "task") == WIN
+    refused = CliRunner().invoke(app, ["rollback", "--task", "dormant"])
+    assert refused.exit_code == 2
+    assert f"must be one of {', '.join(TASKS)}" in refused.output
+
+
 def test_settings_defaults_are_the_dataclass_fields() -> None:
     fields = {f.name: f.default for f in dataclasses.fields(Settings)}
     assert (fields["seed"], fields["redis"], fields["health_overrides"]) == (

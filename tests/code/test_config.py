@@ -12,7 +12,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from leadscore.config import PROJECT_ROOT, REDIS, Settings, load_settings
+from leadscore.config import (
+    PROJECT_ROOT,
+    REDIS,
+    REVIVAL,
+    TASKS,
+    WIN,
+    Settings,
+    load_settings,
+    task_model_name,
+)
 from leadscore.features.store import repo_config
 from leadscore.timeutil import as_utc
 from pipelines.steps import ingest
@@ -134,3 +143,13 @@ def test_ingest_reports_files_rows_and_sources_to_their_end(
     for task, seen in reports.items():
         done = [d for d, _ in seen]
         assert done == sorted(done) and done[0] == 0, task
+
+
+def test_each_task_names_its_registered_model_by_one_rule() -> None:
+    """The win task's model is the base name; another task's adds ``_task``; no other."""
+    assert TASKS == (WIN, REVIVAL)
+    assert task_model_name("lead_scorer", WIN) == "lead_scorer"
+    assert task_model_name("lead_scorer", REVIVAL) == "lead_scorer_revival"
+    assert Settings(model_name="m").revival_model_name == task_model_name("m", REVIVAL)
+    with pytest.raises(ValueError, match="unknown task 'dormant': one of win, revival"):
+        task_model_name("lead_scorer", "dormant")

@@ -161,3 +161,14 @@ def test_the_gate_speaks_of_the_loss_and_shuffled_labels_never_pass():
     assert not gate["passed"]
     assert gate["sentence"].startswith("not better than baseline: ")
     assert "after the loss" in gate["rule"] and "after the loss" in gate["sentence"]
+
+
+def test_the_stored_model_carries_its_own_baseline_gate(trained):
+    """What ``promote --task revival`` and serving read as the gate is the one this
+    training measured (not the "trained before the gate existed" placeholder)."""
+    from leadscore.model.scoring_model import NO_GATE, NOT_BETTER, ScoringModel
+
+    stored = ScoringModel.from_metadata(trained.model.booster, trained.model.metadata())
+    gate = trained.evaluation["gate"]
+    assert stored.gate == gate != NO_GATE
+    assert stored.gate_warning == (None if gate["passed"] else f"{NOT_BETTER}: {gate['sentence']}")

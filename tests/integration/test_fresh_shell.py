@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from leadscore.config import PROJECT_ROOT
@@ -37,12 +38,15 @@ from tests.serving_fixture import running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-#: Deals the generator makes instead of the README's 20,000: enough to train and rank, too
-#: few for the baseline gate to see the model's margin, so the test forces where 20,000
-#: would pass. The steps' time is mostly each command's start, little the deals'.
-DEALS = "600"
+#: Deals the generator makes instead of the README's 20,000: enough to train and rank, and
+#: the fewest (in steps of 200) whose four years give the revival model the 40
+#: revived-and-won losses it needs, and at least 4 in each slice, at any end date (1,800
+#: gives 5 in a slice on some days); too few for the baseline gate to see the win model's
+#: margin, so the test forces where 20,000 would pass. The steps' time is mostly each
+#: command's start, little the deals'.
+DEALS = "2000"
 #: Recorded on the versions this test forces past the baseline gate.
-FORCE_NOTE = "fresh-shell test: 600 deals, too few for the baseline gate"
+FORCE_NOTE = f"fresh-shell test: {DEALS} deals, too few for the baseline gate"
 #: Where the commands may write inside the project: data, stores, the environment, caches.
 DATA_FOLDERS = ("features/data/", "mlruns/", "bentoml_home/", ".venv/")
 #: Variables uv may need besides its cache and interpreter (to reach an index on a cache miss).
@@ -108,6 +112,12 @@ def with_small_sizes(args: list[str], out: Path, port: int) -> list[str]:
     return new
 
 
+def lost_deal(export: Path) -> str:
+    """The most recently lost deal of the generated export."""
+    deals = pd.read_parquet(export / "deals.parquet", columns=["deal_id", "status", "closed_at"])
+    return str(deals[deals["status"] == "lost"].sort_values("closed_at")["deal_id"].iloc[-1])
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -118,10 +128,13 @@ def files_under(root: Path) -> Iterator[str]:
             yield path.relative_to(root).as_posix()
 
 
-def force_past_the_gate(uv_run: list[str], project: Path, env: dict[str, str]) -> None:
-    """``promote --force`` the challenger when the baseline gate kept it from champion."""
+def force_past_the_gate(
+    uv_run: list[str], project: Path, env: dict[str, str], task: list[str]
+) -> None:
+    """``promote --force`` the challenger of ``task`` (``[]``, or ``["--task", "revival"]``)
+    when the baseline gate kept it from champion."""
     listed = subprocess.run(
-        [*uv_run, "leadscore", "models", "--json"],
+        [*uv_run, "leadscore", "models", "--json", *task],
         cwd=project,
         env=env,
         capture_output=True,
@@ -137,6 +150,7 @@ def force_past_the_gate(uv_run: list[str], project: Path, env: dict[str, str]) -
             *uv_run,
             "leadscore",
             "promote",
+            *task,
             "--version",
             newest["version"],
             "--force",
@@ -181,6 +195,15 @@ def test_readme_step_by_step_runs_in_fresh_shells(tmp_path: Path, monkeypatch: p
                 answer = httpx.post(f"{url}/score_ids", json={"deal_ids": ["D0000001"]}, timeout=60)
                 # Served: a result, or the per-item error of a lost deal (issue 12).
                 assert answer.status_code == 200 or "deal is lost" in answer.text, answer.text
+                # The revival champion was packaged and is served for a lost deal.
+                revived = httpx.post(
+                    f"{url}/score_ids",
+                    json={"deal_ids": [lost_deal(out / "crm")], "revival": True},
+                    timeout=60,
+                ).json()
+                assert [r.get("model_name") for r in revived["results"]] == [
+                    "lead_scorer_revival"
+                ], revived
             monkeypatch.undo()
         else:
             proc = subprocess.run(
@@ -194,10 +217,11 @@ def test_readme_step_by_step_runs_in_fresh_shells(tmp_path: Path, monkeypatch: p
                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
             )
             if refused or args[2:5] == ["leadscore", "train", "--json"]:
-                # At 600 deals the gate refuses what it would pass at the README's 20,000:
-                # force the version (as a user may, recorded), so the next lines have the
-                # champions they expect.
-                force_past_the_gate(args[:2], project, env)
+                # At DEALS the gate refuses what it would pass at the README's 20,000 (and the
+                # revival model's at any size): force the version (as a user may,
+                # recorded), so the next lines have the champions they expect.
+                task = args[args.index("--task") :][:2] if "--task" in args else []
+                force_past_the_gate(args[:2], project, env, task)
         seconds[shlex.join(step[3:])] = round(time.monotonic() - start, 1)
     print("step times (s):", seconds)
 

@@ -3,24 +3,28 @@
 A synthetic CRM with revival simulated over four years is exported, ingested and applied
 as a user does; the Feast training frame must equal the in-memory definition value for
 value, and ``leadscore train-revival`` must register ``lead_scorer_revival`` beside (not
-over) the win model, with the per-loss backtest against the oracle.
+over) the win model, with the per-loss backtest against the oracle; ``promote``,
+``rollback`` and ``models`` take ``--task revival`` and move only the revival model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from leadscore.config import CHALLENGER, load_settings
+from leadscore.config import CHALLENGER, CHAMPION, load_settings
 from leadscore.crm.ingest import load_stored
 from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, generate_crm, write_export
 from leadscore.features.store import revival_training_frame
-from leadscore.model.registry import mlflow_client
+from leadscore.model.registry import alias_version, mlflow_client
 from pipelines.cli import app
-from tests.conftest import environment
+from tests.conftest import cli, environment
+from training.registry import HISTORY_TAG, ensure_experiment
 from training.revival import (
     as_loss_frame,
     in_memory_revival_frame,
@@ -85,3 +89,88 @@ def test_train_revival_registers_its_own_model_with_the_backtest(applied):
     assert names == {"lead_scorer_revival"}
     version = client.get_model_version("lead_scorer_revival", "1")
     assert version.tags["feast.feature_service"] == "revival_v1"
+
+
+def test_promote_and_roll_back_the_revival_model_leaving_the_win_model_alone(
+    applied, tmp_path: Path
+):
+    """``promote``/``rollback``/``models --task revival`` on the stored CRM through Feast:
+    the gate refuses a version that ties its baselines, ``--force --note`` promotes it and
+    records why, a rollback restores the previous revival champion, and the win model's
+    aliases and history (a registered model of its own) never move."""
+    _, _, settings, _ = applied
+    # A registry of this test's own, beside the module's feature store.
+    own = dataclasses.replace(
+        settings,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        artifact_root=tmp_path / "mlruns" / "artifacts",
+    )
+    client = mlflow_client(own)
+    ensure_experiment(own, client)
+    env = {
+        "MLFLOW_TRACKING_URI": own.tracking_uri,
+        "LEADSCORE_ARTIFACT_ROOT": str(own.artifact_root),
+    }
+    revival = own.revival_model_name
+    # Two versions, both trained before the win model below exists (`train-revival` would
+    # load its champion to measure today's approach): the newer waits as challenger.
+    first = json.loads(cli(env, "train-revival", "--json"))
+    assert first["model_version"] == "1" and first["aliases"] == [CHALLENGER]
+    assert not first["gate"]["passed"], "2,500 synthetic deals: it ties its baselines"
+    second = json.loads(cli(env, "train-revival", "--json", "--seed", "2"))
+    assert second["model_version"] == "2" and not second["gate"]["passed"]
+
+    # The win model's registry state, to compare at the end: champion 1 (the history says
+    # 2 was champion before a rollback), challenger 2. Promote, rollback and models of the
+    # revival model read nothing else of it, so its versions need no model behind them.
+    win = own.model_name
+    client.create_registered_model(win)
+    for _ in range(2):
+        client.create_model_version(win, source=tmp_path.as_uri())
+    client.set_registered_model_alias(win, CHAMPION, "1")
+    client.set_registered_model_alias(win, CHALLENGER, "2")
+    client.set_registered_model_tag(win, HISTORY_TAG, json.dumps(["1", "2"]))
+
+    def win_state() -> tuple[dict[str, str], dict[str, str], list[dict[str, str]]]:
+        model = client.get_registered_model(win)
+        versions = [client.get_model_version(win, v).tags for v in ("1", "2")]
+        return dict(model.aliases), dict(model.tags), versions
+
+    win_before = win_state()
+
+    # The first: refused by its baseline gate, then forced with the note recorded.
+    refused = cli(env, "promote", "--task", "revival", "--version", "1", code=1)
+    assert f"gate: {first['gate']['sentence']}" in refused
+    assert f"{revival} test slice: " in refused and " losses after " in refused
+    assert f"{revival} version 1 NOT promoted" in refused
+    assert alias_version(client, revival, CHAMPION) is None
+    assert "promotion.refused_at" in client.get_model_version(revival, "1").tags
+    forced = cli(
+        env, "promote", "--task", "revival", "--version", "1", "--force", "--note", "pilot"
+    )
+    assert f"{revival} version 1 promoted (forced)" in forced
+    tags = client.get_model_version(revival, "1").tags
+    assert (tags["promotion.forced"], tags["promotion.note"]) == ("true", "pilot")
+    assert alias_version(client, revival, CHAMPION) == "1"
+
+    # The challenger: compared with that champion on its own test slice, refused by its
+    # gate, forced; then rolled back to the first, which has no earlier one.
+    decision = json.loads(cli(env, "promote", "--task", "revival", "--json", code=1))
+    assert decision["challenger"] == "2" and decision["champion_before"] == "1"
+    assert decision["champion_metrics"] is not None and decision["test_slice"]["deals"] > 0
+    assert second["gate"]["sentence"] in decision["reasons"]
+    assert set(decision["behaviour"]["checks"]) >= {"inbound_since_loss", "replies_since_loss"}
+    cli(env, "promote", "--task", "revival", "--force", "--note", "second pilot")
+    assert alias_version(client, revival, CHAMPION) == "2"
+    rolled = cli(env, "rollback", "--task", "revival", "--note", "second was worse")
+    assert f"{revival} champion rolled back from version 2 to 1" in rolled
+    assert alias_version(client, revival, CHAMPION) == "1"
+    assert client.get_model_version(revival, "2").tags["rollback.note"] == "second was worse"
+    again = CliRunner().invoke(app, ["rollback", "--task", "revival"], env=env)
+    assert again.exit_code == 1 and f"no previous champion of {revival}" in again.output
+
+    listed = json.loads(cli(env, "models", "--task", "revival", "--json"))
+    assert [(v["version"], v["aliases"]) for v in listed] == [("2", []), ("1", [CHAMPION])]
+    assert listed[1]["tags"]["promotion.note"] == "pilot"
+    assert [v["version"] for v in json.loads(cli(env, "models", "--json"))] == ["2", "1"]
+    assert win_state() == win_before
