@@ -19,6 +19,7 @@ from leadscore.features.seniority import (
     title_seniority,
 )
 from leadscore.model.reasons import reason_text
+from tests.seniority_titles import TITLES as REAL_WORLD_TITLES
 from training.behaviour import CHECKS
 
 ENGLISH: list[tuple[str, int]] = [
@@ -158,6 +159,49 @@ def test_chinese_titles(title: str, level: int) -> None:
 @pytest.mark.parametrize(("title", "level"), MIXED)
 def test_mixed_and_full_width_titles(title: str, level: int) -> None:
     assert title_seniority(title) == level
+
+
+def _reads(title: str) -> int | None:
+    """The level a title reads as, None for NaN (the fixture's way of saying so)."""
+    level = title_seniority(title)
+    return None if math.isnan(level) else int(level)
+
+
+@pytest.mark.parametrize(("title", "level"), REAL_WORLD_TITLES)
+def test_real_world_titles(title: str, level: int | None) -> None:
+    assert _reads(title) == level
+
+
+def test_real_world_list_is_large_and_bilingual() -> None:
+    """Issue 13 asks for at least 200 real-world titles in English and Chinese: the list
+    keeps that size, has no repeats, and covers every level in both languages."""
+    titles = [title for title, _ in REAL_WORLD_TITLES]
+    chinese = {t for t in titles if any("\u4e00" <= c <= "\u9fff" for c in t)}
+    assert len(titles) >= 200
+    assert len(set(titles)) == len(titles)
+    assert 0.4 <= len(chinese) / len(titles) <= 0.6
+    for subset in (chinese, set(titles) - chinese):
+        levels = {level for title, level in REAL_WORLD_TITLES if title in subset}
+        assert set(range(1, 7)) <= levels
+
+
+# Issue 13's examples, by name.
+@pytest.mark.parametrize(("title", "level"), [("总经理办公室主任", 3), ("总裁办秘书", 1)])
+def test_a_leaders_office_is_not_the_leader(title: str, level: int) -> None:
+    # Both read as C-level before: the office is named after the GM or the president,
+    # and the person heads it (主任, a manager) or is its secretary.
+    assert title_seniority(title) == level < SENIOR_LEVEL
+
+
+@pytest.mark.parametrize("title", ["局长", "院长", "校长"])
+def test_the_head_of_a_public_body_is_its_c_level(title: str) -> None:
+    assert title_seniority(title) == Seniority.C_LEVEL
+    assert title_seniority(f"副{title}") == Seniority.VP
+
+
+@pytest.mark.parametrize("title", ["采购", "HR BP", "HRBP"])
+def test_buyers_and_hr_business_partners_are_individual_contributors(title: str) -> None:
+    assert title_seniority(title) == Seniority.INDIVIDUAL
 
 
 @pytest.mark.parametrize(
