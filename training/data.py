@@ -162,7 +162,7 @@ def in_memory_frame(
 ) -> pd.DataFrame:
     """The Feast training frame's shape, computed in memory (``features_as_of``), no store;
     with the features of the custom ``attributes`` known before close."""
-    entities = snapshot_entities(tables["deals"], every_days)
+    entities = snapshot_entities(tables["deals"], every_days, tables.get("stage_history"))
     sources = build_feature_sources(dict(tables), attributes=attributes)
     features = features_as_of(sources, entities)
     return pd.concat([entities.reset_index(drop=True), model_frame(features, attributes)], axis=1)

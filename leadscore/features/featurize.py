@@ -825,7 +825,9 @@ def model_frame(
 
 
 # ---------------------------------------------------------------- training entities
-def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
+def snapshot_entities(
+    deals: pd.DataFrame, every_days: int, stage_history: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Moments at which closed deals are looked at while they were still open.
 
     Each dated closed deal (``created_at`` and ``closed_at`` known) gets a snapshot at
@@ -835,6 +837,11 @@ def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
     gets the one snapshot 0, at its creation when known, else at :data:`UNDATED` (where
     its profile rows are), with ``closed_at`` and ``created_at`` missing as in the CRM;
     the split decides whether it trains (:func:`training.split.choose_split`).
+
+    With the ``stage_history``, a deal lost and later re-opened has no snapshot while it
+    was lost (from the loss to the re-open, :func:`leadscore.crm.revival.loss_cycles`): the
+    deal was not open then, and only deals that came back have such moments, so "in the
+    closed stage" would read as a sign of winning (the revival model answers for them).
     """
     closed = deals[deals["status"].isin(CLOSED_STATUSES)]
     # Exact microseconds: snapshot 0 must be at creation, not a fraction of a second before.
@@ -848,6 +855,8 @@ def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
     idx = np.repeat(np.arange(len(closed)), n)
     k = np.arange(len(idx)) - np.repeat(np.cumsum(n) - n, n)
     snap = created[idx] + k * step
+    keep = ~_while_lost(closed, stage_history, idx, snap)
+    idx, k, snap = idx[keep], k[keep], snap[keep]
     base = closed.iloc[idx]
     return pd.DataFrame(
         {
@@ -861,6 +870,35 @@ def snapshot_entities(deals: pd.DataFrame, every_days: int) -> pd.DataFrame:
             "won": base["status"].eq(WON).astype(np.int8).to_numpy(),
         }
     )
+
+
+def _while_lost(
+    deals: pd.DataFrame, stage_history: pd.DataFrame | None, idx: np.ndarray, snap: np.ndarray
+) -> np.ndarray:
+    """Per snapshot (deal position ``idx`` in ``deals``, time ``snap`` in µs): taken while
+    its deal was lost and not yet re-opened (only losses that a re-open ended)."""
+    if stage_history is None or not len(stage_history) or not len(idx):
+        return np.zeros(len(idx), dtype=bool)
+    cycles = loss_cycles(deals, stage_history)
+    cycles = cycles[cycles["reopened_at"].notna()]
+    if cycles.empty:
+        return np.zeros(len(idx), dtype=bool)
+    losses = pd.DataFrame(
+        {
+            "deal": pd.Index(deals["deal_id"].astype(str)).get_indexer(
+                cycles["deal_id"].astype(str)
+            ),
+            "at": _micros(cycles["lost_at"]),
+            "until": _micros(cycles["reopened_at"]),
+        }
+    ).sort_values("at")
+    snaps = pd.DataFrame({"deal": idx, "at": snap, "row": np.arange(len(idx))}).sort_values("at")
+    # The last loss of the same deal at or before each snapshot; lost if before its re-open.
+    last = pd.merge_asof(snaps, losses, on="at", by="deal", direction="backward")
+    lost = (last["at"] < last["until"]).to_numpy()  # NaN (no earlier loss) compares False
+    out = np.zeros(len(idx), dtype=bool)
+    out[last["row"].to_numpy()] = lost
+    return out
 
 
 def scoring_entities(deals: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:

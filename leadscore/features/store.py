@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from leadscore.config import REVIVAL_FEATURE_SERVICE, Settings, crash_point, feast_environment
 from leadscore.crm.attributes import Attribute, feature_attributes, read_attributes
 from leadscore.crm.contract import UNDATED
+from leadscore.crm.ingest import load_stored
 from leadscore.features.catalog import FEATURES_BY_NAME, attribute_features
 from leadscore.features.featurize import (
     DEAL_STATUS,
@@ -240,7 +241,9 @@ def training_frame(
     hears the count before it and the end after it, not the rows in between. Custom
     attributes known before close (the stored ``attributes.json``) are features too.
     """
-    entities = snapshot_entities(deals, every_days or settings.snapshot_every_days)
+    # The stored stage history, so a deal's snapshots skip the time it was lost (if any).
+    history = load_stored(settings.crm_dir, ["stage_history"]).get("stage_history")
+    entities = snapshot_entities(deals, every_days or settings.snapshot_every_days, history)
     if entities.empty:
         raise FeatureStoreError("no closed deals to build training snapshots from")
     attributes = feature_attributes(read_attributes(settings.crm_dir))

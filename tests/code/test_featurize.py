@@ -182,6 +182,33 @@ def test_snapshots_are_strictly_before_close_and_labelled():
     assert dict(zip(snaps["deal_id"], snaps["won"], strict=False)) == {"D1": 1, "D2": 0}
 
 
+def test_no_snapshot_while_a_deal_was_lost_before_it_was_reopened():
+    """D1 lost on day 20, re-opened on day 50, won on day 70: its days 28 and 42 were not
+    open time (only re-opened deals have such moments, which would teach "in the closed
+    stage" as a sign of winning). Without the history nothing is known of the loss."""
+    crm = tiny_crm()
+    deals = crm["deals"].copy()
+    deals.loc[deals["deal_id"] == "D1", "closed_at"] = day(70)
+    history = pd.DataFrame(
+        {
+            "deal_id": ["D1"] * 5,
+            "stage": ["lead", "closed", "qualified", "closed", "lead"],
+            "entered_at": [day(0), day(20), day(50), day(70), day(0)],
+        }
+    ).iloc[:4]
+    snaps = snapshot_entities(deals, 14, history)
+    d1 = snaps[snaps["deal_id"] == "D1"]
+    assert list(d1["event_timestamp"]) == [day(0), day(14), day(56)]
+    assert list(d1["snapshot_index"]) == [0, 1, 4]
+    blind = snapshot_entities(deals, 14)
+    assert len(blind[blind["deal_id"] == "D1"]) == 5
+    # The other deal, never re-opened, keeps every snapshot.
+    pd.testing.assert_frame_equal(
+        snaps[snaps["deal_id"] == "D2"].reset_index(drop=True),
+        blind[blind["deal_id"] == "D2"].reset_index(drop=True),
+    )
+
+
 def test_competitor_keeps_none_and_unknown_apart():
     out = normalise_competitor(
         pd.Series(["None", " no competitor ", "", None, "Unknown", "Acme CRM", "无"])

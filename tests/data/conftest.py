@@ -21,11 +21,12 @@ AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
 
 @pytest.fixture(scope="package")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
-    """The stored tables of a 600-deal synthetic CRM, exported as CSV and ingested."""
+    """The stored tables of a 600-deal synthetic CRM with lost deals coming back (re-opened
+    deals test the frame's open-time rule), exported as CSV and ingested."""
     root = tmp_path_factory.mktemp("data")
     export = root / "export"
     export.mkdir()
-    for name, table in generate_crm(600, seed=5, as_of=AS_OF).tables.items():
+    for name, table in generate_crm(600, seed=5, as_of=AS_OF, revival=True).tables.items():
         table.to_csv(export / f"{name}.csv", index=False)
     result = ingest_export(export, root / "crm", root / "rejects", now=AS_OF)
     assert not result.rejects, result.rejects[:5]
