@@ -21,6 +21,7 @@ from leadscore.features.catalog import features_by_name
 from training.dormant import backtest_table
 from training.evaluate import ECE_BINS, gain_curve, reliability_curve
 from training.result import TrainingResult
+from training.segments import SEGMENTS
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,8 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
     ]
     if "per_deal" in ev:
         lines += _per_deal_section(ev)
+    if "segments" in ev:
+        lines += _segment_section(ev)
     if "dormant" in ev:
         lines += _dormant_section(ev)
     if "at_creation" in ev:
@@ -413,6 +416,43 @@ def _per_deal_section(ev: dict[str, Any]) -> list[str]:
         "A difference whose interval excludes 0 is a margin the data supports (higher ROC AUC, "
         "lower log loss is better).",
     ]
+    return lines
+
+
+def _segment_section(ev: dict[str, Any]) -> list[str]:
+    """One table per segment (:mod:`training.segments`): the model's per-deal ROC AUC and
+    ECE there, and its ROC AUC margin over each baseline."""
+    segments = ev["segments"]
+    labels = {"logistic_regression": "logistic regression", "channel_rate": "channel win rate"}
+    lines = [
+        "",
+        "## Per segment (test deals, one row each)",
+        "",
+        f"Each test deal at {segments['age_days']:g} days, in its channel, size band (employees), "
+        "industry and stage. Intervals: 95%, deal bootstrap. A segment with fewer than "
+        f"{segments['min_class_deals']} won or lost deals shows its counts only.",
+    ]
+    for segment in SEGMENTS:
+        name = segment.replace("_", " ")
+        lines += ["", f"### By {name}", ""]
+        lines.append(
+            f"| {name} | deals | win rate | ROC AUC | ECE |"
+            + "".join(f" ROC AUC minus {label} |" for label in labels.values())
+        )
+        lines.append("|---|---:|---:|---:|---:|" + "---:|" * len(labels))
+        for e in segments.get(segment, []):
+            head = f"| {e['value']} | {e['deals']:,} | {e['win_rate']:.1%} |"
+            if "missing" in e:
+                lines.append(f"{head} {e['missing']} |" + " |" * (1 + len(labels)))
+                continue
+            m, ci = e["model"], e["model"]["ci95"]
+            auc = _with_interval({"v": m["roc_auc"], **ci["roc_auc"]}, spec=".3f")
+            ece = _with_interval({"v": m["ece"], **ci["ece"]}, spec=".4f")
+            margins = "".join(
+                f" {_with_interval(e['model_minus_baseline'][b]['roc_auc'], 'difference', '+.3f')} |"
+                for b in labels
+            )
+            lines.append(f"{head} {auc} | {ece} |{margins}")
     return lines
 
 

@@ -85,6 +85,7 @@ from training.registry import (
 )
 from training.report import write_report
 from training.result import TrainConfig, TrainingResult
+from training.segments import per_segment
 from training.split import (
     SLICES,
     Folds,
@@ -442,6 +443,7 @@ def _fit_and_evaluate(
             for name in BASELINES
         },
         "per_deal": _per_deal(test, preds, config),
+        "segments": per_segment(test, preds, config, BASELINES),
     }
     evaluation["gate"] = baseline_gate(
         evaluation["per_deal"],

@@ -319,17 +319,23 @@ def resolve_cuts(facts: Facts, by: Sequence[str]) -> list[str]:
     return names
 
 
+def size_bands(employee_count: pd.Series) -> np.ndarray:
+    """Each headcount's :data:`SIZE_BANDS` label (``"50-249"``); missing or negative:
+    :data:`UNKNOWN`. One rule for the insights' cut and the model card's segments."""
+    lows = [lo for lo, _ in SIZE_BANDS]
+    counts = pd.to_numeric(pd.Series(employee_count), errors="coerce")
+    band = np.searchsorted(lows, counts.to_numpy(dtype=np.float64), side="right") - 1
+    labels = np.array([label for _, label in SIZE_BANDS], dtype=object)[band]
+    return np.where(counts.notna().to_numpy() & (band >= 0), labels, UNKNOWN)
+
+
 def cut_labels(facts: Facts, names: Sequence[str]) -> pd.DataFrame:
     """Each deal's label in each cut: identifiers (``*_id``) as given, other text normalised
     as the model reads it (``Web `` is ``web``), size bands from the headcount; absent: UNKNOWN."""
     out = pd.DataFrame(index=facts.deals.index)
     for name in names:
         if name == SIZE_BAND:
-            lows = [lo for lo, _ in SIZE_BANDS]
-            counts = pd.to_numeric(facts.cut_values["employee_count"], errors="coerce")
-            band = np.searchsorted(lows, counts.to_numpy(dtype=np.float64), side="right") - 1
-            labels = np.array([label for _, label in SIZE_BANDS], dtype=object)[band]
-            out[name] = np.where(counts.notna() & (band >= 0), labels, UNKNOWN)
+            out[name] = size_bands(facts.cut_values["employee_count"])
         elif name.endswith("_id"):  # an identifier: exact, only trimmed
             ids = facts.cut_values[name].astype("string").str.strip()
             out[name] = ids.mask(ids == "").fillna(UNKNOWN).to_numpy(dtype=object)

@@ -15,7 +15,7 @@ from leadscore.model.reason_stats import lookup
 from pipelines.cli import app
 from training.data import InsufficientDataError, in_memory_frame, slice_warnings
 from training.evaluate import INTERVAL_METRICS, flatten_metrics, per_deal_rows
-from training.report import write_report
+from training.report import model_card, write_report
 from training.result import TrainConfig, TrainingResult
 from training.train import fit_and_evaluate, train
 
@@ -181,6 +181,18 @@ def test_per_deal_blocks_for_any_data_with_intervals(result):
     assert "per_deal.at_creation.model.ci95.roc_auc.low" in flat
     assert "per_deal.at_age.model_minus_baseline.logistic_regression.log_loss.difference" in flat
     json.dumps(ev, allow_nan=False)
+
+
+def test_the_evaluation_and_the_card_have_the_model_per_segment(result):
+    segments = result.evaluation["segments"]
+    n_deals = result.frame[result.masks["test"]]["deal_id"].nunique()
+    for segment in ("channel", "size_band", "industry", "stage"):
+        assert sum(e["deals"] for e in segments[segment]) == n_deals
+        assert all("model" in e or "missing" in e for e in segments[segment])
+    sized = [e for s in ("channel", "size_band", "industry", "stage") for e in segments[s]]
+    assert any("model" in e for e in sized), "no segment big enough for figures"
+    card = model_card(result, pd.DataFrame({"feature": [], "gain_share": []}))
+    assert "## Per segment" in card and "### By size band" in card
 
 
 def test_at_creation_uses_exactly_one_row_per_deal(result):
