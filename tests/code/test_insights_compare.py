@@ -292,3 +292,35 @@ def test_probabilities_at_creation_are_trainings_first_snapshot():
     assert got.reindex(first["deal_id"].to_numpy()).to_numpy() == pytest.approx(expected)
     some = first["deal_id"].head(3).tolist()
     assert list(probabilities_at_creation(synthetic_tables(), model, some).index) == some
+
+
+# ---------------------------------------------------------------- the command
+def test_compare_command_with_and_without_a_champion(tmp_path: Path) -> None:
+    from leadscore.crm.synth import generate_crm, write_export
+    from tests.conftest import cli, environment, isolated
+    from tests.serving_fixture import register_champion, small_champion
+
+    env = environment(tmp_path)
+    write_export(
+        generate_crm(300, seed=3, as_of=pd.Timestamp("2025-06-30", tz="UTC")), tmp_path / "x"
+    )
+    cli(env, "ingest", str(tmp_path / "x"))
+    window = ("--from", "2024-07-01", "--to", "2025-07-01")
+    out = json.loads(cli(env, "compare", "--by", "channel", *window, "--json"))
+    assert out["lead_quality"] is None and "no 'champion' version" in out["lead_quality_skipped"]
+    assert {r["metric"] for r in out["groups"]} == set(out["definitions"])
+    text = cli(env, "compare", "--by", "channel", *window, "--min-deals", "1000")
+    assert "## win_rate" in text and f"{NOT_ENOUGH}:" in text
+    assert "## lead quality: skipped" in text
+    assert cli(env, "compare", "--by", "planet", *window, code=2) == ""
+    cli(env, "compare", "--by", "channel", *window, "--baseline", "carrier pigeon", code=1)
+
+    register_champion(*small_champion(), isolated(tmp_path))
+    out = json.loads(cli(env, "compare", "--by", "channel", *window, "--baseline", "web", "--json"))
+    assert out["baseline"] == "web" and out["lead_quality_model"].startswith(
+        "lead_scorer version 1"
+    )
+    quality = {r["channel"]: r for r in out["lead_quality"]}
+    assert quality["web"]["is_baseline"] and 0 < quality["web"]["mean_predicted"] < 1
+    text = cli(env, "compare", "--by", "channel", *window)
+    assert "## lead quality: mean win probability at creation" in text
