@@ -7,6 +7,7 @@ modules (pandas, Feast, MLflow) are imported inside the commands, so ``--help`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -792,6 +793,145 @@ def funnel(
         typer.echo(f"# {section.replace('_', ' ')}")
         table = pd.DataFrame(rows).dropna(axis=1, how="all")
         typer.echo(table.to_string(index=False) if len(table) else "  (nothing in the period)")
+
+
+@app.command()
+def compare(
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="The attribute whose groups are compared: playbook, campaign, team, "
+            "channel, owner... any text column of deals or accounts.",
+        ),
+    ],
+    start: Annotated[str, typer.Option("--from", help="First day of the period (UTC).")],
+    end: Annotated[str, typer.Option("--to", help="Day after the period (UTC, exclusive).")],
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline", help="The group the others are compared with (default: the largest)."
+        ),
+    ] = None,
+    min_deals: Annotated[
+        int,
+        typer.Option(
+            "--min-deals", min=1, help="Fewer deals behind a group's value: not enough deals yet."
+        ),
+    ] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """A/B comparison of sales strategies from the stored CRM tables: each group of one
+    attribute against the baseline on win rate, cycle length and stage conversion, with
+    the difference, its 95% interval, an effect size and a Holm-corrected p-value. With a
+    champion model, also whether the groups were given leads of different quality (their
+    win probabilities at creation)."""
+
+    from leadscore.crm.ingest import load_stored
+    from leadscore.insights import CutUnavailable, compare_groups, compared_deals, deal_facts
+    from leadscore.priority.at_creation import champion_at_creation
+
+    settings = load_settings()
+    window = (_when(start), _when(end))
+    try:
+        tables = load_stored(settings.crm_dir)
+        facts = deal_facts(tables)
+        scored = champion_at_creation(settings, tables, compared_deals(facts, *window))
+        result = compare_groups(
+            facts,
+            by.strip(),
+            *window,
+            baseline=baseline,
+            min_deals=min_deals,
+            predicted=scored.probabilities,
+        )
+    except CutUnavailable as exc:
+        raise typer.BadParameter(str(exc), param_hint="--by") from exc
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if scored.skipped is not None:
+        result = dataclasses.replace(result, lead_quality_skipped=scored.skipped)
+    result = dataclasses.replace(result, lead_quality_model=scored.model)
+    if as_json:
+        _print_json(result.to_records())
+        return
+    for line in _comparison_lines(result.to_records()):
+        typer.echo(line)
+
+
+def _comparison_lines(out: dict[str, Any]) -> list[str]:
+    """``leadscore compare``'s answer as text: per metric a table of groups, then the
+    lead-quality check and its warnings."""
+    import pandas as pd
+
+    by, base = out["by"], out["baseline"]
+    lines = [f"# {by}: {out['from'][:10]} to {out['to'][:10]}, baseline {base}"]
+    if base is None:
+        return [*lines, "  (no deals created or closed in the period)"]
+    lines.append(f"p adjusted: {out['correction']}")
+    overall = {r["metric"]: r for r in out["overall"]}
+
+    def points(v: float | None, share: bool) -> str:
+        return "" if v is None else f"{v * 100:+.1f} pts" if share else f"{v:+.1f} d"
+
+    def value(v: float | None, share: bool) -> str:
+        return "n/a" if v is None else f"{v:.0%}" if share else f"{v:.1f} d"
+
+    def p(v: float | None) -> str:
+        return "" if v is None else f"{v:.3g}"
+
+    for metric, definition in out["definitions"].items():
+        rows = [r for r in out["groups"] if r["metric"] == metric]
+        share = not rows or rows[0]["unit"] == "share"
+        table = pd.DataFrame(
+            {
+                by: [r[by] for r in rows],
+                "deals": [_num(r["denominator"], ".0f") for r in rows],
+                "value": [value(r["value"], share) for r in rows],
+                "difference": [
+                    "baseline" if r["is_baseline"] else points(r["difference"], share) for r in rows
+                ],
+                "95% interval": [
+                    ""
+                    if r["ci_low"] is None
+                    else f"[{points(r['ci_low'], share)}, {points(r['ci_high'], share)}]"
+                    for r in rows
+                ],
+                "effect": [
+                    "" if r["effect"] is None else f"{r['effect_measure']} {r['effect']:+.2f}"
+                    for r in rows
+                ],
+                "p (Holm)": [p(r["p_adjusted"]) for r in rows],
+                "note": [r["missing"] or "" for r in rows],
+            }
+        )
+        lines.append(f"## {metric}: {definition}")
+        lines.append(table.to_string(index=False))
+        o = overall[metric]
+        lines.append(
+            f"  across groups: {o['missing']}"
+            if o["missing"]
+            else f"  across groups: {o['test']} p = {o['p_value']:.3g} ({o['groups']} groups)"
+        )
+    quality = out["lead_quality"]
+    if quality is None:
+        return [*lines, f"## lead quality: {out['lead_quality_skipped']}"]
+    lines.append(f"## lead quality: mean win probability at creation, {out['lead_quality_model']}")
+    table = pd.DataFrame(
+        {
+            by: [r[by] for r in quality],
+            "deals": [r["deals"] for r in quality],
+            "mean": [value(r["mean_predicted"], True) for r in quality],
+            "difference": [
+                "baseline" if r["is_baseline"] else points(r["difference"], True) for r in quality
+            ],
+            "p (Holm)": [p(r["p_adjusted"]) for r in quality],
+            "note": [r["missing"] or "" for r in quality],
+        }
+    )
+    lines.append(table.to_string(index=False))
+    return lines + ([f"warning: {w}" for w in out["warnings"]] or ["  no group's leads differ"])
 
 
 def _check_task(value: str) -> str:

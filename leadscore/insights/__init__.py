@@ -1,4 +1,5 @@
-"""Insights sales managers run the team by: funnel, stage times, exits, rep numbers, trends.
+"""Insights sales managers run the team by: funnel, stage times, exits, rep numbers, trends,
+and A/B comparisons of sales strategies.
 
 Pure functions of the stored CRM tables, no I/O: build the facts once
 (:func:`~leadscore.insights.facts.deal_facts`), then ask for any ``[start, end)`` window
@@ -6,8 +7,22 @@ in UTC and any cut (``owner_id``, ``channel``, ``industry``, ``size_band``, or a
 column of deals or accounts). Every answer is a frame with the deals behind each value,
 small groups flagged, and a reason wherever a value cannot be computed;
 :func:`~leadscore.insights.facts.to_records` makes it JSON.
+
+:func:`~leadscore.insights.compare.compare_groups` compares the groups of one cut (a
+playbook, a campaign, a team) against a baseline on win rate, cycle length and stage
+conversion, with differences, 95% intervals, effect sizes and Holm-corrected p-values,
+says "not enough deals yet" below ``min_deals``, and, given each deal's win probability
+at creation (:mod:`leadscore.priority.at_creation`, from the champion model), warns when
+the groups were handed leads of different quality.
 """
 
+from leadscore.insights.compare import (
+    COMPARE_METRICS,
+    NOT_ENOUGH,
+    Comparison,
+    compare_groups,
+    compared_deals,
+)
 from leadscore.insights.facts import (
     ALL,
     MIN_DEALS,
@@ -25,13 +40,18 @@ from leadscore.insights.trends import funnel_trends, with_changes
 
 __all__ = [
     "ALL",
+    "COMPARE_METRICS",
     "FUNNEL_METRICS",
     "MIN_DEALS",
+    "NOT_ENOUGH",
     "REP_NUMBERS",
     "SIZE_BANDS",
     "UNKNOWN",
+    "Comparison",
     "CutUnavailable",
     "Facts",
+    "compare_groups",
+    "compared_deals",
     "deal_facts",
     "funnel_metrics",
     "funnel_trends",

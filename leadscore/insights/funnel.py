@@ -57,7 +57,7 @@ FUNNEL_METRICS: dict[str, str] = {
     "they were in then.",
 }
 #: What each metric needs from the export (tables, ``deals.<column>``).
-_NEEDS: dict[str, tuple[str, ...]] = {
+METRIC_NEEDS: dict[str, tuple[str, ...]] = {
     "lead_to_opportunity": ("deals.created_at", "stage_history"),
     "opportunity_to_qualified": ("deals.created_at", "stage_history"),
     "lead_to_qualified": ("deals.created_at", "stage_history"),
@@ -225,7 +225,7 @@ def _rows(
     """
     out = g[["period", *s.by, "_group"]].copy()
     out["metric"], out["stage"], out["unit"] = metric, stage, unit
-    unavailable = s.facts.missing(_NEEDS[metric])
+    unavailable = s.facts.missing(METRIC_NEEDS[metric])
     if unavailable:
         out["value"] = out["numerator"] = out["denominator"] = np.nan
         out["small"], out["missing"] = False, unavailable
@@ -247,7 +247,7 @@ def _pipeline(s: Scope) -> pd.DataFrame:
     empty = pd.DataFrame(
         columns=["period", *s.by, "stage", "deals", "amounts", "total", "currencies"]
     )
-    if s.facts.missing(_NEEDS["open_pipeline_value"]):
+    if s.facts.missing(METRIC_NEEDS["open_pipeline_value"]):
         return empty
     d = s.facts.deals
     ends = edges_us(s.edges)[1:]

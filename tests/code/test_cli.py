@@ -194,6 +194,7 @@ def test_option_defaults_are_the_cores() -> None:
         ("report", "max_rows"): inspect.signature(write_report).parameters["max_rows"].default,
         ("generate", "revival"): inspect.signature(generate_crm).parameters["revival"].default,
         ("funnel", "min_deals"): MIN_DEALS,
+        ("compare", "min_deals"): MIN_DEALS,
     }
     assert {key: option_default(*key) for key in expected} == expected
     # The training seed has one default, whether it comes from settings or the config.
