@@ -958,6 +958,59 @@ def _named(task: str, name: str) -> str:
 
 
 @app.command()
+def monitor(
+    days: Annotated[
+        float, typer.Option("--days", min=1, help="New deals: created in this many days.")
+    ] = 30.0,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="End of the window (default: the export's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Compare new deals with those the champion trained on, at creation: PSI per feature
+    and for the score, missing values, new categories. Exit code 3 when a threshold
+    (LEADSCORE_DRIFT_PSI, _SCORE_PSI, _MISSING_CHANGE, _NEW_CATEGORY_SHARE, _MIN_ROWS) is
+    crossed, so a scheduler sees it; the report is kept in features/data/monitor/latest.json.
+
+    The statistics are this project's few lines of numpy (leadscore/model/drift.py), not
+    Evidently: see docs/architecture.md for the comparison."""
+    from training.monitor import monitor_stored, write_monitor
+
+    settings = load_settings()
+    try:
+        with working():
+            monitored = monitor_stored(settings, days, _when(as_of))
+    except (LookupError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    path = write_monitor(monitored, settings.feature_data / "monitor")
+    report = monitored.report
+    if as_json:
+        _print_json(monitored.to_dict())
+    else:
+        typer.echo(
+            f"champion version {monitored.model_version}: {report.current_rows:,} "
+            f"{monitored.current_window} against {report.reference_rows:,} "
+            f"{monitored.reference_window}"
+        )
+        if report.score is not None:
+            typer.echo(f"score PSI {report.score['psi']:.3f}")
+        for row in report.features[:10]:
+            typer.echo(
+                f"  {row['feature']}: PSI {row['psi']:.3f}, missing "
+                f"{row['missing_reference']:.0%} -> {row['missing_current']:.0%}"
+                + (f", new values {sorted(row['new_categories'])}" if row["new_categories"] else "")
+            )
+        if report.current_rows < report.thresholds.min_rows:
+            typer.echo(f"fewer than {report.thresholds.min_rows} new deals: figures only, no alert")
+        for alert in report.alerts:
+            typer.echo(f"ALERT {alert}")
+        typer.echo(f"{'drift' if report.alerted else 'no drift'}; report in {path}")
+    if report.alerted:
+        raise typer.Exit(3)
+
+
+@app.command()
 def promote(
     version: Annotated[
         str | None, typer.Option("--version", help="Version to promote (default: challenger).")

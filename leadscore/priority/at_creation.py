@@ -38,24 +38,26 @@ from leadscore.timeutil import as_utc
 log = logging.getLogger(__name__)
 
 
-def probabilities_at_creation(
+def scored_at_creation(
     tables: Mapping[str, pd.DataFrame],
     model: ScoringModel,
     deal_ids: Iterable[str] | None = None,
     batch_size: int = RANK_BATCH_SIZE,
-) -> pd.Series:
-    """The win ``model``'s calibrated probability of each deal at its ``created_at``.
+) -> pd.DataFrame:
+    """Each deal's model features at its ``created_at`` and the win ``model``'s calibrated
+    ``probability`` then, indexed by ``deal_id``: what the model saw of a new lead.
 
     ``tables``: the stored CRM; ``deal_ids``: the deals to score (default every one). A
-    deal without ``created_at`` has no moment of creation and is left out. Returns the
-    probabilities indexed by ``deal_id``. Deals go through ``batch_size`` at a time, as
-    in ranking, so memory follows the batch; track records come from every deal.
+    deal without ``created_at`` has no moment of creation and is left out. Deals go
+    through ``batch_size`` at a time, as in ranking, so memory follows the batch; track
+    records come from every deal.
     """
     deals = tables["deals"]
     if deal_ids is not None:
         deals = deals[deals["deal_id"].astype(str).isin(set(deal_ids))]
+    empty = pd.DataFrame({"probability": pd.Series(dtype=np.float64)}).rename_axis("deal_id")
     if "created_at" not in deals:
-        return pd.Series(dtype=np.float64, name="probability")
+        return empty
     deals = deals[deals["created_at"].notna()]
     records = track_records(tables["deals"])
     parts = []
@@ -64,12 +66,23 @@ def probabilities_at_creation(
         # One moment per deal: its own creation, to the microsecond (snapshot 0's).
         entities = scoring_entities(part, pd.Timestamp(0, tz="UTC"))
         entities[TS] = as_utc(part["created_at"]).reset_index(drop=True)
-        features = features_as_of(sources, entities)
-        p = model.probability(model.encode(model_frame(features, model.attributes)))
-        parts.append(pd.Series(p, index=entities["deal_id"].to_numpy(), name="probability"))
+        rows = model_frame(features_as_of(sources, entities), model.attributes)
+        rows["probability"] = model.probability(model.encode(rows))
+        parts.append(rows.set_axis(entities["deal_id"].to_numpy()))
     if not parts:
-        return pd.Series(dtype=np.float64, name="probability")
+        return empty
     return pd.concat(parts).rename_axis("deal_id")
+
+
+def probabilities_at_creation(
+    tables: Mapping[str, pd.DataFrame],
+    model: ScoringModel,
+    deal_ids: Iterable[str] | None = None,
+    batch_size: int = RANK_BATCH_SIZE,
+) -> pd.Series:
+    """The win ``model``'s calibrated probability of each deal at its ``created_at``
+    (:func:`scored_at_creation`), indexed by ``deal_id``."""
+    return scored_at_creation(tables, model, deal_ids, batch_size)["probability"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,128 @@
+"""``leadscore monitor``: are new leads still like the ones the champion learnt from?
+
+The comparison itself is :func:`leadscore.model.drift.drift_report`; this module picks
+the two sets of deals from the stored CRM and scores them the same way:
+
+* **reference**: the deals the champion trained on (closed by the end of its training
+  slice, ``info["split"]``; with a random split, every deal closed by its training);
+* **current**: the deals created in the last ``days`` before ``as_of`` (newly ingested
+  leads);
+
+each at its creation (:func:`leadscore.priority.at_creation.scored_at_creation`): the
+one moment every deal has, so an old deal's history cannot pass for drift. Outcomes of
+the current deals are mostly unknown yet; realised calibration once they close is left
+for a later step (the served-deal log it needs does not exist yet).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscore.config import CHAMPION, Settings
+from leadscore.crm.ingest import load_stored
+from leadscore.features.catalog import features_by_name
+from leadscore.model.drift import DriftReport, DriftThresholds, drift_report
+from leadscore.model.registry import alias_version, load_scoring_model, mlflow_client
+from leadscore.priority.at_creation import scored_at_creation
+from leadscore.timeutil import as_utc
+from training.revival import stored_as_of
+from training.split import SplitBounds
+
+log = logging.getLogger(__name__)
+
+#: Days of newly created deals compared with the training window, by default.
+MONITOR_DAYS = 30.0
+
+
+@dataclass(frozen=True)
+class Monitored:
+    """A drift report and what it compared."""
+
+    report: DriftReport
+    model_version: str
+    as_of: pd.Timestamp
+    reference_window: str
+    current_window: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_version": self.model_version,
+            "as_of": self.as_of.isoformat(),
+            "reference": self.reference_window,
+            "current": self.current_window,
+            **self.report.to_dict(),
+        }
+
+
+def monitor_windows(
+    deals: pd.DataFrame, info: dict[str, Any], as_of: pd.Timestamp, days: float
+) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """The reference and current deal ids, and each window in words (module doc)."""
+    created = as_utc(deals["created_at"]) if "created_at" in deals else None
+    closed = as_utc(deals["closed_at"]) if "closed_at" in deals else None
+    ids = deals["deal_id"].astype(str).to_numpy()
+    if created is None:
+        raise ValueError("the stored deals have no created_at: nothing is new, or old")
+    start = as_of - pd.Timedelta(days=days)
+    current = ((created > start) & (created <= as_of)).to_numpy()
+    bounds = SplitBounds.from_dict(info["split"]) if "split" in info else None
+    end = bounds.train_end if bounds is not None and bounds.method == "time" else None
+    if end is None or closed is None:
+        reference = (created <= start).to_numpy() & ~current
+        words = f"deals created before {start.date()} (no time split recorded)"
+    else:
+        reference = (closed <= end).fillna(False).to_numpy()
+        words = f"deals the model trained on (closed by {end.date()})"
+    return ids[reference], ids[current], words, f"deals created {start.date()} to {as_of.date()}"
+
+
+def monitor_stored(
+    settings: Settings,
+    days: float = MONITOR_DAYS,
+    as_of: pd.Timestamp | None = None,
+    thresholds: DriftThresholds | None = None,
+) -> Monitored:
+    """Compare the champion's training deals with the newest ones, at creation."""
+    client = mlflow_client(settings)
+    version = alias_version(client, settings.model_name, CHAMPION)
+    if version is None:
+        raise LookupError(
+            f"no '{CHAMPION}' version of {settings.model_name}: train and promote a model first"
+        )
+    model = load_scoring_model(f"models:/{settings.model_name}/{version}", settings)
+    tables = load_stored(settings.crm_dir)
+    as_of = as_of or stored_as_of(settings)
+    ref_ids, cur_ids, ref_words, cur_words = monitor_windows(
+        tables["deals"], model.info, as_of, days
+    )
+    reference = scored_at_creation(tables, model, ref_ids)
+    current = scored_at_creation(tables, model, cur_ids)
+    catalog = features_by_name(model.attributes)
+    report = drift_report(
+        reference,
+        current,
+        [catalog[name] for name in model.features if name in catalog],
+        thresholds or DriftThresholds.from_env(),
+        reference["probability"].to_numpy(),
+        current["probability"].to_numpy(),
+    )
+    for alert in report.alerts:
+        log.warning("drift: %s", alert)
+    return Monitored(report, str(version), as_of, ref_words, cur_words)
+
+
+def write_monitor(monitored: Monitored, folder: Path) -> Path:
+    """``latest.json`` under ``folder``: the last comparison, for a page or a scraper."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "latest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(monitored.to_dict(), indent=2, default=str))
+    tmp.replace(path)
+    return path
