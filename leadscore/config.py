@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -313,6 +313,38 @@ def parse_grade_thresholds(text: str) -> dict[str, int]:
     if not 100 >= a > b > c >= 0:
         raise ValueError(f"grade thresholds must decrease within 0-100, got {text!r}")
     return out
+
+
+#: Prefix of the environment variables that override :class:`DriftThresholds`.
+DRIFT_ENV_PREFIX = "LEADSCORE_DRIFT_"
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """Where a change becomes an alert. Defaults: the common PSI reading (0.25: shifted),
+    ten points more or fewer missing values, and a new category on 5% of the rows."""
+
+    psi: float = 0.25
+    score_psi: float = 0.25
+    missing_change: float = 0.10
+    new_category_share: float = 0.05
+    #: Fewer current rows than this: the comparison says so and raises nothing.
+    min_rows: int = 100
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> DriftThresholds:
+        """Each field from ``LEADSCORE_DRIFT_<FIELD>`` when set (``..._PSI=0.2``)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(DRIFT_ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                try:
+                    values[f.name] = int(raw) if f.type in (int, "int") else float(raw)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"{DRIFT_ENV_PREFIX}{f.name.upper()}={raw!r}: not a number"
+                    ) from exc
+        return cls(**values)
 
 
 @dataclass(frozen=True)

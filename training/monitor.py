@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.config import CHAMPION, Settings
+from leadscore.config import CHAMPION, DriftThresholds, Settings
 from leadscore.crm.ingest import load_stored
 from leadscore.features.catalog import features_by_name
-from leadscore.model.drift import DriftReport, DriftThresholds, drift_report
+from leadscore.model.drift import DriftReport, drift_report
 from leadscore.model.registry import alias_version, load_scoring_model, mlflow_client
 from leadscore.priority.at_creation import scored_at_creation
 from leadscore.timeutil import as_utc

@@ -32,14 +32,14 @@ for the same 30 features of 10,000 and 2,000 rows (7 s more to import it).
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from leadscore.config import DriftThresholds
 from leadscore.features.catalog import Feature
 
 #: Smallest share a bin counts with (an empty bin would make PSI infinite).
@@ -48,42 +48,12 @@ SHARE_FLOOR = 1e-4
 NUMERIC_BINS = 10
 #: A discrete feature with at most this many distinct reference values is binned by value.
 MAX_DISTINCT_BINS = 20
-#: Prefix of the environment variables that override :class:`DriftThresholds`.
-DRIFT_ENV_PREFIX = "LEADSCORE_DRIFT_"
 MISSING, NEW = "(missing)", "(new value)"
 #: Views of track records (an account's and an owner's earlier deals): they change with
 #: the export's age by construction (the first deals of an export have no history, later
 #: ones more and more), so a young export would raise them on every run. Their index is
 #: reported, not alerted; if their change matters to the model, the score's index shows it.
 HISTORY_VIEWS = frozenset({"account_history", "owner_history"})
-
-
-@dataclass(frozen=True)
-class DriftThresholds:
-    """Where a change becomes an alert. Defaults: the common PSI reading (0.25: shifted),
-    ten points more or fewer missing values, and a new category on 5% of the rows."""
-
-    psi: float = 0.25
-    score_psi: float = 0.25
-    missing_change: float = 0.10
-    new_category_share: float = 0.05
-    #: Fewer current rows than this: the comparison says so and raises nothing.
-    min_rows: int = 100
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> DriftThresholds:
-        """Each field from ``LEADSCORE_DRIFT_<FIELD>`` when set (``..._PSI=0.2``)."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(DRIFT_ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                try:
-                    values[f.name] = int(raw) if f.type in (int, "int") else float(raw)
-                except ValueError as exc:
-                    raise ValueError(
-                        f"{DRIFT_ENV_PREFIX}{f.name.upper()}={raw!r}: not a number"
-                    ) from exc
-        return cls(**values)
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:

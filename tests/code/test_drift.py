@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leadscore.config import DriftThresholds
 from leadscore.features.catalog import FEATURES, FEATURES_BY_NAME
-from leadscore.model.drift import DriftThresholds, drift_report, feature_drift, psi
+from leadscore.model.drift import drift_report, feature_drift, psi
 from tests.serving_fixture import small_champion
 
 
