@@ -6,6 +6,12 @@ in UTC and any cut (``owner_id``, ``channel``, ``industry``, ``size_band``, or a
 column of deals or accounts). Every answer is a frame with the deals behind each value,
 small groups flagged, and a reason wherever a value cannot be computed;
 :func:`~leadscore.insights.facts.to_records` makes it JSON.
+
+The pipeline forecast (:mod:`~leadscore.insights.forecast`) is the one insight that looks
+ahead: the open deals' probability x amount spread over their likely close months, with
+a backtest that rebuilds it at past month starts from what was known then and measures
+its error against what was won. Its probabilities are a parameter, so it stays free of
+the registry.
 """
 
 from leadscore.insights.facts import (
