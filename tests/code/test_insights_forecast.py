@@ -171,25 +171,46 @@ def test_a_crm_expected_close_date_in_the_future_puts_the_deal_in_its_month() ->
     assert shares.loc["C"].tolist() == [0.5, 0.3, 0.2]
 
 
-def test_stage_rate_probability_uses_only_deals_closed_before_the_moment() -> None:
+def test_stage_rate_probability_is_the_amount_won_at_past_snapshots_by_stage_and_age() -> None:
     facts = deal_facts(hand_crm())
     pipe = open_pipeline(facts, T)
-    # Closed before T: W1 won, L1 and L2 lost. Reached qualified: W1, L1 -> 1/2;
-    # every deal reached lead -> 1/3. E's win (after T) is not counted.
-    p = stage_rate_probability(facts)(pipe, T)
-    assert p == pytest.approx([0.5, 1 / 3, 1 / 3, 1 / 3])
+    # Snapshots 1 to 24 months before T of the deals closed before T (E's win is after):
+    # W1 (3000, won) lead at 10-01 (age 0), qualified at 11-01, 12-01 (30-90 days),
+    # 01-01 (90+); L1 (800) lead at 12-01 (0), qualified at 01-01, 02-01 (30-90);
+    # L2 (600) lead at 11-01 (0), 12-01 (30).
+    # A, qualified at 31 days: W1 twice, L1 twice -> 6000 won of 7600.
+    # B and C, leads of 60 and 77 days: only L2 at 12-01, fewer than 2 snapshots, so all
+    # leads: W1, L1, L2 twice -> 3000 of 5000. E, a lead of 22 days: W1, L1, L2 -> 3000
+    # of 4400.
+    rate = stage_rate_probability(facts, skip_months=1, min_deals=2)
+    assert rate(pipe, T) == pytest.approx([6000 / 7600, 0.6, 0.6, 3000 / 4400])
+    # With the default minimum of 20 every group falls back to all 9 snapshots:
+    # W1 four times (12000) won of 12000 + 3 x 800 + 2 x 600.
+    assert stage_rate_probability(facts, skip_months=1)(pipe, T) == pytest.approx(
+        [12000 / 15600] * 4
+    )
 
 
 def test_what_happens_after_the_moment_does_not_change_the_forecast_at_it() -> None:
     full, then = deal_facts(hand_crm()), deal_facts(known_at_t())
     for facts_ in (full, then):  # E, won after T, was open at T in both
         assert open_pipeline(facts_, T)["deal_id"].tolist() == ["A", "B", "C", "E"]
-    fc_full = pipeline_forecast(full, T, stage_rate_probability(full), 2, ["owner"])
-    fc_then = pipeline_forecast(then, T, stage_rate_probability(then), 2, ["owner"])
+    fc_full = pipeline_forecast(
+        full, T, stage_rate_probability(full, skip_months=1, min_deals=1), 2, ["owner"]
+    )
+    fc_then = pipeline_forecast(
+        then, T, stage_rate_probability(then, skip_months=1, min_deals=1), 2, ["owner"]
+    )
     pd.testing.assert_frame_equal(fc_full.months, fc_then.months)
     pd.testing.assert_frame_equal(fc_full.summary, fc_then.summary)
     # Not vacuous: seen later, at 05-01, E's win and N do change it.
-    later = pipeline_forecast(full, t("2024-05-01"), stage_rate_probability(full), 2, ["owner"])
+    later = pipeline_forecast(
+        full,
+        t("2024-05-01"),
+        stage_rate_probability(full, skip_months=1, min_deals=1),
+        2,
+        ["owner"],
+    )
     assert later.summary["expected"].tolist() != fc_full.summary["expected"].tolist()
 
 
