@@ -98,6 +98,12 @@ MAX_AUC_DROP = 0.01
 MAX_LOG_LOSS_RISE = 0.01
 #: Deals in the table of the managers' page.
 REPORT_MAX_ROWS = 1000
+#: Pipeline forecast (``leadscore forecast``): months ahead, the current one first.
+FORECAST_MONTHS = 6
+#: Forecast backtest: months after each cut compared with what was won (t+1..t+3), and
+#: the number of past month starts it is rebuilt at.
+BACKTEST_HORIZON = 3
+BACKTEST_CUTS = 12
 #: Port of the scoring service.
 SERVICE_PORT = 3000
 #: Where `leadscore serve` listens by default: this machine only (--host 0.0.0.0 exposes it).

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from leadscore.config import (
+    BACKTEST_CUTS,
+    BACKTEST_HORIZON,
     CHAMPION,
     DEFAULT_RANK_BY,
     DORMANT_DAYS,
+    FORECAST_MONTHS,
     LOST_WINDOW_DAYS,
     MAX_AUC_DROP,
     MAX_LOG_LOSS_RISE,
@@ -704,6 +707,109 @@ def _intervals(m: dict[str, Any]) -> str:
             f"[{_num(ci.get('low'), spec)}, {_num(ci.get('high'), spec)}]"
         )
     return ", ".join(parts)
+
+
+@app.command()
+def forecast(
+    months: Annotated[
+        int, typer.Option("--months", min=1, help="Months ahead, the current one first.")
+    ] = FORECAST_MONTHS,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", help="Cuts, comma-separated: owner (reps), or any cut of `funnel --by`."
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Moment of the forecast (default: now, or the export's end)."),
+    ] = None,
+    run_backtest: Annotated[
+        bool,
+        typer.Option(
+            "--backtest",
+            help=f"Also rebuild the forecast at the last {BACKTEST_CUTS} month starts and "
+            f"compare months 1-{BACKTEST_HORIZON} with what was won.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The open pipeline's expected revenue (probability x amount) by expected close
+    month, per rep and team, the month from a model of time to close learned from past
+    wins. Probabilities: the win model's champion, or the stage win rate when there is
+    none. ``--backtest`` adds the error against what was won."""
+    import pandas as pd
+
+    from leadscore.crm.ingest import load_stored
+    from leadscore.insights import CutUnavailable, deal_facts, to_records
+    from leadscore.insights.forecast import (
+        backtest,
+        backtest_cuts,
+        backtest_errors,
+        model_probability,
+        pipeline_forecast,
+        stage_rate_probability,
+    )
+    from leadscore.model.registry import RegistryError, load_champion
+    from leadscore.priority.rank import default_as_of
+
+    settings = load_settings()
+    cuts = [c.strip() for c in (by or "").split(",") if c.strip()]
+    notes: list[str] = []
+    try:
+        tables = load_stored(settings.crm_dir)
+        facts = deal_facts(tables)
+        when = _when(as_of)
+        if when is None:
+            when, note = default_as_of(settings.crm_dir, pd.Timestamp.now(tz="UTC"))
+            notes += [note] if note else []
+        probabilities = {"stage_rate": stage_rate_probability(facts)}
+        try:
+            model, version = load_champion(settings)
+            probabilities = {"model": model_probability(model, tables), **probabilities}
+            method = "model"
+        except RegistryError as exc:
+            notes.append(f"probabilities: stage win rates ({exc})")
+            method, version = "stage_rate", None
+        fc = pipeline_forecast(facts, when, probabilities[method], months, cuts)
+        out: dict[str, Any] = {
+            "as_of": when.isoformat(),
+            "probability": method,
+            "model_version": version,
+            "notes": notes,
+            "months": to_records(fc.months),
+            "summary": to_records(fc.summary),
+        }
+        if run_backtest:
+            past = backtest_cuts(facts, when)
+            frame = backtest(facts, past, probabilities, BACKTEST_HORIZON)
+            out["backtest"] = {
+                "note": "the model's probabilities come from a champion trained on outcomes "
+                "of these months (optimistic); stage_rate learns only from deals closed "
+                "before each cut"
+                if method == "model"
+                else "stage_rate learns only from deals closed before each cut",
+                "months": to_records(frame),
+                "errors": to_records(backtest_errors(frame, list(probabilities))),
+            }
+    except CutUnavailable as exc:
+        raise typer.BadParameter(str(exc), param_hint="--by") from exc
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        _print_json(out)
+        return
+    for note in notes:
+        typer.echo(note)
+    typer.echo(f"# forecast as of {when:%Y-%m-%d %H:%M} UTC ({method})")
+    typer.echo(pd.DataFrame(out["months"]).to_string(index=False))
+    typer.echo("# summary")
+    typer.echo(pd.DataFrame(out["summary"]).to_string(index=False))
+    if run_backtest:
+        typer.echo(f"# backtest errors by horizon ({out['backtest']['note']})")
+        errors = pd.DataFrame(out["backtest"]["errors"])
+        typer.echo(errors.to_string(index=False) if len(errors) else "  (no cut with history)")
 
 
 @app.command()

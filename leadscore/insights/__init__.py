@@ -14,6 +14,12 @@ conversion, with differences, 95% intervals, effect sizes and Holm-corrected p-v
 says "not enough deals yet" below ``min_deals``, and, given each deal's win probability
 at creation (:mod:`leadscore.priority.at_creation`, from the champion model), warns when
 the groups were handed leads of different quality.
+
+The pipeline forecast (:mod:`~leadscore.insights.forecast`) is the one insight that looks
+ahead: the open deals' probability x amount spread over their likely close months, with
+a backtest that rebuilds it at past month starts from what was known then and measures
+its error against what was won. Its probabilities are a parameter, so it stays free of
+the registry.
 """
 
 from leadscore.insights.compare import (
