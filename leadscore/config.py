@@ -163,6 +163,11 @@ class Settings:
         return self.feature_repo / "data"
 
     @property
+    def served_dir(self) -> Path:
+        """The service's log of what it scored (``serving.served_log``)."""
+        return self.feature_data / "served"
+
+    @property
     def crm_dir(self) -> Path:
         """Validated CRM tables as last ingested (the pipeline's system of record)."""
         return self.feature_data / "crm"
@@ -381,6 +386,11 @@ class ServingConfig:
     #: The estimate counts every small request ahead at its average time served, so it errs
     #: high: 0.5 s refused requests from 6 concurrent clients on a busy 2-core machine.
     max_queue_delay_seconds: float = 1.0
+    #: Keep a row per scored deal (features, probability, model version, time) for drift
+    #: and for checking what was served once outcomes arrive; written every this many
+    #: seconds. ``LEADSCORE_SERVED_LOG=0`` turns it off.
+    served_log: bool = True
+    served_log_flush_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServingConfig:
@@ -388,7 +398,8 @@ class ServingConfig:
         ``LEADSCORE_HISTORY_TTL_SECONDS``, ``LEADSCORE_STORE_TIMEOUT_SECONDS``,
         ``LEADSCORE_MAX_CONCURRENT_REQUESTS``, ``LEADSCORE_MAX_QUEUED_DEALS``,
         ``LEADSCORE_BATCH_DEALS``, ``LEADSCORE_MAX_CONCURRENT_BATCHES``,
-        ``LEADSCORE_MAX_BODY_BYTES``, ``LEADSCORE_MAX_QUEUE_DELAY_SECONDS``."""
+        ``LEADSCORE_MAX_BODY_BYTES``, ``LEADSCORE_MAX_QUEUE_DELAY_SECONDS``,
+        ``LEADSCORE_SERVED_LOG``, ``LEADSCORE_SERVED_LOG_FLUSH_SECONDS``."""
         thresholds = env.get("LEADSCORE_GRADE_THRESHOLDS")
         return cls(
             grade_thresholds=parse_grade_thresholds(thresholds)
@@ -403,4 +414,7 @@ class ServingConfig:
             max_concurrent_batches=int(env.get("LEADSCORE_MAX_CONCURRENT_BATCHES", 1)),
             max_body_bytes=int(env.get("LEADSCORE_MAX_BODY_BYTES", 20_000_000)),
             max_queue_delay_seconds=float(env.get("LEADSCORE_MAX_QUEUE_DELAY_SECONDS", 1.0)),
+            served_log=env.get("LEADSCORE_SERVED_LOG", "1").strip().lower()
+            not in ("0", "false", "no", "off"),
+            served_log_flush_seconds=float(env.get("LEADSCORE_SERVED_LOG_FLUSH_SECONDS", 5.0)),
         )

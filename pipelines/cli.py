@@ -1071,6 +1071,14 @@ def monitor(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="End of the window (default: the export's).")
     ] = None,
+    served: Annotated[
+        bool,
+        typer.Option(
+            "--served",
+            help="Compare what the service scored in the window instead of new deals at "
+            "creation, and check the served probabilities on the deals closed since.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compare new deals with those the champion trained on, at creation: PSI per feature
@@ -1085,7 +1093,7 @@ def monitor(
     settings = load_settings()
     try:
         with working():
-            monitored = monitor_stored(settings, days, _when(as_of))
+            monitored = monitor_stored(settings, days, _when(as_of), served=served)
     except (LookupError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -1109,6 +1117,19 @@ def monitor(
             )
         if report.current_rows < report.thresholds.min_rows:
             typer.echo(f"fewer than {report.thresholds.min_rows} new deals: figures only, no alert")
+        realised = monitored.realised
+        if realised is not None:
+            m = realised.get("metrics")
+            typer.echo(
+                f"served: {realised['served_deals']:,} deals, {realised['closed_since']:,} closed "
+                f"since ({realised['won']:,} won): "
+                + (
+                    f"ROC AUC {_num(m['roc_auc'], '.3f')}, ECE {_num(m['ece'], '.4f')}, "
+                    f"mean probability {m['mean_p']:.3f} against a win rate of {m['win_rate']:.3f}"
+                    if m
+                    else realised["missing"]
+                )
+            )
         for alert in report.alerts:
             typer.echo(f"ALERT {alert}")
         typer.echo(f"{'drift' if report.alerted else 'no drift'}; report in {path}")

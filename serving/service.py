@@ -91,6 +91,7 @@ from serving.schemas import (
     document_model_route,
     document_responses,
 )
+from serving.served_log import ServedLog
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,16 @@ class LeadScorer:
                 self.settings.revival_horizon_days,
                 Explainer(revival_model, self.config.grade_thresholds, catalog=revival_catalog()),
             )
+        #: One row per scored deal, for drift and realised quality (None when turned off).
+        self.served: ServedLog | None = (
+            ServedLog(
+                self.settings.served_dir,
+                self.model.features,
+                self.config.served_log_flush_seconds,
+            )
+            if self.config.served_log
+            else None
+        )
         #: The custom attributes a deal sent to /score may carry, by name.
         self.attributes = {a.name: a for a in self.model.attributes}
         compile_feature_kernels()
@@ -575,6 +586,16 @@ class LeadScorer:
                 deal_ids, explained, warnings, unseen, positions, strict=True
             )
         ]
+        if self.served is not None and deal_ids:
+            self.served.record(
+                endpoint,
+                deal_ids,
+                columns,
+                [e["probability"] for e in explained],
+                self.model_version,
+                as_of,
+                now,
+            )
         results = [r for _, r in sorted(scored + answered, key=lambda item: item[0])]
         deals_total.labels(endpoint=endpoint, outcome="scored").inc(len(results))
         if errors:

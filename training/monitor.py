@@ -30,8 +30,12 @@ from leadscore.crm.ingest import load_stored
 from leadscore.features.catalog import features_by_name
 from leadscore.model.drift import DriftReport, drift_report
 from leadscore.model.registry import alias_version, load_scoring_model, mlflow_client
+from leadscore.model.scoring_model import ScoringModel
+from leadscore.model.served import read_served
 from leadscore.priority.at_creation import scored_at_creation
 from leadscore.timeutil import as_utc
+from training.data import in_memory_frame
+from training.evaluate import binary_metrics
 from training.revival import stored_as_of
 from training.split import SplitBounds
 
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Days of newly created deals compared with the training window, by default.
 MONITOR_DAYS = 30.0
+#: Fewer served deals closed since, won or lost, than this: no realised metric yet.
+MIN_REALISED_CLASS_DEALS = 20
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class Monitored:
     as_of: pd.Timestamp
     reference_window: str
     current_window: str
+    #: :func:`realised_quality` of the served deals (``--served`` only).
+    realised: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +66,7 @@ class Monitored:
             "reference": self.reference_window,
             "current": self.current_window,
             **self.report.to_dict(),
+            "realised": self.realised,
         }
 
 
@@ -83,27 +92,77 @@ def monitor_windows(
     return ids[reference], ids[current], words, f"deals created {start.date()} to {as_of.date()}"
 
 
-def monitor_stored(
-    settings: Settings,
-    days: float = MONITOR_DAYS,
-    as_of: pd.Timestamp | None = None,
-    thresholds: DriftThresholds | None = None,
-) -> Monitored:
-    """Compare the champion's training deals with the newest ones, at creation."""
+def realised_quality(
+    served: pd.DataFrame, deals: pd.DataFrame, min_class_deals: int = MIN_REALISED_CLASS_DEALS
+) -> dict[str, Any]:
+    """What the served probabilities were worth, on the deals that have closed since.
+
+    Each deal counts once, at the first time it was served in the window (the number a
+    rep acted on first); its outcome is the stored status, when it closed after that.
+    Below ``min_class_deals`` won or lost the metrics are missing with the counts.
+    """
+    first = served.sort_values("scored_at", kind="stable").drop_duplicates("deal_id")
+    status = deals.set_index(deals["deal_id"].astype(str))
+    closed_at = as_utc(status["closed_at"]) if "closed_at" in status else None
+    known = first["deal_id"].astype(str).isin(status.index[status["status"].isin(("won", "lost"))])
+    rows = first[known.to_numpy()]
+    if closed_at is not None:
+        after = (
+            closed_at.reindex(rows["deal_id"].astype(str)).to_numpy()
+            >= pd.to_datetime(rows["scored_at"], utc=True).to_numpy()
+        )
+        rows = rows[after]
+    y = status.loc[rows["deal_id"].astype(str), "status"].eq("won").to_numpy(dtype=np.float64)
+    won, lost = int(y.sum()), int(len(y) - y.sum())
+    out: dict[str, Any] = {"served_deals": int(len(first)), "closed_since": len(y)}
+    out |= {"won": won, "lost": lost}
+    if min(won, lost) < min_class_deals:
+        out["missing"] = f"{won} won and {lost} lost so far: fewer than {min_class_deals} of either"
+        return out
+    return out | {"metrics": binary_metrics(y, rows["probability"].to_numpy(dtype=np.float64))}
+
+
+def _champion(settings: Settings) -> tuple[str, ScoringModel]:
     client = mlflow_client(settings)
     version = alias_version(client, settings.model_name, CHAMPION)
     if version is None:
         raise LookupError(
             f"no '{CHAMPION}' version of {settings.model_name}: train and promote a model first"
         )
-    model = load_scoring_model(f"models:/{settings.model_name}/{version}", settings)
+    return str(version), load_scoring_model(f"models:/{settings.model_name}/{version}", settings)
+
+
+def monitor_stored(
+    settings: Settings,
+    days: float = MONITOR_DAYS,
+    as_of: pd.Timestamp | None = None,
+    thresholds: DriftThresholds | None = None,
+    served: bool = False,
+) -> Monitored:
+    """Compare the champion's training deals with the newest ones, at creation; or, with
+    ``served``, what the service scored in the window with the training snapshots, plus
+    the served probabilities' realised quality on the deals closed since."""
+    version, model = _champion(settings)
     tables = load_stored(settings.crm_dir)
     as_of = as_of or stored_as_of(settings)
     ref_ids, cur_ids, ref_words, cur_words = monitor_windows(
         tables["deals"], model.info, as_of, days
     )
-    reference = scored_at_creation(tables, model, ref_ids)
-    current = scored_at_creation(tables, model, cur_ids)
+    realised = None
+    if served:
+        start = as_of - pd.Timedelta(days=days)
+        log_rows = read_served(settings.served_dir, since=start)
+        log_rows = log_rows[log_rows["model_version"].astype(str) == version]
+        current = log_rows.sort_values("scored_at").drop_duplicates("deal_id", keep="last")
+        frame = in_memory_frame(tables, attributes=model.attributes)
+        reference = frame[frame["deal_id"].astype(str).isin(set(ref_ids))].reset_index(drop=True)
+        reference["probability"] = model.probability(model.encode(reference))
+        ref_words = ref_words.replace("deals", "snapshots of the deals", 1)
+        cur_words = f"deals the service scored with version {version} since {start.date()}"
+        realised = realised_quality(log_rows, tables["deals"])
+    else:
+        reference = scored_at_creation(tables, model, ref_ids)
+        current = scored_at_creation(tables, model, cur_ids)
     catalog = features_by_name(model.attributes)
     report = drift_report(
         reference,
@@ -115,7 +174,7 @@ def monitor_stored(
     )
     for alert in report.alerts:
         log.warning("drift: %s", alert)
-    return Monitored(report, str(version), as_of, ref_words, cur_words)
+    return Monitored(report, version, as_of, ref_words, cur_words, realised)
 
 
 def write_monitor(monitored: Monitored, folder: Path) -> Path:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -126,6 +127,8 @@ def asgi_app(served: Served) -> Iterator[Any]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADSCORE_API_TOKEN", TOKEN)
+        # The served-deal log writes often here, so a test reads it back at once.
+        patch.setenv("LEADSCORE_SERVED_LOG_FLUSH_SECONDS", "0.2")
         yield LeadScorer.to_asgi()
 
 
@@ -457,6 +460,41 @@ def test_contact_details_and_payloads_are_never_logged(client, served: Served, c
         client.post("/score", json={"deals": "Zelda Quackenbush zelda@example.org"})
     for value in secret.values():
         assert value not in caplog.text
+
+
+def test_every_scored_deal_is_logged_with_its_features_and_no_contact_details(
+    client, served: Served
+):
+    """Issue 16: what was served, joinable later with the outcome; nothing personal."""
+    from leadscore.model.served import META, read_served
+
+    secret = {"name": "Ada Pennywhistle", "email": "ada@example.org", "phone": "+1-555-0142"}
+    deals = json.loads(json.dumps(served.payloads[:3]))
+    for deal in deals:
+        deal["deal_id"] = f"LOGGED-{deal['deal_id']}"
+        deal["contacts"][0].update(secret)
+    start = pd.Timestamp.now(tz="UTC")
+    answer = client.post("/score", json=score_body(deals)).json()
+    ids = client.post("/score_ids", json={"deal_ids": [served.payloads[3]["deal_id"]]}).json()
+    wanted = {r["deal_id"]: r["probability"] for r in answer["results"] + ids["results"]}
+    deadline = time.monotonic() + 10
+    while True:
+        rows = read_served(served.settings.served_dir, since=start)
+        rows = rows[rows["deal_id"].isin(wanted)]
+        if len(rows) >= len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sorted(rows["deal_id"]) == sorted(wanted)
+    by_id = rows.set_index("deal_id")
+    for deal_id, p in wanted.items():
+        assert by_id.loc[deal_id, "probability"] == pytest.approx(p)
+    assert set(by_id["endpoint"]) == {"score", "score_ids"}
+    assert set(by_id["model_version"]) == {"1"}
+    assert set(rows.columns) <= set(META) | set(served.model.features)
+    assert {"days_since_last_activity", "max_seniority", "channel"} <= set(rows.columns)
+    text = rows.astype(str).to_csv()
+    for value in secret.values():
+        assert value not in text
 
 
 def test_bentoml_build_makes_a_deployable_bento(served: Served):
