@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
