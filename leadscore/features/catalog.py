@@ -3,7 +3,8 @@
 One entry per feature serves the Feast definitions (field names and types), training
 (which columns are categorical, the monotone direction a model is held to), the
 promotion gate's behaviour checks (:mod:`training.behaviour` checks every feature with
-a direction), serving (the order of the model's inputs) and the words of a reason
+a direction), serving (the order of the model's inputs), which reasons a rep sees and
+in what order (``reason_group``) and the words of a reason
 (:mod:`leadscore.model.reasons` phrases any feature from its entry, with no feature
 names of its own). Adding or changing a feature touches its rule (a kernel in
 :mod:`leadscore.features.deal_state` or a source column in

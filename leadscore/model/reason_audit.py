@@ -11,7 +11,9 @@ results or of a ranked list. It counts
 * deals showing a track-record reason (the owner's, or any), which a rep cannot act on;
 * deals showing one text twice, and deals showing one text or feature both as + and -;
 * the groups (:data:`leadscore.features.catalog.ReasonGroup`) of the first reasons shown
-  each way, to see whether what a rep can act on comes first.
+  each way, to see whether what a rep can act on comes first;
+* weak reasons (a push under :data:`WEAK` log-odds, about one percentage point): the
+  price of listing what a rep can act on before stronger facts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from leadscore.features.catalog import Feature
 TOOLTIP_RATES = re.compile(r"were won (\d+)% of the time, against (\d+)% overall")
 #: How many reasons each way the group mix looks at: the ranked list shows three.
 TOP = 3
+#: A push under this (log-odds) moves a 30% deal by about one percentage point.
+WEAK = 0.05
 
 
 def tooltip_direction(tooltip: str | None) -> int:
@@ -54,6 +58,8 @@ class ReasonAudit:
     deals_with_duplicate: int = 0
     #: Deals showing one text or one feature both as + and -.
     deals_both_ways: int = 0
+    #: Shown reasons pushing by less than :data:`WEAK`.
+    weak: int = 0
     #: Groups of the first :data:`TOP` reasons, by side ("+", "-").
     top_groups: dict[str, Counter[str]] = field(
         default_factory=lambda: {"+": Counter(), "-": Counter()}
@@ -73,6 +79,7 @@ class ReasonAudit:
             "deals_with_track_record": share(self.deals_with_track_record, self.deals),
             "deals_with_duplicate": share(self.deals_with_duplicate, self.deals),
             "deals_both_ways": share(self.deals_both_ways, self.deals),
+            "weak_reasons": share(self.weak, self.reasons),
             "top_groups": {
                 side: {g: share(n, sum(c.values())) for g, n in c.most_common()}
                 for side, c in self.top_groups.items()
@@ -96,6 +103,7 @@ def audit_reasons(
             or (r["contribution"] < 0 and tooltip_direction(r["tooltip"]) > 0)
             for r in shown
         )
+        audit.weak += sum(abs(r["contribution"]) < WEAK for r in shown)
         catalog = [features[r["feature"]] for r in shown]
         audit.deals_with_owner_record += any(f.view == "owner_history" for f in catalog)
         audit.deals_with_track_record += any(f.reason_group == "track record" for f in catalog)

@@ -9,6 +9,10 @@ model's ``reason_stats`` (see :mod:`leadscore.model.reason_stats`); this module 
 feature, so a new feature is phrased by its catalog entry alone. A feature without
 statistics gets no tooltip rather than an invented one.
 
+The tooltip's fact (:class:`Fact`) also says which way it points: won more often than
+overall, or less. A reason pushing the other way contradicts it (:func:`contradicts`)
+and :class:`~leadscore.model.explain.Explainer` does not show it.
+
 Phrasing is pure Python on small values and is cached per (feature, value), since the
 same values recur across deals.
 """
