@@ -493,10 +493,11 @@ class ScoreResult(TypedDict):
         Annotated[
             list[Reason],
             Field(
-                description="Up to 5 reasons raising the score (open deals): what a rep can "
-                "act on (engagement, stakeholders, timing, stage) first, then the deal's "
-                "facts, strongest first within each; none its tooltip contradicts, no text "
-                "twice or both ways, and never the owner's or account's track record."
+                description="The up to 5 strongest reasons raising the score (open deals), "
+                "what a rep can act on (engagement, stakeholders, timing, stage) listed "
+                "first, then the deal's facts, strongest first within each; none its tooltip "
+                "contradicts, no text twice or both ways, and never the owner's or the "
+                "account's track record."
             ),
         ]
     ]

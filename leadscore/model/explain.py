@@ -17,13 +17,11 @@ Which pushes a rep reads, and in what order, follows what a rep can do with them
 * a text is shown once, on the side of its strongest push: several features share one
   (a sparse deal's activity counts all read "No activity logged yet"), and one text
   both as + and - would say nothing;
-* reasons a rep can act on (``ACTIONABLE_GROUPS``: engagement, stakeholders, timing,
-  stage) come first, then the deal's facts, each strongest first; the first
-  ``max_reasons`` each way are shown, so a fact is shown when fewer actionable reasons
-  push the score than there is room for.
-
-The service (``serving``) and batch ranking (:mod:`leadscore.priority.rank`) both call
-:class:`Explainer`, so a deal reads the same on the API and on the managers' page.
+* the strongest ``max_reasons`` each way are shown, those a rep can act on
+  (``ACTIONABLE_GROUPS``: engagement, stakeholders, timing, stage) listed first, then
+  the deal's facts, each strongest first. Places go by strength, not by group: a fact
+  that moves the odds most (a planted attribute, a referral) is not hidden behind a
+  lever that barely moves them.
 """
 
 from __future__ import annotations
@@ -135,23 +133,24 @@ def choose_reasons(
     under the floor already left out, and are read only as far as needed. A candidate
     that contradicts its tooltip is dropped; of several with one text, the strongest
     claims it (shown, or crowded out of its side), so the text is never shown twice nor
-    both ways; a contradicting one claims nothing. Each side lists the actionable ones,
-    strongest first, then the rest.
+    both ways; a contradicting one claims nothing. Each side keeps its ``k`` strongest
+    and lists the actionable ones first, strongest first, then the deal's facts: the
+    places go by strength, so a fact that moves the odds most is not hidden behind a
+    lever that barely moves them.
     """
-    # [side: 0 down, 1 up][actionable: 0 no, 1 yes], strongest first.
-    kept: tuple[tuple[list[Candidate], list[Candidate]], ...] = (([], []), ([], []))
+    sides: tuple[list[Candidate], list[Candidate]] = ([], [])  # (down, up), strongest first
     texts: set[str] = set()
     for c in candidates:
         if contradicts(c.push, c.phrase.direction) or c.phrase.text in texts:
             continue
         texts.add(c.phrase.text)
-        shelf = kept[c.push > 0][c.actionable]
-        if len(shelf) < k:
-            shelf.append(c)
-        if len(kept[0][1]) >= k and len(kept[1][1]) >= k:
-            break  # both sides full of actionable reasons: nothing else can make the cut
-    (down_fact, down_act), (up_fact, up_act) = kept
-    return (up_act + up_fact)[:k], (down_act + down_fact)[:k]
+        side = sides[c.push > 0]
+        if len(side) < k:
+            side.append(c)
+        elif len(sides[c.push < 0]) >= k:
+            break  # both sides full: the rest are weaker
+    down, up = (sorted(side, key=lambda c: not c.actionable) for side in sides)
+    return up, down
 
 
 class Explainer:

@@ -12,8 +12,8 @@ results or of a ranked list. It counts
 * deals showing one text twice, and deals showing one text or feature both as + and -;
 * the groups (:data:`leadscore.features.catalog.ReasonGroup`) of the first reasons shown
   each way, to see whether what a rep can act on comes first;
-* weak reasons (a push under :data:`WEAK` log-odds, about one percentage point): the
-  price of listing what a rep can act on before stronger facts.
+* weak reasons (a push under :data:`WEAK` log-odds, about one percentage point), which
+  a rule choosing by group rather than strength would let take a stronger one's place.
 """
 
 from __future__ import annotations

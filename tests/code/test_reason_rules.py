@@ -154,12 +154,13 @@ def test_each_rule_drops_exactly_its_reason():
     assert ("act_call_7d", "Calls in the last 7 days: 1") in shown(called["positive_reasons"])
 
 
-def test_actionable_reasons_come_first_and_take_the_places_before_facts():
+def test_the_strongest_reasons_are_shown_with_what_a_rep_can_act_on_listed_first():
+    # Places go by strength: the referral (0.2) beats the stage (0.1) to the second place...
     (two,) = explain([SPARSE], [SPARSE_PUSHES], max_reasons=2)
-    assert [r["feature"] for r in two["positive_reasons"]] == ["days_in_stage", "stage_index"]
-    # With nothing actionable pushing up, the deal's fact is the reason.
-    (facts,) = explain([SPARSE], [{"channel": 0.2, "n_activities": -0.6}], max_reasons=2)
-    assert [r["feature"] for r in facts["positive_reasons"]] == ["channel"]
+    assert [r["feature"] for r in two["positive_reasons"]] == ["days_in_stage", "channel"]
+    # ... and the strongest push, a fact, is listed after a weaker one a rep can act on.
+    (fact,) = explain([SPARSE], [{"channel": 0.9, "stage_index": 0.1}], max_reasons=2)
+    assert [r["feature"] for r in fact["positive_reasons"]] == ["stage_index", "channel"]
 
 
 def test_a_contradicting_reason_does_not_keep_its_text_from_the_side_its_tooltip_supports():
