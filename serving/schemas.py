@@ -492,13 +492,22 @@ class ScoreResult(TypedDict):
     positive_reasons: NotRequired[
         Annotated[
             list[Reason],
-            Field(description="Up to 5 strongest reasons raising the score (open deals)."),
+            Field(
+                description="The up to 5 strongest reasons raising the score (open deals), "
+                "what a rep can act on (engagement, stakeholders, timing, stage) listed "
+                "first, then the deal's facts, strongest first within each; none its tooltip "
+                "contradicts, no text twice or both ways, and never the owner's or the "
+                "account's track record."
+            ),
         ]
     ]
     negative_reasons: NotRequired[
         Annotated[
             list[Reason],
-            Field(description="Up to 5 strongest reasons lowering the score (open deals)."),
+            Field(
+                description="Up to 5 reasons lowering the score (open deals), chosen and "
+                "ordered as the positive ones."
+            ),
         ]
     ]
     meaning: NotRequired[

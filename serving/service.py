@@ -4,7 +4,7 @@
 feature kernels training used (:func:`serving.payload.payload_features`); account and
 owner track records come from the Feast online store. ``POST /score_ids`` takes ids only
 and reads every feature from the online store. Both answer an open deal with a
-probability, a 0-100 score, a grade and the strongest reasons either way, explained by
+probability, a 0-100 score, a grade and the reasons either way a rep can use, explained by
 LightGBM's TreeSHAP. A closed deal never gets that open-deal score
 (:mod:`serving.closed_deals`): a won deal is answered with its status, a lost one with a
 per-item error, or by the revival model when the request sets ``revival``

@@ -3,7 +3,8 @@
 One entry per feature serves the Feast definitions (field names and types), training
 (which columns are categorical, the monotone direction a model is held to), the
 promotion gate's behaviour checks (:mod:`training.behaviour` checks every feature with
-a direction), serving (the order of the model's inputs) and the words of a reason
+a direction), serving (the order of the model's inputs), which reasons a rep sees and
+in what order (``reason_group``) and the words of a reason
 (:mod:`leadscore.model.reasons` phrases any feature from its entry, with no feature
 names of its own). Adding or changing a feature touches its rule (a kernel in
 :mod:`leadscore.features.deal_state` or a source column in
@@ -41,6 +42,26 @@ View = Literal[
     "deal_revival",
     "revival_timing",
 ]
+
+#: What kind of reason a feature makes (``Feature.reason_group``), so the reasons a rep
+#: reads come in an order they can act on:
+#:
+#: * ``engagement``: what the customer and we do on the deal (activities, visits, replies);
+#: * ``stakeholders``: who is involved (contacts, seniority, the economic buyer);
+#: * ``timing``: how long things have taken or waited (quiet days, days in stage, age);
+#: * ``stage``: where the deal stands in the funnel and how it moved;
+#: * ``deal fact``: what the deal and its account are (channel, size, industry): true,
+#:   but nothing a rep changes on this deal;
+#: * ``track record``: counts and rates of deals closed before (the owner's, the
+#:   account's). They stay in the model, which learns from them, but are never shown as
+#:   a reason: "Owner's earlier closed deals: 41" names no action on this deal, and the
+#:   account's past is no more the rep's to change than the owner's.
+ReasonGroup = Literal["engagement", "stakeholders", "timing", "stage", "deal fact", "track record"]
+#: Groups a rep can act on, in the issue's order: their reasons are listed before the
+#: rest (see :class:`leadscore.model.explain.Explainer`).
+ACTIONABLE_GROUPS: tuple[ReasonGroup, ...] = ("engagement", "stakeholders", "timing", "stage")
+#: Groups never shown as a reason; their features still push the score.
+HIDDEN_GROUPS: tuple[ReasonGroup, ...] = ("track record",)
 
 WINDOWS_DAYS: tuple[int, ...] = (7, 30, 90)
 #: A stage stay longer than this many days counts as a stall.
@@ -120,6 +141,10 @@ class Feature:
     #: Another feature this one is explained as (the same idea in another encoding);
     #: their TreeSHAP pushes are added up into one reason.
     explained_as: str = ""
+    #: What kind of reason the feature makes (:data:`ReasonGroup`): whether it is shown
+    #: at all, and whether before or after the others. A feature with no group of its own
+    #: is a ``deal fact``: shown, after what a rep can act on.
+    reason_group: ReasonGroup = "deal fact"
     phrasing: Phrasing = field(default_factory=Phrasing)
 
     @property
@@ -189,6 +214,7 @@ def _activity_features() -> list[Feature]:
                     f"{t}s in the last {w} days",
                     f"Number of {t} activities on the deal in the {w} days before scoring.",
                     integer=True,
+                    reason_group="engagement",
                 )
             )
         out.append(
@@ -199,6 +225,7 @@ def _activity_features() -> list[Feature]:
                 f"activities in the last {w} days",
                 f"Number of activities of any kind in the {w} days before scoring.",
                 integer=True,
+                reason_group="engagement",
             )
         )
     return out
@@ -303,6 +330,7 @@ _FEATURES: tuple[Feature, ...] = (
         integer=True,
         levels=STAGE_LEVELS,
         phrasing=Phrasing(text="In the {value} stage"),
+        reason_group="stage",
     ),
     Feature(
         "stage_changes",
@@ -311,6 +339,7 @@ _FEATURES: tuple[Feature, ...] = (
         "stage changes",
         "Number of stage changes so far.",
         integer=True,
+        reason_group="stage",
     ),
     Feature(
         "backward_moves",
@@ -319,6 +348,7 @@ _FEATURES: tuple[Feature, ...] = (
         "moves back",
         "Number of times the deal moved back to an earlier stage.",
         integer=True,
+        reason_group="stage",
     ),
     Feature(
         "days_in_stage",
@@ -334,6 +364,7 @@ _FEATURES: tuple[Feature, ...] = (
             condition="that had spent {value} in their stage",
             missing=NO_STAGES,
         ),
+        reason_group="timing",
     ),
     Feature(
         "stalls",
@@ -344,6 +375,7 @@ _FEATURES: tuple[Feature, ...] = (
         integer=True,
         monotone=-1,
         phrasing=Phrasing(missing=NO_STAGES),
+        reason_group="stage",
     ),
     Feature(
         "deal_age_days",
@@ -353,6 +385,7 @@ _FEATURES: tuple[Feature, ...] = (
         "Days since the deal was created.",
         unit="days",
         phrasing=Phrasing(text="Open for {value}", condition="open for {value}"),
+        reason_group="timing",
     ),
     # Who is involved.
     Feature(
@@ -362,6 +395,7 @@ _FEATURES: tuple[Feature, ...] = (
         "contacts on the deal",
         "Number of contacts attached to the deal.",
         integer=True,
+        reason_group="stakeholders",
     ),
     Feature(
         "max_seniority",
@@ -373,6 +407,7 @@ _FEATURES: tuple[Feature, ...] = (
         monotone=1,
         levels=SENIORITY_LEVELS,
         phrasing=Phrasing(text="Most senior contact: {value}"),
+        reason_group="stakeholders",
     ),
     Feature(
         "n_senior_contacts",
@@ -382,6 +417,7 @@ _FEATURES: tuple[Feature, ...] = (
         f"Contacts ranked {SENIOR} on the deal.",
         integer=True,
         monotone=1,
+        reason_group="stakeholders",
     ),
     Feature(
         "has_economic_buyer",
@@ -395,6 +431,7 @@ _FEATURES: tuple[Feature, ...] = (
             exact={1: "Economic buyer on the deal", 0: "No economic buyer on the deal"},
             exact_condition={1: "with an economic buyer", 0: "without an economic buyer"},
         ),
+        reason_group="stakeholders",
     ),
     Feature(
         "senior_met",
@@ -408,6 +445,7 @@ _FEATURES: tuple[Feature, ...] = (
             exact={1: f"Met a {SENIOR}", 0: f"No meeting with a {SENIOR} yet"},
             exact_condition={1: f"where a {SENIOR} was met", 0: f"where no {SENIOR} was met"},
         ),
+        reason_group="stakeholders",
     ),
     # How engaged the deal is.
     *_activity_features(),
@@ -418,6 +456,7 @@ _FEATURES: tuple[Feature, ...] = (
         "activities so far",
         "Activities logged on the deal since it was created.",
         integer=True,
+        reason_group="engagement",
     ),
     Feature(
         "share_inbound",
@@ -427,6 +466,7 @@ _FEATURES: tuple[Feature, ...] = (
         "Share of the deal's activities that the customer started.",
         unit="%",
         phrasing=Phrasing(text="{value} of activities started by the customer"),
+        reason_group="engagement",
     ),
     Feature(
         "median_reply_hours",
@@ -441,6 +481,7 @@ _FEATURES: tuple[Feature, ...] = (
             text="Median reply time {value}",
             missing=("No reply to the customer yet", "with no reply to the customer yet"),
         ),
+        reason_group="engagement",
     ),
     Feature(
         "first_visits",
@@ -449,6 +490,7 @@ _FEATURES: tuple[Feature, ...] = (
         "first visits",
         "Visits that were the first visit to that contact.",
         integer=True,
+        reason_group="engagement",
     ),
     Feature(
         "followup_visits",
@@ -457,6 +499,7 @@ _FEATURES: tuple[Feature, ...] = (
         "follow-up visits",
         "Visits to a contact already visited before.",
         integer=True,
+        reason_group="engagement",
     ),
     Feature(
         "days_since_last_activity",
@@ -471,6 +514,7 @@ _FEATURES: tuple[Feature, ...] = (
             condition="this quiet ({value} without activity)",
             missing=NO_ACTIVITY,
         ),
+        reason_group="timing",
     ),
     Feature(
         "days_since_last_inbound",
@@ -487,6 +531,7 @@ _FEATURES: tuple[Feature, ...] = (
                 "where the customer had not reached out yet",
             ),
         ),
+        reason_group="timing",
     ),
     Feature(
         "hours_awaiting_reply",
@@ -502,6 +547,7 @@ _FEATURES: tuple[Feature, ...] = (
             exact={0: "No customer message awaiting our reply"},
             missing=NO_ACTIVITY,
         ),
+        reason_group="timing",
     ),
     # Track record, from deals closed before the moment of scoring.
     Feature(
@@ -511,6 +557,7 @@ _FEATURES: tuple[Feature, ...] = (
         "earlier wins with the account",
         "Deals with this account won before the moment of scoring.",
         integer=True,
+        reason_group="track record",
     ),
     Feature(
         "account_prior_closed",
@@ -519,6 +566,7 @@ _FEATURES: tuple[Feature, ...] = (
         "earlier closed deals with the account",
         "Deals with this account closed (won or lost) before the moment of scoring.",
         integer=True,
+        reason_group="track record",
     ),
     Feature(
         "account_prior_win_rate",
@@ -528,6 +576,7 @@ _FEATURES: tuple[Feature, ...] = (
         "Share of this account's earlier closed deals that were won.",
         unit="%",
         phrasing=Phrasing(text="Account win rate {value}"),
+        reason_group="track record",
     ),
     Feature(
         "owner_prior_won",
@@ -541,6 +590,7 @@ _FEATURES: tuple[Feature, ...] = (
             exact={0: "Owner has no earlier wins"},
             noun="earlier wins by the owner",
         ),
+        reason_group="track record",
     ),
     Feature(
         "owner_prior_closed",
@@ -554,6 +604,7 @@ _FEATURES: tuple[Feature, ...] = (
             exact={0: "Owner has no earlier closed deals"},
             noun="earlier closed deals by the owner",
         ),
+        reason_group="track record",
     ),
     Feature(
         "owner_prior_win_rate",
@@ -563,6 +614,7 @@ _FEATURES: tuple[Feature, ...] = (
         "Share of the owner's earlier closed deals that were won.",
         unit="%",
         phrasing=Phrasing(text="Owner win rate {value}"),
+        reason_group="track record",
     ),
 )
 
@@ -638,6 +690,7 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
         "Calls, e-mails and other activities the customer started since the deal was lost.",
         integer=True,
         monotone=1,
+        reason_group="engagement",
     ),
     Feature(
         "outbound_since_loss",
@@ -647,6 +700,7 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
         "Calls, e-mails and other activities we started since the deal was lost.",
         integer=True,
         monotone=1,
+        reason_group="engagement",
     ),
     Feature(
         "replies_since_loss",
@@ -656,6 +710,7 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
         "Times we answered the customer since the deal was lost.",
         integer=True,
         monotone=1,
+        reason_group="engagement",
     ),
     Feature(
         "visits_since_loss",
@@ -665,6 +720,7 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
         "Visits to the customer since the deal was lost.",
         integer=True,
         monotone=1,
+        reason_group="engagement",
     ),
     Feature(
         "senior_engaged_since_loss",
@@ -679,6 +735,7 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
             text="Most senior contact since the loss: {value}",
             missing=("No known contact engaged since the loss", "with no known contact engaged"),
         ),
+        reason_group="stakeholders",
     ),
     Feature(
         "account_revivals_before",
@@ -689,6 +746,7 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
         "deal) before the moment of scoring.",
         integer=True,
         phrasing=Phrasing(missing=("No account on the deal", "with no account on the deal")),
+        reason_group="track record",
     ),
     Feature(
         "account_open_deals",
@@ -707,6 +765,7 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
         "Days since the deal was lost.",
         unit="days",
         phrasing=Phrasing(text="Lost {value} ago", condition="lost {value} before"),
+        reason_group="timing",
     ),
     Feature(
         "days_since_engaged",
@@ -720,6 +779,7 @@ _REVIVAL_FEATURES: tuple[Feature, ...] = (
             condition="whose last contact since the loss was {value} before",
             missing=("No contact since the loss", "with no contact since the loss"),
         ),
+        reason_group="timing",
     ),
 )
 

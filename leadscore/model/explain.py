@@ -6,22 +6,42 @@ push per feature; the largest pushes either way become reasons, phrased by
 (``explained_as``: ``log_amount`` as ``amount``, one idea, "deal size", in two
 encodings) is folded into it; SHAP values are additive, so a group's push is the sum.
 
-The service (``serving``) and batch ranking (:mod:`leadscore.priority.rank`) both call
-:class:`Explainer`, so a deal reads the same on the API and on the managers' page.
+Which pushes a rep reads, and in what order, follows what a rep can do with them
+(issue 13):
+
+* a feature whose catalog ``reason_group`` is hidden (the owner's and the account's
+  track record) is never a reason; its push stays in the score;
+* a reason whose tooltip says the other way (:func:`leadscore.model.reasons.contradicts`:
+  a "+" over "won less often than overall") is not shown: the push comes from the value
+  together with the deal's others, which the words cannot say;
+* a text is shown once, on the side of its strongest push: several features share one
+  (a sparse deal's activity counts all read "No activity logged yet"), and one text
+  both as + and - would say nothing;
+* the strongest ``max_reasons`` each way are shown, those a rep can act on
+  (``ACTIONABLE_GROUPS``: engagement, stakeholders, timing, stage) listed first, then
+  the deal's facts, each strongest first. Places go by strength, not by group: a fact
+  that moves the odds most (a planted attribute, a referral) is not hidden behind a
+  lever that barely moves them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 from pydantic import Field
 from typing_extensions import TypedDict
 
 from leadscore.config import DEFAULT_GRADE_THRESHOLDS
-from leadscore.features.catalog import FEATURES_BY_NAME, Feature, features_by_name
-from leadscore.model.reasons import Phrasebook, is_missing
+from leadscore.features.catalog import (
+    ACTIONABLE_GROUPS,
+    FEATURES_BY_NAME,
+    HIDDEN_GROUPS,
+    Feature,
+    features_by_name,
+)
+from leadscore.model.reasons import Phrase, Phrasebook, contradicts, is_missing
 from leadscore.model.scoring_model import Columns, ScoringModel
 
 #: Reasons weaker than this (log-odds) are noise, not reasons.
@@ -92,6 +112,47 @@ class Explanation(TypedDict):
     negative_reasons: list[Reason]
 
 
+class Candidate(NamedTuple):
+    """A push on one deal's score that may become a reason."""
+
+    #: TreeSHAP push on the log-odds (summed over ``explained_as`` features).
+    push: float
+    #: Whether the feature's ``reason_group`` is one a rep can act on.
+    actionable: bool
+    phrase: Phrase
+    feature: str
+    value: Any
+
+
+def choose_reasons(
+    candidates: Iterable[Candidate], k: int
+) -> tuple[list[Candidate], list[Candidate]]:
+    """The reasons shown each way, at most ``k``: (raising the score, lowering it).
+
+    ``candidates`` come strongest first (by absolute push), hidden groups and pushes
+    under the floor already left out, and are read only as far as needed. A candidate
+    that contradicts its tooltip is dropped; of several with one text, the strongest
+    claims it (shown, or crowded out of its side), so the text is never shown twice nor
+    both ways; a contradicting one claims nothing. Each side keeps its ``k`` strongest
+    and lists the actionable ones first, strongest first, then the deal's facts: the
+    places go by strength, so a fact that moves the odds most is not hidden behind a
+    lever that barely moves them.
+    """
+    sides: tuple[list[Candidate], list[Candidate]] = ([], [])  # (down, up), strongest first
+    texts: set[str] = set()
+    for c in candidates:
+        if contradicts(c.push, c.phrase.direction) or c.phrase.text in texts:
+            continue
+        texts.add(c.phrase.text)
+        side = sides[c.push > 0]
+        if len(side) < k:
+            side.append(c)
+        elif len(sides[c.push < 0]) >= k:
+            break  # both sides full: the rest are weaker
+    down, up = (sorted(side, key=lambda c: not c.actionable) for side in sides)
+    return up, down
+
+
 class Explainer:
     """A scoring model with the serving policy: calibrated score, grade, reasons in words."""
 
@@ -122,6 +183,10 @@ class Explainer:
         self._group = np.zeros((len(grouped), len(self.reason_features)))
         for j, name in enumerate(grouped):
             self._group[j, position[name]] = 1.0
+        groups = [self.features[name].reason_group for name in self.reason_features]
+        #: Reason features that may be shown, and those a rep can act on.
+        self._shown = np.array([g not in HIDDEN_GROUPS for g in groups], dtype=bool)
+        self._actionable = [g in ACTIONABLE_GROUPS for g in groups]
 
     def explain(self, columns: Columns) -> list[Explanation]:
         """Score and explain deals given as feature columns (extra columns ignored)."""
@@ -132,42 +197,53 @@ class Explainer:
         # The contributions add up to the raw score: one pass over the trees, not two.
         probability = self.model.calibration(contributions.sum(axis=1)).tolist()
         pushes = contributions[:, :-1] @ self._group
-        order = np.argsort(pushes, axis=1, kind="stable")
-        k, floor = self.max_reasons, self.min_contribution
+        candidates = np.where(self._shown, pushes, 0.0)
+        order = np.argsort(-np.abs(candidates), axis=1, kind="stable")
         out: list[Explanation] = []
         values = [columns.get(name) for name in self.reason_features]
         for i, (p, row, ranked) in enumerate(
-            zip(probability, pushes.tolist(), order.tolist(), strict=True)
+            zip(probability, candidates.tolist(), order.tolist(), strict=True)
         ):
             score = int(round(100 * p))
+            positive, negative = choose_reasons(
+                self._candidates(row, ranked, values, i), self.max_reasons
+            )
             out.append(
                 {
                     "probability": p,
                     "score": score,
                     "grade": grade_of(score, self.grade_thresholds),
-                    "positive_reasons": [
-                        self._reason(j, row[j], values[j], i)
-                        for j in ranked[::-1][:k]
-                        if row[j] > floor
-                    ],
-                    "negative_reasons": [
-                        self._reason(j, row[j], values[j], i) for j in ranked[:k] if row[j] < -floor
-                    ],
+                    "positive_reasons": [self._reason(c) for c in positive],
+                    "negative_reasons": [self._reason(c) for c in negative],
                 }
             )
         return out
 
-    def _reason(self, j: int, push: float, column: Sequence[Any] | None, i: int) -> Reason:
-        name = self.reason_features[j]
-        value = None if column is None else column[i]
-        text, tooltip = self.phrasebook.phrase(name, value)
+    def _candidates(
+        self, row: list[float], ranked: list[int], values: list[Sequence[Any] | None], i: int
+    ) -> Iterator[Candidate]:
+        """Deal ``i``'s pushes that may become reasons, strongest first: ``row`` its pushes
+        by reason feature (hidden ones 0), ``ranked`` their indices by absolute push."""
+        for j in ranked:
+            push = row[j]
+            # As shown (four decimals): a push of 0.01004 would read as the floor itself.
+            if round(abs(push), 4) <= self.min_contribution:
+                return  # the rest are weaker still
+            name = self.reason_features[j]
+            column = values[j]
+            value = None if column is None else column[i]
+            yield Candidate(
+                push, self._actionable[j], self.phrasebook.reason(name, value), name, value
+            )
+
+    def _reason(self, c: Candidate) -> Reason:
         return {
-            "feature": name,
-            "label": self.features[name].label,
-            "value": None if is_missing(value) else value,
-            "contribution": round(push, 4),
-            "text": text,
-            "tooltip": tooltip,
+            "feature": c.feature,
+            "label": self.features[c.feature].label,
+            "value": None if is_missing(c.value) else c.value,
+            "contribution": round(c.push, 4),
+            "text": c.phrase.text,
+            "tooltip": c.phrase.tooltip,
         }
 
     def unseen_category_warnings(self, columns: Columns) -> list[list[ScoreWarning]]:

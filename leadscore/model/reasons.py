@@ -9,6 +9,10 @@ model's ``reason_stats`` (see :mod:`leadscore.model.reason_stats`); this module 
 feature, so a new feature is phrased by its catalog entry alone. A feature without
 statistics gets no tooltip rather than an invented one.
 
+The tooltip's fact (:class:`Fact`) also says which way it points: won more often than
+overall, or less. A reason pushing the other way contradicts it (:func:`contradicts`)
+and :class:`~leadscore.model.explain.Explainer` does not show it.
+
 Phrasing is pure Python on small values and is cached per (feature, value), since the
 same values recur across deals.
 """
@@ -18,8 +22,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -194,7 +199,35 @@ def _numeric_condition(feature: Feature, low: float, high: float | None, first: 
     return _fill(words.condition or f"with {feature.label} of {{value}}", span)
 
 
-def reason_tooltip(feature: Feature, value: Value, stats: Mapping[str, Any]) -> str | None:
+@dataclass(frozen=True)
+class Fact:
+    """What a tooltip states: training deals ``who`` were won ``win_rate`` of the time,
+    against ``overall``, over ``deals`` deals (None when the stats hold no count)."""
+
+    who: str
+    win_rate: float
+    overall: float
+    deals: float | None
+
+    @property
+    def tooltip(self) -> str:
+        tail = f", {self.deals:,.0f} deals" if self.deals is not None else ""
+        return (
+            f"Deals {self.who} were won {self.win_rate:.0%} of the time, "
+            f"against {self.overall:.0%} overall{tail}."
+        )
+
+    @property
+    def direction(self) -> int:
+        """+1 when the tooltip says such deals were won more often than overall, -1 less
+        often, 0 as often: read from the whole percentages it shows ("won 12% of the time,
+        against 32% overall" is -1), so a rate a rounding away from the overall one, which
+        the reader sees as the same, says neither."""
+        shown, overall = round(100 * self.win_rate), round(100 * self.overall)
+        return (shown > overall) - (shown < overall)
+
+
+def reason_fact(feature: Feature, value: Value, stats: Mapping[str, Any]) -> Fact | None:
     """How often training deals like this one were won, against the overall rate.
 
     None when the statistic is absent (feature without stats, category never seen in
@@ -219,11 +252,42 @@ def reason_tooltip(feature: Feature, value: Value, stats: Mapping[str, Any]) -> 
         first = fact["low"] == edges[0]
         who = _numeric_condition(feature, float(fact["low"]), fact.get("high"), first)
     deals = fact.get("deals")
-    tail = f", {deals:,.0f} deals" if isinstance(deals, int | float) else ""
-    return f"Deals {who} were won {fact['win_rate']:.0%} of the time, against {overall:.0%} overall{tail}."
+    return Fact(
+        who,
+        float(fact["win_rate"]),
+        float(overall),
+        float(deals) if isinstance(deals, int | float) else None,
+    )
+
+
+def reason_tooltip(feature: Feature, value: Value, stats: Mapping[str, Any]) -> str | None:
+    """The tooltip of a reason: its :func:`reason_fact` in a sentence, or None."""
+    fact = reason_fact(feature, value, stats)
+    return None if fact is None else fact.tooltip
+
+
+def contradicts(push: float, direction: int) -> bool:
+    """Whether a reason pushing by ``push`` would contradict its tooltip's fact
+    (:attr:`Fact.direction`, 0 when there is no fact).
+
+    A "+" reason contradicts a tooltip saying deals like this were won less often than
+    overall, a "-" one a tooltip saying more often. Such a push is the model's reading of
+    this value together with the deal's other values (an interaction); the words speak of
+    the value alone and cannot explain it, so the reason is not shown. A tooltip that
+    shows the overall rate, or no tooltip, contradicts nothing.
+    """
+    return push * direction < 0
 
 
 # ------------------------------------------------------------------ cached entry point
+class Phrase(NamedTuple):
+    """A reason's words and the direction of its tooltip's fact (:attr:`Fact.direction`)."""
+
+    text: str
+    tooltip: str | None
+    direction: int
+
+
 class Phrasebook:
     """Text and tooltip per (feature, value) for one model's statistics, memoised.
 
@@ -241,11 +305,21 @@ class Phrasebook:
         self._features = features
         self._cached = lru_cache(maxsize=cache_size)(self._phrase)
 
-    def _phrase(self, name: str, value: Value) -> tuple[str, str | None]:
+    def _phrase(self, name: str, value: Value) -> Phrase:
         feature = self._features[name]
-        return reason_text(feature, value, self._stats), reason_tooltip(feature, value, self._stats)
+        fact = reason_fact(feature, value, self._stats)
+        return Phrase(
+            reason_text(feature, value, self._stats),
+            None if fact is None else fact.tooltip,
+            0 if fact is None else fact.direction,
+        )
+
+    def reason(self, name: str, value: Value) -> Phrase:
+        """Text, tooltip and the tooltip's direction of a reason: the feature at this deal's value."""
+        # NaN never equals itself, so missing values share the key None.
+        return self._cached(name, None if is_missing(value) else value)
 
     def phrase(self, name: str, value: Value) -> tuple[str, str | None]:
         """(text, tooltip) of a reason: the feature at this deal's value."""
-        # NaN never equals itself, so missing values share the key None.
-        return self._cached(name, None if is_missing(value) else value)
+        text, tooltip, _ = self.reason(name, value)
+        return text, tooltip

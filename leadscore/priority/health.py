@@ -175,8 +175,10 @@ def quiet_days(features: pd.DataFrame, activities_logged: bool = True) -> pd.Ser
 def next_step(negative_reasons: Sequence[tuple[str, Any]], flags: Sequence[Flag]) -> str:
     """What to do first about a deal.
 
-    ``negative_reasons`` are (feature, value) of the model's negative reasons, strongest
-    first (value None when missing); ``flags`` the deal's risk flags, most urgent first.
+    ``negative_reasons`` are (feature, value) of the model's negative reasons as shown
+    (value None when missing): those a rep can act on, the only ones with an action,
+    strongest first, then the deal's facts; ``flags`` the deal's risk flags, most urgent
+    first.
     The strongest reason that a flag confirms gets that flag's action, or one that
     :data:`REASON_ACTIONS` covers with a value showing the gap gets its action; failing
     both, the most urgent flag's action, else :data:`DEFAULT_STEP`.

@@ -7,22 +7,52 @@ import re
 
 import pytest
 
+import leadscore.model.explain as explain
+import leadscore.model.reason_audit as reason_audit
 import leadscore.model.reasons as reasons
 import training.behaviour as behaviour
-from leadscore.features.catalog import FEATURES, FEATURES_BY_NAME, Feature, Levels, Phrasing
+from leadscore.crm.attributes import Attribute
+from leadscore.features.catalog import (
+    ACTIONABLE_GROUPS,
+    FEATURES,
+    FEATURES_BY_NAME,
+    HIDDEN_GROUPS,
+    REVIVAL_FEATURES,
+    Feature,
+    Levels,
+    Phrasing,
+    attribute_feature,
+)
 from leadscore.model.explain import reason_feature
 from leadscore.model.reasons import reason_text, reason_tooltip
 from tests.model.test_behaviour import EXPECTED_DIRECTIONS
 from training.result import TrainConfig
 
 
-@pytest.mark.parametrize("module", [reasons, behaviour])
+@pytest.mark.parametrize("module", [reasons, explain, reason_audit, behaviour])
 def test_policy_code_names_no_feature(module):
     """Phrasing and checks come from catalog entries: a feature name in this code would
     be a second place to change when the feature changes."""
     source = inspect.getsource(module)
     named = {f.name for f in FEATURES if re.search(rf"[\"']{f.name}[\"']", source)}
     assert named == set()
+
+
+def test_track_records_are_the_hidden_reasons_and_activity_is_engagement():
+    """The owner's and the account's earlier deals (and the account's earlier comebacks)
+    are hidden; everything else is shown, what a rep does on the deal as engagement."""
+    for f in (*FEATURES, *REVIVAL_FEATURES):
+        record = (
+            f.view in ("account_history", "owner_history") or f.name == "account_revivals_before"
+        )
+        assert (f.reason_group in HIDDEN_GROUPS) == record, f.name
+    assert HIDDEN_GROUPS == ("track record",)
+    assert {f.reason_group for f in FEATURES if f.name.startswith("act_")} == {"engagement"}
+    assert {f.reason_group for f in FEATURES if f.view == "deal_profile"} == {"deal fact"}
+    assert "deal fact" not in ACTIONABLE_GROUPS and "track record" not in ACTIONABLE_GROUPS
+    # A custom attribute says nothing a rep does: a fact, shown after the actionable ones.
+    tier = attribute_feature(Attribute("tier", "deals", "categorical", known="creation"))
+    assert tier.reason_group == "deal fact"
 
 
 def test_training_constrains_exactly_the_directed_features():

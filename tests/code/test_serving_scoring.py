@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from leadscore.config import ServingConfig, parse_grade_thresholds
-from leadscore.features.catalog import FEATURES_BY_NAME
-from leadscore.model.explain import Explainer, grade_of
+from leadscore.features.catalog import ACTIONABLE_GROUPS, FEATURES_BY_NAME
+from leadscore.model.explain import Explainer, Reason, grade_of
 from leadscore.model.reasons import Phrasebook, reason_text, reason_tooltip
 from leadscore.model.scoring_model import ScoringModel
 from serving.payload import deal_problems, input_warnings, payload_features
@@ -31,6 +31,10 @@ def columns() -> dict[str, list[Any]]:
 
 def first(columns: dict[str, list[Any]], n: int = 1) -> dict[str, list[Any]]:
     return {name: values[:n] for name, values in columns.items()}
+
+
+def actionable(reason: Reason) -> bool:
+    return FEATURES_BY_NAME[reason["feature"]].reason_group in ACTIONABLE_GROUPS
 
 
 def deal(**changes: Any) -> dict[str, Any]:
@@ -75,9 +79,9 @@ def test_explanations_are_the_model_probability_and_its_strongest_pushes(model, 
         assert len(positive) <= 5 and len(negative) <= 5
         assert all(r["contribution"] > 0.01 for r in positive)
         assert all(r["contribution"] < -0.01 for r in negative)
-        assert [r["contribution"] for r in positive] == sorted(
-            (r["contribution"] for r in positive), reverse=True
-        )
+        # What a rep can act on first, then the deal's facts; strongest first in each.
+        for side in (positive, [{**r, "contribution": -r["contribution"]} for r in negative]):
+            assert side == sorted(side, key=lambda r: (not actionable(r), -r["contribution"]))
         assert "log_amount" not in {r["feature"] for r in positive + negative}
         for r in positive + negative:
             j = model.features.index(r["feature"])

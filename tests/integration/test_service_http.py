@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import Settings
+from leadscore.features.catalog import ACTIONABLE_GROUPS, FEATURES_BY_NAME
 from leadscore.model.scoring_model import ScoringModel
 from serving.closed_deals import NO_REVIVAL_MODEL
 from tests.conftest import copy_feature_repo, free_port
@@ -160,8 +161,12 @@ def test_the_class_scores_explains_and_agrees_with_the_model(served: Served):
     assert 0 < len(first["positive_reasons"]) <= 5 and 0 < len(first["negative_reasons"]) <= 5
     assert all(r["contribution"] > 0 for r in first["positive_reasons"])
     assert all(r["contribution"] < 0 for r in first["negative_reasons"])
-    pushes = [abs(r["contribution"]) for r in first["positive_reasons"]]
-    assert pushes == sorted(pushes, reverse=True)
+    # What a rep can act on first, then the deal's facts, strongest first in each.
+    order = [
+        (FEATURES_BY_NAME[r["feature"]].reason_group not in ACTIONABLE_GROUPS, -r["contribution"])
+        for r in first["positive_reasons"]
+    ]
+    assert order == sorted(order)
 
     # The probability is the model's own, on the features plus the store's track record.
     deal = request.deals[0]

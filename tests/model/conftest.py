@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
-from leadscore.crm.synth import generate_crm
+from leadscore.crm.synth import SyntheticCRM, generate_crm
 from training.data import in_memory_frame
 from training.result import TrainConfig, TrainingResult
 from training.train import fit_and_evaluate
@@ -20,10 +20,19 @@ from training.train import fit_and_evaluate
 TrainOn = Callable[..., TrainingResult]
 
 
+#: End of the synthetic CRM's history.
+AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
+
+
 @pytest.fixture(scope="session")
-def crm_frame() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training frame of a 2,000-deal synthetic CRM, and the generator's truth."""
-    crm = generate_crm(2000, seed=11, as_of=pd.Timestamp("2025-06-30", tz="UTC"))
+def crm() -> SyntheticCRM:
+    """A 2,000-deal synthetic CRM whose history ends at :data:`AS_OF`."""
+    return generate_crm(2000, seed=11, as_of=AS_OF)
+
+
+@pytest.fixture(scope="session")
+def crm_frame(crm: SyntheticCRM) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training frame of :func:`crm`, and the generator's truth."""
     return in_memory_frame(crm.tables), crm.truth
 
 

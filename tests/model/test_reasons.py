@@ -1,0 +1,74 @@
+"""The reasons of a ranked list from a trained model, measured as a rep reads them.
+
+The list is the one ``leadscore rank`` makes (five reasons each way here, to give each
+rule more to do), on the session's synthetic CRM with a third of the open deals stripped
+of their activities: sparse deals, whose many activity features all read "No activity
+logged yet". The same list made without the rules (strongest pushes each way, track
+records included) shows every problem the audit looks for, so each assertion can fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+import pytest
+
+from leadscore.crm.synth import SyntheticCRM
+from leadscore.features.catalog import ACTIONABLE_GROUPS, features_by_name
+from leadscore.model import explain
+from leadscore.model.explain import Candidate
+from leadscore.model.reason_audit import ReasonAudit, audit_reasons
+from leadscore.priority.rank import RankConfig, rank_deals
+from tests.model.conftest import AS_OF
+from training.result import TrainingResult
+
+
+@pytest.fixture(scope="module")
+def sparse_tables(crm: SyntheticCRM) -> dict[str, pd.DataFrame]:
+    tables = dict(crm.tables)
+    deals = tables["deals"]
+    open_ids = deals.loc[deals["status"].astype(str).eq("open"), "deal_id"]
+    sparse = set(open_ids.iloc[::3])
+    tables["activities"] = tables["activities"][~tables["activities"]["deal_id"].isin(sparse)]
+    return tables
+
+
+def listed_audit(tables: dict[str, pd.DataFrame], trained: TrainingResult) -> ReasonAudit:
+    ranked = rank_deals(tables, trained.model, AS_OF, RankConfig(max_reasons=5)).frame
+    return audit_reasons(
+        zip(ranked["positive_reasons"], ranked["negative_reasons"], strict=True),
+        features_by_name(trained.model.attributes),
+    )
+
+
+def actionable_share(audit: ReasonAudit) -> float:
+    """Share of the top three reasons for a deal that a rep can act on."""
+    top = audit.top_groups["+"]
+    return sum(top[g] for g in ACTIONABLE_GROUPS) / top.total()
+
+
+def strongest(candidates: Iterable[Candidate], k: int) -> tuple[list[Candidate], list[Candidate]]:
+    """The list without the rules: the strongest pushes each way."""
+    every = list(candidates)
+    return [c for c in every if c.push > 0][:k], [c for c in every if c.push < 0][:k]
+
+
+def test_listed_reasons_agree_with_their_tooltips_and_show_no_track_record_nor_a_text_twice(
+    sparse_tables, trained, monkeypatch
+):
+    audit = listed_audit(sparse_tables, trained)
+    assert audit.deals > 300 and audit.reasons > 5 * audit.deals
+    assert audit.contradicting == 0
+    assert audit.deals_with_track_record == 0
+    assert audit.deals_with_duplicate == 0 and audit.deals_both_ways == 0
+    # What a rep can act on comes first: most of the top reasons for a deal.
+    assert actionable_share(audit) > 0.6
+
+    monkeypatch.setattr(explain, "choose_reasons", strongest)
+    monkeypatch.setattr(explain, "HIDDEN_GROUPS", ())
+    raw = listed_audit(sparse_tables, trained)
+    assert raw.contradicting > 0.02 * raw.reasons
+    assert raw.deals_with_owner_record > 0.05 * raw.deals
+    assert raw.deals_with_duplicate > 0
+    assert actionable_share(raw) < 0.5
