@@ -25,14 +25,11 @@ time of each step. ``--json`` prints the dormant evaluation instead.
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 
-import pandas as pd
+from _synthetic import Steps, crm_arguments, synthetic_crm
 
 from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
-from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, generate_crm
 from training.data import in_memory_frame
 from training.dormant import backtest_table
 from training.result import TrainConfig
@@ -41,32 +38,11 @@ from training.train import fit_and_evaluate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--deals", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--history-days", type=float, default=REVIVAL_HISTORY_DAYS)
-    # A fixed end of history, as the revival benchmark's: the same CRM on every run.
-    parser.add_argument("--as-of", default="2026-06-30")
+    parser = crm_arguments(__doc__.split("\n")[0])
     parser.add_argument("--no-lost", action="store_true", help="skip the revival model")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    seconds: dict[str, float] = {}
-
-    def timed(name, fn, *a, **kw):
-        start = time.perf_counter()
-        out = fn(*a, **kw)
-        seconds[name] = round(time.perf_counter() - start, 1)
-        return out
-
-    crm = timed(
-        "generate",
-        generate_crm,
-        args.deals,
-        seed=args.seed,
-        as_of=pd.Timestamp(args.as_of, tz="UTC"),
-        revival=True,
-        history_days=args.history_days,
-    )
+    timed = Steps()
+    crm = synthetic_crm(args, timed)
     win = timed(
         "win model and dormant backtest",
         lambda: fit_and_evaluate(
@@ -110,7 +86,7 @@ def main() -> None:
     if "calibration" in dormant:
         print(f"dormant calibration: {dormant['calibration']['reason']}")
     print(f"decision ({dormant['choice']}): {dormant['sentence']}")
-    print("seconds: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
+    print(timed.line())
 
 
 if __name__ == "__main__":

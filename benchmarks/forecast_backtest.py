@@ -25,14 +25,12 @@ wall time of each step. ``--json`` prints the errors and months instead.
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 
 import pandas as pd
+from _synthetic import Steps, crm_arguments, synthetic_crm
 
 from leadscore.config import BACKTEST_HORIZON
-from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, generate_crm
 from leadscore.insights import deal_facts, to_records
 from leadscore.insights.forecast import (
     backtest,
@@ -47,33 +45,13 @@ from training.train import fit_and_evaluate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--deals", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=7)
-    # Four years: a year of history before the first of twelve cuts, and the
-    # leakage-free model has two years of closed deals to learn from.
-    parser.add_argument("--history-days", type=float, default=REVIVAL_HISTORY_DAYS)
-    # A fixed end of history, as in revival_backtest.py: "now" would give another CRM.
-    parser.add_argument("--as-of", default="2026-06-30")
+    parser = crm_arguments(__doc__.split("\n")[0])
     parser.add_argument("--cuts", type=int, default=12)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    seconds: dict[str, float] = {}
-
-    def timed(name, fn, *a, **kw):
-        start = time.perf_counter()
-        out = fn(*a, **kw)
-        seconds[name] = round(time.perf_counter() - start, 1)
-        return out
-
-    crm = timed(
-        "generate",
-        generate_crm,
-        args.deals,
-        seed=args.seed,
-        as_of=pd.Timestamp(args.as_of, tz="UTC"),
-        history_days=args.history_days,
-    )
+    timed = Steps()
+    # Four years: a year of history before the first of twelve cuts, and the leakage-free
+    # model two years of closed deals to learn from. No revivals: the open-deal pipeline.
+    crm = synthetic_crm(args, timed, revival=False)
     facts = deal_facts(crm.tables)
     cuts = backtest_cuts(facts, crm.as_of, args.cuts, BACKTEST_HORIZON)
     frame = timed("training frame", in_memory_frame, crm.tables)
@@ -110,7 +88,7 @@ def main() -> None:
     print(errors.round(3).to_string(index=False))
     print()
     print(months.round(0).to_string(index=False))
-    print("seconds: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
+    print(timed.line())
 
 
 if __name__ == "__main__":

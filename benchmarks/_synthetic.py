@@ -1,0 +1,61 @@
+"""What the synthetic-CRM backtests share: their CRM options, the CRM, and step timing.
+
+The revival, dormant and forecast backtests read the same four-year synthetic CRM (20,000
+deals, seed 7, history to a fixed 2026-06-30: "now" would move the budget cycles and
+give another CRM, and other figures, on every run), so their figures sit side by side.
+Imported by the scripts beside it (``uv run python benchmarks/<script>.py`` puts this
+folder first on the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, SyntheticCRM, generate_crm
+
+T = TypeVar("T")
+
+
+def crm_arguments(description: str) -> argparse.ArgumentParser:
+    """A parser with ``--deals``, ``--seed``, ``--history-days``, ``--as-of`` and ``--json``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--deals", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--history-days", type=float, default=REVIVAL_HISTORY_DAYS)
+    parser.add_argument("--as-of", default="2026-06-30")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+class Steps:
+    """Wall seconds per named step, in the order run (printed at the end of a benchmark)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        return out
+
+    def line(self) -> str:
+        return "seconds: " + ", ".join(f"{k} {v}" for k, v in self.seconds.items())
+
+
+def synthetic_crm(args: argparse.Namespace, steps: Steps, revival: bool = True) -> SyntheticCRM:
+    """The CRM the options describe, timed as the ``generate`` step."""
+    return steps(
+        "generate",
+        generate_crm,
+        args.deals,
+        seed=args.seed,
+        as_of=pd.Timestamp(args.as_of, tz="UTC"),
+        revival=revival,
+        history_days=args.history_days,
+    )
