@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -709,6 +711,21 @@ def _intervals(m: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+@contextmanager
+def _insight_errors() -> Iterator[None]:
+    """How the insights commands fail: a cut the export cannot give names ``--by`` (usage
+    error, exit 2); a missing export or a value out of reach is one line and exit 1."""
+    from leadscore.insights import CutUnavailable
+
+    try:
+        yield
+    except CutUnavailable as exc:
+        raise typer.BadParameter(str(exc), param_hint="--by") from exc
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def forecast(
     months: Annotated[
@@ -741,7 +758,7 @@ def forecast(
     import pandas as pd
 
     from leadscore.crm.ingest import load_stored
-    from leadscore.insights import CutUnavailable, deal_facts, to_records
+    from leadscore.insights import deal_facts, to_records
     from leadscore.insights.forecast import (
         backtest,
         backtest_cuts,
@@ -756,7 +773,7 @@ def forecast(
     settings = load_settings()
     cuts = [c.strip() for c in (by or "").split(",") if c.strip()]
     notes: list[str] = []
-    try:
+    with _insight_errors():
         tables = load_stored(settings.crm_dir)
         facts = deal_facts(tables)
         when = _when(as_of)
@@ -792,11 +809,6 @@ def forecast(
                 "months": to_records(frame),
                 "errors": to_records(backtest_errors(frame, list(probabilities))),
             }
-    except CutUnavailable as exc:
-        raise typer.BadParameter(str(exc), param_hint="--by") from exc
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
     if as_json:
         _print_json(out)
         return
@@ -848,7 +860,6 @@ def funnel(
     from leadscore.insights import (
         FUNNEL_METRICS,
         REP_NUMBERS,
-        CutUnavailable,
         deal_facts,
         funnel_metrics,
         funnel_trends,
@@ -865,7 +876,7 @@ def funnel(
     cuts = [c.strip() for c in (by or "").split(",") if c.strip()]
     settings = load_settings()
     window = (_when(start), _when(end))
-    try:
+    with _insight_errors():
         facts = deal_facts(load_stored(settings.crm_dir))
         if reps:
             out = {
@@ -885,11 +896,6 @@ def funnel(
                 "stage_durations": to_records(stage_durations(facts, *window, **kwargs)),  # type: ignore[arg-type]
                 "lost_exits": to_records(lost_exits(facts, *window, **kwargs)),  # type: ignore[arg-type]
             }
-    except CutUnavailable as exc:
-        raise typer.BadParameter(str(exc), param_hint="--by") from exc
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
     if as_json:
         _print_json(out)
         return
@@ -934,12 +940,12 @@ def compare(
     win probabilities at creation)."""
 
     from leadscore.crm.ingest import load_stored
-    from leadscore.insights import CutUnavailable, compare_groups, compared_deals, deal_facts
+    from leadscore.insights import compare_groups, compared_deals, deal_facts
     from leadscore.priority.at_creation import champion_at_creation
 
     settings = load_settings()
     window = (_when(start), _when(end))
-    try:
+    with _insight_errors():
         tables = load_stored(settings.crm_dir)
         facts = deal_facts(tables)
         scored = champion_at_creation(settings, tables, compared_deals(facts, *window))
@@ -951,11 +957,6 @@ def compare(
             min_deals=min_deals,
             predicted=scored.probabilities,
         )
-    except CutUnavailable as exc:
-        raise typer.BadParameter(str(exc), param_hint="--by") from exc
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
     if scored.skipped is not None:
         result = dataclasses.replace(result, lead_quality_skipped=scored.skipped)
     result = dataclasses.replace(result, lead_quality_model=scored.model)
