@@ -160,6 +160,9 @@ class LeadScorer:
     _revival_tag = load_settings().revival_bento_model_tag
     revival_bento_model = BentoModel(_revival_tag) if _revival_tag else None
 
+    #: One row per scored deal, for drift and realised quality (None: turned off).
+    served: ServedLog | None = None
+
     def __init__(self) -> None:
         self.config = ServingConfig.from_env()
         self.settings = load_settings()
@@ -178,8 +181,7 @@ class LeadScorer:
                 self.settings.revival_horizon_days,
                 Explainer(revival_model, self.config.grade_thresholds, catalog=revival_catalog()),
             )
-        #: One row per scored deal, for drift and realised quality (None when turned off).
-        self.served: ServedLog | None = (
+        self.served = (
             ServedLog(
                 self.settings.served_dir,
                 self.model.features,
