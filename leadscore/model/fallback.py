@@ -4,11 +4,12 @@ Below :data:`leadscore.config.MIN_CLASS_DEALS` won or lost deals training refuse
 LightGBM would learn noise), yet a team still wants its open deals ordered. The fallback
 is a stage-conversion prior learnt from the handful of closed deals there are:
 
-* **stage rate**: of the closed deals that were ever open in a stage (their
-  ``stage_history`` rows before the close), the share won; shrunk toward the overall
-  win rate by a Beta prior worth ``prior_deals`` pseudo-deals, so a stage seen in 3 deals
-  says little and one seen in 100 says almost all. A deal without a known stage gets the
-  overall rate.
+* **stage rate**: of the closed deals that were open in a stage, the share won, each deal
+  counted by the time it spent there (:func:`stage_weights`: a deal still in ``lead``
+  after a month is not the average deal that passed through ``lead``); shrunk toward the
+  overall win rate by a Beta prior worth ``prior_deals`` pseudo-deals, so a stage seen in
+  3 deals says little and one seen in 100 says almost all. A deal without a known stage
+  gets the overall rate.
 * **channel adjustment** (``use_channel``): the channel's shrunk win rate as a log-odds
   offset from the overall rate, added to the stage's log-odds. Stage and channel are
   treated as independent (a naive-Bayes step), which is why both are shrunk.
@@ -174,40 +175,85 @@ class StageFallback:
         )
 
 
-def stages_reached(deals: pd.DataFrame, stage_history: pd.DataFrame | None) -> pd.DataFrame:
-    """(deal_id, stage_index) once per closed deal and open stage it was ever in.
+def stage_weights(deals: pd.DataFrame, stage_history: pd.DataFrame | None) -> pd.DataFrame:
+    """(deal_id, stage_index, weight): how much each closed deal counts in each open stage.
 
-    From ``stage_history`` (``closed`` rows left out); a closed deal without history rows
-    is counted in the stage ``deals.stage`` names when that is an open stage.
+    A list scores deals that are open *now*, and a deal open now is in a stage it is spending
+    time in: a deal that still sits in ``lead`` after a month is no longer the average deal
+    that passed through ``lead`` on its way to a win. So a dated deal counts in a stage by
+    the time it spent there while open (from entering it to the next entry or the close),
+    as a share of the mean open time of the dated deals: an average deal weighs one in all,
+    a long one more, as it is more often among the open deals at any moment. A deal without
+    those times (undated exports) counts once in every open stage it entered, and a closed
+    deal without stage history once in the open stage ``deals.stage`` names.
     """
-    closed_ids = set(deals.loc[deals["status"].isin(CLOSED_STATUSES), "deal_id"].astype(str))
+    closed = deals[deals["status"].isin(CLOSED_STATUSES)]
     index = {s: i for i, s in enumerate(STAGES) if s in OPEN_STAGES}
+    columns = ["deal_id", "stage_index", "weight"]
     parts = []
+    sh = pd.DataFrame({"deal_id": pd.Series(dtype=str), "stage": pd.Series(dtype=str)})
     if stage_history is not None and len(stage_history):
-        sh = stage_history[stage_history["deal_id"].astype(str).isin(closed_ids)]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "deal_id": sh["deal_id"].astype(str).to_numpy(),
-                    "stage_index": sh["stage"].astype(str).str.lower().map(index).to_numpy(),
-                }
-            )
+        sh = stage_history[
+            stage_history["deal_id"].astype(str).isin(set(closed["deal_id"].astype(str)))
+        ]
+    if len(sh):
+        h = pd.DataFrame(
+            {
+                "deal_id": sh["deal_id"].astype(str).to_numpy(),
+                "stage_index": sh["stage"].astype(str).str.lower().map(index).to_numpy(),
+                "at": pd.to_datetime(sh["entered_at"], utc=True).to_numpy()
+                if "entered_at" in sh
+                else pd.NaT,
+            }
         )
-    if "stage" in deals:
-        seen = set(parts[0]["deal_id"]) if parts else set()
-        rest = deals[deals["deal_id"].astype(str).isin(closed_ids - seen)]
+        times = closed.assign(deal_id=closed["deal_id"].astype(str)).set_index("deal_id")
+        h["closed_at"] = (
+            pd.to_datetime(
+                times["closed_at"]
+                if "closed_at" in times
+                else pd.Series(pd.NaT, index=times.index),
+                utc=True,
+            )
+            .reindex(h["deal_id"])
+            .to_numpy()
+        )
+        h = h.sort_values(["deal_id", "at"], kind="stable")
+        ends = h.groupby("deal_id")["at"].shift(-1).fillna(h["closed_at"])
+        days = (ends - h["at"]) / pd.Timedelta(days=1)
+        dated = days.notna().groupby(h["deal_id"]).transform("all")
+        h["days"] = days.clip(lower=0)
+        timed = h[dated.to_numpy() & h["stage_index"].notna().to_numpy()]
+        if len(timed):
+            per_deal = timed.groupby("deal_id")["days"].sum()
+            mean = float(per_deal[per_deal > 0].mean()) if (per_deal > 0).any() else 1.0
+            parts.append(timed.assign(weight=timed["days"] / mean)[columns])
+        untimed = h[~dated.to_numpy()].dropna(subset=["stage_index"])
+        parts.append(
+            untimed.drop_duplicates(["deal_id", "stage_index"]).assign(weight=1.0)[columns]
+        )
+    if "stage" in closed:
+        rest = closed[~closed["deal_id"].astype(str).isin(set(sh["deal_id"].astype(str)))]
         parts.append(
             pd.DataFrame(
                 {
                     "deal_id": rest["deal_id"].astype(str).to_numpy(),
                     "stage_index": rest["stage"].astype("string").str.lower().map(index).to_numpy(),
+                    "weight": 1.0,
                 }
-            )
+            ).dropna()
         )
+    parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.DataFrame({"deal_id": pd.Series(dtype=str), "stage_index": pd.Series(dtype=int)})
-    out = pd.concat(parts, ignore_index=True).dropna()
-    return out.astype({"stage_index": int}).drop_duplicates(ignore_index=True)
+        return pd.DataFrame(
+            {"deal_id": pd.Series(dtype=str), "stage_index": pd.Series(dtype=int), "weight": 0.0}
+        )
+    out = pd.concat(parts, ignore_index=True)
+    out = out[out["weight"] > 0]
+    return (
+        out.astype({"deal_id": str, "stage_index": int, "weight": float})
+        .groupby(["deal_id", "stage_index"], as_index=False)["weight"]
+        .sum()
+    )
 
 
 def fit_fallback(
@@ -229,11 +275,13 @@ def fit_fallback(
     )
     won, n = float(won_by_deal.sum()), len(won_by_deal)
     overall = _shrunk(won, n, 0.5, 2.0)
-    reached = stages_reached(closed, stage_history)
-    reached["won"] = won_by_deal.reindex(reached["deal_id"]).to_numpy()
-    by_stage = reached.groupby("stage_index")["won"].agg(["sum", "size"])
+    weights = stage_weights(closed, stage_history)
+    weights["won"] = weights["weight"] * won_by_deal.reindex(weights["deal_id"]).to_numpy()
+    by_stage = weights.groupby("stage_index").agg(
+        won=("won", "sum"), weight=("weight", "sum"), size=("deal_id", "size")
+    )
     stage_rates = {
-        int(s): _shrunk(float(r["sum"]), float(r["size"]), overall, prior_deals)
+        int(s): _shrunk(float(r["won"]), float(r["weight"]), overall, prior_deals)
         for s, r in by_stage.iterrows()
     }
     offsets: dict[str, float] = {}

@@ -149,3 +149,28 @@ def test_the_rank_command_says_it_scored_with_the_fallback(tmp_path):
     assert set(read_ranked(tmp_path / "list")["model"]) == {
         "fallback (stage and channel rates, 2 closed deals)"
     }
+
+
+def test_a_dated_deal_counts_in_a_stage_by_the_time_it_spent_there():
+    # W won after 10 days in lead and 10 in qualified; L lost after 30 days in lead.
+    deals = pd.DataFrame(
+        {
+            "deal_id": ["W", "L"],
+            "status": ["won", "lost"],
+            "created_at": [day(0), day(0)],
+            "closed_at": [day(20), day(30)],
+        }
+    )
+    history = pd.DataFrame(
+        {
+            "deal_id": ["W", "W", "W", "L", "L"],
+            "stage": ["lead", "qualified", "closed", "lead", "closed"],
+            "entered_at": [day(0), day(10), day(20), day(0), day(30)],
+        }
+    )
+    fitted = fit_fallback(deals, history, prior_deals=0, use_channel=False)
+    # Mean open time 25 days: W weighs 0.4 in lead and 0.4 in qualified, L 1.2 in lead.
+    assert fitted.stage_rates[0] == pytest.approx(0.4 / (0.4 + 1.2))
+    assert fitted.stage_rates[1] == pytest.approx(1.0)
+    shrunk = fit_fallback(deals, history, prior_deals=10, use_channel=False)
+    assert shrunk.stage_rates[0] == pytest.approx((0.4 + 10 * 0.5) / (1.6 + 10))
