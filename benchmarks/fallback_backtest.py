@@ -127,7 +127,9 @@ def windows(
     return out
 
 
-def trained_model(rows: pd.DataFrame, dated: bool, seed: int) -> Callable[[pd.DataFrame], np.ndarray]:
+def trained_model(
+    rows: pd.DataFrame, dated: bool, seed: int
+) -> Callable[[pd.DataFrame], np.ndarray]:
     """The project's booster and calibration on these snapshot rows (80/20 by close time)."""
     deals = rows.drop_duplicates("deal_id")
     if dated:
@@ -184,9 +186,15 @@ def summary(results: list[dict[str, dict[str, float | None]]], name: str) -> dic
     """Mean and 2.5-97.5 percentile range over repetitions of each metric."""
     out: dict[str, Any] = {"fitted": sum(name in r for r in results)}
     for metric in ("roc_auc", "log_loss", "ece"):
-        v = np.array([r[name][metric] for r in results if name in r and r[name][metric] is not None])
+        v = np.array(
+            [r[name][metric] for r in results if name in r and r[name][metric] is not None]
+        )
         out[metric] = (
-            {"mean": float(v.mean()), "low": float(np.percentile(v, 2.5)), "high": float(np.percentile(v, 97.5))}
+            {
+                "mean": float(v.mean()),
+                "low": float(np.percentile(v, 2.5)),
+                "high": float(np.percentile(v, 97.5)),
+            }
             if len(v)
             else None
         )
@@ -205,7 +213,11 @@ def paired(results: list[dict[str, dict[str, float | None]]], a: str, b: str) ->
             ]
         )
         out[metric] = (
-            {"mean": float(d.mean()), "low": float(np.percentile(d, 2.5)), "high": float(np.percentile(d, 97.5))}
+            {
+                "mean": float(d.mean()),
+                "low": float(np.percentile(d, 2.5)),
+                "high": float(np.percentile(d, 97.5)),
+            }
             if len(d)
             else None
         )
@@ -237,7 +249,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for tr, te in windows(closed, n, args.reps, args.test, source.dated, args.seed)
             ]
             for name in PREDICTORS:
-                rows.append({"dataset": source.name, "closed_deals": n, "predictor": name} | summary(results, name))
+                rows.append(
+                    {"dataset": source.name, "closed_deals": n, "predictor": name}
+                    | summary(results, name)
+                )
             differences.append(
                 {"dataset": source.name, "closed_deals": n}
                 | {"trained minus " + STAGE_CHANNEL: paired(results, TRAINED, STAGE_CHANNEL)}
@@ -308,7 +323,9 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=500, help="test deals per window")
     parser.add_argument("--synthetic-deals", type=int, default=4000)
     parser.add_argument("--cap", type=int, default=6000, help="deals kept of a big dataset")
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=list(SIZES))
+    parser.add_argument(
+        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=list(SIZES)
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report = run(args)

@@ -98,14 +98,12 @@ class StageFallback:
 
     def log_odds(self, stage_index: np.ndarray, channel: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per deal: the stage's log-odds and the channel's offset (0 when unknown or off)."""
-        stages = pd.to_numeric(pd.Series(stage_index), errors="coerce")
-        stage = _logit(
-            stages.map(
-                lambda s: self.stage_rates.get(int(s), self.overall) if pd.notna(s) else None
-            )
-            .fillna(self.overall)
-            .to_numpy(dtype=np.float64)
-        )
+        stages = pd.to_numeric(pd.Series(stage_index, dtype=object), errors="coerce")
+        rates = [
+            self.stage_rates.get(int(s), self.overall) if pd.notna(s) else self.overall
+            for s in stages
+        ]
+        stage = _logit(np.asarray(rates, dtype=np.float64))
         if not self.use_channel:
             return stage, np.zeros(len(stage))
         keys = normalise_category(pd.Series(channel, dtype=object))
