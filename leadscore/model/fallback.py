@@ -17,8 +17,9 @@ is a stage-conversion prior learnt from the handful of closed deals there are:
 Every parameter is counted from the export; nothing comes from another organisation.
 ``benchmarks/fallback_backtest.py`` compares the variants with "no score" (the base rate)
 and the channel win rate at 50, 100 and 200 closed deals; its table is in
-``docs/fallback.md``. The list labels every row it scores (``fallback (stage rates, 63
-closed deals)``) and says the number is a rough prior until the trained model takes over.
+``docs/fallback.md``. The list labels every row it scores (``fallback (stage and channel
+rates, 63 closed deals)``) and says the number is a rough prior until a trained model takes
+over.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ class StageFallback:
     def takeover(self, min_class_deals: int = MIN_CLASS_DEALS) -> str:
         """When a trained model takes over, against what the export holds now."""
         return (
-            f"a trained model takes over at {min_class_deals} won and {min_class_deals} "
-            f"lost closed deals (now {self.won_deals} won, {self.lost_deals} lost)"
+            f"a trained model takes over once it can be trained, from {min_class_deals} won and "
+            f"{min_class_deals} lost closed deals (now {self.won_deals} won, {self.lost_deals} "
+            "lost), and passes the promotion gate"
         )
 
     def meaning(self, min_class_deals: int = MIN_CLASS_DEALS) -> str:

@@ -107,8 +107,8 @@ def test_without_a_champion_rank_scores_with_the_labelled_fallback(stored: Setti
     assert set(listed["model"]) == {"fallback (stage and channel rates, 2 closed deals)"}
     meaning = listed["meaning"].iloc[0]
     assert meaning.startswith("rough prior")
-    assert f"takes over at {MIN_CLASS_DEALS} won and {MIN_CLASS_DEALS} lost" in meaning
-    assert "(now 1 won, 1 lost)" in meaning
+    assert f"from {MIN_CLASS_DEALS} won and {MIN_CLASS_DEALS} lost closed deals" in meaning
+    assert "(now 1 won, 1 lost)" in meaning and meaning.endswith("passes the promotion gate")
     assert set(listed["model_version"]) == {FALLBACK_VERSION}
     assert run.scored  # every candidate scored
     # The number is the fallback's: D3 open in solution, D4 open in lead.
