@@ -70,6 +70,10 @@ SYNTHETIC_DEALS = 5000
 SYNTHETIC_HISTORY_DAYS = 730.0
 #: Days between two training snapshots of one deal while it is open.
 SNAPSHOT_EVERY_DAYS = 14
+#: Training needs this many won and this many lost closed deals; below it ``rank`` scores
+#: with the labelled fallback (:mod:`leadscore.model.fallback`, chosen by
+#: ``benchmarks/fallback_backtest.py``), which names this minimum in every row.
+MIN_CLASS_DEALS = 40
 #: Ranking: an open deal without activity for this many days is dormant.
 DORMANT_DAYS = 30.0
 #: Ranking: deals lost within this many days are listed (by the revival model when one is

@@ -1372,13 +1372,15 @@ def rank(
     from click.core import ParameterSource
 
     from leadscore.config import ServingConfig
-    from leadscore.model.registry import RegistryError, load_champion
+    from leadscore.model.fallback import StageFallback
+    from leadscore.model.registry import RegistryError
     from leadscore.priority.health import HealthThresholds
     from leadscore.priority.rank import (
         PRIORITY_GROUPS,
         RANK_BY,
         RankConfig,
         RankingError,
+        ranking_model,
         rankings_dir,
         run_rank,
     )
@@ -1405,7 +1407,7 @@ def rank(
     filters = _filters(owner, channel, segment, group)
     try:
         with working() as progress:
-            model, version = load_champion(settings, alias)
+            model, version = ranking_model(settings, alias)
             result = run_rank(
                 settings,
                 model,
@@ -1421,15 +1423,22 @@ def rank(
     except (RankingError, RegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    if model.gate_warning:
+    if isinstance(model, StageFallback):
+        typer.echo(
+            f"warning: no champion of {settings.model_name}: scored by {model.name}, a rough "
+            f"prior; {model.takeover()}"
+        )
+    elif model.gate_warning:
         typer.echo(f"warning: {model.gate_warning}")
     counts = ", ".join(f"{result.scored.get(g, 0):,} {g}" for g in PRIORITY_GROUPS)
     if result.as_of_note:
         typer.echo(result.as_of_note)
-    typer.echo(
-        f"scored {sum(result.scored.values()):,} deals ({counts}) with {settings.model_name} "
-        f"version {result.model_version}"
+    scorer = (
+        model.name
+        if isinstance(model, StageFallback)
+        else f"{settings.model_name} version {result.model_version}"
     )
+    typer.echo(f"scored {sum(result.scored.values()):,} deals ({counts}) with {scorer}")
     typer.echo(
         f"lost deals scored by {settings.revival_model_name} version {result.revival_version}"
         if result.revival_version is not None

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leadscore.config import MIN_CLASS_DEALS  # fewer won (or lost): a model learns noise
 from leadscore.crm.attributes import Attribute
 from leadscore.features.featurize import (
     TS,
@@ -35,8 +36,6 @@ META_COLUMNS = (
     "closed_at",
     "won",
 )
-#: Fewer won (or lost) closed deals than this and a model would mostly learn noise.
-MIN_CLASS_DEALS = 40
 
 
 class InsufficientDataError(ValueError):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.config import SEED
+from leadscore.config import MIN_CLASS_DEALS, SEED
 from leadscore.crm.leakage import LeakageAudit
 from leadscore.features.catalog import MONOTONE
 from leadscore.model.scoring_model import ScoringModel
@@ -40,7 +40,7 @@ class TrainConfig:
     #: 2-core machine two OpenMP threads ran 7-13x *slower* than one (busy-waiting under
     #: contention); raise it on a dedicated machine for million-row frames.
     num_threads: int = 1
-    min_class_deals: int = 40
+    min_class_deals: int = MIN_CLASS_DEALS
     #: Most frequent categories kept per categorical feature; the rest score as unseen.
     max_categories: int = 200
     min_isotonic_deals: int = 500

@@ -26,6 +26,11 @@ class RegistryError(RuntimeError):
     """A registry operation cannot run as asked (no champion, nothing to roll back to, ...)."""
 
 
+class NoVersionError(RegistryError):
+    """The registry answered, and no version holds the alias asked for: ranking then falls
+    back (:func:`leadscore.priority.rank.ranking_model`), where other registry errors stop."""
+
+
 def resolve_tracking_uri(uri: str) -> str:
     """The tracking URI with a PostgreSQL driver that is installed.
 
@@ -92,7 +97,7 @@ def load_champion(
     name = name or settings.model_name
     version = alias_version(mlflow_client(settings), name, alias)
     if version is None:
-        raise RegistryError(
+        raise NoVersionError(
             f"no '{alias}' version of {name} in {settings.tracking_uri}; "
             "run `leadscore train` (and `leadscore promote`) first"
         )

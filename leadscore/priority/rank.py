@@ -9,6 +9,13 @@
   ``LEADSCORE_LOST_WINDOW_DAYS``) before the moment of ranking. Older losses are left
   out and counted (``lost_left_out``; the page and ``rank`` say how many).
 
+**Without a trained model** (no champion: too few closed deals to train, or none trained
+yet) every row is scored by the labelled fallback (:mod:`leadscore.model.fallback`, fitted
+on the stored CRM's closed deals by :func:`stored_fallback`): its ``model`` says which and
+on how many deals (``fallback (stage and channel rates, 63 closed deals)``), its
+``meaning`` that the number is a rough prior and the minimum at which a trained model
+takes over. Lost deals are then scored as if re-opened, by the same fallback.
+
 **Which model scores a row** (column ``model``, and ``meaning``: what its number means in
 words). Active deals are scored by the win model: "chance to win this deal". Dormant
 deals (:mod:`leadscore.priority.dormant`) are scored as the win model's dormant backtest
@@ -97,6 +104,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from leadscore.config import (
+    CHAMPION,
     DEFAULT_GRADE_THRESHOLDS,
     DEFAULT_RANK_BY,
     DORMANT_DAYS,
@@ -124,6 +132,7 @@ from leadscore.features.featurize import (
     views_of,
 )
 from leadscore.model.explain import Explainer, Explanation
+from leadscore.model.fallback import StageFallback, fit_fallback
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.pipeline_state import replace_file
 from leadscore.priority.dormant import DormantChoice, dormant_meaning, is_dormant
@@ -249,6 +258,41 @@ def revival_champion(settings: Settings) -> RevivalModel | None:
         log.info("lost deals scored as if re-opened: %s", exc)
         return None
     return RevivalModel(model, version, settings.revival_horizon_days, settings.revival_window_days)
+
+
+def stored_fallback(crm_dir: Path) -> StageFallback:
+    """The fallback fitted on every closed deal of the stored CRM (its stage history too)."""
+    path = crm_dir / "deals.parquet"
+    if not path.is_file():
+        raise RankingError(f"no deals stored in {crm_dir}; run `leadscore ingest EXPORT_DIR` first")
+    deals = pd.read_parquet(path)
+    stages = crm_dir / "stage_history.parquet"
+    try:
+        return fit_fallback(deals, pd.read_parquet(stages) if stages.is_file() else None)
+    except ValueError as exc:
+        raise RankingError(f"nothing to score with: {exc}") from exc
+
+
+#: ``model_version`` of rows the fallback scored (the list and the score history).
+FALLBACK_VERSION = "fallback"
+
+
+def ranking_model(
+    settings: Settings, alias: str = CHAMPION
+) -> tuple[ScoringModel | StageFallback, str]:
+    """The model ``rank`` scores with and its version: the registered ``alias`` version, or,
+    when the champion is asked for and there is none, the fallback fitted on the stored CRM
+    (:func:`stored_fallback`). Another alias missing stays an error: someone asked for it."""
+    from leadscore.model.registry import NoVersionError, load_champion
+
+    try:
+        return load_champion(settings, alias)
+    except NoVersionError as exc:
+        if alias != CHAMPION:
+            raise
+        fallback = stored_fallback(settings.crm_dir)
+        log.warning("%s; scoring with %s", exc, fallback.name)
+        return fallback, FALLBACK_VERSION
 
 
 def rankings_dir(settings: Settings) -> Path:
@@ -652,9 +696,18 @@ def with_lost_scores(
     return out
 
 
+def with_fallback_labels(frame: pd.DataFrame, fallback: StageFallback) -> pd.DataFrame:
+    """Every row not scored by the revival model labelled as the ``fallback``'s."""
+    out = frame.copy()
+    mine = (out["model"] != REVIVAL_MODEL).to_numpy()
+    out.loc[mine, "model"] = fallback.name
+    out.loc[mine, "meaning"] = fallback.meaning()
+    return out
+
+
 def rank_deals(
     tables: Mapping[str, pd.DataFrame],
-    model: ScoringModel,
+    model: ScoringModel | StageFallback,
     as_of: pd.Timestamp,
     config: RankConfig = RankConfig(),
     snapshot_every_days: int = SNAPSHOT_EVERY_DAYS,
@@ -669,8 +722,11 @@ def rank_deals(
     ``snapshot_every_days`` is the training snapshot interval, used for the won-deal
     activity reference of the low-activity rule. With ``revival``, recently lost deals
     take its probability and reasons (see the module doc); without, the win model's as
-    if re-opened.
+    if re-opened. A :class:`~leadscore.model.fallback.StageFallback` as ``model`` scores
+    every other row, each labelled as its (:func:`with_fallback_labels`).
     """
+    fallback = model if isinstance(model, StageFallback) else None
+    attributes = model.attributes if isinstance(model, ScoringModel) else ()
     clock = _Clock()
     logged = "activities" in tables
     candidates, wins = ranking_deals(tables["deals"], as_of, config)
@@ -684,11 +740,19 @@ def rank_deals(
         sources = {**build_feature_sources(part_tables), **records}
         reference = won_activity_reference(sources, part, snapshot_every_days)
     clock.lap("activity reference")
-    explainer = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons)
-    dormant = dormant_scoring(model)
+    if isinstance(model, ScoringModel):
+        explain = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons).explain
+        dormant: DormantScoring | None = dormant_scoring(model)
+    else:
+        fitted = model
+
+        def explain(columns: Mapping[str, Sequence[Any]]) -> list[Explanation]:
+            return fitted.explain(columns, config.grade_thresholds)
+
+        dormant = None
     dormant_explainer = (
         Explainer(dormant.model, config.grade_thresholds, max_reasons=config.max_reasons)
-        if dormant.model is not None
+        if dormant is not None and dormant.model is not None
         else None
     )
     catalog = revival_catalog()
@@ -704,14 +768,14 @@ def rank_deals(
     )
     rows, done, started = [], 0, time.perf_counter()
     for part, part_tables in batches(tables, candidates, config.batch_size):
-        sources = {**build_feature_sources(part_tables, attributes=model.attributes), **records}
+        sources = {**build_feature_sources(part_tables, attributes=attributes), **records}
         features = candidate_features(part_tables, sources, part, as_of)
         clock.lap("features")
         lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
         loss = loss_features(sources, part[lost], as_of)
         clock.lap("features")
-        columns = model_frame(features, model.attributes)
-        explained = explainer.explain({name: v.tolist() for name, v in columns.items()})
+        columns = model_frame(features, attributes)
+        explained = explain({name: v.tolist() for name, v in columns.items()})
         quiet = (part[GROUP] == ACTIVE).to_numpy() & is_dormant(
             features, config.dormant_days, logged
         )
@@ -759,6 +823,8 @@ def rank_deals(
             dormant,
         )
     )
+    if fallback is not None:
+        frame = with_fallback_labels(frame, fallback)
     log.info(
         "ranked %s deals: %s",
         f"{len(frame):,}",
@@ -986,7 +1052,7 @@ def default_as_of(crm_dir: Path, now: pd.Timestamp) -> tuple[pd.Timestamp, str |
 
 def run_rank(
     settings: Settings,
-    model: ScoringModel,
+    model: ScoringModel | StageFallback,
     model_version: str,
     out_dir: Path,
     config: RankConfig = RankConfig(),
