@@ -23,7 +23,7 @@ demo: ## The main job on synthetic data, then serve on :3000 (Ctrl-C stops)
 test: ## The whole suite, as CI runs it, on three workers (needs Redis and PostgreSQL; see README)
 	uv run pytest
 
-test-fast: ## Daily tier: everything but the integration tests (under a minute)
+test-fast: ## Daily tier: everything but the integration tests (about 2 minutes on two cores)
 	uv run pytest -m "not integration"
 
 lint: ## The CI checks: import layers, ruff format --check, ruff check, mypy
