@@ -167,6 +167,11 @@ class Settings:
         return self.feature_repo / "data"
 
     @property
+    def monitor_dir(self) -> Path:
+        """``leadscore monitor``'s latest report (``leadscore.model.drift.LATEST``)."""
+        return self.feature_data / "monitor"
+
+    @property
     def served_dir(self) -> Path:
         """The service's log of what it scored (``serving.served_log``)."""
         return self.feature_data / "served"
@@ -395,6 +400,8 @@ class ServingConfig:
     #: seconds. ``LEADSCORE_SERVED_LOG=0`` turns it off.
     served_log: bool = True
     served_log_flush_seconds: float = 5.0
+    #: How often each worker re-reads the last drift report for its gauge.
+    drift_refresh_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServingConfig:
@@ -403,7 +410,8 @@ class ServingConfig:
         ``LEADSCORE_MAX_CONCURRENT_REQUESTS``, ``LEADSCORE_MAX_QUEUED_DEALS``,
         ``LEADSCORE_BATCH_DEALS``, ``LEADSCORE_MAX_CONCURRENT_BATCHES``,
         ``LEADSCORE_MAX_BODY_BYTES``, ``LEADSCORE_MAX_QUEUE_DELAY_SECONDS``,
-        ``LEADSCORE_SERVED_LOG``, ``LEADSCORE_SERVED_LOG_FLUSH_SECONDS``."""
+        ``LEADSCORE_SERVED_LOG``, ``LEADSCORE_SERVED_LOG_FLUSH_SECONDS``,
+        ``LEADSCORE_DRIFT_REFRESH_SECONDS``."""
         thresholds = env.get("LEADSCORE_GRADE_THRESHOLDS")
         return cls(
             grade_thresholds=parse_grade_thresholds(thresholds)
@@ -421,4 +429,5 @@ class ServingConfig:
             served_log=env.get("LEADSCORE_SERVED_LOG", "1").strip().lower()
             not in ("0", "false", "no", "off"),
             served_log_flush_seconds=float(env.get("LEADSCORE_SERVED_LOG_FLUSH_SECONDS", 5.0)),
+            drift_refresh_seconds=float(env.get("LEADSCORE_DRIFT_REFRESH_SECONDS", 30.0)),
         )

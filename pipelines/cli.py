@@ -1098,7 +1098,7 @@ def monitor(
     except (LookupError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    path = write_monitor(monitored, settings.feature_data / "monitor")
+    path = write_monitor(monitored, settings.monitor_dir)
     report = monitored.report
     if as_json:
         _print_json(monitored.to_dict())

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
+import time
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -43,6 +45,7 @@ from leadscore.crm.ingest import historical_as_of
 from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import DEAL_STATUS, model_frame, status_as_of
 from leadscore.features.store import online_features
+from leadscore.model.drift import read_latest
 from leadscore.model.explain import Explainer
 from leadscore.model.scoring_model import NO_QUALITY, Columns
 from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
@@ -106,6 +109,14 @@ DEAL_OUTCOMES = (
     ("score", "rejected"),
     ("score_ids", "scored"),
     ("score_ids", "rejected"),
+)
+#: Alerts of the last ``leadscore monitor`` run (``leadscore.model.drift.read_latest``),
+#: -1 before any; re-read every ``ServingConfig.drift_refresh_seconds``. "max" across
+#: workers: they all read the same file.
+drift_alerts = bentoml.metrics.Gauge(
+    "leadscore_drift_alerts",
+    "Alerts raised by the last `leadscore monitor` run (0: none; -1: it never ran).",
+    multiprocess_mode="max",
 )
 deals_total = bentoml.metrics.Counter(
     "leadscore_deals",
@@ -190,6 +201,7 @@ class LeadScorer:
             if self.config.served_log
             else None
         )
+        threading.Thread(target=self._watch_drift, name="drift-gauge", daemon=True).start()
         #: The custom attributes a deal sent to /score may carry, by name.
         self.attributes = {a.name: a for a in self.model.attributes}
         compile_feature_kernels()
@@ -435,6 +447,13 @@ class LeadScorer:
             positions,
             answered,
         )
+
+    def _watch_drift(self) -> None:
+        """Keep :data:`drift_alerts` on the last monitor report, for as long as the worker runs."""
+        while True:
+            report = read_latest(self.settings.monitor_dir)
+            drift_alerts.set(len(report.get("alerts", [])) if report is not None else -1)
+            time.sleep(self.config.drift_refresh_seconds)
 
     def model_facts(self) -> dict[str, Any]:
         """``GET /model``: the served model and the quality summary training stored in it.

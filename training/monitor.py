@@ -16,7 +16,6 @@ for a later step (the served-deal log it needs does not exist yet).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import pandas as pd
 from leadscore.config import CHAMPION, DriftThresholds, Settings
 from leadscore.crm.ingest import load_stored
 from leadscore.features.catalog import features_by_name
-from leadscore.model.drift import DriftReport, drift_report
+from leadscore.model.drift import DriftReport, drift_report, write_latest
 from leadscore.model.registry import alias_version, load_scoring_model, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.model.served import read_served
@@ -178,10 +177,6 @@ def monitor_stored(
 
 
 def write_monitor(monitored: Monitored, folder: Path) -> Path:
-    """``latest.json`` under ``folder``: the last comparison, for a page or a scraper."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "latest.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(monitored.to_dict(), indent=2, default=str))
-    tmp.replace(path)
-    return path
+    """The comparison as the folder's latest (:func:`leadscore.model.drift.write_latest`),
+    for the page's banner, the service's gauge and the next reader."""
+    return write_latest(monitored.to_dict(), folder)

@@ -31,9 +31,11 @@ for the same 30 features of 10,000 and 2,000 rows (7 s more to import it).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -208,3 +210,27 @@ def drift_report(
             alerts.append(f"score: PSI {score['psi']:.2f} (over {t.score_psi:g})")
     rows.sort(key=lambda r: -r["psi"] if math.isfinite(r["psi"]) else 0.0)
     return DriftReport(len(reference), len(current), rows, score, alerts, t)
+
+
+#: The last comparison's file in the monitor folder (``Settings.monitor_dir``).
+LATEST = "latest.json"
+
+
+def write_latest(report: dict[str, Any], folder: Path) -> Path:
+    """Keep ``report`` (a JSON-ready dict) as the folder's :data:`LATEST`, replaced whole."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LATEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def read_latest(folder: Path) -> dict[str, Any] | None:
+    """The last comparison written to ``folder``, or None when there is none (or it cannot
+    be read: a page or a gauge should say nothing rather than fail)."""
+    try:
+        report = json.loads((Path(folder) / LATEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None

@@ -57,6 +57,7 @@ from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
 from leadscore.crm.ingest import last_recorded_event, load_stored
 from leadscore.features.catalog import SENIORITY_LEVELS
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
+from leadscore.model.drift import read_latest
 from leadscore.model.scoring_model import NO_GATE, NO_QUALITY
 from leadscore.priority.dormant import DormantChoice, dormant_meaning
 from leadscore.priority.rank import (
@@ -612,14 +613,33 @@ def _row(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def drift_banner(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What the page's drift banner says: the alerts of the last ``leadscore monitor`` run,
+    its date and the model version it checked; None when it raised none (or never ran)."""
+    if not report or not report.get("alerted"):
+        return None
+    alerts = [str(a) for a in report.get("alerts", [])]
+    return {
+        "alerts": alerts[:5],
+        "more": max(len(alerts) - 5, 0),
+        "as_of": str(report.get("as_of", ""))[:10],
+        "model_version": str(report.get("model_version", "")),
+    }
+
+
 def render_page(
     ranked: pd.DataFrame,
     tables: Mapping[str, pd.DataFrame],
     max_rows: int = DEFAULT_MAX_ROWS,
     last_event: pd.Timestamp | None = None,
     model: ModelPanel | None = None,
+    drift: Mapping[str, Any] | None = None,
 ) -> str:
     """The managers' page: the first ``max_rows`` of the ranked list and the CRM charts.
+
+    ``drift``: the last ``leadscore monitor`` report
+    (:func:`leadscore.model.drift.read_latest`); when it raised alerts, the page says so
+    at the top, since every number below rests on the model it questions.
 
     ``last_event``: the stored export's last recorded event
     (:func:`leadscore.crm.ingest.last_recorded_event`); a list ranked as of exactly that
@@ -636,6 +656,7 @@ def render_page(
         else None
     )
     return _template().render(
+        drift=drift_banner(drift),
         lost_left_out=left_out,
         reopened=bool("model" in ranked and (ranked["model"] == REOPENED_MODEL).any()),
         dormant=dormant_note(ranked),
@@ -672,6 +693,7 @@ def build_page(
         max_rows,
         last_recorded_event(crm_dir),
         model_panel(settings, versions[0]) if settings is not None and len(versions) else None,
+        read_latest(settings.monitor_dir) if settings is not None else None,
     )
 
 

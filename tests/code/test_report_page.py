@@ -180,3 +180,34 @@ def test_a_model_trained_before_the_summary_still_ranks_and_says_so(
     run_rank(stored, model, "99", tmp_path)
     page = visible(build_page(tmp_path, stored.crm_dir, settings=stored))
     assert "Model version 99: not readable from the model registry" in page
+
+
+# ---------------------------------------------------------------- drift
+def test_a_drift_alert_is_at_the_top_of_the_page_in_both_languages(
+    stored: Settings, model: ScoringModel, tmp_path: Path
+) -> None:
+    """Issue 16: an alert of the last `leadscore monitor` run is a banner on the page (its
+    text from the CRM escaped); a clean run, or none, shows nothing."""
+    from leadscore.model.drift import write_latest
+
+    run_rank(stored, model, "1", tmp_path)
+    assert 'id="drift-warning"' not in build_page(tmp_path, stored.crm_dir, settings=stored)
+    report = {
+        "alerted": True,
+        "alerts": ["channel: new value '<b>tiktok</b>' on 33% of deals"],
+        "as_of": "2025-06-30T00:00:00+00:00",
+        "model_version": "1",
+    }
+    write_latest(report, stored.monitor_dir)
+    page = build_page(tmp_path, stored.crm_dir, settings=stored)
+    assert 'id="drift-warning"' in page and "&lt;b&gt;tiktok&lt;/b&gt;" in page
+    text = visible(page)
+    assert (
+        "The newest deals no longer look like the ones model version 1 learnt from "
+        "(leadscore monitor, 2025-06-30)" in text
+    )
+    assert "最新商机已不同于模型版本 1 训练时的商机" in text
+    served = TestClient(create_app(stored, source=tmp_path)).get("/")
+    assert 'id="drift-warning"' in served.text
+    write_latest({**report, "alerted": False, "alerts": []}, stored.monitor_dir)
+    assert 'id="drift-warning"' not in build_page(tmp_path, stored.crm_dir, settings=stored)

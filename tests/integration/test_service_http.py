@@ -130,6 +130,7 @@ def asgi_app(served: Served) -> Iterator[Any]:
         patch.setenv("LEADSCORE_API_TOKEN", TOKEN)
         # The served-deal log writes often here, so a test reads it back at once.
         patch.setenv("LEADSCORE_SERVED_LOG_FLUSH_SECONDS", "0.2")
+        patch.setenv("LEADSCORE_DRIFT_REFRESH_SECONDS", "0.2")
         yield LeadScorer.to_asgi()
 
 
@@ -500,6 +501,27 @@ def test_every_scored_deal_is_logged_with_its_features_and_no_contact_details(
     text = rows.astype(str).to_csv()
     for value in secret.values():
         assert value not in text
+
+
+def test_the_last_drift_report_is_a_prometheus_gauge(client, served: Served):
+    """Issue 16: -1 before `leadscore monitor` ever ran, then its alert count."""
+    from leadscore.model.drift import LATEST, write_latest
+
+    def gauge() -> float | None:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith("leadscore_drift_alerts"):
+                return float(line.split()[-1])
+        return None
+
+    (served.settings.monitor_dir / LATEST).unlink(missing_ok=True)
+    deadline = time.monotonic() + 10
+    while gauge() != -1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gauge() == -1
+    write_latest({"alerted": True, "alerts": ["a", "b"]}, served.settings.monitor_dir)
+    while gauge() != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gauge() == 2
 
 
 def test_bentoml_build_makes_a_deployable_bento(served: Served):
