@@ -103,11 +103,14 @@ class HealthThresholds:
 
 @dataclass(frozen=True)
 class Flag:
-    """One broken rule on one deal, and what to do about it."""
+    """One broken rule on one deal, and what to do about it; in English and Chinese (many
+    of the managers who read the list read Chinese first)."""
 
     code: str
     text: str
     action: str
+    text_zh: str = ""
+    action_zh: str = ""
 
 
 # ------------------------------------------------------------------ actions
@@ -120,6 +123,20 @@ WIDEN = "Bring more people from the account into the deal"
 STEP_UP = "Step up contact: schedule a call or meeting this week"
 REENGAGE = "Re-engage: last touch {days:,.0f} days ago"
 DEFAULT_STEP = "Keep momentum: agree the next step and its date"
+REENGAGE_ZH = "重新跟进：上次接触在 {days:,.0f} 天前"
+#: Each fixed action and step in Chinese (a test checks every one has its words).
+ZH: dict[str, str] = {
+    MEET_SENIOR: "约见总监或更高级别的联系人",
+    REPLY: "24 小时内回复",
+    REPLY_NOW: "今天就回复：客户在等",
+    ECONOMIC_BUYER: "找到并接触经济决策人",
+    UNSTALL: "约定一个有日期的下一步，让商机重新推进",
+    WIDEN: "让客户方更多的人参与进来",
+    STEP_UP: "加强联系：本周安排一次电话或会议",
+    DEFAULT_STEP: "保持势头：约定下一步及其日期",
+}
+#: Stage names in Chinese, by ``stage_index`` (``STAGE_LEVELS``).
+STAGE_ZH = {0: "线索", 1: "已确认商机", 2: "方案", 3: "承诺", 4: "已关闭"}
 
 #: A lost deal's next step by its canonical lost reason (``leadscore.crm.contract``);
 #: ``other`` and an unknown reason get :data:`LOST_DEFAULT_STEP`.
@@ -132,6 +149,15 @@ LOST_REASON_STEPS: dict[str, str] = {
     PRODUCT_FIT: "Re-engage when the missing capability ships",
 }
 LOST_DEFAULT_STEP = "Check in: ask what changed"
+ZH |= {
+    LOST_REASON_STEPS[PRICE]: "在客户的预算周期之后提供新的方案报价",
+    LOST_REASON_STEPS[COMPETITOR]: "在竞争对手的合同续约之前联系客户",
+    LOST_REASON_STEPS[TIMING]: "在客户说的那个季度再联系",
+    LOST_REASON_STEPS[BUDGET]: "新财年预算开放时重新跟进",
+    LOST_REASON_STEPS[NO_DECISION]: "找一位新的支持者：问问情况有什么变化",
+    LOST_REASON_STEPS[PRODUCT_FIT]: "所缺的功能上线后重新跟进",
+    LOST_DEFAULT_STEP: "回访一下：问问情况有什么变化",
+}
 
 _ACTIVITY_COUNTS = frozenset(
     f.name
@@ -172,6 +198,22 @@ def quiet_days(features: pd.DataFrame, activities_logged: bool = True) -> pd.Ser
     return features["days_since_last_activity"].fillna(features["deal_age_days"])
 
 
+def next_step_words(
+    negative_reasons: Sequence[tuple[str, Any]], flags: Sequence[Flag]
+) -> tuple[str, str]:
+    """:func:`next_step` in English and Chinese."""
+    for feature, value in negative_reasons:
+        flag = next((f for f in flags if feature in FLAG_FEATURES[f.code]), None)
+        if flag is not None:
+            return flag.action, flag.action_zh
+        rule = REASON_ACTIONS.get(feature)
+        if rule is not None and value is not None and rule[1](value):
+            return rule[0], ZH[rule[0]]
+    if flags:
+        return flags[0].action, flags[0].action_zh
+    return DEFAULT_STEP, ZH[DEFAULT_STEP]
+
+
 def next_step(negative_reasons: Sequence[tuple[str, Any]], flags: Sequence[Flag]) -> str:
     """What to do first about a deal.
 
@@ -183,14 +225,7 @@ def next_step(negative_reasons: Sequence[tuple[str, Any]], flags: Sequence[Flag]
     :data:`REASON_ACTIONS` covers with a value showing the gap gets its action; failing
     both, the most urgent flag's action, else :data:`DEFAULT_STEP`.
     """
-    for feature, value in negative_reasons:
-        flag = next((f for f in flags if feature in FLAG_FEATURES[f.code]), None)
-        if flag is not None:
-            return flag.action
-        rule = REASON_ACTIONS.get(feature)
-        if rule is not None and value is not None and rule[1](value):
-            return rule[0]
-    return flags[0].action if flags else DEFAULT_STEP
+    return next_step_words(negative_reasons, flags)[0]
 
 
 def time_since(days: float) -> str:
@@ -201,6 +236,25 @@ def time_since(days: float) -> str:
     if days < 60:
         return _count(round(days / 7), "week", "weeks")
     return _count(round(days / 30), "month", "months")
+
+
+def time_since_zh(days: float) -> str:
+    """:func:`time_since` in Chinese ("3 周")."""
+    if days < 14:
+        return f"{round(max(days, 0.0))} 天"
+    if days < 60:
+        return f"{round(days / 7)} 周"
+    return f"{round(days / 30)} 个月"
+
+
+def lost_next_step_zh(lost_reason: str | None, days_since_loss: float | None) -> str:
+    """:func:`lost_next_step` in Chinese: "在客户说的那个季度再联系（3 周前丢单）"."""
+    step = ZH[LOST_REASON_STEPS.get(lost_reason or "", LOST_DEFAULT_STEP)]
+    if days_since_loss is None or pd.isna(days_since_loss):
+        return step
+    if days_since_loss < 1:
+        return f"{step}（今天丢单）"
+    return f"{step}（{time_since_zh(days_since_loss)}前丢单）"
 
 
 def lost_next_step(lost_reason: str | None, days_since_loss: float | None) -> str:
@@ -244,6 +298,10 @@ def _waited(hours: float) -> str:
     return _count(hours, "hour", "hours") if hours < 72 else _count(hours / 24.0, "day", "days")
 
 
+def _waited_zh(hours: float) -> str:
+    return f"{hours:,.0f} 小时" if hours < 72 else f"{hours / 24.0:,.0f} 天"
+
+
 def risk_flags(
     features: pd.DataFrame,
     thresholds: HealthThresholds,
@@ -268,19 +326,25 @@ def risk_flags(
     waiting_hours = waiting_days * 24.0
     # One message over the reply limit, not yet old enough for no_follow_up's own words.
     overdue = ~unanswered & (waiting_hours > t.max_reply_hours)
-    Rule = tuple[np.ndarray, str, Callable[[int], str], Callable[[int], str]]
+    Text = Callable[[int], str]
+    #: (rows, code, text, action, text in Chinese, action in Chinese)
+    Rule = tuple[np.ndarray, str, Text, Text, Text, Text]
     rules: list[Rule] = [
         (
             unanswered,
             "no_follow_up",
             lambda i: f"Customer message unanswered for {waiting_days[i]:,.0f} days",
             lambda i: REPLY,
+            lambda i: f"客户消息已 {waiting_days[i]:,.0f} 天未回复",
+            lambda i: ZH[REPLY],
         ),
         (
             ~unanswered & (quiet > t.follow_up_days),
             "no_follow_up",
             lambda i: f"No follow-up for {quiet[i]:,.0f} days",
             lambda i: REENGAGE.format(days=quiet[i]),
+            lambda i: f"已 {quiet[i]:,.0f} 天没有跟进",
+            lambda i: REENGAGE_ZH.format(days=quiet[i]),
         ),
         (
             overdue,
@@ -290,18 +354,28 @@ def risk_flags(
                 f"(over {t.max_reply_hours:g} hours)"
             ),
             lambda i: REPLY_NOW,
+            lambda i: (
+                f"客户消息已 {_waited_zh(waiting_hours[i])}未回复（超过 {t.max_reply_hours:g} 小时）"
+            ),
+            lambda i: ZH[REPLY_NOW],
         ),
         (
             ~overdue & (reply > t.max_reply_hours),
             "slow_replies",
             lambda i: f"Median reply time {reply[i]:,.0f} hours (over {t.max_reply_hours:g})",
             lambda i: REPLY,
+            lambda i: f"回复时间中位数 {reply[i]:,.0f} 小时（超过 {t.max_reply_hours:g}）",
+            lambda i: ZH[REPLY],
         ),
         (
             (stage >= t.economic_buyer_stage) & (eb == 0),
             "no_economic_buyer",
             lambda i: f"No economic buyer in the {STAGE_LEVELS.name(stage[i])} stage",
             lambda i: ECONOMIC_BUYER,
+            lambda i: (
+                f"已到{STAGE_ZH.get(int(stage[i]), STAGE_LEVELS.name(stage[i]))}阶段，仍未接触经济决策人"
+            ),
+            lambda i: ZH[ECONOMIC_BUYER],
         ),
         (
             activity < t.activity_ratio * won_level,
@@ -311,6 +385,10 @@ def risk_flags(
                 f"had a median of {won_level[i]:,.0f}"
             ),
             lambda i: STEP_UP,
+            lambda i: (
+                f"30 天内 {activity[i]:,.0f} 次跟进；此阶段赢单商机的中位数为 {won_level[i]:,.0f} 次"
+            ),
+            lambda i: ZH[STEP_UP],
         ),
         (
             stalls >= t.max_stalls,
@@ -319,10 +397,12 @@ def risk_flags(
                 f"Stalled {_count(stalls[i], 'time', 'times')} (moved back or over {STALL_DAYS} days in a stage)"
             ),
             lambda i: UNSTALL,
+            lambda i: f"停滞 {stalls[i]:,.0f} 次（阶段倒退或在一个阶段超过 {STALL_DAYS} 天）",
+            lambda i: ZH[UNSTALL],
         ),
     ]
     out: list[list[Flag]] = [[] for _ in range(len(f))]
-    for mask, code, text, action in rules:
+    for mask, code, text, action, text_zh, action_zh in rules:
         for i in np.flatnonzero(mask).tolist():
-            out[i].append(Flag(code, text(i), action(i)))
+            out[i].append(Flag(code, text(i), action(i), text_zh(i), action_zh(i)))
     return out

@@ -140,7 +140,8 @@ from leadscore.priority.health import (
     Flag,
     HealthThresholds,
     lost_next_step,
-    next_step,
+    lost_next_step_zh,
+    next_step_words,
     risk_flags,
     won_activity_reference,
 )
@@ -183,7 +184,7 @@ _REASON = pa.struct(
         ("contribution", pa.float64()),
     ]
 )
-_FLAG = pa.struct([("code", pa.string()), ("text", pa.string())])
+_FLAG = pa.struct([("code", pa.string()), ("text", pa.string()), ("text_zh", pa.string())])
 #: Arrow types of the list columns; the rest are inferred (strings, numbers, times).
 _LIST_TYPES: dict[str, pa.DataType] = {
     "positive_reasons": pa.list_(_REASON),
@@ -613,6 +614,10 @@ def listing(
     probability = np.array([e["probability"] for e in explained], dtype=float)
     amount = features["amount"].to_numpy(dtype=float)
     group = candidates[GROUP].to_numpy()
+    steps = [
+        next_step_words([(r["feature"], r["value"]) for r in e["negative_reasons"]], fs)
+        for e, fs in zip(explained, flags, strict=True)
+    ]
     return pd.DataFrame(
         {
             "deal_id": candidates["deal_id"].astype(str).to_numpy(),
@@ -632,11 +637,11 @@ def listing(
             "expected_value": probability * amount,
             "positive_reasons": [_reasons(e["positive_reasons"]) for e in explained],
             "negative_reasons": [_reasons(e["negative_reasons"]) for e in explained],
-            "risk_flags": [[{"code": f.code, "text": f.text} for f in fs] for fs in flags],
-            "next_step": [
-                next_step([(r["feature"], r["value"]) for r in e["negative_reasons"]], fs)
-                for e, fs in zip(explained, flags, strict=True)
+            "risk_flags": [
+                [{"code": f.code, "text": f.text, "text_zh": f.text_zh} for f in fs] for fs in flags
             ],
+            "next_step": [s[0] for s in steps],
+            "next_step_zh": [s[1] for s in steps],
         }
     )
 
@@ -688,11 +693,13 @@ def with_lost_scores(
     )
     if lost.any():
         since = (as_of - pd.to_datetime(loss["lost_at"], utc=True)) / pd.Timedelta(days=1)
-        steps = [
-            lost_next_step(None if pd.isna(r) else str(r), d)
-            for r, d in zip(loss["lost_reason"], since, strict=True)
+        reasons = [None if pd.isna(r) else str(r) for r in loss["lost_reason"]]
+        out.loc[lost, "next_step"] = [
+            lost_next_step(r, d) for r, d in zip(reasons, since, strict=True)
         ]
-        out.loc[lost, "next_step"] = steps
+        out.loc[lost, "next_step_zh"] = [
+            lost_next_step_zh(r, d) for r, d in zip(reasons, since, strict=True)
+        ]
     return out
 
 

@@ -597,6 +597,8 @@ def _row(r: Mapping[str, Any]) -> dict[str, Any]:
             )
         },
         "stage": r["stage"] or "",
+        # A list ranked before the Chinese words has none: the page then shows English only.
+        "next_step_zh": r.get("next_step_zh") or "",
         "model": r.get("model") or "",
         "meaning": r.get("meaning") or "",
         "segment": r["segment"],

@@ -300,3 +300,36 @@ def test_the_next_step_answers_the_strongest_reason_a_flag_confirms_or_a_value_s
     # No actionable reason: the most urgent flag.
     assert next_step([("competitor", "globex")], [QUIET, NO_EB]) == QUIET.action
     assert next_step([], []) == DEFAULT_STEP
+
+
+def test_every_flag_and_step_has_its_chinese_words(crm):
+    """Managers who read Chinese first get the same flags and steps, numbers included."""
+    import re
+
+    from leadscore.priority.health import (
+        LOST_DEFAULT_STEP,
+        LOST_REASON_STEPS,
+        UNSTALL,
+        ZH,
+        lost_next_step_zh,
+        next_step_words,
+    )
+
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    fixed = [MEET_SENIOR, REPLY, REPLY_NOW, ECONOMIC_BUYER, UNSTALL, STEP_UP, DEFAULT_STEP]
+    for step in [*fixed, *LOST_REASON_STEPS.values(), LOST_DEFAULT_STEP]:
+        assert cjk.search(ZH[step]), step
+    flags = flags_at(crm)
+    for deal in flags.values():
+        for f in deal:
+            assert cjk.search(f.text_zh) and f.action_zh, f
+    waiting = next(f for f in flags["waiting"] if f.code == "no_follow_up")
+    assert (waiting.text_zh, waiting.action_zh) == ("客户消息已 20 天未回复", ZH[REPLY])
+    ignored = next(f for f in flags["ignored"] if f.code == "slow_replies")
+    assert ignored.text_zh == "客户消息已 36 小时未回复（超过 24 小时）"
+    quiet = next(f for f in flags["quiet"] if f.code == "no_follow_up")
+    assert quiet.action_zh == "重新跟进：上次接触在 20 天前"
+    assert next_step_words([], flags["quiet"]) == (quiet.action, quiet.action_zh)
+    assert next_step_words([], []) == (DEFAULT_STEP, ZH[DEFAULT_STEP])
+    assert lost_next_step_zh("timing", 21) == "在客户说的那个季度再联系（3 周前丢单）"
+    assert lost_next_step_zh(None, 0.5) == "回访一下：问问情况有什么变化（今天丢单）"

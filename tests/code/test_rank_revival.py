@@ -282,6 +282,8 @@ def test_the_listed_next_step_of_a_lost_deal_follows_its_reason_and_age(
     assert scored.loc["D2", "next_step"] == (
         "Offer a new package after the customer's budget cycle (lost 4 weeks ago)"
     )
+    assert scored.loc["D2", "next_step_zh"] == "在客户的预算周期之后提供新的方案报价（4 周前丢单）"
+    assert scored["next_step_zh"].str.len().gt(0).all()
     assert not scored.loc["D4", "next_step"].startswith("Offer a new package")
 
 

@@ -67,6 +67,11 @@ def test_a_historical_export_is_shown_as_of_its_last_recorded_event_in_both_lang
     assert f"deals as of {when} with model version 1" in page
     assert ENGLISH.format(when=when) in page
     assert CHINESE.format(when=when) in page
+    # Each row's next step in both languages.
+    from leadscore.priority.report import read_ranked
+
+    first = read_ranked(tmp_path).iloc[0]
+    assert first["next_step"] in page and first["next_step_zh"] in page
     served = TestClient(create_app(stored, source=tmp_path)).get("/")
     assert served.status_code == 200
     assert ENGLISH.format(when=when) in visible(served.text)
