@@ -111,12 +111,13 @@ DEAL_OUTCOMES = (
     ("score_ids", "rejected"),
 )
 #: Alerts of the last ``leadscore monitor`` run (``leadscore.model.drift.read_latest``),
-#: -1 before any; re-read every ``ServingConfig.drift_refresh_seconds``. "max" across
-#: workers: they all read the same file.
+#: -1 before any; re-read every ``ServingConfig.drift_refresh_seconds``. Across workers
+#: the most recently set value: they all read the same file, and a process that only
+#: imported this module (its gauge never set) must not outvote them, as "max" let a 0 do.
 drift_alerts = bentoml.metrics.Gauge(
     "leadscore_drift_alerts",
     "Alerts raised by the last `leadscore monitor` run (0: none; -1: it never ran).",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 deals_total = bentoml.metrics.Counter(
     "leadscore_deals",

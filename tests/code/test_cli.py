@@ -4,6 +4,7 @@ results (valid JSON under progress bars), and option defaults read from the core
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import json
 import logging
@@ -36,7 +37,12 @@ def env_of(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture
 def shown(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Messages of the warnings that reach the display (the CLI's filter sits in front)."""
+    """Messages of the warnings that reach the display (the CLI's filter sits in front).
+
+    Garbage of earlier tests in this worker is collected first: a BentoML client another
+    module left behind warns when its temporary folder is finalised, whenever that is, and
+    that is no warning of the command under test."""
+    gc.collect()
     seen: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("always")
