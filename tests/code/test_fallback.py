@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -118,6 +119,12 @@ def test_without_a_champion_rank_scores_with_the_labelled_fallback(stored: Setti
         assert by_deal.loc[deal, "probability"] == pytest.approx(expected)
     reasons = by_deal.loc["D3", "positive_reasons"]
     assert [r["feature"] for r in reasons] == ["stage_index"]
+    # The managers' page says it too: each row's number with what it means, the model named.
+    from leadscore.priority.report import build_page
+
+    page = build_page(tmp_path, stored.crm_dir, settings=stored)
+    assert 'title="model: fallback (stage and channel rates, 2 closed deals)"' in page
+    assert html.escape(meaning) in page
 
 
 def test_the_fallback_scores_recently_lost_deals_as_if_reopened():
