@@ -9,10 +9,12 @@ import shutil
 import socket
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from leadscore.config import PROJECT_ROOT, Settings, load_settings
+from leadscore.crm.synth import SyntheticCRM, generate_crm, write_export
 from leadscore.model.registry import mlflow_client
 from pipelines.cli import app
 from training.registry import ensure_experiment
@@ -106,6 +108,16 @@ def cli(env: dict[str, str], *args: str, code: int = 0) -> str:
     out = CliRunner().invoke(app, list(args), env=env)
     assert out.exit_code == code, f"{args}: {out.output}"
     return out.stdout
+
+
+def ingested_synthetic(root: Path, crm: SyntheticCRM | None = None) -> dict[str, str]:
+    """:func:`environment` of ``root`` with ``crm`` (default: 300 deals, seed 3, history to
+    2025-06-30) exported under ``root / "x"`` and ingested through the CLI."""
+    env = environment(root)
+    crm = crm or generate_crm(300, seed=3, as_of=pd.Timestamp("2025-06-30", tz="UTC"))
+    write_export(crm, root / "x")
+    cli(env, "ingest", str(root / "x"))
+    return env
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner, Result
@@ -228,14 +227,9 @@ def test_settings_defaults_are_the_dataclass_fields() -> None:
 
 
 def test_funnel_reads_the_stored_crm_and_prints_each_value_with_its_deals(tmp_path: Path) -> None:
-    from leadscore.crm.synth import generate_crm, write_export
-    from tests.conftest import cli, environment
+    from tests.conftest import cli, ingested_synthetic
 
-    env = environment(tmp_path)
-    write_export(
-        generate_crm(300, seed=3, as_of=pd.Timestamp("2025-06-30", tz="UTC")), tmp_path / "x"
-    )
-    cli(env, "ingest", str(tmp_path / "x"))
+    env = ingested_synthetic(tmp_path)
     out = json.loads(cli(env, "funnel", "--from", "2024-07-01", "--to", "2025-07-01", "--json"))
     assert set(out) == {"definitions", "funnel", "stage_durations", "lost_exits"}
     metrics = {r["metric"] for r in out["funnel"]}

@@ -82,13 +82,11 @@ def test_thresholds_come_from_the_environment_with_a_clear_error():
 
 def test_the_monitor_command_exits_3_on_drift_and_keeps_the_report(tmp_path: Path):
     from leadscore.crm.synth import generate_crm, write_export
-    from tests.conftest import cli, environment, isolated
+    from tests.conftest import cli, ingested_synthetic, isolated
     from tests.serving_fixture import register_champion
 
-    env = environment(tmp_path)
     crm = generate_crm(800, seed=3, as_of=pd.Timestamp("2025-06-30", tz="UTC"))
-    write_export(crm, tmp_path / "x")
-    cli(env, "ingest", str(tmp_path / "x"))
+    env = ingested_synthetic(tmp_path, crm)
     cli(env, "monitor", code=1)  # no champion yet: says so, exit 1
     register_champion(*small_champion(), isolated(tmp_path))
     out = json.loads(cli(env, "monitor", "--days", "90", "--json"))

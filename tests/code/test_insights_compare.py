@@ -296,15 +296,10 @@ def test_probabilities_at_creation_are_trainings_first_snapshot():
 
 # ---------------------------------------------------------------- the command
 def test_compare_command_with_and_without_a_champion(tmp_path: Path) -> None:
-    from leadscore.crm.synth import generate_crm, write_export
-    from tests.conftest import cli, environment, isolated
+    from tests.conftest import cli, ingested_synthetic, isolated
     from tests.serving_fixture import register_champion, small_champion
 
-    env = environment(tmp_path)
-    write_export(
-        generate_crm(300, seed=3, as_of=pd.Timestamp("2025-06-30", tz="UTC")), tmp_path / "x"
-    )
-    cli(env, "ingest", str(tmp_path / "x"))
+    env = ingested_synthetic(tmp_path)
     window = ("--from", "2024-07-01", "--to", "2025-07-01")
     out = json.loads(cli(env, "compare", "--by", "channel", *window, "--json"))
     assert out["lead_quality"] is None and "no 'champion' version" in out["lead_quality_skipped"]

@@ -238,14 +238,9 @@ def test_backtest_error_by_hand() -> None:
 
 
 def test_forecast_command_per_rep_and_backtest(tmp_path: Path) -> None:
-    from leadscore.crm.synth import generate_crm, write_export
-    from tests.conftest import cli, environment
+    from tests.conftest import cli, ingested_synthetic
 
-    env = environment(tmp_path)
-    write_export(
-        generate_crm(300, seed=3, as_of=pd.Timestamp("2025-06-30", tz="UTC")), tmp_path / "x"
-    )
-    cli(env, "ingest", str(tmp_path / "x"))
+    env = ingested_synthetic(tmp_path)
     out = json.loads(cli(env, "forecast", "--months", "3", "--by", "owner", "--json"))
     assert out["probability"] == "stage_rate"  # no champion registered
     # A historical export: as of its last recorded event, as `rank` does.
