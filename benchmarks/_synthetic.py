@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
 from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, SyntheticCRM, generate_crm
+from training.revival import in_memory_revival_frame
 
 T = TypeVar("T")
 
@@ -58,4 +60,17 @@ def synthetic_crm(args: argparse.Namespace, steps: Steps, revival: bool = True) 
         as_of=pd.Timestamp(args.as_of, tz="UTC"),
         revival=revival,
         history_days=args.history_days,
+    )
+
+
+def revival_frame(crm: SyntheticCRM, steps: Steps) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The revival model's frame of ``crm`` and its entity counts, with the product's
+    window and horizon, timed as the ``revival frame`` step."""
+    return steps(
+        "revival frame",
+        in_memory_revival_frame,
+        crm.tables,
+        crm.as_of,
+        REVIVAL_WINDOW_DAYS,
+        REVIVAL_HORIZON_DAYS,
     )

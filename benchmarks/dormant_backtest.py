@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import json
 
-from _synthetic import Steps, crm_arguments, synthetic_crm
+from _synthetic import Steps, crm_arguments, revival_frame, synthetic_crm
 
-from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
 from training.data import in_memory_frame
 from training.dormant import backtest_table
 from training.result import TrainConfig
-from training.revival import fit_and_evaluate_revival, in_memory_revival_frame
+from training.revival import fit_and_evaluate_revival
 from training.train import fit_and_evaluate
 
 
@@ -55,14 +54,7 @@ def main() -> None:
         return
     lost = None
     if not args.no_lost:
-        frame, _ = timed(
-            "revival frame",
-            in_memory_revival_frame,
-            crm.tables,
-            crm.as_of,
-            REVIVAL_WINDOW_DAYS,
-            REVIVAL_HORIZON_DAYS,
-        )
+        frame, _ = revival_frame(crm, timed)
         lost = timed(
             "revival model",
             fit_and_evaluate_revival,

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import json
 
-from _synthetic import Steps, crm_arguments, synthetic_crm
+from _synthetic import Steps, crm_arguments, revival_frame, synthetic_crm
 
-from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
 from training.data import in_memory_frame
 from training.result import TrainConfig
 from training.revival import (
     backtest_table,
     difference_words,
     fit_and_evaluate_revival,
-    in_memory_revival_frame,
     reopened_win_probability,
 )
 from training.train import fit_and_evaluate
@@ -45,14 +43,7 @@ def main() -> None:
         "win model",
         lambda: fit_and_evaluate(in_memory_frame(crm.tables), "lead_scoring_v1", TrainConfig()),
     )
-    frame, counts = timed(
-        "revival frame",
-        in_memory_revival_frame,
-        crm.tables,
-        crm.as_of,
-        REVIVAL_WINDOW_DAYS,
-        REVIVAL_HORIZON_DAYS,
-    )
+    frame, counts = revival_frame(crm, timed)
     today = timed("today's approach", reopened_win_probability, win.model, crm.tables, frame)
     result = timed(
         "revival model",
