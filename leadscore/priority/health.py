@@ -77,7 +77,8 @@ class HealthThresholds:
 
     #: Flag at this many stalls or more.
     max_stalls: int = 3
-    #: Flag when the median reply time is over this many hours.
+    #: Flag a customer message unanswered for longer than this many hours, or a median
+    #: reply time over it.
     max_reply_hours: float = 24.0
     #: Flag when nothing happened, or a customer message went unanswered, for longer.
     follow_up_days: float = 14.0
