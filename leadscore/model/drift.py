@@ -66,9 +66,12 @@ def psi(reference: np.ndarray, current: np.ndarray) -> float:
 
 
 def _shares(labels: np.ndarray, bins: Sequence[Any]) -> np.ndarray:
+    # By label, never by position: ``Series.get(2)`` on an object index without the label 2
+    # falls back to the third row's count, which gave an empty bin another bin's share.
     counts = pd.Series(labels, dtype=object).value_counts()
     total = max(len(labels), 1)
-    return np.asarray([counts.get(b, 0) / total for b in bins], dtype=np.float64)
+    by_bin = counts.reindex(pd.Index(bins, dtype=object), fill_value=0)
+    return by_bin.to_numpy(dtype=np.float64) / total
 
 
 def _numeric_bins(reference: pd.Series, current: pd.Series, discrete: bool) -> dict[str, Any]:
