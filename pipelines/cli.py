@@ -1125,8 +1125,8 @@ def monitor(
                 f"served: {realised['served_deals']:,} deals, {realised['closed_since']:,} closed "
                 f"since ({realised['won']:,} won): "
                 + (
-                    f"ROC AUC {_num(m['roc_auc'], '.3f')}, ECE {_num(m['ece'], '.4f')}, "
-                    f"mean probability {m['mean_p']:.3f} against a win rate of {m['win_rate']:.3f}"
+                    f"{_intervals(m)}; mean probability {m['mean_p']:.3f} against a win rate "
+                    f"of {m['win_rate']:.3f}"
                     if m
                     else realised["missing"]
                 )

@@ -9,7 +9,7 @@ snapshot_index, created_at, closed_at, won, and every model feature.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -157,11 +157,20 @@ def data_window(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def in_memory_frame(
-    tables: Mapping[str, pd.DataFrame], every_days: int = 14, attributes: Sequence[Attribute] = ()
+    tables: Mapping[str, pd.DataFrame],
+    every_days: int = 14,
+    attributes: Sequence[Attribute] = (),
+    deal_ids: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """The Feast training frame's shape, computed in memory (``features_as_of``), no store;
-    with the features of the custom ``attributes`` known before close."""
+    with the features of the custom ``attributes`` known before close. ``deal_ids``: only
+    these deals' snapshots. The feature sources are still built from every table, so each
+    snapshot's account and owner track records count every other deal, as in the full frame.
+    """
     entities = snapshot_entities(tables["deals"], every_days, tables.get("stage_history"))
+    if deal_ids is not None:
+        keep = entities["deal_id"].astype(str).isin(set(deal_ids)).to_numpy()
+        entities = entities[keep].reset_index(drop=True)
     sources = build_feature_sources(dict(tables), attributes=attributes)
     features = features_as_of(sources, entities)
     return pd.concat([entities.reset_index(drop=True), model_frame(features, attributes)], axis=1)

@@ -9,9 +9,13 @@ the two sets of deals from the stored CRM and scores them the same way:
   leads);
 
 each at its creation (:func:`leadscore.priority.at_creation.scored_at_creation`): the
-one moment every deal has, so an old deal's history cannot pass for drift. Outcomes of
-the current deals are mostly unknown yet; realised calibration once they close is left
-for a later step (the served-deal log it needs does not exist yet).
+one moment every deal has, so an old deal's history cannot pass for drift.
+
+With ``--served`` the current deals are instead what the service scored in the window
+(the served-deal log, :mod:`leadscore.model.served`), compared with the training
+snapshots of the reference deals (only theirs are computed: on a large export the whole
+training frame is most of the run's cost), and the served probabilities are scored on
+the deals that have closed since (:func:`realised_quality`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from leadscore.model.served import read_served
 from leadscore.priority.at_creation import scored_at_creation
 from leadscore.timeutil import as_utc
 from training.data import in_memory_frame
-from training.evaluate import binary_metrics
+from training.evaluate import with_intervals
 from training.revival import stored_as_of
 from training.split import SplitBounds
 
@@ -98,7 +102,8 @@ def realised_quality(
 
     Each deal counts once, at the first time it was served in the window (the number a
     rep acted on first); its outcome is the stored status, when it closed after that.
-    Below ``min_class_deals`` won or lost the metrics are missing with the counts.
+    Below ``min_class_deals`` won or lost the metrics are missing with the counts; above,
+    each comes with its deal-bootstrap interval (:func:`training.evaluate.with_intervals`).
     """
     first = served.sort_values("scored_at", kind="stable").drop_duplicates("deal_id")
     status = deals.set_index(deals["deal_id"].astype(str))
@@ -118,7 +123,9 @@ def realised_quality(
     if min(won, lost) < min_class_deals:
         out["missing"] = f"{won} won and {lost} lost so far: fewer than {min_class_deals} of either"
         return out
-    return out | {"metrics": binary_metrics(y, rows["probability"].to_numpy(dtype=np.float64))}
+    probability = rows["probability"].to_numpy(dtype=np.float64)
+    deal_ids = rows["deal_id"].astype(str).to_numpy()
+    return out | {"metrics": with_intervals(y, {"served": probability}, deal_ids)["served"]}
 
 
 def _champion(settings: Settings) -> tuple[str, ScoringModel]:
@@ -153,8 +160,7 @@ def monitor_stored(
         log_rows = read_served(settings.served_dir, since=start)
         log_rows = log_rows[log_rows["model_version"].astype(str) == version]
         current = log_rows.sort_values("scored_at").drop_duplicates("deal_id", keep="last")
-        frame = in_memory_frame(tables, attributes=model.attributes)
-        reference = frame[frame["deal_id"].astype(str).isin(set(ref_ids))].reset_index(drop=True)
+        reference = in_memory_frame(tables, attributes=model.attributes, deal_ids=ref_ids)
         reference["probability"] = model.probability(model.encode(reference))
         ref_words = ref_words.replace("deals", "snapshots of the deals", 1)
         cur_words = f"deals the service scored with version {version} since {start.date()}"

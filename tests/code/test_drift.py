@@ -114,3 +114,59 @@ def test_track_records_are_reported_but_never_alert():
     row = report.features[0]
     assert row["history"] and row["psi"] > 1 and row["missing_reference"] == 0.75
     assert not report.alerted
+
+
+def test_monitor_served_compares_what_was_served_and_scores_it_on_the_deals_closed_since(
+    tmp_path: Path,
+):
+    """`monitor --served`: the served rows against the training snapshots, and the served
+    probabilities' realised quality on the served deals that closed after their serving."""
+    from leadscore.crm.synth import generate_crm
+    from serving.served_log import ServedLog
+    from tests.conftest import cli, ingested_synthetic, isolated
+    from tests.serving_fixture import register_champion
+    from training.data import in_memory_frame
+
+    crm = generate_crm(800, seed=3, as_of=pd.Timestamp("2025-06-30", tz="UTC"))
+    env = ingested_synthetic(tmp_path, crm)
+    model, frame = small_champion()
+    register_champion(model, frame, isolated(tmp_path))
+    version = json.loads(cli(env, "monitor", "--days", "90", "--json"))["model_version"]
+    # Served 180 to 166 days ago: every deal then open that has closed since, once, at its
+    # snapshot in those two weeks (as the service would have scored it then).
+    start = crm.as_of - pd.Timedelta(days=180)
+    first = in_memory_frame(crm.tables, attributes=model.attributes)
+    at = pd.to_datetime(first["event_timestamp"], utc=True)
+    first = first[(at >= start) & (at < start + pd.Timedelta(days=14))].reset_index(drop=True)
+    probability = model.probability(model.encode(first))
+    log = ServedLog(isolated(tmp_path).served_dir, model.features, flush_seconds=3600)
+    for at, rows in first.groupby("event_timestamp"):
+        idx = rows.index.to_numpy()
+        columns = {name: first.loc[idx, name].tolist() for name in model.features}
+        log.record("score", rows["deal_id"].tolist(), columns, probability[idx], version, at, at)
+    log.close()
+    out = json.loads(cli(env, "monitor", "--served", "--days", "180", "--json"))
+    realised = out["realised"]
+    deals = crm.tables["deals"]
+    closed = int(deals["status"].isin(["won", "lost"]).sum())
+    assert realised["served_deals"] == len(first) >= 100
+    assert realised["closed_since"] == len(first) <= closed  # all closed after serving
+    assert realised["won"] + realised["lost"] == realised["closed_since"]
+    m = realised["metrics"]
+    assert m["n"] == len(first) and 0.5 < m["roc_auc"] <= 1.0
+    assert m["ci95"]["roc_auc"]["low"] < m["roc_auc"] < m["ci95"]["roc_auc"]["high"]
+    text = cli(env, "monitor", "--served", "--days", "180")
+    assert f"served: {len(first):,} deals, {len(first):,} closed since" in text
+    assert "ROC AUC 0." in text and "ECE 0." in text and "[" in text
+    assert out["current_rows"] == len(first) and out["reference_rows"] > 0
+
+
+def test_an_empty_bin_has_no_share_even_when_its_label_is_a_position():
+    """A bin no deal falls in counts 0. Numeric bins are labelled 0, 1, 2... beside the
+    missing label; when every value was missing, ``Series.get(0)`` read the absent label 0
+    as a position and gave bin 0 the missing share too (shares summing to 2)."""
+    from leadscore.model.drift import MISSING, _shares
+
+    assert _shares(np.array([MISSING] * 3, dtype=object), [0, 1, MISSING]).tolist() == [0, 0, 1]
+    labels = np.array([0, 0, MISSING], dtype=object)
+    assert _shares(labels, [0, 1, 2, MISSING]).tolist() == [2 / 3, 0.0, 0.0, 1 / 3]
