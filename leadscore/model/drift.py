@@ -66,8 +66,8 @@ def psi(reference: np.ndarray, current: np.ndarray) -> float:
 
 
 def _shares(labels: np.ndarray, bins: Sequence[Any]) -> np.ndarray:
-    # By label, never by position: ``Series.get(2)`` on an object index without the label 2
-    # falls back to the third row's count, which gave an empty bin another bin's share.
+    # By label, never by position: on an index of strings only (every value missing),
+    # ``Series.get(0)`` read the absent bin 0 as the first row and gave it the missing share.
     counts = pd.Series(labels, dtype=object).value_counts()
     total = max(len(labels), 1)
     by_bin = counts.reindex(pd.Index(bins, dtype=object), fill_value=0)
