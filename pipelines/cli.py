@@ -22,6 +22,7 @@ from leadscore.config import (
     CHAMPION,
     DEFAULT_RANK_BY,
     DORMANT_DAYS,
+    FALLBACK,
     FORECAST_MONTHS,
     LOST_WINDOW_DAYS,
     MAX_AUC_DROP,
@@ -434,13 +435,35 @@ def package(
     ] = False,
 ) -> None:
     """Import models:/lead_scorer@champion from MLflow into the project's BentoML store,
-    and models:/lead_scorer_revival@champion beside it when one is registered."""
-    from serving.package import PackagingError, build_bento, package_champion, package_revival
+    and models:/lead_scorer_revival@champion beside it when one is registered. With no
+    champion yet, package the labelled fallback fitted on the stored CRM instead
+    (lead_scorer_fallback), which `serve` then serves."""
+    from serving.package import (
+        NoVersionError,
+        PackagingError,
+        build_bento,
+        package_champion,
+        package_fallback,
+        package_revival,
+    )
 
     settings = load_settings()
     try:
-        win = package_champion(settings, alias)
+        try:
+            win = package_champion(settings, alias)
+        except NoVersionError as exc:
+            if alias != CHAMPION:
+                raise
+            win = package_fallback(settings)
+            typer.echo(
+                f"{exc}.\nNo champion: packaged the fallback instead ("
+                f"{'imported' if win.created else 'already packaged'}): {win.model_uri} -> "
+                f"BentoML model {win.tag} in {settings.bentoml_home}; `serve` answers with it, "
+                "labelled as a rough prior, until a trained model is champion"
+            )
         for p in (win, package_revival(settings, alias)):
+            if p is not None and p.mlflow_version == FALLBACK:
+                continue
             if p is None:
                 typer.echo(
                     f"no {settings.revival_model_name}@{alias}: lost deals asked for revival "
