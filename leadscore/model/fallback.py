@@ -17,9 +17,10 @@ is a stage-conversion prior learnt from the handful of closed deals there are:
 Every parameter is counted from the export; nothing comes from another organisation.
 ``benchmarks/fallback_backtest.py`` compares the variants with "no score" (the base rate)
 and the channel win rate at 50, 100 and 200 closed deals; its table is in
-``docs/fallback.md``. The list labels every row it scores (``fallback (stage and channel
-rates, 63 closed deals)``) and says the number is a rough prior until a trained model takes
-over.
+``docs/fallback.md``. The list and the API label every row they score (``fallback (stage
+and channel rates, 63 closed deals)``) and say the number is a rough prior until a trained
+model takes over; the promotion gate has it as a baseline (fitted on the training slice by
+:func:`fit_fallback_on_snapshots`), so a trained model takes over only by beating it.
 """
 
 from __future__ import annotations
