@@ -10,11 +10,8 @@ reasons, a ``model`` label and a warning; ``GET /model`` says the same.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -33,8 +30,8 @@ from leadscore.features.featurize import (
 from leadscore.model.fallback import StageFallback
 from leadscore.priority.rank import stored_fallback
 from pipelines.cli import app
-from tests.conftest import free_port, ingested_synthetic
-from tests.serving_fixture import crm_payloads, running_server, serving_environment
+from tests.conftest import ingested_synthetic
+from tests.serving_fixture import crm_payloads, leadscore_serve, serving_environment
 
 pytestmark = pytest.mark.integration
 
@@ -77,19 +74,9 @@ def fallback_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fallba
     mine = model_frame(features.set_index("deal_id").loc[open_ids].reset_index())
     expected = fallback.predict(mine["stage_index"].to_numpy(), mine["channel"].to_numpy())
 
-    leadscore = str(Path(sys.executable).with_name("leadscore"))
-    server_env = {
-        **os.environ,
-        **env,
-        "BENTOML_CONFIG_OPTIONS": "services.lead_scorer.workers=1",
-        # A busy CI machine can be slower than the production deadline of 0.3 s.
-        "LEADSCORE_STORE_TIMEOUT_SECONDS": "30",
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [leadscore, "serve", "--port", str(port), "--host", "127.0.0.1"]
     payload = crm_payloads(tables, [open_ids[0]], as_exported=True)[0]
-    with running_server(cmd, server_env, f"{url}/readyz", timeout=300):
+    # A busy CI machine can be slower than the online store's production deadline, 0.3 s.
+    with leadscore_serve(env, LEADSCORE_STORE_TIMEOUT_SECONDS="30") as url:
         yield FallbackServer(url, fallback, open_ids, expected, packaged.output, payload)
     patch.undo()
 
