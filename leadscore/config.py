@@ -45,6 +45,10 @@ REVIVAL = "revival"
 WIN = "win"
 TASKS = (WIN, REVIVAL)
 REVIVAL_FEATURE_SERVICE = "revival_v1"
+#: The small-organisation fallback (``docs/fallback.md``) as a BentoML model: the win
+#: model's name plus ``_fallback``. Not an MLflow model: it is fitted on the stored CRM by
+#: ``leadscore package`` when no champion exists, and served by ``leadscore serve`` then.
+FALLBACK = "fallback"
 #: Registry aliases: the newest trained version waits as challenger; serving and
 #: ranking load the champion.
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -160,6 +164,11 @@ class Settings:
     def revival_model_name(self) -> str:
         """The registered name of the revival model (:func:`task_model_name`)."""
         return task_model_name(self.model_name, REVIVAL)
+
+    @property
+    def fallback_model_name(self) -> str:
+        """The BentoML model name of the fallback served with no champion (:data:`FALLBACK`)."""
+        return f"{self.model_name}_{FALLBACK}"
 
     @property
     def feature_data(self) -> Path:

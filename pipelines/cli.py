@@ -22,6 +22,7 @@ from leadscore.config import (
     CHAMPION,
     DEFAULT_RANK_BY,
     DORMANT_DAYS,
+    FALLBACK,
     FORECAST_MONTHS,
     LOST_WINDOW_DAYS,
     MAX_AUC_DROP,
@@ -434,13 +435,35 @@ def package(
     ] = False,
 ) -> None:
     """Import models:/lead_scorer@champion from MLflow into the project's BentoML store,
-    and models:/lead_scorer_revival@champion beside it when one is registered."""
-    from serving.package import PackagingError, build_bento, package_champion, package_revival
+    and models:/lead_scorer_revival@champion beside it when one is registered. With no
+    champion yet, package the labelled fallback fitted on the stored CRM instead
+    (lead_scorer_fallback), which `serve` then serves."""
+    from serving.package import (
+        NoVersionError,
+        PackagingError,
+        build_bento,
+        package_champion,
+        package_fallback,
+        package_revival,
+    )
 
     settings = load_settings()
     try:
-        win = package_champion(settings, alias)
+        try:
+            win = package_champion(settings, alias)
+        except NoVersionError as exc:
+            if alias != CHAMPION:
+                raise
+            win = package_fallback(settings)
+            typer.echo(
+                f"{exc}.\nNo champion: packaged the fallback instead ("
+                f"{'imported' if win.created else 'already packaged'}): {win.model_uri} -> "
+                f"BentoML model {win.tag} in {settings.bentoml_home}; `serve` answers with it, "
+                "labelled as a rough prior, until a trained model is champion"
+            )
         for p in (win, package_revival(settings, alias)):
+            if p is not None and p.mlflow_version == FALLBACK:
+                continue
             if p is None:
                 typer.echo(
                     f"no {settings.revival_model_name}@{alias}: lost deals asked for revival "
@@ -542,10 +565,11 @@ def train(
     if as_json:
         _print_json(summary)
         return
-    t, lr, cr = (
+    t, lr, cr, fb = (
         summary["test"],
         summary["baselines"]["logistic_regression"],
         summary["baselines"]["channel_rate"],
+        summary["baselines"]["stage_fallback"],
     )
     typer.echo(
         f"{summary['model_name']} version {summary['model_version']} ({', '.join(summary['aliases'])}), "
@@ -557,7 +581,8 @@ def train(
     )
     typer.echo(
         f"baselines: logistic regression ROC AUC {lr['roc_auc']:.3f} / log loss {lr['log_loss']:.4f}; "
-        f"channel rate {cr['roc_auc']:.3f} / {cr['log_loss']:.4f}"
+        f"channel rate {cr['roc_auc']:.3f} / {cr['log_loss']:.4f}; "
+        f"fallback (stage and channel rates) {fb['roc_auc']:.3f} / {fb['log_loss']:.4f}"
     )
     typer.echo(f"test 95% intervals (deal bootstrap): {_intervals(t)}")
     per_deal = summary["per_deal"]
@@ -567,12 +592,11 @@ def train(
     ):
         b = per_deal[block]
         typer.echo(f"per deal {label} ({b['won']:,} won, {b['lost']:,} lost):")
-        for name, what in (
-            ("model", "model"),
-            ("logistic_regression", "logistic regression"),
-            ("channel_rate", "channel rate"),
-        ):
+        typer.echo(f"  model: {_intervals(b['model'])}")
+        for name, what in TRAIN_BASELINES:
             typer.echo(f"  {what}: {_intervals(b[name])}")
+        for name, what in TRAIN_BASELINES:
+            typer.echo(f"  model - {what}: {_differences(b['model_minus_baseline'][name])}")
     diff = per_deal["at_creation"]["model_minus_baseline"]["logistic_regression"]["roc_auc"]
     typer.echo(
         "model - logistic regression, per-deal ROC AUC at creation: "
@@ -693,6 +717,23 @@ def train_revival(
 
 def _num(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+#: The baselines ``train`` prints, in its words (``training.train.BASELINES``).
+TRAIN_BASELINES = (
+    ("logistic_regression", "logistic regression"),
+    ("channel_rate", "channel rate"),
+    ("stage_fallback", "fallback (stage and channel rates)"),
+)
+
+
+def _differences(d: dict[str, Any]) -> str:
+    """Model minus a baseline: ROC AUC and log loss differences with their paired intervals."""
+    return ", ".join(
+        f"{label} {_num(d[key]['difference'], '+.3f')} "
+        f"[{_num(d[key]['low'], '+.3f')}, {_num(d[key]['high'], '+.3f')}]"
+        for key, label in (("roc_auc", "ROC AUC"), ("log_loss", "log loss"))
+    )
 
 
 def _intervals(m: dict[str, Any]) -> str:

@@ -16,6 +16,15 @@ BentoML model holds the native LightGBM booster, and its ``MLmodel`` file the
 :class:`ScoringModel` metadata training wrote (``metadata.lead_scorer``), so serving
 rebuilds exactly the model training evaluated.
 
+With no champion at all (a small organisation, below the minimum for a trained model),
+``package`` fits the labelled fallback on the stored CRM (``docs/fallback.md``) and saves it
+as the BentoML model ``lead_scorer_fallback`` (:func:`package_fallback`; labelled with a
+fingerprint of its parameters), and ``serve`` starts the service on it
+(:func:`served_model`), which then answers every open deal with the fallback's
+probability, a ``model`` label and a warning (:mod:`serving.fallback`). The fallback must
+be the one the stored CRM gives now: after an ingest, ``package`` again. Once a champion
+exists both commands use it, as before.
+
 The Bento's Python requirements are ``serving/requirements.txt``, exported from
 ``uv.lock`` by :data:`EXPORT_REQUIREMENTS` (a test keeps the two equal).
 """
@@ -23,6 +32,7 @@ The Bento's Python requirements are ``serving/requirements.txt``, exported from
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -45,6 +55,7 @@ from leadscore.config import (
     child_environment,
     load_settings,
 )
+from leadscore.model.fallback import StageFallback
 from leadscore.model.scoring_model import ScoringModel
 
 if TYPE_CHECKING:
@@ -67,6 +78,10 @@ EXPORT_REQUIREMENTS = ("uv", "export", "--frozen", "--no-dev", "--no-hashes", "-
 
 class PackagingError(RuntimeError):
     """The champion cannot be packaged, served or built; the message says what to do."""
+
+
+class NoVersionError(PackagingError):
+    """No version of the model has the alias: with the champion, the fallback's case."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,7 @@ def _aliased_version(
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        raise PackagingError(
+        raise NoVersionError(
             f"no version of {name!r} has the alias {alias!r} in "
             f"{settings.tracking_uri}; train and promote one first (`leadscore train`, "
             "`leadscore promote`)"
@@ -254,6 +269,116 @@ def packaged_revival(settings: Settings, alias: str = CHAMPION) -> PackagedModel
     return packaged_champion(settings, alias, settings.revival_model_name)
 
 
+#: File of the fitted fallback's parameters inside its BentoML model.
+FALLBACK_FILE = "fallback.json"
+#: Label that tells a packaged fallback from a packaged MLflow model.
+KIND_LABEL, FALLBACK_KIND = "kind", "fallback"
+
+
+def _stored_fallback(settings: Settings) -> StageFallback:
+    """The fallback fitted on the stored CRM now, or PackagingError saying why not."""
+    from leadscore.priority.rank import RankingError, stored_fallback
+
+    try:
+        return stored_fallback(settings.crm_dir)
+    except RankingError as exc:
+        raise PackagingError(f"no champion, and no fallback either: {exc}") from exc
+
+
+def _packaged_fallback(settings: Settings, fingerprint: str) -> Any:
+    """The newest packaged fallback with exactly these parameters, or None."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        models = bentoml.models.list(settings.fallback_model_name)
+    except NotFound:
+        return None
+    for model in sorted(models, key=lambda m: m.info.creation_time, reverse=True):
+        if model.info.labels.get("fingerprint") == fingerprint:
+            return model
+    return None
+
+
+def _described_fallback(bento_model: Any, fallback: StageFallback, created: bool) -> PackagedModel:
+    return PackagedModel(
+        str(bento_model.tag),
+        f"stored CRM: {fallback.name}",
+        FALLBACK_KIND,
+        "",
+        bento_model.info.labels.get("feature_service"),
+        created,
+    )
+
+
+def package_fallback(settings: Settings) -> PackagedModel:
+    """Fit the fallback on the stored CRM and save it as the BentoML model
+    ``<model_name>_fallback`` (``settings.fallback_model_name``), for when no champion exists.
+
+    Idempotent like :func:`package_champion`: the same stored CRM gives the same
+    parameters (their fingerprint is a label), and a fallback already packaged with them
+    is kept. Raises PackagingError when the stored CRM has no closed deal.
+    """
+    import bentoml
+
+    fallback = _stored_fallback(settings)
+    existing = _packaged_fallback(settings, fallback.fingerprint)
+    if existing is not None:
+        return _described_fallback(existing, fallback, created=False)
+    labels = {
+        KIND_LABEL: FALLBACK_KIND,
+        "fingerprint": fallback.fingerprint,
+        "closed_deals": str(fallback.closed_deals),
+        "feature_service": settings.feature_service,
+    }
+    metadata = {"model_version": FALLBACK_KIND, "label": fallback.name}
+    with bentoml.models.create(
+        settings.fallback_model_name, labels=labels, metadata=metadata
+    ) as bento_model:
+        Path(bento_model.path_of(FALLBACK_FILE)).write_text(json.dumps(fallback.to_dict()))
+    log.info("packaged %s as %s", fallback.name, bento_model.tag)
+    return _described_fallback(bento_model, fallback, created=True)
+
+
+def packaged_fallback(settings: Settings) -> PackagedModel:
+    """The packaged fallback fitted on the stored CRM as it is now.
+
+    Raises PackagingError, saying to run ``leadscore package``, when the CRM changed
+    since (an ingest): serving an older fit would label its rows with the wrong counts.
+    """
+    fallback = _stored_fallback(settings)
+    found = _packaged_fallback(settings, fallback.fingerprint)
+    if found is None:
+        raise PackagingError(
+            f"no champion, and the {fallback.name} of the stored CRM is not packaged in the "
+            f"BentoML store {settings.bentoml_home}; run `leadscore package` first"
+        )
+    return _described_fallback(found, fallback, created=False)
+
+
+def is_fallback(bento_model: Any) -> bool:
+    """Whether a BentoML model is a packaged fallback (not an MLflow model)."""
+    return bento_model.info.labels.get(KIND_LABEL) == FALLBACK_KIND
+
+
+def load_fallback(bento_model: Any) -> StageFallback:
+    """The fitted fallback inside a BentoML model :func:`package_fallback` saved."""
+    return StageFallback.from_dict(json.loads(Path(bento_model.path_of(FALLBACK_FILE)).read_text()))
+
+
+def served_model(settings: Settings, alias: str = CHAMPION) -> PackagedModel:
+    """What ``serve`` and ``build`` start the service on: the packaged ``alias`` version,
+    or, when the champion is asked for and none exists, the packaged fallback."""
+    try:
+        return packaged_champion(settings, alias)
+    except NoVersionError as exc:
+        if alias != CHAMPION:
+            raise
+        fallback = packaged_fallback(settings)
+        log.warning("%s; serving the fallback %s", exc, fallback.tag)
+        return fallback
+
+
 def load_packaged(bento_model: Any) -> tuple[ScoringModel, dict[str, Any]]:
     """The ScoringModel inside a packaged BentoML model, and the model's BentoML metadata.
 
@@ -330,7 +455,7 @@ def serve(
     when it serves a non-loopback address without ``LEADSCORE_API_TOKEN``.
     """
     settings = settings or load_settings()
-    packaged = packaged_champion(settings, alias)
+    packaged = served_model(settings, alias)
     revival_tag = _revival_tag(settings, alias)
     warning = exposure_warning(host, ServingConfig.from_env().api_token)
     if warning is not None:
@@ -356,7 +481,7 @@ def build_bento(settings: Settings, alias: str = CHAMPION) -> str:
 
     The Bento goes to the same BentoML home as the model; its tag is returned.
     """
-    packaged = packaged_champion(settings, alias)
+    packaged = served_model(settings, alias)
     revival_tag = _revival_tag(settings, alias)
     proc = subprocess.run(
         [_bentoml_command(), "build", str(settings.root), "--output", "tag"],

@@ -530,6 +530,17 @@ class ScoreResult(TypedDict):
             ),
         ]
     ]
+    model: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="Present when no trained model is served yet: the fallback that "
+                "scored the deal, a rough prior from the stored CRM's closed deals (a warning "
+                "says when a trained model takes over; GET /model has the details).",
+                examples=["fallback (stage and channel rates, 63 closed deals)"],
+            ),
+        ]
+    ]
     note: NotRequired[
         Annotated[
             str,
@@ -763,13 +774,36 @@ class RevivalModelFacts(BaseModel):
     meaning: str = Field(description="What its probability means, in words.")
 
 
+class FallbackFacts(BaseModel):
+    """The fallback served while no trained model exists (``docs/fallback.md``)."""
+
+    model: str = Field(
+        description="What scores, on how many closed deals.",
+        examples=["fallback (stage and channel rates, 63 closed deals)"],
+    )
+    meaning: str = Field(
+        description="What its probability is, and when a trained model takes over."
+    )
+    closed_deals: int = Field(description="Closed deals of the stored CRM it was fitted on.")
+    won_deals: int = Field(description="Of them, won.")
+    lost_deals: int = Field(description="Of them, lost.")
+    min_class_deals: int = Field(
+        description="Won and lost closed deals each needed before a model can be trained; "
+        "it then replaces the fallback once it passes the promotion gate, whose baselines "
+        "include this fallback."
+    )
+
+
 class ModelFacts(BaseModel):
     """The served model: where it comes from and how good training measured it to be."""
 
     model_config = ConfigDict(protected_namespaces=())
 
-    model_name: str = Field(description="Registered model name in MLflow.")
-    model_version: str = Field(description="MLflow version of the served model.")
+    model_name: str = Field(
+        description="Registered model name in MLflow (lead_scorer_fallback: the fallback, "
+        "not in MLflow)."
+    )
+    model_version: str = Field(description="MLflow version of the served model ('fallback').")
     alias: str | None = Field(description="The MLflow alias it was packaged from.")
     bento_tag: str = Field(description="The BentoML model tag served.")
     feature_service: str | None = Field(description="The Feast feature service it reads.")
@@ -781,12 +815,18 @@ class ModelFacts(BaseModel):
     warning: str | None = Field(
         description="'model not better than baseline: ...' when the served model failed the "
         "baseline gate (it was promoted with --force), or was never checked against it; "
+        "'scored by the fallback ...' when no trained model exists yet (`fallback`); "
         "null otherwise."
     )
     revival: RevivalModelFacts | None = Field(
         default=None,
         description="The revival model that answers lost deals asked for revival; null "
         "when none is served (they are then an error).",
+    )
+    fallback: FallbackFacts | None = Field(
+        default=None,
+        description="The labelled fallback when no trained model is served yet (the service "
+        "then scores with it; `warning` says it is a rough prior); null when a trained model is.",
     )
 
 

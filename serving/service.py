@@ -11,6 +11,11 @@ per-item error, or by the revival model when the request sets ``revival``
 (:mod:`serving.revival`: ``/score_ids`` only, features from the online store's
 ``revival_v1``; loaded when ``leadscore serve`` found a packaged revival champion).
 
+With no trained champion yet, ``leadscore serve`` starts the service on the packaged
+small-organisation fallback (:mod:`serving.fallback`): every open deal is then answered
+with its probability and reasons, a ``model`` label and a warning saying it is a rough
+prior and when a trained model takes over; ``GET /model`` says the same (``fallback``).
+
 ``GET /model`` says which model is served (name, version, alias) and how good training
 measured it to be: the quality summary stored in the model (:mod:`training.quality`),
 and the revival model's name and version when one is served.
@@ -39,7 +44,7 @@ import bentoml
 import pandas as pd
 from bentoml.models import BentoModel
 
-from leadscore.config import REVIVAL_FEATURE_SERVICE, ServingConfig, load_settings
+from leadscore.config import FALLBACK, REVIVAL_FEATURE_SERVICE, ServingConfig, load_settings
 from leadscore.crm.contract import API_CLOCK_SKEW, LOST, OPEN, WON
 from leadscore.crm.ingest import historical_as_of
 from leadscore.features.catalog import revival_catalog
@@ -47,7 +52,7 @@ from leadscore.features.featurize import DEAL_STATUS, model_frame, status_as_of
 from leadscore.features.store import online_features
 from leadscore.model.drift import read_latest
 from leadscore.model.explain import Explainer
-from leadscore.model.scoring_model import NO_QUALITY, Columns
+from leadscore.model.scoring_model import NO_QUALITY, Columns, ScoringModel
 from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
 from serving.closed_deals import (
     CLOSED_UNKNOWN,
@@ -59,11 +64,12 @@ from serving.closed_deals import (
     stored_status,
     won_result,
 )
+from serving.fallback import FallbackScorer
 from serving.leads_page import create_app as leads_page
 from serving.leads_page import create_index_app
 from serving.limits import SHED_REASONS, AdmissionMiddleware, shed_total
 from serving.online import OPEN_DEADLINE_SECONDS, OnlineStore, StoreUnavailable, TrackRecords
-from serving.package import load_packaged
+from serving.package import is_fallback, load_fallback, load_packaged
 from serving.payload import (
     compile_feature_kernels,
     deal_problems,
@@ -178,9 +184,19 @@ class LeadScorer:
     def __init__(self) -> None:
         self.config = ServingConfig.from_env()
         self.settings = load_settings()
-        self.model, meta = load_packaged(self.bento_model)
-        self.model_version = str(meta.get("mlflow_version", self.bento_model.tag.version))
-        self.explainer = Explainer(self.model, self.config.grade_thresholds)
+        if is_fallback(self.bento_model):  # no champion yet: the labelled fallback scores
+            scorer = FallbackScorer(
+                load_fallback(self.bento_model),
+                self.config.grade_thresholds,
+                self.bento_model.info.labels.get("feature_service"),
+            )
+            self.model: ScoringModel | FallbackScorer = scorer
+            self.explainer: Explainer | FallbackScorer = scorer
+            self.model_version = FALLBACK
+        else:
+            model, meta = load_packaged(self.bento_model)
+            self.model, self.explainer = model, Explainer(model, self.config.grade_thresholds)
+            self.model_version = str(meta.get("mlflow_version", self.bento_model.tag.version))
         #: The revival model for lost deals asked for revival; None when none is served.
         self.revival: ServedRevival | None = None
         if self.revival_bento_model is not None:
@@ -463,16 +479,20 @@ class LeadScorer:
         ``quality`` null and :data:`~leadscore.model.scoring_model.NO_QUALITY` as the note.
         """
         quality = self.model.info.get("quality")
+        fallback = self.model if isinstance(self.model, FallbackScorer) else None
         facts = ModelFacts.model_validate(
             {
-                "model_name": self.settings.model_name,
+                "model_name": self.bento_model.tag.name,
                 "model_version": self.model_version,
                 "alias": self.bento_model.info.labels.get("alias"),
                 "bento_tag": str(self.bento_model.tag),
                 "feature_service": self.model.info.get("feature_service"),
                 "quality": quality,
-                "quality_note": None if quality else NO_QUALITY,
+                "quality_note": None
+                if quality
+                else (NO_QUALITY if fallback is None else fallback.quality_note),
                 "warning": self.model.gate_warning,
+                "fallback": None if fallback is None else fallback.facts(),
                 "revival": None
                 if self.revival is None
                 else {
@@ -653,8 +673,8 @@ def _documented_spec() -> dict[str, Any]:
     """
     spec: dict[str, Any] = LeadScorer.openapi_spec.asdict()  # type: ignore[attr-defined]
     bento_model = LeadScorer.inner.bento_model.resolve()  # type: ignore[attr-defined]
-    model, _ = load_packaged(bento_model)
-    return document_model_route(document_attributes(document_responses(spec), model.attributes))
+    attributes = () if is_fallback(bento_model) else load_packaged(bento_model)[0].attributes
+    return document_model_route(document_attributes(document_responses(spec), attributes))
 
 
 def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Problem]:

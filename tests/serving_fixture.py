@@ -365,3 +365,28 @@ def running_server(
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextmanager
+def leadscore_serve(
+    env: Mapping[str, str], timeout: float = 300, **variables: str
+) -> Iterator[str]:
+    """``leadscore serve`` (one worker, on a free port of 127.0.0.1) with ``env`` and
+    ``variables`` on top of this process's environment, until the block ends; its URL,
+    once ``/readyz`` answers."""
+    import sys
+
+    from tests.conftest import free_port
+
+    leadscore = str(Path(sys.executable).with_name("leadscore"))
+    server_env = {
+        **os.environ,
+        **env,
+        "BENTOML_CONFIG_OPTIONS": "services.lead_scorer.workers=1",
+        **variables,
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [leadscore, "serve", "--port", str(port), "--host", "127.0.0.1"]
+    with running_server(cmd, server_env, f"{url}/readyz", timeout=timeout):
+        yield url

@@ -15,10 +15,11 @@ only when the whole interval is above zero, "worse" when it is wholly below, els
 better": a margin the data does not support is not claimed.
 
 The same intervals decide the baseline gate (:func:`baseline_gate`), which promotion
-obeys: a model that does not beat logistic regression on its own features and the
-channel win rate, per deal and beyond the interval, is not worth its reasons' complexity
-and is never made champion unless someone forces it (and then everything that serves it
-says so).
+obeys: a model that does not beat logistic regression on its own features, the
+channel win rate and the stage and channel fallback a small organisation is scored with
+(``leadscore.model.fallback``), per deal and beyond the interval, is not worth its
+reasons' complexity and is never made champion unless someone forces it (and then
+everything that serves it says so).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ TOP_FEATURES = 10
 BASELINE_LABELS = {
     "logistic_regression": "logistic regression",
     "channel_rate": "the channel win rate",
+    "stage_fallback": "the stage and channel fallback",
 }
 #: The per-deal blocks of the evaluation (:func:`training.train._per_deal`).
 BLOCKS = ("at_creation", "at_age")
@@ -131,7 +133,7 @@ def compare_with_baselines(per_deal: Mapping[str, Any]) -> dict[str, dict[str, A
 #: What a model must show to be promotable, in words (the gate's ``rule``).
 GATE_RULE = (
     "per deal at {age} days, ROC AUC and log loss better than each baseline beyond the 95% "
-    "interval; at creation, neither worse than either baseline by more than "
+    "interval; at creation, not worse than any baseline by more than "
     "{auc:g} ROC AUC or {log_loss:g} log loss"
 )
 
@@ -206,13 +208,13 @@ def baseline_gate(
     moment: Callable[[str, float], str] = block_label,
     rule_text: str = GATE_RULE,
 ) -> dict[str, Any]:
-    """Is the model better than both baselines, per deal, beyond the interval?
+    """Is the model better than every baseline, per deal, beyond the interval?
 
     At the fixed age (``at_age``, 30 days by default, where the deal's history is what a
     model reads) ROC AUC and log loss must each beat logistic regression on the same
-    features and the channel win rate with the whole paired interval on the right side
-    of zero. At creation the model may not be worse than either by more than the margins:
-    before any history exists the features are the deal's own fields, which a linear
+    features, the channel win rate and the fallback with the whole paired interval on the
+    right side of zero. At creation the model may not be worse than any by more than the
+    margins: before any history exists the features are the deal's own fields, which a linear
     model uses nearly as well (on the synthetic CRM the oracle that knows everything but
     the rep's skill is within 0.002 ROC AUC of logistic regression at creation, so
     "better beyond the interval" there would refuse even the oracle).
@@ -255,13 +257,14 @@ def baseline_gate(
     else:
         strict_block = blocks[0][0]
         strict = [c for c in checks if c["block"] == strict_block and c["metric"] == "roc_auc"]
+        over = [
+            f"{signed(c['difference'])} [{signed(c['low'])}, {signed(c['high'])}] over "
+            f"{labels[c['baseline']]}"
+            for c in strict
+        ]
         sentence = (
-            f"better than both baselines: per deal {moment(strict_block, age)}, ROC AUC "
-            + " and ".join(
-                f"{signed(c['difference'])} [{signed(c['low'])}, {signed(c['high'])}] over "
-                f"{labels[c['baseline']]}"
-                for c in strict
-            )
+            f"better than every baseline: per deal {moment(strict_block, age)}, ROC AUC "
+            + " and ".join([", ".join(over[:-1]), over[-1]] if len(over) > 1 else over)
             + ", log loss lower beyond the interval"
             + (f", and no worse {moment('at_creation', age)}" if len(blocks) > 1 else "")
         )

@@ -361,7 +361,8 @@ def promote(
 
     The gate: the challenger passed the baseline gate at training
     (:func:`training.quality.baseline_gate`, stored in the model: better than logistic
-    regression and the channel win rate per deal beyond the interval); and, on its own
+    regression, the channel win rate and the stage and channel fallback per deal beyond
+    the interval); and, on its own
     test slice (deals closed between its validation and test cut points) rebuilt from
     ``frame``, its ROC AUC is at most ``max_auc_drop`` below the champion's and its log
     loss at most ``max_log_loss_rise`` above, and its behaviour checks pass. A champion trained on

@@ -222,8 +222,7 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
             {
                 "LightGBM (calibrated)": ev["test"],
                 "LightGBM (uncalibrated)": ev["test_uncalibrated"],
-                "logistic regression": ev["baselines"]["logistic_regression"],
-                "channel win rate": ev["baselines"]["channel_rate"],
+                **_baseline_rows(ev["baselines"]),
             }
         ),
         "",
@@ -236,8 +235,7 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         _interval_table(
             {
                 "LightGBM (calibrated)": ev["test"],
-                "logistic regression": ev["baselines"]["logistic_regression"],
-                "channel win rate": ev["baselines"]["channel_rate"],
+                **_baseline_rows(ev["baselines"]),
             }
         ),
     ]
@@ -370,6 +368,20 @@ def _dormant_section(ev: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: The baselines in the model card's tables, in order (``training.train.BASELINES``).
+BASELINE_NAMES = {
+    "logistic_regression": "logistic regression",
+    "channel_rate": "channel win rate",
+    "stage_fallback": "fallback (stage and channel rates)",
+}
+
+
+def _baseline_rows(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The baselines' entries of an evaluation block, by their names in the card (an
+    evaluation from before a baseline existed has no row for it)."""
+    return {label: metrics[name] for name, label in BASELINE_NAMES.items() if name in metrics}
+
+
 def _per_deal_section(ev: dict[str, Any]) -> list[str]:
     """Per-deal blocks with intervals, and the model's margin over each baseline."""
     pd_, iv = ev["per_deal"], ev.get("intervals", {})
@@ -388,11 +400,7 @@ def _per_deal_section(ev: dict[str, Any]) -> list[str]:
         ("at_age", f"At {pd_['age_days']:g} days"),
     ):
         b = pd_[block]
-        rows = {
-            "LightGBM (calibrated)": b["model"],
-            "logistic regression": b["logistic_regression"],
-            "channel win rate": b["channel_rate"],
-        }
+        rows = {"LightGBM (calibrated)": b["model"], **_baseline_rows(b)}
         lines += [
             "",
             f"### {title} ({b['won']:,} won, {b['lost']:,} lost deals)",
@@ -402,10 +410,9 @@ def _per_deal_section(ev: dict[str, Any]) -> list[str]:
             "| LightGBM minus | ROC AUC | log loss |",
             "|---|---:|---:|",
         ]
-        for name, label in (
-            ("logistic_regression", "logistic regression"),
-            ("channel_rate", "channel win rate"),
-        ):
+        for name, label in BASELINE_NAMES.items():
+            if name not in b["model_minus_baseline"]:
+                continue
             d = b["model_minus_baseline"][name]
             lines.append(
                 f"| {label} | {_with_interval(d['roc_auc'], 'difference', '+.4f')} | "
@@ -423,7 +430,7 @@ def _segment_section(ev: dict[str, Any]) -> list[str]:
     """One table per segment (:mod:`training.segments`): the model's per-deal ROC AUC and
     ECE there, and its ROC AUC margin over each baseline."""
     segments = ev["segments"]
-    labels = {"logistic_regression": "logistic regression", "channel_rate": "channel win rate"}
+    labels = BASELINE_NAMES
     lines = [
         "",
         "## Per segment (test deals, one row each)",

@@ -44,6 +44,7 @@ from leadscore.crm.ingest import load_stored, stored_deals
 from leadscore.crm.leakage import LeakageAudit, audit_tables, excluded_features
 from leadscore.features.catalog import model_catalog
 from leadscore.features.store import training_frame
+from leadscore.model.fallback import fit_fallback_on_snapshots
 from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.registry import alias_version, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
@@ -531,9 +532,13 @@ def _fit_and_predict(
     config: TrainConfig,
     progress: Progress = no_progress,
 ) -> tuple[FittedModel, dict[str, np.ndarray]]:
-    """The model and both baselines fitted on one split's ``train`` (the model stopped and
+    """The model and the baselines fitted on one split's ``train`` (the model stopped and
     calibrated on ``valid``), and their probabilities on its ``test`` rows: what a fold of
-    cross-validation and the single split both do, so they cannot drift apart."""
+    cross-validation and the single split both do, so they cannot drift apart.
+
+    The fallback a small organisation is scored with (:mod:`leadscore.model.fallback`) is
+    one of the baselines, fitted on ``train`` alone like the others: a trained model
+    replaces it only by beating it."""
     fitted = fit_scoring_model(
         parts["train"], parts["valid"], features, categorical, config, progress
     )
@@ -541,12 +546,16 @@ def _fit_and_predict(
     numeric = [f for f in features if f not in categorical]
     lr = fit_logistic_regression(parts["train"], numeric, categorical)
     channel = fit_group_rate(parts["train"], "channel")
+    fallback = fit_fallback_on_snapshots(parts["train"])
     X_test = model.encode(test)
     preds = {
         "model": model.probability(X_test),
         "model_uncalibrated": 1.0 / (1.0 + np.exp(-model.raw_score(X_test))),
         "logistic_regression": predict_logistic_regression(lr, test, numeric, categorical),
         "channel_rate": channel.predict(test),
+        "stage_fallback": fallback.predict(
+            test["stage_index"].to_numpy(), test["channel"].to_numpy()
+        ),
     }
     return fitted, preds
 
@@ -589,7 +598,7 @@ def _cross_validated(
 
 
 #: Predictors evaluated with intervals: the model and the baselines it must beat.
-BASELINES = ("logistic_regression", "channel_rate")
+BASELINES = ("logistic_regression", "channel_rate", "stage_fallback")
 PREDICTORS = ("model", *BASELINES)
 
 
@@ -651,7 +660,7 @@ def _at_creation(
     if "p_without_rep" in indexed:
         ceiling = test.loc[first, "deal_id"].map(indexed["p_without_rep"]).to_numpy(np.float64)
         out["oracle_without_rep"] = binary_metrics(y, ceiling[known])
-    for name in ("model", "logistic_regression", "channel_rate"):
+    for name in PREDICTORS:
         out[name] = binary_metrics(y, preds[name][first][known])
     return out
 

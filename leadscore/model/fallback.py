@@ -17,16 +17,20 @@ is a stage-conversion prior learnt from the handful of closed deals there are:
 Every parameter is counted from the export; nothing comes from another organisation.
 ``benchmarks/fallback_backtest.py`` compares the variants with "no score" (the base rate)
 and the channel win rate at 50, 100 and 200 closed deals; its table is in
-``docs/fallback.md``. The list labels every row it scores (``fallback (stage and channel
-rates, 63 closed deals)``) and says the number is a rough prior until a trained model takes
-over.
+``docs/fallback.md``. The list and the API label every row they score (``fallback (stage
+and channel rates, 63 closed deals)``) and say the number is a rough prior until a trained
+model takes over; the promotion gate has it as a baseline (fitted on the training slice by
+:func:`fit_fallback_on_snapshots`), so a trained model takes over only by beating it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,6 +93,47 @@ class StageFallback:
             f"{min_class_deals} lost closed deals (now {self.won_deals} won, {self.lost_deals} "
             "lost), and passes the promotion gate"
         )
+
+    def warning(self, min_class_deals: int = MIN_CLASS_DEALS) -> str:
+        """The warning every answer the fallback gives carries (the API's ``warnings``)."""
+        return (
+            f"scored by the {self.name}, a rough prior with no trained model behind it: "
+            + self.takeover(min_class_deals)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every parameter as JSON-ready values (:meth:`from_dict` reads them back): how
+        ``leadscore package`` stores a fitted fallback for the service to load."""
+        return {
+            "overall": self.overall,
+            "stage_rates": {str(k): v for k, v in sorted(self.stage_rates.items())},
+            "stage_deals": {str(k): v for k, v in sorted(self.stage_deals.items())},
+            "channel_offsets": dict(sorted(self.channel_offsets.items())),
+            "closed_deals": self.closed_deals,
+            "won_deals": self.won_deals,
+            "prior_deals": self.prior_deals,
+            "use_channel": self.use_channel,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageFallback:
+        return cls(
+            overall=float(data["overall"]),
+            stage_rates={int(k): float(v) for k, v in data["stage_rates"].items()},
+            stage_deals={int(k): int(v) for k, v in data["stage_deals"].items()},
+            channel_offsets={str(k): float(v) for k, v in data["channel_offsets"].items()},
+            closed_deals=int(data["closed_deals"]),
+            won_deals=int(data["won_deals"]),
+            prior_deals=float(data["prior_deals"]),
+            use_channel=bool(data["use_channel"]),
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of every parameter: the same fit gives the same one, so packaging
+        can tell whether the packaged fallback is the one the stored CRM gives now."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def meaning(self, min_class_deals: int = MIN_CLASS_DEALS) -> str:
         """What the number means, and when a trained model takes over."""
@@ -273,9 +318,56 @@ def fit_fallback(
     won_by_deal = pd.Series(
         (closed["status"] == WON).to_numpy(dtype=float), index=closed["deal_id"].astype(str)
     )
+    channels = closed["channel"] if "channel" in closed else None
+    return _fit(
+        won_by_deal, channels, stage_weights(closed, stage_history), prior_deals, use_channel
+    )
+
+
+def fit_fallback_on_snapshots(
+    frame: pd.DataFrame, prior_deals: float = PRIOR_DEALS, use_channel: bool = True
+) -> StageFallback:
+    """Fit the fallback on a training frame's snapshots (``deal_id``, ``won``,
+    ``stage_index``, ``channel``): the promotion gate's fallback baseline, fitted on the
+    training slice only, as the other baselines are (``training.train``).
+
+    Snapshots are taken at a fixed interval while a deal is open, so a deal's snapshots in
+    a stage count the time it spent there: each weighs its deal's share of the mean
+    snapshots per deal, the time weighting of :func:`stage_weights` on the snapshot grid.
+    A deal's outcome and channel are those of its first snapshot.
+    """
+    if not len(frame):
+        raise ValueError("no snapshots: the fallback has nothing to learn from")
+    ids = frame["deal_id"].astype(str)
+    first = frame.assign(deal_id=ids).groupby("deal_id", sort=False).first()
+    won_by_deal = first["won"].astype(float)
+    stages = pd.to_numeric(frame["stage_index"], errors="coerce")
+    counted = pd.DataFrame({"deal_id": ids.to_numpy(), "stage_index": stages.to_numpy()})
+    counts = counted.dropna().groupby(["deal_id", "stage_index"], as_index=False).size()
+    mean = float(counts.groupby("deal_id")["size"].sum().mean()) if len(counts) else 1.0
+    weights = pd.DataFrame(
+        {
+            "deal_id": counts["deal_id"],
+            "stage_index": counts["stage_index"].astype(int),
+            "weight": counts["size"] / mean,
+        }
+    )
+    channels = first["channel"].astype(object) if "channel" in first else None
+    return _fit(won_by_deal, channels, weights, prior_deals, use_channel)
+
+
+def _fit(
+    won_by_deal: pd.Series,
+    channels: pd.Series | None,
+    weights: pd.DataFrame,
+    prior_deals: float,
+    use_channel: bool,
+) -> StageFallback:
+    """The fallback from each closed deal's outcome (1.0 won, indexed by deal id), its
+    channel (aligned with it) and its (deal_id, stage_index, weight) rows."""
     won, n = float(won_by_deal.sum()), len(won_by_deal)
     overall = _shrunk(won, n, 0.5, 2.0)
-    weights = stage_weights(closed, stage_history)
+    weights = weights.copy()
     weights["won"] = weights["weight"] * won_by_deal.reindex(weights["deal_id"]).to_numpy()
     by_stage = weights.groupby("stage_index").agg(
         won=("won", "sum"), weight=("weight", "sum"), size=("deal_id", "size")
@@ -285,8 +377,8 @@ def fit_fallback(
         for s, r in by_stage.iterrows()
     }
     offsets: dict[str, float] = {}
-    if use_channel and "channel" in closed:
-        keys = normalise_category(closed["channel"])
+    if use_channel and channels is not None:
+        keys = normalise_category(channels)
         g = pd.DataFrame({"key": keys.to_numpy(), "won": won_by_deal.to_numpy()}).dropna()
         for key, r in g.groupby("key")["won"].agg(["sum", "size"]).iterrows():
             rate = _shrunk(float(r["sum"]), float(r["size"]), overall, prior_deals)

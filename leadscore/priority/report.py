@@ -465,6 +465,7 @@ def calibration_svg(curve: Mapping[str, Sequence[float]], title: str) -> str:
 _BASELINE_NAMES = {
     "logistic_regression": {"en": "logistic regression on the same features", "zh": "逻辑回归"},
     "channel_rate": {"en": "the channel win rate", "zh": "渠道赢单率"},
+    "stage_fallback": {"en": "the stage and channel fallback", "zh": "阶段与渠道回退估计"},
 }
 
 

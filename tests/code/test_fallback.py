@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import MIN_CLASS_DEALS, Settings, load_settings
-from leadscore.model.fallback import StageFallback, fit_fallback
+from leadscore.model.fallback import StageFallback, fit_fallback, fit_fallback_on_snapshots
 from leadscore.model.registry import NoVersionError
 from leadscore.priority.rank import (
     FALLBACK_VERSION,
@@ -181,3 +181,21 @@ def test_a_dated_deal_counts_in_a_stage_by_the_time_it_spent_there():
     assert fitted.stage_rates[1] == pytest.approx(1.0)
     shrunk = fit_fallback(deals, history, prior_deals=10, use_channel=False)
     assert shrunk.stage_rates[0] == pytest.approx((0.4 + 10 * 0.5) / (1.6 + 10))
+
+
+def test_on_snapshots_a_deal_counts_in_a_stage_by_its_snapshots_there():
+    """Snapshots come at a fixed interval while a deal is open: counting them is counting
+    time. W spends 3 snapshots in lead then 1 in qualified; L 1 in lead then 3 in qualified."""
+    frame = pd.DataFrame(
+        {
+            "deal_id": ["W"] * 4 + ["L"] * 4,
+            "won": [1] * 4 + [0] * 4,
+            "stage_index": [0, 0, 0, 1, 0, 1, 1, 1],
+            "channel": ["web"] * 8,
+        }
+    )
+    fitted = fit_fallback_on_snapshots(frame, prior_deals=1e-9, use_channel=False)
+    # Mean snapshots per deal: 4; lead: W weighs 3/4, L 1/4 -> 75% won; qualified: 25%.
+    assert fitted.stage_rates[0] == pytest.approx(0.75)
+    assert fitted.stage_rates[1] == pytest.approx(0.25)
+    assert (fitted.closed_deals, fitted.won_deals) == (2, 1)

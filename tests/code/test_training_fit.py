@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from leadscore.crm.synth import generate_crm
+from leadscore.model.fallback import fit_fallback_on_snapshots
 from leadscore.model.reason_stats import lookup
 from pipelines.cli import app
 from training.data import InsufficientDataError, in_memory_frame, slice_warnings
@@ -100,7 +101,7 @@ def test_evaluation_has_test_baselines_and_oracle_at_creation(result):
     ev = result.evaluation
     keys = {"roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10"}
     assert keys <= set(ev["test"]) and ev["test"]["roc_auc"] > 0.7
-    assert {"logistic_regression", "channel_rate"} == set(ev["baselines"])
+    assert {"logistic_regression", "channel_rate", "stage_fallback"} == set(ev["baselines"])
     assert keys <= set(ev["at_creation"]["model"]) and keys <= set(ev["at_creation"]["oracle"])
     # What the features can show (no rep skill) is a less sharp ceiling than the oracle.
     seen = ev["at_creation"]["oracle_without_rep"]
@@ -195,6 +196,35 @@ def test_the_evaluation_and_the_card_have_the_model_per_segment(result):
     assert "## Per segment" in card and "### By size band" in card
 
 
+def test_the_fallback_baseline_learns_from_the_training_slice_only(result):
+    """The gate's fallback baseline is the fallback fitted on the training deals' snapshots:
+    nothing of the test deals (their outcomes) reaches it."""
+    frame, masks, served = result.frame, result.masks, result.test_predictions
+    assert result.pooled_test is None  # the single split: its test slice is scored
+    test = result.test_rows
+
+    def predicted(fitted_on: pd.DataFrame) -> np.ndarray:
+        fallback = fit_fallback_on_snapshots(fitted_on)
+        return fallback.predict(test["stage_index"].to_numpy(), test["channel"].to_numpy())
+
+    np.testing.assert_allclose(served["stage_fallback"], predicted(frame[masks["train"]]))
+    leaky = predicted(frame[masks["train"] | masks["test"]])
+    assert not np.allclose(served["stage_fallback"], leaky)
+
+
+def test_the_gate_and_the_card_compare_the_model_with_the_fallback(result):
+    checks = result.evaluation["gate"]["checks"]
+    assert {c["baseline"] for c in checks} == {
+        "logistic_regression",
+        "channel_rate",
+        "stage_fallback",
+    }
+    per_deal = result.evaluation["per_deal"]["at_age"]
+    assert "roc_auc" in per_deal["model_minus_baseline"]["stage_fallback"]
+    card = model_card(result, pd.DataFrame({"feature": [], "gain_share": []}))
+    assert card.count("| fallback (stage and channel rates) |") >= 4  # tables and margins
+
+
 def test_at_creation_uses_exactly_one_row_per_deal(result):
     test = result.frame[result.masks["test"]]
     rows = per_deal_rows(test, 30)["at_creation"]
@@ -243,6 +273,7 @@ def test_slice_warnings_reach_the_log_the_evaluation_and_the_cli(
     assert out.output.count("warning: the ") == 3
     assert "per deal at creation" in out.output
     assert "model - logistic regression, per-deal ROC AUC at creation: " in out.output
+    assert "  model - fallback (stage and channel rates): ROC AUC " in out.output
     assert f"dormant deals: {warned.evaluation['dormant']['sentence']}" in out.output
 
 

@@ -208,7 +208,7 @@ def test_cli_trains_through_feast_and_prints_pure_json(tmp_path: Path, monkeypat
     assert keys <= set(summary["at_creation"]["model"]) and keys <= set(
         summary["at_creation"]["oracle"]
     )
-    for baseline in ("logistic_regression", "channel_rate"):
+    for baseline in ("logistic_regression", "channel_rate", "stage_fallback"):
         assert {"roc_auc", "log_loss"} <= set(summary["baselines"][baseline])
     assert summary["data"]["feature_service"] == SERVICE
     # 800 synthetic deals cannot show a margin over logistic regression: the first version

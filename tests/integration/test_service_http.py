@@ -50,6 +50,7 @@ def with_quality(model: ScoringModel, frame: pd.DataFrame) -> ScoringModel:
     """The small champion with the quality summary training would store in it, measured
     on another synthetic CRM's closed deals, against baselines fitted on its own frame."""
     from leadscore.features.catalog import CATEGORICAL_FEATURES, model_catalog
+    from leadscore.model.fallback import fit_fallback_on_snapshots
     from training.baselines import (
         fit_group_rate,
         fit_logistic_regression,
@@ -69,6 +70,9 @@ def with_quality(model: ScoringModel, frame: pd.DataFrame) -> ScoringModel:
             fit_logistic_regression(frame, numeric, categorical), test, numeric, categorical
         ),
         "channel_rate": fit_group_rate(frame, "channel").predict(test),
+        "stage_fallback": fit_fallback_on_snapshots(frame).predict(
+            test["stage_index"].to_numpy(), test["channel"].to_numpy()
+        ),
     }
     won, lost = class_counts(test)
     evaluation = {
