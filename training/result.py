@@ -68,6 +68,11 @@ class TrainConfig:
     #: must beat both beyond the interval.
     gate_creation_margin_auc: float = 0.02
     gate_creation_margin_log_loss: float = 0.02
+    #: Segment models (:func:`training.segments.fit_segment_models`): tried per channel,
+    #: size band, industry and stage, kept only where they beat the global model.
+    segment_models: bool = True
+    #: Fewest won and lost training deals a segment needs for a model of its own.
+    segment_min_class_deals: int = MIN_CLASS_DEALS
 
     def lgb_params(self, features: Sequence[str]) -> dict[str, Any]:
         return {
