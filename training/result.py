@@ -73,6 +73,9 @@ class TrainConfig:
     segment_models: bool = True
     #: Fewest won and lost training deals a segment needs for a model of its own.
     segment_min_class_deals: int = MIN_CLASS_DEALS
+    #: Early stopping of a segment model's added trees: it starts from the global model's,
+    #: so a gain shows within a few rounds or not at all (and training stays within budget).
+    segment_early_stopping_rounds: int = 10
 
     def lgb_params(self, features: Sequence[str]) -> dict[str, Any]:
         return {

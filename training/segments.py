@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from leadscore.crm.contract import STAGES
 from leadscore.features.catalog import STAGE_LEVELS
@@ -234,14 +235,14 @@ def fit_segment_models(
             continue
         fitted = fit(parts["train"][masks["train"]], parts["valid"][masks["valid"]])
         segment = fitted.model
+        p_segment = segment.probability(X_test[in_test])
+        # A gain not above 0 cannot have its interval above 0: no resamples needed.
+        gain = roc_auc_score(y[in_test], p_segment) - roc_auc_score(y[in_test], p_global[in_test])
         m = with_intervals(
             y[in_test],
-            {
-                "segment_model": segment.probability(X_test[in_test]),
-                "global_model": p_global[in_test],
-            },
+            {"segment_model": p_segment, "global_model": p_global[in_test]},
             deals[in_test],
-            config.bootstrap_resamples,
+            config.bootstrap_resamples if gain > 0 else 0,
             config.seed,
             compare=("segment_model", ["global_model"]),
             compared=INTERVAL_METRICS,
@@ -321,12 +322,16 @@ def _decision(diff: Mapping[str, Mapping[str, float | None]]) -> tuple[str, str]
 
     def text(k: str, spec: str) -> str:
         d = diff[k]
-        if d["difference"] is None or d["low"] is None or d["high"] is None:
+        if d["difference"] is None:
             return f"{k} undefined"
+        if d["low"] is None or d["high"] is None:
+            return f"{k} {d['difference']:+{spec}}"
         return f"{k} {d['difference']:+{spec}} [{d['low']:+{spec}}, {d['high']:+{spec}}]"
 
     figures = ", ".join([text("roc_auc", ".3f"), text("log_loss", ".4f"), text("ece", ".4f")])
     auc_low = diff["roc_auc"]["low"]
+    if (diff["roc_auc"]["difference"] or 0.0) <= 0:
+        return "not kept", f"ROC AUC gain not above 0 (no interval needed): {figures}"
     if auc_low is None or auc_low <= 0:
         return "not kept", f"ROC AUC gain not above 0 beyond the interval: {figures}"
     worse = [k for k in ("log_loss", "ece") if (diff[k]["low"] or 0.0) > 0]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from training.calibration import (
     CalibrationChoice,
     choose_calibration,
     choose_calibration_over_time,
+    fit_method,
 )
 from training.data import (
     canonical,
@@ -200,8 +201,10 @@ def fit_scoring_model(
     a deal alike) and its trees, which the new booster continues on the segment's rows
     (``init_model``): a segment of a few hundred deals then learns only where it differs,
     instead of learning again from little data everything the global model knows, and
-    boosting stops within a few dozen rounds where it does not differ. The calibration is
-    then chosen within the validation slice: a segment's periods are too short to chain.
+    boosting stops within a few dozen rounds where it does not differ. Its calibration is
+    the global model's method fitted on the segment's validation rows
+    (:func:`training.calibration.fit_method`): a segment's periods are too short to choose
+    one over time.
     """
     categories = start.categories if start is not None else None
     if categories is None:
@@ -214,7 +217,15 @@ def fit_scoring_model(
     )
     raw_valid = model.raw_score(model.encode(valid))
     blocks = _calibration_blocks(model, train, config) if start is None else None
-    if blocks is None:  # too few deals to chain periods: folds within the validation slice
+    if start is not None:
+        choice = fit_method(
+            start.calibration.method,
+            raw_valid,
+            valid["won"].to_numpy(),
+            valid["deal_id"].to_numpy(),
+            config.min_isotonic_deals,
+        )
+    elif blocks is None:  # too few deals to chain periods: folds within the validation slice
         choice = choose_calibration(
             raw_valid,
             valid["won"].to_numpy(),
@@ -536,8 +547,10 @@ def _segment_models(
     if folds is not None:
         return {"skipped": "the test slice is too small: cross-validation replaced it"}
 
+    growing = replace(config, early_stopping_rounds=config.segment_early_stopping_rounds)
+
     def fit(train: pd.DataFrame, valid: pd.DataFrame) -> FittedModel:
-        return fit_scoring_model(train, valid, features, categorical, config, start=model)
+        return fit_scoring_model(train, valid, features, categorical, growing, start=model)
 
     model.segment_models, report = fit_segment_models(parts, model, fit, config)
     model.info["quality"]["segment_models"] = routing_table(
