@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from serving.schemas import Quality
 from training.evaluate import per_deal_rows
 from training.result import TrainingResult
 
@@ -53,7 +54,10 @@ def test_the_segment_with_its_own_relation_gets_its_own_model(planted: TrainingR
     (large,) = [c for c in block["candidates"] if c["segment"] == LARGE]
     assert large["segment_minus_global"]["roc_auc"]["low"] > 0
     assert [m.rule.name for m in planted.model.segment_models] == [LARGE]
-    assert planted.model.info["quality"]["segment_models"]["kept"][0]["segment"] == LARGE
+    # GET /model shows the routing table stored in the quality summary.
+    quality = Quality.model_validate(planted.model.info["quality"])
+    assert quality.segment_models is not None
+    assert [k.segment for k in quality.segment_models.kept] == [LARGE]
 
 
 def test_the_routed_model_ranks_the_segment_better_than_the_global_one(planted: TrainingResult):
