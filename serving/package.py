@@ -383,16 +383,13 @@ def load_packaged(bento_model: Any) -> tuple[ScoringModel, dict[str, Any]]:
     """The ScoringModel inside a packaged BentoML model, and the model's BentoML metadata.
 
     The booster is loaded natively from the MLflow model folder (no pyfunc wrapper, no
-    pandas on the scoring path) and combined with the MLmodel metadata.
+    pandas on the scoring path) and combined with the MLmodel metadata and the segment
+    models' boosters, as :func:`leadscore.model.registry.load_model_folder` does for MLflow.
     """
-    import mlflow.lightgbm
-    from mlflow.models import Model
+    from leadscore.model.registry import load_model_folder  # MLflow only when a model loads
 
     path = bento_model.path_of(MLFLOW_MODEL_FOLDER)
-    mlmodel = Model.load(path)
-    booster = mlflow.lightgbm.load_model(path)
-    model = ScoringModel.from_metadata(booster, (mlmodel.metadata or {})[METADATA_KEY])
-    return model, dict(bento_model.info.metadata)
+    return load_model_folder(Path(path), str(bento_model.tag)), dict(bento_model.info.metadata)
 
 
 def _bentoml_command() -> str:

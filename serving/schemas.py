@@ -742,6 +742,34 @@ class SplitFacts(_Facts):
     )
 
 
+class KeptSegment(_Facts):
+    """A segment whose own model scores its deals, with the figures that kept it."""
+
+    segment: str = Field(description="The segment, as `cut=value` (`channel=partner`).")
+    rule: dict[str, Any] = Field(
+        description="How a deal is routed: the feature read at scoring time and the category "
+        "(`category`) or the range `[low, high)` it must be in."
+    )
+    test_deals: dict[str, int] = Field(description="Won and lost test deals of the segment.")
+    roc_auc: dict[str, float | None] = Field(
+        description="Per-deal ROC AUC of the segment model and of the global model on them."
+    )
+    segment_minus_global: dict[str, dict[str, float | None]] = Field(
+        description="Segment model minus global model per metric (roc_auc, log_loss, ece): "
+        "`difference` and its paired 95% interval `low`, `high`."
+    )
+
+
+class SegmentRouting(_Facts):
+    """The segment models training kept: the routing table (training/segments.py)."""
+
+    candidates: int = Field(description="Segments tried (channel, size band, industry, stage).")
+    kept: list[KeptSegment] = Field(
+        description="Kept segment models in routing order: a deal goes to the first whose "
+        "rule it matches, else to the global model."
+    )
+
+
 class Quality(_Facts):
     """The quality summary training stored in the model (training/quality.py)."""
 
@@ -760,6 +788,12 @@ class Quality(_Facts):
     )
     gate: GateFacts | None = Field(
         default=None, description="The baseline gate; null for a model trained before it existed."
+    )
+    segment_models: SegmentRouting | None = Field(
+        default=None,
+        description="The segment models and their routing; null for a model trained before "
+        "segment models existed, or with them switched off. The figures above are the "
+        "global model's.",
     )
 
 

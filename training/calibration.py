@@ -189,3 +189,20 @@ def choose_calibration_over_time(
     )
     log.info("calibration %s", reason)
     return CalibrationChoice(calibration, losses, reason, eces)
+
+
+def fit_method(
+    method: str, raw: np.ndarray, y: np.ndarray, groups: np.ndarray, min_isotonic_deals: int = 500
+) -> CalibrationChoice:
+    """A method already chosen (the global model's, for a segment model grown from it),
+    fitted on ``raw`` and ``y``: the same kind of map, its own parameters. Isotonic falls
+    back to Platt without ``min_isotonic_deals`` deals (``groups``) of each outcome, as
+    :func:`choose_calibration` would not have tried it."""
+    y = np.asarray(y, dtype=np.int64)
+    fitters, note = _candidates(y, groups, min_isotonic_deals)
+    if method == "isotonic" and "isotonic" not in fitters:
+        method = "platt"
+    calibration = fitters[method](raw, y) if method in fitters else Calibration("none")
+    return CalibrationChoice(
+        calibration, reason=f"{calibration.method}: the global model's method{note}"
+    )

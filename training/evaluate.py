@@ -302,13 +302,15 @@ def with_intervals(
     seed: int = 0,
     level: float = INTERVAL_LEVEL,
     compare: tuple[str, Sequence[str]] | None = None,
+    compared: Sequence[str] = ("roc_auc", "log_loss"),
 ) -> dict[str, dict[str, Any]]:
     """:func:`binary_metrics` of each predictor with a ``ci95`` block of deal-bootstrap
     intervals (:data:`INTERVAL_METRICS`), keyed by predictor.
 
     ``compare=("model", ["logistic_regression", ...])`` adds the key
     ``model_minus_baseline``: per baseline, the ROC AUC and log loss differences model
-    minus baseline with their paired intervals (same resamples for both). An AUC
+    minus baseline with their paired intervals (same resamples for both); ``compared``
+    names other metrics of :data:`INTERVAL_METRICS` to difference too (``ece``). An AUC
     difference whose interval is above 0 is a margin the data supports.
     """
     y = np.asarray(y, dtype=np.float64)
@@ -323,7 +325,7 @@ def with_intervals(
         diffs: dict[str, Any] = {}
         for other in others:
             diffs[other] = {}
-            for k in ("roc_auc", "log_loss"):
+            for k in compared:
                 a, b = out[base][k], out[other][k]
                 d = None if a is None or b is None else float(a - b)
                 diffs[other][k] = {

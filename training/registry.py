@@ -34,6 +34,7 @@ import logging
 import os
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -63,7 +64,13 @@ from leadscore.config import (
 from leadscore.crm.ingest import stored_deals
 from leadscore.features.catalog import revival_catalog
 from leadscore.features.store import training_frame
-from leadscore.model.registry import RegistryError, alias_version, load_scoring_model, mlflow_client
+from leadscore.model.registry import (
+    RegistryError,
+    alias_version,
+    load_scoring_model,
+    mlflow_client,
+    segment_booster_files,
+)
 from leadscore.model.scoring_model import ScoringModel
 from training.behaviour import CHECKS, Check, checks_of, run_behaviour_checks
 from training.data import canonical, check_enough_data, class_counts
@@ -116,7 +123,9 @@ def register_model(model: ScoringModel, example: pd.DataFrame, settings: Setting
     Calibration, category lists, reason stats and info travel in the MLmodel file's
     metadata under ``lead_scorer``. The signature describes the booster's own input,
     ``ScoringModel.encode`` output (category codes, not strings), and its output is the
-    *uncalibrated* probability: use :func:`load_scoring_model` to score.
+    *uncalibrated* probability of the global booster: use :func:`load_scoring_model` to
+    score. Segment models' boosters are extra files of the same model
+    (:func:`leadscore.model.registry.segment_booster_files`): one version, one artifact.
     """
     X = model.encode(example)
     example_df = pd.DataFrame(X, columns=model.features)
@@ -124,15 +133,17 @@ def register_model(model: ScoringModel, example: pd.DataFrame, settings: Setting
         json.dumps(model.metadata(), allow_nan=False)
     )  # plain JSON types, or fail here
     client = mlflow_client(settings)  # log_model registers through MLflow's process-wide URI
-    info = mlflow.lightgbm.log_model(
-        model.booster,
-        name="model",
-        signature=infer_signature(example_df, model.booster.predict(X)),
-        input_example=example_df,
-        pip_requirements=PIP_REQUIREMENTS,
-        registered_model_name=settings.model_name,
-        metadata={METADATA_KEY: meta},
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        info = mlflow.lightgbm.log_model(
+            model.booster,
+            name="model",
+            signature=infer_signature(example_df, model.booster.predict(X)),
+            input_example=example_df,
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=settings.model_name,
+            metadata={METADATA_KEY: meta},
+            extra_files=segment_booster_files(model, Path(tmp)) or None,
+        )
     return client.get_model_version(settings.model_name, str(info.registered_model_version))
 
 

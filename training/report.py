@@ -243,6 +243,8 @@ def model_card(result: TrainingResult, importance: pd.DataFrame, run_id: str = "
         lines += _per_deal_section(ev)
     if "segments" in ev:
         lines += _segment_section(ev)
+    if "segment_models" in ev:
+        lines += _segment_model_section(ev["segment_models"])
     if "dormant" in ev:
         lines += _dormant_section(ev)
     if "at_creation" in ev:
@@ -460,6 +462,53 @@ def _segment_section(ev: dict[str, Any]) -> list[str]:
                 for b in labels
             )
             lines.append(f"{head} {auc} | {ece} |{margins}")
+    return lines
+
+
+def _segment_model_section(block: dict[str, Any]) -> list[str]:
+    """Every segment model tried (:func:`training.segments.fit_segment_models`): its
+    decision, the segment's deals and the paired differences with the global model."""
+    lines = ["", "## Segment models", ""]
+    if "skipped" in block:
+        return [*lines, f"None tried: {block['skipped']}."]
+    kept = block["kept"]
+    lines += [
+        f"Tried per channel, size band, industry and open stage, each grown from the global "
+        f"model on the segment's training deals; kept when, on the segment's test deals at "
+        f"{block['age_days']:g} days, its ROC AUC gain's 95% interval is above 0 and neither "
+        "log loss nor ECE is worse beyond its interval. A deal in a kept segment is scored, "
+        "and its reasons given, by that segment's model (the first in this order: "
+        f"{', '.join(kept) if kept else 'none kept'}); every other deal by the global model. "
+        "The test deals chose the kept models, so the routed figures below lean optimistic; "
+        "the figures above are the global model's.",
+        "",
+        "| segment | decision | test deals won/lost | ROC AUC segment model | ROC AUC global "
+        "| ROC AUC gain | log loss difference | ECE difference |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in block["candidates"]:
+        test = c["deals"]["test"]
+        head = f"| {c['segment']} | {c['decision']} | {test['won']}/{test['lost']} |"
+        if c["decision"] == "skipped":
+            lines.append(f"{head} {c['reason']} | | | | |")
+            continue
+        d = c["segment_minus_global"]
+        lines.append(
+            f"{head} {_fmt(c['segment_model']['roc_auc'])} | {_fmt(c['global_model']['roc_auc'])} | "
+            f"{_with_interval(d['roc_auc'], 'difference', '+.3f')} | "
+            f"{_with_interval(d['log_loss'], 'difference', '+.4f')} | "
+            f"{_with_interval(d['ece'], 'difference', '+.4f')} |"
+        )
+    routed = block.get("routed")
+    if routed:
+        d = routed["routed_minus_global"]
+        lines += [
+            "",
+            f"Routed minus global on all {routed['deals']:,} test deals: ROC AUC "
+            f"{_with_interval(d['roc_auc'], 'difference', '+.4f')}, log loss "
+            f"{_with_interval(d['log_loss'], 'difference', '+.4f')}, ECE "
+            f"{_with_interval(d['ece'], 'difference', '+.4f')}.",
+        ]
     return lines
 
 

@@ -68,6 +68,14 @@ class TrainConfig:
     #: must beat both beyond the interval.
     gate_creation_margin_auc: float = 0.02
     gate_creation_margin_log_loss: float = 0.02
+    #: Segment models (:func:`training.segments.fit_segment_models`): tried per channel,
+    #: size band, industry and stage, kept only where they beat the global model.
+    segment_models: bool = True
+    #: Fewest won and lost training deals a segment needs for a model of its own.
+    segment_min_class_deals: int = MIN_CLASS_DEALS
+    #: Early stopping of a segment model's added trees: it starts from the global model's,
+    #: so a gain shows within a few rounds or not at all (and training stays within budget).
+    segment_early_stopping_rounds: int = 10
 
     def lgb_params(self, features: Sequence[str]) -> dict[str, Any]:
         return {

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from training.calibration import (
     CalibrationChoice,
     choose_calibration,
     choose_calibration_over_time,
+    fit_method,
 )
 from training.data import (
     canonical,
@@ -86,7 +87,7 @@ from training.registry import (
 )
 from training.report import write_report
 from training.result import TrainConfig, TrainingResult
-from training.segments import per_segment
+from training.segments import fit_segment_models, per_segment, routing_table, segment_tags
 from training.split import (
     SLICES,
     Folds,
@@ -126,13 +127,15 @@ def train_booster(
     valid: pd.DataFrame,
     config: TrainConfig,
     progress: Progress = no_progress,
+    init_model: lgb.Booster | None = None,
 ) -> lgb.Booster:
     """LightGBM with early stopping on validation log loss, cut to its best iteration.
 
     Cutting (rather than relying on ``best_iteration`` at predict time) makes every
     consumer of the saved booster, contributions included, use the same trees.
     ``progress`` counts boosting rounds (task ``boosting``); early stopping ends it short
-    of ``num_boost_round``.
+    of ``num_boost_round``. With ``init_model`` the booster starts from its trees and adds
+    up to ``num_boost_round`` more (a segment model, :func:`training.segments.fit_segment_models`).
     """
     params = config.lgb_params(model.features)
     cats = model.categorical_indices
@@ -154,6 +157,7 @@ def train_booster(
         params,
         dtrain,
         num_boost_round=config.num_boost_round,
+        init_model=init_model,
         valid_sets=[dvalid],
         valid_names=["valid"],
         callbacks=[
@@ -188,19 +192,41 @@ def fit_scoring_model(
     categorical: Sequence[str],
     config: TrainConfig,
     progress: Progress = no_progress,
+    start: ScoringModel | None = None,
 ) -> FittedModel:
     """Booster plus calibrator: trained on ``train``, early-stopped and calibrated on ``valid``.
 
     Frames need ``won`` (0/1), ``deal_id`` (calibration folds group by it) and ``features``.
+
+    ``start`` is the model a segment model grows from: its category lists (so both encode
+    a deal alike) and its trees, which the new booster continues on the segment's rows
+    (``init_model``): a segment of a few hundred deals then learns only where it differs,
+    instead of learning again from little data everything the global model knows, and
+    boosting stops within a few dozen rounds where it does not differ. Its calibration is
+    the global model's method fitted on the segment's validation rows
+    (:func:`training.calibration.fit_method`): a segment's periods are too short to choose
+    one over time.
     """
-    categories = category_lists(
-        train, [c for c in features if c in categorical], config.max_categories
+    categories = start.categories if start is not None else None
+    if categories is None:
+        categories = category_lists(
+            train, [c for c in features if c in categorical], config.max_categories
+        )
+    model = ScoringModel(booster=None, features=list(features), categories=dict(categories))  # type: ignore[arg-type]
+    model.booster = train_booster(
+        model, train, valid, config, progress, start.booster if start is not None else None
     )
-    model = ScoringModel(booster=None, features=list(features), categories=categories)  # type: ignore[arg-type]
-    model.booster = train_booster(model, train, valid, config, progress)
     raw_valid = model.raw_score(model.encode(valid))
-    blocks = _calibration_blocks(model, train, config)
-    if blocks is None:  # too few deals to chain periods: folds within the validation slice
+    blocks = _calibration_blocks(model, train, config) if start is None else None
+    if start is not None:
+        choice = fit_method(
+            start.calibration.method,
+            raw_valid,
+            valid["won"].to_numpy(),
+            valid["deal_id"].to_numpy(),
+            config.min_isotonic_deals,
+        )
+    elif blocks is None:  # too few deals to chain periods: folds within the validation slice
         choice = choose_calibration(
             raw_valid,
             valid["won"].to_numpy(),
@@ -281,6 +307,7 @@ TRAIN_STEPS = (
     "boosting and calibration",
     "reason statistics",
     "baselines and evaluation",
+    "segment models",
     "behaviour checks",
 )
 
@@ -458,6 +485,10 @@ def _fit_and_evaluate(
     # What serving shows of the model's quality (the page's panel, GET /model) travels
     # inside the model, so it is always the registered version's own.
     model.info["quality"] = quality_summary(model, evaluation, test, preds["model"], catalog)
+    _step(progress, "segment models")
+    evaluation["segment_models"] = _segment_models(
+        model, parts, folds, features, categorical, config
+    )
     if truth is not None:
         evaluation["at_creation"] = _at_creation(test, preds, truth)
     if audit is not None:
@@ -494,6 +525,39 @@ def _fit_and_evaluate(
         audit=audit,
         pooled_test=test if folds is not None else None,
     )
+
+
+def _segment_models(
+    model: ScoringModel,
+    parts: Mapping[str, pd.DataFrame],
+    folds: Folds | None,
+    features: Sequence[str],
+    categorical: Sequence[str],
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """Fit the segment models (:func:`training.segments.fit_segment_models`) with this
+    module's own fit, each grown from the global ``model`` (:func:`fit_scoring_model`'s
+    ``start``), route ``model`` through the kept ones and put the routing table in its quality summary (``GET /model``, the page).
+
+    Called once the global model's own figures, dormant calibration and quality summary
+    are in: those describe the global booster, which every unrouted deal still gets.
+    Returns the evaluation's ``segment_models`` block.
+    """
+    if not config.segment_models:
+        return {"skipped": "segment models switched off (TrainConfig.segment_models)"}
+    if folds is not None:
+        return {"skipped": "the test slice is too small: cross-validation replaced it"}
+
+    growing = replace(config, early_stopping_rounds=config.segment_early_stopping_rounds)
+
+    def fit(train: pd.DataFrame, valid: pd.DataFrame) -> FittedModel:
+        return fit_scoring_model(train, valid, features, categorical, growing, start=model)
+
+    model.segment_models, report = fit_segment_models(parts, model, fit, config)
+    model.info["quality"]["segment_models"] = routing_table(
+        model.segment_models, len(report["candidates"])
+    )
+    return report
 
 
 def version_info(
@@ -701,6 +765,8 @@ def log_training_run(
         "data.fingerprint": info["fingerprint"],
         "git.commit": git_commit(settings.root) or "unknown",
     }
+    if "segment_models" in info.get("quality", {}):
+        tags |= segment_tags(info["quality"]["segment_models"])
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"{settings.model_name}-{info['fingerprint'][:8]}"
     ) as run:

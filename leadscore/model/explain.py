@@ -195,7 +195,7 @@ class Explainer:
             return []
         contributions = self.model.contributions(X)
         # The contributions add up to the raw score: one pass over the trees, not two.
-        probability = self.model.calibration(contributions.sum(axis=1)).tolist()
+        probability = self.model.calibrate(contributions.sum(axis=1), X).tolist()
         pushes = contributions[:, :-1] @ self._group
         candidates = np.where(self._shown, pushes, 0.0)
         order = np.argsort(-np.abs(candidates), axis=1, kind="stable")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import lightgbm as lgb
 import mlflow
 import mlflow.lightgbm
 from mlflow.exceptions import MlflowException
@@ -76,12 +77,44 @@ def load_scoring_model(model_uri: str, settings: Settings) -> ScoringModel:
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=model_uri, tracking_uri=uri, registry_uri=uri
     )
-    meta = (Model.load(local).metadata or {}).get(METADATA_KEY)
+    return load_model_folder(Path(local), model_uri)
+
+
+#: Where the MLflow LightGBM flavor keeps ``extra_files`` inside a model folder.
+EXTRA_FILES = "extra_files"
+
+
+def segment_booster_files(model: ScoringModel, folder: Path) -> list[str]:
+    """Write each segment model's booster into ``folder`` and return the paths, in routing
+    order: ``log_model(extra_files=...)`` copies them into the model folder, so the segment
+    models travel in the registered version itself (and in the BentoML model imported from
+    it) and :func:`load_model_folder` finds them by the same names."""
+    paths = []
+    for k, segment in enumerate(model.segment_models):
+        path = Path(folder) / segment_file(k)
+        segment.booster.save_model(str(path))
+        paths.append(str(path))
+    return paths
+
+
+def segment_file(k: int) -> str:
+    return f"segment-{k}.lgb.txt"
+
+
+def load_model_folder(local: Path, source: str) -> ScoringModel:
+    """The :class:`ScoringModel` in a downloaded MLflow model folder: the native booster,
+    the ``MLmodel`` metadata, and the segment models' boosters from its extra files.
+    ``source`` names the model in the error of a folder training did not write."""
+    meta = (Model.load(str(local)).metadata or {}).get(METADATA_KEY)
     if meta is None:
         raise RegistryError(
-            f"{model_uri} has no '{METADATA_KEY}' metadata; it was not logged by leadscore train"
+            f"{source} has no '{METADATA_KEY}' metadata; it was not logged by leadscore train"
         )
-    return ScoringModel.from_metadata(mlflow.lightgbm.load_model(local), meta)
+    segments = [
+        lgb.Booster(model_file=str(Path(local) / EXTRA_FILES / segment_file(k)))
+        for k in range(len(meta.get("segment_models") or []))
+    ]
+    return ScoringModel.from_metadata(mlflow.lightgbm.load_model(str(local)), meta, segments)
 
 
 def load_champion(

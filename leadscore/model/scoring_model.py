@@ -8,13 +8,21 @@ a deal is scored identically by every path.
 Categorical features are encoded as the position of the value in a fixed category
 list saved with the model. A value the model never saw becomes NaN, which LightGBM
 sends down the "missing/other" branch: scored, not an error.
+
+Segment models (issue 16) ride inside the same object: training keeps a
+:class:`SegmentModel` (own booster and calibration, the global model's features and
+category lists) only where it beat the global model on that segment's test deals, and
+:meth:`ScoringModel.route` sends each encoded row to the first kept segment whose
+:class:`SegmentRule` it matches, else to the global booster. Every score, probability and
+contribution goes through that routing, so the service, the list and the gate need no
+segment code: the model that scored a deal is the model whose reasons it shows.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, cast
 
 import lightgbm as lgb
@@ -83,6 +91,52 @@ class Calibration:
         )
 
 
+@dataclass(frozen=True)
+class SegmentRule:
+    """Which deals a segment model scores: one feature as the model encodes it.
+
+    A category of a categorical ``feature`` (``category``: the channel ``web``), or the
+    half-open range ``[low, high)`` of a numeric one (a size band of ``employee_count``,
+    a stage of ``stage_index``). Only features known when the deal is scored, so the
+    route is a pure function of the row; a missing value matches no rule.
+    """
+
+    #: The cut (``channel``, ``size_band``, ``industry``, ``stage``) and its value's label.
+    segment: str
+    value: str
+    feature: str
+    category: str | None = None
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def name(self) -> str:
+        """``channel=web``: how the model card, ``GET /model`` and a result name it."""
+        return f"{self.segment}={self.value}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SegmentRule:
+        return cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class SegmentModel:
+    """A booster kept for one segment, with its own calibration and the figures that kept it."""
+
+    rule: SegmentRule
+    booster: lgb.Booster
+    calibration: Calibration = field(default_factory=Calibration)
+    #: Training's decision with its figures (:mod:`training.segments`), for the model card.
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+#: The route of a row the global booster scores.
+GLOBAL = -1
+
+
 @dataclass
 class ScoringModel:
     booster: lgb.Booster
@@ -101,6 +155,8 @@ class ScoringModel:
     #: (``training.dormant``): the same trees, their number then "a win within the
     #: horizon"; None when the backtest kept the win model's own number, or never ran.
     dormant_calibration: Calibration | None = None
+    #: Segment models in routing order: a row goes to the first whose rule it matches.
+    segment_models: tuple[SegmentModel, ...] = ()
 
     def __post_init__(self) -> None:
         self._index = {f: i for i, f in enumerate(self.features)}
@@ -180,20 +236,81 @@ class ScoringModel:
                     out[i].append(name)
         return out
 
+    # ------------------------------------------------------------ routing
+    def matches(self, rule: SegmentRule, X: np.ndarray) -> np.ndarray:
+        """Which rows of the model matrix ``X`` fall in ``rule``'s segment."""
+        column = X[:, self._index[rule.feature]]
+        if rule.category is not None:
+            code = self._codes.get(rule.feature, {}).get(rule.category)
+            return np.zeros(len(X), dtype=bool) if code is None else column == code
+        low = -np.inf if rule.low is None else rule.low
+        high = np.inf if rule.high is None else rule.high
+        return (column >= low) & (column < high)  # NaN matches neither bound
+
+    def route(self, X: np.ndarray) -> np.ndarray:
+        """Per row, the index of the segment model that scores it, :data:`GLOBAL` for none."""
+        routes = np.full(len(X), GLOBAL, dtype=np.int64)
+        for k in range(len(self.segment_models) - 1, -1, -1):  # the first match wins
+            routes[self.matches(self.segment_models[k].rule, X)] = k
+        return routes
+
+    def segment_names(self, X: np.ndarray) -> list[str | None]:
+        """Per row, the segment whose model scores it (``channel=web``), None: the global model."""
+        names = [m.rule.name for m in self.segment_models]
+        return [None if k == GLOBAL else names[k] for k in self.route(X).tolist()]
+
+    def _routed(self, X: np.ndarray, **predict: Any) -> np.ndarray:
+        """``booster.predict(X, **predict)`` with each row predicted by its route's booster."""
+        if not self.segment_models:
+            return cast(np.ndarray, self.booster.predict(X, num_threads=1, **predict))
+        routes = self.route(X)
+        out: np.ndarray | None = None
+        for k in np.unique(routes).tolist():
+            rows = routes == k
+            booster = self.booster if k == GLOBAL else self.segment_models[k].booster
+            part = cast(np.ndarray, booster.predict(X[rows], num_threads=1, **predict))
+            if out is None:
+                out = np.empty((len(X), *part.shape[1:]))
+            out[rows] = part
+        if out is None:  # no rows
+            return cast(np.ndarray, self.booster.predict(X, num_threads=1, **predict))
+        return out
+
+    def recalibrated(self, calibration: Calibration) -> ScoringModel:
+        """The global trees read through another ``calibration`` (the dormant one), without
+        segment models: that map was fitted on the global booster's scores alone."""
+        return replace(self, calibration=calibration, segment_models=())
+
     # ------------------------------------------------------------ scoring
     def raw_score(self, X: np.ndarray) -> np.ndarray:
-        return cast(np.ndarray, self.booster.predict(X, raw_score=True, num_threads=1))
+        """Log-odds of each row from the booster that scores it (:meth:`route`)."""
+        return self._routed(X, raw_score=True)
+
+    def calibrate(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of the raw scores ``raw`` of the rows of ``X``, each
+        through the calibration of the model that scored it."""
+        if not self.segment_models:
+            return self.calibration(raw)
+        raw = np.asarray(raw, dtype=np.float64)
+        routes = self.route(X)
+        out = self.calibration(raw)
+        for k, model in enumerate(self.segment_models):
+            rows = routes == k
+            if rows.any():
+                out[rows] = model.calibration(raw[rows])
+        return out
 
     def probability(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated win probability."""
-        return self.calibration(self.raw_score(X))
+        """Calibrated win probability, from the model that scores each row."""
+        return self.calibrate(self.raw_score(X), X)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """TreeSHAP contributions in log-odds: one column per feature, the expected value last.
 
-        Each row sums to the raw score (:meth:`raw_score`).
+        Each row's come from the booster that scores it, and sum to its raw score
+        (:meth:`raw_score`).
         """
-        return cast(np.ndarray, self.booster.predict(X, pred_contrib=True, num_threads=1))
+        return self._routed(X, pred_contrib=True)
 
     # ------------------------------------------------------------ persistence
     def metadata(self) -> dict[str, Any]:
@@ -210,10 +327,37 @@ class ScoringModel:
                 if self.dormant_calibration is not None
                 else {}
             ),
+            **(
+                {
+                    "segment_models": [
+                        {
+                            "rule": m.rule.to_dict(),
+                            "calibration": m.calibration.to_dict(),
+                            "figures": m.figures,
+                        }
+                        for m in self.segment_models
+                    ]
+                }
+                if self.segment_models
+                else {}
+            ),
         }
 
     @classmethod
-    def from_metadata(cls, booster: lgb.Booster, meta: Mapping[str, Any]) -> ScoringModel:
+    def from_metadata(
+        cls,
+        booster: lgb.Booster,
+        meta: Mapping[str, Any],
+        segment_boosters: Sequence[lgb.Booster] = (),
+    ) -> ScoringModel:
+        """The model :meth:`metadata` describes; ``segment_boosters`` are its segment
+        models' boosters, in the order of ``meta["segment_models"]``."""
+        segments = meta.get("segment_models") or []
+        if len(segments) != len(segment_boosters):
+            raise ValueError(
+                f"the metadata names {len(segments)} segment models, "
+                f"{len(segment_boosters)} boosters were given"
+            )
         return cls(
             booster=booster,
             features=list(meta["features"]),
@@ -225,4 +369,13 @@ class ScoringModel:
             dormant_calibration=Calibration.from_dict(meta["dormant_calibration"])
             if meta.get("dormant_calibration")
             else None,
+            segment_models=tuple(
+                SegmentModel(
+                    SegmentRule.from_dict(m["rule"]),
+                    b,
+                    Calibration.from_dict(m["calibration"]),
+                    dict(m.get("figures", {})),
+                )
+                for m, b in zip(segments, segment_boosters, strict=True)
+            ),
         )

@@ -92,7 +92,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -224,7 +224,7 @@ def dormant_scoring(model: ScoringModel) -> DormantScoring:
     horizon = float(info.get("horizon_days", REVIVAL_HORIZON_DAYS))
     if choice is DormantChoice.DORMANT_CALIBRATION and model.dormant_calibration is not None:
         return DormantScoring(
-            replace(model, calibration=model.dormant_calibration),
+            model.recalibrated(model.dormant_calibration),
             DORMANT_MODEL,
             dormant_meaning(horizon, choice),
         )

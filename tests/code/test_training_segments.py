@@ -96,3 +96,38 @@ def test_the_model_card_shows_a_table_per_segment():
     for segment in SEGMENTS:
         assert f"### By {segment.replace('_', ' ')}" in text
     assert "| event | 30 | 16.7% | too few |" in text
+
+
+def test_the_model_card_lists_every_segment_model_tried_with_its_decision():
+    interval = {"difference": 0.02, "low": 0.01, "high": 0.03}
+    tried = {
+        "deals": {"test": {"won": 40, "lost": 60}},
+        "segment_model": {"roc_auc": 0.8},
+        "global_model": {"roc_auc": 0.78},
+        "segment_minus_global": {"roc_auc": interval, "log_loss": interval, "ece": interval},
+    }
+    block = {
+        "age_days": 30.0,
+        "kept": ["channel=web"],
+        "candidates": [
+            {"segment": "channel=web", "decision": "kept", **tried},
+            {"segment": "stage=lead", "decision": "not kept", **tried},
+            {
+                "segment": "channel=event",
+                "decision": "skipped",
+                "deals": {"test": {"won": 3, "lost": 9}},
+                "reason": "3 won and 9 lost test deals (needs 20 of each)",
+            },
+        ],
+        "routed": {"deals": 100, "routed_minus_global": tried["segment_minus_global"]},
+    }
+    from training import report
+
+    text = "\n".join(report._segment_model_section(block))
+    assert "## Segment models" in text and "(the first in this order: channel=web)" in text
+    assert "| channel=web | kept | 40/60 | 0.8000 | 0.7800 | +0.020 [+0.010, +0.030] |" in text
+    assert "| stage=lead | not kept |" in text
+    assert "| channel=event | skipped | 3/9 | 3 won and 9 lost test deals" in text
+    assert "Routed minus global on all 100 test deals" in text
+    off = report._segment_model_section({"skipped": "switched off"})
+    assert off[-1] == "None tried: switched off."
