@@ -1,20 +1,24 @@
-"""The managers' page over HTTP: the latest ranked list and the CRM charts, as a Starlette app.
+"""The managers' page over HTTP: the latest ranked list, its insights and charts, as a Starlette app.
 
-``GET /`` answers with the page ``leadscore report`` writes
-(:func:`leadscore.priority.report.build_page`), from the ranked list the last ``leadscore rank``
-wrote and the stored CRM tables. The page is rendered again only when one of those
-files changes, so reloading it costs nothing while a rank run is hours away; until a
-ranked list exists the answer is 503 with what to run. The stored tables also decide
-whether the page says the list is ranked as of the export's last recorded event: a new
-ingest moves that event, and the page is rendered again. The model panel describes the
-version that ranked the list, from the quality summary training stored in it.
+``GET /`` answers with the page (:func:`leadscore.priority.report.render_page`) in the
+request's language (``?lang=``, ``LEADSCORE_LANGUAGE``, or the browser's
+Accept-Language), carrying the first page of the list; its script asks ``GET /api/leads``
+for other pages and filters (JSON, :mod:`leadscore.priority.listing`), ``GET
+/api/sections`` for the insights and charts, ``GET /api/compare?by=`` for an A/B
+comparison, and ``GET /api/plotly.js`` for plotly. The ranked list and the stored CRM are
+read again only when one of their files changes, so reloading costs nothing while a
+rank run is hours away; until a ranked list exists the answer is 503 with what to run.
+The stored tables also decide whether the page says the list is ranked as of the
+export's last recorded event: a new ingest moves that event, and the page is rendered
+again. The model panel describes the version that ranked the list, from the quality
+summary training stored in it.
 
 The service mounts :func:`create_app` at ``/leads``; on its own::
 
     uvicorn --factory serving.leads_page:create_app --port 8080
 
-No page the product serves makes a request to the internet. The page carries plotly.js
-inline, and every answer here sends a Content-Security-Policy allowing nothing but this
+No page the product serves makes a request to the internet. The page loads plotly.js
+from this server, and every answer here sends a Content-Security-Policy allowing nothing but this
 server and the page's own inline scripts (by hash, :func:`content_security_policy`),
 refuses framing, sniffing and referrers (:data:`SECURITY_HEADERS`). BentoML's own index
 page at ``/`` loads a tag manager from the internet; :func:`create_index_app` replaces it

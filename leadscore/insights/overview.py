@@ -96,23 +96,7 @@ def managers_overview(facts: Facts, as_of: Any, probability: pd.Series | None = 
     funnel = {"all": to_records(funnel_metrics(facts, start, end))}
     for cut in cuts:
         funnel[cut] = to_records(funnel_metrics(facts, start, end, by=[cut]))
-    fc = pipeline_forecast(facts, end, ranked_probability(facts, probability), FORECAST_MONTHS)
-    past = backtest_cuts(facts, end, PAGE_BACKTEST_CUTS)
-    errors = (
-        backtest_errors(
-            backtest(facts, past, {"stage_rate": stage_rate_probability(facts)}), ["stage_rate"]
-        )
-        if past
-        else pd.DataFrame()
-    )
-    forecast = {
-        "as_of": end.isoformat(),
-        "method": "stage" if probability is None else "ranked",
-        "months": to_records(fc.months),
-        "summary": to_records(fc.summary),
-        "backtest_cuts": len(past),
-        "errors": to_records(errors),
-    }
+    forecast = page_forecast(facts, end, probability)
     reps: dict[str, list[dict[str, Any]]] = {}
     if OWNER in facts.cuts():
         # The month and the week the moment falls in (the one before, at their very start).
@@ -132,6 +116,35 @@ def managers_overview(facts: Facts, as_of: Any, probability: pd.Series | None = 
         comparison(facts, DEFAULT_COMPARE, start, end) if DEFAULT_COMPARE in compare_by else None,
         compare_by,
     )
+
+
+def page_forecast(facts: Facts, end: pd.Timestamp, probability: pd.Series | None) -> dict[str, Any]:
+    """The forecast at ``end`` and its backtest, as JSON; ``missing`` says why there is
+    none (a young export has no past wins to learn the time to close from)."""
+    out: dict[str, Any] = {
+        "as_of": end.isoformat(),
+        "method": "stage" if probability is None else "ranked",
+        "months": [],
+        "summary": [],
+        "backtest_cuts": 0,
+        "errors": [],
+        "missing": None,
+    }
+    try:
+        fc = pipeline_forecast(facts, end, ranked_probability(facts, probability), FORECAST_MONTHS)
+    except ValueError as exc:
+        return {**out, "missing": str(exc)}
+    out.update(months=to_records(fc.months), summary=to_records(fc.summary))
+    past = backtest_cuts(facts, end, PAGE_BACKTEST_CUTS)
+    try:
+        frame = backtest(facts, past, {"stage_rate": stage_rate_probability(facts)})
+    except ValueError:  # a cut without wins before it to learn from: no backtest
+        past, frame = [], pd.DataFrame()
+    if past:
+        out.update(
+            backtest_cuts=len(past), errors=to_records(backtest_errors(frame, ["stage_rate"]))
+        )
+    return out
 
 
 def comparison(facts: Facts, by: str, start: Any, end: Any) -> dict[str, Any]:

@@ -1,12 +1,24 @@
 """What managers see: the ranked list as a terminal table and as one HTML page with charts.
 
-The page (``leadscore report --out FILE``, and ``serving/leads_page.py`` over HTTP)
-holds the ranked table, sortable by any column and filterable by owner and priority
-group with a few lines of vanilla JavaScript, each deal's reasons (the training fact
-behind a reason shows on hover), risk flags and next step; and plotly charts of the stored CRM's
-closed deals: the funnel with the conversion between stages, and the win rate by
-channel, by competitor, by the most senior contact on the deal and by cycle length.
-Everything is in the one file, plotly.js included once, so it opens without a network.
+The page reads top to bottom as a manager runs the team: the summary, then the sections
+(the eight funnel metrics of the last 12 months by a chosen cut, the monthly trends with
+month-on-month and year-on-year change, the forecast by month with its backtest error,
+the reps' five numbers against the team, an A/B comparison by a chosen attribute; all
+computed by :mod:`leadscore.insights`, :mod:`leadscore.insights.overview`), the plotly
+charts of the stored CRM's closed deals (the funnel, and the win rate by channel, by
+competitor, by the most senior contact and by cycle length), then the list: each deal's
+reasons (the training fact behind a reason shows on hover), risk flags and next step,
+sortable and filterable by owner, team, channel, segment, status and grade
+(:mod:`leadscore.priority.listing`), in English or Chinese (:mod:`leadscore.priority.i18n`).
+
+Two ways to have it (:func:`render_page`). Served at ``/leads`` (``serving/leads_page.py``),
+the HTML ships the first page of the list only and a small inline script asks the
+service for the other pages, the sections and plotly.js, so the page stays small at
+100,000 ranked deals. Written to a file (``leadscore report --out FILE``), everything is
+in the one file, plotly.js included, and the top ``--max-rows`` deals are embedded and
+paged by the same script; the file says the service pages through all of them. Either
+way the page requests nothing from the internet, and its script's hash goes into the
+served page's Content-Security-Policy.
 
 Under the table, a panel describes the model that ranked the list, from the quality summary
 training stored in it (:mod:`training.quality`, read from the registry by version): when it
@@ -655,6 +667,8 @@ def _trend_figure(rows: Sequence[Mapping[str, Any]], lang: str, title: str) -> s
 
 def _forecast_context(forecast: Mapping[str, Any], lang: str) -> dict[str, Any]:
     t = texts(lang)
+    if forecast.get("missing"):
+        return {"forecast_figure": "", "forecast_note": forecast["missing"], "backtest": ""}
     team = [
         m
         for m in forecast["months"]

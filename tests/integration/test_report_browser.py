@@ -165,7 +165,8 @@ def test_report_command_writes_the_top_rows_the_service_pages_through(
     )
     first = page_config(response.text)["first"]
     assert first["total"] == len(listed)
-    assert [r["deal_id"] for r in first["rows"]] == [r["deal_id"] for r in rows][: first["size"]]
+    assert first["size"] > 30
+    assert [r["deal_id"] for r in first["rows"]][:30] == [r["deal_id"] for r in rows]
     assert len(response.content) < len(static) / 4  # no plotly.js, no sections, one page
 
 
