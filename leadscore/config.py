@@ -104,8 +104,14 @@ DEFAULT_RANK_BY: Final = "expected_value"
 #: Promotion gate: how much worse than the champion a challenger may be on one test slice.
 MAX_AUC_DROP = 0.01
 MAX_LOG_LOSS_RISE = 0.01
-#: Deals in the table of the managers' page.
+#: Deals in the table of the managers' page written to a file (``leadscore report``).
 REPORT_MAX_ROWS = 1000
+#: Deals per page of the served list (``GET /leads/api/leads``), and the most one may ask.
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+#: Languages of the managers' page; ``auto`` follows the browser's Accept-Language.
+LANGUAGES: tuple[str, ...] = ("en", "zh")
+AUTO_LANGUAGE = "auto"
 #: Pipeline forecast (``leadscore forecast``): months ahead, the current one first.
 FORECAST_MONTHS = 6
 #: Forecast backtest: months after each cut compared with what was won (t+1..t+3), and
@@ -158,6 +164,11 @@ class Settings:
     redis: str = REDIS
     #: Risk rule thresholds from the environment, as ``name=value`` (names lower case).
     health_overrides: tuple[str, ...] = ()
+    #: Language of the managers' page: ``auto`` (the browser's), ``en`` or ``zh``.
+    language: str = AUTO_LANGUAGE
+    #: Teams of reps, as ``(team, (owner, ...))``: the CRM contract has no team column, so
+    #: the page's team filter is read from ``LEADSCORE_TEAMS`` (:func:`parse_teams`).
+    teams: tuple[tuple[str, tuple[str, ...]], ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -226,8 +237,10 @@ def load_settings(**overrides: object) -> Settings:
     (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
-    ``LEADSCORE_REDIS`` (the Redis online store's address) and ``LEADSCORE_HEALTH_<NAME>``
-    (risk rule thresholds, e.g. ``LEADSCORE_HEALTH_MAX_STALLS=4``).
+    ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_LANGUAGE``
+    (the managers' page: ``auto``, ``en`` or ``zh``), ``LEADSCORE_TEAMS`` (reps by team,
+    :func:`parse_teams`) and ``LEADSCORE_HEALTH_<NAME>`` (risk rule thresholds, e.g.
+    ``LEADSCORE_HEALTH_MAX_STALLS=4``).
     """
     env: dict[str, object] = {}
     if v := os.environ.get("LEADSCORE_FEATURE_REPO"):
@@ -254,6 +267,10 @@ def load_settings(**overrides: object) -> Settings:
         env["revival_bento_model_tag"] = v
     if v := os.environ.get("LEADSCORE_REDIS"):
         env["redis"] = v
+    if v := os.environ.get("LEADSCORE_LANGUAGE"):
+        env["language"] = parse_language(v)
+    if v := os.environ.get("LEADSCORE_TEAMS"):
+        env["teams"] = parse_teams(v)
     env["health_overrides"] = tuple(
         f"{name.removeprefix(HEALTH_ENV_PREFIX).lower()}={value}"
         for name, value in sorted(os.environ.items())
@@ -261,6 +278,32 @@ def load_settings(**overrides: object) -> Settings:
     )
     env.update(overrides)
     return Settings(**env)  # type: ignore[arg-type]
+
+
+def parse_language(value: str) -> str:
+    """``auto``, ``en`` or ``zh`` (case and a region ignored: ``zh-CN`` is ``zh``)."""
+    v = value.strip().lower().replace("_", "-").split("-")[0]
+    if v not in (AUTO_LANGUAGE, *LANGUAGES):
+        raise ValueError(f"LEADSCORE_LANGUAGE={value!r}: must be auto, en or zh")
+    return v
+
+
+def parse_teams(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Teams from ``north=王芳,李伟;south=张敏``: a team's name, ``=``, its owners (as in
+    the CRM's ``owner_id``), teams apart by ``;``. A rep may be in one team only."""
+    teams: list[tuple[str, tuple[str, ...]]] = []
+    seen: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in value.split(";"))):
+        name, sep, owners = part.partition("=")
+        members = tuple(o.strip() for o in owners.split(",") if o.strip())
+        if not sep or not name.strip() or not members:
+            raise ValueError(f"LEADSCORE_TEAMS: {part!r} is not team=owner,owner")
+        for o in members:
+            if o in seen:
+                raise ValueError(f"LEADSCORE_TEAMS: {o!r} is in {seen[o]!r} and {name.strip()!r}")
+            seen[o] = name.strip()
+        teams.append((name.strip(), members))
+    return tuple(teams)
 
 
 def process_env(settings: Settings) -> dict[str, str]:

@@ -1521,18 +1521,34 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
     source: _SourceOpt = None,
     max_rows: Annotated[
-        int, typer.Option("--max-rows", min=1, help="Deals shown in the table.")
+        int, typer.Option("--max-rows", min=1, help="Deals embedded in the file.")
     ] = REPORT_MAX_ROWS,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="en or zh (default: LEADSCORE_LANGUAGE; auto: en)."),
+    ] = None,
 ) -> None:
-    """Write the managers' page: ranked deals with reasons, risk flags and next steps, CRM
-    charts, and the model panel (per-deal quality with intervals, against the baselines)."""
-    from leadscore.priority.rank import RankingError, rankings_dir
-    from leadscore.priority.report import write_report
+    """Write the managers' page as one file: the funnel metrics, trends, forecast, reps'
+    numbers and an A/B comparison, the CRM charts, the top ranked deals (paged in the
+    file; the service at /leads pages through all of them) with reasons, risk flags and
+    next steps, and the model panel."""
+    from leadscore.crm.ingest import last_recorded_event, load_stored
+    from leadscore.insights import deal_facts
+    from leadscore.insights.overview import managers_overview
+    from leadscore.priority.rank import RankingError, rankings_dir, read_ranked
+    from leadscore.priority.report import open_probability, ranking_moment, write_report
 
     settings = load_settings()
+    folder = source or rankings_dir(settings)
     try:
+        ranked = read_ranked(folder)
+        overview = managers_overview(
+            deal_facts(load_stored(settings.crm_dir)),
+            ranking_moment(ranked, last_recorded_event(settings.crm_dir)),
+            open_probability(ranked),
+        )
         path = write_report(
-            out, source or rankings_dir(settings), settings.crm_dir, max_rows, settings=settings
+            out, folder, settings.crm_dir, max_rows, settings=settings, lang=lang, overview=overview
         )
     except RankingError as exc:
         typer.echo(f"error: {exc}", err=True)

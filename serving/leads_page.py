@@ -1,20 +1,24 @@
-"""The managers' page over HTTP: the latest ranked list and the CRM charts, as a Starlette app.
+"""The managers' page over HTTP: the latest ranked list, its insights and charts, as a Starlette app.
 
-``GET /`` answers with the page ``leadscore report`` writes
-(:func:`leadscore.priority.report.build_page`), from the ranked list the last ``leadscore rank``
-wrote and the stored CRM tables. The page is rendered again only when one of those
-files changes, so reloading it costs nothing while a rank run is hours away; until a
-ranked list exists the answer is 503 with what to run. The stored tables also decide
-whether the page says the list is ranked as of the export's last recorded event: a new
-ingest moves that event, and the page is rendered again. The model panel describes the
-version that ranked the list, from the quality summary training stored in it.
+``GET /`` answers with the page (:func:`leadscore.priority.report.render_page`) in the
+request's language (``?lang=``, ``LEADSCORE_LANGUAGE``, or the browser's
+Accept-Language), carrying the first page of the list; its script asks ``GET /api/leads``
+for other pages and filters (JSON, :mod:`leadscore.priority.listing`), ``GET
+/api/sections`` for the insights and charts, ``GET /api/compare?by=`` for an A/B
+comparison, and ``GET /api/plotly.js`` for plotly. The ranked list and the stored CRM are
+read again only when one of their files changes, so reloading costs nothing while a
+rank run is hours away; until a ranked list exists the answer is 503 with what to run.
+The stored tables also decide whether the page says the list is ranked as of the
+export's last recorded event: a new ingest moves that event, and the page is rendered
+again. The model panel describes the version that ranked the list, from the quality
+summary training stored in it.
 
 The service mounts :func:`create_app` at ``/leads``; on its own::
 
     uvicorn --factory serving.leads_page:create_app --port 8080
 
-No page the product serves makes a request to the internet. The page carries plotly.js
-inline, and every answer here sends a Content-Security-Policy allowing nothing but this
+No page the product serves makes a request to the internet. The page loads plotly.js
+from this server, and every answer here sends a Content-Security-Policy allowing nothing but this
 server and the page's own inline scripts (by hash, :func:`content_security_policy`),
 refuses framing, sniffing and referrers (:data:`SECURITY_HEADERS`). BentoML's own index
 page at ``/`` loads a tag manager from the internet; :func:`create_index_app` replaces it
@@ -33,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from plotly.offline import get_plotlyjs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,8 +45,28 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from leadscore.config import Settings, load_settings
-from leadscore.priority.rank import RANKED_FILE, RankingError, rankings_dir
-from leadscore.priority.report import DEFAULT_MAX_ROWS, build_page
+from leadscore.crm.ingest import last_recorded_event, load_stored
+from leadscore.insights import Facts, deal_facts
+from leadscore.insights.overview import Overview, comparison, managers_overview
+from leadscore.model.drift import read_latest
+from leadscore.priority.i18n import EN, choose_language
+from leadscore.priority.listing import LeadQuery, lead_page
+from leadscore.priority.rank import (
+    RANKED_FILE,
+    RankingError,
+    rankings_dir,
+    read_ranked,
+)
+from leadscore.priority.report import (
+    CHART_TABLES,
+    DEFAULT_MAX_ROWS,
+    comparison_html,
+    model_panel,
+    open_probability,
+    ranking_moment,
+    render_page,
+    render_sections,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +116,36 @@ def page_headers(page: str) -> dict[str, str]:
     return {**SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(page)}
 
 
-class LeadsPage:
-    """The rendered page, kept until the ranked list or the stored CRM changes.
+class _Ranking:
+    """What one ranked list and stored CRM give the page, read once (until they change)."""
 
-    With ``settings``, the page has the panel of the model that ranked the list, read from
-    their registry once per rendering (a new ranked list is a new rendering).
+    def __init__(self, source: Path, crm_dir: Path, settings: Settings | None) -> None:
+        self.ranked = read_ranked(source)
+        self.tables = load_stored(crm_dir, CHART_TABLES)
+        self.last_event = last_recorded_event(crm_dir)
+        versions = self.ranked["model_version"].astype(str).unique() if len(self.ranked) else []
+        self.model = (
+            model_panel(settings, versions[0]) if settings is not None and len(versions) else None
+        )
+        self.drift = read_latest(settings.monitor_dir) if settings is not None else None
+        self.pages: dict[str, tuple[str, dict[str, str]]] = {}
+        self.sections: dict[str, str] = {}
+        self.comparisons: dict[tuple[str, str], str] = {}
+        self.overview: Overview | None = None
+        self.facts: Facts | None = None
+
+
+class LeadsPage:
+    """The page, its list and its sections, kept until the ranked list or the stored CRM
+    changes (a new ranked list is a new reading).
+
+    The HTML is rendered per language on first ask and ships the first page of the
+    list; other pages are cut from the ranked list held in memory. The insights behind
+    the sections (:func:`leadscore.insights.overview.managers_overview`, seconds on a big
+    CRM) are computed on the first ask for the sections, which the page makes after it
+    has drawn its first rows, so the first view never waits for them. With
+    ``settings``, the page has the panel of the model that ranked the list, read from
+    their registry once per reading.
     """
 
     def __init__(
@@ -107,8 +157,10 @@ class LeadsPage:
     ) -> None:
         self.source, self.crm_dir, self.max_rows = source, crm_dir, max_rows
         self.settings = settings
+        self.teams = settings.teams if settings is not None else ()
         self._lock = threading.Lock()
-        self._cached: tuple[Stamp, str, dict[str, str]] | None = None
+        self._insights_lock = threading.Lock()
+        self._cached: tuple[Stamp, _Ranking] | None = None
 
     def _stamp(self) -> Stamp:
         files = [self.source / f"{RANKED_FILE}.parquet", *sorted(self.crm_dir.glob("*.parquet"))]
@@ -116,36 +168,150 @@ class LeadsPage:
             (str(f), s.st_mtime_ns, s.st_size) for f in files if f.is_file() for s in [f.stat()]
         )
 
-    def html(self) -> tuple[str, dict[str, str]]:
-        """The page and its headers; raises :class:`RankingError` when nothing was ranked yet."""
+    def ranking(self) -> _Ranking:
+        """The current reading; raises :class:`RankingError` when nothing was ranked yet."""
         with self._lock:
             stamp = self._stamp()
             if self._cached is None or self._cached[0] != stamp:
-                page = build_page(self.source, self.crm_dir, self.max_rows, self.settings)
-                self._cached = (stamp, page, page_headers(page))
-                log.info("leads page rendered from %s", self.source)
-            return self._cached[1], self._cached[2]
+                self._cached = (stamp, _Ranking(self.source, self.crm_dir, self.settings))
+                log.info("leads page read %s", self.source)
+            return self._cached[1]
+
+    def html(self, lang: str = EN, api: str = "/leads/api") -> tuple[str, dict[str, str]]:
+        """The page in ``lang`` and its headers; its script asks ``api`` for the rest."""
+        r = self.ranking()
+        key = f"{lang}|{api}"
+        if key not in r.pages:
+            page = render_page(
+                r.ranked,
+                None,
+                self.max_rows,
+                r.last_event,
+                r.model,
+                r.drift,
+                lang=lang,
+                api=api,
+                teams=self.teams,
+            )
+            r.pages[key] = (page, page_headers(page))
+        return r.pages[key]
+
+    def leads(self, query: LeadQuery, lang: str = EN) -> dict[str, Any]:
+        """One page of the list (:func:`leadscore.priority.listing.lead_page`)."""
+        return lead_page(self.ranking().ranked, query, lang, self.teams)
+
+    def _insights(self, r: _Ranking) -> tuple[Facts, Overview]:
+        with self._insights_lock:
+            if r.overview is None or r.facts is None:
+                r.facts = deal_facts(load_stored(self.crm_dir))
+                r.overview = managers_overview(
+                    r.facts, ranking_moment(r.ranked, r.last_event), open_probability(r.ranked)
+                )
+                log.info("leads page insights computed from %s", self.crm_dir)
+            return r.facts, r.overview
+
+    def sections(self, lang: str = EN) -> str:
+        """The summary and charts above the list, as an HTML fragment."""
+        r = self.ranking()
+        if lang not in r.sections:
+            _, overview = self._insights(r)
+            r.sections[lang] = render_sections(r.tables, overview, lang)
+        return r.sections[lang]
+
+    def comparison(self, by: str, lang: str = EN) -> str:
+        """The A/B table of cut ``by`` (raises :class:`CutUnavailable`)."""
+        r = self.ranking()
+        if (by, lang) not in r.comparisons:
+            facts, overview = self._insights(r)
+            r.comparisons[(by, lang)] = comparison_html(
+                comparison(facts, by, overview.start, overview.end), lang
+            )
+        return r.comparisons[(by, lang)]
+
+
+def request_language(settings: Settings, request: Request) -> str:
+    """``?lang=``, the setting, or the browser's Accept-Language (:func:`choose_language`)."""
+    return choose_language(
+        settings.language, request.headers.get("accept-language"), request.query_params.get("lang")
+    )
+
+
+#: plotly.js may be cached by the browser for a day: it changes only with the package.
+STATIC_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "public, max-age=86400"}
 
 
 def create_app(
     settings: Settings | None = None, source: Path | None = None, max_rows: int = DEFAULT_MAX_ROWS
 ) -> Starlette:
-    """The page as an ASGI app; ``source`` is the ranked list's folder (default: settings')."""
+    """The page as an ASGI app; ``source`` is the ranked list's folder (default: settings').
+
+    ``GET /`` the page; ``GET /api/leads`` a page of the list as JSON (``page, size,
+    owner, team, channel, segment, status, grade, sort, desc, lang``); ``GET
+    /api/sections`` and ``GET /api/compare?by=`` HTML fragments the page inserts; ``GET
+    /api/plotly.js`` plotly.js, kept out of the page so the page stays small.
+    """
     settings = settings or load_settings()
     page = LeadsPage(source or rankings_dir(settings), settings.crm_dir, max_rows, settings)
 
-    async def index(request: Request) -> HTMLResponse:
-        try:
-            text, headers = await run_in_threadpool(page.html)
-            return HTMLResponse(text, headers=headers)
-        except RankingError as exc:
-            text = (
-                f'<!DOCTYPE html><meta charset="utf-8"><title>Lead priorities</title>'
-                f"<p>{html.escape(str(exc))}</p>"
-            )
-            return HTMLResponse(text, status_code=503, headers=page_headers(text))
+    def not_ranked(exc: RankingError) -> HTMLResponse:
+        text = (
+            f'<!DOCTYPE html><meta charset="utf-8"><title>Lead priorities</title>'
+            f"<p>{html.escape(str(exc))}</p>"
+        )
+        return HTMLResponse(text, status_code=503, headers=page_headers(text))
 
-    return Starlette(routes=[Route("/", index, methods=["GET"])])
+    async def index(request: Request) -> HTMLResponse:
+        lang = request_language(settings, request)
+        api = request.scope.get("root_path", "") + "/api"
+        try:
+            text, headers = await run_in_threadpool(page.html, lang, api)
+        except RankingError as exc:
+            return not_ranked(exc)
+        return HTMLResponse(text, headers={**headers, "Vary": "Accept-Language"})
+
+    async def leads(request: Request) -> JSONResponse:
+        try:
+            query = LeadQuery.from_params(request.query_params)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400, headers=dict(SECURITY_HEADERS))
+        try:
+            body = await run_in_threadpool(page.leads, query, request_language(settings, request))
+        except RankingError as exc:
+            return JSONResponse({"error": str(exc)}, 503, headers=dict(SECURITY_HEADERS))
+        return JSONResponse(body, headers=dict(SECURITY_HEADERS))
+
+    async def sections(request: Request) -> Response:
+        try:
+            text = await run_in_threadpool(page.sections, request_language(settings, request))
+        except RankingError as exc:
+            return not_ranked(exc)
+        return HTMLResponse(text, headers=dict(SECURITY_HEADERS))
+
+    async def compare(request: Request) -> Response:
+        by = (request.query_params.get("by") or "").strip()
+        lang = request_language(settings, request)
+        try:
+            text = await run_in_threadpool(page.comparison, by, lang)
+        except RankingError as exc:
+            return not_ranked(exc)
+        except ValueError as exc:  # CutUnavailable too
+            return HTMLResponse(
+                f'<p class="note">{html.escape(str(exc))}</p>', 400, headers=dict(SECURITY_HEADERS)
+            )
+        return HTMLResponse(text, headers=dict(SECURITY_HEADERS))
+
+    async def plotly(request: Request) -> Response:
+        return Response(get_plotlyjs(), media_type="text/javascript", headers=STATIC_HEADERS)
+
+    return Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            Route("/api/leads", leads, methods=["GET"]),
+            Route("/api/sections", sections, methods=["GET"]),
+            Route("/api/compare", compare, methods=["GET"]),
+            Route("/api/plotly.js", plotly, methods=["GET"]),
+        ]
+    )
 
 
 #: The API documentation page at ``/``: BentoML's Swagger UI (served by BentoML from its

@@ -1,12 +1,24 @@
 """What managers see: the ranked list as a terminal table and as one HTML page with charts.
 
-The page (``leadscore report --out FILE``, and ``serving/leads_page.py`` over HTTP)
-holds the ranked table, sortable by any column and filterable by owner and priority
-group with a few lines of vanilla JavaScript, each deal's reasons (the training fact
-behind a reason shows on hover), risk flags and next step; and plotly charts of the stored CRM's
-closed deals: the funnel with the conversion between stages, and the win rate by
-channel, by competitor, by the most senior contact on the deal and by cycle length.
-Everything is in the one file, plotly.js included once, so it opens without a network.
+The page reads top to bottom as a manager runs the team: the summary, then the sections
+(the eight funnel metrics of the last 12 months by a chosen cut, the monthly trends with
+month-on-month and year-on-year change, the forecast by month with its backtest error,
+the reps' five numbers against the team, an A/B comparison by a chosen attribute; all
+computed by :mod:`leadscore.insights`, :mod:`leadscore.insights.overview`), the plotly
+charts of the stored CRM's closed deals (the funnel, and the win rate by channel, by
+competitor, by the most senior contact and by cycle length), then the list: each deal's
+reasons (the training fact behind a reason shows on hover), risk flags and next step,
+sortable and filterable by owner, team, channel, segment, status and grade
+(:mod:`leadscore.priority.listing`), in English or Chinese (:mod:`leadscore.priority.i18n`).
+
+Two ways to have it (:func:`render_page`). Served at ``/leads`` (``serving/leads_page.py``),
+the HTML ships the first page of the list only and a small inline script asks the
+service for the other pages, the sections and plotly.js, so the page stays small at
+100,000 ranked deals. Written to a file (``leadscore report --out FILE``), everything is
+in the one file, plotly.js included, and the top ``--max-rows`` deals are embedded and
+paged by the same script; the file says the service pages through all of them. Either
+way the page requests nothing from the internet, and its script's hash goes into the
+served page's Content-Security-Policy.
 
 Under the table, a panel describes the model that ranked the list, from the quality summary
 training stored in it (:mod:`training.quality`, read from the registry by version): when it
@@ -49,7 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from jinja2 import Environment, FileSystemLoader, Template
+from jinja2 import Environment, FileSystemLoader
 from plotly.offline import get_plotlyjs
 
 from leadscore.config import REPORT_MAX_ROWS, Settings
@@ -60,7 +72,28 @@ from leadscore.features.featurize import contacts_source, normalise_category, no
 from leadscore.model.drift import read_latest
 from leadscore.model.scoring_model import NO_GATE, NO_QUALITY
 from leadscore.priority.dormant import DormantChoice, dormant_meaning
+from leadscore.priority.i18n import (
+    EN,
+    HTML_LANG,
+    ZH,
+    choose_language,
+    money,
+    month,
+    number,
+    percent,
+    texts,
+)
+from leadscore.priority.i18n import date as date_text
+from leadscore.priority.listing import (
+    GROUP_STATUS,
+    LeadQuery,
+    change,
+    filter_options,
+    lead_page,
+    page_row,
+)
 from leadscore.priority.rank import (
+    ACTIVE,
     DORMANT,
     DORMANT_MODEL,
     GROUP,
@@ -78,34 +111,10 @@ CHART_TABLES = ("deals", "stage_history", "deal_contacts", "contacts")
 MAX_COMPETITORS = 12
 #: Cycle length bins, in days from creation to close.
 CYCLE_DAYS: tuple[float, ...] = (0, 30, 60, 90, 120, 180, 270, 365, math.inf)
-_SPARKS = "▁▂▃▄▅▆▇█"
 _OPEN_FUNNEL = STAGES[:-1]  # every stage but 'closed'
 
 
 # ------------------------------------------------------------------ formatting
-def percent(p: float) -> str:
-    return "" if pd.isna(p) else f"{p:.0%}"
-
-
-def money(v: float) -> str:
-    return "" if pd.isna(v) else f"{v:,.0f}"
-
-
-def change(c: float) -> str:
-    """Probability change in percentage points; empty when there was no previous score."""
-    if pd.isna(c):
-        return ""
-    points = round(100 * c)
-    return "±0 pts" if points == 0 else f"{points:+d} pts"
-
-
-def sparkline(trend: Sequence[float] | None) -> str:
-    """A probability trend as block characters, one per run, 0% lowest, 100% highest."""
-    if trend is None or len(trend) == 0:
-        return ""
-    return "".join(_SPARKS[min(int(p * len(_SPARKS)), len(_SPARKS) - 1)] for p in trend)
-
-
 def display_width(text: str) -> int:
     """Terminal cells ``text`` takes: 2 for wide and full-width characters, 0 for combining."""
     return sum(
@@ -188,10 +197,13 @@ def text_table(ranked: pd.DataFrame) -> str:
 # ------------------------------------------------------------------ charts
 @dataclass(frozen=True)
 class Chart:
+    """One chart of the page: ``figure`` is plotly's JSON, drawn by the page's script
+    (empty: nothing to draw, ``note`` says why)."""
+
     key: str
     title: str
     note: str
-    html: str
+    figure: str
 
 
 def closed_deals(deals: pd.DataFrame) -> pd.DataFrame:
@@ -231,7 +243,9 @@ def _layout(fig: go.Figure, y_title: str) -> go.Figure:
     return fig
 
 
-def rate_figure(rates: pd.DataFrame, overall: float, x_title: str) -> go.Figure:
+def rate_figure(
+    rates: pd.DataFrame, overall: float, x_title: str, y_title: str = "win rate"
+) -> go.Figure:
     """Win rate bars with the deal count on each bar and the overall rate as a line."""
     fig = go.Figure(
         go.Bar(
@@ -252,7 +266,7 @@ def rate_figure(rates: pd.DataFrame, overall: float, x_title: str) -> go.Figure:
         tickformat=".0%", range=[0, 1.3 * max(float(rates["win_rate"].max()), overall)]
     )
     fig.update_xaxes(title_text=x_title)
-    return _layout(fig, "win rate")
+    return _layout(fig, y_title)
 
 
 def funnel_figure(stage_history: pd.DataFrame, closed: pd.DataFrame) -> go.Figure | None:
@@ -310,72 +324,48 @@ def _cycle_rates(closed: pd.DataFrame) -> pd.DataFrame:
     return rates.reindex([b for b in labels if b in rates.index])
 
 
-def crm_charts(tables: Mapping[str, pd.DataFrame]) -> list[Chart]:
+def crm_charts(tables: Mapping[str, pd.DataFrame], lang: str = EN) -> list[Chart]:
     """The page's charts, from the stored CRM's closed deals; absent tables give a note."""
+    t = texts(lang)
     closed = closed_deals(tables["deals"])
     if closed.empty:
-        return [
-            Chart(
-                "none", "No closed deals yet", "The charts need won and lost deals in the CRM.", ""
-            )
-        ]
+        return [Chart("none", t["ch_none"], t["ch_none_note"], "")]
     won, overall = closed["won"], float(closed["won"].mean())
-    all_deals = f"Dotted line: all {len(closed):,} closed deals, {overall:.0%} won."
+    all_deals = t["ch_all_deals"].format(n=number(len(closed)), rate=percent(overall))
     sh, seniority = tables.get("stage_history"), _seniority(tables, closed)
     channel = normalise_category(closed["channel"]).fillna("(not recorded)").str.replace("_", " ")
-    figures: list[tuple[str, str, str, go.Figure | None]] = [
-        (
-            "funnel",
-            "Funnel of closed deals",
-            "Deals by the furthest stage they reached; the percentage is the conversion from the stage before.",
-            None if sh is None else funnel_figure(sh, closed),
-        ),
-        (
-            "channel",
-            "Win rate by channel",
-            all_deals,
-            rate_figure(win_rates(channel, won), overall, "channel"),
-        ),
+    y = t["win_rate"]
+    figures: list[tuple[str, str, go.Figure | None]] = [
+        ("funnel", t["ch_funnel_note"], None if sh is None else funnel_figure(sh, closed)),
+        ("channel", all_deals, rate_figure(win_rates(channel, won), overall, t["ax_channel"], y)),
         (
             "competitor",
-            "Win rate by competitor",
-            f"'none': no competitor; 'unknown': not recorded. {all_deals}",
+            f"{t['ch_competitor_note']} {all_deals}",
             rate_figure(
                 win_rates(_competitors(closed).str.replace("_", " "), won),
                 overall,
-                "main competitor",
+                t["ax_competitor"],
+                y,
             ),
         ),
         (
             "seniority",
-            "Win rate by the most senior contact",
-            f"Seniority read from job titles in English or Chinese. {all_deals}",
+            f"{t['ch_seniority_note']} {all_deals}",
             None
             if seniority is None
-            else rate_figure(
-                win_rates(seniority, won).sort_index(), overall, "most senior contact"
-            ),
+            else rate_figure(win_rates(seniority, won).sort_index(), overall, t["ax_seniority"], y),
         ),
         (
             "cycle",
-            "Win rate by cycle length",
-            f"Days from creation to close. {all_deals}",
-            rate_figure(_cycle_rates(closed), overall, "cycle length (days)"),
+            f"{t['ch_cycle_note']} {all_deals}",
+            rate_figure(_cycle_rates(closed), overall, t["ax_cycle"], y),
         ),
     ]
-    config = {"displaylogo": False, "responsive": True}
     return [
-        Chart(key, title, "Not in the CRM export.", "")
+        Chart(key, t[f"ch_{key}"], t["ch_absent"], "")
         if fig is None
-        else Chart(
-            key,
-            title,
-            note,
-            fig.to_html(
-                full_html=False, include_plotlyjs=False, div_id=f"chart-{key}", config=config
-            ),
-        )
-        for key, title, note, fig in figures
+        else Chart(key, t[f"ch_{key}"], note, fig.to_json())
+        for key, note, fig in figures
     ]
 
 
@@ -568,52 +558,331 @@ def dormant_note(ranked: pd.DataFrame) -> str | None:
     return DormantChoice.WIN_MODEL.value
 
 
+# ------------------------------------------------------------------ sections
+#: Groups of a cut, and reps, shown at most (the largest by deals created, or leads).
+MAX_GROUPS = 50
+#: Trend charts: the metrics a manager reads at a glance.
+TREND_CHARTS = (
+    "lead_to_opportunity",
+    "qualified_win_rate",
+    "sales_cycle_days",
+    "average_won_amount",
+)
+_PIPELINE = "open_pipeline_value"
+
+
+def _value(v: Any, unit: str, lang: str) -> str:
+    """A metric's value in its unit: a share as a percentage, days and counts with one
+    decimal, an amount as money."""
+    if v is None or pd.isna(v):
+        return "–"
+    if unit == "share":
+        return percent(v, lang, 1)
+    if unit == "amount":
+        return money(v, lang)
+    return number(v, lang, 1)
+
+
+def _change_text(v: Any, unit: str, lang: str) -> str:
+    """A change: points for a share, a percentage otherwise; ``–`` when there is none."""
+    if v is None or pd.isna(v):
+        return "–"
+    if unit == "share":
+        return f"{100 * float(v):+.1f} {texts(lang)['pts']}"
+    return f"{100 * float(v):+.0f}%"
+
+
+def _funnel_block(
+    records: Sequence[Mapping[str, Any]], cut: str | None, lang: str
+) -> dict[str, Any]:
+    """One cut's funnel table: a row per group (the team first), a cell per metric; the
+    pipeline is its total over the open stages."""
+    t = texts(lang)
+    metrics = [m for m in dict.fromkeys(r["metric"] for r in records)]
+    name = (lambda r: str(r[cut])) if cut else (lambda r: t["cut_all"])
+    groups: dict[str, dict[str, Any]] = {}
+    leads: dict[str, float] = {}
+    for r in records:
+        g = groups.setdefault(name(r), {})
+        if r["metric"] == _PIPELINE:
+            prev = g.get(_PIPELINE)
+            total = (prev["value"] if prev else 0.0) + (r["value"] or 0.0)
+            deals = (prev["denominator"] if prev else 0.0) + (r["denominator"] or 0.0)
+            g[_PIPELINE] = {**r, "value": total, "denominator": deals, "small": False}
+        else:
+            g[r["metric"]] = r
+        if r["metric"] == "lead_to_opportunity":
+            leads[name(r)] = float(r["denominator"] or 0.0)
+    order = sorted(groups, key=lambda k: (k != "(all)", -leads.get(k, 0.0), k))
+    shown = order[: MAX_GROUPS + 1]
+    rows = []
+    for key in shown:
+        cells = []
+        for m in metrics:
+            c = groups[key].get(m)
+            cells.append(
+                {
+                    "metric": m,
+                    "text": "–" if c is None else _value(c["value"], c["unit"], lang),
+                    "small": bool(c and c["small"]),
+                    "title": ""
+                    if c is None
+                    else (c["missing"] or f"{number(c['numerator'])} / {number(c['denominator'])}"),
+                }
+            )
+        rows.append({"name": t["cut_all"] if key == "(all)" else key, "cells": cells})
+    note = (
+        t["top_groups"].format(shown=MAX_GROUPS, n=len(order) - 1)
+        if len(order) > MAX_GROUPS + 1
+        else ""
+    )
+    return {"metrics": [t[f"m_{m}"] for m in metrics], "groups": rows, "note": note}
+
+
+def _trend_figure(rows: Sequence[Mapping[str, Any]], lang: str, title: str) -> str:
+    unit = rows[0]["unit"] if rows else "share"
+    fig = go.Figure(
+        go.Scatter(
+            x=[month(r["period_start"], lang) for r in rows],
+            y=[r["value"] for r in rows],
+            mode="lines+markers",
+            line={"color": "#3b6fb6"},
+            customdata=[
+                [
+                    _change_text(r["mom_change" if unit == "share" else "mom_pct"], unit, lang),
+                    _change_text(r["yoy_change" if unit == "share" else "yoy_pct"], unit, lang),
+                ]
+                for r in rows
+            ],
+            hovertemplate="%{x}: %{y}<br>"
+            + texts(lang)["mom"]
+            + " %{customdata[0]}, "
+            + texts(lang)["yoy"]
+            + " %{customdata[1]}<extra></extra>",
+        )
+    )
+    if unit == "share":
+        fig.update_yaxes(tickformat=".0%")
+    return _layout(fig, title).to_json()
+
+
+def _forecast_context(forecast: Mapping[str, Any], lang: str) -> dict[str, Any]:
+    t = texts(lang)
+    if forecast.get("missing"):
+        return {"forecast_figure": "", "forecast_note": forecast["missing"], "backtest": ""}
+    team = [
+        m
+        for m in forecast["months"]
+        if all(
+            v == "(all)"
+            for k, v in m.items()
+            if k not in ("period_start", "period_end", "expected_revenue", "deals")
+        )
+    ]
+    summary = forecast["summary"][0] if forecast["summary"] else {}
+    fig = go.Figure(
+        go.Bar(
+            x=[month(m["period_start"], lang) for m in team] + [t["later"]],
+            y=[m["expected_revenue"] for m in team] + [summary.get("later", 0.0)],
+            marker_color="#3b6fb6",
+            text=[money(m["expected_revenue"], lang) for m in team]
+            + [money(summary.get("later", 0.0), lang)],
+            textposition="outside",
+            cliponaxis=False,
+        )
+    )
+    errors = forecast["errors"]
+    if errors:
+
+        def wapes(method: str) -> str:
+            return ", ".join(
+                f"h{e['horizon']} {percent(e['wape'], lang)}"
+                for e in errors
+                if e["method"] == method
+            )
+
+        horizon = max(e["horizon"] for e in errors)
+        backtest = t["backtest"].format(
+            cuts=forecast["backtest_cuts"],
+            horizon=horizon,
+            wape=wapes("stage_rate"),
+            naive=wapes("persistence"),
+        )
+    else:
+        backtest = t["backtest_none"]
+    return {
+        "forecast_figure": _layout(fig, t["expected_revenue"]).to_json(),
+        "forecast_note": t["forecast_note"].format(
+            deals=number(summary.get("open_deals", 0)),
+            as_of=date_text(forecast["as_of"], lang),
+            method=t["forecast_ranked" if forecast["method"] == "ranked" else "forecast_stage"],
+        ),
+        "backtest": backtest,
+    }
+
+
+def _reps_block(records: Sequence[Mapping[str, Any]], label: str, lang: str) -> dict[str, Any]:
+    t = texts(lang)
+    numbers = list(dict.fromkeys(r["number"] for r in records))
+    reps: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in records:
+        reps.setdefault(str(r["owner_id"]), {})[r["number"]] = r
+    order = sorted(reps, key=lambda o: (-(reps[o].get("leads", {}).get("value") or 0.0), o))
+    rows = []
+    for o in order[:MAX_GROUPS]:
+        cells = []
+        for n in numbers:
+            r = reps[o][n]
+            v, team = r["value"], r["team_per_rep"]
+            cls = (
+                ""
+                if v is None or team is None
+                else "up"
+                if v > team
+                else "down"
+                if v < team
+                else ""
+            )
+            cells.append(
+                {"text": "–" if v is None else f"{number(v)} ({number(team, lang, 1)})", "cls": cls}
+            )
+        rows.append({"rep": o, "cells": cells})
+    first = records[0] if records else {}
+    return {
+        "label": label,
+        "numbers": [t[f"n_{n}"] for n in numbers],
+        "rows": rows,
+        "note": t["reps_note"].format(
+            period=date_text(first.get("period_start"), lang), reps=first.get("reps", 0)
+        ),
+    }
+
+
+def comparison_html(ab: Mapping[str, Any] | None, lang: str = EN) -> str:
+    """One A/B comparison (:meth:`leadscore.insights.compare.Comparison.to_records`) as
+    the page's table."""
+    t = texts(lang)
+    rows = []
+    by = ab["by"] if ab else ""
+    for r in ab["groups"] if ab else []:
+        share = r["unit"] == "share"
+        diff = (lambda v: f"{100 * v:+.1f} {t['pts']}") if share else (lambda v: f"{v:+.1f}")
+        rows.append(
+            {
+                "metric": t.get(f"m_{r['metric']}", r["metric"]),
+                "group": r[by],
+                "deals": number(r["denominator"]),
+                "value": r["missing"]
+                if r["value"] is None and r["missing"]
+                else _value(r["value"], r["unit"], lang),
+                "difference": t["baseline"]
+                if r["is_baseline"]
+                else ("" if r["difference"] is None else diff(r["difference"])),
+                "interval": ""
+                if r["ci_low"] is None
+                else f"[{diff(r['ci_low'])}, {diff(r['ci_high'])}]",
+                "p": "" if r["p_adjusted"] is None else f"{r['p_adjusted']:.3g}",
+                "significant": bool(r["significant"]),
+            }
+        )
+    return (
+        _env()
+        .get_template("comparison.html")
+        .render(t=t, ab={"by": by, "rows": rows, "empty": t["not_enough"]})
+    )
+
+
+def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
+    """What the sections template shows of :class:`leadscore.insights.overview.Overview`."""
+    if overview is None:
+        return None
+    t = texts(lang)
+    funnel = [("all", _funnel_block(overview.funnel["all"], None, lang))]
+    funnel += [
+        (cut, _funnel_block(records, cut, lang))
+        for cut, records in overview.funnel.items()
+        if cut != "all"
+    ]
+    pipeline = [
+        (r["stage"], money(r["value"], lang))
+        for r in overview.funnel["all"]
+        if r["metric"] == _PIPELINE
+    ]
+    trends = [r for r in overview.trends if r["metric"] != _PIPELINE]
+    latest = max((r["period_start"] for r in trends), default=None)
+    charts = [
+        (
+            m,
+            t[f"m_{m}"],
+            _trend_figure([r for r in trends if r["metric"] == m], lang, t[f"m_{m}"]),
+        )
+        for m in TREND_CHARTS
+    ]
+    trend_rows = [
+        {
+            "metric": t[f"m_{r['metric']}"],
+            "value": _value(r["value"], r["unit"], lang),
+            "mom": _change_text(
+                r["mom_change" if r["unit"] == "share" else "mom_pct"], r["unit"], lang
+            ),
+            "yoy": _change_text(
+                r["yoy_change" if r["unit"] == "share" else "yoy_pct"], r["unit"], lang
+            ),
+        }
+        for r in trends
+        if r["period_start"] == latest
+    ]
+    reps = [
+        (key, _reps_block(records, t[f"every_{key}"], lang))
+        for key, records in overview.reps.items()
+    ]
+    return {
+        "start": date_text(overview.start, lang),
+        "end": date_text(overview.end, lang),
+        "min_deals": 20,
+        "funnel_cuts": [(key, t.get(f"cut_{key}", key)) for key, _ in funnel],
+        "funnel": funnel,
+        "pipeline": pipeline,
+        "trend_charts": charts,
+        "trend_rows": trend_rows,
+        "latest_month": month(latest, lang) if latest else "",
+        **_forecast_context(overview.forecast, lang),
+        "reps": reps,
+        "compare_by": overview.compare_by,
+        "compare_default": overview.comparison["by"] if overview.comparison else "",
+        "comparison": comparison_html(overview.comparison, lang),
+    }
+
+
+def render_sections(
+    tables: Mapping[str, pd.DataFrame] | None, overview: Any, lang: str = EN, static: bool = False
+) -> str:
+    """The summary and charts above the list: the insights of ``overview`` and the charts
+    of the CRM's closed deals (``tables``)."""
+    return (
+        _env()
+        .get_template("sections.html")
+        .render(
+            t=texts(lang),
+            overview=sections_context(overview, lang),
+            charts=crm_charts(tables, lang) if tables is not None else [],
+            static=static,
+        )
+    )
+
+
 # ------------------------------------------------------------------ page
 @lru_cache(maxsize=1)
-def _template() -> Template:
-    env = Environment(
+def _env() -> Environment:
+    return Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True
     )
-    return env.get_template("leads.html")
 
 
-def _row(r: Mapping[str, Any]) -> dict[str, Any]:
-    """One table row, formatted, with raw values for sorting."""
-    trend = list(r["trend"]) if r.get("trend") is not None else []
-    return {
-        **{
-            k: r[k]
-            for k in (
-                "rank",
-                "deal_id",
-                "account_id",
-                "owner_id",
-                GROUP,
-                "grade",
-                "next_step",
-                "probability",
-                "amount",
-                "expected_value",
-                "change",
-            )
-        },
-        "stage": r["stage"] or "",
-        # A list ranked before the Chinese words has none: the page then shows English only.
-        "next_step_zh": r.get("next_step_zh") or "",
-        "model": r.get("model") or "",
-        "meaning": r.get("meaning") or "",
-        "segment": r["segment"],
-        "industry": (r["industry"] or "").replace("_", " "),
-        "win": percent(r["probability"]),
-        "amount_text": money(r["amount"]),
-        "ev_text": money(r["expected_value"]),
-        "change_text": change(r["change"]),
-        "spark": sparkline(trend),
-        "trend_text": " → ".join(percent(p) for p in trend),
-        "positive": list(r["positive_reasons"]),
-        "negative": list(r["negative_reasons"]),
-        "flags": list(r["risk_flags"]),
-    }
+@lru_cache(maxsize=1)
+def _script() -> str:
+    """The page's script, inline (its hash goes into the page's Content-Security-Policy)."""
+    return (TEMPLATES / "leads.js").read_text(encoding="utf-8")
 
 
 def drift_banner(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -630,15 +899,34 @@ def drift_banner(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+#: The list's filters, in the page's order.
+FILTERS = ("owner", "team", "channel", "segment", "status", "grade")
+
+
 def render_page(
     ranked: pd.DataFrame,
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame] | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     last_event: pd.Timestamp | None = None,
     model: ModelPanel | None = None,
     drift: Mapping[str, Any] | None = None,
+    *,
+    lang: str = EN,
+    overview: Any = None,
+    api: str | None = None,
+    first: Mapping[str, Any] | None = None,
+    teams: Sequence[tuple[str, Sequence[str]]] = (),
+    page_size: int | None = None,
 ) -> str:
-    """The managers' page: the first ``max_rows`` of the ranked list and the CRM charts.
+    """The managers' page: the summary and charts, then the list, in ``lang``.
+
+    Two ways. Served (``api``, the JSON API's base path): the page ships only ``first``
+    (the first page of the list, :func:`~leadscore.priority.listing.lead_page`); its
+    script asks ``api`` for other pages and for the sections, and plotly.js is a
+    separate script at ``<api>/plotly.js``. Static (``api`` None, ``leadscore report``):
+    the top ``max_rows`` rows, the sections (the CRM charts of ``tables`` and the
+    insights of ``overview``) and plotly.js are all in the one file, and the script
+    pages and filters the embedded rows; the page says the service has them all.
 
     ``drift``: the last ``leadscore monitor`` report
     (:func:`leadscore.model.drift.read_latest`); when it raised alerts, the page says so
@@ -649,32 +937,97 @@ def render_page(
     moment is said to be, since a reader would otherwise take its ages as of today.
     ``model``: the panel of the model that ranked the list (none without one).
     """
-    shown = ranked.head(max_rows)
-    first = ranked.iloc[0] if len(ranked) else None
+    t = texts(lang)
+    first_row = ranked.iloc[0] if len(ranked) else None
     counts = ranked[GROUP].value_counts()
-    as_of = pd.Timestamp(first["as_of"]) if first is not None else None
+    as_of = pd.Timestamp(first_row["as_of"]) if first_row is not None else None
     left_out = (
-        {"n": int(first["lost_left_out"]), "days": f"{float(first['lost_window_days']):g}"}
-        if first is not None and "lost_left_out" in ranked
+        {"n": int(first_row["lost_left_out"]), "days": f"{float(first_row['lost_window_days']):g}"}
+        if first_row is not None and "lost_left_out" in ranked
         else None
     )
-    return _template().render(
-        drift=drift_banner(drift),
-        lost_left_out=left_out,
-        reopened=bool("model" in ranked and (ranked["model"] == REOPENED_MODEL).any()),
-        dormant=dormant_note(ranked),
-        as_of=as_of.strftime("%Y-%m-%d %H:%M UTC") if as_of is not None else "",
-        as_of_last_event=as_of is not None and last_event is not None and as_of == last_event,
-        model_version=first["model_version"] if first is not None else "",
-        total=len(ranked),
-        counts=[(g, int(counts.get(g, 0))) for g in PRIORITY_GROUPS],
-        rows=[_row(r) for r in shown.to_dict("records")],
-        owners=sorted(set(shown["owner_id"])),
-        groups=[g for g in PRIORITY_GROUPS if g in set(shown[GROUP])],
-        charts=crm_charts(tables),
-        model=panel_context(model) if model is not None else None,
-        plotly_js=get_plotlyjs(),
+    size = page_size or LeadQuery().size
+    options = filter_options(ranked, teams)
+    labelled = {
+        **{k: [(v, v) for v in values] for k, values in options.items()},
+        "status": [(s, t[f"status_{s}"]) for s in options["status"]],
+    }
+    config: dict[str, Any] = {
+        "api": api,
+        "lang": lang,
+        "locale": "zh-CN" if lang == ZH else "en",
+        "words": t,
+        "size": size,
+        "total": len(ranked),
+        "deal_base": (api.rsplit("/api", 1)[0] if api else "/leads") + "/deal/",
+        "teams": {name: list(owners) for name, owners in teams},
+    }
+    static_note = None
+    if api is None:
+        shown = ranked.head(max_rows)
+        config["rows"] = [
+            {**page_row(r, lang), "channel": str(r.get("channel") or "")}
+            for r in shown.to_dict("records")
+        ]
+        if len(shown) < len(ranked):
+            static_note = t["static_rows"].format(
+                shown=number(len(shown)), total=number(len(ranked))
+            )
+    else:
+        config["first"] = (
+            dict(first)
+            if first is not None
+            else lead_page(ranked, LeadQuery(size=size), lang, teams)
+        )
+    return (
+        _env()
+        .get_template("leads.html")
+        .render(
+            t=t,
+            lang=lang,
+            html_lang=HTML_LANG[lang],
+            number=number,
+            drift=drift_banner(drift),
+            lost_left_out=left_out,
+            reopened=bool("model" in ranked and (ranked["model"] == REOPENED_MODEL).any()),
+            dormant=dormant_note(ranked),
+            as_of=as_of.strftime("%Y-%m-%d %H:%M UTC") if as_of is not None else "",
+            as_of_last_event=as_of is not None and last_event is not None and as_of == last_event,
+            model_version=first_row["model_version"] if first_row is not None else "",
+            total=len(ranked),
+            counts=[
+                (t[f"status_{GROUP_STATUS[g]}"], int(counts.get(g, 0))) for g in PRIORITY_GROUPS
+            ],
+            filters=[(k, t["team" if k == "team" else k]) for k in FILTERS if labelled[k]],
+            options=labelled,
+            static_note=static_note,
+            sections=None if api else render_sections(tables, overview, lang, static=True),
+            api=api,
+            model=panel_context(model) if model is not None else None,
+            plotly_js=None if api else get_plotlyjs(),
+            plotly_src=f"{api}/plotly.js" if api else None,
+            config=config,
+            script=_script(),
+        )
     )
+
+
+def ranking_moment(ranked: pd.DataFrame, last_event: pd.Timestamp | None) -> pd.Timestamp:
+    """The moment the insights are as of: the ranking's, else the export's last event, else now."""
+    if len(ranked):
+        return pd.Timestamp(ranked["as_of"].iloc[0])
+    return last_event if last_event is not None else pd.Timestamp.now(tz="UTC")
+
+
+def open_probability(ranked: pd.DataFrame) -> pd.Series:
+    """The ranked open deals' win probability by deal id (the forecast's)."""
+    open_ = ranked[ranked[GROUP].isin([ACTIVE, DORMANT]).to_numpy()]
+    return pd.Series(open_["probability"].to_numpy(dtype=float), index=open_["deal_id"].astype(str))
+
+
+def page_language(settings: Settings | None, lang: str | None = None) -> str:
+    """The static page's language: ``lang``, else the setting (``auto``: English)."""
+    return choose_language(settings.language if settings else "auto", None, lang)
 
 
 def build_page(
@@ -682,8 +1035,12 @@ def build_page(
     crm_dir: Path,
     max_rows: int = DEFAULT_MAX_ROWS,
     settings: Settings | None = None,
+    lang: str | None = None,
+    overview: Any = None,
 ) -> str:
-    """The page from the ranked list in ``source`` and the CRM tables stored in ``crm_dir``.
+    """The static page from the ranked list in ``source`` and the CRM tables stored in
+    ``crm_dir``, with the insights of ``overview`` (computed by the caller:
+    :func:`leadscore.insights.overview.managers_overview`).
 
     With ``settings``, the model panel of the version that ranked the list is read from
     their registry (:func:`model_panel`); without, the page has no panel.
@@ -697,6 +1054,9 @@ def build_page(
         last_recorded_event(crm_dir),
         model_panel(settings, versions[0]) if settings is not None and len(versions) else None,
         read_latest(settings.monitor_dir) if settings is not None else None,
+        lang=page_language(settings, lang),
+        overview=overview,
+        teams=settings.teams if settings is not None else (),
     )
 
 
@@ -706,8 +1066,11 @@ def write_report(
     crm_dir: Path,
     max_rows: int = DEFAULT_MAX_ROWS,
     settings: Settings | None = None,
+    lang: str | None = None,
+    overview: Any = None,
 ) -> Path:
     """Write the page to ``out`` as UTF-8 HTML (with the model panel given ``settings``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_page(source, crm_dir, max_rows, settings), encoding="utf-8")
+    page = build_page(source, crm_dir, max_rows, settings, lang, overview)
+    out.write_text(page, encoding="utf-8")
     return out

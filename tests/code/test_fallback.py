@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import html
+import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -123,8 +124,13 @@ def test_without_a_champion_rank_scores_with_the_labelled_fallback(stored: Setti
     from leadscore.priority.report import build_page
 
     page = build_page(tmp_path, stored.crm_dir, settings=stored)
-    assert 'title="model: fallback (stage and channel rates, 2 closed deals)"' in page
-    assert html.escape(meaning) in page
+    config = re.search(r'<script type="application/json" id="page-config">(.*?)</script>', page)
+    assert config is not None
+    rows = json.loads(config.group(1))["rows"]
+    assert {r["model"] for r in rows} == {"fallback (stage and channel rates, 2 closed deals)"}
+    assert rows[0]["meaning"] == meaning
+    # The page's script shows the model on hover and the meaning under the number.
+    assert '"model: " + r.model' in page and "r.meaning" in page
 
 
 def test_the_fallback_scores_recently_lost_deals_as_if_reopened():

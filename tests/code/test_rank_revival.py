@@ -153,7 +153,8 @@ def test_with_no_revival_champion_registered_run_rank_and_the_page_say_so(
     ranked = read_ranked(tmp_path)
     assert set(ranked.loc[ranked["priority_group"] == RECENTLY_LOST, "model"]) == {REOPENED_MODEL}
     page = render_page(ranked, ranking_crm())
-    assert "No revival model is registered" in page and "尚未注册复活模型" in page
+    assert "No revival model is registered" in page
+    assert "尚未注册复活模型" in render_page(ranked, ranking_crm(), lang="zh")
 
 
 def test_run_rank_loads_the_registered_revival_champion(stored, win_model, tmp_path):
@@ -220,7 +221,7 @@ def test_lost_deals_older_than_the_window_are_counted_and_said(stored, win_model
     assert "D2" not in set(ranked["deal_id"])
     page = render_page(ranked, ranking_crm())
     assert "1 lost deals older than 20 days are not listed" in page
-    assert "1 个超过 20 天的丢单未列出" in page
+    assert "1 个超过 20 天的丢单未列出" in render_page(ranked, ranking_crm(), lang="zh")
     wide = run_rank(stored, win_model, "1", tmp_path, as_of=AS_OF, revival=None)
     assert wide.lost_left_out == 0 and "D2" in set(wide.ranked["deal_id"])
 

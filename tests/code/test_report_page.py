@@ -5,6 +5,7 @@ shows the panel of the model that ranked the list, from the quality summary stor
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
@@ -35,6 +36,15 @@ CHINESE = (
 )
 
 
+def page_config(page: str) -> dict:
+    """The JSON the page's script reads: its words, its rows (static) or first page (served)."""
+    found = re.search(
+        r'<script type="application/json" id="page-config">(.*?)</script>', page, re.S
+    )
+    assert found is not None
+    return json.loads(found.group(1))
+
+
 def visible(page: str) -> str:
     """The page's text as a reader sees it: no scripts or styles, tags gone, entities read,
     white space collapsed."""
@@ -63,19 +73,29 @@ def test_a_historical_export_is_shown_as_of_its_last_recorded_event_in_both_lang
     last = last_recorded_event(stored.crm_dir)
     assert last is not None and run.as_of == last and run.as_of_note
     when = f"{last:%Y-%m-%d %H:%M} UTC"
-    page = visible(build_page(tmp_path, stored.crm_dir))
+    raw = build_page(tmp_path, stored.crm_dir)
+    page = visible(raw)
     assert f"deals as of {when} with model version 1" in page
-    assert ENGLISH.format(when=when) in page
-    assert CHINESE.format(when=when) in page
-    # Each row's next step in both languages.
+    assert ENGLISH.format(when=when) in page and CHINESE.format(when=when) not in page
+    raw_zh = build_page(tmp_path, stored.crm_dir, lang="zh")
+    assert CHINESE.format(when=when) in visible(raw_zh)
+    assert ENGLISH.format(when=when) not in visible(raw_zh)
+    # Each row's next step in the page's language.
     from leadscore.priority.report import read_ranked
 
     first = read_ranked(tmp_path).iloc[0]
-    assert first["next_step"] in page and first["next_step_zh"] in page
-    served = TestClient(create_app(stored, source=tmp_path)).get("/")
+    assert page_config(raw)["rows"][0]["next_step"] == first["next_step"]
+    assert page_config(raw_zh)["rows"][0]["next_step"] == first["next_step_zh"]
+    client = TestClient(create_app(stored, source=tmp_path))
+    served = client.get("/")
     assert served.status_code == 200
     assert ENGLISH.format(when=when) in visible(served.text)
-    assert CHINESE.format(when=when) in visible(served.text)
+    # Chinese by the browser's language, or by ?lang= over it.
+    chinese = client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    assert CHINESE.format(when=when) in visible(chinese.text)
+    assert '<html lang="zh-Hans">' in chinese.text
+    asked = client.get("/?lang=en", headers={"Accept-Language": "zh-CN"})
+    assert ENGLISH.format(when=when) in visible(asked.text)
 
 
 def test_a_list_ranked_at_another_moment_shows_that_moment_and_no_such_sentence(
@@ -86,7 +106,8 @@ def test_a_list_ranked_at_another_moment_shows_that_moment_and_no_such_sentence(
     run_rank(stored, model, "1", tmp_path, as_of=as_of)
     page = visible(build_page(tmp_path, stored.crm_dir))
     assert f"deals as of {as_of:%Y-%m-%d %H:%M} UTC with model version 1" in page
-    assert "last recorded event" not in page and "最后记录" not in page
+    assert "last recorded event" not in page
+    assert "最后记录" not in visible(build_page(tmp_path, stored.crm_dir, lang="zh"))
 
 
 def test_a_later_ingest_moves_the_last_event_and_the_served_page_drops_the_sentence(
@@ -103,7 +124,8 @@ def test_a_later_ingest_moves_the_last_event_and_the_served_page_drops_the_sente
     deals.to_parquet(stored.crm_dir / "deals.parquet")
     page = visible(client.get("/").text)
     assert f"deals as of {run.as_of:%Y-%m-%d %H:%M} UTC" in page
-    assert "last recorded event" not in page and "最后记录" not in page
+    assert "last recorded event" not in page
+    assert "最后记录" not in visible(client.get("/?lang=zh").text)
 
 
 # ---------------------------------------------------------------- the model panel
@@ -127,7 +149,9 @@ def test_the_panel_shows_the_quality_stored_in_the_model_that_ranked_the_list(
     run_rank(stored, trained.model, version, tmp_path)
     raw = build_page(tmp_path, stored.crm_dir, settings=stored)
     page = visible(raw)
-    assert "The model behind these scores" in page and "评分所用的模型" in page
+    assert "The model behind these scores" in page
+    zh = visible(build_page(tmp_path, stored.crm_dir, settings=stored, lang="zh"))
+    assert "评分所用的模型" in zh
     window = f"{q['window']['first_snapshot'][:10]} to {q['window']['last_close'][:10]}"
     trained_at = f"{pd.Timestamp(q['trained_at']):%Y-%m-%d %H:%M} UTC"
     assert f"Version {version}, trained {trained_at} on deals from {window}" in page
@@ -166,7 +190,7 @@ def test_the_panel_shows_the_quality_stored_in_the_model_that_ranked_the_list(
         in header
     )
     assert gate["sentence"] in header
-    assert "模型并不优于基线：未能在置信区间之外胜过逻辑回归" in header
+    assert "模型并不优于基线：未能在置信区间之外胜过逻辑回归" in zh.split("评分所用的模型")[0]
     # The served page has the same panel.
     served = visible(TestClient(create_app(stored, source=tmp_path)).get("/").text)
     assert interval(q["per_deal"]["at_creation"]["roc_auc"]) in served
@@ -211,8 +235,60 @@ def test_a_drift_alert_is_at_the_top_of_the_page_in_both_languages(
         "The newest deals no longer look like the ones model version 1 learnt from "
         "(leadscore monitor, 2025-06-30)" in text
     )
-    assert "最新商机已不同于模型版本 1 训练时的商机" in text
+    zh = visible(build_page(tmp_path, stored.crm_dir, settings=stored, lang="zh"))
+    assert "最新商机已不同于模型版本 1 训练时的商机" in zh
     served = TestClient(create_app(stored, source=tmp_path)).get("/")
     assert 'id="drift-warning"' in served.text
     write_latest({**report, "alerted": False, "alerts": []}, stored.monitor_dir)
     assert 'id="drift-warning"' not in build_page(tmp_path, stored.crm_dir, settings=stored)
+
+
+# ---------------------------------------------------------------- the served list and sections
+def test_the_served_page_ships_one_page_and_the_api_pages_filters_and_explains(
+    stored: Settings, model: ScoringModel, tmp_path: Path
+) -> None:
+    """Issue 13: the HTML carries the first page of the list only; the rest, the sections
+    and the A/B table come from the service's API, in the page's language."""
+    from leadscore.priority.report import read_ranked
+
+    run_rank(stored, model, "1", tmp_path)
+    listed = read_ranked(tmp_path)
+    client = TestClient(create_app(stored, source=tmp_path))
+    page = client.get("/")
+    config = page_config(page.text)
+    assert config["api"] == "/api" and "rows" not in config
+    assert [r["deal_id"] for r in config["first"]["rows"]] == list(listed["deal_id"])
+    # plotly.js is its own, cacheable script, not inline (it alone is megabytes).
+    assert '<script src="/api/plotly.js" defer></script>' in page.text
+    assert len(page.content) < 100_000
+    script = client.get("/api/plotly.js")
+    assert script.status_code == 200 and "Plotly" in script.text[:2000]
+    assert "max-age" in script.headers["cache-control"]
+
+    one = client.get("/api/leads", params={"size": 1, "page": 2}).json()
+    assert (one["total"], one["pages"], one["page"]) == (len(listed), len(listed), 2)
+    assert [r["deal_id"] for r in one["rows"]] == [listed["deal_id"].iloc[1]]
+    owner = listed["owner_id"].iloc[0]
+    mine = client.get("/api/leads", params={"owner": owner}).json()
+    assert mine["matched"] == int((listed["owner_id"] == owner).sum())
+    assert {r["owner_id"] for r in mine["rows"]} == {owner}
+    zh = client.get("/api/leads", params={"lang": "zh"}).json()
+    assert zh["rows"][0]["next_step"] == listed["next_step_zh"].iloc[0]
+    bad = client.get("/api/leads", params={"status": "won"})
+    assert bad.status_code == 400 and "status='won'" in bad.json()["error"]
+
+    sections = client.get("/api/sections", params={"lang": "zh"})
+    assert sections.status_code == 200
+    text = visible(sections.text)
+    for heading in ("漏斗指标", "月度趋势", "按月预测", "A/B 对比"):
+        assert heading in text
+    # The tiny CRM has no past wins to learn a time to close from: the section says so.
+    assert 'id="section-forecast"' in sections.text and 'id="chart-forecast"' not in sections.text
+    assert "no time to close to learn from" in text
+    assert 'id="chart-cycle"' in sections.text and "data-figure" in sections.text
+    english = visible(client.get("/api/sections").text)
+    assert "Funnel metrics" in english and "Lead → opportunity" in english
+    ab = client.get("/api/compare", params={"by": "channel"})
+    assert ab.status_code == 200 and 'data-by="channel"' in ab.text
+    missing = client.get("/api/compare", params={"by": "no_such_column"})
+    assert missing.status_code == 400 and "cannot cut by no_such_column" in missing.text

@@ -8,11 +8,14 @@ the terminal table are checked with wide characters. The browser is Debian's Chr
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -130,23 +133,53 @@ def require_chromium() -> None:
     pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium to run the browser test")
 
 
-def test_report_command_writes_the_page_the_service_serves(
+def page_config(page: str) -> dict[str, Any]:
+    found = re.search(
+        r'<script type="application/json" id="page-config">(.*?)</script>', page, re.S
+    )
+    assert found is not None
+    return json.loads(found.group(1))
+
+
+def test_report_command_writes_the_top_rows_the_service_pages_through(
     ranked: Settings, served: str, tmp_path: Path
 ):
+    """`leadscore report` writes one file with the sections and the top rows embedded
+    (and plotly.js); the service ships only the first page and the same rows by its API."""
     import httpx
 
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(cli, ["report", "--out", str(out)], env=env(ranked))
+    result = CliRunner().invoke(
+        cli, ["report", "--out", str(out), "--max-rows", "30"], env=env(ranked)
+    )
     assert result.exit_code == 0, result.output
+    static = out.read_text(encoding="utf-8")
+    listed = read_ranked(rankings_dir(ranked))
+    rows = page_config(static)["rows"]
+    assert [r["deal_id"] for r in rows] == list(listed["deal_id"].head(30))
+    assert 'id="section-funnel-metrics"' in static and "Plotly" in static
     response = httpx.get(served, timeout=60)
     assert (
         response.status_code == 200
         and response.headers["content-type"] == "text/html; charset=utf-8"
     )
-    assert response.text == out.read_text(encoding="utf-8")
+    first = page_config(response.text)["first"]
+    assert first["total"] == len(listed)
+    assert first["size"] > 30
+    assert [r["deal_id"] for r in first["rows"]][:30] == [r["deal_id"] for r in rows]
+    assert len(response.content) < len(static) / 4  # no plotly.js, no sections, one page
 
 
-def test_the_served_page_in_chromium_matches_top_sorts_filters_and_shows_chinese(
+def wait_rows(page: Any, predicate: str) -> None:
+    """Until the list's rows satisfy ``predicate`` (JS over ``rows``, the tbody's rows)."""
+    page.wait_for_function(
+        "() => { const rows = Array.from(document.querySelectorAll('#leads tbody tr'));"
+        f" return rows.length > 0 && ({predicate}); }}",
+        timeout=60_000,
+    )
+
+
+def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese(
     ranked: Settings, served: str, tmp_path: Path
 ):
     require_chromium()
@@ -156,6 +189,7 @@ def test_the_served_page_in_chromium_matches_top_sorts_filters_and_shows_chinese
     assert top.exit_code == 0, top.output
     expected = parse_top(top.stdout)
     assert len(expected) == 8
+    listed = read_ranked(rankings_dir(ranked))
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -181,43 +215,88 @@ def test_the_served_page_in_chromium_matches_top_sorts_filters_and_shows_chinese
                 .inner_text()
                 .startswith(expected[0]["account"].rstrip("…"))
             )
-            assert first.locator("td.owner").is_visible()
+            # Each deal id links to its timeline page.
+            link = first.locator("td.deal a")
+            assert link.get_attribute("href") == f"/deal/{quote(expected[0]['deal'])}"
 
-            # Filter by the first deal's owner.
+            # Paging: the next page has the next deals of the ranking.
+            size = page_config(page.content())["size"]
+            assert rows.count() == min(size, len(listed))
+            assert len(listed) > size, "the fixture must need more than one page"
+            page.click("#page-next")
+            wait_rows(page, f"rows[0].dataset.deal === {json.dumps(listed['deal_id'].iloc[size])}")
+            assert page.locator("#leads").get_attribute("data-page") == "2"
+            page.click("#page-prev")
+            wait_rows(page, f"rows[0].dataset.deal === {json.dumps(expected[0]['deal'])}")
+
+            # Filter by the first deal's owner: the server narrows the list.
             owner = expected[0]["owner"]
             page.select_option("#filter-owner", owner)
-            visible = page.locator("#leads tbody tr:visible")
-            owners = visible.locator("td.owner").all_inner_texts()
-            listed = read_ranked(rankings_dir(ranked))
-            assert owners == [owner] * int((listed["owner_id"] == owner).sum())
-            assert page.inner_text("#shown-count") == str(len(owners))
+            wait_rows(page, f"rows.every(r => r.dataset.owner === {json.dumps(owner)})")
+            mine = int((listed["owner_id"] == owner).sum())
+            assert f"{mine:,} of {len(listed):,}" in page.inner_text("#shown-count")
+            assert rows.count() == min(mine, size)
             page.select_option("#filter-owner", "")
-            page.select_option("#filter-group", "dormant")
+            page.select_option("#filter-status", "dormant")
+            wait_rows(page, "rows.every(r => r.dataset.group === 'dormant')")
             dormant = int((listed["priority_group"] == "dormant").sum())
-            assert visible.locator("td.group").all_inner_texts() == ["dormant"] * dormant
-            page.select_option("#filter-group", "")
+            assert rows.locator("td.group").all_inner_texts() == ["dormant"] * min(dormant, size)
+            page.select_option("#filter-status", "")
+            wait_rows(page, f"rows.length === {min(size, len(listed))}")
 
-            # Sort by win probability, highest first.
+            # Sort by win probability, highest first, over the whole list (server side).
             page.click("#leads thead th:has-text('Win')")
+            top_p = json.dumps(float(listed["probability"].max()))
+            wait_rows(page, f"Math.abs(parseFloat(rows[0].cells[5].dataset.v) - {top_p}) < 1e-9")
             probabilities = [
                 float(v)
                 for v in page.locator("#leads tbody tr td.win").evaluate_all(
                     "cells => cells.map(c => c.dataset.v)"
                 )
             ]
-            assert len(probabilities) == len(listed)
             assert probabilities == sorted(probabilities, reverse=True)
-            assert probabilities[0] == pytest.approx(listed["probability"].max())
+            assert probabilities == sorted(listed["probability"], reverse=True)[:size]
 
-            # The five charts drew, and nothing was fetched from anywhere but the page's server.
+            # The sections above the list: the eight funnel metrics, by owner on demand;
+            # the forecast chart; the CRM charts.
+            page.wait_for_selector("#chart-forecast .main-svg", timeout=180_000)
+            funnel = page.locator("#section-funnel-metrics")
+            headers = funnel.locator("div:not([hidden]) table.funnel-metrics th").all_inner_texts()
+            assert headers[1:] == [
+                "Lead → opportunity",
+                "Opportunity → qualified",
+                "Lead → qualified",
+                "Qualified win rate",
+                "Sales cycle (days)",
+                "Qualified opportunities per win",
+                "Average won deal",
+                "Open pipeline",
+            ]
+            page.select_option("#funnel-cut", "owner_id")
+            by_owner = funnel.locator("div[data-choice='owner_id'] tbody tr td:first-child")
+            assert by_owner.first.is_visible()
+            names = set(by_owner.all_inner_texts()) - {"Overall"}
+            assert names and names <= set(listed["owner_id"]) | set(
+                chinese_crm()["deals"]["owner_id"]
+            )
+            assert page.locator("#forecast-backtest").inner_text().startswith("Backtest")
             page.wait_for_selector("#chart-cycle .main-svg")
             assert page.locator(".plotly-graph-div .main-svg").count() >= 5
             assert requested and all(url.startswith(served) for url in requested), requested
+            page.screenshot(path=str(tmp_path / "leads.png"), full_page=True)
 
-            page.click("#leads thead th:has-text('#')")  # back to rank order for the picture
-            page.screenshot(path=str(tmp_path / "leads.png"))
-            page.locator("#section-funnel").scroll_into_view_if_needed()
-            page.locator(".charts").screenshot(path=str(tmp_path / "charts.png"))
+            # The Chinese page: headings, the list's words and the flags in Chinese.
+            page.goto(served + "?lang=zh", wait_until="load")
+            assert page.inner_text("h1") == "商机优先级"
+            assert page.inner_text("#list-heading") == "待跟进商机"
+            flags = page.locator("#leads .flag").all_inner_texts()
+            assert flags and all(re.search(r"[\u4e00-\u9fff]", f) for f in flags)
+            assert rows.first.locator("td.group").inner_text() in ("活跃", "休眠", "近期丢单")
+            page.wait_for_selector("#chart-forecast .main-svg", timeout=180_000)
+            assert page.inner_text("#section-funnel-metrics h2") == "漏斗指标"
+            assert page.inner_text("#section-forecast h2") == "按月预测"
+            assert "线索 → 商机" in page.inner_text("#section-funnel-metrics")
+            page.screenshot(path=str(tmp_path / "leads-zh.png"), full_page=True)
         finally:
             browser.close()
     assert (tmp_path / "leads.png").stat().st_size > 10_000

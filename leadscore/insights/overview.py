@@ -1,0 +1,157 @@
+"""What the managers' page shows of the insights, computed once per ranking.
+
+The page's sections (funnel metrics by cut, trends, forecast with its backtest, the
+reps' five numbers, an A/B comparison) are the insights of this package over the
+export's last 12 months before the moment of the ranking, computed by the functions
+the commands use (never a second implementation) and made JSON-ready
+(:func:`~leadscore.insights.facts.to_records`), so the page only formats them.
+
+Cost bounds, since the page is rendered again after each rank run: the funnel is cut
+by at most :data:`PAGE_CUTS` (those the export has), the forecast's backtest is rebuilt
+at :data:`PAGE_BACKTEST_CUTS` month starts with the stage win rate only (the model's
+probabilities at past moments need features rebuilt at each: ``leadscore forecast
+--backtest`` has them), and the A/B section compares one cut; others are asked for
+(:func:`comparison`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscore.config import FORECAST_MONTHS
+from leadscore.insights.compare import compare_groups
+from leadscore.insights.facts import ALL, SIZE_BAND, CutUnavailable, Facts, to_records
+from leadscore.insights.forecast import (
+    backtest,
+    backtest_cuts,
+    backtest_errors,
+    pipeline_forecast,
+    stage_rate_probability,
+)
+from leadscore.insights.funnel import funnel_metrics
+from leadscore.insights.reps import OWNER, rep_numbers
+from leadscore.insights.trends import funnel_trends
+from leadscore.timeutil import as_utc
+
+#: Cuts the page's funnel offers beside the whole team, when the export has them.
+PAGE_CUTS: tuple[str, ...] = (OWNER, "channel", "industry", SIZE_BAND)
+#: Month starts the page's forecast backtest is rebuilt at (``leadscore forecast
+#: --backtest`` uses ``BACKTEST_CUTS``).
+PAGE_BACKTEST_CUTS = 6
+#: The attribute the page compares first.
+DEFAULT_COMPARE = "channel"
+#: Months of the page's window.
+WINDOW_MONTHS = 12
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The page's insights, JSON-ready. ``cuts``: the cuts the funnel is by (besides
+    the whole team); ``compare_by``: attributes the A/B section may compare."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    funnel: dict[str, list[dict[str, Any]]]
+    trends: list[dict[str, Any]]
+    forecast: dict[str, Any]
+    reps: dict[str, list[dict[str, Any]]]
+    comparison: dict[str, Any] | None
+    compare_by: list[str] = field(default_factory=list)
+
+
+def window(as_of: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The page's window: the 12 months before ``as_of``."""
+    end = as_utc(as_of)
+    return end - pd.DateOffset(months=WINDOW_MONTHS), end
+
+
+def ranked_probability(facts: Facts, probability: pd.Series | None) -> Any:
+    """The forecast's probability: the ranked list's by deal id (the win model's as of the
+    ranking), the stage win rate for a deal it does not list (``leadscore rank --top``)."""
+    stage = stage_rate_probability(facts)
+    if probability is None:
+        return stage
+
+    def p(pipeline: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+        known = probability.reindex(pipeline["deal_id"].astype(str)).to_numpy(dtype=np.float64)
+        if np.isnan(known).any():
+            known = np.where(np.isnan(known), stage(pipeline, as_of), known)
+        return known
+
+    return p
+
+
+def managers_overview(facts: Facts, as_of: Any, probability: pd.Series | None = None) -> Overview:
+    """The page's insights from the stored CRM's facts
+    (:func:`~leadscore.insights.facts.deal_facts`) as of the ranking's moment.
+
+    ``probability``: the ranked list's win probability by deal id, for the forecast.
+    """
+    start, end = window(as_of)
+    cuts = [c for c in PAGE_CUTS if c in facts.cuts()]
+    funnel = {"all": to_records(funnel_metrics(facts, start, end))}
+    for cut in cuts:
+        funnel[cut] = to_records(funnel_metrics(facts, start, end, by=[cut]))
+    forecast = page_forecast(facts, end, probability)
+    reps: dict[str, list[dict[str, Any]]] = {}
+    if OWNER in facts.cuts():
+        # The month and the week the moment falls in (the one before, at their very start).
+        last = end - pd.Timedelta(microseconds=1)
+        month = pd.Timestamp(year=last.year, month=last.month, day=1, tz="UTC")
+        week = (last - pd.Timedelta(days=last.weekday())).normalize()
+        reps["month"] = to_records(rep_numbers(facts, month, end, every="month"))
+        reps["week"] = to_records(rep_numbers(facts, week, end, every="week"))
+    compare_by = [c for c in facts.cuts() if c not in ("deal_id", "account_id")]
+    return Overview(
+        start,
+        end,
+        funnel,
+        to_records(funnel_trends(facts, start, end)),
+        forecast,
+        reps,
+        comparison(facts, DEFAULT_COMPARE, start, end) if DEFAULT_COMPARE in compare_by else None,
+        compare_by,
+    )
+
+
+def page_forecast(facts: Facts, end: pd.Timestamp, probability: pd.Series | None) -> dict[str, Any]:
+    """The forecast at ``end`` and its backtest, as JSON; ``missing`` says why there is
+    none (a young export has no past wins to learn the time to close from)."""
+    out: dict[str, Any] = {
+        "as_of": end.isoformat(),
+        "method": "stage" if probability is None else "ranked",
+        "months": [],
+        "summary": [],
+        "backtest_cuts": 0,
+        "errors": [],
+        "missing": None,
+    }
+    try:
+        fc = pipeline_forecast(facts, end, ranked_probability(facts, probability), FORECAST_MONTHS)
+    except ValueError as exc:
+        return {**out, "missing": str(exc)}
+    out.update(months=to_records(fc.months), summary=to_records(fc.summary))
+    past = backtest_cuts(facts, end, PAGE_BACKTEST_CUTS)
+    try:
+        frame = backtest(facts, past, {"stage_rate": stage_rate_probability(facts)})
+    except ValueError:  # a cut without wins before it to learn from: no backtest
+        past, frame = [], pd.DataFrame()
+    if past:
+        out.update(
+            backtest_cuts=len(past), errors=to_records(backtest_errors(frame, ["stage_rate"]))
+        )
+    return out
+
+
+def comparison(facts: Facts, by: str, start: Any, end: Any) -> dict[str, Any]:
+    """:func:`~leadscore.insights.compare.compare_groups` of cut ``by`` as JSON, without the
+    lead-quality check (it needs the champion's probabilities at creation: ``leadscore
+    compare``); raises :class:`CutUnavailable` for a cut the export lacks."""
+    return compare_groups(facts, by, start, end).to_records()
+
+
+__all__ = ["ALL", "CutUnavailable", "Overview", "comparison", "managers_overview", "window"]

@@ -1,0 +1,308 @@
+"""The managers' page in English and Chinese: which language, its words, its numbers and dates.
+
+Its users read Chinese first, so every fixed word of the page has both languages here
+(:data:`TEXT`), one table the template and the page's script both read, so a word
+missing in one language is a test failure, not an English word on a Chinese page.
+
+The language is chosen in this order: ``?lang=`` on the request, the setting
+(``LEADSCORE_LANGUAGE``: ``en`` or ``zh``), and, when the setting is ``auto``, the
+browser's ``Accept-Language`` (its first English or Chinese entry by weight); English
+when nothing decides. Numbers have thousands separators in both; a Chinese amount of
+10,000 or more is in 万 (ten thousands), as Chinese readers count money. Dates are ISO
+(2025-06-01) in English and 2025年6月1日 in Chinese.
+
+Texts that come with the data (a flag's ``text_zh``, a next step's ``next_step_zh``, a
+reason's ``text_zh``) are chosen by :func:`localised`: the Chinese when there is one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from leadscore.config import AUTO_LANGUAGE, LANGUAGES
+
+EN, ZH = LANGUAGES
+#: ``<html lang>`` of each language.
+HTML_LANG = {EN: "en", ZH: "zh-Hans"}
+
+
+def accepted_language(header: str | None) -> str | None:
+    """The first of our languages in an ``Accept-Language`` header, by weight; None: none."""
+    best: tuple[float, int, str] | None = None
+    for i, part in enumerate((header or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        code = tag.strip().lower().split("-")[0]
+        if code not in LANGUAGES:
+            continue
+        q = 1.0
+        for p in params.split(";"):
+            k, _, v = p.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        if q > 0 and (best is None or (q, -i) > (best[0], -best[1])):
+            best = (q, i, code)
+    return best[2] if best else None
+
+
+def choose_language(
+    setting: str = AUTO_LANGUAGE, accept: str | None = None, asked: str | None = None
+) -> str:
+    """The page's language: ``asked`` (``?lang=``) when it is one of ours, else the setting,
+    else (``auto``) the browser's ``Accept-Language``, else English."""
+    for v in (asked, setting):
+        code = (v or "").strip().lower().split("-")[0]
+        if code in LANGUAGES:
+            return code
+    return accepted_language(accept) or EN
+
+
+# ---------------------------------------------------------------- numbers and dates
+def number(v: Any, lang: str = EN, digits: int = 0) -> str:
+    """``12,345`` in both languages; empty for a missing value."""
+    if v is None or (isinstance(v, float) and math.isnan(v)) or pd.isna(v):
+        return ""
+    return f"{float(v):,.{digits}f}"
+
+
+def money(v: Any, lang: str = EN) -> str:
+    """An amount: ``123,456`` in English; ``12.35万`` in Chinese from 10,000 up."""
+    if v is None or pd.isna(v):
+        return ""
+    x = float(v)
+    if lang == ZH and abs(x) >= 10_000:
+        return f"{x / 10_000:,.2f}万"
+    return f"{x:,.0f}"
+
+
+def percent(p: Any, lang: str = EN, digits: int = 0) -> str:
+    if p is None or pd.isna(p):
+        return ""
+    return f"{float(p):.{digits}%}"
+
+
+def date(t: Any, lang: str = EN) -> str:
+    """``2025-06-01`` in English, ``2025年6月1日`` in Chinese."""
+    if t is None or pd.isna(t):
+        return ""
+    ts = pd.Timestamp(t)
+    return f"{ts.year}年{ts.month}月{ts.day}日" if lang == ZH else f"{ts:%Y-%m-%d}"
+
+
+def month(t: Any, lang: str = EN) -> str:
+    """``2025-06`` in English, ``2025年6月`` in Chinese."""
+    ts = pd.Timestamp(t)
+    return f"{ts.year}年{ts.month}月" if lang == ZH else f"{ts:%Y-%m}"
+
+
+def moment(t: Any, lang: str = EN) -> str:
+    """A moment in UTC: ``2025-06-01 09:30 UTC`` / ``2025年6月1日 09:30 UTC``."""
+    if t is None or pd.isna(t):
+        return ""
+    ts = pd.Timestamp(t)
+    return f"{date(ts, lang)} {ts:%H:%M} UTC"
+
+
+def localised(item: Mapping[str, Any], key: str, lang: str) -> str:
+    """``item[key]``, or its Chinese ``item[key + "_zh"]`` on a Chinese page when present."""
+    if lang == ZH and item.get(f"{key}_zh"):
+        return str(item[f"{key}_zh"])
+    return str(item.get(key) or "")
+
+
+# ---------------------------------------------------------------- the page's words
+#: Every fixed word of the page: key -> (English, Chinese).
+TEXT: dict[str, tuple[str, str]] = {
+    "title": ("Lead priorities", "商机优先级"),
+    "ranked": (
+        "Ranked {total} deals as of {as_of} with model version {version}:",
+        "排名时点 {as_of}，共 {total} 个商机，模型版本 {version}：",
+    ),
+    "ranked_by": (
+        "Ranked by expected value (win probability × amount) unless re-sorted below.",
+        "默认按预期价值（赢单概率 × 金额）排序，可在下方重新排序。",
+    ),
+    "language": ("Language", "语言"),
+    "summary": ("Summary", "概览"),
+    "funnel": ("Funnel metrics", "漏斗指标"),
+    "funnel_note": (
+        "The eight funnel metrics of the export's last 12 months ({start} to {end}); conversion follows the deals created in the period, win rate, cycle and size the deals closed in it, the pipeline is the one open at the end. Grey: fewer than {min} deals behind the value.",
+        "导出数据最近 12 个月（{start} 至 {end}）的八项漏斗指标：转化率按期内新建商机计算，赢单率、周期和金额按期内关闭的商机计算，管道为期末仍未关闭的商机。灰色：该数值所依据的商机少于 {min} 个。",
+    ),
+    "cut": ("Cut", "维度"),
+    "cut_all": ("Overall", "整体"),
+    "cut_owner_id": ("By owner", "按负责人"),
+    "cut_channel": ("By channel", "按渠道"),
+    "cut_industry": ("By industry", "按行业"),
+    "cut_size_band": ("By size band", "按规模"),
+    "metric": ("Metric", "指标"),
+    "value": ("Value", "数值"),
+    "deals_behind": ("Deals behind it", "依据商机数"),
+    "group": ("Group", "分组"),
+    "m_lead_to_opportunity": ("Lead → opportunity", "线索 → 商机"),
+    "m_opportunity_to_qualified": ("Opportunity → qualified", "商机 → 合格商机"),
+    "m_lead_to_qualified": ("Lead → qualified", "线索 → 合格商机"),
+    "m_qualified_win_rate": ("Qualified win rate", "合格商机赢单率"),
+    "m_sales_cycle_days": ("Sales cycle (days)", "销售周期（天）"),
+    "m_qualified_per_win": ("Qualified opportunities per win", "每次赢单所需合格商机"),
+    "m_average_won_amount": ("Average won deal", "平均赢单金额"),
+    "m_open_pipeline_value": ("Open pipeline", "在途管道金额"),
+    "m_win_rate": ("Win rate", "赢单率"),
+    "m_qualified_to_win": ("Qualified → won", "合格商机 → 赢单"),
+    "ax_channel": ("channel", "渠道"),
+    "ax_competitor": ("main competitor", "主要竞争对手"),
+    "ax_seniority": ("most senior contact", "最高级别联系人"),
+    "ax_cycle": ("cycle length (days)", "周期长度（天）"),
+    "top_groups": (
+        "The {shown} largest of {n} groups by deals created.",
+        "按新建商机数显示最大的 {shown} 组（共 {n} 组）。",
+    ),
+    "trends": ("Trends by month", "月度趋势"),
+    "trends_note": (
+        "Each metric by month; MoM: change on the month before, YoY: on the same month a year before (points for a rate).",
+        "各指标按月变化；环比：与上月相比，同比：与去年同月相比（比率以百分点计）。",
+    ),
+    "month": ("Month", "月份"),
+    "latest": ("Latest month", "最近一月"),
+    "mom": ("MoM", "环比"),
+    "yoy": ("YoY", "同比"),
+    "forecast": ("Forecast by month", "按月预测"),
+    "forecast_note": (
+        "Expected revenue of the {deals} deals open at {as_of}: probability × amount, spread over the months each may close in (a model of time to close learned from past wins). Probabilities: {method}.",
+        "截至 {as_of} 的 {deals} 个在途商机的预期收入：概率 × 金额，按各商机可能关闭的月份分摊（由历史赢单学得的成交时间模型）。概率来源：{method}。",
+    ),
+    "forecast_ranked": (
+        "the ranked list's (the win model), the stage win rate where a deal is not listed",
+        "排名列表中的赢单概率（赢单模型），未列出的商机用阶段赢单率",
+    ),
+    "forecast_stage": ("the stage win rate", "阶段赢单率"),
+    "expected_revenue": ("Expected revenue", "预期收入"),
+    "later": ("Later", "更晚"),
+    "backtest": (
+        "Backtest: rebuilt at {cuts} past month starts from what was known then, the forecast of the next {horizon} months missed what was won by {wape} (WAPE, stage win rates; the naive reference: {naive}).",
+        "回测：在过去 {cuts} 个月初按当时已知信息重建预测，未来 {horizon} 个月的预测与实际赢单的误差为 {wape}（WAPE，阶段赢单率；朴素基准：{naive}）。",
+    ),
+    "backtest_none": (
+        "Backtest: not enough history before the last months.",
+        "回测：历史数据不足。",
+    ),
+    "reps": ("Reps' five numbers against the team", "销售的五项数字与团队对比"),
+    "reps_note": (
+        "Each rep's numbers in {period}; in brackets the team's per rep ({reps} reps).",
+        "每位销售在 {period} 的数字；括号内为团队人均（{reps} 人）。",
+    ),
+    "rep": ("Rep", "销售"),
+    "every_month": ("Latest month", "最近一月"),
+    "every_week": ("Latest week", "最近一周"),
+    "n_closed": ("Won", "赢单"),
+    "n_committed": ("Committed", "承诺"),
+    "n_opportunities": ("Opportunities", "商机"),
+    "n_leads": ("Leads", "线索"),
+    "n_first_visits": ("First visits", "首次拜访"),
+    "n_followup_visits": ("Follow-up visits", "跟进拜访"),
+    "team": ("Team", "团队"),
+    "ab": ("A/B comparison", "A/B 对比"),
+    "ab_note": (
+        "Groups of one attribute against the largest on win rate, cycle length and stage conversion, in the export's last 12 months, with the 95% interval and a Holm-corrected p-value.",
+        "按某一属性分组，与最大的一组比较赢单率、周期和阶段转化（导出数据最近 12 个月），给出 95% 区间和 Holm 校正后的 p 值。",
+    ),
+    "ab_by": ("Compare by", "比较维度"),
+    "ab_needs_service": (
+        "Other attributes are compared by the service (open the page at /leads).",
+        "其他属性的比较需要服务（请在 /leads 打开本页）。",
+    ),
+    "baseline": ("baseline", "基准"),
+    "difference": ("Difference", "差异"),
+    "interval": ("95% interval", "95% 区间"),
+    "p_adjusted": ("p (Holm)", "p 值（Holm）"),
+    "not_enough": ("not enough deals yet", "商机数量尚不足"),
+    "list": ("Deals to work", "待跟进商机"),
+    "owner": ("Owner", "负责人"),
+    "channel": ("Channel", "渠道"),
+    "segment": ("Segment", "细分"),
+    "status": ("Status", "状态"),
+    "grade": ("Grade", "等级"),
+    "all": ("all", "全部"),
+    "status_open": ("open (active and dormant)", "进行中（活跃和休眠）"),
+    "status_active": ("active", "活跃"),
+    "status_dormant": ("dormant", "休眠"),
+    "status_lost": ("recently lost", "近期丢单"),
+    "status_title": (
+        "Why a deal is listed: active (open, recent activity), dormant (open, quiet), recently lost (scored by the revival model, or as if re-opened when none is registered)",
+        "商机列出的原因：活跃（进行中，近期有跟进）、休眠（进行中，长期无跟进）、近期丢单（由复活模型评分；未注册时按重新打开评分）",
+    ),
+    "shown": (
+        "{matched} of {total} listed deals; page {page} of {pages}.",
+        "共 {total} 个商机，筛选出 {matched} 个；第 {page} / {pages} 页。",
+    ),
+    "static_rows": (
+        "This file holds the top {shown} of {total} deals; the service pages through all of them.",
+        "此文件包含前 {shown} 个商机（共 {total} 个）；服务可分页浏览全部商机。",
+    ),
+    "sort_hint": (
+        "Click a column to sort; hover a reason for the data behind it.",
+        "点击列标题排序；将鼠标悬停在原因上可查看其依据。",
+    ),
+    "previous": ("Previous", "上一页"),
+    "next": ("Next", "下一页"),
+    "loading": ("Loading…", "加载中…"),
+    "no_rows": ("No deal matches these filters.", "没有符合筛选条件的商机。"),
+    "col_deal": ("Deal", "商机"),
+    "col_account": ("Account", "客户"),
+    "col_owner": ("Owner", "负责人"),
+    "col_group": ("Group", "分组"),
+    "col_win": ("Win", "赢单率"),
+    "col_grade": ("Grade", "等级"),
+    "col_amount": ("Amount", "金额"),
+    "col_ev": ("Exp. value", "预期价值"),
+    "col_change": ("Change", "变化"),
+    "col_trend": ("Trend", "趋势"),
+    "col_why": ("Why", "原因"),
+    "col_risks": ("Risks", "风险"),
+    "col_next": ("Next step", "下一步"),
+    "pts": ("pts", "个百分点"),
+    "charts": ("What wins, from the CRM's closed deals", "赢单因素（来自 CRM 已关闭商机）"),
+    "ch_none": ("No closed deals yet", "尚无已关闭的商机"),
+    "ch_none_note": (
+        "The charts need won and lost deals in the CRM.",
+        "图表需要 CRM 中的赢单和丢单。",
+    ),
+    "ch_absent": ("Not in the CRM export.", "CRM 导出数据中没有此项。"),
+    "ch_funnel": ("Funnel of closed deals", "已关闭商机的漏斗"),
+    "ch_funnel_note": (
+        "Deals by the furthest stage they reached; the percentage is the conversion from the stage before.",
+        "按商机到达的最远阶段统计；百分比为相对上一阶段的转化率。",
+    ),
+    "ch_channel": ("Win rate by channel", "各渠道赢单率"),
+    "ch_competitor": ("Win rate by competitor", "各竞争对手下的赢单率"),
+    "ch_competitor_note": (
+        "'none': no competitor; 'unknown': not recorded.",
+        "“none”：无竞争对手；“unknown”：未记录。",
+    ),
+    "ch_seniority": ("Win rate by the most senior contact", "按最高级别联系人的赢单率"),
+    "ch_seniority_note": (
+        "Seniority read from job titles in English or Chinese.",
+        "级别由中英文职位名称识别。",
+    ),
+    "ch_cycle": ("Win rate by cycle length", "按周期长度的赢单率"),
+    "ch_cycle_note": ("Days from creation to close.", "从创建到关闭的天数。"),
+    "ch_all_deals": (
+        "Dotted line: all {n} closed deals, {rate} won.",
+        "虚线：全部 {n} 个已关闭商机，赢单率 {rate}。",
+    ),
+    "win_rate": ("win rate", "赢单率"),
+    "model_panel": ("The model behind these scores", "评分所用的模型"),
+    "no_data": ("No CRM tables to compute this from.", "没有可用于计算的 CRM 数据。"),
+}
+
+
+def texts(lang: str) -> dict[str, str]:
+    """The page's words in ``lang``."""
+    i = LANGUAGES.index(lang)
+    return {key: pair[i] for key, pair in TEXT.items()}
