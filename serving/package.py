@@ -36,6 +36,7 @@ from leadscore.config import (
     CHAMPION,
     METADATA_KEY,
     MODEL_TAG_ENV,
+    MODEL_RELOAD_ENV,
     PROJECT_ROOT,
     REVIVAL_MODEL_TAG_ENV,
     SERVICE_HOST,
@@ -254,6 +255,31 @@ def packaged_revival(settings: Settings, alias: str = CHAMPION) -> PackagedModel
     return packaged_champion(settings, alias, settings.revival_model_name)
 
 
+@dataclass(frozen=True)
+class PackagedChampions:
+    """The win model and the revival model (None: none registered) packaged from one alias."""
+
+    win: PackagedModel
+    revival: PackagedModel | None
+
+
+def package_served(
+    settings: Settings, alias: str = CHAMPION, by: str = "leadscore package"
+) -> PackagedChampions:
+    """Package both models of ``alias`` and, for the champions, point running services at
+    them (:mod:`serving.champion_pointer`): the one step that moves a new champion, or a
+    rolled-back one, into serving. Packaging another alias (``challenger``) changes
+    nothing served."""
+    from serving.champion_pointer import write_served_pointer
+
+    packaged = PackagedChampions(
+        package_champion(settings, alias), package_revival(settings, alias)
+    )
+    if alias == CHAMPION:
+        write_served_pointer(settings, packaged.win, packaged.revival, by)
+    return packaged
+
+
 def load_packaged(bento_model: Any) -> tuple[ScoringModel, dict[str, Any]]:
     """The ScoringModel inside a packaged BentoML model, and the model's BentoML metadata.
 
@@ -275,15 +301,18 @@ def _bentoml_command() -> str:
     return shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
 
 
-def _server_env(settings: Settings, tag: str, revival_tag: str | None = None) -> dict[str, str]:
+def _server_env(
+    settings: Settings, tag: str, revival_tag: str | None = None, **extra: str
+) -> dict[str, str]:
     """The environment of a ``bentoml`` process serving or building ``tag`` (and the
     revival model ``revival_tag``; without one, the variable is removed, so a value left
-    in this shell cannot make the service load a model that is not the champion).
+    in this shell cannot make the service load a model that is not the champion), with
+    ``extra`` over it.
 
     One OpenMP thread per worker: LightGBM's default of one per core oversubscribes a
     small machine as soon as two requests run at once.
     """
-    env = child_environment(settings, OMP_NUM_THREADS="1", **{MODEL_TAG_ENV: tag})
+    env = child_environment(settings, OMP_NUM_THREADS="1", **{MODEL_TAG_ENV: tag}, **extra)
     env.pop(REVIVAL_MODEL_TAG_ENV, None)
     if revival_tag is not None:
         env[REVIVAL_MODEL_TAG_ENV] = revival_tag
@@ -328,10 +357,23 @@ def serve(
     the server directly. Raises PackagingError before starting anything when that version
     is not packaged. Binds 127.0.0.1 unless ``host`` says otherwise, and warns loudly
     when it serves a non-loopback address without ``LEADSCORE_API_TOKEN``.
+
+    Serving the champions, it writes the served-champion pointer first (so the workers'
+    hot reload, :mod:`serving.reload`, starts from what they load) and the service then
+    follows every later ``package``; serving another alias turns hot reload off
+    (``LEADSCORE_MODEL_RELOAD_SECONDS=0``): it serves that version until stopped.
     """
+    from serving.champion_pointer import write_served_pointer
+
     settings = settings or load_settings()
     packaged = packaged_champion(settings, alias)
-    revival_tag = _revival_tag(settings, alias)
+    revival = packaged_revival(settings, alias)
+    revival_tag = None if revival is None else revival.tag
+    extra = {}
+    if alias == CHAMPION:
+        write_served_pointer(settings, packaged, revival, "leadscore serve")
+    else:
+        extra[MODEL_RELOAD_ENV] = "0"
     warning = exposure_warning(host, ServingConfig.from_env().api_token)
     if warning is not None:
         log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
@@ -347,7 +389,7 @@ def serve(
         packaged.mlflow_version,
         revival_tag or "none",
     )
-    os.execvpe(bentoml, args, _server_env(settings, packaged.tag, revival_tag))
+    os.execvpe(bentoml, args, _server_env(settings, packaged.tag, revival_tag, **extra))
 
 
 def build_bento(settings: Settings, alias: str = CHAMPION) -> str:
