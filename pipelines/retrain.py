@@ -1,7 +1,7 @@
 """The retraining loop (issue 16): one command a scheduler runs, from an export to serving.
 
-``leadscore retrain EXPORT`` ingests the export, refreshes the feature store (apply,
-materialize), trains a version, puts it through the promotion gate (never forced), and,
+``leadscore retrain EXPORT`` ingests the export, refreshes the feature store (applies
+the repo when it never was, materializes), trains a version, puts it through the promotion gate (never forced), and,
 only when it becomes champion, packages it and points running services at it
 (:func:`serving.package.package_served`; each worker switches within
 ``LEADSCORE_MODEL_RELOAD_SECONDS``, :mod:`serving.reload`). A version the gate refuses
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from leadscore.config import CHAMPION, WIN, Settings
-from leadscore.features.store import apply_repo, materialize
+from leadscore.features.store import apply_repo, is_applied, materialize
 from leadscore.model.registry import alias_version, mlflow_client
 from leadscore.progress import Progress, no_progress
 from pipelines.steps import IngestSummary, ingest
@@ -203,7 +203,10 @@ def _loop(
     for table, counts in outcome.ingest.counts.items():
         for key in ("read", "rejected", "inserted", "updated"):
             client.log_metric(run_id, f"ingest.{table}.{key}", counts.get(key, 0))
-    step("features apply", apply_repo, settings, progress)
+    if is_applied(settings):  # deployed with the code (`leadscore features apply`)
+        client.set_tag(run_id, "retrain.step.features apply", "skipped: already applied")
+    else:
+        step("features apply", apply_repo, settings, progress)
     step("features materialize", materialize, settings, progress=progress)
     config = config or TrainConfig(seed=settings.seed)
     trained = step("train", train_from_store, settings, config, progress=progress)
