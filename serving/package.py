@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from leadscore.config import (
     CHAMPION,
     METADATA_KEY,
-    MODEL_TAG_ENV,
     MODEL_RELOAD_ENV,
+    MODEL_TAG_ENV,
     PROJECT_ROOT,
     REVIVAL_MODEL_TAG_ENV,
     SERVICE_HOST,
