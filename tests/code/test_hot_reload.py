@@ -85,9 +85,11 @@ def test_a_reload_swaps_the_models_as_one_reference(service, monkeypatch):
     assert service.model_facts()["model_version"] == "4"
 
 
-def test_a_load_that_fails_keeps_the_served_models_and_says_why(service, caplog, monkeypatch):
-    # BentoML's store under the test's folder, not in HOME (read on its first use).
-    monkeypatch.setenv("BENTOML_HOME", str(service.settings.bentoml_home))
+def test_a_load_that_fails_keeps_the_served_models_and_says_why(
+    service, caplog, monkeypatch, tmp_path: Path
+):
+    # BentoML's store under the test's folder (read on its first use in the process).
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     before = service.models
     # A tag this BentoML store does not hold: bentoml.models.get raises NotFound.
     assert not service.reload(ServedChampion("lead_scorer:notinthisstore", "9"))

@@ -45,12 +45,15 @@ from tests.serving_fixture import (
     serving_environment,
     small_champion,
 )
+from training.registry import make_champion
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 #: Deals of the export: the fewest whose interaction model passes the baseline gate.
 DEALS = 1500
 RELOAD_SECONDS = 0.5
+#: Between two rounds of requests: steady traffic that leaves the retrain a core.
+PAUSE = 0.1
 
 
 class Traffic(threading.Thread):
@@ -82,6 +85,7 @@ class Traffic(threading.Thread):
                     self.answers.append(
                         (time.time(), time.perf_counter() - start, path, status, said)
                     )
+                self.stop.wait(PAUSE)
 
     def failed(self) -> list[tuple[float, float, str, int, str]]:
         return [a for a in self.answers if a[3] != 200]
@@ -138,6 +142,8 @@ def test_retrain_promotes_then_is_refused_while_the_service_answers_every_reques
             patch.setenv(k, v)
         weak, frame = small_champion()  # the generator's outcomes: blind to the rule
         prepare_champion(settings, good, weak, frame)
+        # As `promote` records a champion, so that `rollback` can come back to it.
+        make_champion(mlflow_client(settings), settings.model_name, "1", {})
     deals = good["deals"]
     open_ids = sorted(deals.loc[deals["status"] == "open", "deal_id"])[:3]
 
@@ -161,6 +167,7 @@ def test_retrain_promotes_then_is_refused_while_the_service_answers_every_reques
             written = pointer_time(settings.served_pointer)
             wait_for_version(url, "2")
             figures = switch_figures(traffic, written, "2")
+            print("retrain loop, switch to version 2:", figures)
 
             refused = leadscore(cli_env, "retrain", str(tmp_path / "shuffled"))
             assert refused.returncode == 1, refused.stdout + refused.stderr[-3000:]
