@@ -1142,17 +1142,22 @@ def monitor(
         raise typer.Exit(3)
 
 
+#: The gate's tolerances, options of ``promote`` and ``retrain``.
+MaxAucDrop = Annotated[
+    float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")
+]
+MaxLogLossRise = Annotated[
+    float, typer.Option("--max-log-loss-rise", help="Allowed log loss rise vs champion.")
+]
+
+
 @app.command()
 def promote(
     version: Annotated[
         str | None, typer.Option("--version", help="Version to promote (default: challenger).")
     ] = None,
-    max_auc_drop: Annotated[
-        float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")
-    ] = MAX_AUC_DROP,
-    max_log_loss_rise: Annotated[
-        float, typer.Option("--max-log-loss-rise", help="Allowed log loss rise vs champion.")
-    ] = MAX_LOG_LOSS_RISE,
+    max_auc_drop: MaxAucDrop = MAX_AUC_DROP,
+    max_log_loss_rise: MaxLogLossRise = MAX_LOG_LOSS_RISE,
     force: Annotated[
         bool, typer.Option("--force", help="Promote even if the gate fails (recorded).")
     ] = False,
@@ -1250,12 +1255,8 @@ def retrain(
         Path | None,
         typer.Argument(help="The CRM export to ingest (default: LEADSCORE_EXPORT)."),
     ] = None,
-    max_auc_drop: Annotated[
-        float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")
-    ] = MAX_AUC_DROP,
-    max_log_loss_rise: Annotated[
-        float, typer.Option("--max-log-loss-rise", help="Allowed log loss rise vs champion.")
-    ] = MAX_LOG_LOSS_RISE,
+    max_auc_drop: MaxAucDrop = MAX_AUC_DROP,
+    max_log_loss_rise: MaxLogLossRise = MAX_LOG_LOSS_RISE,
     seed: TrainSeed = None,
 ) -> None:
     """The retraining loop, for cron: ingest the export, refresh the feature store, train,
