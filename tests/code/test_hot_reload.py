@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ def served(version: str, tag: str) -> ServedModels:
 
 
 def test_the_pointer_is_written_whole_and_read_back(tmp_path: Path):
-    settings = isolated(tmp_path)
+    settings = dataclasses.replace(isolated(tmp_path), bentoml_home=tmp_path / "bentoml")
     assert read_served_pointer(settings.served_pointer) is None  # never packaged
     written = write_served_pointer(
         settings, packaged("lead_scorer:a", "3"), packaged("lead_scorer_revival:b", "1"), "test"
