@@ -65,6 +65,7 @@ def write_served_pointer(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".served_champion.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide it from a service run as another user
         with os.fdopen(fd, "w") as f:
             json.dump(asdict(pointer), f, indent=2)
             f.flush()
