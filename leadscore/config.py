@@ -59,6 +59,8 @@ MODEL_TAG_ENV = "LEADSCORE_MODEL_TAG"
 #: Variable naming the revival model's BentoML tag (Settings.revival_bento_model_tag):
 #: `leadscore serve` sets it when a revival champion is packaged, and only then.
 REVIVAL_MODEL_TAG_ENV = "LEADSCORE_REVIVAL_MODEL_TAG"
+#: Variable of ``ServingConfig.model_reload_seconds`` (0: no hot reload).
+MODEL_RELOAD_ENV = "LEADSCORE_MODEL_RELOAD_SECONDS"
 
 # ---------------------------------------------------------------- parameter defaults
 # Each default is written once, here: the dataclass or function that uses it and the
@@ -162,6 +164,9 @@ class Settings:
     seed: int = SEED
     #: Redis of ``feature_store.redis.yaml`` (``host:port[,db=N][,password=...]``).
     redis: str = REDIS
+    #: The CRM export ``leadscore retrain`` ingests when given none (``LEADSCORE_EXPORT``):
+    #: the folder a scheduled CRM export lands in.
+    export_dir: Path | None = None
     #: Risk rule thresholds from the environment, as ``name=value`` (names lower case).
     health_overrides: tuple[str, ...] = ()
     #: Language of the managers' page: ``auto`` (the browser's), ``en`` or ``zh``.
@@ -195,6 +200,19 @@ class Settings:
     def served_dir(self) -> Path:
         """The service's log of what it scored (``serving.served_log``)."""
         return self.feature_data / "served"
+
+    @property
+    def served_pointer(self) -> Path:
+        """The "served champion" pointer (``serving.reload``): the BentoML tags a running
+        service should serve, written by ``leadscore package``, ``rollback`` and ``retrain``
+        and polled by every worker. Beside the BentoML store whose tags it names, so a
+        checkout (or ``BENTOML_HOME``) has its own."""
+        return self.bentoml_home / "served_champion.json"
+
+    @property
+    def retrain_lock(self) -> Path:
+        """The lock file that keeps two ``leadscore retrain`` runs from overlapping."""
+        return self.feature_data / "retrain.lock"
 
     @property
     def crm_dir(self) -> Path:
@@ -237,7 +255,8 @@ def load_settings(**overrides: object) -> Settings:
     (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
-    ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_LANGUAGE``
+    ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_EXPORT`` (the
+    export ``leadscore retrain`` ingests by default), ``LEADSCORE_LANGUAGE``
     (the managers' page: ``auto``, ``en`` or ``zh``), ``LEADSCORE_TEAMS`` (reps by team,
     :func:`parse_teams`) and ``LEADSCORE_HEALTH_<NAME>`` (risk rule thresholds, e.g.
     ``LEADSCORE_HEALTH_MAX_STALLS=4``).
@@ -267,6 +286,8 @@ def load_settings(**overrides: object) -> Settings:
         env["revival_bento_model_tag"] = v
     if v := os.environ.get("LEADSCORE_REDIS"):
         env["redis"] = v
+    if v := os.environ.get("LEADSCORE_EXPORT"):
+        env["export_dir"] = Path(v).expanduser().resolve()
     if v := os.environ.get("LEADSCORE_LANGUAGE"):
         env["language"] = parse_language(v)
     if v := os.environ.get("LEADSCORE_TEAMS"):
@@ -454,6 +475,10 @@ class ServingConfig:
     served_log_flush_seconds: float = 5.0
     #: How often each worker re-reads the last drift report for its gauge.
     drift_refresh_seconds: float = 30.0
+    #: How often each worker reads the served-champion pointer (``serving.reload``) and
+    #: loads a newly packaged champion; 0 turns hot reload off (the service then serves
+    #: the model it started with, as ``leadscore serve --alias`` other than champion does).
+    model_reload_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServingConfig:
@@ -463,7 +488,7 @@ class ServingConfig:
         ``LEADSCORE_BATCH_DEALS``, ``LEADSCORE_MAX_CONCURRENT_BATCHES``,
         ``LEADSCORE_MAX_BODY_BYTES``, ``LEADSCORE_MAX_QUEUE_DELAY_SECONDS``,
         ``LEADSCORE_SERVED_LOG``, ``LEADSCORE_SERVED_LOG_FLUSH_SECONDS``,
-        ``LEADSCORE_DRIFT_REFRESH_SECONDS``."""
+        ``LEADSCORE_DRIFT_REFRESH_SECONDS``, ``LEADSCORE_MODEL_RELOAD_SECONDS``."""
         thresholds = env.get("LEADSCORE_GRADE_THRESHOLDS")
         return cls(
             grade_thresholds=parse_grade_thresholds(thresholds)
@@ -482,4 +507,5 @@ class ServingConfig:
             not in ("0", "false", "no", "off"),
             served_log_flush_seconds=float(env.get("LEADSCORE_SERVED_LOG_FLUSH_SECONDS", 5.0)),
             drift_refresh_seconds=float(env.get("LEADSCORE_DRIFT_REFRESH_SECONDS", 30.0)),
+            model_reload_seconds=float(env.get(MODEL_RELOAD_ENV, 5.0)),
         )

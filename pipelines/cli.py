@@ -435,33 +435,25 @@ def package(
     ] = False,
 ) -> None:
     """Import models:/lead_scorer@champion from MLflow into the project's BentoML store,
-    and models:/lead_scorer_revival@champion beside it when one is registered. With no
+    and models:/lead_scorer_revival@champion beside it when one is registered; a running
+    `leadscore serve` switches to them within LEADSCORE_MODEL_RELOAD_SECONDS. With no
     champion yet, package the labelled fallback fitted on the stored CRM instead
-    (lead_scorer_fallback), which `serve` then serves."""
-    from serving.package import (
-        NoVersionError,
-        PackagingError,
-        build_bento,
-        package_champion,
-        package_fallback,
-        package_revival,
-    )
+    (lead_scorer_fallback), which `serve` then serves until a champion replaces it."""
+    from serving.package import PackagingError, build_bento, package_served
 
     settings = load_settings()
     try:
-        try:
-            win = package_champion(settings, alias)
-        except NoVersionError as exc:
-            if alias != CHAMPION:
-                raise
-            win = package_fallback(settings)
+        packaged = package_served(settings, alias)
+        win = packaged.win
+        if win.mlflow_version == FALLBACK:
             typer.echo(
-                f"{exc}.\nNo champion: packaged the fallback instead ("
-                f"{'imported' if win.created else 'already packaged'}): {win.model_uri} -> "
-                f"BentoML model {win.tag} in {settings.bentoml_home}; `serve` answers with it, "
-                "labelled as a rough prior, until a trained model is champion"
+                f"no '{alias}' version of {settings.model_name}.\nNo champion: packaged the "
+                f"fallback instead ({'imported' if win.created else 'already packaged'}): "
+                f"{win.model_uri} -> BentoML model {win.tag} in {settings.bentoml_home}; "
+                "`serve` answers with it, labelled as a rough prior, until a trained model "
+                "is champion"
             )
-        for p in (win, package_revival(settings, alias)):
+        for p in (win, packaged.revival):
             if p is not None and p.mlflow_version == FALLBACK:
                 continue
             if p is None:
@@ -476,6 +468,8 @@ def package(
                 f"feature service {p.feature_service}) -> BentoML model {p.tag} "
                 f"in {settings.bentoml_home}"
             )
+        if alias == CHAMPION:
+            typer.echo(f"running services switch to {win.tag} ({settings.served_pointer})")
         if build:
             typer.echo(f"built Bento {build_bento(settings, alias)} with {win.tag}")
     except PackagingError as exc:
@@ -1179,17 +1173,22 @@ def monitor(
         raise typer.Exit(3)
 
 
+#: The gate's tolerances, options of ``promote`` and ``retrain``.
+MaxAucDrop = Annotated[
+    float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")
+]
+MaxLogLossRise = Annotated[
+    float, typer.Option("--max-log-loss-rise", help="Allowed log loss rise vs champion.")
+]
+
+
 @app.command()
 def promote(
     version: Annotated[
         str | None, typer.Option("--version", help="Version to promote (default: challenger).")
     ] = None,
-    max_auc_drop: Annotated[
-        float, typer.Option("--max-auc-drop", help="Allowed ROC AUC drop vs champion.")
-    ] = MAX_AUC_DROP,
-    max_log_loss_rise: Annotated[
-        float, typer.Option("--max-log-loss-rise", help="Allowed log loss rise vs champion.")
-    ] = MAX_LOG_LOSS_RISE,
+    max_auc_drop: MaxAucDrop = MAX_AUC_DROP,
+    max_log_loss_rise: MaxLogLossRise = MAX_LOG_LOSS_RISE,
     force: Annotated[
         bool, typer.Option("--force", help="Promote even if the gate fails (recorded).")
     ] = False,
@@ -1263,18 +1262,105 @@ def rollback(
     note: Annotated[str, typer.Option("--note", help="Why; stored on the version.")] = "",
     task: TaskOption = WIN,
 ) -> None:
-    """Put champion back on the previous champion (`--task revival`: the revival model's)."""
+    """Put champion back on the previous champion (`--task revival`: the revival model's),
+    package it again and point a running service at it (it switches back within
+    LEADSCORE_MODEL_RELOAD_SECONDS)."""
     from leadscore.model.registry import RegistryError
-    from training.registry import rollback as run_rollback
+    from pipelines.retrain import RetrainBusy, rollback_served
+    from serving.package import PackagingError
 
     settings = load_settings()
     try:
-        r = run_rollback(settings, note, task)
-    except RegistryError as exc:
+        r = rollback_served(settings, note, task)
+    except (RegistryError, PackagingError, RetrainBusy) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     named = _named(task, task_model_name(settings.model_name, task))
     typer.echo(f"{named}champion rolled back from version {r.from_version} to {r.to_version}")
+    typer.echo(f"running services switch to {r.packaged.win.tag} ({settings.served_pointer})")
+
+
+@app.command()
+def retrain(
+    export_dir: Annotated[
+        Path | None,
+        typer.Argument(help="The CRM export to ingest (default: LEADSCORE_EXPORT)."),
+    ] = None,
+    max_auc_drop: MaxAucDrop = MAX_AUC_DROP,
+    max_log_loss_rise: MaxLogLossRise = MAX_LOG_LOSS_RISE,
+    seed: TrainSeed = None,
+) -> None:
+    """The retraining loop, for cron: ingest the export, refresh the feature store, train,
+    promote through the gate (never forced), package, and point a running service at the
+    new champion (it switches without a restart).
+
+    Exit 0: promoted and served; 1: refused by the gate (the reasons and figures are
+    printed), nothing served changed; 2: the export or its data cannot be used; 75:
+    another retrain is running (nothing done). Each run is an MLflow run `retrain`, the
+    training run its child."""
+    from leadscore.crm.ingest import ExportError
+    from leadscore.model.registry import RegistryError
+    from leadscore.pipeline_state import StateBusyError
+    from pipelines.retrain import BAD_INPUT, BUSY, RetrainBusy
+    from pipelines.retrain import retrain as run_retrain
+    from serving.package import PackagingError
+    from training.data import InsufficientDataError
+    from training.registry import Tolerance
+    from training.result import TrainConfig
+
+    settings = load_settings()
+    export = export_dir or settings.export_dir
+    if export is None:
+        typer.echo("error: give the export folder, or set LEADSCORE_EXPORT", err=True)
+        raise typer.Exit(BAD_INPUT)
+    try:
+        with working() as progress:
+            outcome = run_retrain(
+                settings,
+                export,
+                Tolerance(max_auc_drop, max_log_loss_rise),
+                TrainConfig(seed=settings.seed if seed is None else seed),
+                progress,
+            )
+    except RetrainBusy as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(BUSY) from exc
+    except (ExportError, InsufficientDataError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(BAD_INPUT) from exc
+    except (StateBusyError, RegistryError, PackagingError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    decision = outcome.decision
+    typer.echo(f"retrain run {outcome.run_id}: trained version {outcome.version}")
+    if decision is not None:
+        sliced = decision.test_slice
+        ch, cm = decision.challenger_metrics, decision.champion_metrics
+        typer.echo(
+            f"gate on {sliced['deals']:,} deals of the challenger's test slice: challenger "
+            f"{decision.challenger} ROC AUC {_num(ch['roc_auc'], '.4f')}, log loss "
+            f"{_num(ch['log_loss'], '.4f')}"
+            + (
+                f"; champion {decision.champion_before} ROC AUC {_num(cm['roc_auc'], '.4f')}, "
+                f"log loss {_num(cm['log_loss'], '.4f')}"
+                if cm is not None
+                else ""
+            )
+        )
+        for reason in decision.reasons:
+            typer.echo(f"gate: {reason}")
+    if outcome.packaged is not None:
+        typer.echo(
+            f"version {outcome.champion_after} promoted (champion was "
+            f"{outcome.champion_before or 'none'}); serving {outcome.packaged.win.tag}"
+        )
+    else:
+        typer.echo(
+            f"version {outcome.version} NOT promoted; champion stays "
+            f"{outcome.champion_after or 'none'}, nothing served changed"
+        )
+    typer.echo("steps (s): " + ", ".join(f"{k} {v:g}" for k, v in outcome.seconds.items()))
+    raise typer.Exit(outcome.exit_code)
 
 
 @app.command()

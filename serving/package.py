@@ -44,7 +44,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from leadscore.config import (
     CHAMPION,
+    FALLBACK,
     METADATA_KEY,
+    MODEL_RELOAD_ENV,
     MODEL_TAG_ENV,
     PROJECT_ROOT,
     REVIVAL_MODEL_TAG_ENV,
@@ -272,7 +274,7 @@ def packaged_revival(settings: Settings, alias: str = CHAMPION) -> PackagedModel
 #: File of the fitted fallback's parameters inside its BentoML model.
 FALLBACK_FILE = "fallback.json"
 #: Label that tells a packaged fallback from a packaged MLflow model.
-KIND_LABEL, FALLBACK_KIND = "kind", "fallback"
+KIND_LABEL, FALLBACK_KIND = "kind", FALLBACK
 
 
 def _stored_fallback(settings: Settings) -> StageFallback:
@@ -379,6 +381,37 @@ def served_model(settings: Settings, alias: str = CHAMPION) -> PackagedModel:
         return fallback
 
 
+@dataclass(frozen=True)
+class PackagedChampions:
+    """The win model and the revival model (None: none registered) packaged from one alias."""
+
+    win: PackagedModel
+    revival: PackagedModel | None
+
+
+def package_served(
+    settings: Settings, alias: str = CHAMPION, by: str = "leadscore package"
+) -> PackagedChampions:
+    """Package both models of ``alias`` and, for the champions, point running services at
+    them (:mod:`serving.champion_pointer`): the one step that moves a new champion, or a
+    rolled-back one, into serving. Packaging another alias (``challenger``) changes
+    nothing served. With no champion yet, the fallback fitted on the stored CRM is
+    packaged (:func:`package_fallback`) and pointed at instead: ``win.mlflow_version``
+    is then :data:`FALLBACK_KIND`."""
+    from serving.champion_pointer import write_served_pointer
+
+    try:
+        win = package_champion(settings, alias)
+    except NoVersionError:
+        if alias != CHAMPION:
+            raise
+        win = package_fallback(settings)  # no champion yet: the labelled fallback serves
+    packaged = PackagedChampions(win, package_revival(settings, alias))
+    if alias == CHAMPION:
+        write_served_pointer(settings, packaged.win, packaged.revival, by)
+    return packaged
+
+
 def load_packaged(bento_model: Any) -> tuple[ScoringModel, dict[str, Any]]:
     """The ScoringModel inside a packaged BentoML model, and the model's BentoML metadata.
 
@@ -397,15 +430,18 @@ def _bentoml_command() -> str:
     return shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
 
 
-def _server_env(settings: Settings, tag: str, revival_tag: str | None = None) -> dict[str, str]:
+def _server_env(
+    settings: Settings, tag: str, revival_tag: str | None = None, **extra: str
+) -> dict[str, str]:
     """The environment of a ``bentoml`` process serving or building ``tag`` (and the
     revival model ``revival_tag``; without one, the variable is removed, so a value left
-    in this shell cannot make the service load a model that is not the champion).
+    in this shell cannot make the service load a model that is not the champion), with
+    ``extra`` over it.
 
     One OpenMP thread per worker: LightGBM's default of one per core oversubscribes a
     small machine as soon as two requests run at once.
     """
-    env = child_environment(settings, OMP_NUM_THREADS="1", **{MODEL_TAG_ENV: tag})
+    env = child_environment(settings, OMP_NUM_THREADS="1", **{MODEL_TAG_ENV: tag}, **extra)
     env.pop(REVIVAL_MODEL_TAG_ENV, None)
     if revival_tag is not None:
         env[REVIVAL_MODEL_TAG_ENV] = revival_tag
@@ -450,10 +486,23 @@ def serve(
     the server directly. Raises PackagingError before starting anything when that version
     is not packaged. Binds 127.0.0.1 unless ``host`` says otherwise, and warns loudly
     when it serves a non-loopback address without ``LEADSCORE_API_TOKEN``.
+
+    Serving the champions, it writes the served-champion pointer first (so the workers'
+    hot reload, :mod:`serving.reload`, starts from what they load) and the service then
+    follows every later ``package``; serving another alias turns hot reload off
+    (``LEADSCORE_MODEL_RELOAD_SECONDS=0``): it serves that version until stopped.
     """
+    from serving.champion_pointer import write_served_pointer
+
     settings = settings or load_settings()
     packaged = served_model(settings, alias)
-    revival_tag = _revival_tag(settings, alias)
+    revival = packaged_revival(settings, alias)
+    revival_tag = None if revival is None else revival.tag
+    extra = {}
+    if alias == CHAMPION:
+        write_served_pointer(settings, packaged, revival, "leadscore serve")
+    else:
+        extra[MODEL_RELOAD_ENV] = "0"
     warning = exposure_warning(host, ServingConfig.from_env().api_token)
     if warning is not None:
         log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
@@ -469,7 +518,7 @@ def serve(
         packaged.mlflow_version,
         revival_tag or "none",
     )
-    os.execvpe(bentoml, args, _server_env(settings, packaged.tag, revival_tag))
+    os.execvpe(bentoml, args, _server_env(settings, packaged.tag, revival_tag, **extra))
 
 
 def build_bento(settings: Settings, alias: str = CHAMPION) -> str:

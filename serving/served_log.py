@@ -70,9 +70,11 @@ class ServedLog:
         model_version: str,
         as_of: datetime,
         scored_at: datetime,
+        features: Sequence[str] | None = None,
     ) -> None:
-        """One row per scored deal; the model's features only (module doc)."""
-        kept = {name: columns[name] for name in self.features if name in columns}
+        """One row per scored deal; the model's features only (module doc): ``features``,
+        the scoring model's, which a hot reload may change (default: those given at start)."""
+        kept = {name: columns[name] for name in features or self.features if name in columns}
         rows = [
             {
                 "deal_id": deal_id,

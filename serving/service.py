@@ -44,16 +44,15 @@ import bentoml
 import pandas as pd
 from bentoml.models import BentoModel
 
-from leadscore.config import FALLBACK, REVIVAL_FEATURE_SERVICE, ServingConfig, load_settings
+from leadscore.config import REVIVAL_FEATURE_SERVICE, ServingConfig, load_settings
 from leadscore.crm.contract import API_CLOCK_SKEW, LOST, OPEN, WON
 from leadscore.crm.ingest import historical_as_of
-from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import DEAL_STATUS, model_frame, status_as_of
 from leadscore.features.store import online_features
 from leadscore.model.drift import read_latest
-from leadscore.model.explain import Explainer
-from leadscore.model.scoring_model import NO_QUALITY, Columns, ScoringModel
+from leadscore.model.scoring_model import NO_QUALITY, Columns
 from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
+from serving.champion_pointer import ServedChampion, read_served_pointer
 from serving.closed_deals import (
     CLOSED_UNKNOWN,
     LOST_MESSAGE,
@@ -69,13 +68,14 @@ from serving.leads_page import create_app as leads_page
 from serving.leads_page import create_index_app
 from serving.limits import SHED_REASONS, AdmissionMiddleware, shed_total
 from serving.online import OPEN_DEADLINE_SECONDS, OnlineStore, StoreUnavailable, TrackRecords
-from serving.package import is_fallback, load_fallback, load_packaged
+from serving.package import is_fallback, load_packaged
 from serving.payload import (
     compile_feature_kernels,
     deal_problems,
     input_warnings,
     payload_features,
 )
+from serving.reload import ServedModels, differs, load_pointed, load_served
 from serving.revival import (
     SENT_IN_FULL,
     ServedRevival,
@@ -124,6 +124,14 @@ drift_alerts = bentoml.metrics.Gauge(
     "leadscore_drift_alerts",
     "Alerts raised by the last `leadscore monitor` run (0: none; -1: it never ran).",
     multiprocess_mode="mostrecent",
+)
+#: Switches to a newly packaged champion (:mod:`serving.reload`), by outcome.
+RELOAD_OUTCOMES = ("loaded", "failed")
+model_reloads = bentoml.metrics.Counter(
+    "leadscore_model_reloads",
+    "Hot reloads of the served models named by the served-champion pointer, by outcome "
+    "(loaded; failed: the old models kept serving).",
+    ["outcome"],
 )
 deals_total = bentoml.metrics.Counter(
     "leadscore_deals",
@@ -184,43 +192,28 @@ class LeadScorer:
     def __init__(self) -> None:
         self.config = ServingConfig.from_env()
         self.settings = load_settings()
-        if is_fallback(self.bento_model):  # no champion yet: the labelled fallback scores
-            scorer = FallbackScorer(
-                load_fallback(self.bento_model),
-                self.config.grade_thresholds,
-                self.bento_model.info.labels.get("feature_service"),
-            )
-            self.model: ScoringModel | FallbackScorer = scorer
-            self.explainer: Explainer | FallbackScorer = scorer
-            self.model_version = FALLBACK
-        else:
-            model, meta = load_packaged(self.bento_model)
-            self.model, self.explainer = model, Explainer(model, self.config.grade_thresholds)
-            self.model_version = str(meta.get("mlflow_version", self.bento_model.tag.version))
-        #: The revival model for lost deals asked for revival; None when none is served.
-        self.revival: ServedRevival | None = None
-        if self.revival_bento_model is not None:
-            revival_model, revival_meta = load_packaged(self.revival_bento_model)
-            self.revival = ServedRevival(
-                revival_model,
-                self.settings.revival_model_name,
-                str(revival_meta.get("mlflow_version", self.revival_bento_model.tag.version)),
-                str(self.revival_bento_model.tag),
-                self.settings.revival_horizon_days,
-                Explainer(revival_model, self.config.grade_thresholds, catalog=revival_catalog()),
-            )
+        #: The served models, one reference (:mod:`serving.reload`): a request reads it
+        #: once, and :meth:`_watch_models` replaces it when a new champion is packaged.
+        self.models: ServedModels = load_served(
+            self.bento_model,
+            self.revival_bento_model,
+            self.settings,
+            dict(self.config.grade_thresholds),
+        )
         self.served = (
             ServedLog(
                 self.settings.served_dir,
-                self.model.features,
+                self.models.model.features,
                 self.config.served_log_flush_seconds,
             )
             if self.config.served_log
             else None
         )
         threading.Thread(target=self._watch_drift, name="drift-gauge", daemon=True).start()
-        #: The custom attributes a deal sent to /score may carry, by name.
-        self.attributes = {a.name: a for a in self.model.attributes}
+        for outcome in RELOAD_OUTCOMES:
+            model_reloads.labels(outcome=outcome)
+        if self.config.model_reload_seconds > 0:
+            threading.Thread(target=self._watch_models, name="model-reload", daemon=True).start()
         compile_feature_kernels()
         self.online = OnlineStore(self.settings, self.config.store_timeout_seconds)
         self.track_records = TrackRecords(self.online, self.config.history_ttl_seconds)
@@ -232,7 +225,7 @@ class LeadScorer:
         if self.track_records.reachable(OPEN_DEADLINE_SECONDS):
             # The first feature-service lookup costs far more than the next ones: pay it now.
             services = [self.settings.feature_service]
-            services += [REVIVAL_FEATURE_SERVICE] if self.revival is not None else []
+            services += [REVIVAL_FEATURE_SERVICE] if self.models.revival is not None else []
             try:
                 for service in services:
                     warm_up = partial(
@@ -250,10 +243,10 @@ class LeadScorer:
             )
         log.info(
             "loaded %s (MLflow version %s, %d features); revival model %s",
-            self.bento_model.tag,
-            self.model_version,
-            len(self.model.features),
-            self.revival_bento_model.tag if self.revival_bento_model is not None else "none",
+            self.models.bento_tag,
+            self.models.version,
+            len(self.models.model.features),
+            self.models.revival_tag or "none",
         )
 
     # ------------------------------------------------------------------ endpoints
@@ -271,6 +264,7 @@ class LeadScorer:
         """
         now = datetime.now(UTC)
         as_of = request.as_of or now
+        models = self.models  # one model for the whole request, even across a reload
         valid: list[tuple[int, DealIn]] = []
         errors: list[DealError] = []
         seen: set[str] = set()
@@ -279,7 +273,7 @@ class LeadScorer:
                 problems, deal_id = deal.problems, deal.deal_id
             else:
                 problems, deal_id = deal_problems(deal, as_of, now), deal.deal_id
-                problems += attribute_problems(deal, self.attributes)
+                problems += attribute_problems(deal, models.attributes)
                 if deal.deal_id in seen:
                     problems.append(
                         Problem(
@@ -300,17 +294,18 @@ class LeadScorer:
             for i, d in valid
             if (status := status_as_of(d.status, d.closed_at, as_of)) != OPEN
         ]
-        answered, closed_errors = self._answer_closed(closed, request.revival, as_of, now)
+        answered, closed_errors = self._answer_closed(models, closed, request.revival, as_of, now)
         errors = sorted(errors + closed_errors, key=lambda e: e.index)
         shut = {c.index for c in closed}
         positions = [i for i, _ in valid if i not in shut]
         valid_deals = [d for i, d in valid if i not in shut]
         if errors and (request.all_or_nothing or not (valid_deals or answered)):
-            return self._rejected("score", len(request.deals), errors, ctx)
-        return self._score_sent(valid_deals, positions, answered, errors, as_of, now)
+            return self._rejected(models, "score", len(request.deals), errors, ctx)
+        return self._score_sent(models, valid_deals, positions, answered, errors, as_of, now)
 
     def _score_sent(
         self,
+        models: ServedModels,
         valid: list[DealIn],
         positions: list[int],
         answered: list[tuple[int, ScoreResult]],
@@ -320,9 +315,9 @@ class LeadScorer:
     ) -> ScoreResponse:
         """The open deals sent in full, scored; ``answered``: the closed deals' results."""
         if not valid:  # every valid deal was closed: nothing to compute or look up
-            return self._respond("score", [], {}, [], errors, as_of, now, [], answered)
+            return self._respond(models, "score", [], {}, [], errors, as_of, now, [], answered)
         columns = payload_features(valid, as_of)
-        columns.update(attribute_columns(valid, self.model.attributes))
+        columns.update(attribute_columns(valid, models.model.attributes))
         warnings = [input_warnings(d) for d in valid]
         history = self.track_records.lookup((d.account_id, d.owner_id or "") for d in valid)
         if history is None:
@@ -341,6 +336,7 @@ class LeadScorer:
                 for w in warnings:
                     w.append(PAST_TRACK_RECORD)
         return self._respond(
+            models,
             "score",
             [d.deal_id for d in valid],
             columns,
@@ -368,6 +364,7 @@ class LeadScorer:
         # A historical export is scored as of its last recorded event, as it is ranked.
         historical = historical_as_of(self.settings.crm_dir, pd.Timestamp(now))
         as_of = request.as_of or (historical.to_pydatetime() if historical is not None else now)
+        models = self.models  # one model for the whole request, even across a reload
         ids, errors, index = [], [], {}
         for i, deal_id in enumerate(request.deal_ids):
             if deal_id in index:
@@ -390,7 +387,7 @@ class LeadScorer:
         try:
             frame = self.online.run(
                 lambda store: online_features(
-                    store, self.settings.feature_service, ids, as_of, self.model.attributes
+                    store, self.settings.feature_service, ids, as_of, models.model.attributes
                 )
             )
         except StoreUnavailable as exc:
@@ -413,9 +410,9 @@ class LeadScorer:
             if ctx is not None:
                 ctx.response.status_code = 503
                 ctx.response.headers["Retry-After"] = "1"
-            return self._response([], errors)
+            return self._response(models, [], errors)
 
-        features = model_frame(frame, self.model.attributes)
+        features = model_frame(frame, models.model.attributes)
         statuses = frame[DEAL_STATUS] if DEAL_STATUS in frame else [None] * len(ids)
         found, rows, positions, closed = [], [], [], []
         for row, (deal_id, account_id, age, stored, stage) in enumerate(
@@ -448,12 +445,13 @@ class LeadScorer:
                     problems=[Problem(loc=["deal_ids", i], msg=problem, type="invalid_value")],
                 )
             )
-        answered, closed_errors = self._answer_closed(closed, request.revival, as_of, now)
+        answered, closed_errors = self._answer_closed(models, closed, request.revival, as_of, now)
         errors = sorted(errors + closed_errors, key=lambda e: e.index)
         if errors and (request.all_or_nothing or not (found or answered)):
-            return self._rejected("score_ids", len(request.deal_ids), errors, ctx)
+            return self._rejected(models, "score_ids", len(request.deal_ids), errors, ctx)
         columns = {name: values.tolist() for name, values in features.iloc[rows].items()}
         return self._respond(
+            models,
             "score_ids",
             found,
             columns,
@@ -472,34 +470,80 @@ class LeadScorer:
             drift_alerts.set(len(report.get("alerts", [])) if report is not None else -1)
             time.sleep(self.config.drift_refresh_seconds)
 
+    def _watch_models(self) -> None:
+        """Switch to the models the served-champion pointer names, for as long as the
+        worker runs (:mod:`serving.reload`). A pointer whose models failed to load is not
+        tried again until it changes: the log says why once, not every few seconds."""
+        failed: ServedChampion | None = None
+        while True:
+            time.sleep(self.config.model_reload_seconds)
+            pointer = read_served_pointer(self.settings.served_pointer)
+            if pointer is None or pointer == failed or not differs(self.models, pointer):
+                continue
+            self.reload(pointer)
+            failed = None if not differs(self.models, pointer) else pointer
+
+    def reload(self, pointer: ServedChampion) -> bool:
+        """Load the models ``pointer`` names and swap them in; on failure keep the served
+        ones (logged and counted). Whether the swap happened."""
+        before = self.models
+        start = time.perf_counter()
+        try:
+            loaded = load_pointed(pointer, self.settings, dict(self.config.grade_thresholds))
+        except Exception:
+            model_reloads.labels(outcome="failed").inc()
+            log.exception(
+                "could not load %s (MLflow version %s) named by %s; still serving %s "
+                "(MLflow version %s)",
+                pointer.tag,
+                pointer.mlflow_version,
+                self.settings.served_pointer,
+                before.bento_tag,
+                before.version,
+            )
+            return False
+        self.models = loaded  # one reference: requests in flight keep the old models
+        model_reloads.labels(outcome="loaded").inc()
+        log.info(
+            "switched from %s (MLflow version %s) to %s (MLflow version %s), revival %s, in %.2f s",
+            before.bento_tag,
+            before.version,
+            loaded.bento_tag,
+            loaded.version,
+            loaded.revival_tag or "none",
+            time.perf_counter() - start,
+        )
+        return True
+
     def model_facts(self) -> dict[str, Any]:
         """``GET /model``: the served model and the quality summary training stored in it.
 
         A model trained before training stored a summary is served all the same, with
         ``quality`` null and :data:`~leadscore.model.scoring_model.NO_QUALITY` as the note.
         """
-        quality = self.model.info.get("quality")
-        fallback = self.model if isinstance(self.model, FallbackScorer) else None
+        models = self.models
+        quality = models.model.info.get("quality")
+        fallback = models.model if isinstance(models.model, FallbackScorer) else None
         facts = ModelFacts.model_validate(
             {
-                "model_name": self.bento_model.tag.name,
-                "model_version": self.model_version,
-                "alias": self.bento_model.info.labels.get("alias"),
-                "bento_tag": str(self.bento_model.tag),
-                "feature_service": self.model.info.get("feature_service"),
+                "model_name": models.bento_tag.partition(":")[0],
+                "model_version": models.version,
+                "alias": models.alias,
+                "bento_tag": models.bento_tag,
+                "feature_service": models.model.info.get("feature_service"),
                 "quality": quality,
                 "quality_note": None
                 if quality
                 else (NO_QUALITY if fallback is None else fallback.quality_note),
-                "warning": self.model.gate_warning,
+                "warning": models.model.gate_warning,
                 "fallback": None if fallback is None else fallback.facts(),
                 "revival": None
-                if self.revival is None
+                if models.revival is None
                 else {
-                    "model_name": self.revival.name,
-                    "model_version": self.revival.version,
-                    "bento_tag": self.revival.bento_tag,
-                    "meaning": self.revival.meaning,
+                    "model_name": models.revival.name,
+                    "model_version": models.revival.version,
+                    "bento_tag": models.revival.bento_tag,
+                    "meaning": models.revival.meaning,
                 },
             }
         )
@@ -528,11 +572,16 @@ class LeadScorer:
         Never waits for the store: the state is the last lookup's (a request's, or a
         background probe started here when that is older than a few seconds).
         """
-        return self.model is not None and self.track_records.healthy()
+        return self.models is not None and self.track_records.healthy()
 
     # ------------------------------------------------------------------ helpers
     def _answer_closed(
-        self, closed: list[ClosedDeal], revival: bool, as_of: datetime, now: datetime
+        self,
+        models: ServedModels,
+        closed: list[ClosedDeal],
+        revival: bool,
+        as_of: datetime,
+        now: datetime,
     ) -> tuple[list[tuple[int, ScoreResult]], list[DealError]]:
         """The answers to the deals the win model must not score, by request position.
 
@@ -541,14 +590,14 @@ class LeadScorer:
         the store does not hold: an error saying how to fix the store.
         """
         results = [
-            (c.index, won_result(c.deal_id, self.model_version, as_of, now))
+            (c.index, won_result(c.deal_id, models.version, as_of, now))
             for c in closed
             if c.status == WON
         ]
         errors = [closed_error(c, UNKNOWN_OUTCOME) for c in closed if c.status == CLOSED_UNKNOWN]
         lost = [c for c in closed if c.status == LOST]
         if revival:
-            revived, refused = self._revival_results(lost, as_of, now)
+            revived, refused = self._revival_results(models.revival, lost, as_of, now)
             results += revived
             errors += refused
         else:
@@ -556,7 +605,7 @@ class LeadScorer:
         return results, errors
 
     def _revival_results(
-        self, lost: list[ClosedDeal], as_of: datetime, now: datetime
+        self, served: ServedRevival | None, lost: list[ClosedDeal], as_of: datetime, now: datetime
     ) -> tuple[list[tuple[int, ScoreResult]], list[DealError]]:
         """Lost deals asked for revival: the revival model's results, by request position.
 
@@ -565,7 +614,7 @@ class LeadScorer:
         asked by id gets the revival model's probability on the online store's
         ``revival_v1`` features at ``as_of``, or an error when the store does not answer.
         """
-        if self.revival is None:
+        if served is None:
             return [], [closed_error(c, NO_REVIVAL_MODEL) for c in lost]
         errors = [closed_error(c, SENT_IN_FULL) for c in lost if sent_in_full(c)]
         by_id = [c for c in lost if not sent_in_full(c)]
@@ -592,11 +641,12 @@ class LeadScorer:
                 )
                 for c in by_id
             ]
-        results, refused = revival_results(self.revival, by_id, revival_columns(frame), as_of, now)
+        results, refused = revival_results(served, by_id, revival_columns(frame), as_of, now)
         return results, errors + refused
 
     def _respond(
         self,
+        models: ServedModels,
         endpoint: str,
         deal_ids: list[str],
         columns: Columns,
@@ -609,8 +659,8 @@ class LeadScorer:
     ) -> ScoreResponse:
         """The open deals' scores and ``answered`` (closed deals' results), in request
         order by ``positions`` (each scored deal's place in the request)."""
-        explained = self.explainer.explain(columns) if deal_ids else []
-        unseen = self.explainer.unseen_category_warnings(columns) if deal_ids else []
+        explained = models.explainer.explain(columns) if deal_ids else []
+        unseen = models.explainer.unseen_category_warnings(columns) if deal_ids else []
         scored: list[tuple[int, ScoreResult]] = [
             (
                 position,
@@ -619,7 +669,7 @@ class LeadScorer:
                     "status": OPEN,
                     **e,  # type: ignore[typeddict-item]
                     "warnings": w + u,
-                    "model_version": self.model_version,
+                    "model_version": models.version,
                     "as_of": as_of,
                     "scored_at": now,
                 },
@@ -634,31 +684,39 @@ class LeadScorer:
                 deal_ids,
                 columns,
                 [e["probability"] for e in explained],
-                self.model_version,
+                models.version,
                 as_of,
                 now,
+                models.model.features,
             )
         results = [r for _, r in sorted(scored + answered, key=lambda item: item[0])]
         deals_total.labels(endpoint=endpoint, outcome="scored").inc(len(results))
         if errors:
             deals_total.labels(endpoint=endpoint, outcome="rejected").inc(len(errors))
         log.debug("%s: %d scored, %d rejected", endpoint, len(results), len(errors))
-        return self._response(results, errors)
+        return self._response(models, results, errors)
 
     def _rejected(
-        self, endpoint: str, n: int, errors: list[DealError], ctx: bentoml.Context | None
+        self,
+        models: ServedModels,
+        endpoint: str,
+        n: int,
+        errors: list[DealError],
+        ctx: bentoml.Context | None,
     ) -> ScoreResponse:
         """Nothing scored: 422 with every problem found."""
         deals_total.labels(endpoint=endpoint, outcome="rejected").inc(n)
         if ctx is not None:
             ctx.response.status_code = 422
-        return self._response([], errors)
+        return self._response(models, [], errors)
 
-    def _response(self, results: list[ScoreResult], errors: list[DealError]) -> ScoreResponse:
+    def _response(
+        self, models: ServedModels, results: list[ScoreResult], errors: list[DealError]
+    ) -> ScoreResponse:
         return ScoreResponse.model_construct(
             results=results,
             errors=errors,
-            model_version=self.model_version,
+            model_version=models.version,
             grade_thresholds=dict(self.config.grade_thresholds),
         )
 

@@ -147,13 +147,51 @@ def with_interaction_signal(frame: pd.DataFrame, seed: int = 0, noise: float = 0
     """
     out = frame.copy()
     deals = out.drop_duplicates("deal_id").set_index("deal_id")
-    big = deals["amount"] > deals["amount"].median()
-    large = deals["employee_count"] > deals["employee_count"].median()
-    won = (big ^ large).to_numpy()
-    flip = np.random.default_rng(seed).random(len(won)) < noise
-    labels = dict(zip(deals.index, (won ^ flip).astype(np.int64), strict=True))
+    won = interaction_outcomes(deals["amount"], deals["employee_count"], seed, noise)
+    labels = dict(zip(deals.index, won.astype(np.int64), strict=True))
     out["won"] = out["deal_id"].map(labels).astype(np.int64)
     return out
+
+
+def interaction_outcomes(
+    amount: pd.Series, employee_count: pd.Series, seed: int = 0, noise: float = 0.1
+) -> np.ndarray:
+    """Won (True) when exactly one of "amount above the median" and "account above the
+    median size" holds, with ``noise`` of the outcomes flipped: the rule of
+    :func:`with_interaction_signal` and :func:`with_interaction_export`."""
+    won = ((amount > amount.median()) ^ (employee_count > employee_count.median())).to_numpy()
+    return won ^ (np.random.default_rng(seed).random(len(won)) < noise)
+
+
+def with_interaction_export(
+    tables: dict[str, pd.DataFrame], seed: int = 0, noise: float = 0.1
+) -> dict[str, pd.DataFrame]:
+    """A CRM export's tables whose closed deals are won or lost by the rule of
+    :func:`with_interaction_signal`, decided on the export itself (their ``closed_at``
+    and stage history unchanged: the closed stage is the same for both outcomes), so
+    that ``leadscore train`` on it passes the baseline gate on a small CRM."""
+    deals = tables["deals"].copy()
+    closed = deals["status"].isin(["won", "lost"])
+    sizes = tables["accounts"].set_index("account_id")["employee_count"]
+    part = deals[closed]
+    won = interaction_outcomes(
+        part["amount"], part["account_id"].map(sizes).astype(float), seed, noise
+    )
+    deals.loc[closed, "status"] = np.where(won, "won", "lost")
+    return {**tables, "deals": deals}
+
+
+def with_shuffled_outcomes(
+    tables: dict[str, pd.DataFrame], seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """A CRM export's tables with the closed deals' outcomes shuffled among them: a
+    model trained on it knows nothing, and the promotion gate refuses it."""
+    deals = tables["deals"].copy()
+    closed = deals["status"].isin(["won", "lost"])
+    deals.loc[closed, "status"] = np.random.default_rng(seed).permutation(
+        deals.loc[closed, "status"].to_numpy()
+    )
+    return {**tables, "deals": deals}
 
 
 def ranking_crm() -> dict[str, pd.DataFrame]:

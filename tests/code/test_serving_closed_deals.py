@@ -43,6 +43,7 @@ from serving.closed_deals import (
     WON_NOTE,
     stored_status,
 )
+from serving.reload import ServedModels
 from serving.revival import (
     NO_LOSS_TIME,
     SENT_IN_FULL,
@@ -194,13 +195,18 @@ def scoring_service(
     svc = module.LeadScorer.inner.__new__(module.LeadScorer.inner)
     svc.config = ServingConfig(grade_thresholds={"A": 60, "B": 40, "C": 20})
     svc.settings = isolated(tmp_path)
-    svc.model = small_champion()[0]
-    svc.model_version = "7"
-    svc.explainer = Explainer(svc.model, svc.config.grade_thresholds)
-    svc.attributes = {}
+    model = small_champion()[0]
+    svc.models = ServedModels(
+        model=model,
+        version="7",
+        bento_tag="lead_scorer:test",
+        alias="champion",
+        explainer=Explainer(model, svc.config.grade_thresholds),
+        attributes={},
+        revival=revival,
+    )
     svc.online = InMemoryStore()
     svc.track_records = NoHistory()
-    svc.revival = revival
     svc.drop_status = drop_status
     return svc
 
@@ -289,7 +295,7 @@ def test_the_revival_model_is_asked_through_one_function(service, monkeypatch):
     monkeypatch.setattr(
         type(service),
         "_revival_results",
-        lambda self, lost, as_of, now: ([(c.index, answer) for c in lost], []),
+        lambda self, served, lost, as_of, now: ([(c.index, answer) for c in lost], []),
     )
     response = by_ids(service, ["OPEN", "LOST"], context(), revival=True)
     assert response.results[1] is answer and not response.errors

@@ -226,7 +226,7 @@ def test_a_model_trained_before_the_quality_summary_still_serves_and_says_so(ser
 
     svc = LeadScorer()
     assert svc.model_facts()["quality"] == served.model.info["quality"]
-    del svc.model.info["quality"]  # as in a model trained before training stored one
+    del svc.models.model.info["quality"]  # as in a model trained before training stored one
     facts = svc.model_facts()
     assert facts["quality"] is None
     assert facts["quality_note"] == "no quality summary: trained before this version"

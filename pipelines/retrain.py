@@ -1,0 +1,277 @@
+"""The retraining loop (issue 16): one command a scheduler runs, from an export to serving.
+
+``leadscore retrain EXPORT`` ingests the export, refreshes the feature store (applies
+the repo when it never was, materializes), trains a version, puts it through the promotion gate (never forced), and,
+only when it becomes champion, packages it and points running services at it
+(:func:`serving.package.package_served`; each worker switches within
+``LEADSCORE_MODEL_RELOAD_SECONDS``, :mod:`serving.reload`). A version the gate refuses
+stays challenger and nothing served changes.
+
+**Safe from cron.** One run at a time: the run holds an exclusive ``flock`` on
+:attr:`~leadscore.config.Settings.retrain_lock` for its whole length, and a second run
+finds it taken and stops at once (:class:`RetrainBusy`). The kernel releases the lock
+when a run dies, however it dies, so no stale lock blocks the next night. A run killed
+part way leaves what each step guarantees: ingest commits whole or not at all
+(:mod:`leadscore.pipeline_state`), training sets aliases only once its run finished
+(:mod:`training.registry`), and the pointer is renamed into place whole.
+
+**Logged to MLflow.** The loop is one MLflow run of its own (``run_name`` ``retrain``),
+the training run its child (``mlflow.parentRunId``), with each step's outcome and time
+(``retrain.step.<step>`` tags, ``retrain.seconds.<step>`` metrics), the ingest counts,
+the champion before and after, the decision and its reasons, the gate's figures for the
+challenger and the champion on the challenger's test slice, and the whole decision as
+``retrain/decision.json``. A run that dies is marked FAILED by the next command, as a
+training run is (it carries the same process tags).
+
+Only the win model: the revival model trains on its own export span and truths
+(``leadscore train-revival``) and its gate refuses it on the synthetic CRM; its
+champion, when there is one, is packaged and pointed at beside the win model's.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from leadscore.config import CHAMPION, WIN, Settings
+from leadscore.features.store import apply_repo, is_applied, materialize
+from leadscore.model.registry import alias_version, mlflow_client
+from leadscore.progress import Progress, no_progress
+from pipelines.steps import IngestSummary, ingest
+from serving.package import PackagedChampions, package_served
+from training.evaluate import HEADLINE
+from training.registry import (
+    PromotionDecision,
+    Tolerance,
+    ensure_experiment,
+    process_tags,
+    promote_from_store,
+    rollback,
+)
+from training.result import TrainConfig
+from training.train import train_from_store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The loop's steps, in order, as the run's tags and ``progress`` name them.
+RETRAIN_STEPS = (
+    "ingest",
+    "features apply",
+    "features materialize",
+    "train",
+    "promote",
+    "package",
+)
+#: Exit codes of ``leadscore retrain``.
+PROMOTED, REFUSED, BAD_INPUT = 0, 1, 2
+#: Another run holds the lock: ``EX_TEMPFAIL`` (sysexits.h), "try again later".
+BUSY = 75
+
+
+class RetrainBusy(RuntimeError):
+    """Another ``leadscore retrain`` holds the lock; this one did nothing."""
+
+
+@contextmanager
+def retrain_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` for the block, or raise :class:`RetrainBusy` at once.
+
+    ``flock`` rather than a file that exists while a run does: the kernel drops the lock
+    with the process, so a run killed with ``kill -9`` blocks nothing. The file keeps the
+    pid of the run that holds it, for the message of the one turned away.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise RetrainBusy(
+                f"another `leadscore retrain` is running (pid {holder}, lock {path}); "
+                "this run did nothing"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@dataclass
+class RetrainOutcome:
+    """What one run of the loop did and decided; ``exit_code`` is the command's."""
+
+    run_id: str
+    exit_code: int
+    champion_before: str | None
+    champion_after: str | None
+    #: The version trained by this run, and its aliases once the gate decided.
+    version: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    ingest: IngestSummary | None = None
+    decision: PromotionDecision | None = None
+    packaged: PackagedChampions | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def promoted(self) -> bool:
+        return self.exit_code == PROMOTED
+
+
+def retrain(
+    settings: Settings,
+    export_dir: Path,
+    tolerance: Tolerance | None = None,
+    config: TrainConfig | None = None,
+    progress: Progress = no_progress,
+) -> RetrainOutcome:
+    """Run the loop on ``export_dir`` (module doc); raises :class:`RetrainBusy` when
+    another run holds the lock, and the ingest's or training's errors on bad input
+    (:class:`~leadscore.crm.ingest.ExportError`,
+    :class:`~training.data.InsufficientDataError`), the loop's run then marked FAILED."""
+    with retrain_lock(settings.retrain_lock):
+        client = mlflow_client(settings)
+        run = client.create_run(
+            ensure_experiment(settings, client),
+            run_name="retrain",
+            tags={"leadscore.loop": "retrain", "retrain.export": str(export_dir), **process_tags()},
+        )
+        run_id = run.info.run_id
+        before = alias_version(client, settings.model_name, CHAMPION)
+        client.set_tag(run_id, "retrain.champion_before", before or "none")
+        outcome = RetrainOutcome(run_id, REFUSED, before, before)
+
+        def step(name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+            progress(
+                "retrain", RETRAIN_STEPS.index(name), len(RETRAIN_STEPS), unit="steps", detail=name
+            )
+            start = time.perf_counter()
+            try:
+                out = fn(*args, **kwargs)
+            except BaseException as exc:
+                client.set_tag(run_id, f"retrain.step.{name}", f"failed: {exc}"[:5000])
+                raise
+            seconds = round(time.perf_counter() - start, 2)
+            outcome.seconds[name] = seconds
+            client.log_metric(run_id, f"retrain.seconds.{name}", seconds)
+            client.set_tag(run_id, f"retrain.step.{name}", "done")
+            log.info("retrain: %s done in %.1f s", name, seconds)
+            return out
+
+        try:
+            _loop(settings, export_dir, tolerance, config, progress, outcome, step)
+        except BaseException as exc:
+            client.set_tag(run_id, "retrain.decision", f"failed: {type(exc).__name__}")
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        after = alias_version(client, settings.model_name, CHAMPION)
+        outcome.champion_after = after
+        client.set_tag(run_id, "retrain.champion_after", after or "none")
+        client.set_tag(run_id, "retrain.reasons", json.dumps(outcome.reasons)[:5000])
+        client.set_terminated(run_id, status="FINISHED")
+        progress("retrain", len(RETRAIN_STEPS), len(RETRAIN_STEPS), unit="steps")
+        return outcome
+
+
+def _loop(
+    settings: Settings,
+    export_dir: Path,
+    tolerance: Tolerance | None,
+    config: TrainConfig | None,
+    progress: Progress,
+    outcome: RetrainOutcome,
+    step: Callable[..., Any],
+) -> None:
+    """The steps of :func:`retrain`, recording each decision on ``outcome`` and its run."""
+    client = mlflow_client(settings)
+    run_id = outcome.run_id
+    outcome.ingest = step("ingest", ingest, export_dir, settings, progress=progress)
+    for table, counts in outcome.ingest.counts.items():
+        for key in ("read", "rejected", "inserted", "updated"):
+            client.log_metric(run_id, f"ingest.{table}.{key}", counts.get(key, 0))
+    if is_applied(settings):  # deployed with the code (`leadscore features apply`)
+        client.set_tag(run_id, "retrain.step.features apply", "skipped: already applied")
+    else:
+        step("features apply", apply_repo, settings, progress)
+    step("features materialize", materialize, settings, progress=progress)
+    config = config or TrainConfig(seed=settings.seed)
+    trained = step("train", train_from_store, settings, config, progress=progress)
+    outcome.version = str(trained["model_version"])
+    client.set_tag(trained["run_id"], "mlflow.parentRunId", run_id)
+    client.set_tag(run_id, "retrain.version", outcome.version)
+    client.set_tag(run_id, "retrain.training_run", trained["run_id"])
+    for key in HEADLINE:
+        value = trained["test"].get(key)
+        if value is not None:
+            client.log_metric(run_id, f"challenger.training_test.{key}", float(value))
+
+    if CHAMPION in trained["aliases"]:
+        # The first version: training made it champion on the baseline gate and its
+        # behaviour checks (nothing to compare it with).
+        decision_tag = "first version: champion by the baseline gate"
+    else:
+        decision = step(
+            "promote", promote_from_store, settings, task=WIN, tolerance=tolerance or Tolerance()
+        )
+        outcome.decision = decision
+        outcome.reasons = list(decision.reasons)
+        client.log_dict(run_id, decision.to_dict(), "retrain/decision.json")
+        for who, metrics in (
+            ("challenger", decision.challenger_metrics),
+            ("champion", decision.champion_metrics),
+        ):
+            for key in HEADLINE:
+                value = (metrics or {}).get(key)
+                if value is not None:
+                    client.log_metric(run_id, f"gate.{who}.{key}", float(value))
+        client.log_metric(run_id, "gate.test_slice_deals", decision.test_slice["deals"])
+        if not decision.promoted:
+            client.set_tag(run_id, "retrain.decision", "refused by the gate")
+            log.warning(
+                "retrain: version %s refused: %s", decision.challenger, "; ".join(decision.reasons)
+            )
+            return
+        decision_tag = "promoted by the gate"
+    outcome.packaged = step("package", package_served, settings, by="leadscore retrain")
+    client.set_tag(run_id, "retrain.served_tag", outcome.packaged.win.tag)
+    client.set_tag(run_id, "retrain.decision", decision_tag)
+    outcome.exit_code = PROMOTED
+
+
+@dataclass(frozen=True)
+class ServedRollback:
+    """A rollback that reached serving: the registry's move and what is packaged now."""
+
+    from_version: str
+    to_version: str
+    packaged: PackagedChampions
+
+
+def rollback_served(settings: Settings, note: str = "", task: str = WIN) -> ServedRollback:
+    """The loop in reverse: move ``champion`` of ``task``'s model back
+    (:func:`training.registry.rollback`), package the champions again (the previous one is
+    usually still in the BentoML store: nothing is imported then) and point running
+    services at them, so they switch back within their reload interval.
+
+    Holds the retrain lock, so a rollback never interleaves with a retrain's promotion.
+    """
+    with retrain_lock(settings.retrain_lock):
+        moved = rollback(settings, note, task)
+        packaged = package_served(
+            settings, by=f"leadscore rollback{'' if task == WIN else ' --task ' + task}"
+        )
+        return ServedRollback(moved.from_version, moved.to_version, packaged)
