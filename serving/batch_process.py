@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 #: Opens the ASGI app the process scores with: a module-level function, since the process
 #: is spawned (a fresh interpreter imports it by name), returning an async context manager.
+#: The app is the service's endpoints without the middleware that starts this process.
 AppFactory = Callable[[], AbstractAsyncContextManager[Any]]
 #: Status, headers and body of an answer.
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -193,8 +194,6 @@ def serve_batches(
     """The process: at ``niceness``, open ``factory``'s app and answer each request read
     from ``requests`` on ``answers``, until the worker closes ``requests``."""
     os.nice(niceness)
-    # Its own app must not start a batch process in turn.
-    os.environ["LEADSCORE_BATCH_PROCESS"] = "0"
     asyncio.run(_answer(requests, answers, factory))
 
 
