@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import importlib
 import itertools
 import logging
 import math
@@ -103,9 +104,11 @@ class BatchProcess:
         # reading would not reach the process).
         requests, to_process = context.Pipe(duplex=False)
         from_process, answers = context.Pipe(duplex=False)
+        # The factory by name: the process imports it (the whole service) once niced.
+        factory = f"{self.factory.__module__}:{self.factory.__qualname__}"
         process = context.Process(
             target=serve_batches,
-            args=(requests, answers, self.factory, self.niceness),
+            args=(requests, answers, factory, self.niceness),
             name="leadscore-batches",
         )
         process.start()
@@ -188,13 +191,17 @@ def _settle(future: asyncio.Future[Any], answer: Any) -> None:
         future.set_result(answer)
 
 
-def serve_batches(
-    requests: Connection, answers: Connection, factory: AppFactory, niceness: int
-) -> None:
-    """The process: at ``niceness``, open ``factory``'s app and answer each request read
-    from ``requests`` on ``answers``, until the worker closes ``requests``."""
+def serve_batches(requests: Connection, answers: Connection, factory: str, niceness: int) -> None:
+    """The process: at ``niceness``, open the app of ``factory`` ("module:name") and answer
+    each request read from ``requests`` on ``answers``, until the worker closes ``requests``.
+
+    Niced before importing the factory's module, so that loading the service does not
+    slow its worker's own start either.
+    """
     os.nice(niceness)
-    asyncio.run(_answer(requests, answers, factory))
+    module, _, name = factory.partition(":")
+    opened: AppFactory = getattr(importlib.import_module(module), name)
+    asyncio.run(_answer(requests, answers, opened))
 
 
 async def _answer(requests: Connection, answers: Connection, factory: AppFactory) -> None:
