@@ -10,11 +10,12 @@ requests started on a fixed schedule whatever the answers, at most ``--max-in-fl
 outstanding; a request it could not start counts as unsent) then runs:
 
 (a) ``--rate`` single-deal ``POST /score`` requests per second for ``--seconds``:
-    errors (anything but 200), p50/p99;
+    errors (anything but 200), p50/p95/p99 (from the moment each request is sent);
 (b) the same while one client sends 1,000-deal batches back to back (to ``--batch-path``:
     full deals to /score, or ids to /score_ids): single-deal p50/p99 and errors, batches
-    scored, batches refused with 503 and how fast, and the server's 503s by reason
-    (``leadscore_shed_total``);
+    scored (and where: the batch process or a worker's chunks, ``leadscore_batches_total``;
+    the phase starts once a batch process has scored one), batches refused with 503 and
+    how fast, and the server's 503s by reason (``leadscore_shed_total``);
 (c) on a second server whose track-record cache lasts 1 s (so /score asks the store),
     half ``/score_ids`` and half ``/score`` single deals at ``--outage-rate`` while Redis is
     killed for ``--outage`` seconds then restarted, and frozen (SIGSTOP) as long then
@@ -22,8 +23,9 @@ outstanding; a request it could not start counts as unsent) then runs:
     unreachable" warning) / 503 / other, and seconds from Redis's return until /score_ids
     scores again.
 
-The client shares the machine's cores with the server; the load average before and
-after is printed because other work on the machine moves every figure.
+The client shares the machine's cores with the server: its own CPU share and how late
+it sent requests (p99) are printed for (a) and (b), and the load average before and
+after, because other work on the machine moves every figure.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ class Sample:
 class Run:
     samples: list[Sample] = field(default_factory=list)
     unsent: int = 0
+    #: The load generator's own CPU seconds over the run (it shares the cores with the server).
+    client_cpu: float = 0.0
+    seconds: float = 0.0
+    #: Seconds each single request was sent after its due time (the generator falling behind).
+    lag: list[float] = field(default_factory=list)
 
 
 async def _post(
@@ -102,6 +109,7 @@ async def open_loop(
     run = Run()
     timeout = aiohttp.ClientTimeout(total=10)
     connector = aiohttp.TCPConnector(limit=max_in_flight)
+    cpu0 = time.process_time()
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         t0 = time.monotonic()
         stop = t0 + seconds
@@ -130,6 +138,7 @@ async def open_loop(
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             kind, path, body = bodies[i % len(bodies)]
             i += 1
+            run.lag.append(time.monotonic() - due)
             if len(tasks) >= max_in_flight:
                 run.unsent += 1
                 continue
@@ -139,20 +148,58 @@ async def open_loop(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks, *extra)
+        run.seconds = time.monotonic() - t0
+    run.client_cpu = time.process_time() - cpu0
     return run
 
 
-def shed_counts(base: str) -> dict[str, float]:
-    """``leadscore_shed_total`` by reason, summed over the server's workers."""
+def counter(
+    base: str, name: str = "leadscore_shed_total", label: str = "reason"
+) -> dict[str, float]:
+    """A counter of the server's ``/metrics`` by ``label``, summed over its processes."""
     import httpx
 
     counts: dict[str, float] = {}
     for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
-        if line.startswith("leadscore_shed_total{"):
+        if line.startswith(name + "{"):
             labels, value = line.rsplit(" ", 1)
-            reason = labels.split('reason="', 1)[1].split('"', 1)[0]
-            counts[reason] = counts.get(reason, 0.0) + float(value)
+            key = labels.split(f'{label}="', 1)[1].split('"', 1)[0]
+            counts[key] = counts.get(key, 0.0) + float(value)
     return counts
+
+
+def batch_lanes(base: str) -> dict[str, float]:
+    """Large batches scored by the batch process and by the workers in chunks, so far."""
+    return counter(base, "leadscore_batches_total", "lane")
+
+
+def wait_for_batch_process(base: str, batch: tuple[str, bytes], timeout: float) -> float:
+    """Send ``batch`` until one is scored by a batch process (it starts with its worker);
+    the seconds that took. A server without one (``LEADSCORE_BATCH_PROCESS=0``) returns
+    at once."""
+    import httpx
+
+    start = time.monotonic()
+    if "process" not in batch_lanes(base):
+        return 0.0
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        while batch_lanes(base).get("process", 0.0) == 0.0:
+            if time.monotonic() - start > timeout:
+                print(f"  no batch process ready after {timeout:g} s", flush=True)
+                break
+            client.post(batch[0], content=batch[1], headers=headers)
+            time.sleep(1.0)
+    return time.monotonic() - start
+
+
+def client_figures(run: Run) -> dict[str, float]:
+    """How much the load generator itself took: its CPU share of one core, and how late
+    it sent (p99), which the latencies, measured from the send, do not include."""
+    return {
+        "cpu_share": run.client_cpu / run.seconds if run.seconds else float("nan"),
+        "lag_p99_ms": pct(run.lag, 99),
+    }
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -169,6 +216,7 @@ def summarise(run: Run, kind: str) -> dict[str, Any]:
         "503": sum(1 for x in s if x.status == 503),
         "no_answer": sum(1 for x in s if x.status is None),
         "p50_ms": pct([x.seconds for x in s], 50),
+        "p95_ms": pct([x.seconds for x in s], 95),
         "p99_ms": pct([x.seconds for x in s], 99),
         "max_ms": max((x.seconds for x in s), default=float("nan")) * 1000,
         "p99_503_ms": pct([x.seconds for x in s if x.status == 503], 99),
@@ -229,7 +277,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     redis.start()
     settings, env = serving_environment(base)
     env.update(
-        LEADSCORE_FEATURE_STORE_YAML="feature_store.redis.yaml", LEADSCORE_REDIS=redis.address
+        LEADSCORE_FEATURE_STORE_YAML="feature_store.redis.yaml",
+        LEADSCORE_REDIS=redis.address,
+        LEADSCORE_BATCH_PROCESS="1",  # as served by default (the tests turn it off)
     )
     os.environ.update(env)  # before anything opens the BentoML model store
 
@@ -286,13 +336,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 a = asyncio.run(
                     open_loop(url, singles, args.rate, args.seconds, args.max_in_flight)
                 )
-                results["a"] = {"single": summarise(a, "single"), "unsent": a.unsent}
+                results["a"] = {
+                    "single": summarise(a, "single"),
+                    "unsent": a.unsent,
+                    "client": client_figures(a),
+                }
             if "b" in args.phases:
+                waited = wait_for_batch_process(url, (args.batch_path, batch), 600)
+                print(f"batch process ready after {waited:.0f} s", flush=True)
                 print(
                     f"(b) the same, beside 1,000-deal batches to {args.batch_path} back to back...",
                     flush=True,
                 )
-                before = shed_counts(url)
+                before, lanes = counter(url), batch_lanes(url)
                 b = asyncio.run(
                     open_loop(
                         url,
@@ -303,12 +359,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         batch=(args.batch_path, batch),
                     )
                 )
-                after = shed_counts(url)
+                after, lanes_after = counter(url), batch_lanes(url)
                 results["b"] = {
                     "single": summarise(b, "single"),
                     "batch": summarise(b, "batch"),
                     "unsent": b.unsent,
                     "shed": {k: after.get(k, 0) - before.get(k, 0) for k in after},
+                    "lanes": {k: v - lanes.get(k, 0) for k, v in lanes_after.items()},
+                    "client": client_figures(b),
                 }
 
         if "c" in args.phases:
@@ -362,7 +420,8 @@ def _ok(ok: bool) -> str:
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     print(
-        f"\n{'phase':44s} {'req':>6s} {'err':>5s} {'503':>5s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}"
+        f"\n{'phase':44s} {'req':>6s} {'err':>5s} {'503':>5s} {'p50 ms':>8s} {'p95 ms':>8s} "
+        f"{'p99 ms':>8s} {'max ms':>8s} {'503 p99':>8s}"
     )
     rows = []
     if "a" in r:
@@ -373,15 +432,23 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     for name, s in rows:
         print(
             f"{name:44s} {s['requests']:6d} {s['errors']:5d} {s['503']:5d} "
-            f"{s['p50_ms']:8.1f} {s['p99_ms']:8.1f} {s['max_ms']:8.1f}"
+            f"{s['p50_ms']:8.1f} {s['p95_ms']:8.1f} {s['p99_ms']:8.1f} {s['max_ms']:8.1f} "
+            f"{s['p99_503_ms']:8.1f}"
         )
     if "b" in r:
         b = r["b"]
         print(
-            f"    batches scored {b['batch']['ok']}, refused 503 {b['batch']['503']} "
-            f"(p99 of a 503 {b['batch']['p99_503_ms']:.1f} ms); unsent singles (b) "
-            f"{b['unsent']}; server 503s by reason {b['shed']}"
+            f"    batches scored {b['batch']['ok']} (by lane {b['lanes']}), refused 503 "
+            f"{b['batch']['503']} (p99 of a 503 {b['batch']['p99_503_ms']:.1f} ms); unsent "
+            f"singles (b) {b['unsent']}; server 503s by reason {b['shed']}"
         )
+    for phase in ("a", "b"):
+        if phase in r:
+            c = r[phase]["client"]
+            print(
+                f"    ({phase}) load generator: {c['cpu_share']:.0%} of a core, sent late "
+                f"by {c['lag_p99_ms']:.1f} ms at p99"
+            )
     if "c" in r:
         print(
             f"\n{'(c) Redis':12s} {'req':>6s} {'scored':>7s} {'degraded':>9s} {'503':>6s} {'other':>6s} {'max s':>7s} {'recovery s':>11s}"

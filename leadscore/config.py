@@ -394,6 +394,11 @@ def crash_point(step: str) -> None:
 DEFAULT_GRADE_THRESHOLDS: dict[str, int] = {"A": 60, "B": 40, "C": 20}
 
 
+def _switch(text: str) -> bool:
+    """An on/off setting: off when "0", "false", "no" or "off" (any case), else on."""
+    return text.strip().lower() not in ("0", "false", "no", "off")
+
+
 def parse_grade_thresholds(text: str) -> dict[str, int]:
     """``"A=60,B=40,C=20"`` -> {"A": 60, "B": 40, "C": 20}; strictly decreasing, within 0-100."""
     out: dict[str, int] = {}
@@ -460,6 +465,9 @@ class ServingConfig:
     batch_deals: int = 20
     #: ...of this many at once per worker, so they cannot crowd out single-deal requests.
     max_concurrent_batches: int = 1
+    #: Score large batches in a process of their own beside each worker, at the lowest
+    #: CPU priority (:mod:`serving.batch_process`); off, the worker scores them in chunks.
+    batch_process: bool = True
     #: Largest request body, in bytes; a larger one gets 413 before it is parsed.
     max_body_bytes: int = 20_000_000
     #: Longest a request may expect to wait behind the work in progress; beyond it, 503 at
@@ -485,7 +493,7 @@ class ServingConfig:
         """``LEADSCORE_GRADE_THRESHOLDS`` ("A=60,B=40,C=20"), ``LEADSCORE_API_TOKEN``,
         ``LEADSCORE_HISTORY_TTL_SECONDS``, ``LEADSCORE_STORE_TIMEOUT_SECONDS``,
         ``LEADSCORE_MAX_CONCURRENT_REQUESTS``, ``LEADSCORE_MAX_QUEUED_DEALS``,
-        ``LEADSCORE_BATCH_DEALS``, ``LEADSCORE_MAX_CONCURRENT_BATCHES``,
+        ``LEADSCORE_BATCH_DEALS``, ``LEADSCORE_MAX_CONCURRENT_BATCHES``, ``LEADSCORE_BATCH_PROCESS``,
         ``LEADSCORE_MAX_BODY_BYTES``, ``LEADSCORE_MAX_QUEUE_DELAY_SECONDS``,
         ``LEADSCORE_SERVED_LOG``, ``LEADSCORE_SERVED_LOG_FLUSH_SECONDS``,
         ``LEADSCORE_DRIFT_REFRESH_SECONDS``, ``LEADSCORE_MODEL_RELOAD_SECONDS``."""
@@ -501,10 +509,10 @@ class ServingConfig:
             max_queued_deals=int(env.get("LEADSCORE_MAX_QUEUED_DEALS", 2000)),
             batch_deals=int(env.get("LEADSCORE_BATCH_DEALS", 20)),
             max_concurrent_batches=int(env.get("LEADSCORE_MAX_CONCURRENT_BATCHES", 1)),
+            batch_process=_switch(env.get("LEADSCORE_BATCH_PROCESS", "1")),
             max_body_bytes=int(env.get("LEADSCORE_MAX_BODY_BYTES", 20_000_000)),
             max_queue_delay_seconds=float(env.get("LEADSCORE_MAX_QUEUE_DELAY_SECONDS", 1.0)),
-            served_log=env.get("LEADSCORE_SERVED_LOG", "1").strip().lower()
-            not in ("0", "false", "no", "off"),
+            served_log=_switch(env.get("LEADSCORE_SERVED_LOG", "1")),
             served_log_flush_seconds=float(env.get("LEADSCORE_SERVED_LOG_FLUSH_SECONDS", 5.0)),
             drift_refresh_seconds=float(env.get("LEADSCORE_DRIFT_REFRESH_SECONDS", 30.0)),
             model_reload_seconds=float(env.get(MODEL_RELOAD_ENV, 5.0)),

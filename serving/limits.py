@@ -10,12 +10,15 @@ of BentoML:
 * refuses what the worker cannot serve soon (503 with ``Retry-After`` and the reason,
   counted in ``leadscore_shed_total{reason}``): too many requests or deals in
   progress, a second large batch, or more queued work than ``max_queue_delay`` seconds;
-* scores a large batch as a sequence of small requests (the *batch lane*), each of at
-  most ``batch_deals`` deals, and starts each one only once the small requests
-  admitted before it are answered: a small request then waits for at most one chunk
-  of a batch, whatever the batch's size, and a batch still moves on under steady
-  small traffic. The chunks' answers are merged into the one answer the whole batch
-  would have had.
+* hands a large batch (more than ``batch_deals`` deals) to the worker's batch process
+  (:mod:`serving.batch_process`), which scores it whole at the lowest CPU priority, so
+  that single deals never wait for it;
+* or, while that process is not ready (or turned off), scores the batch in the worker as
+  a sequence of small requests (the *batch lane*), each of at most ``batch_deals``
+  deals, each started only once the small requests admitted before it are answered: a
+  small request then waits for at most one chunk of a batch, whatever the batch's size,
+  and a batch still moves on under steady small traffic. The chunks' answers are merged
+  into the one answer the whole batch would have had.
 
 Limits are per worker process.
 """
@@ -34,6 +37,7 @@ import bentoml
 
 from leadscore.config import ServingConfig
 from serving.auth import refuse
+from serving.batch_process import AppFactory, BatchProcess, capture, replay
 from serving.schemas import MAX_BATCH, ShedReason
 
 #: Endpoints whose requests are limited; health, metrics, docs and the page are not.
@@ -59,6 +63,16 @@ shed_total = bentoml.metrics.Counter(
     "(requests, deals, batches, queue_delay).",
     ["reason"],
 )
+#: Where each large batch was scored: ``process`` (the batch process) or ``chunks`` (the
+#: worker, in chunks, while its batch process is not ready).
+batches_total = bentoml.metrics.Counter(
+    "leadscore_batches",
+    "Large batches scored, by where: the batch process (process) or the worker in chunks "
+    "(chunks, while the batch process is not ready).",
+    ["lane"],
+)
+#: The values of ``batches_total``'s label.
+BATCH_LANES = ("process", "chunks")
 
 
 @dataclass
@@ -145,7 +159,9 @@ class AdmissionMiddleware:
       ``max_concurrent_batches`` batches are admitted at once.
     * A request expected to wait more than ``max_queue_delay`` seconds behind the work
       in progress (:func:`expected_wait`) gets 503 at once rather than a late answer.
-    * A batch is scored in chunks of ``batch_deals`` deals, each started once the small
+    * A batch goes to the worker's batch process when ``batch_app`` is given (the
+      service's endpoints, opened in that process) and the process is ready; otherwise
+      it is scored here in chunks of ``batch_deals`` deals, each started once the small
       requests admitted before it are answered (:meth:`_score_in_chunks`).
 
     A worker with nothing in flight admits any request within the size limit, so a
@@ -153,10 +169,21 @@ class AdmissionMiddleware:
     """
 
     def __init__(
-        self, app: Any, config: ServingConfig | None = None, max_queue_delay: float | None = None
+        self,
+        app: Any,
+        config: ServingConfig | None = None,
+        max_queue_delay: float | None = None,
+        batch_app: AppFactory | None = None,
     ) -> None:
         self.app = app
         self.config = config or ServingConfig.from_env()
+        #: Scores large batches off this worker, once ready; None: batches stay here.
+        self.process: BatchProcess | None = None
+        for lane in BATCH_LANES:  # on /metrics at 0 from the start
+            batches_total.labels(lane=lane)
+        if batch_app is not None and self.config.batch_process:
+            self.process = BatchProcess(batch_app)
+            self.process.start()
         self.max_queue_delay = (
             max_queue_delay if max_queue_delay is not None else self.config.max_queue_delay_seconds
         )
@@ -229,7 +256,7 @@ class AdmissionMiddleware:
         self.small.add(number)
         start = time.monotonic()
         try:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             self.times.observe_request(start)
         finally:
             self.small.discard(number)
@@ -250,6 +277,22 @@ class AdmissionMiddleware:
         self, scope: dict[str, Any], body: bytes, deals: int, receive: Any, send: Any
     ) -> None:
         self.batches += 1
+        try:
+            if self.process is not None:
+                answer = await self.process.score(scope, body)
+                if answer is not None:
+                    batches_total.labels(lane="process").inc()
+                    await _send(send, *answer)
+                    return
+            batches_total.labels(lane="chunks").inc()
+            await self._batch_here(scope, body, deals, receive, send)
+        finally:
+            self.batches -= 1
+
+    async def _batch_here(
+        self, scope: dict[str, Any], body: bytes, deals: int, receive: Any, send: Any
+    ) -> None:
+        """The batch in this worker: in chunks after the small requests (class doc)."""
         self.batch_deals_left += deals
         try:
             plan = await _plan(
@@ -258,12 +301,11 @@ class AdmissionMiddleware:
             if plan is None:  # cannot be cut up faithfully: scored whole, after the small ones
                 await self._after_small_requests()
                 start = time.monotonic()
-                await self.app(scope, _replay(body, receive), send)
+                await self.app(scope, replay(body, receive), send)
                 self.times.observe_deals(start, deals)
             else:
                 await self._score_in_chunks(scope, plan, send)
         finally:
-            self.batches -= 1
             self.batch_deals_left -= deals
 
     async def _score_in_chunks(self, scope: dict[str, Any], plan: BatchPlan, send: Any) -> None:
@@ -282,7 +324,7 @@ class AdmissionMiddleware:
                 await self._after_small_requests()
                 n = min(size, len(plan.elements) - offset)
                 start = time.monotonic()
-                status, headers, answer = await _capture(self.app, scope, chunk)
+                status, headers, answer = await capture(self.app, scope, chunk)
                 self.times.observe_deals(start, n)
                 scored += n
                 self.batch_deals_left -= n
@@ -494,26 +536,6 @@ async def _elements(
         pos = _space(text, pos + 1)
 
 
-async def _capture(
-    app: Any, scope: dict[str, Any], body: bytes
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """``app``'s answer to ``scope`` with ``body``: status, headers, body."""
-    sent: list[dict[str, Any]] = []
-    headers = [(k, v) for k, v in scope.get("headers") or () if k != b"content-length"]
-    headers.append((b"content-length", str(len(body)).encode()))
-
-    async def gone() -> dict[str, Any]:
-        return {"type": "http.disconnect"}
-
-    async def capture(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app({**scope, "headers": headers}, _replay(body, gone), capture)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], list(start.get("headers", [])), answer
-
-
 async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     """One whole answer; ``Content-Length`` set from ``body``."""
     headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
@@ -527,21 +549,6 @@ def _count_deals(path: str, body: bytes) -> int:
     if path == "/score":
         return max(1, body.count(b'"deal_id"'))
     return max(1, body.count(b'"') // 2 - body.count(b'":'))
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """A ``receive`` that gives the app the body already read, then the client's messages."""
-    sent = False
-
-    async def replay() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        message: dict[str, Any] = await receive()
-        return message
-
-    return replay
 
 
 def _problem(msg: str, kind: str) -> dict[str, Any]:

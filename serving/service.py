@@ -36,6 +36,8 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -735,6 +737,20 @@ def _documented_spec() -> dict[str, Any]:
     return document_model_route(document_attributes(document_responses(spec), attributes))
 
 
+@asynccontextmanager
+async def batch_endpoints() -> AsyncIterator[Any]:
+    """The scoring endpoints as the batch process serves them (:mod:`serving.batch_process`).
+
+    BentoML's app for this service, its instance created and started as in a worker,
+    entered below the middleware: the worker has checked and admitted the request.
+    """
+    from _bentoml_impl.server.app import ContextMiddleware
+
+    app = LeadScorer.to_asgi()  # type: ignore[attr-defined]
+    async with app.router.lifespan_context(app):
+        yield ContextMiddleware(app.router, context=LeadScorer.context)  # type: ignore[attr-defined]
+
+
 def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Problem]:
     """Problems located from the request body's root (deals[i].field)."""
     return [Problem(loc=[*prefix, *p.loc], msg=p.msg, type=p.type) for p in problems]
@@ -744,5 +760,6 @@ def _located(prefix: tuple[str | int, ...], problems: list[Problem]) -> list[Pro
 LeadScorer.add_asgi_middleware(TokenMiddleware)  # type: ignore[attr-defined]
 LeadScorer.add_asgi_middleware(JsonBodyMiddleware)  # type: ignore[attr-defined]
 # Inside the token check: size limits, load shedding and the batch lane (large batches
-# scored in chunks, after the small requests), before BentoML parses a body.
-LeadScorer.add_asgi_middleware(AdmissionMiddleware)  # type: ignore[attr-defined]
+# scored in the worker's batch process, or in chunks after the small requests), before
+# BentoML parses a body.
+LeadScorer.add_asgi_middleware(AdmissionMiddleware, batch_app=batch_endpoints)  # type: ignore[attr-defined]

@@ -278,6 +278,11 @@ def serving_environment(base: Path) -> tuple[Settings, dict[str, str]]:
         "LEADSCORE_FEATURE_REPO": str(settings.feature_repo),
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "OMP_NUM_THREADS": "1",
+        # No batch process beside each worker of a test's server: it would load a second
+        # copy of the service at every start (seconds of CPU each, on CI's two cores), and
+        # a batch would be scored in chunks or by it depending on when it got ready.
+        # tests/code/test_batch_process.py covers it; benchmarks/reliability.py turns it on.
+        "LEADSCORE_BATCH_PROCESS": "0",
     }
     return settings, env
 
