@@ -1476,6 +1476,32 @@ def top(
 
 
 @app.command()
+def timeline(
+    deal_id: Annotated[str, typer.Argument(help="The deal's id in the CRM.")],
+    source: _SourceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """One deal's events in time order: stage changes, activities, contacts, and its score
+    history with what moved it (reasons that appeared or went between scores)."""
+    from leadscore.priority.rank import HISTORY_DIR, rankings_dir
+    from leadscore.priority.timeline import UnknownDeal, stored_timeline
+
+    settings = load_settings()
+    history = (source or rankings_dir(settings)) / HISTORY_DIR
+    try:
+        found = stored_timeline(settings.crm_dir, history, deal_id)
+    except UnknownDeal as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        _print_json(found.to_dict())
+        return
+    for event in found.events:
+        when = event.at.strftime("%Y-%m-%d %H:%M") if event.at is not None else "undated"
+        typer.echo(f"{when}  {event.kind:<8}  {event.text}")
+
+
+@app.command()
 def report(
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
     source: _SourceOpt = None,

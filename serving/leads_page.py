@@ -1,5 +1,11 @@
 """The managers' page over HTTP: the latest ranked list and the CRM charts, as a Starlette app.
 
+``GET /deal/{deal_id}`` answers with one deal's timeline
+(:mod:`leadscore.priority.timeline`: stage changes, activities, contacts and its score
+history with what moved it), in English or Chinese (``?lang=en|zh``, else the browser's
+``Accept-Language``), read from the stored CRM and the score history at each request
+(only the deal's rows); 404 names an unknown id.
+
 ``GET /`` answers with the page ``leadscore report`` writes
 (:func:`leadscore.priority.report.build_page`), from the ranked list the last ``leadscore rank``
 wrote and the stored CRM tables. The page is rendered again only when one of those
@@ -40,8 +46,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from leadscore.config import Settings, load_settings
-from leadscore.priority.rank import RANKED_FILE, RankingError, rankings_dir
+from leadscore.priority.rank import HISTORY_DIR, RANKED_FILE, RankingError, rankings_dir
 from leadscore.priority.report import DEFAULT_MAX_ROWS, build_page
+from leadscore.priority.timeline import Lang, UnknownDeal, stored_timeline, timeline_html
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +134,38 @@ class LeadsPage:
             return self._cached[1], self._cached[2]
 
 
+def page_language(asked: str | None, accept_language: str | None) -> Lang:
+    """``?lang=en|zh`` when given, else the browser's first choice of the two
+    (``Accept-Language``, by its q-values), else English."""
+    if asked in ("en", "zh"):
+        return asked  # type: ignore[return-value]
+    best: tuple[float, Lang] = (0.0, "en")
+    for position, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        if primary not in ("en", "zh"):
+            continue
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        # Equal weights: the earlier tag wins (a small nudge by position).
+        score = q - position * 1e-6
+        if score > best[0]:
+            best = (score, primary)  # type: ignore[assignment]
+    return best[1]
+
+
+def _plain_page(status: int, title: str, message: str) -> HTMLResponse:
+    text = (
+        f'<!DOCTYPE html><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<p>{html.escape(message)}</p>"
+    )
+    return HTMLResponse(text, status_code=status, headers=page_headers(text))
+
+
 def create_app(
     settings: Settings | None = None, source: Path | None = None, max_rows: int = DEFAULT_MAX_ROWS
 ) -> Starlette:
@@ -139,13 +178,32 @@ def create_app(
             text, headers = await run_in_threadpool(page.html)
             return HTMLResponse(text, headers=headers)
         except RankingError as exc:
-            text = (
-                f'<!DOCTYPE html><meta charset="utf-8"><title>Lead priorities</title>'
-                f"<p>{html.escape(str(exc))}</p>"
-            )
-            return HTMLResponse(text, status_code=503, headers=page_headers(text))
+            return _plain_page(503, "Lead priorities", str(exc))
 
-    return Starlette(routes=[Route("/", index, methods=["GET"])])
+    history = (source or rankings_dir(settings)) / HISTORY_DIR
+
+    async def deal(request: Request) -> HTMLResponse:
+        """One deal's timeline (:mod:`leadscore.priority.timeline`), in the reader's language."""
+        deal_id = request.path_params["deal_id"]
+        lang = page_language(
+            request.query_params.get("lang"), request.headers.get("accept-language")
+        )
+
+        def render() -> str:
+            return timeline_html(stored_timeline(settings.crm_dir, history, deal_id), lang)
+
+        try:
+            text = await run_in_threadpool(render)
+        except UnknownDeal as exc:
+            return _plain_page(404, "Unknown deal", f"{exc}. Check the id in the list at /leads/.")
+        return HTMLResponse(text, headers=page_headers(text))
+
+    return Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            Route("/deal/{deal_id}", deal, methods=["GET"]),
+        ]
+    )
 
 
 #: The API documentation page at ``/``: BentoML's Swagger UI (served by BentoML from its
