@@ -34,9 +34,9 @@ import pandas as pd
 from leadscore.config import DEFAULT_GRADE_THRESHOLDS, MIN_CLASS_DEALS
 from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
 from leadscore.features.catalog import STAGE_LEVELS
+from leadscore.features.catalog_zh import STAGE_ZH, category_zh
 from leadscore.features.featurize import normalise_category
 from leadscore.model.explain import Explanation, Reason, grade_of
-from leadscore.model.reasons_zh import STAGE_ZH, category_zh
 
 #: Pseudo-deals of the Beta prior behind every rate: a stage (or channel) seen in this many
 #: closed deals sits halfway between its own win rate and the overall one. Ten keeps a

@@ -14,7 +14,7 @@ overall, or less. A reason pushing the other way contradicts it (:func:`contradi
 and :class:`~leadscore.model.explain.Explainer` does not show it.
 
 Every text and tooltip has a Chinese twin (``text_zh``, ``tooltip_zh``) rendered from the
-same value and the same training bin with the words of :mod:`leadscore.model.reasons_zh`,
+same value and the same training bin with the words of :mod:`leadscore.features.catalog_zh`,
 so the two languages state the same numbers.
 
 Phrasing is pure Python on small values and is cached per (feature, value), since the
@@ -34,8 +34,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.catalog import FEATURES_BY_NAME, Feature
-from leadscore.model.reason_stats import lookup
-from leadscore.model.reasons_zh import (
+from leadscore.features.catalog_zh import (
     BELOW_ZH,
     CONDITION_EXACT_ZH,
     EXACT_ZH,
@@ -46,6 +45,7 @@ from leadscore.model.reasons_zh import (
     level_zh,
     missing_zh,
 )
+from leadscore.model.reason_stats import lookup
 
 #: Hours from which a duration in hours is written in days ("3 days", not "72 hours").
 HOURS_AS_DAYS = 48.0

@@ -67,9 +67,9 @@ from leadscore.crm.contract import (
     WON,
 )
 from leadscore.features.catalog import SENIOR, STAGE_LEVELS, STALL_DAYS, features_of
+from leadscore.features.catalog_zh import STAGE_ZH
 from leadscore.features.featurize import features_as_of, snapshot_entities
 from leadscore.features.seniority import SENIOR_LEVEL
-from leadscore.model.reasons_zh import STAGE_ZH
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ import pyarrow.parquet as pq
 
 from leadscore.crm.contract import LOST, WON, canonical_lost_reasons
 from leadscore.features.catalog import STAGE_LEVELS
+from leadscore.features.catalog_zh import ACTIVITY_ZH, SENIORITY_ZH, STAGE_ZH, category_zh
 from leadscore.features.seniority import LABELS as SENIORITY_LABELS
 from leadscore.features.seniority import title_seniority
-from leadscore.model.reasons_zh import ACTIVITY_ZH, SENIORITY_ZH, STAGE_ZH, category_zh
 from leadscore.priority.health import time_since, time_since_zh
 
 Kind = Literal["created", "contact", "stage", "activity", "closed", "score"]

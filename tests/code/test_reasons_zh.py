@@ -16,8 +16,8 @@ import pytest
 
 from leadscore.crm.attributes import Attribute
 from leadscore.features.catalog import FEATURES, REVIVAL_FEATURES, Feature, attribute_feature
+from leadscore.features.catalog_zh import LABEL_ZH, TEXT_ZH
 from leadscore.model.reasons import Phrasebook, format_value, reason_fact, reason_text
-from leadscore.model.reasons_zh import LABEL_ZH, TEXT_ZH
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")

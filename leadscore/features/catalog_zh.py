@@ -1,4 +1,4 @@
-"""The words of reasons in Chinese: labels, templates and value formats beside the catalog's.
+"""The catalog in Chinese: labels, templates, stage and seniority names beside the English words.
 
 The catalog (:mod:`leadscore.features.catalog`) phrases every feature in English; most
 managers who read the list read Chinese first (issue 13). The Chinese words live here,
