@@ -210,6 +210,8 @@ def test_the_timeline_page_escapes_crm_text_and_speaks_the_reader_s_language(ser
     assert "从方案退回已确认商机阶段" in zh.text and 'lang="zh-CN"' in zh.text
     asked = served.get("/deal/D1?lang=en", headers={"Accept-Language": "zh-CN"})
     assert "Moved back from solution to qualified" in asked.text
+    chosen = served.get("/deal/D1?lang=zh", headers={"Accept-Language": "en-GB"})
+    assert "从方案退回已确认商机阶段" in chosen.text
     preferred = served.get("/deal/D1", headers={"Accept-Language": "en;q=0.5, zh;q=0.9"})
     assert 'lang="zh-CN"' in preferred.text
 
