@@ -25,7 +25,7 @@ in twenty); the number of deals behind each is there to weigh it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -90,8 +90,8 @@ class Strength:
     high: float
     verdict: Verdict
     verdict_zh: str
-    label: str
-    label_zh: str
+    label: str = ""
+    label_zh: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,39 +173,26 @@ def rep_strengths(
             team_rate = team_x / team_n if team_n else np.nan
             low, high = newcombe_interval(x, n, team_x, team_n) if team_n else (np.nan, np.nan)
             verdict = _verdict(n, team_n, low, high, min_deals)
-            out.append(
-                Strength(
-                    rep,
-                    cut,
-                    value,
-                    conversion,
-                    conversion_zh,
-                    n,
-                    x,
-                    rate,
-                    *wilson_interval(x, n),
-                    team_n,
-                    team_x,
-                    team_rate,
-                    rate - team_rate,
-                    low,
-                    high,
-                    verdict,
-                    VERDICT_ZH[verdict],
-                    *_labels(
-                        rep,
-                        cut,
-                        value,
-                        conversion,
-                        conversion_zh,
-                        n,
-                        rate,
-                        team_n,
-                        team_rate,
-                        verdict,
-                    ),
-                )
+            found = Strength(
+                rep,
+                cut,
+                value,
+                conversion,
+                conversion_zh,
+                n,
+                x,
+                rate,
+                *wilson_interval(x, n),
+                team_n,
+                team_x,
+                team_rate,
+                rate - team_rate,
+                low,
+                high,
+                verdict,
+                VERDICT_ZH[verdict],
             )
+            out.append(replace(found, **_labels(found)))
     return sorted(
         out,
         key=lambda s: (
@@ -216,27 +203,18 @@ def rep_strengths(
     )
 
 
-def _labels(
-    rep: str,
-    cut: str,
-    value: str,
-    conversion: str,
-    conversion_zh: str,
-    n: int,
-    rate: float,
-    team_n: int,
-    team_rate: float,
-    verdict: Verdict,
-) -> tuple[str, str]:
+def _labels(s: Strength) -> dict[str, str]:
     """The cell in a sentence, English and Chinese."""
-    team = f"{team_rate:.0%} of {team_n}" if team_n else "no deals"
-    team_zh = f"{team_rate:.0%}（{team_n} 个商机）" if team_n else "没有商机"
-    if cut == "stage":
-        what, what_zh = conversion, conversion_zh
+    team = f"{s.team_rate:.0%} of {s.team_deals}" if s.team_deals else "no deals"
+    team_zh = f"{s.team_rate:.0%}（{s.team_deals} 个商机）" if s.team_deals else "没有商机"
+    if s.cut == "stage":
+        what, what_zh = s.conversion, s.conversion_zh
     else:
-        what = f"{cut.replace('_', ' ')} {value}: won"
-        what_zh = f"{CUT_ZH.get(cut, cut)} {category_zh(value)}：赢单"
-    return (
-        f"{rep}, {what}: {rate:.0%} of {n} deals against {team} for the rest of the team ({verdict})",
-        f"{rep}，{what_zh}：{rate:.0%}（{n} 个商机），团队其他人 {team_zh}（{VERDICT_ZH[verdict]}）",
-    )
+        what = f"{s.cut.replace('_', ' ')} {s.value}: won"
+        what_zh = f"{CUT_ZH.get(s.cut, s.cut)} {category_zh(s.value)}：赢单"
+    return {
+        "label": f"{s.owner_id}, {what}: {s.rate:.0%} of {s.deals} deals against {team} "
+        f"for the rest of the team ({s.verdict})",
+        "label_zh": f"{s.owner_id}，{what_zh}：{s.rate:.0%}（{s.deals} 个商机），"
+        f"团队其他人 {team_zh}（{s.verdict_zh}）",
+    }

@@ -219,11 +219,25 @@ def _category_condition(feature: Feature, value: str | None) -> str:
     return _fill(words.condition or f"with {feature.label} {{value}}", _shown(value))
 
 
+def _top_of_bin(feature: Feature, high: float | None) -> float | None:
+    """The largest value in a bin ``[low, high)``: ``high - 1`` for whole numbers; None
+    for the last bin, which holds everything above ``low``."""
+    return None if high is None else (high - 1 if feature.discrete else high)
+
+
+def _bound_text(feature: Feature, bound: float, zh: bool) -> str:
+    """A bin's bound as a tooltip writes it: a fraction of a day or an hour as a decimal
+    ("0.5 days"), otherwise as the value itself."""
+    if feature.unit in ("days", "hours") and 0 < bound < 1:
+        return f"{bound:.1f} {UNITS_ZH[feature.unit] if zh else feature.unit}"
+    return format_value_zh(feature, bound) if zh else format_value(feature, bound)
+
+
 def _numeric_condition(feature: Feature, low: float, high: float | None, first: bool) -> str:
     """The training bin holding the value ([low, high); the first bin also holds anything
     below ``low``, the last anything above), in words."""
     words = feature.phrasing
-    top = None if high is None else (high - 1 if feature.discrete else high)
+    top = _top_of_bin(feature, high)
     exact = _exact(words.exact_condition, feature, low >= 1) if feature.kind == "binary" else None
     if exact is not None:
         return exact
@@ -245,9 +259,7 @@ def _numeric_condition(feature: Feature, low: float, high: float | None, first: 
         return f"with up to {top:,.0f} {noun}" if first else f"with {low:,.0f} to {top:,.0f} {noun}"
 
     def fmt(bound: float) -> str:
-        if feature.unit in ("days", "hours") and 0 < bound < 1:
-            return f"{bound:.1f} {feature.unit}"
-        return format_value(feature, bound)
+        return _bound_text(feature, bound, zh=False)
 
     if top is None:
         span = f"{fmt(low)} or more"
@@ -268,7 +280,7 @@ def _category_condition_zh(feature: Feature, value: str | None) -> str:
 def _numeric_condition_zh(feature: Feature, low: float, high: float | None, first: bool) -> str:
     """:func:`_numeric_condition` in Chinese: the same bin, the same bounds."""
     label = label_zh(feature)
-    top = None if high is None else (high - 1 if feature.discrete else high)
+    top = _top_of_bin(feature, high)
     if feature.kind == "binary":
         exact = _exact(CONDITION_EXACT_ZH.get(feature.name, {}), feature, low >= 1)
         if exact is not None:
@@ -290,9 +302,7 @@ def _numeric_condition_zh(feature: Feature, low: float, high: float | None, firs
         return f"{label}不超过 {top:,.0f}" if first else f"{label}为 {low:,.0f} 至 {top:,.0f}"
 
     def fmt(bound: float) -> str:
-        if feature.unit in ("days", "hours") and 0 < bound < 1:
-            return f"{bound:.1f} {UNITS_ZH[feature.unit]}"
-        return format_value_zh(feature, bound)
+        return _bound_text(feature, bound, zh=True)
 
     if top is None:
         return f"{label} {fmt(low)} 或更多"
