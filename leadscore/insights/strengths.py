@@ -192,7 +192,8 @@ def rep_strengths(
                 verdict,
                 VERDICT_ZH[verdict],
             )
-            out.append(replace(found, **_labels(found)))
+            label, label_zh = _labels(found)
+            out.append(replace(found, label=label, label_zh=label_zh))
     return sorted(
         out,
         key=lambda s: (
@@ -203,7 +204,7 @@ def rep_strengths(
     )
 
 
-def _labels(s: Strength) -> dict[str, str]:
+def _labels(s: Strength) -> tuple[str, str]:
     """The cell in a sentence, English and Chinese."""
     team = f"{s.team_rate:.0%} of {s.team_deals}" if s.team_deals else "no deals"
     team_zh = f"{s.team_rate:.0%}（{s.team_deals} 个商机）" if s.team_deals else "没有商机"
@@ -212,9 +213,9 @@ def _labels(s: Strength) -> dict[str, str]:
     else:
         what = f"{s.cut.replace('_', ' ')} {s.value}: won"
         what_zh = f"{CUT_ZH.get(s.cut, s.cut)} {category_zh(s.value)}：赢单"
-    return {
-        "label": f"{s.owner_id}, {what}: {s.rate:.0%} of {s.deals} deals against {team} "
+    return (
+        f"{s.owner_id}, {what}: {s.rate:.0%} of {s.deals} deals against {team} "
         f"for the rest of the team ({s.verdict})",
-        "label_zh": f"{s.owner_id}，{what_zh}：{s.rate:.0%}（{s.deals} 个商机），"
+        f"{s.owner_id}，{what_zh}：{s.rate:.0%}（{s.deals} 个商机），"
         f"团队其他人 {team_zh}（{s.verdict_zh}）",
-    }
+    )
