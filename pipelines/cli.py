@@ -942,6 +942,69 @@ def funnel(
         typer.echo(table.to_string(index=False) if len(table) else "  (nothing in the period)")
 
 
+_OptionalFrom = Annotated[
+    str | None, typer.Option("--from", help="First day of the period (UTC); default: all.")
+]
+_OptionalTo = Annotated[
+    str | None, typer.Option("--to", help="Day after the period (UTC, exclusive); default: all.")
+]
+
+
+@app.command()
+def strengths(
+    start: _OptionalFrom = None,
+    end: _OptionalTo = None,
+    min_deals: Annotated[
+        int,
+        typer.Option("--min-deals", min=1, help="Fewer closed deals on either side: not flagged."),
+    ] = 10,
+    flagged: Annotated[
+        bool, typer.Option("--flagged", help="Only cells better or worse than the team.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Each rep's strengths and weaknesses: the stages and deal types (channel, size band,
+    industry, product) where the rep converts better or worse than the rest of the team,
+    on deals closed in the period, with the deals behind each and a 95% interval."""
+    from leadscore.crm.ingest import load_stored
+    from leadscore.insights import deal_facts, rep_strengths
+
+    settings = load_settings()
+    with _insight_errors():
+        facts = deal_facts(load_stored(settings.crm_dir, ["deals", "accounts", "stage_history"]))
+        rows = rep_strengths(facts, _when(start), _when(end), min_deals)
+    if flagged:
+        rows = [r for r in rows if r.verdict in ("better", "worse")]
+    if as_json:
+        _print_json({"strengths": [r.to_dict() for r in rows]})
+        return
+    for r in rows:
+        typer.echo(r.label)
+
+
+@app.command()
+def channels(
+    start: _OptionalFrom = None,
+    end: _OptionalTo = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Each lead source's leads against the won customers: one similarity (the mean over
+    industry, size band, region, seniority reached and custom attributes of 1 - total
+    variation distance), the attributes that differ most, and the deals behind it."""
+    from leadscore.crm.ingest import load_stored
+    from leadscore.insights import channel_quality
+
+    settings = load_settings()
+    with _insight_errors():
+        tables = load_stored(settings.crm_dir, ["deals", "accounts", "contacts", "deal_contacts"])
+        rows = channel_quality(tables, _when(start), _when(end))
+    if as_json:
+        _print_json({"channels": [r.to_dict() for r in rows]})
+        return
+    for r in rows:
+        typer.echo(r.label)
+
+
 @app.command()
 def compare(
     by: Annotated[
@@ -1600,6 +1663,32 @@ def top(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(text_table(_filters(owner, channel, segment, group).apply(ranked).head(n)))
+
+
+@app.command()
+def timeline(
+    deal_id: Annotated[str, typer.Argument(help="The deal's id in the CRM.")],
+    source: _SourceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """One deal's events in time order: stage changes, activities, contacts, and its score
+    history with what moved it (reasons that appeared or went between scores)."""
+    from leadscore.priority.rank import HISTORY_DIR, rankings_dir
+    from leadscore.priority.timeline import UnknownDeal, stored_timeline
+
+    settings = load_settings()
+    history = (source or rankings_dir(settings)) / HISTORY_DIR
+    try:
+        found = stored_timeline(settings.crm_dir, history, deal_id)
+    except UnknownDeal as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        _print_json(found.to_dict())
+        return
+    for event in found.events:
+        when = event.at.strftime("%Y-%m-%d %H:%M") if event.at is not None else "undated"
+        typer.echo(f"{when}  {event.kind:<8}  {event.text}")
 
 
 @app.command()

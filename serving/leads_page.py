@@ -13,6 +13,12 @@ export's last recorded event: a new ingest moves that event, and the page is ren
 again. The model panel describes the version that ranked the list, from the quality
 summary training stored in it.
 
+``GET /deal/{deal_id}`` answers with one deal's timeline
+(:mod:`leadscore.priority.timeline`: stage changes, activities, contacts and its score
+history with what moved it), in English or Chinese (``?lang=en|zh``, else the browser's
+``Accept-Language``), read from the stored CRM and the score history at each request
+(only the deal's rows); 404 names an unknown id.
+
 The service mounts :func:`create_app` at ``/leads``; on its own::
 
     uvicorn --factory serving.leads_page:create_app --port 8080
@@ -35,7 +41,7 @@ import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from plotly.offline import get_plotlyjs
 from starlette.applications import Starlette
@@ -52,6 +58,7 @@ from leadscore.model.drift import read_latest
 from leadscore.priority.i18n import EN, choose_language
 from leadscore.priority.listing import LeadQuery, lead_page
 from leadscore.priority.rank import (
+    HISTORY_DIR,
     RANKED_FILE,
     RankingError,
     rankings_dir,
@@ -67,6 +74,7 @@ from leadscore.priority.report import (
     render_page,
     render_sections,
 )
+from leadscore.priority.timeline import Lang, UnknownDeal, stored_timeline, timeline_html
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +248,14 @@ def request_language(settings: Settings, request: Request) -> str:
 STATIC_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "public, max-age=86400"}
 
 
+def _plain_page(status: int, title: str, message: str) -> HTMLResponse:
+    text = (
+        f'<!DOCTYPE html><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<p>{html.escape(message)}</p>"
+    )
+    return HTMLResponse(text, status_code=status, headers=page_headers(text))
+
+
 def create_app(
     settings: Settings | None = None, source: Path | None = None, max_rows: int = DEFAULT_MAX_ROWS
 ) -> Starlette:
@@ -254,11 +270,7 @@ def create_app(
     page = LeadsPage(source or rankings_dir(settings), settings.crm_dir, max_rows, settings)
 
     def not_ranked(exc: RankingError) -> HTMLResponse:
-        text = (
-            f'<!DOCTYPE html><meta charset="utf-8"><title>Lead priorities</title>'
-            f"<p>{html.escape(str(exc))}</p>"
-        )
-        return HTMLResponse(text, status_code=503, headers=page_headers(text))
+        return _plain_page(503, "Lead priorities", str(exc))
 
     async def index(request: Request) -> HTMLResponse:
         lang = request_language(settings, request)
@@ -303,6 +315,22 @@ def create_app(
     async def plotly(request: Request) -> Response:
         return Response(get_plotlyjs(), media_type="text/javascript", headers=STATIC_HEADERS)
 
+    history = (source or rankings_dir(settings)) / HISTORY_DIR
+
+    async def deal(request: Request) -> HTMLResponse:
+        """One deal's timeline (:mod:`leadscore.priority.timeline`), in the reader's language."""
+        deal_id = request.path_params["deal_id"]
+        lang = cast(Lang, request_language(settings, request))
+
+        def render() -> str:
+            return timeline_html(stored_timeline(settings.crm_dir, history, deal_id), lang)
+
+        try:
+            text = await run_in_threadpool(render)
+        except UnknownDeal as exc:
+            return _plain_page(404, "Unknown deal", f"{exc}. Check the id in the list at /leads/.")
+        return HTMLResponse(text, headers=page_headers(text))
+
     return Starlette(
         routes=[
             Route("/", index, methods=["GET"]),
@@ -310,6 +338,7 @@ def create_app(
             Route("/api/sections", sections, methods=["GET"]),
             Route("/api/compare", compare, methods=["GET"]),
             Route("/api/plotly.js", plotly, methods=["GET"]),
+            Route("/deal/{deal_id}", deal, methods=["GET"]),
         ]
     )
 

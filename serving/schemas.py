@@ -497,7 +497,8 @@ class ScoreResult(TypedDict):
                 "what a rep can act on (engagement, stakeholders, timing, stage) listed "
                 "first, then the deal's facts, strongest first within each; none its tooltip "
                 "contradicts, no text twice or both ways, and never the owner's or the "
-                "account's track record."
+                "account's track record. Each reason has its words in English (`text`, "
+                "`tooltip`) and in Chinese (`text_zh`, `tooltip_zh`), with the same numbers."
             ),
         ]
     ]
@@ -893,7 +894,8 @@ def document_model_route(spec: dict[str, Any]) -> dict[str, Any]:
 
 #: The API's description at the top of /docs.json and the documentation page.
 API_DESCRIPTION = (
-    "Calibrated win probabilities for CRM deals, with reasons in words. `POST /score` takes "
+    "Calibrated win probabilities for CRM deals, with reasons in words (English and "
+    "Chinese). `POST /score` takes "
     "deals as the CRM holds them; `POST /score_ids` takes ids the online feature store "
     "knows. When the service has LEADSCORE_API_TOKEN, both need `Authorization: Bearer "
     "<token>`. `GET /model` says which model is served and how good it is. The managers' "

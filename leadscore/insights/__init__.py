@@ -20,8 +20,15 @@ ahead: the open deals' probability x amount spread over their likely close month
 a backtest that rebuilds it at past month starts from what was known then and measures
 its error against what was won. Its probabilities are a parameter, so it stays free of
 the registry.
+
+Two insights answer "where?" rather than "how much?": each rep's strengths and
+weaknesses against the rest of the team by stage and deal type, flagged only beyond a
+95% interval (:mod:`~leadscore.insights.strengths`), and each channel's similarity to
+the won customers' profile (:mod:`~leadscore.insights.channels`). Both return plain
+dataclasses with English and Chinese labels, for the command line and the page alike.
 """
 
+from leadscore.insights.channels import ChannelQuality, channel_quality
 from leadscore.insights.compare import (
     COMPARE_METRICS,
     NOT_ENOUGH,
@@ -42,6 +49,7 @@ from leadscore.insights.facts import (
 )
 from leadscore.insights.funnel import FUNNEL_METRICS, funnel_metrics, lost_exits, stage_durations
 from leadscore.insights.reps import REP_NUMBERS, rep_numbers
+from leadscore.insights.strengths import Strength, rep_strengths
 from leadscore.insights.trends import funnel_trends, with_changes
 
 __all__ = [
@@ -53,9 +61,12 @@ __all__ = [
     "REP_NUMBERS",
     "SIZE_BANDS",
     "UNKNOWN",
+    "ChannelQuality",
     "Comparison",
     "CutUnavailable",
     "Facts",
+    "Strength",
+    "channel_quality",
     "compare_groups",
     "compared_deals",
     "deal_facts",
@@ -64,6 +75,7 @@ __all__ = [
     "lost_exits",
     "period_edges",
     "rep_numbers",
+    "rep_strengths",
     "stage_durations",
     "to_records",
     "with_changes",

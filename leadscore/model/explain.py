@@ -93,6 +93,13 @@ class Reason(TypedDict):
             "null when the model has no statistic for it."
         ),
     ]
+    text_zh: Annotated[
+        str, Field(description="`text` in Chinese, with the same numbers (e.g. 已 37 天没有活动).")
+    ]
+    tooltip_zh: Annotated[
+        str | None,
+        Field(description="`tooltip` in Chinese, with the same numbers; null when `tooltip` is."),
+    ]
 
 
 class ScoreWarning(TypedDict):
@@ -244,6 +251,8 @@ class Explainer:
             "contribution": round(c.push, 4),
             "text": c.phrase.text,
             "tooltip": c.phrase.tooltip,
+            "text_zh": c.phrase.text_zh,
+            "tooltip_zh": c.phrase.tooltip_zh,
         }
 
     def unseen_category_warnings(self, columns: Columns) -> list[list[ScoreWarning]]:

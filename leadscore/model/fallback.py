@@ -38,6 +38,7 @@ import pandas as pd
 from leadscore.config import DEFAULT_GRADE_THRESHOLDS, MIN_CLASS_DEALS
 from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
 from leadscore.features.catalog import STAGE_LEVELS
+from leadscore.features.catalog_zh import STAGE_ZH, category_zh
 from leadscore.features.featurize import normalise_category
 from leadscore.model.explain import Explanation, Reason, grade_of
 
@@ -188,6 +189,9 @@ class StageFallback:
                         text=f"Came in through {channels[i]}",
                         tooltip=f"past {channels[i]} deals against all past deals "
                         f"({self.closed_deals} closed)",
+                        text_zh=f"来自{category_zh(str(channels[i]))}渠道",
+                        tooltip_zh=f"以往{category_zh(str(channels[i]))}渠道的商机与全部以往商机"
+                        f"相比（{self.closed_deals} 个已关闭）",
                     )
                 )
             out.append(
@@ -207,14 +211,20 @@ class StageFallback:
         )
         s = int(stage_index) if known else -1  # type: ignore[call-overload]
         name = STAGE_LEVELS.name(s) if known else "unknown"
+        rate, deals = self.stage_rates.get(s, self.overall), self.stage_deals.get(s, 0)
         return Reason(
             feature="stage_index",
             label="Stage",
             value=name,
             contribution=round(push, 4),
             text=f"In the {name} stage",
-            tooltip=f"{self.stage_rates.get(s, self.overall):.0%} of {self.stage_deals.get(s, 0)} "
-            f"past deals from this stage won (shrunk toward {self.overall:.0%})"
+            tooltip=f"{rate:.0%} of {deals} past deals from this stage won "
+            f"(shrunk toward {self.overall:.0%})"
+            if known
+            else None,
+            text_zh=f"处于{STAGE_ZH.get(s, '未知')}阶段",
+            tooltip_zh=f"此阶段的 {deals} 个以往商机中 {rate:.0%} 赢单"
+            f"（向整体 {self.overall:.0%} 收缩）"
             if known
             else None,
         )

@@ -13,6 +13,10 @@ The tooltip's fact (:class:`Fact`) also says which way it points: won more often
 overall, or less. A reason pushing the other way contradicts it (:func:`contradicts`)
 and :class:`~leadscore.model.explain.Explainer` does not show it.
 
+Every text and tooltip has a Chinese twin (``text_zh``, ``tooltip_zh``) rendered from the
+same value and the same training bin with the words of :mod:`leadscore.features.catalog_zh`,
+so the two languages state the same numbers.
+
 Phrasing is pure Python on small values and is cached per (feature, value), since the
 same values recur across deals.
 """
@@ -30,6 +34,17 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.catalog import FEATURES_BY_NAME, Feature
+from leadscore.features.catalog_zh import (
+    BELOW_ZH,
+    CONDITION_EXACT_ZH,
+    EXACT_ZH,
+    RELATIVE_ZH,
+    TEXT_ZH,
+    category_zh,
+    label_zh,
+    level_zh,
+    missing_zh,
+)
 from leadscore.model.reason_stats import lookup
 
 #: Hours from which a duration in hours is written in days ("3 days", not "72 hours").
@@ -91,6 +106,23 @@ def format_value(feature: Feature, value: float) -> str:
     return f"{value:,.3g}"
 
 
+#: Units of :func:`format_value_zh`.
+UNITS_ZH = {"days": "天", "hours": "小时", "employees": "人"}
+
+
+def format_value_zh(feature: Feature, value: float) -> str:
+    """:func:`format_value` in Chinese, with the same numbers: 37 天, $24,000, 41%, 经理."""
+    if feature.levels is not None:
+        return level_zh(feature, value)
+    if feature.unit in ("days", "hours") and 0 < value < 1:
+        return "不到一天" if feature.unit == "days" else "不到一小时"
+    if feature.unit == "hours" and value >= HOURS_AS_DAYS:
+        return f"{value / 24:,.0f} 天"
+    if feature.unit in UNITS_ZH:
+        return f"{value:,.0f} {UNITS_ZH[feature.unit]}"
+    return format_value(feature, value)  # a share, an amount or a plain number: no words
+
+
 def _fill(template: str, value: str) -> str:
     return template.format(value=value, Value=_capital(value))
 
@@ -149,6 +181,33 @@ def reason_text(feature: Feature, value: Value, stats: Mapping[str, Any] | None 
     return f"{_capital(feature.label)}: {format_value(feature, v)}"
 
 
+def reason_text_zh(feature: Feature, value: Value, stats: Mapping[str, Any] | None = None) -> str:
+    """:func:`reason_text` in Chinese: the same value, the same training bin."""
+    words, label = feature.phrasing, label_zh(feature)
+    if is_missing(value):
+        if feature.kind == "categorical":
+            return f"未记录{label}"
+        return missing_zh(words.missing[0], feature) if words.missing else f"{label}未知"
+    exact = _exact(EXACT_ZH.get(feature.name, {}), feature, value)
+    if exact is not None:
+        return exact
+    template = TEXT_ZH.get(feature.name)
+    if feature.kind == "categorical":
+        shown = category_zh(_shown(str(value)))
+        return template.format(value=shown) if template else f"{label}：{shown}"
+    v = float(value)  # type: ignore[arg-type]
+    if words.below is not None and v < words.below[0]:
+        return BELOW_ZH[feature.name]
+    if template:
+        return template.format(value=format_value_zh(feature, v))
+    if feature.is_count and v == 0:
+        return f"{label}为零"
+    level = relative_level(feature, v, stats) if words.relative and stats else None
+    if level is not None:
+        return f"{label}{RELATIVE_ZH[level]}（{format_value_zh(feature, v)}）"
+    return f"{label}：{format_value_zh(feature, v)}"
+
+
 # ------------------------------------------------------------------ tooltip
 def _category_condition(feature: Feature, value: str | None) -> str:
     if value is None:
@@ -160,11 +219,25 @@ def _category_condition(feature: Feature, value: str | None) -> str:
     return _fill(words.condition or f"with {feature.label} {{value}}", _shown(value))
 
 
+def _top_of_bin(feature: Feature, high: float | None) -> float | None:
+    """The largest value in a bin ``[low, high)``: ``high - 1`` for whole numbers; None
+    for the last bin, which holds everything above ``low``."""
+    return None if high is None else (high - 1 if feature.discrete else high)
+
+
+def _bound_text(feature: Feature, bound: float, zh: bool) -> str:
+    """A bin's bound as a tooltip writes it: a fraction of a day or an hour as a decimal
+    ("0.5 days"), otherwise as the value itself."""
+    if feature.unit in ("days", "hours") and 0 < bound < 1:
+        return f"{bound:.1f} {UNITS_ZH[feature.unit] if zh else feature.unit}"
+    return format_value_zh(feature, bound) if zh else format_value(feature, bound)
+
+
 def _numeric_condition(feature: Feature, low: float, high: float | None, first: bool) -> str:
     """The training bin holding the value ([low, high); the first bin also holds anything
     below ``low``, the last anything above), in words."""
     words = feature.phrasing
-    top = None if high is None else (high - 1 if feature.discrete else high)
+    top = _top_of_bin(feature, high)
     exact = _exact(words.exact_condition, feature, low >= 1) if feature.kind == "binary" else None
     if exact is not None:
         return exact
@@ -186,9 +259,7 @@ def _numeric_condition(feature: Feature, low: float, high: float | None, first: 
         return f"with up to {top:,.0f} {noun}" if first else f"with {low:,.0f} to {top:,.0f} {noun}"
 
     def fmt(bound: float) -> str:
-        if feature.unit in ("days", "hours") and 0 < bound < 1:
-            return f"{bound:.1f} {feature.unit}"
-        return format_value(feature, bound)
+        return _bound_text(feature, bound, zh=False)
 
     if top is None:
         span = f"{fmt(low)} or more"
@@ -197,6 +268,47 @@ def _numeric_condition(feature: Feature, low: float, high: float | None, first: 
     else:
         span = f"{fmt(low)} to {fmt(top)}"
     return _fill(words.condition or f"with {feature.label} of {{value}}", span)
+
+
+def _category_condition_zh(feature: Feature, value: str | None) -> str:
+    if value is None:
+        return f"未记录{label_zh(feature)}"
+    exact = CONDITION_EXACT_ZH.get(feature.name, {}).get(value)
+    return exact if exact is not None else f"{label_zh(feature)}为{category_zh(_shown(value))}"
+
+
+def _numeric_condition_zh(feature: Feature, low: float, high: float | None, first: bool) -> str:
+    """:func:`_numeric_condition` in Chinese: the same bin, the same bounds."""
+    label = label_zh(feature)
+    top = _top_of_bin(feature, high)
+    if feature.kind == "binary":
+        exact = _exact(CONDITION_EXACT_ZH.get(feature.name, {}), feature, low >= 1)
+        if exact is not None:
+            return exact
+    levels = feature.levels
+    if levels is not None:
+        start = min(levels.names) if first else low
+        if top is None:
+            more = "或更高" if low < max(levels.names) else ""
+            return f"{label}为{level_zh(feature, low)}{more}"
+        if top <= start:
+            return f"{label}为{level_zh(feature, start)}"
+        return f"{label}为{level_zh(feature, start)}至{level_zh(feature, top)}"
+    if feature.discrete and feature.is_count:
+        if top is None:
+            return f"{label}为 {low:,.0f} 或更多"
+        if top <= low:
+            return f"{label}为零" if low == 0 else f"{label}为 {low:,.0f}"
+        return f"{label}不超过 {top:,.0f}" if first else f"{label}为 {low:,.0f} 至 {top:,.0f}"
+
+    def fmt(bound: float) -> str:
+        return _bound_text(feature, bound, zh=True)
+
+    if top is None:
+        return f"{label} {fmt(low)} 或更多"
+    if first:
+        return f"{label}低于 {fmt(top)}"
+    return f"{label} {fmt(low)}至 {fmt(top)}"
 
 
 @dataclass(frozen=True)
@@ -208,6 +320,18 @@ class Fact:
     win_rate: float
     overall: float
     deals: float | None
+    #: ``who`` in Chinese.
+    who_zh: str = ""
+
+    @property
+    def tooltip_zh(self) -> str:
+        """:attr:`tooltip` in Chinese, with the same numbers."""
+        tail = f"，共 {self.deals:,.0f} 个商机" if self.deals is not None else ""
+        space = " " if self.who_zh[-1:].isascii() else ""
+        return (
+            f"{self.who_zh}{space}的商机赢单率为 {self.win_rate:.0%}，"
+            f"整体为 {self.overall:.0%}{tail}。"
+        )
 
     @property
     def tooltip(self) -> str:
@@ -241,22 +365,27 @@ def reason_fact(feature: Feature, value: Value, stats: Mapping[str, Any]) -> Fac
     if overall is None or fact is None or fact.get("win_rate") is None:
         return None
     if feature.kind == "categorical":
-        who = _category_condition(feature, None if is_missing(value) else value)  # type: ignore[arg-type]
+        known = None if is_missing(value) else value
+        who = _category_condition(feature, known)  # type: ignore[arg-type]
+        who_zh = _category_condition_zh(feature, known)  # type: ignore[arg-type]
     elif is_missing(value) or "low" not in fact:
         missing = feature.phrasing.missing
         who = missing[1] if missing else f"with {feature.label} unknown"
+        who_zh = missing_zh(missing[1], feature) if missing else f"{label_zh(feature)}未知"
     else:
         edges = stats.get("numeric", {}).get(feature.name, {}).get("edges") or []
         if len(edges) <= 2:
             return None  # one bin holds every deal: its win rate is the overall one, no fact
         first = fact["low"] == edges[0]
         who = _numeric_condition(feature, float(fact["low"]), fact.get("high"), first)
+        who_zh = _numeric_condition_zh(feature, float(fact["low"]), fact.get("high"), first)
     deals = fact.get("deals")
     return Fact(
         who,
         float(fact["win_rate"]),
         float(overall),
         float(deals) if isinstance(deals, int | float) else None,
+        who_zh,
     )
 
 
@@ -286,6 +415,8 @@ class Phrase(NamedTuple):
     text: str
     tooltip: str | None
     direction: int
+    text_zh: str = ""
+    tooltip_zh: str | None = None
 
 
 class Phrasebook:
@@ -312,14 +443,17 @@ class Phrasebook:
             reason_text(feature, value, self._stats),
             None if fact is None else fact.tooltip,
             0 if fact is None else fact.direction,
+            reason_text_zh(feature, value, self._stats),
+            None if fact is None else fact.tooltip_zh,
         )
 
     def reason(self, name: str, value: Value) -> Phrase:
-        """Text, tooltip and the tooltip's direction of a reason: the feature at this deal's value."""
+        """Text, tooltip, the tooltip's direction and the Chinese words of a reason: the
+        feature at this deal's value."""
         # NaN never equals itself, so missing values share the key None.
         return self._cached(name, None if is_missing(value) else value)
 
     def phrase(self, name: str, value: Value) -> tuple[str, str | None]:
         """(text, tooltip) of a reason: the feature at this deal's value."""
-        text, tooltip, _ = self.reason(name, value)
-        return text, tooltip
+        phrase = self.reason(name, value)
+        return phrase.text, phrase.tooltip

@@ -67,6 +67,7 @@ from leadscore.crm.contract import (
     WON,
 )
 from leadscore.features.catalog import SENIOR, STAGE_LEVELS, STALL_DAYS, features_of
+from leadscore.features.catalog_zh import STAGE_ZH
 from leadscore.features.featurize import features_as_of, snapshot_entities
 from leadscore.features.seniority import SENIOR_LEVEL
 
@@ -136,8 +137,6 @@ ZH: dict[str, str] = {
     STEP_UP: "加强联系：本周安排一次电话或会议",
     DEFAULT_STEP: "保持势头：约定下一步及其日期",
 }
-#: Stage names in Chinese, by ``stage_index`` (``STAGE_LEVELS``).
-STAGE_ZH = {0: "线索", 1: "已确认商机", 2: "方案", 3: "承诺", 4: "已关闭"}
 
 #: A lost deal's next step by its canonical lost reason (``leadscore.crm.contract``);
 #: ``other`` and an unknown reason get :data:`LOST_DEFAULT_STEP`.

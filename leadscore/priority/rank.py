@@ -83,7 +83,9 @@ One file per day and model: re-running the same day with the same model replaces
 so the history never holds duplicates. The change since the previous run compares with
 the latest earlier run date (a deal missing from it, or scored then by another model,
 e.g. as if re-opened before the revival model, has no change); the trend is the
-deal's probability over the last :data:`TREND_RUNS` run dates, one per date.
+deal's probability over the last :data:`TREND_RUNS` run dates, one per date. Each
+row keeps the moment it was ranked as of and the deal's reasons then, so a deal's
+timeline (:mod:`leadscore.priority.timeline`) can say what moved its score.
 """
 
 from __future__ import annotations
@@ -182,6 +184,8 @@ _REASON = pa.struct(
         ("text", pa.string()),
         ("tooltip", pa.string()),
         ("contribution", pa.float64()),
+        ("text_zh", pa.string()),
+        ("tooltip_zh", pa.string()),
     ]
 )
 _FLAG = pa.struct([("code", pa.string()), ("text", pa.string()), ("text_zh", pa.string())])
@@ -203,6 +207,11 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "grade",
     "amount",
     "expected_value",
+    # What moved a score between runs (a deal's timeline, leadscore.priority.timeline):
+    # the moment it was ranked as of, and its reasons then.
+    "as_of",
+    "positive_reasons",
+    "negative_reasons",
 )
 
 
@@ -907,7 +916,8 @@ def record_scores(
     )
     # A frame without ``model`` (scored before the column) is recorded without it.
     columns = [c for c in HISTORY_COLUMNS if c in rows]
-    replace_file(path, lambda p: rows[columns].to_parquet(p, index=False))
+    table = _typed_table(rows[columns])
+    replace_file(path, lambda p: pq.write_table(table, p))
     return path
 
 
@@ -999,13 +1009,21 @@ def _csv_frame(ranked: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _typed_table(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as Arrow, its list columns (those present) typed by :data:`_LIST_TYPES`,
+    so an empty list is still a list of reasons when read back."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for col, type_ in _LIST_TYPES.items():
+        i = table.schema.get_field_index(col)
+        if i >= 0:
+            table = table.set_column(i, col, pa.array(frame[col].tolist(), type=type_))
+    return table
+
+
 def write_ranked(ranked: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     """The ranked list as Parquet (typed list columns) and CSV (UTF-8 with BOM, for Excel)."""
     parquet, csv = out_dir / f"{RANKED_FILE}.parquet", out_dir / f"{RANKED_FILE}.csv"
-    table = pa.Table.from_pandas(ranked, preserve_index=False)
-    for col, type_ in _LIST_TYPES.items():
-        i = table.schema.get_field_index(col)
-        table = table.set_column(i, col, pa.array(ranked[col].tolist(), type=type_))
+    table = _typed_table(ranked)
     replace_file(parquet, lambda p: pq.write_table(table, p))
     replace_file(csv, lambda p: write_csv(_csv_frame(ranked), p, encoding="utf-8-sig"))
     return {"parquet": parquet, "csv": csv}
@@ -1090,6 +1108,7 @@ def run_rank(
     )
     clock = time.perf_counter()
     frame, run_date = scored.frame, as_of.date()
+    frame["as_of"] = as_of
     history = out_dir / HISTORY_DIR
     frame["change"] = score_change(frame, previous_scores(history, run_date))
     paths = {
@@ -1100,7 +1119,6 @@ def run_rank(
     frame["trend"] = score_trends(history, run_date).reindex(frame["deal_id"]).to_numpy()
     frame["model_version"] = model_version
     frame["revival_model_version"] = revival.version if revival is not None else None
-    frame["as_of"] = as_of
     frame["lost_window_days"] = float(config.lost_window_days)
     frame["lost_left_out"] = left_out
     listed = order_ranked(filters.apply(frame), by)

@@ -72,3 +72,21 @@ def test_listed_reasons_agree_with_their_tooltips_and_show_no_track_record_nor_a
     assert raw.deals_with_owner_record > 0.05 * raw.deals
     assert raw.deals_with_duplicate > 0
     assert actionable_share(raw) < 0.5
+
+
+def test_explained_deals_read_in_chinese_with_the_english_numbers(trained, test_rows):
+    """A sample of real deals of the test slice: each reason's Chinese words carry the
+    English numbers, text and tooltip (issue 13)."""
+    from tests.code.test_reasons_zh import CJK, numbers
+
+    rows = test_rows.head(300)
+    explained = explain.Explainer(trained.model).explain(
+        {name: rows[name].tolist() for name in trained.model.features if name in rows}
+    )
+    reasons = [r for e in explained for r in (*e["positive_reasons"], *e["negative_reasons"])]
+    assert len(reasons) > 300
+    for r in reasons:
+        assert CJK.search(r["text_zh"]), r
+        assert set(numbers(r["text"])) <= set(numbers(r["text_zh"])), r
+        assert (r["tooltip"] is None) == (r["tooltip_zh"] is None), r
+        assert numbers(r["tooltip"]) == numbers(r["tooltip_zh"]), r
