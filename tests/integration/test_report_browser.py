@@ -297,6 +297,12 @@ def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese
             assert page.inner_text("#section-forecast h2") == "按月预测"
             assert "线索 → 商机" in page.inner_text("#section-funnel-metrics")
             page.screenshot(path=str(tmp_path / "leads-zh.png"), full_page=True)
+
+            # The first deal's timeline (issue 13), in Chinese, renders its events.
+            page.goto(f"{served}deal/{quote(expected[0]['deal'])}?lang=zh", wait_until="load")
+            assert "时间线" in page.inner_text("h1")
+            assert page.locator("tbody tr.score").count() >= 1
+            assert page.locator("tbody tr.created").count() == 1
         finally:
             browser.close()
     assert (tmp_path / "leads.png").stat().st_size > 10_000
