@@ -1340,6 +1340,14 @@ def rollback(
         raise typer.Exit(1) from exc
     named = _named(task, task_model_name(settings.model_name, task))
     typer.echo(f"{named}champion rolled back from version {r.from_version} to {r.to_version}")
+    if r.packaged is None:
+        typer.echo(
+            f"error: the rollback is recorded in MLflow, but packaging failed, so running "
+            f"services still serve what they served: {r.packaging_error}; fix it and run "
+            "`leadscore package`",
+            err=True,
+        )
+        raise typer.Exit(1)
     typer.echo(f"running services switch to {r.packaged.win.tag} ({settings.served_pointer})")
 
 

@@ -47,7 +47,7 @@ from leadscore.features.store import apply_repo, is_applied, materialize
 from leadscore.model.registry import alias_version, mlflow_client
 from leadscore.progress import Progress, no_progress
 from pipelines.steps import IngestSummary, ingest
-from serving.package import PackagedChampions, package_served
+from serving.package import PackagedChampions, PackagingError, package_served
 from training.evaluate import HEADLINE
 from training.registry import (
     PromotionDecision,
@@ -254,11 +254,14 @@ def _loop(
 
 @dataclass(frozen=True)
 class ServedRollback:
-    """A rollback that reached serving: the registry's move and what is packaged now."""
+    """A rollback: the registry's move, and what is packaged now, or why packaging failed
+    (the move stands: the registry is the record, and ``leadscore package`` repeats the
+    packaging once the cause is fixed)."""
 
     from_version: str
     to_version: str
-    packaged: PackagedChampions
+    packaged: PackagedChampions | None
+    packaging_error: str | None = None
 
 
 def rollback_served(settings: Settings, note: str = "", task: str = WIN) -> ServedRollback:
@@ -271,7 +274,10 @@ def rollback_served(settings: Settings, note: str = "", task: str = WIN) -> Serv
     """
     with retrain_lock(settings.retrain_lock):
         moved = rollback(settings, note, task)
-        packaged = package_served(
-            settings, by=f"leadscore rollback{'' if task == WIN else ' --task ' + task}"
-        )
+        try:
+            packaged = package_served(
+                settings, by=f"leadscore rollback{'' if task == WIN else ' --task ' + task}"
+            )
+        except PackagingError as exc:
+            return ServedRollback(moved.from_version, moved.to_version, None, str(exc))
         return ServedRollback(moved.from_version, moved.to_version, packaged)

@@ -82,7 +82,7 @@ class StubModel:
     def contributions(self, X: np.ndarray) -> np.ndarray:
         return np.column_stack([self._pushes, np.full(len(self._pushes), BIAS)])
 
-    def calibration(self, raw: np.ndarray) -> np.ndarray:
+    def calibrate(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-raw))
 
 

@@ -40,6 +40,8 @@ from tests.serving_fixture import (
 pytestmark = pytest.mark.integration
 
 STORE_DEALS = 40
+#: The online store's deadline in these tests (seconds).
+STORE_TIMEOUT = 0.5
 
 
 @dataclass
@@ -67,6 +69,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         LEADSCORE_REDIS=redis.address,
         LEADSCORE_HISTORY_TTL_SECONDS="0",  # every /score asks the store
         BENTOML_CONFIG_OPTIONS="services.lead_scorer.workers=1",
+        # The deadline under test, a little over production's 0.3 s: a healthy Redis
+        # missed 0.3 s on CI's loaded cores. Load shedding is tested in test_batch_lane*;
+        # here it would refuse the /score a dead store must still answer degraded.
+        LEADSCORE_STORE_TIMEOUT_SECONDS=str(STORE_TIMEOUT),
+        LEADSCORE_MAX_QUEUE_DELAY_SECONDS="5",
     )
     patch = pytest.MonkeyPatch()
     try:
@@ -197,7 +204,8 @@ def test_a_frozen_or_killed_redis_never_holds_a_request_and_the_service_recovers
         else:
             redis.start()
     slowest = max(answers, key=lambda a: a.seconds)
-    assert slowest.seconds < 1.0, slowest
+    # The deadline, then a scoring without the store: never the 29.7 s of a held request.
+    assert slowest.seconds < STORE_TIMEOUT + 1.0, slowest
     by = {e: [a for a in answers if a.endpoint == e] for e in ("/score_ids", "/score", "/readyz")}
     assert all(by.values())
     assert {a.status for a in by["/score_ids"]} == {503}
