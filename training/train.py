@@ -543,6 +543,9 @@ def _segment_models(
     are in: those describe the global booster, which every unrouted deal still gets.
     Returns the evaluation's ``segment_models`` block.
     """
+    # Stated either way, so a reader of the summary (GET /model, the page) never has to
+    # tell "none kept" from "never tried" by a missing key: None is "not tried".
+    model.info["quality"]["segment_models"] = None
     if not config.segment_models:
         return {"skipped": "segment models switched off (TrainConfig.segment_models)"}
     if folds is not None:
@@ -765,7 +768,7 @@ def log_training_run(
         "data.fingerprint": info["fingerprint"],
         "git.commit": git_commit(settings.root) or "unknown",
     }
-    if "segment_models" in info.get("quality", {}):
+    if info.get("quality", {}).get("segment_models") is not None:
         tags |= segment_tags(info["quality"]["segment_models"])
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"{settings.model_name}-{info['fingerprint'][:8]}"
