@@ -126,6 +126,9 @@ def isolated_settings(tmp_path: Path) -> Settings:
 
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+#: The modules that take longest alone (measured one by one with ``pytest -n 0 FILE``):
+#: each README command in its own shell, and the retraining loop against a live service.
+LONGEST_MODULES = frozenset({"test_fresh_shell.py", "test_retrain_loop.py"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -141,4 +144,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # instead of one long chain starting when the others are done. The sort is stable:
         # each module stays in one piece, in its order. (pyproject's addopts turn off
         # xdist's own reordering, by test count, which put one-test modules last.)
-        items.sort(key=lambda item: INTEGRATION_DIR not in item.path.parents)
+        # The longest modules go first of all: a long one handed out late ends the run.
+        items.sort(
+            key=lambda item: (
+                INTEGRATION_DIR not in item.path.parents,
+                item.path.name not in LONGEST_MODULES,
+            )
+        )

@@ -20,7 +20,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+
+# isort: off
+from leadscore.features import feast_runtime  # noqa: F401  (before Feast: see there)
 from feast import FeatureService, FeatureStore, RepoConfig
+
+# isort: on
 from pydantic import ValidationError
 
 from leadscore.config import REVIVAL_FEATURE_SERVICE, Settings, crash_point, feast_environment

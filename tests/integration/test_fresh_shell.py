@@ -225,7 +225,8 @@ def test_readme_step_by_step_runs_in_fresh_shells(tmp_path: Path, monkeypatch: p
                 task = args[args.index("--task") :][:2] if "--task" in args else []
                 force_past_the_gate(args[:2], project, env, task)
         seconds[shlex.join(step[3:])] = round(time.monotonic() - start, 1)
-    print("step times (s):", seconds)
+        # As it goes, so a timeout's report says which step took the time.
+        print(f"{seconds[shlex.join(step[3:])]:7.1f} s  {shlex.join(step[2:])}", flush=True)
 
     appeared = sorted(
         rel
