@@ -1577,6 +1577,14 @@ def rank(
     alias: Annotated[
         str, typer.Option("--alias", help="MLflow alias of the model to rank with.")
     ] = CHAMPION,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Score here (local) or on Spark at LEADSCORE_SPARK_MASTER (spark); "
+            "the same list either way.",
+        ),
+    ] = LOCAL_ENGINE,
 ) -> None:
     """Score open, dormant and recently lost deals with the champion and write the ranked list."""
     from click.core import ParameterSource
@@ -1597,6 +1605,8 @@ def rank(
 
     if by not in RANK_BY:
         raise typer.BadParameter(f"must be one of {', '.join(RANK_BY)}", param_hint="--by")
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
     settings = load_settings()
     try:
         health = HealthThresholds().with_overrides([*settings.health_overrides, *(threshold or [])])
@@ -1629,6 +1639,7 @@ def rank(
                 top_n,
                 _when(as_of),
                 progress,
+                engine=engine,
             )
     except (RankingError, RegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)

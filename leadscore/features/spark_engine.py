@@ -23,6 +23,7 @@ so they have the project's numba, pandas and pyarrow.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 DEAL_TABLES: tuple[str, ...] = ("stage_history", "deal_contacts", "activities")
 #: Built per owner bucket; every other view per account bucket.
 OWNER_VIEWS: tuple[str, ...] = ("owner_history",)
-_BUCKET = "_bucket"
+#: The column of a table that says which group its rows go to.
+BUCKET = "_bucket"
 _TABLE = "_table"
 _VIEW = "_view"
 _SEP = "__"
@@ -118,18 +120,18 @@ def spark_feature_sources(
     by_account = F.when(account != "", F.concat(F.lit("a:"), account)).otherwise(
         F.concat(F.lit("d:"), F.col("deal_id").cast("string"))
     )
-    bucketed = deals.withColumn(_BUCKET, F.pmod(F.xxhash64(by_account), F.lit(n)))
+    bucketed = deals.withColumn(BUCKET, F.pmod(F.xxhash64(by_account), F.lit(n)))
     parts = {"deals": bucketed}
-    deal_bucket = bucketed.select(F.col("deal_id").cast("string").alias("deal_id"), _BUCKET)
+    deal_bucket = bucketed.select(F.col("deal_id").cast("string").alias("deal_id"), BUCKET)
     for name in DEAL_TABLES:
         if name in tables:
             parts[name] = tables[name].join(deal_bucket, "deal_id")
     if "accounts" in tables:
-        account_bucket = bucketed.select("account_id", _BUCKET).distinct()
+        account_bucket = bucketed.select("account_id", BUCKET).distinct()
         parts["accounts"] = tables["accounts"].join(account_bucket, "account_id")
     if "contacts" in tables:
         named = [
-            parts[t].select("contact_id", _BUCKET)
+            parts[t].select("contact_id", BUCKET)
             for t in ("deal_contacts", "activities")
             if t in parts and "contact_id" in parts[t].columns
         ]
@@ -139,12 +141,12 @@ def spark_feature_sources(
                 refs = refs.unionByName(more)
             parts["contacts"] = tables["contacts"].join(refs.distinct(), "contact_id")
         else:
-            parts["contacts"] = tables["contacts"].withColumn(_BUCKET, F.lit(0)).limit(0)
+            parts["contacts"] = tables["contacts"].withColumn(BUCKET, F.lit(0)).limit(0)
     by_owner = F.pmod(F.xxhash64(F.coalesce(F.col("owner_id").cast("string"), F.lit(""))), n)
     account_views = [v for v in VIEW_KEYS if v not in OWNER_VIEWS]
     passes = (
         (parts, account_views),
-        ({"deals": deals.withColumn(_BUCKET, by_owner)}, list(OWNER_VIEWS)),
+        ({"deals": deals.withColumn(BUCKET, by_owner)}, list(OWNER_VIEWS)),
     )
     sources: dict[str, pd.DataFrame] = {}
     for pass_tables, views in passes:
@@ -160,11 +162,9 @@ def _run_pass(
     buckets: int,
 ) -> dict[str, pd.DataFrame]:
     """Build ``views`` per bucket of ``parts`` (each table with a bucket column)."""
-    from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    in_schemas = {name: frame.drop(_BUCKET).schema for name, frame in parts.items()}
-    empty = {name: _restore(pd.DataFrame(), schema) for name, schema in in_schemas.items()}
+    empty = {name: _restore(pd.DataFrame(), table_schema(frame)) for name, frame in parts.items()}
     typed = {
         view: source_table(view, df).schema
         for view, df in build_feature_sources(
@@ -178,58 +178,96 @@ def _run_pass(
         ),
         prefer_timestamp_ntz=False,
     )
-    packed = None
-    for name, frame in parts.items():
-        cols = [F.col(_BUCKET), F.lit(name).alias(_TABLE)] + [
-            F.col(c).alias(f"{name}{_SEP}{c}") for c in frame.columns if c != _BUCKET
-        ]
-        piece = frame.select(*cols)
-        packed = piece if packed is None else packed.unionByName(piece, allowMissingColumns=True)
-    assert packed is not None
-    group = _group_function(in_schemas, list(typed), attributes, revival_window_days)
-    # One partition per bucket: groupBy then needs no shuffle of its own, and the
-    # session's default (200 shuffle partitions) would start a Python task per partition.
-    built: pd.DataFrame = (
-        packed.repartition(buckets, _BUCKET).groupBy(_BUCKET).applyInPandas(group, out_schema)
-    ).toPandas()
+    build = functools.partial(
+        _group_sources,
+        views=list(typed),
+        attributes=attributes,
+        revival_window_days=revival_window_days,
+    )
+    built = run_grouped(parts, build, out_schema, buckets)
     out = {}
     for view, schema in typed.items():
         rows = built[built[_VIEW] == view]
         frame = pd.DataFrame({f.name: rows[f"{view}{_SEP}{f.name}"].to_numpy() for f in schema})
-        out[view] = _sorted(view, _utc(frame))
+        out[view] = _sorted(view, utc_times(frame))
         log.info("feature source %s on spark: %d rows", view, len(out[view]))
     return out
 
 
-def _group_function(
-    in_schemas: Mapping[str, StructType],
+def _group_sources(
+    tables: Mapping[str, pd.DataFrame],
     views: Sequence[str],
     attributes: Sequence[Attribute],
     revival_window_days: int,
-) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """What each bucket runs: unpack its tables, build its sources, pack them."""
+) -> pd.DataFrame:
+    """What each bucket runs: the local engine's function on its tables, sources packed."""
+    sources = build_feature_sources(
+        tables, attributes=attributes, revival_window_days=revival_window_days, views=views
+    )
+    frames = []
+    for view in views:
+        frame = source_table(view, sources[view]).to_pandas()
+        frame.columns = [f"{view}{_SEP}{c}" for c in frame.columns]
+        frames.append(frame.assign(**{_VIEW: view}))
+    return pd.concat(frames, ignore_index=True)
 
-    def run(packed: pd.DataFrame) -> pd.DataFrame:
-        tables = {}
-        for name, schema in in_schemas.items():
-            rows = packed[packed[_TABLE] == name]
-            prefix = f"{name}{_SEP}"
-            frame = pd.DataFrame(
-                {f.name: rows[prefix + f.name].to_numpy() for f in schema.fields},
-                index=pd.RangeIndex(len(rows)),
-            )
-            tables[name] = _restore(frame, schema)
-        sources = build_feature_sources(
-            tables, attributes=attributes, revival_window_days=revival_window_days, views=views
+
+def table_schema(frame: DataFrame) -> StructType:
+    """A bucketed table's own columns (without the bucket)."""
+    return frame.drop(BUCKET).schema
+
+
+def run_grouped(
+    parts: Mapping[str, DataFrame],
+    per_group: Callable[[dict[str, pd.DataFrame]], pd.DataFrame],
+    out_schema: StructType,
+    buckets: int,
+) -> pd.DataFrame:
+    """``per_group`` on every bucket's tables, as one Spark job; its rows, collected.
+
+    ``parts`` are tables with a :data:`BUCKET` column; each bucket's rows of every table
+    travel to one Python call as one packed frame (``applyInPandas`` hands a function one
+    frame per group), are unpacked into pandas tables typed as stored tables are, and
+    ``per_group`` returns a frame of ``out_schema``'s columns.
+    """
+    from pyspark.sql import functions as F
+
+    in_schemas = {name: table_schema(frame) for name, frame in parts.items()}
+    packed = None
+    for name, frame in parts.items():
+        cols = [F.col(BUCKET), F.lit(name).alias(_TABLE)] + [
+            F.col(c).alias(f"{name}{_SEP}{c}") for c in frame.columns if c != BUCKET
+        ]
+        piece = frame.select(*cols)
+        packed = piece if packed is None else packed.unionByName(piece, allowMissingColumns=True)
+    assert packed is not None
+
+    def run(group: pd.DataFrame) -> pd.DataFrame:
+        return _unpacked(group, per_group, in_schemas)
+
+    # One partition per bucket: groupBy then needs no shuffle of its own, and the
+    # session's default (200 shuffle partitions) would start a Python task per partition.
+    built: pd.DataFrame = (
+        packed.repartition(buckets, BUCKET).groupBy(BUCKET).applyInPandas(run, out_schema)
+    ).toPandas()
+    return built
+
+
+def _unpacked(
+    packed: pd.DataFrame,
+    per_group: Callable[[dict[str, pd.DataFrame]], pd.DataFrame],
+    in_schemas: Mapping[str, StructType],
+) -> pd.DataFrame:
+    tables = {}
+    for name, schema in in_schemas.items():
+        rows = packed[packed[_TABLE] == name]
+        prefix = f"{name}{_SEP}"
+        frame = pd.DataFrame(
+            {f.name: rows[prefix + f.name].to_numpy() for f in schema.fields},
+            index=pd.RangeIndex(len(rows)),
         )
-        frames = []
-        for view in views:
-            frame = source_table(view, sources[view]).to_pandas()
-            frame.columns = [f"{view}{_SEP}{c}" for c in frame.columns]
-            frames.append(frame.assign(**{_VIEW: view}))
-        return pd.concat(frames, ignore_index=True)
-
-    return run
+        tables[name] = _restore(frame, schema)
+    return per_group(tables)
 
 
 def _restore(frame: pd.DataFrame, schema: StructType) -> pd.DataFrame:
@@ -251,7 +289,7 @@ def _restore(frame: pd.DataFrame, schema: StructType) -> pd.DataFrame:
     return out
 
 
-def _utc(frame: pd.DataFrame) -> pd.DataFrame:
+def utc_times(frame: pd.DataFrame) -> pd.DataFrame:
     """Timestamps from ``toPandas`` (naive, in the session's UTC) as UTC microseconds."""
     for col in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[col]):
