@@ -167,6 +167,9 @@ class Settings:
     #: Spark master of ``--engine spark`` (``LEADSCORE_SPARK_MASTER``): ``local[*]`` runs
     #: on this machine's cores, ``spark://host:7077`` (or ``yarn``, ``k8s://...``) on a cluster.
     spark_master: str = "local[*]"
+    #: Memory of the Spark driver (``LEADSCORE_SPARK_DRIVER_MEMORY``), which collects the
+    #: feature sources and the ranked rows: about 1 GB per 100,000 activities.
+    spark_driver_memory: str = "4g"
     #: The CRM export ``leadscore retrain`` ingests when given none (``LEADSCORE_EXPORT``):
     #: the folder a scheduled CRM export lands in.
     export_dir: Path | None = None
@@ -266,7 +269,8 @@ def load_settings(**overrides: object) -> Settings:
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
     ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_SPARK_MASTER``
-    (where ``--engine spark`` runs, default ``local[*]``), ``LEADSCORE_EXPORT`` (the
+    (where ``--engine spark`` runs, default ``local[*]``), ``LEADSCORE_SPARK_DRIVER_MEMORY``
+    (its driver's memory, default ``4g``), ``LEADSCORE_EXPORT`` (the
     export ``leadscore retrain`` ingests by default), ``LEADSCORE_LANGUAGE``
     (the managers' page: ``auto``, ``en`` or ``zh``), ``LEADSCORE_TEAMS`` (reps by team,
     :func:`parse_teams`) and ``LEADSCORE_HEALTH_<NAME>`` (risk rule thresholds, e.g.
@@ -299,6 +303,8 @@ def load_settings(**overrides: object) -> Settings:
         env["redis"] = v
     if v := os.environ.get("LEADSCORE_SPARK_MASTER"):
         env["spark_master"] = v
+    if v := os.environ.get("LEADSCORE_SPARK_DRIVER_MEMORY"):
+        env["spark_driver_memory"] = v
     if v := os.environ.get("LEADSCORE_EXPORT"):
         env["export_dir"] = Path(v).expanduser().resolve()
     if v := os.environ.get("LEADSCORE_LANGUAGE"):

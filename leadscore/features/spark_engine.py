@@ -13,8 +13,8 @@ engine does over all of them; the result is row for row what the local engine bu
 
 The tables travel to the groups as one packed frame (``applyInPandas`` hands a function
 one frame per group): each table's columns prefixed with its name, a ``_table`` column
-saying which table a row is from. The sources come back packed the same way, typed by
-:func:`leadscore.features.featurize.source_table`, and are split per view.
+saying which table a row is from. Each source comes back as one Arrow IPC value per
+bucket, typed by :func:`leadscore.features.featurize.source_table`.
 
 Where Spark runs is configuration (``Settings.spark_master``, ``LEADSCORE_SPARK_MASTER``),
 never code. The Python workers run this process's interpreter (``spark.pyspark.python``),
@@ -56,13 +56,15 @@ OWNER_VIEWS: tuple[str, ...] = ("owner_history",)
 BUCKET = "_bucket"
 _TABLE = "_table"
 _VIEW = "_view"
+_DATA = "_data"
 _SEP = "__"
 
 
 def spark_session(settings: Settings, app_name: str = "leadscore") -> SparkSession:
     """The Spark session of ``--engine spark``, at ``settings.spark_master``.
 
-    UI off (nothing here looks at it, and it takes a port), times in UTC (the sources'
+    UI off (nothing here looks at it, and it takes a port), the driver's memory from
+    settings (it collects the sources: Spark's 1 GB default fails at 5,000 deals), times in UTC (the sources'
     unit; Spark would otherwise turn them into the machine's local time on the way to
     pandas), Arrow for every pandas exchange, and the workers on this interpreter.
     ``getOrCreate``: a session already running in this process (a test's) is reused.
@@ -76,6 +78,7 @@ def spark_session(settings: Settings, app_name: str = "leadscore") -> SparkSessi
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.pyspark.python", sys.executable)
         .config("spark.pyspark.driver.python", sys.executable)
+        .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
@@ -162,34 +165,26 @@ def _run_pass(
     buckets: int,
 ) -> dict[str, pd.DataFrame]:
     """Build ``views`` per bucket of ``parts`` (each table with a bucket column)."""
-    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
-    empty = {name: _restore(pd.DataFrame(), table_schema(frame)) for name, frame in parts.items()}
-    typed = {
-        view: source_table(view, df).schema
-        for view, df in build_feature_sources(
-            empty, attributes=attributes, revival_window_days=revival_window_days, views=views
-        ).items()
-    }
-    out_schema = from_arrow_schema(
-        pa.schema(
-            [pa.field(_VIEW, pa.string())]
-            + [f.with_name(f"{view}{_SEP}{f.name}") for view, sch in typed.items() for f in sch]
-        ),
-        prefer_timestamp_ntz=False,
+    out_schema = StructType(
+        [StructField(_VIEW, StringType(), False), StructField(_DATA, BinaryType(), False)]
     )
     build = functools.partial(
         _group_sources,
-        views=list(typed),
+        views=views,
         attributes=attributes,
         revival_window_days=revival_window_days,
     )
-    built = run_grouped(parts, build, out_schema, buckets)
+    built: pd.DataFrame = run_grouped(parts, build, out_schema, buckets).toPandas()
+    empty = {name: _restore(pd.DataFrame(), table_schema(frame)) for name, frame in parts.items()}
     out = {}
-    for view, schema in typed.items():
-        rows = built[built[_VIEW] == view]
-        frame = pd.DataFrame({f.name: rows[f"{view}{_SEP}{f.name}"].to_numpy() for f in schema})
-        out[view] = _sorted(view, utc_times(frame))
+    for view, none in build_feature_sources(
+        empty, attributes=attributes, revival_window_days=revival_window_days, views=views
+    ).items():
+        pieces = [_from_ipc(data) for data in built[_DATA][built[_VIEW] == view]]
+        table = pa.concat_tables(pieces) if pieces else source_table(view, none)
+        out[view] = _sorted(view, table.to_pandas())
         log.info("feature source %s on spark: %d rows", view, len(out[view]))
     return out
 
@@ -200,16 +195,32 @@ def _group_sources(
     attributes: Sequence[Attribute],
     revival_window_days: int,
 ) -> pd.DataFrame:
-    """What each bucket runs: the local engine's function on its tables, sources packed."""
+    """What each bucket runs: the local engine's function on its tables, one row per
+    source with the bucket's rows as Arrow IPC bytes, typed by ``source_table``.
+
+    One binary value per source rather than the rows themselves: the sources have
+    different columns, and a frame of them all would be mostly nulls, many times larger.
+    """
     sources = build_feature_sources(
         tables, attributes=attributes, revival_window_days=revival_window_days, views=views
     )
-    frames = []
-    for view in views:
-        frame = source_table(view, sources[view]).to_pandas()
-        frame.columns = [f"{view}{_SEP}{c}" for c in frame.columns]
-        frames.append(frame.assign(**{_VIEW: view}))
-    return pd.concat(frames, ignore_index=True)
+    return pd.DataFrame(
+        {
+            _VIEW: list(sources),
+            _DATA: [_to_ipc(source_table(view, df)) for view, df in sources.items()],
+        }
+    )
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
 def table_schema(frame: DataFrame) -> StructType:
@@ -222,8 +233,8 @@ def run_grouped(
     per_group: Callable[[dict[str, pd.DataFrame]], pd.DataFrame],
     out_schema: StructType,
     buckets: int,
-) -> pd.DataFrame:
-    """``per_group`` on every bucket's tables, as one Spark job; its rows, collected.
+) -> DataFrame:
+    """``per_group`` on every bucket's tables: the Spark frame of the rows it returns.
 
     ``parts`` are tables with a :data:`BUCKET` column; each bucket's rows of every table
     travel to one Python call as one packed frame (``applyInPandas`` hands a function one
@@ -247,10 +258,7 @@ def run_grouped(
 
     # One partition per bucket: groupBy then needs no shuffle of its own, and the
     # session's default (200 shuffle partitions) would start a Python task per partition.
-    built: pd.DataFrame = (
-        packed.repartition(buckets, BUCKET).groupBy(BUCKET).applyInPandas(run, out_schema)
-    ).toPandas()
-    return built
+    return packed.repartition(buckets, BUCKET).groupBy(BUCKET).applyInPandas(run, out_schema)
 
 
 def _unpacked(

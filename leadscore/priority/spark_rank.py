@@ -96,7 +96,7 @@ def spark_rank_deals(
     rank = functools.partial(
         _rank_group, ranker=ranker, shared=shared, batch_size=config.batch_size, columns=columns
     )
-    rows = run_grouped(parts, rank, _schema(columns), n)
+    rows: pd.DataFrame = run_grouped(parts, rank, _schema(columns), n).toPandas()
     frame = _from_spark(rows, columns)
     frame = frame.set_index("deal_id").loc[wanted.to_numpy()].reset_index()[columns]
     ranker.clock.seconds["spark ranking"] = round(time.perf_counter() - started, 2)

@@ -29,7 +29,7 @@ from tests.serving_fixture import AS_OF, synthetic_tables, train_small_model
 
 pytestmark = pytest.mark.integration
 
-DEALS = 400
+DEALS = 300
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_ingest_writes_the_same_feature_sources_on_both_engines(spark, tmp_path:
 
 
 def test_ranking_on_spark_gives_the_local_list(spark, tables):
-    model = train_small_model(synthetic_tables(600, seed=7))[0]
+    model = train_small_model(tables)[0]
     as_of = pd.Timestamp("2025-06-01", tz="UTC")
     config = RankConfig(batch_size=50)
     local = rank_deals(tables, model, as_of, config).frame
