@@ -164,6 +164,12 @@ class Settings:
     seed: int = SEED
     #: Redis of ``feature_store.redis.yaml`` (``host:port[,db=N][,password=...]``).
     redis: str = REDIS
+    #: Spark master of ``--engine spark`` (``LEADSCORE_SPARK_MASTER``): ``local[*]`` runs
+    #: on this machine's cores, ``spark://host:7077`` (or ``yarn``, ``k8s://...``) on a cluster.
+    spark_master: str = "local[*]"
+    #: Memory of the Spark driver (``LEADSCORE_SPARK_DRIVER_MEMORY``), which collects the
+    #: feature sources and the ranked rows: about 1 GB per 100,000 activities.
+    spark_driver_memory: str = "4g"
     #: The CRM export ``leadscore retrain`` ingests when given none (``LEADSCORE_EXPORT``):
     #: the folder a scheduled CRM export lands in.
     export_dir: Path | None = None
@@ -234,6 +240,13 @@ class Settings:
         return self.feature_data / "imports"
 
 
+#: Where the heavy steps run: ``local`` (this process, the default) or ``spark`` (a Spark
+#: session at ``Settings.spark_master``; the same feature and scoring code per key group).
+LOCAL_ENGINE = "local"
+SPARK_ENGINE = "spark"
+ENGINES: tuple[str, ...] = (LOCAL_ENGINE, SPARK_ENGINE)
+
+
 def task_model_name(model_name: str, task: str) -> str:
     """``lead_scorer`` -> ``lead_scorer_revival``: one rule for every model beside the win
     model, so the registry lists them together and serving finds one from the other. The
@@ -255,7 +268,9 @@ def load_settings(**overrides: object) -> Settings:
     (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
-    ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_EXPORT`` (the
+    ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_SPARK_MASTER``
+    (where ``--engine spark`` runs, default ``local[*]``), ``LEADSCORE_SPARK_DRIVER_MEMORY``
+    (its driver's memory, default ``4g``), ``LEADSCORE_EXPORT`` (the
     export ``leadscore retrain`` ingests by default), ``LEADSCORE_LANGUAGE``
     (the managers' page: ``auto``, ``en`` or ``zh``), ``LEADSCORE_TEAMS`` (reps by team,
     :func:`parse_teams`) and ``LEADSCORE_HEALTH_<NAME>`` (risk rule thresholds, e.g.
@@ -286,6 +301,10 @@ def load_settings(**overrides: object) -> Settings:
         env["revival_bento_model_tag"] = v
     if v := os.environ.get("LEADSCORE_REDIS"):
         env["redis"] = v
+    if v := os.environ.get("LEADSCORE_SPARK_MASTER"):
+        env["spark_master"] = v
+    if v := os.environ.get("LEADSCORE_SPARK_DRIVER_MEMORY"):
+        env["spark_driver_memory"] = v
     if v := os.environ.get("LEADSCORE_EXPORT"):
         env["export_dir"] = Path(v).expanduser().resolve()
     if v := os.environ.get("LEADSCORE_LANGUAGE"):

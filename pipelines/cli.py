@@ -22,8 +22,10 @@ from leadscore.config import (
     CHAMPION,
     DEFAULT_RANK_BY,
     DORMANT_DAYS,
+    ENGINES,
     FALLBACK,
     FORECAST_MONTHS,
+    LOCAL_ENGINE,
     LOST_WINDOW_DAYS,
     MAX_AUC_DROP,
     MAX_LOG_LOSS_RISE,
@@ -149,6 +151,14 @@ def ingest(
     export_dir: Annotated[
         Path, typer.Argument(help="Folder with <table>.csv or <table>.parquet files.")
     ],
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Build the feature sources here (local) or on Spark at LEADSCORE_SPARK_MASTER "
+            "(spark, default local[*]).",
+        ),
+    ] = LOCAL_ENGINE,
 ) -> None:
     """Validate a CRM export, merge it into the stored tables and rebuild the feature sources.
 
@@ -160,9 +170,11 @@ def ingest(
     from leadscore.pipeline_state import StateBusyError
     from pipelines.steps import ingest as run_ingest
 
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
     try:
         with working() as progress:
-            summary = run_ingest(export_dir, load_settings(), progress=progress)
+            summary = run_ingest(export_dir, load_settings(), progress=progress, engine=engine)
     except ExportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -1565,6 +1577,14 @@ def rank(
     alias: Annotated[
         str, typer.Option("--alias", help="MLflow alias of the model to rank with.")
     ] = CHAMPION,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Score here (local) or on Spark at LEADSCORE_SPARK_MASTER (spark); "
+            "the same list either way.",
+        ),
+    ] = LOCAL_ENGINE,
 ) -> None:
     """Score open, dormant and recently lost deals with the champion and write the ranked list."""
     from click.core import ParameterSource
@@ -1585,6 +1605,8 @@ def rank(
 
     if by not in RANK_BY:
         raise typer.BadParameter(f"must be one of {', '.join(RANK_BY)}", param_hint="--by")
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
     settings = load_settings()
     try:
         health = HealthThresholds().with_overrides([*settings.health_overrides, *(threshold or [])])
@@ -1617,6 +1639,7 @@ def rank(
                 top_n,
                 _when(as_of),
                 progress,
+                engine=engine,
             )
     except (RankingError, RegistryError) as exc:
         typer.echo(f"error: {exc}", err=True)

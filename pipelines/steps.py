@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from leadscore.config import CHAMPION, Settings, crash_point
+from leadscore.config import CHAMPION, LOCAL_ENGINE, SPARK_ENGINE, Settings, crash_point
 from leadscore.crm.ingest import REJECTS_FILE, Reject, ingest_export
 from leadscore.crm.synth import generate_crm, write_export
 from leadscore.features.featurize import build_feature_sources
@@ -43,6 +43,7 @@ def ingest(
     settings: Settings,
     now: pd.Timestamp | None = None,
     progress: Progress = no_progress,
+    engine: str = LOCAL_ENGINE,
 ) -> IngestSummary:
     """Validate an export, merge it into the stored CRM tables, rebuild the feature sources.
 
@@ -53,6 +54,8 @@ def ingest(
     or a run killed at any point, sees the old state or the new one, never a mix. A
     first export that stores no deal raises :class:`NothingStoredError` after committing
     only its rejects (:meth:`~leadscore.crm.ingest.IngestResult.nothing_stored`).
+    ``engine`` ``spark`` builds the sources on Spark
+    (:mod:`leadscore.features.spark_engine`), row for row the same.
     """
     crash_point("ingest.start")
     with transaction(settings.feature_data) as generation:
@@ -76,12 +79,17 @@ def ingest(
             raise nothing_stored
         generation.carry("crm")  # the tables this export left unchanged
         crash_point("ingest.tables_written")
-        sources = build_feature_sources(
-            result.tables,
-            progress,
-            result.attributes,
-            revival_window_days=settings.revival_window_days,
-        )
+        if engine == SPARK_ENGINE:
+            from leadscore.features.spark_engine import spark_ingest_sources
+
+            sources = spark_ingest_sources(settings, result.tables, result.attributes)
+        else:
+            sources = build_feature_sources(
+                result.tables,
+                progress,
+                result.attributes,
+                revival_window_days=settings.revival_window_days,
+            )
         rows = write_sources(sources, generation.dir("sources"), progress)
         crash_point("ingest.sources_written")
         generation.commit()

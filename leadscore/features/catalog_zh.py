@@ -217,7 +217,8 @@ def level_zh(feature: Feature, value: float) -> str:
     """An ordinal value's name in Chinese (the English name on a scale without one)."""
     assert feature.levels is not None
     for levels, names in ((STAGE_LEVELS, STAGE_ZH), (SENIORITY_LEVELS, SENIORITY_ZH)):
-        if feature.levels.names is levels.names:
+        # Equal, not identical: a catalog unpickled in a Spark worker holds copies.
+        if feature.levels.names == levels.names:
             return names.get(int(value), feature.levels.name(value))
     return feature.levels.name(value)
 

@@ -26,17 +26,18 @@ memory, for batch ranking and tests; a test proves it agrees with Feast.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from leadscore.config import REVIVAL_WINDOW_DAYS
 from leadscore.crm.attributes import Attribute, feature_attributes
 from leadscore.crm.contract import CLOSED_STATUSES, LOST, OPEN, UNDATED, WON
 from leadscore.crm.revival import loss_cycles, revivals
-from leadscore.features.catalog import Feature, model_catalog
+from leadscore.features.catalog import FEATURES_BY_NAME, Feature, model_catalog
 from leadscore.features.deal_state import (
     ACTIVITY_CODES,
     DAY,
@@ -654,6 +655,7 @@ def build_feature_sources(
     attributes: Sequence[Attribute] = (),
     losses: pd.DataFrame | None = None,
     revival_window_days: int = REVIVAL_WINDOW_DAYS,
+    views: Collection[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Turn validated CRM tables into the feature source frames, one per feature view.
 
@@ -665,6 +667,12 @@ def build_feature_sources(
     by default they are the tables' own (:func:`leadscore.crm.revival.loss_cycles`, with
     the revivals that follow them within ``revival_window_days``), so training, ingest
     and serving read one definition of a loss.
+
+    ``views`` (default: all) builds only those sources. This is the per-group function of
+    the Spark engine (:mod:`leadscore.features.spark_engine`): each of its groups holds
+    every row of some accounts (or of some owners) and builds their rows of the sources
+    keyed by deal or account (or by owner) with this very function, so the two engines
+    cannot differ; the local engine is the one group of all rows.
     """
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
@@ -698,6 +706,8 @@ def build_feature_sources(
         builders["deal_attributes"] = lambda: attribute_source(
             deals, tables.get("accounts"), attributes
         )
+    if views is not None:
+        builders = {name: build for name, build in builders.items() if name in views}
     sources: dict[str, pd.DataFrame] = {}
     for name, build in builders.items():
         progress("feature sources", len(sources), len(builders), unit="sources", detail=name)
@@ -705,6 +715,43 @@ def build_feature_sources(
         log.info("feature source %s: %d rows", name, len(sources[name]))
     progress("feature sources", len(sources), len(builders), unit="sources")
     return sources
+
+
+def source_table(view: str, df: pd.DataFrame) -> pa.Table:
+    """A feature source frame as Arrow, typed the way the Feast views declare them.
+
+    Numbers become float64 (a missing value stays NaN all the way to the online
+    store), timestamps microsecond UTC (DuckDB cannot cast nanosecond zoned times),
+    keys and categories text. The schema is given, not inferred: a source with no rows
+    (an export without activities) would otherwise get columns of type null, which Feast
+    cannot join to the entities' string keys. What is written to Parquet
+    (:func:`leadscore.features.store.write_sources`) and what a Spark group returns are
+    typed by this one function.
+    """
+    key = VIEW_KEYS[view]
+    out = pd.DataFrame({key: df[key].astype(str)})
+    fields = [pa.field(key, pa.string())]
+    for col in df.columns:
+        if col == key:
+            continue
+        s = df[col]
+        if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
+            out[col] = pd.to_datetime(s, utc=True).astype("datetime64[us, UTC]")
+            fields.append(pa.field(col, pa.timestamp("us", tz="UTC")))
+        elif _is_text(col, s):
+            out[col] = s.astype(object).where(s.notna(), None)
+            fields.append(pa.field(col, pa.string()))
+        else:
+            out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+            fields.append(pa.field(col, pa.float64()))
+    return pa.Table.from_pandas(out, schema=pa.schema(fields), preserve_index=False)
+
+
+def _is_text(col: str, s: pd.Series) -> bool:
+    feature = FEATURES_BY_NAME.get(col)
+    if feature is not None:
+        return feature.kind == "categorical"
+    return s.dtype == object or isinstance(s.dtype, pd.StringDtype)
 
 
 # ---------------------------------------------------------------- request time

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -32,13 +31,14 @@ from leadscore.config import REVIVAL_FEATURE_SERVICE, Settings, crash_point, fea
 from leadscore.crm.attributes import Attribute, feature_attributes, read_attributes
 from leadscore.crm.contract import UNDATED
 from leadscore.crm.ingest import load_stored
-from leadscore.features.catalog import FEATURES_BY_NAME, attribute_features
+from leadscore.features.catalog import attribute_features
 from leadscore.features.featurize import (
     DEAL_STATUS,
     OPTIONAL_VIEWS,
     TS,
     VIEW_KEYS,
     snapshot_entities,
+    source_table,
 )
 from leadscore.progress import Progress, no_progress
 
@@ -78,13 +78,9 @@ def open_store(settings: Settings) -> FeatureStore:
 def write_sources(
     sources: Mapping[str, pd.DataFrame], sources_dir: Path, progress: Progress = no_progress
 ) -> dict[str, int]:
-    """Write feature source frames as Parquet, typed the way the Feast views declare them.
+    """Write feature source frames as Parquet, typed by
+    :func:`leadscore.features.featurize.source_table` (as the Feast views declare them).
 
-    Numbers become float64 (a missing value stays NaN all the way to the online
-    store), timestamps microsecond UTC (DuckDB cannot cast nanosecond zoned times),
-    keys and categories text. The Parquet schema is given, not inferred: a source with
-    no rows (an export without activities) would otherwise get columns of type null,
-    which Feast cannot join to the entities' string keys.
     Each file is replaced atomically so a reader never sees half a source; ``leadscore
     ingest`` writes them into a new generation of the state, with the CRM tables, and
     commits all at once (:mod:`leadscore.pipeline_state`). ``progress`` counts rows
@@ -95,37 +91,14 @@ def write_sources(
     total = sum(len(df) for df in sources.values())
     for view, df in sources.items():
         progress("write sources", sum(rows.values()), total, unit="rows", detail=view)
-        key = VIEW_KEYS[view]
-        out = pd.DataFrame({key: df[key].astype(str)})
-        fields = [pa.field(key, pa.string())]
-        for col in df.columns:
-            if col == key:
-                continue
-            s = df[col]
-            if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
-                out[col] = pd.to_datetime(s, utc=True).astype("datetime64[us, UTC]")
-                fields.append(pa.field(col, pa.timestamp("us", tz="UTC")))
-            elif _is_text(col, s):
-                out[col] = s.astype(object).where(s.notna(), None)
-                fields.append(pa.field(col, pa.string()))
-            else:
-                out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
-                fields.append(pa.field(col, pa.float64()))
+        table = source_table(view, df)
         tmp = sources_dir / f".{view}.parquet.tmp"
-        table = pa.Table.from_pandas(out, schema=pa.schema(fields), preserve_index=False)
         pq.write_table(table, tmp)
         os.replace(tmp, sources_dir / f"{view}.parquet")
-        rows[view] = len(out)
+        rows[view] = table.num_rows
         crash_point("ingest.source_written")
     progress("write sources", sum(rows.values()), total, unit="rows")
     return rows
-
-
-def _is_text(col: str, s: pd.Series) -> bool:
-    feature = FEATURES_BY_NAME.get(col)
-    if feature is not None:
-        return feature.kind == "categorical"
-    return s.dtype == object or isinstance(s.dtype, pd.StringDtype)
 
 
 def is_applied(settings: Settings) -> bool:

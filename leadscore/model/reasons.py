@@ -434,7 +434,17 @@ class Phrasebook:
     ) -> None:
         self._stats = stats
         self._features = features
+        self._cache_size = cache_size
         self._cached = lru_cache(maxsize=cache_size)(self._phrase)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its memo (Spark ships explainers to its workers): a cache
+        around a bound method cannot be pickled, and each worker fills its own."""
+        return {k: v for k, v in self.__dict__.items() if k != "_cached"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cached = lru_cache(maxsize=self._cache_size)(self._phrase)
 
     def _phrase(self, name: str, value: Value) -> Phrase:
         feature = self._features[name]

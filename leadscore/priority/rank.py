@@ -90,10 +90,11 @@ timeline (:mod:`leadscore.priority.timeline`) can say what moved its score.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -110,13 +111,16 @@ from leadscore.config import (
     DEFAULT_GRADE_THRESHOLDS,
     DEFAULT_RANK_BY,
     DORMANT_DAYS,
+    LOCAL_ENGINE,
     LOST_WINDOW_DAYS,
     RANK_BATCH_SIZE,
     REVIVAL_HORIZON_DAYS,
     REVIVAL_WINDOW_DAYS,
     SNAPSHOT_EVERY_DAYS,
+    SPARK_ENGINE,
     Settings,
 )
+from leadscore.crm.attributes import Attribute
 from leadscore.crm.contract import AFTER_DEAL_CREATION, LOST, OPEN, TABLES, WON
 from leadscore.crm.ingest import historical_as_of
 from leadscore.crm.revival import revival_meaning
@@ -721,6 +725,165 @@ def with_fallback_labels(frame: pd.DataFrame, fallback: StageFallback) -> pd.Dat
     return out
 
 
+@dataclass
+class BatchRanker:
+    """What a batch of candidates is scored with, and the scoring of one batch.
+
+    Built once per run from the whole CRM (:func:`batch_ranker`: the track records, the
+    won-deal activity reference, the explainers); :meth:`rank` then needs only a batch's
+    deals and their rows. The local engine calls it batch after batch
+    (:func:`rank_deals`); the Spark engine ships it to every group of deals
+    (:mod:`leadscore.priority.spark_rank`), so both rank with this one function.
+    """
+
+    config: RankConfig
+    as_of: pd.Timestamp
+    attributes: tuple[Attribute, ...]
+    logged: bool
+    records: dict[str, pd.DataFrame]
+    reference: dict[int, float]
+    explain: Callable[[Mapping[str, Sequence[Any]]], list[Explanation]]
+    dormant: DormantScoring | None
+    dormant_explainer: Explainer | None
+    revival: RevivalModel | None
+    revival_explainer: Explainer | None
+    clock: _Clock = field(default_factory=lambda: _Clock())
+
+    def rank(self, part: pd.DataFrame, part_tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        """The list's rows of the candidates ``part``; ``part_tables`` hold their rows."""
+        config, as_of, clock, logged = self.config, self.as_of, self.clock, self.logged
+        sources = {
+            **build_feature_sources(part_tables, attributes=self.attributes),
+            **self.records,
+        }
+        features = candidate_features(part_tables, sources, part, as_of)
+        clock.lap("features")
+        lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
+        loss = loss_features(sources, part[lost], as_of)
+        clock.lap("features")
+        columns = model_frame(features, self.attributes)
+        explained = self.explain({name: v.tolist() for name, v in columns.items()})
+        quiet = (part[GROUP] == ACTIVE).to_numpy() & is_dormant(
+            features, config.dormant_days, logged
+        )
+        if self.dormant_explainer is not None and quiet.any():
+            by_dormant = self.dormant_explainer.explain(
+                {name: v.tolist() for name, v in columns[quiet].items()}
+            )
+            for i, e in zip(np.flatnonzero(quiet).tolist(), by_dormant, strict=True):
+                explained[i] = e
+        if self.revival_explainer is not None and lost.any():
+            by_revival = self.revival_explainer.explain(
+                {
+                    name: v.tolist()
+                    for name, v in model_frame(loss, catalog=revival_catalog()).items()
+                }
+            )
+            for i, e in zip(np.flatnonzero(lost).tolist(), by_revival, strict=True):
+                explained[i] = e
+        clock.lap("score and explain")
+        flags = risk_flags(features, config.health, self.reference, logged)
+        rows = with_lost_scores(
+            listing(part, features, explained, flags, config.dormant_days, logged),
+            loss,
+            as_of,
+            self.revival,
+            self.dormant,
+        )
+        clock.lap("flags and next steps")
+        return rows
+
+    def empty(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        """The list with no candidate: no row, every column."""
+        return with_lost_scores(
+            listing(candidates, model_frame(candidates), [], [], 0),
+            candidates,
+            self.as_of,
+            self.revival,
+            self.dormant,
+        )
+
+
+def batch_ranker(
+    tables: Mapping[str, pd.DataFrame],
+    model: ScoringModel | StageFallback,
+    as_of: pd.Timestamp,
+    config: RankConfig = RankConfig(),
+    snapshot_every_days: int = SNAPSHOT_EVERY_DAYS,
+    revival: RevivalModel | None = None,
+    progress: Progress = no_progress,
+) -> tuple[pd.DataFrame, BatchRanker]:
+    """The candidates of ``tables`` at ``as_of``, and the :class:`BatchRanker` to score them.
+
+    The track records and the won-deal activity reference come from the whole CRM here,
+    once, so that a batch of candidates needs nothing but its own rows.
+    """
+    attributes = model.attributes if isinstance(model, ScoringModel) else ()
+    clock = _Clock()
+    candidates, wins = ranking_deals(tables["deals"], as_of, config)
+    log.info("ranking %s deals as of %s", f"{len(candidates):,}", as_of.isoformat())
+    progress("rank", 0, len(candidates), unit="deals", detail="activity reference")
+    records = track_records(tables["deals"])
+    if revival is not None:
+        records["deal_revival"] = revival_records(tables, revival.window_days)
+    reference: dict[int, float] = {}
+    for part, part_tables in batches(tables, wins, max(len(wins), 1)):  # one batch
+        sources = {**build_feature_sources(part_tables), **records}
+        reference = won_activity_reference(sources, part, snapshot_every_days)
+    clock.lap("activity reference")
+    explain: Callable[[Mapping[str, Sequence[Any]]], list[Explanation]]
+    if isinstance(model, ScoringModel):
+        explain = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons).explain
+        dormant: DormantScoring | None = dormant_scoring(model)
+    else:
+        explain = functools.partial(model.explain, grade_thresholds=config.grade_thresholds)
+        dormant = None
+    dormant_explainer = (
+        Explainer(dormant.model, config.grade_thresholds, max_reasons=config.max_reasons)
+        if dormant is not None and dormant.model is not None
+        else None
+    )
+    revival_explainer = (
+        Explainer(
+            revival.model,
+            config.grade_thresholds,
+            max_reasons=config.max_reasons,
+            catalog=revival_catalog(),
+        )
+        if revival is not None
+        else None
+    )
+    ranker = BatchRanker(
+        config,
+        as_of,
+        tuple(attributes),
+        "activities" in tables,
+        records,
+        reference,
+        explain,
+        dormant,
+        dormant_explainer,
+        revival,
+        revival_explainer,
+        clock,
+    )
+    return candidates, ranker
+
+
+def finish_ranking(
+    frame: pd.DataFrame, model: ScoringModel | StageFallback, seconds: dict[str, float]
+) -> Scored:
+    """Every candidate's row, labelled as the fallback's when ``model`` is one."""
+    if isinstance(model, StageFallback):
+        frame = with_fallback_labels(frame, model)
+    log.info(
+        "ranked %s deals: %s",
+        f"{len(frame):,}",
+        ", ".join(f"{k} {v:,}" for k, v in frame[GROUP].value_counts().items()),
+    )
+    return Scored(frame, seconds)
+
+
 def rank_deals(
     tables: Mapping[str, pd.DataFrame],
     model: ScoringModel | StageFallback,
@@ -741,84 +904,12 @@ def rank_deals(
     if re-opened. A :class:`~leadscore.model.fallback.StageFallback` as ``model`` scores
     every other row, each labelled as its (:func:`with_fallback_labels`).
     """
-    fallback = model if isinstance(model, StageFallback) else None
-    attributes = model.attributes if isinstance(model, ScoringModel) else ()
-    clock = _Clock()
-    logged = "activities" in tables
-    candidates, wins = ranking_deals(tables["deals"], as_of, config)
-    log.info("ranking %s deals as of %s", f"{len(candidates):,}", as_of.isoformat())
-    progress("rank", 0, len(candidates), unit="deals", detail="activity reference")
-    records = track_records(tables["deals"])
-    if revival is not None:
-        records["deal_revival"] = revival_records(tables, revival.window_days)
-    reference: dict[int, float] = {}
-    for part, part_tables in batches(tables, wins, max(len(wins), 1)):  # one batch
-        sources = {**build_feature_sources(part_tables), **records}
-        reference = won_activity_reference(sources, part, snapshot_every_days)
-    clock.lap("activity reference")
-    if isinstance(model, ScoringModel):
-        explain = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons).explain
-        dormant: DormantScoring | None = dormant_scoring(model)
-    else:
-        fitted = model
-
-        def explain(columns: Mapping[str, Sequence[Any]]) -> list[Explanation]:
-            return fitted.explain(columns, config.grade_thresholds)
-
-        dormant = None
-    dormant_explainer = (
-        Explainer(dormant.model, config.grade_thresholds, max_reasons=config.max_reasons)
-        if dormant is not None and dormant.model is not None
-        else None
-    )
-    catalog = revival_catalog()
-    revival_explainer = (
-        Explainer(
-            revival.model,
-            config.grade_thresholds,
-            max_reasons=config.max_reasons,
-            catalog=catalog,
-        )
-        if revival is not None
-        else None
+    candidates, ranker = batch_ranker(
+        tables, model, as_of, config, snapshot_every_days, revival, progress
     )
     rows, done, started = [], 0, time.perf_counter()
     for part, part_tables in batches(tables, candidates, config.batch_size):
-        sources = {**build_feature_sources(part_tables, attributes=attributes), **records}
-        features = candidate_features(part_tables, sources, part, as_of)
-        clock.lap("features")
-        lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
-        loss = loss_features(sources, part[lost], as_of)
-        clock.lap("features")
-        columns = model_frame(features, attributes)
-        explained = explain({name: v.tolist() for name, v in columns.items()})
-        quiet = (part[GROUP] == ACTIVE).to_numpy() & is_dormant(
-            features, config.dormant_days, logged
-        )
-        if dormant_explainer is not None and quiet.any():
-            by_dormant = dormant_explainer.explain(
-                {name: v.tolist() for name, v in columns[quiet].items()}
-            )
-            for i, e in zip(np.flatnonzero(quiet).tolist(), by_dormant, strict=True):
-                explained[i] = e
-        if revival_explainer is not None and lost.any():
-            by_revival = revival_explainer.explain(
-                {name: v.tolist() for name, v in model_frame(loss, catalog=catalog).items()}
-            )
-            for i, e in zip(np.flatnonzero(lost).tolist(), by_revival, strict=True):
-                explained[i] = e
-        clock.lap("score and explain")
-        flags = risk_flags(features, config.health, reference, logged)
-        rows.append(
-            with_lost_scores(
-                listing(part, features, explained, flags, config.dormant_days, logged),
-                loss,
-                as_of,
-                revival,
-                dormant,
-            )
-        )
-        clock.lap("flags and next steps")
+        rows.append(ranker.rank(part, part_tables))
         done += len(part)
         log.info(
             "ranked %s/%s deals (%.0f deals/s)",
@@ -828,25 +919,8 @@ def rank_deals(
         )
         progress("rank", done, len(candidates), unit="deals")
     # No candidate: an empty list with every column.
-    frame = (
-        pd.concat(rows, ignore_index=True)
-        if rows
-        else with_lost_scores(
-            listing(candidates, model_frame(candidates), [], [], 0),
-            candidates,
-            as_of,
-            revival,
-            dormant,
-        )
-    )
-    if fallback is not None:
-        frame = with_fallback_labels(frame, fallback)
-    log.info(
-        "ranked %s deals: %s",
-        f"{len(frame):,}",
-        ", ".join(f"{k} {v:,}" for k, v in frame[GROUP].value_counts().items()),
-    )
-    return Scored(frame, clock.seconds)
+    frame = pd.concat(rows, ignore_index=True) if rows else ranker.empty(candidates)
+    return finish_ranking(frame, model, ranker.clock.seconds)
 
 
 def order_ranked(frame: pd.DataFrame, by: RankBy = DEFAULT_RANK_BY) -> pd.DataFrame:
@@ -1087,6 +1161,7 @@ def run_rank(
     as_of: pd.Timestamp | None = None,
     progress: Progress = no_progress,
     revival: RevivalModel | None | Literal["champion"] = "champion",
+    engine: str = LOCAL_ENGINE,
 ) -> RankRun:
     """Rank the stored CRM's deals with ``model``, record the scores, write the list.
 
@@ -1094,7 +1169,9 @@ def run_rank(
     shape the written list, so a filtered run never loses another owner's history.
     ``as_of`` defaults to :func:`default_as_of`. Recently lost deals are scored by
     ``revival``: by default the registered revival champion (:func:`revival_champion`),
-    as if re-opened by ``model`` when there is none (or ``revival`` is None).
+    as if re-opened by ``model`` when there is none (or ``revival`` is None). ``engine``
+    ``spark`` scores the candidates on Spark (:mod:`leadscore.priority.spark_rank`), row
+    for row as the local engine does.
     """
     note = None
     if as_of is None:
@@ -1103,9 +1180,24 @@ def run_rank(
         revival = revival_champion(settings)
     tables = load_for_ranking(settings.crm_dir, as_of, config)
     left_out = lost_left_out(tables["deals"], as_of, config.lost_window_days)
-    scored = rank_deals(
-        tables, model, as_of, config, settings.snapshot_every_days, progress, revival
-    )
+    if engine == SPARK_ENGINE:
+        from leadscore.features.spark_engine import spark_session
+        from leadscore.priority.spark_rank import spark_rank_deals
+
+        scored = spark_rank_deals(
+            spark_session(settings),
+            tables,
+            model,
+            as_of,
+            config,
+            settings.snapshot_every_days,
+            progress,
+            revival,
+        )
+    else:
+        scored = rank_deals(
+            tables, model, as_of, config, settings.snapshot_every_days, progress, revival
+        )
     clock = time.perf_counter()
     frame, run_date = scored.frame, as_of.date()
     frame["as_of"] = as_of
