@@ -173,6 +173,9 @@ class Settings:
     #: The CRM export ``leadscore retrain`` ingests when given none (``LEADSCORE_EXPORT``):
     #: the folder a scheduled CRM export lands in.
     export_dir: Path | None = None
+    #: How much ``leadscore retrain`` lowers its own CPU priority (``os.nice``; 0: not at
+    #: all): on a machine it shares with the service, training must not slow the answers.
+    retrain_nice: int = 10
     #: Risk rule thresholds from the environment, as ``name=value`` (names lower case).
     health_overrides: tuple[str, ...] = ()
     #: Language of the managers' page: ``auto`` (the browser's), ``en`` or ``zh``.
@@ -271,7 +274,8 @@ def load_settings(**overrides: object) -> Settings:
     ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_SPARK_MASTER``
     (where ``--engine spark`` runs, default ``local[*]``), ``LEADSCORE_SPARK_DRIVER_MEMORY``
     (its driver's memory, default ``4g``), ``LEADSCORE_EXPORT`` (the
-    export ``leadscore retrain`` ingests by default), ``LEADSCORE_LANGUAGE``
+    export ``leadscore retrain`` ingests by default), ``LEADSCORE_RETRAIN_NICE`` (how
+    much it lowers its CPU priority), ``LEADSCORE_LANGUAGE``
     (the managers' page: ``auto``, ``en`` or ``zh``), ``LEADSCORE_TEAMS`` (reps by team,
     :func:`parse_teams`) and ``LEADSCORE_HEALTH_<NAME>`` (risk rule thresholds, e.g.
     ``LEADSCORE_HEALTH_MAX_STALLS=4``).
@@ -307,6 +311,8 @@ def load_settings(**overrides: object) -> Settings:
         env["spark_driver_memory"] = v
     if v := os.environ.get("LEADSCORE_EXPORT"):
         env["export_dir"] = Path(v).expanduser().resolve()
+    if v := os.environ.get("LEADSCORE_RETRAIN_NICE"):
+        env["retrain_nice"] = int(v)
     if v := os.environ.get("LEADSCORE_LANGUAGE"):
         env["language"] = parse_language(v)
     if v := os.environ.get("LEADSCORE_TEAMS"):

@@ -88,6 +88,12 @@ LOG_RECORDS: tuple[Notice, ...] = (
         r"Failed to resolve installed pip version",
         "a uv environment has no pip; the model's requirements are given explicitly anyway",
     ),
+    Notice(
+        "feast.repo_config",
+        r"`serve_features_while_materializing` is enabled but `registry_type` is 'file'",
+        "Feast expects no server to re-read a file registry; ours does, at every change "
+        "(sync cache mode), so the flag is what keeps views served while materialize runs",
+    ),
 )
 
 

@@ -1372,10 +1372,12 @@ def retrain(
     max_auc_drop: MaxAucDrop = MAX_AUC_DROP,
     max_log_loss_rise: MaxLogLossRise = MAX_LOG_LOSS_RISE,
     seed: TrainSeed = None,
+    task: TaskOption = WIN,
 ) -> None:
     """The retraining loop, for cron: ingest the export, refresh the feature store, train,
     promote through the gate (never forced), package, and point a running service at the
-    new champion (it switches without a restart).
+    new champion (it switches without a restart). `--task revival`: the revival model's
+    loop (train-revival, promote --task revival).
 
     Exit 0: promoted and served; 1: refused by the gate (the reasons and figures are
     printed), nothing served changed; 2: the export or its data cannot be used; 75:
@@ -1384,7 +1386,7 @@ def retrain(
     from leadscore.crm.ingest import ExportError
     from leadscore.model.registry import RegistryError
     from leadscore.pipeline_state import StateBusyError
-    from pipelines.retrain import BAD_INPUT, BUSY, RetrainBusy
+    from pipelines.retrain import BAD_INPUT, BUSY, RetrainBusy, lower_priority
     from pipelines.retrain import retrain as run_retrain
     from serving.package import PackagingError
     from training.data import InsufficientDataError
@@ -1392,6 +1394,7 @@ def retrain(
     from training.result import TrainConfig
 
     settings = load_settings()
+    lower_priority(settings)
     export = export_dir or settings.export_dir
     if export is None:
         typer.echo("error: give the export folder, or set LEADSCORE_EXPORT", err=True)
@@ -1404,6 +1407,7 @@ def retrain(
                 Tolerance(max_auc_drop, max_log_loss_rise),
                 TrainConfig(seed=settings.seed if seed is None else seed),
                 progress,
+                task,
             )
     except RetrainBusy as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -1415,12 +1419,14 @@ def retrain(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     decision = outcome.decision
-    typer.echo(f"retrain run {outcome.run_id}: trained version {outcome.version}")
+    named = _named(task, task_model_name(settings.model_name, task))
+    typer.echo(f"{named}retrain run {outcome.run_id}: trained version {outcome.version}")
     if decision is not None:
         sliced = decision.test_slice
         ch, cm = decision.challenger_metrics, decision.champion_metrics
+        units = "deals" if task == WIN else "losses"
         typer.echo(
-            f"gate on {sliced['deals']:,} deals of the challenger's test slice: challenger "
+            f"gate on {sliced['deals']:,} {units} of the challenger's test slice: challenger "
             f"{decision.challenger} ROC AUC {_num(ch['roc_auc'], '.4f')}, log loss "
             f"{_num(ch['log_loss'], '.4f')}"
             + (
@@ -1435,7 +1441,7 @@ def retrain(
     if outcome.packaged is not None:
         typer.echo(
             f"version {outcome.champion_after} promoted (champion was "
-            f"{outcome.champion_before or 'none'}); serving {outcome.packaged.win.tag}"
+            f"{outcome.champion_before or 'none'}); serving {outcome.served_tag}"
         )
     else:
         typer.echo(

@@ -23,9 +23,12 @@ challenger and the champion on the challenger's test slice, and the whole decisi
 ``retrain/decision.json``. A run that dies is marked FAILED by the next command, as a
 training run is (it carries the same process tags).
 
-Only the win model: the revival model trains on its own export span and truths
-(``leadscore train-revival``) and its gate refuses it on the synthetic CRM; its
-champion, when there is one, is packaged and pointed at beside the win model's.
+**Either model.** ``task`` (``leadscore retrain --task revival``) picks the model the loop
+trains and gates: the win model (``leadscore train``) by default, or the revival model
+(``leadscore train-revival``, gated by ``promote --task revival``'s rules), with the same
+steps, exit codes and MLflow record (tag ``retrain.task``). Packaging always packages
+both champions and points running services at both, so a new revival champion reaches
+``/score_ids`` the way a new win champion does.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from leadscore.config import CHAMPION, WIN, Settings
+from leadscore.config import CHAMPION, REVIVAL, WIN, Settings, task_model_name
 from leadscore.features.store import apply_repo, is_applied, materialize
 from leadscore.model.registry import alias_version, mlflow_client
 from leadscore.progress import Progress, no_progress
@@ -58,6 +61,7 @@ from training.registry import (
     rollback,
 )
 from training.result import TrainConfig
+from training.revival import train_revival_from_store
 from training.train import train_from_store
 
 log = logging.getLogger(__name__)
@@ -73,10 +77,29 @@ RETRAIN_STEPS = (
     "promote",
     "package",
 )
+#: What trains each task's model from the stored CRM, through Feast (the same signature:
+#: settings, config, truth path, progress; the summary ``leadscore train --json`` prints).
+TRAINERS: dict[str, Callable[..., dict[str, Any]]] = {
+    WIN: train_from_store,
+    REVIVAL: train_revival_from_store,
+}
 #: Exit codes of ``leadscore retrain``.
 PROMOTED, REFUSED, BAD_INPUT = 0, 1, 2
 #: Another run holds the lock: ``EX_TEMPFAIL`` (sysexits.h), "try again later".
 BUSY = 75
+
+
+def lower_priority(settings: Settings) -> None:
+    """Lower this process's CPU priority by ``settings.retrain_nice`` (0: leave it).
+
+    For the command's process, before the loop: a scheduled retrain usually runs on the
+    machine that serves, and its ingest, materialization and training would otherwise
+    take CPU from the answers. The kernel does not let a process raise its priority
+    back, so a library call must not do this to a caller's process: the command does.
+    """
+    if settings.retrain_nice:
+        os.nice(settings.retrain_nice)
+        log.info("retrain runs at nice +%d (LEADSCORE_RETRAIN_NICE)", settings.retrain_nice)
 
 
 class RetrainBusy(RuntimeError):
@@ -126,10 +149,20 @@ class RetrainOutcome:
     decision: PromotionDecision | None = None
     packaged: PackagedChampions | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: The model the run trained and gated (:data:`~leadscore.config.TASKS`).
+    task: str = WIN
 
     @property
     def promoted(self) -> bool:
         return self.exit_code == PROMOTED
+
+    @property
+    def served_tag(self) -> str | None:
+        """The BentoML tag now served for this run's task; None when nothing was packaged."""
+        if self.packaged is None:
+            return None
+        served = self.packaged.win if self.task == WIN else self.packaged.revival
+        return None if served is None else served.tag
 
 
 def retrain(
@@ -138,22 +171,29 @@ def retrain(
     tolerance: Tolerance | None = None,
     config: TrainConfig | None = None,
     progress: Progress = no_progress,
+    task: str = WIN,
 ) -> RetrainOutcome:
-    """Run the loop on ``export_dir`` (module doc); raises :class:`RetrainBusy` when
-    another run holds the lock, and the ingest's or training's errors on bad input
-    (:class:`~leadscore.crm.ingest.ExportError`,
+    """Run the loop on ``export_dir`` for ``task``'s model (module doc); raises
+    :class:`RetrainBusy` when another run holds the lock, and the ingest's or training's
+    errors on bad input (:class:`~leadscore.crm.ingest.ExportError`,
     :class:`~training.data.InsufficientDataError`), the loop's run then marked FAILED."""
+    model_name = task_model_name(settings.model_name, task)  # unknown task: fails before the lock
     with retrain_lock(settings.retrain_lock):
         client = mlflow_client(settings)
         run = client.create_run(
             ensure_experiment(settings, client),
             run_name="retrain",
-            tags={"leadscore.loop": "retrain", "retrain.export": str(export_dir), **process_tags()},
+            tags={
+                "leadscore.loop": "retrain",
+                "retrain.task": task,
+                "retrain.export": str(export_dir),
+                **process_tags(),
+            },
         )
         run_id = run.info.run_id
-        before = alias_version(client, settings.model_name, CHAMPION)
+        before = alias_version(client, model_name, CHAMPION)
         client.set_tag(run_id, "retrain.champion_before", before or "none")
-        outcome = RetrainOutcome(run_id, REFUSED, before, before)
+        outcome = RetrainOutcome(run_id, REFUSED, before, before, task=task)
 
         def step(name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             progress(
@@ -173,12 +213,12 @@ def retrain(
             return out
 
         try:
-            _loop(settings, export_dir, tolerance, config, progress, outcome, step)
+            _loop(settings, export_dir, tolerance, config, progress, outcome, step, task)
         except BaseException as exc:
             client.set_tag(run_id, "retrain.decision", f"failed: {type(exc).__name__}")
             client.set_terminated(run_id, status="FAILED")
             raise
-        after = alias_version(client, settings.model_name, CHAMPION)
+        after = alias_version(client, model_name, CHAMPION)
         outcome.champion_after = after
         client.set_tag(run_id, "retrain.champion_after", after or "none")
         client.set_tag(run_id, "retrain.reasons", json.dumps(outcome.reasons)[:5000])
@@ -195,6 +235,7 @@ def _loop(
     progress: Progress,
     outcome: RetrainOutcome,
     step: Callable[..., Any],
+    task: str = WIN,
 ) -> None:
     """The steps of :func:`retrain`, recording each decision on ``outcome`` and its run."""
     client = mlflow_client(settings)
@@ -209,13 +250,13 @@ def _loop(
         step("features apply", apply_repo, settings, progress)
     step("features materialize", materialize, settings, progress=progress)
     config = config or TrainConfig(seed=settings.seed)
-    trained = step("train", train_from_store, settings, config, progress=progress)
+    trained = step("train", TRAINERS[task], settings, config, progress=progress)
     outcome.version = str(trained["model_version"])
     client.set_tag(trained["run_id"], "mlflow.parentRunId", run_id)
     client.set_tag(run_id, "retrain.version", outcome.version)
     client.set_tag(run_id, "retrain.training_run", trained["run_id"])
     for key in HEADLINE:
-        value = trained["test"].get(key)
+        value = (trained.get("test") or {}).get(key)
         if value is not None:
             client.log_metric(run_id, f"challenger.training_test.{key}", float(value))
 
@@ -225,7 +266,7 @@ def _loop(
         decision_tag = "first version: champion by the baseline gate"
     else:
         decision = step(
-            "promote", promote_from_store, settings, task=WIN, tolerance=tolerance or Tolerance()
+            "promote", promote_from_store, settings, task=task, tolerance=tolerance or Tolerance()
         )
         outcome.decision = decision
         outcome.reasons = list(decision.reasons)
@@ -246,8 +287,9 @@ def _loop(
             )
             return
         decision_tag = "promoted by the gate"
-    outcome.packaged = step("package", package_served, settings, by="leadscore retrain")
-    client.set_tag(run_id, "retrain.served_tag", outcome.packaged.win.tag)
+    by = "leadscore retrain" + ("" if task == WIN else f" --task {task}")
+    outcome.packaged = step("package", package_served, settings, by=by)
+    client.set_tag(run_id, "retrain.served_tag", outcome.served_tag or "none")
     client.set_tag(run_id, "retrain.decision", decision_tag)
     outcome.exit_code = PROMOTED
 

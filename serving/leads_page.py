@@ -389,11 +389,11 @@ def create_index_app(
 
     Mounted by the service in place of BentoML's index page, which loads a tag manager
     from the internet; only these paths match, so BentoML's other routes stay theirs.
-    ``openapi`` gives the spec served at ``/docs.json`` (computed once, on first use);
+    ``openapi`` gives the spec served at ``/docs.json`` (called at each request: the
+    served model, whose attributes it documents, changes with a hot reload; it caches);
     ``model_facts`` the served model's facts answered at ``GET /model`` (BentoML routes
     its own endpoints by POST only, so a GET lives here).
     """
-    spec: list[dict[str, Any]] = []
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(INDEX_HTML, headers=page_headers(INDEX_HTML))
@@ -402,9 +402,8 @@ def create_index_app(
         return Response(INDEX_JS, media_type="text/javascript", headers=dict(SECURITY_HEADERS))
 
     async def docs(request: Request) -> JSONResponse:
-        if not spec and openapi is not None:
-            spec.append(openapi())
-        return JSONResponse(spec[0])
+        assert openapi is not None
+        return JSONResponse(openapi())
 
     async def model(request: Request) -> JSONResponse:
         assert model_facts is not None

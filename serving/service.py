@@ -70,7 +70,6 @@ from serving.leads_page import create_app as leads_page
 from serving.leads_page import create_index_app
 from serving.limits import SHED_REASONS, AdmissionMiddleware, shed_total
 from serving.online import OPEN_DEADLINE_SECONDS, OnlineStore, StoreUnavailable, TrackRecords
-from serving.package import is_fallback, load_packaged
 from serving.payload import (
     compile_feature_kernels,
     deal_problems,
@@ -156,7 +155,8 @@ PAST_TRACK_RECORD: ScoreWarning = {
 @bentoml.asgi_app(leads_page(), path=LEADS_PATH)
 @bentoml.asgi_app(
     create_index_app(
-        lambda: _documented_spec(), lambda: bentoml.get_current_service().model_facts()
+        lambda: _documented_spec(bentoml.get_current_service().models),
+        lambda: bentoml.get_current_service().model_facts(),
     ),
     path="/",
 )
@@ -723,18 +723,22 @@ class LeadScorer:
         )
 
 
-def _documented_spec() -> dict[str, Any]:
-    """BentoML's OpenAPI spec of this service, with the answers it leaves out and the
-    served model's custom attributes.
+#: The spec of the model this worker serves, by BentoML tag: built on the first request
+#: for /docs.json, again after a hot reload (:mod:`serving.reload`) changed the model.
+_specs: dict[str, dict[str, Any]] = {}
 
-    Computed once per worker, on the first request for /docs.json; the packaged model
-    is read again for its attributes (the index app is mounted apart from the service
-    instance that holds it).
-    """
-    spec: dict[str, Any] = LeadScorer.openapi_spec.asdict()  # type: ignore[attr-defined]
-    bento_model = LeadScorer.inner.bento_model.resolve()  # type: ignore[attr-defined]
-    attributes = () if is_fallback(bento_model) else load_packaged(bento_model)[0].attributes
-    return document_model_route(document_attributes(document_responses(spec), attributes))
+
+def _documented_spec(models: ServedModels) -> dict[str, Any]:
+    """BentoML's OpenAPI spec of this service, with the answers it leaves out and the
+    custom attributes of ``models`` (the served ones: after a reload, the new model's)."""
+    spec = _specs.get(models.bento_tag)
+    if spec is None:
+        base: dict[str, Any] = LeadScorer.openapi_spec.asdict()  # type: ignore[attr-defined]
+        attributes = list(models.attributes.values())
+        spec = document_model_route(document_attributes(document_responses(base), attributes))
+        _specs.clear()  # the served model's only
+        _specs[models.bento_tag] = spec
+    return spec
 
 
 @asynccontextmanager

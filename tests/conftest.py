@@ -100,6 +100,8 @@ def environment(root: Path) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "LEADSCORE_ARTIFACT_ROOT": str(settings.artifact_root),
         "BENTOML_HOME": str(root / "bentoml"),
+        # `retrain` run by CliRunner would lower the priority of the test process for good.
+        "LEADSCORE_RETRAIN_NICE": "0",
     }
 
 

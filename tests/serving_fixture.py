@@ -337,26 +337,36 @@ def seen_open(profile: pd.DataFrame, closed: set[str]) -> pd.DataFrame:
 
 @contextmanager
 def running_server(
-    cmd: Sequence[str], env: Mapping[str, str], ready_url: str, timeout: float = 300
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    ready_url: str,
+    timeout: float = 300,
+    log: Path | None = None,
 ) -> Iterator[None]:
     """Run a server in its own process group until the block ends, once ``ready_url`` answers 200.
 
     A server that exits while starting raises with the tail of its stderr; one that is
     not ready in ``timeout`` seconds raises TimeoutError. The whole process group is
-    stopped at the end (``bentoml serve`` runs its workers as children).
+    stopped at the end (``bentoml serve`` runs its workers as children). With ``log``
+    its stderr goes to that file, for a test to read what the server logged while it
+    ran (a pipe nobody reads would block a server that logs much once it is full).
     """
+    err = open(log, "wb") if log is not None else None  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         list(cmd),
         env=dict(env),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if err is None else err,
         start_new_session=True,
     )
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                tail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+                if log is not None:
+                    tail = log.read_text(errors="replace")[-2000:]
+                else:
+                    tail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
                 raise RuntimeError(f"{cmd[0]} exited: {tail}")
             try:
                 if httpx.get(ready_url, timeout=2).status_code == 200:
@@ -374,6 +384,8 @@ def running_server(
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        if err is not None:
+            err.close()
 
 
 @contextmanager

@@ -40,6 +40,7 @@ from leadscore.features.featurize import (
     snapshot_entities,
     source_table,
 )
+from leadscore.noise import hidden
 from leadscore.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ def repo_config(settings: Settings) -> RepoConfig:
     except ValidationError as exc:
         raise FeatureStoreError(f"{path} is not a valid Feast configuration: {exc}") from exc
     config.repo_path = settings.feature_repo
+    # Built now rather than on first use, without Feast's notice that the registry's
+    # `serve_features_while_materializing` does nothing for a file registry: it does here
+    # (the service re-reads the file at every change; features/feature_store.yaml).
+    with hidden():
+        _ = config.registry
     return config
 
 

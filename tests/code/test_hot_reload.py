@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from leadscore.config import ServingConfig
+from leadscore.crm.attributes import Attribute
 from pipelines.retrain import RetrainBusy, retrain_lock
 from serving.champion_pointer import ServedChampion, read_served_pointer, write_served_pointer
 from serving.package import PackagedModel
@@ -84,6 +85,23 @@ def test_a_reload_swaps_the_models_as_one_reference(service, monkeypatch):
     assert service.reload(ServedChampion("lead_scorer:b", "4"))
     assert service.models is new and in_flight.version == "3"
     assert service.model_facts()["model_version"] == "4"
+
+
+def test_docs_json_follows_a_reload_to_the_model_now_served(service, monkeypatch):
+    """/docs.json lists the served model's custom attributes: after a switch, the new one's."""
+    from serving import service as module
+
+    def documented() -> set[str]:
+        spec = module._documented_spec(service.models)
+        field = spec["components"]["schemas"]["DealIn"]["properties"]["attributes"]
+        return set(field["anyOf"][0]["properties"])
+
+    assert documented() == set()  # version 3 has no custom attributes
+    team = Attribute("team", "deals", "categorical", "creation", label="Team")
+    new = dataclasses.replace(served("4", "lead_scorer:b"), attributes={"team": team})
+    monkeypatch.setattr(module, "load_pointed", lambda pointer, settings, grades: new)
+    assert service.reload(ServedChampion("lead_scorer:b", "4"))
+    assert documented() == {"team"}
 
 
 def test_a_load_that_fails_keeps_the_served_models_and_says_why(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -22,6 +24,7 @@ from leadscore.features.store import (
     training_frame,
     write_sources,
 )
+from serving.online import RETRY_SECONDS, OnlineStore, StoreUnavailable
 from tests.conftest import isolated, require_service
 from tests.crm_fixture import day, tiny_crm
 
@@ -117,3 +120,64 @@ def test_online_path_gives_the_training_values_redis(applied):
         assert client.dbsize() > 0, "nothing was written to Redis"
     finally:
         client.flushdb()
+
+
+def _lookups_while_materializing(settings) -> tuple[int, list[str]]:
+    """Lookups as the service makes them (its :class:`~serving.online.OnlineStore`, a
+    store of its own) in a loop while ``materialize`` reloads every view: how many
+    answered, and the failures."""
+    online = OnlineStore(settings, deadline=30)
+    when = day(57).to_pydatetime()
+
+    def lookup(store):
+        return online_features(store, settings.feature_service, ["D1", "D3"], when)
+
+    online.run(lookup)  # opened, registry read, before materialize starts
+    done, answered, failures = threading.Event(), [0], []
+
+    def loop():
+        while not done.is_set():
+            try:
+                online.run(lookup)
+                answered[0] += 1
+            except StoreUnavailable as exc:
+                failures.append(str(exc))
+                time.sleep(RETRY_SECONDS)  # the store counts as down until a retry
+            time.sleep(0.005)
+
+    reader = threading.Thread(target=loop, daemon=True)
+    reader.start()
+    try:
+        materialize(settings, when, full=True)
+    finally:
+        done.set()
+        reader.join(timeout=60)
+    return answered[0], failures
+
+
+@pytest.mark.parametrize(
+    "online_store", ["sqlite", pytest.param("redis", marks=pytest.mark.services)]
+)
+def test_lookups_answer_while_materialize_runs(applied, online_store):
+    """`leadscore retrain` materializes beside a serving service (issue 16): Feast marks
+    each view MATERIALIZING in the registry, which the service re-reads at every change,
+    and by default refuses lookups of a view in that state; the registry file is emptied
+    before each rewrite by Feast's own store. Neither may fail a lookup."""
+    settings = applied
+    if online_store == "redis":
+        require_service("Redis", 6379)
+        settings = dataclasses.replace(
+            applied, feature_store_yaml="feature_store.redis.yaml", redis="localhost:6379,db=12"
+        )
+        import redis
+
+        client = redis.Redis(host="localhost", port=6379, db=12)
+        client.flushdb()
+    try:
+        materialize(settings, day(57).to_pydatetime(), full=True)  # values to serve
+        answered, failures = _lookups_while_materializing(settings)
+    finally:
+        if online_store == "redis":
+            client.flushdb()
+    assert not failures, failures[:3]
+    assert answered >= 3  # the lookups did run beside the materialization

@@ -91,6 +91,14 @@ class Traffic(threading.Thread):
         return [a for a in self.answers if a[3] != 200]
 
 
+def _problem(answer: str) -> str:
+    """The first problem a failed answer states (its whole text when it is not ours)."""
+    try:
+        return str(json.loads(answer)["errors"][0]["problems"][0]["msg"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return answer[:300]
+
+
 def leadscore(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``leadscore ARGS`` in its own process, as cron runs it."""
     command = [str(Path(sys.executable).with_name("leadscore")), *args]
@@ -156,13 +164,15 @@ def test_retrain_promotes_then_is_refused_while_the_service_answers_every_reques
         **cli_env,
         "LEADSCORE_MODEL_RELOAD_SECONDS": str(RELOAD_SECONDS),
         "LEADSCORE_SERVED_LOG": "0",
-        # The online store's deadline (0.3 s) is missed on a busy 2-core machine while
-        # `retrain` materializes into the same SQLite file: a 503 of the store, not of the
-        # switch this test is about.
+        # Measured (issue 16): with the service's default deadline of 0.3 s, a lookup took
+        # 0.35 s while this machine's load average was 12 on 2 cores (other test modules
+        # beside this one), and the store then counts as down for a second: fast 503s of
+        # the machine, not of the retrain (which runs at nice +10) nor of the switch.
         "LEADSCORE_STORE_TIMEOUT_SECONDS": "5",
     }
     serve = [str(Path(sys.executable).with_name("leadscore")), "serve", "--port", str(port)]
-    with running_server(serve, server_env, f"{url}/readyz", timeout=300):
+    server_log = tmp_path / "server.log"
+    with running_server(serve, server_env, f"{url}/readyz", timeout=300, log=server_log):
         assert served_version(url) == "1"
         traffic = Traffic(url, crm_payloads(good, open_ids), open_ids)
         traffic.start()
@@ -190,16 +200,24 @@ def test_retrain_promotes_then_is_refused_while_the_service_answers_every_reques
             traffic.stop.set()
             traffic.join(timeout=120)
     print("retrain loop:", figures, f"{len(traffic.answers)} requests")
-    # Known gap (issue 16, still open): while `retrain` ingests and materializes, some
-    # /score_ids lookups fail with a fast 503 "store unavailable" (Retry-After). The issue
-    # asks for no failed request at all; until then every failure must be exactly that
-    # clear, retryable answer, and /score (features sent in full) must never fail.
-    failed = traffic.failed()
-    assert not [a for a in failed if a[2] != "/score_ids" or a[3] != 503], failed[:5]
-    assert all('"type":"unavailable"' in a[4] for a in failed), failed[:5]
+    # Not one failed request: /score_ids too, while `retrain` materializes (Feast's
+    # MATERIALIZING state and its emptied registry file failed lookups: the repo's
+    # feature_store*.yaml, leadscore/features/registry_store.py).
+    failed = [
+        (datetime.fromtimestamp(t).isoformat(), round(s, 3), path, status, _problem(said))
+        for t, s, path, status, said in traffic.failed()
+    ]
+    slowest = {
+        p: max(s for _, s, q, *_ in traffic.answers if q == p) for p in ("/score", "/score_ids")
+    }
     print(
-        f"retrain loop: {len(failed)} of {len(traffic.answers)} requests got 503 store unavailable"
+        f"retrain loop: {len(failed)} of {len(traffic.answers)} requests failed; slowest answer "
+        f"{ {p: round(s, 3) for p, s in slowest.items()} } s"
     )
+    store_said = [
+        line for line in server_log.read_text(errors="replace").splitlines() if "store" in line
+    ]
+    assert not failed, (failed[:5], store_said[:10])
     versions = [v for *_, v in traffic.answers]
     assert {"1", "2"} <= set(versions) and len(versions) > 20
 

@@ -180,3 +180,39 @@ def test_promote_and_roll_back_the_revival_model_leaving_the_win_model_alone(
     assert listed[1]["tags"]["promotion.note"] == "pilot"
     assert [v["version"] for v in json.loads(cli(env, "models", "--json"))] == ["2", "1"]
     assert win_state() == win_before
+
+
+def test_retrain_task_revival_runs_the_loop_and_the_gate_refuses_it(applied, tmp_path: Path):
+    """``leadscore retrain --task revival`` for real: ingest (the module's export again),
+    materialize, train-revival, the revival gate. On 2,500 synthetic deals the model ties
+    its baselines: exit 1, no champion, nothing packaged or pointed at, and the loop's
+    MLflow run says so (the steps with stand-ins and the promoted path:
+    tests/code/test_retrain_cli.py)."""
+    root, _, settings, _ = applied
+    own = dataclasses.replace(
+        settings,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        artifact_root=tmp_path / "mlruns" / "artifacts",
+    )
+    client = mlflow_client(own)
+    ensure_experiment(own, client)
+    env = {
+        "MLFLOW_TRACKING_URI": own.tracking_uri,
+        "LEADSCORE_ARTIFACT_ROOT": str(own.artifact_root),
+    }
+    said = cli(env, "retrain", "--task", "revival", str(root / "export"), code=1)
+    assert "lead_scorer_revival retrain run" in said
+    assert "version 1 NOT promoted; champion stays none" in said, said
+    assert "gate: " in said
+    (loop,) = client.search_runs(
+        [client.get_experiment_by_name(own.experiment).experiment_id],
+        filter_string="tags.`leadscore.loop` = 'retrain'",
+    )
+    tags = loop.data.tags
+    assert tags["retrain.task"] == "revival"
+    assert tags["retrain.decision"] == "refused by the gate"
+    assert tags["retrain.step.features materialize"] == "done"
+    assert tags["retrain.step.train"] == tags["retrain.step.promote"] == "done"
+    assert "retrain.step.package" not in tags
+    assert {m.name for m in client.search_registered_models()} == {own.revival_model_name}
+    assert alias_version(client, own.revival_model_name, CHAMPION) is None
