@@ -22,8 +22,12 @@ import os
 import uuid
 from datetime import UTC, datetime
 
+# isort: off
+from leadscore.features import feast_runtime  # noqa: F401  (before Feast: see there)
 from feast.infra.registry.file import FileRegistryStore
 from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+
+# isort: on
 
 
 class AtomicFileRegistryStore(FileRegistryStore):
