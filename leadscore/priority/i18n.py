@@ -28,6 +28,8 @@ from leadscore.config import AUTO_LANGUAGE, LANGUAGES
 EN, ZH = LANGUAGES
 #: ``<html lang>`` of each language.
 HTML_LANG = {EN: "en", ZH: "zh-Hans"}
+#: Each language's own name, for the link that switches to it.
+LANGUAGE_NAMES = {EN: "English", ZH: "中文"}
 
 
 def accepted_language(header: str | None) -> str | None:
@@ -299,6 +301,23 @@ TEXT: dict[str, tuple[str, str]] = {
     "win_rate": ("win rate", "赢单率"),
     "model_panel": ("The model behind these scores", "评分所用的模型"),
     "no_data": ("No CRM tables to compute this from.", "没有可用于计算的 CRM 数据。"),
+    # One deal's timeline (leadscore.priority.timeline); its facts reuse the list's words.
+    "tl_title": ("Deal {deal} — timeline", "商机 {deal} — 时间线"),
+    "tl_back": ("Back to the list", "返回列表"),
+    "tl_when": ("When", "时间"),
+    "tl_what": ("What happened", "事件"),
+    "tl_undated": ("undated", "无日期"),
+    "tl_none": ("Nothing recorded for this deal yet.", "该商机还没有任何记录。"),
+    "stage": ("Stage", "阶段"),
+    "product": ("Product", "产品"),
+    "latest_score": ("Latest score", "最新评分"),
+    "last_activity": ("Last activity", "上次活动"),
+    "tl_kind_created": ("created", "创建"),
+    "tl_kind_contact": ("contact", "联系人"),
+    "tl_kind_stage": ("stage", "阶段"),
+    "tl_kind_activity": ("activity", "活动"),
+    "tl_kind_closed": ("closed", "关闭"),
+    "tl_kind_score": ("score", "评分"),
 }
 
 
