@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from leadscore.crm.contract import LOST, WON, canonical_lost_reasons
 from leadscore.features.catalog import STAGE_LEVELS
-from leadscore.features.catalog_zh import ACTIVITY_ZH, SENIORITY_ZH, STAGE_ZH, category_zh
+from leadscore.features.catalog_zh import ACTIVITY_ZH, SENIORITY_ZH, category_zh, stage_zh
 from leadscore.features.seniority import LABELS as SENIORITY_LABELS
 from leadscore.features.seniority import title_seniority
 from leadscore.priority.health import time_since, time_since_zh
@@ -138,10 +138,6 @@ def _text(value: Any) -> str | None:
 STAGE_INDEX = {name: i for i, name in STAGE_LEVELS.names.items()}
 
 
-def _stage_zh(stage: str) -> str:
-    return STAGE_ZH.get(STAGE_INDEX.get(stage, -1), stage)
-
-
 def _contacts(tables: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
     """Per contact id: title and seniority (level, English and Chinese names)."""
     out: dict[str, dict[str, Any]] = {}
@@ -206,13 +202,13 @@ def _stage_events(stage_history: pd.DataFrame | None) -> list[Event]:
             continue
         details: dict[str, Any] = {"stage": stage, "from": previous}
         if previous is None:
-            en, zh = f"Entered {stage}", f"进入{_stage_zh(stage)}阶段"
+            en, zh = f"Entered {stage}", f"进入{stage_zh(stage)}阶段"
         else:
             back = STAGE_INDEX.get(stage, 0) < STAGE_INDEX.get(previous, 0)
             details["backward"] = back
             verb, verb_zh = ("Moved back", "退回") if back else ("Moved", "推进到")
             en = f"{verb} from {previous} to {stage}"
-            zh = f"从{_stage_zh(previous)}{verb_zh}{_stage_zh(stage)}阶段"
+            zh = f"从{stage_zh(previous)}{verb_zh}{stage_zh(stage)}阶段"
         out.append(Event(_time(row["_at"]), "stage", en, zh, details))
         previous = stage
     return out
@@ -469,7 +465,7 @@ def _summary_value(summary: Mapping[str, Any], key: str, lang: Lang) -> str | No
     if value is None:
         return None
     if lang == "zh" and key == "stage":
-        return _stage_zh(str(value))
+        return stage_zh(str(value))
     if lang == "zh" and key == "status":
         return STATUS_ZH.get(str(value), "进行中" if value == "open" else str(value))
     if lang == "zh" and key == "channel":
