@@ -361,6 +361,26 @@ def _category_condition_zh(feature: Feature, value: str | None) -> str:
     return exact if exact is not None else f"{label_zh(feature)}为{category_zh(_shown(value))}"
 
 
+#: Cases whose bounds are whole counts.
+_COUNT_CASES = frozenset(
+    {BinCase.COUNT_FROM, BinCase.COUNT_ONE, BinCase.COUNT_UP_TO, BinCase.COUNT_SPAN}
+)
+#: A training bin in Chinese by its case: ``{label}`` the feature's Chinese name, ``{low}``
+#: and ``{high}`` its bounds as :func:`numeric_condition_zh` writes them.
+BIN_ZH: dict[BinCase, str] = {
+    BinCase.LEVEL_FROM: "{label}为{low}或更高",
+    BinCase.LEVEL_ONE: "{label}为{low}",
+    BinCase.LEVEL_SPAN: "{label}为{low}至{high}",
+    BinCase.COUNT_FROM: "{label}为 {low} 或更多",
+    BinCase.COUNT_ONE: "{label}为 {low}",
+    BinCase.COUNT_UP_TO: "{label}不超过 {high}",
+    BinCase.COUNT_SPAN: "{label}为 {low} 至 {high}",
+    BinCase.FROM: "{label} {low} 或更多",
+    BinCase.UNDER: "{label}低于 {high}",
+    BinCase.SPAN: "{label} {low}至 {high}",
+}
+
+
 def numeric_condition_zh(feature: Feature, b: BinDescription) -> str:
     """:func:`numeric_condition_en` in Chinese: the same case, the same bounds."""
     if b.binary is not None:
@@ -368,33 +388,17 @@ def numeric_condition_zh(feature: Feature, b: BinDescription) -> str:
         if exact is not None:
             return exact
     label = label_zh(feature)
+    if b.case is BinCase.COUNT_ONE and b.low == 0:
+        return f"{label}为零"
 
-    def fmt(bound: float) -> str:
-        return _bound_text(feature, bound, zh=True)
+    def bound(v: float | None) -> str:
+        if v is None:
+            return ""
+        if feature.levels is not None:
+            return level_zh(feature, v)
+        return f"{v:,.0f}" if b.case in _COUNT_CASES else _bound_text(feature, v, zh=True)
 
-    match b.case:
-        case BinCase.LEVEL_FROM:
-            return f"{label}为{level_zh(feature, b.low)}或更高"
-        case BinCase.LEVEL_ONE:
-            return f"{label}为{level_zh(feature, b.low)}"
-        case BinCase.LEVEL_SPAN:
-            return f"{label}为{level_zh(feature, b.low)}至{level_zh(feature, _high(b))}"
-        case BinCase.COUNT_FROM:
-            return f"{label}为 {b.low:,.0f} 或更多"
-        case BinCase.COUNT_ONE:
-            return f"{label}为零" if b.low == 0 else f"{label}为 {b.low:,.0f}"
-        case BinCase.COUNT_UP_TO:
-            return f"{label}不超过 {_high(b):,.0f}"
-        case BinCase.COUNT_SPAN:
-            return f"{label}为 {b.low:,.0f} 至 {_high(b):,.0f}"
-        case BinCase.FROM:
-            return f"{label} {fmt(b.low)} 或更多"
-        case BinCase.UNDER:
-            return f"{label}低于 {fmt(_high(b))}"
-        case BinCase.SPAN:
-            return f"{label} {fmt(b.low)}至 {fmt(_high(b))}"
-        case _:
-            assert_never(b.case)
+    return BIN_ZH[b.case].format(label=label, low=bound(b.low), high=bound(b.high))
 
 
 @dataclass(frozen=True)
