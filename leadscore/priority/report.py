@@ -838,15 +838,21 @@ def _short_text(missing: str, lang: str) -> str:
     return t[key].format(baseline=found[2], n=found[3], min=found[4])
 
 
+#: The page's word (a :data:`~leadscore.priority.i18n.TEXT` key) for each cut it knows.
+_CUT_WORDS = {
+    "owner_id": "owner",
+    "channel": "channel",
+    "industry": "industry",
+    "size_band": "size_band",
+    "segment": "segment",
+    "team": "team",
+}
+
+
 def cut_label(by: str, lang: str = EN) -> str:
     """A cut's name as a column header: the page's word for a known one, else the CRM's
     own column name."""
-    key = {"owner_id": "owner", "size_band": "size_band"}.get(by, by)
-    return texts(lang).get(key, by) if key in _CUT_WORDS else by
-
-
-#: Cuts the page has a word for (:data:`~leadscore.priority.i18n.TEXT` keys).
-_CUT_WORDS = frozenset({"owner", "channel", "industry", "size_band", "segment", "team"})
+    return texts(lang)[_CUT_WORDS[by]] if by in _CUT_WORDS else by
 
 
 def lead_quality_context(ab: Mapping[str, Any], lang: str = EN) -> dict[str, Any]:
@@ -1007,7 +1013,7 @@ def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
         "latest_month": month(latest, lang) if latest else "",
         **_forecast_context(overview.forecast, lang),
         "reps": reps,
-        "compare_by": overview.compare_by,
+        "compare_by": [(c, cut_label(c, lang)) for c in overview.compare_by],
         "compare_default": overview.comparison["by"] if overview.comparison else "",
         "comparison": comparison_html(overview.comparison, lang),
     }

@@ -144,8 +144,9 @@
   });
 
   // ------------------------------------------------------------ sections
-  // plotly.js (megabytes to parse) is fetched only when a chart is about to be seen, and
-  // each chart is drawn only then: the first view is the summary and the first rows.
+  // plotly.js (megabytes to parse) is fetched after the first rows are drawn, and each
+  // chart is drawn only when it is about to be seen: the first view is the summary and
+  // the first rows.
   var waiting = [];
   function withPlotly(fn) {
     if (window.Plotly) { fn(); return; }
@@ -219,4 +220,7 @@
 
   if (config.first) { show(config.first); } else { load(); }
   loadSections();
+  // Once the first rows are painted, fetch plotly.js while the sections come (the charts
+  // at the top need it): parsing it never holds up the first view.
+  requestAnimationFrame(function () { setTimeout(function () { withPlotly(function () {}); }, 0); });
 }());
