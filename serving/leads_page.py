@@ -5,7 +5,9 @@ request's language (``?lang=``, ``LEADSCORE_LANGUAGE``, or the browser's
 Accept-Language), carrying the first page of the list; its script asks ``GET /api/leads``
 for other pages and filters (JSON, :mod:`leadscore.priority.listing`), ``GET
 /api/sections`` for the insights and charts, ``GET /api/compare?by=`` for an A/B
-comparison, and ``GET /api/plotly.js`` for plotly. The ranked list and the stored CRM are
+comparison with its lead-quality check (the champion's win probabilities at creation,
+scored once per reading, :meth:`LeadsPage.lead_scores`), and ``GET /api/plotly.js`` for
+plotly, once its first rows are drawn (charts are drawn as they scroll into view). The ranked list and the stored CRM are
 read again only when one of their files changes, so reloading costs nothing while a
 rank run is hours away; until a ranked list exists the answer is 503 with what to run.
 The stored tables also decide whether the page says the list is ranked as of the
