@@ -7,7 +7,6 @@ modules (pandas, Feast, MLflow) are imported inside the commands, so ``--help`` 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -1060,16 +1059,8 @@ def compare(
         facts = deal_facts(tables)
         scored = champion_at_creation(settings, tables, compared_deals(facts, *window))
         result = compare_groups(
-            facts,
-            by.strip(),
-            *window,
-            baseline=baseline,
-            min_deals=min_deals,
-            predicted=scored.probabilities,
+            facts, by.strip(), *window, baseline=baseline, min_deals=min_deals, at_creation=scored
         )
-    if scored.skipped is not None:
-        result = dataclasses.replace(result, lead_quality_skipped=scored.skipped)
-    result = dataclasses.replace(result, lead_quality_model=scored.model)
     if as_json:
         _print_json(result.to_records())
         return
@@ -1745,8 +1736,9 @@ def report(
     file; the service at /leads pages through all of them) with reasons, risk flags and
     next steps, and the model panel."""
     from leadscore.crm.ingest import last_recorded_event, load_stored
-    from leadscore.insights import deal_facts
-    from leadscore.insights.overview import managers_overview
+    from leadscore.insights import compared_deals, deal_facts
+    from leadscore.insights.overview import managers_overview, window
+    from leadscore.priority.at_creation import champion_at_creation
     from leadscore.priority.rank import RankingError, rankings_dir, read_ranked
     from leadscore.priority.report import open_probability, ranking_moment, write_report
 
@@ -1754,11 +1746,12 @@ def report(
     folder = source or rankings_dir(settings)
     try:
         ranked = read_ranked(folder)
-        overview = managers_overview(
-            deal_facts(load_stored(settings.crm_dir)),
-            ranking_moment(ranked, last_recorded_event(settings.crm_dir)),
-            open_probability(ranked),
-        )
+        tables = load_stored(settings.crm_dir)
+        facts = deal_facts(tables)
+        moment = ranking_moment(ranked, last_recorded_event(settings.crm_dir))
+        # The A/B section's lead-quality check: the champion's probabilities at creation.
+        scored = champion_at_creation(settings, tables, compared_deals(facts, *window(moment)))
+        overview = managers_overview(facts, moment, open_probability(ranked), scored)
         path = write_report(
             out, folder, settings.crm_dir, max_rows, settings=settings, lang=lang, overview=overview
         )

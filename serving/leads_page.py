@@ -5,7 +5,9 @@ request's language (``?lang=``, ``LEADSCORE_LANGUAGE``, or the browser's
 Accept-Language), carrying the first page of the list; its script asks ``GET /api/leads``
 for other pages and filters (JSON, :mod:`leadscore.priority.listing`), ``GET
 /api/sections`` for the insights and charts, ``GET /api/compare?by=`` for an A/B
-comparison, and ``GET /api/plotly.js`` for plotly. The ranked list and the stored CRM are
+comparison with its lead-quality check (the champion's win probabilities at creation,
+scored once per reading, :meth:`LeadsPage.lead_scores`), and ``GET /api/plotly.js`` for
+plotly, once its first rows are drawn (charts are drawn as they scroll into view). The ranked list and the stored CRM are
 read again only when one of their files changes, so reloading costs nothing while a
 rank run is hours away; until a ranked list exists the answer is 503 with what to run.
 The stored tables also decide whether the page says the list is ranked as of the
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import pandas as pd
 from plotly.offline import get_plotlyjs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -52,9 +55,10 @@ from starlette.routing import Route
 
 from leadscore.config import Settings, load_settings
 from leadscore.crm.ingest import last_recorded_event, load_stored
-from leadscore.insights import Facts, deal_facts
+from leadscore.insights import Facts, compared_deals, deal_facts
 from leadscore.insights.overview import Overview, comparison, managers_overview
 from leadscore.model.drift import read_latest
+from leadscore.priority.at_creation import AtCreation, champion_at_creation
 from leadscore.priority.i18n import EN, choose_language
 from leadscore.priority.listing import LeadQuery, lead_page
 from leadscore.priority.rank import (
@@ -141,6 +145,8 @@ class _Ranking:
         self.comparisons: dict[tuple[str, str], str] = {}
         self.overview: Overview | None = None
         self.facts: Facts | None = None
+        self.crm: dict[str, pd.DataFrame] | None = None
+        self.at_creation: AtCreation | None = None
 
 
 class LeadsPage:
@@ -168,6 +174,7 @@ class LeadsPage:
         self.teams = settings.teams if settings is not None else ()
         self._lock = threading.Lock()
         self._insights_lock = threading.Lock()
+        self._scores_lock = threading.Lock()
         self._cached: tuple[Stamp, _Ranking] | None = None
 
     def _stamp(self) -> Stamp:
@@ -211,7 +218,8 @@ class LeadsPage:
     def _insights(self, r: _Ranking) -> tuple[Facts, Overview]:
         with self._insights_lock:
             if r.overview is None or r.facts is None:
-                r.facts = deal_facts(load_stored(self.crm_dir))
+                r.crm = load_stored(self.crm_dir)
+                r.facts = deal_facts(r.crm)
                 r.overview = managers_overview(
                     r.facts, ranking_moment(r.ranked, r.last_event), open_probability(r.ranked)
                 )
@@ -226,13 +234,31 @@ class LeadsPage:
             r.sections[lang] = render_sections(r.tables, overview, lang)
         return r.sections[lang]
 
+    def lead_scores(self) -> AtCreation:
+        """The champion's win probability at creation of every deal the page's comparisons
+        count (:func:`~leadscore.priority.at_creation.champion_at_creation`): the A/B
+        section's lead-quality check. Scored once per reading, on the first comparison
+        asked for (after the first view), since scoring every deal of a year takes a while."""
+        r = self.ranking()
+        facts, overview = self._insights(r)
+        with self._scores_lock:
+            if r.at_creation is None:
+                if self.settings is None or r.crm is None:
+                    r.at_creation = AtCreation(None, skipped="no model registry configured")
+                else:
+                    ids = compared_deals(facts, overview.start, overview.end)
+                    r.at_creation = champion_at_creation(self.settings, r.crm, ids)
+                    log.info("leads page scored %d deals at creation", len(ids))
+            return r.at_creation
+
     def comparison(self, by: str, lang: str = EN) -> str:
-        """The A/B table of cut ``by`` (raises :class:`CutUnavailable`)."""
+        """The A/B table of cut ``by`` with its lead-quality check (raises
+        :class:`CutUnavailable`)."""
         r = self.ranking()
         if (by, lang) not in r.comparisons:
             facts, overview = self._insights(r)
             r.comparisons[(by, lang)] = comparison_html(
-                comparison(facts, by, overview.start, overview.end), lang
+                comparison(facts, by, overview.start, overview.end, self.lead_scores()), lang
             )
         return r.comparisons[(by, lang)]
 

@@ -223,6 +223,12 @@ def level_zh(feature: Feature, value: float) -> str:
     return feature.levels.name(value)
 
 
+def stage_zh(stage: str) -> str:
+    """A funnel stage's name ("qualified") in Chinese; an unknown stage as written."""
+    index = {name: i for i, name in STAGE_LEVELS.names.items()}.get(stage)
+    return STAGE_ZH.get(index, stage) if index is not None else stage
+
+
 def category_zh(shown: str) -> str:
     """A category as shown ("paid ads") in Chinese when known, else as written."""
     return CATEGORY_ZH.get(shown.lower().replace("_", " "), shown)

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -116,6 +116,21 @@ GROUP_COLUMNS: tuple[str, ...] = (
     "significant",
     "missing",
 )
+
+
+class Predictions(Protocol):
+    """Win probabilities at creation for the lead-quality check, and where they come from
+    (:class:`leadscore.priority.at_creation.AtCreation` is one: scoring needs a model,
+    which insights never load)."""
+
+    @property
+    def probabilities(self) -> pd.Series | None: ...  # by deal_id; None: none computed
+
+    @property
+    def model(self) -> str | None: ...  # which model gave them
+
+    @property
+    def skipped(self) -> str | None: ...  # why there are none
 
 
 @dataclass(frozen=True)
@@ -288,12 +303,14 @@ def compare_groups(
     min_deals: int = MIN_DEALS,
     predicted: pd.Series | None = None,
     quality_threshold: float = QUALITY_THRESHOLD,
+    at_creation: Predictions | None = None,
 ) -> Comparison:
     """The groups of cut ``by`` compared on :data:`COMPARE_METRICS` in ``[start, end)``.
 
     ``baseline`` is a value of the cut (as typed; normalised as the cut is), by default
     the group with the most deals in the comparison. ``predicted``: win probabilities at
-    creation by ``deal_id``, for the lead-quality check (module doc). Raises
+    creation by ``deal_id``, for the lead-quality check (module doc); or ``at_creation``,
+    which also says which model gave them, or why there are none. Raises
     :class:`~leadscore.insights.facts.CutUnavailable` for a cut the export lacks and
     ``ValueError`` for a baseline no deal of the window has.
     """
@@ -315,6 +332,11 @@ def compare_groups(
     groups = pd.concat(parts, ignore_index=True).rename(columns={"group": name})
     overall = _overall(facts, samples, order, min_deals)
     out = Comparison(name, *window, base, min_deals, groups, overall)
+    if at_creation is not None:
+        predicted = at_creation.probabilities
+        out = replace(out, lead_quality_model=at_creation.model)
+        if at_creation.skipped is not None:
+            out = replace(out, lead_quality_skipped=at_creation.skipped)
     if predicted is None:
         return out
     quality, warnings, across = lead_quality(

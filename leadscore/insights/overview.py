@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import FORECAST_MONTHS
-from leadscore.insights.compare import compare_groups
+from leadscore.insights.compare import Predictions, compare_groups
 from leadscore.insights.facts import ALL, SIZE_BAND, CutUnavailable, Facts, to_records
 from leadscore.insights.forecast import (
     backtest,
@@ -85,11 +85,18 @@ def ranked_probability(facts: Facts, probability: pd.Series | None) -> Any:
     return p
 
 
-def managers_overview(facts: Facts, as_of: Any, probability: pd.Series | None = None) -> Overview:
+def managers_overview(
+    facts: Facts,
+    as_of: Any,
+    probability: pd.Series | None = None,
+    at_creation: Predictions | None = None,
+) -> Overview:
     """The page's insights from the stored CRM's facts
     (:func:`~leadscore.insights.facts.deal_facts`) as of the ranking's moment.
 
-    ``probability``: the ranked list's win probability by deal id, for the forecast.
+    ``probability``: the ranked list's win probability by deal id, for the forecast;
+    ``at_creation``: win probabilities at creation, for the A/B section's lead-quality
+    check (without: the comparison says it was not made).
     """
     start, end = window(as_of)
     cuts = [c for c in PAGE_CUTS if c in facts.cuts()]
@@ -113,7 +120,9 @@ def managers_overview(facts: Facts, as_of: Any, probability: pd.Series | None = 
         to_records(funnel_trends(facts, start, end)),
         forecast,
         reps,
-        comparison(facts, DEFAULT_COMPARE, start, end) if DEFAULT_COMPARE in compare_by else None,
+        comparison(facts, DEFAULT_COMPARE, start, end, at_creation)
+        if DEFAULT_COMPARE in compare_by
+        else None,
         compare_by,
     )
 
@@ -147,11 +156,15 @@ def page_forecast(facts: Facts, end: pd.Timestamp, probability: pd.Series | None
     return out
 
 
-def comparison(facts: Facts, by: str, start: Any, end: Any) -> dict[str, Any]:
-    """:func:`~leadscore.insights.compare.compare_groups` of cut ``by`` as JSON, without the
-    lead-quality check (it needs the champion's probabilities at creation: ``leadscore
-    compare``); raises :class:`CutUnavailable` for a cut the export lacks."""
-    return compare_groups(facts, by, start, end).to_records()
+def comparison(
+    facts: Facts, by: str, start: Any, end: Any, at_creation: Predictions | None = None
+) -> dict[str, Any]:
+    """:func:`~leadscore.insights.compare.compare_groups` of cut ``by`` as JSON, with the
+    lead-quality check when ``at_creation`` has the champion's probabilities at creation
+    (:func:`leadscore.priority.at_creation.champion_at_creation` of
+    :func:`~leadscore.insights.compare.compared_deals`); raises :class:`CutUnavailable`
+    for a cut the export lacks."""
+    return compare_groups(facts, by, start, end, at_creation=at_creation).to_records()
 
 
 __all__ = ["ALL", "CutUnavailable", "Overview", "comparison", "managers_overview", "window"]

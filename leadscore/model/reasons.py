@@ -27,8 +27,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, assert_never
 
 import numpy as np
 import pandas as pd
@@ -233,41 +234,124 @@ def _bound_text(feature: Feature, bound: float, zh: bool) -> str:
     return format_value_zh(feature, bound) if zh else format_value(feature, bound)
 
 
-def _numeric_condition(feature: Feature, low: float, high: float | None, first: bool) -> str:
-    """The training bin holding the value ([low, high); the first bin also holds anything
-    below ``low``, the last anything above), in words."""
-    words = feature.phrasing
+class BinCase(Enum):
+    """Which way a training bin is put in words (:class:`BinDescription`)."""
+
+    #: An ordinal feature's level and every level above it ("in the proposal stage or later").
+    LEVEL_FROM = "level_from"
+    #: One level ("in the proposal stage").
+    LEVEL_ONE = "level_one"
+    #: A range of levels ("in stages lead to proposal").
+    LEVEL_SPAN = "level_span"
+    #: A count from ``low`` up ("with 3 or more calls").
+    COUNT_FROM = "count_from"
+    #: Exactly ``low`` ("with no calls", "with 1 call").
+    COUNT_ONE = "count_one"
+    #: Up to ``high`` (the first bin: "with up to 2 calls").
+    COUNT_UP_TO = "count_up_to"
+    #: ``low`` to ``high`` ("with 3 to 5 calls").
+    COUNT_SPAN = "count_span"
+    #: A quantity from ``low`` up ("37 days or more").
+    FROM = "from"
+    #: Below ``high`` (the first bin: "under 7 days").
+    UNDER = "under"
+    #: ``low`` to ``high`` ("7 days to 13 days").
+    SPAN = "span"
+
+
+@dataclass(frozen=True)
+class BinDescription:
+    """A training bin as a tooltip states it, before any words: which :class:`BinCase`,
+    and its bounds as shown (``low`` the first value, ``high`` the last; None: unbounded).
+
+    Both languages phrase the same description (:func:`numeric_condition_en`,
+    :func:`numeric_condition_zh`), so they cannot differ in which case or which numbers a
+    bin gets. ``binary``: for a binary feature, whether the bin holds its true value
+    (each language's exact words for it come first).
+    """
+
+    case: BinCase
+    low: float
+    high: float | None = None
+    binary: bool | None = None
+
+
+def describe_bin(feature: Feature, low: float, high: float | None, first: bool) -> BinDescription:
+    """The training bin ``[low, high)`` (the first bin also holds anything below ``low``,
+    the last anything above) as :class:`BinDescription`."""
     top = _top_of_bin(feature, high)
-    exact = _exact(words.exact_condition, feature, low >= 1) if feature.kind == "binary" else None
-    if exact is not None:
-        return exact
+    binary = low >= 1 if feature.kind == "binary" else None
     levels = feature.levels
     if levels is not None:
         start = min(levels.names) if first else low
         if top is None:
             upward = low < max(levels.names)
-            return (levels.upward if upward else levels.one).format(low=levels.name(low))
+            return BinDescription(
+                BinCase.LEVEL_FROM if upward else BinCase.LEVEL_ONE, low, None, binary
+            )
         if top <= start:
-            return levels.one.format(low=levels.name(start))
-        return levels.span.format(low=levels.name(start), high=levels.name(top))
+            return BinDescription(BinCase.LEVEL_ONE, start, None, binary)
+        return BinDescription(BinCase.LEVEL_SPAN, start, top, binary)
     if feature.discrete and feature.is_count:
-        noun = words.noun or feature.label
         if top is None:
-            return f"with {low:,.0f} or more {noun}"
+            return BinDescription(BinCase.COUNT_FROM, low, None, binary)
         if top <= low:
-            return f"with {_count(low, noun)}"
-        return f"with up to {top:,.0f} {noun}" if first else f"with {low:,.0f} to {top:,.0f} {noun}"
+            return BinDescription(BinCase.COUNT_ONE, low, None, binary)
+        return BinDescription(
+            BinCase.COUNT_UP_TO if first else BinCase.COUNT_SPAN, low, top, binary
+        )
+    if top is None:
+        return BinDescription(BinCase.FROM, low, None, binary)
+    return BinDescription(BinCase.UNDER if first else BinCase.SPAN, low, top, binary)
+
+
+def _high(b: BinDescription) -> float:
+    assert b.high is not None, b
+    return b.high
+
+
+def numeric_condition_en(feature: Feature, b: BinDescription) -> str:
+    """A training bin (:func:`describe_bin`) in English: "with 3 to 5 calls"."""
+    words = feature.phrasing
+    if b.binary is not None:
+        exact = _exact(words.exact_condition, feature, b.binary)
+        if exact is not None:
+            return exact
+    levels = feature.levels
 
     def fmt(bound: float) -> str:
         return _bound_text(feature, bound, zh=False)
 
-    if top is None:
-        span = f"{fmt(low)} or more"
-    elif first:
-        span = f"under {fmt(top)}"
-    else:
-        span = f"{fmt(low)} to {fmt(top)}"
-    return _fill(words.condition or f"with {feature.label} of {{value}}", span)
+    def span(text: str) -> str:
+        return _fill(words.condition or f"with {feature.label} of {{value}}", text)
+
+    noun = words.noun or feature.label
+    match b.case:
+        case BinCase.LEVEL_FROM | BinCase.LEVEL_ONE | BinCase.LEVEL_SPAN:
+            assert levels is not None
+            template = {
+                BinCase.LEVEL_FROM: levels.upward,
+                BinCase.LEVEL_ONE: levels.one,
+                BinCase.LEVEL_SPAN: levels.span,
+            }[b.case]
+            high = levels.name(b.high) if b.high is not None else ""
+            return template.format(low=levels.name(b.low), high=high)
+        case BinCase.COUNT_FROM:
+            return f"with {b.low:,.0f} or more {noun}"
+        case BinCase.COUNT_ONE:
+            return f"with {_count(b.low, noun)}"
+        case BinCase.COUNT_UP_TO:
+            return f"with up to {_high(b):,.0f} {noun}"
+        case BinCase.COUNT_SPAN:
+            return f"with {b.low:,.0f} to {_high(b):,.0f} {noun}"
+        case BinCase.FROM:
+            return span(f"{fmt(b.low)} or more")
+        case BinCase.UNDER:
+            return span(f"under {fmt(_high(b))}")
+        case BinCase.SPAN:
+            return span(f"{fmt(b.low)} to {fmt(_high(b))}")
+        case _:
+            assert_never(b.case)
 
 
 def _category_condition_zh(feature: Feature, value: str | None) -> str:
@@ -277,38 +361,44 @@ def _category_condition_zh(feature: Feature, value: str | None) -> str:
     return exact if exact is not None else f"{label_zh(feature)}为{category_zh(_shown(value))}"
 
 
-def _numeric_condition_zh(feature: Feature, low: float, high: float | None, first: bool) -> str:
-    """:func:`_numeric_condition` in Chinese: the same bin, the same bounds."""
-    label = label_zh(feature)
-    top = _top_of_bin(feature, high)
-    if feature.kind == "binary":
-        exact = _exact(CONDITION_EXACT_ZH.get(feature.name, {}), feature, low >= 1)
+#: Cases whose bounds are whole counts.
+_COUNT_CASES = frozenset(
+    {BinCase.COUNT_FROM, BinCase.COUNT_ONE, BinCase.COUNT_UP_TO, BinCase.COUNT_SPAN}
+)
+#: A training bin in Chinese by its case: ``{label}`` the feature's Chinese name, ``{low}``
+#: and ``{high}`` its bounds as :func:`numeric_condition_zh` writes them.
+BIN_ZH: dict[BinCase, str] = {
+    BinCase.LEVEL_FROM: "{label}为{low}或更高",
+    BinCase.LEVEL_ONE: "{label}为{low}",
+    BinCase.LEVEL_SPAN: "{label}为{low}至{high}",
+    BinCase.COUNT_FROM: "{label}为 {low} 或更多",
+    BinCase.COUNT_ONE: "{label}为 {low}",
+    BinCase.COUNT_UP_TO: "{label}不超过 {high}",
+    BinCase.COUNT_SPAN: "{label}为 {low} 至 {high}",
+    BinCase.FROM: "{label} {low} 或更多",
+    BinCase.UNDER: "{label}低于 {high}",
+    BinCase.SPAN: "{label} {low}至 {high}",
+}
+
+
+def numeric_condition_zh(feature: Feature, b: BinDescription) -> str:
+    """:func:`numeric_condition_en` in Chinese: the same case, the same bounds."""
+    if b.binary is not None:
+        exact = _exact(CONDITION_EXACT_ZH.get(feature.name, {}), feature, b.binary)
         if exact is not None:
             return exact
-    levels = feature.levels
-    if levels is not None:
-        start = min(levels.names) if first else low
-        if top is None:
-            more = "或更高" if low < max(levels.names) else ""
-            return f"{label}为{level_zh(feature, low)}{more}"
-        if top <= start:
-            return f"{label}为{level_zh(feature, start)}"
-        return f"{label}为{level_zh(feature, start)}至{level_zh(feature, top)}"
-    if feature.discrete and feature.is_count:
-        if top is None:
-            return f"{label}为 {low:,.0f} 或更多"
-        if top <= low:
-            return f"{label}为零" if low == 0 else f"{label}为 {low:,.0f}"
-        return f"{label}不超过 {top:,.0f}" if first else f"{label}为 {low:,.0f} 至 {top:,.0f}"
+    label = label_zh(feature)
+    if b.case is BinCase.COUNT_ONE and b.low == 0:
+        return f"{label}为零"
 
-    def fmt(bound: float) -> str:
-        return _bound_text(feature, bound, zh=True)
+    def bound(v: float | None) -> str:
+        if v is None:
+            return ""
+        if feature.levels is not None:
+            return level_zh(feature, v)
+        return f"{v:,.0f}" if b.case in _COUNT_CASES else _bound_text(feature, v, zh=True)
 
-    if top is None:
-        return f"{label} {fmt(low)} 或更多"
-    if first:
-        return f"{label}低于 {fmt(top)}"
-    return f"{label} {fmt(low)}至 {fmt(top)}"
+    return BIN_ZH[b.case].format(label=label, low=bound(b.low), high=bound(b.high))
 
 
 @dataclass(frozen=True)
@@ -377,8 +467,9 @@ def reason_fact(feature: Feature, value: Value, stats: Mapping[str, Any]) -> Fac
         if len(edges) <= 2:
             return None  # one bin holds every deal: its win rate is the overall one, no fact
         first = fact["low"] == edges[0]
-        who = _numeric_condition(feature, float(fact["low"]), fact.get("high"), first)
-        who_zh = _numeric_condition_zh(feature, float(fact["low"]), fact.get("high"), first)
+        described = describe_bin(feature, float(fact["low"]), fact.get("high"), first)
+        who = numeric_condition_en(feature, described)
+        who_zh = numeric_condition_zh(feature, described)
     deals = fact.get("deals")
     return Fact(
         who,

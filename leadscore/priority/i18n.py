@@ -18,16 +18,20 @@ reason's ``text_zh``) are chosen by :func:`localised`: the Chinese when there is
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
 from leadscore.config import AUTO_LANGUAGE, LANGUAGES
+from leadscore.features.catalog_zh import stage_zh
 
 EN, ZH = LANGUAGES
 #: ``<html lang>`` of each language.
 HTML_LANG = {EN: "en", ZH: "zh-Hans"}
+#: Each language's own name, for the link that switches to it.
+LANGUAGE_NAMES = {EN: "English", ZH: "中文"}
 
 
 def accepted_language(header: str | None) -> str | None:
@@ -114,6 +118,57 @@ def localised(item: Mapping[str, Any], key: str, lang: str) -> str:
     if lang == ZH and item.get(f"{key}_zh"):
         return str(item[f"{key}_zh"])
     return str(item.get(key) or "")
+
+
+#: What a row's number means (the ranked list's ``meaning``, written in English by
+#: ``leadscore rank``), in Chinese: each English phrase and its Chinese, applied in
+#: order. The list stores the English only, so a list ranked before any change of
+#: these words still reads; :func:`meaning_text` keeps the English when a phrase is
+#: not known here rather than showing half a translation.
+MEANING_ZH: tuple[tuple[str, str], ...] = (
+    (r"^chance to win this deal", "赢得该商机的概率"),
+    (r"^chance of a win within (\d+) months?", r"\1 个月内赢单的概率"),
+    (r"^chance of a win within ([\d.]+) days", r"\1 天内赢单的概率"),
+    (r" if re-opened now", "（如现在重新打开）"),
+    (r" if re-engaged now", "（如现在重新跟进）"),
+    (r"; not checked against what lost deals do", "；未经丢单实际走向的检验"),
+    (r"; not checked against what dormant deals do", "；未经休眠商机实际走向的检验"),
+    (r" \(win model calibrated on dormant deals\)", "（按休眠商机校准的赢单模型）"),
+    (r" \(win model, checked on dormant deals\)", "（赢单模型，已在休眠商机上检验）"),
+    (
+        r"^rough prior: the win rate of past deals from this stage( and channel)?; ",
+        "粗略先验：同一阶段{channel}过往商机的赢单率；",
+    ),
+    (
+        r"a trained model takes over once it can be trained, from (\d+) won and (\d+) lost "
+        r"closed deals \(now (\d+) won, (\d+) lost\), and passes the promotion gate",
+        r"当已关闭商机达到 \1 个赢单和 \2 个丢单（目前 \3 个赢单、\4 个丢单）、可以训练模型"
+        r"且通过晋级门槛后，由训练好的模型接替",
+    ),
+)
+
+
+def meaning_text(meaning: str, lang: str = EN) -> str:
+    """A row's ``meaning`` in ``lang``: in Chinese by :data:`MEANING_ZH`, else (or when
+    some words are not known there) as written."""
+    if lang != ZH or not meaning:
+        return meaning
+    out = meaning
+    for pattern, zh in MEANING_ZH:
+
+        def words(m: re.Match[str], zh: str = zh) -> str:
+            # A fallback's "and channel" is a group; every other phrase a plain template.
+            return (
+                zh.format(channel="和渠道" if m[1] else "") if "{channel}" in zh else m.expand(zh)
+            )
+
+        out = re.sub(pattern, words, out)
+    return meaning if re.search(r"[A-Za-z]{2,}", out) else out
+
+
+def stage_text(stage: str, lang: str = EN) -> str:
+    """A funnel stage's name in ``lang``."""
+    return stage_zh(stage) if lang == ZH else stage
 
 
 # ---------------------------------------------------------------- the page's words
@@ -222,6 +277,39 @@ TEXT: dict[str, tuple[str, str]] = {
     "interval": ("95% interval", "95% 区间"),
     "p_adjusted": ("p (Holm)", "p 值（Holm）"),
     "not_enough": ("not enough deals yet", "商机数量尚不足"),
+    "ab_short": (
+        "not enough deals yet: {n} of the {min} needed",
+        "商机数量尚不足：{n} 个，需要 {min} 个",
+    ),
+    "ab_short_baseline": (
+        "not enough deals yet in the baseline {baseline}: {n} of the {min} needed",
+        "基准组 {baseline} 的商机数量尚不足：{n} 个，需要 {min} 个",
+    ),
+    "industry": ("Industry", "行业"),
+    "size_band": ("Size band", "规模"),
+    "lq_heading": ("Lead quality at creation", "创建时的线索质量"),
+    "lq_note": (
+        "A strategy handed better leads wins more whatever it does: each group's mean win probability at creation, by {model}, against the baseline's (Welch's t-test, Holm-corrected).",
+        "分到更好线索的策略无论怎么做都会赢得更多：各组商机在创建时的平均赢单概率（{model}），与基准组比较（Welch t 检验，Holm 校正）。",
+    ),
+    "lq_deals": ("Scored deals", "已评分商机"),
+    "lq_mean": ("Mean win probability at creation", "创建时平均赢单概率"),
+    "lq_differs": (
+        "Lead quality differs: the deals of {group} had a mean win probability at creation of {mean} against {base_mean} for {baseline} ({diff} points, p = {p}); a difference in outcomes may come from the leads, not the strategy.",
+        "线索质量不同：{group} 的商机创建时平均赢单概率为 {mean}，基准组 {baseline} 为 {base_mean}（相差 {diff} 个百分点，p = {p}）；结果的差异可能来自线索，而非策略。",
+    ),
+    "lq_comparable": (
+        "The groups' leads were comparable at creation: no group's mean win probability differs from the baseline's significantly by 5 points or more.",
+        "各组线索在创建时质量相当：没有任何一组的平均赢单概率与基准组存在显著且达 5 个百分点以上的差异。",
+    ),
+    "lq_unknown": (
+        "Lead quality not judged: too few scored deals in the groups.",
+        "无法判断线索质量：各组已评分的商机太少。",
+    ),
+    "lq_skipped": (
+        "Lead quality at creation not checked: {reason}.",
+        "未检查创建时的线索质量：{reason}。",
+    ),
     "list": ("Deals to work", "待跟进商机"),
     "owner": ("Owner", "负责人"),
     "channel": ("Channel", "渠道"),
@@ -298,7 +386,94 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "win_rate": ("win rate", "赢单率"),
     "model_panel": ("The model behind these scores", "评分所用的模型"),
+    "scored_by": ("model: {model}", "评分模型：{model}"),
+    # The model panel (leadscore.priority.report.panel_context): labels, and sentences
+    # whose figures come from the quality summary training stored in the model.
+    "mp_version_note": ("Model version {version}: {note}.", "模型版本 {version}：{note}。"),
+    "mp_no_quality": (
+        "no quality summary: trained before this version",
+        "没有质量摘要：该模型训练于质量摘要功能加入之前",
+    ),
+    "mp_unreadable": (
+        "not readable from the model registry ({error})",
+        "无法从模型注册表读取（{error}）",
+    ),
+    "mp_summary": (
+        "Version {version}, trained {trained_at} on deals from {window}; tested on {test}.",
+        "版本 {version}，训练于 {trained_at}，训练数据为 {window} 的商机；测试集：{test}。",
+    ),
+    "mp_not_recorded": ("not recorded", "未记录"),
+    "mp_window": ("{start} to {end}", "{start} 至 {end}"),
+    "mp_test": (
+        "{deals} test deals ({won} won, {lost} lost), {split}",
+        "{deals} 个测试商机（{won} 个赢单，{lost} 个丢单），{split}",
+    ),
+    "mp_split_time": ("time split", "按时间切分"),
+    "mp_split_random": ("random split", "随机切分"),
+    "mp_split_other": ("{method} split", "按 {method} 切分"),
+    "mp_cross_validation": ("{how}", "交叉验证：{how}"),
+    "mp_per_deal": ("Per deal, scored", "按商机，评分时点"),
+    "mp_deals": ("Deals", "商机数"),
+    "mp_roc_auc": ("ROC AUC [95% interval]", "ROC AUC [95% 区间]"),
+    "mp_log_loss": ("Log loss", "对数损失"),
+    "mp_ece": ("ECE", "ECE（期望校准误差）"),
+    "mp_lift": ("Lift, top 10%", "前 10% 提升度"),
+    "mp_at_creation": ("at creation", "创建时"),
+    "mp_at_age": ("at {days} days", "第 {days} 天"),
+    "mp_curve_title": (
+        "Calibration: observed win rate against predicted",
+        "校准：实际赢单率与预测赢单率对比",
+    ),
+    "mp_curve_axis": ("observed win rate against predicted", "实际赢单率与预测对比"),
+    "mp_curve_dot": (
+        "predicted {p}, won {r} of {n} deals",
+        "预测 {p}，{n} 个商机中赢单 {r}",
+    ),
+    "mp_curve_note": (
+        "Calibration on {n} test deals scored {when}: a dot per probability band, sized by its deals; on the dashed line, predicted and observed agree.",
+        "基于 {n} 个测试商机（{when}评分）的校准：每个概率区间一个点，点的大小表示商机数；落在虚线上表示预测与实际一致。",
+    ),
+    "mp_baselines_note": (
+        "Compared with the baselines, per deal (model minus baseline, 95% interval):",
+        "与基线比较，按商机计算（模型减基线，95% 区间）：",
+    ),
+    "mp_baseline": (
+        "{verdict} than {baseline} {when}: {figure}",
+        "{when}，模型{verdict}{baseline}：{figure}",
+    ),
+    "mp_baseline_undefined": (
+        "no comparison with {baseline} {when}: ROC AUC is undefined (the test deals have one outcome only)",
+        "{when}无法与{baseline}比较：ROC AUC 无定义（测试商机只有一种结果）",
+    ),
+    "mp_no_interval": (
+        "ROC AUC {difference} (no interval: too few deals to resample)",
+        "ROC AUC {difference}（无区间：商机太少，无法重抽样）",
+    ),
+    "mp_verdict_better": ("better", "优于"),
+    "mp_verdict_not_better": ("not better", "不优于"),
+    "mp_verdict_worse": ("worse", "差于"),
+    "mp_verdict_unknown": ("unknown", "无法判断是否优于"),
+    "mp_calibration": ("Calibration {reason}.", "校准方法：{reason}。"),
+    "mp_features": ("Strongest features", "最重要的特征"),
+    "mp_gain": ("Gain", "增益占比"),
     "no_data": ("No CRM tables to compute this from.", "没有可用于计算的 CRM 数据。"),
+    # One deal's timeline (leadscore.priority.timeline); its facts reuse the list's words.
+    "tl_title": ("Deal {deal} — timeline", "商机 {deal} — 时间线"),
+    "tl_back": ("Back to the list", "返回列表"),
+    "tl_when": ("When", "时间"),
+    "tl_what": ("What happened", "事件"),
+    "tl_undated": ("undated", "无日期"),
+    "tl_none": ("Nothing recorded for this deal yet.", "该商机还没有任何记录。"),
+    "stage": ("Stage", "阶段"),
+    "product": ("Product", "产品"),
+    "latest_score": ("Latest score", "最新评分"),
+    "last_activity": ("Last activity", "上次活动"),
+    "tl_kind_created": ("created", "创建"),
+    "tl_kind_contact": ("contact", "联系人"),
+    "tl_kind_stage": ("stage", "阶段"),
+    "tl_kind_activity": ("activity", "活动"),
+    "tl_kind_closed": ("closed", "关闭"),
+    "tl_kind_score": ("score", "评分"),
 }
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import MAX_PAGE_SIZE, PAGE_SIZE
-from leadscore.priority.i18n import EN, localised, money, percent, texts
+from leadscore.priority.i18n import EN, localised, meaning_text, money, percent, stage_text, texts
 from leadscore.priority.rank import ACTIVE, DORMANT, GROUP, PRIORITY_GROUPS, RECENTLY_LOST, Filters
 
 #: Status filter values and the priority groups each selects.
@@ -152,7 +152,7 @@ def page_row(r: Mapping[str, Any], lang: str = EN) -> dict[str, Any]:
 
     def reasons(items: Any) -> list[dict[str, str]]:
         return [
-            {"text": localised(x, "text", lang), "tooltip": str(x.get("tooltip") or "")}
+            {"text": localised(x, "text", lang), "tooltip": localised(x, "tooltip", lang)}
             for x in items
         ]
 
@@ -165,12 +165,12 @@ def page_row(r: Mapping[str, Any], lang: str = EN) -> dict[str, Any]:
         "group_text": words[f"status_{GROUP_STATUS.get(group, 'active')}"]
         if group in PRIORITY_GROUPS
         else group,
-        "stage": r.get("stage") or "",
+        "stage": stage_text(str(r.get("stage") or ""), lang),
         "segment": r.get("segment") or "",
         "industry": (r.get("industry") or "").replace("_", " "),
         "grade": str(r["grade"]),
         "model": r.get("model") or "",
-        "meaning": r.get("meaning") or "",
+        "meaning": meaning_text(str(r.get("meaning") or ""), lang),
         "probability": _num(r["probability"]),
         "win": percent(r["probability"], lang),
         "amount": _num(r["amount"]),

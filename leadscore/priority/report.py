@@ -51,6 +51,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ from plotly.offline import get_plotlyjs
 from leadscore.config import REPORT_MAX_ROWS, Settings
 from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
 from leadscore.crm.ingest import last_recorded_event, load_stored
-from leadscore.features.catalog import SENIORITY_LEVELS
+from leadscore.features.catalog import FEATURES_BY_NAME, SENIORITY_LEVELS
+from leadscore.features.catalog_zh import label_zh
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
 from leadscore.model.drift import read_latest
 from leadscore.model.scoring_model import NO_GATE, NO_QUALITY
@@ -378,6 +380,8 @@ class ModelPanel:
     version: str
     quality: Mapping[str, Any] | None = None
     note: str = ""
+    #: The registry's error when the version could not be read (``note`` says it in English).
+    error: str = ""
 
 
 def model_panel(settings: Settings, version: str) -> ModelPanel:
@@ -392,7 +396,7 @@ def model_panel(settings: Settings, version: str) -> ModelPanel:
     try:
         model = load_scoring_model(f"models:/{settings.model_name}/{version}", settings)
     except Exception as exc:  # any registry failure: the list must still be shown
-        return ModelPanel(version, None, f"not readable from the model registry ({exc})")
+        return ModelPanel(version, None, f"not readable from the model registry ({exc})", str(exc))
     quality = model.info.get("quality")
     return ModelPanel(version, quality, "" if quality else NO_QUALITY)
 
@@ -411,13 +415,15 @@ def estimate(e: Mapping[str, Any] | None, digits: int = 3) -> str:
 _SVG_SIZE, _SVG_PAD = 200, 36
 
 
-def calibration_svg(curve: Mapping[str, Sequence[float]], title: str) -> str:
+def calibration_svg(curve: Mapping[str, Sequence[float]], lang: str = EN) -> str:
     """The calibration curve as a small inline SVG: predicted (x) against observed (y) win
     rate per probability bin, a dot per bin sized by its deals, the diagonal for reference.
 
     Inline and with no namespace URL, so the page stays one file that references nothing
-    outside. Only numbers and ``title`` (escaped) go into the markup.
+    outside. Only numbers and the page's words (escaped) go into the markup.
     """
+    t = texts(lang)
+    title = t["mp_curve_title"]
     side, pad = _SVG_SIZE, _SVG_PAD
     full = side + 2 * pad
 
@@ -431,7 +437,8 @@ def calibration_svg(curve: Mapping[str, Sequence[float]], title: str) -> str:
     biggest = max((n for _, _, n in points), default=1) or 1
     dots = "".join(
         f'<circle cx="{x(p)}" cy="{y(r)}" r="{round(2.5 + 4.5 * math.sqrt(n / biggest), 1)}">'
-        f"<title>predicted {p:.0%}, won {r:.0%} of {n:,} deals</title></circle>"
+        f"<title>{html.escape(t['mp_curve_dot'].format(p=f'{p:.0%}', r=f'{r:.0%}', n=f'{n:,}'))}"
+        "</title></circle>"
         for p, r, n in points
     )
     line = " ".join(f"{x(p)},{y(r)}" for p, r, _ in points)
@@ -446,8 +453,8 @@ def calibration_svg(curve: Mapping[str, Sequence[float]], title: str) -> str:
         f'<rect x="{pad}" y="{pad}" width="{side}" height="{side}" class="frame"/>'
         f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" class="diagonal"/>'
         f'<polyline points="{line}" class="curve"/>{dots}{ticks}'
-        f'<text x="{pad + side / 2}" y="{pad - 10}" text-anchor="middle">observed win rate'
-        f" against predicted</text></svg>"
+        f'<text x="{pad + side / 2}" y="{pad - 10}" text-anchor="middle">'
+        f"{html.escape(t['mp_curve_axis'])}</text></svg>"
     )
 
 
@@ -481,60 +488,120 @@ def gate_warning(quality: Mapping[str, Any]) -> dict[str, str] | None:
     }
 
 
-def panel_context(panel: ModelPanel) -> dict[str, Any]:
-    """What the template shows of the model, formatted."""
+def _signed(x: float) -> str:
+    """``+0.273`` / ``−0.022``: as training writes a difference (a true minus sign)."""
+    return f"{x:+.3f}".replace("-", "\u2212")
+
+
+def baseline_sentence(name: str, entry: Mapping[str, Any], when: str, lang: str = EN) -> str:
+    """The model against one baseline at one moment (``when``, in words), by ROC AUC, in
+    ``lang``: the verdict training stored and the paired interval of the difference
+    ("not better than logistic regression at creation: ROC AUC −0.022 [−0.063, +0.015]",
+    as :func:`training.quality.baseline_sentence` words it)."""
+    t = texts(lang)
+    label = (
+        entry.get("label", name) if lang == EN else _BASELINE_NAMES.get(name, {}).get(lang, name)
+    )
+    block = entry["block"]
+    auc = block.get("roc_auc", {})
+    d, low, high = auc.get("difference"), auc.get("low"), auc.get("high")
+    if d is None:
+        return t["mp_baseline_undefined"].format(baseline=label, when=when)
+    figure = (
+        f"ROC AUC {_signed(d)} [{_signed(low)}, {_signed(high)}]"
+        if low is not None and high is not None
+        else t["mp_no_interval"].format(difference=_signed(d))
+    )
+    verdict = t.get("mp_verdict_" + str(block.get("verdict", "unknown")).replace(" ", "_"), "")
+    return t["mp_baseline"].format(verdict=verdict, baseline=label, when=when, figure=figure)
+
+
+def _feature_words(name: str, description: str, lang: str) -> str:
+    """A strongest feature's line under its name: the catalog's description, or in Chinese
+    its Chinese name (a custom attribute keeps its own words)."""
+    feature = FEATURES_BY_NAME.get(name)
+    return label_zh(feature) if lang == ZH and feature is not None else description
+
+
+def panel_context(panel: ModelPanel, lang: str = EN) -> dict[str, Any]:
+    """What the template shows of the model, formatted in ``lang``: every label from the
+    page's table of words, the figures from the quality summary training stored."""
+    t = texts(lang)
     q = panel.quality
     if not q:
-        return {"version": panel.version, "note": panel.note}
+        note = t["mp_unreadable"].format(error=panel.error) if panel.error else t["mp_no_quality"]
+        return {
+            "version": panel.version,
+            "note": t["mp_version_note"].format(version=panel.version, note=note),
+        }
     window = q.get("window", {})
     deals = q.get("test_deals", {})
     per_deal = q["per_deal"]
-    blocks = [per_deal[b] for b in ("at_creation", "at_age") if b in per_deal]
-    at_age = per_deal.get("at_age", {})
+    age = float(per_deal.get("age_days", 30.0))
+    when = {
+        "at_creation": t["mp_at_creation"],
+        "at_age": t["mp_at_age"].format(days=f"{age:g}"),
+    }
+    blocks = [(b, per_deal[b]) for b in ("at_creation", "at_age") if b in per_deal]
     calibration = q.get("calibration", {})
     curve = calibration.get("curve") or {"mean_p": [], "win_rate": [], "n": []}
     trained = q.get("trained_at")
     baselines = q.get("baselines", {})
+    split = q.get("split", {})
+    method = str(split.get("method", "time"))
+    won, lost = deals.get("won", 0), deals.get("lost", 0)
+    summary = t["mp_summary"].format(
+        version=panel.version,
+        trained_at=f"{pd.Timestamp(trained):%Y-%m-%d %H:%M} UTC"
+        if trained
+        else t["mp_not_recorded"],
+        window=t["mp_window"].format(
+            start=str(window.get("first_snapshot", ""))[:10],
+            end=str(window.get("last_close", ""))[:10],
+        ),
+        test=t["mp_test"].format(
+            deals=f"{won + lost:,}",
+            won=f"{won:,}",
+            lost=f"{lost:,}",
+            split=t["mp_cross_validation"].format(how=split["cross_validation"])
+            if split.get("cross_validation")
+            else t.get(f"mp_split_{method}", t["mp_split_other"]).format(method=method),
+        ),
+    )
     return {
         "version": panel.version,
         "note": "",
-        "trained_at": f"{pd.Timestamp(trained):%Y-%m-%d %H:%M} UTC" if trained else "not recorded",
-        "window": f"{str(window.get('first_snapshot', ''))[:10]} to "
-        f"{str(window.get('last_close', ''))[:10]}",
-        "test": f"{deals.get('won', 0) + deals.get('lost', 0):,} test deals "
-        f"({deals.get('won', 0):,} won, {deals.get('lost', 0):,} lost), "
-        + (
-            q["split"]["cross_validation"]
-            if q.get("split", {}).get("cross_validation")
-            else f"{q.get('split', {}).get('method', 'time')} split"
-        ),
+        "summary": summary,
         "blocks": [
             {
-                "label": b["label"],
+                "label": when[key],
                 "deals": f"{b['deals']:,}",
                 "roc_auc": estimate(b["roc_auc"]),
                 "log_loss": estimate(b["log_loss"]),
                 "ece": estimate(b["ece"]),
                 "lift": "n/a" if b.get("lift_at_10") is None else f"{b['lift_at_10']:.2f}×",
             }
-            for b in blocks
+            for key, b in blocks
         ],
-        "calibration_reason": calibration.get("reason", ""),
-        "svg": calibration_svg(curve, "Calibration: observed win rate against predicted"),
-        "curve_note": f"Calibration on {sum(curve['n']):,} test deals scored "
-        f"{at_age.get('label', '')}: a dot per probability band, sized by its deals; "
-        "on the dashed line, predicted and observed agree.",
+        "calibration": t["mp_calibration"].format(reason=calibration.get("reason", "")),
+        "svg": calibration_svg(curve, lang),
+        "curve_note": t["mp_curve_note"].format(n=f"{sum(curve['n']):,}", when=when["at_age"]),
         "features": [
             {
                 "feature": f["feature"],
                 "share": f"{f['gain_share']:.0%}",
-                "description": f["description"],
+                "description": _feature_words(f["feature"], f["description"], lang),
             }
             for f in q.get("top_features", [])
         ],
         "baselines": [
-            {"verdict": entry[block]["verdict"], "sentence": entry[block]["sentence"]}
-            for entry in baselines.values()
+            {
+                "verdict": entry[block]["verdict"],
+                "sentence": baseline_sentence(
+                    name, {**entry, "block": entry[block]}, when[block], lang
+                ),
+            }
+            for name, entry in baselines.items()
             for block in ("at_creation", "at_age")
             if block in entry
         ],
@@ -758,9 +825,98 @@ def _reps_block(records: Sequence[Mapping[str, Any]], label: str, lang: str) -> 
     }
 
 
+def _short_text(missing: str, lang: str) -> str:
+    """An insight's "not enough deals yet: 3 of the 20 needed" (or the baseline's,
+    :func:`leadscore.insights.compare._short`, whose first words are the page's
+    ``not_enough``) in ``lang``; any other reason as written."""
+    t = texts(lang)
+    short = re.escape(texts(EN)["not_enough"])
+    found = re.match(rf"{short}( in the baseline (.+))?: (\d+) of the (\d+)", missing)
+    if lang == EN or found is None:
+        return missing
+    key = "ab_short_baseline" if found[1] else "ab_short"
+    return t[key].format(baseline=found[2], n=found[3], min=found[4])
+
+
+#: The page's word (a :data:`~leadscore.priority.i18n.TEXT` key) for each cut it knows.
+_CUT_WORDS = {
+    "owner_id": "owner",
+    "channel": "channel",
+    "industry": "industry",
+    "size_band": "size_band",
+    "segment": "segment",
+    "team": "team",
+}
+
+
+def cut_label(by: str, lang: str = EN) -> str:
+    """A cut's name as a column header: the page's word for a known one, else the CRM's
+    own column name."""
+    return texts(lang)[_CUT_WORDS[by]] if by in _CUT_WORDS else by
+
+
+def lead_quality_context(ab: Mapping[str, Any], lang: str = EN) -> dict[str, Any]:
+    """Whether the compared groups were given leads of comparable quality (the champion's
+    mean win probability at creation per group, :func:`leadscore.insights.compare.lead_quality`),
+    in ``lang``: ``verdict`` is ``differs`` (a warning per group whose leads differ from
+    the baseline's significantly and by 5 points or more), ``comparable``, ``unknown``
+    (too few scored deals) or ``skipped`` (no model to score with, ``note`` says why)."""
+    t = texts(lang)
+    by, quality = ab["by"], ab.get("lead_quality")
+    if quality is None:
+        reason = str(ab.get("lead_quality_skipped") or "").removeprefix("skipped: ")
+        return {"verdict": "skipped", "note": t["lq_skipped"].format(reason=reason)}
+    base = next((r for r in quality if r["is_baseline"]), None)
+    base_mean = percent(base["mean_predicted"], lang) if base else ""
+    rows, warnings = [], []
+    for r in quality:
+        diff = r["difference"]
+        rows.append(
+            {
+                "group": r[by],
+                "deals": number(r["deals"]),
+                "mean": percent(r["mean_predicted"], lang, 1),
+                "difference": t["baseline"]
+                if r["is_baseline"]
+                else ("" if diff is None else f"{100 * diff:+.1f} {t['pts']}"),
+                "interval": ""
+                if r["ci_low"] is None
+                else f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",
+                "p": "" if r["p_adjusted"] is None else f"{r['p_adjusted']:.3g}",
+                "note": _short_text(r["missing"], lang) if r["missing"] else "",
+                "differs": bool(r["differs"]),
+            }
+        )
+        if r["differs"]:
+            warnings.append(
+                t["lq_differs"].format(
+                    group=r[by],
+                    mean=percent(r["mean_predicted"], lang),
+                    baseline=ab["baseline"],
+                    base_mean=base_mean,
+                    diff=f"{100 * diff:+.1f}",
+                    p=f"{r['p_adjusted']:.3g}",
+                )
+            )
+    tested = any(r["p_adjusted"] is not None for r in quality)
+    verdict = "differs" if warnings else "comparable" if tested else "unknown"
+    return {
+        "verdict": verdict,
+        "note": t["lq_note"].format(model=ab.get("lead_quality_model") or ""),
+        "rows": rows,
+        "warnings": warnings,
+        "summary": t["lq_comparable"]
+        if verdict == "comparable"
+        else t["lq_unknown"]
+        if verdict == "unknown"
+        else "",
+    }
+
+
 def comparison_html(ab: Mapping[str, Any] | None, lang: str = EN) -> str:
     """One A/B comparison (:meth:`leadscore.insights.compare.Comparison.to_records`) as
-    the page's table."""
+    the page's table, and whether the groups' leads were comparable at creation
+    (:func:`lead_quality_context`)."""
     t = texts(lang)
     rows = []
     by = ab["by"] if ab else ""
@@ -772,7 +928,7 @@ def comparison_html(ab: Mapping[str, Any] | None, lang: str = EN) -> str:
                 "metric": t.get(f"m_{r['metric']}", r["metric"]),
                 "group": r[by],
                 "deals": number(r["denominator"]),
-                "value": r["missing"]
+                "value": _short_text(r["missing"], lang)
                 if r["value"] is None and r["missing"]
                 else _value(r["value"], r["unit"], lang),
                 "difference": t["baseline"]
@@ -788,7 +944,16 @@ def comparison_html(ab: Mapping[str, Any] | None, lang: str = EN) -> str:
     return (
         _env()
         .get_template("comparison.html")
-        .render(t=t, ab={"by": by, "rows": rows, "empty": t["not_enough"]})
+        .render(
+            t=t,
+            ab={
+                "by": by,
+                "by_label": cut_label(by, lang),
+                "rows": rows,
+                "empty": t["not_enough"],
+                "quality": lead_quality_context(ab, lang) if ab and rows else None,
+            },
+        )
     )
 
 
@@ -848,7 +1013,7 @@ def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
         "latest_month": month(latest, lang) if latest else "",
         **_forecast_context(overview.forecast, lang),
         "reps": reps,
-        "compare_by": overview.compare_by,
+        "compare_by": [(c, cut_label(c, lang)) for c in overview.compare_by],
         "compare_default": overview.comparison["by"] if overview.comparison else "",
         "comparison": comparison_html(overview.comparison, lang),
     }
@@ -960,6 +1125,7 @@ def render_page(
         "size": size,
         "total": len(ranked),
         "deal_base": (api.rsplit("/api", 1)[0] if api else "/leads") + "/deal/",
+        "plotly": f"{api}/plotly.js" if api else None,
         "teams": {name: list(owners) for name, owners in teams},
     }
     static_note = None
@@ -1003,9 +1169,8 @@ def render_page(
             static_note=static_note,
             sections=None if api else render_sections(tables, overview, lang, static=True),
             api=api,
-            model=panel_context(model) if model is not None else None,
+            model=panel_context(model, lang) if model is not None else None,
             plotly_js=None if api else get_plotlyjs(),
-            plotly_src=f"{api}/plotly.js" if api else None,
             config=config,
             script=_script(),
         )

@@ -30,10 +30,11 @@ import pyarrow.parquet as pq
 
 from leadscore.crm.contract import LOST, WON, canonical_lost_reasons
 from leadscore.features.catalog import STAGE_LEVELS
-from leadscore.features.catalog_zh import ACTIVITY_ZH, SENIORITY_ZH, STAGE_ZH, category_zh
+from leadscore.features.catalog_zh import ACTIVITY_ZH, SENIORITY_ZH, category_zh, stage_zh
 from leadscore.features.seniority import LABELS as SENIORITY_LABELS
 from leadscore.features.seniority import title_seniority
 from leadscore.priority.health import time_since, time_since_zh
+from leadscore.priority.i18n import LANGUAGE_NAMES, texts
 
 Kind = Literal["created", "contact", "stage", "activity", "closed", "score"]
 #: Order of events at one moment (and of undated ones).
@@ -137,10 +138,6 @@ def _text(value: Any) -> str | None:
 STAGE_INDEX = {name: i for i, name in STAGE_LEVELS.names.items()}
 
 
-def _stage_zh(stage: str) -> str:
-    return STAGE_ZH.get(STAGE_INDEX.get(stage, -1), stage)
-
-
 def _contacts(tables: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
     """Per contact id: title and seniority (level, English and Chinese names)."""
     out: dict[str, dict[str, Any]] = {}
@@ -205,13 +202,13 @@ def _stage_events(stage_history: pd.DataFrame | None) -> list[Event]:
             continue
         details: dict[str, Any] = {"stage": stage, "from": previous}
         if previous is None:
-            en, zh = f"Entered {stage}", f"进入{_stage_zh(stage)}阶段"
+            en, zh = f"Entered {stage}", f"进入{stage_zh(stage)}阶段"
         else:
             back = STAGE_INDEX.get(stage, 0) < STAGE_INDEX.get(previous, 0)
             details["backward"] = back
             verb, verb_zh = ("Moved back", "退回") if back else ("Moved", "推进到")
             en = f"{verb} from {previous} to {stage}"
-            zh = f"从{_stage_zh(previous)}{verb_zh}{_stage_zh(stage)}阶段"
+            zh = f"从{stage_zh(previous)}{verb_zh}{stage_zh(stage)}阶段"
         out.append(Event(_time(row["_at"]), "stage", en, zh, details))
         previous = stage
     return out
@@ -442,33 +439,17 @@ def stored_timeline(crm_dir: Path, history_dir: Path, deal_id: str) -> Timeline:
 
 # ------------------------------------------------------------------ the page
 Lang = Literal["en", "zh"]
-_WORDS: dict[str, dict[Lang, str]] = {
-    "title": {"en": "Deal {deal} — timeline", "zh": "商机 {deal} — 时间线"},
-    "back": {"en": "Back to the list", "zh": "返回列表"},
-    "other": {"en": "中文", "zh": "English"},
-    "when": {"en": "When", "zh": "时间"},
-    "what": {"en": "What happened", "zh": "事件"},
-    "undated": {"en": "undated", "zh": "无日期"},
-    "none": {"en": "Nothing recorded for this deal yet.", "zh": "该商机还没有任何记录。"},
-}
-_SUMMARY: dict[str, dict[Lang, str]] = {
-    "account_id": {"en": "Account", "zh": "客户"},
-    "owner_id": {"en": "Owner", "zh": "负责人"},
-    "status": {"en": "Status", "zh": "状态"},
-    "stage": {"en": "Stage", "zh": "阶段"},
-    "channel": {"en": "Channel", "zh": "渠道"},
-    "product": {"en": "Product", "zh": "产品"},
-    "score": {"en": "Latest score", "zh": "最新评分"},
-    "grade": {"en": "Grade", "zh": "等级"},
-    "last_activity": {"en": "Last activity", "zh": "上次活动"},
-}
-_KIND_WORDS: dict[Kind, dict[Lang, str]] = {
-    "created": {"en": "created", "zh": "创建"},
-    "contact": {"en": "contact", "zh": "联系人"},
-    "stage": {"en": "stage", "zh": "阶段"},
-    "activity": {"en": "activity", "zh": "活动"},
-    "closed": {"en": "closed", "zh": "关闭"},
-    "score": {"en": "score", "zh": "评分"},
+#: The summary's facts, each with its word in :data:`leadscore.priority.i18n.TEXT`.
+_SUMMARY: dict[str, str] = {
+    "account_id": "col_account",
+    "owner_id": "owner",
+    "status": "status",
+    "stage": "stage",
+    "channel": "channel",
+    "product": "product",
+    "score": "latest_score",
+    "grade": "grade",
+    "last_activity": "last_activity",
 }
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
@@ -484,7 +465,7 @@ def _summary_value(summary: Mapping[str, Any], key: str, lang: Lang) -> str | No
     if value is None:
         return None
     if lang == "zh" and key == "stage":
-        return _stage_zh(str(value))
+        return stage_zh(str(value))
     if lang == "zh" and key == "status":
         return STATUS_ZH.get(str(value), "进行中" if value == "open" else str(value))
     if lang == "zh" and key == "channel":
@@ -494,32 +475,33 @@ def _summary_value(summary: Mapping[str, Any], key: str, lang: Lang) -> str | No
 
 def timeline_html(timeline: Timeline, lang: Lang = "en") -> str:
     """The timeline as a self-contained page in one language: no script, no outside URL,
-    every CRM text escaped."""
+    every CRM text escaped. Its words are the managers' page's (:func:`texts`)."""
     esc = html.escape
-    title = _WORDS["title"][lang].format(deal=timeline.deal_id)
+    t = texts(lang)
+    title = t["tl_title"].format(deal=timeline.deal_id)
     other: Lang = "zh" if lang == "en" else "en"
     facts = "".join(
-        f"<dt>{esc(words[lang])}</dt><dd>{esc(v)}</dd>"
-        for key, words in _SUMMARY.items()
+        f"<dt>{esc(t[word])}</dt><dd>{esc(v)}</dd>"
+        for key, word in _SUMMARY.items()
         if (v := _summary_value(timeline.summary, key, lang)) is not None
     )
     rows = "".join(
         f'<tr class="{e.kind}"><td>'
-        f"{esc(e.at.strftime('%Y-%m-%d %H:%M') if e.at is not None else _WORDS['undated'][lang])}"
-        f'</td><td class="kind">{esc(_KIND_WORDS[e.kind][lang])}</td>'
+        f"{esc(e.at.strftime('%Y-%m-%d %H:%M') if e.at is not None else t['tl_undated'])}"
+        f'</td><td class="kind">{esc(t["tl_kind_" + e.kind])}</td>'
         f"<td>{esc(e.text_zh if lang == 'zh' else e.text)}</td></tr>"
         for e in timeline.events
     )
     body = (
-        f"<table><thead><tr><th>{esc(_WORDS['when'][lang])}</th><th></th>"
-        f"<th>{esc(_WORDS['what'][lang])}</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<table><thead><tr><th>{esc(t['tl_when'])}</th><th></th>"
+        f"<th>{esc(t['tl_what'])}</th></tr></thead><tbody>{rows}</tbody></table>"
         if rows
-        else f"<p>{esc(_WORDS['none'][lang])}</p>"
+        else f"<p>{esc(t['tl_none'])}</p>"
     )
     return (
         f'<!DOCTYPE html><html lang="{"zh-CN" if lang == "zh" else "en"}"><head>'
         f'<meta charset="utf-8"><title>{esc(title)}</title><style>{_STYLE}</style></head><body>'
-        f'<p><a href="../">{esc(_WORDS["back"][lang])}</a> · '
-        f'<a href="?lang={other}">{esc(_WORDS["other"][lang])}</a></p>'
+        f'<p><a href="../">{esc(t["tl_back"])}</a> · '
+        f'<a href="?lang={other}">{esc(LANGUAGE_NAMES[other])}</a></p>'
         f"<h1>{esc(title)}</h1><dl>{facts}</dl>{body}</body></html>"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +245,47 @@ def test_the_comparison_is_json_ready_for_a_page_section():
     assert "Holm" in out["correction"] and len(out["warnings"]) == 1
     assert {r["metric"] for r in out["groups"]} == set(out["definitions"])
     assert "NaN" not in json.dumps(out)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Probabilities at creation as the page gets them (an ``AtCreation``)."""
+
+    probabilities: pd.Series | None
+    model: str | None = "lead_scorer version 7"
+    skipped: str | None = None
+
+
+def test_the_page_says_whether_the_groups_leads_were_comparable_at_creation():
+    """Issue 13: the A/B section warns, in both languages, when a group was handed better
+    leads (mean win probability at creation), says so when they were comparable, and says
+    why when no model scored them."""
+    from leadscore.priority.i18n import texts
+    from leadscore.priority.report import comparison_html
+
+    facts = deal_facts(playbook_crm())
+
+    def page(scored: Scored, lang: str = "en") -> str:
+        c = compare_groups(facts, "playbook", *Q1, min_deals=3, at_creation=scored)
+        return comparison_html(c.to_records(), lang)
+
+    better = page(Scored(predictions(old=0.30, new=0.60)))
+    assert 'data-verdict="differs"' in better and "lead-quality-warning" in better
+    assert "Lead quality differs: the deals of new had a mean win probability at creation of" in (
+        better
+    )
+    assert "lead_scorer version 7" in better
+    zh = page(Scored(predictions(old=0.30, new=0.60)), "zh")
+    assert "线索质量不同：new 的商机创建时平均赢单概率为" in zh and "创建时的线索质量" in zh
+    alike = page(Scored(predictions(0.3, 0.3)))
+    assert 'data-verdict="comparable"' in alike and "lead-quality-warning" not in alike
+    assert "were comparable at creation" in alike
+    assert "各组线索在创建时质量相当" in page(Scored(predictions(0.3, 0.3)), "zh")
+    none = page(Scored(None, None, "skipped: no 'champion' version of lead_scorer"), "zh")
+    assert 'data-verdict="skipped"' in none and "未检查创建时的线索质量" in none
+    # The group too small to judge says so in the page's language.
+    assert "商机数量尚不足：2 个，需要 3 个" in zh
+    assert texts("en")["not_enough"] == NOT_ENOUGH  # the page reads the insights' words
 
 
 # ---------------------------------------------------------------- the statistics themselves

@@ -175,3 +175,36 @@ def test_a_bad_parameter_is_refused_by_name(params: dict[str, str], message: str
 
 def test_words_of_a_language():
     assert texts("zh")["funnel"] == "漏斗指标" and texts("en")["funnel"] == "Funnel metrics"
+
+
+def test_every_meaning_rank_writes_reads_in_chinese_with_its_numbers():
+    """A row's ``meaning`` (what its number means) as each producer words it: in Chinese
+    on a Chinese page, whole, with the same numbers; an unknown one stays as written."""
+    from leadscore.crm.revival import revival_meaning
+    from leadscore.model.fallback import StageFallback
+    from leadscore.priority.dormant import DormantChoice, dormant_meaning
+    from leadscore.priority.i18n import meaning_text
+    from leadscore.priority.rank import OPEN_MEANING, REOPENED_MEANING
+
+    fallbacks = [
+        StageFallback(0.3, {0: 0.2}, {0: 40}, closed_deals=70, won_deals=12, use_channel=c)
+        for c in (True, False)
+    ]
+    meanings = [
+        OPEN_MEANING,
+        REOPENED_MEANING,
+        revival_meaning(365),
+        revival_meaning(45),
+        *(dormant_meaning(182, c) for c in DormantChoice),
+        *(f.meaning() for f in fallbacks),
+    ]
+    for meaning in meanings:
+        zh = meaning_text(meaning, "zh")
+        assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[A-Za-z]{2,}", zh), zh
+        assert re.findall(r"\d+", zh) == re.findall(r"\d+", meaning), (meaning, zh)
+        assert meaning_text(meaning, "en") == meaning
+    assert "和渠道" in meaning_text(fallbacks[0].meaning(), "zh")
+    assert "和渠道" not in meaning_text(fallbacks[1].meaning(), "zh")
+    assert meaning_text("chance to win this deal by Friday", "zh") == (
+        "chance to win this deal by Friday"
+    )

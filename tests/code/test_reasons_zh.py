@@ -17,7 +17,16 @@ import pytest
 from leadscore.crm.attributes import Attribute
 from leadscore.features.catalog import FEATURES, REVIVAL_FEATURES, Feature, attribute_feature
 from leadscore.features.catalog_zh import LABEL_ZH, TEXT_ZH
-from leadscore.model.reasons import Phrasebook, format_value, reason_fact, reason_text
+from leadscore.model.reasons import (
+    BinCase,
+    Phrasebook,
+    describe_bin,
+    format_value,
+    numeric_condition_en,
+    numeric_condition_zh,
+    reason_fact,
+    reason_text,
+)
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
@@ -127,3 +136,32 @@ def test_chinese_words_by_hand():
         reason_text(by_name["max_seniority"], 6)
         == "Most senior contact: C-level, owner or general manager"
     )
+
+
+#: Training bins (low, high, first) that between them reach every case of a numeric bin.
+BINS = [
+    (low, high, first)
+    for low in (0.0, 0.5, 1.0, 3.0, 7.0)
+    for high in (None, 1.0, 2.0, 6.0, 72.0)
+    for first in (True, False)
+    if high is None or high > low
+]
+
+
+def test_both_languages_phrase_every_case_of_a_training_bin_with_the_same_numbers():
+    """One bin description, two phrasings: every :class:`BinCase` is reached by some
+    catalog feature, and the Chinese words of each carry the English numbers."""
+    reached: dict[BinCase, list[tuple[Feature, Any]]] = {}
+    for f in CATALOG:
+        if f.kind == "categorical":
+            continue
+        for low, high, first in BINS:
+            described = describe_bin(f, low, high, first)
+            reached.setdefault(described.case, []).append((f, described))
+    assert set(reached) == set(BinCase)
+    for case, bins in reached.items():
+        for f, described in bins:
+            en = numeric_condition_en(f, described)
+            zh = numeric_condition_zh(f, described)
+            assert en and CJK.search(zh), (case, f.name, en, zh)
+            assert numbers(en) == numbers(zh), (case, f.name, en, zh)

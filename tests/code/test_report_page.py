@@ -191,6 +191,25 @@ def test_the_panel_shows_the_quality_stored_in_the_model_that_ranked_the_list(
     )
     assert gate["sentence"] in header
     assert "模型并不优于基线：未能在置信区间之外胜过逻辑回归" in zh.split("评分所用的模型")[0]
+    # The Chinese panel: every label in Chinese, the same figures.
+    panel_zh = zh.split("评分所用的模型")[-1]
+    assert f"版本 {version}，训练于 {trained_at}，训练数据为 {window.replace(' to ', ' 至 ')}" in (
+        panel_zh
+    )
+    assert f"{won + lost:,} 个测试商机（{won:,} 个赢单，{lost:,} 个丢单），按时间切分" in panel_zh
+    for label in ("按商机，评分时点", "对数损失", "前 10% 提升度", "与基线比较", "最重要的特征"):
+        assert label in panel_zh, label
+    assert f"创建时 {q['per_deal']['at_creation']['deals']:,} " in panel_zh
+    verdicts = {"better": "优于", "not better": "不优于", "worse": "差于"}
+    for block, when in (("at_creation", "创建时"), ("at_age", "第 30 天")):
+        entry = q["baselines"]["logistic_regression"][block]
+        figure = entry["sentence"].split(": ", 1)[1]
+        assert f"{when}，模型{verdicts[entry['verdict']]}逻辑回归：{figure}" in panel_zh
+    assert f"基于 {sum(curve['n']):,} 个测试商机（第 30 天评分）的校准" in panel_zh
+    english = re.findall(
+        r"Per deal|Strongest|Compared with|test deals|trained |Calibration ", panel_zh
+    )
+    assert not english, english
     # The served page has the same panel.
     served = visible(TestClient(create_app(stored, source=tmp_path)).get("/").text)
     assert interval(q["per_deal"]["at_creation"]["roc_auc"]) in served
@@ -209,6 +228,8 @@ def test_a_model_trained_before_the_summary_still_ranks_and_says_so(
     run_rank(stored, model, "99", tmp_path)
     page = visible(build_page(tmp_path, stored.crm_dir, settings=stored))
     assert "Model version 99: not readable from the model registry" in page
+    zh = visible(build_page(tmp_path, stored.crm_dir, settings=stored, lang="zh"))
+    assert "模型版本 99：无法从模型注册表读取（" in zh
 
 
 # ---------------------------------------------------------------- drift
@@ -245,7 +266,7 @@ def test_a_drift_alert_is_at_the_top_of_the_page_in_both_languages(
 
 # ---------------------------------------------------------------- the served list and sections
 def test_the_served_page_ships_one_page_and_the_api_pages_filters_and_explains(
-    stored: Settings, model: ScoringModel, tmp_path: Path
+    stored: Settings, model: ScoringModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 13: the HTML carries the first page of the list only; the rest, the sections
     and the A/B table come from the service's API, in the page's language."""
@@ -258,8 +279,9 @@ def test_the_served_page_ships_one_page_and_the_api_pages_filters_and_explains(
     config = page_config(page.text)
     assert config["api"] == "/api" and "rows" not in config
     assert [r["deal_id"] for r in config["first"]["rows"]] == list(listed["deal_id"])
-    # plotly.js is its own, cacheable script, not inline (it alone is megabytes).
-    assert '<script src="/api/plotly.js" defer></script>' in page.text
+    # plotly.js is its own, cacheable script, not inline (it alone is megabytes), which the
+    # page's script fetches only when a chart comes into view.
+    assert config["plotly"] == "/api/plotly.js" and "plotly.js" not in page.text.split("<body")[0]
     assert len(page.content) < 100_000
     script = client.get("/api/plotly.js")
     assert script.status_code == 200 and "Plotly" in script.text[:2000]
@@ -290,5 +312,25 @@ def test_the_served_page_ships_one_page_and_the_api_pages_filters_and_explains(
     assert "Funnel metrics" in english and "Lead → opportunity" in english
     ab = client.get("/api/compare", params={"by": "channel"})
     assert ab.status_code == 200 and 'data-by="channel"' in ab.text
+    # No champion in this registry: the lead-quality check says why it was not made.
+    assert 'data-verdict="skipped"' in ab.text and "not checked" in ab.text
+    # The sections leave the comparison to the script (it scores deals at creation).
+    assert 'id="ab-result" aria-busy="true"' in sections.text
+    # With a champion, the page scores the compared deals at creation once and checks them.
+    import serving.leads_page
+    from leadscore.priority.at_creation import AtCreation
+
+    asked: list[int] = []
+
+    def scored(settings: Settings, tables: dict, ids: list[str]) -> AtCreation:
+        asked.append(len(ids))
+        return AtCreation(pd.Series(0.3, index=list(ids)), "lead_scorer version 3")
+
+    monkeypatch.setattr(serving.leads_page, "champion_at_creation", scored)
+    client = TestClient(create_app(stored, source=tmp_path))
+    for lang in ("en", "zh"):
+        checked = client.get("/api/compare", params={"by": "channel", "lang": lang}).text
+        assert "lead_scorer version 3" in checked and 'data-verdict="skipped"' not in checked
+    assert len(asked) == 1 and asked[0] > 0
     missing = client.get("/api/compare", params={"by": "no_such_column"})
     assert missing.status_code == 400 and "cannot cut by no_such_column" in missing.text

@@ -214,6 +214,12 @@ def test_the_timeline_page_escapes_crm_text_and_speaks_the_reader_s_language(ser
     assert "从方案退回已确认商机阶段" in chosen.text
     preferred = served.get("/deal/D1", headers={"Accept-Language": "en;q=0.5, zh;q=0.9"})
     assert 'lang="zh-CN"' in preferred.text
+    # The page's own words (the managers' page's table): headings, facts and event kinds.
+    for text, words in (
+        (page.text, ("What happened", "Owner", ">stage<", "中文")),
+        (zh.text, ("事件", "负责人", ">阶段<", "English")),
+    ):
+        assert all(w in text for w in words), words
 
 
 def test_an_unknown_deal_is_a_404_that_says_which(served):

@@ -61,6 +61,58 @@ def chinese_crm() -> dict[str, pd.DataFrame]:
     return tables
 
 
+def _estimate(value: float, half: float) -> dict[str, float]:
+    return {"value": value, "low": value - half, "high": value + half}
+
+
+#: A quality summary as training stores it in a model (training.quality.quality_summary's
+#: shape), so the page's model panel has every part to show.
+QUALITY: dict[str, Any] = {
+    "format": 2,
+    "trained_at": "2025-05-01T10:00:00+00:00",
+    "window": {"first_snapshot": "2023-01-02T00:00:00+00:00", "last_close": "2025-04-30"},
+    "split": {"method": "time", "note": "", "cross_validation": None},
+    "test_deals": {"won": 80, "lost": 120},
+    "per_deal": {
+        "age_days": 30.0,
+        **{
+            block: {
+                "label": label,
+                "deals": 200,
+                "won": 80,
+                "lost": 120,
+                "roc_auc": _estimate(0.71, 0.05),
+                "log_loss": _estimate(0.62, 0.03),
+                "ece": _estimate(0.04, 0.02),
+                "lift_at_10": 1.9,
+            }
+            for block, label in (("at_creation", "at creation"), ("at_age", "at 30 days"))
+        },
+    },
+    "calibration": {
+        "method": "platt",
+        "reason": "platt: out-of-fold log loss none 0.66, platt 0.64",
+        "curve": {"mean_p": [0.2, 0.45, 0.7], "win_rate": [0.22, 0.41, 0.74], "n": [70, 80, 50]},
+    },
+    "top_features": [
+        {"feature": "days_since_last_activity", "gain_share": 0.31, "description": "Days quiet."},
+        {"feature": "max_seniority", "gain_share": 0.2, "description": "Most senior contact."},
+    ],
+    "baselines": {
+        "logistic_regression": {
+            "label": "logistic regression",
+            "at_creation": {
+                "roc_auc": {"difference": 0.012, "low": -0.02, "high": 0.044},
+                "verdict": "not better",
+                "sentence": "not better than logistic regression at creation: "
+                "ROC AUC +0.012 [\u22120.020, +0.044]",
+            },
+        }
+    },
+    "gate": {"passed": True, "sentence": "beats every baseline", "checks": []},
+}
+
+
 def env(settings: Settings) -> dict[str, str]:
     return {
         "LEADSCORE_FEATURE_REPO": str(settings.feature_repo),
@@ -77,6 +129,7 @@ def ranked(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     for name, table in tables.items():
         table.to_parquet(settings.crm_dir / f"{name}.parquet")
     model, frame = train_small_model(tables)
+    model.info["quality"] = QUALITY  # the model panel's figures
     register_champion(model, frame, settings)
     result = CliRunner().invoke(cli, ["rank", "--as-of", AS_OF.isoformat()], env=env(settings))
     assert result.exit_code == 0, result.output
@@ -179,6 +232,14 @@ def wait_rows(page: Any, predicate: str) -> None:
     )
 
 
+def drawn(page: Any, chart: Any) -> None:
+    """Scroll a chart (a selector or a locator) into view and wait until plotly drew it:
+    the page draws a chart only when it is about to be seen."""
+    box = page.locator(chart) if isinstance(chart, str) else chart
+    box.scroll_into_view_if_needed()
+    box.locator(".main-svg").first.wait_for(timeout=60_000)
+
+
 def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese(
     ranked: Settings, served: str, tmp_path: Path
 ):
@@ -258,8 +319,9 @@ def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese
             assert probabilities == sorted(listed["probability"], reverse=True)[:size]
 
             # The sections above the list: the eight funnel metrics, by owner on demand;
-            # the forecast chart; the CRM charts.
-            page.wait_for_selector("#chart-forecast .main-svg", timeout=180_000)
+            # the forecast chart; the CRM charts, each drawn once it scrolls into view.
+            page.wait_for_selector("#section-forecast", timeout=180_000)
+            drawn(page, "#chart-forecast")
             funnel = page.locator("#section-funnel-metrics")
             headers = funnel.locator("div:not([hidden]) table.funnel-metrics th").all_inner_texts()
             assert headers[1:] == [
@@ -280,8 +342,17 @@ def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese
                 chinese_crm()["deals"]["owner_id"]
             )
             assert page.locator("#forecast-backtest").inner_text().startswith("Backtest")
-            page.wait_for_selector("#chart-cycle .main-svg")
+            for chart in page.locator(".plotly-graph-div").all():
+                drawn(page, chart)
             assert page.locator(".plotly-graph-div .main-svg").count() >= 5
+            # The A/B section says whether the groups' leads were comparable at creation,
+            # scored by the champion.
+            page.wait_for_selector("#ab-lead-quality", timeout=180_000)
+            verdict = page.get_attribute("#ab-lead-quality", "data-verdict")
+            assert verdict in ("differs", "comparable", "unknown"), verdict
+            assert "lead_scorer version 1" in page.inner_text("#ab-lead-quality")
+            panel = page.inner_text("#model-panel")
+            assert "Strongest features" in panel and "Per deal, scored" in panel
             assert requested and all(url.startswith(served) for url in requested), requested
             page.screenshot(path=str(tmp_path / "leads.png"), full_page=True)
 
@@ -292,10 +363,31 @@ def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese
             flags = page.locator("#leads .flag").all_inner_texts()
             assert flags and all(re.search(r"[\u4e00-\u9fff]", f) for f in flags)
             assert rows.first.locator("td.group").inner_text() in ("活跃", "休眠", "近期丢单")
-            page.wait_for_selector("#chart-forecast .main-svg", timeout=180_000)
+            page.wait_for_selector("#section-forecast", timeout=180_000)
+            # A fresh page at the top: the charts far below are not drawn until seen.
+            assert page.locator("#chart-cycle .main-svg").count() == 0
+            drawn(page, "#chart-forecast")
             assert page.inner_text("#section-funnel-metrics h2") == "漏斗指标"
             assert page.inner_text("#section-forecast h2") == "按月预测"
             assert "线索 → 商机" in page.inner_text("#section-funnel-metrics")
+            # The model panel in Chinese: every label, the same figures.
+            assert page.inner_text("#model-panel h2") == "评分所用的模型"
+            panel = page.inner_text("#model-panel")
+            for words in (
+                "版本 1，训练于 2025-05-01 10:00 UTC",
+                "200 个测试商机（80 个赢单，120 个丢单），按时间切分",
+                "按商机，评分时点",
+                "对数损失",
+                "最重要的特征",
+                "创建时，模型不优于逻辑回归：ROC AUC +0.012 [−0.020, +0.044]",
+                "基于 200 个测试商机（第 30 天评分）的校准",
+            ):
+                assert words in panel, words
+            english = re.findall(r"Per deal|Strongest|Compared with|test deals|Version", panel)
+            assert not english, english
+            # The A/B section's lead-quality check in Chinese.
+            page.wait_for_selector("#ab-lead-quality", timeout=180_000)
+            assert page.inner_text("#ab-lead-quality h3") == "创建时的线索质量"
             page.screenshot(path=str(tmp_path / "leads-zh.png"), full_page=True)
 
             # The first deal's timeline (issue 13), in Chinese, renders its events.

@@ -38,7 +38,7 @@
     cell(tr, "account", r.account_id, r.segment + (r.industry ? " · " + r.industry : ""));
     cell(tr, "owner", r.owner_id);
     cell(tr, "group group-" + r.group.replace(/ /g, "-"), r.group_text);
-    cell(tr, "num win", r.win, r.meaning, { "data-v": r.probability, title: r.model ? "model: " + r.model : "" });
+    cell(tr, "num win", r.win, r.meaning, { "data-v": r.probability, title: r.model ? t.scored_by.replace("{model}", r.model) : "" });
     var grade = el("td");
     grade.appendChild(el("span", { "class": "grade grade-" + r.grade }, r.grade));
     tr.appendChild(grade);
@@ -144,13 +144,39 @@
   });
 
   // ------------------------------------------------------------ sections
+  // plotly.js (megabytes to parse) is fetched after the first rows are drawn, and each
+  // chart is drawn only when it is about to be seen: the first view is the summary and
+  // the first rows.
+  var waiting = [];
+  function withPlotly(fn) {
+    if (window.Plotly) { fn(); return; }
+    waiting.push(fn);
+    if (waiting.length > 1 || !config.plotly) { return; }
+    var script = document.createElement("script");
+    script.src = config.plotly;
+    script.onload = function () { var ready = waiting; waiting = []; ready.forEach(function (f) { f(); }); };
+    document.head.appendChild(script);
+  }
+
+  function plot(div) {
+    if (div.dataset.drawn || div.closest("[hidden]")) { return; }
+    div.dataset.drawn = "1";
+    withPlotly(function () {
+      var fig = JSON.parse(div.dataset.figure);
+      window.Plotly.newPlot(div, fig.data, fig.layout, { displaylogo: false, responsive: true });
+    });
+  }
+
+  var seen = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (e) {
+      if (e.isIntersecting) { seen.unobserve(e.target); plot(e.target); }
+    });
+  }, { rootMargin: "300px 0px" }) : null;
+
   function draw(root) {
-    if (!window.Plotly) { window.addEventListener("load", function () { draw(root); }); return; }
     root.querySelectorAll("[data-figure]").forEach(function (div) {
       if (div.dataset.drawn || div.closest("[hidden]")) { return; }
-      var fig = JSON.parse(div.dataset.figure);
-      div.dataset.drawn = "1";
-      window.Plotly.newPlot(div, fig.data, fig.layout, { displaylogo: false, responsive: true });
+      if (seen) { seen.observe(div); } else { plot(div); }
     });
   }
 
@@ -168,7 +194,7 @@
     fetch(config.api + "/compare?by=" + encodeURIComponent(select.value) + "&lang=" + config.lang,
           { credentials: "same-origin" })
       .then(function (r) { return r.text(); })
-      .then(function (html) { target.innerHTML = html; });
+      .then(function (html) { target.innerHTML = html; target.removeAttribute("aria-busy"); });
   }
 
   var sections = document.getElementById("sections");
@@ -177,13 +203,24 @@
     if (select.matches("select[data-shows]")) { choose(select); }
     if (select.matches("select#ab-by")) { compare(select); }
   });
-  if (sections.dataset.src) {
+
+  function loadSections() {
+    // After the first rows are drawn: the sections' insights and charts come second.
+    if (!sections.dataset.src) { draw(sections); return; }
     fetch(sections.dataset.src, { credentials: "same-origin" })
       .then(function (r) { return r.text(); })
-      .then(function (html) { sections.innerHTML = html; sections.removeAttribute("data-src"); draw(sections); });
-  } else {
-    draw(sections);
+      .then(function (html) {
+        sections.innerHTML = html;
+        sections.removeAttribute("data-src");
+        draw(sections);
+        var by = document.getElementById("ab-by"), ab = document.getElementById("ab-result");
+        if (by && ab && ab.hasAttribute("aria-busy")) { compare(by); }
+      });
   }
 
   if (config.first) { show(config.first); } else { load(); }
+  loadSections();
+  // Once the first rows are painted, fetch plotly.js while the sections come (the charts
+  // at the top need it): parsing it never holds up the first view.
+  requestAnimationFrame(function () { setTimeout(function () { withPlotly(function () {}); }, 0); });
 }());
