@@ -91,6 +91,7 @@ timeline (:mod:`leadscore.priority.timeline`) can say what moved its score.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -325,6 +326,9 @@ class RankConfig:
         default_factory=lambda: dict(DEFAULT_GRADE_THRESHOLDS)
     )
     health: HealthThresholds = field(default_factory=HealthThresholds)
+    #: Threads the scores and reasons of a batch are computed on (every core this
+    #: process may run on by default; :meth:`~leadscore.model.explain.Explainer.explain`).
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
 def _normalise_group(value: str) -> str:
@@ -757,7 +761,9 @@ def rank_deals(
         reference = won_activity_reference(sources, part, snapshot_every_days)
     clock.lap("activity reference")
     if isinstance(model, ScoringModel):
-        explain = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons).explain
+        explain = Explainer(
+            model, config.grade_thresholds, max_reasons=config.max_reasons, threads=config.threads
+        ).explain
         dormant: DormantScoring | None = dormant_scoring(model)
     else:
         fitted = model
@@ -767,7 +773,12 @@ def rank_deals(
 
         dormant = None
     dormant_explainer = (
-        Explainer(dormant.model, config.grade_thresholds, max_reasons=config.max_reasons)
+        Explainer(
+            dormant.model,
+            config.grade_thresholds,
+            max_reasons=config.max_reasons,
+            threads=config.threads,
+        )
         if dormant is not None and dormant.model is not None
         else None
     )
@@ -778,6 +789,7 @@ def rank_deals(
             config.grade_thresholds,
             max_reasons=config.max_reasons,
             catalog=catalog,
+            threads=config.threads,
         )
         if revival is not None
         else None
