@@ -95,6 +95,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -794,14 +795,11 @@ def rank_deals(
         if revival is not None
         else None
     )
-    rows, done, started = [], 0, time.perf_counter()
-    for part, part_tables in batches(tables, candidates, config.batch_size):
-        sources = {**build_feature_sources(part_tables, attributes=attributes), **records}
-        features = candidate_features(part_tables, sources, part, as_of)
-        clock.lap("features")
-        lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
-        loss = loss_features(sources, part[lost], as_of)
-        clock.lap("features")
+
+    def scores(
+        part: pd.DataFrame, features: pd.DataFrame, loss: pd.DataFrame, lost: np.ndarray
+    ) -> list[Explanation]:
+        """A batch's scores and reasons, each row from the model that scores it."""
         columns = model_frame(features, attributes)
         explained = explain({name: v.tolist() for name, v in columns.items()})
         quiet = (part[GROUP] == ACTIVE).to_numpy() & is_dormant(
@@ -819,8 +817,20 @@ def rank_deals(
             )
             for i, e in zip(np.flatnonzero(lost).tolist(), by_revival, strict=True):
                 explained[i] = e
+        return explained
+
+    rows, done, started = [], 0, time.perf_counter()
+
+    def finish(
+        part: pd.DataFrame,
+        features: pd.DataFrame,
+        loss: pd.DataFrame,
+        flags: list[list[Flag]],
+        scoring: Future[list[Explanation]],
+    ) -> None:
+        nonlocal done
+        explained = scoring.result()
         clock.lap("score and explain")
-        flags = risk_flags(features, config.health, reference, logged)
         rows.append(
             with_lost_scores(
                 listing(part, features, explained, flags, config.dormant_days, logged),
@@ -839,6 +849,29 @@ def rank_deals(
             done / max(time.perf_counter() - started, 1e-9),
         )
         progress("rank", done, len(candidates), unit="deals")
+
+    # A batch is scored on its own thread while the next batch's features are built:
+    # TreeSHAP releases the GIL, so the features (pandas and numba, holding it) and the
+    # trees share the cores instead of taking turns. One batch waits at most; the phase
+    # "score and explain" counts the time spent waiting for it.
+    waiting: tuple[Any, ...] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="rank-scores") as scorer:
+        for part, part_tables in batches(tables, candidates, config.batch_size):
+            sources = {**build_feature_sources(part_tables, attributes=attributes), **records}
+            features = candidate_features(part_tables, sources, part, as_of)
+            lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
+            loss = loss_features(sources, part[lost], as_of)
+            del sources
+            clock.lap("features")
+            flags = risk_flags(features, config.health, reference, logged)
+            clock.lap("flags and next steps")
+            # From here the batch's frames are the scoring thread's until it is done.
+            job = scorer.submit(scores, part, features, loss, lost)
+            if waiting is not None:
+                finish(*waiting)
+            waiting = (part, features, loss, flags, job)
+        if waiting is not None:
+            finish(*waiting)
     # No candidate: an empty list with every column.
     frame = (
         pd.concat(rows, ignore_index=True)
