@@ -45,7 +45,9 @@ the stored CRM tables; scores, grades and reasons from :class:`~leadscore.model.
 risk flags and the next step from :mod:`leadscore.priority.health`. Deals go through in batches
 of ``batch_size`` (10,000): the feature sources of a batch's deals are built, cut to
 each deal's state at the moment of ranking, scored and explained, then dropped, so
-memory follows the batch, not the CRM. Only the history of the deals ranked (and of
+memory follows the batch, not the CRM. A batch is scored on its own thread while the
+next one's features are built, its TreeSHAP in chunks on a pool of ``threads`` (every
+core by default), one LightGBM thread each (issue 14; ``benchmarks/rank_speed.py``). Only the history of the deals ranked (and of
 the recent wins the activity rule compares with) is read from the stored tables;
 account and owner track records come from every deal.
 
