@@ -234,9 +234,9 @@ class Explainer:
         The per-deal work is what is left once the arrays have spoken: TreeSHAP, the
         grouping, the floor, the order and each candidate's tooltip direction are
         computed for the whole chunk (:meth:`Phrasebook.directions`, per column); a
-        deal's loop then reads only its candidates that survive them, strongest first,
-        and stops when both sides are full, and only the reasons shown are phrased in
-        full.
+        deal's loop then reads only its candidates above the floor, strongest first, by
+        text and direction, until :func:`choose_reasons` has both sides full, and only
+        the reasons shown are phrased in full.
         """
         contributions = self.model.contributions(X)
         # The contributions add up to the raw score: one pass over the trees, not two.
@@ -245,18 +245,17 @@ class Explainer:
         candidates = np.where(self._shown, pushes, 0.0)
         strength = np.abs(candidates)
         usable = self._above_floor(strength)
+        directions = np.zeros(usable.shape, dtype=np.int8)
         rows = np.arange(len(X))
         for j in np.flatnonzero(usable.any(axis=0)).tolist():
             hit = np.flatnonzero(usable[:, j])
             column = values[j]
-            direction = self.phrasebook.directions(
+            directions[hit, j] = self.phrasebook.directions(
                 self.reason_features[j],
                 [None] * len(hit)
                 if column is None
                 else [column[k] for k in (hit + start).tolist()],
             )
-            # A reason contradicting its tooltip is never shown (:func:`contradicts`).
-            usable[hit[candidates[hit, j] * direction < 0], j] = False
         order = np.argsort(-strength, axis=1, kind="stable")
         ranked = np.take_along_axis(usable, order, axis=1)
         row_of, position = np.nonzero(ranked)
@@ -265,9 +264,14 @@ class Explainer:
         out: list[Explanation] = []
         for i, p in enumerate(probability):
             score = int(round(100 * p))
-            row = candidates[i].tolist()
             positive, negative = choose_reasons(
-                self._candidates(row, cells[bounds[i] : bounds[i + 1]], values, start + i),
+                self._candidates(
+                    candidates[i].tolist(),
+                    directions[i].tolist(),
+                    cells[bounds[i] : bounds[i + 1]],
+                    values,
+                    start + i,
+                ),
                 self.max_reasons,
             )
             out.append(
@@ -295,13 +299,18 @@ class Explainer:
         return above
 
     def _candidates(
-        self, row: list[float], cells: list[int], values: list[Sequence[Any] | None], i: int
+        self,
+        row: list[float],
+        directions: list[int],
+        cells: list[int],
+        values: list[Sequence[Any] | None],
+        i: int,
     ) -> Iterator[Candidate]:
-        """Deal ``i``'s candidate reasons, strongest first: ``row`` its pushes by reason
-        feature, ``cells`` the reason features above the floor and not contradicting
-        their tooltips, strongest first. A candidate carries its text alone (direction 0:
-        the contradicting ones are already out); :meth:`_reason` phrases the shown ones
-        in full."""
+        """Deal ``i``'s candidate reasons, strongest first: ``row`` its pushes and
+        ``directions`` its tooltips' directions by reason feature, ``cells`` the reason
+        features above the floor, strongest first. A candidate carries its text and
+        direction alone, what :func:`choose_reasons` reads; :meth:`_reason` phrases the
+        shown ones in full."""
         for j in cells:
             name = self.reason_features[j]
             column = values[j]
@@ -310,7 +319,7 @@ class Explainer:
             yield Candidate(
                 push,
                 self._actionable[j],
-                Phrase(self.phrasebook.text(name, value), None, 0),
+                Phrase(self.phrasebook.text(name, value), None, directions[j]),
                 name,
                 value,
             )
