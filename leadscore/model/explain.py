@@ -27,6 +27,7 @@ Which pushes a rep reads, and in what order, follows what a rep can do with them
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, NamedTuple
 
 import numpy as np
@@ -44,6 +45,9 @@ from leadscore.features.catalog import (
 from leadscore.model.reasons import Phrase, Phrasebook, contradicts, is_missing
 from leadscore.model.scoring_model import Columns, ScoringModel
 
+#: Rows per chunk when a batch is explained on several threads (:meth:`Explainer.explain`):
+#: large enough that LightGBM's per-call cost vanishes, small enough to share the work.
+CHUNK_ROWS = 2_000
 #: Reasons weaker than this (log-odds) are noise, not reasons.
 MIN_CONTRIBUTION = 0.01
 MAX_REASONS = 5
@@ -170,8 +174,12 @@ class Explainer:
         max_reasons: int = MAX_REASONS,
         min_contribution: float = MIN_CONTRIBUTION,
         catalog: Iterable[Feature] | None = None,
+        threads: int = 1,
     ) -> None:
         self.model = model
+        #: Threads a large batch is explained on (:meth:`explain`); 1 for serving's
+        #: requests, whose workers already share the cores.
+        self.threads = threads
         self.grade_thresholds = dict(grade_thresholds)
         self.max_reasons = max_reasons
         self.min_contribution = min_contribution
@@ -196,24 +204,75 @@ class Explainer:
         self._actionable = [g in ACTIONABLE_GROUPS for g in groups]
 
     def explain(self, columns: Columns) -> list[Explanation]:
-        """Score and explain deals given as feature columns (extra columns ignored)."""
+        """Score and explain deals given as feature columns (extra columns ignored).
+
+        With ``threads`` above 1, a batch of more than :data:`CHUNK_ROWS` deals goes
+        through in chunks on a pool of that many threads, each chunk's TreeSHAP on one
+        LightGBM thread: LightGBM releases the GIL, so one chunk's trees run while
+        another's reasons are chosen, and the cores are never oversubscribed by OpenMP.
+        """
         X = self.model.encode_columns(columns)
-        if not len(X):
+        n = len(X)
+        if not n:
             return []
+        values = [columns.get(name) for name in self.reason_features]
+        if self.threads <= 1 or n <= CHUNK_ROWS:
+            return self._explain_rows(X, values, 0)
+        starts = range(0, n, CHUNK_ROWS)
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="explain") as pool:
+            parts = pool.map(
+                lambda start: self._explain_rows(X[start : start + CHUNK_ROWS], values, start),
+                starts,
+            )
+            return [e for part in parts for e in part]
+
+    def _explain_rows(
+        self, X: np.ndarray, values: list[Sequence[Any] | None], start: int
+    ) -> list[Explanation]:
+        """Explain the rows of ``X``, deals ``start`` on of ``values`` (by reason feature).
+
+        The per-deal work is what is left once the arrays have spoken: TreeSHAP, the
+        grouping, the floor, the order and each candidate's tooltip direction are
+        computed for the whole chunk (:meth:`Phrasebook.directions`, per column); a
+        deal's loop then reads only its candidates above the floor, strongest first, by
+        text and direction, until :func:`choose_reasons` has both sides full, and only
+        the reasons shown are phrased in full.
+        """
         contributions = self.model.contributions(X)
         # The contributions add up to the raw score: one pass over the trees, not two.
         probability = self.model.calibrate(contributions.sum(axis=1), X).tolist()
         pushes = contributions[:, :-1] @ self._group
         candidates = np.where(self._shown, pushes, 0.0)
-        order = np.argsort(-np.abs(candidates), axis=1, kind="stable")
+        strength = np.abs(candidates)
+        usable = self._above_floor(strength)
+        directions = np.zeros(usable.shape, dtype=np.int8)
+        rows = np.arange(len(X))
+        for j in np.flatnonzero(usable.any(axis=0)).tolist():
+            hit = np.flatnonzero(usable[:, j])
+            column = values[j]
+            directions[hit, j] = self.phrasebook.directions(
+                self.reason_features[j],
+                [None] * len(hit)
+                if column is None
+                else [column[k] for k in (hit + start).tolist()],
+            )
+        order = np.argsort(-strength, axis=1, kind="stable")
+        ranked = np.take_along_axis(usable, order, axis=1)
+        row_of, position = np.nonzero(ranked)
+        cells = order[row_of, position].tolist()
+        bounds = np.searchsorted(row_of, rows, side="left").tolist() + [len(cells)]
         out: list[Explanation] = []
-        values = [columns.get(name) for name in self.reason_features]
-        for i, (p, row, ranked) in enumerate(
-            zip(probability, candidates.tolist(), order.tolist(), strict=True)
-        ):
+        for i, p in enumerate(probability):
             score = int(round(100 * p))
             positive, negative = choose_reasons(
-                self._candidates(row, ranked, values, i), self.max_reasons
+                self._candidates(
+                    candidates[i].tolist(),
+                    directions[i].tolist(),
+                    cells[bounds[i] : bounds[i + 1]],
+                    values,
+                    start + i,
+                ),
+                self.max_reasons,
             )
             out.append(
                 {
@@ -226,33 +285,56 @@ class Explainer:
             )
         return out
 
+    def _above_floor(self, strength: np.ndarray) -> np.ndarray:
+        """Where a push is a reason: above ``min_contribution`` as shown, to four decimals
+        (a push of 0.01004 would read as the floor itself).
+
+        Python's ``round`` decides, as it does for the shown contribution; numpy's
+        rounding, which may differ at an exact half, is used only away from one.
+        """
+        above = np.round(strength, 4) > self.min_contribution
+        scaled = strength * 1e4
+        for i, j in np.argwhere(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6).tolist():
+            above[i, j] = round(float(strength[i, j]), 4) > self.min_contribution
+        return above
+
     def _candidates(
-        self, row: list[float], ranked: list[int], values: list[Sequence[Any] | None], i: int
+        self,
+        row: list[float],
+        directions: list[int],
+        cells: list[int],
+        values: list[Sequence[Any] | None],
+        i: int,
     ) -> Iterator[Candidate]:
-        """Deal ``i``'s pushes that may become reasons, strongest first: ``row`` its pushes
-        by reason feature (hidden ones 0), ``ranked`` their indices by absolute push."""
-        for j in ranked:
-            push = row[j]
-            # As shown (four decimals): a push of 0.01004 would read as the floor itself.
-            if round(abs(push), 4) <= self.min_contribution:
-                return  # the rest are weaker still
+        """Deal ``i``'s candidate reasons, strongest first: ``row`` its pushes and
+        ``directions`` its tooltips' directions by reason feature, ``cells`` the reason
+        features above the floor, strongest first. A candidate carries its text and
+        direction alone, what :func:`choose_reasons` reads; :meth:`_reason` phrases the
+        shown ones in full."""
+        for j in cells:
             name = self.reason_features[j]
             column = values[j]
             value = None if column is None else column[i]
+            push = row[j]
             yield Candidate(
-                push, self._actionable[j], self.phrasebook.reason(name, value), name, value
+                push,
+                self._actionable[j],
+                Phrase(self.phrasebook.text(name, value), None, directions[j]),
+                name,
+                value,
             )
 
     def _reason(self, c: Candidate) -> Reason:
+        phrase = self.phrasebook.reason(c.feature, c.value)
         return {
             "feature": c.feature,
             "label": self.features[c.feature].label,
             "value": None if is_missing(c.value) else c.value,
             "contribution": round(c.push, 4),
-            "text": c.phrase.text,
-            "tooltip": c.phrase.tooltip,
-            "text_zh": c.phrase.text_zh,
-            "tooltip_zh": c.phrase.tooltip_zh,
+            "text": phrase.text,
+            "tooltip": phrase.tooltip,
+            "text_zh": phrase.text_zh,
+            "tooltip_zh": phrase.tooltip_zh,
         }
 
     def unseen_category_warnings(self, columns: Columns) -> list[list[ScoreWarning]]:

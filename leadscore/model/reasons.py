@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -62,6 +62,8 @@ def is_missing(value: Any) -> bool:
     """
     if value is None or value is pd.NA or value is pd.NaT:
         return True
+    if type(value) is float:  # the common case, checked first: called per candidate reason
+        return value != value
     return isinstance(value, float | np.floating) and math.isnan(value)
 
 
@@ -515,6 +517,11 @@ class Phrasebook:
 
     ``features`` is the model's catalog (:func:`leadscore.features.catalog.features_by_name`
     of its attributes); the built-in catalog by default.
+
+    A tooltip's fact depends on a numeric value only through its training bin, so facts
+    are memoised per bin: a batch of deals with a thousand distinct amounts phrases ten
+    facts, not a thousand. :meth:`directions` reads the facts' directions for a whole
+    column at once, which is what choosing reasons needs before any text is written.
     """
 
     def __init__(
@@ -527,6 +534,40 @@ class Phrasebook:
         self._features = features
         self._cache_size = cache_size
         self._cached = lru_cache(maxsize=cache_size)(self._phrase)
+        self._text = lru_cache(maxsize=cache_size)(self._reason_text)
+        self._facts: dict[tuple[str, Any], Fact | None] = {}
+        #: Per numeric feature binned by the stats: the inner bin edges (``lookup``'s).
+        self._inner: dict[str, np.ndarray] = {}
+        numeric, categorical = stats.get("numeric", {}), stats.get("categorical", {})
+        for name, feature in features.items():
+            edges = (numeric.get(name) or {}).get("edges")
+            if feature.kind != "categorical" and name not in categorical and edges:
+                self._inner[name] = np.asarray(edges[1:-1], dtype=np.float64)
+
+    def _reason_text(self, name: str, value: Value) -> str:
+        return reason_text(self._features[name], value, self._stats)
+
+    def _bin_key(self, name: str, value: Value) -> Any:
+        """What the fact of ``name`` at ``value`` depends on: its training bin for a binned
+        numeric feature (the index :func:`~leadscore.model.reason_stats.lookup` finds),
+        else the value itself."""
+        inner = self._inner.get(name)
+        if inner is None or value is None:
+            return value
+        try:
+            return int(np.searchsorted(inner, float(value), side="right"))
+        except (TypeError, ValueError):
+            return value
+
+    def fact(self, name: str, value: Value) -> Fact | None:
+        """The tooltip's fact of a reason (:func:`reason_fact`), memoised per training bin;
+        ``value`` already normalised (missing as None)."""
+        key = (name, self._bin_key(name, value))
+        try:
+            return self._facts[key]
+        except KeyError:
+            fact = self._facts[key] = reason_fact(self._features[name], value, self._stats)
+            return fact
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without its memo (Spark ships explainers to its workers): a cache
@@ -539,9 +580,9 @@ class Phrasebook:
 
     def _phrase(self, name: str, value: Value) -> Phrase:
         feature = self._features[name]
-        fact = reason_fact(feature, value, self._stats)
+        fact = self.fact(name, value)
         return Phrase(
-            reason_text(feature, value, self._stats),
+            self._text(name, value),
             None if fact is None else fact.tooltip,
             0 if fact is None else fact.direction,
             reason_text_zh(feature, value, self._stats),
@@ -553,6 +594,44 @@ class Phrasebook:
         feature at this deal's value."""
         # NaN never equals itself, so missing values share the key None.
         return self._cached(name, None if is_missing(value) else value)
+
+    def text(self, name: str, value: Value) -> str:
+        """The reason's text alone (:attr:`Phrase.text`): what choosing reasons compares."""
+        return self._text(name, None if is_missing(value) else value)
+
+    def directions(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        """:attr:`Phrase.direction` of ``name`` at each of ``values``, as int8.
+
+        A binned numeric column is binned at once (the bin edges of
+        :func:`~leadscore.model.reason_stats.lookup`, the same search) and each bin's
+        fact read once; any other column, or one holding a value that is not a number,
+        goes value by value through the memoised facts.
+        """
+        out = np.zeros(len(values), dtype=np.int8)
+        inner = self._inner.get(name)
+        x: np.ndarray | None = None
+        if inner is not None:
+            try:
+                x = np.asarray(values, dtype=np.float64)  # None becomes NaN
+            except (TypeError, ValueError):
+                x = None
+        if inner is None or x is None or x.ndim != 1:
+            seen: dict[Any, int] = {}
+            for i, v in enumerate(values):
+                key = None if is_missing(v) else v
+                d = seen.get(key)
+                if d is None:
+                    fact = self.fact(name, key)
+                    d = seen[key] = 0 if fact is None else fact.direction
+                out[i] = d
+            return out
+        missing = np.isnan(x)
+        bins = np.where(missing, -1, np.searchsorted(inner, x, side="right"))
+        for b in np.unique(bins).tolist():
+            rows = bins == b
+            fact = self.fact(name, None if b == -1 else float(x[np.argmax(rows)]))
+            out[rows] = 0 if fact is None else fact.direction
+        return out
 
     def phrase(self, name: str, value: Value) -> tuple[str, str | None]:
         """(text, tooltip) of a reason: the feature at this deal's value."""

@@ -45,7 +45,9 @@ the stored CRM tables; scores, grades and reasons from :class:`~leadscore.model.
 risk flags and the next step from :mod:`leadscore.priority.health`. Deals go through in batches
 of ``batch_size`` (10,000): the feature sources of a batch's deals are built, cut to
 each deal's state at the moment of ranking, scored and explained, then dropped, so
-memory follows the batch, not the CRM. Only the history of the deals ranked (and of
+memory follows the batch, not the CRM. A batch is scored on its own thread while the
+next one's features are built, its TreeSHAP in chunks on a pool of ``threads`` (every
+core by default), one LightGBM thread each (issue 14; ``benchmarks/rank_speed.py``). Only the history of the deals ranked (and of
 the recent wins the activity rule compares with) is read from the stored tables;
 account and owner track records come from every deal.
 
@@ -92,9 +94,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -329,6 +333,9 @@ class RankConfig:
         default_factory=lambda: dict(DEFAULT_GRADE_THRESHOLDS)
     )
     health: HealthThresholds = field(default_factory=HealthThresholds)
+    #: Threads the scores and reasons of a batch are computed on (every core this
+    #: process may run on by default; :meth:`~leadscore.model.explain.Explainer.explain`).
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
 def _normalise_group(value: str) -> str:
@@ -725,6 +732,17 @@ def with_fallback_labels(frame: pd.DataFrame, fallback: StageFallback) -> pd.Dat
     return out
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One batch of candidates, featurised and checked, waiting for its scores."""
+
+    part: pd.DataFrame
+    features: pd.DataFrame
+    loss: pd.DataFrame
+    lost: np.ndarray
+    flags: list[list[Flag]]
+
+
 @dataclass
 class BatchRanker:
     """What a batch of candidates is scored with, and the scoring of one batch.
@@ -751,20 +769,36 @@ class BatchRanker:
 
     def rank(self, part: pd.DataFrame, part_tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         """The list's rows of the candidates ``part``; ``part_tables`` hold their rows."""
+        batch = self.prepare(part, part_tables)
+        explained = self.score(batch)
+        self.clock.lap("score and explain")
+        return self.rows(batch, explained)
+
+    def prepare(self, part: pd.DataFrame, part_tables: Mapping[str, pd.DataFrame]) -> Batch:
+        """A batch's features, its lost deals' revival features and its risk flags: the
+        work before scoring, which :func:`rank_deals` overlaps with the previous batch's."""
         config, as_of, clock, logged = self.config, self.as_of, self.clock, self.logged
         sources = {
             **build_feature_sources(part_tables, attributes=self.attributes),
             **self.records,
         }
         features = candidate_features(part_tables, sources, part, as_of)
-        clock.lap("features")
         lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
         loss = loss_features(sources, part[lost], as_of)
+        del sources
         clock.lap("features")
+        flags = risk_flags(features, config.health, self.reference, logged)
+        clock.lap("flags and next steps")
+        return Batch(part, features, loss, lost, flags)
+
+    def score(self, batch: Batch) -> list[Explanation]:
+        """A batch's scores and reasons, each row from the model that scores it. Reads
+        only ``batch`` and the explainers, so it may run on another thread."""
+        features, lost = batch.features, batch.lost
         columns = model_frame(features, self.attributes)
         explained = self.explain({name: v.tolist() for name, v in columns.items()})
-        quiet = (part[GROUP] == ACTIVE).to_numpy() & is_dormant(
-            features, config.dormant_days, logged
+        quiet = (batch.part[GROUP] == ACTIVE).to_numpy() & is_dormant(
+            features, self.config.dormant_days, self.logged
         )
         if self.dormant_explainer is not None and quiet.any():
             by_dormant = self.dormant_explainer.explain(
@@ -776,21 +810,30 @@ class BatchRanker:
             by_revival = self.revival_explainer.explain(
                 {
                     name: v.tolist()
-                    for name, v in model_frame(loss, catalog=revival_catalog()).items()
+                    for name, v in model_frame(batch.loss, catalog=revival_catalog()).items()
                 }
             )
             for i, e in zip(np.flatnonzero(lost).tolist(), by_revival, strict=True):
                 explained[i] = e
-        clock.lap("score and explain")
-        flags = risk_flags(features, config.health, self.reference, logged)
+        return explained
+
+    def rows(self, batch: Batch, explained: list[Explanation]) -> pd.DataFrame:
+        """The list's rows of a scored batch."""
         rows = with_lost_scores(
-            listing(part, features, explained, flags, config.dormant_days, logged),
-            loss,
-            as_of,
+            listing(
+                batch.part,
+                batch.features,
+                explained,
+                batch.flags,
+                self.config.dormant_days,
+                self.logged,
+            ),
+            batch.loss,
+            self.as_of,
             self.revival,
             self.dormant,
         )
-        clock.lap("flags and next steps")
+        self.clock.lap("flags and next steps")
         return rows
 
     def empty(self, candidates: pd.DataFrame) -> pd.DataFrame:
@@ -833,13 +876,20 @@ def batch_ranker(
     clock.lap("activity reference")
     explain: Callable[[Mapping[str, Sequence[Any]]], list[Explanation]]
     if isinstance(model, ScoringModel):
-        explain = Explainer(model, config.grade_thresholds, max_reasons=config.max_reasons).explain
+        explain = Explainer(
+            model, config.grade_thresholds, max_reasons=config.max_reasons, threads=config.threads
+        ).explain
         dormant: DormantScoring | None = dormant_scoring(model)
     else:
         explain = functools.partial(model.explain, grade_thresholds=config.grade_thresholds)
         dormant = None
     dormant_explainer = (
-        Explainer(dormant.model, config.grade_thresholds, max_reasons=config.max_reasons)
+        Explainer(
+            dormant.model,
+            config.grade_thresholds,
+            max_reasons=config.max_reasons,
+            threads=config.threads,
+        )
         if dormant is not None and dormant.model is not None
         else None
     )
@@ -849,6 +899,7 @@ def batch_ranker(
             config.grade_thresholds,
             max_reasons=config.max_reasons,
             catalog=revival_catalog(),
+            threads=config.threads,
         )
         if revival is not None
         else None
@@ -908,9 +959,13 @@ def rank_deals(
         tables, model, as_of, config, snapshot_every_days, revival, progress
     )
     rows, done, started = [], 0, time.perf_counter()
-    for part, part_tables in batches(tables, candidates, config.batch_size):
-        rows.append(ranker.rank(part, part_tables))
-        done += len(part)
+
+    def finish(batch: Batch, scoring: Future[list[Explanation]]) -> None:
+        nonlocal done
+        explained = scoring.result()
+        ranker.clock.lap("score and explain")
+        rows.append(ranker.rows(batch, explained))
+        done += len(batch.part)
         log.info(
             "ranked %s/%s deals (%.0f deals/s)",
             f"{done:,}",
@@ -918,6 +973,22 @@ def rank_deals(
             done / max(time.perf_counter() - started, 1e-9),
         )
         progress("rank", done, len(candidates), unit="deals")
+
+    # A batch is scored on its own thread while the next batch's features are built:
+    # TreeSHAP releases the GIL, so the features (pandas and numba, holding it) and the
+    # trees share the cores instead of taking turns. One batch waits at most; the phase
+    # "score and explain" counts the time spent waiting for it.
+    waiting: tuple[Batch, Future[list[Explanation]]] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="rank-scores") as scorer:
+        for part, part_tables in batches(tables, candidates, config.batch_size):
+            batch = ranker.prepare(part, part_tables)
+            # From here the batch's frames are the scoring thread's until it is done.
+            job = scorer.submit(ranker.score, batch)
+            if waiting is not None:
+                finish(*waiting)
+            waiting = (batch, job)
+        if waiting is not None:
+            finish(*waiting)
     # No candidate: an empty list with every column.
     frame = pd.concat(rows, ignore_index=True) if rows else ranker.empty(candidates)
     return finish_ranking(frame, model, ranker.clock.seconds)

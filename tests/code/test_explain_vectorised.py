@@ -1,0 +1,164 @@
+"""The batch path of :class:`Explainer` (issue 14) says exactly what the per-deal one said.
+
+The oracle below is the per-deal explanation as it was before the reasons were chosen
+over arrays: every candidate phrased in full by the reason functions themselves (no
+memo, no facts per bin), read strongest first until both sides are full. Random pushes
+on the features of :mod:`test_reason_rules` (track records, contradicting tooltips, one
+text from several features, pushes at the floor's rounding edge, missing values) must
+give the same reasons, words and numbers, on one thread and on a pool of small chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from test_reason_rules import FEATURES, STATS, StubModel
+
+import leadscore.model.explain as explain_module
+from leadscore.features.catalog import FEATURES_BY_NAME
+from leadscore.model.explain import Candidate, Explainer, choose_reasons, grade_of
+from leadscore.model.reasons import (
+    Phrase,
+    is_missing,
+    reason_fact,
+    reason_text,
+    reason_text_zh,
+)
+
+
+class RowStub(StubModel):
+    """A stub whose contributions follow the rows it is given (the row number in column 0),
+    so a chunk of the batch gets its own deals' pushes."""
+
+    def encode_columns(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        X = np.zeros((len(self._pushes), len(FEATURES)))
+        X[:, 0] = np.arange(len(self._pushes))
+        return X
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        rows = X[:, 0].astype(int)
+        return np.column_stack([self._pushes[rows], np.full(len(rows), -0.4)])
+
+
+def per_deal(explainer: Explainer, columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The explanation as the per-deal path gave it (the oracle)."""
+    model = explainer.model
+    X = model.encode_columns(columns)
+    contributions = model.contributions(X)
+    probability = model.calibrate(contributions.sum(axis=1), X).tolist()
+    candidates = np.where(explainer._shown, contributions[:, :-1] @ explainer._group, 0.0)
+    order = np.argsort(-np.abs(candidates), axis=1, kind="stable")
+    values = [columns.get(name) for name in explainer.reason_features]
+
+    def phrase(name: str, value: Any) -> Phrase:
+        feature = FEATURES_BY_NAME[name]
+        value = None if is_missing(value) else value
+        fact = reason_fact(feature, value, STATS)
+        return Phrase(
+            reason_text(feature, value, STATS),
+            None if fact is None else fact.tooltip,
+            0 if fact is None else fact.direction,
+            reason_text_zh(feature, value, STATS),
+            None if fact is None else fact.tooltip_zh,
+        )
+
+    def deal(row: list[float], ranked: list[int], i: int) -> Any:
+        for j in ranked:
+            push = row[j]
+            if round(abs(push), 4) <= explainer.min_contribution:
+                return
+            name = explainer.reason_features[j]
+            value = None if values[j] is None else values[j][i]
+            yield Candidate(push, explainer._actionable[j], phrase(name, value), name, value)
+
+    def reason(c: Candidate) -> dict[str, Any]:
+        return {
+            "feature": c.feature,
+            "label": FEATURES_BY_NAME[c.feature].label,
+            "value": None if is_missing(c.value) else c.value,
+            "contribution": round(c.push, 4),
+            "text": c.phrase.text,
+            "tooltip": c.phrase.tooltip,
+            "text_zh": c.phrase.text_zh,
+            "tooltip_zh": c.phrase.tooltip_zh,
+        }
+
+    out = []
+    for i, (p, row, ranked) in enumerate(
+        zip(probability, candidates.tolist(), order.tolist(), strict=True)
+    ):
+        up, down = choose_reasons(deal(row, ranked, i), explainer.max_reasons)
+        score = int(round(100 * p))
+        out.append(
+            {
+                "probability": p,
+                "score": score,
+                "grade": grade_of(score, explainer.grade_thresholds),
+                "positive_reasons": [reason(c) for c in up],
+                "negative_reasons": [reason(c) for c in down],
+            }
+        )
+    return out
+
+
+def random_deals(n: int, seed: int) -> tuple[dict[str, list[Any]], list[dict[str, float]]]:
+    """Deals with values across the stats' bins (and missing), and random pushes, some
+    exactly at the floor's rounding edge (0.01005 shows as 0.01 or 0.0101)."""
+    rng = np.random.default_rng(seed)
+    pools: dict[str, list[Any]] = {
+        "channel": ["referral", "web", "partner", None],
+        "stage_index": [0.0, 1.0, 2.0, 3.0, 4.0],
+    }
+    columns: dict[str, list[Any]] = {}
+    for name in FEATURES:
+        pool = pools.get(name, [0.0, 1.0, 2.0, 4.0, 7.0, 15.0, 61.0, math.nan, None])
+        columns[name] = [pool[k] for k in rng.integers(0, len(pool), n)]
+    edge = [0.01005, -0.01005, 0.010049999, 0.0100500001, 0.01, 0.0]
+    pushes = []
+    for _ in range(n):
+        row = {}
+        for name in FEATURES:
+            if rng.random() < 0.15:
+                row[name] = float(rng.choice(edge))
+            else:
+                row[name] = float(rng.normal(0, 0.3)) if rng.random() < 0.8 else 0.0
+        pushes.append(row)
+    return columns, pushes
+
+
+@pytest.mark.parametrize("max_reasons", [1, 3])
+def test_the_batch_path_gives_the_per_deal_reasons_word_for_word(max_reasons):
+    columns, pushes = random_deals(300, seed=max_reasons)
+    explainer = Explainer(RowStub(pushes), max_reasons=max_reasons)  # type: ignore[arg-type]
+    expected = per_deal(explainer, columns)
+    assert explainer.explain(columns) == expected
+    # The cases the rules are about did occur: a text from two features, a contradiction.
+    texts = [[r["text"] for r in e["positive_reasons"] + e["negative_reasons"]] for e in expected]
+    assert all(len(t) == len(set(t)) for t in texts)
+    assert any(e["positive_reasons"] and e["negative_reasons"] for e in expected)
+
+
+def test_a_batch_on_a_pool_of_chunks_gives_the_same_reasons_in_deal_order(monkeypatch):
+    columns, pushes = random_deals(101, seed=7)
+    one = Explainer(RowStub(pushes)).explain(columns)  # type: ignore[arg-type]
+    monkeypatch.setattr(explain_module, "CHUNK_ROWS", 8)
+    pooled = Explainer(RowStub(pushes), threads=3).explain(columns)  # type: ignore[arg-type]
+    assert pooled == one
+    assert len(pooled) == 101
+
+
+def test_directions_of_a_column_are_those_of_each_value():
+    explainer = Explainer(RowStub([{}]))  # type: ignore[arg-type]
+    book = explainer.phrasebook
+    for name in ("act_call_7d", "days_in_stage", "channel", "act_meeting_30d"):
+        values = [0.0, 0.5, 1.0, 2.99, 3.0, 9.0, 10.0, 1e9, math.nan, None, "web", "referral"]
+        if name != "channel":
+            values = values[:-2]
+        expected = [
+            0 if (f := reason_fact(FEATURES_BY_NAME[name], v, STATS)) is None else f.direction
+            for v in (None if is_missing(v) else v for v in values)
+        ]
+        assert book.directions(name, values).tolist() == expected, name
