@@ -572,11 +572,12 @@ class Phrasebook:
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without its memo (Spark ships explainers to its workers): a cache
         around a bound method cannot be pickled, and each worker fills its own."""
-        return {k: v for k, v in self.__dict__.items() if k != "_cached"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cached", "_text")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._cached = lru_cache(maxsize=self._cache_size)(self._phrase)
+        self._text = lru_cache(maxsize=self._cache_size)(self._reason_text)
 
     def _phrase(self, name: str, value: Value) -> Phrase:
         feature = self._features[name]

@@ -85,9 +85,6 @@ class StubModel:
     def calibrate(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-raw))
 
-    def calibrate(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
-        return self.calibration(raw)
-
 
 #: A sparse deal: no activity, no stage history, an experienced owner, a referral.
 SPARSE = {
