@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from leadscore.config import CHALLENGER, CHAMPION, load_settings
+from leadscore.config import CHALLENGER, CHAMPION, Settings, load_settings
 from leadscore.crm.ingest import load_stored
 from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, generate_crm, write_export
 from leadscore.features.store import revival_training_frame
@@ -91,15 +92,9 @@ def test_train_revival_registers_its_own_model_with_the_backtest(applied):
     assert version.tags["feast.feature_service"] == "revival_v1"
 
 
-def test_promote_and_roll_back_the_revival_model_leaving_the_win_model_alone(
-    applied, tmp_path: Path
-):
-    """``promote``/``rollback``/``models --task revival`` on the stored CRM through Feast:
-    the gate refuses a version that ties its baselines, ``--force --note`` promotes it and
-    records why, a rollback restores the previous revival champion, and the win model's
-    aliases and history (a registered model of its own) never move."""
-    _, _, settings, _ = applied
-    # A registry of this test's own, beside the module's feature store.
+def own_registry(settings: Settings, tmp_path: Path) -> tuple[Settings, Any, dict[str, str]]:
+    """An MLflow registry of the test's own under ``tmp_path``, beside the module's
+    feature store: its settings, client and the environment the CLI reads it from."""
     own = dataclasses.replace(
         settings,
         tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
@@ -111,6 +106,18 @@ def test_promote_and_roll_back_the_revival_model_leaving_the_win_model_alone(
         "MLFLOW_TRACKING_URI": own.tracking_uri,
         "LEADSCORE_ARTIFACT_ROOT": str(own.artifact_root),
     }
+    return own, client, env
+
+
+def test_promote_and_roll_back_the_revival_model_leaving_the_win_model_alone(
+    applied, tmp_path: Path
+):
+    """``promote``/``rollback``/``models --task revival`` on the stored CRM through Feast:
+    the gate refuses a version that ties its baselines, ``--force --note`` promotes it and
+    records why, a rollback restores the previous revival champion, and the win model's
+    aliases and history (a registered model of its own) never move."""
+    _, _, settings, _ = applied
+    own, client, env = own_registry(settings, tmp_path)
     revival = own.revival_model_name
     # Two versions, both trained before the win model below exists (`train-revival` would
     # load its champion to measure today's approach): the newer waits as challenger.
@@ -189,17 +196,7 @@ def test_retrain_task_revival_runs_the_loop_and_the_gate_refuses_it(applied, tmp
     MLflow run says so (the steps with stand-ins and the promoted path:
     tests/code/test_retrain_cli.py)."""
     root, _, settings, _ = applied
-    own = dataclasses.replace(
-        settings,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
-        artifact_root=tmp_path / "mlruns" / "artifacts",
-    )
-    client = mlflow_client(own)
-    ensure_experiment(own, client)
-    env = {
-        "MLFLOW_TRACKING_URI": own.tracking_uri,
-        "LEADSCORE_ARTIFACT_ROOT": str(own.artifact_root),
-    }
+    own, client, env = own_registry(settings, tmp_path)
     said = cli(env, "retrain", "--task", "revival", str(root / "export"), code=1)
     assert "lead_scorer_revival retrain run" in said
     assert "version 1 NOT promoted; champion stays none" in said, said
