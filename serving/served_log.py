@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,7 @@ class ServedLog:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sequence = 0
+        self._writer = uuid.uuid4().hex[:8]
         self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -106,7 +108,7 @@ class ServedLog:
             frame[column] = pd.to_datetime(frame[column], utc=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         day = frame["scored_at"].max().strftime("%Y%m%d")
-        path = served_file(self.folder, day, os.getpid(), int(time.time()), sequence)
+        path = served_file(self.folder, day, os.getpid(), self._writer, int(time.time()), sequence)
         tmp = path.with_suffix(".parquet.tmp")
         frame.to_parquet(tmp, index=False)
         tmp.replace(path)

@@ -14,13 +14,16 @@ import pandas as pd
 
 #: Columns every row has besides the model's features.
 META = ("deal_id", "endpoint", "model_version", "as_of", "scored_at", "probability")
-#: File names: ``served-<day>-<pid>-<unix seconds>-<sequence>.parquet``.
+#: File names: ``served-<day>-<pid>-<writer>-<unix seconds>-<sequence>.parquet``.
 PREFIX, SUFFIX = "served-", ".parquet"
 
 
-def served_file(folder: Path, day: str, pid: int, seconds: int, sequence: int) -> Path:
-    """Where one flush goes: unique per process and flush, sortable by day."""
-    return Path(folder) / f"{PREFIX}{day}-{pid}-{seconds}-{sequence}{SUFFIX}"
+def served_file(folder: Path, day: str, pid: int, writer: str, seconds: int, sequence: int) -> Path:
+    """Where one flush goes: unique per writer and flush, sortable by day. ``writer``
+    tells apart two logs of one process (two service instances in one test process
+    flushed their first batch in the same second to one name, and one tore the other's
+    file)."""
+    return Path(folder) / f"{PREFIX}{day}-{pid}-{writer}-{seconds}-{sequence}{SUFFIX}"
 
 
 def read_served(folder: Path, since: pd.Timestamp | None = None) -> pd.DataFrame:

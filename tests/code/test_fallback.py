@@ -130,7 +130,7 @@ def test_without_a_champion_rank_scores_with_the_labelled_fallback(stored: Setti
     assert {r["model"] for r in rows} == {"fallback (stage and channel rates, 2 closed deals)"}
     assert rows[0]["meaning"] == meaning
     # The page's script shows the model on hover and the meaning under the number.
-    assert '"model: " + r.model' in page and "r.meaning" in page
+    assert 't.scored_by.replace("{model}", r.model)' in page and "r.meaning" in page
 
 
 def test_the_fallback_scores_recently_lost_deals_as_if_reopened():

@@ -41,6 +41,22 @@ def test_rows_keep_the_models_features_only_and_are_read_back_in_order(tmp_path:
     assert not list(tmp_path.glob("*.tmp")), "a reader never sees half a file"
 
 
+def test_two_logs_of_one_process_flushing_in_the_same_second_keep_both_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Two service instances in one process (as in a test process) named their first
+    flush alike: one file overwrote, and tore, the other's."""
+    monkeypatch.setattr(time, "time", lambda: 1_750_000_000.0)
+    logs = [ServedLog(tmp_path, ["amount"], flush_seconds=3600) for _ in range(2)]
+    for k, log in enumerate(logs):
+        log.record("score", [f"D{k}"], {"amount": [float(k)]}, [0.5], "1", T0, T0)
+    paths = [log.flush() for log in logs]
+    for log in logs:
+        log.close()
+    assert len({p for p in paths if p is not None}) == 2
+    assert sorted(read_served(tmp_path)["deal_id"]) == ["D0", "D1"]
+
+
 def test_the_writer_thread_flushes_on_its_own(tmp_path: Path):
     log = ServedLog(tmp_path, ["amount"], flush_seconds=0.05)
     log.record("score", ["D1"], {"amount": [1.0]}, [0.5], "1", T0, T0)
