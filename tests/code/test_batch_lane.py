@@ -233,7 +233,9 @@ def test_queue_delay_is_the_work_ahead_small_requests_first():
     times.observe_request(time.monotonic() - 0.014)  # nothing answered meanwhile: served
     assert times.request == pytest.approx(0.006, abs=0.001)
     times.observe_request(time.monotonic() - 10.0)  # waited behind the previous answer
-    assert times.request < 0.006
+    # Counted from the previous answer, not from its 10 s start (that would make it about
+    # 2 s); not "below 6 ms": on a busy machine milliseconds pass between two statements.
+    assert times.request < 0.05
 
 
 def shed(reason: str) -> float:

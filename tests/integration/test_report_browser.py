@@ -278,7 +278,7 @@ def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese
             )
             # Each deal id links to its timeline page.
             link = first.locator("td.deal a")
-            assert link.get_attribute("href") == f"/deal/{quote(expected[0]['deal'])}"
+            assert link.get_attribute("href") == f"/deal/{quote(expected[0]['deal'])}?lang=en"
 
             # Paging: the next page has the next deals of the ranking.
             size = page_config(page.content())["size"]

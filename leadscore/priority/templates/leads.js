@@ -32,7 +32,8 @@
     var tr = el("tr", { "data-owner": r.owner_id, "data-group": r.group, "data-deal": r.deal_id });
     cell(tr, "num", r.rank, null, { "data-v": r.rank });
     var deal = el("td", { "class": "deal" });
-    deal.appendChild(el("a", { href: config.deal_base + encodeURIComponent(r.deal_id) }, r.deal_id));
+    // The timeline in the page's language, not the browser's: a reader who chose 中文 stays in it.
+    deal.appendChild(el("a", { href: config.deal_base + encodeURIComponent(r.deal_id) + "?lang=" + config.lang }, r.deal_id));
     deal.appendChild(el("span", { "class": "sub" }, r.stage));
     tr.appendChild(deal);
     cell(tr, "account", r.account_id, r.segment + (r.industry ? " · " + r.industry : ""));
