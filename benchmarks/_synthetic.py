@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
 
-from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
+from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS, Settings, load_settings
 from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, SyntheticCRM, generate_crm
 from training.revival import in_memory_revival_frame
 
@@ -74,3 +75,13 @@ def revival_frame(crm: SyntheticCRM, steps: Steps) -> tuple[pd.DataFrame, dict[s
         REVIVAL_WINDOW_DAYS,
         REVIVAL_HORIZON_DAYS,
     )
+
+
+def stored_crm(tables: dict[str, pd.DataFrame], folder: Path) -> Settings:
+    """Settings whose stored CRM tables are ``tables``, written under ``folder`` (as an
+    ingest would leave them), for benchmarks that rank without ingesting."""
+    settings = load_settings(feature_repo=Path(folder) / "features")
+    settings.crm_dir.mkdir(parents=True)
+    for name, table in tables.items():
+        table.to_parquet(settings.crm_dir / f"{name}.parquet")
+    return settings

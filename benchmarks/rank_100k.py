@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _synthetic import stored_crm
 
-from leadscore.config import load_settings
 from leadscore.crm.synth import generate_crm
 from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES
 from leadscore.model.reason_stats import compute_reason_stats
@@ -94,10 +94,7 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(feature_repo=Path(tmp) / "features")
-        settings.crm_dir.mkdir(parents=True)
-        for name, table in crm.tables.items():
-            table.to_parquet(settings.crm_dir / f"{name}.parquet")
+        settings = stored_crm(crm.tables, Path(tmp))
         del crm
         exact = reset_peak_rss()
         before = peak_rss_gib()

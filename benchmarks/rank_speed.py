@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _synthetic import stored_crm
 from rank_100k import AS_OF, quick_model
 
-from leadscore.config import load_settings
 from leadscore.crm.synth import generate_crm
 from leadscore.features.featurize import build_feature_sources, model_frame
 from leadscore.model.explain import CHUNK_ROWS, Explainer
@@ -111,10 +111,7 @@ def main() -> None:
     model = quick_model(a.train_deals, a.seed + 1)
     crm = generate_crm(a.deals, seed=a.seed, as_of=AS_OF)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(feature_repo=Path(tmp) / "features")
-        settings.crm_dir.mkdir(parents=True)
-        for name, table in crm.tables.items():
-            table.to_parquet(settings.crm_dir / f"{name}.parquet")
+        settings = stored_crm(crm.tables, Path(tmp))
         del crm
         columns = ranked_columns(settings.crm_dir, model, config)
         n = len(next(iter(columns.values())))
