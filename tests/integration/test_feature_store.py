@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -103,23 +106,30 @@ def test_online_path_gives_the_training_values_sqlite(applied):
     assert unknown["n_activities"].isna().all()
 
 
-@pytest.mark.services
-def test_online_path_gives_the_training_values_redis(applied):
+@contextmanager
+def private_redis(applied, db: int) -> Iterator[tuple[Any, Any]]:
+    """``applied`` with its online store on Redis database ``db`` (a private database
+    keeps the test away from the demo's keys), flushed before and after; and a client."""
     require_service("Redis", 6379)
-    # A private Redis database keeps the test away from the demo's keys; flushed after.
-    settings = dataclasses.replace(
-        applied, feature_store_yaml="feature_store.redis.yaml", redis="localhost:6379,db=13"
-    )
     import redis
 
-    client = redis.Redis(host="localhost", port=6379, db=13)
+    settings = dataclasses.replace(
+        applied, feature_store_yaml="feature_store.redis.yaml", redis=f"localhost:6379,db={db}"
+    )
+    client = redis.Redis(host="localhost", port=6379, db=db)
     client.flushdb()
     try:
+        yield settings, client
+    finally:
+        client.flushdb()
+
+
+@pytest.mark.services
+def test_online_path_gives_the_training_values_redis(applied):
+    with private_redis(applied, db=13) as (settings, client):
         # Full: the shared registry already records a materialization into SQLite.
         _online_equals_offline(settings, day(57), full=True)
         assert client.dbsize() > 0, "nothing was written to Redis"
-    finally:
-        client.flushdb()
 
 
 def _lookups_while_materializing(settings) -> tuple[int, list[str]]:
@@ -163,21 +173,10 @@ def test_lookups_answer_while_materialize_runs(applied, online_store):
     each view MATERIALIZING in the registry, which the service re-reads at every change,
     and by default refuses lookups of a view in that state; the registry file is emptied
     before each rewrite by Feast's own store. Neither may fail a lookup."""
-    settings = applied
-    if online_store == "redis":
-        require_service("Redis", 6379)
-        settings = dataclasses.replace(
-            applied, feature_store_yaml="feature_store.redis.yaml", redis="localhost:6379,db=12"
-        )
-        import redis
-
-        client = redis.Redis(host="localhost", port=6379, db=12)
-        client.flushdb()
-    try:
+    with (
+        private_redis(applied, db=12) if online_store == "redis" else nullcontext((applied, None))
+    ) as (settings, _):
         materialize(settings, day(57).to_pydatetime(), full=True)  # values to serve
         answered, failures = _lookups_while_materializing(settings)
-    finally:
-        if online_store == "redis":
-            client.flushdb()
     assert not failures, failures[:3]
     assert answered >= 3  # the lookups did run beside the materialization
