@@ -139,12 +139,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_digests(folder: Path, parts: Iterable[str] = PARTS) -> dict[str, str]:
+def file_digests(
+    folder: Path, parts: Iterable[str] = PARTS, known: Path | None = None
+) -> dict[str, str]:
     """``part/name`` -> SHA-256 of every file of ``parts`` under ``folder``, sorted by name.
 
     ``folder`` is a generation or the state root (the fixed links resolve to ``current``).
-    Temporary files are left out: they are not part of any state.
+    Temporary files are left out: they are not part of any state. ``known`` is a committed
+    generation: a file that is a hard link of its file of the same name (carried, not
+    rewritten) takes the digest its manifest records instead of being read again, which
+    at a million deals is gigabytes an ingest that changed little would hash for nothing.
     """
+    recorded: dict[str, str] = {}
+    if known is not None:
+        try:
+            recorded = json.loads((known / MANIFEST).read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError):
+            recorded = {}
     out: dict[str, str] = {}
     for part in parts:
         base = Path(folder) / part
@@ -152,8 +163,17 @@ def file_digests(folder: Path, parts: Iterable[str] = PARTS) -> dict[str, str]:
             continue
         for path in sorted(base.rglob("*")):
             if path.is_file() and not path.name.endswith(_TMP_SUFFIX):
-                out[f"{part}/{path.relative_to(base).as_posix()}"] = _sha256(path)
+                name = f"{part}/{path.relative_to(base).as_posix()}"
+                same = known is not None and name in recorded and _same_file(path, known / name)
+                out[name] = recorded[name] if same else _sha256(path)
     return out
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
 
 
 def state_fingerprint(root: Path, parts: Iterable[str] = ("crm", "sources")) -> str:
@@ -214,7 +234,7 @@ class Generation:
         manifest = {
             "generation": self.path.name,
             "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": file_digests(self.path),
+            "files": file_digests(self.path, known=current_generation(self.root)),
         }
         (self.path / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         _fsync_tree(self.path)

@@ -158,8 +158,16 @@ def ingest(
             "(spark, default local[*]).",
         ),
     ] = LOCAL_ENGINE,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Build every feature source from all stored rows (by default a re-ingest "
+            "rebuilds only the accounts and owners the export's changes reach).",
+        ),
+    ] = False,
 ) -> None:
-    """Validate a CRM export, merge it into the stored tables and rebuild the feature sources.
+    """Validate a CRM export, merge it into the stored tables and update the feature sources.
 
     Exits 2 with one message when the export cannot be used (a folder or file that cannot
     be read, a wrong delimiter or encoding, a missing mandatory column, no deal to store):
@@ -173,7 +181,9 @@ def ingest(
         raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
     try:
         with working() as progress:
-            summary = run_ingest(export_dir, load_settings(), progress=progress, engine=engine)
+            summary = run_ingest(
+                export_dir, load_settings(), progress=progress, engine=engine, rebuild=rebuild
+            )
     except ExportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -201,6 +211,13 @@ def ingest(
     typer.echo(
         "feature sources: " + ", ".join(f"{k}={v:,d}" for k, v in summary.source_rows.items())
     )
+    if summary.deals_rebuilt is None:
+        typer.echo(f"feature sources built from all {summary.deals_stored:,d} deals")
+    else:
+        typer.echo(
+            f"feature sources rebuilt for {summary.deals_rebuilt:,d} of {summary.deals_stored:,d}"
+            " deals (the accounts and owners this export's changes reach), the rest kept"
+        )
 
 
 @app.command("import")

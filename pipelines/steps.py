@@ -18,6 +18,7 @@ from leadscore.config import CHAMPION, LOCAL_ENGINE, SPARK_ENGINE, Settings, cra
 from leadscore.crm.ingest import REJECTS_FILE, Reject, ingest_export
 from leadscore.crm.synth import generate_crm, write_export
 from leadscore.features.featurize import build_feature_sources
+from leadscore.features.incremental import source_definition, update_sources, write_build_record
 from leadscore.features.store import apply_repo, materialize, write_sources
 from leadscore.model.registry import RegistryError, load_champion
 from leadscore.pipeline_state import transaction
@@ -36,6 +37,10 @@ class IngestSummary:
     rejects: list[Reject]
     source_rows: dict[str, int]
     rejects_file: Path
+    #: Deals stored after the run, and those whose feature rows this run rebuilt (the
+    #: accounts its changes reach); None when every source was built from all rows.
+    deals_stored: int = 0
+    deals_rebuilt: int | None = None
 
 
 def ingest(
@@ -44,11 +49,17 @@ def ingest(
     now: pd.Timestamp | None = None,
     progress: Progress = no_progress,
     engine: str = LOCAL_ENGINE,
+    rebuild: bool = False,
 ) -> IngestSummary:
-    """Validate an export, merge it into the stored CRM tables, rebuild the feature sources.
+    """Validate an export, merge it into the stored CRM tables, update the feature sources.
 
-    The sources are rebuilt from all stored tables, not just the new export, because
-    a late event (a close, a new contact) changes features of rows already stored.
+    The sources are those of all stored tables, not just the new export, because a late
+    event (a close, a new contact) changes features of rows already stored. The local
+    engine rebuilds only the rows the export's changes reach (every deal of an account
+    with a changed row, every owner of a changed deal) and keeps the rest, value for value
+    what a full build gives (:mod:`leadscore.features.incremental`); it builds everything
+    on a first ingest, after a change of the feature code, attributes or revival window,
+    and when ``rebuild`` asks.
     Tables, sources and rejects are written into a new generation of the state and
     committed together by one atomic switch (:mod:`leadscore.pipeline_state`): a reader,
     or a run killed at any point, sees the old state or the new one, never a mix. A
@@ -79,22 +90,46 @@ def ingest(
             raise nothing_stored
         generation.carry("crm")  # the tables this export left unchanged
         crash_point("ingest.tables_written")
+        window = settings.revival_window_days
+        update = None
+        sources: dict[str, Any]
         if engine == SPARK_ENGINE:
             from leadscore.features.spark_engine import spark_ingest_sources
 
-            sources = spark_ingest_sources(settings, result.tables, result.attributes)
-        else:
-            sources = build_feature_sources(
+            sources = dict(spark_ingest_sources(settings, result.tables, result.attributes))
+        elif not rebuild and (
+            update := update_sources(
                 result.tables,
-                progress,
+                result.changes,
+                settings.sources_dir,
                 result.attributes,
-                revival_window_days=settings.revival_window_days,
+                window,
+                progress,
+            )
+        ):
+            sources = dict(update.changed)
+        else:
+            sources = dict(
+                build_feature_sources(
+                    result.tables, progress, result.attributes, revival_window_days=window
+                )
             )
         rows = write_sources(sources, generation.dir("sources"), progress)
+        write_build_record(generation.dir("sources"), source_definition(result.attributes, window))
+        if update is not None:
+            generation.carry("sources")  # the sources the change left as they were
+            rows = update.rows
         crash_point("ingest.sources_written")
         generation.commit()
     crash_point("ingest.done")
-    return IngestSummary(result.counts, result.rejects, rows, settings.rejects_dir / REJECTS_FILE)
+    return IngestSummary(
+        result.counts,
+        result.rejects,
+        rows,
+        settings.rejects_dir / REJECTS_FILE,
+        deals_stored=len(result.tables["deals"]),
+        deals_rebuilt=None if update is None else len(update.reached.deals),
+    )
 
 
 @dataclass

@@ -140,6 +140,19 @@ def place_word(file: str) -> str:
     return "row" if file.endswith(".parquet") else "line"
 
 
+@dataclass(frozen=True)
+class TableChange:
+    """The rows one ingest inserted or updated in one table.
+
+    ``new`` holds their versions now stored, ``old`` the stored versions they replaced
+    (an inserted row has none). Both are needed to know what a change reaches: a deal
+    moved to another owner changes the new owner's track record and the old one's.
+    """
+
+    new: pd.DataFrame
+    old: pd.DataFrame
+
+
 @dataclass
 class IngestResult:
     """Outcome of one ingest run."""
@@ -156,6 +169,9 @@ class IngestResult:
     #: The custom attributes in effect after the run: the export's ``attributes.json``,
     #: else the stored one (:mod:`leadscore.crm.attributes`).
     attributes: tuple[Attribute, ...] = ()
+    #: Per table of the export, the rows this run inserted or updated (none for a table
+    #: left unchanged): what an incremental rebuild of the feature sources starts from.
+    changes: dict[str, TableChange] = field(default_factory=dict)
 
     def nothing_stored(self, rejects_file: Path) -> NothingStoredError | None:
         """The error to raise when no deal is stored after this run, else None.
@@ -970,11 +986,12 @@ def _same(old: pd.Series, new: pd.Series) -> np.ndarray:
 
 def _upsert(
     stored: pd.DataFrame | None, new: pd.DataFrame, table: Table
-) -> tuple[pd.DataFrame | None, dict[str, int]]:
+) -> tuple[pd.DataFrame | None, dict[str, int], TableChange]:
     """Replace stored rows by their new version and add rows with new keys.
 
     Returns the merged table sorted by key, or ``None`` when nothing changed (so an
-    unchanged table is not rewritten), and the inserted/updated/unchanged counts.
+    unchanged table is not rewritten), the inserted/updated/unchanged counts, and the
+    rows inserted or updated with the stored versions they replace.
     """
     if stored is None:
         stored = new.iloc[:0]
@@ -991,13 +1008,18 @@ def _upsert(
         "updated": int((~same).sum()),
         "unchanged": int(same.sum()),
     }
+    change = TableChange(
+        new=pd.concat([_conform(new[~known], columns), current[~same]], ignore_index=True),
+        old=old[~same].reset_index(drop=True),
+    )
     if counts["inserted"] == 0 and counts["updated"] == 0:
-        return None, counts
+        return None, counts, change
     kept = np.ones(len(stored), dtype=bool)
     kept[at[known]] = False
     parts = [_conform(f, columns) for f in (stored[kept], new) if len(f)]
     merged = pd.concat(parts, ignore_index=True)
-    return merged.sort_values(list(table.key), kind="stable", ignore_index=True), counts
+    merged = merged.sort_values(list(table.key), kind="stable", ignore_index=True)
+    return merged, counts, change
 
 
 def _parquet_writer(frame: pd.DataFrame, table: Table) -> Callable[[Path], None]:
@@ -1070,9 +1092,10 @@ def ingest_export(
 
     tables = dict(stored)
     counts: dict[str, dict[str, int]] = {}
+    changes: dict[str, TableChange] = {}
     writers: dict[Path, Callable[[Path], None]] = {}
     for name, c in checked.items():
-        merged, merge_counts = _upsert(stored.get(name), c.valid, c.table)
+        merged, merge_counts, changes[name] = _upsert(stored.get(name), c.valid, c.table)
         counts[name] = {
             "read": len(c.raw),
             "valid": len(c.valid),
@@ -1101,4 +1124,5 @@ def ingest_export(
         rejects=_as_rejects(rejects),
         files={name: c.path for name, c in checked.items()},
         attributes=attributes,
+        changes=changes,
     )

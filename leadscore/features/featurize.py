@@ -82,6 +82,13 @@ VIEW_KEYS: dict[str, str] = {
 }
 #: Views whose source exists only for some data: the others are always built.
 OPTIONAL_VIEWS: tuple[str, ...] = ("deal_attributes",)
+#: Views built from the rows of one owner (its deals); every other view is built from the
+#: rows of one account: its deals, their stage history, contacts and activities, and the
+#: account. That independence is what the Spark engine's groups and an incremental
+#: rebuild (:mod:`leadscore.features.incremental`) rest on.
+OWNER_VIEWS: tuple[str, ...] = ("owner_history",)
+#: Tables whose rows belong to one deal (a ``deal_id`` column).
+DEAL_TABLES: tuple[str, ...] = ("stage_history", "deal_contacts", "activities")
 #: The ``deal_profile`` field holding the deal's status (open, won, lost) as of the row:
 #: read by the scoring service, never a model input (:func:`profile_source`).
 DEAL_STATUS = "deal_status"

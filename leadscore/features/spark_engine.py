@@ -36,6 +36,8 @@ import pyarrow as pa
 from leadscore.config import REVIVAL_WINDOW_DAYS, Settings
 from leadscore.crm.attributes import Attribute
 from leadscore.features.featurize import (
+    DEAL_TABLES,
+    OWNER_VIEWS,
     TS,
     VIEW_KEYS,
     build_feature_sources,
@@ -48,10 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Tables whose rows belong to one deal: they go to their deal's bucket.
-DEAL_TABLES: tuple[str, ...] = ("stage_history", "deal_contacts", "activities")
-#: Built per owner bucket; every other view per account bucket.
-OWNER_VIEWS: tuple[str, ...] = ("owner_history",)
 #: The column of a table that says which group its rows go to.
 BUCKET = "_bucket"
 _TABLE = "_table"

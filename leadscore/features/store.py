@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -82,10 +83,14 @@ def open_store(settings: Settings) -> FeatureStore:
 
 
 def write_sources(
-    sources: Mapping[str, pd.DataFrame], sources_dir: Path, progress: Progress = no_progress
+    sources: Mapping[str, pd.DataFrame | pa.Table],
+    sources_dir: Path,
+    progress: Progress = no_progress,
 ) -> dict[str, int]:
     """Write feature source frames as Parquet, typed by
-    :func:`leadscore.features.featurize.source_table` (as the Feast views declare them).
+    :func:`leadscore.features.featurize.source_table` (as the Feast views declare them);
+    a source given as an Arrow table is typed already (an incremental rebuild splices
+    into the committed files: :mod:`leadscore.features.incremental`).
 
     Each file is replaced atomically so a reader never sees half a source; ``leadscore
     ingest`` writes them into a new generation of the state, with the CRM tables, and
@@ -97,7 +102,7 @@ def write_sources(
     total = sum(len(df) for df in sources.values())
     for view, df in sources.items():
         progress("write sources", sum(rows.values()), total, unit="rows", detail=view)
-        table = source_table(view, df)
+        table = df if isinstance(df, pa.Table) else source_table(view, df)
         tmp = sources_dir / f".{view}.parquet.tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, sources_dir / f"{view}.parquet")

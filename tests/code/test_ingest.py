@@ -594,6 +594,10 @@ def test_upsert_updates_changed_rows_and_keeps_the_others(tmp_path: Path) -> Non
     assert deals.loc["D0002", "status"] == "won"
     stored_activities = load_stored(tmp_path / "crm")["activities"]
     assert sorted(stored_activities["activity_id"]) == ["X1", "X2"]  # other tables untouched
+    # What changed, for the incremental rebuild: the new versions and the replaced one.
+    change = result.changes["deals"]
+    assert sorted(change.new["deal_id"]) == ["D0001", "D0003"]
+    assert list(change.old["deal_id"]) == ["D0001"] and change.old["status"].iloc[0] == "open"
 
 
 def test_rejected_new_version_keeps_the_stored_row_and_its_children(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ The ``kill -9`` runs themselves are in ``tests/integration/test_crash_recovery.p
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,11 +23,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
+from leadscore import pipeline_state
 from leadscore.config import CHALLENGER, Settings
 from leadscore.pipeline_state import (
     GENERATIONS,
     StateBusyError,
     current_generation,
+    file_digests,
     recover,
     state_fingerprint,
     transaction,
@@ -253,6 +256,32 @@ def test_a_hard_link_is_replaced_never_written_through(tmp_path: Path) -> None:
     assert (root / "crm" / "deals.parquet").read_bytes() == b"new"
     assert (root / "crm" / "accounts.parquet").read_bytes() == b"accounts"
     assert (root / "previous" / "crm" / "deals.parquet").read_bytes() == b"old"
+
+
+def test_a_carried_file_keeps_its_recorded_digest_and_a_rewritten_one_is_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "data"
+    with transaction(root) as generation:
+        (generation.dir("sources") / "big.parquet").write_bytes(b"kept")
+        (generation.dir("sources") / "small.parquet").write_bytes(b"old")
+        generation.commit()
+    hashed: list[str] = []
+    real = pipeline_state._sha256
+    monkeypatch.setattr(
+        pipeline_state, "_sha256", lambda path: hashed.append(path.name) or real(path)
+    )
+    with transaction(root) as generation:
+        (generation.dir("sources") / "small.parquet").write_bytes(b"new")
+        generation.carry("sources")
+        generation.commit()
+    assert hashed == ["small.parquet"]  # the carried file was not read again
+    monkeypatch.undo()
+    # ...and the manifest still says what is in every file, as hashing them all would.
+    committed = current_generation(root)
+    assert committed is not None
+    manifest = json.loads((committed / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["files"] == file_digests(committed)
 
 
 def test_leftovers_of_a_killed_run_are_removed_on_start(tmp_path: Path) -> None:

@@ -1,0 +1,212 @@
+"""A re-ingest rebuilds only what its changes reach, and writes what a full build writes.
+
+Each case ingests a first export, then a second one twice: into a store that updates its
+sources incrementally (the default) and into a copy that rebuilds them all
+(``rebuild=True``). Every source file must be the same frame, row for row; and the
+incremental run must have rebuilt fewer deals than there are, or the test proves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from leadscore.crm.ingest import TableChange
+from leadscore.crm.synth import generate_crm, write_export
+from leadscore.features.featurize import VIEW_KEYS
+from leadscore.features.incremental import BUILD_FILE, reach
+from pipelines.steps import IngestSummary, ingest
+from tests.conftest import isolated
+
+AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def first_crm():
+    return generate_crm(300, seed=5, as_of=AS_OF, revival=True, history_days=900)
+
+
+def _write(tables: dict[str, pd.DataFrame], folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name, frame in tables.items():
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False), folder / f"{name}.parquet"
+        )
+    return folder
+
+
+def _both_ways(tmp_path: Path, first: Path, second: Path) -> tuple[IngestSummary, IngestSummary]:
+    """Ingest ``first`` then ``second`` into an incremental store and a rebuilding one;
+    assert their sources are the same frames and return the two second summaries."""
+    summaries = []
+    sources = []
+    for name, rebuild in (("incremental", False), ("full", True)):
+        settings = isolated(tmp_path / name)
+        ingest(first, settings, now=AS_OF + pd.Timedelta(days=400))
+        summary = ingest(second, settings, now=AS_OF + pd.Timedelta(days=400), rebuild=rebuild)
+        assert summary.rejects == []  # every change was stored, so every one is tested
+        summaries.append(summary)
+        sources.append(settings.sources_dir)
+    incremental, full = sources
+    assert summaries[0].source_rows == summaries[1].source_rows
+    for view in VIEW_KEYS:
+        path = full / f"{view}.parquet"
+        if not path.is_file():
+            assert not (incremental / f"{view}.parquet").is_file(), view
+            continue
+        # Same rows in the same order, every value and type.
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(incremental / f"{view}.parquet"), pd.read_parquet(path), obj=view
+        )
+    return summaries[0], summaries[1]
+
+
+def _small_change(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """A delta export: the late events a CRM sends the day after, and the edits that move
+    a deal between accounts and owners or change what a contact or an account is."""
+    deals = tables["deals"].copy()
+    open_deals = deals[deals["status"] == "open"]
+    closing, moved_owner, moved_account = (open_deals.iloc[i] for i in (0, 1, 2))
+    lost = deals[deals["status"] == "lost"].iloc[0]
+    other_owner = next(o for o in deals["owner_id"].unique() if o != moved_owner["owner_id"])
+    other_account = next(
+        a for a in deals["account_id"].unique() if a != moved_account["account_id"]
+    )
+    when = AS_OF + pd.Timedelta(days=3)
+    changed = deals[
+        deals["deal_id"].isin([closing.deal_id, moved_owner.deal_id, moved_account.deal_id])
+    ].copy()
+    changed.loc[changed["deal_id"] == closing.deal_id, ["status", "stage", "closed_at"]] = [
+        "won",
+        "closed",
+        when,
+    ]
+    changed.loc[changed["deal_id"] == moved_owner.deal_id, "owner_id"] = other_owner
+    changed.loc[changed["deal_id"] == moved_account.deal_id, "account_id"] = other_account
+    follow_up = deals[deals["deal_id"] == lost.deal_id].copy()
+    follow_up["deal_id"] = "D9999999"
+    follow_up[["created_at", "stage", "status", "closed_at", "lost_reason"]] = [
+        when,
+        "lead",
+        "open",
+        pd.NaT,
+        None,
+    ]
+    follow_up["previous_deal_id"] = lost.deal_id
+    stage = pd.DataFrame(
+        {
+            "deal_id": [closing.deal_id, "D9999999"],
+            "stage": ["closed", "lead"],
+            "entered_at": [when, when],
+        }
+    )
+    activities = tables["activities"]
+    late = activities[activities["deal_id"] == lost.deal_id].tail(1).copy()
+    late["activity_id"] = "X9999999"
+    late["occurred_at"] = when
+    contacts = tables["contacts"]
+    promoted = contacts.iloc[[0]].copy()
+    promoted["title"] = "总经理"
+    accounts = tables["accounts"]
+    grown = accounts.iloc[[1]].copy()
+    grown["employee_count"] = grown["employee_count"] * 3
+    return {
+        "accounts": grown,
+        "contacts": promoted,
+        "deals": pd.concat([changed, follow_up], ignore_index=True),
+        "stage_history": stage,
+        "activities": late,
+    }
+
+
+def test_a_small_change_rebuilds_a_few_accounts_and_gives_the_full_build(tmp_path, first_crm):
+    first = tmp_path / "first"
+    write_export(first_crm, first)
+    second = _write(_small_change(first_crm.tables), tmp_path / "second")
+
+    incremental, full = _both_ways(tmp_path, first, second)
+
+    assert full.deals_rebuilt is None
+    assert incremental.deals_rebuilt is not None
+    assert 0 < incremental.deals_rebuilt < incremental.deals_stored / 3
+
+
+def test_a_month_later_export_gives_the_full_build(tmp_path, first_crm):
+    """A whole later export: closes, new deals and activities everywhere."""
+    first = tmp_path / "first"
+    write_export(first_crm, first)
+    later = generate_crm(
+        300, seed=5, as_of=AS_OF + pd.Timedelta(days=30), revival=True, history_days=930
+    )
+    write_export(later, tmp_path / "second")
+
+    incremental, _ = _both_ways(tmp_path, first, tmp_path / "second")
+
+    assert incremental.deals_rebuilt is not None
+
+
+def test_sources_of_another_definition_are_rebuilt_in_full(tmp_path, first_crm):
+    write_export(first_crm, tmp_path / "first")
+    second = _write(_small_change(first_crm.tables), tmp_path / "second")
+    settings = isolated(tmp_path / "store")
+    ingest(tmp_path / "first", settings, now=AS_OF + pd.Timedelta(days=400))
+    record = settings.sources_dir / BUILD_FILE
+    # What a deploy of new feature code looks like to the stored sources.
+    record.write_text(json.dumps({**json.loads(record.read_text()), "definition": "older code"}))
+
+    summary = ingest(second, settings, now=AS_OF + pd.Timedelta(days=400))
+
+    assert summary.deals_rebuilt is None
+
+
+def test_a_missing_source_file_means_a_full_build(tmp_path, first_crm):
+    write_export(first_crm, tmp_path / "first")
+    second = _write(_small_change(first_crm.tables), tmp_path / "second")
+    settings = isolated(tmp_path / "store")
+    ingest(tmp_path / "first", settings, now=AS_OF + pd.Timedelta(days=400))
+    generation = (settings.sources_dir / "deal_stage.parquet").resolve()
+    # A damaged store: the committed generation lost a file (never done by the product).
+    shutil.copy(generation, tmp_path / "kept.parquet")
+    generation.unlink()
+
+    summary = ingest(second, settings, now=AS_OF + pd.Timedelta(days=400))
+
+    assert summary.deals_rebuilt is None
+    assert (settings.sources_dir / "deal_stage.parquet").is_file()
+
+
+def test_a_moved_deal_reaches_both_accounts_and_both_owners():
+    deals = pd.DataFrame(
+        {
+            "deal_id": ["D1", "D2", "D3", "D4", "D5"],
+            "account_id": ["A2", "A1", "A2", "A3", None],
+            "owner_id": ["O2", "O1", "O1", "O3", "O3"],
+        }
+    )
+    old = pd.DataFrame({"deal_id": ["D1"], "account_id": ["A1"], "owner_id": ["O1"]})
+    new = deals.iloc[[0]]
+    reached = reach({"deals": deals}, {"deals": TableChange(new=new, old=old)})
+    assert reached.accounts == {"A1", "A2"}
+    assert reached.deals == {"D1", "D2", "D3"}  # every deal of both accounts, not A3's
+    assert reached.owners == {"O1", "O2"}
+
+
+def test_a_changed_contact_reaches_the_deals_it_is_on():
+    deals = pd.DataFrame(
+        {"deal_id": ["D1", "D2", "D3"], "account_id": ["A1", "A2", None], "owner_id": ["O1"] * 3}
+    )
+    deal_contacts = pd.DataFrame({"deal_id": ["D1"], "contact_id": ["C1"]})
+    activities = pd.DataFrame({"deal_id": ["D3", "D2"], "contact_id": ["C1", "C2"]})
+    contact = pd.DataFrame({"contact_id": ["C1"], "title": ["CEO"]})
+    reached = reach(
+        {"deals": deals, "deal_contacts": deal_contacts, "activities": activities},
+        {"contacts": TableChange(new=contact, old=contact.iloc[:0])},
+    )
+    assert reached.deals == {"D1", "D3"}  # D3 has no account: its own group
+    assert reached.owners == set()  # no deal row changed: no track record moves
