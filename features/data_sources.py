@@ -2,21 +2,45 @@
 
 Paths are anchored on this file rather than left relative: Feast's DuckDB offline
 store resolves relative Parquet paths against the working directory, not the repo.
+
+One declaration per source for both engines: a ``FileSource`` for the DuckDB offline
+store of ``feature_store.yaml`` and ``feature_store.redis.yaml``, a ``SparkSource`` over
+the same file for the Spark offline store of ``feature_store.spark.yaml`` (``--engine
+spark``), which reads nothing else. Which one is decided by the file being applied
+(``LEADSCORE_FEATURE_STORE_YAML``, set by ``leadscore features apply``); the names,
+fields and views are the same, so each file's registry holds the same repo.
 """
 
 from pathlib import Path
 
 from feast import Field, FileSource, RequestSource
 from feast.data_format import ParquetFormat
+from feast.data_source import DataSource
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.types import UnixTimestamp
 
-SOURCES_DIR = Path(__file__).resolve().parent / "data" / "sources"
+from leadscore.config import load_settings
+from leadscore.features.store import on_spark
+
+REPO = Path(__file__).resolve().parent
+SOURCES_DIR = REPO / "data" / "sources"
+#: Whether the configuration being applied reads the sources with Spark.
+ON_SPARK = on_spark(load_settings(feature_repo=REPO))
 
 
-def _source(name: str, description: str) -> FileSource:
+def _source(name: str, description: str) -> DataSource:
+    path = str(SOURCES_DIR / f"{name}.parquet")
+    if ON_SPARK:
+        return SparkSource(
+            name=f"{name}_source",
+            path=path,
+            file_format="parquet",
+            timestamp_field="event_timestamp",
+            description=description,
+        )
     return FileSource(
         name=f"{name}_source",
-        path=str(SOURCES_DIR / f"{name}.parquet"),
+        path=path,
         file_format=ParquetFormat(),
         timestamp_field="event_timestamp",
         description=description,

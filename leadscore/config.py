@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -170,6 +170,11 @@ class Settings:
     #: Memory of the Spark driver (``LEADSCORE_SPARK_DRIVER_MEMORY``), which collects the
     #: feature sources and the ranked rows: about 1 GB per 100,000 activities.
     spark_driver_memory: str = "4g"
+    #: Partitions of each Spark SQL shuffle (``LEADSCORE_SPARK_SHUFFLE_PARTITIONS``): Feast's
+    #: point-in-time joins and materialization are SQL with several shuffles each, and
+    #: Spark's default of 200 tasks per shuffle is for a cluster's gigabytes. Two to three
+    #: times the cores Spark has: a cluster of 64 cores wants 128 to 192.
+    spark_shuffle_partitions: int = 8
     #: The CRM export ``leadscore retrain`` ingests when given none (``LEADSCORE_EXPORT``):
     #: the folder a scheduled CRM export lands in.
     export_dir: Path | None = None
@@ -248,6 +253,21 @@ class Settings:
 LOCAL_ENGINE = "local"
 SPARK_ENGINE = "spark"
 ENGINES: tuple[str, ...] = (LOCAL_ENGINE, SPARK_ENGINE)
+#: The Feast configuration of ``--engine spark`` (features/): Spark offline store, Spark
+#: compute engine, Redis online store, a registry of its own.
+SPARK_FEATURE_STORE_YAML = "feature_store.spark.yaml"
+
+
+def engine_settings(settings: Settings, engine: str) -> Settings:
+    """``settings`` for the Feast steps of ``engine``: the Spark engine's point-in-time
+    joins and materialization run on Feast's Spark offline store and compute engine,
+    configured by :data:`SPARK_FEATURE_STORE_YAML`; the local engine keeps the configured
+    file (``LEADSCORE_FEATURE_STORE_YAML``, default the embedded one)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
+    if engine == LOCAL_ENGINE:
+        return settings
+    return replace(settings, feature_store_yaml=SPARK_FEATURE_STORE_YAML)
 
 
 def task_model_name(model_name: str, task: str) -> str:
@@ -273,7 +293,8 @@ def load_settings(**overrides: object) -> Settings:
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
     ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_SPARK_MASTER``
     (where ``--engine spark`` runs, default ``local[*]``), ``LEADSCORE_SPARK_DRIVER_MEMORY``
-    (its driver's memory, default ``4g``), ``LEADSCORE_EXPORT`` (the
+    (its driver's memory, default ``4g``), ``LEADSCORE_SPARK_SHUFFLE_PARTITIONS`` (tasks
+    per Spark SQL shuffle, default 8), ``LEADSCORE_EXPORT`` (the
     export ``leadscore retrain`` ingests by default), ``LEADSCORE_RETRAIN_NICE`` (how
     much it lowers its CPU priority), ``LEADSCORE_LANGUAGE``
     (the managers' page: ``auto``, ``en`` or ``zh``), ``LEADSCORE_TEAMS`` (reps by team,
@@ -309,6 +330,8 @@ def load_settings(**overrides: object) -> Settings:
         env["spark_master"] = v
     if v := os.environ.get("LEADSCORE_SPARK_DRIVER_MEMORY"):
         env["spark_driver_memory"] = v
+    if v := os.environ.get("LEADSCORE_SPARK_SHUFFLE_PARTITIONS"):
+        env["spark_shuffle_partitions"] = int(v)
     if v := os.environ.get("LEADSCORE_EXPORT"):
         env["export_dir"] = Path(v).expanduser().resolve()
     if v := os.environ.get("LEADSCORE_RETRAIN_NICE"):
@@ -395,9 +418,17 @@ def feast_environment(settings: Settings) -> dict[str, str]:
     Feast reads them from the process environment and leaves an unset one as written,
     so ``feature_store.redis.yaml`` alone would connect to ``${LEADSCORE_REDIS}``. The
     leadscore steps load the YAML with this mapping instead (and hand it to the ``feast``
-    processes they start): the environment, with ``LEADSCORE_REDIS`` as settings have it.
+    processes they start): the environment, with ``LEADSCORE_REDIS`` and
+    ``LEADSCORE_SPARK_MASTER`` as settings have them, and ``LEADSCORE_FEATURE_STORE_YAML``
+    naming the file in use, which the repo's ``data_sources.py`` reads to declare its
+    sources for that file's offline store (:func:`engine_settings`).
     """
-    return child_environment(settings, LEADSCORE_REDIS=settings.redis)
+    return child_environment(
+        settings,
+        LEADSCORE_REDIS=settings.redis,
+        LEADSCORE_SPARK_MASTER=settings.spark_master,
+        LEADSCORE_FEATURE_STORE_YAML=settings.feature_store_yaml,
+    )
 
 
 #: Test hook (crash-recovery tests and ``benchmarks/crash_recovery.py`` only, never set in

@@ -37,6 +37,7 @@ from leadscore.config import (
     SYNTHETIC_HISTORY_DAYS,
     TASKS,
     WIN,
+    Settings,
     load_settings,
     task_model_name,
 )
@@ -89,6 +90,27 @@ def _main(
     _process_defaults()
     level = Verbosity.VERBOSE if verbose else Verbosity.QUIET if quiet else Verbosity.DEFAULT
     ctx.with_resource(configured(level))
+
+
+#: ``--engine`` of the Feast steps (apply, materialize, training sets, training).
+FeastEngine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Feast here (local: the configured feature_store*.yaml) or on Spark "
+        "(spark: features/feature_store.spark.yaml, Feast's Spark offline store and compute "
+        "engine at LEADSCORE_SPARK_MASTER, Redis online store).",
+    ),
+]
+
+
+def _engine_settings(engine: str) -> Settings:
+    """Settings for the Feast steps of ``engine`` (:func:`leadscore.config.engine_settings`)."""
+    from leadscore.config import engine_settings
+
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
+    return engine_settings(load_settings(), engine)
 
 
 def _when(value: str | None) -> pd.Timestamp | None:
@@ -306,12 +328,13 @@ def contract() -> None:
 
 
 @features_app.command("apply")
-def features_apply() -> None:
+def features_apply(engine: FeastEngine = LOCAL_ENGINE) -> None:
     """Register the feature definitions in features/ (wraps `feast apply`)."""
     from leadscore.features.store import apply_repo
 
+    settings = _engine_settings(engine)
     with working() as progress:
-        said = apply_repo(load_settings(), progress)
+        said = apply_repo(settings, progress)
     typer.echo(said)
 
 
@@ -323,14 +346,16 @@ def features_materialize(
     full: Annotated[
         bool, typer.Option("--full", help="Reload all history (new or switched online store).")
     ] = False,
+    engine: FeastEngine = LOCAL_ENGINE,
 ) -> None:
     """Load the latest feature values into the online store (incremental unless --full)."""
     from leadscore.features.store import materialize
 
     until = _when(end)
+    settings = _engine_settings(engine)
     with working() as progress:
         done = materialize(
-            load_settings(),
+            settings,
             until.to_pydatetime() if until is not None else None,
             full=full,
             progress=progress,
@@ -344,12 +369,13 @@ def training_set(
     every_days: Annotated[
         int | None, typer.Option("--every-days", min=1, help="Days between snapshots of a deal.")
     ] = None,
+    engine: FeastEngine = LOCAL_ENGINE,
 ) -> None:
     """Build the point-in-time training frame: snapshots of closed deals while they were open."""
     from leadscore.crm.ingest import stored_deals
     from leadscore.features.store import training_frame
 
-    settings = load_settings()
+    settings = _engine_settings(engine)
     with working() as progress:
         tf = training_frame(settings, stored_deals(settings.crm_dir), every_days, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -565,6 +591,7 @@ def train(
             help="Train with the columns the leakage audit flags (to measure the leak only).",
         ),
     ] = False,
+    engine: FeastEngine = LOCAL_ENGINE,
 ) -> None:
     """Train on the Feast training frame, log to MLflow, register the version as challenger.
 
@@ -574,7 +601,7 @@ def train(
     from training.result import TrainConfig
     from training.train import train_from_store
 
-    settings = load_settings()
+    settings = _engine_settings(engine)
     try:
         with working() as progress:
             config = TrainConfig(
@@ -684,6 +711,7 @@ def train_revival(
     ] = None,
     seed: TrainSeed = None,
     as_json: JsonSummary = False,
+    engine: FeastEngine = LOCAL_ENGINE,
 ) -> None:
     """Train the revival model (which lost deals come back and are won), log it to MLflow
     and register it as challenger of `lead_scorer_revival` (docs/revival.md).
@@ -695,7 +723,7 @@ def train_revival(
     from training.result import TrainConfig
     from training.revival import train_revival_from_store
 
-    settings = load_settings()
+    settings = _engine_settings(engine)
     try:
         with working() as progress:
             config = TrainConfig(seed=settings.seed if seed is None else seed)

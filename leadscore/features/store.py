@@ -62,8 +62,7 @@ def repo_config(settings: Settings) -> RepoConfig:
     and no step has to set process environment variables for Feast to see.
     """
     path = settings.feature_repo / settings.feature_store_yaml
-    text = string.Template(path.read_text(encoding="utf-8"))
-    raw = yaml.safe_load(text.safe_substitute(feast_environment(settings)))
+    raw = _raw_config(settings)
     try:
         config = RepoConfig(**raw)
     except ValidationError as exc:
@@ -75,6 +74,36 @@ def repo_config(settings: Settings) -> RepoConfig:
     with hidden():
         _ = config.registry
     return config
+
+
+def _raw_config(settings: Settings) -> dict:
+    path = settings.feature_repo / settings.feature_store_yaml
+    text = string.Template(path.read_text(encoding="utf-8"))
+    return yaml.safe_load(text.safe_substitute(feast_environment(settings)))
+
+
+def on_spark(settings: Settings) -> bool:
+    """Whether the configured ``feature_store*.yaml`` has Feast's Spark offline store.
+
+    The repo's ``data_sources.py`` asks, to declare its sources for that store (a
+    ``SparkSource`` over the same Parquet file where the DuckDB store reads a
+    ``FileSource``), and the steps ask, to start the Spark session Feast then uses.
+    """
+    return _raw_config(settings).get("offline_store", {}).get("type") == "spark"
+
+
+def _start_spark(settings: Settings) -> bool:
+    """With the Spark configuration, start the session of ``--engine spark`` before Feast
+    asks for one, and say so: Feast takes the session already running, so its
+    point-in-time joins and materialization run where
+    :func:`~leadscore.features.spark_engine.spark_session` says (``LEADSCORE_SPARK_MASTER``,
+    times in UTC, workers on this interpreter)."""
+    if not on_spark(settings):
+        return False
+    from leadscore.features.spark_engine import spark_session
+
+    spark_session(settings)
+    return True
 
 
 def open_store(settings: Settings) -> FeatureStore:
@@ -153,6 +182,12 @@ def apply_repo(settings: Settings, progress: Progress = no_progress) -> str:
         str(settings.feature_repo / settings.feature_store_yaml),
         "apply",
     ]
+    if on_spark(settings):
+        # Feast would validate each SparkSource by reading it in a Spark session of the
+        # `feast` process: a JVM started (on a cluster, an application submitted) at every
+        # apply, 40 s more on two loaded cores, to check files checked above, which every
+        # training set and materialization then reads with the session of its own step.
+        cmd.append("--skip-source-validation")
     progress("feast apply", 0, None, detail=settings.feature_store_yaml)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, check=False, env=feast_environment(settings)
@@ -179,10 +214,14 @@ def materialize(
 
     One view at a time, as Feast's local engine does anyway, so ``progress`` can count
     views (task ``materialize``). Feast prints its own account to stdout; it is logged
-    at debug level instead, so a command's stdout carries only its result.
+    at debug level instead, so a command's stdout carries only its result. With the Spark
+    configuration (``--engine spark``) Feast's Spark compute engine loads each view: a
+    Spark job reads the source, keeps each key's latest row and writes it from the
+    executors to the online store.
     """
     end = end or datetime.now(UTC)
     store = open_store(settings)
+    _start_spark(settings)
     online = [view for view in store.list_feature_views() if view.online and view.enabled]
     views = [view.name for view in online]
     # A view never loaded starts at UNDATED, not at Feast's default (its ttl before now),
@@ -285,12 +324,17 @@ def _historical(
     end after it, not the rows in between."""
     progress("training set", 0, len(entities), unit="snapshots", detail="point-in-time join")
     store = open_store(settings)
+    spark = _start_spark(settings)
     service = feature_refs(store, feature_service, attributes)
     entity_df = entities[["deal_id", "account_id", "owner_id", TS]].copy()
     entity_df["as_of"] = entity_df[TS]
     entity_df["_row"] = np.arange(len(entity_df), dtype=np.int64)
     joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
     joined = joined.sort_values("_row").reset_index(drop=True)
+    if spark:  # times come back without their zone, in the session's UTC
+        from leadscore.features.spark_engine import utc_times
+
+        joined = utc_times(joined)
     meta = entities.drop(columns=["deal_id", "account_id", "owner_id", TS]).reset_index(drop=True)
     frame = pd.concat([joined.drop(columns=["_row", "as_of"]), meta], axis=1)
     progress("training set", len(frame), len(frame), unit="snapshots")

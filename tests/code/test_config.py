@@ -13,16 +13,19 @@ import pandas as pd
 import pytest
 
 from leadscore.config import (
+    LOCAL_ENGINE,
     PROJECT_ROOT,
     REDIS,
     REVIVAL,
+    SPARK_ENGINE,
     TASKS,
     WIN,
     Settings,
+    engine_settings,
     load_settings,
     task_model_name,
 )
-from leadscore.features.store import repo_config
+from leadscore.features.store import on_spark, repo_config
 from leadscore.timeutil import as_utc
 from pipelines.steps import ingest
 from tests.crm_fixture import tiny_crm
@@ -88,6 +91,26 @@ def test_redis_yaml_gets_the_address_from_settings_and_sets_no_variable(
         timeouts + "redis.internal:6380,db=2"
     )
     assert repo_config(Settings()).online_store.type == "sqlite"
+
+
+def test_the_spark_engine_has_feasts_spark_stores_at_the_master_from_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LEADSCORE_SPARK_MASTER", raising=False)
+    settings = Settings(spark_master="spark://cluster:7077", redis="redis.internal:6380")
+    assert engine_settings(settings, LOCAL_ENGINE) == settings
+    assert not on_spark(settings)
+    spark = engine_settings(settings, SPARK_ENGINE)
+    assert on_spark(spark)
+    config = repo_config(spark)
+    assert config.offline_store.type == "spark"
+    assert config.offline_store.spark_conf["spark.master"] == "spark://cluster:7077"
+    assert config.batch_engine_config["type"] == "spark.engine"
+    assert config.online_store.connection_string.endswith("redis.internal:6380")
+    # A registry of its own: it records SparkSources, which the DuckDB store cannot read.
+    assert config.registry.path != repo_config(settings).registry.path
+    with pytest.raises(ValueError, match="unknown engine"):
+        engine_settings(settings, "dask")
 
 
 def test_other_yaml_variables_expand_from_the_environment_as_feast_does(
