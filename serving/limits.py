@@ -36,6 +36,7 @@ from typing import Any
 import bentoml
 
 from leadscore.config import ServingConfig
+from serving import timing
 from serving.auth import refuse
 from serving.batch_process import AppFactory, BatchProcess, capture, replay
 from serving.schemas import MAX_BATCH, ShedReason
@@ -218,6 +219,8 @@ class AdmissionMiddleware:
         if self.requests >= self.config.max_concurrent_requests:
             await self._shed(send, "requests")
             return
+        timings = timing.begin()
+        send = timing.timed_send(send, timings, scope["path"])
         self.requests += 1
         try:
             body = await self._read(receive, limit)
@@ -235,10 +238,12 @@ class AdmissionMiddleware:
             wait = expected_wait(
                 self.times, len(self.small), self.batch_deals_left, self.config.batch_deals, batch
             )
+            timings.add("expected", wait)
             if wait > self.max_queue_delay:
                 await self._shed(send, "queue_delay")
                 return
             self.deals += deals
+            timings.admit()
             try:
                 if batch:
                     await self._batch(scope, body, deals, receive, send)
