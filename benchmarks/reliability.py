@@ -2,12 +2,14 @@
 
     uv run python benchmarks/reliability.py [--seconds 60] [--outage 30] [--rate 250]
         [--outage-rate 100] [--phases abc] [--batch-path /score] [--json out.json]
+        [--samples requests.jsonl]
 
 One synthetic CRM and one small model (as ``benchmarks/serving_latency.py`` sets them up),
 a private redis-server on a free port as the Feast online store, and ``leadscore serve``
-on 127.0.0.1 with its default workers and limits. An open-loop load generator (aiohttp,
-requests started on a fixed schedule whatever the answers, at most ``--max-in-flight``
-outstanding; a request it could not start counts as unsent) then runs:
+on 127.0.0.1 with its default workers, limits and store deadline (not the serving tests'
+longer one). An open-loop load generator (aiohttp, requests started on a fixed schedule
+whatever the answers, at most ``--max-in-flight`` outstanding; a request it could not
+start counts as unsent) then runs:
 
 (a) ``--rate`` single-deal ``POST /score`` requests per second for ``--seconds``:
     errors (anything but 200), p50/p95/p99 (from the moment each request is sent);
@@ -23,6 +25,10 @@ outstanding; a request it could not start counts as unsent) then runs:
     unreachable" warning) / 503 / other, and seconds from Redis's return until /score_ids
     scores again.
 
+``--samples`` keeps every request with the server's ``Server-Timing`` header
+(:mod:`serving.timing`: where its time went, and which worker answered), to find which
+requests were slow and why.
+
 The client shares the machine's cores with the server: its own CPU share and how late
 it sent requests (p99) are printed for (a) and (b), and the load average before and
 after, because other work on the machine moves every figure.
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -58,6 +65,8 @@ class Sample:
     seconds: float
     status: int | None  # None: no answer (timeout, connection error)
     degraded: bool = False
+    #: The answer's Server-Timing header: where the server spent the time (serving.timing).
+    server_timing: str | None = None
 
 
 @dataclass
@@ -79,15 +88,19 @@ async def _post(
     start = time.monotonic()
     status: int | None = None
     degraded = False
+    timings = None
     try:
         async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
             status = r.status
+            timings = r.headers.get("Server-Timing")
             data = await r.read()
             if check and status == 200:
                 degraded = b"unreachable" in data
     except (aiohttp.ClientError, TimeoutError):
         status = None
-    run.samples.append(Sample(kind, start - t0, time.monotonic() - start, status, degraded))
+    run.samples.append(
+        Sample(kind, start - t0, time.monotonic() - start, status, degraded, timings)
+    )
 
 
 async def open_loop(
@@ -242,6 +255,32 @@ def outage_figures(run: Run, start: float, end: float, restored: float) -> dict[
     }
 
 
+#: What the serving tests' environment (``tests.serving_fixture.serving_environment``)
+#: sets that a served service does not have. Its store deadline of 10 s, there for CI's
+#: busy cores, made a lookup in flight when Redis died or froze hold its worker's endpoint
+#: thread, and every request queued behind it, for 7.6 to 10 s: the slow answers of (c).
+TEST_ONLY = ("LEADSCORE_STORE_TIMEOUT_SECONDS", "LEADSCORE_BATCH_PROCESS")
+
+
+def served_as_by_default(test_env: dict[str, str], redis: str) -> dict[str, str]:
+    """The serving tests' environment (private stores, model home) for a server with the
+    defaults of ``leadscore serve``, on the Redis online store at ``redis``: without the
+    settings only tests use (:data:`TEST_ONLY`), so the store deadline and the batch
+    process are production's."""
+    env = {k: v for k, v in test_env.items() if k not in TEST_ONLY}
+    env.update(LEADSCORE_FEATURE_STORE_YAML="feature_store.redis.yaml", LEADSCORE_REDIS=redis)
+    return env
+
+
+def keep_samples(path: Path | None, phase: str, run: Run) -> None:
+    """Append ``run``'s requests to ``path`` (``--samples``), one JSON object a line."""
+    if path is None:
+        return
+    with path.open("a") as out:
+        for sample in run.samples:
+            out.write(json.dumps({"phase": phase, **dataclasses.asdict(sample)}) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--deals", type=int, default=1500, help="Synthetic deals.")
@@ -266,6 +305,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="Where (b)'s batches go: 1,000 full deals, or 1,000 ids.",
     )
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        help="Also write every request here, one JSON object a line (phase, kind, sent, "
+        "seconds, status, degraded, the server's Server-Timing), and each server's stderr "
+        "beside it (SAMPLES.server-1.log...).",
+    )
     args = parser.parse_args(argv)
 
     from tests.conftest import free_port
@@ -276,14 +322,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     redis = RedisServer(free_port(), base / "redis")
     redis.start()
     settings, env = serving_environment(base)
-    env.update(
-        LEADSCORE_FEATURE_STORE_YAML="feature_store.redis.yaml",
-        LEADSCORE_REDIS=redis.address,
-        LEADSCORE_BATCH_PROCESS="1",  # as served by default (the tests turn it off)
-    )
+    if args.samples:
+        args.samples.parent.mkdir(parents=True, exist_ok=True)
+        args.samples.write_text("")
+    env = served_as_by_default(env, redis.address)
+    for name in TEST_ONLY:
+        os.environ.pop(name, None)
     os.environ.update(env)  # before anything opens the BentoML model store
-
-    import dataclasses
 
     from tests.serving_fixture import (
         AS_OF,
@@ -322,11 +367,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             batch = json.dumps({"deal_ids": ids_1000, "as_of": as_of}).encode()
         leadscore = str(BIN / "leadscore")
 
+        servers = 0
+
         def serve(extra: dict[str, str]) -> Any:
+            nonlocal servers
+            servers += 1
             port = free_port()
             cmd = [leadscore, "serve", "--port", str(port), "--host", "127.0.0.1"]
             url = f"http://127.0.0.1:{port}"
-            return url, running_server(cmd, {**os.environ, **extra}, f"{url}/readyz")
+            log = (
+                args.samples.with_name(f"{args.samples.name}.server-{servers}.log")
+                if args.samples
+                else None
+            )
+            return url, running_server(cmd, {**os.environ, **extra}, f"{url}/readyz", log=log)
 
         url, server = serve({})
         with server:
@@ -336,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 a = asyncio.run(
                     open_loop(url, singles, args.rate, args.seconds, args.max_in_flight)
                 )
+                keep_samples(args.samples, "a", a)
                 results["a"] = {
                     "single": summarise(a, "single"),
                     "unsent": a.unsent,
@@ -360,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     )
                 )
                 after, lanes_after = counter(url), batch_lanes(url)
+                keep_samples(args.samples, "b", b)
                 results["b"] = {
                     "single": summarise(b, "single"),
                     "batch": summarise(b, "batch"),
@@ -397,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         ],
                     )
                 )
+                keep_samples(args.samples, "c", c)
                 results["c"] = {
                     "before": outage_figures(c, 0, kill_at, kill_at),
                     "killed": outage_figures(c, kill_at, freeze_at, restart_at),

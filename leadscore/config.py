@@ -526,8 +526,8 @@ class ServingConfig:
     batch_process: bool = True
     #: Largest request body, in bytes; a larger one gets 413 before it is parsed.
     max_body_bytes: int = 20_000_000
-    #: Longest a request may expect to wait behind the work in progress; beyond it, 503 at
-    #: once. The service's answers are meant to come within a second, even with the online
+    #: Longest a request may expect to wait behind the work in progress (a small one: and
+    #: to be served); beyond it, 503 at once. The service's answers are meant to come within a second, even with the online
     #: store down; a request that would only start after that is better retried than held.
     #: The estimate counts every small request ahead at its average time served, so it errs
     #: high: 0.5 s refused requests from 6 concurrent clients on a busy 2-core machine.

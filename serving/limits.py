@@ -29,13 +29,14 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import bentoml
 
 from leadscore.config import ServingConfig
+from serving import timing
 from serving.auth import refuse
 from serving.batch_process import AppFactory, BatchProcess, capture, replay
 from serving.schemas import MAX_BATCH, ShedReason
@@ -83,8 +84,11 @@ class ServiceTimes:
     Both start at 0, so a worker that has answered nothing yet refuses nothing for delay.
     """
 
-    #: Seconds one small request takes, on average.
-    request: float = 0.0
+    #: Seconds one small request takes, on average, by path. Apart: a /score_ids lookup
+    #: of every feature costs ten to twenty times a deal sent in full to /score, and one
+    #: average of both swung with the last few answers, admitting a queue of lookups at
+    #: half their cost after a few /score answers (waits of 1.8 s for a 1 s limit).
+    request: dict[str, float] = field(default_factory=dict)
     #: Seconds one deal of a batch takes, on average.
     deal: float = 0.0
 
@@ -103,8 +107,17 @@ class ServiceTimes:
         self.last_answer = now
         return seconds
 
-    def observe_request(self, start: float) -> None:
-        self.request = _smooth(self.request, self.served(start))
+    def observe_request(self, start: float, path: str, scored: bool = True) -> None:
+        """A small request to ``path`` answered now; ``scored``: with 200.
+
+        Only scored answers teach what a request costs. A lookup refused at once while
+        the online store is down (503) costs nothing, and learning that let a worker
+        admit a queue of lookups when the store came back, each then costing a real
+        lookup: they waited 2.5 s for a 1 s limit (issue 15).
+        """
+        seconds = self.served(start)
+        if scored:
+            self.request[path] = _smooth(self.request.get(path, 0.0), seconds)
 
     def observe_deals(self, start: float, deals: int) -> None:
         self.deal = _smooth(self.deal, self.served(start) / max(1, deals))
@@ -115,15 +128,21 @@ def _smooth(average: float, value: float) -> float:
 
 
 def expected_wait(
-    times: ServiceTimes, small_ahead: int, batch_deals_ahead: int, chunk_deals: int, batch: bool
+    times: ServiceTimes,
+    small_ahead: Iterable[str],
+    batch_deals_ahead: int,
+    chunk_deals: int,
+    batch: bool,
 ) -> float:
     """Seconds a new request is expected to wait before its own work starts.
 
     Small requests go before batches, so a small one waits for the small requests in
-    progress and at most one chunk of a batch; a batch waits for everything in progress.
+    progress (``small_ahead``: their paths, each at its own average) and at most one
+    chunk of a batch; a batch waits for everything in progress.
     """
     batch_ahead = batch_deals_ahead if batch else min(batch_deals_ahead, chunk_deals)
-    return small_ahead * times.request + batch_ahead * times.deal
+    small = sum(times.request.get(path, 0.0) for path in small_ahead)
+    return small + batch_ahead * times.deal
 
 
 @dataclass
@@ -158,7 +177,8 @@ class AdmissionMiddleware:
     * A request of more than ``batch_deals`` deals is a batch, and at most
       ``max_concurrent_batches`` batches are admitted at once.
     * A request expected to wait more than ``max_queue_delay`` seconds behind the work
-      in progress (:func:`expected_wait`) gets 503 at once rather than a late answer.
+      in progress (:func:`expected_wait`), its own time included for a small one, gets
+      503 at once rather than a late answer.
     * A batch goes to the worker's batch process when ``batch_app`` is given (the
       service's endpoints, opened in that process) and the process is ready; otherwise
       it is scored here in chunks of ``batch_deals`` deals, each started once the small
@@ -192,7 +212,8 @@ class AdmissionMiddleware:
         self.batches = 0
         #: Small requests admitted and not answered yet, by admission number: a chunk
         #: of a batch waits for those admitted before it was ready to start.
-        self.small: set[int] = set()
+        #: Their paths, which tell what each costs (:class:`ServiceTimes`).
+        self.small: dict[int, str] = {}
         self._admitted = 0
         #: Deals of admitted batches not scored yet.
         self.batch_deals_left = 0
@@ -218,6 +239,8 @@ class AdmissionMiddleware:
         if self.requests >= self.config.max_concurrent_requests:
             await self._shed(send, "requests")
             return
+        timings = timing.begin()
+        send = timing.timed_send(send, timings, scope["path"])
         self.requests += 1
         try:
             body = await self._read(receive, limit)
@@ -233,12 +256,21 @@ class AdmissionMiddleware:
                 await self._shed(send, "batches")
                 return
             wait = expected_wait(
-                self.times, len(self.small), self.batch_deals_left, self.config.batch_deals, batch
+                self.times,
+                self.small.values(),
+                self.batch_deals_left,
+                self.config.batch_deals,
+                batch,
             )
+            # Its own time too (a small request's; a batch is expected to take long): the
+            # limit is on when the answer comes, and a lookup takes a good part of it.
+            wait += 0.0 if batch else self.times.request.get(scope["path"], 0.0)
+            timings.add("expected", wait)
             if wait > self.max_queue_delay:
                 await self._shed(send, "queue_delay")
                 return
             self.deals += deals
+            timings.admit()
             try:
                 if batch:
                     await self._batch(scope, body, deals, receive, send)
@@ -253,13 +285,20 @@ class AdmissionMiddleware:
         """A small request, at once: batches wait for it."""
         number = self._admitted
         self._admitted += 1
-        self.small.add(number)
+        self.small[number] = scope["path"]
         start = time.monotonic()
+        statuses: list[int] = []
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+            await send(message)
+
         try:
-            await self.app(scope, replay(body, receive), send)
-            self.times.observe_request(start)
+            await self.app(scope, replay(body, receive), sending)
+            self.times.observe_request(start, scope["path"], statuses == [200])
         finally:
-            self.small.discard(number)
+            self.small.pop(number, None)
             self._answered.set()
             self._answered = asyncio.Event()
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from leadscore.config import Settings
 from leadscore.features.store import open_store
+from serving import timing
 from serving.payload import HISTORY_FEATURES
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,10 @@ class OnlineStore:
 
         Raises :class:`StoreUnavailable` when the store failed or did not answer in time.
         """
-        deadline = self.deadline if deadline is None else deadline
+        with timing.phase("store"):
+            return self._run(lookup, self.deadline if deadline is None else deadline)
+
+    def _run(self, lookup: Callable[[Any], T], deadline: float) -> T:
         with self._lock:
             now = time.monotonic()
             if self._busy_since is not None:

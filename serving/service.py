@@ -53,6 +53,7 @@ from leadscore.features.featurize import DEAL_STATUS, model_frame, status_as_of
 from leadscore.features.store import online_features
 from leadscore.model.drift import read_latest
 from leadscore.model.scoring_model import NO_QUALITY, Columns
+from serving import timing
 from serving.auth import LEADS_PATH, JsonBodyMiddleware, TokenMiddleware
 from serving.champion_pointer import ServedChampion, read_served_pointer
 from serving.closed_deals import (
@@ -253,6 +254,7 @@ class LeadScorer:
 
     # ------------------------------------------------------------------ endpoints
     @bentoml.api(route="/score")
+    @timing.timed
     def score(self, request: ScoreRequest, /, ctx: bentoml.Context = None) -> ScoreResponse:  # type: ignore[assignment]
         """Score deals sent in full (deal fields, account, contacts, activities, stage history).
 
@@ -318,8 +320,9 @@ class LeadScorer:
         """The open deals sent in full, scored; ``answered``: the closed deals' results."""
         if not valid:  # every valid deal was closed: nothing to compute or look up
             return self._respond(models, "score", [], {}, [], errors, as_of, now, [], answered)
-        columns = payload_features(valid, as_of)
-        columns.update(attribute_columns(valid, models.model.attributes))
+        with timing.phase("features"):
+            columns = payload_features(valid, as_of)
+            columns.update(attribute_columns(valid, models.model.attributes))
         warnings = [input_warnings(d) for d in valid]
         history = self.track_records.lookup((d.account_id, d.owner_id or "") for d in valid)
         if history is None:
@@ -351,6 +354,7 @@ class LeadScorer:
         )
 
     @bentoml.api(route="/score_ids")
+    @timing.timed
     def score_ids(self, request: ScoreIdsRequest, /, ctx: bentoml.Context = None) -> ScoreResponse:  # type: ignore[assignment]
         """Score deals by id, with every feature from the online feature store.
 
@@ -661,8 +665,9 @@ class LeadScorer:
     ) -> ScoreResponse:
         """The open deals' scores and ``answered`` (closed deals' results), in request
         order by ``positions`` (each scored deal's place in the request)."""
-        explained = models.explainer.explain(columns) if deal_ids else []
-        unseen = models.explainer.unseen_category_warnings(columns) if deal_ids else []
+        with timing.phase("explain"):
+            explained = models.explainer.explain(columns) if deal_ids else []
+            unseen = models.explainer.unseen_category_warnings(columns) if deal_ids else []
         scored: list[tuple[int, ScoreResult]] = [
             (
                 position,

@@ -18,6 +18,7 @@ import pytest
 from test_reason_rules import FEATURES, STATS, StubModel
 
 import leadscore.model.explain as explain_module
+import leadscore.model.reasons as reasons_module
 from leadscore.features.catalog import FEATURES_BY_NAME
 from leadscore.model.explain import Candidate, Explainer, choose_reasons, grade_of
 from leadscore.model.reasons import (
@@ -162,3 +163,23 @@ def test_directions_of_a_column_are_those_of_each_value():
             for v in (None if is_missing(v) else v for v in values)
         ]
         assert book.directions(name, values).tolist() == expected, name
+
+
+def test_a_single_deals_directions_are_read_value_by_value(monkeypatch):
+    """The array path's fixed cost (np.unique and friends, per column) was a third of
+    explaining one deal (issue 15, single-deal p99): a short column skips it, and says
+    what the array path says of the same values."""
+    explainer = Explainer(RowStub([{}]))  # type: ignore[arg-type]
+    book = explainer.phrasebook
+    values = [0.0, 0.5, 2.99, 3.0, 10.0, 1e9, math.nan, None]
+    assert len(values) <= reasons_module.PER_VALUE_MAX < len(values) * 2
+    names = ("act_call_7d", "days_in_stage", "act_meeting_30d")
+    by_array = {name: book.directions(name, values * 2).tolist()[: len(values)] for name in names}
+
+    def no_arrays(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a short column went through the array path")
+
+    monkeypatch.setattr(reasons_module.np, "unique", no_arrays)
+    for name in names:
+        assert [book.directions(name, [v]).tolist()[0] for v in values] == by_array[name], name
+        assert book.directions(name, values).tolist() == by_array[name], name

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,50 @@ def test_realised_quality_counts_each_deal_once_from_its_first_serving():
     assert out["metrics"]["mean_p"] == pytest.approx(np.mean([0.9, 0.2]))
     few = realised_quality(served, deals, min_class_deals=5)
     assert "metrics" not in few and few["missing"].startswith("1 won and 1 lost so far")
+
+
+def test_rows_are_written_straight_to_arrow_as_pandas_wrote_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The log is kept by column and written without a pandas frame (issue 15: building
+    one from row dicts held the GIL for tens of milliseconds each flush). Missing values
+    are null whether NaN or None, even in a text column; a feature a hot reload added is
+    missing in the rows logged before it; times are UTC."""
+    log = ServedLog(tmp_path, ["amount", "channel"], flush_seconds=3600)
+    paris = datetime(2025, 6, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    log.record(
+        "score",
+        ["D1", "D2"],
+        {"amount": [1.5, None], "channel": ["web", math.nan]},
+        [0.25, 0.5],
+        "3",
+        paris,
+        paris,
+    )
+    log.record(
+        "score_ids",
+        ["D3"],
+        {"amount": [2.0], "channel": [None], "industry": ["saas"]},
+        [0.75],
+        "4",
+        paris,
+        paris,
+        features=["amount", "channel", "industry"],
+    )
+    with monkeypatch.context() as patch:
+
+        def no_frame(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the writer built a pandas frame")
+
+        patch.setattr(pd, "DataFrame", no_frame)
+        path = log.flush()
+    assert path is not None and not list(tmp_path.glob("*.tmp"))
+    frame = read_served(tmp_path)
+    assert frame["deal_id"].tolist() == ["D1", "D2", "D3"]
+    assert frame["amount"].tolist()[0] == 1.5 and math.isnan(frame["amount"].tolist()[1])
+    assert frame["channel"].tolist() == ["web", None, None]
+    assert frame["industry"].tolist() == [None, None, "saas"]
+    assert frame["model_version"].tolist() == ["3", "3", "4"]
+    assert frame["probability"].tolist() == [0.25, 0.5, 0.75]
+    assert (frame["as_of"] == pd.Timestamp("2025-06-01 12:00", tz="UTC")).all()
+    assert str(frame["scored_at"].dt.tz) == "UTC"
