@@ -12,7 +12,8 @@ as if re-opened (``today``). The revival model is then trained and evaluated as
 revival truth: ``oracle`` knows the latent state, ``oracle_observable`` only what the
 export shows (plus the lost deal's hidden quality), the ceiling a model can approach.
 
-Printed: the entity counts, the per-loss table (moment, predictor, losses, ROC AUC with
+Printed: the entity counts, how many test losses each moment scores (a loss revived or
+censored before the moment has no row there), the per-loss table (moment, predictor, losses, ROC AUC with
 its deal-bootstrap 95% interval, ECE), the paired differences of the model with each
 oracle and with today's approach, the gate's sentence and the behaviour checks, and the
 wall time of each step. ``--json`` prints the evaluation instead.
@@ -31,6 +32,7 @@ from training.revival import (
     difference_words,
     fit_and_evaluate_revival,
     reopened_win_probability,
+    sample_words,
 )
 from training.train import fit_and_evaluate
 
@@ -63,6 +65,7 @@ def main() -> None:
         f"({counts['positive']:,} revived and won), {counts['censored']:,} censored"
     )
     print(f"losses per slice: {result.evaluation['data']['losses']}")
+    print(f"losses scored: {sample_words(result.evaluation)}")
     print()
     print(backtest_table(result.evaluation))
     print()

@@ -744,7 +744,7 @@ def train_revival(
         f"with a known outcome ({entities['positive']:,} revived and won), "
         f"{entities['censored']:,} censored (horizon past the export's end)"
     )
-    typer.echo("per lost deal, test slice:")
+    typer.echo(f"per lost deal, test slice ({summary['losses_scored']}):")
     for row in summary["backtest"]:
         ci = (
             f" [{row['low']:.3f}, {row['high']:.3f}]"

@@ -187,6 +187,26 @@ def per_deal_rows(frame: pd.DataFrame, age_days: float) -> dict[str, np.ndarray]
     return {"at_creation": first, "at_age": np.sort(at_age)}
 
 
+def rows_at_age(frame: pd.DataFrame, age_days: float, tolerance_days: float = 0.5) -> np.ndarray:
+    """Positions (``iloc``, sorted) of each deal's snapshot taken ``age_days`` after its
+    ``created_at`` (within ``tolerance_days``); a deal with no snapshot then has no row.
+
+    Why not a deal's last snapshot before the age, as :func:`per_deal_rows` takes: where
+    a deal's snapshots stop at its outcome (a lost deal has none once it is revived) or at
+    the export's censoring, "the last one before" picks an earlier row exactly for the
+    deals whose outcome came early, so which row is scored depends on the outcome. Here
+    the row set is the deals still undecided and uncensored at that age, and nothing
+    else. The frame needs deal_id, event_timestamp and created_at; the first row when a
+    deal's snapshot repeats.
+    """
+    deal = frame["deal_id"].astype(str).to_numpy()
+    ts = pd.to_datetime(frame["event_timestamp"], utc=True)
+    created = pd.to_datetime(frame["created_at"], utc=True)
+    age = ((ts - created) / pd.Timedelta(days=1)).to_numpy(np.float64)
+    at = np.flatnonzero(np.abs(age - age_days) <= tolerance_days)
+    return np.sort(at[~pd.Series(deal[at]).duplicated().to_numpy()])
+
+
 # ---------------------------------------------------------------- bootstrap over deals
 #: Metrics that get a bootstrap interval.
 INTERVAL_METRICS = ("roc_auc", "log_loss", "ece")

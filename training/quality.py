@@ -207,6 +207,7 @@ def baseline_gate(
     labels: Mapping[str, str] = BASELINE_LABELS,
     moment: Callable[[str, float], str] = block_label,
     rule_text: str = GATE_RULE,
+    one_moment_rule: str = GATE_RULE_ONE_SNAPSHOT,
 ) -> dict[str, Any]:
     """Is the model better than every baseline, per deal, beyond the interval?
 
@@ -225,7 +226,9 @@ def baseline_gate(
 
     Another model (the revival model, :mod:`training.revival`) passes its own baselines'
     ``labels``, the words of its two moments (``moment``) and its ``rule_text``; the
-    blocks keep their keys (``at_age`` strict, ``at_creation`` within the margins).
+    blocks keep their keys (``at_age`` strict, ``at_creation`` within the margins). With
+    no deal at ``at_age`` the first moment is held strictly instead, in the words of
+    ``one_moment_rule`` (why there is no later row differs between models).
     """
     age = float(per_deal.get("age_days", 30.0))
     blocks: tuple[tuple[str, tuple[float, float]], ...] = (
@@ -239,7 +242,7 @@ def baseline_gate(
         # No deal has an age (no creation dates: one snapshot each): the one moment
         # there is must show the margin.
         blocks = (("at_creation", (0.0, 0.0)),)
-        rule = GATE_RULE_ONE_SNAPSHOT
+        rule = one_moment_rule
     checks = []
     for name in labels:
         for block, margins in blocks:

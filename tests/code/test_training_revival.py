@@ -22,9 +22,12 @@ from training.revival import (
     BASELINES,
     _rate_baseline,
     backtest_rows,
+    backtest_table,
     fit_and_evaluate_revival,
     in_memory_revival_frame,
+    loss_rows,
     reason_time_key,
+    sample_words,
 )
 
 AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
@@ -109,15 +112,67 @@ def test_slices_are_cut_by_the_time_of_loss_and_keep_a_loss_whole(trained):
     assert lost_at["valid"].max() <= lost_at["test"].min()
 
 
+def loss_snapshots(days: dict[str, tuple[int, ...]]) -> pd.DataFrame:
+    """Each loss's snapshots at the given days after it (lost 2024-01-01), label 1 for a
+    loss whose snapshots stop before 97 days (it came back and was won)."""
+    lost = pd.Timestamp("2024-01-01", tz="UTC")
+    rows = [
+        {
+            "deal_id": loss,
+            "snapshot_index": i,
+            "created_at": lost,
+            TS: lost + pd.Timedelta(days=d),
+            "won": int(max(ds) < 97),
+        }
+        for loss, ds in days.items()
+        for i, d in enumerate(ds)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_a_loss_revived_or_censored_before_97_days_has_no_row_at_97_days():
+    """A loss revived at day 40 has snapshots at 7 and 37 days only; scoring it "at 97
+    days" on its day-37 row would pick rows by their outcome. Only the loss still lost and
+    uncensored at 97 days has a row there; every loss has its week-after row."""
+    frame = loss_snapshots(
+        {
+            "revived_day_40#0": (7, 37),
+            "still_lost#0": (7, 37, 67, 97, 127),
+            "censored_after_67#0": (7, 37, 67),
+            "revived_day_5#0": (),  # no snapshot at all
+        }
+    )
+    frame = pd.concat([frame, frame[frame["deal_id"] == "still_lost#0"]], ignore_index=True)
+    rows = loss_rows(frame)
+    week = frame.iloc[rows["at_creation"]]
+    assert sorted(week["deal_id"]) == ["censored_after_67#0", "revived_day_40#0", "still_lost#0"]
+    assert ((week[TS] - week["created_at"]) == pd.Timedelta(days=7)).all()
+    at_age = frame.iloc[rows["at_age"]]
+    assert at_age["deal_id"].tolist() == ["still_lost#0"]
+    assert (at_age[TS] - at_age["created_at"]).tolist() == [pd.Timedelta(days=97)]
+
+
 def test_per_loss_blocks_score_each_loss_once_against_baselines_and_the_oracle(trained):
     per = trained.evaluation["per_deal"]
     test = trained.frame[trained.masks["test"]]
-    for block in ("at_creation", "at_age"):
+    assert per["losses"] == test["deal_id"].nunique()
+    assert per["at_creation"]["deals"] == per["losses"]  # every kept loss has its week row
+    assert per["at_age"]["deals"] < per["losses"]  # some came back or are censored by then
+    assert str(per["at_age"]["deals"]) in sample_words(trained.evaluation).replace(",", "")
+    for block, days in (("at_creation", 7.0), ("at_age", 97.0)):
+        rows = test.iloc[loss_rows(test)[block]]
+        assert np.allclose((rows[TS] - rows["created_at"]) / pd.Timedelta(days=1), days)
         b = per[block]
-        assert b["deals"] == test["deal_id"].nunique() == b["won"] + b["lost"]
+        assert b["deals"] == len(rows) == rows["deal_id"].nunique() == b["won"] + b["lost"]
         assert set(b["model_minus_baseline"]) == set(BASELINES)
-        assert b["oracle"]["deals"] == b["deals"]  # the truth knows every test snapshot
-        assert "roc_auc" in b["model_minus_oracle"]
+        if b["deals"]:
+            assert b["oracle"]["deals"] == b["deals"]  # the truth knows every test snapshot
+            assert "roc_auc" in b["model_minus_oracle"]
+    # Two years of history: the test slice's latest losses are censored at 97 days, so the
+    # gate holds the week-after moment strictly and says why.
+    assert per["at_age"]["deals"] == 0
+    assert "no test loss is still lost" in trained.evaluation["gate"]["rule"]
+    assert "at 97 days" not in backtest_table(trained.evaluation)
     assert per["moments"] == {
         "at_creation": "a week after the loss",
         "at_age": "at 97 days after the loss",
