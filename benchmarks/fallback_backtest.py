@@ -27,8 +27,9 @@ and a disjoint random test set. Every predictor learns from the N training deals
   deals split 80/20 in close order into train and validation, as calibration needs), to
   find the size at which it beats the fallback.
 
-Each test deal is scored once, as the list would see it: at 30 days after creation (its
-last snapshot before close when it closed younger), undated deals at their one snapshot.
+Each test deal is scored once, as the list would see it: at 30 days after creation, the
+deals still open then (figures before session 24 also scored a deal closed younger at its
+last snapshot before close), undated deals at their one snapshot.
 Printed: the table (dataset, closed deals, predictor, per-deal ROC AUC with the 2.5-97.5
 percentile range over repetitions, log loss, ECE, repetitions that fitted), then per
 dataset the trained model minus the chosen fallback in ROC AUC and log loss at every N.

@@ -393,8 +393,9 @@ def _per_deal_section(ev: dict[str, Any]) -> list[str]:
         "",
         "Snapshot metrics weigh long deals more, and reward reading a deal's age when the label "
         "depends on it. Here every test deal counts once: scored at creation, and at "
-        f"{pd_['age_days']:g} days (its last snapshot at or before then; the last before close "
-        "when it closed younger). Intervals: 95%, from "
+        f"{pd_['age_days']:g} days, only the deals still open then (their last snapshot at or "
+        "before then; a deal closed younger is left out there, so that the rows do not depend "
+        "on when the outcome came). Intervals: 95%, from "
         f"{iv.get('resamples', '?')} bootstrap resamples of deals.",
     ]
     for block, title in (

@@ -46,8 +46,8 @@ class TrainConfig:
     min_isotonic_deals: int = 500
     monotone: Mapping[str, int] = field(default_factory=lambda: dict(MONOTONE))
     behaviour_sample: int = 1000
-    #: Per-deal metrics score each test deal at creation and at this age (days; its last
-    #: snapshot before close when it closed younger).
+    #: Per-deal metrics score each test deal at creation and, if it is still open then, at
+    #: this age (days; its last snapshot at or before it).
     per_deal_age_days: float = 30.0
     #: Deal-bootstrap resamples behind every 95% interval (0: no intervals).
     bootstrap_resamples: int = 200

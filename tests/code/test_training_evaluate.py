@@ -166,8 +166,24 @@ def test_per_deal_rows_take_one_row_per_deal_at_creation_and_at_age():
     assert sorted(creation["deal_id"]) == ["A", "B", "C"]
     assert (creation["snapshot_index"] == 0).all()
     at_age = frame.iloc[rows["at_age"]].set_index("deal_id")["age_days"]
-    # A: its snapshot at 28 days; B closed at 20 days: its last, at 14; C: only creation.
-    assert at_age.sort_index().to_dict() == {"A": 28, "B": 14, "C": 0}
+    # A: its snapshot at 28 days. B closed at 20 days and C at 1: not open at 30 days, so
+    # no row (their last snapshots before the close would be picked by their outcome).
+    assert at_age.sort_index().to_dict() == {"A": 28}
+
+
+def test_per_deal_rows_at_age_do_not_depend_on_when_the_outcome_came():
+    """Won deals close early, lost ones late. Scoring a deal closed before 30 days at its
+    last snapshot before the close would fill the rows with early winners, a mix no
+    manager looking at the deals 30 days old ever sees: only the deals open at 30 days
+    count, whatever their outcome."""
+    rng = np.random.default_rng(3)
+    won = rng.uniform(size=400) < 0.4
+    days = np.where(won, rng.uniform(5, 60, 400), rng.uniform(40, 120, 400))
+    frame = snapshots({f"D{i}": (d, w) for i, (d, w) in enumerate(zip(days, won, strict=True))})
+    rows = frame.iloc[per_deal_rows(frame, 30)["at_age"]]
+    lived = (rows["closed_at"] - rows["created_at"]) / pd.Timedelta(days=1)
+    assert (lived > 30).all()
+    assert len(rows) == int((days > 30).sum())
 
 
 def test_age_leak_shows_per_snapshot_and_vanishes_per_deal():

@@ -154,13 +154,21 @@ def test_reason_stats_are_small_json_and_lookup_follows_the_bins(result):
 
 
 # ---------------------------------------------------------------- per deal, intervals, warnings
+def _open_at_age(result) -> int:
+    """Test deals still open at the per-deal age: the ones scored "at age"."""
+    deals = result.frame[result.masks["test"]].drop_duplicates("deal_id")
+    lived = (deals["closed_at"] - deals["created_at"]) / pd.Timedelta(days=1)
+    return int((lived > result.config.per_deal_age_days).sum())
+
+
 def test_per_deal_blocks_for_any_data_with_intervals(result):
     ev = result.evaluation
     test = result.frame[result.masks["test"]]
-    n_deals = test["deal_id"].nunique()
+    n_deals = {"at_creation": test["deal_id"].nunique(), "at_age": _open_at_age(result)}
+    assert 0 < n_deals["at_age"] < n_deals["at_creation"]
     for block in ("at_creation", "at_age"):
         b = ev["per_deal"][block]
-        assert b["deals"] == b["won"] + b["lost"] == n_deals
+        assert b["deals"] == b["won"] + b["lost"] == n_deals[block]
         for name in ("model", "logistic_regression", "channel_rate"):
             m = b[name]
             assert {"roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10"} <= set(m)
@@ -186,7 +194,7 @@ def test_per_deal_blocks_for_any_data_with_intervals(result):
 
 def test_the_evaluation_and_the_card_have_the_model_per_segment(result):
     segments = result.evaluation["segments"]
-    n_deals = result.frame[result.masks["test"]]["deal_id"].nunique()
+    n_deals = _open_at_age(result)  # the segments are read on the deals scored at age
     for segment in ("channel", "size_band", "industry", "stage"):
         assert sum(e["deals"] for e in segments[segment]) == n_deals
         assert all("model" in e or "missing" in e for e in segments[segment])
