@@ -1125,7 +1125,12 @@ def _comparison_lines(out: dict[str, Any]) -> list[str]:
     quality = out["lead_quality"]
     if quality is None:
         return [*lines, f"## lead quality: {out['lead_quality_skipped']}"]
-    lines.append(f"## lead quality: mean win probability at creation, {out['lead_quality_model']}")
+    from leadscore.priority.report import model_label
+
+    lines.append(
+        "## lead quality: mean win probability at creation, "
+        + model_label(out["lead_quality_model"])
+    )
     table = pd.DataFrame(
         {
             by: [r[by] for r in quality],

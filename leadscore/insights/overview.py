@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import FORECAST_MONTHS
+from leadscore.crm.contract import PREVIOUS_DEAL
 from leadscore.insights.compare import Predictions, compare_groups
 from leadscore.insights.facts import ALL, SIZE_BAND, CutUnavailable, Facts, to_records
 from leadscore.insights.forecast import (
@@ -44,6 +45,9 @@ PAGE_CUTS: tuple[str, ...] = (OWNER, "channel", "industry", SIZE_BAND)
 PAGE_BACKTEST_CUTS = 6
 #: The attribute the page compares first.
 DEFAULT_COMPARE = "channel"
+#: Columns the A/B section never offers: ids (one deal a group), and why a deal was lost
+#: (only lost deals have one, so every group's win rate is nought).
+NOT_COMPARED = ("deal_id", "account_id", PREVIOUS_DEAL, "lost_reason")
 #: Months of the page's window.
 WINDOW_MONTHS = 12
 
@@ -103,7 +107,7 @@ def managers_overview(
     funnel = {"all": to_records(funnel_metrics(facts, start, end))}
     for cut in cuts:
         funnel[cut] = to_records(funnel_metrics(facts, start, end, by=[cut]))
-    forecast = page_forecast(facts, end, probability)
+    forecast = page_forecast(facts, end, probability, [OWNER] if OWNER in facts.cuts() else [])
     reps: dict[str, list[dict[str, Any]]] = {}
     if OWNER in facts.cuts():
         # The month and the week the moment falls in (the one before, at their very start).
@@ -112,7 +116,7 @@ def managers_overview(
         week = (last - pd.Timedelta(days=last.weekday())).normalize()
         reps["month"] = to_records(rep_numbers(facts, month, end, every="month"))
         reps["week"] = to_records(rep_numbers(facts, week, end, every="week"))
-    compare_by = [c for c in facts.cuts() if c not in ("deal_id", "account_id")]
+    compare_by = [c for c in facts.cuts() if c not in NOT_COMPARED]
     return Overview(
         start,
         end,
@@ -127,9 +131,12 @@ def managers_overview(
     )
 
 
-def page_forecast(facts: Facts, end: pd.Timestamp, probability: pd.Series | None) -> dict[str, Any]:
-    """The forecast at ``end`` and its backtest, as JSON; ``missing`` says why there is
-    none (a young export has no past wins to learn the time to close from)."""
+def page_forecast(
+    facts: Facts, end: pd.Timestamp, probability: pd.Series | None, by: list[str] | None = None
+) -> dict[str, Any]:
+    """The forecast at ``end`` for the team and per cut ``by`` (the reps), and the team's
+    backtest, as JSON; ``missing`` says why there is none (a young export has no past
+    wins to learn the time to close from)."""
     out: dict[str, Any] = {
         "as_of": end.isoformat(),
         "method": "stage" if probability is None else "ranked",
@@ -140,7 +147,9 @@ def page_forecast(facts: Facts, end: pd.Timestamp, probability: pd.Series | None
         "missing": None,
     }
     try:
-        fc = pipeline_forecast(facts, end, ranked_probability(facts, probability), FORECAST_MONTHS)
+        fc = pipeline_forecast(
+            facts, end, ranked_probability(facts, probability), FORECAST_MONTHS, by or ()
+        )
     except ValueError as exc:
         return {**out, "missing": str(exc)}
     out.update(months=to_records(fc.months), summary=to_records(fc.summary))

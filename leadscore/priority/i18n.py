@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
 
 from leadscore.config import AUTO_LANGUAGE, LANGUAGES
-from leadscore.features.catalog_zh import stage_zh
+from leadscore.features.catalog_zh import category_zh, stage_zh
 
 EN, ZH = LANGUAGES
 #: ``<html lang>`` of each language.
@@ -83,6 +84,14 @@ def money(v: Any, lang: str = EN) -> str:
     if lang == ZH and abs(x) >= 10_000:
         return f"{x / 10_000:,.2f}万"
     return f"{x:,.0f}"
+
+
+def p_value(p: Any) -> str:
+    """A p-value as papers write it, the same in both languages: ``0.0123``, ``<0.001``
+    (never ``8.91e-05``, which no manager reads)."""
+    if p is None or pd.isna(p):
+        return ""
+    return "<0.001" if float(p) < 0.001 else f"{float(p):.3g}"
 
 
 def percent(p: Any, lang: str = EN, digits: int = 0) -> str:
@@ -171,6 +180,59 @@ def stage_text(stage: str, lang: str = EN) -> str:
     return stage_zh(stage) if lang == ZH else stage
 
 
+def category_text(value: Any, lang: str = EN) -> str:
+    """A category the CRM writes (channel, industry, region, size band, competitor) in
+    ``lang``: in Chinese when :data:`~leadscore.features.catalog_zh.CATEGORY_ZH` knows it,
+    else as written (a CRM's own values are its data)."""
+    text = str(value)
+    return category_zh(text) if lang == ZH else text
+
+
+@lru_cache(maxsize=1)
+def _reason_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """Each ``why_`` entry of :data:`TEXT` as a pattern over its English, a named group
+    per placeholder."""
+
+    def pattern(english: str) -> re.Pattern[str]:
+        parts = re.split(r"\{(\w+)\}", english)
+        return re.compile(
+            "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
+            + r"\Z"
+        )
+
+    return tuple((pattern(en), key) for key, (en, _) in TEXT.items() if key.startswith("why_"))
+
+
+def reason_text(reason: str | None, lang: str = EN) -> str:
+    """Why an insight has no number (its ``missing``, written in English by
+    :mod:`leadscore.insights`, several reasons joined by "; "), in ``lang``.
+
+    Insights never import the page's words (they sit beside this package), so each
+    reason they can give is a ``why_`` entry of :data:`TEXT` whose English is the very
+    text they write, placeholders for the figures; a Chinese page reads each reason
+    through it, dates in its own format. A reason no entry knows is not shown in English
+    on a Chinese page: it says the value could not be computed (the English page has why).
+    """
+    if not reason:
+        return ""
+    if lang != ZH:
+        return reason
+    out = []
+    for part in reason.split("; "):
+        for pattern, key in _reason_patterns():
+            found = pattern.match(part)
+            if found is not None:
+                values = {
+                    k: date(v, lang) if k == "date" else category_text(v, lang)
+                    for k, v in found.groupdict().items()
+                }
+                out.append(TEXT[key][1].format(**values))
+                break
+        else:
+            out.append(TEXT["why_other"][1])
+    return "；".join(out)
+
+
 # ---------------------------------------------------------------- the page's words
 #: Every fixed word of the page: key -> (English, Chinese).
 TEXT: dict[str, tuple[str, str]] = {
@@ -183,7 +245,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "Ranked by expected value (win probability × amount) unless re-sorted below.",
         "默认按预期价值（赢单概率 × 金额）排序，可在下方重新排序。",
     ),
-    "language": ("Language", "语言"),
+    "language": ("Language:", "语言："),
     "summary": ("Summary", "概览"),
     "funnel": ("Funnel metrics", "漏斗指标"),
     "funnel_note": (
@@ -224,7 +286,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "各指标按月变化；环比：与上月相比，同比：与去年同月相比（比率以百分点计）。",
     ),
     "month": ("Month", "月份"),
-    "latest": ("Latest month", "最近一月"),
+    "latest": ("Latest month ({month})", "最近一月（{month}）"),
     "mom": ("MoM", "环比"),
     "yoy": ("YoY", "同比"),
     "forecast": ("Forecast by month", "按月预测"),
@@ -239,10 +301,17 @@ TEXT: dict[str, tuple[str, str]] = {
     "forecast_stage": ("the stage win rate", "阶段赢单率"),
     "expected_revenue": ("Expected revenue", "预期收入"),
     "later": ("Later", "更晚"),
+    "total": ("Total", "合计"),
+    "forecast_by_rep": ("Expected revenue by rep", "各销售的预期收入"),
+    "forecast_top": (
+        "The {shown} reps of {n} with the most expected revenue.",
+        "显示预期收入最高的 {shown} 位销售（共 {n} 位）。",
+    ),
     "backtest": (
         "Backtest: rebuilt at {cuts} past month starts from what was known then, the forecast of the next {horizon} months missed what was won by {wape} (WAPE, stage win rates; the naive reference: {naive}).",
         "回测：在过去 {cuts} 个月初按当时已知信息重建预测，未来 {horizon} 个月的预测与实际赢单的误差为 {wape}（WAPE，阶段赢单率；朴素基准：{naive}）。",
     ),
+    "backtest_month": ("month {h}: {wape}", "第 {h} 个月 {wape}"),
     "backtest_none": (
         "Backtest: not enough history before the last months.",
         "回测：历史数据不足。",
@@ -277,21 +346,65 @@ TEXT: dict[str, tuple[str, str]] = {
     "interval": ("95% interval", "95% 区间"),
     "p_adjusted": ("p (Holm)", "p 值（Holm）"),
     "not_enough": ("not enough deals yet", "商机数量尚不足"),
-    "ab_short": (
+    # Why an insight has no number: the English is the very text leadscore.insights
+    # writes (placeholders for its figures), read by reason_text on a Chinese page.
+    "why_created": ("no deals created in the period", "期内没有新建商机"),
+    "why_opportunities": (
+        "no opportunities among the deals created in the period",
+        "期内新建的商机中没有进入商机阶段的",
+    ),
+    "why_qualified_closed": (
+        "no qualified opportunities closed in the period",
+        "期内没有关闭的合格商机",
+    ),
+    "why_won": ("no deals won in the period", "期内没有赢单"),
+    "why_won_created": ("no won deal has a creation time", "赢单均无创建时间"),
+    "why_won_amount": ("no won deal has an amount", "赢单均无金额"),
+    "why_currencies": ("amounts in {n} currencies", "金额涉及 {n} 种货币，无法相加"),
+    "why_such_closed": ("no such deals closed in the period", "期内没有此类商机关闭"),
+    "why_lost": ("no deals lost in the period", "期内没有丢单"),
+    "why_column": ("no {column} column in {table}", "{table} 表中没有 {column} 列"),
+    "why_table": ("no {table} table", "导出数据中没有 {table} 表"),
+    "why_time_to_close": (
+        "no deal won before {date} was open {months} to {later} months earlier: no time to close to learn from",
+        "{date}之前赢单的商机中，没有在那之前 {months} 至 {later} 个月时仍在进行的：没有可供学习的成交时间",
+    ),
+    "why_short": (
         "not enough deals yet: {n} of the {min} needed",
         "商机数量尚不足：{n} 个，需要 {min} 个",
     ),
-    "ab_short_baseline": (
+    "why_short_baseline": (
         "not enough deals yet in the baseline {baseline}: {n} of the {min} needed",
         "基准组 {baseline} 的商机数量尚不足：{n} 个，需要 {min} 个",
     ),
+    "why_short_groups": (
+        "not enough deals yet: fewer than two groups with {min} deals",
+        "商机数量尚不足：达到 {min} 个商机的组少于两个",
+    ),
+    "why_short_scored": (
+        "not enough deals yet: fewer than two groups with {min} scored deals",
+        "商机数量尚不足：达到 {min} 个已评分商机的组少于两个",
+    ),
+    "why_other": ("cannot be computed", "无法计算（原因见英文页面）"),
     "industry": ("Industry", "行业"),
     "size_band": ("Size band", "规模"),
+    "competitor": ("Competitor", "竞争对手"),
+    "region": ("Region", "区域"),
     "lq_heading": ("Lead quality at creation", "创建时的线索质量"),
     "lq_note": (
         "A strategy handed better leads wins more whatever it does: each group's mean win probability at creation, by {model}, against the baseline's (Welch's t-test, Holm-corrected).",
         "分到更好线索的策略无论怎么做都会赢得更多：各组商机在创建时的平均赢单概率（{model}），与基准组比较（Welch t 检验，Holm 校正）。",
     ),
+    "lq_model": ("{name} version {version}", "{name} 版本 {version}"),
+    "lq_model_not_better": (
+        "{name} version {version}, not better than baseline",
+        "{name} 版本 {version}，该模型并不优于基线",
+    ),
+    "lq_model_unchecked": (
+        "{name} version {version}, not checked against the baselines",
+        "{name} 版本 {version}，该模型未与基线比较",
+    ),
+    "lq_no_champion": ("no champion model to score with", "没有可用于评分的冠军模型"),
     "lq_deals": ("Scored deals", "已评分商机"),
     "lq_mean": ("Mean win probability at creation", "创建时平均赢单概率"),
     "lq_differs": (
@@ -371,7 +484,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "ch_competitor": ("Win rate by competitor", "各竞争对手下的赢单率"),
     "ch_competitor_note": (
         "'none': no competitor; 'unknown': not recorded.",
-        "“none”：无竞争对手；“unknown”：未记录。",
+        "“无”：无竞争对手；“未知”：未记录。",
     ),
     "ch_seniority": ("Win rate by the most senior contact", "按最高级别联系人的赢单率"),
     "ch_seniority_note": (
@@ -385,6 +498,12 @@ TEXT: dict[str, tuple[str, str]] = {
         "虚线：全部 {n} 个已关闭商机，赢单率 {rate}。",
     ),
     "win_rate": ("win rate", "赢单率"),
+    "ch_deals": ("n={n}", "{n} 个"),
+    "ch_won": ("won", "赢单"),
+    "ch_other": ("(other)", "（其他）"),
+    "ch_not_recorded": ("(not recorded)", "（未记录）"),
+    "ch_no_contacts": ("no contacts", "无联系人"),
+    "ch_title_unknown": ("title not recognised", "职位无法识别"),
     "model_panel": ("The model behind these scores", "评分所用的模型"),
     "scored_by": ("model: {model}", "评分模型：{model}"),
     # The model panel (leadscore.priority.report.panel_context): labels, and sentences
@@ -454,6 +573,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "mp_verdict_worse": ("worse", "差于"),
     "mp_verdict_unknown": ("unknown", "无法判断是否优于"),
     "mp_calibration": ("Calibration {reason}.", "校准方法：{reason}。"),
+    "mp_calibration_chosen": (
+        "Calibration: {method}; out-of-sample log loss {losses}.",
+        "校准方法：{method}；样本外对数损失 {losses}。",
+    ),
+    "mp_calibration_ece": ("ECE {eces}.", "期望校准误差 {eces}。"),
+    "mp_method_none": ("none", "不校准"),
+    "mp_method_platt": ("Platt", "Platt 缩放"),
+    "mp_method_isotonic": ("isotonic", "保序回归"),
     "mp_features": ("Strongest features", "最重要的特征"),
     "mp_gain": ("Gain", "增益占比"),
     "no_data": ("No CRM tables to compute this from.", "没有可用于计算的 CRM 数据。"),

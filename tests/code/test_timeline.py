@@ -160,7 +160,7 @@ def test_one_deal_s_events_in_time_order_with_what_moved_its_score(tmp_path):
     zh = [e.text_zh for e in timeline.events]
     assert zh[3] == "从线索推进到已确认商机阶段"
     assert zh[4] == "我方发起的拜访：C1（VP Sales，副总裁）"
-    assert zh[9] == "评分 25（B），较 2025-01-08 -15；新增：− 阶段回退次数：1；不再：+ 已见过总监"
+    assert zh[9] == "评分 25（B），较 2025年1月8日 -15；新增：− 阶段回退次数：1；不再：+ 已见过总监"
     assert zh[10] == "从方案退回已确认商机阶段"
     assert timeline.events[9].details["change"] == -15
     assert timeline.events[11].details["lost_reason_canonical"] == "price"
