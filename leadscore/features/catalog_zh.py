@@ -99,7 +99,7 @@ LABEL_ZH: dict[str, str] = {
     "industry": "行业",
     "region": "区域",
     "amount": "商机金额",
-    "log_amount": "商机金额",
+    "log_amount": "商机金额（对数）",
     "employee_count": "公司规模",
     "annual_revenue": "公司年收入",
     "stage_index": "销售阶段",

@@ -73,6 +73,11 @@ def window(as_of: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
     return end - pd.DateOffset(months=WINDOW_MONTHS), end
 
 
+def month_start(t: pd.Timestamp) -> pd.Timestamp:
+    """The start of the calendar month ``t`` falls in (``t`` itself at a month's start)."""
+    return pd.Timestamp(year=t.year, month=t.month, day=1, tz="UTC")
+
+
 def ranked_probability(facts: Facts, probability: pd.Series | None) -> Any:
     """The forecast's probability: the ranked list's by deal id (the win model's as of the
     ranking), the stage win rate for a deal it does not list (``leadscore rank --top``)."""
@@ -112,7 +117,7 @@ def managers_overview(
     if OWNER in facts.cuts():
         # The month and the week the moment falls in (the one before, at their very start).
         last = end - pd.Timedelta(microseconds=1)
-        month = pd.Timestamp(year=last.year, month=last.month, day=1, tz="UTC")
+        month = month_start(last)
         week = (last - pd.Timedelta(days=last.weekday())).normalize()
         reps["month"] = to_records(rep_numbers(facts, month, end, every="month"))
         reps["week"] = to_records(rep_numbers(facts, week, end, every="week"))
@@ -121,7 +126,9 @@ def managers_overview(
         start,
         end,
         funnel,
-        to_records(funnel_trends(facts, start, end)),
+        # Whole months only: the month in progress would read as a fall (its deals have
+        # had days, not a month, to convert), month on month and year on year.
+        to_records(funnel_trends(facts, start, month_start(end))),
         forecast,
         reps,
         comparison(facts, DEFAULT_COMPARE, start, end, at_creation)

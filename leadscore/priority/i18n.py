@@ -94,6 +94,12 @@ def p_value(p: Any) -> str:
     return "<0.001" if float(p) < 0.001 else f"{float(p):.3g}"
 
 
+def p_clause(p: Any) -> str:
+    """A p-value in a sentence: ``p = 0.0123``, ``p < 0.001``."""
+    text = p_value(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def percent(p: Any, lang: str = EN, digits: int = 0) -> str:
     if p is None or pd.isna(p):
         return ""
@@ -282,8 +288,8 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "trends": ("Trends by month", "月度趋势"),
     "trends_note": (
-        "Each metric by month; MoM: change on the month before, YoY: on the same month a year before (points for a rate).",
-        "各指标按月变化；环比：与上月相比，同比：与去年同月相比（比率以百分点计）。",
+        "Each metric by whole month (the month in progress is left out); MoM: change on the month before, YoY: on the same month a year before (points for a rate).",
+        "各指标按完整月份变化（不含进行中的当月）；环比：与上月相比，同比：与去年同月相比（比率以百分点计）。",
     ),
     "month": ("Month", "月份"),
     "latest": ("Latest month ({month})", "最近一月（{month}）"),
@@ -324,6 +330,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "rep": ("Rep", "销售"),
     "every_month": ("Latest month", "最近一月"),
     "every_week": ("Latest week", "最近一周"),
+    "week_of": ("the week of {day}", "{day}起的一周"),
     "n_closed": ("Won", "赢单"),
     "n_committed": ("Committed", "承诺"),
     "n_opportunities": ("Opportunities", "商机"),
@@ -408,8 +415,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "lq_deals": ("Scored deals", "已评分商机"),
     "lq_mean": ("Mean win probability at creation", "创建时平均赢单概率"),
     "lq_differs": (
-        "Lead quality differs: the deals of {group} had a mean win probability at creation of {mean} against {base_mean} for {baseline} ({diff} points, p = {p}); a difference in outcomes may come from the leads, not the strategy.",
-        "线索质量不同：{group} 的商机创建时平均赢单概率为 {mean}，基准组 {baseline} 为 {base_mean}（相差 {diff} 个百分点，p = {p}）；结果的差异可能来自线索，而非策略。",
+        "Lead quality differs: the deals of {group} had a mean win probability at creation of {mean} against {base_mean} for {baseline} ({diff} points, {p}); a difference in outcomes may come from the leads, not the strategy.",
+        "线索质量不同：{group} 的商机创建时平均赢单概率为 {mean}，基准组 {baseline} 为 {base_mean}（相差 {diff} 个百分点，{p}）；结果的差异可能来自线索，而非策略。",
     ),
     "lq_comparable": (
         "The groups' leads were comparable at creation: no group's mean win probability differs from the baseline's significantly by 5 points or more.",
@@ -587,7 +594,7 @@ TEXT: dict[str, tuple[str, str]] = {
     # One deal's timeline (leadscore.priority.timeline); its facts reuse the list's words.
     "tl_title": ("Deal {deal} — timeline", "商机 {deal} — 时间线"),
     "tl_back": ("Back to the list", "返回列表"),
-    "tl_when": ("When", "时间"),
+    "tl_when": ("When (UTC)", "时间（UTC）"),
     "tl_what": ("What happened", "事件"),
     "tl_undated": ("undated", "无日期"),
     "tl_none": ("Nothing recorded for this deal yet.", "该商机还没有任何记录。"),

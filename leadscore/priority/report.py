@@ -83,6 +83,7 @@ from leadscore.priority.i18n import (
     money,
     month,
     number,
+    p_clause,
     p_value,
     percent,
     reason_text,
@@ -246,7 +247,23 @@ def _layout(fig: go.Figure, y_title: str) -> go.Figure:
         showlegend=False,
         font={"family": "system-ui, sans-serif"},
     )
+    # Long category labels (a Chinese month, a seniority) are turned, and the margin grows
+    # to hold them rather than cutting them off.
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
+
+
+def _amounts(values: Sequence[Any], lang: str) -> list[Any]:
+    """Amounts as a chart's axis counts them: in 万 on a Chinese page (with
+    :func:`_amount_axis`), as the tables write money; as they are in English."""
+    return [v / 10_000 if lang == ZH and v is not None else v for v in values]
+
+
+def _amount_axis(fig: go.Figure, lang: str) -> None:
+    """A Chinese chart's amount axis in 万 (``1,200万``), never plotly's SI ``12M``."""
+    if lang == ZH:
+        fig.update_yaxes(ticksuffix="万", tickformat=",.4~g", exponentformat="none")
 
 
 def rate_figure(
@@ -291,7 +308,7 @@ def funnel_figure(
         go.Funnel(
             y=[*(stage_text(s, lang) for s in _OPEN_FUNNEL), texts(lang)["ch_won"]],
             x=[*reached, won],
-            textinfo="value+percent previous",
+            texttemplate="%{value:,}<br>%{percentPrevious:.0%}",
             marker={"color": "#3b6fb6"},
         )
     )
@@ -779,20 +796,22 @@ def _funnel_block(
 
 def _trend_figure(rows: Sequence[Mapping[str, Any]], lang: str, title: str) -> str:
     unit = rows[0]["unit"] if rows else "share"
+    values = [r["value"] for r in rows]
     fig = go.Figure(
         go.Scatter(
             x=[month(r["period_start"], lang) for r in rows],
-            y=[r["value"] for r in rows],
+            y=_amounts(values, lang) if unit == "amount" else values,
             mode="lines+markers",
             line={"color": "#3b6fb6"},
             customdata=[
                 [
                     _change_text(r["mom_change" if unit == "share" else "mom_pct"], unit, lang),
                     _change_text(r["yoy_change" if unit == "share" else "yoy_pct"], unit, lang),
+                    _value(r["value"], unit, lang),
                 ]
                 for r in rows
             ],
-            hovertemplate="%{x}: %{y}<br>"
+            hovertemplate="%{x}: %{customdata[2]}<br>"
             + texts(lang)["mom"]
             + " %{customdata[0]}, "
             + texts(lang)["yoy"]
@@ -801,6 +820,9 @@ def _trend_figure(rows: Sequence[Mapping[str, Any]], lang: str, title: str) -> s
     )
     if unit == "share":
         fig.update_yaxes(tickformat=".0%")
+    if unit == "amount":
+        _amount_axis(fig, lang)
+    fig.update_xaxes(tickangle=-45)
     return _layout(fig, title).to_json()
 
 
@@ -818,14 +840,16 @@ def _forecast_context(forecast: Mapping[str, Any], lang: str) -> dict[str, Any]:
     fig = go.Figure(
         go.Bar(
             x=[month(m["period_start"], lang) for m in team] + [t["later"]],
-            y=[m["expected_revenue"] for m in team] + [summary.get("later", 0.0)],
+            y=_amounts([m["expected_revenue"] for m in team] + [summary.get("later", 0.0)], lang),
             marker_color="#3b6fb6",
             text=[money(m["expected_revenue"], lang) for m in team]
             + [money(summary.get("later", 0.0), lang)],
             textposition="outside",
             cliponaxis=False,
+            hovertemplate="%{x}: %{text}<extra></extra>",
         )
     )
+    _amount_axis(fig, lang)
     errors = forecast["errors"]
     if errors:
 
@@ -893,8 +917,10 @@ def _forecast_reps(
     }
 
 
-def _reps_block(records: Sequence[Mapping[str, Any]], label: str, lang: str) -> dict[str, Any]:
+def _reps_block(records: Sequence[Mapping[str, Any]], every: str, lang: str) -> dict[str, Any]:
+    """The reps' numbers of the latest ``every`` (``month`` or ``week``) against the team."""
     t = texts(lang)
+    label = t[f"every_{every}"]
     numbers = list(dict.fromkeys(r["number"] for r in records))
     reps: dict[str, dict[str, Mapping[str, Any]]] = {}
     for r in records:
@@ -925,9 +951,15 @@ def _reps_block(records: Sequence[Mapping[str, Any]], label: str, lang: str) -> 
         "numbers": [t[f"n_{n}"] for n in numbers],
         "rows": rows,
         "note": t["reps_note"].format(
-            period=date_text(first.get("period_start"), lang), reps=first.get("reps", 0)
+            period=(month if every == "month" else _week)(first.get("period_start"), lang),
+            reps=first.get("reps", 0),
         ),
     }
+
+
+def _week(start: Any, lang: str) -> str:
+    """The week starting on ``start``, in words."""
+    return texts(lang)["week_of"].format(day=date_text(start, lang))
 
 
 def model_label(model: Mapping[str, str] | None, lang: str = EN) -> str:
@@ -1015,7 +1047,7 @@ def lead_quality_context(ab: Mapping[str, Any], lang: str = EN) -> dict[str, Any
                     baseline=_group(ab["baseline"], by, lang),
                     base_mean=base_mean,
                     diff=f"{100 * diff:+.1f}",
-                    p=p_value(r["p_adjusted"]),
+                    p=p_clause(r["p_adjusted"]),
                 )
             )
     tested = any(r["p_adjusted"] is not None for r in quality)
@@ -1117,10 +1149,7 @@ def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
         for r in trends
         if r["period_start"] == latest
     ]
-    reps = [
-        (key, _reps_block(records, t[f"every_{key}"], lang))
-        for key, records in overview.reps.items()
-    ]
+    reps = [(key, _reps_block(records, key, lang)) for key, records in overview.reps.items()]
     return {
         "start": date_text(overview.start, lang),
         "end": date_text(overview.end, lang),
