@@ -597,6 +597,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "tl_when": ("When (UTC)", "时间（UTC）"),
     "tl_what": ("What happened", "事件"),
     "tl_undated": ("undated", "无日期"),
+    "tl_unknown_title": ("Unknown deal", "未知商机"),
+    "tl_unknown": (
+        "No deal {deal} in the stored CRM. Check the id in the list at /leads/.",
+        "已存储的 CRM 中没有商机 {deal}。请在 /leads/ 的列表中核对商机编号。",
+    ),
     "tl_none": ("Nothing recorded for this deal yet.", "该商机还没有任何记录。"),
     "stage": ("Stage", "阶段"),
     "product": ("Product", "产品"),

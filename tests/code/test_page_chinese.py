@@ -251,6 +251,10 @@ def test_the_chinese_page_and_a_deal_s_timeline_show_no_english(
         for deal in tables["deals"]["deal_id"]
     ]
     assert all("时间线" in t for t in timelines)
+    unknown = client.get("/deal/D99", params={"lang": "zh"})
+    assert unknown.status_code == 404
+    timelines.append(unknown.text)
+    allowed.add("D99")  # the id asked for, said back
     seen += visible(served, (r for p in pages for r in p["rows"]))
     for fragment in (sections, *compared, *timelines):
         seen += visible(fragment)

@@ -225,7 +225,9 @@ def test_the_timeline_page_escapes_crm_text_and_speaks_the_reader_s_language(ser
 def test_an_unknown_deal_is_a_404_that_says_which(served):
     page = served.get("/deal/%3Cb%3Enope")
     assert page.status_code == 404
-    assert "no deal &#x27;&lt;b&gt;nope&#x27; in the stored CRM" in page.text
+    assert "No deal &lt;b&gt;nope in the stored CRM" in page.text
+    zh = served.get("/deal/%3Cb%3Enope", params={"lang": "zh"})
+    assert zh.status_code == 404 and "没有商机 &lt;b&gt;nope。" in zh.text
 
 
 def test_the_timeline_command_prints_the_events_or_json(served, isolated_settings, tmp_path):
