@@ -1756,7 +1756,7 @@ def report(
         moment = ranking_moment(ranked, last_recorded_event(settings.crm_dir))
         # The A/B section's lead-quality check: the champion's probabilities at creation.
         scored = champion_at_creation(settings, tables, compared_deals(facts, *window(moment)))
-        overview = managers_overview(facts, moment, open_probability(ranked), scored)
+        overview = managers_overview(facts, moment, open_probability(ranked), scored, tables)
         path = write_report(
             out, folder, settings.crm_dir, max_rows, settings=settings, lang=lang, overview=overview
         )

@@ -221,7 +221,10 @@ class LeadsPage:
                 r.crm = load_stored(self.crm_dir)
                 r.facts = deal_facts(r.crm)
                 r.overview = managers_overview(
-                    r.facts, ranking_moment(r.ranked, r.last_event), open_probability(r.ranked)
+                    r.facts,
+                    ranking_moment(r.ranked, r.last_event),
+                    open_probability(r.ranked),
+                    tables=r.crm,
                 )
                 log.info("leads page insights computed from %s", self.crm_dir)
             return r.facts, r.overview

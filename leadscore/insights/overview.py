@@ -16,7 +16,8 @@ probabilities at past moments need features rebuilt at each: ``leadscore forecas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ import pandas as pd
 
 from leadscore.config import FORECAST_MONTHS
 from leadscore.crm.contract import PREVIOUS_DEAL
+from leadscore.insights.channels import channel_quality
 from leadscore.insights.compare import Predictions, compare_groups
 from leadscore.insights.facts import ALL, SIZE_BAND, CutUnavailable, Facts, to_records
 from leadscore.insights.forecast import (
@@ -35,6 +37,7 @@ from leadscore.insights.forecast import (
 )
 from leadscore.insights.funnel import funnel_metrics
 from leadscore.insights.reps import OWNER, rep_numbers
+from leadscore.insights.strengths import rep_strengths
 from leadscore.insights.trends import funnel_trends
 from leadscore.timeutil import as_utc
 
@@ -65,6 +68,11 @@ class Overview:
     reps: dict[str, list[dict[str, Any]]]
     comparison: dict[str, Any] | None
     compare_by: list[str] = field(default_factory=list)
+    #: Each channel's likeness to the won customers, most alike first (with the CRM's
+    #: tables: seniority needs the contacts); empty without them.
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    #: Where a rep converts better or worse than the rest of the team (flagged cells only).
+    strengths: list[dict[str, Any]] = field(default_factory=list)
 
 
 def window(as_of: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -99,13 +107,15 @@ def managers_overview(
     as_of: Any,
     probability: pd.Series | None = None,
     at_creation: Predictions | None = None,
+    tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> Overview:
     """The page's insights from the stored CRM's facts
     (:func:`~leadscore.insights.facts.deal_facts`) as of the ranking's moment.
 
     ``probability``: the ranked list's win probability by deal id, for the forecast;
     ``at_creation``: win probabilities at creation, for the A/B section's lead-quality
-    check (without: the comparison says it was not made).
+    check (without: the comparison says it was not made); ``tables``: the stored CRM the
+    facts come from, for the channels' quality (without: none).
     """
     start, end = window(as_of)
     cuts = [c for c in PAGE_CUTS if c in facts.cuts()]
@@ -122,6 +132,17 @@ def managers_overview(
         reps["month"] = to_records(rep_numbers(facts, month, end, every="month"))
         reps["week"] = to_records(rep_numbers(facts, week, end, every="week"))
     compare_by = [c for c in facts.cuts() if c not in NOT_COMPARED]
+    channels: list[dict[str, Any]] = []
+    if tables is not None:
+        try:
+            channels = [asdict(c) for c in channel_quality(tables, start, end)]
+        except ValueError:  # no channel column, or no win to compare with
+            channels = []
+    strengths = (
+        [asdict(s) for s in rep_strengths(facts, start, end) if s.verdict in ("better", "worse")]
+        if OWNER in facts.cuts()
+        else []
+    )
     return Overview(
         start,
         end,
@@ -135,6 +156,8 @@ def managers_overview(
         if DEFAULT_COMPARE in compare_by
         else None,
         compare_by,
+        channels,
+        strengths,
     )
 
 

@@ -338,6 +338,24 @@ TEXT: dict[str, tuple[str, str]] = {
     "n_first_visits": ("First visits", "首次拜访"),
     "n_followup_visits": ("Follow-up visits", "跟进拜访"),
     "team": ("Team", "团队"),
+    "channels": ("Channel quality", "渠道质量"),
+    "channels_note": (
+        "How closely each lead source's leads of the last 12 months look like the customers won (industry, size, region, the most senior contact reached, custom attributes; 100%: the same profile), most alike first, with the attribute that differs most.",
+        "各线索来源最近 12 个月的线索与赢单客户的相似程度（行业、规模、区域、接触到的最高级别联系人及自定义属性；100% 表示完全相同），按相似度从高到低排列，并给出差异最大的属性。",
+    ),
+    "similarity": ("Like the won customers", "与赢单客户的相似度"),
+    "detail": ("Detail", "详情"),
+    "strengths": ("Reps' strengths and weaknesses", "销售的强项与弱项"),
+    "strengths_note": (
+        "Where a rep converts better or worse than the rest of the team beyond the 95% interval, by stage and deal type, with the deals behind each (deals closed in the last 12 months).",
+        "销售在哪些阶段和商机类型上的转化明显优于或弱于团队其他人（超出 95% 区间），并给出所依据的商机数（最近 12 个月关闭的商机）。",
+    ),
+    "strengths_none": (
+        "No rep converts clearly better or worse than the rest of the team anywhere yet.",
+        "目前没有销售在任何方面明显优于或弱于团队其他人。",
+    ),
+    "better": ("Better", "强项"),
+    "worse": ("Worse", "弱项"),
     "ab": ("A/B comparison", "A/B 对比"),
     "ab_note": (
         "Groups of one attribute against the largest on win rate, cycle length and stage conversion, in the export's last 12 months, with the 95% interval and a Holm-corrected p-value.",

@@ -79,6 +79,7 @@ from leadscore.priority.i18n import (
     ZH,
     category_text,
     choose_language,
+    localised,
     moment,
     money,
     month,
@@ -957,6 +958,19 @@ def _reps_block(records: Sequence[Mapping[str, Any]], every: str, lang: str) -> 
     }
 
 
+def _strengths(cells: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Each rep with a flagged cell (:func:`leadscore.insights.strengths.rep_strengths`):
+    its strengths and its weaknesses, in ``lang``; at most :data:`MAX_GROUPS` reps."""
+    reps: dict[str, dict[str, list[str]]] = {}
+    for c in cells:
+        rep = str(c["owner_id"])
+        side = reps.setdefault(rep, {"better": [], "worse": []})
+        # The rep's column names the rep: the sentence without its name.
+        text = localised(c, "label", lang)
+        side[c["verdict"]].append(text.removeprefix(f"{rep}，").removeprefix(f"{rep}, "))
+    return [{"rep": rep, **sides} for rep, sides in list(reps.items())[:MAX_GROUPS]]
+
+
 def _week(start: Any, lang: str) -> str:
     """The week starting on ``start``, in words."""
     return texts(lang)["week_of"].format(day=date_text(start, lang))
@@ -1162,6 +1176,17 @@ def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
         "latest_month": month(latest, lang) if latest else "",
         **_forecast_context(overview.forecast, lang),
         "reps": reps,
+        "channels": [
+            {
+                "channel": category_text(str(c["channel"]).replace("_", " "), lang),
+                "similarity": percent(c["similarity"], lang),
+                "leads": number(c["leads"]),
+                "won": number(c["won"]),
+                "detail": localised(c, "label", lang),
+            }
+            for c in overview.channels
+        ],
+        "strengths": _strengths(overview.strengths, lang),
         "compare_by": [(c, cut_label(c, lang)) for c in overview.compare_by],
         "compare_default": overview.comparison["by"] if overview.comparison else "",
         "comparison": comparison_html(overview.comparison, lang),

@@ -216,7 +216,7 @@ def test_the_chinese_page_and_a_deal_s_timeline_show_no_english(
         probabilities_at_creation(tables, trained.model, ids),
         model_facts("lead_scorer", "1", trained.model),
     )
-    overview = managers_overview(facts, moment, open_probability(listed), scored)
+    overview = managers_overview(facts, moment, open_probability(listed), scored, tables)
     static = build_page(tmp_path, ranked.crm_dir, settings=ranked, lang=ZH, overview=overview)
     seen = visible(static)
     text = " ".join(seen)
@@ -228,6 +228,8 @@ def test_the_chinese_page_and_a_deal_s_timeline_show_no_english(
         "A/B 对比",
         "评分所用的模型",
         "创建时的线索质量",
+        "渠道质量",
+        "销售的强项与弱项",
     ):
         assert heading in text, heading
     assert "lead_scorer 版本 1，该模型并不优于基线" in text
