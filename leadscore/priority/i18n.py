@@ -194,9 +194,9 @@ def category_text(value: Any, lang: str = EN) -> str:
     return category_zh(text) if lang == ZH else text
 
 
-@lru_cache(maxsize=1)
-def _reason_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
-    """Each ``why_`` entry of :data:`TEXT` as a pattern over its English, a named group
+@lru_cache(maxsize=4)
+def _patterns(prefix: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """Each ``prefix`` entry of :data:`TEXT` as a pattern over its English, a named group
     per placeholder."""
 
     def pattern(english: str) -> re.Pattern[str]:
@@ -206,7 +206,30 @@ def _reason_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
             + r"\Z"
         )
 
-    return tuple((pattern(en), key) for key, (en, _) in TEXT.items() if key.startswith("why_"))
+    return tuple((pattern(en), key) for key, (en, _) in TEXT.items() if key.startswith(prefix))
+
+
+def _in_chinese(english: str, prefix: str) -> str | None:
+    """``english`` through the first ``prefix`` entry of :data:`TEXT` it matches, in
+    Chinese (a date placeholder as a Chinese date, others as categories); None: none."""
+    for pattern, key in _patterns(prefix):
+        found = pattern.match(english)
+        if found is not None:
+            return TEXT[key][1].format(
+                **{
+                    k: date(v, ZH) if k == "date" else category_text(v, ZH)
+                    for k, v in found.groupdict().items()
+                }
+            )
+    return None
+
+
+def model_text(model: str, lang: str = EN) -> str:
+    """Which model scored a row (the ranked list's ``model``, written in English by
+    ``leadscore rank``) in ``lang``: a ``model_`` entry of :data:`TEXT`, else as written."""
+    if lang != ZH or not model:
+        return model
+    return _in_chinese(model, "model_") or model
 
 
 def reason_text(reason: str | None, lang: str = EN) -> str:
@@ -223,20 +246,9 @@ def reason_text(reason: str | None, lang: str = EN) -> str:
         return ""
     if lang != ZH:
         return reason
-    out = []
-    for part in reason.split("; "):
-        for pattern, key in _reason_patterns():
-            found = pattern.match(part)
-            if found is not None:
-                values = {
-                    k: date(v, lang) if k == "date" else category_text(v, lang)
-                    for k, v in found.groupdict().items()
-                }
-                out.append(TEXT[key][1].format(**values))
-                break
-        else:
-            out.append(TEXT["why_other"][1])
-    return "；".join(out)
+    return "；".join(
+        _in_chinese(part, "why_") or TEXT["why_other"][1] for part in reason.split("; ")
+    )
 
 
 # ---------------------------------------------------------------- the page's words
@@ -411,6 +423,22 @@ TEXT: dict[str, tuple[str, str]] = {
         "商机数量尚不足：达到 {min} 个已评分商机的组少于两个",
     ),
     "why_other": ("cannot be computed", "无法计算（原因见英文页面）"),
+    # Which model scored a row: the English is the ranked list's ``model`` column.
+    "model_win": ("win", "赢单模型"),
+    "model_revival": ("revival", "复活模型"),
+    "model_dormant": ("win, dormant calibration", "赢单模型（休眠商机校准）"),
+    "model_reopened": (
+        "win as if re-opened (no revival model)",
+        "赢单模型，按重新打开评分（未注册复活模型）",
+    ),
+    "model_fallback": (
+        "fallback (stage rates, {n} closed deals)",
+        "回退估计（阶段赢单率，{n} 个已关闭商机）",
+    ),
+    "model_fallback_channel": (
+        "fallback (stage and channel rates, {n} closed deals)",
+        "回退估计（阶段与渠道赢单率，{n} 个已关闭商机）",
+    ),
     "industry": ("Industry", "行业"),
     "size_band": ("Size band", "规模"),
     "competitor": ("Competitor", "竞争对手"),
