@@ -27,7 +27,14 @@ from leadscore.config import FORECAST_MONTHS
 from leadscore.crm.contract import PREVIOUS_DEAL
 from leadscore.insights.channels import channel_quality
 from leadscore.insights.compare import Predictions, compare_groups
-from leadscore.insights.facts import ALL, SIZE_BAND, CutUnavailable, Facts, to_records
+from leadscore.insights.facts import (
+    ALL,
+    SIZE_BAND,
+    CutUnavailable,
+    Facts,
+    cut_labels,
+    to_records,
+)
 from leadscore.insights.forecast import (
     backtest,
     backtest_cuts,
@@ -46,6 +53,8 @@ PAGE_CUTS: tuple[str, ...] = (OWNER, "channel", "industry", SIZE_BAND)
 #: Month starts the page's forecast backtest is rebuilt at (``leadscore forecast
 #: --backtest`` uses ``BACKTEST_CUTS``).
 PAGE_BACKTEST_CUTS = 6
+#: Reps the page's strengths and per-rep forecast cover at most (the busiest).
+PAGE_REPS = 50
 #: The attribute the page compares first.
 DEFAULT_COMPARE = "channel"
 #: Columns the A/B section never offers: ids (one deal a group), and why a deal was lost
@@ -79,6 +88,17 @@ def window(as_of: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The page's window: the 12 months before ``as_of``."""
     end = as_utc(as_of)
     return end - pd.DateOffset(months=WINDOW_MONTHS), end
+
+
+def busiest_reps(facts: Facts, start: Any, end: Any) -> list[str]:
+    """The :data:`PAGE_REPS` reps with the most deals closed in ``[start, end)``: those the
+    page shows strengths of (each rep costs a pass over every deal)."""
+    d = facts.deals
+    t = d["closed_us"].to_numpy()
+    closed = (d["won"] | d["lost"]).to_numpy() & (t >= as_utc(start).value / 1_000)
+    closed &= t < as_utc(end).value / 1_000
+    owners = pd.Series(cut_labels(facts, [OWNER])[OWNER].to_numpy(dtype=object)[closed])
+    return [str(o) for o in owners.value_counts(sort=True).index[:PAGE_REPS]]
 
 
 def month_start(t: pd.Timestamp) -> pd.Timestamp:
@@ -122,7 +142,7 @@ def managers_overview(
     funnel = {"all": to_records(funnel_metrics(facts, start, end))}
     for cut in cuts:
         funnel[cut] = to_records(funnel_metrics(facts, start, end, by=[cut]))
-    forecast = page_forecast(facts, end, probability, [OWNER] if OWNER in facts.cuts() else [])
+    forecast = page_forecast(facts, end, probability, OWNER in facts.cuts())
     reps: dict[str, list[dict[str, Any]]] = {}
     if OWNER in facts.cuts():
         # The month and the week the moment falls in (the one before, at their very start).
@@ -139,7 +159,11 @@ def managers_overview(
         except ValueError:  # no channel column, or no win to compare with
             channels = []
     strengths = (
-        [asdict(s) for s in rep_strengths(facts, start, end) if s.verdict in ("better", "worse")]
+        [
+            asdict(s)
+            for s in rep_strengths(facts, start, end, reps=busiest_reps(facts, start, end))
+            if s.verdict in ("better", "worse")
+        ]
         if OWNER in facts.cuts()
         else []
     )
@@ -162,11 +186,11 @@ def managers_overview(
 
 
 def page_forecast(
-    facts: Facts, end: pd.Timestamp, probability: pd.Series | None, by: list[str] | None = None
+    facts: Facts, end: pd.Timestamp, probability: pd.Series | None, by_rep: bool = False
 ) -> dict[str, Any]:
-    """The forecast at ``end`` for the team and per cut ``by`` (the reps), and the team's
-    backtest, as JSON; ``missing`` says why there is none (a young export has no past
-    wins to learn the time to close from)."""
+    """The forecast at ``end`` for the team (and, ``by_rep``, per rep: :func:`rep_forecast`)
+    and the team's backtest, as JSON; ``missing`` says why there is none (a young export
+    has no past wins to learn the time to close from)."""
     out: dict[str, Any] = {
         "as_of": end.isoformat(),
         "method": "stage" if probability is None else "ranked",
@@ -177,12 +201,13 @@ def page_forecast(
         "missing": None,
     }
     try:
-        fc = pipeline_forecast(
-            facts, end, ranked_probability(facts, probability), FORECAST_MONTHS, by or ()
-        )
+        fc = pipeline_forecast(facts, end, ranked_probability(facts, probability), FORECAST_MONTHS)
     except ValueError as exc:
         return {**out, "missing": str(exc)}
     out.update(months=to_records(fc.months), summary=to_records(fc.summary))
+    if by_rep:
+        months, summary = rep_forecast(facts, fc)
+        out.update(months=out["months"] + months, summary=out["summary"] + summary)
     past = backtest_cuts(facts, end, PAGE_BACKTEST_CUTS)
     try:
         frame = backtest(facts, past, {"stage_rate": stage_rate_probability(facts)})
@@ -193,6 +218,37 @@ def page_forecast(
             backtest_cuts=len(past), errors=to_records(backtest_errors(frame, ["stage_rate"]))
         )
     return out
+
+
+def rep_forecast(facts: Facts, fc: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The team's forecast ``fc`` split by rep, from its deals' monthly shares: month rows
+    of the :data:`PAGE_REPS` reps with the most expected revenue, a summary row of every
+    rep (``in_horizon``, ``later``). One grouping over the open deals, where
+    ``pipeline_forecast(by=owner)`` masks every deal once per rep (minutes at 6,000 reps)."""
+    deals = fc.deals
+    owners = cut_labels(facts, [OWNER])[OWNER].to_numpy(dtype=object)[deals["deal"].to_numpy()]
+    team = fc.months
+    shares = [f"m{k}" for k in range(len(team))] + ["later"]
+    revenue = deals[shares].to_numpy(dtype=np.float64) * deals["expected"].to_numpy()[:, None]
+    sums = pd.DataFrame(revenue, columns=shares).groupby(owners, sort=True).sum()
+    sums["in_horizon"] = sums[shares[:-1]].sum(axis=1)
+    total = sums["in_horizon"] + sums["later"]
+    summary = [
+        {OWNER: rep, "in_horizon": float(r["in_horizon"]), "later": float(r["later"])}
+        for rep, r in sums.iterrows()
+    ]
+    top = total.sort_values(ascending=False, kind="stable").index[:PAGE_REPS]
+    months = [
+        {
+            "period_start": as_utc(team["period_start"].iloc[k]).isoformat(),
+            "period_end": as_utc(team["period_end"].iloc[k]).isoformat(),
+            OWNER: rep,
+            "expected_revenue": float(sums.at[rep, f"m{k}"]),
+        }
+        for rep in top
+        for k in range(len(team))
+    ]
+    return months, summary
 
 
 def comparison(

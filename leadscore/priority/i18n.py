@@ -359,8 +359,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "detail": ("Detail", "详情"),
     "strengths": ("Reps' strengths and weaknesses", "销售的强项与弱项"),
     "strengths_note": (
-        "Where a rep converts better or worse than the rest of the team beyond the 95% interval, by stage and deal type, with the deals behind each (deals closed in the last 12 months).",
-        "销售在哪些阶段和商机类型上的转化明显优于或弱于团队其他人（超出 95% 区间），并给出所依据的商机数（最近 12 个月关闭的商机）。",
+        "Where a rep converts better or worse than the rest of the team beyond the 95% interval, by stage and deal type, with the deals behind each (deals closed in the last 12 months; the reps who closed the most).",
+        "销售在哪些阶段和商机类型上的转化明显优于或弱于团队其他人（超出 95% 区间），并给出所依据的商机数（最近 12 个月关闭的商机；关闭商机最多的销售）。",
     ),
     "strengths_none": (
         "No rep converts clearly better or worse than the rest of the team anywhere yet.",

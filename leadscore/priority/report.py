@@ -888,13 +888,15 @@ def _forecast_reps(
     """The forecast per rep beside the team's: a row per rep (the largest expected revenue
     first, at most :data:`MAX_GROUPS`), a cell per month, the later months and the total."""
     t = texts(lang)
-    summary = {s[OWNER_CUT]: s for s in forecast["summary"] if OWNER_CUT in s}
-    if len(summary) < 2:  # the team alone, or a forecast not cut by rep
+    reps = {s[OWNER_CUT]: s for s in forecast["summary"] if OWNER_CUT in s}
+    if not reps or not forecast["summary"]:  # a forecast not cut by rep
         return None
+    summary = {"(all)": forecast["summary"][0], **reps}
     months = [m["period_start"] for m in team]
     by_rep: dict[str, dict[str, float]] = {}
     for m in forecast["months"]:
-        by_rep.setdefault(str(m.get(OWNER_CUT)), {})[m["period_start"]] = m["expected_revenue"]
+        rep = str(m.get(OWNER_CUT, "(all)"))
+        by_rep.setdefault(rep, {})[m["period_start"]] = m["expected_revenue"]
     order = sorted(
         summary, key=lambda o: (o != "(all)", -(summary[o]["in_horizon"] + summary[o]["later"]), o)
     )
