@@ -1170,7 +1170,12 @@ def _comparison_lines(out: dict[str, Any]) -> list[str]:
     quality = out["lead_quality"]
     if quality is None:
         return [*lines, f"## lead quality: {out['lead_quality_skipped']}"]
-    lines.append(f"## lead quality: mean win probability at creation, {out['lead_quality_model']}")
+    from leadscore.priority.report import model_label
+
+    lines.append(
+        "## lead quality: mean win probability at creation, "
+        + model_label(out["lead_quality_model"])
+    )
     table = pd.DataFrame(
         {
             by: [r[by] for r in quality],
@@ -1796,7 +1801,7 @@ def report(
         moment = ranking_moment(ranked, last_recorded_event(settings.crm_dir))
         # The A/B section's lead-quality check: the champion's probabilities at creation.
         scored = champion_at_creation(settings, tables, compared_deals(facts, *window(moment)))
-        overview = managers_overview(facts, moment, open_probability(ranked), scored)
+        overview = managers_overview(facts, moment, open_probability(ranked), scored, tables)
         path = write_report(
             out, folder, settings.crm_dir, max_rows, settings=settings, lang=lang, overview=overview
         )

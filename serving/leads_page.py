@@ -59,7 +59,7 @@ from leadscore.insights import Facts, compared_deals, deal_facts
 from leadscore.insights.overview import Overview, comparison, managers_overview
 from leadscore.model.drift import read_latest
 from leadscore.priority.at_creation import AtCreation, champion_at_creation
-from leadscore.priority.i18n import EN, choose_language
+from leadscore.priority.i18n import EN, choose_language, texts
 from leadscore.priority.listing import LeadQuery, lead_page
 from leadscore.priority.rank import (
     HISTORY_DIR,
@@ -221,7 +221,10 @@ class LeadsPage:
                 r.crm = load_stored(self.crm_dir)
                 r.facts = deal_facts(r.crm)
                 r.overview = managers_overview(
-                    r.facts, ranking_moment(r.ranked, r.last_event), open_probability(r.ranked)
+                    r.facts,
+                    ranking_moment(r.ranked, r.last_event),
+                    open_probability(r.ranked),
+                    tables=r.crm,
                 )
                 log.info("leads page insights computed from %s", self.crm_dir)
             return r.facts, r.overview
@@ -354,7 +357,10 @@ def create_app(
         try:
             text = await run_in_threadpool(render)
         except UnknownDeal as exc:
-            return _plain_page(404, "Unknown deal", f"{exc}. Check the id in the list at /leads/.")
+            words = texts(lang)
+            return _plain_page(
+                404, words["tl_unknown_title"], words["tl_unknown"].format(deal=exc.args[0])
+            )
         return HTMLResponse(text, headers=page_headers(text))
 
     return Starlette(

@@ -352,6 +352,8 @@ def quality_summary(
         "calibration": {
             "method": evaluation["model"]["calibration"],
             "reason": evaluation["model"]["calibration_reason"],
+            # The figures behind the reason, so the page can say it in Chinese too.
+            "cv": evaluation["model"].get("calibration_cv") or {},
             "curve": reliability_curve(test["won"].to_numpy()[at_age], np.asarray(p_model)[at_age]),
         },
         "top_features": top_features(model, catalog),

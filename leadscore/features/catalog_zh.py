@@ -10,7 +10,8 @@ bin: the numbers of a Chinese reason are those of its English one, by constructi
 A feature with no Chinese template here falls back to its Chinese label and value
 ("近 7 天电话：3"); a custom attribute keeps the label its CRM gave it (often Chinese
 already). Category values the CRM writes are shown as written, except the few the
-contract and the synthetic CRM name (channels, lost reasons), which read in Chinese.
+contract and the synthetic CRM name (channels, lost reasons, industries, regions, the
+ranking's size bands), which read in Chinese.
 """
 
 from __future__ import annotations
@@ -68,6 +69,27 @@ CATEGORY_ZH: dict[str, str] = {
     PRODUCT_FIT.replace("_", " "): "产品匹配度",
     NO_DECISION.replace("_", " "): "客户未做决定",
     OTHER: "其他原因",
+    # Industries, regions and size bands (segments) of the synthetic CRM and ranking.
+    "manufacturing": "制造业",
+    "retail": "零售",
+    "finance": "金融",
+    "healthcare": "医疗健康",
+    "software": "软件",
+    "logistics": "物流",
+    "education": "教育",
+    "energy": "能源",
+    "north": "北区",
+    "south": "南区",
+    "east": "东区",
+    "west": "西区",
+    "apac": "亚太区",
+    "emea": "欧洲、中东和非洲区",
+    "small": "小型企业",
+    "mid-market": "中型企业",
+    "enterprise": "大型企业",
+    # What the features write for a competitor not named, or not recorded.
+    "none": "无",
+    "unknown": "未知",
 }
 
 LABEL_ZH: dict[str, str] = {
@@ -77,7 +99,7 @@ LABEL_ZH: dict[str, str] = {
     "industry": "行业",
     "region": "区域",
     "amount": "商机金额",
-    "log_amount": "商机金额",
+    "log_amount": "商机金额（对数）",
     "employee_count": "公司规模",
     "annual_revenue": "公司年收入",
     "stage_index": "销售阶段",

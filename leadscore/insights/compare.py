@@ -127,7 +127,7 @@ class Predictions(Protocol):
     def probabilities(self) -> pd.Series | None: ...  # by deal_id; None: none computed
 
     @property
-    def model(self) -> str | None: ...  # which model gave them
+    def model(self) -> Mapping[str, str] | None: ...  # which model gave them: name, version, gate
 
     @property
     def skipped(self) -> str | None: ...  # why there are none
@@ -152,8 +152,9 @@ class Comparison:
     lead_quality: pd.DataFrame | None = None
     warnings: tuple[str, ...] = ()
     lead_quality_skipped: str | None = "no predicted win probabilities given"
-    #: Which model gave the predictions (set by whoever loaded it).
-    lead_quality_model: str | None = None
+    #: Which model gave the predictions (set by whoever loaded it): its ``name``,
+    #: ``version`` and ``gate`` standing, for the reader's language to word.
+    lead_quality_model: Mapping[str, str] | None = None
     definitions: dict[str, str] = field(default_factory=lambda: dict(COMPARE_METRICS))
 
     def to_records(self) -> dict[str, Any]:
@@ -169,7 +170,9 @@ class Comparison:
             "groups": to_records(self.groups),
             "overall": to_records(self.overall),
             "lead_quality": None if self.lead_quality is None else to_records(self.lead_quality),
-            "lead_quality_model": self.lead_quality_model,
+            "lead_quality_model": None
+            if self.lead_quality_model is None
+            else dict(self.lead_quality_model),
             "lead_quality_skipped": self.lead_quality_skipped,
             "warnings": list(self.warnings),
         }

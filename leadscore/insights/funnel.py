@@ -156,7 +156,7 @@ def funnel_metrics(
             g["cycle"],
             g["won_dated"],
             g["won"],
-            _why_no_won(g, "created_at"),
+            _why_no_won(g, "a creation time"),
             basis=g["won_dated"],
         ),
         _rows(

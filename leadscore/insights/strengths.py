@@ -141,12 +141,14 @@ def rep_strengths(
     end: Any = None,
     min_deals: int = MIN_DEALS,
     cuts: Sequence[str] = STRENGTH_CUTS,
+    reps: Sequence[str] | None = None,
 ) -> list[Strength]:
     """Every rep's cells against the rest of the team, flagged ones first (see the module doc).
 
     Deals closed in ``[start, end)`` (UTC; either bound may be None); ``cuts`` the deal
     types, those the export lacks left out. Ordered by rep, then flagged cells first,
-    largest difference first. Raises ``ValueError`` when deals have no owner column.
+    largest difference first; ``reps``: only these (default every rep: each costs a pass
+    over the deals). Raises ``ValueError`` when deals have no owner column.
     """
     if OWNER not in facts.cut_values:
         raise ValueError("deals has no owner_id column: without owners there are no reps")
@@ -161,7 +163,8 @@ def rep_strengths(
     cells = _cells(facts, [c for c in cuts if c in available])
     owners = cut_labels(facts, [OWNER])[OWNER].to_numpy(dtype=object)
     out: list[Strength] = []
-    for rep in sorted(set(owners[closed]) - {UNKNOWN}):
+    chosen = set(owners[closed]) - {UNKNOWN}
+    for rep in sorted(chosen if reps is None else chosen & set(reps)):
         mine = owners == rep
         for cut, value, conversion, conversion_zh, inside, converted in cells:
             a, b = closed & inside & mine, closed & inside & ~mine

@@ -91,8 +91,10 @@ class AtCreation:
 
     #: Probabilities by ``deal_id`` (None: no champion).
     probabilities: pd.Series | None
-    #: Which model gave them, with its gate warning when it failed the baseline gate.
-    model: str | None = None
+    #: Which model gave them (:func:`model_facts`): its ``name``, ``version`` and
+    #: ``gate`` (``passed``, ``not_better``: made champion by force, ``unchecked``:
+    #: trained before the gate existed), which the page words in its language.
+    model: Mapping[str, str] | None = None
     #: Why they were not computed.
     skipped: str | None = None
 
@@ -109,6 +111,16 @@ def champion_at_creation(
     except RegistryError as exc:
         log.info("no probabilities at creation: %s", exc)
         return AtCreation(None, skipped=f"skipped: {exc}")
-    warning = model.gate_warning
-    name = f"{settings.model_name} version {version}" + (f" ({warning})" if warning else "")
-    return AtCreation(probabilities_at_creation(tables, model, deal_ids), name)
+    return AtCreation(
+        probabilities_at_creation(tables, model, deal_ids),
+        model_facts(settings.model_name, version, model),
+    )
+
+
+def model_facts(name: str, version: str, model: ScoringModel) -> dict[str, str]:
+    """Which model scored: name, version and how it stands against the baselines (words
+    in no language: the page and the command say it in theirs)."""
+    gate = model.gate
+    # As ScoringModel.gate_warning tells them apart: a gate without checks never ran.
+    standing = "passed" if gate["passed"] else "not_better" if gate.get("checks") else "unchecked"
+    return {"name": name, "version": str(version), "gate": standing}

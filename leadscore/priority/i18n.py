@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
 
 from leadscore.config import AUTO_LANGUAGE, LANGUAGES
-from leadscore.features.catalog_zh import stage_zh
+from leadscore.features.catalog_zh import category_zh, stage_zh
 
 EN, ZH = LANGUAGES
 #: ``<html lang>`` of each language.
@@ -83,6 +84,20 @@ def money(v: Any, lang: str = EN) -> str:
     if lang == ZH and abs(x) >= 10_000:
         return f"{x / 10_000:,.2f}万"
     return f"{x:,.0f}"
+
+
+def p_value(p: Any) -> str:
+    """A p-value as papers write it, the same in both languages: ``0.0123``, ``<0.001``
+    (never ``8.91e-05``, which no manager reads)."""
+    if p is None or pd.isna(p):
+        return ""
+    return "<0.001" if float(p) < 0.001 else f"{float(p):.3g}"
+
+
+def p_clause(p: Any) -> str:
+    """A p-value in a sentence: ``p = 0.0123``, ``p < 0.001``."""
+    text = p_value(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 def percent(p: Any, lang: str = EN, digits: int = 0) -> str:
@@ -171,6 +186,71 @@ def stage_text(stage: str, lang: str = EN) -> str:
     return stage_zh(stage) if lang == ZH else stage
 
 
+def category_text(value: Any, lang: str = EN) -> str:
+    """A category the CRM writes (channel, industry, region, size band, competitor) in
+    ``lang``: in Chinese when :data:`~leadscore.features.catalog_zh.CATEGORY_ZH` knows it,
+    else as written (a CRM's own values are its data)."""
+    text = str(value)
+    return category_zh(text) if lang == ZH else text
+
+
+@lru_cache(maxsize=4)
+def _patterns(prefix: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """Each ``prefix`` entry of :data:`TEXT` as a pattern over its English, a named group
+    per placeholder."""
+
+    def pattern(english: str) -> re.Pattern[str]:
+        parts = re.split(r"\{(\w+)\}", english)
+        return re.compile(
+            "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
+            + r"\Z"
+        )
+
+    return tuple((pattern(en), key) for key, (en, _) in TEXT.items() if key.startswith(prefix))
+
+
+def _in_chinese(english: str, prefix: str) -> str | None:
+    """``english`` through the first ``prefix`` entry of :data:`TEXT` it matches, in
+    Chinese (a date placeholder as a Chinese date, others as categories); None: none."""
+    for pattern, key in _patterns(prefix):
+        found = pattern.match(english)
+        if found is not None:
+            return TEXT[key][1].format(
+                **{
+                    k: date(v, ZH) if k == "date" else category_text(v, ZH)
+                    for k, v in found.groupdict().items()
+                }
+            )
+    return None
+
+
+def model_text(model: str, lang: str = EN) -> str:
+    """Which model scored a row (the ranked list's ``model``, written in English by
+    ``leadscore rank``) in ``lang``: a ``model_`` entry of :data:`TEXT`, else as written."""
+    if lang != ZH or not model:
+        return model
+    return _in_chinese(model, "model_") or model
+
+
+def reason_text(reason: str | None, lang: str = EN) -> str:
+    """Why an insight has no number (its ``missing``, written in English by
+    :mod:`leadscore.insights`, several reasons joined by "; "), in ``lang``.
+
+    Insights never import the page's words (they sit beside this package), so each
+    reason they can give is a ``why_`` entry of :data:`TEXT` whose English is the very
+    text they write, placeholders for the figures; a Chinese page reads each reason
+    through it, dates in its own format. A reason no entry knows is not shown in English
+    on a Chinese page: it says the value could not be computed (the English page has why).
+    """
+    if not reason:
+        return ""
+    if lang != ZH:
+        return reason
+    return "；".join(
+        _in_chinese(part, "why_") or TEXT["why_other"][1] for part in reason.split("; ")
+    )
+
+
 # ---------------------------------------------------------------- the page's words
 #: Every fixed word of the page: key -> (English, Chinese).
 TEXT: dict[str, tuple[str, str]] = {
@@ -183,7 +263,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "Ranked by expected value (win probability × amount) unless re-sorted below.",
         "默认按预期价值（赢单概率 × 金额）排序，可在下方重新排序。",
     ),
-    "language": ("Language", "语言"),
+    "language": ("Language:", "语言："),
     "summary": ("Summary", "概览"),
     "funnel": ("Funnel metrics", "漏斗指标"),
     "funnel_note": (
@@ -220,11 +300,11 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "trends": ("Trends by month", "月度趋势"),
     "trends_note": (
-        "Each metric by month; MoM: change on the month before, YoY: on the same month a year before (points for a rate).",
-        "各指标按月变化；环比：与上月相比，同比：与去年同月相比（比率以百分点计）。",
+        "Each metric by whole month (the month in progress is left out); MoM: change on the month before, YoY: on the same month a year before (points for a rate).",
+        "各指标按完整月份变化（不含进行中的当月）；环比：与上月相比，同比：与去年同月相比（比率以百分点计）。",
     ),
     "month": ("Month", "月份"),
-    "latest": ("Latest month", "最近一月"),
+    "latest": ("Latest month ({month})", "最近一月（{month}）"),
     "mom": ("MoM", "环比"),
     "yoy": ("YoY", "同比"),
     "forecast": ("Forecast by month", "按月预测"),
@@ -239,10 +319,17 @@ TEXT: dict[str, tuple[str, str]] = {
     "forecast_stage": ("the stage win rate", "阶段赢单率"),
     "expected_revenue": ("Expected revenue", "预期收入"),
     "later": ("Later", "更晚"),
+    "total": ("Total", "合计"),
+    "forecast_by_rep": ("Expected revenue by rep", "各销售的预期收入"),
+    "forecast_top": (
+        "The {shown} reps of {n} with the most expected revenue.",
+        "显示预期收入最高的 {shown} 位销售（共 {n} 位）。",
+    ),
     "backtest": (
         "Backtest: rebuilt at {cuts} past month starts from what was known then, the forecast of the next {horizon} months missed what was won by {wape} (WAPE, stage win rates; the naive reference: {naive}).",
         "回测：在过去 {cuts} 个月初按当时已知信息重建预测，未来 {horizon} 个月的预测与实际赢单的误差为 {wape}（WAPE，阶段赢单率；朴素基准：{naive}）。",
     ),
+    "backtest_month": ("month {h}: {wape}", "第 {h} 个月 {wape}"),
     "backtest_none": (
         "Backtest: not enough history before the last months.",
         "回测：历史数据不足。",
@@ -255,6 +342,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "rep": ("Rep", "销售"),
     "every_month": ("Latest month", "最近一月"),
     "every_week": ("Latest week", "最近一周"),
+    "week_of": ("the week of {day}", "{day}起的一周"),
     "n_closed": ("Won", "赢单"),
     "n_committed": ("Committed", "承诺"),
     "n_opportunities": ("Opportunities", "商机"),
@@ -262,6 +350,24 @@ TEXT: dict[str, tuple[str, str]] = {
     "n_first_visits": ("First visits", "首次拜访"),
     "n_followup_visits": ("Follow-up visits", "跟进拜访"),
     "team": ("Team", "团队"),
+    "channels": ("Channel quality", "渠道质量"),
+    "channels_note": (
+        "How closely each lead source's leads of the last 12 months look like the customers won (industry, size, region, the most senior contact reached, custom attributes; 100%: the same profile), most alike first, with the attribute that differs most.",
+        "各线索来源最近 12 个月的线索与赢单客户的相似程度（行业、规模、区域、接触到的最高级别联系人及自定义属性；100% 表示完全相同），按相似度从高到低排列，并给出差异最大的属性。",
+    ),
+    "similarity": ("Like the won customers", "与赢单客户的相似度"),
+    "detail": ("Detail", "详情"),
+    "strengths": ("Reps' strengths and weaknesses", "销售的强项与弱项"),
+    "strengths_note": (
+        "Where a rep converts better or worse than the rest of the team beyond the 95% interval, by stage and deal type, with the deals behind each (deals closed in the last 12 months; the reps who closed the most).",
+        "销售在哪些阶段和商机类型上的转化明显优于或弱于团队其他人（超出 95% 区间），并给出所依据的商机数（最近 12 个月关闭的商机；关闭商机最多的销售）。",
+    ),
+    "strengths_none": (
+        "No rep converts clearly better or worse than the rest of the team anywhere yet.",
+        "目前没有销售在任何方面明显优于或弱于团队其他人。",
+    ),
+    "better": ("Better", "强项"),
+    "worse": ("Worse", "弱项"),
     "ab": ("A/B comparison", "A/B 对比"),
     "ab_note": (
         "Groups of one attribute against the largest on win rate, cycle length and stage conversion, in the export's last 12 months, with the 95% interval and a Holm-corrected p-value.",
@@ -277,26 +383,86 @@ TEXT: dict[str, tuple[str, str]] = {
     "interval": ("95% interval", "95% 区间"),
     "p_adjusted": ("p (Holm)", "p 值（Holm）"),
     "not_enough": ("not enough deals yet", "商机数量尚不足"),
-    "ab_short": (
+    # Why an insight has no number: the English is the very text leadscore.insights
+    # writes (placeholders for its figures), read by reason_text on a Chinese page.
+    "why_created": ("no deals created in the period", "期内没有新建商机"),
+    "why_opportunities": (
+        "no opportunities among the deals created in the period",
+        "期内新建的商机中没有进入商机阶段的",
+    ),
+    "why_qualified_closed": (
+        "no qualified opportunities closed in the period",
+        "期内没有关闭的合格商机",
+    ),
+    "why_won": ("no deals won in the period", "期内没有赢单"),
+    "why_won_created": ("no won deal has a creation time", "赢单均无创建时间"),
+    "why_won_amount": ("no won deal has an amount", "赢单均无金额"),
+    "why_currencies": ("amounts in {n} currencies", "金额涉及 {n} 种货币，无法相加"),
+    "why_such_closed": ("no such deals closed in the period", "期内没有此类商机关闭"),
+    "why_lost": ("no deals lost in the period", "期内没有丢单"),
+    "why_column": ("no {column} column in {table}", "{table} 表中没有 {column} 列"),
+    "why_table": ("no {table} table", "导出数据中没有 {table} 表"),
+    "why_time_to_close": (
+        "no deal won before {date} was open {months} to {later} months earlier: no time to close to learn from",
+        "{date}之前赢单的商机中，没有在那之前 {months} 至 {later} 个月时仍在进行的：没有可供学习的成交时间",
+    ),
+    "why_short": (
         "not enough deals yet: {n} of the {min} needed",
         "商机数量尚不足：{n} 个，需要 {min} 个",
     ),
-    "ab_short_baseline": (
+    "why_short_baseline": (
         "not enough deals yet in the baseline {baseline}: {n} of the {min} needed",
         "基准组 {baseline} 的商机数量尚不足：{n} 个，需要 {min} 个",
     ),
+    "why_short_groups": (
+        "not enough deals yet: fewer than two groups with {min} deals",
+        "商机数量尚不足：达到 {min} 个商机的组少于两个",
+    ),
+    "why_short_scored": (
+        "not enough deals yet: fewer than two groups with {min} scored deals",
+        "商机数量尚不足：达到 {min} 个已评分商机的组少于两个",
+    ),
+    "why_other": ("cannot be computed", "无法计算（原因见英文页面）"),
+    # Which model scored a row: the English is the ranked list's ``model`` column.
+    "model_win": ("win", "赢单模型"),
+    "model_revival": ("revival", "复活模型"),
+    "model_dormant": ("win, dormant calibration", "赢单模型（休眠商机校准）"),
+    "model_reopened": (
+        "win as if re-opened (no revival model)",
+        "赢单模型，按重新打开评分（未注册复活模型）",
+    ),
+    "model_fallback": (
+        "fallback (stage rates, {n} closed deals)",
+        "回退估计（阶段赢单率，{n} 个已关闭商机）",
+    ),
+    "model_fallback_channel": (
+        "fallback (stage and channel rates, {n} closed deals)",
+        "回退估计（阶段与渠道赢单率，{n} 个已关闭商机）",
+    ),
     "industry": ("Industry", "行业"),
     "size_band": ("Size band", "规模"),
+    "competitor": ("Competitor", "竞争对手"),
+    "region": ("Region", "区域"),
     "lq_heading": ("Lead quality at creation", "创建时的线索质量"),
     "lq_note": (
         "A strategy handed better leads wins more whatever it does: each group's mean win probability at creation, by {model}, against the baseline's (Welch's t-test, Holm-corrected).",
         "分到更好线索的策略无论怎么做都会赢得更多：各组商机在创建时的平均赢单概率（{model}），与基准组比较（Welch t 检验，Holm 校正）。",
     ),
+    "lq_model": ("{name} version {version}", "{name} 版本 {version}"),
+    "lq_model_not_better": (
+        "{name} version {version}, not better than baseline",
+        "{name} 版本 {version}，该模型并不优于基线",
+    ),
+    "lq_model_unchecked": (
+        "{name} version {version}, not checked against the baselines",
+        "{name} 版本 {version}，该模型未与基线比较",
+    ),
+    "lq_no_champion": ("no champion model to score with", "没有可用于评分的冠军模型"),
     "lq_deals": ("Scored deals", "已评分商机"),
     "lq_mean": ("Mean win probability at creation", "创建时平均赢单概率"),
     "lq_differs": (
-        "Lead quality differs: the deals of {group} had a mean win probability at creation of {mean} against {base_mean} for {baseline} ({diff} points, p = {p}); a difference in outcomes may come from the leads, not the strategy.",
-        "线索质量不同：{group} 的商机创建时平均赢单概率为 {mean}，基准组 {baseline} 为 {base_mean}（相差 {diff} 个百分点，p = {p}）；结果的差异可能来自线索，而非策略。",
+        "Lead quality differs: the deals of {group} had a mean win probability at creation of {mean} against {base_mean} for {baseline} ({diff} points, {p}); a difference in outcomes may come from the leads, not the strategy.",
+        "线索质量不同：{group} 的商机创建时平均赢单概率为 {mean}，基准组 {baseline} 为 {base_mean}（相差 {diff} 个百分点，{p}）；结果的差异可能来自线索，而非策略。",
     ),
     "lq_comparable": (
         "The groups' leads were comparable at creation: no group's mean win probability differs from the baseline's significantly by 5 points or more.",
@@ -371,7 +537,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "ch_competitor": ("Win rate by competitor", "各竞争对手下的赢单率"),
     "ch_competitor_note": (
         "'none': no competitor; 'unknown': not recorded.",
-        "“none”：无竞争对手；“unknown”：未记录。",
+        "“无”：无竞争对手；“未知”：未记录。",
     ),
     "ch_seniority": ("Win rate by the most senior contact", "按最高级别联系人的赢单率"),
     "ch_seniority_note": (
@@ -385,6 +551,12 @@ TEXT: dict[str, tuple[str, str]] = {
         "虚线：全部 {n} 个已关闭商机，赢单率 {rate}。",
     ),
     "win_rate": ("win rate", "赢单率"),
+    "ch_deals": ("n={n}", "{n} 个"),
+    "ch_won": ("won", "赢单"),
+    "ch_other": ("(other)", "（其他）"),
+    "ch_not_recorded": ("(not recorded)", "（未记录）"),
+    "ch_no_contacts": ("no contacts", "无联系人"),
+    "ch_title_unknown": ("title not recognised", "职位无法识别"),
     "model_panel": ("The model behind these scores", "评分所用的模型"),
     "scored_by": ("model: {model}", "评分模型：{model}"),
     # The model panel (leadscore.priority.report.panel_context): labels, and sentences
@@ -454,15 +626,28 @@ TEXT: dict[str, tuple[str, str]] = {
     "mp_verdict_worse": ("worse", "差于"),
     "mp_verdict_unknown": ("unknown", "无法判断是否优于"),
     "mp_calibration": ("Calibration {reason}.", "校准方法：{reason}。"),
+    "mp_calibration_chosen": (
+        "Calibration: {method}; out-of-sample log loss {losses}.",
+        "校准方法：{method}；样本外对数损失 {losses}。",
+    ),
+    "mp_calibration_ece": ("ECE {eces}.", "期望校准误差 {eces}。"),
+    "mp_method_none": ("none", "不校准"),
+    "mp_method_platt": ("Platt", "Platt 缩放"),
+    "mp_method_isotonic": ("isotonic", "保序回归"),
     "mp_features": ("Strongest features", "最重要的特征"),
     "mp_gain": ("Gain", "增益占比"),
     "no_data": ("No CRM tables to compute this from.", "没有可用于计算的 CRM 数据。"),
     # One deal's timeline (leadscore.priority.timeline); its facts reuse the list's words.
     "tl_title": ("Deal {deal} — timeline", "商机 {deal} — 时间线"),
     "tl_back": ("Back to the list", "返回列表"),
-    "tl_when": ("When", "时间"),
+    "tl_when": ("When (UTC)", "时间（UTC）"),
     "tl_what": ("What happened", "事件"),
     "tl_undated": ("undated", "无日期"),
+    "tl_unknown_title": ("Unknown deal", "未知商机"),
+    "tl_unknown": (
+        "No deal {deal} in the stored CRM. Check the id in the list at /leads/.",
+        "已存储的 CRM 中没有商机 {deal}。请在 /leads/ 的列表中核对商机编号。",
+    ),
     "tl_none": ("Nothing recorded for this deal yet.", "该商机还没有任何记录。"),
     "stage": ("Stage", "阶段"),
     "product": ("Product", "产品"),

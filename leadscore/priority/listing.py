@@ -24,7 +24,17 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import MAX_PAGE_SIZE, PAGE_SIZE
-from leadscore.priority.i18n import EN, localised, meaning_text, money, percent, stage_text, texts
+from leadscore.priority.i18n import (
+    EN,
+    category_text,
+    localised,
+    meaning_text,
+    model_text,
+    money,
+    percent,
+    stage_text,
+    texts,
+)
 from leadscore.priority.rank import ACTIVE, DORMANT, GROUP, PRIORITY_GROUPS, RECENTLY_LOST, Filters
 
 #: Status filter values and the priority groups each selects.
@@ -168,8 +178,10 @@ def page_row(r: Mapping[str, Any], lang: str = EN) -> dict[str, Any]:
         "stage": stage_text(str(r.get("stage") or ""), lang),
         "segment": r.get("segment") or "",
         "industry": (r.get("industry") or "").replace("_", " "),
+        "segment_text": category_text(r.get("segment") or "", lang),
+        "industry_text": category_text((r.get("industry") or "").replace("_", " "), lang),
         "grade": str(r["grade"]),
-        "model": r.get("model") or "",
+        "model": model_text(str(r.get("model") or ""), lang),
         "meaning": meaning_text(str(r.get("meaning") or ""), lang),
         "probability": _num(r["probability"]),
         "win": percent(r["probability"], lang),

@@ -51,7 +51,6 @@ from __future__ import annotations
 import html
 import itertools
 import math
-import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,7 +68,7 @@ from leadscore.config import REPORT_MAX_ROWS, Settings
 from leadscore.crm.contract import CLOSED_STATUSES, STAGES, WON
 from leadscore.crm.ingest import last_recorded_event, load_stored
 from leadscore.features.catalog import FEATURES_BY_NAME, SENIORITY_LEVELS
-from leadscore.features.catalog_zh import label_zh
+from leadscore.features.catalog_zh import SENIORITY_ZH, label_zh
 from leadscore.features.featurize import contacts_source, normalise_category, normalise_competitor
 from leadscore.model.drift import read_latest
 from leadscore.model.scoring_model import NO_GATE, NO_QUALITY
@@ -78,11 +77,18 @@ from leadscore.priority.i18n import (
     EN,
     HTML_LANG,
     ZH,
+    category_text,
     choose_language,
+    localised,
+    moment,
     money,
     month,
     number,
+    p_clause,
+    p_value,
     percent,
+    reason_text,
+    stage_text,
     texts,
 )
 from leadscore.priority.i18n import date as date_text
@@ -242,25 +248,42 @@ def _layout(fig: go.Figure, y_title: str) -> go.Figure:
         showlegend=False,
         font={"family": "system-ui, sans-serif"},
     )
+    # Long category labels (a Chinese month, a seniority) are turned, and the margin grows
+    # to hold them rather than cutting them off.
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
+def _amounts(values: Sequence[Any], lang: str) -> list[Any]:
+    """Amounts as a chart's axis counts them: in 万 on a Chinese page (with
+    :func:`_amount_axis`), as the tables write money; as they are in English."""
+    return [v / 10_000 if lang == ZH and v is not None else v for v in values]
+
+
+def _amount_axis(fig: go.Figure, lang: str) -> None:
+    """A Chinese chart's amount axis in 万 (``1,200万``), never plotly's SI ``12M``."""
+    if lang == ZH:
+        fig.update_yaxes(ticksuffix="万", tickformat=",.4~g", exponentformat="none")
+
+
 def rate_figure(
-    rates: pd.DataFrame, overall: float, x_title: str, y_title: str = "win rate"
+    rates: pd.DataFrame, overall: float, x_title: str, y_title: str = "win rate", lang: str = EN
 ) -> go.Figure:
     """Win rate bars with the deal count on each bar and the overall rate as a line."""
+    t = texts(lang)
     fig = go.Figure(
         go.Bar(
             x=[str(k) for k in rates.index],
             y=rates["win_rate"],
             marker_color="#3b6fb6",
             text=[
-                f"{r:.0%}<br>n={n:,.0f}"
+                f"{percent(r)}<br>{t['ch_deals'].format(n=number(n))}"
                 for r, n in zip(rates["win_rate"], rates["deals"], strict=True)
             ],
             textposition="outside",
             cliponaxis=False,
-            hovertemplate="%{x}: won %{y:.1%}<extra></extra>",
+            hovertemplate="%{x}: " + t["ch_won"] + " %{y:.1%}<extra></extra>",
         )
     )
     fig.add_hline(y=overall, line_dash="dot", line_color="#888")
@@ -271,7 +294,9 @@ def rate_figure(
     return _layout(fig, y_title)
 
 
-def funnel_figure(stage_history: pd.DataFrame, closed: pd.DataFrame) -> go.Figure | None:
+def funnel_figure(
+    stage_history: pd.DataFrame, closed: pd.DataFrame, lang: str = EN
+) -> go.Figure | None:
     """Closed deals by the furthest stage they reached, then won; conversion step by step."""
     sh = stage_history[stage_history["deal_id"].astype(str).isin(set(closed["deal_id"]))]
     index = sh["stage"].astype(str).str.lower().map({s: i for i, s in enumerate(_OPEN_FUNNEL)})
@@ -282,16 +307,18 @@ def funnel_figure(stage_history: pd.DataFrame, closed: pd.DataFrame) -> go.Figur
     won = int(closed.set_index("deal_id").loc[furthest.index, "won"].sum())
     fig = go.Figure(
         go.Funnel(
-            y=[*_OPEN_FUNNEL, WON],
+            y=[*(stage_text(s, lang) for s in _OPEN_FUNNEL), texts(lang)["ch_won"]],
             x=[*reached, won],
-            textinfo="value+percent previous",
+            texttemplate="%{value:,}<br>%{percentPrevious:.0%}",
             marker={"color": "#3b6fb6"},
         )
     )
     return _layout(fig, "")
 
 
-def _seniority(tables: Mapping[str, pd.DataFrame], closed: pd.DataFrame) -> pd.Series | None:
+def _seniority(
+    tables: Mapping[str, pd.DataFrame], closed: pd.DataFrame, lang: str = EN
+) -> pd.Series | None:
     """Label of the most senior contact on each closed deal, by the feature definition."""
     dc = tables.get("deal_contacts")
     if dc is None or tables.get("contacts") is None:
@@ -300,16 +327,23 @@ def _seniority(tables: Mapping[str, pd.DataFrame], closed: pd.DataFrame) -> pd.S
     last = contacts_source(dc, tables["contacts"]).drop_duplicates("deal_id", keep="last")
     level = closed["deal_id"].map(last.set_index("deal_id")["max_seniority"])
     has_contacts = closed["deal_id"].isin(set(last["deal_id"]))
-    label = level.map(lambda v: f"{int(v)} {SENIORITY_LEVELS.name(v)}" if pd.notna(v) else None)
-    return label.where(level.notna(), np.where(has_contacts, "title not recognised", "no contacts"))
+    t = texts(lang)
+
+    def name(v: float) -> str:
+        return SENIORITY_ZH[int(v)] if lang == ZH else SENIORITY_LEVELS.name(v)
+
+    label = level.map(lambda v: f"{int(v)} {name(v)}" if pd.notna(v) else None)
+    return label.where(
+        level.notna(), np.where(has_contacts, t["ch_title_unknown"], t["ch_no_contacts"])
+    )
 
 
-def _competitors(closed: pd.DataFrame) -> pd.Series:
+def _competitors(closed: pd.DataFrame, lang: str = EN) -> pd.Series:
     """Main competitor as the features normalise it; beyond the most frequent, '(other)'."""
-    competitor = normalise_competitor(closed["competitor"])
+    competitor = normalise_competitor(closed["competitor"]).map(lambda c: category_text(c, lang))
     named = competitor.value_counts().index[: MAX_COMPETITORS - 1]
     return (
-        competitor.where(competitor.isin(named), "(other)")
+        competitor.where(competitor.isin(named), texts(lang)["ch_other"])
         if competitor.nunique() > MAX_COMPETITORS
         else competitor
     )
@@ -334,20 +368,29 @@ def crm_charts(tables: Mapping[str, pd.DataFrame], lang: str = EN) -> list[Chart
         return [Chart("none", t["ch_none"], t["ch_none_note"], "")]
     won, overall = closed["won"], float(closed["won"].mean())
     all_deals = t["ch_all_deals"].format(n=number(len(closed)), rate=percent(overall))
-    sh, seniority = tables.get("stage_history"), _seniority(tables, closed)
-    channel = normalise_category(closed["channel"]).fillna("(not recorded)").str.replace("_", " ")
+    sh, seniority = tables.get("stage_history"), _seniority(tables, closed, lang)
+    channel = (
+        normalise_category(closed["channel"])
+        .map(lambda c: category_text(str(c).replace("_", " "), lang), na_action="ignore")
+        .fillna(t["ch_not_recorded"])
+    )
     y = t["win_rate"]
     figures: list[tuple[str, str, go.Figure | None]] = [
-        ("funnel", t["ch_funnel_note"], None if sh is None else funnel_figure(sh, closed)),
-        ("channel", all_deals, rate_figure(win_rates(channel, won), overall, t["ax_channel"], y)),
+        ("funnel", t["ch_funnel_note"], None if sh is None else funnel_figure(sh, closed, lang)),
+        (
+            "channel",
+            all_deals,
+            rate_figure(win_rates(channel, won), overall, t["ax_channel"], y, lang),
+        ),
         (
             "competitor",
             f"{t['ch_competitor_note']} {all_deals}",
             rate_figure(
-                win_rates(_competitors(closed).str.replace("_", " "), won),
+                win_rates(_competitors(closed, lang).str.replace("_", " "), won),
                 overall,
                 t["ax_competitor"],
                 y,
+                lang,
             ),
         ),
         (
@@ -355,12 +398,14 @@ def crm_charts(tables: Mapping[str, pd.DataFrame], lang: str = EN) -> list[Chart
             f"{t['ch_seniority_note']} {all_deals}",
             None
             if seniority is None
-            else rate_figure(win_rates(seniority, won).sort_index(), overall, t["ax_seniority"], y),
+            else rate_figure(
+                win_rates(seniority, won).sort_index(), overall, t["ax_seniority"], y, lang
+            ),
         ),
         (
             "cycle",
             f"{t['ch_cycle_note']} {all_deals}",
-            rate_figure(_cycle_rates(closed), overall, t["ax_cycle"], y),
+            rate_figure(_cycle_rates(closed), overall, t["ax_cycle"], y, lang),
         ),
     ]
     return [
@@ -466,6 +511,11 @@ _BASELINE_NAMES = {
 }
 
 
+def _zh_list(items: Sequence[str]) -> str:
+    """``甲、乙和丙``: a Chinese list, as "A, B and C" is an English one."""
+    return "和".join(["、".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
 def gate_warning(quality: Mapping[str, Any]) -> dict[str, str] | None:
     """The header's warning (English and Chinese) when the model failed the baseline gate.
 
@@ -483,7 +533,7 @@ def gate_warning(quality: Mapping[str, Any]) -> dict[str, str] | None:
     names = [_BASELINE_NAMES.get(b, {"en": b, "zh": b}) for b in failed]
     return {
         "en": " and ".join(n["en"] for n in names) or "the baselines",
-        "zh": "和".join(n["zh"] for n in names) or "基线",
+        "zh": _zh_list([n["zh"] for n in names]) or "基线",
         "sentence": gate["sentence"],
     }
 
@@ -516,11 +566,46 @@ def baseline_sentence(name: str, entry: Mapping[str, Any], when: str, lang: str 
     return t["mp_baseline"].format(verdict=verdict, baseline=label, when=when, figure=figure)
 
 
-def _feature_words(name: str, description: str, lang: str) -> str:
-    """A strongest feature's line under its name: the catalog's description, or in Chinese
-    its Chinese name (a custom attribute keeps its own words)."""
+def _feature_words(name: str, description: str, lang: str) -> dict[str, str]:
+    """A strongest feature's words: ``name`` (its column, or in Chinese its Chinese name,
+    the column then only on hover) and ``description`` under it (the catalog's, none in
+    Chinese: the name says it). A custom attribute keeps its own name and words."""
     feature = FEATURES_BY_NAME.get(name)
-    return label_zh(feature) if lang == ZH and feature is not None else description
+    if lang == ZH and feature is not None:
+        return {"name": label_zh(feature), "description": "", "column": name}
+    return {"name": name, "description": description, "column": ""}
+
+
+def _day(value: Any, lang: str) -> str:
+    """A stored ISO time's day in ``lang``; empty when there is none."""
+    return date_text(pd.Timestamp(value), lang) if value else ""
+
+
+def calibration_sentence(calibration: Mapping[str, Any], lang: str = EN) -> str:
+    """How the model's probabilities were calibrated. In English, training's own sentence;
+    in Chinese, composed from the figures training stored with it (``cv``: each candidate
+    method's out-of-sample log loss and ECE), or the method alone for a model trained
+    before it stored them."""
+    t = texts(lang)
+    if lang == EN:
+        return t["mp_calibration"].format(reason=calibration.get("reason", ""))
+
+    def method(m: str) -> str:
+        return t.get(f"mp_method_{m}", m)
+
+    chosen = method(str(calibration.get("method", "")))
+    cv = calibration.get("cv") or {}
+    if not cv.get("log_loss"):
+        return t["mp_calibration"].format(reason=chosen)
+    sep = "，" if lang == ZH else ", "
+    out = t["mp_calibration_chosen"].format(
+        method=chosen,
+        losses=sep.join(f"{method(k)} {v:.5f}" for k, v in cv["log_loss"].items()),
+    )
+    if cv.get("ece"):
+        eces = sep.join(f"{method(k)} {v:.4f}" for k, v in cv["ece"].items())
+        out += t["mp_calibration_ece"].format(eces=eces)
+    return out
 
 
 def panel_context(panel: ModelPanel, lang: str = EN) -> dict[str, Any]:
@@ -552,12 +637,10 @@ def panel_context(panel: ModelPanel, lang: str = EN) -> dict[str, Any]:
     won, lost = deals.get("won", 0), deals.get("lost", 0)
     summary = t["mp_summary"].format(
         version=panel.version,
-        trained_at=f"{pd.Timestamp(trained):%Y-%m-%d %H:%M} UTC"
-        if trained
-        else t["mp_not_recorded"],
+        trained_at=moment(pd.Timestamp(trained), lang) if trained else t["mp_not_recorded"],
         window=t["mp_window"].format(
-            start=str(window.get("first_snapshot", ""))[:10],
-            end=str(window.get("last_close", ""))[:10],
+            start=_day(window.get("first_snapshot"), lang),
+            end=_day(window.get("last_close"), lang),
         ),
         test=t["mp_test"].format(
             deals=f"{won + lost:,}",
@@ -583,14 +666,14 @@ def panel_context(panel: ModelPanel, lang: str = EN) -> dict[str, Any]:
             }
             for key, b in blocks
         ],
-        "calibration": t["mp_calibration"].format(reason=calibration.get("reason", "")),
+        "calibration": calibration_sentence(calibration, lang),
         "svg": calibration_svg(curve, lang),
         "curve_note": t["mp_curve_note"].format(n=f"{sum(curve['n']):,}", when=when["at_age"]),
         "features": [
             {
                 "feature": f["feature"],
                 "share": f"{f['gain_share']:.0%}",
-                "description": _feature_words(f["feature"], f["description"], lang),
+                **_feature_words(f["feature"], f["description"], lang),
             }
             for f in q.get("top_features", [])
         ],
@@ -636,6 +719,8 @@ TREND_CHARTS = (
     "average_won_amount",
 )
 _PIPELINE = "open_pipeline_value"
+#: The cut by rep: its groups are ids, never words to translate.
+OWNER_CUT = "owner_id"
 
 
 def _value(v: Any, unit: str, lang: str) -> str:
@@ -667,6 +752,7 @@ def _funnel_block(
     t = texts(lang)
     metrics = [m for m in dict.fromkeys(r["metric"] for r in records)]
     name = (lambda r: str(r[cut])) if cut else (lambda r: t["cut_all"])
+    shown_name = (lambda g: g) if cut == OWNER_CUT else (lambda g: category_text(g, lang))
     groups: dict[str, dict[str, Any]] = {}
     leads: dict[str, float] = {}
     for r in records:
@@ -694,10 +780,13 @@ def _funnel_block(
                     "small": bool(c and c["small"]),
                     "title": ""
                     if c is None
-                    else (c["missing"] or f"{number(c['numerator'])} / {number(c['denominator'])}"),
+                    else (
+                        reason_text(c["missing"], lang)
+                        or f"{number(c['numerator'])} / {number(c['denominator'])}"
+                    ),
                 }
             )
-        rows.append({"name": t["cut_all"] if key == "(all)" else key, "cells": cells})
+        rows.append({"name": t["cut_all"] if key == "(all)" else shown_name(key), "cells": cells})
     note = (
         t["top_groups"].format(shown=MAX_GROUPS, n=len(order) - 1)
         if len(order) > MAX_GROUPS + 1
@@ -708,20 +797,22 @@ def _funnel_block(
 
 def _trend_figure(rows: Sequence[Mapping[str, Any]], lang: str, title: str) -> str:
     unit = rows[0]["unit"] if rows else "share"
+    values = [r["value"] for r in rows]
     fig = go.Figure(
         go.Scatter(
             x=[month(r["period_start"], lang) for r in rows],
-            y=[r["value"] for r in rows],
+            y=_amounts(values, lang) if unit == "amount" else values,
             mode="lines+markers",
             line={"color": "#3b6fb6"},
             customdata=[
                 [
                     _change_text(r["mom_change" if unit == "share" else "mom_pct"], unit, lang),
                     _change_text(r["yoy_change" if unit == "share" else "yoy_pct"], unit, lang),
+                    _value(r["value"], unit, lang),
                 ]
                 for r in rows
             ],
-            hovertemplate="%{x}: %{y}<br>"
+            hovertemplate="%{x}: %{customdata[2]}<br>"
             + texts(lang)["mom"]
             + " %{customdata[0]}, "
             + texts(lang)["yoy"]
@@ -730,40 +821,42 @@ def _trend_figure(rows: Sequence[Mapping[str, Any]], lang: str, title: str) -> s
     )
     if unit == "share":
         fig.update_yaxes(tickformat=".0%")
+    if unit == "amount":
+        _amount_axis(fig, lang)
+    fig.update_xaxes(tickangle=-45)
     return _layout(fig, title).to_json()
 
 
 def _forecast_context(forecast: Mapping[str, Any], lang: str) -> dict[str, Any]:
     t = texts(lang)
     if forecast.get("missing"):
-        return {"forecast_figure": "", "forecast_note": forecast["missing"], "backtest": ""}
-    team = [
-        m
-        for m in forecast["months"]
-        if all(
-            v == "(all)"
-            for k, v in m.items()
-            if k not in ("period_start", "period_end", "expected_revenue", "deals")
-        )
-    ]
+        return {
+            "forecast_figure": "",
+            "forecast_note": reason_text(forecast["missing"], lang),
+            "backtest": "",
+            "forecast_reps": None,
+        }
+    team = [m for m in forecast["months"] if m.get(OWNER_CUT, "(all)") == "(all)"]
     summary = forecast["summary"][0] if forecast["summary"] else {}
     fig = go.Figure(
         go.Bar(
             x=[month(m["period_start"], lang) for m in team] + [t["later"]],
-            y=[m["expected_revenue"] for m in team] + [summary.get("later", 0.0)],
+            y=_amounts([m["expected_revenue"] for m in team] + [summary.get("later", 0.0)], lang),
             marker_color="#3b6fb6",
             text=[money(m["expected_revenue"], lang) for m in team]
             + [money(summary.get("later", 0.0), lang)],
             textposition="outside",
             cliponaxis=False,
+            hovertemplate="%{x}: %{text}<extra></extra>",
         )
     )
+    _amount_axis(fig, lang)
     errors = forecast["errors"]
     if errors:
 
         def wapes(method: str) -> str:
-            return ", ".join(
-                f"h{e['horizon']} {percent(e['wape'], lang)}"
+            return ("，" if lang == ZH else ", ").join(
+                t["backtest_month"].format(h=e["horizon"], wape=percent(e["wape"], lang))
                 for e in errors
                 if e["method"] == method
             )
@@ -785,11 +878,52 @@ def _forecast_context(forecast: Mapping[str, Any], lang: str) -> dict[str, Any]:
             method=t["forecast_ranked" if forecast["method"] == "ranked" else "forecast_stage"],
         ),
         "backtest": backtest,
+        "forecast_reps": _forecast_reps(forecast, team, lang),
     }
 
 
-def _reps_block(records: Sequence[Mapping[str, Any]], label: str, lang: str) -> dict[str, Any]:
+def _forecast_reps(
+    forecast: Mapping[str, Any], team: Sequence[Mapping[str, Any]], lang: str
+) -> dict[str, Any] | None:
+    """The forecast per rep beside the team's: a row per rep (the largest expected revenue
+    first, at most :data:`MAX_GROUPS`), a cell per month, the later months and the total."""
     t = texts(lang)
+    reps = {s[OWNER_CUT]: s for s in forecast["summary"] if OWNER_CUT in s}
+    if not reps or not forecast["summary"]:  # a forecast not cut by rep
+        return None
+    summary = {"(all)": forecast["summary"][0], **reps}
+    months = [m["period_start"] for m in team]
+    by_rep: dict[str, dict[str, float]] = {}
+    for m in forecast["months"]:
+        rep = str(m.get(OWNER_CUT, "(all)"))
+        by_rep.setdefault(rep, {})[m["period_start"]] = m["expected_revenue"]
+    order = sorted(
+        summary, key=lambda o: (o != "(all)", -(summary[o]["in_horizon"] + summary[o]["later"]), o)
+    )
+    rows = [
+        {
+            "rep": t["team"] if o == "(all)" else str(o),
+            "cells": [money(by_rep.get(str(o), {}).get(p, 0.0), lang) for p in months]
+            + [
+                money(summary[o]["later"], lang),
+                money(summary[o]["in_horizon"] + summary[o]["later"], lang),
+            ],
+        }
+        for o in order[: MAX_GROUPS + 1]
+    ]
+    return {
+        "months": [month(p, lang) for p in months] + [t["later"], t["total"]],
+        "rows": rows,
+        "note": t["forecast_top"].format(shown=MAX_GROUPS, n=len(order) - 1)
+        if len(order) > MAX_GROUPS + 1
+        else "",
+    }
+
+
+def _reps_block(records: Sequence[Mapping[str, Any]], every: str, lang: str) -> dict[str, Any]:
+    """The reps' numbers of the latest ``every`` (``month`` or ``week``) against the team."""
+    t = texts(lang)
+    label = t[f"every_{every}"]
     numbers = list(dict.fromkeys(r["number"] for r in records))
     reps: dict[str, dict[str, Mapping[str, Any]]] = {}
     for r in records:
@@ -820,22 +954,47 @@ def _reps_block(records: Sequence[Mapping[str, Any]], label: str, lang: str) -> 
         "numbers": [t[f"n_{n}"] for n in numbers],
         "rows": rows,
         "note": t["reps_note"].format(
-            period=date_text(first.get("period_start"), lang), reps=first.get("reps", 0)
+            period=(month if every == "month" else _week)(first.get("period_start"), lang),
+            reps=first.get("reps", 0),
         ),
     }
 
 
-def _short_text(missing: str, lang: str) -> str:
-    """An insight's "not enough deals yet: 3 of the 20 needed" (or the baseline's,
-    :func:`leadscore.insights.compare._short`, whose first words are the page's
-    ``not_enough``) in ``lang``; any other reason as written."""
+def _strengths(cells: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Each rep with a flagged cell (:func:`leadscore.insights.strengths.rep_strengths`):
+    its strengths and its weaknesses, in ``lang``; at most :data:`MAX_GROUPS` reps."""
+    reps: dict[str, dict[str, list[str]]] = {}
+    for c in cells:
+        rep = str(c["owner_id"])
+        side = reps.setdefault(rep, {"better": [], "worse": []})
+        # The rep's column names the rep: the sentence without its name.
+        text = localised(c, "label", lang)
+        side[c["verdict"]].append(text.removeprefix(f"{rep}，").removeprefix(f"{rep}, "))
+    return [{"rep": rep, **sides} for rep, sides in list(reps.items())[:MAX_GROUPS]]
+
+
+def _week(start: Any, lang: str) -> str:
+    """The week starting on ``start``, in words."""
+    return texts(lang)["week_of"].format(day=date_text(start, lang))
+
+
+def model_label(model: Mapping[str, str] | None, lang: str = EN) -> str:
+    """Which model scored the deals at creation (:func:`leadscore.priority.at_creation.model_facts`)
+    in ``lang``: "lead_scorer version 3", and that it is not better than the baselines
+    (or was never checked against them) when so."""
+    if not model:
+        return ""
     t = texts(lang)
-    short = re.escape(texts(EN)["not_enough"])
-    found = re.match(rf"{short}( in the baseline (.+))?: (\d+) of the (\d+)", missing)
-    if lang == EN or found is None:
-        return missing
-    key = "ab_short_baseline" if found[1] else "ab_short"
-    return t[key].format(baseline=found[2], n=found[3], min=found[4])
+    key = {"not_better": "lq_model_not_better", "unchecked": "lq_model_unchecked"}
+    return t[key.get(model.get("gate", ""), "lq_model")].format(
+        name=model["name"], version=model["version"]
+    )
+
+
+def _group(value: Any, by: str, lang: str) -> str:
+    """A group of cut ``by`` as the page shows it: an owner's id as is, a category in
+    ``lang`` (:func:`~leadscore.priority.i18n.category_text`)."""
+    return str(value) if by == OWNER_CUT else category_text(value, lang)
 
 
 #: The page's word (a :data:`~leadscore.priority.i18n.TEXT` key) for each cut it knows.
@@ -846,6 +1005,9 @@ _CUT_WORDS = {
     "size_band": "size_band",
     "segment": "segment",
     "team": "team",
+    "competitor": "competitor",
+    "product": "product",
+    "region": "region",
 }
 
 
@@ -864,7 +1026,13 @@ def lead_quality_context(ab: Mapping[str, Any], lang: str = EN) -> dict[str, Any
     t = texts(lang)
     by, quality = ab["by"], ab.get("lead_quality")
     if quality is None:
-        reason = str(ab.get("lead_quality_skipped") or "").removeprefix("skipped: ")
+        # In Chinese, what every reason comes to (no registry, no champion, unreadable);
+        # the English page has the registry's own words.
+        reason = (
+            str(ab.get("lead_quality_skipped") or "").removeprefix("skipped: ")
+            if lang == EN
+            else t["lq_no_champion"]
+        )
         return {"verdict": "skipped", "note": t["lq_skipped"].format(reason=reason)}
     base = next((r for r in quality if r["is_baseline"]), None)
     base_mean = percent(base["mean_predicted"], lang) if base else ""
@@ -873,7 +1041,7 @@ def lead_quality_context(ab: Mapping[str, Any], lang: str = EN) -> dict[str, Any
         diff = r["difference"]
         rows.append(
             {
-                "group": r[by],
+                "group": _group(r[by], by, lang),
                 "deals": number(r["deals"]),
                 "mean": percent(r["mean_predicted"], lang, 1),
                 "difference": t["baseline"]
@@ -882,27 +1050,27 @@ def lead_quality_context(ab: Mapping[str, Any], lang: str = EN) -> dict[str, Any
                 "interval": ""
                 if r["ci_low"] is None
                 else f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",
-                "p": "" if r["p_adjusted"] is None else f"{r['p_adjusted']:.3g}",
-                "note": _short_text(r["missing"], lang) if r["missing"] else "",
+                "p": p_value(r["p_adjusted"]),
+                "note": reason_text(r["missing"], lang),
                 "differs": bool(r["differs"]),
             }
         )
         if r["differs"]:
             warnings.append(
                 t["lq_differs"].format(
-                    group=r[by],
+                    group=_group(r[by], by, lang),
                     mean=percent(r["mean_predicted"], lang),
-                    baseline=ab["baseline"],
+                    baseline=_group(ab["baseline"], by, lang),
                     base_mean=base_mean,
                     diff=f"{100 * diff:+.1f}",
-                    p=f"{r['p_adjusted']:.3g}",
+                    p=p_clause(r["p_adjusted"]),
                 )
             )
     tested = any(r["p_adjusted"] is not None for r in quality)
     verdict = "differs" if warnings else "comparable" if tested else "unknown"
     return {
         "verdict": verdict,
-        "note": t["lq_note"].format(model=ab.get("lead_quality_model") or ""),
+        "note": t["lq_note"].format(model=model_label(ab.get("lead_quality_model"), lang)),
         "rows": rows,
         "warnings": warnings,
         "summary": t["lq_comparable"]
@@ -926,9 +1094,9 @@ def comparison_html(ab: Mapping[str, Any] | None, lang: str = EN) -> str:
         rows.append(
             {
                 "metric": t.get(f"m_{r['metric']}", r["metric"]),
-                "group": r[by],
+                "group": _group(r[by], by, lang),
                 "deals": number(r["denominator"]),
-                "value": _short_text(r["missing"], lang)
+                "value": reason_text(r["missing"], lang)
                 if r["value"] is None and r["missing"]
                 else _value(r["value"], r["unit"], lang),
                 "difference": t["baseline"]
@@ -937,7 +1105,7 @@ def comparison_html(ab: Mapping[str, Any] | None, lang: str = EN) -> str:
                 "interval": ""
                 if r["ci_low"] is None
                 else f"[{diff(r['ci_low'])}, {diff(r['ci_high'])}]",
-                "p": "" if r["p_adjusted"] is None else f"{r['p_adjusted']:.3g}",
+                "p": p_value(r["p_adjusted"]),
                 "significant": bool(r["significant"]),
             }
         )
@@ -969,7 +1137,7 @@ def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
         if cut != "all"
     ]
     pipeline = [
-        (r["stage"], money(r["value"], lang))
+        (stage_text(str(r["stage"]), lang), money(r["value"], lang))
         for r in overview.funnel["all"]
         if r["metric"] == _PIPELINE
     ]
@@ -997,10 +1165,7 @@ def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
         for r in trends
         if r["period_start"] == latest
     ]
-    reps = [
-        (key, _reps_block(records, t[f"every_{key}"], lang))
-        for key, records in overview.reps.items()
-    ]
+    reps = [(key, _reps_block(records, key, lang)) for key, records in overview.reps.items()]
     return {
         "start": date_text(overview.start, lang),
         "end": date_text(overview.end, lang),
@@ -1013,6 +1178,17 @@ def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
         "latest_month": month(latest, lang) if latest else "",
         **_forecast_context(overview.forecast, lang),
         "reps": reps,
+        "channels": [
+            {
+                "channel": category_text(str(c["channel"]).replace("_", " "), lang),
+                "similarity": percent(c["similarity"], lang),
+                "leads": number(c["leads"]),
+                "won": number(c["won"]),
+                "detail": localised(c, "label", lang),
+            }
+            for c in overview.channels
+        ],
+        "strengths": _strengths(overview.strengths, lang),
         "compare_by": [(c, cut_label(c, lang)) for c in overview.compare_by],
         "compare_default": overview.comparison["by"] if overview.comparison else "",
         "comparison": comparison_html(overview.comparison, lang),
@@ -1050,7 +1226,7 @@ def _script() -> str:
     return (TEMPLATES / "leads.js").read_text(encoding="utf-8")
 
 
-def drift_banner(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def drift_banner(report: Mapping[str, Any] | None, lang: str = EN) -> dict[str, Any] | None:
     """What the page's drift banner says: the alerts of the last ``leadscore monitor`` run,
     its date and the model version it checked; None when it raised none (or never ran)."""
     if not report or not report.get("alerted"):
@@ -1059,7 +1235,7 @@ def drift_banner(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {
         "alerts": alerts[:5],
         "more": max(len(alerts) - 5, 0),
-        "as_of": str(report.get("as_of", ""))[:10],
+        "as_of": _day(report.get("as_of"), lang),
         "model_version": str(report.get("model_version", "")),
     }
 
@@ -1115,6 +1291,10 @@ def render_page(
     options = filter_options(ranked, teams)
     labelled = {
         **{k: [(v, v) for v in values] for k, values in options.items()},
+        **{
+            k: [(v, category_text(v.replace("_", " "), lang)) for v in options[k]]
+            for k in ("channel", "segment")
+        },
         "status": [(s, t[f"status_{s}"]) for s in options["status"]],
     }
     config: dict[str, Any] = {
@@ -1153,11 +1333,11 @@ def render_page(
             lang=lang,
             html_lang=HTML_LANG[lang],
             number=number,
-            drift=drift_banner(drift),
+            drift=drift_banner(drift, lang),
             lost_left_out=left_out,
             reopened=bool("model" in ranked and (ranked["model"] == REOPENED_MODEL).any()),
             dormant=dormant_note(ranked),
-            as_of=as_of.strftime("%Y-%m-%d %H:%M UTC") if as_of is not None else "",
+            as_of=moment(as_of, lang) if as_of is not None else "",
             as_of_last_event=as_of is not None and last_event is not None and as_of == last_event,
             model_version=first_row["model_version"] if first_row is not None else "",
             total=len(ranked),

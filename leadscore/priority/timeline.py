@@ -34,7 +34,7 @@ from leadscore.features.catalog_zh import ACTIVITY_ZH, SENIORITY_ZH, category_zh
 from leadscore.features.seniority import LABELS as SENIORITY_LABELS
 from leadscore.features.seniority import title_seniority
 from leadscore.priority.health import time_since, time_since_zh
-from leadscore.priority.i18n import LANGUAGE_NAMES, texts
+from leadscore.priority.i18n import LANGUAGE_NAMES, ZH, date, money, texts
 
 Kind = Literal["created", "contact", "stage", "activity", "closed", "score"]
 #: Order of events at one moment (and of undated ones).
@@ -179,7 +179,7 @@ def _created(deal: Mapping[str, Any]) -> Event:
         zh.append(f"产品 {facts['product']}")
     if amount is not None:
         en.append(f"amount {amount:,.0f}")
-        zh.append(f"金额 {amount:,.0f}")
+        zh.append(f"金额 {money(amount, ZH)}")
     return Event(
         _time(deal.get("created_at")),
         "created",
@@ -330,7 +330,7 @@ def _score_events(history: pd.DataFrame) -> list[Event]:
             change = score - before["score"]
             details["change"] = change
             en += f", {change:+d} since {before['run_date']}"
-            zh += f"，较 {before['run_date']} {change:+d}"
+            zh += f"，较 {date(before['run_date'], ZH)} {change:+d}"
             for side, sign in (("positive", "+"), ("negative", "−")):
                 then = before["shown"][side]
                 now = shown[side]
@@ -487,7 +487,7 @@ def timeline_html(timeline: Timeline, lang: Lang = "en") -> str:
     )
     rows = "".join(
         f'<tr class="{e.kind}"><td>'
-        f"{esc(e.at.strftime('%Y-%m-%d %H:%M') if e.at is not None else t['tl_undated'])}"
+        f"{esc(f'{date(e.at, lang)} {e.at:%H:%M}' if e.at is not None else t['tl_undated'])}"
         f'</td><td class="kind">{esc(t["tl_kind_" + e.kind])}</td>'
         f"<td>{esc(e.text_zh if lang == 'zh' else e.text)}</td></tr>"
         for e in timeline.events

@@ -131,6 +131,13 @@ def test_without_a_champion_rank_scores_with_the_labelled_fallback(stored: Setti
     assert rows[0]["meaning"] == meaning
     # The page's script shows the model on hover and the meaning under the number.
     assert 't.scored_by.replace("{model}", r.model)' in page and "r.meaning" in page
+    # In Chinese, the model on hover is named in Chinese too.
+    zh = build_page(tmp_path, stored.crm_dir, settings=stored, lang="zh")
+    found = re.search(r'<script type="application/json" id="page-config">(.*?)</script>', zh)
+    assert found is not None
+    assert {r["model"] for r in json.loads(found.group(1))["rows"]} == {
+        "回退估计（阶段与渠道赢单率，2 个已关闭商机）"
+    }
 
 
 def test_the_fallback_scores_recently_lost_deals_as_if_reopened():

@@ -88,7 +88,7 @@ def test_each_channel_against_the_won_customers_by_hand():
     worst = web.attributes[0]
     assert worst.attribute == "region" and worst.over == ("south", pytest.approx(4 / 6), 0.25)
     assert web.label.startswith("web: 48% like the won customers (6 leads, 2 won)")
-    assert web.label_zh.startswith("官网：与赢单客户的相似度 48%") and "区域：south" in web.label_zh
+    assert web.label_zh.startswith("官网：与赢单客户的相似度 48%") and "区域：南区" in web.label_zh
 
 
 def test_no_win_no_profile():

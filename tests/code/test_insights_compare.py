@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -252,7 +252,9 @@ class Scored:
     """Probabilities at creation as the page gets them (an ``AtCreation``)."""
 
     probabilities: pd.Series | None
-    model: str | None = "lead_scorer version 7"
+    model: dict[str, str] | None = field(
+        default_factory=lambda: {"name": "lead_scorer", "version": "7", "gate": "passed"}
+    )
     skipped: str | None = None
 
 
@@ -276,13 +278,17 @@ def test_the_page_says_whether_the_groups_leads_were_comparable_at_creation():
     )
     assert "lead_scorer version 7" in better
     zh = page(Scored(predictions(old=0.30, new=0.60)), "zh")
+    assert "lead_scorer 版本 7" in zh and "version" not in zh
     assert "线索质量不同：new 的商机创建时平均赢单概率为" in zh and "创建时的线索质量" in zh
     alike = page(Scored(predictions(0.3, 0.3)))
     assert 'data-verdict="comparable"' in alike and "lead-quality-warning" not in alike
     assert "were comparable at creation" in alike
     assert "各组线索在创建时质量相当" in page(Scored(predictions(0.3, 0.3)), "zh")
     none = page(Scored(None, None, "skipped: no 'champion' version of lead_scorer"), "zh")
-    assert 'data-verdict="skipped"' in none and "未检查创建时的线索质量" in none
+    assert (
+        'data-verdict="skipped"' in none
+        and "未检查创建时的线索质量：没有可用于评分的冠军模型" in none
+    )
     # The group too small to judge says so in the page's language.
     assert "商机数量尚不足：2 个，需要 3 个" in zh
     assert texts("en")["not_enough"] == NOT_ENOUGH  # the page reads the insights' words
@@ -354,9 +360,11 @@ def test_compare_command_with_and_without_a_champion(tmp_path: Path) -> None:
 
     register_champion(*small_champion(), isolated(tmp_path))
     out = json.loads(cli(env, "compare", "--by", "channel", *window, "--baseline", "web", "--json"))
-    assert out["baseline"] == "web" and out["lead_quality_model"].startswith(
-        "lead_scorer version 1"
-    )
+    assert out["baseline"] == "web"
+    assert {k: out["lead_quality_model"][k] for k in ("name", "version")} == {
+        "name": "lead_scorer",
+        "version": "1",
+    }
     quality = {r["channel"]: r for r in out["lead_quality"]}
     assert quality["web"]["is_baseline"] and 0 < quality["web"]["mean_predicted"] < 1
     text = cli(env, "compare", "--by", "channel", *window)

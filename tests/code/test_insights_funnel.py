@@ -345,6 +345,19 @@ def test_monthly_trends_month_on_month_and_year_on_year():
     assert np.isnan(lto.loc[1, "yoy_change"])  # no cohort in January 2023
 
 
+def test_the_page_s_trends_end_with_the_last_whole_month():
+    """Mid-March, March has had half a month to convert its leads: the page's trends stop
+    at February, so the month in progress never reads as a fall."""
+    from leadscore.insights.overview import managers_overview
+
+    page = managers_overview(deal_facts(hand_crm()), t("2024-03-16"))
+    months = {r["period_start"] for r in page.trends}
+    assert max(months) == t("2024-02-01").isoformat()
+    assert min(months) == t("2023-03-01").isoformat()  # twelve whole months
+    whole = managers_overview(deal_facts(hand_crm()), t("2024-04-01"))
+    assert max(r["period_start"] for r in whole.trends) == t("2024-03-01").isoformat()
+
+
 def test_partial_exports_report_missing_with_reasons():
     full = hand_crm()
     only_deals = deal_facts({"deals": full["deals"]})

@@ -38,8 +38,13 @@ ATTRIBUTES = (
 )
 
 
+WAN = re.compile(r"(\d[\d,]*(?:\.\d+)?)万")
+
+
 def numbers(text: str | None) -> list[str]:
-    return sorted(n.replace(",", "") for n in NUMBER.findall(text or ""))
+    """The numbers of a text, an amount in 万 (Chinese) as the number it stands for."""
+    text = WAN.sub(lambda m: f"{round(float(m[1].replace(',', '')) * 10_000):d}", text or "")
+    return sorted(n.replace(",", "") for n in NUMBER.findall(text))
 
 
 def _edges(f: Feature) -> list[float]:
@@ -127,9 +132,12 @@ def test_chinese_words_by_hand():
     assert book.reason("stage_index", 1).text_zh == "处于已确认商机阶段"
     assert book.reason("act_call_7d", 3).text_zh == "近 7 天电话数：3"
     assert book.reason("n_contacts", None).text_zh == "商机上还没有联系人"
-    # The same value format as the English one, apart from the words of its unit.
+    # The same value as the English one, an amount of 10,000 or more in 万 (the page's
+    # amounts are), in US dollars as the catalog's unit says.
     amount = by_name["amount"]
-    assert format_value(amount, 24_000) in book.reason("amount", 24_000.0).text_zh
+    assert format_value(amount, 24_000) == "$24,000"
+    assert book.reason("amount", 24_000.0).text_zh == "商机金额 2.40万美元"
+    assert book.reason("amount", 2_400.0).text_zh == "商机金额 2,400 美元"
     fact = reason_fact(by_name["max_seniority"], 6, _stats([by_name["max_seniority"]]))
     assert fact is not None and fact.who_zh == "最高级别联系人为副总裁或更高"
     assert (

@@ -73,12 +73,13 @@ def test_a_historical_export_is_shown_as_of_its_last_recorded_event_in_both_lang
     last = last_recorded_event(stored.crm_dir)
     assert last is not None and run.as_of == last and run.as_of_note
     when = f"{last:%Y-%m-%d %H:%M} UTC"
+    when_zh = f"{last.year}年{last.month}月{last.day}日 {last:%H:%M} UTC"
     raw = build_page(tmp_path, stored.crm_dir)
     page = visible(raw)
     assert f"deals as of {when} with model version 1" in page
-    assert ENGLISH.format(when=when) in page and CHINESE.format(when=when) not in page
+    assert ENGLISH.format(when=when) in page and CHINESE.format(when=when_zh) not in page
     raw_zh = build_page(tmp_path, stored.crm_dir, lang="zh")
-    assert CHINESE.format(when=when) in visible(raw_zh)
+    assert CHINESE.format(when=when_zh) in visible(raw_zh)
     assert ENGLISH.format(when=when) not in visible(raw_zh)
     # Each row's next step in the page's language.
     from leadscore.priority.report import read_ranked
@@ -92,7 +93,7 @@ def test_a_historical_export_is_shown_as_of_its_last_recorded_event_in_both_lang
     assert ENGLISH.format(when=when) in visible(served.text)
     # Chinese by the browser's language, or by ?lang= over it.
     chinese = client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
-    assert CHINESE.format(when=when) in visible(chinese.text)
+    assert CHINESE.format(when=when_zh) in visible(chinese.text)
     assert '<html lang="zh-Hans">' in chinese.text
     asked = client.get("/?lang=en", headers={"Accept-Language": "zh-CN"})
     assert ENGLISH.format(when=when) in visible(asked.text)
@@ -193,9 +194,16 @@ def test_the_panel_shows_the_quality_stored_in_the_model_that_ranked_the_list(
     assert "模型并不优于基线：未能在置信区间之外胜过逻辑回归" in zh.split("评分所用的模型")[0]
     # The Chinese panel: every label in Chinese, the same figures.
     panel_zh = zh.split("评分所用的模型")[-1]
-    assert f"版本 {version}，训练于 {trained_at}，训练数据为 {window.replace(' to ', ' 至 ')}" in (
-        panel_zh
+    day = pd.Timestamp  # the Chinese panel writes its dates as Chinese readers do
+    at = day(q["trained_at"])
+    window_zh = " 至 ".join(
+        f"{d.year}年{d.month}月{d.day}日"
+        for d in (day(q["window"]["first_snapshot"]), day(q["window"]["last_close"]))
     )
+    trained_zh = f"{at.year}年{at.month}月{at.day}日 {at:%H:%M} UTC"
+    assert f"版本 {version}，训练于 {trained_zh}，训练数据为 {window_zh}" in panel_zh
+    # The calibration from the figures training stored with it, in Chinese.
+    assert "校准方法：" in panel_zh and "样本外对数损失" in panel_zh
     assert f"{won + lost:,} 个测试商机（{won:,} 个赢单，{lost:,} 个丢单），按时间切分" in panel_zh
     for label in ("按商机，评分时点", "对数损失", "前 10% 提升度", "与基线比较", "最重要的特征"):
         assert label in panel_zh, label
@@ -306,7 +314,7 @@ def test_the_served_page_ships_one_page_and_the_api_pages_filters_and_explains(
         assert heading in text
     # The tiny CRM has no past wins to learn a time to close from: the section says so.
     assert 'id="section-forecast"' in sections.text and 'id="chart-forecast"' not in sections.text
-    assert "no time to close to learn from" in text
+    assert "没有可供学习的成交时间" in text and "no time to close" not in text
     assert 'id="chart-cycle"' in sections.text and "data-figure" in sections.text
     english = visible(client.get("/api/sections").text)
     assert "Funnel metrics" in english and "Lead → opportunity" in english
@@ -324,13 +332,17 @@ def test_the_served_page_ships_one_page_and_the_api_pages_filters_and_explains(
 
     def scored(settings: Settings, tables: dict, ids: list[str]) -> AtCreation:
         asked.append(len(ids))
-        return AtCreation(pd.Series(0.3, index=list(ids)), "lead_scorer version 3")
+        model = {"name": "lead_scorer", "version": "3", "gate": "not_better"}
+        return AtCreation(pd.Series(0.3, index=list(ids)), model)
 
     monkeypatch.setattr(serving.leads_page, "champion_at_creation", scored)
     client = TestClient(create_app(stored, source=tmp_path))
-    for lang in ("en", "zh"):
+    for lang, label in (
+        ("en", "lead_scorer version 3, not better than baseline"),
+        ("zh", "lead_scorer 版本 3，该模型并不优于基线"),
+    ):
         checked = client.get("/api/compare", params={"by": "channel", "lang": lang}).text
-        assert "lead_scorer version 3" in checked and 'data-verdict="skipped"' not in checked
+        assert label in checked and 'data-verdict="skipped"' not in checked
     assert len(asked) == 1 and asked[0] > 0
     missing = client.get("/api/compare", params={"by": "no_such_column"})
     assert missing.status_code == 400 and "cannot cut by no_such_column" in missing.text

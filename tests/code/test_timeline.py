@@ -160,7 +160,7 @@ def test_one_deal_s_events_in_time_order_with_what_moved_its_score(tmp_path):
     zh = [e.text_zh for e in timeline.events]
     assert zh[3] == "从线索推进到已确认商机阶段"
     assert zh[4] == "我方发起的拜访：C1（VP Sales，副总裁）"
-    assert zh[9] == "评分 25（B），较 2025-01-08 -15；新增：− 阶段回退次数：1；不再：+ 已见过总监"
+    assert zh[9] == "评分 25（B），较 2025年1月8日 -15；新增：− 阶段回退次数：1；不再：+ 已见过总监"
     assert zh[10] == "从方案退回已确认商机阶段"
     assert timeline.events[9].details["change"] == -15
     assert timeline.events[11].details["lost_reason_canonical"] == "price"
@@ -225,7 +225,9 @@ def test_the_timeline_page_escapes_crm_text_and_speaks_the_reader_s_language(ser
 def test_an_unknown_deal_is_a_404_that_says_which(served):
     page = served.get("/deal/%3Cb%3Enope")
     assert page.status_code == 404
-    assert "no deal &#x27;&lt;b&gt;nope&#x27; in the stored CRM" in page.text
+    assert "No deal &lt;b&gt;nope in the stored CRM" in page.text
+    zh = served.get("/deal/%3Cb%3Enope", params={"lang": "zh"})
+    assert zh.status_code == 404 and "没有商机 &lt;b&gt;nope。" in zh.text
 
 
 def test_the_timeline_command_prints_the_events_or_json(served, isolated_settings, tmp_path):

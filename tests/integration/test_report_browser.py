@@ -26,6 +26,7 @@ from leadscore.config import Settings
 from leadscore.priority.rank import load_history, rankings_dir, read_ranked
 from pipelines.cli import app as cli
 from serving.leads_page import create_app
+from tests.code.test_page_chinese import ALLOWED, ISO_DAY, data_words, english_in
 from tests.conftest import IN_CI, free_port, isolated
 from tests.serving_fixture import AS_OF, register_champion, synthetic_tables, train_small_model
 
@@ -374,7 +375,7 @@ def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese
             assert page.inner_text("#model-panel h2") == "评分所用的模型"
             panel = page.inner_text("#model-panel")
             for words in (
-                "版本 1，训练于 2025-05-01 10:00 UTC",
+                "版本 1，训练于 2025年5月1日 10:00 UTC",
                 "200 个测试商机（80 个赢单，120 个丢单），按时间切分",
                 "按商机，评分时点",
                 "对数损失",
@@ -388,6 +389,17 @@ def test_the_served_page_in_chromium_matches_top_pages_filters_and_shows_chinese
             # The A/B section's lead-quality check in Chinese.
             page.wait_for_selector("#ab-lead-quality", timeout=180_000)
             assert page.inner_text("#ab-lead-quality h3") == "创建时的线索质量"
+            assert "lead_scorer 版本 1" in page.inner_text("#ab-lead-quality")
+            # Every chart drawn, nothing English on the page as the browser renders it,
+            # the charts' axes and bars included (tests/code/test_page_chinese.py has why
+            # each allowed word is).
+            for chart in page.locator("[data-figure]").all():
+                if chart.is_visible():
+                    drawn(page, chart)
+            allowed = set(ALLOWED) | data_words(chinese_crm())
+            shown = page.inner_text("body")
+            assert not english_in([shown], allowed), english_in([shown], allowed)
+            assert not ISO_DAY.search(shown), ISO_DAY.findall(shown)
             page.screenshot(path=str(tmp_path / "leads-zh.png"), full_page=True)
 
             # The first deal's timeline (issue 13), in Chinese, renders its events.

@@ -36,7 +36,7 @@
     deal.appendChild(el("a", { href: config.deal_base + encodeURIComponent(r.deal_id) + "?lang=" + config.lang }, r.deal_id));
     deal.appendChild(el("span", { "class": "sub" }, r.stage));
     tr.appendChild(deal);
-    cell(tr, "account", r.account_id, r.segment + (r.industry ? " · " + r.industry : ""));
+    cell(tr, "account", r.account_id, r.segment_text + (r.industry_text ? " · " + r.industry_text : ""));
     cell(tr, "owner", r.owner_id);
     cell(tr, "group group-" + r.group.replace(/ /g, "-"), r.group_text);
     cell(tr, "num win", r.win, r.meaning, { "data-v": r.probability, title: r.model ? t.scored_by.replace("{model}", r.model) : "" });
