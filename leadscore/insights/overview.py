@@ -1,10 +1,11 @@
 """What the managers' page shows of the insights, computed once per ranking.
 
-The page's sections (funnel metrics by cut, trends, forecast with its backtest, the
-reps' five numbers, an A/B comparison) are the insights of this package over the
-export's last 12 months before the moment of the ranking, computed by the functions
-the commands use (never a second implementation) and made JSON-ready
-(:func:`~leadscore.insights.facts.to_records`), so the page only formats them.
+The page's sections (funnel metrics by cut with the team's stage durations and where
+its lost deals leave, trends, forecast with its backtest, the reps' five numbers, an
+A/B comparison) are the insights of this package over the export's last 12 months
+before the moment of the ranking, computed by the functions the commands use (never a
+second implementation) and made JSON-ready (:func:`~leadscore.insights.facts.to_records`),
+so the page only formats them.
 
 Cost bounds, since the page is rendered again after each rank run: the funnel is cut
 by at most :data:`PAGE_CUTS` (those the export has), the forecast's backtest is rebuilt
@@ -42,7 +43,7 @@ from leadscore.insights.forecast import (
     pipeline_forecast,
     stage_rate_probability,
 )
-from leadscore.insights.funnel import funnel_metrics
+from leadscore.insights.funnel import funnel_metrics, lost_exits, stage_durations
 from leadscore.insights.reps import OWNER, rep_numbers
 from leadscore.insights.strengths import rep_strengths
 from leadscore.insights.trends import funnel_trends
@@ -82,6 +83,12 @@ class Overview:
     channels: list[dict[str, Any]] = field(default_factory=list)
     #: Where a rep converts better or worse than the rest of the team (flagged cells only).
     strengths: list[dict[str, Any]] = field(default_factory=list)
+    #: The whole team's days in each open stage, won apart from lost
+    #: (:func:`~leadscore.insights.funnel.stage_durations`), beside the funnel.
+    stage_durations: list[dict[str, Any]] = field(default_factory=list)
+    #: Where the team's lost deals left the funnel
+    #: (:func:`~leadscore.insights.funnel.lost_exits`), beside the funnel.
+    lost_exits: list[dict[str, Any]] = field(default_factory=list)
 
 
 def window(as_of: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -182,6 +189,8 @@ def managers_overview(
         compare_by,
         channels,
         strengths,
+        to_records(stage_durations(facts, start, end)),
+        to_records(lost_exits(facts, start, end)),
     )
 
 

@@ -1,8 +1,9 @@
 """What managers see: the ranked list as a terminal table and as one HTML page with charts.
 
 The page reads top to bottom as a manager runs the team: the summary, then the sections
-(the eight funnel metrics of the last 12 months by a chosen cut, the monthly trends with
-month-on-month and year-on-year change, the forecast by month with its backtest error,
+(the eight funnel metrics of the last 12 months by a chosen cut with the days in each
+stage and where lost deals leave, the monthly trends with month-on-month and year-on-year
+change, the forecast by month with its backtest error,
 the reps' five numbers against the team, an A/B comparison by a chosen attribute; all
 computed by :mod:`leadscore.insights`, :mod:`leadscore.insights.overview`), the plotly
 charts of the stored CRM's closed deals (the funnel, and the win rate by channel, by
@@ -795,6 +796,52 @@ def _funnel_block(
     return {"metrics": [t[f"m_{m}"] for m in metrics], "groups": rows, "note": note}
 
 
+def _stage_name(stage: Any, lang: str) -> str:
+    """A funnel stage's name; a lost deal whose history has no open stage (the insights
+    count it under their own word for unknown) in words."""
+    return stage_text(str(stage), lang) if stage in STAGES else texts(lang)["stage_unknown"]
+
+
+def _stage_days(records: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """The team's days in each open stage (:func:`leadscore.insights.funnel.stage_durations`):
+    a row per stage, won then lost, each the median with the middle half in brackets and
+    the deals behind it; none when no deal closed in the window (or the export lacks the
+    stage history), so the page shows no table of dashes."""
+    if not any((r["deals"] or 0) > 0 for r in records):
+        return []
+    cells = {(r["stage"], r["outcome"]): r for r in records}
+    rows = []
+    for stage in dict.fromkeys(r["stage"] for r in records):
+        row: dict[str, Any] = {"stage": _stage_name(stage, lang), "cells": []}
+        for outcome in ("won", "lost"):
+            c = cells.get((stage, outcome))
+            deals = float(c["deals"] or 0) if c else 0.0
+            days = "–"
+            if c and deals > 0:
+                spread = f"{number(c['p25_days'], lang, 1)}–{number(c['p75_days'], lang, 1)}"
+                days = f"{number(c['median_days'], lang, 1)} ({spread})"
+            small = bool(c and c["small"])
+            row["cells"] += [{"text": days, "small": small}, {"text": number(deals, lang)}]
+        rows.append(row)
+    return rows
+
+
+def _lost_exits(records: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Where the team's lost deals left the funnel (:func:`leadscore.insights.funnel.lost_exits`):
+    a row per stage with the deals and their share; none when no deal was lost in the window."""
+    if not any((r["lost"] or 0) > 0 for r in records):
+        return []
+    return [
+        {
+            "stage": _stage_name(r["stage"], lang),
+            "lost": number(r["lost"], lang),
+            "share": percent(r["share"], lang, 1),
+            "small": bool(r["small"]),
+        }
+        for r in records
+    ]
+
+
 def _trend_figure(rows: Sequence[Mapping[str, Any]], lang: str, title: str) -> str:
     unit = rows[0]["unit"] if rows else "share"
     values = [r["value"] for r in rows]
@@ -1173,6 +1220,8 @@ def sections_context(overview: Any, lang: str) -> dict[str, Any] | None:
         "funnel_cuts": [(key, t.get(f"cut_{key}", key)) for key, _ in funnel],
         "funnel": funnel,
         "pipeline": pipeline,
+        "stage_days": _stage_days(overview.stage_durations, lang),
+        "lost_exits": _lost_exits(overview.lost_exits, lang),
         "trend_charts": charts,
         "trend_rows": trend_rows,
         "latest_month": month(latest, lang) if latest else "",

@@ -223,6 +223,8 @@ def test_the_chinese_page_and_a_deal_s_timeline_show_no_english(
     # The page is the whole page: every section, the model panel, the lead-quality check.
     for heading in (
         "漏斗指标",
+        "各阶段停留天数",
+        "输单流失阶段",
         "月度趋势",
         "按月预测",
         "A/B 对比",

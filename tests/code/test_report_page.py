@@ -318,6 +318,8 @@ def test_the_served_page_ships_one_page_and_the_api_pages_filters_and_explains(
     assert 'id="chart-cycle"' in sections.text and "data-figure" in sections.text
     english = visible(client.get("/api/sections").text)
     assert "Funnel metrics" in english and "Lead → opportunity" in english
+    assert "Days in each stage" in english and "Where lost deals leave the funnel" in english
+    assert "各阶段停留天数" in text and "输单流失阶段" in text
     ab = client.get("/api/compare", params={"by": "channel"})
     assert ab.status_code == 200 and 'data-by="channel"' in ab.text
     # No champion in this registry: the lead-quality check says why it was not made.
@@ -346,3 +348,51 @@ def test_the_served_page_ships_one_page_and_the_api_pages_filters_and_explains(
     assert len(asked) == 1 and asked[0] > 0
     missing = client.get("/api/compare", params={"by": "no_such_column"})
     assert missing.status_code == 400 and "cannot cut by no_such_column" in missing.text
+
+
+# ---------------------------------------------------------------- stage durations and exits
+def body_rows(page: str, table: str) -> list[list[str]]:
+    """The body rows of the page's table of class ``table``: each cell's text as shown."""
+    body = page.split(f'<table class="{table}">')[1].split("</table>")[0].split("<tbody>")[1]
+    return [
+        [visible(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]
+
+
+def test_the_funnel_section_shows_stage_durations_and_where_lost_deals_leave() -> None:
+    """Issue 13: below the eight metrics, each open stage's median days (and middle half)
+    of the won and of the lost deals, and where the lost ones left the funnel, with the
+    numbers ``leadscore funnel`` gives over the page's window."""
+    from leadscore.insights import deal_facts, lost_exits, stage_durations
+    from leadscore.insights.overview import managers_overview, window
+    from leadscore.priority.report import render_sections
+
+    as_of = pd.Timestamp("2025-06-30", tz="UTC")
+    tables = generate_crm(800, seed=11, as_of=as_of).tables
+    facts = deal_facts(tables)
+    page = render_sections(None, managers_overview(facts, as_of), "en", static=True)
+    assert page.index('class="funnel-metrics"') < page.index('class="stage-days"')
+    assert page.index('class="stage-days"') < page.index('class="lost-exits"')
+    assert page.index('class="lost-exits"') < page.index('id="section-trends"')
+    text = visible(page)
+    assert "Days in each stage" in text and "Where lost deals leave the funnel" in text
+
+    durations = stage_durations(facts, *window(as_of)).set_index(["stage", "outcome"])
+    days = body_rows(page, "stage-days")
+    stages = list(dict.fromkeys(durations.index.get_level_values("stage")))
+    assert [r[0] for r in days] == stages
+    for row in days:
+        for k, outcome in enumerate(("won", "lost")):
+            d = durations.loc[(row[0], outcome)]
+            deals, shown = int(d["deals"]), row[1 + 2 * k : 3 + 2 * k]
+            median = f"{d['median_days']:,.1f} ({d['p25_days']:,.1f}–{d['p75_days']:,.1f})"
+            assert shown == [median if deals else "–", f"{deals:,}"], (row[0], outcome)
+    assert durations["deals"].sum() > 0 and (durations["deals"] == 0).sum() < len(durations)
+
+    exits = lost_exits(facts, *window(as_of))
+    assert body_rows(page, "lost-exits") == [
+        [s, f"{n:,.0f}", f"{share:.1%}"]
+        for s, n, share in zip(exits["stage"], exits["lost"], exits["share"], strict=True)
+    ]
+    assert exits["lost"].sum() > 0
