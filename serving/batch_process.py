@@ -49,6 +49,8 @@ NICENESS = 19
 RESTART_SECONDS = 30.0
 #: Seconds a stopping worker waits for its process to finish the batch in hand.
 STOP_SECONDS = 10.0
+#: How long a process whose pipe closed may take to exit before a restart kills it.
+EXITING_SECONDS = 1.0
 #: The scope members sent with a batch; the rest (server state, extensions) is the worker's.
 SCOPE_KEYS = (
     "type",
@@ -77,6 +79,8 @@ class BatchProcess:
         self._conn: Connection | None = None
         self._process: Any = None  # multiprocessing's SpawnProcess
         self._ready = threading.Event()
+        #: Set when the running process's answers' pipe closed: it is gone, or going.
+        self._gone = threading.Event()
         self._started = -math.inf
         self._ids = itertools.count()
         #: Requests sent and not answered: their event loop and future, by number.
@@ -96,8 +100,16 @@ class BatchProcess:
         if self._closing or time.monotonic() - self._started < RESTART_SECONDS:
             return
         if self._process is not None and self._process.is_alive():
-            return
+            if not self._gone.is_set():
+                return  # running, or starting
+            # Its pipe is closed, so it is exiting (or hung without it): a process can
+            # still be alive for a moment after it closed its pipe, and without this the
+            # restart waited for a next batch that the worker, seeing it alive, never sent.
+            self._process.join(EXITING_SECONDS)
+            if self._process.is_alive():
+                self._process.kill()
         self._started = time.monotonic()
+        self._gone = threading.Event()
         context = multiprocessing.get_context("spawn")
         # One pipe each way: closing the requests' pipe ends the process even while this
         # worker's reader thread waits on the answers' pipe (closing a pipe a thread is
@@ -116,7 +128,7 @@ class BatchProcess:
         answers.close()
         self._conn, self._process = to_process, process
         threading.Thread(
-            target=self._read, args=(from_process,), name="batch-answers", daemon=True
+            target=self._read, args=(from_process, self._gone), name="batch-answers", daemon=True
         ).start()
         if not self._registered:  # the worker's exit closes the pipe before joining
             self._registered = True
@@ -149,8 +161,10 @@ class BatchProcess:
         with self._sending:
             conn.send(message)
 
-    def _read(self, conn: Connection) -> None:
-        """Hand each answer to the request awaiting it, until the process ends."""
+    def _read(self, conn: Connection, gone: threading.Event) -> None:
+        """Hand each answer to the request awaiting it, until the process ends; then set
+        ``gone`` (before giving the waiting requests back, so a request that follows them
+        finds the process gone and starts another)."""
         try:
             while True:
                 message = conn.recv()
@@ -167,6 +181,7 @@ class BatchProcess:
         except (EOFError, OSError):
             pass
         finally:
+            gone.set()
             self._ready.clear()
             with self._lock:
                 waiting_now = list(self._waiting.values())

@@ -114,12 +114,15 @@ UNITS_ZH = {"days": "天", "hours": "小时", "employees": "人"}
 
 
 def format_value_zh(feature: Feature, value: float) -> str:
-    """:func:`format_value` in Chinese, with the same numbers: 37 天, 2.40万美元, 41%, 经理
-    (an amount from 10,000 up in 万, as Chinese readers count money and the page shows it)."""
+    """:func:`format_value` in Chinese, with the same numbers: 37 天, 3.242万美元, 41%, 经理
+    (an amount from 10,000 up in 万, as Chinese readers count money and the page shows it,
+    to the dollar as the English text is: 3.24万 would read $32,400 beside $32,420)."""
     if feature.levels is not None:
         return level_zh(feature, value)
     if feature.unit == "USD":
-        return f"{value / 10_000:,.2f}万美元" if abs(value) >= 10_000 else f"{value:,.0f} 美元"
+        if abs(value) < 10_000:
+            return f"{value:,.0f} 美元"
+        return f"{value / 10_000:,.4f}".rstrip("0").rstrip(".") + "万美元"
     if feature.unit in ("days", "hours") and 0 < value < 1:
         return "不到一天" if feature.unit == "days" else "不到一小时"
     if feature.unit == "hours" and value >= HOURS_AS_DAYS:

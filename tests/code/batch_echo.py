@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,10 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Says which process answered, at which niceness, what it read; "die" ends the process."""
     body = (await receive())["body"]
     if body == b"die":
+        os._exit(3)
+    if body == b"die slowly":  # its pipes closed at once, the process gone only later
+        os.closerange(3, 1024)
+        time.sleep(3)
         os._exit(3)
     answer = json.dumps(
         {"pid": os.getpid(), "nice": os.nice(0), "path": scope["path"], "bytes": len(body)}

@@ -75,6 +75,28 @@ def test_a_process_that_dies_leaves_the_batch_to_the_worker_and_is_started_again
     assert status == 201 and json.loads(body)["pid"] not in (first, os.getpid())
 
 
+def test_a_process_still_exiting_after_its_pipe_closed_is_replaced_at_the_next_batch(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The process closes its pipes, then lingers 3 s: the next batch must start a new one
+    (the old check saw it alive and waited for a batch that never came)."""
+    monkeypatch.setattr(batch_process, "RESTART_SECONDS", 0.0)
+    process = BatchProcess(echo_app, niceness=TEST_NICENESS)
+    process.start()
+    ready(process)
+    try:
+        first = process._process
+        assert asyncio.run(process.score(SCOPE, b"die slowly")) is None
+        assert first.is_alive() and not process.ready  # its pipe closed, not yet exited
+        assert asyncio.run(process.score(SCOPE, b"{}")) is None, "started again, not ready"
+        assert process._process is not first
+        ready(process)
+        status, _, body = asyncio.run(process.score(SCOPE, b"{}"))
+    finally:
+        process.close()
+    assert status == 201 and json.loads(body)["pid"] != first.pid
+
+
 class Answering:
     """Stands in for the batch process: answers each batch at once, or gives it back (None)."""
 

@@ -136,7 +136,9 @@ def test_chinese_words_by_hand():
     # amounts are), in US dollars as the catalog's unit says.
     amount = by_name["amount"]
     assert format_value(amount, 24_000) == "$24,000"
-    assert book.reason("amount", 24_000.0).text_zh == "商机金额 2.40万美元"
+    assert book.reason("amount", 24_000.0).text_zh == "商机金额 2.4万美元"
+    # To the dollar, as the English: $32,420 is not 3.24万.
+    assert book.reason("amount", 32_420.0).text_zh == "商机金额 3.242万美元"
     assert book.reason("amount", 2_400.0).text_zh == "商机金额 2,400 美元"
     fact = reason_fact(by_name["max_seniority"], 6, _stats([by_name["max_seniority"]]))
     assert fact is not None and fact.who_zh == "最高级别联系人为副总裁或更高"
