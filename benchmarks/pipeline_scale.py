@@ -15,7 +15,9 @@ first ingest of the same run (the goal: at least 10x faster). Usage:
     uv run python benchmarks/pipeline_scale.py [--deals 100000] [--engine local|spark]
         [--steps generate,ingest,...] [--workdir /tmp/leadscore-scale]
 
-``--engine spark`` runs ingest and rank with ``--engine spark`` (Spark at
+Steps without ``ingest`` run on the workdir's kept state (e.g. ``--steps rank``). ``promote``
+is skipped when ``train`` made its version champion. ``--engine spark`` runs ingest and rank
+with ``--engine spark`` (Spark at
 ``LEADSCORE_SPARK_MASTER``, e.g. ``local[2]``). ``--keep`` reuses a workdir's generated
 export, for a second engine on the same data.
 """
@@ -61,6 +63,13 @@ def run(name: str, args: list[str], env: dict[str, str]) -> tuple[float, float, 
         sys.exit(f"{name} failed:\n{out}")
     last = [line for line in out.splitlines() if line.strip()][-1:]
     return wall, usage.ru_maxrss / 1024 / 1024, last[0] if last else ""  # KiB -> GiB
+
+
+def champion(env: dict[str, str]) -> bool:
+    """Whether the store has a champion (a first version that passes the gate becomes one)."""
+    cmd = [str(Path(sys.executable).with_name("leadscore")), "models", "--json"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return '"champion"' in out
 
 
 def one_percent_change(export: Path, out: Path, seed: int) -> dict[str, int]:
@@ -109,11 +118,13 @@ def main() -> None:
     state = a.workdir / a.engine
     if not a.keep:
         shutil.rmtree(a.workdir, ignore_errors=True)
-    shutil.rmtree(state, ignore_errors=True)
+    fresh = "ingest" in steps or not state.is_dir()  # else: later steps on the kept state
+    if fresh:
+        shutil.rmtree(state, ignore_errors=True)
     repo = state / "features"
-    repo.mkdir(parents=True)
+    repo.mkdir(parents=True, exist_ok=True)
     for p in (ROOT / "features").iterdir():
-        if p.suffix in (".py", ".yaml") or p.name == ".feastignore":
+        if fresh and (p.suffix in (".py", ".yaml") or p.name == ".feastignore"):
             shutil.copy2(p, repo / p.name)
     env = {
         **os.environ,
@@ -122,7 +133,7 @@ def main() -> None:
         "LEADSCORE_ARTIFACT_ROOT": str(state / "mlruns" / "artifacts"),
         "BENTOML_HOME": str(state / "bentoml"),
     }
-    (state / "mlruns").mkdir()
+    (state / "mlruns").mkdir(exist_ok=True)
     engine = ["--engine", a.engine]
     commands = {
         "generate": [
@@ -148,6 +159,9 @@ def main() -> None:
     for name in steps:
         if name == "re-ingest 1%":
             print(f"  1% change: {one_percent_change(export, delta, a.seed)}", flush=True)
+        if name == "promote" and champion(env):
+            print("  promote: skipped, train made its version champion (it passed the gate)")
+            continue
         wall, peak, last = run(name, commands[name], env)
         results[name] = (wall, peak)
         print(f"  {name}: {wall:.1f} s, {peak:.2f} GiB  | {last}", flush=True)
