@@ -181,22 +181,27 @@ def per_deal_rows(frame: pd.DataFrame, age_days: float) -> dict[str, np.ndarray]
     repeats.
     """
     deal = frame["deal_id"].astype(str).to_numpy()
-    index = frame["snapshot_index"].to_numpy()
-    ts = pd.to_datetime(frame["event_timestamp"], utc=True)
-    created = pd.to_datetime(frame["created_at"], utc=True)
-    age = ((ts - created) / pd.Timedelta(days=1)).to_numpy(np.float64)
-    first = np.flatnonzero(index == 0)
-    first = first[~pd.Series(deal[first]).duplicated().to_numpy()]
+    age = _days_after_creation(frame, "event_timestamp")
+    first = _first_per_deal(deal, np.flatnonzero(frame["snapshot_index"].to_numpy() == 0))
     young = age <= age_days
-    if "closed_at" in frame:
-        closed = pd.to_datetime(frame["closed_at"], utc=True)
-        lived = ((closed - created) / pd.Timedelta(days=1)).to_numpy(np.float64)
-        young &= ~(lived <= age_days)  # open at that age (an undated close counts as open)
+    if "closed_at" in frame:  # open at that age (an undated close counts as open)
+        young &= ~(_days_after_creation(frame, "closed_at") <= age_days)
     young = np.flatnonzero(young)
     # Among a deal's snapshots young enough, the oldest (ties: the first row).
     order = young[np.lexsort((np.arange(len(young)), -age[young], deal[young]))]
-    at_age = order[~pd.Series(deal[order]).duplicated().to_numpy()]
-    return {"at_creation": first, "at_age": np.sort(at_age)}
+    return {"at_creation": first, "at_age": np.sort(_first_per_deal(deal, order))}
+
+
+def _days_after_creation(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Days from each row's ``created_at`` to its ``column`` (NaN where either is missing)."""
+    created = pd.to_datetime(frame["created_at"], utc=True)
+    moment = pd.to_datetime(frame[column], utc=True)
+    return ((moment - created) / pd.Timedelta(days=1)).to_numpy(np.float64)
+
+
+def _first_per_deal(deal: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``positions`` without those of a deal already seen earlier in them."""
+    return positions[~pd.Series(deal[positions]).duplicated().to_numpy()]
 
 
 def rows_at_age(frame: pd.DataFrame, age_days: float, tolerance_days: float = 0.5) -> np.ndarray:
@@ -204,19 +209,16 @@ def rows_at_age(frame: pd.DataFrame, age_days: float, tolerance_days: float = 0.
     ``created_at`` (within ``tolerance_days``); a deal with no snapshot then has no row.
 
     Why not a deal's last snapshot before the age, as :func:`per_deal_rows` takes for the
-    deals open at that age: where a deal's snapshots stop at its outcome (a lost deal has none once it is revived) or at
-    the export's censoring, "the last one before" picks an earlier row exactly for the
-    deals whose outcome came early, so which row is scored depends on the outcome. Here
-    the row set is the deals still undecided and uncensored at that age, and nothing
-    else. The frame needs deal_id, event_timestamp and created_at; the first row when a
-    deal's snapshot repeats.
+    deals open at that age: where a deal's snapshots stop at its outcome (a lost deal has
+    none once it is revived) or at the export's censoring, "the last one before" picks an
+    earlier row exactly for the deals whose outcome came early, so which row is scored
+    depends on the outcome. Here the row set is the deals still undecided and uncensored
+    at that age, and nothing else. The frame needs deal_id, event_timestamp and
+    created_at; the first row when a deal's snapshot repeats.
     """
     deal = frame["deal_id"].astype(str).to_numpy()
-    ts = pd.to_datetime(frame["event_timestamp"], utc=True)
-    created = pd.to_datetime(frame["created_at"], utc=True)
-    age = ((ts - created) / pd.Timedelta(days=1)).to_numpy(np.float64)
-    at = np.flatnonzero(np.abs(age - age_days) <= tolerance_days)
-    return np.sort(at[~pd.Series(deal[at]).duplicated().to_numpy()])
+    age = _days_after_creation(frame, "event_timestamp")
+    return np.sort(_first_per_deal(deal, np.flatnonzero(np.abs(age - age_days) <= tolerance_days)))
 
 
 # ---------------------------------------------------------------- bootstrap over deals

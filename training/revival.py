@@ -117,7 +117,7 @@ def loss_rows(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
     A loss has a row at a moment only when it is neither revived nor censored then: a
     loss revived at day 40 has no row at 97 days. Scoring it at its last snapshot before
-    the revival instead (the win model's :func:`training.evaluate.per_deal_rows`) chose
+    the revival instead (as the per-deal rows once did, the win model's too) chose
     earlier rows exactly for the losses that came back early, a row set that depends on
     the outcome (on the synthetic CRM those rows' realised rate was 0.33 to 0.45 against
     the observable oracle's 0.13 to 0.16), and flattered neither model nor oracle honestly.
