@@ -183,10 +183,10 @@ def per_deal_rows(frame: pd.DataFrame, age_days: float) -> dict[str, np.ndarray]
     deal = frame["deal_id"].astype(str).to_numpy()
     age = _days_after_creation(frame, "event_timestamp")
     first = _first_per_deal(deal, np.flatnonzero(frame["snapshot_index"].to_numpy() == 0))
-    young = age <= age_days
+    in_time = age <= age_days
     if "closed_at" in frame:  # open at that age (an undated close counts as open)
-        young &= ~(_days_after_creation(frame, "closed_at") <= age_days)
-    young = np.flatnonzero(young)
+        in_time &= ~(_days_after_creation(frame, "closed_at") <= age_days)
+    young = np.flatnonzero(in_time)
     # Among a deal's snapshots young enough, the oldest (ties: the first row).
     order = young[np.lexsort((np.arange(len(young)), -age[young], deal[young]))]
     return {"at_creation": first, "at_age": np.sort(_first_per_deal(deal, order))}
