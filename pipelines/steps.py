@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from leadscore.config import CHAMPION, LOCAL_ENGINE, SPARK_ENGINE, Settings, crash_point
 from leadscore.crm.ingest import REJECTS_FILE, Reject, ingest_export
@@ -91,31 +93,31 @@ def ingest(
         generation.carry("crm")  # the tables this export left unchanged
         crash_point("ingest.tables_written")
         window = settings.revival_window_days
+        definition = source_definition(result.attributes, window)
         update = None
-        sources: dict[str, Any]
+        sources: Mapping[str, pd.DataFrame | pa.Table]
         if engine == SPARK_ENGINE:
             from leadscore.features.spark_engine import spark_ingest_sources
 
-            sources = dict(spark_ingest_sources(settings, result.tables, result.attributes))
+            sources = spark_ingest_sources(settings, result.tables, result.attributes)
         elif not rebuild and (
             update := update_sources(
                 result.tables,
                 result.changes,
                 settings.sources_dir,
+                definition,
                 result.attributes,
                 window,
                 progress,
             )
         ):
-            sources = dict(update.changed)
+            sources = update.changed
         else:
-            sources = dict(
-                build_feature_sources(
-                    result.tables, progress, result.attributes, revival_window_days=window
-                )
+            sources = build_feature_sources(
+                result.tables, progress, result.attributes, revival_window_days=window
             )
         rows = write_sources(sources, generation.dir("sources"), progress)
-        write_build_record(generation.dir("sources"), source_definition(result.attributes, window))
+        write_build_record(generation.dir("sources"), definition)
         if update is not None:
             generation.carry("sources")  # the sources the change left as they were
             rows = update.rows

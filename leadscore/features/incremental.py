@@ -242,8 +242,9 @@ def update_sources(
     tables: Mapping[str, pd.DataFrame],
     changes: Mapping[str, TableChange],
     sources_dir: Path,
-    attributes: Sequence[Attribute] = (),
-    revival_window_days: int | None = None,
+    definition: str,
+    attributes: Sequence[Attribute],
+    revival_window_days: int,
     progress: Progress = no_progress,
 ) -> SourceUpdate | None:
     """The feature sources of the merged ``tables`` from the committed ones in
@@ -251,13 +252,10 @@ def update_sources(
     when the committed sources were built by another definition or are incomplete.
 
     Sources the change leaves as they are are not in ``changed``: the caller keeps the
-    committed files (hard links into the new state). ``revival_window_days`` is required
-    in practice (the caller's setting); it has a default only so that its absence is a
-    full rebuild, never a silent mismatch.
+    committed files (hard links into the new state). ``definition`` is
+    :func:`source_definition` of ``attributes`` and ``revival_window_days``, which the
+    caller records beside the sources it writes.
     """
-    if revival_window_days is None:
-        return None
-    definition = source_definition(attributes, revival_window_days)
     if _built_by(sources_dir) != definition:
         log.info("feature sources: built by another definition, rebuilding all of them")
         return None
