@@ -37,7 +37,16 @@ def as_utc(value: pd.Series | str | datetime | pd.Timestamp) -> pd.Series | pd.T
     DuckDB and Feast keep, so a value does not change on its way through them.
     """
     if isinstance(value, pd.Series):
-        return pd.to_datetime(value, utc=True).astype("datetime64[us, UTC]")
+        # A column that is already a datetime only needs its zone: ``pd.to_datetime``
+        # would first sample it element by element to decide whether to cache (as
+        # Timestamp objects), which cost ranking 13 s of 180 at 60,000 deals.
+        if isinstance(value.dtype, pd.DatetimeTZDtype):
+            value = value.dt.tz_convert("UTC")
+        elif pd.api.types.is_datetime64_dtype(value.dtype):
+            value = value.dt.tz_localize("UTC")
+        else:
+            value = pd.to_datetime(value, utc=True)
+        return value.astype("datetime64[us, UTC]")
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 

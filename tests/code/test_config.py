@@ -137,6 +137,26 @@ def test_naive_times_are_utc_and_aware_ones_are_converted() -> None:
         assert series.iloc[0] == noon
 
 
+def test_every_kind_of_time_column_reads_as_the_same_utc_microseconds() -> None:
+    """Datetime columns take a shortcut past ``pd.to_datetime``; they must read as text does."""
+    text = pd.Series(
+        ["2025-04-01T12:00:00.123456789+00:00", None, "2025-04-01T14:00:00.000000+02:00"]
+    )
+    aware_ns = pd.to_datetime(text, utc=True, format="ISO8601")
+    expected = aware_ns.astype("datetime64[us, UTC]")
+    columns = {
+        "text": text,
+        "naive ns": aware_ns.dt.tz_localize(None),
+        "naive us": aware_ns.dt.tz_localize(None).astype("datetime64[us]"),
+        "Paris ns": aware_ns.dt.tz_convert("Europe/Paris"),
+        "objects": pd.Series([None if pd.isna(v) else v for v in expected], dtype=object),
+    }
+    for name, column in columns.items():
+        got = as_utc(column)
+        assert str(got.dtype) == "datetime64[us, UTC]", name
+        pd.testing.assert_series_equal(got, expected, check_names=False, obj=name)
+
+
 # ---------------------------------------------------------------- progress
 def test_ingest_reports_files_rows_and_sources_to_their_end(
     tmp_path: Path, isolated_settings: Settings
