@@ -32,7 +32,7 @@ from leadscore.features.featurize import (
     scoring_entities,
 )
 from leadscore.model.scoring_model import ScoringModel
-from leadscore.priority.rank import batches, track_records
+from leadscore.priority.rank import batches, own_views, track_records
 from leadscore.timeutil import as_utc
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,12 @@ def scored_at_creation(
     records = track_records(tables["deals"])
     parts = []
     for part, part_tables in batches(tables, deals, batch_size):
-        sources = {**build_feature_sources(part_tables, attributes=model.attributes), **records}
+        sources = {
+            **build_feature_sources(
+                part_tables, attributes=model.attributes, views=own_views(records)
+            ),
+            **records,
+        }
         # One moment per deal: its own creation, to the microsecond (snapshot 0's).
         entities = scoring_entities(part, pd.Timestamp(0, tz="UTC"))
         entities[TS] = as_utc(part["created_at"]).reset_index(drop=True)
