@@ -1148,8 +1148,21 @@ def score_trends(history_dir: Path, run_date: date, runs: int = TREND_RUNS) -> p
     """Per deal, its probabilities over the last ``runs`` run dates up to ``run_date``."""
     dates = [d for d in run_dates(history_dir) if d <= run_date][-runs:]
     history = _latest_per_date(load_history(history_dir, dates))
-    return history.groupby("deal_id", sort=False)["probability"].agg(
-        lambda p: [float(v) for v in p]
+    # What ``groupby(sort=False).agg(list)`` gives (deals in order of first appearance,
+    # each deal's runs in row order), without a Python call per deal.
+    codes, deals = pd.factorize(history["deal_id"], sort=False)
+    if not len(deals):
+        return pd.Series([], index=pd.Index([], name="deal_id"), name="probability", dtype=object)
+    order = np.argsort(codes, kind="stable")
+    runs_of = np.split(
+        history["probability"].to_numpy(dtype=float)[order],
+        np.cumsum(np.bincount(codes, minlength=len(deals)))[:-1],
+    )
+    return pd.Series(
+        [p.tolist() for p in runs_of],
+        index=pd.Index(deals, name="deal_id"),
+        name="probability",
+        dtype=object,
     )
 
 
