@@ -56,6 +56,17 @@ _TABLE = "_table"
 _VIEW = "_view"
 _DATA = "_data"
 _SEP = "__"
+#: Deals per bucket at most, by default: a bucket's sources travel back as one Arrow
+#: value each, and with a fixed count of buckets (twice the cores) a 100,000-deal CRM
+#: made values of hundreds of MB that the 4 GB Spark heap could not hold
+#: (``OutOfMemoryError`` in the build's stage). At 5,000 deals a value is a few tens of MB.
+DEALS_PER_BUCKET = 5_000
+
+
+def bucket_count(spark: SparkSession, rows: int, per_bucket: int = DEALS_PER_BUCKET) -> int:
+    """How many groups ``rows`` deals go into: every core busy (twice the session's
+    parallelism), and no group above ``per_bucket`` deals."""
+    return max(2 * spark.sparkContext.defaultParallelism, -(-rows // per_bucket))
 
 
 def spark_session(settings: Settings, app_name: str = "leadscore") -> SparkSession:
@@ -110,17 +121,18 @@ def spark_feature_sources(
 ) -> dict[str, pd.DataFrame]:
     """:func:`~leadscore.features.featurize.build_feature_sources` of ``tables``, on Spark.
 
-    ``buckets`` (default: twice the session's parallelism) is how many groups the deals
-    are hashed into: few enough that each Python call does a lot of work, enough that
-    every core has some. Returns the sources as pandas frames, sorted by key and time
-    as the local engine sorts them, for :func:`leadscore.features.store.write_sources`.
+    ``buckets`` (default: :func:`bucket_count`) is how many groups the deals are hashed
+    into: few enough that each Python call does a lot of work, enough that every core
+    has some and that no group's sources outgrow the Spark heap. Returns the sources as
+    pandas frames, sorted by key and time as the local engine sorts them, for
+    :func:`leadscore.features.store.write_sources`.
     """
     from pyspark.sql import functions as F
 
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
-    n = buckets or 2 * spark.sparkContext.defaultParallelism
     deals = tables["deals"]
+    n = buckets or bucket_count(spark, deals.count())
     account = F.coalesce(F.col("account_id").cast("string"), F.lit(""))
     by_account = F.when(account != "", F.concat(F.lit("a:"), account)).otherwise(
         F.concat(F.lit("d:"), F.col("deal_id").cast("string"))
@@ -178,14 +190,19 @@ def _run_pass(
         attributes=attributes,
         revival_window_days=revival_window_days,
     )
-    built: pd.DataFrame = run_grouped(parts, build, out_schema, buckets).toPandas()
+    # One partition at a time on the driver (``toPandas`` would gather them all in its
+    # JVM heap first): each row is one bucket's source as one Arrow value.
+    pieces: dict[str, list[pa.Table]] = {}
+    built = run_grouped(parts, build, out_schema, buckets)
+    for row in built.toLocalIterator(prefetchPartitions=False):
+        pieces.setdefault(row[_VIEW], []).append(_from_ipc(row[_DATA]))
     empty = {name: _restore(pd.DataFrame(), table_schema(frame)) for name, frame in parts.items()}
     out = {}
     for view, none in build_feature_sources(
         empty, attributes=attributes, revival_window_days=revival_window_days, views=views
     ).items():
-        pieces = [_from_ipc(data) for data in built[_DATA][built[_VIEW] == view]]
-        table = pa.concat_tables(pieces) if pieces else source_table(view, none)
+        mine = pieces.get(view)
+        table = pa.concat_tables(mine) if mine else source_table(view, none)
         out[view] = _sorted(view, table.to_pandas())
         log.info("feature source %s on spark: %d rows", view, len(out[view]))
     return out

@@ -27,7 +27,13 @@ import pandas as pd
 
 from leadscore.config import SNAPSHOT_EVERY_DAYS
 from leadscore.crm.contract import AFTER_DEAL_CREATION
-from leadscore.features.spark_engine import BUCKET, run_grouped, spark_tables, utc_times
+from leadscore.features.spark_engine import (
+    BUCKET,
+    bucket_count,
+    run_grouped,
+    spark_tables,
+    utc_times,
+)
 from leadscore.model.fallback import StageFallback
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.priority.rank import (
@@ -65,8 +71,9 @@ def spark_rank_deals(
 ) -> Scored:
     """:func:`~leadscore.priority.rank.rank_deals` with the candidates scored on Spark.
 
-    ``buckets`` (default: twice the session's parallelism) is how many groups the
-    candidates are hashed into. Returns the same rows in the same order.
+    ``buckets`` (default: :func:`~leadscore.features.spark_engine.bucket_count` of the
+    candidates) is how many groups the candidates are hashed into. Returns the same rows
+    in the same order.
     """
     from pyspark.sql import functions as F
 
@@ -76,7 +83,7 @@ def spark_rank_deals(
     if candidates.empty:
         return finish_ranking(ranker.empty(candidates), model, ranker.clock.seconds)
     started = time.perf_counter()
-    n = buckets or 2 * spark.sparkContext.defaultParallelism
+    n = buckets or bucket_count(spark, len(candidates))
     wanted = candidates["deal_id"].astype(str)
     ids = set(wanted)
     local = {"deals": candidates} | {

@@ -37,8 +37,13 @@ from leadscore.config import (
 )
 from leadscore.crm.ingest import stored_deals
 from leadscore.crm.synth import generate_crm, write_export
-from leadscore.features.featurize import VIEW_KEYS
-from leadscore.features.spark_engine import spark_session
+from leadscore.features.featurize import TS, VIEW_KEYS, build_feature_sources
+from leadscore.features.spark_engine import (
+    bucket_count,
+    spark_feature_sources,
+    spark_session,
+    spark_tables,
+)
 from leadscore.features.store import (
     apply_repo,
     materialize,
@@ -103,6 +108,32 @@ def test_ingest_writes_the_same_feature_sources_on_both_engines(spark, tmp_path:
         assert len(local) > 0, view
         # Same rows in the same order, every value and type: the files are interchangeable.
         pd.testing.assert_frame_equal(on_spark, local, obj=view)
+
+
+def test_buckets_grow_with_the_deals_so_no_group_outgrows_the_heap(spark):
+    cores_twice = 2 * spark.sparkContext.defaultParallelism
+    assert bucket_count(spark, 150) == cores_twice
+    assert bucket_count(spark, 100_000) == 20
+    assert bucket_count(spark, 100_001) == 21
+
+
+def test_many_small_buckets_build_the_local_sources(spark):
+    """Twelve groups over four partitions' worth of rows, collected one at a time."""
+    tables = generate_crm(INGEST_DEALS, seed=11, as_of=AS_OF).tables
+    n = bucket_count(spark, len(tables["deals"]), per_bucket=13)
+    assert n == 12
+    on_spark = spark_feature_sources(spark, spark_tables(spark, tables), buckets=n)
+    local = build_feature_sources(tables)
+    assert set(on_spark) == set(local)
+    for view, key in VIEW_KEYS.items():
+        if view not in local:
+            continue
+        mine, theirs = (
+            f.sort_values([key, TS], kind="stable").reset_index(drop=True)
+            for f in (on_spark[view], local[view])
+        )
+        assert len(mine) > 0, view
+        pd.testing.assert_frame_equal(mine, theirs[mine.columns], check_dtype=False, obj=view)
 
 
 def test_ranking_on_spark_gives_the_local_list(spark, tables):
