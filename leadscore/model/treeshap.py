@@ -281,10 +281,14 @@ def compile_booster(booster: lgb.Booster) -> CompiledTrees:
     np.cumsum([len(f) for f in path_features], out=leaf_feature_start[1:])
     leaf_table_start = np.zeros(len(path_features) + 1, dtype=np.int64)
     np.cumsum(sizes, out=leaf_table_start[1:])
-    z = np.array(leaves["z"], dtype=np.float64)
+    zero_fractions = np.array(leaves["z"], dtype=np.float64)
     table = np.empty(int(leaf_table_start[-1]))
     _tabulate(
-        np.array(leaf_values, dtype=np.float64), leaf_feature_start, z, leaf_table_start, table
+        np.array(leaf_values, dtype=np.float64),
+        leaf_feature_start,
+        zero_fractions,
+        leaf_table_start,
+        table,
     )
     return CompiledTrees(
         n_features=n_features,
@@ -305,7 +309,7 @@ def compile_booster(booster: lgb.Booster) -> CompiledTrees:
         leaf_feature_start=leaf_feature_start,
         leaf_feature=np.array(leaves["feature"], dtype=np.int64),
         leaf_bit=np.array(leaves["bit"], dtype=np.int64),
-        leaf_ratio=(1.0 - z) / z,
+        leaf_ratio=(1.0 - zero_fractions) / zero_fractions,
         leaf_table_start=leaf_table_start,
         table=table,
     )
