@@ -327,6 +327,14 @@ class ScoringModel:
             X, lambda booster, rows: treeshap.contributions(booster, rows, self.shap_engine)
         )
 
+    def prepare_contributions(self) -> None:
+        """Compile every booster's trees for :meth:`contributions` now (a fraction of a
+        second per booster, once), so a service's first request does not pay for it."""
+        if self.shap_engine == "auto":
+            for m in self.segment_models:
+                treeshap.compiled(m.booster)
+        self.contributions(np.full((1, len(self.features)), np.nan))  # and the kernel
+
     # ------------------------------------------------------------ persistence
     def metadata(self) -> dict[str, Any]:
         """JSON-able description stored in MLflow's MLmodel file beside the booster."""

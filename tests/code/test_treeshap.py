@@ -282,3 +282,30 @@ def test_a_matrix_of_the_wrong_width_is_refused(champion):
     model, X = champion
     with pytest.raises(ValueError, match="features"):
         kernel(model.booster, X[:, :-1])
+
+
+def test_prepare_contributions_compiles_every_booster_once(monkeypatch):
+    """What serving calls while loading a model: no request pays for compiling after it."""
+    built: list[lgb.Booster] = []
+    compile_booster = treeshap.compile_booster
+
+    def counted(booster: lgb.Booster) -> treeshap.CompiledTrees:
+        built.append(booster)
+        return compile_booster(booster)
+
+    monkeypatch.setattr(treeshap, "compile_booster", counted)
+    boosters = [hand_made("none", seed=s)[0] for s in (21, 22)]
+    rule = SegmentRule("x", "low", "f2", low=-1e9, high=0.0)
+    routed = ScoringModel(
+        booster=boosters[0],
+        features=[f"f{j}" for j in range(5)],
+        categories={},
+        segment_models=(SegmentModel(rule, boosters[1], Calibration("none")),),
+    )
+    every = sorted(map(id, boosters))
+    routed.prepare_contributions()
+    assert sorted(map(id, built)) == every
+    X = np.random.default_rng(0).normal(size=(200, 5))
+    assert (routed.route(X) == 0).any()
+    routed.contributions(X)
+    assert sorted(map(id, built)) == every
