@@ -9,8 +9,13 @@ reasons in under 45 s on 2 cores. One run measures, on the deals a synthetic CRM
   model matrix, both ways of using the cores: one call on LightGBM's OpenMP threads, and
   chunks of :data:`~leadscore.model.explain.CHUNK_ROWS` on a thread pool, one LightGBM
   thread each; the faster is the baseline;
+* **numba TreeSHAP** (:mod:`leadscore.model.treeshap`, what ``contributions`` uses): the
+  same chunks on the same pool, its ratio to the baseline, and its largest difference
+  from ``pred_contrib``; and both on one thread over the first ``--single-rows`` deals
+  (in-process deals/s);
 * **scores and reasons**: :meth:`Explainer.explain` on the same deals' columns with
-  ``threads`` = the cores, and its ratio to the baseline;
+  ``threads`` = the cores, and its ratio to the baseline, with the numba TreeSHAP and
+  with ``shap_engine="lightgbm"``;
 * **ranking**: :func:`leadscore.priority.rank.run_rank` end to end (features, scores,
   reasons, risk flags, history and files), its wall time and deals/s, and the ratio of
   its deals/s to the baseline's.
@@ -21,7 +26,8 @@ wall times: on a machine shared with other work the wall time says what a user w
 the CPU time what the work costs.
 Usage:
 
-    uv run python benchmarks/rank_speed.py [--deals 300000] [--runs 3] [--rank-runs R] [--threads N]
+    uv run python benchmarks/rank_speed.py [--deals 300000] [--runs 3] [--rank-runs R]
+        [--threads N] [--single-rows 5000]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +51,7 @@ from rank_100k import AS_OF, quick_model
 
 from leadscore.crm.synth import generate_crm
 from leadscore.features.featurize import build_feature_sources, model_frame
+from leadscore.model import treeshap
 from leadscore.model.explain import CHUNK_ROWS, Explainer
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.priority.rank import (
@@ -82,16 +90,41 @@ def ranked_columns(crm_dir: Path, model: ScoringModel, config: RankConfig) -> di
     return {name: frame[name].tolist() for name in frame.columns}
 
 
-def pooled_contributions(model: ScoringModel, X: np.ndarray, threads: int) -> np.ndarray:
-    """``pred_contrib`` in chunks on ``threads`` threads, one LightGBM thread each."""
+def pooled_contributions(
+    contributions: Callable[[np.ndarray], np.ndarray], X: np.ndarray, threads: int
+) -> np.ndarray:
+    """``contributions`` of ``X`` in chunks on ``threads`` threads, one thread each."""
     with ThreadPoolExecutor(threads) as pool:
         parts = pool.map(
-            lambda s: model.booster.predict(
-                X[s : s + CHUNK_ROWS], pred_contrib=True, num_threads=1
-            ),
-            range(0, len(X), CHUNK_ROWS),
+            lambda s: contributions(X[s : s + CHUNK_ROWS]), range(0, len(X), CHUNK_ROWS)
         )
         return np.vstack(list(parts))
+
+
+def same_explanations(ours: list[Any], theirs: list[Any]) -> bool:
+    """Scores, grades and reasons equal; probabilities to 1e-12 (the contributions sum
+    in another order, so the last bits of a probability may differ)."""
+    if len(ours) != len(theirs):
+        return False
+    for a, b in zip(ours, theirs, strict=True):
+        if abs(a["probability"] - b["probability"]) > 1e-12:
+            return False
+        if {**a, "probability": 0} != {**b, "probability": 0}:
+            return False
+    return True
+
+
+def single_thread_deals_per_second(
+    contributions: Callable[[np.ndarray], np.ndarray], X: np.ndarray, runs: int
+) -> float:
+    """Deals/s of ``contributions`` on the calling thread, by that thread's CPU time
+    (what the work costs, whatever else the machine runs)."""
+    times = []
+    for _ in range(runs):
+        cpu = time.thread_time()
+        contributions(X)
+        times.append(time.thread_time() - cpu)
+    return len(X) / statistics.median(times)
 
 
 def main() -> None:
@@ -104,6 +137,9 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--single-rows", type=int, default=5_000, help="Deals of the one-thread comparison."
+    )
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     config = RankConfig(threads=a.threads)
@@ -121,16 +157,41 @@ def main() -> None:
             f"{a.threads} threads on {os.cpu_count()} cores; medians of {a.runs} runs"
         )
 
+        def lightgbm(rows: np.ndarray) -> np.ndarray:
+            return np.asarray(model.booster.predict(rows, pred_contrib=True, num_threads=1))
+
+        compiled = treeshap.compiled(model.booster)
+        if compiled is None:
+            raise SystemExit("the numba TreeSHAP does not support this model")
+        kernel = compiled.contributions
+        kernel(X[:10])  # load the compiled kernel before timing
+
         omp = timed(
             lambda: model.booster.predict(X, pred_contrib=True, num_threads=a.threads), a.runs
         )
-        pooled = timed(lambda: pooled_contributions(model, X, a.threads), a.runs)
+        pooled = timed(lambda: pooled_contributions(lightgbm, X, a.threads), a.runs)
         if not np.array_equal(omp[2], pooled[2]):
             raise SystemExit("chunked pred_contrib differs from one call")
+        fast = timed(lambda: pooled_contributions(kernel, X, a.threads), a.runs)
+        difference = float(np.abs(fast[2] - pooled[2]).max())
         explainer = Explainer(
             model, config.grade_thresholds, max_reasons=config.max_reasons, threads=a.threads
         )
         explained = timed(lambda: explainer.explain(columns), a.runs)
+        slow_explainer = Explainer(
+            replace(model, shap_engine="lightgbm"),
+            config.grade_thresholds,
+            max_reasons=config.max_reasons,
+            threads=a.threads,
+        )
+        explained_slow = timed(lambda: slow_explainer.explain(columns), a.runs)
+        if not same_explanations(explained[2], explained_slow[2]):
+            raise SystemExit("the Explainer says otherwise with the numba TreeSHAP")
+        one = np.ascontiguousarray(X[: a.single_rows])
+        single = {
+            "pred_contrib": single_thread_deals_per_second(lightgbm, one, a.runs),
+            "numba TreeSHAP": single_thread_deals_per_second(kernel, one, a.runs),
+        }
 
         def rank() -> Any:
             return run_rank(
@@ -144,7 +205,9 @@ def main() -> None:
     rows = [
         ("pred_contrib, one call, OpenMP", omp),
         ("pred_contrib, chunks on a pool", pooled),
+        ("numba TreeSHAP, chunks on a pool", fast),
         ("scores and reasons (Explainer)", explained),
+        ("  the same by pred_contrib", explained_slow),
     ]
     print(f"\n{'step':34s} {'wall s':>8s} {'cpu s':>8s} {'deals/s':>9s} {'x baseline':>11s}")
     for label, (wall, cpu, _) in rows:
@@ -159,7 +222,16 @@ def main() -> None:
         + ", ".join(f"{k} {v}" for k, v in ranked[2].seconds.items())
     )
     print(
-        f"\nscores and reasons / pred_contrib: {explained[0] / baseline:.2f}x (goal <= 1.3x); "
+        f"\nnumba TreeSHAP / pred_contrib on the pool: {fast[0] / pooled[0]:.2f}x wall, "
+        f"{fast[1] / pooled[1]:.2f}x CPU; largest difference {difference:.1e}"
+    )
+    print(
+        f"one thread, {len(one):,} deals, by thread CPU time: "
+        + ", ".join(f"{k} {v:,.0f} deals/s" for k, v in single.items())
+        + f" ({single['numba TreeSHAP'] / single['pred_contrib']:.1f}x)"
+    )
+    print(
+        f"scores and reasons / pred_contrib: {explained[0] / baseline:.2f}x (goal <= 1.3x); "
         f"rank {scored:,} deals in {wall:.1f} s (goal < 45 s at 100,000)"
     )
 

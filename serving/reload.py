@@ -87,6 +87,7 @@ def load_served(
             revival=revival,
         )
     model, meta = load_packaged(bento_model)
+    model.prepare_contributions()
     return ServedModels(
         model=model,
         version=str(meta.get("mlflow_version", bento_model.tag.version)),
@@ -105,6 +106,7 @@ def _revival(
     revival = None
     if revival_bento_model is not None:
         revival_model, revival_meta = load_packaged(revival_bento_model)
+        revival_model.prepare_contributions()
         revival = ServedRevival(
             revival_model,
             settings.revival_model_name,

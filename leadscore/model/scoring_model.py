@@ -21,7 +21,7 @@ segment code: the model that scored a deal is the model whose reasons it shows.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, cast
 
@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from leadscore.crm.attributes import Attribute, attributes_document, parse_attributes
+from leadscore.model import treeshap
+from leadscore.model.treeshap import ShapEngine
 
 CalibrationMethod = Literal["isotonic", "platt", "none"]
 #: Feature values by feature name, one entry per deal: the serving path's batch format.
@@ -137,6 +139,10 @@ class SegmentModel:
 GLOBAL = -1
 
 
+def _raw_score(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
+    return cast(np.ndarray, booster.predict(X, raw_score=True, num_threads=1))
+
+
 @dataclass
 class ScoringModel:
     booster: lgb.Booster
@@ -157,6 +163,11 @@ class ScoringModel:
     dormant_calibration: Calibration | None = None
     #: Segment models in routing order: a row goes to the first whose rule it matches.
     segment_models: tuple[SegmentModel, ...] = ()
+    #: Who computes :meth:`contributions`: ``auto``, the exact numba TreeSHAP of
+    #: :mod:`leadscore.model.treeshap` (LightGBM's ``pred_contrib`` for a booster it does
+    #: not support); ``lightgbm``, always ``pred_contrib``. A way of running, not part of
+    #: the model: not stored in its metadata.
+    shap_engine: ShapEngine = "auto"
 
     def __post_init__(self) -> None:
         self._index = {f: i for i, f in enumerate(self.features)}
@@ -259,21 +270,23 @@ class ScoringModel:
         names = [m.rule.name for m in self.segment_models]
         return [None if k == GLOBAL else names[k] for k in self.route(X).tolist()]
 
-    def _routed(self, X: np.ndarray, **predict: Any) -> np.ndarray:
-        """``booster.predict(X, **predict)`` with each row predicted by its route's booster."""
+    def _routed(
+        self, X: np.ndarray, predict: Callable[[lgb.Booster, np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """``predict(booster, X)`` with each row predicted by its route's booster."""
         if not self.segment_models:
-            return cast(np.ndarray, self.booster.predict(X, num_threads=1, **predict))
+            return predict(self.booster, X)
         routes = self.route(X)
         out: np.ndarray | None = None
         for k in np.unique(routes).tolist():
             rows = routes == k
             booster = self.booster if k == GLOBAL else self.segment_models[k].booster
-            part = cast(np.ndarray, booster.predict(X[rows], num_threads=1, **predict))
+            part = predict(booster, X[rows])
             if out is None:
                 out = np.empty((len(X), *part.shape[1:]))
             out[rows] = part
         if out is None:  # no rows
-            return cast(np.ndarray, self.booster.predict(X, num_threads=1, **predict))
+            return predict(self.booster, X)
         return out
 
     def recalibrated(self, calibration: Calibration) -> ScoringModel:
@@ -284,7 +297,7 @@ class ScoringModel:
     # ------------------------------------------------------------ scoring
     def raw_score(self, X: np.ndarray) -> np.ndarray:
         """Log-odds of each row from the booster that scores it (:meth:`route`)."""
-        return self._routed(X, raw_score=True)
+        return self._routed(X, _raw_score)
 
     def calibrate(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of the raw scores ``raw`` of the rows of ``X``, each
@@ -308,9 +321,19 @@ class ScoringModel:
         """TreeSHAP contributions in log-odds: one column per feature, the expected value last.
 
         Each row's come from the booster that scores it, and sum to its raw score
-        (:meth:`raw_score`).
+        (:meth:`raw_score`). Computed by :attr:`shap_engine`, on the calling thread.
         """
-        return self._routed(X, pred_contrib=True)
+        return self._routed(
+            X, lambda booster, rows: treeshap.contributions(booster, rows, self.shap_engine)
+        )
+
+    def prepare_contributions(self) -> None:
+        """Compile every booster's trees for :meth:`contributions` now (a fraction of a
+        second per booster, once), so a service's first request does not pay for it."""
+        if self.shap_engine == "auto":
+            for m in self.segment_models:
+                treeshap.compiled(m.booster)
+        self.contributions(np.full((1, len(self.features)), np.nan))  # and the kernel
 
     # ------------------------------------------------------------ persistence
     def metadata(self) -> dict[str, Any]:
