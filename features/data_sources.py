@@ -20,6 +20,7 @@ from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import 
 from feast.types import UnixTimestamp
 
 from leadscore.config import load_settings
+from leadscore.features.featurize import LAGGED_VIEWS, LaggedView
 from leadscore.features.store import on_spark
 
 REPO = Path(__file__).resolve().parent
@@ -28,22 +29,42 @@ SOURCES_DIR = REPO / "data" / "sources"
 ON_SPARK = on_spark(load_settings(feature_repo=REPO))
 
 
-def _source(name: str, description: str) -> DataSource:
-    path = str(SOURCES_DIR / f"{name}.parquet")
+def _source(
+    name: str,
+    description: str,
+    file: str | None = None,
+    timestamp_field: str = "event_timestamp",
+    field_mapping: dict[str, str] | None = None,
+) -> DataSource:
+    """The source ``name`` over ``file`` (by default its own), dated by ``timestamp_field``."""
+    path = str(SOURCES_DIR / f"{file or name}.parquet")
     if ON_SPARK:
         return SparkSource(
             name=f"{name}_source",
             path=path,
             file_format="parquet",
-            timestamp_field="event_timestamp",
+            timestamp_field=timestamp_field,
+            field_mapping=field_mapping,
             description=description,
         )
     return FileSource(
         name=f"{name}_source",
         path=path,
         file_format=ParquetFormat(),
-        timestamp_field="event_timestamp",
+        timestamp_field=timestamp_field,
+        field_mapping=field_mapping,
         description=description,
+    )
+
+
+def _lagged_source(lag: LaggedView) -> DataSource:
+    """The rows of ``lag.source``'s file, each dated ``lag.days`` after its moment."""
+    return _source(
+        lag.name,
+        f"{lag.source} rows as of {lag.days} days before the moment of lookup.",
+        file=lag.source,
+        timestamp_field=lag.timestamp,
+        field_mapping={c: lag.field(c) for c in lag.columns},
     )
 
 
@@ -51,7 +72,11 @@ deal_profile_source = _source("deal_profile", "Deal and account attributes, at d
 deal_stage_source = _source("deal_stage", "Funnel position after each stage entry.")
 deal_contacts_source = _source("deal_contacts", "Contacts on the deal after each is attached.")
 deal_activity_source = _source(
-    "deal_activity", "Engagement after each activity and each time one leaves a count window."
+    "deal_activity", "Engagement after each activity, with cumulative activity counts."
+)
+# One per count window (catalog WINDOWS_DAYS): the unpacking fails if they change.
+deal_activity_7d_ago_source, deal_activity_30d_ago_source, deal_activity_90d_ago_source = (
+    _lagged_source(lag) for lag in LAGGED_VIEWS
 )
 account_history_source = _source("account_history", "Account track record after each close.")
 owner_history_source = _source("owner_history", "Owner track record after each close.")

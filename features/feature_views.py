@@ -11,6 +11,9 @@ from pathlib import Path
 
 from data_sources import (
     account_history_source,
+    deal_activity_7d_ago_source,
+    deal_activity_30d_ago_source,
+    deal_activity_90d_ago_source,
     deal_activity_source,
     deal_attributes_source,
     deal_contacts_source,
@@ -21,11 +24,14 @@ from data_sources import (
 )
 from entities import account, deal, owner
 from feast import FeatureView, Field
+from feast.data_source import DataSource
 from feast.types import Float64, String, UnixTimestamp
 
 from leadscore.crm.attributes import read_attributes
+from leadscore.crm.contract import ACTIVITY_TYPES
 from leadscore.features.catalog import Feature, attribute_features, features_of
-from leadscore.features.featurize import DEAL_STATUS
+from leadscore.features.deal_state import CUMULATIVE_COLUMNS
+from leadscore.features.featurize import DEAL_STATUS, LAGGED_VIEWS, LaggedView
 
 #: State is valid until the next change, however long ago that was.
 FOREVER = timedelta(days=3650)
@@ -113,9 +119,48 @@ deal_activity = FeatureView(
             dtype=UnixTimestamp,
             description="Oldest inbound activity not yet answered by an outbound one.",
         ),
+    ]
+    + [
+        Field(
+            name=CUMULATIVE_COLUMNS[kind],
+            dtype=Float64,
+            description=f"Activities of type {kind} up to the row (window counts are read "
+            "from these and the lagged views').",
+        )
+        for kind in ACTIVITY_TYPES
     ],
     source=deal_activity_source,
     description="How engaged the deal is: activity counts, recency, reply latency, visits.",
+)
+
+
+def _lagged(lag: LaggedView, source: DataSource) -> FeatureView:
+    """The cumulative counts of ``lag.source`` as of ``lag.days`` before the moment:
+    ``deal_timing`` subtracts them from the counts at the moment (window counts)."""
+    return FeatureView(
+        name=lag.name,
+        entities=[deal],
+        ttl=FOREVER,
+        schema=[
+            Field(
+                name=lag.field(c),
+                dtype=Float64,
+                description=f"{c} as of {lag.days} days before the moment.",
+            )
+            for c in lag.columns
+        ],
+        source=source,
+        description=f"Cumulative activity counts {lag.days} days before the moment of scoring.",
+    )
+
+
+deal_activity_7d_ago, deal_activity_30d_ago, deal_activity_90d_ago = (
+    _lagged(lag, source)
+    for lag, source in zip(
+        LAGGED_VIEWS,
+        (deal_activity_7d_ago_source, deal_activity_30d_ago_source, deal_activity_90d_ago_source),
+        strict=True,
+    )
 )
 
 account_history = FeatureView(

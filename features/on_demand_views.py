@@ -3,7 +3,10 @@
 The transformation is :func:`leadscore.features.featurize.request_time_features`, which hands
 the stored times to :func:`leadscore.features.deal_state.timing_features`, the function the
 scoring service runs for deals sent in full, so training and serving compute deal age,
-days in stage and recency identically. ``revival_timing`` does the same for a lost deal
+days in stage and recency identically; and to
+:func:`leadscore.features.featurize.window_counts`: activities in the last 7, 30 and 90
+days, the cumulative counts of ``deal_activity`` at the moment less those of its lagged
+views. ``revival_timing`` does the same for a lost deal
 (days since the loss and since the last contact after it), through
 :func:`leadscore.features.featurize.revival_request_time_features`.
 """
@@ -13,18 +16,35 @@ from data_sources import scoring_request
 from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
-from feature_views import deal_activity, deal_profile, deal_revival, deal_stage
+from feature_views import (
+    deal_activity,
+    deal_activity_7d_ago,
+    deal_activity_30d_ago,
+    deal_activity_90d_ago,
+    deal_profile,
+    deal_revival,
+    deal_stage,
+)
 
 from leadscore.features.catalog import features_of
 
 
 @on_demand_feature_view(
-    sources=[deal_profile, deal_stage, deal_activity, scoring_request],
+    sources=[
+        deal_profile,
+        deal_stage,
+        deal_activity,
+        deal_activity_7d_ago,
+        deal_activity_30d_ago,
+        deal_activity_90d_ago,
+        scoring_request,
+    ],
     # No field descriptions here: Feast checks this schema against the one it infers
     # by running the function, field by field including the (empty) description.
     schema=[Field(name=f.name, dtype=Float64) for f in features_of("deal_timing")],
     mode="pandas",
-    description="Deal age, days in stage, stalls and recency, as of the moment of scoring.",
+    description="Deal age, days in stage, stalls, recency and activity counts in the last "
+    "7, 30 and 90 days, as of the moment of scoring.",
 )
 def deal_timing(inputs: pd.DataFrame) -> pd.DataFrame:
     # Imported here so that Feast, which serialises this function into the registry,

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.crm.contract import AFTER_DEAL_CREATION, API_CLOCK_SKEW
-from leadscore.features.catalog import FEATURES, features_of
+from leadscore.features.catalog import FEATURES, activity_features, features_of
 from leadscore.features.deal_state import (
     ACTIVITY_CODES,
     DIRECTION_CODES,
@@ -183,7 +183,7 @@ _EVENT_FEATURES = tuple(
     for f in FEATURES
     if f.view in ("deal_stage", "deal_contacts", "deal_activity", "deal_timing")
 )
-_ACTIVITY_FEATURES = tuple(f.name for f in features_of("deal_activity"))
+_ACTIVITY_FEATURES = tuple(f.name for f in activity_features())
 
 
 def _profiles(deals: Sequence[DealIn]) -> dict[str, list[Any]]:

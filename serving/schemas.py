@@ -53,7 +53,7 @@ from leadscore.crm.contract import (
     STAGES,
     TABLES,
 )
-from leadscore.features.catalog import attribute_feature, features_of
+from leadscore.features.catalog import activity_features, attribute_feature
 from leadscore.features.featurize import attribute_values
 from leadscore.model.explain import Reason, ScoreWarning
 
@@ -199,14 +199,15 @@ ActivitySummaryIn: type[BaseModel] = create_model(  # type: ignore[call-overload
     __base__=_Input,
     __doc__=(
         "Engagement pre-summarised by the CRM, as of the moment of scoring: the values the "
-        "deal_activity feature view would hold then. Send it instead of the activity list."
+        "deal_activity feature view and the window counts would hold then. Send it instead "
+        "of the activity list."
     ),
     **{
         f.name: (
             float | None,
             Field(None, ge=0, le=1 if f.kind == "binary" else None, description=f.description),
         )
-        for f in features_of("deal_activity")
+        for f in activity_features()
     },
     **{
         name: (UtcDatetime | None, Field(None, description=text))

@@ -211,3 +211,77 @@ def ranking_crm() -> dict[str, pd.DataFrame]:
     )
     tables["activities"] = pd.concat([acts, answered], ignore_index=True)
     return tables
+
+
+def window_crm() -> dict[str, pd.DataFrame]:
+    """:func:`tiny_crm` with hand-made activity bursts on D1 and D2 for the count windows:
+    several activities in one second (one source row), sub-second times (seen at the
+    next whole second), a type outside the contract (in totals only), and activities
+    exactly 7, 30 and 90 days apart, so that one enters a window as another leaves it."""
+    tables = tiny_crm()
+    acts = [
+        ("D1", "C1", "call", "outbound", 2.0),
+        ("D1", "C1", "email", "inbound", 2.0),  # the same second: one row
+        ("D1", "C2", "meeting", "outbound", 2.0 + 0.4 / 86_400),  # seen at 2 d + 1 s
+        ("D1", "C1", "webinar", "inbound", 5.5),
+        ("D1", "C2", "visit", "outbound", 9.0),  # the call of day 2 leaves the 7-day window
+        ("D1", "C1", "call", "outbound", 32.0),  # ... and the 30-day one
+        ("D1", "C1", "demo", "outbound", 39.0),
+        ("D1", "C1", "call", "inbound", 92.0),  # ... and the 90-day one
+        ("D2", "C3", "email", "outbound", 10.25 + 0.3 / 86_400),
+        ("D2", "C3", "email", "inbound", 10.25 + 0.8 / 86_400),  # both seen at 06:00:01
+        ("D2", "C3", "quote", "outbound", 17.25),
+    ]
+    tables["activities"] = activities_table(acts).assign(duration_seconds=60.0)
+    return tables
+
+
+def window_moments(activities: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Moments to check window counts at, per deal of ``activities``: each activity's
+    second, a window after it and one second less (its last second in the window), and
+    random moments with microseconds; entity rows for ``features_as_of`` and Feast."""
+    from leadscore.features.catalog import WINDOWS_DAYS
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for deal_id, acts in activities.groupby("deal_id"):
+        seen = acts["occurred_at"].dt.ceil("s")
+        moments = [*seen, *(seen - pd.Timedelta(seconds=1))]
+        for w in WINDOWS_DAYS:
+            moments += [*(seen + pd.Timedelta(days=w)), *(seen + pd.Timedelta(days=w, seconds=-1))]
+        offsets = rng.integers(0, 130 * 86_400 * 1_000_000, size=40)
+        moments += [day(0) + pd.Timedelta(microseconds=int(u)) for u in offsets]
+        rows += [(deal_id, m) for m in sorted(set(moments))]
+    tables = tiny_crm()["deals"].set_index("deal_id")
+    ids = [r[0] for r in rows]
+    return pd.DataFrame(
+        {
+            "deal_id": ids,
+            "account_id": tables.loc[ids, "account_id"].to_numpy(),
+            "owner_id": tables.loc[ids, "owner_id"].to_numpy(),
+            "event_timestamp": pd.Series([r[1] for r in rows], dtype="datetime64[us, UTC]"),
+        }
+    )
+
+
+def brute_force_window_counts(activities: pd.DataFrame, moments: pd.DataFrame) -> pd.DataFrame:
+    """``act_{kind}_{w}d`` by their definition, one moment at a time: the activities of the
+    deal seen (at their whole second, rounded up) in (q - w days, q]; missing before the
+    deal's first activity."""
+    from leadscore.crm.contract import ACTIVITY_TYPES
+    from leadscore.features.catalog import WINDOWS_DAYS
+
+    seen = activities["occurred_at"].dt.ceil("s")
+    out = []
+    for deal_id, q in zip(moments["deal_id"], moments["event_timestamp"], strict=True):
+        mine = activities["deal_id"].eq(deal_id)
+        row: dict[str, float] = {}
+        for w in WINDOWS_DAYS:
+            inside = mine & (seen > q - pd.Timedelta(days=w)) & (seen <= q)
+            for kind in (*ACTIVITY_TYPES, "total"):
+                n = inside if kind == "total" else inside & activities["type"].eq(kind)
+                row[f"act_{kind}_{w}d"] = float(n.sum())
+        if not (mine & (seen <= q)).any():
+            row = dict.fromkeys(row, np.nan)
+        out.append(row)
+    return pd.DataFrame(out)

@@ -31,8 +31,13 @@ import pandas as pd
 from leadscore.config import FEATURE_SERVICE, Settings
 from leadscore.crm.contract import OPEN
 from leadscore.crm.synth import generate_crm
-from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, features_of
-from leadscore.features.featurize import DEAL_STATUS, TS, activity_source, build_feature_sources
+from leadscore.features.catalog import CATEGORICAL_FEATURES, MODEL_FEATURES, activity_features
+from leadscore.features.featurize import (
+    DEAL_STATUS,
+    build_feature_sources,
+    features_as_of,
+    scoring_entities,
+)
 from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.scoring_model import ScoringModel
 from serving.package import PackagedModel, package_champion
@@ -132,13 +137,16 @@ def with_activity_summaries(
 ) -> list[dict[str, Any]]:
     """The payloads with each activity list replaced by the CRM-side summary at ``as_of``.
 
-    The summary is the ``deal_activity`` feature source's latest row at or before the
-    moment, computed by the feature pipeline itself; deals without activity by then get
-    an empty list instead.
+    The summary is what the feature pipeline itself gives at the moment: the
+    ``deal_activity`` view's values and the window counts ``deal_timing`` reads from its
+    cumulative counts (the in-memory join, which agrees with Feast); deals without
+    activity by then get an empty list instead.
     """
-    source = activity_source(tables["activities"], tables["contacts"])
-    latest = source[source[TS] <= as_of].groupby("deal_id").tail(1).set_index("deal_id")
-    columns = [f.name for f in features_of("deal_activity")] + list(SUMMARY_TIMES)
+    joined = features_as_of(
+        build_feature_sources(tables), scoring_entities(tables["deals"], as_of)
+    ).set_index("deal_id")
+    latest = joined[joined["n_activities"].notna()]
+    columns = [f.name for f in activity_features()] + list(SUMMARY_TIMES)
     out = []
     for p in payloads:
         q = {k: v for k, v in p.items() if k != "activities"}

@@ -202,33 +202,46 @@ MISSING_BY_VIEW: dict[View, tuple[str, str]] = {
 }
 
 
-def _activity_features() -> list[Feature]:
+def _window_count_features() -> list[Feature]:
+    """The window counts ``act_{kind}_{w}d``: activities of each type, then of any type, in
+    the ``w`` days up to the moment. ``deal_timing`` computes them at the moment of scoring from the
+    ``deal_activity`` source's cumulative counts, read at the moment and ``w`` days before
+    it (:func:`leadscore.features.featurize.window_counts`); missing before the deal's
+    first activity, as the ``deal_activity`` view's features are."""
     out: list[Feature] = []
     for w in WINDOWS_DAYS:
         for t in ACTIVITY_TYPES:
             out.append(
                 Feature(
                     f"act_{t}_{w}d",
-                    "deal_activity",
+                    "deal_timing",
                     "numeric",
                     f"{t}s in the last {w} days",
                     f"Number of {t} activities on the deal in the {w} days before scoring.",
                     integer=True,
+                    phrasing=Phrasing(missing=NO_ACTIVITY),
                     reason_group="engagement",
                 )
             )
         out.append(
             Feature(
                 f"act_total_{w}d",
-                "deal_activity",
+                "deal_timing",
                 "numeric",
                 f"activities in the last {w} days",
                 f"Number of activities of any kind in the {w} days before scoring.",
                 integer=True,
+                phrasing=Phrasing(missing=NO_ACTIVITY),
                 reason_group="engagement",
             )
         )
     return out
+
+
+_WINDOW_COUNT_FEATURES = _window_count_features()
+#: Names of the window counts, in the order of
+#: :func:`leadscore.features.deal_state.activity_at`'s count matrix.
+WINDOW_COUNT_COLUMNS: tuple[str, ...] = tuple(f.name for f in _WINDOW_COUNT_FEATURES)
 
 
 def _seniority_scale() -> str:
@@ -448,7 +461,7 @@ _FEATURES: tuple[Feature, ...] = (
         reason_group="stakeholders",
     ),
     # How engaged the deal is.
-    *_activity_features(),
+    *_WINDOW_COUNT_FEATURES,
     Feature(
         "n_activities",
         "deal_activity",
@@ -814,6 +827,13 @@ REVIVAL_VIEWS: tuple[View, ...] = (
 def features_of(view: View) -> list[Feature]:
     """Catalog entries of one view, the win model's and the revival model's alike."""
     return [f for f in (*FEATURES, *REVIVAL_FEATURES) if f.view == view]
+
+
+def activity_features() -> list[Feature]:
+    """Every feature of the activity rules (:func:`leadscore.features.deal_state.activity_at`):
+    the ``deal_activity`` view's and the window counts ``deal_timing`` derives from it. What a
+    CRM may send pre-summarised instead of the activity list (serving's ``activity_summary``)."""
+    return [f for f in FEATURES if f.view == "deal_activity" or f.name in WINDOW_COUNT_COLUMNS]
 
 
 def revival_catalog() -> tuple[Feature, ...]:

@@ -6,8 +6,9 @@ director, waits for our reply since Tuesday...". Two callers ask two kinds of qu
 of the same kernels:
 
 * the feature pipeline (:mod:`leadscore.features.featurize`) asks for the state at every moment it
-  can change (each event, and each moment an activity leaves a count window), which
-  gives the Feast source rows that training and the online store read;
+  can change (each event), which gives the Feast source rows that training and the
+  online store read (window counts are read from cumulative counts there: see
+  :func:`activity_at`);
 * the scoring service asks for the state of deals a CRM sent in full at one moment,
   ``as_of``.
 
@@ -35,7 +36,7 @@ import numba
 import numpy as np
 
 from leadscore.crm.contract import ACTIVITY_TYPES, STAGES
-from leadscore.features.catalog import STALL_DAYS, WINDOWS_DAYS
+from leadscore.features.catalog import STALL_DAYS, WINDOW_COUNT_COLUMNS, WINDOWS_DAYS
 from leadscore.features.seniority import SENIOR_LEVEL
 
 DAY = 86_400
@@ -49,11 +50,12 @@ ACTIVITY_CODES: dict[str, int] = {t: i for i, t in enumerate(ACTIVITY_TYPES)}
 STAGE_CODES: dict[str, int] = {s: i for i, s in enumerate(STAGES)}
 _MEETING, _VISIT = ACTIVITY_CODES["meeting"], ACTIVITY_CODES["visit"]
 _WINDOWS_S = np.array(WINDOWS_DAYS, dtype=np.int64) * DAY
-
-#: Column names of :func:`activity_at`'s window counts, in the order of its count matrix.
-WINDOW_COUNT_COLUMNS: tuple[str, ...] = tuple(
-    f"act_{kind}_{w}d" for w in WINDOWS_DAYS for kind in (*ACTIVITY_TYPES, "total")
-)
+#: Column names of :func:`activity_at`'s cumulative counts by activity type (activities of
+#: the type up to the moment); of any type, that count is ``n_activities``.
+CUMULATIVE_COLUMNS: dict[str, str] = {
+    **{kind: f"cum_{kind}" for kind in ACTIVITY_TYPES},
+    "total": "n_activities",
+}
 
 
 def _offsets(deal: np.ndarray, n_deals: int) -> np.ndarray:
@@ -226,24 +228,17 @@ class ActivityEvents:
     level: np.ndarray
 
 
-def change_moments(events: ActivityEvents) -> Queries:
-    """Every moment a deal's engagement can change: each activity, and each window expiry."""
-    if not len(events.t_s):
-        return Queries(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    t0 = int(events.t_s.min())
-    span = int(events.t_s.max()) - t0 + int(_WINDOWS_S.max()) + 2 * DAY
-    key = events.deal * span + (events.t_s - t0)  # sorted: events are
-    # Each run is sorted already, so a sort and a neighbour comparison dedupe them fast.
-    rows = np.sort(np.concatenate([key] + [key + w for w in _WINDOWS_S]), kind="stable")
-    rows = rows[np.r_[True, rows[1:] != rows[:-1]]]
-    deal = rows // span
-    return Queries(deal, rows - deal * span + t0)
-
-
-def activity_at(events: ActivityEvents, queries: Queries, n_deals: int) -> dict[str, np.ndarray]:
+def activity_at(
+    events: ActivityEvents, queries: Queries, n_deals: int, windows: bool = True
+) -> dict[str, np.ndarray]:
     """Engagement at each query moment (whole seconds): counts, recency, replies, visits.
 
-    * window counts: activities of each type in (q - w days, q];
+    * window counts (:data:`WINDOW_COUNT_COLUMNS`, unless ``windows`` is false): activities
+      of each type in (q - w days, q];
+    * cumulative counts (:data:`CUMULATIVE_COLUMNS`): activities of each type up to q. The
+      feature source stores these instead of window counts: a window count is the
+      cumulative count at q less the one at q - w, so the source needs a row only where an
+      activity happened, not one more where each leaves a window;
     * replies: our first outbound activity after one or more inbound ones is a reply;
       its latency runs from the earliest of them, and it is known when we reply. Events
       in the same second are simultaneous: an outbound activity does not answer an
@@ -263,14 +258,17 @@ def activity_at(events: ActivityEvents, queries: Queries, n_deals: int) -> dict[
         events.level,
         _offsets(queries.deal, n_deals),
         queries.t,
-        _WINDOWS_S,
+        _WINDOWS_S if windows else _WINDOWS_S[:0],
         len(ACTIVITY_TYPES),
         SENIOR_LEVEL,
         _MEETING,
         _VISIT,
     )
-    counts, n, inbound, last, last_in, waiting, median_reply, first, visits, met = out
-    features = {name: counts[:, j] for j, name in enumerate(WINDOW_COUNT_COLUMNS)}
+    counts, cumulative, n, inbound, last, last_in, waiting, median_reply, first, visits, met = out
+    features = {name: counts[:, j] for j, name in enumerate(WINDOW_COUNT_COLUMNS) if windows}
+    features.update(
+        {CUMULATIVE_COLUMNS[kind]: cumulative[:, j] for j, kind in enumerate(ACTIVITY_TYPES)}
+    )
     features.update(
         n_activities=n,
         share_inbound=inbound / n,
@@ -317,6 +315,7 @@ def _activity_kernel(  # pragma: no cover - jitted
     nq, nw = len(q_t), len(windows)
     width = n_kinds + 1  # the last column of each window is the total
     counts = np.full((nq, nw * width), np.nan)
+    cumulative = np.full((nq, n_kinds), np.nan)
     n_out = np.full(nq, np.nan)
     inbound_out = np.full(nq, np.nan)
     last_out_t = np.full(nq, np.nan)
@@ -330,11 +329,13 @@ def _activity_kernel(  # pragma: no cover - jitted
     latencies = np.empty(len(t))
     lo = np.empty(nw, np.int64)
     window = np.zeros(nw * width, np.int64)
+    seen = np.zeros(n_kinds, np.int64)
     for d in range(len(ev_off) - 1):
         start, end = ev_off[d], ev_off[d + 1]
         e = start
         lo[:] = start
         window[:] = 0
+        seen[:] = 0
         n_inbound = 0
         has_in, last_in = False, 0
         is_waiting, waiting = False, 0
@@ -363,6 +364,7 @@ def _activity_kernel(  # pragma: no cover - jitted
                     has_in, last_in = True, now
                 for i in range(e, g):
                     if kind[i] >= 0:
+                        seen[kind[i]] += 1
                         for w in range(nw):
                             window[w * width + kind[i]] += 1
                     for w in range(nw):
@@ -386,6 +388,8 @@ def _activity_kernel(  # pragma: no cover - jitted
                     lo[w] += 1
             for j in range(nw * width):
                 counts[k, j] = window[j]
+            for j in range(n_kinds):
+                cumulative[k, j] = seen[j]
             n_out[k] = e - start
             inbound_out[k] = n_inbound
             last_out_t[k] = t[e - 1]
@@ -399,6 +403,7 @@ def _activity_kernel(  # pragma: no cover - jitted
             met_out[k] = met
     return (
         counts,
+        cumulative,
         n_out,
         inbound_out,
         last_out_t,

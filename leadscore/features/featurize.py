@@ -7,14 +7,16 @@ point-in-time join Feast performs for training (``get_historical_features``) and
 materialization keeps in the online store for serving. Nothing later than the moment
 can reach it.
 
-Values that change merely because time passes are handled in two ways:
+Values that change merely because time passes are computed at request time by
+:func:`request_time_features`, which Feast runs in the ``deal_timing`` on-demand feature
+view, for training and serving alike:
 
-* windowed activity counts ("calls in the last 7 days") get an extra row at each
-  moment an activity leaves a window, so the latest row is exact at any time;
-* durations ("days since last activity") are computed at request time by
-  :func:`request_time_features` from timestamps stored in the rows. Feast runs that
-  same function in the ``deal_timing`` on-demand feature view, for training and
-  serving alike.
+* durations ("days since last activity") from timestamps stored in the rows;
+* windowed activity counts ("calls in the last 7 days", :func:`window_counts`) as the
+  difference of two cumulative counts: the ``deal_activity`` row at the moment, and the
+  same source's row as of ``w`` days before, which the :data:`LAGGED_VIEWS` read by
+  stamping each row ``w`` days later. The source then needs one row per activity moment,
+  not one more each time an activity leaves a window (four times fewer rows).
 
 The rules themselves (what a stage change, a stall, a reply or a first visit is) live
 in :mod:`leadscore.features.deal_state`, whose kernels this module runs at every moment of change
@@ -27,7 +29,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -37,22 +40,26 @@ from leadscore.config import REVIVAL_WINDOW_DAYS
 from leadscore.crm.attributes import Attribute, feature_attributes
 from leadscore.crm.contract import CLOSED_STATUSES, LOST, OPEN, UNDATED, WON
 from leadscore.crm.revival import loss_cycles, revivals
-from leadscore.features.catalog import FEATURES_BY_NAME, Feature, model_catalog
+from leadscore.features.catalog import (
+    FEATURES_BY_NAME,
+    WINDOWS_DAYS,
+    Feature,
+    model_catalog,
+)
 from leadscore.features.deal_state import (
     ACTIVITY_CODES,
+    CUMULATIVE_COLUMNS,
     DAY,
     DIRECTION_CODES,
     STAGE_CODES,
     UNKNOWN_DIRECTION,
     US,
-    WINDOW_COUNT_COLUMNS,
     ActivityEvents,
     ContactEvents,
     LossEvents,
     Queries,
     StageEvents,
     activity_at,
-    change_moments,
     contacts_at,
     engagement_since_loss,
     revival_timing_features,
@@ -97,6 +104,41 @@ DEAL_STATUS = "deal_status"
 def views_of(sources: Mapping[str, pd.DataFrame]) -> dict[str, str]:
     """The join key of each view ``sources`` must hold: every view but an absent optional one."""
     return {v: k for v, k in VIEW_KEYS.items() if v in sources or v not in OPTIONAL_VIEWS}
+
+
+@dataclass(frozen=True)
+class LaggedView:
+    """A feature view over another view's source whose rows are stamped ``days`` later.
+
+    Its timestamp is a column of that source, :attr:`timestamp` (the row's moment plus
+    ``days``), so a point-in-time lookup at q finds the latest row at or before q - days:
+    the state ``days`` before the moment, never a row the moment could not see. Its
+    fields are the source's :attr:`columns` under names of their own (:meth:`field`), as
+    Feast wants every feature name of a retrieval distinct. Not a source: the rows are
+    those of :attr:`source`, in its one file.
+    """
+
+    source: str
+    days: int
+    columns: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}_{self.days}d_ago"
+
+    @property
+    def timestamp(self) -> str:
+        return f"{TS}_plus_{self.days}d"
+
+    def field(self, column: str) -> str:
+        return f"{column}_{self.days}d_ago"
+
+
+#: The cumulative activity counts as of each count window's length before the moment:
+#: ``deal_timing`` subtracts them from the counts at the moment (:func:`window_counts`).
+LAGGED_VIEWS: tuple[LaggedView, ...] = tuple(
+    LaggedView("deal_activity", w, tuple(CUMULATIVE_COLUMNS.values())) for w in WINDOWS_DAYS
+)
 
 
 _COMPETITOR_NONE = {"none", "no competitor", "no", "n/a", "na", "nobody", "无", "没有"}
@@ -261,15 +303,23 @@ def contacts_source(deal_contacts: pd.DataFrame, contacts: pd.DataFrame | None) 
 
 
 def activity_source(activities: pd.DataFrame, contacts: pd.DataFrame | None) -> pd.DataFrame:
-    """Engagement after each activity, and again each time one leaves a count window."""
+    """Engagement after each activity (one row per deal and second with activities).
+
+    Counts are cumulative (:data:`~leadscore.features.deal_state.CUMULATIVE_COLUMNS`);
+    each :data:`LAGGED_VIEWS` reads the same rows at their moment plus its window, stored
+    as its :attr:`~LaggedView.timestamp` column, and ``deal_timing`` turns the two into
+    window counts (:func:`window_counts`).
+    """
     if activities.empty:
         return _empty("deal_activity")
     deal_cat, events = _activity_events(activities, contacts)
     seniority = _contact_seniority(contacts)
-    queries = change_moments(events)
-    state = activity_at(events, queries, len(deal_cat.categories))
+    queries = _distinct_moments(events.deal, events.t_s)
+    state = activity_at(events, queries, len(deal_cat.categories), windows=False)
     out = _frame(deal_cat, queries, _from_seconds(queries.t))
-    for name in (*WINDOW_COUNT_COLUMNS, "n_activities"):
+    for lag in LAGGED_VIEWS:
+        out[lag.timestamp] = out[TS] + timedelta(days=lag.days)
+    for name in CUMULATIVE_COLUMNS.values():
         out[name] = state[name].astype(np.int32)
     out["share_inbound"] = state["share_inbound"]
     for name in ("last_activity_at", "last_inbound_at", "awaiting_reply_since"):
@@ -763,18 +813,19 @@ def _is_text(col: str, s: pd.Series) -> bool:
 
 # ---------------------------------------------------------------- request time
 def request_time_features(df: pd.DataFrame) -> pd.DataFrame:
-    """Features that depend on the moment of scoring, from timestamps in the rows.
+    """Features that depend on the moment of scoring, from values stored in the rows.
 
     ``df`` holds ``as_of`` (the moment of scoring) and the stored columns below; the
     Feast on-demand view ``deal_timing`` calls this for training and serving, and it
-    hands them to :func:`leadscore.features.deal_state.timing_features`, as the scoring service does.
+    hands them to :func:`leadscore.features.deal_state.timing_features`, as the scoring
+    service does, and to :func:`window_counts`.
     """
 
     def times(col: str) -> np.ndarray:
         return _stored_times(df, col)
 
     def numbers(col: str) -> np.ndarray:
-        return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return _stored_numbers(df, col)
 
     timing = timing_features(
         times("as_of"),
@@ -786,7 +837,24 @@ def request_time_features(df: pd.DataFrame) -> pd.DataFrame:
         times("last_inbound_at"),
         times("awaiting_reply_since"),
     )
-    return pd.DataFrame(timing, index=df.index).astype("float64")
+    return pd.DataFrame({**timing, **window_counts(df)}, index=df.index).astype("float64")
+
+
+def window_counts(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Activities of each type in the ``w`` days up to the moment: ``act_{kind}_{w}d``.
+
+    The count in (q - w, q] is the cumulative count at q (the ``deal_activity`` row)
+    less the one at q - w (the :data:`LAGGED_VIEWS` row): the activities in the window,
+    as :func:`leadscore.features.deal_state.activity_at` counts them. No lagged row means
+    no activity by q - w (0); no row at q means no activity yet, and the count stays
+    missing as every engagement feature does then.
+    """
+    out: dict[str, np.ndarray] = {}
+    for lag in LAGGED_VIEWS:
+        for kind, col in CUMULATIVE_COLUMNS.items():
+            before = np.nan_to_num(_stored_numbers(df, lag.field(col)), nan=0.0)
+            out[f"act_{kind}_{lag.days}d"] = _stored_numbers(df, col) - before
+    return out
 
 
 def revival_request_time_features(df: pd.DataFrame) -> pd.DataFrame:
@@ -803,6 +871,11 @@ def revival_request_time_features(df: pd.DataFrame) -> pd.DataFrame:
         _stored_times(df, "last_engaged_at"),
     )
     return pd.DataFrame(timing, index=df.index).astype("float64")
+
+
+def _stored_numbers(df: pd.DataFrame, col: str) -> np.ndarray:
+    """A number column as float64, NaN where missing."""
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _stored_times(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -825,20 +898,18 @@ REQUEST_TIME_INPUTS: tuple[str, ...] = (
 
 # ---------------------------------------------------------------- in-memory join
 def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time join in memory: the latest source row at or before each entity's moment.
+    """Point-in-time join in memory: each view's latest row at or before each entity's moment.
 
     ``entities`` has ``deal_id``, ``account_id``, ``owner_id`` and ``event_timestamp``.
-    Returns the entities with every model feature, computed as Feast would compute them.
+    Returns the entities with every model feature, computed as Feast would compute them:
+    each view by its own timestamp column (:func:`view_rows`).
     """
     ent = entities.reset_index(drop=True).copy()
     ent[TS] = as_utc(ent[TS])
     ent["_row"] = np.arange(len(ent))
     out = ent.sort_values(TS, kind="stable")
-    for view, key in views_of(sources).items():
-        src = sources[view]
-        cols = [c for c in src.columns if c not in (key, TS)]
-        right = src[[key, TS, *cols]].sort_values(TS, kind="stable")
-        right = right.rename(columns={TS: "_src_ts"})
+    for key, rows in view_rows(sources).values():
+        right = rows.rename(columns={TS: "_src_ts"}).sort_values("_src_ts", kind="stable")
         left = out.assign(**{key: out[key].astype(str)})
         out = pd.merge_asof(
             left,
@@ -854,6 +925,26 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     for timing in (request_time_features(out), revival_request_time_features(out)):
         for c in timing.columns:
             out[c] = timing[c]
+    return out
+
+
+def view_rows(sources: Mapping[str, pd.DataFrame]) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Each feature view's join key and rows as Feast reads them: the key, its timestamp
+    as ``event_timestamp`` and its fields under their names (a :class:`LaggedView` reads
+    its source by its own timestamp column, its fields renamed)."""
+    lag_times = [lag.timestamp for lag in LAGGED_VIEWS]
+    out: dict[str, tuple[str, pd.DataFrame]] = {}
+    for view, key in views_of(sources).items():
+        src = sources[view]
+        out[view] = (key, src[[c for c in src.columns if c not in lag_times]])
+    for lag in LAGGED_VIEWS:
+        if lag.source in out:
+            key = VIEW_KEYS[lag.source]
+            rows = sources[lag.source][[key, lag.timestamp, *lag.columns]]
+            rows = rows.rename(
+                columns={lag.timestamp: TS, **{c: lag.field(c) for c in lag.columns}}
+            )
+            out[lag.name] = (key, rows)
     return out
 
 

@@ -66,7 +66,7 @@ from leadscore.crm.contract import (
     TIMING,
     WON,
 )
-from leadscore.features.catalog import SENIOR, STAGE_LEVELS, STALL_DAYS, features_of
+from leadscore.features.catalog import SENIOR, STAGE_LEVELS, STALL_DAYS, activity_features
 from leadscore.features.catalog_zh import STAGE_ZH
 from leadscore.features.featurize import features_as_of, snapshot_entities
 from leadscore.features.seniority import SENIOR_LEVEL
@@ -160,9 +160,7 @@ ZH |= {
 }
 
 _ACTIVITY_COUNTS = frozenset(
-    f.name
-    for f in features_of("deal_activity")
-    if f.name.startswith("act_") or f.name == "n_activities"
+    f.name for f in activity_features() if f.name.startswith("act_") or f.name == "n_activities"
 )
 #: The model features each rule reads: a negative reason on one of them is the model
 #: seeing the flagged problem, so the flag's action answers that reason.

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from leadscore.features.catalog import WINDOW_COUNT_COLUMNS
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
@@ -29,7 +30,13 @@ from leadscore.features.store import (
 )
 from serving.online import RETRY_SECONDS, OnlineStore, StoreUnavailable
 from tests.conftest import isolated, require_service
-from tests.crm_fixture import day, tiny_crm
+from tests.crm_fixture import (
+    brute_force_window_counts,
+    day,
+    tiny_crm,
+    window_crm,
+    window_moments,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +82,27 @@ def test_training_frame_matches_in_memory_definition_and_ignores_late_events(app
     after = model_frame(again)[again["event_timestamp"] < day(59)]
     pd.testing.assert_frame_equal(before, after)
     assert (model_frame(again)[again["event_timestamp"] >= day(59)]["stage_index"] == 3).all()
+
+
+def test_feast_window_counts_equal_their_definition_at_and_around_every_expiry(applied):
+    """Feast's point-in-time join of the cumulative counts and their lagged views gives
+    the activities in (q - w, q], as counted one by one, at each activity's second, at
+    its window's end and one second before it, and at random moments."""
+    crm = window_crm()
+    moments = window_moments(crm["activities"])
+    write_sources(build_feature_sources(crm), applied.sources_dir)
+    try:
+        store = open_store(applied)
+        joined = store.get_historical_features(
+            entity_df=moments.assign(as_of=moments["event_timestamp"], _row=range(len(moments))),
+            features=store.get_feature_service(applied.feature_service),
+        ).to_df()
+    finally:
+        write_sources(build_feature_sources(tiny_crm()), applied.sources_dir)
+    joined = joined.sort_values("_row").reset_index(drop=True)
+    expected = brute_force_window_counts(crm["activities"], moments)
+    got = joined[list(WINDOW_COUNT_COLUMNS)].astype("float64")
+    pd.testing.assert_frame_equal(got, expected)
 
 
 def _online_equals_offline(settings, when, full=False):
