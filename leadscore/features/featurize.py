@@ -903,10 +903,21 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     ``entities`` has ``deal_id``, ``account_id``, ``owner_id`` and ``event_timestamp``.
     Returns the entities with every model feature, computed as Feast would compute them:
     each view by its own timestamp column (:func:`view_rows`).
+
+    Entities all at one moment (ranking, scoring stored deals) take each key's latest
+    row and a plain join on the key: the same rows ``merge_asof`` would pick (the last
+    of equal times, in source order), without sorting every source row by time.
     """
     ent = entities.reset_index(drop=True).copy()
     ent[TS] = as_utc(ent[TS])
     ent["_row"] = np.arange(len(ent))
+    moments = ent[TS].unique()
+    if len(moments) == 1:
+        out = ent
+        for key, rows in view_rows(sources).values():
+            left = out.assign(**{key: out[key].astype(str)})
+            out = left.merge(_latest_by_key(rows, key, moments[0]), on=key, how="left")
+        return _with_request_time(out)
     out = ent.sort_values(TS, kind="stable")
     for key, rows in view_rows(sources).values():
         right = rows.rename(columns={TS: "_src_ts"}).sort_values("_src_ts", kind="stable")
@@ -920,6 +931,19 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
             direction="backward",
             allow_exact_matches=True,
         ).drop(columns="_src_ts")
+    return _with_request_time(out)
+
+
+def _latest_by_key(rows: pd.DataFrame, key: str, moment: pd.Timestamp) -> pd.DataFrame:
+    """Each key's latest row at or before ``moment`` (of equal times, the last), without
+    its time: what a point-in-time join at ``moment`` reads."""
+    seen = rows[(rows[TS] <= moment).to_numpy()]
+    latest = seen.sort_values(TS, kind="stable").drop_duplicates(key, keep="last")
+    return latest.drop(columns=TS)
+
+
+def _with_request_time(out: pd.DataFrame) -> pd.DataFrame:
+    """Joined rows back in entity order, with the request-time features added."""
     out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
     out["as_of"] = out[TS]
     for timing in (request_time_features(out), revival_request_time_features(out)):

@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leadscore.crm.synth import generate_crm
 from leadscore.features.catalog import MODEL_FEATURES
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
     model_frame,
     normalise_competitor,
+    scoring_entities,
     snapshot_entities,
 )
 from tests.crm_fixture import day, known_at, tiny_crm
@@ -250,3 +252,22 @@ def test_inbound_never_answered_gives_no_reply_latency_but_a_waiting_time():
     ]  # D3: one unanswered inbound
     f = at(crm, "D3", day(22))
     assert np.isnan(f["median_reply_hours"]) and f["hours_awaiting_reply"] == pytest.approx(48.0)
+
+
+@pytest.mark.parametrize("moment", ["2025-01-20", "2025-02-15 10:30", "2025-06-01", "a row's"])
+def test_one_moment_join_picks_the_rows_the_point_in_time_join_picks(moment):
+    """Entities all at one moment join each key's latest row directly (ranking's path);
+    one entity at another moment sends the same entities through ``merge_asof``."""
+    tables = generate_crm(300, seed=5, as_of=pd.Timestamp("2025-06-01", tz="UTC")).tables
+    sources = build_feature_sources(tables)
+    if moment == "a row's":  # exactly when an activity happened: that row is seen
+        rows = sources["deal_activity"]["event_timestamp"]
+        at = rows.iloc[len(rows) // 2]
+    else:
+        at = pd.Timestamp(moment, tz="UTC")
+    entities = scoring_entities(tables["deals"], at)
+    other = entities.iloc[:1].assign(event_timestamp=at - pd.Timedelta(days=3))
+    one_moment = features_as_of(sources, entities)
+    asof = features_as_of(sources, pd.concat([entities, other], ignore_index=True))
+    assert one_moment["act_total_30d"].notna().sum() > 0
+    pd.testing.assert_frame_equal(one_moment, asof.iloc[: len(entities)])
