@@ -113,7 +113,7 @@ def spark_feature_sources(
     ``buckets`` (default: twice the session's parallelism) is how many groups the deals
     are hashed into: few enough that each Python call does a lot of work, enough that
     every core has some. Returns the sources as pandas frames, sorted by key and time
-    as the local engine sorts them, for :func:`leadscore.features.store.write_sources`.
+    as the local engine sorts them, for :func:`leadscore.features.featurize.write_sources`.
     """
     from pyspark.sql import functions as F
 
@@ -316,7 +316,7 @@ def spark_ingest_sources(
     settings: Settings, tables: Mapping[str, pd.DataFrame], attributes: Sequence[Attribute] = ()
 ) -> dict[str, pd.DataFrame]:
     """What ``leadscore ingest --engine spark`` builds: the stored tables' feature sources
-    on the configured Spark session, for :func:`leadscore.features.store.write_sources`."""
+    on the configured Spark session, for :func:`leadscore.features.featurize.write_sources`."""
     spark = spark_session(settings)
     return spark_feature_sources(
         spark,
