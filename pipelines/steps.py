@@ -1,34 +1,35 @@
 """Pipeline steps that chain the pieces: ingest an export, refresh the feature store, demo.
 
 Each step is a typed function returning a summary; the CLI only parses and prints.
+Importing this module costs only what ``ingest`` needs: the demo's training, registry,
+packaging and ranking (LightGBM, MLflow, BentoML, Feast: seconds of imports) are
+imported inside :func:`demo`, so a daily ``leadscore ingest`` does not pay for them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 
 from leadscore.config import CHAMPION, LOCAL_ENGINE, SPARK_ENGINE, Settings, crash_point
 from leadscore.crm.ingest import REJECTS_FILE, Reject, ingest_export
-from leadscore.crm.synth import generate_crm, write_export
-from leadscore.features.featurize import build_feature_sources
+from leadscore.features.featurize import iter_feature_sources, write_sources
 from leadscore.features.incremental import source_definition, update_sources, write_build_record
-from leadscore.features.store import apply_repo, materialize, write_sources
-from leadscore.model.registry import RegistryError, load_champion
 from leadscore.pipeline_state import transaction
-from leadscore.priority.rank import RankRun, rankings_dir, run_rank
 from leadscore.progress import Progress, no_progress
-from serving.package import PackagedModel, package_champion
-from training.registry import PromotionDecision, promote_from_store
-from training.train import train_from_store
+
+if TYPE_CHECKING:
+    from leadscore.priority.rank import RankRun
+    from serving.package import PackagedModel
+    from training.registry import PromotionDecision
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def ingest(
         window = settings.revival_window_days
         definition = source_definition(result.attributes, window)
         update = None
-        sources: Mapping[str, pd.DataFrame | pa.Table]
+        sources: Mapping[str, pd.DataFrame | pa.Table] | Iterable[tuple[str, pd.DataFrame]]
         if engine == SPARK_ENGINE:
             from leadscore.features.spark_engine import spark_ingest_sources
 
@@ -112,8 +113,8 @@ def ingest(
             )
         ):
             sources = update.changed
-        else:
-            sources = build_feature_sources(
+        else:  # each source is written while the next is built
+            sources = iter_feature_sources(
                 result.tables, progress, result.attributes, revival_window_days=window
             )
         rows = write_sources(sources, generation.dir("sources"), progress)
@@ -175,6 +176,9 @@ def _force_first_demo_champion(settings: Settings, refused: PromotionDecision) -
     so the demo still ends in a list and a service; everything that shows it then says
     "model not better than baseline". A version failing its behaviour checks is never
     forced: the demo stops with the reasons."""
+    from leadscore.model.registry import RegistryError
+    from training.registry import promote_from_store
+
     if refused.behaviour.get("passed") is False:
         raise RegistryError(
             f"version {refused.challenger} failed its behaviour checks: "
@@ -199,6 +203,14 @@ def demo(
     oracle) -> promote (the gate decides) -> package for BentoML -> rank. ``progress``
     hears each step (task ``demo``) and what the steps themselves report.
     """
+    from leadscore.crm.synth import generate_crm, write_export
+    from leadscore.features.store import apply_repo, materialize
+    from leadscore.model.registry import load_champion
+    from leadscore.priority.rank import rankings_dir, run_rank
+    from serving.package import package_champion
+    from training.registry import promote_from_store
+    from training.train import train_from_store
+
     summary = DemoSummary(export_dir=workdir / "export")
 
     def timed(name: str, fn, *args, **kwargs):

@@ -314,7 +314,8 @@ def prepare_champion(
     ``closed_in_store``, which keep their status; every feature, track records included,
     is the real CRM's.
     """
-    from leadscore.features.store import apply_repo, materialize, write_sources
+    from leadscore.features.featurize import write_sources
+    from leadscore.features.store import apply_repo, materialize
 
     register_champion(model, frame, settings)
     packaged = package_champion(settings)

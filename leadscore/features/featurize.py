@@ -28,15 +28,19 @@ memory, for batch ranking and tests; a test proves it agrees with Feast.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from leadscore.config import REVIVAL_WINDOW_DAYS
+from leadscore.config import REVIVAL_WINDOW_DAYS, crash_point
 from leadscore.crm.attributes import Attribute, feature_attributes
 from leadscore.crm.contract import CLOSED_STATUSES, LOST, OPEN, UNDATED, WON
 from leadscore.crm.revival import loss_cycles, revivals
@@ -178,7 +182,7 @@ def _from_micros(us: np.ndarray) -> pd.Series:
     """Microseconds since the epoch (NaN: unknown) as UTC datetimes (NaT)."""
     us = np.asarray(us, dtype=np.float64)
     values = np.where(np.isnan(us), float(np.iinfo(np.int64).min), us).astype(np.int64)
-    return pd.Series(values.view("datetime64[us]")).dt.tz_localize("UTC")
+    return pd.Series(values.view("datetime64[us]"), dtype="datetime64[us, UTC]")
 
 
 def _from_seconds(seconds: np.ndarray) -> pd.Series:
@@ -731,6 +735,22 @@ def build_feature_sources(
     keyed by deal or account (or by owner) with this very function, so the two engines
     cannot differ; the local engine is the one group of all rows.
     """
+    return dict(
+        iter_feature_sources(tables, progress, attributes, losses, revival_window_days, views)
+    )
+
+
+def iter_feature_sources(
+    tables: Mapping[str, pd.DataFrame],
+    progress: Progress = no_progress,
+    attributes: Sequence[Attribute] = (),
+    losses: pd.DataFrame | None = None,
+    revival_window_days: int = REVIVAL_WINDOW_DAYS,
+    views: Collection[str] | None = None,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """:func:`build_feature_sources` one source at a time, as each is built: ingest
+    writes one (:func:`write_sources`, in the background) while it builds the next, and
+    holds no more than the sources not yet written."""
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
     deals = tables["deals"]
@@ -765,13 +785,12 @@ def build_feature_sources(
         )
     if views is not None:
         builders = {name: build for name, build in builders.items() if name in views}
-    sources: dict[str, pd.DataFrame] = {}
-    for name, build in builders.items():
-        progress("feature sources", len(sources), len(builders), unit="sources", detail=name)
-        sources[name] = build()
-        log.info("feature source %s: %d rows", name, len(sources[name]))
-    progress("feature sources", len(sources), len(builders), unit="sources")
-    return sources
+    for done, (name, build) in enumerate(builders.items()):
+        progress("feature sources", done, len(builders), unit="sources", detail=name)
+        source = build()
+        log.info("feature source %s: %d rows", name, len(source))
+        yield name, source
+    progress("feature sources", len(builders), len(builders), unit="sources")
 
 
 def source_table(view: str, df: pd.DataFrame) -> pa.Table:
@@ -782,26 +801,88 @@ def source_table(view: str, df: pd.DataFrame) -> pa.Table:
     keys and categories text. The schema is given, not inferred: a source with no rows
     (an export without activities) would otherwise get columns of type null, which Feast
     cannot join to the entities' string keys. What is written to Parquet
-    (:func:`leadscore.features.store.write_sources`) and what a Spark group returns are
+    (:func:`write_sources`) and what a Spark group returns are
     typed by this one function.
     """
     key = VIEW_KEYS[view]
-    out = pd.DataFrame({key: df[key].astype(str)})
-    fields = [pa.field(key, pa.string())]
+    columns, fields = [_key_array(df[key])], [pa.field(key, pa.string())]
+    # Each column straight to Arrow: a pandas frame in between copied every column once
+    # more and cost as much as the Parquet write of the millions of activity rows.
     for col in df.columns:
         if col == key:
             continue
         s = df[col]
         if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
-            out[col] = pd.to_datetime(s, utc=True).astype("datetime64[us, UTC]")
-            fields.append(pa.field(col, pa.timestamp("us", tz="UTC")))
+            field = pa.field(col, pa.timestamp("us", tz="UTC"))
+            columns.append(pa.array(_as_us(s), type=field.type))
         elif _is_text(col, s):
-            out[col] = s.astype(object).where(s.notna(), None)
-            fields.append(pa.field(col, pa.string()))
+            field = pa.field(col, pa.string())
+            columns.append(pa.array(s.astype(object), type=field.type, from_pandas=True))
         else:
-            out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
-            fields.append(pa.field(col, pa.float64()))
-    return pa.Table.from_pandas(out, schema=pa.schema(fields), preserve_index=False)
+            field = pa.field(col, pa.float64())
+            numbers = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            columns.append(pa.array(numbers, type=field.type, from_pandas=True))  # NaN: null
+        fields.append(field)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def write_sources(
+    sources: Mapping[str, pd.DataFrame | pa.Table] | Iterable[tuple[str, pd.DataFrame | pa.Table]],
+    sources_dir: Path,
+    progress: Progress = no_progress,
+) -> dict[str, int]:
+    """Write feature sources as ``<view>.parquet``, typed by :func:`source_table` (as the
+    Feast views declare them); a source given as an Arrow table is typed already (an
+    incremental rebuild splices into the committed files:
+    :mod:`leadscore.features.incremental`). Returns the rows of each.
+
+    ``sources`` is a mapping or pairs made as they are consumed
+    (:func:`iter_feature_sources`): each source is typed and written on a thread of its
+    own while the next one is built (Parquet encoding releases the GIL, so on two cores
+    the build and the write overlap), and its frame is let go once written.
+
+    Each file is replaced atomically so a reader never sees half a source; ``leadscore
+    ingest`` writes them into a new generation of the state, with the CRM tables, and
+    commits all at once (:mod:`leadscore.pipeline_state`). ``progress`` counts rows
+    written (task ``write sources``; the total is known at the end).
+    """
+    sources_dir.mkdir(parents=True, exist_ok=True)
+    pairs = sources.items() if isinstance(sources, Mapping) else sources
+    rows: dict[str, int] = {}
+
+    def write(view: str, df: pd.DataFrame | pa.Table) -> None:
+        table = df if isinstance(df, pa.Table) else source_table(view, df)
+        tmp = sources_dir / f".{view}.parquet.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, sources_dir / f"{view}.parquet")
+        rows[view] = table.num_rows
+        crash_point("ingest.source_written")
+
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-sources") as writer:
+        for view, df in pairs:  # building the next source here, writing the last there
+            if pending is not None:
+                pending.result()  # a failed write stops the run before the next build
+            progress("write sources", sum(rows.values()), None, unit="rows", detail=view)
+            pending = writer.submit(write, view, df)
+        if pending is not None:
+            pending.result()
+    written = sum(rows.values())
+    progress("write sources", written, written, unit="rows")
+    return rows
+
+
+def _key_array(keys: pd.Series) -> pa.Array:
+    """A key column as Arrow text, each value as ``str()`` writes it (keys are never
+    missing; a number key becomes its digits). Text keys, the rule, convert directly."""
+    if keys.dtype == object:
+        try:
+            array = pa.array(keys, type=pa.string(), from_pandas=True)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            array = None
+        if array is not None and array.null_count == 0:
+            return array
+    return pa.array(keys.astype(str), type=pa.string())
 
 
 def _is_text(col: str, s: pd.Series) -> bool:

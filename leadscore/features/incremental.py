@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,8 +273,26 @@ def update_sources(
     rows = {view: pq.ParquetFile(path).metadata.num_rows for view, path in paths.items()}
     if not (reached.deals or reached.accounts or reached.owners):
         return SourceUpdate({}, rows, reached)
-    account_views = [v for v in empty if v not in OWNER_VIEWS]
-    owner_views = [v for v in empty if v in OWNER_VIEWS]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-sources") as reader:
+        # The committed sources are read (Arrow's C++, without the GIL) while the reached
+        # rows are rebuilt here: on two cores the two overlap.
+        committed = {view: reader.submit(pq.read_table, path) for view, path in paths.items()}
+        return _update(tables, reached, committed, rows, attributes, revival_window_days, progress)
+
+
+def _update(
+    tables: Mapping[str, pd.DataFrame],
+    reached: Reach,
+    committed: dict[str, Future[pa.Table]],
+    rows: dict[str, int],
+    attributes: Sequence[Attribute],
+    revival_window_days: int,
+    progress: Progress,
+) -> SourceUpdate | None:
+    """:func:`update_sources` once the reach is known and the committed sources are
+    being read: rebuild the reached rows and splice them in."""
+    account_views = [v for v in committed if v not in OWNER_VIEWS]
+    owner_views = [v for v in committed if v in OWNER_VIEWS]
     rebuilt = build_feature_sources(
         _rows_of(tables, reached),
         progress,
@@ -293,9 +312,9 @@ def update_sources(
     )
     changed = {}
     try:
-        for view in empty:
+        for view in list(committed):
             keys = _dropped_keys(view, reached)
-            spliced = _spliced(view, pq.read_table(paths[view]), rebuilt[view], keys)
+            spliced = _spliced(view, committed.pop(view).result(), rebuilt[view], keys)
             if spliced is not None:
                 changed[view] = spliced
                 rows[view] = spliced.num_rows

@@ -125,7 +125,7 @@ def spark_feature_sources(
     into: few enough that each Python call does a lot of work, enough that every core
     has some and that no group's sources outgrow the Spark heap. Returns the sources as
     pandas frames, sorted by key and time as the local engine sorts them, for
-    :func:`leadscore.features.store.write_sources`.
+    :func:`leadscore.features.featurize.write_sources`.
     """
     from pyspark.sql import functions as F
 
@@ -333,7 +333,7 @@ def spark_ingest_sources(
     settings: Settings, tables: Mapping[str, pd.DataFrame], attributes: Sequence[Attribute] = ()
 ) -> dict[str, pd.DataFrame]:
     """What ``leadscore ingest --engine spark`` builds: the stored tables' feature sources
-    on the configured Spark session, for :func:`leadscore.features.store.write_sources`."""
+    on the configured Spark session, for :func:`leadscore.features.featurize.write_sources`."""
     spark = spark_session(settings)
     return spark_feature_sources(
         spark,

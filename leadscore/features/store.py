@@ -1,24 +1,25 @@
-"""Feature store steps: write sources, apply the Feast repo, materialize, build training frames."""
+"""Feature store steps: apply the Feast repo, materialize, build training frames.
+
+The sources they read are written by :func:`leadscore.features.featurize.write_sources`,
+which needs no Feast (an ingest does not pay for importing it).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
-import os
 import re
 import string
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 # isort: off
@@ -28,7 +29,7 @@ from feast import FeatureService, FeatureStore, RepoConfig
 # isort: on
 from pydantic import ValidationError
 
-from leadscore.config import REVIVAL_FEATURE_SERVICE, Settings, crash_point, feast_environment
+from leadscore.config import REVIVAL_FEATURE_SERVICE, Settings, feast_environment
 from leadscore.crm.attributes import Attribute, feature_attributes, read_attributes
 from leadscore.crm.contract import UNDATED
 from leadscore.crm.ingest import load_stored
@@ -39,7 +40,6 @@ from leadscore.features.featurize import (
     TS,
     VIEW_KEYS,
     snapshot_entities,
-    source_table,
 )
 from leadscore.noise import hidden
 from leadscore.progress import Progress, no_progress
@@ -109,36 +109,6 @@ def _start_spark(settings: Settings) -> bool:
 def open_store(settings: Settings) -> FeatureStore:
     """Open the Feast repo with the configured ``feature_store*.yaml``."""
     return FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
-
-
-def write_sources(
-    sources: Mapping[str, pd.DataFrame | pa.Table],
-    sources_dir: Path,
-    progress: Progress = no_progress,
-) -> dict[str, int]:
-    """Write feature source frames as Parquet, typed by
-    :func:`leadscore.features.featurize.source_table` (as the Feast views declare them);
-    a source given as an Arrow table is typed already (an incremental rebuild splices
-    into the committed files: :mod:`leadscore.features.incremental`).
-
-    Each file is replaced atomically so a reader never sees half a source; ``leadscore
-    ingest`` writes them into a new generation of the state, with the CRM tables, and
-    commits all at once (:mod:`leadscore.pipeline_state`). ``progress`` counts rows
-    written (task ``write sources``).
-    """
-    sources_dir.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, int] = {}
-    total = sum(len(df) for df in sources.values())
-    for view, df in sources.items():
-        progress("write sources", sum(rows.values()), total, unit="rows", detail=view)
-        table = df if isinstance(df, pa.Table) else source_table(view, df)
-        tmp = sources_dir / f".{view}.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, sources_dir / f"{view}.parquet")
-        rows[view] = table.num_rows
-        crash_point("ingest.source_written")
-    progress("write sources", sum(rows.values()), total, unit="rows")
-    return rows
 
 
 def is_applied(settings: Settings) -> bool:

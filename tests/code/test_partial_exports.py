@@ -27,8 +27,8 @@ from leadscore.features.featurize import (
     profile_source,
     scoring_entities,
     snapshot_entities,
+    write_sources,
 )
-from leadscore.features.store import write_sources
 from leadscore.priority.health import HealthThresholds, quiet_days, risk_flags
 from leadscore.priority.rank import default_as_of, select_candidates
 from training.data import UNDATED_WINDOW, in_memory_frame

@@ -34,6 +34,7 @@ from leadscore.features.featurize import (
     no_losses,
     revival_request_time_features,
     revival_source,
+    write_sources,
 )
 from tests.crm_fixture import activities_table, day, tiny_crm
 
@@ -313,7 +314,6 @@ def test_feast_serves_revival_v1_as_the_in_memory_join(tmp_path):
         materialize,
         online_features,
         open_store,
-        write_sources,
     )
     from tests.conftest import isolated
 

@@ -18,6 +18,7 @@ from leadscore.features.featurize import (
     features_as_of,
     model_frame,
     snapshot_entities,
+    write_sources,
 )
 from leadscore.features.store import (
     FeatureStoreError,
@@ -26,7 +27,6 @@ from leadscore.features.store import (
     online_features,
     open_store,
     training_frame,
-    write_sources,
 )
 from serving.online import RETRY_SECONDS, OnlineStore, StoreUnavailable
 from tests.conftest import isolated, require_service

@@ -29,8 +29,8 @@ import psycopg2
 import pytest
 
 from leadscore.config import CHAMPION, PROJECT_ROOT, Settings
-from leadscore.features.featurize import build_feature_sources
-from leadscore.features.store import apply_repo, materialize, write_sources
+from leadscore.features.featurize import build_feature_sources, write_sources
+from leadscore.features.store import apply_repo, materialize
 from leadscore.model.registry import mlflow_client
 from serving.package import EXPORT_REQUIREMENTS, REQUIREMENTS
 from tests.conftest import free_port, isolated, require_service

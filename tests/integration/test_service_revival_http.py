@@ -68,7 +68,8 @@ def features_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.Data
 
 @pytest.fixture(scope="module")
 def revival_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RevivalServer]:
-    from leadscore.features.store import apply_repo, materialize, write_sources
+    from leadscore.features.featurize import write_sources
+    from leadscore.features.store import apply_repo, materialize
 
     settings, env = serving_environment(tmp_path_factory.mktemp("revival_serving"))
     patch = pytest.MonkeyPatch()
