@@ -101,6 +101,10 @@ REVIVAL_SNAPSHOT_EVERY_DAYS = 30
 REVIVAL_SNAPSHOT_MAX_DAYS = 730
 #: Ranking: deals featurised and scored per batch (memory follows the batch, not the CRM).
 RANK_BATCH_SIZE = 10_000
+#: Training sets: deals whose snapshots Feast joins point-in-time in one call (memory
+#: follows the chunk, not the CRM: ``docs/scaling.md``); 0 joins every snapshot at once.
+#: ``LEADSCORE_FEAST_CHUNK_DEALS`` overrides it.
+FEAST_CHUNK_DEALS = 20_000
 #: Ranking order: ``expected_value`` (probability x amount) or ``probability``.
 DEFAULT_RANK_BY: Final = "expected_value"
 #: Promotion gate: how much worse than the champion a challenger may be on one test slice.
@@ -161,6 +165,8 @@ class Settings:
     revival_horizon_days: int = REVIVAL_HORIZON_DAYS
     #: Ranking: the age limit of the lost deals listed, in days.
     lost_window_days: float = LOST_WINDOW_DAYS
+    #: Deals per point-in-time join of a training set (:data:`FEAST_CHUNK_DEALS`).
+    feast_chunk_deals: int = FEAST_CHUNK_DEALS
     seed: int = SEED
     #: Redis of ``feature_store.redis.yaml`` (``host:port[,db=N][,password=...]``).
     redis: str = REDIS
@@ -288,7 +294,8 @@ def load_settings(**overrides: object) -> Settings:
     (MLflow's own variable, so the production PostgreSQL backend is chosen by the URI
     alone), ``LEADSCORE_ARTIFACT_ROOT`` (where new experiments keep artifacts),
     ``LEADSCORE_SEED``, ``LEADSCORE_REVIVAL_WINDOW_DAYS``, ``LEADSCORE_REVIVAL_HORIZON_DAYS``
-    (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
+    (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists),
+    ``LEADSCORE_FEAST_CHUNK_DEALS`` (deals per point-in-time join of a training set), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
     ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_SPARK_MASTER``
@@ -318,6 +325,8 @@ def load_settings(**overrides: object) -> Settings:
         env["revival_horizon_days"] = int(v)
     if v := os.environ.get("LEADSCORE_LOST_WINDOW_DAYS"):
         env["lost_window_days"] = float(v)
+    if v := os.environ.get("LEADSCORE_FEAST_CHUNK_DEALS"):
+        env["feast_chunk_deals"] = int(v)
     if v := os.environ.get("BENTOML_HOME"):
         env["bentoml_home"] = Path(v).expanduser().resolve()
     if v := os.environ.get(MODEL_TAG_ENV):
