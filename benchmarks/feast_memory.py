@@ -9,6 +9,9 @@ old and new one after the other so both see the same load:
                    in pandas) / the repo's feature_store.yaml (latest rows from DuckDB)
     train          as the training set (train builds its frame the same way)
 
+The old runs also give DuckDB its own memory limit (80% of the machine) instead of
+``LEADSCORE_DUCKDB_MEMORY``.
+
 and prints wall time and peak memory (max RSS, from wait4) of each, with the ratios:
 
     uv run python benchmarks/feast_memory.py --workdir /tmp/leadscore-scale [--chunk 20000]
@@ -53,20 +56,27 @@ def main() -> None:
         "BENTOML_HOME": str(state / "bentoml"),
     }
     new_chunk = {} if a.chunk is None else {"LEADSCORE_FEAST_CHUNK_DEALS": str(a.chunk)}
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    duckdb_default = {"LEADSCORE_DUCKDB_MEMORY": f"{int(machine * 0.8) // 2**20}MiB"}
     variants = {
         "training set": (
             ["training-set", "--out", str(state / "train_old.parquet")],
-            {"LEADSCORE_FEAST_CHUNK_DEALS": "0"},
+            {"LEADSCORE_FEAST_CHUNK_DEALS": "0", **duckdb_default},
             ["training-set", "--out", str(state / "train_new.parquet")],
             new_chunk,
         ),
         "materialize": (
             ["features", "materialize", "--full"],
-            {"LEADSCORE_FEATURE_STORE_YAML": OLD_YAML},
+            {"LEADSCORE_FEATURE_STORE_YAML": OLD_YAML, **duckdb_default},
             ["features", "materialize", "--full"],
             {},
         ),
-        "train": (["train"], {"LEADSCORE_FEAST_CHUNK_DEALS": "0"}, ["train"], new_chunk),
+        "train": (
+            ["train"],
+            {"LEADSCORE_FEAST_CHUNK_DEALS": "0", **duckdb_default},
+            ["train"],
+            new_chunk,
+        ),
     }
     rows = []
     for step in [s.strip() for s in a.steps.split(",")]:
@@ -76,10 +86,14 @@ def main() -> None:
         nw, np_, last = run(f"{step} (new)", new_args, {**env, **new_env})
         print(f"  {step} new: {nw:.1f} s, {np_:.2f} GiB  | {last}", flush=True)
         rows.append((step, ow, op, nw, np_))
-    print(f"\n{'step':14s} {'old s':>7s} {'old GiB':>8s} {'new s':>7s} {'new GiB':>8s} "
-          f"{'wall new/old':>13s} {'peak new/old':>13s}")
+    print(
+        f"\n{'step':14s} {'old s':>7s} {'old GiB':>8s} {'new s':>7s} {'new GiB':>8s} "
+        f"{'wall new/old':>13s} {'peak new/old':>13s}"
+    )
     for step, ow, op, nw, np_ in rows:
-        print(f"{step:14s} {ow:7.1f} {op:8.2f} {nw:7.1f} {np_:8.2f} {nw / ow:13.2f} {np_ / op:13.2f}")
+        print(
+            f"{step:14s} {ow:7.1f} {op:8.2f} {nw:7.1f} {np_:8.2f} {nw / ow:13.2f} {np_ / op:13.2f}"
+        )
     if "training set" in [r[0] for r in rows]:
         import pandas as pd
 

@@ -111,6 +111,24 @@ def open_store(settings: Settings) -> FeatureStore:
     return FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
 
 
+def limit_duckdb(settings: Settings) -> None:
+    """Cap the memory of the DuckDB that Feast's local offline store runs its SQL in, and
+    have it spill the rest to :attr:`Settings.duckdb_spill_dir`.
+
+    Feast reads the sources through ibis's default backend, one in-memory DuckDB per
+    process, whose own limit is 80% of the machine and whose spill folder is ``.tmp`` in
+    the working directory. Its joins, sorts and windows spill past the limit, so the
+    materialization's window over every row of a view (each key's latest) and a chunk's
+    join stay within :attr:`Settings.duckdb_memory`.
+    """
+    import ibis
+
+    settings.duckdb_spill_dir.mkdir(parents=True, exist_ok=True)
+    con = ibis.get_backend()
+    con.raw_sql(f"SET memory_limit = '{settings.duckdb_memory}'")
+    con.raw_sql(f"SET temp_directory = '{settings.duckdb_spill_dir}'")
+
+
 def write_sources(
     sources: Mapping[str, pd.DataFrame | pa.Table],
     sources_dir: Path,
@@ -221,7 +239,8 @@ def materialize(
     """
     end = end or datetime.now(UTC)
     store = open_store(settings)
-    _start_spark(settings)
+    if not _start_spark(settings):
+        limit_duckdb(settings)
     online = [view for view in store.list_feature_views() if view.online and view.enabled]
     views = [view.name for view in online]
     # A view never loaded starts at UNDATED, not at Feast's default (its ttl before now),
@@ -332,6 +351,8 @@ def _historical(
     progress("training set", 0, len(entities), unit="snapshots", detail="point-in-time join")
     store = open_store(settings)
     spark = _start_spark(settings)
+    if not spark:
+        limit_duckdb(settings)
     service = feature_refs(store, feature_service, attributes)
     entity_df = entities[["deal_id", "account_id", "owner_id", TS]].copy()
     entity_df["as_of"] = entity_df[TS]
