@@ -30,6 +30,7 @@ from leadscore.features.store import (
     open_store,
     training_frame,
     write_sources,
+    write_training_set,
 )
 from serving.online import RETRY_SECONDS, OnlineStore, StoreUnavailable
 from tests.conftest import isolated, require_service
@@ -210,6 +211,26 @@ def test_a_training_frame_joined_in_chunks_of_deals_is_the_one_joined_at_once(sy
     chunked = training_frame(dataclasses.replace(settings, feast_chunk_deals=40), deals).frame
     # Same rows in the same order, every value and type.
     pd.testing.assert_frame_equal(chunked, at_once, check_exact=True)
+
+
+def test_a_training_set_written_a_chunk_at_a_time_holds_the_frames_rows(synthetic, tmp_path):
+    """``leadscore training-set`` writes each chunk to the file as it comes: the rows and
+    types of the frame written at once (deals shuffled: the file is then in ranges of ids)."""
+    settings, deals = synthetic
+    deals = deals.sample(frac=1.0, random_state=2)
+    frame = training_frame(dataclasses.replace(settings, feast_chunk_deals=0), deals).frame
+    frame.to_parquet(tmp_path / "at_once.parquet", index=False)
+    chunked = dataclasses.replace(settings, feast_chunk_deals=40)
+    written = write_training_set(chunked, deals, tmp_path / "chunks.parquet")
+    keys = ["deal_id", "event_timestamp"]
+    at_once = pd.read_parquet(tmp_path / "at_once.parquet").sort_values(keys)
+    back = pd.read_parquet(written.path).sort_values(keys)
+    pd.testing.assert_frame_equal(
+        back.reset_index(drop=True), at_once.reset_index(drop=True), check_exact=True
+    )
+    assert (written.snapshots, written.deals) == (len(frame), frame["deal_id"].nunique())
+    assert written.win_rate == pytest.approx(frame["won"].mean())
+    assert (written.first, written.last) == (frame[keys[1]].min(), frame[keys[1]].max())
 
 
 def _online_rows(path, empty: bool = False) -> list[tuple]:
