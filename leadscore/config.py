@@ -101,6 +101,13 @@ REVIVAL_SNAPSHOT_EVERY_DAYS = 30
 REVIVAL_SNAPSHOT_MAX_DAYS = 730
 #: Ranking: deals featurised and scored per batch (memory follows the batch, not the CRM).
 RANK_BATCH_SIZE = 10_000
+#: Training sets: deals whose snapshots Feast joins point-in-time in one call (memory
+#: follows the chunk, not the CRM: ``docs/scaling.md``); 0 joins every snapshot at once.
+#: ``LEADSCORE_FEAST_CHUNK_DEALS`` overrides it.
+FEAST_CHUNK_DEALS = 20_000
+#: Memory DuckDB (Feast's local offline store) may hold before it spills to disk: its own
+#: default is 80% of the machine. ``LEADSCORE_DUCKDB_MEMORY`` overrides it (DuckDB's units).
+DUCKDB_MEMORY = "4GB"
 #: Ranking order: ``expected_value`` (probability x amount) or ``probability``.
 DEFAULT_RANK_BY: Final = "expected_value"
 #: Promotion gate: how much worse than the champion a challenger may be on one test slice.
@@ -161,6 +168,10 @@ class Settings:
     revival_horizon_days: int = REVIVAL_HORIZON_DAYS
     #: Ranking: the age limit of the lost deals listed, in days.
     lost_window_days: float = LOST_WINDOW_DAYS
+    #: Deals per point-in-time join of a training set (:data:`FEAST_CHUNK_DEALS`).
+    feast_chunk_deals: int = FEAST_CHUNK_DEALS
+    #: DuckDB's memory limit in the Feast steps (:data:`DUCKDB_MEMORY`).
+    duckdb_memory: str = DUCKDB_MEMORY
     seed: int = SEED
     #: Redis of ``feature_store.redis.yaml`` (``host:port[,db=N][,password=...]``).
     redis: str = REDIS
@@ -239,6 +250,11 @@ class Settings:
         return self.feature_data / "sources"
 
     @property
+    def duckdb_spill_dir(self) -> Path:
+        """Where DuckDB spills what exceeds :attr:`duckdb_memory` (git-ignored)."""
+        return self.feature_data / "duckdb_spill"
+
+    @property
     def rejects_dir(self) -> Path:
         return self.feature_data / "rejects"
 
@@ -288,7 +304,9 @@ def load_settings(**overrides: object) -> Settings:
     (MLflow's own variable, so the production PostgreSQL backend is chosen by the URI
     alone), ``LEADSCORE_ARTIFACT_ROOT`` (where new experiments keep artifacts),
     ``LEADSCORE_SEED``, ``LEADSCORE_REVIVAL_WINDOW_DAYS``, ``LEADSCORE_REVIVAL_HORIZON_DAYS``
-    (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
+    (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists),
+    ``LEADSCORE_FEAST_CHUNK_DEALS`` (deals per point-in-time join of a training set),
+    ``LEADSCORE_DUCKDB_MEMORY`` (DuckDB's memory limit in the Feast steps), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
     ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_SPARK_MASTER``
@@ -318,6 +336,10 @@ def load_settings(**overrides: object) -> Settings:
         env["revival_horizon_days"] = int(v)
     if v := os.environ.get("LEADSCORE_LOST_WINDOW_DAYS"):
         env["lost_window_days"] = float(v)
+    if v := os.environ.get("LEADSCORE_FEAST_CHUNK_DEALS"):
+        env["feast_chunk_deals"] = int(v)
+    if v := os.environ.get("LEADSCORE_DUCKDB_MEMORY"):
+        env["duckdb_memory"] = v
     if v := os.environ.get("BENTOML_HOME"):
         env["bentoml_home"] = Path(v).expanduser().resolve()
     if v := os.environ.get(MODEL_TAG_ENV):

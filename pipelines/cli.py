@@ -373,17 +373,14 @@ def training_set(
 ) -> None:
     """Build the point-in-time training frame: snapshots of closed deals while they were open."""
     from leadscore.crm.ingest import stored_deals
-    from leadscore.features.store import training_frame
+    from leadscore.features.store import write_training_set
 
     settings = _engine_settings(engine)
     with working() as progress:
-        tf = training_frame(settings, stored_deals(settings.crm_dir), every_days, progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tf.frame.to_parquet(out, index=False)
-    f = tf.frame
+        f = write_training_set(settings, stored_deals(settings.crm_dir), out, every_days, progress)
     typer.echo(
-        f"{len(f):,d} snapshots of {f['deal_id'].nunique():,d} closed deals, win rate {f['won'].mean():.1%}, "
-        f"{f['event_timestamp'].min():%Y-%m-%d} to {f['event_timestamp'].max():%Y-%m-%d} -> {out}"
+        f"{f.snapshots:,d} snapshots of {f.deals:,d} closed deals, win rate {f.win_rate:.1%}, "
+        f"{f.first:%Y-%m-%d} to {f.last:%Y-%m-%d} -> {out}"
     )
 
 

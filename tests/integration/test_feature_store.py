@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 
+from leadscore.crm.synth import generate_crm
 from leadscore.features.catalog import WINDOW_COUNT_COLUMNS
 from leadscore.features.featurize import (
     build_feature_sources,
@@ -23,10 +26,12 @@ from leadscore.features.featurize import (
 from leadscore.features.store import (
     FeatureStoreError,
     apply_repo,
+    deal_chunks,
     materialize,
     online_features,
     open_store,
     training_frame,
+    write_training_set,
 )
 from serving.online import RETRY_SECONDS, OnlineStore, StoreUnavailable
 from tests.conftest import isolated, require_service
@@ -208,3 +213,84 @@ def test_lookups_answer_while_materialize_runs(applied, online_store):
         answered, failures = _lookups_while_materializing(settings)
     assert not failures, failures[:3]
     assert answered >= 3  # the lookups did run beside the materialization
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A repo applied on a 300-deal synthetic CRM: enough deals for several chunks, every
+    view with rows."""
+    settings = isolated(tmp_path_factory.mktemp("feast_synthetic"))
+    crm = generate_crm(300, seed=5, as_of=pd.Timestamp("2026-06-01", tz="UTC"))
+    write_sources(build_feature_sources(crm.tables), settings.sources_dir)
+    apply_repo(settings)
+    return settings, crm.tables["deals"]
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["deals by id", "deals shuffled"])
+def test_a_training_frame_joined_in_chunks_of_deals_is_the_one_joined_at_once(synthetic, shuffled):
+    """Chunks are ranges of deal ids: with the deals in another order, the rows are put
+    back in the entities' order."""
+    settings, deals = synthetic
+    if shuffled:
+        deals = deals.sample(frac=1.0, random_state=1)
+    at_once = training_frame(dataclasses.replace(settings, feast_chunk_deals=0), deals).frame
+    chunks = deal_chunks(at_once["deal_id"], 40)
+    assert len(chunks) > 3
+    chunked = training_frame(dataclasses.replace(settings, feast_chunk_deals=40), deals).frame
+    # Same rows in the same order, every value and type.
+    pd.testing.assert_frame_equal(chunked, at_once, check_exact=True)
+
+
+def test_a_training_set_written_a_chunk_at_a_time_holds_the_frames_rows(synthetic, tmp_path):
+    """``leadscore training-set`` writes each chunk to the file as it comes: the rows and
+    types of the frame written at once (deals shuffled: the file is then in ranges of ids)."""
+    settings, deals = synthetic
+    deals = deals.sample(frac=1.0, random_state=2)
+    frame = training_frame(dataclasses.replace(settings, feast_chunk_deals=0), deals).frame
+    frame.to_parquet(tmp_path / "at_once.parquet", index=False)
+    chunked = dataclasses.replace(settings, feast_chunk_deals=40)
+    written = write_training_set(chunked, deals, tmp_path / "chunks.parquet")
+    keys = ["deal_id", "event_timestamp"]
+    at_once = pd.read_parquet(tmp_path / "at_once.parquet").sort_values(keys)
+    back = pd.read_parquet(written.path).sort_values(keys)
+    pd.testing.assert_frame_equal(
+        back.reset_index(drop=True), at_once.reset_index(drop=True), check_exact=True
+    )
+    assert (written.snapshots, written.deals) == (len(frame), frame["deal_id"].nunique())
+    assert written.win_rate == pytest.approx(frame["won"].mean())
+    assert (written.first, written.last) == (frame[keys[1]].min(), frame[keys[1]].max())
+
+
+def _online_rows(path, empty: bool = False) -> list[tuple]:
+    """Every row of every table of a SQLite online store, but when it was written; with
+    ``empty``, the tables are emptied after the reading."""
+    with sqlite3.connect(path) as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = sorted(
+            (t, *row)
+            for t in tables
+            for row in db.execute(f"SELECT entity_key, feature_name, value, event_ts FROM {t}")
+        )
+        for t in tables if empty else ():
+            db.execute(f"DELETE FROM {t}")
+    return rows
+
+
+def test_materializing_the_latest_rows_loads_what_all_rows_load(synthetic):
+    """The configured materialization (DuckDB keeps each key's latest row, written in
+    batches) leaves the online store Feast's default (every row, latest kept in pandas,
+    written at once) leaves, byte for byte."""
+    settings, _ = synthetic
+    repo = settings.feature_repo
+    config = yaml.safe_load((repo / settings.feature_store_yaml).read_text())
+    assert config["materialization"]["pull_latest_features"] is True
+    del config["materialization"]
+    (repo / "feature_store.all_rows.yaml").write_text(yaml.safe_dump(config))
+    when = pd.Timestamp("2026-03-01", tz="UTC").to_pydatetime()  # some rows come later
+    all_rows = dataclasses.replace(settings, feature_store_yaml="feature_store.all_rows.yaml")
+    materialize(all_rows, when, full=True)
+    online = repo / "data" / "online_store.db"
+    expected = _online_rows(online, empty=True)
+    assert len(expected) > 10_000
+    materialize(settings, when, full=True)
+    assert _online_rows(online) == expected
