@@ -38,6 +38,7 @@ from leadscore.features.featurize import (
     OPTIONAL_VIEWS,
     TS,
     VIEW_KEYS,
+    WINDOW_COUNT_INPUTS,
     snapshot_entities,
     source_table,
 )
@@ -331,6 +332,11 @@ def _historical(
     entity_df["_row"] = np.arange(len(entity_df), dtype=np.int64)
     joined = store.get_historical_features(entity_df=entity_df, features=service).to_df()
     joined = joined.sort_values("_row").reset_index(drop=True)
+    # Feast adds the on-demand views' inputs in no fixed order (a set): the window counts'
+    # cumulative inputs are left out (nothing reads them after deal_timing), the rest put
+    # in one order, so both engines and every run give the same frame.
+    extra = [c for c in joined.columns if c not in entity_df.columns]
+    joined = joined[[*entity_df.columns, *sorted(c for c in extra if c not in WINDOW_COUNT_INPUTS)]]
     if spark:  # times come back without their zone, in the session's UTC
         from leadscore.features.spark_engine import utc_times
 
