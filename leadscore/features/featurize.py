@@ -143,6 +143,11 @@ class LaggedView:
 LAGGED_VIEWS: tuple[LaggedView, ...] = tuple(
     LaggedView("deal_activity", w, tuple(CUMULATIVE_COLUMNS.values())) for w in WINDOWS_DAYS
 )
+#: Stored columns read only to compute the window counts (not ``n_activities``, a feature).
+WINDOW_COUNT_INPUTS: frozenset[str] = frozenset(
+    {lag.field(c) for lag in LAGGED_VIEWS for c in lag.columns}
+    | {c for c in CUMULATIVE_COLUMNS.values() if c not in FEATURES_BY_NAME}
+)
 
 
 _COMPETITOR_NONE = {"none", "no competitor", "no", "n/a", "na", "nobody", "无", "没有"}

@@ -42,6 +42,7 @@ from leadscore.features.featurize import (
     OPTIONAL_VIEWS,
     TS,
     VIEW_KEYS,
+    WINDOW_COUNT_INPUTS,
     snapshot_entities,
 )
 from leadscore.noise import hidden
@@ -433,6 +434,13 @@ def _historical_parts(
         asked = entity_df.iloc[chunk] if len(chunks) > 1 else entity_df
         joined = store.get_historical_features(entity_df=asked, features=service).to_df()
         joined = joined.sort_values("_row").reset_index(drop=True)
+        # Feast adds the on-demand views' inputs in no fixed order (a set): the window
+        # counts' cumulative inputs are left out (nothing reads them after deal_timing),
+        # the rest put in one order, so both engines, every chunk and every run give the
+        # same columns.
+        extra = [c for c in joined.columns if c not in entity_df.columns]
+        kept = sorted(c for c in extra if c not in WINDOW_COUNT_INPUTS)
+        joined = joined[[*entity_df.columns, *kept]]
         if spark:  # times come back without their zone, in the session's UTC
             from leadscore.features.spark_engine import utc_times
 
