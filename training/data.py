@@ -24,6 +24,7 @@ from leadscore.features.featurize import (
     model_frame,
     snapshot_entities,
 )
+from leadscore.timeutil import as_utc
 from training.split import dated
 
 META_COLUMNS = (
@@ -114,7 +115,7 @@ def canonical(frame: pd.DataFrame, attributes: Sequence[Attribute] = ()) -> pd.D
     columns are the built-in features, then those of the custom ``attributes``."""
     meta = frame[list(META_COLUMNS)].copy()
     for c in (TS, "created_at", "closed_at"):
-        meta[c] = pd.to_datetime(meta[c], utc=True).astype("datetime64[us, UTC]")
+        meta[c] = as_utc(meta[c])
     for c in ("deal_id", "account_id", "owner_id"):
         meta[c] = meta[c].astype(str)
     meta["snapshot_index"] = meta["snapshot_index"].astype(np.int32)

@@ -991,8 +991,9 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     each view by its own timestamp column (:func:`view_rows`).
 
     Entities all at one moment (ranking, scoring stored deals) take each key's latest
-    row and a plain join on the key: the same rows ``merge_asof`` would pick (the last
-    of equal times, in source order), without sorting every source row by time.
+    row at or before it (:func:`_latest_by_key`) and a plain join on the key: the same
+    rows ``merge_asof`` would pick (the last of equal times, in source order), with no
+    as-of search per entity and the views' rows after the moment left out before sorting.
     """
     ent = entities.reset_index(drop=True).copy()
     ent[TS] = as_utc(ent[TS])

@@ -43,6 +43,7 @@ from leadscore.features.featurize import (
     build_feature_sources,
     source_table,
 )
+from leadscore.timeutil import as_utc
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -308,7 +309,7 @@ def _restore(frame: pd.DataFrame, schema: StructType) -> pd.DataFrame:
         if isinstance(f.dataType, StringType):
             out[f.name] = values.astype(object).astype("string")
         elif isinstance(f.dataType, TimestampType):
-            out[f.name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+            out[f.name] = as_utc(values)
         elif len(values) == 0:
             out[f.name] = values.astype(np.float64)
         else:
@@ -320,7 +321,7 @@ def utc_times(frame: pd.DataFrame) -> pd.DataFrame:
     """Timestamps from ``toPandas`` (naive, in the session's UTC) as UTC microseconds."""
     for col in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[col]):
-            frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
+            frame[col] = as_utc(frame[col])
     return frame
 
 

@@ -96,13 +96,16 @@ def on_spark(settings: Settings) -> bool:
     return _raw_config(settings).get("offline_store", {}).get("type") == "spark"
 
 
-def _start_spark(settings: Settings) -> bool:
-    """With the Spark configuration, start the session of ``--engine spark`` before Feast
-    asks for one, and say so: Feast takes the session already running, so its
-    point-in-time joins and materialization run where
-    :func:`~leadscore.features.spark_engine.spark_session` says (``LEADSCORE_SPARK_MASTER``,
-    times in UTC, workers on this interpreter)."""
+def _start_engine(settings: Settings) -> bool:
+    """Ready the engine Feast's offline store runs on, and say whether it is Spark.
+
+    With the Spark configuration, start the session of ``--engine spark`` before Feast
+    asks for one: Feast takes the session already running, so its point-in-time joins
+    and materialization run where :func:`~leadscore.features.spark_engine.spark_session`
+    says (``LEADSCORE_SPARK_MASTER``, times in UTC, workers on this interpreter).
+    Otherwise cap the local DuckDB's memory (:func:`limit_duckdb`)."""
     if not on_spark(settings):
+        limit_duckdb(settings)
         return False
     from leadscore.features.spark_engine import spark_session
 
@@ -213,8 +216,7 @@ def materialize(
     """
     end = end or datetime.now(UTC)
     store = open_store(settings)
-    if not _start_spark(settings):
-        limit_duckdb(settings)
+    _start_engine(settings)
     online = [view for view in store.list_feature_views() if view.online and view.enabled]
     views = [view.name for view in online]
     # A view never loaded starts at UNDATED, not at Feast's default (its ttl before now),
@@ -420,9 +422,7 @@ def _historical_parts(
     """
     progress("training set", 0, len(entities), unit="snapshots", detail="point-in-time join")
     store = open_store(settings)
-    spark = _start_spark(settings)
-    if not spark:
-        limit_duckdb(settings)
+    spark = _start_engine(settings)
     service = feature_refs(store, feature_service, attributes)
     entity_df = entities[["deal_id", "account_id", "owner_id", TS]].copy()
     entity_df["as_of"] = entity_df[TS]
