@@ -1411,11 +1411,14 @@ def retrain(
     max_log_loss_rise: MaxLogLossRise = MAX_LOG_LOSS_RISE,
     seed: TrainSeed = None,
     task: TaskOption = WIN,
+    engine: FeastEngine = LOCAL_ENGINE,
 ) -> None:
     """The retraining loop, for cron: ingest the export, refresh the feature store, train,
     promote through the gate (never forced), package, and point a running service at the
     new champion (it switches without a restart). `--task revival`: the revival model's
-    loop (train-revival, promote --task revival).
+    loop (train-revival, promote --task revival). `--engine spark`: the feature sources,
+    materialization and training set on Spark, as `ingest`, `features materialize` and
+    `train` run with it.
 
     Exit 0: promoted and served; 1: refused by the gate (the reasons and figures are
     printed), nothing served changed; 2: the export or its data cannot be used; 75:
@@ -1431,6 +1434,8 @@ def retrain(
     from training.registry import Tolerance
     from training.result import TrainConfig
 
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
     settings = load_settings()
     lower_priority(settings)
     export = export_dir or settings.export_dir
@@ -1446,6 +1451,7 @@ def retrain(
                 TrainConfig(seed=settings.seed if seed is None else seed),
                 progress,
                 task,
+                engine,
             )
     except RetrainBusy as exc:
         typer.echo(f"error: {exc}", err=True)

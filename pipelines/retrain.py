@@ -29,6 +29,13 @@ trains and gates: the win model (``leadscore train``) by default, or the revival
 steps, exit codes and MLflow record (tag ``retrain.task``). Packaging always packages
 both champions and points running services at both, so a new revival champion reaches
 ``/score_ids`` the way a new win champion does.
+
+**Either engine.** ``engine`` (``leadscore retrain --engine spark``) runs the loop's data
+steps where ``ingest``, ``features materialize`` and ``train`` run with the same option:
+the feature sources built on Spark, materialization by Feast's Spark compute engine into
+the Redis online store, the training set from Feast's Spark offline store
+(:func:`leadscore.config.engine_settings`). Training, the gate and packaging are the
+same on both (tag ``retrain.engine``).
 """
 
 from __future__ import annotations
@@ -45,7 +52,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from leadscore.config import CHAMPION, REVIVAL, WIN, Settings, task_model_name
+from leadscore.config import (
+    CHAMPION,
+    LOCAL_ENGINE,
+    REVIVAL,
+    WIN,
+    Settings,
+    engine_settings,
+    task_model_name,
+)
 from leadscore.features.store import apply_repo, is_applied, materialize
 from leadscore.model.registry import alias_version, mlflow_client
 from leadscore.progress import Progress, no_progress
@@ -172,12 +187,14 @@ def retrain(
     config: TrainConfig | None = None,
     progress: Progress = no_progress,
     task: str = WIN,
+    engine: str = LOCAL_ENGINE,
 ) -> RetrainOutcome:
-    """Run the loop on ``export_dir`` for ``task``'s model (module doc); raises
+    """Run the loop on ``export_dir`` for ``task``'s model on ``engine`` (module doc); raises
     :class:`RetrainBusy` when another run holds the lock, and the ingest's or training's
     errors on bad input (:class:`~leadscore.crm.ingest.ExportError`,
     :class:`~training.data.InsufficientDataError`), the loop's run then marked FAILED."""
     model_name = task_model_name(settings.model_name, task)  # unknown task: fails before the lock
+    settings = engine_settings(settings, engine)  # unknown engine: fails before the lock too
     with retrain_lock(settings.retrain_lock):
         client = mlflow_client(settings)
         run = client.create_run(
@@ -186,6 +203,7 @@ def retrain(
             tags={
                 "leadscore.loop": "retrain",
                 "retrain.task": task,
+                "retrain.engine": engine,
                 "retrain.export": str(export_dir),
                 **process_tags(),
             },
@@ -213,7 +231,7 @@ def retrain(
             return out
 
         try:
-            _loop(settings, export_dir, tolerance, config, progress, outcome, step, task)
+            _loop(settings, export_dir, tolerance, config, progress, outcome, step, task, engine)
         except BaseException as exc:
             client.set_tag(run_id, "retrain.decision", f"failed: {type(exc).__name__}")
             client.set_terminated(run_id, status="FAILED")
@@ -236,11 +254,13 @@ def _loop(
     outcome: RetrainOutcome,
     step: Callable[..., Any],
     task: str = WIN,
+    engine: str = LOCAL_ENGINE,
 ) -> None:
-    """The steps of :func:`retrain`, recording each decision on ``outcome`` and its run."""
+    """The steps of :func:`retrain`, recording each decision on ``outcome`` and its run;
+    ``settings`` are ``engine``'s already."""
     client = mlflow_client(settings)
     run_id = outcome.run_id
-    outcome.ingest = step("ingest", ingest, export_dir, settings, progress=progress)
+    outcome.ingest = step("ingest", ingest, export_dir, settings, progress=progress, engine=engine)
     for table, counts in outcome.ingest.counts.items():
         for key in ("read", "rejected", "inserted", "updated"):
             client.log_metric(run_id, f"ingest.{table}.{key}", counts.get(key, 0))

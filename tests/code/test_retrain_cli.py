@@ -9,7 +9,13 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from leadscore.config import CHALLENGER, CHAMPION, REVIVAL, load_settings
+from leadscore.config import (
+    CHALLENGER,
+    CHAMPION,
+    REVIVAL,
+    SPARK_FEATURE_STORE_YAML,
+    load_settings,
+)
 from leadscore.model.registry import mlflow_client
 from pipelines.cli import app
 from pipelines.retrain import (
@@ -44,11 +50,14 @@ def test_a_retrain_without_an_export_or_of_a_missing_one_exits_2(tmp_path: Path)
     cli(env, "retrain", "--task", "nonsense", str(tmp_path), code=2)  # typer's usage error
 
 
-def _revival_loop(tmp_path: Path, monkeypatch, passes: bool) -> tuple[int, str, list[str], Any]:
-    """``leadscore retrain --task revival`` with its steps stood in for (the real steps
-    are the commands' own, tested apart; tests/integration/test_revival_training.py runs
-    this loop for real): the exit code, stdout, the steps called in order, and the
-    loop's MLflow run."""
+def _revival_loop(
+    tmp_path: Path, monkeypatch, passes: bool, *options: str, where: dict[str, str] | None = None
+) -> tuple[int, str, list[str], Any]:
+    """``leadscore retrain --task revival [options]`` with its steps stood in for (the real
+    steps are the commands' own, tested apart; tests/integration/test_revival_training.py
+    runs this loop for real): the exit code, stdout, the steps called in order, and the
+    loop's MLflow run. ``where`` receives, per step, the engine or Feast configuration file
+    it was called with."""
     env = environment(tmp_path)
     settings = load_settings(
         feature_repo=Path(env["LEADSCORE_FEATURE_REPO"]),
@@ -66,6 +75,9 @@ def _revival_loop(tmp_path: Path, monkeypatch, passes: bool) -> tuple[int, str, 
     def step(label: str, out: Any = None) -> Any:
         def run(*args: Any, **kwargs: Any) -> Any:
             called.append(label if "task" not in kwargs else f"{label} {kwargs['task']}")
+            if where is not None:
+                given = kwargs.get("engine") or args[0].feature_store_yaml
+                where[label] = str(given)
             return out() if callable(out) else out
 
         return run
@@ -113,7 +125,9 @@ def _revival_loop(tmp_path: Path, monkeypatch, passes: bool) -> tuple[int, str, 
     # The command lowers its priority as configured (stood in for: it cannot be undone).
     monkeypatch.setattr(f"{mod}.os.nice", lambda n: called.append(f"nice {n}"))
     env["LEADSCORE_RETRAIN_NICE"] = "7"
-    out = CliRunner().invoke(app, ["retrain", "--task", "revival", str(tmp_path)], env=env)
+    out = CliRunner().invoke(
+        app, ["retrain", "--task", "revival", *options, str(tmp_path)], env=env
+    )
     loop = client.search_runs(
         [client.get_experiment_by_name(settings.experiment).experiment_id],
         filter_string="tags.`leadscore.loop` = 'retrain'",
@@ -147,3 +161,36 @@ def test_retrain_task_revival_refused_changes_nothing_served(tmp_path, monkeypat
     assert "gate: not better than baseline" in said
     assert "version 2 NOT promoted; champion stays 1" in said
     assert loop.data.tags["retrain.decision"] == "refused by the gate"
+
+
+def test_retrain_engine_spark_runs_the_data_steps_on_spark(tmp_path, monkeypatch):
+    """``--engine spark`` reaches every data step as its own command's ``--engine spark``
+    would: ingest builds the sources on Spark, and materialization, training and the gate's
+    test slice read Feast through the Spark configuration; the default stays local."""
+    where: dict[str, str] = {}
+    code, said, _, loop = _revival_loop(
+        tmp_path, monkeypatch, True, "--engine", "spark", where=where
+    )
+    assert code == PROMOTED, said
+    spark = SPARK_FEATURE_STORE_YAML
+    assert where == {
+        "ingest": "spark",
+        "materialize": spark,
+        "train revival": spark,
+        "promote": spark,
+        "package": spark,
+    }, where
+    assert loop.data.tags["retrain.engine"] == "spark"
+
+    local: dict[str, str] = {}
+    _revival_loop(tmp_path / "local", monkeypatch, True, where=local)
+    assert local["ingest"] == "local"
+    assert SPARK_FEATURE_STORE_YAML not in local.values()
+
+
+def test_retrain_rejects_an_unknown_engine(tmp_path: Path):
+    out = CliRunner().invoke(
+        app, ["retrain", "--engine", "flink", str(tmp_path)], env=environment(tmp_path)
+    )
+    assert out.exit_code == 2, out.output
+    assert "--engine" in out.output and "local, spark" in out.output
