@@ -988,23 +988,19 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
 
     ``entities`` has ``deal_id``, ``account_id``, ``owner_id`` and ``event_timestamp``.
     Returns the entities with every model feature, computed as Feast would compute them:
-    each view by its own timestamp column (:func:`view_rows`).
+    each view by its own timestamp column (:func:`view_reads`).
 
     Entities all at one moment (ranking, scoring stored deals) take each key's latest
-    row at or before it (:func:`_latest_by_key`) and a plain join on the key: the same
-    rows ``merge_asof`` would pick (the last of equal times, in source order), with no
-    as-of search per entity and the views' rows after the moment left out before sorting.
+    row at or before it (:func:`latest_positions`) and look the entities' keys up in
+    those rows: the same rows ``merge_asof`` would pick (the last of equal times, in
+    source order), with no as-of search per entity, and only the rows picked copied.
     """
     ent = entities.reset_index(drop=True).copy()
     ent[TS] = as_utc(ent[TS])
     ent["_row"] = np.arange(len(ent))
     moments = ent[TS].unique()
     if len(moments) == 1:
-        out = ent
-        for key, rows in view_rows(sources).values():
-            left = out.assign(**{key: out[key].astype(str)})
-            out = left.merge(_latest_by_key(rows, key, moments[0]), on=key, how="left")
-        return _with_request_time(out)
+        return _with_request_time(_join_at(ent, view_reads(sources), moments[0]))
     out = ent.sort_values(TS, kind="stable")
     for key, rows in view_rows(sources).values():
         right = rows.rename(columns={TS: "_src_ts"}).sort_values("_src_ts", kind="stable")
@@ -1021,12 +1017,63 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     return _with_request_time(out)
 
 
-def _latest_by_key(rows: pd.DataFrame, key: str, moment: pd.Timestamp) -> pd.DataFrame:
-    """Each key's latest row at or before ``moment`` (of equal times, the last), without
-    its time: what a point-in-time join at ``moment`` reads."""
-    seen = rows[(rows[TS] <= moment).to_numpy()]
-    latest = seen.sort_values(TS, kind="stable").drop_duplicates(key, keep="last")
-    return latest.drop(columns=TS)
+def latest_positions(codes: np.ndarray, times: pd.Series, moment: pd.Timestamp) -> np.ndarray:
+    """Positions of each key's latest row at or before ``moment`` (of equal times, the
+    last in row order), in no particular order: the rows a point-in-time join at
+    ``moment`` reads, as a stable sort by time and ``drop_duplicates(keep="last")`` picks.
+
+    ``codes`` are the rows' keys as integers (``pd.factorize``), ``times`` their moments.
+    Sources come grouped by key and sorted by time within each key (every builder sorts
+    them so), and then each key's last row seen is its latest, found in one pass; any
+    other order is sorted first (stably, so ties keep their order).
+    """
+    seen = np.flatnonzero((times <= moment).to_numpy())  # NaT is never seen
+    if not len(seen):
+        return seen
+    at = times.iloc[seen]
+    t = (at if pd.api.types.is_datetime64_any_dtype(at.dtype) else as_utc(at)).array.asi8
+    key = codes[seen]
+    step = np.diff(key)
+    if not ((step >= 0).all() and (np.diff(t)[step == 0] >= 0).all()):
+        order = np.lexsort((t, key))
+        seen, key = seen[order], key[order]
+    return seen[np.r_[key[1:] != key[:-1], True]]
+
+
+def _join_at(
+    ent: pd.DataFrame, reads: Mapping[str, ViewRead], moment: pd.Timestamp
+) -> pd.DataFrame:
+    """``ent`` (all at ``moment``) with each view's fields from its latest row then, as a
+    left join on the key gives them (missing where the key has no row; each key column
+    as text). A source's keys are coded once for all the views reading it; only the
+    picked rows are copied, and the columns are put together once."""
+    out = ent.copy()
+    parts: list[pd.DataFrame] = []
+    names = set(out.columns)
+    coded: dict[tuple[int, str], tuple[np.ndarray, int, np.ndarray]] = {}
+    for read in reads.values():
+        src, key = read.source, read.key
+        out[key] = out[key].astype(str)
+        if (id(src), key) not in coded:
+            codes, keys = pd.factorize(src[key].to_numpy(), use_na_sentinel=False)
+            wanted = pd.Index(keys).get_indexer(out[key].to_numpy())
+            coded[id(src), key] = (codes, len(keys), wanted)
+        codes, n_keys, wanted = coded[id(src), key]
+        picked = latest_positions(codes, src[read.time], moment)
+        row_of_key = np.full(n_keys + 1, -1, dtype=np.int64)  # the last: no such key
+        row_of_key[codes[picked]] = np.arange(len(picked))
+        part = (
+            src.iloc[picked][list(read.fields)]
+            .reset_index(drop=True)
+            .reindex(row_of_key[wanted])  # -1: no row, missing as in a left join
+            .rename(columns=read.fields)
+            .set_axis(out.index)
+        )
+        if names & set(part.columns):  # the join would have renamed them
+            raise ValueError(f"view fields {sorted(names & set(part.columns))} repeat a column")
+        names |= set(part.columns)
+        parts.append(part)
+    return pd.concat([out, *parts], axis=1)
 
 
 def _with_request_time(out: pd.DataFrame) -> pd.DataFrame:
@@ -1039,24 +1086,46 @@ def _with_request_time(out: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def view_rows(sources: Mapping[str, pd.DataFrame]) -> dict[str, tuple[str, pd.DataFrame]]:
-    """Each feature view's join key and rows as Feast reads them: the key, its timestamp
-    as ``event_timestamp`` and its fields under their names (a :class:`LaggedView` reads
-    its source by its own timestamp column, its fields renamed)."""
-    lag_times = [lag.timestamp for lag in LAGGED_VIEWS]
-    out: dict[str, tuple[str, pd.DataFrame]] = {}
+@dataclass(frozen=True)
+class ViewRead:
+    """What a feature view reads of a source: its join key, the column stamping its rows
+    (``event_timestamp``, or a :class:`LaggedView`'s own) and its fields (source column:
+    field name)."""
+
+    key: str
+    source: pd.DataFrame
+    time: str
+    fields: dict[str, str]
+
+
+def view_reads(sources: Mapping[str, pd.DataFrame]) -> dict[str, ViewRead]:
+    """Each feature view's reading of its source, as Feast reads it (a :class:`LaggedView`
+    reads its source by its own timestamp column, its fields renamed)."""
+    lag_times = {lag.timestamp for lag in LAGGED_VIEWS}
+    out: dict[str, ViewRead] = {}
     for view, key in views_of(sources).items():
         src = sources[view]
-        out[view] = (key, src[[c for c in src.columns if c not in lag_times]])
+        fields = {c: c for c in src.columns if c not in lag_times and c not in (key, TS)}
+        out[view] = ViewRead(key, src, TS, fields)
     for lag in LAGGED_VIEWS:
         if lag.source in out:
-            key = VIEW_KEYS[lag.source]
-            rows = sources[lag.source][[key, lag.timestamp, *lag.columns]]
-            rows = rows.rename(
-                columns={lag.timestamp: TS, **{c: lag.field(c) for c in lag.columns}}
+            fields = {c: lag.field(c) for c in lag.columns}
+            out[lag.name] = ViewRead(
+                VIEW_KEYS[lag.source], sources[lag.source], lag.timestamp, fields
             )
-            out[lag.name] = (key, rows)
     return out
+
+
+def view_rows(sources: Mapping[str, pd.DataFrame]) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Each feature view's join key and rows as Feast reads them (:func:`view_reads`):
+    the key, its timestamp as ``event_timestamp`` and its fields under their names."""
+    return {
+        view: (
+            r.key,
+            r.source[[r.key, r.time, *r.fields]].rename(columns={r.time: TS, **r.fields}),
+        )
+        for view, r in view_reads(sources).items()
+    }
 
 
 def model_frame(

@@ -11,6 +11,7 @@ from leadscore.features.catalog import MODEL_FEATURES
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
+    latest_positions,
     model_frame,
     normalise_competitor,
     scoring_entities,
@@ -270,4 +271,58 @@ def test_one_moment_join_picks_the_rows_the_point_in_time_join_picks(moment):
     one_moment = features_as_of(sources, entities)
     asof = features_as_of(sources, pd.concat([entities, other], ignore_index=True))
     assert one_moment["act_total_30d"].notna().sum() > 0
+    pd.testing.assert_frame_equal(one_moment, asof.iloc[: len(entities)])
+
+
+def latest_by_sorting(keys: np.ndarray, times: pd.Series, moment: pd.Timestamp) -> np.ndarray:
+    """The definition :func:`latest_positions` must keep: the rows seen by ``moment``,
+    sorted by time (stably), the last of each key."""
+    rows = pd.DataFrame({"key": keys, "t": times})
+    seen = rows[(rows["t"] <= moment).to_numpy()]
+    return seen.sort_values("t", kind="stable").drop_duplicates("key", keep="last").index.to_numpy()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_latest_positions_pick_the_rows_a_sort_by_time_picks(seed):
+    """Random rows with many equal times, missing times and keys seen in any order:
+    grouped and sorted (the builders' order, one pass), grouped but unsorted in time, and
+    shuffled (both sorted first) pick the same rows as the stable sort by time."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 400))
+    keys = rng.choice([f"d{i}" for i in range(int(rng.integers(1, 30)))], n)
+    times = pd.Series(
+        pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 15, n), unit="D")
+    ).astype("datetime64[us, UTC]")
+    times[rng.random(n) < 0.1] = pd.NaT
+    rows = pd.DataFrame({"key": keys, "t": times})
+    order = ("grouped and sorted", "grouped", "shuffled")[seed % 3]
+    if order == "grouped and sorted":
+        rows = rows.sort_values(["key", "t"], kind="stable", na_position="first")
+    elif order == "grouped":
+        rows = rows.sort_values("key", kind="stable")
+    rows = rows.reset_index(drop=True)
+    moment = pd.Timestamp("2025-01-08", tz="UTC")
+    got = latest_positions(pd.factorize(rows["key"])[0], rows["t"], moment)
+    expected = latest_by_sorting(rows["key"].to_numpy(), rows["t"], moment)
+    np.testing.assert_array_equal(np.sort(got), np.sort(expected))
+
+
+def test_one_moment_join_of_shuffled_sources_picks_the_rows_the_point_in_time_join_picks():
+    """Sources in no order, with some rows repeated (equal key and time: the later row
+    wins): the one-moment join still reads what ``merge_asof`` reads."""
+    tables = generate_crm(200, seed=9, as_of=pd.Timestamp("2025-06-01", tz="UTC")).tables
+    rng = np.random.default_rng(3)
+    sources = {}
+    for view, src in build_feature_sources(tables).items():
+        again = src.sample(frac=0.2, random_state=1).assign(
+            **{c: np.nan for c in src.columns if src[c].dtype.kind == "f"}
+        )
+        both = pd.concat([src, again], ignore_index=True)
+        sources[view] = both.iloc[rng.permutation(len(both))].reset_index(drop=True)
+    at = pd.Timestamp("2025-03-01", tz="UTC")
+    entities = scoring_entities(tables["deals"], at)
+    other = entities.iloc[:1].assign(event_timestamp=at - pd.Timedelta(days=3))
+    one_moment = features_as_of(sources, entities)
+    asof = features_as_of(sources, pd.concat([entities, other], ignore_index=True))
+    assert one_moment["amount"].isna().any() and one_moment["amount"].notna().any()
     pd.testing.assert_frame_equal(one_moment, asof.iloc[: len(entities)])
