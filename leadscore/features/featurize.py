@@ -155,8 +155,35 @@ _COMPETITOR_UNKNOWN = {"", "unknown", "nan", "null", "?", "未知"}
 
 
 # ---------------------------------------------------------------- normalisation
+def per_distinct(values: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``fn(values)``, for a ``fn`` that maps each value on its own, computed once per
+    distinct text and spread back to the rows.
+
+    Text columns hold a few distinct values over many rows (an activity's type, a deal's
+    channel), and pandas' string methods cost a Python call per row. Missing values go
+    through ``fn`` as they are (None and NaN may map differently); a column holding
+    anything but text (or missing) goes through ``fn`` whole.
+    """
+    text = isinstance(values.dtype, pd.StringDtype) or (
+        values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string"
+    )
+    if not text:
+        return fn(values)
+    codes, distinct = pd.factorize(values)  # missing: -1
+    done = fn(pd.Series(distinct, dtype=values.dtype, name=values.name))
+    missing = codes < 0
+    if missing.any():
+        done = pd.concat([done, fn(values[missing])], ignore_index=True)
+        codes = np.where(missing, len(distinct) + np.cumsum(missing) - 1, codes)
+    return done.iloc[codes].set_axis(values.index)
+
+
 def normalise_category(values: pd.Series) -> pd.Series:
     """Lower-case, trimmed, inner spaces as underscores; empty becomes missing."""
+    return per_distinct(values, _normalise_category)
+
+
+def _normalise_category(values: pd.Series) -> pd.Series:
     s = values.astype("string").str.strip().str.lower().str.replace(r"\s+", "_", regex=True)
     return s.mask(s == "").astype(object).where(s.notna(), None)
 
@@ -167,6 +194,10 @@ def normalise_competitor(values: pd.Series) -> pd.Series:
     They predict differently: a deal with no competitor is a real signal, an empty
     field is only a gap in the CRM.
     """
+    return per_distinct(values, _normalise_competitor)
+
+
+def _normalise_competitor(values: pd.Series) -> pd.Series:
     s = values.astype("string").str.strip().str.lower()
     s = s.fillna("unknown")
     s = s.mask(s.isin(_COMPETITOR_UNKNOWN), "unknown").mask(s.isin(_COMPETITOR_NONE), "none")
@@ -351,22 +382,30 @@ def _activity_events(
     deal_cat, t, order = _events(
         activities, "occurred_at", lambda v: seconds_up(_micros(v)), deal_ids
     )
-    kind = activities["type"].astype(str).str.lower().map(ACTIVITY_CODES)
-    direction = _col(activities, "direction").astype("string").str.lower()
+    kind = per_distinct(activities["type"], lambda s: s.astype(str).str.lower().map(ACTIVITY_CODES))
+    direction = per_distinct(
+        _col(activities, "direction"),
+        lambda s: s.astype("string").str.lower().map(DIRECTION_CODES),
+    )
     contact = _col(activities, "contact_id").astype("string").fillna("")
+    contact_code, contact_ids = pd.factorize(contact)
     seniority = _contact_seniority(contacts)
     level = (
-        contact.map(seniority) if seniority is not None else pd.Series(np.nan, index=contact.index)
+        pd.Series(contact_ids, dtype=contact.dtype)
+        .map(seniority)
+        .to_numpy(dtype=float, na_value=np.nan)[contact_code]
+        if seniority is not None
+        else np.full(len(contact), np.nan)
     )
     events = ActivityEvents(
         deal=deal_cat.codes[order].astype(np.int64),
         t_s=t,
         kind=kind.to_numpy(dtype=float, na_value=-1)[order].astype(np.int64),
-        direction=direction.map(DIRECTION_CODES)
-        .to_numpy(dtype=float, na_value=UNKNOWN_DIRECTION)[order]
-        .astype(np.int64),
-        contact=pd.factorize(contact)[0][order].astype(np.int64),
-        level=level.to_numpy(dtype=float, na_value=np.nan)[order],
+        direction=direction.to_numpy(dtype=float, na_value=UNKNOWN_DIRECTION)[order].astype(
+            np.int64
+        ),
+        contact=contact_code[order].astype(np.int64),
+        level=level[order],
     )
     return deal_cat, events
 
@@ -1080,10 +1119,12 @@ def _with_request_time(out: pd.DataFrame) -> pd.DataFrame:
     """Joined rows back in entity order, with the request-time features added."""
     out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
     out["as_of"] = out[TS]
-    for timing in (request_time_features(out), revival_request_time_features(out)):
-        for c in timing.columns:
+    timing = pd.concat([request_time_features(out), revival_request_time_features(out)], axis=1)
+    if timing.columns.isin(out.columns).any() or timing.columns.duplicated().any():
+        for c in timing.columns:  # replaced in place, as the join's columns came
             out[c] = timing[c]
-    return out
+        return out
+    return pd.concat([out, timing], axis=1)  # one copy, not one per column
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,16 @@ import pandas as pd
 import pytest
 
 from leadscore.crm.synth import generate_crm
+from leadscore.features import featurize
 from leadscore.features.catalog import MODEL_FEATURES
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
     latest_positions,
     model_frame,
+    normalise_category,
     normalise_competitor,
+    per_distinct,
     scoring_entities,
     snapshot_entities,
 )
@@ -326,3 +329,38 @@ def test_one_moment_join_of_shuffled_sources_picks_the_rows_the_point_in_time_jo
     asof = features_as_of(sources, pd.concat([entities, other], ignore_index=True))
     assert one_moment["amount"].isna().any() and one_moment["amount"].notna().any()
     pd.testing.assert_frame_equal(one_moment, asof.iloc[: len(entities)])
+
+
+TEXTS = ["Web", " web ", "Paid  Ads", "", "none", "N/A", "Unknown", "电话", "call", "CALL"]
+
+
+@pytest.mark.parametrize("dtype", [object, "string"])
+@pytest.mark.parametrize("seed", range(6))
+def test_per_distinct_gives_what_the_function_gives_row_by_row(seed, dtype):
+    """Texts repeated in any order, with None, NaN and pd.NA among them (and a number,
+    which sends an object column through the function whole): the same values, dtype,
+    index and name as the function applied to the whole column."""
+    rng = np.random.default_rng(seed)
+    pool: list[object] = [*TEXTS, None, np.nan] + ([pd.NA] if dtype == "string" else [])
+    if seed == 5 and dtype is object:
+        pool.append(7)
+    values = pd.Series(
+        [pool[i] for i in rng.integers(0, len(pool), 500)],
+        index=rng.permutation(1000)[:500],
+        dtype=dtype,
+        name="channel",
+    )
+    kinds = {"call": 0, "web": 1}
+    for fn in (
+        lambda s: s.astype(str).str.lower().map(kinds),
+        lambda s: s.astype("string").str.lower().map(kinds),
+        lambda s: s.astype(str),
+    ):
+        pd.testing.assert_series_equal(per_distinct(values, fn), fn(values))
+    # The normalisations the profile source runs per distinct text, against row by row.
+    pd.testing.assert_series_equal(
+        normalise_category(values), featurize._normalise_category(values)
+    )
+    pd.testing.assert_series_equal(
+        normalise_competitor(values), featurize._normalise_competitor(values)
+    )
