@@ -1280,9 +1280,13 @@ def run_rank(
     note = None
     if as_of is None:
         as_of, note = default_as_of(settings.crm_dir, pd.Timestamp.now(tz="UTC"))
-    if revival == "champion":
-        revival = revival_champion(settings)
-    tables = load_for_ranking(settings.crm_dir, as_of, config)
+    with ThreadPoolExecutor(1, thread_name_prefix="rank-read") as reader:
+        # The stored tables are read while the revival champion loads (the registry, the
+        # model's files): Parquet decoding releases the GIL, so the two overlap.
+        reading = reader.submit(load_for_ranking, settings.crm_dir, as_of, config)
+        if revival == "champion":
+            revival = revival_champion(settings)
+        tables = reading.result()
     left_out = lost_left_out(tables["deals"], as_of, config.lost_window_days)
     if engine == SPARK_ENGINE:
         from leadscore.features.spark_engine import spark_session
