@@ -517,8 +517,8 @@ def own_sources(
     ``deal_revival`` view when ``records`` lack it (no revival model): that view is
     then built from the ``lost`` deals' rows alone. The list reads nothing else of it:
     the win model has no field of it, and a lost deal's next step reads its own loss
-    (when and why, :func:`with_lost_scores`), which its own rows decide. The other
-    deals' losses (a third of the sources' work at 100,000 deals) are left unbuilt.
+    (when and why, :func:`with_lost_scores`), which its own rows decide; the open
+    deals' past losses are left unbuilt. ``lost`` empty: no loss is read.
     """
     own = own_views(records)
     sources = build_feature_sources(
@@ -778,12 +778,6 @@ class BatchRanker:
     revival: RevivalModel | None
     revival_explainer: Explainer | None
     clock: _Clock = field(default_factory=lambda: _Clock())
-
-    @property
-    def own_views(self) -> list[str]:
-        """The sources a batch builds from its own rows: those the whole CRM's
-        :attr:`records` do not already hold (a batch's would be replaced by them)."""
-        return own_views(self.records)
 
     def rank(self, part: pd.DataFrame, part_tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         """The list's rows of the candidates ``part``; ``part_tables`` hold their rows."""
