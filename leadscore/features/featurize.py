@@ -155,8 +155,35 @@ _COMPETITOR_UNKNOWN = {"", "unknown", "nan", "null", "?", "未知"}
 
 
 # ---------------------------------------------------------------- normalisation
+def per_distinct(values: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``fn(values)``, for a ``fn`` that maps each value on its own, computed once per
+    distinct text and spread back to the rows.
+
+    Text columns hold a few distinct values over many rows (an activity's type, a deal's
+    channel), and pandas' string methods cost a Python call per row. Missing values go
+    through ``fn`` as they are (None and NaN may map differently); a column holding
+    anything but text (or missing) goes through ``fn`` whole.
+    """
+    text = isinstance(values.dtype, pd.StringDtype) or (
+        values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string"
+    )
+    if not text:
+        return fn(values)
+    codes, distinct = pd.factorize(values)  # missing: -1
+    done = fn(pd.Series(distinct, dtype=values.dtype, name=values.name))
+    missing = codes < 0
+    if missing.any():
+        done = pd.concat([done, fn(values[missing])], ignore_index=True)
+        codes = np.where(missing, len(distinct) + np.cumsum(missing) - 1, codes)
+    return done.iloc[codes].set_axis(values.index)
+
+
 def normalise_category(values: pd.Series) -> pd.Series:
     """Lower-case, trimmed, inner spaces as underscores; empty becomes missing."""
+    return per_distinct(values, _normalise_category)
+
+
+def _normalise_category(values: pd.Series) -> pd.Series:
     s = values.astype("string").str.strip().str.lower().str.replace(r"\s+", "_", regex=True)
     return s.mask(s == "").astype(object).where(s.notna(), None)
 
@@ -167,6 +194,10 @@ def normalise_competitor(values: pd.Series) -> pd.Series:
     They predict differently: a deal with no competitor is a real signal, an empty
     field is only a gap in the CRM.
     """
+    return per_distinct(values, _normalise_competitor)
+
+
+def _normalise_competitor(values: pd.Series) -> pd.Series:
     s = values.astype("string").str.strip().str.lower()
     s = s.fillna("unknown")
     s = s.mask(s.isin(_COMPETITOR_UNKNOWN), "unknown").mask(s.isin(_COMPETITOR_NONE), "none")
@@ -351,22 +382,30 @@ def _activity_events(
     deal_cat, t, order = _events(
         activities, "occurred_at", lambda v: seconds_up(_micros(v)), deal_ids
     )
-    kind = activities["type"].astype(str).str.lower().map(ACTIVITY_CODES)
-    direction = _col(activities, "direction").astype("string").str.lower()
+    kind = per_distinct(activities["type"], lambda s: s.astype(str).str.lower().map(ACTIVITY_CODES))
+    direction = per_distinct(
+        _col(activities, "direction"),
+        lambda s: s.astype("string").str.lower().map(DIRECTION_CODES),
+    )
     contact = _col(activities, "contact_id").astype("string").fillna("")
+    contact_code, contact_ids = pd.factorize(contact)
     seniority = _contact_seniority(contacts)
     level = (
-        contact.map(seniority) if seniority is not None else pd.Series(np.nan, index=contact.index)
+        pd.Series(contact_ids, dtype=contact.dtype)
+        .map(seniority)
+        .to_numpy(dtype=float, na_value=np.nan)[contact_code]
+        if seniority is not None
+        else np.full(len(contact), np.nan)
     )
     events = ActivityEvents(
         deal=deal_cat.codes[order].astype(np.int64),
         t_s=t,
         kind=kind.to_numpy(dtype=float, na_value=-1)[order].astype(np.int64),
-        direction=direction.map(DIRECTION_CODES)
-        .to_numpy(dtype=float, na_value=UNKNOWN_DIRECTION)[order]
-        .astype(np.int64),
-        contact=pd.factorize(contact)[0][order].astype(np.int64),
-        level=level.to_numpy(dtype=float, na_value=np.nan)[order],
+        direction=direction.to_numpy(dtype=float, na_value=UNKNOWN_DIRECTION)[order].astype(
+            np.int64
+        ),
+        contact=contact_code[order].astype(np.int64),
+        level=level[order],
     )
     return deal_cat, events
 
@@ -988,23 +1027,19 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
 
     ``entities`` has ``deal_id``, ``account_id``, ``owner_id`` and ``event_timestamp``.
     Returns the entities with every model feature, computed as Feast would compute them:
-    each view by its own timestamp column (:func:`view_rows`).
+    each view by its own timestamp column (:func:`view_reads`).
 
     Entities all at one moment (ranking, scoring stored deals) take each key's latest
-    row at or before it (:func:`_latest_by_key`) and a plain join on the key: the same
-    rows ``merge_asof`` would pick (the last of equal times, in source order), with no
-    as-of search per entity and the views' rows after the moment left out before sorting.
+    row at or before it (:func:`latest_positions`) and look the entities' keys up in
+    those rows: the same rows ``merge_asof`` would pick (the last of equal times, in
+    source order), with no as-of search per entity, and only the rows picked copied.
     """
     ent = entities.reset_index(drop=True).copy()
     ent[TS] = as_utc(ent[TS])
     ent["_row"] = np.arange(len(ent))
     moments = ent[TS].unique()
     if len(moments) == 1:
-        out = ent
-        for key, rows in view_rows(sources).values():
-            left = out.assign(**{key: out[key].astype(str)})
-            out = left.merge(_latest_by_key(rows, key, moments[0]), on=key, how="left")
-        return _with_request_time(out)
+        return _with_request_time(_join_at(ent, view_reads(sources), moments[0]))
     out = ent.sort_values(TS, kind="stable")
     for key, rows in view_rows(sources).values():
         right = rows.rename(columns={TS: "_src_ts"}).sort_values("_src_ts", kind="stable")
@@ -1021,42 +1056,117 @@ def features_as_of(sources: Mapping[str, pd.DataFrame], entities: pd.DataFrame) 
     return _with_request_time(out)
 
 
-def _latest_by_key(rows: pd.DataFrame, key: str, moment: pd.Timestamp) -> pd.DataFrame:
-    """Each key's latest row at or before ``moment`` (of equal times, the last), without
-    its time: what a point-in-time join at ``moment`` reads."""
-    seen = rows[(rows[TS] <= moment).to_numpy()]
-    latest = seen.sort_values(TS, kind="stable").drop_duplicates(key, keep="last")
-    return latest.drop(columns=TS)
+def latest_positions(codes: np.ndarray, times: pd.Series, moment: pd.Timestamp) -> np.ndarray:
+    """Positions of each key's latest row at or before ``moment`` (of equal times, the
+    last in row order), in no particular order: the rows a point-in-time join at
+    ``moment`` reads, as a stable sort by time and ``drop_duplicates(keep="last")`` picks.
+
+    ``codes`` are the rows' keys as integers (``pd.factorize``), ``times`` their moments.
+    Sources come grouped by key and sorted by time within each key (every builder sorts
+    them so), and then each key's last row seen is its latest, found in one pass; any
+    other order is sorted first (stably, so ties keep their order).
+    """
+    seen = np.flatnonzero((times <= moment).to_numpy())  # NaT is never seen
+    if not len(seen):
+        return seen
+    at = times.iloc[seen]
+    t = (at if pd.api.types.is_datetime64_any_dtype(at.dtype) else as_utc(at)).array.asi8
+    key = codes[seen]
+    step = np.diff(key)
+    if not ((step >= 0).all() and (np.diff(t)[step == 0] >= 0).all()):
+        order = np.lexsort((t, key))
+        seen, key = seen[order], key[order]
+    return seen[np.r_[key[1:] != key[:-1], True]]
+
+
+def _join_at(
+    ent: pd.DataFrame, reads: Mapping[str, ViewRead], moment: pd.Timestamp
+) -> pd.DataFrame:
+    """``ent`` (all at ``moment``) with each view's fields from its latest row then, as a
+    left join on the key gives them (missing where the key has no row; each key column
+    as text). A source's keys are coded once for all the views reading it; only the
+    picked rows are copied, and the columns are put together once."""
+    out = ent.copy()
+    parts: list[pd.DataFrame] = []
+    names = set(out.columns)
+    coded: dict[tuple[int, str], tuple[np.ndarray, int, np.ndarray]] = {}
+    for read in reads.values():
+        src, key = read.source, read.key
+        out[key] = out[key].astype(str)
+        if (id(src), key) not in coded:
+            codes, keys = pd.factorize(src[key].to_numpy(), use_na_sentinel=False)
+            wanted = pd.Index(keys).get_indexer(out[key].to_numpy())
+            coded[id(src), key] = (codes, len(keys), wanted)
+        codes, n_keys, wanted = coded[id(src), key]
+        picked = latest_positions(codes, src[read.time], moment)
+        row_of_key = np.full(n_keys + 1, -1, dtype=np.int64)  # the last: no such key
+        row_of_key[codes[picked]] = np.arange(len(picked))
+        part = (
+            src.iloc[picked][list(read.fields)]
+            .reset_index(drop=True)
+            .reindex(row_of_key[wanted])  # -1: no row, missing as in a left join
+            .rename(columns=read.fields)
+            .set_axis(out.index)
+        )
+        if names & set(part.columns):  # the join would have renamed them
+            raise ValueError(f"view fields {sorted(names & set(part.columns))} repeat a column")
+        names |= set(part.columns)
+        parts.append(part)
+    return pd.concat([out, *parts], axis=1)
 
 
 def _with_request_time(out: pd.DataFrame) -> pd.DataFrame:
     """Joined rows back in entity order, with the request-time features added."""
     out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
     out["as_of"] = out[TS]
-    for timing in (request_time_features(out), revival_request_time_features(out)):
-        for c in timing.columns:
+    timing = pd.concat([request_time_features(out), revival_request_time_features(out)], axis=1)
+    if timing.columns.isin(out.columns).any() or timing.columns.duplicated().any():
+        for c in timing.columns:  # replaced in place, as the join's columns came
             out[c] = timing[c]
+        return out
+    return pd.concat([out, timing], axis=1)  # one copy, not one per column
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    """What a feature view reads of a source: its join key, the column stamping its rows
+    (``event_timestamp``, or a :class:`LaggedView`'s own) and its fields (source column:
+    field name)."""
+
+    key: str
+    source: pd.DataFrame
+    time: str
+    fields: dict[str, str]
+
+
+def view_reads(sources: Mapping[str, pd.DataFrame]) -> dict[str, ViewRead]:
+    """Each feature view's reading of its source, as Feast reads it (a :class:`LaggedView`
+    reads its source by its own timestamp column, its fields renamed)."""
+    lag_times = {lag.timestamp for lag in LAGGED_VIEWS}
+    out: dict[str, ViewRead] = {}
+    for view, key in views_of(sources).items():
+        src = sources[view]
+        fields = {c: c for c in src.columns if c not in lag_times and c not in (key, TS)}
+        out[view] = ViewRead(key, src, TS, fields)
+    for lag in LAGGED_VIEWS:
+        if lag.source in out:
+            fields = {c: lag.field(c) for c in lag.columns}
+            out[lag.name] = ViewRead(
+                VIEW_KEYS[lag.source], sources[lag.source], lag.timestamp, fields
+            )
     return out
 
 
 def view_rows(sources: Mapping[str, pd.DataFrame]) -> dict[str, tuple[str, pd.DataFrame]]:
-    """Each feature view's join key and rows as Feast reads them: the key, its timestamp
-    as ``event_timestamp`` and its fields under their names (a :class:`LaggedView` reads
-    its source by its own timestamp column, its fields renamed)."""
-    lag_times = [lag.timestamp for lag in LAGGED_VIEWS]
-    out: dict[str, tuple[str, pd.DataFrame]] = {}
-    for view, key in views_of(sources).items():
-        src = sources[view]
-        out[view] = (key, src[[c for c in src.columns if c not in lag_times]])
-    for lag in LAGGED_VIEWS:
-        if lag.source in out:
-            key = VIEW_KEYS[lag.source]
-            rows = sources[lag.source][[key, lag.timestamp, *lag.columns]]
-            rows = rows.rename(
-                columns={lag.timestamp: TS, **{c: lag.field(c) for c in lag.columns}}
-            )
-            out[lag.name] = (key, rows)
-    return out
+    """Each feature view's join key and rows as Feast reads them (:func:`view_reads`):
+    the key, its timestamp as ``event_timestamp`` and its fields under their names."""
+    return {
+        view: (
+            r.key,
+            r.source[[r.key, r.time, *r.fields]].rename(columns={r.time: TS, **r.fields}),
+        )
+        for view, r in view_reads(sources).items()
+    }
 
 
 def model_frame(

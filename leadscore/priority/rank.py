@@ -501,6 +501,35 @@ def own_views(records: Mapping[str, pd.DataFrame]) -> list[str]:
     return [view for view in VIEW_KEYS if view not in records]
 
 
+#: The lost deals' view: the revival model's inputs, none the win model's.
+REVIVAL_VIEW = "deal_revival"
+
+
+def own_sources(
+    tables: Mapping[str, pd.DataFrame],
+    records: Mapping[str, pd.DataFrame],
+    lost: pd.DataFrame,
+    attributes: Sequence[Attribute] = (),
+) -> dict[str, pd.DataFrame]:
+    """The feature sources of a batch of deals (``tables`` cut to it), with ``records``.
+
+    Built by :func:`build_feature_sources` from the batch's rows, but for the
+    ``deal_revival`` view when ``records`` lack it (no revival model): that view is
+    then built from the ``lost`` deals' rows alone. The list reads nothing else of it:
+    the win model has no field of it, and a lost deal's next step reads its own loss
+    (when and why, :func:`with_lost_scores`), which its own rows decide; the open
+    deals' past losses are left unbuilt. ``lost`` empty: no loss is read.
+    """
+    own = own_views(records)
+    sources = build_feature_sources(
+        tables, attributes=attributes, views=[v for v in own if v != REVIVAL_VIEW]
+    )
+    if REVIVAL_VIEW in own:
+        of_lost = build_feature_sources({**tables, "deals": lost}, views=(REVIVAL_VIEW,))
+        sources[REVIVAL_VIEW] = of_lost[REVIVAL_VIEW]
+    return {**sources, **records}
+
+
 def reopened_sources(
     tables: Mapping[str, pd.DataFrame], sources: Mapping[str, pd.DataFrame], deal_ids: Sequence[str]
 ) -> dict[str, pd.DataFrame]:
@@ -750,12 +779,6 @@ class BatchRanker:
     revival_explainer: Explainer | None
     clock: _Clock = field(default_factory=lambda: _Clock())
 
-    @property
-    def own_views(self) -> list[str]:
-        """The sources a batch builds from its own rows: those the whole CRM's
-        :attr:`records` do not already hold (a batch's would be replaced by them)."""
-        return own_views(self.records)
-
     def rank(self, part: pd.DataFrame, part_tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         """The list's rows of the candidates ``part``; ``part_tables`` hold their rows."""
         batch = self.prepare(part, part_tables)
@@ -767,12 +790,9 @@ class BatchRanker:
         """A batch's features, its lost deals' revival features and its risk flags: the
         work before scoring, which :func:`rank_deals` overlaps with the previous batch's."""
         config, as_of, clock, logged = self.config, self.as_of, self.clock, self.logged
-        sources = {
-            **build_feature_sources(part_tables, attributes=self.attributes, views=self.own_views),
-            **self.records,
-        }
-        features = candidate_features(part_tables, sources, part, as_of)
         lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
+        sources = own_sources(part_tables, self.records, part[lost], self.attributes)
+        features = candidate_features(part_tables, sources, part, as_of)
         loss = loss_features(sources, part[lost], as_of)
         del sources
         clock.lap("features")
@@ -860,7 +880,7 @@ def batch_ranker(
         records["deal_revival"] = revival_records(tables, revival.window_days)
     reference: dict[int, float] = {}
     for part, part_tables in batches(tables, wins, max(len(wins), 1)):  # one batch
-        sources = {**build_feature_sources(part_tables, views=own_views(records)), **records}
+        sources = own_sources(part_tables, records, part.iloc[:0])  # won: no loss read
         reference = won_activity_reference(sources, part, snapshot_every_days)
     clock.lap("activity reference")
     explain: Callable[[Mapping[str, Sequence[Any]]], list[Explanation]]
@@ -1159,12 +1179,17 @@ def _csv_frame(ranked: pd.DataFrame) -> pd.DataFrame:
 def _typed_table(frame: pd.DataFrame) -> pa.Table:
     """``frame`` as Arrow, its list columns (those present) typed by :data:`_LIST_TYPES`,
     so an empty list is still a list of reasons when read back."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    for col, type_ in _LIST_TYPES.items():
-        i = table.schema.get_field_index(col)
-        if i >= 0:
-            table = table.set_column(i, col, pa.array(frame[col].tolist(), type=type_))
-    return table
+    # The other columns' types inferred, the list columns' given: converted once each,
+    # where inferring the lists' types converted every reason twice (2 s of 4 at 35,000).
+    lists = [col for col in frame.columns if col in _LIST_TYPES]
+    inferred = pa.Schema.from_pandas(frame.drop(columns=lists), preserve_index=False)
+    schema = pa.schema(
+        [
+            pa.field(col, _LIST_TYPES[col]) if col in _LIST_TYPES else inferred.field(col)
+            for col in frame.columns
+        ]
+    )
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 def write_ranked(ranked: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
@@ -1249,9 +1274,13 @@ def run_rank(
     note = None
     if as_of is None:
         as_of, note = default_as_of(settings.crm_dir, pd.Timestamp.now(tz="UTC"))
-    if revival == "champion":
-        revival = revival_champion(settings)
-    tables = load_for_ranking(settings.crm_dir, as_of, config)
+    with ThreadPoolExecutor(1, thread_name_prefix="rank-read") as reader:
+        # The stored tables are read while the revival champion loads (the registry, the
+        # model's files): Parquet decoding releases the GIL, so the two overlap.
+        reading = reader.submit(load_for_ranking, settings.crm_dir, as_of, config)
+        if revival == "champion":
+            revival = revival_champion(settings)
+        tables = reading.result()
     left_out = lost_left_out(tables["deals"], as_of, config.lost_window_days)
     if engine == SPARK_ENGINE:
         from leadscore.features.spark_engine import spark_session

@@ -7,12 +7,16 @@ import pandas as pd
 import pytest
 
 from leadscore.crm.synth import generate_crm
+from leadscore.features import featurize
 from leadscore.features.catalog import MODEL_FEATURES
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
+    latest_positions,
     model_frame,
+    normalise_category,
     normalise_competitor,
+    per_distinct,
     scoring_entities,
     snapshot_entities,
 )
@@ -271,3 +275,92 @@ def test_one_moment_join_picks_the_rows_the_point_in_time_join_picks(moment):
     asof = features_as_of(sources, pd.concat([entities, other], ignore_index=True))
     assert one_moment["act_total_30d"].notna().sum() > 0
     pd.testing.assert_frame_equal(one_moment, asof.iloc[: len(entities)])
+
+
+def latest_by_sorting(keys: np.ndarray, times: pd.Series, moment: pd.Timestamp) -> np.ndarray:
+    """The definition :func:`latest_positions` must keep: the rows seen by ``moment``,
+    sorted by time (stably), the last of each key."""
+    rows = pd.DataFrame({"key": keys, "t": times})
+    seen = rows[(rows["t"] <= moment).to_numpy()]
+    return seen.sort_values("t", kind="stable").drop_duplicates("key", keep="last").index.to_numpy()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_latest_positions_pick_the_rows_a_sort_by_time_picks(seed):
+    """Random rows with many equal times, missing times and keys seen in any order:
+    grouped and sorted (the builders' order, one pass), grouped but unsorted in time, and
+    shuffled (both sorted first) pick the same rows as the stable sort by time."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 400))
+    keys = rng.choice([f"d{i}" for i in range(int(rng.integers(1, 30)))], n)
+    times = pd.Series(
+        pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 15, n), unit="D")
+    ).astype("datetime64[us, UTC]")
+    times[rng.random(n) < 0.1] = pd.NaT
+    rows = pd.DataFrame({"key": keys, "t": times})
+    order = ("grouped and sorted", "grouped", "shuffled")[seed % 3]
+    if order == "grouped and sorted":
+        rows = rows.sort_values(["key", "t"], kind="stable", na_position="first")
+    elif order == "grouped":
+        rows = rows.sort_values("key", kind="stable")
+    rows = rows.reset_index(drop=True)
+    moment = pd.Timestamp("2025-01-08", tz="UTC")
+    got = latest_positions(pd.factorize(rows["key"])[0], rows["t"], moment)
+    expected = latest_by_sorting(rows["key"].to_numpy(), rows["t"], moment)
+    np.testing.assert_array_equal(np.sort(got), np.sort(expected))
+
+
+def test_one_moment_join_of_shuffled_sources_picks_the_rows_the_point_in_time_join_picks():
+    """Sources in no order, with some rows repeated (equal key and time: the later row
+    wins): the one-moment join still reads what ``merge_asof`` reads."""
+    tables = generate_crm(200, seed=9, as_of=pd.Timestamp("2025-06-01", tz="UTC")).tables
+    rng = np.random.default_rng(3)
+    sources = {}
+    for view, src in build_feature_sources(tables).items():
+        again = src.sample(frac=0.2, random_state=1).assign(
+            **{c: np.nan for c in src.columns if src[c].dtype.kind == "f"}
+        )
+        both = pd.concat([src, again], ignore_index=True)
+        sources[view] = both.iloc[rng.permutation(len(both))].reset_index(drop=True)
+    at = pd.Timestamp("2025-03-01", tz="UTC")
+    entities = scoring_entities(tables["deals"], at)
+    other = entities.iloc[:1].assign(event_timestamp=at - pd.Timedelta(days=3))
+    one_moment = features_as_of(sources, entities)
+    asof = features_as_of(sources, pd.concat([entities, other], ignore_index=True))
+    assert one_moment["amount"].isna().any() and one_moment["amount"].notna().any()
+    pd.testing.assert_frame_equal(one_moment, asof.iloc[: len(entities)])
+
+
+TEXTS = ["Web", " web ", "Paid  Ads", "", "none", "N/A", "Unknown", "电话", "call", "CALL"]
+
+
+@pytest.mark.parametrize("dtype", [object, "string"])
+@pytest.mark.parametrize("seed", range(6))
+def test_per_distinct_gives_what_the_function_gives_row_by_row(seed, dtype):
+    """Texts repeated in any order, with None, NaN and pd.NA among them (and a number,
+    which sends an object column through the function whole): the same values, dtype,
+    index and name as the function applied to the whole column."""
+    rng = np.random.default_rng(seed)
+    pool: list[object] = [*TEXTS, None, np.nan] + ([pd.NA] if dtype == "string" else [])
+    if seed == 5 and dtype is object:
+        pool.append(7)
+    values = pd.Series(
+        [pool[i] for i in rng.integers(0, len(pool), 500)],
+        index=rng.permutation(1000)[:500],
+        dtype=dtype,
+        name="channel",
+    )
+    kinds = {"call": 0, "web": 1}
+    for fn in (
+        lambda s: s.astype(str).str.lower().map(kinds),
+        lambda s: s.astype("string").str.lower().map(kinds),
+        lambda s: s.astype(str),
+    ):
+        pd.testing.assert_series_equal(per_distinct(values, fn), fn(values))
+    # The normalisations the profile source runs per distinct text, against row by row.
+    pd.testing.assert_series_equal(
+        normalise_category(values), featurize._normalise_category(values)
+    )
+    pd.testing.assert_series_equal(
+        normalise_competitor(values), featurize._normalise_competitor(values)
+    )
