@@ -129,8 +129,8 @@ def canonical(frame: pd.DataFrame, attributes: Sequence[Attribute] = ()) -> pd.D
     Built a column at a time: the order comes from the three typed keys alone, and each
     column is typed and put in that order once, so besides ``frame`` and the result it
     holds one column, not the several whole copies a typed copy, a concatenation and a
-    sort would (at a million deals each copy is gigabytes). The result's columns are kept
-    apart (not consolidated into one block per dtype, which would copy them all again).
+    sort would (at a million deals each copy is gigabytes). The numbers are written into
+    one block as they come, so pandas never has to consolidate (copy) them later.
 
     A frame this function returned is handed back as it is (no copy), so a caller can make
     the canonical frame, let go of the raw one, and pass it on to code that calls this
@@ -154,14 +154,24 @@ def canonical(frame: pd.DataFrame, attributes: Sequence[Attribute] = ()) -> pd.D
         .sort_values(list(CANONICAL_ORDER), kind="stable")
         .index.to_numpy()
     )
-    columns: dict[str, Any] = {}
-    for c in META_COLUMNS:
-        col = typed.pop(c) if c in typed else _meta_column(frame[c], c)
-        columns[c] = _in_order(col, order)
-        del col
-    for f in model_catalog(attributes):
-        columns[f.name] = _in_order(model_column(frame, f), order)
-    out = pd.DataFrame(columns, copy=False)
+    # The numbers (most of the frame) go straight into one float64 block, each column put
+    # in order in its row of it: pandas then never consolidates them, which would copy
+    # the whole block (the first row selection of a frame of one block per column does).
+    catalog = model_catalog(attributes)
+    numbers = [f for f in catalog if f.kind != "categorical"]
+    block = np.empty((len(numbers), len(order)), dtype=np.float64)
+    for i, f in enumerate(numbers):
+        np.take(model_column(frame, f).to_numpy(), order, out=block[i])
+    out = pd.DataFrame(block.T, columns=[f.name for f in numbers], copy=False)
+    del block
+    others = {f.name: f for f in catalog if f.kind == "categorical"}
+    for at, c in enumerate(_canonical_columns(attributes)):
+        if c in others:
+            out.insert(at, c, _in_order(model_column(frame, others[c]), order))
+        elif c in META_COLUMNS:
+            col = typed.pop(c) if c in typed else _meta_column(frame[c], c)
+            out.insert(at, c, _in_order(col, order))
+            del col
     _CANONICAL[id(out)] = out
     return out
 

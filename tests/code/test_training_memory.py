@@ -1,11 +1,12 @@
 """The memory-lean training path trains exactly what the straightforward one did.
 
 :func:`training.data.canonical` builds its frame a column at a time and hands its own frame
-back, the time split's slices are views (:func:`training.data.slice_rows`), and
+back, the time split's slices are views (:func:`training.data.slice_rows`), the logistic
+regression baseline reads the numbers without copying them, and
 :func:`training.train.train_from_store` lets go of the raw frame before training: none of
 it may change the canonical frame, its fingerprint, the model or a figure by one bit.
 The reference here is the code as it was (a typed copy, a concatenation, a sort; slices
-copied by boolean masks).
+copied by boolean masks; the baseline's input copied).
 """
 
 from __future__ import annotations
@@ -21,17 +22,31 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import training.baselines as baselines
 import training.train as training_train
 from leadscore.crm.attributes import Attribute
 from leadscore.crm.synth import generate_crm
 from leadscore.features.featurize import model_frame
 from leadscore.features.store import TrainingFrame
 from leadscore.timeutil import TS, as_utc
+from training.baselines import MISSING
 from training.data import META_COLUMNS, canonical, fingerprint, in_memory_frame, slice_rows
 from training.result import TrainConfig, TrainingResult
 from training.train import fit_and_evaluate
 
 AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
+
+
+def straightforward_lr_input(
+    frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> pd.DataFrame:
+    """:func:`training.baselines._lr_input` as it was (every number copied): the reference."""
+    out = pd.DataFrame(index=frame.index)
+    for c in numeric:
+        out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    for c in categorical:
+        out[c] = frame[c].astype(object).where(frame[c].notna(), MISSING).astype(str)
+    return out
 
 
 def straightforward_canonical(
@@ -116,6 +131,7 @@ def test_the_lean_path_trains_the_same_model_bit_for_bit(shuffled, crm, monkeypa
     lean = summary(fit_and_evaluate(shuffled, "lead_scoring_v1", config, crm.truth))
     monkeypatch.setattr(training_train, "canonical", straightforward_canonical)
     monkeypatch.setattr(training_train, "slice_rows", lambda frame, mask: frame[mask])
+    monkeypatch.setattr(baselines, "_lr_input", straightforward_lr_input)
     reference = summary(fit_and_evaluate(shuffled, "lead_scoring_v1", config, crm.truth))
     assert lean.keys() == reference.keys()
     for key in lean:
