@@ -59,13 +59,17 @@ def predict_logistic_regression(
 def _lr_input(
     frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
 ) -> pd.DataFrame:
-    """Numbers as float, categories as strings with an explicit missing marker."""
-    out = pd.DataFrame(index=frame.index)
-    for c in numeric:
-        out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    """Numbers as float, categories as strings with an explicit missing marker.
+
+    Numbers already float64 (a canonical frame's) are the frame's own arrays, not copies:
+    the pipeline copies them anyway, and this frame lives as long as the fit (at a
+    million deals each copy of the training slice's numbers is gigabytes)."""
+    columns = {
+        c: pd.to_numeric(frame[c], errors="coerce").astype("float64", copy=False) for c in numeric
+    }
     for c in categorical:
-        out[c] = frame[c].astype(object).where(frame[c].notna(), MISSING).astype(str)
-    return out
+        columns[c] = frame[c].astype(object).where(frame[c].notna(), MISSING).astype(str)
+    return pd.DataFrame(columns, index=frame.index, copy=False)
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,22 @@ snapshot_index, created_at, closed_at, won, and every model feature.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from leadscore.config import MIN_CLASS_DEALS  # fewer won (or lost): a model learns noise
 from leadscore.crm.attributes import Attribute
+from leadscore.features.catalog import model_catalog
 from leadscore.features.featurize import (
     TS,
     build_feature_sources,
     features_as_of,
+    model_column,
     model_frame,
     snapshot_entities,
 )
@@ -109,21 +113,106 @@ def slice_warnings(
     return out
 
 
+#: The keys :func:`canonical` orders rows by.
+CANONICAL_ORDER = ("closed_at", "deal_id", "snapshot_index")
+
+#: Canonical frames :func:`canonical` made and that are still alive, by ``id``: handed one
+#: back, it returns it as it is instead of a copy. A weak map, so it keeps no frame alive.
+_CANONICAL: weakref.WeakValueDictionary[int, pd.DataFrame] = weakref.WeakValueDictionary()
+
+
 def canonical(frame: pd.DataFrame, attributes: Sequence[Attribute] = ()) -> pd.DataFrame:
     """Rows ordered by (closed_at, deal_id, snapshot_index), model columns typed as the model
     expects: the same data in any row order or dtype trains the same model. The model
-    columns are the built-in features, then those of the custom ``attributes``."""
-    meta = frame[list(META_COLUMNS)].copy()
-    for c in (TS, "created_at", "closed_at"):
-        meta[c] = as_utc(meta[c])
-    for c in ("deal_id", "account_id", "owner_id"):
-        meta[c] = meta[c].astype(str)
-    meta["snapshot_index"] = meta["snapshot_index"].astype(np.int32)
-    meta["won"] = meta["won"].astype(np.int8)
-    out = pd.concat([meta, model_frame(frame, attributes)], axis=1)
-    return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(
-        drop=True
+    columns are the built-in features, then those of the custom ``attributes``.
+
+    Built a column at a time: the order comes from the three typed keys alone, and each
+    column is typed and put in that order once, so besides ``frame`` and the result it
+    holds one column, not the several whole copies a typed copy, a concatenation and a
+    sort would (at a million deals each copy is gigabytes). The numbers are written into
+    one block as they come, so pandas never has to consolidate (copy) them later.
+
+    A frame this function returned is handed back as it is (no copy), so a caller can make
+    the canonical frame, let go of the raw one, and pass it on to code that calls this
+    again (:func:`training.train.train_from_store`). Such a frame must not be changed in
+    place: only its columns are checked again, not its dtypes or values.
+    """
+    known = _CANONICAL.get(id(frame))
+    if (
+        known is not None
+        and known is frame
+        and list(frame.columns) == _canonical_columns(attributes)
+    ):
+        return frame
+    typed = {
+        "closed_at": as_utc(frame["closed_at"]),
+        "deal_id": frame["deal_id"].astype(str),
+        "snapshot_index": frame["snapshot_index"].astype(np.int32),
+    }
+    order = (
+        pd.DataFrame({k: typed[k].to_numpy() for k in CANONICAL_ORDER}, copy=False)
+        .sort_values(list(CANONICAL_ORDER), kind="stable")
+        .index.to_numpy()
     )
+    # The numbers (most of the frame) go straight into one float64 block, each column put
+    # in order in its row of it: pandas then never consolidates them, which would copy
+    # the whole block (the first row selection of a frame of one block per column does).
+    catalog = model_catalog(attributes)
+    numbers = [f for f in catalog if f.kind != "categorical"]
+    block = np.empty((len(numbers), len(order)), dtype=np.float64)
+    for i, f in enumerate(numbers):
+        np.take(model_column(frame, f).to_numpy(), order, out=block[i])
+    out = pd.DataFrame(block.T, columns=[f.name for f in numbers], copy=False)
+    del block
+    others = {f.name: f for f in catalog if f.kind == "categorical"}
+    for at, c in enumerate(_canonical_columns(attributes)):
+        if c in others:
+            out.insert(at, c, _in_order(model_column(frame, others[c]), order))
+        elif c in META_COLUMNS:
+            col = typed.pop(c) if c in typed else _meta_column(frame[c], c)
+            out.insert(at, c, _in_order(col, order))
+            del col
+    _CANONICAL[id(out)] = out
+    return out
+
+
+def _canonical_columns(attributes: Sequence[Attribute]) -> list[str]:
+    """A canonical frame's columns, in order: the meta columns, then the model's."""
+    return [*META_COLUMNS, *(f.name for f in model_catalog(attributes))]
+
+
+def _meta_column(col: pd.Series, name: str) -> pd.Series:
+    """A meta column typed as a canonical frame has it: times in UTC, keys as strings,
+    the snapshot index as int32, the label as int8."""
+    if name in (TS, "created_at", "closed_at"):
+        return as_utc(col)
+    if name in ("deal_id", "account_id", "owner_id"):
+        return col.astype(str)
+    if name == "snapshot_index":
+        return col.astype(np.int32)
+    if name == "won":
+        return col.astype(np.int8)
+    raise KeyError(name)
+
+
+def _in_order(col: pd.Series, order: np.ndarray) -> Any:
+    """``col``'s values (numpy or pandas' own array, as its dtype keeps them) at ``order``."""
+    values = (
+        col.array if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) else col.to_numpy()
+    )
+    return values.take(order)
+
+
+def slice_rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``frame[mask]``, without a copy when the mask is one run of rows: a slice of a time
+    split is one (a canonical frame is ordered by close), so the slices share the frame's
+    memory instead of copying it once more. The rows, index and dtypes are those of
+    ``frame[mask]``; like a canonical frame, a slice must not be changed in place.
+    """
+    at = np.flatnonzero(mask)
+    if len(at) and at[-1] - at[0] + 1 == len(at):
+        return frame.iloc[at[0] : at[-1] + 1]
+    return frame[mask]
 
 
 def fingerprint(frame: pd.DataFrame) -> str:

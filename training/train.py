@@ -64,6 +64,7 @@ from training.data import (
     data_window,
     fingerprint,
     load_truth,
+    slice_rows,
     slice_warnings,
 )
 from training.dormant import backtest_dormant, dormant_summary
@@ -367,9 +368,11 @@ def _fit_and_evaluate(
     frame = canonical(frame, attributes)
     bounds = choose_split(frame, config.fractions, config.seed)
     masks = slice_masks(frame, bounds)
-    check_enough_data(frame[np.logical_or.reduce(list(masks.values()))], config.min_class_deals)
+    check_enough_data(
+        slice_rows(frame, np.logical_or.reduce(list(masks.values()))), config.min_class_deals
+    )
     log.info("%s", bounds.note)
-    parts = {name: frame[masks[name]] for name in SLICES}
+    parts = {name: slice_rows(frame, masks[name]) for name in SLICES}
     # The test slice may be too small to answer: cross-validation then replaces it for
     # the evaluation (the registered model stays the one trained on this split).
     folds = choose_folds(
@@ -886,9 +889,12 @@ def train_from_store(
     )
     if config is not None and config.keep_flagged:
         audit = audit.keeping_all(KEEP_FLAGGED_REASON)
-    return train(
-        settings, tf.frame, tf.feature_service, config, truth, progress, tf.attributes, audit
-    )
+    # The canonical frame now, and the raw one let go: training would otherwise hold both
+    # to the end (``tf`` lives here while train runs). canonical() hands its own frame back.
+    feature_service, attributes = tf.feature_service, tf.attributes
+    frame = canonical(tf.frame, attributes)
+    del tf
+    return train(settings, frame, feature_service, config, truth, progress, attributes, audit)
 
 
 #: Why flagged columns fed the model, when ``train --keep-flagged`` asked for it.

@@ -1182,12 +1182,22 @@ def model_frame(
     """
     frame = pd.DataFrame(index=features.index)
     for f in model_catalog(attributes) if catalog is None else catalog:
-        col = features[f.name] if f.name in features else pd.Series(np.nan, index=features.index)
-        if f.kind == "categorical":
-            frame[f.name] = col.astype(object).where(col.notna(), None)
-        else:
-            frame[f.name] = pd.to_numeric(col, errors="coerce").astype("float64")
+        frame[f.name] = model_column(features, f)
     return frame
+
+
+def model_column(features: pd.DataFrame, feature: Feature) -> pd.Series:
+    """One column of :func:`model_frame`: a category as strings (missing: ``None``), a number
+    as float64, a feature ``features`` lacks as missing. A column at a time, so a caller
+    building a frame of millions of rows holds one typed column beside its input, not all."""
+    col = (
+        features[feature.name]
+        if feature.name in features
+        else pd.Series(np.nan, index=features.index)
+    )
+    if feature.kind == "categorical":
+        return col.astype(object).where(col.notna(), None)
+    return pd.to_numeric(col, errors="coerce").astype("float64")
 
 
 # ---------------------------------------------------------------- training entities
