@@ -104,13 +104,18 @@ FeastEngine = Annotated[
 ]
 
 
+def _check_engine(engine: str) -> str:
+    """``--engine``'s value, or typer's usage error (exit 2) naming the engines there are."""
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
+    return engine
+
+
 def _engine_settings(engine: str) -> Settings:
     """Settings for the Feast steps of ``engine`` (:func:`leadscore.config.engine_settings`)."""
     from leadscore.config import engine_settings
 
-    if engine not in ENGINES:
-        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
-    return engine_settings(load_settings(), engine)
+    return engine_settings(load_settings(), _check_engine(engine))
 
 
 def _when(value: str | None) -> pd.Timestamp | None:
@@ -199,8 +204,7 @@ def ingest(
     from leadscore.pipeline_state import StateBusyError
     from pipelines.steps import ingest as run_ingest
 
-    if engine not in ENGINES:
-        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
+    _check_engine(engine)
     try:
         with working() as progress:
             summary = run_ingest(
@@ -1434,8 +1438,7 @@ def retrain(
     from training.registry import Tolerance
     from training.result import TrainConfig
 
-    if engine not in ENGINES:
-        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
+    _check_engine(engine)
     settings = load_settings()
     lower_priority(settings)
     export = export_dir or settings.export_dir
@@ -1655,8 +1658,7 @@ def rank(
 
     if by not in RANK_BY:
         raise typer.BadParameter(f"must be one of {', '.join(RANK_BY)}", param_hint="--by")
-    if engine not in ENGINES:
-        raise typer.BadParameter(f"must be one of {', '.join(ENGINES)}", param_hint="--engine")
+    _check_engine(engine)
     settings = load_settings()
     try:
         health = HealthThresholds().with_overrides([*settings.health_overrides, *(threshold or [])])
