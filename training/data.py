@@ -144,11 +144,7 @@ def canonical(frame: pd.DataFrame, attributes: Sequence[Attribute] = ()) -> pd.D
         and list(frame.columns) == _canonical_columns(attributes)
     ):
         return frame
-    typed = {
-        "closed_at": as_utc(frame["closed_at"]),
-        "deal_id": frame["deal_id"].astype(str),
-        "snapshot_index": frame["snapshot_index"].astype(np.int32),
-    }
+    typed = {c: _meta_column(frame[c], c) for c in CANONICAL_ORDER}
     order = (
         pd.DataFrame({k: typed[k].to_numpy() for k in CANONICAL_ORDER}, copy=False)
         .sort_values(list(CANONICAL_ORDER), kind="stable")

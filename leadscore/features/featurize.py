@@ -1087,12 +1087,13 @@ def _join_at(
     as text). A source's keys are coded once for all the views reading it; only the
     picked rows are copied, and the columns are put together once."""
     out = ent.copy()
+    for key in {read.key for read in reads.values()}:
+        out[key] = out[key].astype(str)
     parts: list[pd.DataFrame] = []
     names = set(out.columns)
     coded: dict[tuple[int, str], tuple[np.ndarray, int, np.ndarray]] = {}
     for read in reads.values():
         src, key = read.source, read.key
-        out[key] = out[key].astype(str)
         if (id(src), key) not in coded:
             codes, keys = pd.factorize(src[key].to_numpy(), use_na_sentinel=False)
             wanted = pd.Index(keys).get_indexer(out[key].to_numpy())

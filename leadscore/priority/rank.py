@@ -877,7 +877,7 @@ def batch_ranker(
     progress("rank", 0, len(candidates), unit="deals", detail="activity reference")
     records = track_records(tables["deals"])
     if revival is not None:
-        records["deal_revival"] = revival_records(tables, revival.window_days)
+        records[REVIVAL_VIEW] = revival_records(tables, revival.window_days)
     reference: dict[int, float] = {}
     for part, part_tables in batches(tables, wins, max(len(wins), 1)):  # one batch
         sources = own_sources(part_tables, records, part.iloc[:0])  # won: no loss read
