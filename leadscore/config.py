@@ -105,6 +105,11 @@ RANK_BATCH_SIZE = 10_000
 #: follows the chunk, not the CRM: ``docs/scaling.md``); 0 joins every snapshot at once.
 #: ``LEADSCORE_FEAST_CHUNK_DEALS`` overrides it.
 FEAST_CHUNK_DEALS = 20_000
+#: Ingest: deals whose rows of the deal-keyed feature sources (the activity source above
+#: all) are built and written at a time, a range of deal ids after another, so the build
+#: holds one range's rows, not the whole CRM's (``docs/scaling.md``, "Memory of one
+#: machine"); 0 builds each source at once. ``LEADSCORE_SOURCE_CHUNK_DEALS`` overrides it.
+SOURCE_CHUNK_DEALS = 20_000
 #: Memory DuckDB (Feast's local offline store) may hold before it spills to disk: its own
 #: default is 80% of the machine. ``LEADSCORE_DUCKDB_MEMORY`` overrides it (DuckDB's units).
 DUCKDB_MEMORY = "4GB"
@@ -170,6 +175,8 @@ class Settings:
     lost_window_days: float = LOST_WINDOW_DAYS
     #: Deals per point-in-time join of a training set (:data:`FEAST_CHUNK_DEALS`).
     feast_chunk_deals: int = FEAST_CHUNK_DEALS
+    #: Deals per range of an ingest's build of the deal-keyed sources (:data:`SOURCE_CHUNK_DEALS`).
+    source_chunk_deals: int = SOURCE_CHUNK_DEALS
     #: DuckDB's memory limit in the Feast steps (:data:`DUCKDB_MEMORY`).
     duckdb_memory: str = DUCKDB_MEMORY
     seed: int = SEED
@@ -306,6 +313,7 @@ def load_settings(**overrides: object) -> Settings:
     ``LEADSCORE_SEED``, ``LEADSCORE_REVIVAL_WINDOW_DAYS``, ``LEADSCORE_REVIVAL_HORIZON_DAYS``
     (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists),
     ``LEADSCORE_FEAST_CHUNK_DEALS`` (deals per point-in-time join of a training set),
+    ``LEADSCORE_SOURCE_CHUNK_DEALS`` (deals per range of an ingest's deal-keyed sources),
     ``LEADSCORE_DUCKDB_MEMORY`` (DuckDB's memory limit in the Feast steps), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
@@ -338,6 +346,8 @@ def load_settings(**overrides: object) -> Settings:
         env["lost_window_days"] = float(v)
     if v := os.environ.get("LEADSCORE_FEAST_CHUNK_DEALS"):
         env["feast_chunk_deals"] = int(v)
+    if v := os.environ.get("LEADSCORE_SOURCE_CHUNK_DEALS"):
+        env["source_chunk_deals"] = int(v)
     if v := os.environ.get("LEADSCORE_DUCKDB_MEMORY"):
         env["duckdb_memory"] = v
     if v := os.environ.get("BENTOML_HOME"):

@@ -115,7 +115,11 @@ def ingest(
             sources = update.changed
         else:  # each source is written while the next is built
             sources = iter_feature_sources(
-                result.tables, progress, result.attributes, revival_window_days=window
+                result.tables,
+                progress,
+                result.attributes,
+                revival_window_days=window,
+                chunk_deals=settings.source_chunk_deals,
             )
         rows = write_sources(sources, generation.dir("sources"), progress)
         write_build_record(generation.dir("sources"), definition)

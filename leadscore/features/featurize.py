@@ -100,6 +100,18 @@ OPTIONAL_VIEWS: tuple[str, ...] = ("deal_attributes",)
 OWNER_VIEWS: tuple[str, ...] = ("owner_history",)
 #: Tables whose rows belong to one deal (a ``deal_id`` column).
 DEAL_TABLES: tuple[str, ...] = ("stage_history", "deal_contacts", "activities")
+#: Views whose rows of a deal are built from that deal's own rows alone (and the contacts
+#: and account it names): ingest builds them a range of deals at a time
+#: (:func:`iter_feature_sources`' ``chunk_deals``). The others need an account's or an
+#: owner's other deals (:data:`OWNER_VIEWS`, the account's track record, a lost deal's
+#: account counts).
+DEAL_VIEWS: tuple[str, ...] = (
+    "deal_profile",
+    "deal_stage",
+    "deal_contacts",
+    "deal_activity",
+    "deal_attributes",
+)
 #: The ``deal_profile`` field holding the deal's status (open, won, lost) as of the row:
 #: read by the scoring service, never a model input (:func:`profile_source`).
 DEAL_STATUS = "deal_status"
@@ -791,10 +803,20 @@ def iter_feature_sources(
     losses: pd.DataFrame | None = None,
     revival_window_days: int = REVIVAL_WINDOW_DAYS,
     views: Collection[str] | None = None,
+    chunk_deals: int = 0,
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """:func:`build_feature_sources` one source at a time, as each is built: ingest
     writes one (:func:`write_sources`, in the background) while it builds the next, and
-    holds no more than the sources not yet written."""
+    holds no more than the sources not yet written.
+
+    ``chunk_deals`` (0: off) builds each of the :data:`DEAL_VIEWS` a range of
+    ``chunk_deals`` deals at a time, in the order of their ids, and yields it as several
+    consecutive pieces whose concatenation is the source built at once, row for row: a
+    deal's rows of these views depend on its own rows only, and the views are sorted by
+    deal first. :func:`write_sources` appends the pieces to one file. The activity source
+    alone had a row per activity second of every deal in memory, twice (its frame and
+    its Arrow table) while it was written.
+    """
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
     deals = tables["deals"]
@@ -802,39 +824,94 @@ def iter_feature_sources(
 
     def of_known_deals(name: str) -> pd.DataFrame | None:
         t = tables.get(name)
-        return None if t is None else t[t["deal_id"].astype(str).isin(known)]
+        if t is None:
+            return None
+        known_deal = t["deal_id"].astype(str).isin(known).to_numpy()
+        # Usually all of them: a copy of every activity lived through the whole build.
+        return t if known_deal.all() else t[known_deal]
 
-    contacts = tables.get("contacts")
+    accounts, contacts = tables.get("accounts"), tables.get("contacts")
     sh, dc, acts = (of_known_deals(n) for n in ("stage_history", "deal_contacts", "activities"))
-    builders: dict[str, Callable[[], pd.DataFrame]] = {
-        "deal_profile": lambda: profile_source(deals, tables.get("accounts")),
-        "deal_stage": lambda: stage_source(sh) if sh is not None else _empty("deal_stage"),
-        "deal_contacts": lambda: (
-            contacts_source(dc, contacts) if dc is not None else _empty("deal_contacts")
+    builders: dict[str, Callable[[Mapping[str, pd.DataFrame | None]], pd.DataFrame]] = {
+        "deal_profile": lambda t: profile_source(t["deals"], accounts),
+        "deal_stage": lambda t: (
+            stage_source(t["stage_history"]) if sh is not None else _empty("deal_stage")
         ),
-        "deal_activity": lambda: (
-            activity_source(acts, contacts) if acts is not None else _empty("deal_activity")
+        "deal_contacts": lambda t: (
+            contacts_source(t["deal_contacts"], contacts)
+            if dc is not None
+            else _empty("deal_contacts")
         ),
-        "account_history": lambda: _history_source(deals, "account_id", "account"),
-        "owner_history": lambda: _history_source(deals, "owner_id", "owner"),
-        "deal_revival": lambda: (
+        "deal_activity": lambda t: (
+            activity_source(t["activities"], contacts)
+            if acts is not None
+            else _empty("deal_activity")
+        ),
+        "account_history": lambda t: _history_source(deals, "account_id", "account"),
+        "owner_history": lambda t: _history_source(deals, "owner_id", "owner"),
+        "deal_revival": lambda t: (
             own_revival_source(deals, sh, acts, contacts, revival_window_days)
             if losses is None
             else revival_source(losses, acts, contacts, deals, revival_window_days)
         ),
     }
     if feature_attributes(attributes):
-        builders["deal_attributes"] = lambda: attribute_source(
-            deals, tables.get("accounts"), attributes
-        )
+        builders["deal_attributes"] = lambda t: attribute_source(t["deals"], accounts, attributes)
     if views is not None:
         builders = {name: build for name, build in builders.items() if name in views}
+    whole = {"deals": deals, "stage_history": sh, "deal_contacts": dc, "activities": acts}
+    ranges = _DealRanges(whole, chunk_deals) if chunk_deals > 0 else None
     for done, (name, build) in enumerate(builders.items()):
         progress("feature sources", done, len(builders), unit="sources", detail=name)
-        source = build()
-        log.info("feature source %s: %d rows", name, len(source))
-        yield name, source
+        if ranges is None or name not in DEAL_VIEWS or ranges.count == 1:
+            source = build(whole)
+            log.info("feature source %s: %d rows", name, len(source))
+            yield name, source
+            continue
+        rows = 0
+        for i in range(ranges.count):
+            piece = build(ranges.part(i))
+            rows += len(piece)
+            yield name, piece
+        log.info("feature source %s: %d rows in %d ranges of deals", name, rows, ranges.count)
     progress("feature sources", len(builders), len(builders), unit="sources")
+
+
+class _DealRanges:
+    """The deal tables cut into ranges of ``size`` deals in the order of their ids (the
+    order the deal-keyed sources are written in); each range's rows in their table's order.
+
+    Each table's rows are ordered by range once (one stable sort of small integers), so a
+    range is a ``take`` of its rows, and no second copy of a table is held.
+    """
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame | None], size: int) -> None:
+        deals = tables["deals"]
+        assert deals is not None
+        ids = pd.Index(deals["deal_id"].astype(str)).unique().sort_values()
+        self.count = max(1, -(-len(ids) // size))
+        self._tables = tables
+        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, table in tables.items():
+            if table is None:
+                continue
+            # -1 (a deal not among the deals) stays -1: such rows are in no range.
+            codes = pd.Categorical(table["deal_id"].astype(str), categories=ids).codes
+            which = np.where(codes < 0, -1, codes.astype(np.int64) // size)
+            order = np.argsort(which, kind="stable")
+            bounds = np.searchsorted(which[order], np.arange(self.count + 1))
+            self._rows[name] = (order, bounds)
+
+    def part(self, i: int) -> dict[str, pd.DataFrame | None]:
+        """The tables' rows of the ``i``-th range of deals."""
+        out: dict[str, pd.DataFrame | None] = {}
+        for name, table in self._tables.items():
+            if table is None:
+                out[name] = None
+                continue
+            order, bounds = self._rows[name]
+            out[name] = table.take(order[bounds[i] : bounds[i + 1]])
+        return out
 
 
 def source_table(view: str, df: pd.DataFrame) -> pa.Table:
@@ -893,27 +970,75 @@ def write_sources(
     sources_dir.mkdir(parents=True, exist_ok=True)
     pairs = sources.items() if isinstance(sources, Mapping) else sources
     rows: dict[str, int] = {}
+    current: list[_SourceFile] = []  # the view being written
 
     def write(view: str, df: pd.DataFrame | pa.Table) -> None:
         table = df if isinstance(df, pa.Table) else source_table(view, df)
-        tmp = sources_dir / f".{view}.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, sources_dir / f"{view}.parquet")
-        rows[view] = table.num_rows
-        crash_point("ingest.source_written")
+        if not current or current[0].view != view:
+            finish()
+            current.append(_SourceFile(view, sources_dir))
+        current[0].add(table)
+        rows[view] = current[0].rows
+
+    def finish() -> None:
+        if current:
+            current.pop().close()
+            crash_point("ingest.source_written")
 
     pending: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-sources") as writer:
-        for view, df in pairs:  # building the next source here, writing the last there
+        try:
+            for view, df in pairs:  # building the next source here, writing the last there
+                if pending is not None:
+                    pending.result()  # a failed write stops the run before the next build
+                progress("write sources", sum(rows.values()), None, unit="rows", detail=view)
+                pending = writer.submit(write, view, df)
             if pending is not None:
-                pending.result()  # a failed write stops the run before the next build
-            progress("write sources", sum(rows.values()), None, unit="rows", detail=view)
-            pending = writer.submit(write, view, df)
-        if pending is not None:
-            pending.result()
+                pending.result()
+            writer.submit(finish).result()
+        finally:
+            for file in current:  # a failed run: nothing is moved into place
+                file.abandon()
     written = sum(rows.values())
     progress("write sources", written, written, unit="rows")
     return rows
+
+
+class _SourceFile:
+    """One source file written a piece at a time (:func:`write_sources`).
+
+    Consecutive pieces of one view (:func:`iter_feature_sources`' ranges of deals) are
+    appended in the order given, each a row group, to a temporary file moved into place
+    once the last is in. A piece without rows (a range without activities) adds nothing;
+    when no piece has rows, the file is the source without rows, typed as a built one.
+    """
+
+    def __init__(self, view: str, folder: Path) -> None:
+        self.view, self.rows = view, 0
+        self._path, self._tmp = folder / f"{view}.parquet", folder / f".{view}.parquet.tmp"
+        self._writer: pq.ParquetWriter | None = None
+        self._without_rows: pa.Table | None = None
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            if self._without_rows is None:
+                self._without_rows = table
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+        self._writer.write_table(table.cast(self._writer.schema))
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        elif self._without_rows is not None:
+            pq.write_table(self._without_rows, self._tmp)
+        os.replace(self._tmp, self._path)
+
+    def abandon(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _key_array(keys: pd.Series) -> pa.Array:
