@@ -27,6 +27,7 @@ from leadscore.priority.rank import (
     load_history,
     order_ranked,
     rank_deals,
+    rank_processes,
     read_ranked,
     record_scores,
     run_rank,
@@ -171,6 +172,34 @@ def test_batches_rank_exactly_as_one_batch(model):
     ).frame
     pd.testing.assert_frame_equal(batched, whole)
     assert done == [(0, 539), (150, 539), (300, 539), (450, 539), (539, 539)]
+
+
+def test_batches_ranked_on_processes_are_the_batches_ranked_here(model):
+    # Several batches and two cores: forked processes rank them (issue 14); the rows,
+    # their order and the progress are those of the batches ranked one after another.
+    tables = synthetic_tables()
+    as_of = pd.Timestamp("2025-06-01", tz="UTC")
+    here = rank_deals(tables, model, as_of, RankConfig(batch_size=150, threads=1))
+    done: list[int] = []
+    forked = rank_deals(
+        tables,
+        model,
+        as_of,
+        RankConfig(batch_size=150, threads=2),
+        progress=lambda task, n, total, **_: done.append(n),
+    )
+    assert "batches" in forked.seconds and "batches" not in here.seconds  # where each ran
+    assert forked.seconds["features"] > 0  # the processes' phases are counted
+    pd.testing.assert_frame_equal(forked.frame, here.frame, check_exact=True)
+    assert done == [0, 150, 300, 450, 539]
+
+
+def test_ranking_processes_one_per_core_at_most_one_per_batch():
+    assert rank_processes(RankConfig(batch_size=100, threads=2), 1_000) == 2
+    assert rank_processes(RankConfig(batch_size=100, threads=8), 250) == 3
+    assert rank_processes(RankConfig(batch_size=100, threads=2), 100) == 1
+    assert rank_processes(RankConfig(batch_size=100, threads=1), 1_000) == 1
+    assert rank_processes(RankConfig(batch_size=100, threads=2), 0) == 1
 
 
 def test_a_batch_whose_deals_never_had_a_reply_is_ranked(model):
