@@ -7,7 +7,8 @@ model are stored once under ``--work``; then each ``--code`` folder (a checkout,
 ``git archive`` of a commit, holding ``leadscore/``) ranks it in a fresh process with
 that folder first on ``PYTHONPATH``, one after the other, ``--runs`` times. Printed:
 each run's wall and CPU seconds of :func:`leadscore.priority.rank.run_rank` (the
-process's imports not included; no revival model) and its phases, then the medians.
+process's imports not included; no revival model; the CPU of the processes it ranks on
+included) and its phases, then the medians.
 Each round also times, in a fresh process of its own, LightGBM's ``pred_contrib`` (one
 in-process call, OpenMP on every core) on the model matrix of the same candidates (their
 features built by the last ``--code``'s batches; not timed), and prints each code's
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import pickle
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,6 +54,16 @@ def prepare(work: Path, deals: int) -> None:
     (work / "model.pkl").write_bytes(pickle.dumps(model))
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (a ranking's
+    processes end with it), every thread, user and system."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def one_run(work: Path) -> dict[str, object]:
     """One ranking of the stored CRM by the code first on the path."""
     from leadscore.config import load_settings
@@ -59,13 +71,13 @@ def one_run(work: Path) -> dict[str, object]:
 
     model = pickle.loads((work / "model.pkl").read_bytes())
     settings = load_settings(feature_repo=work / "features")
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall = cpu_seconds(), time.perf_counter()
     run = run_rank(
         settings, model, "bench", rankings_dir(settings), RankConfig(), as_of=AS_OF, revival=None
     )
     return {
         "wall": time.perf_counter() - wall,
-        "cpu": time.process_time() - cpu,
+        "cpu": cpu_seconds() - cpu,
         "deals": sum(run.scored.values()),
         "phases": run.seconds,
     }

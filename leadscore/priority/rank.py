@@ -45,11 +45,12 @@ the stored CRM tables; scores, grades and reasons from :class:`~leadscore.model.
 risk flags and the next step from :mod:`leadscore.priority.health`. Deals go through in batches
 of ``batch_size`` (10,000): the feature sources of a batch's deals are built, cut to
 each deal's state at the moment of ranking, scored and explained, then dropped, so
-memory follows the batch, not the CRM. A batch is scored on its own thread while the
-next one's features are built, its TreeSHAP in chunks on a pool of ``threads`` (every
-core by default), one LightGBM thread each (issue 14; ``benchmarks/rank_speed.py``). Only the history of the deals ranked (and of
-the recent wins the activity rule compares with) is read from the stored tables;
-account and owner track records come from every deal.
+memory follows the batch, not the CRM. With several batches and ``threads`` (every core
+by default) above one, the batches are ranked on that many forked processes, one batch
+each at a time, evened out between them (issue 14; ``benchmarks/rank_interleaved.py``,
+docs/scaling.md); one batch is explained on a pool of ``threads``. Only the history of
+the deals ranked (and of the recent wins the activity rule compares with) is read from
+the stored tables; account and owner track records come from every deal.
 
 The ranked list (``ranked_leads.parquet`` and ``.csv`` under ``feature_data/rankings``
 unless told otherwise) has one row per deal: rank, deal, account, owner, channel,
@@ -333,8 +334,9 @@ class RankConfig:
         default_factory=lambda: dict(DEFAULT_GRADE_THRESHOLDS)
     )
     health: HealthThresholds = field(default_factory=HealthThresholds)
-    #: Threads the scores and reasons of a batch are computed on (every core this
-    #: process may run on by default; :meth:`~leadscore.model.explain.Explainer.explain`).
+    #: Cores a ranking runs on (every core this process may run on by default): that
+    #: many processes for several batches (:func:`rank_processes`), else threads the
+    #: scores and reasons are computed on (:meth:`~leadscore.model.explain.Explainer.explain`).
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
@@ -814,7 +816,7 @@ class BatchRanker:
 
     def prepare(self, part: pd.DataFrame, part_tables: Mapping[str, pd.DataFrame]) -> Batch:
         """A batch's features, its lost deals' revival features and its risk flags: the
-        work before scoring, which :func:`rank_deals` overlaps with the previous batch's."""
+        work before scoring."""
         config, as_of, clock, logged = self.config, self.as_of, self.clock, self.logged
         lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
         sources = own_sources(part_tables, self.records, part[lost], self.attributes)
@@ -999,7 +1001,8 @@ def rank_deals(
     candidates, ranker = batch_ranker(
         tables, model, as_of, config, snapshot_every_days, revival, progress, in_processes=True
     )
-    parts = batches(tables, candidates, config.batch_size)
+    size = even_batch_size(len(candidates), config.batch_size, ranker.processes)
+    parts = batches(tables, candidates, size)
     rows, done, started = [], 0, time.perf_counter()
     for ranked in _ranked_batches(ranker, parts):
         rows.append(ranked)
@@ -1022,6 +1025,19 @@ def rank_processes(config: RankConfig, candidates: int) -> int:
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
     return max(1, min(config.threads, -(-candidates // config.batch_size)))
+
+
+def even_batch_size(deals: int, size: int, processes: int) -> int:
+    """The batch size, at most ``size``, that splits ``deals`` into batches of nearly one
+    size, as many as a multiple of ``processes`` (with more than one): each process then
+    ranks as many deals. 34,447 deals in batches of 10,000 on two processes were two
+    batches for one and 14,447 deals for the other; batches of 8,612 even them. The rows
+    are those of any batch size (``test_batches_rank_exactly_as_one_batch``)."""
+    if processes <= 1 or deals <= 0:
+        return size
+    count = -(-deals // size)
+    count = -(-count // processes) * processes
+    return -(-deals // count)
 
 
 #: What a forked ranking process ranks: its parent's ranker and batches (:func:`_adopt`).
@@ -1159,8 +1175,15 @@ def run_dates(history_dir: Path) -> list[date]:
     )
 
 
-def load_history(history_dir: Path, dates: Iterable[date] | None = None) -> pd.DataFrame:
-    """Recorded scores (every model) of the given run dates, or of all of them."""
+def load_history(
+    history_dir: Path, dates: Iterable[date] | None = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Recorded scores (every model) of the given run dates, or of all of them.
+
+    ``columns``: only those a file holds of them are read. The change and the trend
+    read a few numbers per deal; the reasons are most of a file and cost most to read
+    (a list of structures per deal), so they stay on disk.
+    """
     wanted = run_dates(history_dir) if dates is None else list(dates)
     files = [
         f
@@ -1168,8 +1191,22 @@ def load_history(history_dir: Path, dates: Iterable[date] | None = None) -> pd.D
         for f in sorted((history_dir / f"run_date={d.isoformat()}").glob("*/scores.parquet"))
     ]
     if not files:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object) for c in HISTORY_COLUMNS if columns is None or c in columns}
+        )
+
+    def read(f: Path) -> pd.DataFrame:
+        if columns is None:
+            return pd.read_parquet(f)
+        held = set(pq.read_schema(f).names)
+        return pd.read_parquet(f, columns=[c for c in columns if c in held])
+
+    return pd.concat([read(f) for f in files], ignore_index=True)
+
+
+#: The history's columns a deal's change and its trend read (:func:`_latest_per_date` too).
+_TREND_COLUMNS = ("run_date", "scored_at", "deal_id", "probability")
+_CHANGE_COLUMNS = (*_TREND_COLUMNS, "model")
 
 
 def _latest_per_date(history: pd.DataFrame) -> pd.DataFrame:
@@ -1192,7 +1229,9 @@ def previous_scores(history_dir: Path, run_date: date) -> pd.DataFrame:
         return pd.DataFrame(
             {"probability": pd.Series(dtype=float), "model": pd.Series(dtype=object)}
         )
-    last = _latest_per_date(load_history(history_dir, earlier[-1:])).set_index("deal_id")
+    last = _latest_per_date(load_history(history_dir, earlier[-1:], _CHANGE_COLUMNS)).set_index(
+        "deal_id"
+    )
     if "model" not in last:
         last["model"] = None
     return last[["probability", "model"]]
@@ -1216,7 +1255,7 @@ def score_change(frame: pd.DataFrame, before: pd.DataFrame) -> np.ndarray:
 def score_trends(history_dir: Path, run_date: date, runs: int = TREND_RUNS) -> pd.Series:
     """Per deal, its probabilities over the last ``runs`` run dates up to ``run_date``."""
     dates = [d for d in run_dates(history_dir) if d <= run_date][-runs:]
-    history = _latest_per_date(load_history(history_dir, dates))
+    history = _latest_per_date(load_history(history_dir, dates, _TREND_COLUMNS))
     # What ``groupby(sort=False).agg(list)`` gives (deals in order of first appearance,
     # each deal's runs in row order), without a Python call per deal.
     codes, deals = pd.factorize(history["deal_id"], sort=False)
