@@ -98,6 +98,7 @@ import logging
 import multiprocessing
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -1046,9 +1047,15 @@ _FORKED: tuple[BatchRanker, DealBatches] | None = None
 
 def _adopt(ranker: BatchRanker, parts: DealBatches) -> None:
     """A forked ranking process's start: the parent's ranker and batches, inherited in
-    memory, not pickled (the stored tables are the CRM's)."""
+    memory, not pickled (the stored tables are the CRM's).
+
+    Its output goes to the process's own stdout and stderr: the parent's may be a
+    progress display's proxies (the CLI's Rich bars), whose lock a thread of the parent
+    (the display's refresh) may have held at the fork, and would hold forever here.
+    """
     global _FORKED
     _FORKED = (ranker, parts)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
 def _rank_forked(k: int) -> tuple[pd.DataFrame, dict[str, float]]:

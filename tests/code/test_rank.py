@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import time
 from datetime import date
 
@@ -17,6 +19,7 @@ from leadscore.features.featurize import (
     scoring_entities,
 )
 from leadscore.model.scoring_model import ScoringModel
+from leadscore.priority import rank
 from leadscore.priority.rank import (
     ACTIVE,
     DORMANT,
@@ -194,6 +197,16 @@ def test_batches_ranked_on_processes_are_the_batches_ranked_here(model):
     assert forked.seconds["features"] > 0  # the processes' phases are counted
     pd.testing.assert_frame_equal(forked.frame, here.frame, check_exact=True)
     assert done == [0, 135, 270, 405, 539]  # four batches, two each
+
+
+def test_a_ranking_process_writes_to_its_own_streams_not_the_parents_proxies(monkeypatch):
+    # The CLI's progress bars replace stdout and stderr with proxies behind a lock their
+    # refresh thread may hold at the fork; a ranking process writes past them.
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(rank, "_FORKED", None)
+    rank._adopt(None, None)  # type: ignore[arg-type]
+    assert sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
 
 
 def test_batches_are_evened_out_between_the_processes():
