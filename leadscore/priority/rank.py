@@ -45,11 +45,12 @@ the stored CRM tables; scores, grades and reasons from :class:`~leadscore.model.
 risk flags and the next step from :mod:`leadscore.priority.health`. Deals go through in batches
 of ``batch_size`` (10,000): the feature sources of a batch's deals are built, cut to
 each deal's state at the moment of ranking, scored and explained, then dropped, so
-memory follows the batch, not the CRM. A batch is scored on its own thread while the
-next one's features are built, its TreeSHAP in chunks on a pool of ``threads`` (every
-core by default), one LightGBM thread each (issue 14; ``benchmarks/rank_speed.py``). Only the history of the deals ranked (and of
-the recent wins the activity rule compares with) is read from the stored tables;
-account and owner track records come from every deal.
+memory follows the batch, not the CRM. With several batches and ``threads`` (every core
+by default) above one, the batches are ranked on that many forked processes, one batch
+each at a time, evened out between them (issue 14; ``benchmarks/rank_interleaved.py``,
+docs/scaling.md); one batch is explained on a pool of ``threads``. Only the history of
+the deals ranked (and of the recent wins the activity rule compares with) is read from
+the stored tables; account and owner track records come from every deal.
 
 The ranked list (``ranked_leads.parquet`` and ``.csv`` under ``feature_data/rankings``
 unless told otherwise) has one row per deal: rank, deal, account, owner, channel,
@@ -94,11 +95,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -332,8 +335,9 @@ class RankConfig:
         default_factory=lambda: dict(DEFAULT_GRADE_THRESHOLDS)
     )
     health: HealthThresholds = field(default_factory=HealthThresholds)
-    #: Threads the scores and reasons of a batch are computed on (every core this
-    #: process may run on by default; :meth:`~leadscore.model.explain.Explainer.explain`).
+    #: Cores a ranking runs on (every core this process may run on by default): that
+    #: many processes for several batches (:func:`rank_processes`), else threads the
+    #: scores and reasons are computed on (:meth:`~leadscore.model.explain.Explainer.explain`).
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
@@ -464,29 +468,52 @@ def load_for_ranking(
     return tables
 
 
-def batches(
-    tables: Mapping[str, pd.DataFrame], deals: pd.DataFrame, size: int
-) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame]]]:
+#: One batch of deals with the CRM cut to it: (the batch's deals, the tables).
+DealBatch = tuple[pd.DataFrame, dict[str, pd.DataFrame]]
+
+
+class DealBatches:
     """``deals`` ``size`` at a time, each batch with the CRM cut to it: ``deals`` is the
     batch, the per-deal tables (activities, stages, contacts on deals) its rows only.
 
     Feature sources of a batch hold every change of its deals (the activity source four
-    rows per activity), so building them batch by batch keeps memory flat.
+    rows per activity), so building them batch by batch keeps memory flat. A batch is
+    cut when asked for (``batches[k]``), so a ranking process given only ``k`` cuts its
+    own (:func:`rank_deals`).
     """
-    batch_of = pd.Series(
-        np.arange(len(deals)) // size, index=deals["deal_id"].astype(str).to_numpy()
-    )
-    codes = {
-        name: t["deal_id"].astype(str).map(batch_of).to_numpy()
-        for name, t in tables.items()
-        if name in AFTER_DEAL_CREATION
-    }
-    for k, start in enumerate(range(0, len(deals), size)):
-        part = deals.iloc[start : start + size]
-        yield (
-            part,
-            {**tables, **{name: tables[name][codes[name] == k] for name in codes}, "deals": part},
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame], deals: pd.DataFrame, size: int):
+        self.tables, self.deals, self.size = tables, deals, size
+        batch_of = pd.Series(
+            np.arange(len(deals)) // size, index=deals["deal_id"].astype(str).to_numpy()
         )
+        self._codes = {
+            name: t["deal_id"].astype(str).map(batch_of).to_numpy()
+            for name, t in tables.items()
+            if name in AFTER_DEAL_CREATION
+        }
+
+    def __len__(self) -> int:
+        return -(-len(self.deals) // self.size)
+
+    def __getitem__(self, k: int) -> DealBatch:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        tables, codes = self.tables, self._codes
+        part = self.deals.iloc[k * self.size : (k + 1) * self.size]
+        return part, {
+            **tables,
+            **{name: tables[name][codes[name] == k] for name in codes},
+            "deals": part,
+        }
+
+    def __iter__(self) -> Iterator[DealBatch]:
+        return (self[k] for k in range(len(self)))
+
+
+def batches(tables: Mapping[str, pd.DataFrame], deals: pd.DataFrame, size: int) -> DealBatches:
+    """``deals`` ``size`` at a time with the CRM cut to each batch (:class:`DealBatches`)."""
+    return DealBatches(tables, deals, size)
 
 
 def track_records(deals: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -778,6 +805,8 @@ class BatchRanker:
     revival: RevivalModel | None
     revival_explainer: Explainer | None
     clock: _Clock = field(default_factory=lambda: _Clock())
+    #: Processes :func:`rank_deals` ranks the batches on (:func:`rank_processes`).
+    processes: int = 1
 
     def rank(self, part: pd.DataFrame, part_tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         """The list's rows of the candidates ``part``; ``part_tables`` hold their rows."""
@@ -788,7 +817,7 @@ class BatchRanker:
 
     def prepare(self, part: pd.DataFrame, part_tables: Mapping[str, pd.DataFrame]) -> Batch:
         """A batch's features, its lost deals' revival features and its risk flags: the
-        work before scoring, which :func:`rank_deals` overlaps with the previous batch's."""
+        work before scoring."""
         config, as_of, clock, logged = self.config, self.as_of, self.clock, self.logged
         lost = (part[GROUP] == RECENTLY_LOST).to_numpy()
         sources = own_sources(part_tables, self.records, part[lost], self.attributes)
@@ -864,15 +893,20 @@ def batch_ranker(
     snapshot_every_days: int = SNAPSHOT_EVERY_DAYS,
     revival: RevivalModel | None = None,
     progress: Progress = no_progress,
+    in_processes: bool = False,
 ) -> tuple[pd.DataFrame, BatchRanker]:
     """The candidates of ``tables`` at ``as_of``, and the :class:`BatchRanker` to score them.
 
     The track records and the won-deal activity reference come from the whole CRM here,
-    once, so that a batch of candidates needs nothing but its own rows.
+    once, so that a batch of candidates needs nothing but its own rows. ``in_processes``:
+    the batches will be ranked on :func:`rank_processes` processes, which share the
+    ``config.threads`` cores, so each explains on its share of them.
     """
     attributes = model.attributes if isinstance(model, ScoringModel) else ()
     clock = _Clock()
     candidates, wins = ranking_deals(tables["deals"], as_of, config)
+    processes = rank_processes(config, len(candidates)) if in_processes else 1
+    threads = max(1, config.threads // processes)
     log.info("ranking %s deals as of %s", f"{len(candidates):,}", as_of.isoformat())
     progress("rank", 0, len(candidates), unit="deals", detail="activity reference")
     records = track_records(tables["deals"])
@@ -886,7 +920,7 @@ def batch_ranker(
     explain: Callable[[Mapping[str, Sequence[Any]]], list[Explanation]]
     if isinstance(model, ScoringModel):
         explain = Explainer(
-            model, config.grade_thresholds, max_reasons=config.max_reasons, threads=config.threads
+            model, config.grade_thresholds, max_reasons=config.max_reasons, threads=threads
         ).explain
         dormant: DormantScoring | None = dormant_scoring(model)
     else:
@@ -897,7 +931,7 @@ def batch_ranker(
             dormant.model,
             config.grade_thresholds,
             max_reasons=config.max_reasons,
-            threads=config.threads,
+            threads=threads,
         )
         if dormant is not None and dormant.model is not None
         else None
@@ -908,7 +942,7 @@ def batch_ranker(
             config.grade_thresholds,
             max_reasons=config.max_reasons,
             catalog=revival_catalog(),
-            threads=config.threads,
+            threads=threads,
         )
         if revival is not None
         else None
@@ -926,6 +960,7 @@ def batch_ranker(
         revival,
         revival_explainer,
         clock,
+        processes,
     )
     return candidates, ranker
 
@@ -965,16 +1000,14 @@ def rank_deals(
     every other row, each labelled as its (:func:`with_fallback_labels`).
     """
     candidates, ranker = batch_ranker(
-        tables, model, as_of, config, snapshot_every_days, revival, progress
+        tables, model, as_of, config, snapshot_every_days, revival, progress, in_processes=True
     )
+    size = even_batch_size(len(candidates), config.batch_size, ranker.processes)
+    parts = batches(tables, candidates, size)
     rows, done, started = [], 0, time.perf_counter()
-
-    def finish(batch: Batch, scoring: Future[list[Explanation]]) -> None:
-        nonlocal done
-        explained = scoring.result()
-        ranker.clock.lap("score and explain")
-        rows.append(ranker.rows(batch, explained))
-        done += len(batch.part)
+    for ranked in _ranked_batches(ranker, parts):
+        rows.append(ranked)
+        done += len(ranked)
         log.info(
             "ranked %s/%s deals (%.0f deals/s)",
             f"{done:,}",
@@ -982,25 +1015,88 @@ def rank_deals(
             done / max(time.perf_counter() - started, 1e-9),
         )
         progress("rank", done, len(candidates), unit="deals")
-
-    # A batch is scored on its own thread while the next batch's features are built:
-    # TreeSHAP releases the GIL, so the features (pandas and numba, holding it) and the
-    # trees share the cores instead of taking turns. One batch waits at most; the phase
-    # "score and explain" counts the time spent waiting for it.
-    waiting: tuple[Batch, Future[list[Explanation]]] | None = None
-    with ThreadPoolExecutor(1, thread_name_prefix="rank-scores") as scorer:
-        for part, part_tables in batches(tables, candidates, config.batch_size):
-            batch = ranker.prepare(part, part_tables)
-            # From here the batch's frames are the scoring thread's until it is done.
-            job = scorer.submit(ranker.score, batch)
-            if waiting is not None:
-                finish(*waiting)
-            waiting = (batch, job)
-        if waiting is not None:
-            finish(*waiting)
     # No candidate: an empty list with every column.
     frame = pd.concat(rows, ignore_index=True) if rows else ranker.empty(candidates)
     return finish_ranking(frame, model, ranker.clock.seconds)
+
+
+def rank_processes(config: RankConfig, candidates: int) -> int:
+    """Processes :func:`rank_deals` ranks ``candidates`` deals on: one per core it may use
+    (``config.threads``), at most one per batch; one where processes cannot be forked."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(config.threads, -(-candidates // config.batch_size)))
+
+
+def even_batch_size(deals: int, size: int, processes: int) -> int:
+    """The batch size, at most ``size``, that splits ``deals`` into batches of nearly one
+    size, as many as a multiple of ``processes`` (with more than one): each process then
+    ranks as many deals. 34,447 deals in batches of 10,000 on two processes were two
+    batches for one and 14,447 deals for the other; batches of 8,612 even them. The rows
+    are those of any batch size (``test_batches_rank_exactly_as_one_batch``)."""
+    if processes <= 1 or deals <= 0:
+        return size
+    count = -(-deals // size)
+    count = -(-count // processes) * processes
+    return -(-deals // count)
+
+
+#: What a forked ranking process ranks: its parent's ranker and batches (:func:`_adopt`).
+_FORKED: tuple[BatchRanker, DealBatches] | None = None
+
+
+def _adopt(ranker: BatchRanker, parts: DealBatches) -> None:
+    """A forked ranking process's start: the parent's ranker and batches, inherited in
+    memory, not pickled (the stored tables are the CRM's).
+
+    Its output goes to the process's own stdout and stderr: the parent's may be a
+    progress display's proxies (the CLI's Rich bars), whose lock a thread of the parent
+    (the display's refresh) may have held at the fork, and would hold forever here.
+    """
+    global _FORKED
+    _FORKED = (ranker, parts)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+def _rank_forked(k: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Batch ``k`` ranked in a forked process: its rows and the seconds of its phases."""
+    assert _FORKED is not None, "not a ranking process"
+    ranker, parts = _FORKED
+    ranker.clock = _Clock()
+    return ranker.rank(*parts[k]), ranker.clock.seconds
+
+
+def _ranked_batches(ranker: BatchRanker, parts: DealBatches) -> Iterator[pd.DataFrame]:
+    """Each batch's rows, in order: ranked here, or on ``ranker.processes`` processes.
+
+    A batch's work holds the GIL most of the time (pandas, the reasons in Python; only
+    TreeSHAP releases it), so threads in one process mostly take turns: the features of
+    one batch on a thread beside another's scores ran at about one core (issue 14,
+    docs/scaling.md). Forked processes each rank whole batches, one explaining thread
+    each, and share the stored tables copy-on-write; only a batch's number goes to a
+    process and its rows come back. Phases are summed over batches, and so over the
+    processes; ``batches`` is the wall time of them all.
+    """
+    if ranker.processes <= 1 or len(parts) <= 1:
+        for part, part_tables in parts:
+            yield ranker.rank(part, part_tables)
+        return
+    for explainer in (ranker.explain, ranker.dormant_explainer, ranker.revival_explainer):
+        # Each booster's trees compiled once here, not in every process.
+        model = getattr(explainer, "__self__", explainer)
+        if isinstance(model, Explainer):
+            model.model.prepare_contributions()
+    with ProcessPoolExecutor(
+        ranker.processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_adopt,
+        initargs=(ranker, parts),
+    ) as pool:
+        for ranked, seconds in pool.map(_rank_forked, range(len(parts))):
+            for phase, spent in seconds.items():
+                ranker.clock.seconds[phase] = round(ranker.clock.seconds.get(phase, 0.0) + spent, 2)
+            yield ranked
+    ranker.clock.lap("batches")
 
 
 def order_ranked(frame: pd.DataFrame, by: RankBy = DEFAULT_RANK_BY) -> pd.DataFrame:
@@ -1086,8 +1182,15 @@ def run_dates(history_dir: Path) -> list[date]:
     )
 
 
-def load_history(history_dir: Path, dates: Iterable[date] | None = None) -> pd.DataFrame:
-    """Recorded scores (every model) of the given run dates, or of all of them."""
+def load_history(
+    history_dir: Path, dates: Iterable[date] | None = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Recorded scores (every model) of the given run dates, or of all of them.
+
+    ``columns``: only those a file holds of them are read. The change and the trend
+    read a few numbers per deal; the reasons are most of a file and cost most to read
+    (a list of structures per deal), so they stay on disk.
+    """
     wanted = run_dates(history_dir) if dates is None else list(dates)
     files = [
         f
@@ -1095,8 +1198,22 @@ def load_history(history_dir: Path, dates: Iterable[date] | None = None) -> pd.D
         for f in sorted((history_dir / f"run_date={d.isoformat()}").glob("*/scores.parquet"))
     ]
     if not files:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object) for c in HISTORY_COLUMNS if columns is None or c in columns}
+        )
+
+    def read(f: Path) -> pd.DataFrame:
+        if columns is None:
+            return pd.read_parquet(f)
+        held = set(pq.read_schema(f).names)
+        return pd.read_parquet(f, columns=[c for c in columns if c in held])
+
+    return pd.concat([read(f) for f in files], ignore_index=True)
+
+
+#: The history's columns a deal's change and its trend read (:func:`_latest_per_date` too).
+_TREND_COLUMNS = ("run_date", "scored_at", "deal_id", "probability")
+_CHANGE_COLUMNS = (*_TREND_COLUMNS, "model")
 
 
 def _latest_per_date(history: pd.DataFrame) -> pd.DataFrame:
@@ -1119,7 +1236,9 @@ def previous_scores(history_dir: Path, run_date: date) -> pd.DataFrame:
         return pd.DataFrame(
             {"probability": pd.Series(dtype=float), "model": pd.Series(dtype=object)}
         )
-    last = _latest_per_date(load_history(history_dir, earlier[-1:])).set_index("deal_id")
+    last = _latest_per_date(load_history(history_dir, earlier[-1:], _CHANGE_COLUMNS)).set_index(
+        "deal_id"
+    )
     if "model" not in last:
         last["model"] = None
     return last[["probability", "model"]]
@@ -1143,7 +1262,7 @@ def score_change(frame: pd.DataFrame, before: pd.DataFrame) -> np.ndarray:
 def score_trends(history_dir: Path, run_date: date, runs: int = TREND_RUNS) -> pd.Series:
     """Per deal, its probabilities over the last ``runs`` run dates up to ``run_date``."""
     dates = [d for d in run_dates(history_dir) if d <= run_date][-runs:]
-    history = _latest_per_date(load_history(history_dir, dates))
+    history = _latest_per_date(load_history(history_dir, dates, _TREND_COLUMNS))
     # What ``groupby(sort=False).agg(list)`` gives (deals in order of first appearance,
     # each deal's runs in row order), without a Python call per deal.
     codes, deals = pd.factorize(history["deal_id"], sort=False)

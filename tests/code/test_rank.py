@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import time
 from datetime import date
 
@@ -17,6 +19,7 @@ from leadscore.features.featurize import (
     scoring_entities,
 )
 from leadscore.model.scoring_model import ScoringModel
+from leadscore.priority import rank
 from leadscore.priority.rank import (
     ACTIVE,
     DORMANT,
@@ -24,9 +27,11 @@ from leadscore.priority.rank import (
     Filters,
     RankConfig,
     candidate_features,
+    even_batch_size,
     load_history,
     order_ranked,
     rank_deals,
+    rank_processes,
     read_ranked,
     record_scores,
     run_rank,
@@ -166,11 +171,58 @@ def test_batches_rank_exactly_as_one_batch(model):
         tables,
         model,
         as_of,
-        RankConfig(batch_size=150),
+        RankConfig(batch_size=150, threads=1),
         progress=lambda task, n, total, **_: done.append((n, total)),
     ).frame
     pd.testing.assert_frame_equal(batched, whole)
     assert done == [(0, 539), (150, 539), (300, 539), (450, 539), (539, 539)]
+
+
+def test_batches_ranked_on_processes_are_the_batches_ranked_here(model):
+    # Several batches and two cores: forked processes rank them (issue 14), in batches
+    # evened out between them; the rows and their order are those of the batches ranked
+    # one after another here.
+    tables = synthetic_tables()
+    as_of = pd.Timestamp("2025-06-01", tz="UTC")
+    here = rank_deals(tables, model, as_of, RankConfig(batch_size=150, threads=1))
+    done: list[int] = []
+    forked = rank_deals(
+        tables,
+        model,
+        as_of,
+        RankConfig(batch_size=150, threads=2),
+        progress=lambda task, n, total, **_: done.append(n),
+    )
+    assert "batches" in forked.seconds and "batches" not in here.seconds  # where each ran
+    assert forked.seconds["features"] > 0  # the processes' phases are counted
+    pd.testing.assert_frame_equal(forked.frame, here.frame, check_exact=True)
+    assert done == [0, 135, 270, 405, 539]  # four batches, two each
+
+
+def test_a_ranking_process_writes_to_its_own_streams_not_the_parents_proxies(monkeypatch):
+    # The CLI's progress bars replace stdout and stderr with proxies behind a lock their
+    # refresh thread may hold at the fork; a ranking process writes past them.
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(rank, "_FORKED", None)
+    rank._adopt(None, None)  # type: ignore[arg-type]
+    assert sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+
+
+def test_batches_are_evened_out_between_the_processes():
+    assert even_batch_size(34_447, 10_000, 2) == 8_612  # 4 batches, not 3 and a small one
+    assert even_batch_size(30_001, 10_000, 2) == 7_501  # 4, not 3: each process 2
+    assert even_batch_size(100_000, 10_000, 2) == 10_000
+    assert even_batch_size(539, 150, 1) == 150  # one process: as configured
+    assert even_batch_size(0, 150, 2) == 150
+
+
+def test_ranking_processes_one_per_core_at_most_one_per_batch():
+    assert rank_processes(RankConfig(batch_size=100, threads=2), 1_000) == 2
+    assert rank_processes(RankConfig(batch_size=100, threads=8), 250) == 3
+    assert rank_processes(RankConfig(batch_size=100, threads=2), 100) == 1
+    assert rank_processes(RankConfig(batch_size=100, threads=1), 1_000) == 1
+    assert rank_processes(RankConfig(batch_size=100, threads=2), 0) == 1
 
 
 def test_a_batch_whose_deals_never_had_a_reply_is_ranked(model):
@@ -291,3 +343,25 @@ def test_a_killed_runs_leftover_from_an_earlier_day_is_swept_and_a_running_ones_
     )
     assert written.is_file() and not old.exists() and fresh.exists()
     assert len(load_history(history)) == 1
+
+
+def test_the_history_is_read_by_the_columns_asked_for_those_a_file_holds(tmp_path):
+    # The change and the trend read a few numbers per deal, not the reasons; a run
+    # recorded before the ``model`` column is read without it.
+    history = tmp_path / "score_history"
+    scored = pd.DataFrame(
+        {
+            "deal_id": ["D1", "D2"],
+            "priority_group": [ACTIVE, ACTIVE],
+            "probability": [0.4, 0.1],
+            "positive_reasons": [[], []],
+        }
+    )
+    at = pd.Timestamp("2025-01-03", tz="UTC")
+    record_scores(history, scored, date(2025, 1, 3), "1", at)
+    record_scores(history, scored.assign(model="win"), date(2025, 1, 4), "1", at)
+    read = load_history(history, columns=("deal_id", "model", "probability"))
+    assert list(read.columns) == ["deal_id", "probability", "model"]
+    assert read["model"].isna().tolist() == [True, True, False, False]
+    assert "positive_reasons" in load_history(history)
+    assert list(load_history(tmp_path / "none", columns=("deal_id",)).columns) == ["deal_id"]
