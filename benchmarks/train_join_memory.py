@@ -123,7 +123,7 @@ def versions(env: dict[str, str], model: str) -> list[tuple[str, str, bytes]]:
                 f"models:/{model}/{mv.version}", dst_path=tmp
             )
             lgb = next(Path(path).rglob("model.lgb")).read_bytes()
-        out.append((mv.version, mv.tags.get("data.fingerprint", ""), lgb))
+        out.append((str(mv.version), mv.tags.get("data.fingerprint", ""), lgb))
     return out
 
 
