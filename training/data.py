@@ -8,9 +8,11 @@ snapshot_index, created_at, closed_at, won, and every model feature.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +128,9 @@ def canonical(frame: pd.DataFrame, attributes: Sequence[Attribute] = ()) -> pd.D
     expects: the same data in any row order or dtype trains the same model. The model
     columns are the built-in features, then those of the custom ``attributes``.
 
-    Built a column at a time: the order comes from the three typed keys alone, and each
-    column is typed and put in that order once, so besides ``frame`` and the result it
-    holds one column, not the several whole copies a typed copy, a concatenation and a
-    sort would (at a million deals each copy is gigabytes). The numbers are written into
-    one block as they come, so pandas never has to consolidate (copy) them later.
+    :func:`canonical_from_parts` with the frame as its one part: besides ``frame`` and the
+    result it holds one column, not the several whole copies a typed copy, a concatenation
+    and a sort would (at a million deals each copy is gigabytes).
 
     A frame this function returned is handed back as it is (no copy), so a caller can make
     the canonical frame, let go of the raw one, and pass it on to code that calls this
@@ -144,31 +144,126 @@ def canonical(frame: pd.DataFrame, attributes: Sequence[Attribute] = ()) -> pd.D
         and list(frame.columns) == _canonical_columns(attributes)
     ):
         return frame
-    typed = {c: _meta_column(frame[c], c) for c in CANONICAL_ORDER}
+    return canonical_from_parts(frame, [(np.arange(len(frame)), frame)], attributes)
+
+
+def canonical_from_parts(
+    rows: pd.DataFrame,
+    parts: Iterable[tuple[np.ndarray, pd.DataFrame]],
+    attributes: Sequence[Attribute] = (),
+) -> pd.DataFrame:
+    """:func:`canonical` of the frame whose rows ``parts`` hold, built as the parts come.
+
+    ``rows`` has the sort keys (closed_at, deal_id, snapshot_index) of every row of the
+    frame (the snapshots a join was asked for: :attr:`leadscore.features.store.
+    TrainingParts.entities`); each part is some of the frame's rows with their positions in
+    ``rows``. The order comes from the keys before any part, so each part's columns are
+    typed and written straight into their rows of the result, and the part let go: the
+    chunks of a join and their concatenation are never held at once (``leadscore train``
+    held both for a moment, twice the raw frame). The result is ``canonical()`` of the
+    concatenated parts value for value and dtype for dtype: the parts' keys are checked
+    against ``rows``'.
+    """
+    typed = {c: _meta_column(rows[c], c) for c in CANONICAL_ORDER}
     order = (
         pd.DataFrame({k: typed[k].to_numpy() for k in CANONICAL_ORDER}, copy=False)
         .sort_values(list(CANONICAL_ORDER), kind="stable")
         .index.to_numpy()
     )
-    # The numbers (most of the frame) go straight into one float64 block, each column put
-    # in order in its row of it: pandas then never consolidates them, which would copy
-    # the whole block (the first row selection of a frame of one block per column does).
-    catalog = model_catalog(attributes)
-    numbers = [f for f in catalog if f.kind != "categorical"]
-    block = np.empty((len(numbers), len(order)), dtype=np.float64)
-    for i, f in enumerate(numbers):
-        np.take(model_column(frame, f).to_numpy(), order, out=block[i])
-    out = pd.DataFrame(block.T, columns=[f.name for f in numbers], copy=False)
-    del block
-    others = {f.name: f for f in catalog if f.kind == "categorical"}
-    for at, c in enumerate(_canonical_columns(attributes)):
-        if c in others:
-            out.insert(at, c, _in_order(model_column(frame, others[c]), order))
-        elif c in META_COLUMNS:
-            col = typed.pop(c) if c in typed else _meta_column(frame[c], c)
-            out.insert(at, c, _in_order(col, order))
-            del col
+    catalog = {f.name: f for f in model_catalog(attributes)}
+    columns = [
+        Column(c, functools.partial(_meta_of_part, name=c))
+        if c in META_COLUMNS
+        else Column(
+            c,
+            functools.partial(model_column, feature=catalog[c]),
+            number=catalog[c].kind != "categorical",
+        )
+        for c in _canonical_columns(attributes)
+    ]
+    out = assemble(parts, order, columns, keys=typed)
     _CANONICAL[id(out)] = out
+    return out
+
+
+def _meta_of_part(part: pd.DataFrame, name: str) -> pd.Series:
+    return _meta_column(part[name], name)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a frame :func:`assemble` builds: its name, how a part's rows give it
+    (typed as the frame has it), and whether it is a number (then written into the
+    frame's one float64 block)."""
+
+    name: str
+    of_part: Callable[[pd.DataFrame], pd.Series]
+    number: bool = False
+
+
+def assemble(
+    parts: Iterable[tuple[np.ndarray, pd.DataFrame]],
+    order: np.ndarray,
+    columns: Sequence[Column],
+    keys: Mapping[str, pd.Series] | None = None,
+) -> pd.DataFrame:
+    """The frame of ``columns`` whose row ``k`` is row ``order[k]`` of the rows ``parts``
+    hold, each part with the positions of its rows (``order`` is a permutation of them).
+
+    Each part's columns are typed and written into their rows of the result as the part
+    comes, then the part is let go: memory holds the result, one part and one typed column.
+    The numbers go into one float64 block, each in its row of it: pandas then never
+    consolidates them, which would copy the whole block (the first row selection of a
+    frame of one block per column does). ``keys``, the typed columns ``order`` was sorted
+    from, by position: the result's must be them in that order (else ``ValueError``), so
+    the parts cannot hold other rows than the ones the order was made for. Every row must
+    come in exactly one part.
+    """
+    n = len(order)
+    to = np.empty(n, dtype=np.int64)
+    to[order] = np.arange(n)
+    numbers = {c.name: i for i, c in enumerate(c for c in columns if c.number)}
+    block: np.ndarray | None = None  # made once the first part is there, not during its join
+    others: dict[str, Any] = {}
+    filled = np.zeros(n, dtype=bool)
+    for at, part in parts:
+        if block is None:
+            block = np.empty((len(numbers), n), dtype=np.float64)
+        dest = to[at]
+        if filled[dest].any():
+            raise ValueError("a row came in two parts")
+        filled[dest] = True
+        for c in columns:
+            col = c.of_part(part)
+            if c.number:
+                block[numbers[c.name], dest] = col.to_numpy()
+                continue
+            values = _values(col)
+            if c.name not in others:
+                others[c.name] = (
+                    values.take(np.full(n, -1), allow_fill=True)
+                    if isinstance(col.dtype, pd.api.extensions.ExtensionDtype)
+                    else np.empty(n, dtype=values.dtype)
+                )
+            if others[c.name].dtype != values.dtype:
+                raise ValueError(
+                    f"{c.name}: {values.dtype} in a part, {others[c.name].dtype} before"
+                )
+            others[c.name][dest] = values
+            del col, values
+        del part
+    if not filled.all():
+        raise ValueError(f"{int((~filled).sum())} of {n} rows came in no part")
+    if block is None:  # no rows
+        block = np.empty((len(numbers), n), dtype=np.float64)
+    out = pd.DataFrame(block.T, columns=list(numbers), copy=False)
+    del block
+    for i, c in enumerate(columns):
+        if not c.number:
+            out.insert(i, c.name, others.pop(c.name))
+    for name, key in (keys or {}).items():
+        if not pd.Series(_in_order(key, order), copy=False).equals(out[name]):
+            raise ValueError(f"the parts' {name} are not the keys the rows were ordered by")
     return out
 
 
@@ -191,12 +286,14 @@ def _meta_column(col: pd.Series, name: str) -> pd.Series:
     raise KeyError(name)
 
 
+def _values(col: pd.Series) -> Any:
+    """``col``'s values: numpy's array, or pandas' own where the dtype is pandas'."""
+    return col.array if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) else col.to_numpy()
+
+
 def _in_order(col: pd.Series, order: np.ndarray) -> Any:
     """``col``'s values (numpy or pandas' own array, as its dtype keeps them) at ``order``."""
-    values = (
-        col.array if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) else col.to_numpy()
-    )
-    return values.take(order)
+    return _values(col).take(order)
 
 
 def slice_rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:

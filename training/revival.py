@@ -32,9 +32,11 @@ model's pipeline wherever the question allows:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -56,9 +58,10 @@ from leadscore.features.catalog import revival_catalog
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
+    model_column,
     model_frame,
 )
-from leadscore.features.store import revival_training_frame
+from leadscore.features.store import revival_training_parts
 from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.registry import alias_version, load_scoring_model, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
@@ -67,7 +70,7 @@ from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import TS
 from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
 from training.behaviour import checks_of, run_behaviour_checks
-from training.data import check_enough_data
+from training.data import Column, assemble, check_enough_data, slice_rows
 from training.evaluate import binary_metrics, rows_at_age, with_intervals
 from training.quality import baseline_gate, signed
 from training.result import TrainConfig, TrainingResult
@@ -173,17 +176,58 @@ def revival_entities(
 
 def as_loss_frame(joined: pd.DataFrame) -> pd.DataFrame:
     """Feature rows joined to :func:`revival_entities` -> the internal frame: ``deal_id``
-    names the loss, the CRM's id moves to ``crm_deal_id``, features in catalog order."""
-    meta = joined[[c for c in META if c not in ("deal_id", "crm_deal_id")]].copy()
-    crm = joined["deal_id"].astype(str)
-    meta.insert(0, "crm_deal_id", crm.to_numpy())
-    meta.insert(0, "deal_id", (crm + "#" + joined["cycle"].astype(str)).to_numpy())
-    for c in (TS, "created_at", "closed_at"):
-        meta[c] = pd.to_datetime(meta[c], utc=True)
-    out = pd.concat([meta, model_frame(joined, catalog=revival_catalog())], axis=1)
-    return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(
-        drop=True
-    )
+    names the loss, the CRM's id moves to ``crm_deal_id``, features in catalog order, rows
+    ordered by (closed_at, deal_id, snapshot_index). :func:`loss_frame_from_parts` with
+    ``joined`` as its one part."""
+    return loss_frame_from_parts(joined, [(np.arange(len(joined)), joined)])
+
+
+def loss_frame_from_parts(
+    entities: pd.DataFrame, parts: Iterable[tuple[np.ndarray, pd.DataFrame]]
+) -> pd.DataFrame:
+    """:func:`as_loss_frame` of the rows ``parts`` hold, built as the parts come.
+
+    ``entities``: every row's ``deal_id``, ``cycle``, ``closed_at`` and ``snapshot_index``
+    (:func:`revival_entities`), which give the order before any part; each part is some
+    of the rows with their positions in ``entities`` (a chunk of a Feast join:
+    :func:`leadscore.features.store.revival_training_parts`), typed and written into its
+    rows of the result as it comes (:func:`training.data.assemble`), so the chunks and
+    their concatenation are never held at once.
+    """
+    keys = {  # by position, as the parts' positions count
+        "closed_at": _utc(entities, "closed_at").reset_index(drop=True),
+        "deal_id": _loss_id(entities),
+        "snapshot_index": entities["snapshot_index"].reset_index(drop=True),
+    }
+    order = pd.DataFrame(keys, copy=False).sort_values(list(keys), kind="stable").index.to_numpy()
+    times = (TS, "created_at", "closed_at")
+    columns = [
+        Column("deal_id", _loss_id),
+        Column("crm_deal_id", _crm_id),
+        *(
+            Column(c, functools.partial(_utc, name=c) if c in times else operator.itemgetter(c))
+            for c in META[2:]
+        ),
+        *(
+            Column(f.name, functools.partial(model_column, feature=f), f.kind != "categorical")
+            for f in revival_catalog()
+        ),
+    ]
+    return assemble(parts, order, columns, keys=keys)
+
+
+def _crm_id(rows: pd.DataFrame) -> pd.Series:
+    """The CRM's deal id of each row, as text."""
+    return rows["deal_id"].astype(str)
+
+
+def _loss_id(rows: pd.DataFrame) -> pd.Series:
+    """The loss each row is of: the CRM's deal id and the loss cycle (``D0001#0``)."""
+    return pd.Series((_crm_id(rows) + "#" + rows["cycle"].astype(str)).to_numpy(), copy=False)
+
+
+def _utc(rows: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_datetime(rows[name], utc=True)
 
 
 def in_memory_revival_frame(
@@ -262,7 +306,8 @@ def fit_and_evaluate_revival(
     check_enough_data(frame, config.min_class_deals, where="lost deals to train on")
     bounds = choose_split(frame, config.fractions, config.seed)
     masks = slice_masks(frame, bounds)
-    parts = {name: frame[masks[name]] for name in SLICES}
+    # A slice is a run of rows of the frame ordered by loss time: a view, not a copy.
+    parts = {name: slice_rows(frame, masks[name]) for name in SLICES}
     for name, part in parts.items():
         check_enough_data(
             part, max(1, config.min_class_deals // 10), where=f"lost deals in the {name} slice"
@@ -535,6 +580,9 @@ def train_revival_from_store(
     if alias_version(client, settings.model_name, CHAMPION) is not None:
         win = load_scoring_model(f"models:/{settings.model_name}@{CHAMPION}", settings)
         today = reopened_win_probability(win, tables, frame)
+    # The stored tables (every activity) are not needed past today's approach: let go of
+    # them before training rather than hold them to its end.
+    del losses, tables
     result = fit_and_evaluate_revival(frame, config, truth, today, counts)
     named = replace(settings, model_name=settings.revival_model_name)
     summary = log_training_run(named, result, write_revival_report)
@@ -576,8 +624,11 @@ def stored_losses(
     log.info("revival snapshots: %s", counts)
     if min_class_deals:
         check_enough_data(entities, min_class_deals, "lost deals to train on")
-    joined = revival_training_frame(settings, entities, progress).frame
-    return StoredLosses(tables, as_of, counts, as_loss_frame(joined))
+    # The joined rows go into the loss frame a chunk at a time: no raw frame is kept.
+    parts = revival_training_parts(settings, entities, progress).parts
+    frame = loss_frame_from_parts(entities, parts)
+    log.info("revival frame: %d snapshots of %d losses", len(frame), frame["deal_id"].nunique())
+    return StoredLosses(tables, as_of, counts, frame)
 
 
 __all__: Sequence[str] = (
@@ -589,6 +640,7 @@ __all__: Sequence[str] = (
     "difference_words",
     "fit_and_evaluate_revival",
     "in_memory_revival_frame",
+    "loss_frame_from_parts",
     "loss_rows",
     "reopened_win_probability",
     "revival_entities",

@@ -43,7 +43,7 @@ from leadscore.crm.contract import CLOSED_STATUSES, WON
 from leadscore.crm.ingest import load_stored, stored_deals
 from leadscore.crm.leakage import LeakageAudit, audit_tables, excluded_features
 from leadscore.features.catalog import model_catalog
-from leadscore.features.store import training_frame
+from leadscore.features.store import training_parts
 from leadscore.model.fallback import fit_fallback_on_snapshots
 from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.registry import alias_version, mlflow_client
@@ -59,6 +59,7 @@ from training.calibration import (
 )
 from training.data import (
     canonical,
+    canonical_from_parts,
     check_enough_data,
     class_counts,
     data_window,
@@ -883,17 +884,19 @@ def train_from_store(
     # are before asking Feast for snapshots that could not train a model anyway.
     closed = deals[deals["status"].isin(CLOSED_STATUSES)]
     check_enough_data(pd.DataFrame({"deal_id": closed["deal_id"], "won": closed["status"] == WON}))
-    tf = training_frame(settings, deals, progress=progress)
+    tp = training_parts(settings, deals, progress=progress)
     audit = audit_tables(
-        {**load_stored(settings.crm_dir, ["accounts"]), "deals": deals}, tf.attributes
+        {**load_stored(settings.crm_dir, ["accounts"]), "deals": deals}, tp.attributes
     )
     if config is not None and config.keep_flagged:
         audit = audit.keeping_all(KEEP_FLAGGED_REASON)
-    # The canonical frame now, and the raw one let go: training would otherwise hold both
-    # to the end (``tf`` lives here while train runs). canonical() hands its own frame back.
-    feature_service, attributes = tf.feature_service, tf.attributes
-    frame = canonical(tf.frame, attributes)
-    del tf
+    # The canonical frame straight from the join's chunks, each let go once in place: no
+    # raw frame is ever whole, and none is held while training runs. canonical() hands
+    # its own frame back, so train does not copy it again.
+    feature_service, attributes = tp.feature_service, tp.attributes
+    frame = canonical_from_parts(tp.entities, tp.parts, attributes)
+    del tp
+    log.info("training frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
     return train(settings, frame, feature_service, config, truth, progress, attributes, audit)
 
 

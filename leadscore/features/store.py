@@ -264,6 +264,37 @@ def feature_refs(
     return [*refs, *extra]
 
 
+@dataclass(frozen=True)
+class TrainingParts:
+    """A training frame not yet put together: its snapshots and their joined rows a chunk
+    of deals at a time.
+
+    ``parts`` yields each chunk's rows with their positions in ``entities`` (keys, moment
+    and labels of every snapshot, a row each), in the order of :func:`_historical_parts`;
+    it is iterated once. A consumer that puts each chunk's rows in place as it comes
+    (:func:`training.data.canonical_from_parts`) never holds the chunks and the whole frame
+    at once, as :func:`training_frame`'s concatenation does for a moment.
+    """
+
+    entities: pd.DataFrame
+    parts: Iterator[tuple[np.ndarray, pd.DataFrame]]
+    feature_service: str
+    #: The stored custom attributes known before close, whose features the rows hold.
+    attributes: tuple[Attribute, ...] = ()
+
+
+def training_parts(
+    settings: Settings,
+    deals: pd.DataFrame,
+    every_days: int | None = None,
+    progress: Progress = no_progress,
+) -> TrainingParts:
+    """:func:`training_frame`'s rows, a chunk of deals at a time (``leadscore train``)."""
+    entities, attributes = _training_entities(settings, deals, every_days)
+    parts = _historical_parts(settings, entities, settings.feature_service, attributes, progress)
+    return TrainingParts(entities, parts, settings.feature_service, attributes)
+
+
 def training_frame(
     settings: Settings,
     deals: pd.DataFrame,
@@ -278,12 +309,10 @@ def training_frame(
     a time (:func:`_historical_parts`). Custom attributes known before close (the stored
     ``attributes.json``) are features too.
     """
-    entities, attributes = _training_entities(settings, deals, every_days)
-    frame = _historical(settings, entities, settings.feature_service, attributes, progress)
+    tp = training_parts(settings, deals, every_days, progress)
+    frame = _historical(tp.parts)
     log.info("training frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
-    return TrainingFrame(
-        frame=frame, feature_service=settings.feature_service, attributes=attributes
-    )
+    return TrainingFrame(frame=frame, feature_service=tp.feature_service, attributes=tp.attributes)
 
 
 @dataclass(frozen=True)
@@ -359,6 +388,17 @@ def _training_entities(
     return entities, feature_attributes(read_attributes(settings.crm_dir))
 
 
+def revival_training_parts(
+    settings: Settings, entities: pd.DataFrame, progress: Progress = no_progress
+) -> TrainingParts:
+    """:func:`revival_training_frame`'s rows, a chunk of deals at a time
+    (``leadscore train-revival``)."""
+    if entities.empty:
+        raise FeatureStoreError("no lost deal has a snapshot with a known revival outcome")
+    parts = _historical_parts(settings, entities, REVIVAL_FEATURE_SERVICE, (), progress)
+    return TrainingParts(entities, parts, REVIVAL_FEATURE_SERVICE)
+
+
 def revival_training_frame(
     settings: Settings, entities: pd.DataFrame, progress: Progress = no_progress
 ) -> TrainingFrame:
@@ -367,34 +407,26 @@ def revival_training_frame(
 
     Custom attributes are not asked for: the revival model reads the released service only.
     """
-    if entities.empty:
-        raise FeatureStoreError("no lost deal has a snapshot with a known revival outcome")
-    frame = _historical(settings, entities, REVIVAL_FEATURE_SERVICE, (), progress)
+    frame = _historical(revival_training_parts(settings, entities, progress).parts)
     log.info("revival frame: %d snapshots of %d deals", len(frame), frame["deal_id"].nunique())
     return TrainingFrame(frame=frame, feature_service=REVIVAL_FEATURE_SERVICE)
 
 
-def _historical(
-    settings: Settings,
-    entities: pd.DataFrame,
-    feature_service: str,
-    attributes: Sequence[Attribute],
-    progress: Progress,
-) -> pd.DataFrame:
-    """``entities`` (keys, ``event_timestamp`` and any label columns) with the service's
-    features as of each row's moment, in the entities' order: the parts of
+def _historical(parts: Iterator[tuple[np.ndarray, pd.DataFrame]]) -> pd.DataFrame:
+    """The entities (keys, ``event_timestamp`` and any label columns) with the service's
+    features as of each row's moment, in the entities' order: the ``parts`` of
     :func:`_historical_parts` put together."""
     rows: list[np.ndarray] = []  # the entities' position of each part's rows
-    parts: list[pd.DataFrame] = []
-    for at, part in _historical_parts(settings, entities, feature_service, attributes, progress):
+    frames: list[pd.DataFrame] = []
+    for at, part in parts:
         rows.append(at)
-        parts.append(part)
-    if len(parts) == 1:
-        return parts[0]
+        frames.append(part)
+    if len(frames) == 1:
+        return frames[0]
     # The parts are ranges of deals; in the entities' order already when the entities are
     # sorted by deal, as the stored deals are, else put back in it (one copy more).
-    frame = pd.concat(parts, ignore_index=True, copy=False)
-    del parts
+    frame = pd.concat(frames, ignore_index=True, copy=False)
+    del frames
     order = np.concatenate(rows)
     if (np.diff(order) < 0).any():
         frame = frame.take(np.argsort(order, kind="stable")).reset_index(drop=True)
@@ -408,7 +440,8 @@ def _historical_parts(
     attributes: Sequence[Attribute],
     progress: Progress,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """The rows of :func:`_historical`'s frame a chunk of deals at a time, each with the
+    """``entities`` (keys, ``event_timestamp`` and any label columns) with the service's
+    features as of each row's moment, a chunk of deals at a time, each chunk with the
     positions in ``entities`` of its rows (in their order within the chunk).
 
     The local engine joins the snapshots of :attr:`Settings.feast_chunk_deals` deals per
@@ -452,6 +485,7 @@ def _historical_parts(
         done += len(part)
         progress("training set", done, len(entity_df), unit="snapshots")
         yield at, part
+        del at, part  # let go before the next chunk's join: only a consumer may keep it
 
 
 def deal_chunks(deal_ids: pd.Series, size: int) -> list[np.ndarray]:

@@ -3,10 +3,12 @@
 :func:`training.data.canonical` builds its frame a column at a time and hands its own frame
 back, the time split's slices are views (:func:`training.data.slice_rows`), the logistic
 regression baseline reads the numbers without copying them, and
-:func:`training.train.train_from_store` lets go of the raw frame before training: none of
-it may change the canonical frame, its fingerprint, the model or a figure by one bit.
-The reference here is the code as it was (a typed copy, a concatenation, a sort; slices
-copied by boolean masks; the baseline's input copied).
+:func:`training.train.train_from_store` builds the canonical frame straight from the
+join's chunks (:func:`training.data.canonical_from_parts`), never holding a raw frame;
+``train-revival`` the same (:func:`training.revival.loss_frame_from_parts`, its slices
+views): none of it may change the canonical frame, its fingerprint, the model or a figure
+by one bit. The reference here is the code as it was (the chunks concatenated; a typed
+copy, a concatenation, a sort; slices copied by boolean masks; the baseline's input copied).
 """
 
 from __future__ import annotations
@@ -24,14 +26,30 @@ import pytest
 
 import training.baselines as baselines
 import training.train as training_train
+from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
 from leadscore.crm.attributes import Attribute
-from leadscore.crm.synth import generate_crm
-from leadscore.features.featurize import model_frame
-from leadscore.features.store import TrainingFrame
+from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, generate_crm
+from leadscore.features.catalog import revival_catalog
+from leadscore.features.featurize import build_feature_sources, features_as_of, model_frame
+from leadscore.features.store import TrainingParts, deal_chunks
 from leadscore.timeutil import TS, as_utc
 from training.baselines import MISSING
-from training.data import META_COLUMNS, canonical, fingerprint, in_memory_frame, slice_rows
+from training.data import (
+    META_COLUMNS,
+    canonical,
+    canonical_from_parts,
+    fingerprint,
+    in_memory_frame,
+    slice_rows,
+)
 from training.result import TrainConfig, TrainingResult
+from training.revival import (
+    META,
+    as_loss_frame,
+    fit_and_evaluate_revival,
+    loss_frame_from_parts,
+    revival_entities,
+)
 from training.train import fit_and_evaluate
 
 AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
@@ -64,6 +82,38 @@ def straightforward_canonical(
     return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(
         drop=True
     )
+
+
+def concatenated(parts: list[tuple[np.ndarray, pd.DataFrame]]) -> pd.DataFrame:
+    """:func:`leadscore.features.store._historical` as ``train`` used it: the chunks put
+    together in the entities' order (the reference)."""
+    frame = pd.concat([p for _, p in parts], ignore_index=True, copy=False)
+    order = np.concatenate([at for at, _ in parts])
+    return frame.take(np.argsort(order, kind="stable")).reset_index(drop=True)
+
+
+def straightforward_loss_frame(joined: pd.DataFrame) -> pd.DataFrame:
+    """:func:`training.revival.as_loss_frame` as it was (a typed copy, a concatenation, a
+    sort): the reference."""
+    meta = joined[[c for c in META if c not in ("deal_id", "crm_deal_id")]].copy()
+    crm = joined["deal_id"].astype(str)
+    meta.insert(0, "crm_deal_id", crm.to_numpy())
+    meta.insert(0, "deal_id", (crm + "#" + joined["cycle"].astype(str)).to_numpy())
+    for c in (TS, "created_at", "closed_at"):
+        meta[c] = pd.to_datetime(meta[c], utc=True)
+    out = pd.concat([meta, model_frame(joined, catalog=revival_catalog())], axis=1)
+    return out.sort_values(["closed_at", "deal_id", "snapshot_index"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def chunked(frame: pd.DataFrame, size: int, seed: int) -> list[tuple[np.ndarray, pd.DataFrame]]:
+    """``frame``'s rows as a chunked join hands them over: ranges of ``size`` deals
+    (:func:`leadscore.features.store.deal_chunks`), each with its rows' positions, in a
+    shuffled order of chunks."""
+    chunks = deal_chunks(frame["deal_id"], size)
+    picked = np.random.default_rng(seed).permutation(len(chunks))
+    return [(chunks[i], frame.iloc[chunks[i]].reset_index(drop=True)) for i in picked]
 
 
 @pytest.fixture(scope="module")
@@ -138,29 +188,143 @@ def test_the_lean_path_trains_the_same_model_bit_for_bit(shuffled, crm, monkeypa
         assert lean[key] == reference[key], key
 
 
-def test_train_from_store_lets_go_of_the_raw_frame_before_training(
+def test_train_from_store_trains_on_the_canonical_frame_of_the_parts_none_held(
     shuffled, crm, monkeypatch, isolated_settings
 ):
-    raw = shuffled.copy()
-    alive = weakref.ref(raw)
+    """``train`` gets the canonical frame of the join's chunks, built as they come (a chunk
+    handed over is gone before the next one), and no chunk is alive while it trains."""
+    rows = shuffled.reset_index(drop=True)
+    parts = chunked(rows, 300, seed=2)
+    reference = straightforward_canonical(concatenated(parts))
+    alive = [weakref.ref(part) for _, part in parts]
     seen: dict[str, Any] = {}
 
     def fake_train(settings, frame, *args: Any, **kwargs: Any) -> dict:
         gc.collect()
-        seen["raw alive"] = alive() is not None
+        seen["parts alive"] = sum(ref() is not None for ref in alive)
         seen["canonical"] = canonical(frame) is frame
+        pd.testing.assert_frame_equal(frame, reference, check_exact=True)
         return {}
 
-    def fake_frame(settings, deals, progress=None) -> TrainingFrame:
-        return TrainingFrame(frame=holder.pop(), feature_service="lead_scoring_v1")
+    def fake_parts(settings, deals, progress=None) -> TrainingParts:
+        def handed() -> Any:  # as the join hands them: one chunk alive at a time
+            while parts:
+                gc.collect()
+                assert sum(ref() is not None for ref in alive) == len(parts), "a part is held"
+                yield parts.pop(0)
 
-    holder = [raw]
-    del raw
+        return TrainingParts(rows[list(META_COLUMNS)], handed(), "lead_scoring_v1")
+
     deals = crm.tables["deals"]
     monkeypatch.setattr(training_train, "stored_deals", lambda crm_dir: deals)
-    monkeypatch.setattr(training_train, "training_frame", fake_frame)
+    monkeypatch.setattr(training_train, "training_parts", fake_parts)
     monkeypatch.setattr(training_train, "load_stored", lambda crm_dir, names: {})
     monkeypatch.setattr(training_train, "audit_tables", lambda tables, attributes: None)
     monkeypatch.setattr(training_train, "train", fake_train)
     training_train.train_from_store(isolated_settings)
-    assert seen == {"raw alive": False, "canonical": True}
+    assert seen == {"parts alive": 0, "canonical": True}
+
+
+@pytest.mark.parametrize("size", [0, 1, 97, 400])
+def test_canonical_from_parts_is_canonical_of_the_concatenated_parts(shuffled, size):
+    """Chunks of any size, in any order: the frame the concatenation gave, bit for bit."""
+    rows = shuffled.reset_index(drop=True)
+    parts = chunked(rows, size, seed=size)
+    reference = straightforward_canonical(concatenated(parts))
+    lean = canonical_from_parts(rows[list(META_COLUMNS)], iter(parts))
+    pd.testing.assert_frame_equal(lean, reference, check_exact=True)
+    assert list(lean.dtypes) == list(reference.dtypes)
+    assert fingerprint(lean) == fingerprint(reference)
+    assert canonical(lean) is lean  # handed back as it is to train
+
+
+def test_parts_that_are_not_the_rows_asked_for_are_refused(shuffled):
+    rows = shuffled.reset_index(drop=True)
+    parts = chunked(rows, 300, seed=1)
+    with pytest.raises(ValueError, match="in no part"):
+        canonical_from_parts(rows, iter(parts[1:]))
+    with pytest.raises(ValueError, match="two parts"):
+        canonical_from_parts(rows, iter([*parts, parts[0]]))
+    at, part = parts[0]
+    other = part.assign(deal_id=part["deal_id"].astype(str) + "x")
+    with pytest.raises(ValueError, match="deal_id"):
+        canonical_from_parts(rows, iter([(at, other), *parts[1:]]))
+
+
+def test_canonical_from_parts_lets_go_of_each_part_before_the_next(shuffled):
+    """A part is not held while the next is joined: when the join makes a chunk, the
+    previous one is gone (its frame and its columns' arrays)."""
+    rows = shuffled.reset_index(drop=True)
+    alive: list[weakref.ref] = []
+
+    def parts():  # a join's chunks: each made when asked for, kept by the consumer only
+        for at in deal_chunks(rows["deal_id"], 200):
+            gc.collect()
+            assert all(ref() is None for ref in alive), "a previous part is still held"
+            part = rows.iloc[at].reset_index(drop=True)
+            alive.append(weakref.ref(part))
+            yield at, part
+            del part
+
+    canonical_from_parts(rows, parts())
+    assert len(alive) > 3
+
+
+@pytest.fixture(scope="module")
+def revival_crm():
+    return generate_crm(1500, seed=3, as_of=AS_OF, revival=True, history_days=REVIVAL_HISTORY_DAYS)
+
+
+@pytest.fixture(scope="module")
+def revival_joined(revival_crm) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The revival entities and their joined rows (Feast's frame, computed in memory)."""
+    entities, _ = revival_entities(
+        revival_crm.tables, AS_OF, REVIVAL_WINDOW_DAYS, REVIVAL_HORIZON_DAYS
+    )
+    sources = build_feature_sources(
+        dict(revival_crm.tables), revival_window_days=REVIVAL_WINDOW_DAYS
+    )
+    joined = features_as_of(sources, entities)
+    assert (joined["deal_id"].to_numpy() == entities["deal_id"].to_numpy()).all()
+    return entities, joined
+
+
+@pytest.mark.parametrize("size", [0, 50, 300])
+def test_the_loss_frame_from_parts_is_the_straightforward_one(revival_joined, size):
+    entities, joined = revival_joined
+    parts = chunked(joined, size, seed=size)
+    reference = straightforward_loss_frame(concatenated(parts))
+    for lean in (loss_frame_from_parts(entities, iter(parts)), as_loss_frame(joined)):
+        pd.testing.assert_frame_equal(lean, reference, check_exact=True)
+        assert list(lean.dtypes) == list(reference.dtypes)
+        assert fingerprint(lean) == fingerprint(reference)
+
+
+def test_the_lean_revival_path_trains_the_same_model_bit_for_bit(
+    revival_joined, revival_crm, monkeypatch
+):
+    import training.revival as revival
+
+    entities, joined = revival_joined
+    config = TrainConfig(seed=3)
+    truth = revival_crm.revival_truth
+    frame = loss_frame_from_parts(entities, iter(chunked(joined, 300, seed=1)))
+    fitted_on: list[pd.DataFrame] = []
+    fit = revival.fit_scoring_model
+
+    def seen_fit(train: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+        fitted_on.append(train)
+        return fit(train, *args, **kwargs)
+
+    monkeypatch.setattr(revival, "fit_scoring_model", seen_fit)
+    lean = summary(fit_and_evaluate_revival(frame, config, truth))
+    # The training slice is a view of the frame's rows, not a copy.
+    assert np.shares_memory(fitted_on[0]["won"].to_numpy(), frame["won"].to_numpy())
+    monkeypatch.setattr(revival, "slice_rows", lambda frame, mask: frame[mask])
+    reference_frame = straightforward_loss_frame(joined)
+    reference = summary(fit_and_evaluate_revival(reference_frame, config, truth))
+    assert lean.keys() == reference.keys()
+    for key in lean:
+        assert lean[key] == reference[key], key
+    # Training read the slices' rows of the frame, never wrote them.
+    pd.testing.assert_frame_equal(frame, reference_frame, check_exact=True)

@@ -31,6 +31,7 @@ from leadscore.features.store import (
     online_features,
     open_store,
     training_frame,
+    training_parts,
     write_training_set,
 )
 from serving.online import RETRY_SECONDS, OnlineStore, StoreUnavailable
@@ -42,6 +43,7 @@ from tests.crm_fixture import (
     window_crm,
     window_moments,
 )
+from training.data import canonical, canonical_from_parts
 
 pytestmark = pytest.mark.integration
 
@@ -239,6 +241,22 @@ def test_a_training_frame_joined_in_chunks_of_deals_is_the_one_joined_at_once(sy
     chunked = training_frame(dataclasses.replace(settings, feast_chunk_deals=40), deals).frame
     # Same rows in the same order, every value and type.
     pd.testing.assert_frame_equal(chunked, at_once, check_exact=True)
+
+
+def test_trains_canonical_frame_built_from_the_chunks_is_the_joined_frames(synthetic):
+    """``leadscore train`` builds its canonical frame from the join's chunks as they come
+    (:func:`training.data.canonical_from_parts`): the canonical frame of the frame joined
+    at once, every value and type (deals shuffled, so the chunks are not in the entities'
+    order)."""
+    settings, deals = synthetic
+    deals = deals.sample(frac=1.0, random_state=3)
+    at_once = canonical(
+        training_frame(dataclasses.replace(settings, feast_chunk_deals=0), deals).frame
+    )
+    tp = training_parts(dataclasses.replace(settings, feast_chunk_deals=40), deals)
+    assert len(deal_chunks(tp.entities["deal_id"], 40)) > 3
+    from_parts = canonical_from_parts(tp.entities, tp.parts, tp.attributes)
+    pd.testing.assert_frame_equal(from_parts, at_once, check_exact=True)
 
 
 def test_a_training_set_written_a_chunk_at_a_time_holds_the_frames_rows(synthetic, tmp_path):

@@ -31,6 +31,7 @@ from training.revival import (
     in_memory_revival_frame,
     revival_entities,
     stored_as_of,
+    stored_losses,
 )
 
 pytestmark = pytest.mark.integration
@@ -67,6 +68,23 @@ def test_the_feast_revival_frame_equals_the_in_memory_definition(applied):
         tables, as_of, settings.revival_window_days, settings.revival_horizon_days
     )
     pd.testing.assert_frame_equal(from_store, in_memory, check_dtype=False)
+
+
+def test_the_stored_loss_frame_built_from_the_chunks_is_the_joined_frames(applied):
+    """``train-revival`` builds its loss frame from the join's chunks as they come
+    (:func:`training.revival.loss_frame_from_parts`): the loss frame of the frame joined
+    at once, every value and type."""
+    _, _, settings, _ = applied
+    chunked = dataclasses.replace(settings, feast_chunk_deals=100)
+    losses = stored_losses(chunked)
+    tables = load_stored(settings.crm_dir)
+    entities, _ = revival_entities(
+        tables, losses.as_of, settings.revival_window_days, settings.revival_horizon_days
+    )
+    assert entities["deal_id"].nunique() > 3 * 100  # several chunks
+    at_once = dataclasses.replace(settings, feast_chunk_deals=0)
+    joined = revival_training_frame(at_once, entities).frame
+    pd.testing.assert_frame_equal(losses.frame, as_loss_frame(joined), check_exact=True)
 
 
 def test_train_revival_registers_its_own_model_with_the_backtest(applied):
