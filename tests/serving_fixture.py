@@ -13,6 +13,7 @@ unless a test asks for their real status (``as_exported``, ``closed_in_store``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -277,9 +278,15 @@ def serving_environment(base: Path) -> tuple[Settings, dict[str, str]]:
     """
     from tests.conftest import isolated
 
-    settings = isolated(base)
     if not _BENTOML_HOMES:
         _BENTOML_HOMES.append(base / "bentoml")
+    # The settings name the BentoML home the CLI and the service use: the served-champion
+    # pointer every service polls lives there, and `prepare_champion` writes it. Built
+    # before the environment is set, the settings named the checkout's own
+    # `bentoml_home/`, which all test workers share, while the service read the process's
+    # home, where an earlier module's `leadscore package` of a fallback had left its
+    # pointer: the service then switched to that fallback mid-module.
+    settings = dataclasses.replace(isolated(base), bentoml_home=_BENTOML_HOMES[0])
     env = {
         "BENTOML_HOME": str(_BENTOML_HOMES[0]),
         "BENTOML_DO_NOT_TRACK": "true",

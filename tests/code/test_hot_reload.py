@@ -185,3 +185,15 @@ def test_a_killed_retrain_leaves_no_lock_behind(tmp_path: Path):
         holder.wait()
     with retrain_lock(lock):  # the kernel dropped the dead run's lock
         pass
+
+
+def test_the_serving_tests_settings_name_the_pointer_their_service_polls(tmp_path):
+    """The serving tests' settings (where `prepare_champion` writes the served-champion
+    pointer) and the environment their service and CLI run in name one BentoML home.
+    When they did not, a service polled a pointer an earlier module's fallback had left in
+    the process's home and served that fallback mid-module (issue 14's CI, session 27)."""
+    from tests.serving_fixture import serving_environment
+
+    settings, env = serving_environment(tmp_path)
+    assert settings.bentoml_home == Path(env["BENTOML_HOME"])
+    assert settings.served_pointer.parent == Path(env["BENTOML_HOME"])

@@ -139,8 +139,6 @@ def test_retrain_promotes_then_is_refused_while_the_service_answers_every_reques
     tmp_path: Path,
 ):
     settings, env = serving_environment(tmp_path)
-    # The BentoML home the CLI and the service use, where `package` writes the pointer.
-    settings = dataclasses.replace(settings, bentoml_home=Path(env["BENTOML_HOME"]))
     crm = generate_crm(DEALS, seed=21, as_of=AS_OF)
     good = with_interaction_export(crm.tables)
     write_export(dataclasses.replace(crm, tables=good), tmp_path / "good")
