@@ -35,7 +35,6 @@ import itertools
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,49 +235,47 @@ def _reaches(path: Path, key: str, keys: pd.Index) -> bool:
     )
 
 
-def _row_groups(path: Path, reader: ThreadPoolExecutor) -> Iterator[pa.Table]:
-    """The row groups of the Parquet file at ``path``, in order, each read on ``reader``
-    (Arrow's C++, without the GIL) while the one before is spliced: one ahead, no more."""
-    file = pq.ParquetFile(path)
-    count = file.num_row_groups
-    ahead = reader.submit(file.read_row_group, 0) if count else None
-    for i in range(1, count + 1):
-        assert ahead is not None
-        group = ahead.result()
-        ahead = reader.submit(file.read_row_group, i) if i < count else None
-        yield group
+def _rest(table: pa.Table, n: int) -> pa.Table:
+    """``table`` without its first ``n`` rows, nor the chunks they leave empty: an empty
+    slice still holds its row group's buffers, and the held rows would keep every row
+    group read so far."""
+    rest = [batch for batch in table.slice(n).to_batches() if batch.num_rows]
+    return pa.Table.from_batches(rest, schema=table.schema)
 
 
 def _ranges(
-    committed: Iterator[pa.Table],
-    schema: pa.Schema,
+    path: Path,
     new: pa.Table,
     key: str,
     keys: pd.Index,
     starts: Sequence[str],
 ) -> Iterator[pa.Table]:
-    """A committed source (its row groups, in order) with ``keys``' rows replaced by
-    ``new``'s, a range of keys at a time: one piece per range (each begins at one of
-    ``starts``, the first at the first key), as a full build writes it.
+    """The committed source at ``path`` with ``keys``' rows replaced by ``new``'s, a
+    range of keys at a time: one piece per range (each begins at one of ``starts``, the
+    first at the first key), as a full build writes it.
 
-    A row group holds the rows of one range of the build that wrote the file, so memory
-    holds the rows of about one range, not the source (a million deals' activity source
-    is gigabytes). A range without rows gives no piece, as in a full build; the caller
-    writes each piece as it comes.
+    The file is read a row group at a time, and a row group holds the rows of one range
+    of the build that wrote it: memory holds the rows of about one range, not the source
+    (a million deals' activity source is gigabytes). A range without rows gives no
+    piece, as in a full build; the caller writes each piece as it comes. (Reading the
+    next row group on a thread while this one is spliced held one range more and saved
+    no time measurable on two cores: the writer's thread already overlaps.)
     """
-    held = schema.empty_table()  # committed rows read and not yet placed
+    file = pq.ParquetFile(path)
+    groups = iter(range(file.num_row_groups))
+    held = new.schema.empty_table()  # committed rows read and not yet placed
     for bound in [*starts, None]:
         # Read until a row at or after the bound is held: a range may span row groups
         # (the committed file's ranges were cut among fewer deals, or not at all).
         while _below(held, key, bound) == held.num_rows:
-            group = next(committed, None)
-            if group is None:
+            i = next(groups, None)
+            if i is None:
                 break
-            held = pa.concat_tables([held, group])
+            held = pa.concat_tables([held, file.read_row_group(i)])
         n_held, n_new = _below(held, key, bound), _below(new, key, bound)
         if n_held or n_new:
             yield _spliced(held.slice(0, n_held), new.slice(0, n_new), key, keys)
-        held, new = held.slice(n_held), new.slice(n_new)
+        held, new = _rest(held, n_held), new.slice(n_new)
 
 
 class _Stale(Exception):
@@ -422,15 +419,13 @@ def _pieces(
     :data:`DEAL_VIEWS` a range of deals at a time, cut at ``starts``, the others whole
     (a full build writes them in one piece). Each view's rebuilt rows are let go once
     it is done."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-sources") as reader:
-        for view in views:
-            new = rebuilt.pop(view)
-            keys = pd.Index(list(_dropped_keys(view, reached)))
-            cuts = starts if view in DEAL_VIEWS else ()
-            groups = _row_groups(paths[view], reader)
-            empty = True
-            for piece in _ranges(groups, new.schema, new, VIEW_KEYS[view], keys, cuts):
-                empty = False
-                yield view, piece
-            if empty:  # every row of the source went: its file is the source without rows
-                yield view, new.slice(0, 0)
+    for view in views:
+        new = rebuilt.pop(view)
+        keys = pd.Index(list(_dropped_keys(view, reached)))
+        cuts = starts if view in DEAL_VIEWS else ()
+        empty = True
+        for piece in _ranges(paths[view], new, VIEW_KEYS[view], keys, cuts):
+            empty = False
+            yield view, piece
+        if empty:  # every row of the source went: its file is the source without rows
+            yield view, new.slice(0, 0)
