@@ -508,7 +508,7 @@ _REPEAT_SAMPLE = 10_000
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    """A Parquet export file as ``pd.read_parquet`` reads it (the same columns, types and
+    """A Parquet file (an export's, a stored table) as ``pd.read_parquet`` reads it (the same columns, types and
     values), with each distinct text of a column that repeats one Python object.
 
     ``pd.read_parquet`` makes one ``str`` per cell: 2.7 million activities gave 13.7
@@ -1010,10 +1010,13 @@ def load_stored(crm_dir: Path, names: Iterable[str] | None = None) -> dict[str, 
     """The stored tables (``<table>.parquet`` in ``crm_dir``); absent tables are left out.
 
     ``names`` limits the read to those tables: callers that need only deals should not
-    read millions of activities.
+    read millions of activities. Each is the frame ``pd.read_parquet`` gives, with the
+    repeated texts of a column shared (:func:`_read_parquet`): a re-ingest reads every
+    stored table, and one ``str`` per cell was the peak of a re-ingest at 200,000
+    deals (2.56 GiB, 2.18 shared).
     """
     paths = {name: Path(crm_dir) / f"{name}.parquet" for name in (names or TABLES)}
-    return {name: pd.read_parquet(path) for name, path in paths.items() if path.is_file()}
+    return {name: _read_parquet(path) for name, path in paths.items() if path.is_file()}
 
 
 def last_recorded_event(crm_dir: Path) -> pd.Timestamp | None:
