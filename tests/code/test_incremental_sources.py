@@ -48,19 +48,27 @@ def _row_groups(path: Path) -> list[int]:
 
 
 def _both_ways(
-    tmp_path: Path, first: Path, second: Path, chunk_deals: int | None = None
+    tmp_path: Path,
+    first: Path,
+    second: Path,
+    chunk_deals: int | None = None,
+    first_chunk_deals: int | None = None,
 ) -> tuple[IngestSummary, IngestSummary]:
     """Ingest ``first`` then ``second`` into an incremental store and a rebuilding one;
     assert their sources are the same frames, cut into the same row groups (the ranges of
     ``chunk_deals`` deals a full build writes; default: the settings'), and return the
-    two second summaries."""
+    two second summaries. ``first_chunk_deals`` (default: ``chunk_deals``) cuts the
+    first ingest's files otherwise, as a changed ``LEADSCORE_SOURCE_CHUNK_DEALS`` would."""
     summaries = []
     sources = []
     for name, rebuild in (("incremental", False), ("full", True)):
         settings = isolated(tmp_path / name)
-        if chunk_deals is not None:
-            settings = replace(settings, source_chunk_deals=chunk_deals)
+        chunks = (chunk_deals if first_chunk_deals is None else first_chunk_deals, chunk_deals)
+        if chunks[0] is not None:
+            settings = replace(settings, source_chunk_deals=chunks[0])
         ingest(first, settings, now=AS_OF + pd.Timedelta(days=400))
+        if chunks[1] is not None:
+            settings = replace(settings, source_chunk_deals=chunks[1])
         summary = ingest(second, settings, now=AS_OF + pd.Timedelta(days=400), rebuild=rebuild)
         assert summary.rejects == []  # every change was stored, so every one is tested
         summaries.append(summary)
@@ -155,6 +163,20 @@ def test_a_small_change_rebuilds_a_few_accounts_and_gives_the_full_build(
     assert full.deals_rebuilt is None
     assert incremental.deals_rebuilt is not None
     assert 0 < incremental.deals_rebuilt < incremental.deals_stored / 3
+
+
+@pytest.mark.parametrize(("before", "after"), [(0, 7), (7, 40), (40, 7)])
+def test_ranges_cut_otherwise_than_the_committed_files_give_the_full_build(
+    tmp_path, first_crm, before, after
+):
+    """The committed files were cut into other ranges (another chunk size): a range of
+    the re-ingest spans several of their row groups, or a row group several ranges."""
+    write_export(first_crm, tmp_path / "first")
+    second = _write(_small_change(first_crm.tables), tmp_path / "second")
+
+    incremental, _ = _both_ways(tmp_path, tmp_path / "first", second, after, before)
+
+    assert incremental.deals_rebuilt is not None
 
 
 def test_a_month_later_export_gives_the_full_build(tmp_path, first_crm):
