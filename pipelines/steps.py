@@ -110,9 +110,10 @@ def ingest(
                 result.attributes,
                 window,
                 progress,
+                chunk_deals=settings.source_chunk_deals,
             )
         ):
-            sources = update.changed
+            sources = update.pieces  # each range spliced as the last one is written
         else:  # each source is written while the next is built
             sources = iter_feature_sources(
                 result.tables,
@@ -125,7 +126,7 @@ def ingest(
         write_build_record(generation.dir("sources"), definition)
         if update is not None:
             generation.carry("sources")  # the sources the change left as they were
-            rows = update.rows
+            rows = {**update.rows, **rows}
         crash_point("ingest.sources_written")
         generation.commit()
     crash_point("ingest.done")

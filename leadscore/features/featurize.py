@@ -877,6 +877,22 @@ def iter_feature_sources(
     progress("feature sources", len(builders), len(builders), unit="sources")
 
 
+def _deal_order(deals: pd.DataFrame) -> pd.Index:
+    """The deal ids in the order the deal-keyed sources are written, once each."""
+    return pd.Index(deals["deal_id"].astype(str)).unique().sort_values()
+
+
+def deal_range_starts(deals: pd.DataFrame, chunk_deals: int) -> list[str]:
+    """The first deal of every range but the first that :func:`iter_feature_sources`
+    cuts ``deals`` into with ``chunk_deals`` (none when 0 or one range): a range holds
+    the keys from its start up to the next one's. An incremental rebuild
+    (:mod:`leadscore.features.incremental`) writes its ranges with the same cuts, so its
+    files are the ones a first ingest of the same tables writes, row group for row group."""
+    if chunk_deals <= 0:
+        return []
+    return [str(first) for first in _deal_order(deals)[chunk_deals::chunk_deals]]
+
+
 class _DealRanges:
     """The deal tables cut into ranges of ``size`` deals in the order of their ids (the
     order the deal-keyed sources are written in); each range's rows in their table's order.
@@ -888,7 +904,7 @@ class _DealRanges:
     def __init__(self, tables: Mapping[str, pd.DataFrame | None], size: int) -> None:
         deals = tables["deals"]
         assert deals is not None
-        ids = pd.Index(deals["deal_id"].astype(str)).unique().sort_values()
+        ids = _deal_order(deals)
         self.count = max(1, -(-len(ids) // size))
         self._tables = tables
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -31,10 +31,10 @@ missing record or a missing source file means "build everything".
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +50,12 @@ from leadscore.crm.attributes import Attribute, attributes_json
 from leadscore.crm.ingest import TableChange
 from leadscore.features.featurize import (
     DEAL_TABLES,
+    DEAL_VIEWS,
     OWNER_VIEWS,
     VIEW_KEYS,
     build_feature_sources,
+    deal_range_starts,
+    iter_feature_sources,
     source_table,
 )
 from leadscore.progress import Progress, no_progress
@@ -184,29 +187,17 @@ def _runs(keys: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return np.append(starts, n), array.take(pa.array(starts)).to_numpy(zero_copy_only=False)
 
 
-def _spliced(
-    view: str, committed: pa.Table, rebuilt: pd.DataFrame, keys: frozenset[str]
-) -> pa.Table | None:
-    """``committed`` with ``keys``' rows replaced by ``rebuilt``'s, in the full build's
-    order (by key, then time); None when that changes nothing.
+def _spliced(committed: pa.Table, new: pa.Table, key: str, keys: pd.Index) -> pa.Table:
+    """``committed`` with ``keys``' rows replaced by ``new``'s, in the full build's order
+    (by key, then time).
 
-    A key's rows come all from ``committed`` or all from ``rebuilt``, each in the order
-    the full build gives them, so ordering the runs of equal keys is enough: the result
-    is a few zero-copy slices of the two tables, not a sort of millions of rows.
+    A key's rows come all from ``committed`` or all from ``new``, each in the order the
+    full build gives them, so ordering the runs of equal keys is enough: the result is a
+    few zero-copy slices of the two tables, not a sort of millions of rows.
     """
-    key = VIEW_KEYS[view]
-    new = source_table(view, rebuilt)
-    if new.schema.names != committed.schema.names:
-        raise _Stale(f"{view}: columns {new.schema.names} against {committed.schema.names}")
-    new = new.cast(committed.schema)
     bounds, run_keys = _runs(committed[key])
     new_bounds, new_keys = _runs(new[key])
-    dropped = pd.Index(run_keys).isin(list(keys))
-    if not dropped.any() and len(new_keys) == 0:
-        return None
-    if not set(new_keys) <= keys:
-        raise _Stale(f"{view}: rows rebuilt for keys the change does not reach")
-    kept = ~dropped
+    kept = ~pd.Index(run_keys).isin(keys)
     side = np.concatenate([np.zeros(kept.sum(), dtype=np.int8), np.ones(len(new_keys), np.int8)])
     begin = np.concatenate([bounds[:-1][kept], new_bounds[:-1]])
     end = np.concatenate([bounds[1:][kept], new_bounds[1:]])
@@ -225,16 +216,85 @@ def _spliced(
     return pa.concat_tables(slices).combine_chunks() if slices else committed.slice(0, 0)
 
 
+def _below(table: pa.Table, key: str, bound: str | None) -> int:
+    """How many of ``table``'s first rows have a key before ``bound`` (None: all of them);
+    the table is sorted by key, and Arrow orders text as Python does (by code point)."""
+    if bound is None or table.num_rows == 0:
+        return table.num_rows
+    return int(pc.sum(pc.less(table[key], pa.scalar(bound, pa.string()))).as_py() or 0)
+
+
+def _reaches(path: Path, key: str, keys: pd.Index) -> bool:
+    """Whether the committed source at ``path`` has a row of one of ``keys``, read one
+    row group of its key column at a time."""
+    file = pq.ParquetFile(path)
+    values = pa.array(keys.to_numpy(dtype=object), pa.string())
+    return any(
+        pc.any(pc.is_in(file.read_row_group(i, [key])[key], value_set=values)).as_py()
+        for i in range(file.num_row_groups)
+    )
+
+
+def _rest(table: pa.Table, n: int) -> pa.Table:
+    """``table`` without its first ``n`` rows, nor the chunks they leave empty: an empty
+    slice still holds its row group's buffers, and the held rows would keep every row
+    group read so far."""
+    rest = [batch for batch in table.slice(n).to_batches() if batch.num_rows]
+    return pa.Table.from_batches(rest, schema=table.schema)
+
+
+def _ranges(
+    path: Path,
+    new: pa.Table,
+    key: str,
+    keys: pd.Index,
+    starts: Sequence[str],
+) -> Iterator[pa.Table]:
+    """The committed source at ``path`` with ``keys``' rows replaced by ``new``'s, a
+    range of keys at a time: one piece per range (each begins at one of ``starts``, the
+    first at the first key), as a full build writes it.
+
+    The file is read a row group at a time, and a row group holds the rows of one range
+    of the build that wrote it: memory holds the rows of about one range, not the source
+    (a million deals' activity source is gigabytes). A range without rows gives no
+    piece, as in a full build; the caller writes each piece as it comes. (Reading the
+    next row group on a thread while this one is spliced held one range more and saved
+    no time measurable on two cores: the writer's thread already overlaps.)
+    """
+    file = pq.ParquetFile(path)
+    groups = iter(range(file.num_row_groups))
+    held = new.schema.empty_table()  # committed rows read and not yet placed
+    for bound in [*starts, None]:
+        # Read until a row at or after the bound is held: a range may span row groups
+        # (the committed file's ranges were cut among fewer deals, or not at all).
+        while _below(held, key, bound) == held.num_rows:
+            i = next(groups, None)
+            if i is None:
+                break
+            held = pa.concat_tables([held, file.read_row_group(i)])
+        n_held, n_new = _below(held, key, bound), _below(new, key, bound)
+        if n_held or n_new:
+            yield _spliced(held.slice(0, n_held), new.slice(0, n_new), key, keys)
+        held, new = _rest(held, n_held), new.slice(n_new)
+
+
 class _Stale(Exception):
     """The committed sources cannot be updated in place: build everything."""
 
 
 @dataclass(frozen=True)
 class SourceUpdate:
-    """What an incremental rebuild gives: the sources it changed (to write) and the row
-    count of every source, changed or kept as committed."""
+    """What an incremental rebuild gives: the sources it changes, as pieces to write one
+    after another (made as they are consumed), and the row count of every source as
+    committed.
 
-    changed: dict[str, pa.Table]
+    ``pieces`` is what :func:`~leadscore.features.featurize.write_sources` takes: the
+    pieces of one view are consecutive and make its file, a row group each; a view not
+    among them is unchanged (the caller keeps the committed file). Its ``rows`` are what
+    that write returns for the views it wrote and :attr:`rows` for the others.
+    """
+
+    pieces: Iterable[tuple[str, pa.Table]]
     rows: dict[str, int]
     reached: Reach
 
@@ -247,15 +307,20 @@ def update_sources(
     attributes: Sequence[Attribute],
     revival_window_days: int,
     progress: Progress = no_progress,
+    chunk_deals: int = 0,
 ) -> SourceUpdate | None:
     """The feature sources of the merged ``tables`` from the committed ones in
     ``sources_dir``, rebuilding only what ``changes`` reach; None (build everything)
     when the committed sources were built by another definition or are incomplete.
 
-    Sources the change leaves as they are are not in ``changed``: the caller keeps the
+    Sources the change leaves as they are are not among the pieces: the caller keeps the
     committed files (hard links into the new state). ``definition`` is
     :func:`source_definition` of ``attributes`` and ``revival_window_days``, which the
-    caller records beside the sources it writes.
+    caller records beside the sources it writes. ``chunk_deals`` is the first ingest's
+    (:func:`~leadscore.features.featurize.iter_feature_sources`): the deal-keyed sources
+    are spliced and written a range of deals at a time, cut where a full build of
+    ``tables`` cuts them, so the files are the full build's, row group for row group,
+    and memory holds one range of a committed source, not every source (issue 14).
     """
     if _built_by(sources_dir) != definition:
         log.info("feature sources: built by another definition, rebuilding all of them")
@@ -269,64 +334,98 @@ def update_sources(
     if not all(path.is_file() for path in paths.values()):
         log.info("feature sources: a committed source is missing, rebuilding all of them")
         return None
+    for view, path in paths.items():
+        names, committed = source_table(view, empty[view]).schema.names, pq.read_schema(path).names
+        if names != committed:
+            log.info(
+                "feature sources: %s has columns %s, not %s: rebuilding all", view, committed, names
+            )
+            return None
     reached = reach(tables, changes)
     rows = {view: pq.ParquetFile(path).metadata.num_rows for view, path in paths.items()}
     if not (reached.deals or reached.accounts or reached.owners):
-        return SourceUpdate({}, rows, reached)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-sources") as reader:
-        # The committed sources are read (Arrow's C++, without the GIL) while the reached
-        # rows are rebuilt here: on two cores the two overlap.
-        committed = {view: reader.submit(pq.read_table, path) for view, path in paths.items()}
-        return _update(tables, reached, committed, rows, attributes, revival_window_days, progress)
-
-
-def _update(
-    tables: Mapping[str, pd.DataFrame],
-    reached: Reach,
-    committed: dict[str, Future[pa.Table]],
-    rows: dict[str, int],
-    attributes: Sequence[Attribute],
-    revival_window_days: int,
-    progress: Progress,
-) -> SourceUpdate | None:
-    """:func:`update_sources` once the reach is known and the committed sources are
-    being read: rebuild the reached rows and splice them in."""
-    account_views = [v for v in committed if v not in OWNER_VIEWS]
-    owner_views = [v for v in committed if v in OWNER_VIEWS]
-    rebuilt = build_feature_sources(
-        _rows_of(tables, reached),
-        progress,
-        attributes,
-        revival_window_days=revival_window_days,
-        views=account_views,
-    )
-    deals = tables["deals"]
-    owned = deals["owner_id"].astype("string").isin(reached.owners).fillna(False)
-    rebuilt.update(
-        build_feature_sources(
-            {"deals": deals[owned.to_numpy(dtype=bool)]},
-            attributes=attributes,
-            revival_window_days=revival_window_days,
-            views=owner_views,
-        )
-    )
-    changed = {}
+        return SourceUpdate((), rows, reached)
     try:
-        for view in list(committed):
-            keys = _dropped_keys(view, reached)
-            spliced = _spliced(view, committed.pop(view).result(), rebuilt[view], keys)
-            if spliced is not None:
-                changed[view] = spliced
-                rows[view] = spliced.num_rows
+        rebuilt = _rebuild(tables, reached, paths, attributes, revival_window_days, progress)
     except _Stale as exc:
         log.info("feature sources: %s, rebuilding all of them", exc)
         return None
+    changed = [
+        v
+        for v in paths
+        if rebuilt[v].num_rows or _reaches(paths[v], VIEW_KEYS[v], _dropped_keys(v, reached))
+    ]
     log.info(
         "feature sources: rebuilt %d of %d deals, %d accounts, %d owners; %d sources changed",
         len(reached.deals),
-        len(deals),
+        len(tables["deals"]),
         len(reached.accounts),
         len(reached.owners),
         len(changed),
     )
-    return SourceUpdate(changed, rows, reached)
+    starts = deal_range_starts(tables["deals"], chunk_deals)
+    return SourceUpdate(_pieces(changed, paths, rebuilt, reached, starts), rows, reached)
+
+
+def _rebuild(
+    tables: Mapping[str, pd.DataFrame],
+    reached: Reach,
+    paths: Mapping[str, Path],
+    attributes: Sequence[Attribute],
+    revival_window_days: int,
+    progress: Progress,
+) -> dict[str, pa.Table]:
+    """The reached keys' rows of every source, typed as the committed files are."""
+    account_views = [v for v in paths if v not in OWNER_VIEWS]
+    owner_views = [v for v in paths if v in OWNER_VIEWS]
+    deals = tables["deals"]
+    owned = deals["owner_id"].astype("string").isin(reached.owners).fillna(False)
+    built = itertools.chain(
+        iter_feature_sources(
+            _rows_of(tables, reached),
+            progress,
+            attributes,
+            revival_window_days=revival_window_days,
+            views=account_views,
+        ),
+        iter_feature_sources(
+            {"deals": deals[owned.to_numpy(dtype=bool)]},
+            attributes=attributes,
+            revival_window_days=revival_window_days,
+            views=owner_views,
+        ),
+    )
+    rebuilt = {}
+    for view, frame in built:  # each frame let go once typed
+        table, schema = source_table(view, frame), pq.read_schema(paths[view])
+        if table.schema.names != schema.names:
+            raise _Stale(f"{view}: columns {table.schema.names} against {schema.names}")
+        table = table.cast(schema)
+        keys = pd.Index(_runs(table[VIEW_KEYS[view]])[1])
+        if not keys.isin(list(_dropped_keys(view, reached))).all():
+            raise _Stale(f"{view}: rows rebuilt for keys the change does not reach")
+        rebuilt[view] = table
+    return rebuilt
+
+
+def _pieces(
+    views: Sequence[str],
+    paths: Mapping[str, Path],
+    rebuilt: dict[str, pa.Table],
+    reached: Reach,
+    starts: Sequence[str],
+) -> Iterator[tuple[str, pa.Table]]:
+    """The changed ``views``, spliced one after another (:func:`_ranges`): the
+    :data:`DEAL_VIEWS` a range of deals at a time, cut at ``starts``, the others whole
+    (a full build writes them in one piece). Each view's rebuilt rows are let go once
+    it is done."""
+    for view in views:
+        new = rebuilt.pop(view)
+        keys = pd.Index(list(_dropped_keys(view, reached)))
+        cuts = starts if view in DEAL_VIEWS else ()
+        empty = True
+        for piece in _ranges(paths[view], new, VIEW_KEYS[view], keys, cuts):
+            empty = False
+            yield view, piece
+        if empty:  # every row of the source went: its file is the source without rows
+            yield view, new.slice(0, 0)

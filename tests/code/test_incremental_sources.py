@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -41,14 +42,33 @@ def _write(tables: dict[str, pd.DataFrame], folder: Path) -> Path:
     return folder
 
 
-def _both_ways(tmp_path: Path, first: Path, second: Path) -> tuple[IngestSummary, IngestSummary]:
+def _row_groups(path: Path) -> list[int]:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def _both_ways(
+    tmp_path: Path,
+    first: Path,
+    second: Path,
+    chunk_deals: int | None = None,
+    first_chunk_deals: int | None = None,
+) -> tuple[IngestSummary, IngestSummary]:
     """Ingest ``first`` then ``second`` into an incremental store and a rebuilding one;
-    assert their sources are the same frames and return the two second summaries."""
+    assert their sources are the same frames, cut into the same row groups (the ranges of
+    ``chunk_deals`` deals a full build writes; default: the settings'), and return the
+    two second summaries. ``first_chunk_deals`` (default: ``chunk_deals``) cuts the
+    first ingest's files otherwise, as a changed ``LEADSCORE_SOURCE_CHUNK_DEALS`` would."""
     summaries = []
     sources = []
     for name, rebuild in (("incremental", False), ("full", True)):
         settings = isolated(tmp_path / name)
+        chunks = (chunk_deals if first_chunk_deals is None else first_chunk_deals, chunk_deals)
+        if chunks[0] is not None:
+            settings = replace(settings, source_chunk_deals=chunks[0])
         ingest(first, settings, now=AS_OF + pd.Timedelta(days=400))
+        if chunks[1] is not None:
+            settings = replace(settings, source_chunk_deals=chunks[1])
         summary = ingest(second, settings, now=AS_OF + pd.Timedelta(days=400), rebuild=rebuild)
         assert summary.rejects == []  # every change was stored, so every one is tested
         summaries.append(summary)
@@ -64,6 +84,7 @@ def _both_ways(tmp_path: Path, first: Path, second: Path) -> tuple[IngestSummary
         pd.testing.assert_frame_equal(
             pd.read_parquet(incremental / f"{view}.parquet"), pd.read_parquet(path), obj=view
         )
+        assert _row_groups(incremental / f"{view}.parquet") == _row_groups(path), view
     return summaries[0], summaries[1]
 
 
@@ -90,7 +111,9 @@ def _small_change(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     changed.loc[changed["deal_id"] == moved_owner.deal_id, "owner_id"] = other_owner
     changed.loc[changed["deal_id"] == moved_account.deal_id, "account_id"] = other_account
     follow_up = deals[deals["deal_id"] == lost.deal_id].copy()
-    follow_up["deal_id"] = "D9999999"
+    # Its id sorts among the stored deals': every range after it starts a deal later.
+    revived = f"{lost.deal_id}-follow-up"
+    follow_up["deal_id"] = revived
     follow_up[["created_at", "stage", "status", "closed_at", "lost_reason"]] = [
         when,
         "lead",
@@ -101,7 +124,7 @@ def _small_change(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     follow_up["previous_deal_id"] = lost.deal_id
     stage = pd.DataFrame(
         {
-            "deal_id": [closing.deal_id, "D9999999"],
+            "deal_id": [closing.deal_id, revived],
             "stage": ["closed", "lead"],
             "entered_at": [when, when],
         }
@@ -125,16 +148,35 @@ def _small_change(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     }
 
 
-def test_a_small_change_rebuilds_a_few_accounts_and_gives_the_full_build(tmp_path, first_crm):
+@pytest.mark.parametrize("chunk_deals", [None, 0, 1, 7, 40])
+def test_a_small_change_rebuilds_a_few_accounts_and_gives_the_full_build(
+    tmp_path, first_crm, chunk_deals
+):
+    """Also with the deal-keyed sources in many ranges: the re-ingest splices a range at
+    a time, and the new deal (its id among the others') moves every later range's cut."""
     first = tmp_path / "first"
     write_export(first_crm, first)
     second = _write(_small_change(first_crm.tables), tmp_path / "second")
 
-    incremental, full = _both_ways(tmp_path, first, second)
+    incremental, full = _both_ways(tmp_path, first, second, chunk_deals)
 
     assert full.deals_rebuilt is None
     assert incremental.deals_rebuilt is not None
     assert 0 < incremental.deals_rebuilt < incremental.deals_stored / 3
+
+
+@pytest.mark.parametrize(("before", "after"), [(0, 7), (7, 40), (40, 7)])
+def test_ranges_cut_otherwise_than_the_committed_files_give_the_full_build(
+    tmp_path, first_crm, before, after
+):
+    """The committed files were cut into other ranges (another chunk size): a range of
+    the re-ingest spans several of their row groups, or a row group several ranges."""
+    write_export(first_crm, tmp_path / "first")
+    second = _write(_small_change(first_crm.tables), tmp_path / "second")
+
+    incremental, _ = _both_ways(tmp_path, tmp_path / "first", second, after, before)
+
+    assert incremental.deals_rebuilt is not None
 
 
 def test_a_month_later_export_gives_the_full_build(tmp_path, first_crm):
@@ -146,7 +188,7 @@ def test_a_month_later_export_gives_the_full_build(tmp_path, first_crm):
     )
     write_export(later, tmp_path / "second")
 
-    incremental, _ = _both_ways(tmp_path, first, tmp_path / "second")
+    incremental, _ = _both_ways(tmp_path, first, tmp_path / "second", chunk_deals=40)
 
     assert incremental.deals_rebuilt is not None
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from leadscore.config import PROJECT_ROOT
-from leadscore.crm.ingest import _clean_text, _merge_order
+from leadscore.crm.ingest import _clean_text, _merge_order, _stored_positions
 from leadscore.features.featurize import build_feature_sources, iter_feature_sources, write_sources
 from leadscore.timeutil import as_utc
 from tests.crm_fixture import tiny_crm
@@ -87,3 +87,21 @@ def test_a_delta_merged_into_sorted_stored_rows_is_in_the_order_of_a_full_sort(s
     unsorted = merged.iloc[::-1].reset_index(drop=True)
     assert _merge_order(unsorted, ("activity_id",), len(stored)) is None
     assert _merge_order(merged, ("deal_id", "stage"), len(stored)) is None
+
+
+@pytest.mark.parametrize("stored_in_order", [True, False])
+def test_keys_found_by_binary_search_are_the_keys_a_hash_finds(stored_in_order: bool) -> None:
+    """A re-ingest finds its rows among the stored ones by binary search when the stored
+    keys are in order (as written); elsewhere the hash lookup stays."""
+    rng = np.random.default_rng(3)
+    keys = np.array(sorted({f"X{n}" for n in rng.integers(0, 10**6, 5_000)}), dtype=object)
+    if not stored_in_order:
+        keys = keys[rng.permutation(len(keys))]
+    stored = pd.DataFrame({"activity_id": pd.array(keys, dtype="string")})
+    asked = np.concatenate([rng.choice(keys, 300), [f"X{n}" for n in range(-5, 0)], ["", "Y"]])
+    new = pd.DataFrame({"activity_id": rng.permutation(asked)})
+    expected = pd.Index(stored["activity_id"]).get_indexer(pd.Index(new["activity_id"]))
+    found = _stored_positions(stored, new, ("activity_id",))
+    np.testing.assert_array_equal(found, expected)
+    assert (found >= 0).sum() >= 300 and (found == -1).sum() >= 7
+    assert len(_stored_positions(stored, new.iloc[:0], ("activity_id",))) == 0

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from leadscore.config import Settings
-from leadscore.crm.ingest import _read_parquet
+from leadscore.crm.ingest import _read_parquet, load_stored
 from leadscore.crm.synth import generate_crm, write_export
 from leadscore.features.featurize import (
     DEAL_VIEWS,
@@ -133,3 +133,18 @@ def test_an_export_read_with_shared_texts_is_the_export_pandas_reads(tmp_path: P
     assert len({id(v) for v in deals if isinstance(v, str)}) == 7  # one object per deal
     assert len({id(v) for v in read["type"]}) == 3
     assert len({id(v) for v in read["activity_id"]}) == 300
+
+
+def test_stored_tables_read_with_shared_texts_are_the_tables_pandas_reads(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    """A re-ingest reads every stored table (:func:`load_stored`) the way it reads an
+    export: the frames are ``pd.read_parquet``'s, column types included."""
+    write_export(generate_crm(60, seed=2), tmp_path / "export")
+    ingest(tmp_path / "export", isolated_settings)
+    stored = load_stored(isolated_settings.crm_dir)
+    assert {"deals", "activities", "stage_history"} <= set(stored)
+    for name, frame in stored.items():
+        expected = pd.read_parquet(isolated_settings.crm_dir / f"{name}.parquet")
+        pd.testing.assert_frame_equal(frame, expected, check_exact=True, obj=name)
+        assert frame.dtypes.equals(expected.dtypes), name
