@@ -1309,6 +1309,15 @@ def _csv_frame(ranked: pd.DataFrame) -> pd.DataFrame:
     for col in ("positive_reasons", "negative_reasons", "risk_flags"):
         out[col] = out[col].map(texts)
     out["trend"] = out["trend"].map(lambda ps: " ".join(f"{p:.3f}" for p in ps))
+    for col in out.columns:
+        column = out[col]
+        if pd.api.types.is_datetime64_any_dtype(column) and len(column) > 1:
+            first = column.iloc[:1]
+            if first.notna().all() and bool((column == first.iloc[0]).all()):
+                # One moment on every row (``as_of``): written as pandas writes it, once;
+                # pandas formatted it row by row, 0.2 s of 0.4 for 34,447 rows.
+                text = first.to_frame().to_csv(index=False, header=False, lineterminator="\n")
+                out[col] = text.rstrip("\n")
     return out
 
 
