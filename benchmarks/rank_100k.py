@@ -111,7 +111,7 @@ def one_run(work: Path, batch_size: int) -> dict[str, object]:
     model = pickle.loads((work / "model.pkl").read_bytes())
     settings = load_settings(feature_repo=work / "features")
     reset_peak_rss()
-    cpu, start = cpu_seconds(), time.perf_counter()
+    cpu, start, parent = cpu_seconds(), time.perf_counter(), time.process_time()
     run = run_rank(
         settings,
         model,
@@ -124,6 +124,8 @@ def one_run(work: Path, batch_size: int) -> dict[str, object]:
     return {
         "wall": time.perf_counter() - start,
         "cpu": cpu_seconds() - cpu,
+        # The parent's own share: reading, the activity reference, the history and files.
+        "parent_cpu": time.process_time() - parent,
         "peak_gib": peak_rss_gib(),
         "deals": sum(run.scored.values()),
         "phases": run.seconds,
@@ -150,7 +152,8 @@ def compare(a: argparse.Namespace) -> None:
             runs[code].append(r)
             print(
                 f"{code} run {i + 1}: {r['deals']:,} deals, wall {r['wall']:.1f} s, "
-                f"cpu {r['cpu']:.1f} s, peak {r['peak_gib']:.2f} GiB, {r['phases']} "
+                f"cpu {r['cpu']:.1f} s (parent {r['parent_cpu']:.1f} s), "
+                f"peak {r['peak_gib']:.2f} GiB, {r['phases']} "
                 f"(load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
