@@ -71,13 +71,15 @@ def one_run(work: Path) -> dict[str, object]:
 
     model = pickle.loads((work / "model.pkl").read_bytes())
     settings = load_settings(feature_repo=work / "features")
-    cpu, wall = cpu_seconds(), time.perf_counter()
+    cpu, wall, parent = cpu_seconds(), time.perf_counter(), time.process_time()
     run = run_rank(
         settings, model, "bench", rankings_dir(settings), RankConfig(), as_of=AS_OF, revival=None
     )
     return {
         "wall": time.perf_counter() - wall,
         "cpu": cpu_seconds() - cpu,
+        # The parent's own share: reading, the activity reference, the history and files.
+        "parent_cpu": time.process_time() - parent,
         "deals": sum(run.scored.values()),
         "phases": run.seconds,
     }
@@ -148,7 +150,8 @@ def main() -> None:
             runs[code].append(result)
             print(
                 f"{code} run {i + 1}: {result['deals']:,} deals, wall {result['wall']:.1f} s, "
-                f"cpu {result['cpu']:.1f} s, {result['phases']} (load {os.getloadavg()[0]:.1f})",
+                f"cpu {result['cpu']:.1f} s (parent {result['parent_cpu']:.1f} s), "
+                f"{result['phases']} (load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
         contrib.append(fresh(a.code[-1], "--one-contrib"))

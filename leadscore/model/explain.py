@@ -26,7 +26,7 @@ Which pushes a rep reads, and in what order, follows what a rep can do with them
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, NamedTuple
 
@@ -164,6 +164,54 @@ def choose_reasons(
     return up, down
 
 
+class Cells(NamedTuple):
+    """A batch's candidate reasons, flat: deal by deal, each deal's strongest first, those
+    under the floor and of hidden groups left out (what :func:`choose_reasons_batch` reads)."""
+
+    #: The deal (row of the batch) of each candidate, ascending.
+    row: np.ndarray
+    #: TreeSHAP push on the log-odds (:attr:`Candidate.push`).
+    push: np.ndarray
+    #: The direction of its tooltip's fact (:attr:`leadscore.model.reasons.Phrase.direction`).
+    direction: np.ndarray
+    #: Its text as an id: equal ids, equal texts.
+    text: np.ndarray
+    #: Whether its feature's ``reason_group`` is one a rep can act on.
+    actionable: np.ndarray
+
+
+def choose_reasons_batch(
+    cells: Cells, k: int, complete: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`choose_reasons` for every deal of a batch at once, over arrays.
+
+    The same rules: a candidate that contradicts its tooltip is dropped; of several with
+    one text in a deal, the first (strongest) claims it; each side shows its ``k``
+    first, actionable ones first, then by strength. (The per-deal loop stopped once both
+    sides were full; what followed could not be shown, so the rules read as "the first
+    ``k`` each way of the deal's first candidates by text".) ``complete``: per deal,
+    whether ``cells`` hold all its candidates, or only its strongest.
+
+    Returns the positions in ``cells`` shown, deal by deal, each deal's reasons lowering
+    the score and then those raising it, each side in the order shown; and per deal,
+    whether it is undecided: not ``complete``, and a side not full, so that a candidate
+    not given might still be shown.
+    """
+    deals = len(complete)
+    keep = np.flatnonzero(~(cells.push * cells.direction < 0))  # not contradicting
+    key = cells.row[keep] * (int(cells.text.max(initial=0)) + 1) + cells.text[keep]
+    own = keep[np.sort(np.unique(key, return_index=True)[1])]  # each text's first
+    side = 2 * cells.row[own] + (cells.push[own] > 0)  # (deal, down 0 or up 1)
+    by_side = np.argsort(side, kind="stable")  # each side's candidates, strongest first
+    ordered = side[by_side]
+    place = np.arange(len(ordered)) - np.searchsorted(ordered, ordered, side="left")
+    taken = place < k
+    shown, shown_side = own[by_side[taken]], ordered[taken]
+    shown = shown[np.lexsort((~cells.actionable[shown], shown_side))]
+    full = np.bincount(side, minlength=2 * deals).reshape(deals, 2).min(axis=1) >= k
+    return shown, ~complete & ~full
+
+
 class Explainer:
     """A scoring model with the serving policy: calibrated score, grade, reasons in words."""
 
@@ -231,13 +279,16 @@ class Explainer:
     ) -> list[Explanation]:
         """Explain the rows of ``X``, deals ``start`` on of ``values`` (by reason feature).
 
-        The per-deal work is what is left once the arrays have spoken: TreeSHAP, the
-        grouping, the floor, the order and each candidate's tooltip direction are
-        computed for the whole chunk (:meth:`Phrasebook.directions`, per column); a
-        deal's loop then reads only its candidates above the floor, strongest first, by
-        text and direction, until :func:`choose_reasons` has both sides full, and only
-        the reasons shown are phrased in full.
+        The chunk is explained over arrays (issue 14): TreeSHAP, the grouping, the floor,
+        the order, each candidate's tooltip direction (:meth:`Phrasebook.directions`, per
+        column) and the choice (:func:`choose_reasons_batch`: the rules of
+        :func:`choose_reasons` for every deal at once, on text ids). Only a deal's
+        strongest candidates get a text (:meth:`_texts`): ``2 k + 2`` of them, twice as
+        many again for a deal whose sides are not both full by then (texts shared, or
+        pushes mostly one way), as the per-deal loop read them until both sides were
+        full. Per deal, what is left is building its reasons' dicts (:meth:`_reasons`).
         """
+        n = len(X)
         contributions = self.model.contributions(X)
         # The contributions add up to the raw score: one pass over the trees, not two.
         probability = self.model.calibrate(contributions.sum(axis=1), X).tolist()
@@ -246,7 +297,6 @@ class Explainer:
         strength = np.abs(candidates)
         usable = self._above_floor(strength)
         directions = np.zeros(usable.shape, dtype=np.int8)
-        rows = np.arange(len(X))
         for j in np.flatnonzero(usable.any(axis=0)).tolist():
             hit = np.flatnonzero(usable[:, j])
             column = values[j]
@@ -256,31 +306,103 @@ class Explainer:
                 if column is None
                 else [column[k] for k in (hit + start).tolist()],
             )
+        # Every deal's usable cells, strongest first (ties in feature order).
         order = np.argsort(-strength, axis=1, kind="stable")
-        ranked = np.take_along_axis(usable, order, axis=1)
-        row_of, position = np.nonzero(ranked)
-        cells = order[row_of, position].tolist()
-        bounds = np.searchsorted(row_of, rows, side="left").tolist() + [len(cells)]
+        row_of, position = np.nonzero(np.take_along_axis(usable, order, axis=1))
+        cells = order[row_of, position]
+        first = np.searchsorted(row_of, np.arange(n + 1), side="left")
+        rank = np.arange(len(cells)) - first[row_of]
+        count = np.diff(first)
+        push = candidates[row_of, cells]
+        direction = directions[row_of, cells]
+        actionable = np.asarray(self._actionable, dtype=bool)[cells]
+        text = np.full(len(cells), -1, dtype=np.int64)
+        ids: dict[str, int] = {}
+        limit = np.full(n, 2 * self.max_reasons + 2, dtype=np.int64)
+        while True:
+            read = np.flatnonzero(rank < limit[row_of])
+            missing = read[text[read] < 0]
+            text[missing] = self._texts(cells[missing], row_of[missing], values, start, ids)
+            chosen, undecided = choose_reasons_batch(
+                Cells(row_of[read], push[read], direction[read], text[read], actionable[read]),
+                self.max_reasons,
+                count <= limit,
+            )
+            if not undecided.any():
+                break
+            limit[undecided] *= 2
+        shown = read[chosen]
+        reasons = self._reasons(cells[shown], row_of[shown], push[shown], values, start)
+        up = push[shown] > 0
+        bounds = np.searchsorted(2 * row_of[shown] + up, np.arange(2 * n + 1), side="left").tolist()
+        grades: dict[int, str] = {}
         out: list[Explanation] = []
         for i, p in enumerate(probability):
             score = int(round(100 * p))
-            positive, negative = choose_reasons(
-                self._candidates(
-                    candidates[i].tolist(),
-                    directions[i].tolist(),
-                    cells[bounds[i] : bounds[i + 1]],
-                    values,
-                    start + i,
-                ),
-                self.max_reasons,
-            )
+            grade = grades.get(score)
+            if grade is None:
+                grade = grades[score] = grade_of(score, self.grade_thresholds)
             out.append(
                 {
                     "probability": p,
                     "score": score,
-                    "grade": grade_of(score, self.grade_thresholds),
-                    "positive_reasons": [self._reason(c) for c in positive],
-                    "negative_reasons": [self._reason(c) for c in negative],
+                    "grade": grade,
+                    "positive_reasons": reasons[bounds[2 * i + 1] : bounds[2 * i + 2]],
+                    "negative_reasons": reasons[bounds[2 * i] : bounds[2 * i + 1]],
+                }
+            )
+        return out
+
+    def _texts(
+        self,
+        cells: np.ndarray,
+        rows: np.ndarray,
+        values: list[Sequence[Any] | None],
+        start: int,
+        ids: dict[str, int],
+    ) -> np.ndarray:
+        """The text id of each (deal ``start`` + row, reason feature) cell: equal ids,
+        equal texts (:meth:`Phrasebook.text`, memoised per feature and value), so choosing
+        reasons compares ints. ``ids`` numbers the texts met so far: the chunk's own, as
+        chunks run on several threads at once."""
+        names, text = self.reason_features, self.phrasebook.text
+        return np.array(
+            [
+                ids.setdefault(
+                    text(names[j], None if (column := values[j]) is None else column[start + i]),
+                    len(ids),
+                )
+                for j, i in zip(cells.tolist(), rows.tolist(), strict=True)
+            ],
+            dtype=np.int64,
+        )
+
+    def _reasons(
+        self,
+        cells: np.ndarray,
+        rows: np.ndarray,
+        push: np.ndarray,
+        values: list[Sequence[Any] | None],
+        start: int,
+    ) -> list[Reason]:
+        """The shown cells as reasons, in their order: the words of the feature at the
+        deal's value (:meth:`Phrasebook.reason`, memoised per feature and value), its push."""
+        names, reason, features = self.reason_features, self.phrasebook.reason, self.features
+        out: list[Reason] = []
+        for j, i, p in zip(cells.tolist(), rows.tolist(), push.tolist(), strict=True):
+            name = names[j]
+            value = None if (column := values[j]) is None else column[start + i]
+            phrase = reason(name, value)
+            out.append(
+                {
+                    "feature": name,
+                    "label": features[name].label,
+                    "value": None if is_missing(value) else value,
+                    "contribution": round(p, 4),
+                    "text": phrase.text,
+                    "tooltip": phrase.tooltip,
+                    "text_zh": phrase.text_zh,
+                    "tooltip_zh": phrase.tooltip_zh,
                 }
             )
         return out
@@ -297,45 +419,6 @@ class Explainer:
         for i, j in np.argwhere(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6).tolist():
             above[i, j] = round(float(strength[i, j]), 4) > self.min_contribution
         return above
-
-    def _candidates(
-        self,
-        row: list[float],
-        directions: list[int],
-        cells: list[int],
-        values: list[Sequence[Any] | None],
-        i: int,
-    ) -> Iterator[Candidate]:
-        """Deal ``i``'s candidate reasons, strongest first: ``row`` its pushes and
-        ``directions`` its tooltips' directions by reason feature, ``cells`` the reason
-        features above the floor, strongest first. A candidate carries its text and
-        direction alone, what :func:`choose_reasons` reads; :meth:`_reason` phrases the
-        shown ones in full."""
-        for j in cells:
-            name = self.reason_features[j]
-            column = values[j]
-            value = None if column is None else column[i]
-            push = row[j]
-            yield Candidate(
-                push,
-                self._actionable[j],
-                Phrase(self.phrasebook.text(name, value), None, directions[j]),
-                name,
-                value,
-            )
-
-    def _reason(self, c: Candidate) -> Reason:
-        phrase = self.phrasebook.reason(c.feature, c.value)
-        return {
-            "feature": c.feature,
-            "label": self.features[c.feature].label,
-            "value": None if is_missing(c.value) else c.value,
-            "contribution": round(c.push, 4),
-            "text": phrase.text,
-            "tooltip": phrase.tooltip,
-            "text_zh": phrase.text_zh,
-            "tooltip_zh": phrase.tooltip_zh,
-        }
 
     def unseen_category_warnings(self, columns: Columns) -> list[list[ScoreWarning]]:
         """Per deal, categories the model never saw: scored down LightGBM's missing/other branch."""

@@ -14,13 +14,20 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_reason_rules import FEATURES, STATS, StubModel
 
 import leadscore.model.explain as explain_module
 import leadscore.model.reasons as reasons_module
 from leadscore.features.catalog import FEATURES_BY_NAME
-from leadscore.model.explain import Candidate, Explainer, choose_reasons, grade_of
+from leadscore.model.explain import (
+    Candidate,
+    Explainer,
+    choose_reasons,
+    choose_reasons_batch,
+    grade_of,
+)
 from leadscore.model.reasons import (
     Phrase,
     is_missing,
@@ -183,3 +190,97 @@ def test_a_single_deals_directions_are_read_value_by_value(monkeypatch):
     for name in names:
         assert [book.directions(name, [v]).tolist()[0] for v in values] == by_array[name], name
         assert book.directions(name, values).tolist() == by_array[name], name
+
+
+def tricky_deals(n: int, seed: int) -> tuple[dict[str, list[Any]], list[dict[str, float]]]:
+    """Deals made to trip a batch choice: pushes from a few values (ties within a deal,
+    broken by feature order), some the same both ways, missing values of every kind
+    (None, NaN, pd.NA) and categories, mostly one-sided deals (a side never full)."""
+    rng = np.random.default_rng(seed)
+    columns, pushes = random_deals(n, seed)
+    columns["channel"] = [
+        [None, math.nan, pd.NA, "referral", "web", "partner"][k] for k in rng.integers(0, 6, n)
+    ]
+    ties = [0.3, -0.3, 0.3, 0.12, -0.12, 0.05, 0.01005, -0.5]
+    for k, row in enumerate(pushes):
+        for name in FEATURES:
+            if k % 3 == 0:
+                row[name] = float(rng.choice(ties))
+            elif k % 3 == 1:  # one-sided
+                row[name] = abs(row[name])
+    return columns, pushes
+
+
+@pytest.mark.parametrize("max_reasons", [1, 2, 5])
+def test_the_batch_path_gives_the_per_deal_reasons_on_a_tricky_batch(max_reasons, monkeypatch):
+    """Ties, missing values of every kind, categories, one-sided deals, every language:
+    the batch path must say word for word (English and Chinese, text and tooltip) what
+    the per-deal rules say, including for deals whose first candidates did not decide
+    (read again with more of them)."""
+    calls: list[int] = []
+    batch_choice = explain_module.choose_reasons_batch
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return batch_choice(*args)
+
+    monkeypatch.setattr(explain_module, "choose_reasons_batch", counted)
+    columns, pushes = tricky_deals(400, seed=10 + max_reasons)
+    explainer = Explainer(RowStub(pushes), max_reasons=max_reasons)  # type: ignore[arg-type]
+    got = explainer.explain(columns)
+    assert got == per_deal(explainer, columns)
+    if 2 * max_reasons + 2 < len(FEATURES):  # some deals needed more than their first ones
+        assert len(calls) > 1
+    reasons = [r for e in got for r in e["positive_reasons"] + e["negative_reasons"]]
+    assert all(r["text_zh"] for r in reasons)
+    assert any(r["value"] is None for r in reasons)  # a missing value shown as null
+    assert any(r["feature"] == "channel" and r["value"] is not None for r in reasons)
+
+
+def test_the_batch_choice_is_the_per_deal_choice_cell_for_cell():
+    """:func:`choose_reasons_batch` against :func:`choose_reasons` on random candidates:
+    shared texts, contradictions, ties, actionable or not; and a deal it calls decided on
+    its first candidates is decided as on all of them."""
+    rng = np.random.default_rng(3)
+    rows, per_row = 500, rng.integers(0, 12, 500)
+    row = np.repeat(np.arange(rows), per_row)
+    magnitude = rng.choice([0.5, 0.3, 0.3, 0.2, 0.1], len(row))
+    push = magnitude * rng.choice([-1.0, 1.0], len(row))
+    push = push[np.lexsort((-np.abs(push), row))]  # each deal's strongest first, ties kept
+    cells = explain_module.Cells(
+        row,
+        push,
+        rng.integers(-1, 2, len(row)).astype(np.int8),
+        rng.integers(0, 6, len(row)),
+        rng.random(len(row)) < 0.5,
+    )
+    for k in (1, 2, 3):
+        chosen, undecided = choose_reasons_batch(cells, k, np.ones(rows, dtype=bool))
+        assert not undecided.any()
+        for i in range(rows):
+            at = np.flatnonzero(cells.row == i)
+            up, down = choose_reasons(
+                (
+                    Candidate(
+                        float(cells.push[c]),
+                        bool(cells.actionable[c]),
+                        Phrase(str(cells.text[c]), None, int(cells.direction[c])),
+                        str(c),
+                        None,
+                    )
+                    for c in at
+                ),
+                k,
+            )
+            mine = [c for c in chosen.tolist() if cells.row[c] == i]
+            assert mine == [int(c.feature) for c in down + up], (k, i)
+    # The first three candidates of each deal: a decided deal chooses as with all.
+    first = np.flatnonzero(np.arange(len(row)) - np.searchsorted(row, row) < 3)
+    part = explain_module.Cells(*(a[first] for a in cells))
+    short, undecided = choose_reasons_batch(part, 1, per_row <= 3)
+    whole, _ = choose_reasons_batch(cells, 1, np.ones(rows, dtype=bool))
+    decided = ~undecided
+    assert [first[c] for c in short.tolist() if decided[row[first[c]]]] == [
+        c for c in whole.tolist() if decided[row[c]]
+    ]
+    assert undecided.any() and decided.any()

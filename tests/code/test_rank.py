@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leadscore.csvsafe import write_csv
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
@@ -365,3 +366,36 @@ def test_the_history_is_read_by_the_columns_asked_for_those_a_file_holds(tmp_pat
     assert read["model"].isna().tolist() == [True, True, False, False]
     assert "positive_reasons" in load_history(history)
     assert list(load_history(tmp_path / "none", columns=("deal_id",)).columns) == ["deal_id"]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        pd.Timestamp("2025-06-01", tz="UTC"),
+        pd.Timestamp("2025-06-01 13:45:10.123", tz="UTC"),
+        pd.Timestamp("2025-06-01"),  # naive at midnight: pandas writes the date alone
+        pd.Timestamp("2025-06-01 00:00:00.5"),
+    ],
+)
+def test_the_csvs_one_moment_column_is_written_as_pandas_writes_it_row_by_row(moment):
+    # `as_of` is one moment on every row: formatted once (issue 14), the bytes unchanged.
+    frame = ranked_frame().assign(
+        positive_reasons=[[{"text": "=a"}], [], [], []],
+        negative_reasons=[[], [{"text": "b"}, {"text": "c"}], [], []],
+        risk_flags=[[], [], [], []],
+        trend=[[0.25], [], [0.5, 0.125], []],
+        as_of=moment,
+    )
+    flat = rank._csv_frame(frame)
+    assert (flat["as_of"] == flat["as_of"].iloc[0]).all()
+    by_row = frame.assign(
+        positive_reasons=flat["positive_reasons"],
+        negative_reasons=flat["negative_reasons"],
+        risk_flags=flat["risk_flags"],
+        trend=flat["trend"],
+    )
+    assert flat["as_of"].iloc[0] == by_row[["as_of"]].to_csv(index=False).splitlines()[1]
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    write_csv(flat, ours, encoding="utf-8-sig")
+    write_csv(by_row, theirs, encoding="utf-8-sig")
+    assert ours.getvalue() == theirs.getvalue()

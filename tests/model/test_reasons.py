@@ -9,15 +9,14 @@ records included) shows every problem the audit looks for, so each assertion can
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+import numpy as np
 import pandas as pd
 import pytest
 
 from leadscore.crm.synth import SyntheticCRM
 from leadscore.features.catalog import ACTIONABLE_GROUPS, features_by_name
 from leadscore.model import explain
-from leadscore.model.explain import Candidate
+from leadscore.model.explain import Cells
 from leadscore.model.reason_audit import ReasonAudit, audit_reasons
 from leadscore.priority.rank import RankConfig, rank_deals
 from tests.model.conftest import AS_OF
@@ -48,10 +47,15 @@ def actionable_share(audit: ReasonAudit) -> float:
     return sum(top[g] for g in ACTIONABLE_GROUPS) / top.total()
 
 
-def strongest(candidates: Iterable[Candidate], k: int) -> tuple[list[Candidate], list[Candidate]]:
-    """The list without the rules: the strongest pushes each way."""
-    every = list(candidates)
-    return [c for c in every if c.push > 0][:k], [c for c in every if c.push < 0][:k]
+def strongest(cells: Cells, k: int, complete: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The list without the rules (:func:`~leadscore.model.explain.choose_reasons_batch`'s
+    contract): the strongest pushes each way."""
+    side = 2 * cells.row + (cells.push > 0)
+    by_side = np.argsort(side, kind="stable")
+    ordered = side[by_side]
+    place = np.arange(len(ordered)) - np.searchsorted(ordered, ordered, side="left")
+    full = np.bincount(side, minlength=2 * len(complete)).reshape(-1, 2).min(axis=1) >= k
+    return by_side[place < k], ~complete & ~full
 
 
 def test_listed_reasons_agree_with_their_tooltips_and_show_no_track_record_nor_a_text_twice(
@@ -65,7 +69,7 @@ def test_listed_reasons_agree_with_their_tooltips_and_show_no_track_record_nor_a
     # What a rep can act on comes first: most of the top reasons for a deal.
     assert actionable_share(audit) > 0.6
 
-    monkeypatch.setattr(explain, "choose_reasons", strongest)
+    monkeypatch.setattr(explain, "choose_reasons_batch", strongest)
     monkeypatch.setattr(explain, "HIDDEN_GROUPS", ())
     raw = listed_audit(sparse_tables, trained)
     assert raw.contradicting > 0.02 * raw.reasons
