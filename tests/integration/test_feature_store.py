@@ -298,7 +298,8 @@ def _online_rows(path, empty: bool = False) -> list[tuple]:
 def _feast_default_config(settings) -> Any:
     """``settings`` with a copy of its ``feature_store*.yaml`` that leaves materialization to
     Feast's defaults: every row pulled and the latest kept in pandas, written at once, by
-    Feast's own local engine (rows in the order it keeps them)."""
+    Feast's own local engine (rows in the order it keeps them), one view after another in
+    one process."""
     repo = settings.feature_repo
     config = yaml.safe_load((repo / settings.feature_store_yaml).read_text())
     assert config["materialization"]["pull_latest_features"] is True
@@ -306,7 +307,7 @@ def _feast_default_config(settings) -> Any:
     del config["materialization"], config["batch_engine"]
     name = f"default.{settings.feature_store_yaml}"
     (repo / name).write_text(yaml.safe_dump(config))
-    return dataclasses.replace(settings, feature_store_yaml=name)
+    return dataclasses.replace(settings, feature_store_yaml=name, materialize_workers=1)
 
 
 #: Before the source's last rows: some rows come later.
@@ -315,15 +316,22 @@ MATERIALIZED_TO = pd.Timestamp("2026-03-01", tz="UTC").to_pydatetime()
 
 def test_materializing_the_latest_rows_loads_what_all_rows_load(synthetic):
     """The configured materialization (DuckDB keeps each key's latest row, written in
-    batches, in key order) leaves the online store Feast's default (every row, latest kept
-    in pandas, written at once in its order) leaves, byte for byte."""
+    batches, in key order, two processes sharing the views) leaves the online store Feast's
+    default (every row, latest kept in pandas, written at once in its order, one process)
+    leaves, byte for byte; and the registry records every view's load, as Feast does."""
     settings, _ = synthetic
+    assert settings.materialize_workers == 2
     materialize(_feast_default_config(settings), MATERIALIZED_TO, full=True)
     online = settings.feature_repo / "data" / "online_store.db"
     expected = _online_rows(online, empty=True)
     assert len(expected) > 10_000
     materialize(settings, MATERIALIZED_TO, full=True)
     assert _online_rows(online) == expected
+    views = [v for v in open_store(settings).list_feature_views() if v.online]
+    assert len(views) > 2
+    for view in views:
+        assert view.most_recent_end_time == MATERIALIZED_TO, view.name
+        assert view.state.name == "AVAILABLE_ONLINE", view.name
 
 
 def _redis_contents(client) -> dict[bytes, dict[bytes, bytes]]:
