@@ -114,10 +114,11 @@ SOURCE_CHUNK_DEALS = 20_000
 #: default is 80% of the machine. ``LEADSCORE_DUCKDB_MEMORY`` overrides it (DuckDB's units).
 DUCKDB_MEMORY = "4GB"
 #: Materialization: processes loading the online store's views side by side (each its own
-#: share of the views, Feast in each, DuckDB's limit split between them: ``docs/scaling.md``,
-#: "Materialization on both cores"); 1 loads them one after another in the command's own
-#: process. ``LEADSCORE_MATERIALIZE_WORKERS`` overrides it.
-MATERIALIZE_WORKERS = 2
+#: share of the views, Feast in each, DuckDB's limit split between them); 1 loads them one
+#: after another in the command's own process. 1 by default: two were not faster on these
+#: shared 2 cores, where SQLite takes one writer at a time (``docs/scaling.md``,
+#: "Materialization's time"). ``LEADSCORE_MATERIALIZE_WORKERS`` overrides it.
+MATERIALIZE_WORKERS = 1
 #: Ranking order: ``expected_value`` (probability x amount) or ``probability``.
 DEFAULT_RANK_BY: Final = "expected_value"
 #: Promotion gate: how much worse than the champion a challenger may be on one test slice.

@@ -210,7 +210,8 @@ def materialize(
     Feast's local engine loads one view at a time in one process, and nearly all of it is
     Python (each value made a proto, each row upserted): one core of two. With the local
     engine, :attr:`Settings.materialize_workers` processes share the views
-    (:func:`_materialize_beside`); ``progress`` counts views (task ``materialize``). Feast
+    (:func:`_materialize_beside`; one by default); ``progress`` counts views (task
+    ``materialize``). Feast
     prints its own account to stdout; it is logged at debug level instead, so a command's
     stdout carries only its result. With the Spark configuration (``--engine spark``)
     Feast's Spark compute engine loads each view: a Spark job reads the source, keeps each

@@ -319,8 +319,7 @@ def test_materializing_the_latest_rows_loads_what_all_rows_load(synthetic):
     batches, in key order, two processes sharing the views) leaves the online store Feast's
     default (every row, latest kept in pandas, written at once in its order, one process)
     leaves, byte for byte; and the registry records every view's load, as Feast does."""
-    settings, _ = synthetic
-    assert settings.materialize_workers == 2
+    settings = dataclasses.replace(synthetic[0], materialize_workers=2)
     materialize(_feast_default_config(settings), MATERIALIZED_TO, full=True)
     online = settings.feature_repo / "data" / "online_store.db"
     expected = _online_rows(online, empty=True)
@@ -350,6 +349,7 @@ def test_materializing_into_redis_loads_what_feasts_default_loads(synthetic):
         private_redis(settings, db=11) as (configured, configured_client),
     ):
         default = _feast_default_config(default)
+        configured = dataclasses.replace(configured, materialize_workers=2)
         materialize(default, MATERIALIZED_TO, full=True)
         materialize(configured, MATERIALIZED_TO, full=True)
         expected = _redis_contents(default_client)
