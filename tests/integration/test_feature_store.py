@@ -16,6 +16,7 @@ import yaml
 
 from leadscore.crm.synth import generate_crm
 from leadscore.features.catalog import WINDOW_COUNT_COLUMNS
+from leadscore.features.compute_engine import ENGINE_TYPE
 from leadscore.features.featurize import (
     build_feature_sources,
     features_as_of,
@@ -294,21 +295,70 @@ def _online_rows(path, empty: bool = False) -> list[tuple]:
     return rows
 
 
-def test_materializing_the_latest_rows_loads_what_all_rows_load(synthetic):
-    """The configured materialization (DuckDB keeps each key's latest row, written in
-    batches) leaves the online store Feast's default (every row, latest kept in pandas,
-    written at once) leaves, byte for byte."""
-    settings, _ = synthetic
+def _feast_default_config(settings) -> Any:
+    """``settings`` with a copy of its ``feature_store*.yaml`` that leaves materialization to
+    Feast's defaults: every row pulled and the latest kept in pandas, written at once, by
+    Feast's own local engine (rows in the order it keeps them), one view after another in
+    one process."""
     repo = settings.feature_repo
     config = yaml.safe_load((repo / settings.feature_store_yaml).read_text())
     assert config["materialization"]["pull_latest_features"] is True
-    del config["materialization"]
-    (repo / "feature_store.all_rows.yaml").write_text(yaml.safe_dump(config))
-    when = pd.Timestamp("2026-03-01", tz="UTC").to_pydatetime()  # some rows come later
-    all_rows = dataclasses.replace(settings, feature_store_yaml="feature_store.all_rows.yaml")
-    materialize(all_rows, when, full=True)
-    online = repo / "data" / "online_store.db"
+    assert config["batch_engine"]["type"] == ENGINE_TYPE
+    del config["materialization"], config["batch_engine"]
+    name = f"default.{settings.feature_store_yaml}"
+    (repo / name).write_text(yaml.safe_dump(config))
+    return dataclasses.replace(settings, feature_store_yaml=name, materialize_workers=1)
+
+
+#: Before the source's last rows: some rows come later.
+MATERIALIZED_TO = pd.Timestamp("2026-03-01", tz="UTC").to_pydatetime()
+
+
+def test_materializing_the_latest_rows_loads_what_all_rows_load(synthetic):
+    """The configured materialization (DuckDB keeps each key's latest row, written in
+    batches, in key order, two processes sharing the views) leaves the online store Feast's
+    default (every row, latest kept in pandas, written at once in its order, one process)
+    leaves, byte for byte; and the registry records every view's load, as Feast does."""
+    settings = dataclasses.replace(synthetic[0], materialize_workers=2)
+    materialize(_feast_default_config(settings), MATERIALIZED_TO, full=True)
+    online = settings.feature_repo / "data" / "online_store.db"
     expected = _online_rows(online, empty=True)
     assert len(expected) > 10_000
-    materialize(settings, when, full=True)
+    materialize(settings, MATERIALIZED_TO, full=True)
     assert _online_rows(online) == expected
+    views = [v for v in open_store(settings).list_feature_views() if v.online]
+    assert len(views) > 2
+    for view in views:
+        assert view.most_recent_end_time == MATERIALIZED_TO, view.name
+        assert view.state.name == "AVAILABLE_ONLINE", view.name
+
+
+def _redis_contents(client) -> dict[bytes, dict[bytes, bytes]]:
+    """Every hash of a Redis database: Feast's key of an entity, its fields (each feature's
+    value, each view's event time) and their bytes."""
+    return {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
+
+
+@pytest.mark.services
+def test_materializing_into_redis_loads_what_feasts_default_loads(synthetic):
+    """The same on Redis, the production store: every key, field and byte, and the values
+    `get_online_features` answers for a sample of deals."""
+    settings, deals = synthetic
+    with (
+        private_redis(settings, db=10) as (default, default_client),
+        private_redis(settings, db=11) as (configured, configured_client),
+    ):
+        default = _feast_default_config(default)
+        configured = dataclasses.replace(configured, materialize_workers=2)
+        materialize(default, MATERIALIZED_TO, full=True)
+        materialize(configured, MATERIALIZED_TO, full=True)
+        expected = _redis_contents(default_client)
+        assert len(expected) > 300
+        assert _redis_contents(configured_client) == expected
+        sample = sorted(deals["deal_id"])[::7]
+        when = MATERIALIZED_TO
+        pd.testing.assert_frame_equal(
+            online_features(open_store(configured), settings.feature_service, sample, when),
+            online_features(open_store(default), settings.feature_service, sample, when),
+            check_exact=True,
+        )
