@@ -113,12 +113,6 @@ SOURCE_CHUNK_DEALS = 20_000
 #: Memory DuckDB (Feast's local offline store) may hold before it spills to disk: its own
 #: default is 80% of the machine. ``LEADSCORE_DUCKDB_MEMORY`` overrides it (DuckDB's units).
 DUCKDB_MEMORY = "4GB"
-#: Materialization: processes loading the online store's views side by side (each its own
-#: share of the views, Feast in each, DuckDB's limit split between them); 1 loads them one
-#: after another in the command's own process. 1 by default: two were not faster on these
-#: shared 2 cores, where SQLite takes one writer at a time (``docs/scaling.md``,
-#: "Materialization's time"). ``LEADSCORE_MATERIALIZE_WORKERS`` overrides it.
-MATERIALIZE_WORKERS = 1
 #: Ranking order: ``expected_value`` (probability x amount) or ``probability``.
 DEFAULT_RANK_BY: Final = "expected_value"
 #: Promotion gate: how much worse than the champion a challenger may be on one test slice.
@@ -185,8 +179,6 @@ class Settings:
     source_chunk_deals: int = SOURCE_CHUNK_DEALS
     #: DuckDB's memory limit in the Feast steps (:data:`DUCKDB_MEMORY`).
     duckdb_memory: str = DUCKDB_MEMORY
-    #: Processes of a local materialization (:data:`MATERIALIZE_WORKERS`).
-    materialize_workers: int = MATERIALIZE_WORKERS
     seed: int = SEED
     #: Redis of ``feature_store.redis.yaml`` (``host:port[,db=N][,password=...]``).
     redis: str = REDIS
@@ -322,8 +314,7 @@ def load_settings(**overrides: object) -> Settings:
     (days), ``LEADSCORE_LOST_WINDOW_DAYS`` (days; the lost deals ranking lists),
     ``LEADSCORE_FEAST_CHUNK_DEALS`` (deals per point-in-time join of a training set),
     ``LEADSCORE_SOURCE_CHUNK_DEALS`` (deals per range of an ingest's deal-keyed sources),
-    ``LEADSCORE_DUCKDB_MEMORY`` (DuckDB's memory limit in the Feast steps),
-    ``LEADSCORE_MATERIALIZE_WORKERS`` (processes of a local materialization), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
+    ``LEADSCORE_DUCKDB_MEMORY`` (DuckDB's memory limit in the Feast steps), ``BENTOML_HOME`` (BentoML's own variable; default ``bentoml_home/``
     in the project), ``LEADSCORE_MODEL_TAG`` (the BentoML model the service loads),
     ``LEADSCORE_REVIVAL_MODEL_TAG`` (the revival model it loads beside it, if any),
     ``LEADSCORE_REDIS`` (the Redis online store's address), ``LEADSCORE_SPARK_MASTER``
@@ -359,8 +350,6 @@ def load_settings(**overrides: object) -> Settings:
         env["source_chunk_deals"] = int(v)
     if v := os.environ.get("LEADSCORE_DUCKDB_MEMORY"):
         env["duckdb_memory"] = v
-    if v := os.environ.get("LEADSCORE_MATERIALIZE_WORKERS"):
-        env["materialize_workers"] = int(v)
     if v := os.environ.get("BENTOML_HOME"):
         env["bentoml_home"] = Path(v).expanduser().resolve()
     if v := os.environ.get(MODEL_TAG_ENV):

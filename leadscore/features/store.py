@@ -15,7 +15,7 @@ import string
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -207,47 +207,23 @@ def materialize(
     the repo, not to one store); a view's first run loads its whole history too. Every deal is loaded, closed ones too: recently lost
     deals are scored for revival.
 
-    Feast's local engine loads one view at a time in one process, and nearly all of it is
-    Python (each value made a proto, each row upserted): one core of two. With the local
-    engine, :attr:`Settings.materialize_workers` processes share the views
-    (:func:`_materialize_beside`; one by default); ``progress`` counts views (task
-    ``materialize``). Feast
-    prints its own account to stdout; it is logged at debug level instead, so a command's
-    stdout carries only its result. With the Spark configuration (``--engine spark``)
-    Feast's Spark compute engine loads each view: a Spark job reads the source, keeps each
-    key's latest row and writes it from the executors to the online store.
+    One view at a time, as Feast's local engine does anyway, so ``progress`` can count
+    views (task ``materialize``). Feast prints its own account to stdout; it is logged
+    at debug level instead, so a command's stdout carries only its result. With the Spark
+    configuration (``--engine spark``) Feast's Spark compute engine loads each view: a
+    Spark job reads the source, keeps each key's latest row and writes it from the
+    executors to the online store.
     """
     end = end or datetime.now(UTC)
     store = open_store(settings)
-    spark = on_spark(settings)
-    views = [v.name for v in store.list_feature_views() if v.online and v.enabled]
-    workers = 1 if spark else max(1, min(settings.materialize_workers, len(views)))
-    if workers == 1:
-        _start_engine(settings)
-        _materialize_views(store, views, end, full, progress, total=len(views))
-        progress("materialize", len(views), len(views), unit="views")
-        return end
-    _materialize_beside(settings, store, views, workers, end, full, progress)
-    progress("materialize", len(views), len(views), unit="views")
-    return end
-
-
-def _materialize_views(
-    store: FeatureStore,
-    views: Sequence[str],
-    end: datetime,
-    full: bool,
-    progress: Progress,
-    total: int,
-    done: int = 0,
-) -> None:
-    """Materialize ``views`` one after another with Feast (the body of :func:`materialize`);
-    ``done`` views of ``total`` were loaded before, for ``progress``."""
+    _start_engine(settings)
+    online = [view for view in store.list_feature_views() if view.online and view.enabled]
+    views = [view.name for view in online]
     # A view never loaded starts at UNDATED, not at Feast's default (its ttl before now),
     # which would leave out undated deals and the older part of a historical export.
-    first = {v.name for v in store.list_feature_views() if v.most_recent_end_time is None}
-    for i, view in enumerate(views):
-        progress("materialize", done + i, total, unit="views", detail=view)
+    first = {view.name for view in online if view.most_recent_end_time is None}
+    for done, view in enumerate(views):
+        progress("materialize", done, len(views), unit="views", detail=view)
         with contextlib.redirect_stdout(io.StringIO()) as said:
             if full or view in first:
                 store.materialize(
@@ -256,122 +232,8 @@ def _materialize_views(
             else:
                 store.materialize_incremental(end_date=end, feature_views=[view])
         log.debug("feast materialize %s:\n%s", view, _ANSI.sub("", said.getvalue()).strip())
-
-
-#: Relative cost of a view's materialization (rows times features; measured at 100,000
-#: deals: docs/scaling.md), to share the views between processes evenly. A view not
-#: listed counts 1.
-_VIEW_COST = {
-    "deal_activity": 15.0,
-    "deal_profile": 13.0,
-    "deal_revival": 8.0,
-    "deal_activity_7d_ago": 7.0,
-    "deal_activity_30d_ago": 7.0,
-    "deal_activity_90d_ago": 6.0,
-    "deal_stage": 5.0,
-    "deal_contacts": 4.0,
-}
-
-
-def share_views(views: Sequence[str], workers: int) -> list[list[str]]:
-    """``views`` dealt to ``workers`` processes, each costliest view to the least loaded
-    share (:data:`_VIEW_COST`), so the processes end at about the same time."""
-    shares: list[list[str]] = [[] for _ in range(workers)]
-    load = [0.0] * workers
-    for view in sorted(views, key=lambda v: -_VIEW_COST.get(v, 1.0)):
-        i = load.index(min(load))
-        shares[i].append(view)
-        load[i] += _VIEW_COST.get(view, 1.0)
-    return shares
-
-
-def _materialize_beside(
-    settings: Settings,
-    store: FeatureStore,
-    views: Sequence[str],
-    workers: int,
-    end: datetime,
-    full: bool,
-    progress: Progress,
-) -> None:
-    """Materialize ``views`` in ``workers`` processes: this one and ``workers - 1`` spawned
-    ones, each with its share of the views (:func:`share_views`) and its part of DuckDB's
-    memory limit (:func:`_duckdb_share`), so the step's peak stays about one process's.
-
-    Each process runs Feast's own materialization into the one online store. The registry
-    is Feast's file registry, which a process rewrites whole from its own copy in memory:
-    two processes writing it would each drop the other's records. So a spawned process
-    records into a private copy of the registry (:func:`_materialize_apart`), and this one
-    then records each of its views' loaded interval in the registry with Feast's
-    ``apply_materialization``, as Feast's ``materialize`` does after a view."""
-    import concurrent.futures
-    import multiprocessing
-
-    shares = share_views(views, workers)
-    mine, others = shares[0], shares[1:]
-    own = replace(settings, duckdb_memory=_duckdb_share(settings.duckdb_memory, workers))
-    context = multiprocessing.get_context("spawn")  # no copy of this process's Feast state
-    with concurrent.futures.ProcessPoolExecutor(len(others), mp_context=context) as pool:
-        futures = [pool.submit(_materialize_apart, own, share, end, full) for share in others]
-        limit_duckdb(own)
-        _wait_for_the_other_writer(store)
-        _materialize_views(store, mine, end, full, progress, total=len(views))
-        recorded = [f.result() for f in futures]
-    for intervals in recorded:
-        for name, (start, stop) in intervals.items():
-            view = store.get_feature_view(name)
-            store.registry.apply_materialization(view, store.project, start, stop, commit=True)
-
-
-def _materialize_apart(
-    settings: Settings, views: Sequence[str], end: datetime, full: bool
-) -> dict[str, tuple[datetime, datetime]]:
-    """In a spawned process: materialize ``views`` recording into a private copy of the
-    registry (:func:`_materialize_beside`); return each view's loaded interval."""
-    import shutil
-    import tempfile
-
-    config = repo_config(settings)
-    with tempfile.TemporaryDirectory(prefix="materialize-") as tmp:
-        registry = Path(tmp) / "registry.db"
-        shutil.copyfile(settings.feature_repo / config.registry.path, registry)  # absolute wins
-        raw = _raw_config(settings)
-        raw["registry"] = {**raw["registry"], "path": str(registry)}
-        private = RepoConfig(**raw)
-        private.repo_path = settings.feature_repo
-        store = FeatureStore(repo_path=str(settings.feature_repo), config=private)
-        limit_duckdb(settings)
-        _wait_for_the_other_writer(store)
-        _materialize_views(store, views, end, full, no_progress, total=len(views))
-        loaded = {
-            name: store.get_feature_view(name).materialization_intervals[-1] for name in views
-        }
-    return {name: (start, stop) for name, (start, stop) in loaded.items()}
-
-
-#: How long a process loading SQLite waits for another's batch (ms): SQLite has one writer
-#: at a time, and Python's default of 5 s is a batch's time on a loaded machine.
-_SQLITE_BUSY_MS = 3_600_000
-
-
-def _wait_for_the_other_writer(store: FeatureStore) -> None:
-    """Have Feast's SQLite online store wait for the other process's batch to commit
-    rather than fail with ``database is locked`` (processes write their own tables of the
-    one file; each of Feast's batches is a transaction). Feast opens the connection with
-    Python's defaults and no setting of its own, so this sets it on that connection."""
-    from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
-    online = store._get_provider().online_store
-    if isinstance(online, SqliteOnlineStore):
-        online._get_conn(store.config).execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
-
-
-def _duckdb_share(memory: str, workers: int) -> str:
-    """DuckDB's memory limit ``memory`` (DuckDB's units, e.g. ``4GB``) split ``workers`` ways."""
-    number = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", memory)
-    if not number:
-        return memory
-    return f"{float(number.group(1)) / workers:g}{number.group(2) or 'B'}"
+    progress("materialize", len(views), len(views), unit="views")
+    return end
 
 
 @dataclass(frozen=True)

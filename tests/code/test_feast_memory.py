@@ -54,38 +54,6 @@ def test_feasts_duckdb_gets_the_memory_limit_and_spill_folder_of_the_settings(tm
         con.raw_sql(f"SET temp_directory = '{before[1]}'")
 
 
-def test_views_are_shared_between_processes_once_each_costliest_first_to_the_least_loaded():
-    from leadscore.features.store import share_views
-
-    views = [
-        "deal_profile",
-        "deal_stage",
-        "deal_contacts",
-        "deal_activity",
-        "deal_activity_7d_ago",
-        "deal_activity_30d_ago",
-        "deal_activity_90d_ago",
-        "account_history",
-        "owner_history",
-        "deal_revival",
-    ]
-    one, two = share_views(views, 2)
-    assert sorted(one + two) == sorted(views)
-    assert one[0] == "deal_activity" and two[0] == "deal_profile"
-    assert abs(len(one) - len(two)) <= 2
-    (alone,) = share_views(views, 1)
-    assert sorted(alone) == sorted(views)
-
-
-def test_each_process_gets_its_part_of_duckdbs_limit():
-    from leadscore.features.store import _duckdb_share
-
-    assert _duckdb_share("4GB", 2) == "2GB"
-    assert _duckdb_share("3GiB", 2) == "1.5GiB"
-    assert _duckdb_share("500MB", 1) == "500MB"
-    assert _duckdb_share("80%", 2) == "80%"  # not a size: left to DuckDB as given
-
-
 def test_the_key_ordered_backend_keeps_feasts_rows_in_key_order():
     """The engine's backend keeps the rows Feast's pandas backend keeps (each key's latest,
     the created time breaking ties), only in key order."""

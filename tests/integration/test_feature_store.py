@@ -298,8 +298,7 @@ def _online_rows(path, empty: bool = False) -> list[tuple]:
 def _feast_default_config(settings) -> Any:
     """``settings`` with a copy of its ``feature_store*.yaml`` that leaves materialization to
     Feast's defaults: every row pulled and the latest kept in pandas, written at once, by
-    Feast's own local engine (rows in the order it keeps them), one view after another in
-    one process."""
+    Feast's own local engine (rows in the order it keeps them)."""
     repo = settings.feature_repo
     config = yaml.safe_load((repo / settings.feature_store_yaml).read_text())
     assert config["materialization"]["pull_latest_features"] is True
@@ -307,7 +306,7 @@ def _feast_default_config(settings) -> Any:
     del config["materialization"], config["batch_engine"]
     name = f"default.{settings.feature_store_yaml}"
     (repo / name).write_text(yaml.safe_dump(config))
-    return dataclasses.replace(settings, feature_store_yaml=name, materialize_workers=1)
+    return dataclasses.replace(settings, feature_store_yaml=name)
 
 
 #: Before the source's last rows: some rows come later.
@@ -316,10 +315,10 @@ MATERIALIZED_TO = pd.Timestamp("2026-03-01", tz="UTC").to_pydatetime()
 
 def test_materializing_the_latest_rows_loads_what_all_rows_load(synthetic):
     """The configured materialization (DuckDB keeps each key's latest row, written in
-    batches, in key order, two processes sharing the views) leaves the online store Feast's
-    default (every row, latest kept in pandas, written at once in its order, one process)
-    leaves, byte for byte; and the registry records every view's load, as Feast does."""
-    settings = dataclasses.replace(synthetic[0], materialize_workers=2)
+    batches, in key order) leaves the online store Feast's default (every row, latest kept
+    in pandas, written at once in its order) leaves, byte for byte; and the registry
+    records every view's load, as Feast does."""
+    settings, _ = synthetic
     materialize(_feast_default_config(settings), MATERIALIZED_TO, full=True)
     online = settings.feature_repo / "data" / "online_store.db"
     expected = _online_rows(online, empty=True)
@@ -349,7 +348,6 @@ def test_materializing_into_redis_loads_what_feasts_default_loads(synthetic):
         private_redis(settings, db=11) as (configured, configured_client),
     ):
         default = _feast_default_config(default)
-        configured = dataclasses.replace(configured, materialize_workers=2)
         materialize(default, MATERIALIZED_TO, full=True)
         materialize(configured, MATERIALIZED_TO, full=True)
         expected = _redis_contents(default_client)
