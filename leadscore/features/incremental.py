@@ -334,8 +334,9 @@ def update_sources(
     if not all(path.is_file() for path in paths.values()):
         log.info("feature sources: a committed source is missing, rebuilding all of them")
         return None
-    for view, path in paths.items():
-        names, committed = source_table(view, empty[view]).schema.names, pq.read_schema(path).names
+    schemas = {view: pq.read_schema(path) for view, path in paths.items()}
+    for view, schema in schemas.items():
+        names, committed = source_table(view, empty[view]).schema.names, schema.names
         if names != committed:
             log.info(
                 "feature sources: %s has columns %s, not %s: rebuilding all", view, committed, names
@@ -346,7 +347,7 @@ def update_sources(
     if not (reached.deals or reached.accounts or reached.owners):
         return SourceUpdate((), rows, reached)
     try:
-        rebuilt = _rebuild(tables, reached, paths, attributes, revival_window_days, progress)
+        rebuilt = _rebuild(tables, reached, schemas, attributes, revival_window_days, progress)
     except _Stale as exc:
         log.info("feature sources: %s, rebuilding all of them", exc)
         return None
@@ -370,14 +371,15 @@ def update_sources(
 def _rebuild(
     tables: Mapping[str, pd.DataFrame],
     reached: Reach,
-    paths: Mapping[str, Path],
+    schemas: Mapping[str, pa.Schema],
     attributes: Sequence[Attribute],
     revival_window_days: int,
     progress: Progress,
 ) -> dict[str, pa.Table]:
-    """The reached keys' rows of every source, typed as the committed files are."""
-    account_views = [v for v in paths if v not in OWNER_VIEWS]
-    owner_views = [v for v in paths if v in OWNER_VIEWS]
+    """The reached keys' rows of every source, typed as the committed files are
+    (``schemas``, whose column names :func:`update_sources` has checked already)."""
+    account_views = [v for v in schemas if v not in OWNER_VIEWS]
+    owner_views = [v for v in schemas if v in OWNER_VIEWS]
     deals = tables["deals"]
     owned = deals["owner_id"].astype("string").isin(reached.owners).fillna(False)
     built = itertools.chain(
@@ -397,10 +399,7 @@ def _rebuild(
     )
     rebuilt = {}
     for view, frame in built:  # each frame let go once typed
-        table, schema = source_table(view, frame), pq.read_schema(paths[view])
-        if table.schema.names != schema.names:
-            raise _Stale(f"{view}: columns {table.schema.names} against {schema.names}")
-        table = table.cast(schema)
+        table = source_table(view, frame).cast(schemas[view])
         keys = pd.Index(_runs(table[VIEW_KEYS[view]])[1])
         if not keys.isin(list(_dropped_keys(view, reached))).all():
             raise _Stale(f"{view}: rows rebuilt for keys the change does not reach")
