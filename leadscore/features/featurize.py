@@ -73,6 +73,7 @@ from leadscore.features.deal_state import (
     timing_features,
 )
 from leadscore.features.seniority import seniority_of_titles
+from leadscore.parquetio import writer_options
 from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import TS, as_utc
 
@@ -1041,7 +1042,7 @@ class _SourceFile:
                 self._without_rows = table
             return
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, **writer_options(table.schema))
         self._writer.write_table(table.cast(self._writer.schema))
         self.rows += table.num_rows
 
@@ -1049,7 +1050,8 @@ class _SourceFile:
         if self._writer is not None:
             self._writer.close()
         elif self._without_rows is not None:
-            pq.write_table(self._without_rows, self._tmp)
+            table = self._without_rows
+            pq.write_table(table, self._tmp, **writer_options(table.schema))
         os.replace(self._tmp, self._path)
 
     def abandon(self) -> None:

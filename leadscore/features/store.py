@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import yaml
 
 # isort: off
+from leadscore.parquetio import writer_options
 from leadscore.features import feast_runtime  # noqa: F401  (before Feast: see there)
 from feast import FeatureService, FeatureStore, RepoConfig
 
@@ -360,7 +361,7 @@ def write_training_set(
                     ],
                     metadata=table.schema.metadata,
                 )
-                writer = pq.ParquetWriter(tmp, schema)
+                writer = pq.ParquetWriter(tmp, schema, **writer_options(schema))
             writer.write_table(table.select(writer.schema.names).cast(writer.schema))
             snapshots += len(part)
             won += int(part["won"].sum())
