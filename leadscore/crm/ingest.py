@@ -1172,7 +1172,8 @@ def _upsert(
         "unchanged": int(same.sum()),
     }
     reaching = [c for c in columns if c in CHANGE_COLUMNS]
-    inserted = _conform(new[[c for c in reaching if c in new]][~known], reaching)
+    inserted = new[[c for c in reaching if c in new]]
+    inserted = _conform(inserted[~known] if known.any() else inserted, reaching)
     change = TableChange(
         new=pd.concat([inserted, current.loc[~same, reaching]], ignore_index=True),
         old=old[~same].reset_index(drop=True),
@@ -1185,9 +1186,9 @@ def _upsert(
     # One part (a first ingest) is not copied before the sort copies it.
     merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     order = _merge_order(merged, table.key, int(kept.sum()))
-    if order is None:
+    if order is None and not _in_key_order(merged, table.key):
         merged = merged.sort_values(list(table.key), kind="stable", ignore_index=True)
-    elif bool((order == np.arange(len(order))).all()):
+    elif order is None or bool((order == np.arange(len(order))).all()):
         # In key order already (a first export written by id): a shallow copy, where
         # the take copied every column of millions of rows.
         merged = merged.copy(deep=False)
@@ -1196,6 +1197,30 @@ def _upsert(
         merged = merged.take(order)
         merged.index = pd.RangeIndex(len(merged))  # the new frame's own index: no copy
     return merged, counts, change
+
+
+def _in_key_order(frame: pd.DataFrame, key: tuple[str, ...]) -> bool:
+    """Whether a stable sort by ``key`` leaves the rows where they are: no key value is
+    missing and the rows are in non-decreasing key order (composite keys compared column
+    after column). An export written in key order (stage history by deal and time) then
+    needs no sort; a key of another type than text or times answers False.
+    """
+    tied = np.ones(max(len(frame) - 1, 0), dtype=bool)
+    for name in key:
+        column = frame[name]
+        if column.isna().any():
+            return False
+        if pd.api.types.is_datetime64_any_dtype(column):
+            values = column.astype("int64").to_numpy()  # the instants, in order
+        elif pd.api.types.infer_dtype(column, skipna=False) == "string":
+            values = np.asarray(column, dtype=object)
+        else:
+            return False
+        before, after = values[:-1], values[1:]
+        if (tied & (before > after)).any():
+            return False
+        tied &= before == after
+    return True
 
 
 def _stored_positions(stored: pd.DataFrame, new: pd.DataFrame, key: tuple[str, ...]) -> np.ndarray:

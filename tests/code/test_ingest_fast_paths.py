@@ -18,6 +18,7 @@ from leadscore.crm import ingest
 from leadscore.crm.ingest import (
     _as_arrow_text,
     _clean_text,
+    _in_key_order,
     _merge_order,
     _read_parquet,
     _stored_positions,
@@ -217,6 +218,7 @@ def test_the_fast_paths_store_the_bytes_and_rejects_of_the_general_ones(
         off.setattr(ingest, "_strictly_increasing", lambda values: False)
         off.setattr(ingest, "_python_text", lambda values: False)
         off.setattr(ingest, "_merge_order", lambda merged, key, n_stored: None)
+        off.setattr(ingest, "_in_key_order", lambda frame, key: False)
         ingest_export(export, tmp_path / "slow", tmp_path / "slow", now=now)
     for name in [*fast.tables, "rejects.csv"]:
         file = name if name.endswith(".csv") else f"{name}.parquet"
@@ -262,3 +264,29 @@ def test_an_export_read_with_text_of_each_pandas_type_is_the_export_pandas_reads
     pd.testing.assert_frame_equal(read, expected, check_exact=True)
     assert read.dtypes.equals(expected.dtypes)
     assert list(read.columns) == list(expected.columns)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rows_found_in_key_order_are_the_rows_a_stable_sort_leaves_in_place(seed: int) -> None:
+    """A composite key in order (stage history by deal and time) skips the sort only when
+    the sort would not move a row."""
+    rng = np.random.default_rng(seed)
+    n = 60
+    frame = pd.DataFrame(
+        {
+            "deal_id": pd.Series(rng.choice(["D1", "D2", "D10", "E"], n), dtype=object),
+            "entered_at": pd.Series(
+                pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 4, n), "D")
+            ).astype("datetime64[us, UTC]"),
+            "n": np.arange(n),
+        }
+    )
+    key = ("deal_id", "entered_at")
+    ordered = frame.sort_values(list(key), kind="stable", ignore_index=True)
+    for candidate in (frame, ordered, ordered.iloc[::-1].reset_index(drop=True)):
+        unmoved = candidate.sort_values(list(key), kind="stable")["n"].tolist()
+        assert _in_key_order(candidate, key) == (unmoved == candidate["n"].tolist())
+    assert _in_key_order(ordered, key)
+    gap = ordered.copy()
+    gap.loc[n - 1, "entered_at"] = pd.NaT
+    assert not _in_key_order(gap, key)  # a missing key value: the sort decides
