@@ -520,7 +520,9 @@ def _read_file(path: Path) -> pd.DataFrame:
     except ValueError as exc:
         raise ExportError(f"cannot read {path}: {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.reset_index(drop=True)
+    # The frame is this reader's own: set its index, where reset_index copied every column.
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
 
 
 #: Rows of a text column looked at to decide whether it repeats (:func:`_read_parquet`).
