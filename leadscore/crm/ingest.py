@@ -217,7 +217,29 @@ def _arrow_text(values: pd.Series, lower: bool = False) -> pyarrow.Array:
 
 
 def _as_arrow_text(values: pd.Series) -> pyarrow.Array:
+    """``values`` as Arrow text, as ``astype("string[pyarrow]")`` makes it.
+
+    A column of Python ``str`` (object or ``string[python]``, missing values any of
+    pandas' nulls) goes to Arrow straight from its objects: pandas' ``astype`` first
+    copied and checked every value and looked for missing ones twice, most of the
+    coercion of millions of activities. Anything else (numbers, bytes, mixed) takes
+    pandas' conversion, which writes a value as ``str`` does.
+    """
+    if _python_text(values) and pd.api.types.infer_dtype(values, skipna=True) in (
+        "string",
+        "empty",
+    ):
+        return pyarrow.array(
+            np.asarray(values, dtype=object), type=pyarrow.large_string(), from_pandas=True
+        )
     return pyarrow.array(values.astype("string[pyarrow]"))
+
+
+def _python_text(values: pd.Series) -> bool:
+    """Whether the column holds Python objects (``object`` or ``string[python]``)."""
+    return values.dtype == object or (
+        isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "python"
+    )
 
 
 def _tidy(written: pyarrow.Array, lower: bool = False) -> pyarrow.Array:
@@ -244,16 +266,14 @@ def _clean_text(values: pd.Series, lower: bool = False) -> pd.Series:
     written = _as_arrow_text(values)
     text = _tidy(written, lower)
     same = pc.equal(text, written)  # null where either is: a missing or an emptied value
-    python_text = values.dtype == object or (
-        isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "python"
-    )
     if (
-        python_text
+        _python_text(values)
         and same.null_count == written.null_count
         and pc.all(same).as_py() is not False
         and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
     ):
-        kept = values.to_numpy(dtype=object, copy=True)
+        # np.array, not to_numpy(dtype=object): that looks for missing values first.
+        kept = np.array(values, dtype=object)
         if written.null_count:
             kept[written.is_null().to_numpy(zero_copy_only=False)] = None
         return pd.Series(kept, index=values.index, name=values.name, dtype=object)
@@ -500,7 +520,9 @@ def _read_file(path: Path) -> pd.DataFrame:
     except ValueError as exc:
         raise ExportError(f"cannot read {path}: {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.reset_index(drop=True)
+    # The frame is this reader's own: set its index, where reset_index copied every column.
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
 
 
 #: Rows of a text column looked at to decide whether it repeats (:func:`_read_parquet`).
@@ -527,9 +549,16 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         and (pyarrow.types.is_string(f.type) or pyarrow.types.is_large_string(f.type))
     ]
     frame = table.drop_columns(text).to_pandas()
-    for name in text:
-        frame[name] = _shared_text(table.column(name), like[name].dtype)
-    return frame[like.columns]
+    columns = {name: frame[name] for name in frame.columns}
+    columns |= {name: _shared_text(table.column(name), like[name].dtype) for name in text}
+    if like.columns.has_duplicates or set(columns) != set(like.columns):
+        for name in text:
+            frame[name] = columns[name]
+        return frame[like.columns]
+    # The columns put in order as they are: frame[like.columns] copied every one.
+    return pd.DataFrame(
+        {name: columns[name] for name in like.columns}, index=frame.index, copy=False
+    )
 
 
 def _shared_text(column: pyarrow.ChunkedArray, dtype: object) -> pd.Series:
@@ -541,6 +570,10 @@ def _shared_text(column: pyarrow.ChunkedArray, dtype: object) -> pd.Series:
     encoded = column.combine_chunks().dictionary_encode()
     words = encoded.dictionary.to_numpy(zero_copy_only=False)
     codes = encoded.indices.fill_null(-1).to_numpy()
+    if isinstance(dtype, pd.StringDtype):
+        # The distinct words made pandas text once, then taken (-1: missing): the rows
+        # built first as objects were each checked again to make the StringArray.
+        return pd.Series(pd.array(words, dtype=dtype).take(codes, allow_fill=True))
     values = np.append(words, np.array([None], dtype=object)).take(codes)  # -1: missing
     return pd.Series(values, dtype=dtype)
 
@@ -695,7 +728,8 @@ def _column_checks(table: Table, path: Path, raw: pd.DataFrame) -> _Checked:
             checked.add(positions, name, _TYPE_REASONS[table.column(name).type])
             blanked[name] = positions
             typed[name] = column.coerce_dtype(raw[name].mask(raw.index.isin(positions)))
-    rows = pd.DataFrame(typed, index=raw.index)
+    # The coerced columns as they are: a dict makes pandas copy them into blocks.
+    rows = pd.DataFrame(typed, index=raw.index, copy=False)
     rules = schema.update_columns({name: {"coerce": False} for name in schema.columns})
     try:
         rules.validate(rows, lazy=True, inplace=True)
@@ -723,9 +757,24 @@ def _key_index(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Index:
     return pd.MultiIndex.from_frame(frame[list(key)])
 
 
+def _strictly_increasing(values: pd.Series) -> bool:
+    """Whether a column of text is in strictly increasing order, so no value repeats.
+
+    Comparing neighbours costs a fraction of hashing every value (``duplicated`` on 2.7
+    million activity ids took a second); a column with a missing value or anything but
+    ``str`` answers False and the caller takes the general way.
+    """
+    objects = np.asarray(values, dtype=object)
+    return pd.api.types.infer_dtype(objects, skipna=False) == "string" and bool(
+        (objects[1:] > objects[:-1]).all()
+    )
+
+
 def _check_duplicates(checked: _Checked) -> None:
     """Keep one of identical repeated rows; reject every row of a key with differing rows."""
     key = checked.table.key
+    if len(key) == 1 and _strictly_increasing(checked.rows[key[0]]):
+        return  # no key repeats: exports and stored tables usually come in key order
     # Identical rows share their key: only rows whose key repeats are compared whole
     # (usually none, where comparing every column of every row cost seconds).
     shared = checked.rows.duplicated(list(key), keep=False).to_numpy()
@@ -776,11 +825,17 @@ def _check_references(
         if parent not in done and parent not in stored:
             continue
         values = checked.rows[column]
-        found = values.isna().to_numpy()
+        # Each distinct value is looked up once: millions of activities name a hundred
+        # thousand deals, and Series.isin hashed every row (a missing value, code -1,
+        # needs no parent).
+        codes, distinct = pd.factorize(values)
+        known = np.zeros(len(distinct) + 1, dtype=bool)
+        known[-1] = True
         if parent in done:
-            found = found | values.isin(done[parent].valid[parent_column]).to_numpy()
+            known[:-1] |= distinct.isin(done[parent].valid[parent_column])
         if parent in stored:
-            found = found | values.isin(stored[parent][parent_column]).to_numpy()
+            known[:-1] |= distinct.isin(stored[parent][parent_column])
+        found = known[codes]
         if found.all():
             continue
         missing = values[~found]
@@ -805,7 +860,13 @@ def _check_after_deal_creation(
     frames = [v.valid if isinstance(v, _Checked) else v for v in versions]
     deals = pd.concat([f[[deal_key, "created_at"]] for f in frames], ignore_index=True)
     created = deals.drop_duplicates(deal_key, keep="last").set_index(deal_key)["created_at"]
-    deal_created = checked.rows[deal_key].map(created)
+    # Looked up once per distinct deal, as in _check_references; -1 (missing) gives NaT.
+    codes, distinct = pd.factorize(checked.rows[deal_key])
+    deal_created = pd.Series(
+        pd.Series(distinct).map(created).array.take(codes, allow_fill=True),
+        index=checked.rows.index,
+        name=deal_key,
+    )
     early = (checked.rows[time_column] < deal_created).to_numpy()
     if early.any():
         when = deal_created[early].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(dtype=object)
@@ -1113,7 +1174,8 @@ def _upsert(
         "unchanged": int(same.sum()),
     }
     reaching = [c for c in columns if c in CHANGE_COLUMNS]
-    inserted = _conform(new[[c for c in reaching if c in new]][~known], reaching)
+    inserted = new[[c for c in reaching if c in new]]
+    inserted = _conform(inserted[~known] if known.any() else inserted, reaching)
     change = TableChange(
         new=pd.concat([inserted, current.loc[~same, reaching]], ignore_index=True),
         old=old[~same].reset_index(drop=True),
@@ -1126,12 +1188,41 @@ def _upsert(
     # One part (a first ingest) is not copied before the sort copies it.
     merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     order = _merge_order(merged, table.key, int(kept.sum()))
-    if order is None:
+    if order is None and not _in_key_order(merged, table.key):
         merged = merged.sort_values(list(table.key), kind="stable", ignore_index=True)
+    elif order is None or bool((order == np.arange(len(order))).all()):
+        # In key order already (a first export written by id): a shallow copy, where
+        # the take copied every column of millions of rows.
+        merged = merged.copy(deep=False)
+        merged.index = pd.RangeIndex(len(merged))
     else:
         merged = merged.take(order)
         merged.index = pd.RangeIndex(len(merged))  # the new frame's own index: no copy
     return merged, counts, change
+
+
+def _in_key_order(frame: pd.DataFrame, key: tuple[str, ...]) -> bool:
+    """Whether a stable sort by ``key`` leaves the rows where they are: no key value is
+    missing and the rows are in non-decreasing key order (composite keys compared column
+    after column). An export written in key order (stage history by deal and time) then
+    needs no sort; a key of another type than text or times answers False.
+    """
+    tied = np.ones(max(len(frame) - 1, 0), dtype=bool)
+    for name in key:
+        column = frame[name]
+        if column.isna().any():
+            return False
+        if pd.api.types.is_datetime64_any_dtype(column):
+            values = column.astype("int64").to_numpy()  # the instants, in order
+        elif pd.api.types.infer_dtype(column, skipna=False) == "string":
+            values = np.asarray(column, dtype=object)
+        else:
+            return False
+        before, after = values[:-1], values[1:]
+        if (tied & (before > after)).any():
+            return False
+        tied &= before == after
+    return True
 
 
 def _stored_positions(stored: pd.DataFrame, new: pd.DataFrame, key: tuple[str, ...]) -> np.ndarray:
@@ -1143,14 +1234,15 @@ def _stored_positions(stored: pd.DataFrame, new: pd.DataFrame, key: tuple[str, .
     activity ids at a million deals) took seconds of every re-ingest, for a delta of a
     few thousand rows, and memory as large as the keys.
     """
-    if len(key) == 1 and len(stored):
+    if not len(stored):
+        return np.full(len(new), -1, dtype=np.intp)  # a first ingest: nothing to find
+    if len(key) == 1:
         keys = stored[key[0]].to_numpy(dtype=object)
         wanted = new[key[0]].to_numpy(dtype=object)
-        if (
-            pd.api.types.infer_dtype(keys, skipna=False) == "string"
-            and pd.api.types.infer_dtype(wanted, skipna=False) in ("string", "empty")
-            and bool((keys[1:] > keys[:-1]).all())
-        ):
+        if pd.api.types.infer_dtype(wanted, skipna=False) in (
+            "string",
+            "empty",
+        ) and _strictly_increasing(stored[key[0]]):
             at = np.searchsorted(keys, wanted)
             found = at < len(keys)
             found[found] = keys[at[found]] == wanted[found]
@@ -1176,6 +1268,8 @@ def _merge_order(merged: pd.DataFrame, key: tuple[str, ...], n_stored: int) -> n
     if not pd.Index(stored).is_monotonic_increasing:
         return None
     by_key = np.argsort(new, kind="stable")
+    if not n_stored:
+        return by_key  # a first ingest: what the merge below gives with nothing stored
     # After every stored row with a key <= its own, as a stable sort puts it.
     place = np.zeros(len(keys), dtype=np.int64)
     place[:n_stored] = 2 * np.arange(n_stored) + 1
