@@ -81,6 +81,7 @@ from leadscore.crm.contract import (
     Table,
 )
 from leadscore.csvsafe import write_csv
+from leadscore.parquetio import writer_options
 from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import as_utc, utc_now
 
@@ -1280,12 +1281,14 @@ def _merge_order(merged: pd.DataFrame, key: tuple[str, ...], n_stored: int) -> n
 
 
 def _parquet_writer(frame: pd.DataFrame, table: Table) -> Callable[[Path], None]:
-    """Write with fixed Parquet types, so an all-missing column keeps its contract type."""
+    """Write with fixed Parquet types, so an all-missing column keeps its contract type,
+    and dictionaries for text only (:func:`leadscore.parquetio.writer_options`)."""
     types = {c.name: _ARROW_TYPES[c.type] for c in table.columns}
     schema = pyarrow.schema([(c, types.get(c, pyarrow.string())) for c in frame.columns])
 
     def write(path: Path) -> None:
-        pq.write_table(pyarrow.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+        arrow = pyarrow.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        pq.write_table(arrow, path, **writer_options(schema))
 
     return write
 

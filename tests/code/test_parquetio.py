@@ -38,3 +38,17 @@ def test_written_sources_keep_dictionaries_for_text_and_plain_numbers_and_times(
         pq.ParquetFile(path).metadata.row_group(0).column(schema.get_field_index("event_timestamp"))
     )
     assert stats.statistics is not None and stats.statistics.has_min_max  # readers prune by time
+
+
+def test_stored_crm_tables_keep_dictionaries_for_text_only(tmp_path):
+    from leadscore.crm.contract import TABLES
+    from leadscore.crm.ingest import _parquet_writer
+
+    activities = tiny_crm()["activities"]
+    path = tmp_path / "activities.parquet"
+    _parquet_writer(activities, TABLES["activities"])(path)
+    schema = pq.read_schema(path)
+    encoded = _dictionary_encoded(path)
+    assert any(pa.types.is_timestamp(f.type) for f in schema)
+    for field in schema:
+        assert encoded[field.name] == pa.types.is_string(field.type), field.name
