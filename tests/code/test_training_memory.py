@@ -2,13 +2,15 @@
 
 :func:`training.data.canonical` builds its frame a column at a time and hands its own frame
 back, the time split's slices are views (:func:`training.data.slice_rows`), the logistic
-regression baseline reads the numbers without copying them, and
+regression baseline writes the one matrix it fits on a column at a time
+(:class:`training.baselines.LogisticBaseline`), and
 :func:`training.train.train_from_store` builds the canonical frame straight from the
 join's chunks (:func:`training.data.canonical_from_parts`), never holding a raw frame;
 ``train-revival`` the same (:func:`training.revival.loss_frame_from_parts`, its slices
 views): none of it may change the canonical frame, its fingerprint, the model or a figure
 by one bit. The reference here is the code as it was (the chunks concatenated; a typed
-copy, a concatenation, a sort; slices copied by boolean masks; the baseline's input copied).
+copy, a concatenation, a sort; slices copied by boolean masks; the baseline's input copied
+and fitted by scikit-learn's pipeline).
 """
 
 from __future__ import annotations
@@ -363,6 +365,7 @@ def test_the_lean_revival_path_trains_the_same_model_bit_for_bit(
     # The training slice is a view of the frame's rows, not a copy.
     assert np.shares_memory(fitted_on[0]["won"].to_numpy(), frame["won"].to_numpy())
     monkeypatch.setattr(revival, "slice_rows", lambda frame, mask: frame[mask])
+    monkeypatch.setattr(revival, "fit_logistic_regression", PipelineBaseline)
     reference_frame = straightforward_loss_frame(joined)
     reference = summary(fit_and_evaluate_revival(reference_frame, config, truth))
     assert lean.keys() == reference.keys()
