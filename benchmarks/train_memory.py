@@ -9,9 +9,11 @@ Run with a workdir's environment (``benchmarks/pipeline_scale.py`` sets
 
 Prints, per phase, the memory ``tracemalloc`` traces (numpy's and Python's allocations,
 not DuckDB's or LightGBM's) at its start, its peak while it ran and at its end, in GiB, and
-the peak in bytes per snapshot over the traced memory before the frame. ``--save-frame
-PATH`` pickles the Feast frame once; ``--frame PATH`` trains on it instead of joining
-through Feast, so DuckDB is out of the picture. ``--no-mlflow`` skips the MLflow run
+the peak in bytes per snapshot over the traced memory before the frame; and the process's
+resident memory at the phase's start and the most sampled (every 10 ms) while it ran (a
+short peak while a C call holds the GIL can be missed). ``--save-frame PATH`` pickles the
+Feast frame once; ``--frame PATH`` trains on it instead of joining through Feast, so
+DuckDB is out of the picture. ``--no-mlflow`` skips the MLflow run
 (report, model logging, registration); ``--task revival`` traces ``train-revival``
 (``--frame`` and ``--save-frame`` are the win model's only). Phases a version of the code
 lacks are skipped, so the same script traces the code before a change (its tree first on
@@ -24,7 +26,9 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import pickle
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -81,6 +85,18 @@ class Tracer:
     def __init__(self) -> None:
         self.stack: list[list[Any]] = []
         self.stats: dict[str, list[float]] = {}
+        #: Per phase: resident bytes at entry and the most sampled while it ran.
+        self.resident: dict[str, list[float]] = {}
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        """Every 10 ms, the process's resident bytes, as the peak of every running phase:
+        what the traced figures leave out (LightGBM's, DuckDB's, the allocator's)."""
+        while True:
+            now = resident_bytes()
+            for entry in list(self.stack):
+                entry[3] = max(entry[3], now)
+            time.sleep(0.01)
 
     def wrap(self, module: Any, name: str) -> None:
         fn = getattr(module, name, None)
@@ -93,13 +109,16 @@ class Tracer:
             if self.stack:
                 self.stack[-1][2] = max(self.stack[-1][2], peak)
             tracemalloc.reset_peak()
-            self.stack.append([name, current, current])
+            rss = resident_bytes()
+            self.stack.append([name, current, current, rss])
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 current, peak = tracemalloc.get_traced_memory()
-                _, entry, top = self.stack.pop()
+                _, entry, top, rss_top = self.stack.pop()
+                r = self.resident.setdefault(name, [rss, rss_top])
+                r[1] = max(r[1], rss_top, resident_bytes())
                 top = max(top, peak)
                 s = self.stats.setdefault(name, [entry, top, current, 0.0])
                 s[1], s[2], s[3] = max(s[1], top), current, s[3] + time.perf_counter() - start
@@ -108,6 +127,12 @@ class Tracer:
                 tracemalloc.reset_peak()
 
         setattr(module, name, traced)
+
+
+def resident_bytes() -> int:
+    """The process's resident set now (``/proc/self/statm``), in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> None:
@@ -183,10 +208,15 @@ def main() -> None:
     start = time.perf_counter()
     entry(settings, T.TrainConfig(seed=settings.seed))
     wall = time.perf_counter() - start
-    print(f"{'phase':26s} {'start':>7s} {'peak':>7s} {'end':>7s} {'seconds':>8s}   (GiB traced)")
+    print(
+        f"{'phase':26s} {'start':>7s} {'peak':>7s} {'end':>7s} {'seconds':>8s}"
+        f" {'RSS start':>9s} {'RSS peak':>9s}   (GiB traced; GiB resident)"
+    )
     for name, (entry_bytes, top, end, seconds) in tracer.stats.items():
+        rss, rss_top = tracer.resident[name]
         print(
             f"{name:26s} {entry_bytes / GIB:7.3f} {top / GIB:7.3f} {end / GIB:7.3f} {seconds:8.1f}"
+            f" {rss / GIB:9.3f} {rss_top / GIB:9.3f}"
         )
     peak = max(s[1] for s in tracer.stats.values())
     n = snapshots[0]

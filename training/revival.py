@@ -68,7 +68,7 @@ from leadscore.model.scoring_model import ScoringModel
 from leadscore.priority.rank import reopened_sources, without_own_loss
 from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import TS
-from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
+from training.baselines import fit_group_rate, fit_logistic_regression
 from training.behaviour import checks_of, run_behaviour_checks
 from training.data import Column, assemble, check_enough_data, slice_rows
 from training.evaluate import binary_metrics, rows_at_age, with_intervals
@@ -324,7 +324,7 @@ def fit_and_evaluate_revival(
         X = model.encode(test)
         preds: dict[str, np.ndarray] = {
             "model": model.probability(X),
-            "logistic_regression": predict_logistic_regression(lr, test, numeric, categorical),
+            "logistic_regression": lr.predict(test),
             "reason_time_rate": _rate_baseline(parts["train"], test),
         }
     extra: dict[str, np.ndarray] = {}

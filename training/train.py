@@ -49,7 +49,7 @@ from leadscore.model.reason_stats import compute_reason_stats
 from leadscore.model.registry import alias_version, mlflow_client
 from leadscore.model.scoring_model import ScoringModel
 from leadscore.progress import Progress, no_progress
-from training.baselines import fit_group_rate, fit_logistic_regression, predict_logistic_regression
+from training.baselines import fit_group_rate, fit_logistic_regression
 from training.behaviour import run_behaviour_checks
 from training.calibration import (
     CalibrationChoice,
@@ -622,7 +622,7 @@ def _fit_and_predict(
     preds = {
         "model": model.probability(X_test),
         "model_uncalibrated": 1.0 / (1.0 + np.exp(-model.raw_score(X_test))),
-        "logistic_regression": predict_logistic_regression(lr, test, numeric, categorical),
+        "logistic_regression": lr.predict(test),
         "channel_rate": channel.predict(test),
         "stage_fallback": fallback.predict(
             test["stage_index"].to_numpy(), test["channel"].to_numpy()

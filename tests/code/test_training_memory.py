@@ -2,13 +2,15 @@
 
 :func:`training.data.canonical` builds its frame a column at a time and hands its own frame
 back, the time split's slices are views (:func:`training.data.slice_rows`), the logistic
-regression baseline reads the numbers without copying them, and
+regression baseline writes the one matrix it fits on a column at a time
+(:class:`training.baselines.LogisticBaseline`), and
 :func:`training.train.train_from_store` builds the canonical frame straight from the
 join's chunks (:func:`training.data.canonical_from_parts`), never holding a raw frame;
 ``train-revival`` the same (:func:`training.revival.loss_frame_from_parts`, its slices
 views): none of it may change the canonical frame, its fingerprint, the model or a figure
 by one bit. The reference here is the code as it was (the chunks concatenated; a typed
-copy, a concatenation, a sort; slices copied by boolean masks; the baseline's input copied).
+copy, a concatenation, a sort; slices copied by boolean masks; the baseline's input copied
+and fitted by scikit-learn's pipeline).
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import training.baselines as baselines
 import training.train as training_train
 from leadscore.config import REVIVAL_HORIZON_DAYS, REVIVAL_WINDOW_DAYS
 from leadscore.crm.attributes import Attribute
 from leadscore.crm.synth import REVIVAL_HISTORY_DAYS, generate_crm
-from leadscore.features.catalog import revival_catalog
+from leadscore.features.catalog import CATEGORICAL_FEATURES, revival_catalog
 from leadscore.features.featurize import build_feature_sources, features_as_of, model_frame
 from leadscore.features.store import TrainingParts, deal_chunks
 from leadscore.timeutil import TS, as_utc
@@ -58,13 +66,49 @@ AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
 def straightforward_lr_input(
     frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
 ) -> pd.DataFrame:
-    """:func:`training.baselines._lr_input` as it was (every number copied): the reference."""
+    """The logistic regression baseline's input as it was (every number copied)."""
     out = pd.DataFrame(index=frame.index)
     for c in numeric:
         out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
     for c in categorical:
         out[c] = frame[c].astype(object).where(frame[c].notna(), MISSING).astype(str)
     return out
+
+
+class PipelineBaseline:
+    """:func:`training.baselines.fit_logistic_regression` as it was: scikit-learn's
+    pipeline (impute + indicators + scale, one-hot, LR) on the copied input: the reference."""
+
+    def __init__(
+        self, train: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+    ) -> None:
+        observed = [c for c in numeric if pd.to_numeric(train[c], errors="coerce").notna().any()]
+        prep = ColumnTransformer(
+            [
+                (
+                    "num",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                    ),
+                    observed,
+                ),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), list(categorical)),
+            ]
+        )
+        self.numeric, self.categorical = list(numeric), list(categorical)
+        self.pipeline = make_pipeline(prep, LogisticRegression(C=1.0, max_iter=2000))
+        self.pipeline.fit(
+            straightforward_lr_input(train, numeric, categorical), train["won"].to_numpy()
+        )
+
+    def design(self, frame: pd.DataFrame) -> Any:
+        return self.pipeline[0].transform(
+            straightforward_lr_input(frame, self.numeric, self.categorical)
+        )
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        X = straightforward_lr_input(frame, self.numeric, self.categorical)
+        return self.pipeline.predict_proba(X)[:, 1]
 
 
 def straightforward_canonical(
@@ -181,7 +225,7 @@ def test_the_lean_path_trains_the_same_model_bit_for_bit(shuffled, crm, monkeypa
     lean = summary(fit_and_evaluate(shuffled, "lead_scoring_v1", config, crm.truth))
     monkeypatch.setattr(training_train, "canonical", straightforward_canonical)
     monkeypatch.setattr(training_train, "slice_rows", lambda frame, mask: frame[mask])
-    monkeypatch.setattr(baselines, "_lr_input", straightforward_lr_input)
+    monkeypatch.setattr(training_train, "fit_logistic_regression", PipelineBaseline)
     reference = summary(fit_and_evaluate(shuffled, "lead_scoring_v1", config, crm.truth))
     assert lean.keys() == reference.keys()
     for key in lean:
@@ -321,6 +365,7 @@ def test_the_lean_revival_path_trains_the_same_model_bit_for_bit(
     # The training slice is a view of the frame's rows, not a copy.
     assert np.shares_memory(fitted_on[0]["won"].to_numpy(), frame["won"].to_numpy())
     monkeypatch.setattr(revival, "slice_rows", lambda frame, mask: frame[mask])
+    monkeypatch.setattr(revival, "fit_logistic_regression", PipelineBaseline)
     reference_frame = straightforward_loss_frame(joined)
     reference = summary(fit_and_evaluate_revival(reference_frame, config, truth))
     assert lean.keys() == reference.keys()
@@ -328,3 +373,96 @@ def test_the_lean_revival_path_trains_the_same_model_bit_for_bit(
         assert lean[key] == reference[key], key
     # Training read the slices' rows of the frame, never wrote them.
     pd.testing.assert_frame_equal(frame, reference_frame, check_exact=True)
+
+
+def baseline_frames(crm_frame: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """(train, test) pairs the baseline is compared on: the canonical frame's rows split in
+    time, with a number missing in test only and one missing throughout training, an unseen
+    category and a missing one; and a random frame over 8,192 rows (where numpy's sums
+    change strategy) whose one-hot is wide enough for the pipeline's matrix to be sparse."""
+    cut = int(len(crm_frame) * 0.7)
+    train, test = crm_frame.iloc[:cut].copy(), crm_frame.iloc[cut:].copy()
+    train["deal_amount_log"] = np.nan  # entirely missing in training: left out
+    full = [c for c in train.columns if train[c].dtype == np.float64 and train[c].notna().all()]
+    test.loc[test.index[::7], full[0]] = np.nan  # missing where training never was
+    test.loc[test.index[::5], "channel"] = "a channel never seen"
+    test.loc[test.index[::11], "industry"] = None
+    rng = np.random.default_rng(4)
+    n = 20_000
+    wide = pd.DataFrame({f"x{i}": rng.normal(i, 1 + i, n) * 10.0**i for i in range(6)})
+    wide.loc[rng.random(n) < 0.2, "x1"] = np.nan
+    wide.loc[rng.random(n) < 0.01, "x4"] = np.nan
+    wide["constant"] = 3.0
+    wide["owner"] = rng.integers(0, 300, n).astype(str)
+    wide.loc[rng.random(n) < 0.05, "owner"] = None
+    wide["tier"] = rng.choice(np.array(["a", "b", None], dtype=object), n)
+    wide["won"] = (rng.random(n) < 1 / (1 + np.exp(-wide["x0"].fillna(0)))).astype(np.int8)
+    return {
+        "canonical": (train, test),
+        "random, sparse": (wide.iloc[:15_000], wide.iloc[15_000:]),
+    }
+
+
+def baseline_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    if "owner" in frame:
+        return [f"x{i}" for i in range(6)] + ["constant"], ["owner", "tier"]
+    numeric = [f for f in model_feature_names() if f not in CATEGORICAL_FEATURES]
+    return numeric, [f for f in model_feature_names() if f in CATEGORICAL_FEATURES]
+
+
+def model_feature_names() -> list[str]:
+    from leadscore.features.catalog import model_catalog
+
+    return [f.name for f in model_catalog()]
+
+
+@pytest.mark.parametrize("case", ["canonical", "random, sparse"])
+def test_the_baseline_is_the_pipeline_bit_for_bit(shuffled, case):
+    """The logistic regression baseline built column by column in one matrix is the
+    scikit-learn pipeline it replaced: the same design matrix (values, layout, or CSR
+    structure), coefficients, iterations and probabilities, by the bit."""
+    train, test = baseline_frames(canonical(shuffled))[case]
+    numeric, categorical = baseline_columns(train)
+    lean = baselines.fit_logistic_regression(train, numeric, categorical)
+    reference = PipelineBaseline(train, numeric, categorical)
+    assert lean.sparse == (case == "random, sparse") == reference.pipeline[0].sparse_output_
+    for frame in (train, test):
+        mine, theirs = lean.design(frame), reference.design(frame)
+        if lean.sparse:
+            for a in ("data", "indices", "indptr", "shape"):
+                assert np.array_equal(getattr(mine, a), getattr(theirs, a)), a
+        else:
+            assert not sp.issparse(theirs) and mine.flags.c_contiguous
+            assert mine.shape == theirs.shape
+            assert mine.tobytes() == np.ascontiguousarray(theirs).tobytes()
+    fitted = reference.pipeline[-1]
+    assert lean.model.coef_.tobytes() == fitted.coef_.tobytes()
+    assert lean.model.intercept_.tobytes() == fitted.intercept_.tobytes()
+    assert list(lean.model.n_iter_) == list(fitted.n_iter_)
+    expected = reference.predict(test).tobytes()
+    assert lean.predict(test).tobytes() == expected
+
+
+def test_the_baselines_matrix_is_the_only_copy_of_the_numbers(shuffled):
+    """What the fit holds beside the frame: the design matrix (rows x columns x 8 bytes)
+    and a column or two at a time, not the pipeline's copies (about 2.2 KB a row)."""
+    import tracemalloc
+
+    train = canonical(shuffled)
+    numeric, categorical = baseline_columns(train)
+    baselines.fit_logistic_regression(train, numeric, categorical)  # imports, caches
+    tracemalloc.start()
+    try:
+        lean = baselines.fit_logistic_regression(train, numeric, categorical)
+        _, lean_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        PipelineBaseline(train, numeric, categorical)
+        _, pipeline_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    matrix = lean.design(train).nbytes
+    print(
+        f"peak over the matrix: {lean_peak / matrix:.3f}, the pipeline's {pipeline_peak / matrix:.3f}"
+    )
+    assert lean_peak < 1.25 * matrix
+    assert lean_peak < 0.5 * pipeline_peak

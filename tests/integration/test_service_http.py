@@ -51,11 +51,7 @@ def with_quality(model: ScoringModel, frame: pd.DataFrame) -> ScoringModel:
     on another synthetic CRM's closed deals, against baselines fitted on its own frame."""
     from leadscore.features.catalog import CATEGORICAL_FEATURES, model_catalog
     from leadscore.model.fallback import fit_fallback_on_snapshots
-    from training.baselines import (
-        fit_group_rate,
-        fit_logistic_regression,
-        predict_logistic_regression,
-    )
+    from training.baselines import fit_group_rate, fit_logistic_regression
     from training.data import class_counts, data_window, in_memory_frame
     from training.quality import baseline_gate, quality_summary
     from training.result import TrainConfig
@@ -66,9 +62,7 @@ def with_quality(model: ScoringModel, frame: pd.DataFrame) -> ScoringModel:
     categorical = [f for f in model.features if f in CATEGORICAL_FEATURES]
     preds = {
         "model": model.probability(model.encode(test)),
-        "logistic_regression": predict_logistic_regression(
-            fit_logistic_regression(frame, numeric, categorical), test, numeric, categorical
-        ),
+        "logistic_regression": fit_logistic_regression(frame, numeric, categorical).predict(test),
         "channel_rate": fit_group_rate(frame, "channel").predict(test),
         "stage_fallback": fit_fallback_on_snapshots(frame).predict(
             test["stage_index"].to_numpy(), test["channel"].to_numpy()
