@@ -568,10 +568,9 @@ def revival_source(
     loss_cat, lost_us, loss_order = _events(losses, "lost_at", _micros, deal_ids)
     ordered = losses.iloc[loss_order].reset_index(drop=True)
     loss_events = LossEvents(loss_cat.codes[loss_order].astype(np.int64), lost_us)
-    acts = activities if activities is not None else _NO_ACTIVITIES
-    acts = acts[acts["deal_id"].astype(str).isin(deal_ids)]
-    _, act_events = _activity_events(acts, contacts, deal_ids)
     first_loss = lost_us[np.r_[True, loss_events.deal[1:] != loss_events.deal[:-1]]]
+    acts = _since_first_loss(activities, deal_ids, first_loss)
+    _, act_events = _activity_events(acts, contacts, deal_ids)
     seen_us = act_events.t_s * US
     after = seen_us >= first_loss[act_events.deal]  # at the first loss or later
     deal = np.concatenate([loss_events.deal, act_events.deal[after]])
@@ -584,8 +583,6 @@ def revival_source(
         deals["deal_id"].astype(str)
     )
     out = _frame(loss_cat, moments, _from_micros(moments.t))
-    account = _keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
-    out["deal_account_id"] = out["deal_id"].map(account).fillna("")
     out["lost_at"] = _as_us(latest["lost_at"]).set_axis(out.index)
     reason = latest["lost_reason"]
     out["lost_reason"] = reason.astype(object).where(reason.notna(), None).to_numpy()
@@ -603,12 +600,21 @@ def revival_source(
         out[column] = state[name].astype(np.int32)
     out["last_engaged_at"] = _from_micros(state["last_engaged_at"])
     out["senior_engaged_since_loss"] = state["senior"]
-    out = _with_account_counts(out, losses, deals, window_days)[list(REVIVAL_SOURCE_COLUMNS)]
-    values = out.drop(columns=TS)
-    previous = values.shift()  # the deal's row before (a new deal differs in deal_id)
-    both_missing = values.isna() & previous.isna()
-    changed = (values.ne(previous) & ~both_missing).any(axis=1)
-    return out[changed.to_numpy()].reset_index(drop=True)
+    account = _keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
+    account_of_deal = deal_ids.to_series().map(account).fillna("").to_numpy(dtype=object)
+    counted = _with_account_counts(
+        moments, deal_ids, account_of_deal, _account_events(losses, deals, window_days)
+    )
+    # A moment whose state equals the one before (the deal's row, or its account's
+    # counts, unchanged) adds nothing, so it gets no row.
+    changed = counted.new_deal | counted.changed
+    row_changed = np.r_[False, counted.row[1:] != counted.row[:-1]]
+    changed |= row_changed & _differs_from_previous(out.drop(columns=["deal_id", TS]))[counted.row]
+    kept = out.take(counted.row[changed]).reset_index(drop=True)
+    kept[TS] = _from_micros(counted.t[changed])
+    kept["account_revivals_before"] = counted.revived[changed]
+    kept["account_open_deals"] = counted.opened[changed]
+    return kept[list(REVIVAL_SOURCE_COLUMNS)]
 
 
 _NO_ACTIVITIES = pd.DataFrame(
@@ -638,45 +644,144 @@ REVIVAL_SOURCE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _with_account_counts(
-    rows: pd.DataFrame, losses: pd.DataFrame, deals: pd.DataFrame, window_days: int
+def _since_first_loss(
+    activities: pd.DataFrame | None, deal_ids: pd.Index, first_loss_us: np.ndarray
 ) -> pd.DataFrame:
-    """``rows`` (deal state since its loss) plus the account's other deals, revived and
-    open, with a row added at each change of those counts after the deal's first loss."""
-    events = _account_events(losses, deals, window_days)
-    first = rows.groupby("deal_id", sort=False).agg(
-        first=(TS, "min"), account=("deal_account_id", "first")
-    )
-    first = first[first["account"] != ""].reset_index()
-    extra = first.merge(events[["account_id", TS]], left_on="account", right_on="account_id")
-    extra = extra[extra[TS] >= extra["first"]][["deal_id", TS]]
-    moments = (
-        pd.concat([rows[["deal_id", TS]], extra])
-        .drop_duplicates()
-        .sort_values(TS, kind="stable")
-        .reset_index(drop=True)
-    )
-    state = rows.sort_values(TS, kind="stable")
-    out = pd.merge_asof(moments, state, on=TS, by="deal_id", direction="backward")
+    """The activities of the lost deals ``deal_ids`` seen at or after the deal's first
+    loss (``first_loss_us``, by position in ``deal_ids``), or whose time is missing.
 
-    def running(key: str) -> pd.DataFrame:
-        ev = events.sort_values([key, TS], kind="stable")
-        totals = ev.groupby(key, sort=False)[["opened", "revived"]].cumsum()
-        totals[[key, TS]] = ev[[key, TS]]
-        return totals.drop_duplicates([key, TS], keep="last").sort_values(TS, kind="stable")
+    The others cannot change :func:`engagement_since_loss` (before its first loss a deal
+    counts nothing and nothing is pending), so they are left out before their types,
+    directions and contacts are read: most activities of a lost deal precede its loss.
+    An activity is seen at its whole second rounded up, as the kernels see it.
+    """
+    if activities is None:
+        return _NO_ACTIVITIES
+    deal = deal_ids.get_indexer(activities["deal_id"].astype(str))
+    at = as_utc(activities["occurred_at"])
+    seen_us = seconds_up(_micros(at)) * US
+    ours = deal >= 0
+    keep = ours & at.isna().to_numpy()
+    keep[ours] |= seen_us[ours] >= first_loss_us[deal[ours]]
+    return activities if keep.all() else activities[keep]
 
-    account = running("account_id").rename(columns={"account_id": "deal_account_id"})
-    out = pd.merge_asof(out, account, on=TS, by="deal_account_id", direction="backward")
-    own = running("deal_id").rename(columns={"opened": "own_open", "revived": "own_revived"})
-    out = pd.merge_asof(out, own, on=TS, by="deal_id", direction="backward")
-    no_account = (out["deal_account_id"] == "").to_numpy()
-    for column, total, mine in (
-        ("account_revivals_before", "revived", "own_revived"),
-        ("account_open_deals", "opened", "own_open"),
-    ):
-        other = out[total].fillna(0) - out[mine].fillna(0)
-        out[column] = other.mask(no_account).astype("float64")
-    return out.sort_values(["deal_id", TS], kind="stable").reset_index(drop=True)
+
+@dataclass(frozen=True)
+class _AccountCounts:
+    """Each moment of lost deals' rows, plus each later change of their account, with
+    the account's other deals revived and open then (NaN: the deal has no account).
+
+    Sorted by deal and time, one per (deal, time): ``row`` is the deal's latest row at or
+    before it, ``new_deal`` marks a deal's first moment and ``changed`` a moment whose
+    counts differ from the moment before.
+    """
+
+    row: np.ndarray
+    deal: np.ndarray
+    t: np.ndarray
+    revived: np.ndarray
+    opened: np.ndarray
+    new_deal: np.ndarray
+    changed: np.ndarray
+
+
+def _with_account_counts(
+    rows: Queries, deal_ids: pd.Index, account_of_deal: np.ndarray, events: pd.DataFrame
+) -> _AccountCounts:
+    """``rows`` (each lost deal's moments, sorted by deal code and time) with the
+    account's other deals, revived and open, and a moment added at each change of the
+    account's counts from the deal's first row on (:func:`_account_events`' ``events``).
+
+    ``deal_ids`` names the deal codes, ``account_of_deal`` their accounts ("" none). The counts at a moment are
+    the account's events up to it (inclusive) less the deal's own: sums over sorted
+    arrays, not joins of frames.
+    """
+    n_rows = len(rows.t)
+    codes, _ = pd.factorize(
+        np.concatenate([account_of_deal, events["account_id"].to_numpy(dtype=object)])
+    )
+    deal_account = np.where(account_of_deal == "", -1, codes[: len(account_of_deal)])
+    ev_account = codes[len(account_of_deal) :].astype(np.int64)
+    ev_t = events[TS].to_numpy(dtype="datetime64[us]").astype(np.int64)
+    ev_deal = deal_ids.get_indexer(events["deal_id"]).astype(np.int64)  # -1: not lost
+    ev_revived = events["revived"].to_numpy(dtype=np.int64)
+    ev_opened = events["opened"].to_numpy(dtype=np.int64)
+
+    # Moments added: each event of the deal's account from its first row on.
+    by_account = np.lexsort((ev_t, ev_account))
+    account_t = ev_t[by_account]
+    bounds = np.searchsorted(ev_account[by_account], np.arange(codes.max(initial=-1) + 2))
+    first_row = np.r_[True, rows.deal[1:] != rows.deal[:-1]]
+    first_t = np.full(len(account_of_deal), np.iinfo(np.int64).max)
+    first_t[rows.deal[first_row]] = rows.t[first_row]
+    with_account = np.flatnonzero(deal_account >= 0)
+    lo = bounds[deal_account[with_account]]
+    count = bounds[deal_account[with_account] + 1] - lo
+    extra_deal = np.repeat(with_account, count)
+    extra_t = account_t[np.repeat(lo - np.cumsum(count) + count, count) + np.arange(count.sum())]
+    later = extra_t >= first_t[extra_deal]
+    deal = np.concatenate([rows.deal, extra_deal[later]])
+    t = np.concatenate([rows.t, extra_t[later]])
+    order = np.lexsort((np.arange(len(t)) >= n_rows, t, deal))  # a row before an addition
+    deal, t = deal[order], t[order]
+    first = np.r_[True, (deal[1:] != deal[:-1]) | (t[1:] != t[:-1])]
+    order, deal, t = order[first], deal[first], t[first]
+    row = np.maximum.accumulate(np.where(order < n_rows, order, -1))
+
+    account_totals = _totals_at(ev_account, ev_t, (ev_revived, ev_opened), deal_account[deal], t)
+    own_totals = _totals_at(ev_deal, ev_t, (ev_revived, ev_opened), deal, t)
+    no_account = deal_account[deal] < 0
+    revived, opened = (
+        np.where(no_account, np.nan, (total - own).astype(np.float64))
+        for total, own in zip(account_totals, own_totals, strict=True)
+    )
+    new_deal = np.r_[True, deal[1:] != deal[:-1]]
+    changed = _differs_from_previous(pd.DataFrame({"r": revived, "o": opened}))
+    return _AccountCounts(row, deal, t, revived, opened, new_deal, changed)
+
+
+def _totals_at(
+    key: np.ndarray,
+    t: np.ndarray,
+    values: Sequence[np.ndarray],
+    at_key: np.ndarray,
+    at_t: np.ndarray,
+) -> list[np.ndarray]:
+    """For each query (``at_key``, ``at_t``), the sum of each of ``values`` over the
+    events (``key``, ``t``) of that key at or before that time (0 when none)."""
+    n = len(key)
+    order = np.lexsort(
+        (np.arange(n + len(at_key)) >= n, np.concatenate([t, at_t]), np.concatenate([key, at_key]))
+    )  # an event before a query at one time
+    sorted_key = np.concatenate([key, at_key])[order]
+    start = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
+    group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
+    position = np.empty(len(order), np.int64)
+    position[order] = np.arange(len(order))
+    query = position[n:]
+    totals = []
+    for v in values:
+        step = np.concatenate([v, np.zeros(len(at_key), v.dtype)])[order]
+        running = np.cumsum(step)
+        before_group = running[group_start] - step[group_start]
+        totals.append((running - before_group)[query])
+    return totals
+
+
+def _differs_from_previous(frame: pd.DataFrame) -> np.ndarray:
+    """Per row, whether any value differs from the row before (the first row differs);
+    two missing values are equal."""
+    differs = np.zeros(len(frame), bool)
+    if len(frame):
+        differs[0] = True
+    for _, values in frame.items():
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_localize(None)
+        missing = values.isna().to_numpy()
+        v = values.to_numpy()
+        same = (missing[1:] & missing[:-1]) | (~missing[1:] & ~missing[:-1] & (v[1:] == v[:-1]))
+        differs[1:] |= ~same
+    return differs
 
 
 def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int) -> pd.DataFrame:
