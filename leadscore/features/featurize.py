@@ -399,15 +399,14 @@ def _activity_events(
         _col(activities, "direction"),
         lambda s: s.astype("string").str.lower().map(DIRECTION_CODES),
     )
-    contact = _col(activities, "contact_id").astype("string").fillna("")
-    contact_code, contact_ids = pd.factorize(contact)
+    contact_code, contact_ids = _contact_codes(_col(activities, "contact_id"))
     seniority = _contact_seniority(contacts)
     level = (
-        pd.Series(contact_ids, dtype=contact.dtype)
+        pd.Series(contact_ids, dtype="string")
         .map(seniority)
         .to_numpy(dtype=float, na_value=np.nan)[contact_code]
         if seniority is not None
-        else np.full(len(contact), np.nan)
+        else np.full(len(contact_code), np.nan)
     )
     events = ActivityEvents(
         deal=deal_cat.codes[order].astype(np.int64),
@@ -420,6 +419,22 @@ def _activity_events(
         level=level[order],
     )
     return deal_cat, events
+
+
+def _contact_codes(contact_id: pd.Series) -> tuple[np.ndarray, pd.api.extensions.ExtensionArray]:
+    """A code per row for the contact it names as text, and the texts: one code for all
+    rows naming none (missing or ""), since the kernels tell "no contact" apart from a
+    contact only by its code.
+
+    Factorised as the column is, then its distinct values as text: converting millions
+    of cells to text first cost as much again as the factorising.
+    """
+    codes, distinct = pd.factorize(contact_id)  # missing: -1
+    text = pd.concat(
+        [pd.Series(distinct, dtype=object).astype("string"), pd.Series([""], dtype="string")]
+    )
+    text_codes, texts = pd.factorize(text.reset_index(drop=True))
+    return text_codes[np.where(codes < 0, len(distinct), codes)].astype(np.int64), texts
 
 
 def _events(
@@ -657,7 +672,7 @@ def _since_first_loss(
     """
     if activities is None:
         return _NO_ACTIVITIES
-    deal = deal_ids.get_indexer(activities["deal_id"].astype(str))
+    deal = _positions(deal_ids, activities["deal_id"])
     at = as_utc(activities["occurred_at"])
     seen_us = seconds_up(_micros(at)) * US
     ours = deal >= 0
@@ -728,8 +743,10 @@ def _with_account_counts(
     order, deal, t = order[first], deal[first], t[first]
     row = np.maximum.accumulate(np.where(order < n_rows, order, -1))
 
-    account_totals = _totals_at(ev_account, ev_t, (ev_revived, ev_opened), deal_account[deal], t)
-    own_totals = _totals_at(ev_deal, ev_t, (ev_revived, ev_opened), deal, t)
+    ev_rank, rank = _ranks(ev_t, t)
+    changes = (ev_revived, ev_opened)
+    account_totals = _totals_at(ev_account, ev_rank, changes, deal_account[deal], rank)
+    own_totals = _totals_at(ev_deal, ev_rank, changes, deal, rank)
     no_account = deal_account[deal] < 0
     revived, opened = (
         np.where(no_account, np.nan, (total - own).astype(np.float64))
@@ -742,30 +759,37 @@ def _with_account_counts(
 
 def _totals_at(
     key: np.ndarray,
-    t: np.ndarray,
+    rank: np.ndarray,
     values: Sequence[np.ndarray],
     at_key: np.ndarray,
-    at_t: np.ndarray,
+    at_rank: np.ndarray,
 ) -> list[np.ndarray]:
-    """For each query (``at_key``, ``at_t``), the sum of each of ``values`` over the
-    events (``key``, ``t``) of that key at or before that time (0 when none)."""
-    n = len(key)
-    order = np.lexsort(
-        (np.arange(n + len(at_key)) >= n, np.concatenate([t, at_t]), np.concatenate([key, at_key]))
-    )  # an event before a query at one time
-    sorted_key = np.concatenate([key, at_key])[order]
-    start = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
-    group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
-    position = np.empty(len(order), np.int64)
-    position[order] = np.arange(len(order))
-    query = position[n:]
+    """For each query (``at_key``, ``at_rank``), the sum of each of ``values`` over the
+    events (``key``, ``rank``) of that key at or before that time (0 when none).
+
+    Keys are codes from 0 (an event or query with a negative key matches nothing), times
+    ranks from 0 (:func:`_ranks`). A pair is one integer, so each sum is a cumulative
+    total read at a binary search.
+    """
+    span = max(int(rank.max(initial=0)), int(at_rank.max(initial=0))) + 1
+    event = np.where(key >= 0, key * span + rank, -1)
+    order = np.argsort(event, kind="stable")
+    event = event[order]
+    upto = np.searchsorted(event, at_key * span + at_rank, side="right")
+    before = np.searchsorted(event, np.maximum(at_key, 0) * span, side="left")
     totals = []
     for v in values:
-        step = np.concatenate([v, np.zeros(len(at_key), v.dtype)])[order]
-        running = np.cumsum(step)
-        before_group = running[group_start] - step[group_start]
-        totals.append((running - before_group)[query])
+        running = np.r_[0, np.cumsum(v[order])]
+        totals.append(np.where(at_key >= 0, running[upto] - running[before], 0))
     return totals
+
+
+def _ranks(*times: np.ndarray) -> list[np.ndarray]:
+    """Each time's rank among all of ``times`` (equal times, equal ranks): small integers
+    that pair with a key in one int64 where microseconds would not."""
+    every = np.sort(np.concatenate(times))
+    distinct = every[np.r_[True, every[1:] != every[:-1]]] if len(every) else every
+    return [np.searchsorted(distinct, t) for t in times]
 
 
 def _differs_from_previous(frame: pd.DataFrame) -> np.ndarray:
@@ -925,15 +949,21 @@ def iter_feature_sources(
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
     deals = tables["deals"]
-    known = set(deals["deal_id"].astype(str))
+    ids = _deal_order(deals)
+    positions: dict[str, np.ndarray] = {"deals": _positions(ids, deals["deal_id"])}
 
     def of_known_deals(name: str) -> pd.DataFrame | None:
         t = tables.get(name)
         if t is None:
             return None
-        known_deal = t["deal_id"].astype(str).isin(known).to_numpy()
+        at = _positions(ids, t["deal_id"])
+        known_deal = at >= 0
         # Usually all of them: a copy of every activity lived through the whole build.
-        return t if known_deal.all() else t[known_deal]
+        if known_deal.all():
+            positions[name] = at
+            return t
+        positions[name] = at[known_deal]
+        return t[known_deal]
 
     accounts, contacts = tables.get("accounts"), tables.get("contacts")
     sh, dc, acts = (of_known_deals(n) for n in ("stage_history", "deal_contacts", "activities"))
@@ -965,7 +995,7 @@ def iter_feature_sources(
     if views is not None:
         builders = {name: build for name, build in builders.items() if name in views}
     whole = {"deals": deals, "stage_history": sh, "deal_contacts": dc, "activities": acts}
-    ranges = _DealRanges(whole, chunk_deals) if chunk_deals > 0 else None
+    ranges = _DealRanges(whole, chunk_deals, ids, positions) if chunk_deals > 0 else None
     for done, (name, build) in enumerate(builders.items()):
         progress("feature sources", done, len(builders), unit="sources", detail=name)
         if ranges is None or name not in DEAL_VIEWS or ranges.count == 1:
@@ -987,6 +1017,18 @@ def _deal_order(deals: pd.DataFrame) -> pd.Index:
     return pd.Index(deals["deal_id"].astype(str)).unique().sort_values()
 
 
+def _positions(ids: pd.Index, deal_id: pd.Series) -> np.ndarray:
+    """Each row's position in ``ids`` (distinct deal ids as text; -1: not among them).
+
+    Looked up once per distinct id (as ``str()`` writes it), not once per row: a table's
+    rows name few deals each, and hashing millions of activity ids twice (which deals
+    are known, then which range each is in) cost a second of the first ingest.
+    """
+    codes, distinct = pd.factorize(deal_id, use_na_sentinel=False)
+    found = ids.get_indexer(pd.Series(distinct, dtype=object).astype(str))
+    return found[codes].astype(np.int64)
+
+
 def deal_range_starts(deals: pd.DataFrame, chunk_deals: int) -> list[str]:
     """The first deal of every range but the first that :func:`iter_feature_sources`
     cuts ``deals`` into with ``chunk_deals`` (none when 0 or one range): a range holds
@@ -1006,10 +1048,15 @@ class _DealRanges:
     range is a ``take`` of its rows, and no second copy of a table is held.
     """
 
-    def __init__(self, tables: Mapping[str, pd.DataFrame | None], size: int) -> None:
-        deals = tables["deals"]
-        assert deals is not None
-        ids = _deal_order(deals)
+    def __init__(
+        self,
+        tables: Mapping[str, pd.DataFrame | None],
+        size: int,
+        ids: pd.Index,
+        positions: Mapping[str, np.ndarray],
+    ) -> None:
+        """``ids``: the deal ids in order (:func:`_deal_order`); ``positions``: each
+        table's rows' positions in them (:func:`_positions`)."""
         self.count = max(1, -(-len(ids) // size))
         self._tables = tables
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -1017,8 +1064,8 @@ class _DealRanges:
             if table is None:
                 continue
             # -1 (a deal not among the deals) stays -1: such rows are in no range.
-            codes = pd.Categorical(table["deal_id"].astype(str), categories=ids).codes
-            which = np.where(codes < 0, -1, codes.astype(np.int64) // size)
+            codes = positions[name]
+            which = np.where(codes < 0, -1, codes // size)
             order = np.argsort(which, kind="stable")
             bounds = np.searchsorted(which[order], np.arange(self.count + 1))
             self._rows[name] = (order, bounds)
