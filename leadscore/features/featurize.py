@@ -835,14 +835,14 @@ def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int)
             **({"revived_at": _as_us(losses["revived_at"])} if "revived_at" in losses else {}),
         }
     ).merge(d[["deal_id", "account_id"]], on="deal_id")
-    read = set(lost["deal_id"])
+    read = lost["deal_id"].unique()  # isin of an array: a set was copied to a list first
     closed = d["status"].isin(CLOSED_STATUSES).to_numpy()
     # Open spells need a creation time, and a close time unless the losses give them.
     dated = d[d["created"].notna() & (~closed | d["closed"].notna() | d["deal_id"].isin(read))]
     final = dated[
         dated["status"].eq(WON) | (dated["status"].eq(LOST) & ~dated["deal_id"].isin(read))
     ]
-    spells = lost[lost["deal_id"].isin(set(dated["deal_id"]))]
+    spells = lost[lost["deal_id"].isin(dated["deal_id"].to_numpy())]
 
     def change(frame: pd.DataFrame, at: str, column: str, step: int) -> pd.DataFrame:
         return pd.DataFrame(
