@@ -311,7 +311,9 @@ def status_as_of(status: str, closed_at: datetime | None, as_of: datetime) -> st
 def stage_source(stage_history: pd.DataFrame) -> pd.DataFrame:
     """Funnel position after each stage entry: index, changes, moves back, long stays."""
     deal_cat, t, order = _events(stage_history, "entered_at", _micros)
-    stage = stage_history["stage"].astype(str).str.strip().str.lower().map(STAGE_CODES)
+    stage = per_distinct(
+        stage_history["stage"], lambda s: s.astype(str).str.strip().str.lower().map(STAGE_CODES)
+    )
     stage = stage.to_numpy(dtype=float, na_value=np.nan)[order]
     known = ~np.isnan(stage)  # stages outside the funnel are not positions in it
     events = StageEvents(
@@ -1024,9 +1026,13 @@ def _positions(ids: pd.Index, deal_id: pd.Series) -> np.ndarray:
     rows name few deals each, and hashing millions of activity ids twice (which deals
     are known, then which range each is in) cost a second of the first ingest.
     """
-    codes, distinct = pd.factorize(deal_id, use_na_sentinel=False)
+    codes, distinct = pd.factorize(deal_id)  # missing: -1
     found = ids.get_indexer(pd.Series(distinct, dtype=object).astype(str))
-    return found[codes].astype(np.int64)
+    at = found[codes].astype(np.int64)
+    missing = codes < 0
+    if missing.any():  # never in stored tables (a required column): as str() writes it
+        at[missing] = ids.get_indexer(deal_id[missing].astype(str))
+    return at
 
 
 def deal_range_starts(deals: pd.DataFrame, chunk_deals: int) -> list[str]:
