@@ -595,6 +595,36 @@ def revival_source(
     order = sort_events(deal, t)
     moments = _distinct_moments(deal[order], t[order])
     state = engagement_since_loss(act_events, loss_events, moments, len(deal_ids))
+    out = _loss_rows(loss_cat, moments, state, ordered, deals)
+    account = _keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
+    account_of_deal = deal_ids.to_series().map(account).fillna("").to_numpy(dtype=object)
+    counted = _with_account_counts(
+        moments, deal_ids, account_of_deal, _account_events(losses, deals, window_days)
+    )
+    # A moment whose state equals the one before (the deal's row, or its account's
+    # counts, unchanged) adds nothing, so it gets no row.
+    changed = counted.new_deal | counted.changed
+    row_changed = np.r_[False, counted.row[1:] != counted.row[:-1]]
+    changed |= row_changed & _differs_from_previous(out.drop(columns=["deal_id", TS]))[counted.row]
+    kept = out.take(counted.row[changed]).reset_index(drop=True)
+    kept[TS] = _from_micros(counted.t[changed])
+    kept["account_revivals_before"] = counted.revived[changed]
+    kept["account_open_deals"] = counted.opened[changed]
+    return kept[list(REVIVAL_SOURCE_COLUMNS)]
+
+
+def _loss_rows(
+    loss_cat: pd.Categorical,
+    moments: Queries,
+    state: Mapping[str, np.ndarray],
+    ordered: pd.DataFrame,
+    deals: pd.DataFrame,
+) -> pd.DataFrame:
+    """The ``deal_revival`` row of each lost deal's own moments (``moments``, codes of
+    ``loss_cat``): its latest loss (``state["loss"]``, a position in the losses
+    ``ordered`` by deal and time), the deal's competitor and age then, and its
+    engagement since (``state``, :func:`engagement_since_loss`); the account's counts
+    are added by :func:`_with_account_counts`."""
     latest = ordered.iloc[state["loss"].astype(np.int64)].reset_index(drop=True)
     competitor = normalise_competitor(_col(deals, "competitor")).set_axis(
         deals["deal_id"].astype(str)
@@ -617,21 +647,7 @@ def revival_source(
         out[column] = state[name].astype(np.int32)
     out["last_engaged_at"] = _from_micros(state["last_engaged_at"])
     out["senior_engaged_since_loss"] = state["senior"]
-    account = _keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
-    account_of_deal = deal_ids.to_series().map(account).fillna("").to_numpy(dtype=object)
-    counted = _with_account_counts(
-        moments, deal_ids, account_of_deal, _account_events(losses, deals, window_days)
-    )
-    # A moment whose state equals the one before (the deal's row, or its account's
-    # counts, unchanged) adds nothing, so it gets no row.
-    changed = counted.new_deal | counted.changed
-    row_changed = np.r_[False, counted.row[1:] != counted.row[:-1]]
-    changed |= row_changed & _differs_from_previous(out.drop(columns=["deal_id", TS]))[counted.row]
-    kept = out.take(counted.row[changed]).reset_index(drop=True)
-    kept[TS] = _from_micros(counted.t[changed])
-    kept["account_revivals_before"] = counted.revived[changed]
-    kept["account_open_deals"] = counted.opened[changed]
-    return kept[list(REVIVAL_SOURCE_COLUMNS)]
+    return out
 
 
 _NO_ACTIVITIES = pd.DataFrame(

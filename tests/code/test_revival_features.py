@@ -383,9 +383,11 @@ def test_given_revival_times_replace_the_link_by_account_and_time():
 
 # ------------------------------------------------------------------ the merge-based formulation
 # ``revival_source`` once joined frames (merge, merge_asof, drop_duplicates) to add the
-# account's counts and drop unchanged rows; it now sums over sorted arrays and reads only
-# the activities from each deal's first loss on. The joins are kept here, as they were, as
-# the reference the arrays must equal value for value and type for type.
+# account's counts and drop unchanged rows, over every activity of the lost deals; it now
+# sums over sorted arrays and reads only the activities from each deal's first loss on.
+# The joins and the unfiltered activities are kept here, as they were, as the reference
+# the arrays must equal value for value and type for type (the rows of the deals' own
+# moments, ``_loss_rows``, are shared: they did not change).
 
 
 def _merge_reference(losses, activities, contacts, deals, window_days):
@@ -413,30 +415,9 @@ def _merge_reference(losses, activities, contacts, deals, window_days):
     order = sort_events(deal, t)
     moments = f._distinct_moments(deal[order], t[order])
     state = engagement_since_loss(act_events, loss_events, moments, len(deal_ids))
-    latest = ordered.iloc[state["loss"].astype(np.int64)].reset_index(drop=True)
-    competitor = f.normalise_competitor(f._col(deals, "competitor")).set_axis(
-        deals["deal_id"].astype(str)
-    )
-    out = f._frame(loss_cat, moments, f._from_micros(moments.t))
+    out = f._loss_rows(loss_cat, moments, state, ordered, deals)
     account = f._keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
     out["deal_account_id"] = out["deal_id"].map(account).fillna("")
-    out["lost_at"] = f._as_us(latest["lost_at"]).set_axis(out.index)
-    reason = latest["lost_reason"]
-    out["lost_reason"] = reason.astype(object).where(reason.notna(), None).to_numpy()
-    out["furthest_stage_at_loss"] = pd.to_numeric(latest["furthest_stage"]).to_numpy(float)
-    created = f.as_utc(f._col(deals, "created_at")).set_axis(deals["deal_id"].astype(str))
-    open_for = pd.to_datetime(out["lost_at"], utc=True) - out["deal_id"].map(created)
-    out["days_open_at_loss"] = (open_for / pd.Timedelta(days=1)).to_numpy(dtype=float)
-    out["competitor_at_loss"] = out["deal_id"].map(competitor).fillna("unknown")
-    for name, column in (
-        ("inbound", "inbound_since_loss"),
-        ("outbound", "outbound_since_loss"),
-        ("replies", "replies_since_loss"),
-        ("visits", "visits_since_loss"),
-    ):
-        out[column] = state[name].astype(np.int32)
-    out["last_engaged_at"] = f._from_micros(state["last_engaged_at"])
-    out["senior_engaged_since_loss"] = state["senior"]
 
     rows = out
     events = f._account_events(losses, deals, window_days)
