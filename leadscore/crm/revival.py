@@ -89,7 +89,18 @@ def _from_micros(us: np.ndarray) -> pd.Series:
 
 def _status(deals: pd.DataFrame) -> np.ndarray:
     """``deals.status`` as written by ingest (trimmed, lower case), "" where missing."""
-    return _text(deals, "status").fillna("").astype(str).str.strip().str.lower().to_numpy()
+    return _trimmed_lower(deals, "status")
+
+
+def _trimmed_lower(df: pd.DataFrame, name: str) -> np.ndarray:
+    """A text column trimmed and in lower case, "" where missing, as Python strings.
+
+    Worked out once per distinct value: a column of statuses or stages holds a handful
+    over hundreds of thousands of rows, and string methods cost a call per row.
+    """
+    codes, distinct = pd.factorize(_column(df, name))  # missing: -1
+    text = pd.Series(distinct, dtype=object).astype(str).str.strip().str.lower()
+    return np.append(text.to_numpy(dtype=object), "")[codes]  # -1: the "" appended
 
 
 # ---------------------------------------------------------------------- losses
@@ -119,9 +130,7 @@ def loss_cycles(deals: pd.DataFrame, stage_history: pd.DataFrame | None) -> pd.D
 
     if stage_history is not None and len(stage_history):
         pos = pd.Index(deal_id).get_indexer(_text(stage_history, "deal_id").astype(str))
-        stage = pd.Index(STAGES).get_indexer(
-            _text(stage_history, "stage").fillna("").astype(str).str.strip().str.lower()
-        )
+        stage = pd.Index(STAGES).get_indexer(_trimmed_lower(stage_history, "stage"))
         at = _micros(_times(stage_history, "entered_at"))
         keep = (pos >= 0) & (stage >= 0) & (at != _NAT)
         pos, stage, at = pos[keep], stage[keep], at[keep]

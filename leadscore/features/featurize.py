@@ -312,7 +312,9 @@ def status_as_of(status: str, closed_at: datetime | None, as_of: datetime) -> st
 def stage_source(stage_history: pd.DataFrame) -> pd.DataFrame:
     """Funnel position after each stage entry: index, changes, moves back, long stays."""
     deal_cat, t, order = _events(stage_history, "entered_at", _micros)
-    stage = stage_history["stage"].astype(str).str.strip().str.lower().map(STAGE_CODES)
+    stage = per_distinct(
+        stage_history["stage"], lambda s: s.astype(str).str.strip().str.lower().map(STAGE_CODES)
+    )
     stage = stage.to_numpy(dtype=float, na_value=np.nan)[order]
     known = ~np.isnan(stage)  # stages outside the funnel are not positions in it
     events = StageEvents(
@@ -400,15 +402,14 @@ def _activity_events(
         _col(activities, "direction"),
         lambda s: s.astype("string").str.lower().map(DIRECTION_CODES),
     )
-    contact = _col(activities, "contact_id").astype("string").fillna("")
-    contact_code, contact_ids = pd.factorize(contact)
+    contact_code, contact_ids = _contact_codes(_col(activities, "contact_id"))
     seniority = _contact_seniority(contacts)
     level = (
-        pd.Series(contact_ids, dtype=contact.dtype)
+        pd.Series(contact_ids, dtype="string")
         .map(seniority)
         .to_numpy(dtype=float, na_value=np.nan)[contact_code]
         if seniority is not None
-        else np.full(len(contact), np.nan)
+        else np.full(len(contact_code), np.nan)
     )
     events = ActivityEvents(
         deal=deal_cat.codes[order].astype(np.int64),
@@ -421,6 +422,22 @@ def _activity_events(
         level=level[order],
     )
     return deal_cat, events
+
+
+def _contact_codes(contact_id: pd.Series) -> tuple[np.ndarray, pd.api.extensions.ExtensionArray]:
+    """A code per row for the contact it names as text, and the texts: one code for all
+    rows naming none (missing or ""), since the kernels tell "no contact" apart from a
+    contact only by its code.
+
+    Factorised as the column is, then its distinct values as text: converting millions
+    of cells to text first cost as much again as the factorising.
+    """
+    codes, distinct = pd.factorize(contact_id)  # missing: -1
+    text = pd.concat(
+        [pd.Series(distinct, dtype=object).astype("string"), pd.Series([""], dtype="string")]
+    )
+    text_codes, texts = pd.factorize(text.reset_index(drop=True))
+    return text_codes[np.where(codes < 0, len(distinct), codes)].astype(np.int64), texts
 
 
 def _events(
@@ -569,10 +586,9 @@ def revival_source(
     loss_cat, lost_us, loss_order = _events(losses, "lost_at", _micros, deal_ids)
     ordered = losses.iloc[loss_order].reset_index(drop=True)
     loss_events = LossEvents(loss_cat.codes[loss_order].astype(np.int64), lost_us)
-    acts = activities if activities is not None else _NO_ACTIVITIES
-    acts = acts[acts["deal_id"].astype(str).isin(deal_ids)]
-    _, act_events = _activity_events(acts, contacts, deal_ids)
     first_loss = lost_us[np.r_[True, loss_events.deal[1:] != loss_events.deal[:-1]]]
+    acts = _since_first_loss(activities, deal_ids, first_loss)
+    _, act_events = _activity_events(acts, contacts, deal_ids)
     seen_us = act_events.t_s * US
     after = seen_us >= first_loss[act_events.deal]  # at the first loss or later
     deal = np.concatenate([loss_events.deal, act_events.deal[after]])
@@ -580,13 +596,41 @@ def revival_source(
     order = sort_events(deal, t)
     moments = _distinct_moments(deal[order], t[order])
     state = engagement_since_loss(act_events, loss_events, moments, len(deal_ids))
+    out = _loss_rows(loss_cat, moments, state, ordered, deals)
+    account = _keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
+    account_of_deal = deal_ids.to_series().map(account).fillna("").to_numpy(dtype=object)
+    counted = _with_account_counts(
+        moments, deal_ids, account_of_deal, _account_events(losses, deals, window_days)
+    )
+    # A moment whose state equals the one before (the deal's row, or its account's
+    # counts, unchanged) adds nothing, so it gets no row.
+    changed = counted.new_deal | counted.changed
+    row_changed = np.r_[False, counted.row[1:] != counted.row[:-1]]
+    changed |= row_changed & _differs_from_previous(out.drop(columns=["deal_id", TS]))[counted.row]
+    kept = out.take(counted.row[changed]).reset_index(drop=True)
+    kept[TS] = _from_micros(counted.t[changed])
+    kept["account_revivals_before"] = counted.revived[changed]
+    kept["account_open_deals"] = counted.opened[changed]
+    return kept[list(REVIVAL_SOURCE_COLUMNS)]
+
+
+def _loss_rows(
+    loss_cat: pd.Categorical,
+    moments: Queries,
+    state: Mapping[str, np.ndarray],
+    ordered: pd.DataFrame,
+    deals: pd.DataFrame,
+) -> pd.DataFrame:
+    """The ``deal_revival`` row of each lost deal's own moments (``moments``, codes of
+    ``loss_cat``): its latest loss (``state["loss"]``, a position in the losses
+    ``ordered`` by deal and time), the deal's competitor and age then, and its
+    engagement since (``state``, :func:`engagement_since_loss`); the account's counts
+    are added by :func:`_with_account_counts`."""
     latest = ordered.iloc[state["loss"].astype(np.int64)].reset_index(drop=True)
     competitor = normalise_competitor(_col(deals, "competitor")).set_axis(
         deals["deal_id"].astype(str)
     )
     out = _frame(loss_cat, moments, _from_micros(moments.t))
-    account = _keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
-    out["deal_account_id"] = out["deal_id"].map(account).fillna("")
     out["lost_at"] = _as_us(latest["lost_at"]).set_axis(out.index)
     reason = latest["lost_reason"]
     out["lost_reason"] = reason.astype(object).where(reason.notna(), None).to_numpy()
@@ -604,12 +648,7 @@ def revival_source(
         out[column] = state[name].astype(np.int32)
     out["last_engaged_at"] = _from_micros(state["last_engaged_at"])
     out["senior_engaged_since_loss"] = state["senior"]
-    out = _with_account_counts(out, losses, deals, window_days)[list(REVIVAL_SOURCE_COLUMNS)]
-    values = out.drop(columns=TS)
-    previous = values.shift()  # the deal's row before (a new deal differs in deal_id)
-    both_missing = values.isna() & previous.isna()
-    changed = (values.ne(previous) & ~both_missing).any(axis=1)
-    return out[changed.to_numpy()].reset_index(drop=True)
+    return out
 
 
 _NO_ACTIVITIES = pd.DataFrame(
@@ -639,45 +678,153 @@ REVIVAL_SOURCE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _with_account_counts(
-    rows: pd.DataFrame, losses: pd.DataFrame, deals: pd.DataFrame, window_days: int
+def _since_first_loss(
+    activities: pd.DataFrame | None, deal_ids: pd.Index, first_loss_us: np.ndarray
 ) -> pd.DataFrame:
-    """``rows`` (deal state since its loss) plus the account's other deals, revived and
-    open, with a row added at each change of those counts after the deal's first loss."""
-    events = _account_events(losses, deals, window_days)
-    first = rows.groupby("deal_id", sort=False).agg(
-        first=(TS, "min"), account=("deal_account_id", "first")
-    )
-    first = first[first["account"] != ""].reset_index()
-    extra = first.merge(events[["account_id", TS]], left_on="account", right_on="account_id")
-    extra = extra[extra[TS] >= extra["first"]][["deal_id", TS]]
-    moments = (
-        pd.concat([rows[["deal_id", TS]], extra])
-        .drop_duplicates()
-        .sort_values(TS, kind="stable")
-        .reset_index(drop=True)
-    )
-    state = rows.sort_values(TS, kind="stable")
-    out = pd.merge_asof(moments, state, on=TS, by="deal_id", direction="backward")
+    """The activities of the lost deals ``deal_ids`` seen at or after the deal's first
+    loss (``first_loss_us``, by position in ``deal_ids``), or whose time is missing.
 
-    def running(key: str) -> pd.DataFrame:
-        ev = events.sort_values([key, TS], kind="stable")
-        totals = ev.groupby(key, sort=False)[["opened", "revived"]].cumsum()
-        totals[[key, TS]] = ev[[key, TS]]
-        return totals.drop_duplicates([key, TS], keep="last").sort_values(TS, kind="stable")
+    The others cannot change :func:`engagement_since_loss` (before its first loss a deal
+    counts nothing and nothing is pending), so they are left out before their types,
+    directions and contacts are read: most activities of a lost deal precede its loss.
+    An activity is seen at its whole second rounded up, as the kernels see it.
+    """
+    if activities is None:
+        return _NO_ACTIVITIES
+    deal = _positions(deal_ids, activities["deal_id"])
+    at = as_utc(activities["occurred_at"])
+    seen_us = seconds_up(_micros(at)) * US
+    ours = deal >= 0
+    keep = ours & at.isna().to_numpy()
+    keep[ours] |= seen_us[ours] >= first_loss_us[deal[ours]]
+    return activities if keep.all() else activities[keep]
 
-    account = running("account_id").rename(columns={"account_id": "deal_account_id"})
-    out = pd.merge_asof(out, account, on=TS, by="deal_account_id", direction="backward")
-    own = running("deal_id").rename(columns={"opened": "own_open", "revived": "own_revived"})
-    out = pd.merge_asof(out, own, on=TS, by="deal_id", direction="backward")
-    no_account = (out["deal_account_id"] == "").to_numpy()
-    for column, total, mine in (
-        ("account_revivals_before", "revived", "own_revived"),
-        ("account_open_deals", "opened", "own_open"),
-    ):
-        other = out[total].fillna(0) - out[mine].fillna(0)
-        out[column] = other.mask(no_account).astype("float64")
-    return out.sort_values(["deal_id", TS], kind="stable").reset_index(drop=True)
+
+@dataclass(frozen=True)
+class _AccountCounts:
+    """Each moment of lost deals' rows, plus each later change of their account, with
+    the account's other deals revived and open then (NaN: the deal has no account).
+
+    Sorted by deal and time, one per (deal, time): ``row`` is the deal's latest row at or
+    before it, ``new_deal`` marks a deal's first moment and ``changed`` a moment whose
+    counts differ from the moment before.
+    """
+
+    row: np.ndarray
+    deal: np.ndarray
+    t: np.ndarray
+    revived: np.ndarray
+    opened: np.ndarray
+    new_deal: np.ndarray
+    changed: np.ndarray
+
+
+def _with_account_counts(
+    rows: Queries, deal_ids: pd.Index, account_of_deal: np.ndarray, events: pd.DataFrame
+) -> _AccountCounts:
+    """``rows`` (each lost deal's moments, sorted by deal code and time) with the
+    account's other deals, revived and open, and a moment added at each change of the
+    account's counts from the deal's first row on (:func:`_account_events`' ``events``).
+
+    ``deal_ids`` names the deal codes, ``account_of_deal`` their accounts ("" none). The counts at a moment are
+    the account's events up to it (inclusive) less the deal's own: sums over sorted
+    arrays, not joins of frames.
+    """
+    n_rows = len(rows.t)
+    codes, _ = pd.factorize(
+        np.concatenate([account_of_deal, events["account_id"].to_numpy(dtype=object)])
+    )
+    deal_account = np.where(account_of_deal == "", -1, codes[: len(account_of_deal)])
+    ev_account = codes[len(account_of_deal) :].astype(np.int64)
+    ev_t = events[TS].to_numpy(dtype="datetime64[us]").astype(np.int64)
+    ev_deal = deal_ids.get_indexer(events["deal_id"]).astype(np.int64)  # -1: not lost
+    ev_revived = events["revived"].to_numpy(dtype=np.int64)
+    ev_opened = events["opened"].to_numpy(dtype=np.int64)
+
+    # Moments added: each event of the deal's account from its first row on.
+    by_account = np.lexsort((ev_t, ev_account))
+    account_t = ev_t[by_account]
+    bounds = np.searchsorted(ev_account[by_account], np.arange(codes.max(initial=-1) + 2))
+    first_row = np.r_[True, rows.deal[1:] != rows.deal[:-1]]
+    first_t = np.full(len(account_of_deal), np.iinfo(np.int64).max)
+    first_t[rows.deal[first_row]] = rows.t[first_row]
+    with_account = np.flatnonzero(deal_account >= 0)
+    lo = bounds[deal_account[with_account]]
+    count = bounds[deal_account[with_account] + 1] - lo
+    extra_deal = np.repeat(with_account, count)
+    extra_t = account_t[np.repeat(lo - np.cumsum(count) + count, count) + np.arange(count.sum())]
+    later = extra_t >= first_t[extra_deal]
+    deal = np.concatenate([rows.deal, extra_deal[later]])
+    t = np.concatenate([rows.t, extra_t[later]])
+    order = np.lexsort((np.arange(len(t)) >= n_rows, t, deal))  # a row before an addition
+    deal, t = deal[order], t[order]
+    first = np.r_[True, (deal[1:] != deal[:-1]) | (t[1:] != t[:-1])]
+    order, deal, t = order[first], deal[first], t[first]
+    row = np.maximum.accumulate(np.where(order < n_rows, order, -1))
+
+    ev_rank, rank = _ranks(ev_t, t)
+    changes = (ev_revived, ev_opened)
+    account_totals = _totals_at(ev_account, ev_rank, changes, deal_account[deal], rank)
+    own_totals = _totals_at(ev_deal, ev_rank, changes, deal, rank)
+    no_account = deal_account[deal] < 0
+    revived, opened = (
+        np.where(no_account, np.nan, (total - own).astype(np.float64))
+        for total, own in zip(account_totals, own_totals, strict=True)
+    )
+    new_deal = np.r_[True, deal[1:] != deal[:-1]]
+    changed = _differs_from_previous(pd.DataFrame({"r": revived, "o": opened}))
+    return _AccountCounts(row, deal, t, revived, opened, new_deal, changed)
+
+
+def _totals_at(
+    key: np.ndarray,
+    rank: np.ndarray,
+    values: Sequence[np.ndarray],
+    at_key: np.ndarray,
+    at_rank: np.ndarray,
+) -> list[np.ndarray]:
+    """For each query (``at_key``, ``at_rank``), the sum of each of ``values`` over the
+    events (``key``, ``rank``) of that key at or before that time (0 when none).
+
+    Keys are codes from 0 (an event or query with a negative key matches nothing), times
+    ranks from 0 (:func:`_ranks`). A pair is one integer, so each sum is a cumulative
+    total read at a binary search.
+    """
+    span = max(int(rank.max(initial=0)), int(at_rank.max(initial=0))) + 1
+    event = np.where(key >= 0, key * span + rank, -1)
+    order = np.argsort(event, kind="stable")
+    event = event[order]
+    upto = np.searchsorted(event, at_key * span + at_rank, side="right")
+    before = np.searchsorted(event, np.maximum(at_key, 0) * span, side="left")
+    totals = []
+    for v in values:
+        running = np.r_[0, np.cumsum(v[order])]
+        totals.append(np.where(at_key >= 0, running[upto] - running[before], 0))
+    return totals
+
+
+def _ranks(*times: np.ndarray) -> list[np.ndarray]:
+    """Each time's rank among all of ``times`` (equal times, equal ranks): small integers
+    that pair with a key in one int64 where microseconds would not."""
+    every = np.sort(np.concatenate(times))
+    distinct = every[np.r_[True, every[1:] != every[:-1]]] if len(every) else every
+    return [np.searchsorted(distinct, t) for t in times]
+
+
+def _differs_from_previous(frame: pd.DataFrame) -> np.ndarray:
+    """Per row, whether any value differs from the row before (the first row differs);
+    two missing values are equal."""
+    differs = np.zeros(len(frame), bool)
+    if len(frame):
+        differs[0] = True
+    for _, values in frame.items():
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_localize(None)
+        missing = values.isna().to_numpy()
+        v = values.to_numpy()
+        same = (missing[1:] & missing[:-1]) | (~missing[1:] & ~missing[:-1] & (v[1:] == v[:-1]))
+        differs[1:] |= ~same
+    return differs
 
 
 def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int) -> pd.DataFrame:
@@ -707,14 +854,14 @@ def _account_events(losses: pd.DataFrame, deals: pd.DataFrame, window_days: int)
             **({"revived_at": _as_us(losses["revived_at"])} if "revived_at" in losses else {}),
         }
     ).merge(d[["deal_id", "account_id"]], on="deal_id")
-    read = set(lost["deal_id"])
+    read = lost["deal_id"].unique()  # isin of an array: a set was copied to a list first
     closed = d["status"].isin(CLOSED_STATUSES).to_numpy()
     # Open spells need a creation time, and a close time unless the losses give them.
     dated = d[d["created"].notna() & (~closed | d["closed"].notna() | d["deal_id"].isin(read))]
     final = dated[
         dated["status"].eq(WON) | (dated["status"].eq(LOST) & ~dated["deal_id"].isin(read))
     ]
-    spells = lost[lost["deal_id"].isin(set(dated["deal_id"]))]
+    spells = lost[lost["deal_id"].isin(dated["deal_id"].to_numpy())]
 
     def change(frame: pd.DataFrame, at: str, column: str, step: int) -> pd.DataFrame:
         return pd.DataFrame(
@@ -821,15 +968,21 @@ def iter_feature_sources(
     if "deals" not in tables:
         raise ValueError("no deals table: feature sources are built from the stored deals")
     deals = tables["deals"]
-    known = set(deals["deal_id"].astype(str))
+    ids = _deal_order(deals)
+    positions: dict[str, np.ndarray] = {"deals": _positions(ids, deals["deal_id"])}
 
     def of_known_deals(name: str) -> pd.DataFrame | None:
         t = tables.get(name)
         if t is None:
             return None
-        known_deal = t["deal_id"].astype(str).isin(known).to_numpy()
+        at = _positions(ids, t["deal_id"])
+        known_deal = at >= 0
         # Usually all of them: a copy of every activity lived through the whole build.
-        return t if known_deal.all() else t[known_deal]
+        if known_deal.all():
+            positions[name] = at
+            return t
+        positions[name] = at[known_deal]
+        return t[known_deal]
 
     accounts, contacts = tables.get("accounts"), tables.get("contacts")
     sh, dc, acts = (of_known_deals(n) for n in ("stage_history", "deal_contacts", "activities"))
@@ -861,7 +1014,7 @@ def iter_feature_sources(
     if views is not None:
         builders = {name: build for name, build in builders.items() if name in views}
     whole = {"deals": deals, "stage_history": sh, "deal_contacts": dc, "activities": acts}
-    ranges = _DealRanges(whole, chunk_deals) if chunk_deals > 0 else None
+    ranges = _DealRanges(whole, chunk_deals, ids, positions) if chunk_deals > 0 else None
     for done, (name, build) in enumerate(builders.items()):
         progress("feature sources", done, len(builders), unit="sources", detail=name)
         if ranges is None or name not in DEAL_VIEWS or ranges.count == 1:
@@ -883,6 +1036,22 @@ def _deal_order(deals: pd.DataFrame) -> pd.Index:
     return pd.Index(deals["deal_id"].astype(str)).unique().sort_values()
 
 
+def _positions(ids: pd.Index, deal_id: pd.Series) -> np.ndarray:
+    """Each row's position in ``ids`` (distinct deal ids as text; -1: not among them).
+
+    Looked up once per distinct id (as ``str()`` writes it), not once per row: a table's
+    rows name few deals each, and hashing millions of activity ids twice (which deals
+    are known, then which range each is in) cost a second of the first ingest.
+    """
+    codes, distinct = pd.factorize(deal_id)  # missing: -1
+    found = ids.get_indexer(pd.Series(distinct, dtype=object).astype(str))
+    at = found[codes].astype(np.int64)
+    missing = codes < 0
+    if missing.any():  # never in stored tables (a required column): as str() writes it
+        at[missing] = ids.get_indexer(deal_id[missing].astype(str))
+    return at
+
+
 def deal_range_starts(deals: pd.DataFrame, chunk_deals: int) -> list[str]:
     """The first deal of every range but the first that :func:`iter_feature_sources`
     cuts ``deals`` into with ``chunk_deals`` (none when 0 or one range): a range holds
@@ -902,10 +1071,15 @@ class _DealRanges:
     range is a ``take`` of its rows, and no second copy of a table is held.
     """
 
-    def __init__(self, tables: Mapping[str, pd.DataFrame | None], size: int) -> None:
-        deals = tables["deals"]
-        assert deals is not None
-        ids = _deal_order(deals)
+    def __init__(
+        self,
+        tables: Mapping[str, pd.DataFrame | None],
+        size: int,
+        ids: pd.Index,
+        positions: Mapping[str, np.ndarray],
+    ) -> None:
+        """``ids``: the deal ids in order (:func:`_deal_order`); ``positions``: each
+        table's rows' positions in them (:func:`_positions`)."""
         self.count = max(1, -(-len(ids) // size))
         self._tables = tables
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -913,8 +1087,8 @@ class _DealRanges:
             if table is None:
                 continue
             # -1 (a deal not among the deals) stays -1: such rows are in no range.
-            codes = pd.Categorical(table["deal_id"].astype(str), categories=ids).codes
-            which = np.where(codes < 0, -1, codes.astype(np.int64) // size)
+            codes = positions[name]
+            which = np.where(codes < 0, -1, codes // size)
             order = np.argsort(which, kind="stable")
             bounds = np.searchsorted(which[order], np.arange(self.count + 1))
             self._rows[name] = (order, bounds)

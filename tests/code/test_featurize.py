@@ -364,3 +364,42 @@ def test_per_distinct_gives_what_the_function_gives_row_by_row(seed, dtype):
     pd.testing.assert_series_equal(
         normalise_competitor(values), featurize._normalise_competitor(values)
     )
+
+
+def test_contacts_named_alike_are_one_contact_and_naming_none_is_one_code():
+    """A contact's code comes from its id as text (7 and "7" are one contact), and every
+    activity naming none (missing or "") shares one code: a visit of each is a first
+    visit once, then a follow-up."""
+    from tests.crm_fixture import activities_table
+
+    acts = activities_table(
+        [
+            ("D1", None, "visit", "outbound", 1),
+            ("D1", "", "visit", "outbound", 2),
+            ("D1", 7, "visit", "outbound", 3),
+            ("D1", "7", "visit", "outbound", 4),
+            ("D1", "C9", "visit", "outbound", 5),
+        ]
+    )
+    contacts = pd.DataFrame({"contact_id": ["7", "C9"], "title": ["CEO", "Software Engineer"]})
+    got = featurize.activity_source(acts, contacts)
+    assert got["first_visits"].tolist() == [1, 1, 2, 2, 3]
+    assert got["followup_visits"].tolist() == [0, 1, 1, 2, 2]
+    assert got["senior_met"].tolist() == [0, 0, 1, 1, 1]
+
+
+def test_sources_built_in_ranges_of_deals_equal_the_sources_built_at_once():
+    """Ranges read each table's deal positions once (rows of unknown deals dropped):
+    their pieces, concatenated, are the sources built at once, row for row."""
+    tables = dict(generate_crm(120, seed=4, as_of=pd.Timestamp("2025-06-01", tz="UTC")).tables)
+    stray = tables["activities"].head(3).assign(deal_id="NOT-A-DEAL")
+    tables["activities"] = pd.concat([stray, tables["activities"]], ignore_index=True)
+    whole = build_feature_sources(tables)
+    pieces: dict[str, list[pd.DataFrame]] = {}
+    for name, piece in featurize.iter_feature_sources(tables, chunk_deals=7):
+        pieces.setdefault(name, []).append(piece)
+    assert len(pieces["deal_activity"]) > 10
+    assert set(pieces) == set(whole)
+    for name, parts in pieces.items():
+        got = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        pd.testing.assert_frame_equal(got, whole[name], check_exact=True, obj=name)

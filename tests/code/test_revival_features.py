@@ -379,3 +379,133 @@ def test_given_revival_times_replace_the_link_by_account_and_time():
     assert l1.loc[day(40)] == 0 and l1.loc[day(45)] == 1
     r1 = src[src["deal_id"] == "R1"]
     assert (r1["account_revivals_before"] == 0).all()
+
+
+# ------------------------------------------------------------------ the merge-based formulation
+# ``revival_source`` once joined frames (merge, merge_asof, drop_duplicates) to add the
+# account's counts and drop unchanged rows, over every activity of the lost deals; it now
+# sums over sorted arrays and reads only the activities from each deal's first loss on.
+# The joins and the unfiltered activities are kept here, as they were, as the reference
+# the arrays must equal value for value and type for type (the rows of the deals' own
+# moments, ``_loss_rows``, are shared: they did not change).
+
+
+def _merge_reference(losses, activities, contacts, deals, window_days):
+    from leadscore.features import featurize as f
+    from leadscore.features.deal_state import (
+        US,
+        LossEvents,
+        engagement_since_loss,
+        sort_events,
+    )
+
+    losses = losses[losses["lost_at"].notna()]
+    deal_ids = pd.Index(sorted(set(losses["deal_id"].astype(str))))
+    loss_cat, lost_us, loss_order = f._events(losses, "lost_at", f._micros, deal_ids)
+    ordered = losses.iloc[loss_order].reset_index(drop=True)
+    loss_events = LossEvents(loss_cat.codes[loss_order].astype(np.int64), lost_us)
+    acts = activities if activities is not None else f._NO_ACTIVITIES
+    acts = acts[acts["deal_id"].astype(str).isin(deal_ids)]
+    _, act_events = f._activity_events(acts, contacts, deal_ids)
+    first_loss = lost_us[np.r_[True, loss_events.deal[1:] != loss_events.deal[:-1]]]
+    seen_us = act_events.t_s * US
+    after = seen_us >= first_loss[act_events.deal]
+    deal = np.concatenate([loss_events.deal, act_events.deal[after]])
+    t = np.concatenate([lost_us, seen_us[after]])
+    order = sort_events(deal, t)
+    moments = f._distinct_moments(deal[order], t[order])
+    state = engagement_since_loss(act_events, loss_events, moments, len(deal_ids))
+    out = f._loss_rows(loss_cat, moments, state, ordered, deals)
+    account = f._keys(deals, "account_id").set_axis(deals["deal_id"].astype(str))
+    out["deal_account_id"] = out["deal_id"].map(account).fillna("")
+
+    rows = out
+    events = f._account_events(losses, deals, window_days)
+    first = rows.groupby("deal_id", sort=False).agg(
+        first=(TS, "min"), account=("deal_account_id", "first")
+    )
+    first = first[first["account"] != ""].reset_index()
+    extra = first.merge(events[["account_id", TS]], left_on="account", right_on="account_id")
+    extra = extra[extra[TS] >= extra["first"]][["deal_id", TS]]
+    moments = (
+        pd.concat([rows[["deal_id", TS]], extra])
+        .drop_duplicates()
+        .sort_values(TS, kind="stable")
+        .reset_index(drop=True)
+    )
+    out = pd.merge_asof(
+        moments, rows.sort_values(TS, kind="stable"), on=TS, by="deal_id", direction="backward"
+    )
+
+    def running(key: str) -> pd.DataFrame:
+        ev = events.sort_values([key, TS], kind="stable")
+        totals = ev.groupby(key, sort=False)[["opened", "revived"]].cumsum()
+        totals[[key, TS]] = ev[[key, TS]]
+        return totals.drop_duplicates([key, TS], keep="last").sort_values(TS, kind="stable")
+
+    by_account = running("account_id").rename(columns={"account_id": "deal_account_id"})
+    out = pd.merge_asof(out, by_account, on=TS, by="deal_account_id", direction="backward")
+    own = running("deal_id").rename(columns={"opened": "own_open", "revived": "own_revived"})
+    out = pd.merge_asof(out, own, on=TS, by="deal_id", direction="backward")
+    no_account = (out["deal_account_id"] == "").to_numpy()
+    for column, total, mine in (
+        ("account_revivals_before", "revived", "own_revived"),
+        ("account_open_deals", "opened", "own_open"),
+    ):
+        other = out[total].fillna(0) - out[mine].fillna(0)
+        out[column] = other.mask(no_account).astype("float64")
+    out = out.sort_values(["deal_id", TS], kind="stable").reset_index(drop=True)
+    out = out[list(REVIVAL_SOURCE_COLUMNS)]
+    values = out.drop(columns=TS)
+    previous = values.shift()
+    both_missing = values.isna() & previous.isna()
+    changed = (values.ne(previous) & ~both_missing).any(axis=1)
+    return out[changed.to_numpy()].reset_index(drop=True)
+
+
+def _awkward_crm(seed: int) -> dict[str, pd.DataFrame]:
+    """A synthetic CRM with re-opens and follow-ups, made awkward: deals without an
+    account or a creation time, activities without a contact or at the very second of a
+    loss, and deals of one account created at the instant another one closes."""
+    from leadscore.crm.synth import generate_crm
+
+    rng = np.random.default_rng(seed)
+    tables = {
+        k: v.copy()
+        for k, v in generate_crm(
+            600, seed=seed, as_of=pd.Timestamp("2025-06-01", tz="UTC"), revival=True
+        ).tables.items()
+    }
+    deals, acts = tables["deals"], tables["activities"]
+    deals.loc[rng.random(len(deals)) < 0.1, "account_id"] = None
+    deals.loc[rng.random(len(deals)) < 0.05, "created_at"] = pd.NaT
+    deals.loc[rng.random(len(deals)) < 0.1, "competitor"] = None
+    acts.loc[rng.random(len(acts)) < 0.1, "contact_id"] = None
+    closed = deals["closed_at"].dropna().dt.floor("s")
+    closed_of = deals.set_index("deal_id")["closed_at"].dt.floor("s")
+    at_close = acts["deal_id"].map(closed_of).notna() & (rng.random(len(acts)) < 0.05)
+    acts.loc[at_close, "occurred_at"] = acts.loc[at_close, "deal_id"].map(closed_of)
+    same = rng.random(len(deals)) < 0.05
+    deals.loc[same, "created_at"] = rng.choice(closed.to_numpy(), same.sum())
+    return tables
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+@pytest.mark.parametrize("window_days", [10, 365])
+@pytest.mark.parametrize("given_revivals", [False, True])
+def test_the_source_equals_the_merge_based_formulation(seed, window_days, given_revivals):
+    from leadscore.crm.revival import loss_cycles, revivals
+
+    tables = _awkward_crm(seed)
+    deals = tables["deals"]
+    lost = loss_cycles(deals, tables["stage_history"])
+    if given_revivals:
+        lost = revivals(lost, deals, window_days)
+    args = (lost, tables["activities"], tables["contacts"], deals, window_days)
+    expected = _merge_reference(*args)
+    assert len(expected) > 500 and expected["account_revivals_before"].gt(0).any()
+    assert (
+        expected["account_revivals_before"].isna().any()
+        and expected["inbound_since_loss"].gt(0).any()
+    )
+    pd.testing.assert_frame_equal(revival_source(*args), expected, check_exact=True)

@@ -164,6 +164,39 @@ def test_reopened_then_lost_again_is_two_losses_and_the_earlier_reason_is_missin
     assert one["revived_and_won"].tolist() == expect and expect.count(0) == 18
 
 
+def test_status_and_stage_are_read_trimmed_and_in_lower_case_and_missing_is_none():
+    """Statuses and stages are read once per distinct text: " Lost ", "LOST" and "lost"
+    are one status, " Closed" one stage; a missing stage is no stage (its entry is left
+    out) and a missing status no loss. The messy tables give the losses the clean ones do."""
+    clean = _deals(
+        [
+            {"deal_id": "D1", "created": 0, "status": "lost", "closed": 30},
+            {"deal_id": "D2", "created": 0, "status": "lost", "closed": 40},
+            {"deal_id": "D3", "created": 0, "status": "won", "closed": 50},
+            {"deal_id": "D4", "created": 0, "status": "lost", "closed": 60},
+        ]
+    )
+    messy = clean.assign(status=[" Lost ", "LOST", "Won", None])
+    history = [
+        ("D1", "lead", 0),
+        ("D1", "closed", 10),
+        ("D1", "qualified", 20),
+        ("D1", "closed", 30),
+        ("D2", "lead", 0),
+        ("D2", "proposal", 5),
+    ]
+    messy_history = _history(history).assign(
+        stage=[" Lead", "CLOSED", "Qualified ", " closed ", None, "proposal"]
+    )
+    expected = loss_cycles(clean.iloc[:3], _history(history[:4] + history[5:]))
+    got = loss_cycles(messy, messy_history)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert got["deal_id"].tolist() == ["D1", "D1", "D2"]
+    pd.testing.assert_frame_equal(
+        revivals(got, messy, WINDOW), revivals(expected, clean, WINDOW), check_exact=True
+    )
+
+
 def test_won_deal_is_never_a_loss_and_open_deal_neither():
     deals = _deals(
         [
