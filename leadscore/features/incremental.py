@@ -34,7 +34,7 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,11 +224,13 @@ def _below(table: pa.Table, key: str, bound: str | None) -> int:
     return int(pc.sum(pc.less(table[key], pa.scalar(bound, pa.string()))).as_py() or 0)
 
 
-def _reaches(path: Path, key: str, keys: pd.Index) -> bool:
-    """Whether the committed source at ``path`` has a row of one of ``keys``, read one
-    row group of its key column at a time."""
+def _reaches(path: Path, key: str, keys: Collection[str]) -> bool:
+    """Whether the committed source at ``path`` has a row of one of ``keys`` (the
+    reached keys, :func:`_dropped_keys`), read one row group of its key column at a time."""
+    if not keys:
+        return False
     file = pq.ParquetFile(path)
-    values = pa.array(keys.to_numpy(dtype=object), pa.string())
+    values = pa.array(list(keys), pa.string())
     return any(
         pc.any(pc.is_in(file.read_row_group(i, [key])[key], value_set=values)).as_py()
         for i in range(file.num_row_groups)

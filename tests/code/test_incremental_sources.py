@@ -252,3 +252,30 @@ def test_a_changed_contact_reaches_the_deals_it_is_on():
     )
     assert reached.deals == {"D1", "D3"}  # D3 has no account: its own group
     assert reached.owners == set()  # no deal row changed: no track record moves
+
+
+def test_a_change_that_rebuilds_no_rows_of_a_source_gives_the_full_build(tmp_path, first_crm):
+    """A late activity of an open deal whose account has no lost deal, and no change of
+    a deal: the revival and owner sources get no rebuilt rows, and whether the committed
+    ones hold rows of the reached keys is read from their files."""
+    deals = first_crm.tables["deals"]
+    accounts_with_losses = set(deals.loc[deals["status"] == "lost", "account_id"])
+    quiet = deals[(deals["status"] == "open") & ~deals["account_id"].isin(accounts_with_losses)]
+    deal = quiet.iloc[0]
+    activities = first_crm.tables["activities"]
+    late = activities[activities["deal_id"] == deal.deal_id].tail(1).copy()
+    if late.empty:
+        late = activities.head(1).copy()
+        late["deal_id"] = deal.deal_id
+    late["activity_id"] = "X9999998"
+    late["occurred_at"] = AS_OF + pd.Timedelta(days=2)
+    write_export(first_crm, tmp_path / "first")
+    # The deal's row as stored (an export needs a deals table): unchanged, so no owner
+    # is reached.
+    unchanged = deals[deals["deal_id"] == deal.deal_id]
+    second = _write({"deals": unchanged, "activities": late}, tmp_path / "second")
+
+    incremental, _ = _both_ways(tmp_path, tmp_path / "first", second, chunk_deals=40)
+
+    assert incremental.deals_rebuilt is not None
+    assert 0 < incremental.deals_rebuilt < incremental.deals_stored / 3
