@@ -153,7 +153,7 @@ def test_the_arrow_upsert_writes_the_bytes_of_the_pandas_definition(
     same = known.merge(stored, on=list(table.key), how="left")[new.columns]
     new.loc[unchanged[: len(same)].nonzero()[0]] = same.loc[unchanged[: len(same)]].to_numpy()
     new = new.astype({c: stored[c].dtype for c in new.columns if c in stored})
-    for column in new.columns[new.dtypes == object]:  # missing text is None, as validated
+    for column in new.select_dtypes(object).columns:  # missing text is None, as validated
         new[column] = new[column].where(new[column].notna(), None)
     new["export_note"] = pd.Series(rng.choice(["n", None], len(new)), dtype=object)
     new = new.iloc[rng.permutation(len(new))].reset_index(drop=True)
@@ -171,7 +171,7 @@ def test_the_arrow_upsert_writes_the_bytes_of_the_pandas_definition(
         expected, table, tmp_path / "pandas.parquet"
     )
     assert len(change.new) == counts["inserted"] + counts["updated"]
-    for column in expected.columns[expected.dtypes == object]:  # missing text read as None
+    for column in expected.select_dtypes(object).columns:  # missing text read as None
         expected[column] = expected[column].where(expected[column].notna(), None)
     pd.testing.assert_frame_equal(_read_parquet(tmp_path / "arrow.parquet"), expected)
 
