@@ -826,9 +826,10 @@ def _check_times(checked: _Checked, now: pd.Timestamp) -> None:
 
 
 def _check_references(
-    checked: _Checked, done: Mapping[str, _Checked], stored: Mapping[str, pd.DataFrame]
+    checked: _Checked, done: Mapping[str, _Checked], stored: StoredTables
 ) -> None:
-    """References to parent tables, checked when the parent is in the export or stored."""
+    """References to parent tables, checked when the parent is in the export or stored
+    (only the stored rows the export names are looked at: :meth:`StoredTables.rows`)."""
     for column, parent, parent_column in checked.table.references:
         if parent not in done and parent not in stored:
             continue
@@ -842,7 +843,8 @@ def _check_references(
         if parent in done:
             known[:-1] |= distinct.isin(done[parent].valid[parent_column])
         if parent in stored:
-            known[:-1] |= distinct.isin(stored[parent][parent_column])
+            named = stored.rows(parent, parent_column, distinct)[parent_column]
+            known[:-1] |= distinct.isin(named)
         found = known[codes]
         if found.all():
             continue
@@ -857,19 +859,19 @@ def _check_references(
 
 
 def _check_after_deal_creation(
-    checked: _Checked, done: Mapping[str, _Checked], stored: Mapping[str, pd.DataFrame]
+    checked: _Checked, done: Mapping[str, _Checked], stored: StoredTables
 ) -> None:
     """Times that must not be before the deal's creation, as it will be after the merge."""
     time_column = AFTER_DEAL_CREATION.get(checked.table.name)
     deal_key = DEALS.key[0]
-    versions = [f for f in (stored.get(DEALS.name), done.get(DEALS.name)) if f is not None]
-    if time_column is None or not versions:
+    if time_column is None or (DEALS.name not in stored and DEALS.name not in done):
         return
-    frames = [v.valid if isinstance(v, _Checked) else v for v in versions]
-    deals = pd.concat([f[[deal_key, "created_at"]] for f in frames], ignore_index=True)
-    created = deals.drop_duplicates(deal_key, keep="last").set_index(deal_key)["created_at"]
     # Looked up once per distinct deal, as in _check_references; -1 (missing) gives NaT.
     codes, distinct = pd.factorize(checked.rows[deal_key])
+    frames = [stored.rows(DEALS.name, deal_key, distinct)] if DEALS.name in stored else []
+    frames += [done[DEALS.name].valid] if DEALS.name in done else []
+    deals = pd.concat([f[[deal_key, "created_at"]] for f in frames], ignore_index=True)
+    created = deals.drop_duplicates(deal_key, keep="last").set_index(deal_key)["created_at"]
     deal_created = pd.Series(
         pd.Series(distinct).map(created).array.take(codes, allow_fill=True),
         index=checked.rows.index,
@@ -929,7 +931,7 @@ def _previous_deal_problems(
     return bad, reason[bad]
 
 
-def _check_previous_deals(checked: _Checked, stored: Mapping[str, pd.DataFrame]) -> None:
+def _check_previous_deals(checked: _Checked, stored: StoredTables) -> None:
     """``deals.previous_deal_id``: an earlier deal of the same account (export or stored).
 
     The previous deal is looked up as it will be after the merge (the export's valid
@@ -939,7 +941,8 @@ def _check_previous_deals(checked: _Checked, stored: Mapping[str, pd.DataFrame])
     if checked.table.name != DEALS.name or not checked.rows[PREVIOUS_DEAL].notna().any():
         return
     key, columns = DEALS.key[0], [DEALS.key[0], "account_id", "created_at"]
-    earlier = stored.get(DEALS.name)
+    previous = checked.rows[PREVIOUS_DEAL].dropna().unique()
+    earlier = stored.rows(DEALS.name, key, previous) if DEALS.name in stored else None
     while True:
         rejected = _positions(checked.problems)
         valid = ~checked.rows.index.isin(rejected)
@@ -1036,6 +1039,8 @@ def _validate(
     ``progress`` counts rows (task ``validate export``), table by table. Declared
     ``attributes`` are checked as optional columns of their table (numbers parsed).
     """
+    if not isinstance(stored, StoredTables):
+        stored = StoredTables(stored)  # a validation's own: its rows are picked as an ingest's
     done: dict[str, _Checked] = {}
     rows, total = 0, sum(len(frame) for _, frame in raw.values())
     for name in _table_order(raw):
