@@ -1367,13 +1367,16 @@ def _take(table: pyarrow.Table, at: np.ndarray) -> pyarrow.Table:
     chunked text column concatenates its chunks first, a copy of a million deals' 27
     million activity ids for each handful of rows taken."""
     batches = table.to_batches()
-    ends = np.cumsum([b.num_rows for b in batches])
+    ends = np.cumsum([b.num_rows for b in batches], dtype=np.int64)
     which = np.searchsorted(ends, at, side="right")
     order = np.argsort(which, kind="stable")
-    parts = []
-    for batch in np.unique(which):
-        rows = at[order][which[order] == batch] - (ends[batch] - batches[batch].num_rows)
-        parts.append(batches[batch].take(pyarrow.array(rows, pyarrow.int64())))
+    by_batch = at[order]
+    bounds = np.searchsorted(which[order], np.arange(len(batches) + 1))
+    parts = [
+        batch.take(pyarrow.array(by_batch[lo:hi] - (end - batch.num_rows), pyarrow.int64()))
+        for batch, end, lo, hi in zip(batches, ends, bounds[:-1], bounds[1:], strict=True)
+        if hi > lo
+    ]
     taken = pyarrow.Table.from_batches(parts, schema=table.schema).combine_chunks()
     return taken.take(pyarrow.array(np.argsort(order), pyarrow.int64()))
 
