@@ -45,11 +45,12 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from graphlib import TopologicalSorter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -167,8 +168,8 @@ class IngestResult:
     """Outcome of one ingest run."""
 
     #: All stored tables after the merge (validated, typed), including the tables the
-    #: export did not contain.
-    tables: dict[str, pd.DataFrame]
+    #: export did not contain; each pandas when read whole, Arrow till then.
+    tables: StoredTables
     #: Per table of the export: read, valid, rejected, duplicates, inserted, updated,
     #: unchanged.
     counts: dict[str, dict[str, int]]
@@ -541,7 +542,13 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     per distinct value, shared by its rows; a column of unique ids (``activity_id``)
     converts as before.
     """
-    table = pq.read_table(path)
+    return _frame(pq.read_table(path))
+
+
+def _frame(table: pyarrow.Table) -> pd.DataFrame:
+    """An Arrow table (a file read, or rows of one) as :func:`_read_parquet` gives it:
+    ``to_pandas``'s columns, types and values, each text that repeats in a column one
+    Python object."""
     like = table.slice(0, 0).to_pandas()  # the column types pd.read_parquet gives
     text = [
         f.name
@@ -819,9 +826,10 @@ def _check_times(checked: _Checked, now: pd.Timestamp) -> None:
 
 
 def _check_references(
-    checked: _Checked, done: Mapping[str, _Checked], stored: Mapping[str, pd.DataFrame]
+    checked: _Checked, done: Mapping[str, _Checked], stored: StoredTables
 ) -> None:
-    """References to parent tables, checked when the parent is in the export or stored."""
+    """References to parent tables, checked when the parent is in the export or stored
+    (only the stored rows the export names are looked at: :meth:`StoredTables.rows`)."""
     for column, parent, parent_column in checked.table.references:
         if parent not in done and parent not in stored:
             continue
@@ -835,7 +843,8 @@ def _check_references(
         if parent in done:
             known[:-1] |= distinct.isin(done[parent].valid[parent_column])
         if parent in stored:
-            known[:-1] |= distinct.isin(stored[parent][parent_column])
+            named = stored.rows(parent, parent_column, distinct)[parent_column]
+            known[:-1] |= distinct.isin(named)
         found = known[codes]
         if found.all():
             continue
@@ -850,19 +859,19 @@ def _check_references(
 
 
 def _check_after_deal_creation(
-    checked: _Checked, done: Mapping[str, _Checked], stored: Mapping[str, pd.DataFrame]
+    checked: _Checked, done: Mapping[str, _Checked], stored: StoredTables
 ) -> None:
     """Times that must not be before the deal's creation, as it will be after the merge."""
     time_column = AFTER_DEAL_CREATION.get(checked.table.name)
     deal_key = DEALS.key[0]
-    versions = [f for f in (stored.get(DEALS.name), done.get(DEALS.name)) if f is not None]
-    if time_column is None or not versions:
+    if time_column is None or (DEALS.name not in stored and DEALS.name not in done):
         return
-    frames = [v.valid if isinstance(v, _Checked) else v for v in versions]
-    deals = pd.concat([f[[deal_key, "created_at"]] for f in frames], ignore_index=True)
-    created = deals.drop_duplicates(deal_key, keep="last").set_index(deal_key)["created_at"]
     # Looked up once per distinct deal, as in _check_references; -1 (missing) gives NaT.
     codes, distinct = pd.factorize(checked.rows[deal_key])
+    frames = [stored.rows(DEALS.name, deal_key, distinct)] if DEALS.name in stored else []
+    frames += [done[DEALS.name].valid] if DEALS.name in done else []
+    deals = pd.concat([f[[deal_key, "created_at"]] for f in frames], ignore_index=True)
+    created = deals.drop_duplicates(deal_key, keep="last").set_index(deal_key)["created_at"]
     deal_created = pd.Series(
         pd.Series(distinct).map(created).array.take(codes, allow_fill=True),
         index=checked.rows.index,
@@ -922,7 +931,7 @@ def _previous_deal_problems(
     return bad, reason[bad]
 
 
-def _check_previous_deals(checked: _Checked, stored: Mapping[str, pd.DataFrame]) -> None:
+def _check_previous_deals(checked: _Checked, stored: StoredTables) -> None:
     """``deals.previous_deal_id``: an earlier deal of the same account (export or stored).
 
     The previous deal is looked up as it will be after the merge (the export's valid
@@ -932,7 +941,8 @@ def _check_previous_deals(checked: _Checked, stored: Mapping[str, pd.DataFrame])
     if checked.table.name != DEALS.name or not checked.rows[PREVIOUS_DEAL].notna().any():
         return
     key, columns = DEALS.key[0], [DEALS.key[0], "account_id", "created_at"]
-    earlier = stored.get(DEALS.name)
+    previous = checked.rows[PREVIOUS_DEAL].dropna().unique()
+    earlier = stored.rows(DEALS.name, key, previous) if DEALS.name in stored else None
     while True:
         rejected = _positions(checked.problems)
         valid = ~checked.rows.index.isin(rejected)
@@ -1029,6 +1039,8 @@ def _validate(
     ``progress`` counts rows (task ``validate export``), table by table. Declared
     ``attributes`` are checked as optional columns of their table (numbers parsed).
     """
+    if not isinstance(stored, StoredTables):
+        stored = StoredTables(stored)  # a validation's own: its rows are picked as an ingest's
     done: dict[str, _Checked] = {}
     rows, total = 0, sum(len(frame) for _, frame in raw.values())
     for name in _table_order(raw):
@@ -1066,6 +1078,88 @@ def validate_tables(
 
 
 # --------------------------------------------------------------------------- merging
+
+
+class StoredTables(Mapping[str, pd.DataFrame]):
+    """The stored tables, each as pandas to whoever reads it whole, held as Arrow until then.
+
+    A re-ingest reads every stored table and changes a few of their rows: making the
+    Python objects of a million deals' 27 million activities cost it more than the merge
+    (``docs/scaling.md``, "At a million deals"). So the tables are read as Arrow, merged
+    and written as Arrow (:func:`_upsert`), and their rows a change reaches are found in
+    Arrow (:meth:`rows`); a table becomes pandas (:func:`_frame`, the frame
+    :func:`load_stored` gives) when ``tables[name]`` asks for it, once. A table an ingest
+    built from its export alone (a first ingest) is held as the pandas frame it is.
+    """
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame | pyarrow.Table] | None = None) -> None:
+        self._arrow: dict[str, pyarrow.Table] = {}
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._names: list[str] = []
+        for name, table in (tables or {}).items():
+            self.put(name, table)
+
+    def put(self, name: str, table: pd.DataFrame | pyarrow.Table) -> None:
+        """Hold ``table`` (Arrow or pandas) as ``name``, in place of any earlier one."""
+        if name not in self._names:
+            self._names.append(name)
+        self._arrow.pop(name, None)
+        self._frames.pop(name, None)
+        if isinstance(table, pyarrow.Table):
+            self._arrow[name] = table
+        else:
+            self._frames[name] = table
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        frame = self._frames.get(name)
+        if frame is None:
+            frame = self._frames[name] = _frame(self._arrow[name])
+        return frame
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._arrow or name in self._frames
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def arrow(self, name: str) -> pyarrow.Table | None:
+        """The table as Arrow when it is held so (read from a file, or merged into one);
+        None when absent or built as pandas."""
+        return self._arrow.get(name)
+
+    def empty(self, name: str) -> pd.DataFrame:
+        """The table without rows, with its columns and their pandas types."""
+        if name in self._frames:
+            return self._frames[name].iloc[:0]
+        return _frame(self._arrow[name].slice(0, 0))
+
+    def rows(self, name: str, column: str, values: Collection[str]) -> pd.DataFrame:
+        """The rows of table ``name`` whose ``column`` is one of ``values`` (a missing
+        value is none), in the table's order, as pandas with a fresh index.
+
+        Arrow picks them when the table is held as Arrow: ``astype(str).isin`` on a
+        million deals' 27 million activity deal ids took 9 s of a re-ingest for a few
+        thousand deals' rows.
+        """
+        wanted = list(values)
+        if name in self._frames:
+            frame = self._frames[name]
+            return frame[frame[column].isin(wanted).to_numpy(dtype=bool)].reset_index(drop=True)
+        table = self._arrow[name]
+        found = pc.is_in(table[column], value_set=pyarrow.array(wanted, table[column].type))
+        return _frame(table.filter(found))
+
+
+def read_stored(crm_dir: Path) -> StoredTables:
+    """Every stored table in ``crm_dir``, as Arrow (:class:`StoredTables`): what ingest
+    merges an export into."""
+    paths = {name: Path(crm_dir) / f"{name}.parquet" for name in TABLES}
+    return StoredTables(
+        {name: pq.read_table(path) for name, path in paths.items() if path.is_file()}
+    )
 
 
 def load_stored(crm_dir: Path, names: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -1151,20 +1245,21 @@ def _same(old: pd.Series, new: pd.Series) -> np.ndarray:
 
 
 def _upsert(
-    stored: pd.DataFrame | None, new: pd.DataFrame, table: Table
-) -> tuple[pd.DataFrame | None, dict[str, int], TableChange]:
+    stored: pyarrow.Table | None, new: pd.DataFrame, table: Table
+) -> tuple[pd.DataFrame | pyarrow.Table | None, dict[str, int], TableChange]:
     """Replace stored rows by their new version and add rows with new keys.
 
-    Returns the merged table sorted by key, or ``None`` when nothing changed (so an
-    unchanged table is not rewritten), the inserted/updated/unchanged counts, and the
-    rows inserted or updated with the stored versions they replace.
+    Returns the merged table sorted by key (:func:`_merged`, Arrow, when rows were
+    stored; the export's rows sorted, pandas, on a first ingest), or ``None`` when
+    nothing changed (so an unchanged table is not rewritten), the
+    inserted/updated/unchanged counts, and the rows inserted or updated with the stored
+    versions they replace. Only the stored rows the export names become pandas.
     """
-    if stored is None:
-        stored = new.iloc[:0]
-    columns = list(dict.fromkeys([*table.column_names, *stored.columns, *new.columns]))
+    stored_columns = [] if stored is None else stored.column_names
+    columns = list(dict.fromkeys([*table.column_names, *stored_columns, *new.columns]))
     at = _stored_positions(stored, new, table.key)
     known = at >= 0
-    old = _conform(stored.iloc[at[known]], columns).reset_index(drop=True)
+    old = _conform(new.iloc[:0] if stored is None else _frame(_take(stored, at[known])), columns)
     current = _conform(new[known], columns).reset_index(drop=True)
     same = np.ones(len(current), dtype=bool)
     for column in columns:
@@ -1183,48 +1278,41 @@ def _upsert(
     )
     if counts["inserted"] == 0 and counts["updated"] == 0:
         return None, counts, change
-    kept = np.ones(len(stored), dtype=bool)
-    kept[at[known]] = False
-    return (
-        _merged(_conform(stored, columns), kept, _conform(new, columns), table.key),
-        counts,
-        change,
-    )
+    if stored is None:
+        return _key_sorted(_conform(new, columns), table.key), counts, change
+    return _merged(stored, np.sort(at[known]), _conform(new, columns), table), counts, change
 
 
-def _merged(
-    stored: pd.DataFrame, kept: np.ndarray, new: pd.DataFrame, key: tuple[str, ...]
-) -> pd.DataFrame:
-    """The ``kept`` stored rows and the ``new`` ones (both with the same columns), sorted
-    by ``key`` as a stable sort of the two one after the other sorts them.
+def _key_sorted(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` sorted by ``key`` as a stable sort sorts it: a first ingest's table.
 
-    Built a column at a time: the key columns decide the order, then each column is
-    joined and put in that order on its own. Selecting the kept rows of the whole frame,
-    concatenating and taking made three copies of every stored table, each consolidating
-    its columns first (a million deals' 27 million activities in every re-ingest).
+    ``frame`` itself (a shallow copy) when it is in key order already, as an export
+    written by id is; otherwise each column is put in order on its own, without
+    consolidating the frame's columns first.
     """
-    at = np.flatnonzero(kept)
-    whole = len(at) == len(stored)
-
-    def joined(column: str) -> pd.Series:
-        parts = [stored[column] if whole else stored[column].take(at), new[column]]
-        parts = [p for p in parts if len(p)] or parts[1:]
-        # One part (a first ingest) is not copied before the order copies it.
-        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-
-    keys = pd.DataFrame({name: joined(name) for name in key}, copy=False)
-    order = _merge_order(keys, key, len(at))
-    if order is None and not _in_key_order(keys, key):
-        order = keys.reset_index(drop=True).sort_values(list(key), kind="stable").index.to_numpy()
+    order = _key_order(frame, key)
+    if order is None and not _in_key_order(frame, key):
+        order = frame[list(key)].reset_index(drop=True).sort_values(list(key), kind="stable")
+        order = order.index.to_numpy()
     if order is not None and bool((order == np.arange(len(order))).all()):
-        order = None  # in key order already (a first export written by id): no copy
+        order = None
     columns = {}
-    for name in stored.columns:
-        values = keys[name] if name in keys else joined(name)
-        values = values.copy(deep=False) if order is None else values.take(order)
+    for name in frame.columns:
+        values = frame[name].copy(deep=False) if order is None else frame[name].take(order)
         values.index = pd.RangeIndex(len(values))  # its own index: no copy of the values
         columns[name] = values
     return pd.DataFrame(columns, copy=False)
+
+
+def _key_order(frame: pd.DataFrame, key: tuple[str, ...]) -> np.ndarray | None:
+    """The positions that sort ``frame`` by a one-column text key, as a stable sort does;
+    None for another key (the caller sorts the general way)."""
+    if len(key) != 1:
+        return None
+    keys = frame[key[0]].to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(keys, skipna=False) != "string":
+        return None
+    return np.argsort(keys, kind="stable")
 
 
 def _in_key_order(frame: pd.DataFrame, key: tuple[str, ...]) -> bool:
@@ -1251,69 +1339,238 @@ def _in_key_order(frame: pd.DataFrame, key: tuple[str, ...]) -> bool:
     return True
 
 
-def _stored_positions(stored: pd.DataFrame, new: pd.DataFrame, key: tuple[str, ...]) -> np.ndarray:
+def _stored_positions(
+    stored: pyarrow.Table | None, new: pd.DataFrame, key: tuple[str, ...]
+) -> np.ndarray:
     """Where each of ``new``'s keys is among ``stored``'s rows, -1 where it is not: the
     ``get_indexer`` of the key index.
 
-    A one-column text key stored in strictly increasing order, as stored tables are
-    written, is found by binary search: the hash table of every stored key (27 million
-    activity ids at a million deals) took seconds of every re-ingest, for a delta of a
-    few thousand rows, and memory as large as the keys.
+    Arrow finds the stored rows whose first key column holds one of the export's values
+    (a hash of the export's few thousand values, not of 27 million stored activity ids);
+    only those rows' keys become pandas, and the key index is theirs.
     """
-    if not len(stored):
+    if stored is None or stored.num_rows == 0 or not len(new):
         return np.full(len(new), -1, dtype=np.intp)  # a first ingest: nothing to find
-    if len(key) == 1:
-        keys = stored[key[0]].to_numpy(dtype=object)
-        wanted = new[key[0]].to_numpy(dtype=object)
-        if pd.api.types.infer_dtype(wanted, skipna=False) in (
-            "string",
-            "empty",
-        ) and _strictly_increasing(stored[key[0]]):
-            at = np.searchsorted(keys, wanted)
-            found = at < len(keys)
-            found[found] = keys[at[found]] == wanted[found]
-            return np.where(found, at, -1)
-    return _key_index(stored, key).get_indexer(_key_index(new, key))
+    first = stored.column(key[0])
+    wanted = pyarrow.array(new[key[0]], from_pandas=True).cast(first.type)
+    hit = pc.is_in(first, value_set=pc.unique(wanted)).to_numpy(zero_copy_only=False)
+    candidates = np.flatnonzero(hit)
+    if not len(candidates):
+        return np.full(len(new), -1, dtype=np.intp)
+    found = _frame(_take(stored.select(list(key)), candidates))
+    at = _key_index(found, key).get_indexer(_key_index(new, key))
+    return np.where(at >= 0, candidates[np.maximum(at, 0)], -1)
 
 
-def _merge_order(merged: pd.DataFrame, key: tuple[str, ...], n_stored: int) -> np.ndarray | None:
-    """The positions that sort ``merged`` by a one-column text key, as a stable sort
-    does, when its first ``n_stored`` rows (the stored rows kept) are in key order
-    already, as stored tables are written; None otherwise (the caller sorts).
+def _take(table: pyarrow.Table, at: np.ndarray) -> pyarrow.Table:
+    """``table.take(at)``, one chunk, taken from each chunk on its own: Arrow's take of a
+    chunked text column concatenates its chunks first, a copy of a million deals' 27
+    million activity ids for each handful of rows taken."""
+    batches = table.to_batches()
+    ends = np.cumsum([b.num_rows for b in batches], dtype=np.int64)
+    which = np.searchsorted(ends, at, side="right")
+    order = np.argsort(which, kind="stable")
+    by_batch = at[order]
+    bounds = np.searchsorted(which[order], np.arange(len(batches) + 1))
+    parts = [
+        batch.take(pyarrow.array(by_batch[lo:hi] - (end - batch.num_rows), pyarrow.int64()))
+        for batch, end, lo, hi in zip(batches, ends, bounds[:-1], bounds[1:], strict=True)
+        if hi > lo
+    ]
+    taken = pyarrow.Table.from_batches(parts, schema=table.schema).combine_chunks()
+    return taken.take(pyarrow.array(np.argsort(order), pyarrow.int64()))
 
-    Only the export's rows are sorted; each finds its place among the stored ones by
-    binary search. Sorting millions of text keys again for a delta of a few thousand
-    rows took seconds of every re-ingest.
+
+#: A merge of at most this many pieces (runs of stored rows, runs of new rows) is
+#: their zero-copy slices; more (an export that changes rows everywhere) is one take.
+_MOST_SLICES = 4096
+
+
+def _merged(
+    stored: pyarrow.Table, replaced: np.ndarray, new: pd.DataFrame, table: Table
+) -> pyarrow.Table:
+    """The ``stored`` rows but those at ``replaced`` (sorted positions) and the ``new``
+    ones (with every column of the merge), sorted by the table's key as a stable sort
+    of the two one after the other sorts them; in Arrow, typed as the file is written.
+
+    Stored tables are written in key order, so each new row finds its place among the
+    stored ones by a binary search and the merge is slices of the stored table between
+    the new rows: no copy of the stored rows, none of them made a Python object (the
+    pandas merge of a million deals' 27 million activities took seconds of every
+    re-ingest, and their objects more). A stored table out of key order, or a key with a
+    missing value, is sorted whole (Arrow's sort is stable, missing values last, as
+    pandas').
     """
-    if len(key) != 1:
-        return None
-    keys = merged[key[0]].to_numpy(dtype=object)
-    stored, new = keys[:n_stored], keys[n_stored:]
-    if pd.api.types.infer_dtype(keys, skipna=False) != "string":
-        return None
-    if not pd.Index(stored).is_monotonic_increasing:
-        return None
-    by_key = np.argsort(new, kind="stable")
-    if not n_stored:
-        return by_key  # a first ingest: what the merge below gives with nothing stored
-    # After every stored row with a key <= its own, as a stable sort puts it.
-    place = np.zeros(len(keys), dtype=np.int64)
-    place[:n_stored] = 2 * np.arange(n_stored) + 1
-    place[n_stored + by_key] = 2 * np.searchsorted(stored, new[by_key], side="right")
-    among_new = np.zeros(len(keys), dtype=np.int64)
-    among_new[n_stored + by_key] = np.arange(len(new))
-    return np.lexsort((among_new, place))
+    schema = _merged_schema(stored, len(replaced), new, table)
+    rows = _as_schema(stored, schema)
+    added = _as_schema(
+        pyarrow.Table.from_pandas(
+            new, schema=_file_schema(schema.names, table), preserve_index=False
+        ),
+        schema,
+    )
+    key = list(table.key)
+    by_key = [(name, "ascending") for name in key]
+    gaps = any(t.column(name).null_count for t in (rows, added) for name in key)
+    if gaps or not _arrow_in_key_order([rows.column(name) for name in key]):
+        kept = rows.take(np.delete(np.arange(rows.num_rows), replaced))
+        joined = pyarrow.concat_tables([kept, added])
+        return joined.take(pc.sort_indices(joined, sort_keys=by_key))  # missing values last
+    added = added.take(pc.sort_indices(added, sort_keys=by_key))
+    places = _search_right(
+        [rows.column(name) for name in key], [added.column(name).combine_chunks() for name in key]
+    )
+    return _assembled((rows, added), *_merge_pieces(rows.num_rows, replaced, places))
 
 
-def _parquet_writer(frame: pd.DataFrame, table: Table) -> Callable[[Path], None]:
-    """Write with fixed Parquet types, so an all-missing column keeps its contract type,
-    and dictionaries for text only (:func:`leadscore.parquetio.writer_options`)."""
+def _key_le(left: Sequence[Any], right: Sequence[Any]) -> Any:
+    """Arrow booleans: whether each key of ``left`` (one array per key column) is at or
+    before the same row's key of ``right``, comparing column after column."""
+    result = pc.less_equal(left[-1], right[-1])
+    for lower, upper in zip(reversed(left[:-1]), reversed(right[:-1]), strict=True):
+        result = pc.or_(pc.less(lower, upper), pc.and_(pc.equal(lower, upper), result))
+    return result
+
+
+def _arrow_in_key_order(key: Sequence[pyarrow.ChunkedArray]) -> bool:
+    """Whether the rows of these key columns (no value missing) are in non-decreasing
+    key order."""
+    n = len(key[0])
+    if n < 2:
+        return True
+    before, after = [c.slice(0, n - 1) for c in key], [c.slice(1) for c in key]
+    return bool(pc.all(_key_le(before, after)).as_py())
+
+
+def _search_right(
+    key: Sequence[pyarrow.ChunkedArray], probes: Sequence[pyarrow.Array]
+) -> np.ndarray:
+    """For each probe key, how many rows of ``key`` (columns in key order, none missing)
+    are at or before it: ``searchsorted(side="right")``, every probe at once, a row of
+    the stored key taken per probe and step."""
+    n = len(key[0])
+    low = np.zeros(len(probes[0]), dtype=np.int64)
+    high = np.full(len(probes[0]), n, dtype=np.int64)
+    while (open_ := low < high).any():
+        middle = (low + high) // 2
+        at = _take(
+            pyarrow.table(list(key), names=[str(i) for i in range(len(key))]),
+            np.minimum(middle, n - 1),
+        )
+        le = _key_le(at.columns, probes).to_numpy(zero_copy_only=False)
+        low = np.where(open_ & le, middle + 1, low)
+        high = np.where(open_ & ~le, middle, high)
+    return low
+
+
+def _merge_pieces(
+    n: int, replaced: np.ndarray, places: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The merge as pieces in order: which table (0 the ``n`` stored rows, 1 the new rows
+    in key order), and the rows ``[begin, end)`` of it.
+
+    The stored rows are cut at each ``replaced`` row (left out) and where a new row goes
+    (``places``: before that stored row); new rows go before the stored run that
+    starts where they go, in their order. Runs that continue each other make one piece.
+    """
+    cuts = np.unique(np.concatenate([[0, n], replaced, replaced + 1, places]))
+    begin, end = cuts[:-1], cuts[1:]
+    kept = ~np.isin(begin, replaced)  # a run that starts at a replaced row is that row
+    begin, end = begin[kept], end[kept]
+    m = len(places)
+    side = np.concatenate([np.zeros(len(begin), dtype=np.int8), np.ones(m, dtype=np.int8)])
+    starts = np.concatenate([begin, np.arange(m)])
+    ends = np.concatenate([end, np.arange(m) + 1])
+    order = np.lexsort((starts, 1 - side, np.concatenate([begin, places])))
+    side, starts, ends = side[order], starts[order], ends[order]
+    piece = np.ones(len(side), dtype=bool)
+    piece[1:] = (side[1:] != side[:-1]) | (starts[1:] != ends[:-1])
+    first = np.flatnonzero(piece)
+    last = np.append(first[1:], len(side)) - 1
+    return side[first], starts[first], ends[last]
+
+
+def _assembled(
+    parts: tuple[pyarrow.Table, pyarrow.Table],
+    side: np.ndarray,
+    begin: np.ndarray,
+    end: np.ndarray,
+) -> pyarrow.Table:
+    """The rows ``[begin, end)`` of ``parts[side]``, piece after piece: zero-copy slices,
+    or one take when there are more than :data:`_MOST_SLICES` pieces."""
+    if len(side) <= _MOST_SLICES:
+        return pyarrow.concat_tables(
+            [parts[s].slice(b, e - b) for s, b, e in zip(side, begin, end, strict=True)]
+        )
+    lengths = end - begin
+    first = np.where(side == 0, 0, parts[0].num_rows) + begin - (np.cumsum(lengths) - lengths)
+    return pyarrow.concat_tables(parts).take(
+        np.repeat(first, lengths) + np.arange(int(lengths.sum()))
+    )
+
+
+def _file_schema(columns: Sequence[str], table: Table) -> pyarrow.Schema:
+    """The Arrow types a stored table is written with: the contract's, text for the
+    extra columns (so an all-missing column keeps its contract type)."""
     types = {c.name: _ARROW_TYPES[c.type] for c in table.columns}
-    schema = pyarrow.schema([(c, types.get(c, pyarrow.string())) for c in frame.columns])
+    return pyarrow.schema([(c, types.get(c, pyarrow.string())) for c in columns])
+
+
+def _merged_schema(
+    stored: pyarrow.Table, n_replaced: int, new: pd.DataFrame, table: Table
+) -> pyarrow.Schema:
+    """:func:`_file_schema` of the merge, with the pandas metadata (each column's pandas
+    type) that writing the merge from pandas records: the type a column of the kept
+    stored rows and the new rows concatenated takes, as in :func:`_frame` of the stored
+    rows. The bytes of the file depend on it."""
+    columns = list(new.columns)
+    heads = [_conform(_frame(stored.slice(0, 1)), columns)] if stored.num_rows > n_replaced else []
+    heads += [new.iloc[:1]] if len(new) else []
+    head = pd.concat(heads, ignore_index=True) if len(heads) == 2 else (heads or [new.iloc[:0]])[0]
+    schema = _file_schema(columns, table)
+    return pyarrow.Table.from_pandas(head, schema=schema, preserve_index=False).schema
+
+
+def _as_schema(rows: pyarrow.Table, schema: pyarrow.Schema) -> pyarrow.Table:
+    """``rows`` with exactly the columns of ``schema``, of its types (an absent column
+    all missing), and its metadata."""
+    columns = [
+        (
+            pyarrow.chunked_array([pyarrow.nulls(rows.num_rows, f.type)])
+            if f.name not in rows.column_names
+            else rows.column(f.name)
+            if rows.schema.field(f.name).type == f.type
+            else rows.column(f.name).cast(f.type)
+        )
+        for f in schema
+    ]
+    return pyarrow.Table.from_arrays(columns, schema=schema)
+
+
+#: Rows per row group of a stored table: pyarrow's default, which every stored table
+#: was written with.
+_ROW_GROUP_ROWS = 1024 * 1024
+
+
+def _parquet_writer(data: pd.DataFrame | pyarrow.Table, table: Table) -> Callable[[Path], None]:
+    """Write with fixed Parquet types (:func:`_file_schema`; an Arrow table has them
+    already) and dictionaries for text only (:func:`leadscore.parquetio.writer_options`).
+
+    A row group at a time, each made one chunk: the merge of a re-ingest is thousands of
+    slices, and Parquet writes a chunked column other bytes (and slower) than one chunk.
+    """
 
     def write(path: Path) -> None:
-        arrow = pyarrow.Table.from_pandas(frame, schema=schema, preserve_index=False)
-        pq.write_table(arrow, path, **writer_options(schema))
+        arrow = (
+            data
+            if isinstance(data, pyarrow.Table)
+            else pyarrow.Table.from_pandas(
+                data, schema=_file_schema(list(data.columns), table), preserve_index=False
+            )
+        )
+        with pq.ParquetWriter(path, arrow.schema, **writer_options(arrow.schema)) as writer:
+            for start in range(0, max(arrow.num_rows, 1), _ROW_GROUP_ROWS):
+                writer.write_table(arrow.slice(start, _ROW_GROUP_ROWS).combine_chunks())
 
     return write
 
@@ -1365,7 +1622,7 @@ def ingest_export(
     ``progress`` hears of files read and rows validated.
     """
     raw = read_export(Path(export_dir), progress)
-    stored = load_stored(Path(crm_dir))
+    stored = read_stored(Path(crm_dir))
     declared = (Path(export_dir) / ATTRIBUTES_FILE).is_file()
     try:
         attributes = read_attributes(Path(export_dir) if declared else Path(crm_dir))
@@ -1377,13 +1634,13 @@ def ingest_export(
     del raw  # the frames as read: each table's are let go once its valid rows are stored
     files = {name: c.path for name, c in checked.items()}
 
-    tables = dict(stored)
+    tables = stored  # each merged table takes the place of the one read
     counts: dict[str, dict[str, int]] = {}
     changes: dict[str, TableChange] = {}
     writers: dict[Path, Callable[[Path], None]] = {}
     for name in list(checked):
         c = checked.pop(name)
-        merged, merge_counts, changes[name] = _upsert(stored.get(name), c.valid, c.table)
+        merged, merge_counts, changes[name] = _upsert(stored.arrow(name), c.valid, c.table)
         counts[name] = {
             "read": len(c.raw),
             "valid": len(c.valid),
@@ -1392,7 +1649,7 @@ def ingest_export(
             **merge_counts,
         }
         if merged is not None:
-            tables[name] = merged
+            tables.put(name, merged)
             target = Path(write_to or crm_dir) / f"{name}.parquet"
             writers[target] = _parquet_writer(merged, c.table)
         log.info("%s: %s", c.path.name, ", ".join(f"{k} {v}" for k, v in counts[name].items()))

@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 import leadscore.crm
 import leadscore.features
 from leadscore.crm.attributes import Attribute, attributes_json
-from leadscore.crm.ingest import TableChange
+from leadscore.crm.ingest import StoredTables, TableChange
 from leadscore.features.featurize import (
     DEAL_TABLES,
     DEAL_VIEWS,
@@ -121,8 +121,15 @@ def _versions(change: TableChange | None) -> list[pd.DataFrame]:
     return [] if change is None else [change.new, change.old]
 
 
+def _held(tables: Mapping[str, pd.DataFrame]) -> StoredTables:
+    """``tables`` as :class:`~leadscore.crm.ingest.StoredTables` (an ingest's are so
+    already), whose rows are picked without making the whole tables pandas."""
+    return tables if isinstance(tables, StoredTables) else StoredTables(tables)
+
+
 def reach(tables: Mapping[str, pd.DataFrame], changes: Mapping[str, TableChange]) -> Reach:
     """What the ``changes`` of one ingest reach in the merged ``tables`` (see the module)."""
+    tables = _held(tables)
     deals = tables["deals"]
     deal_ids = deals["deal_id"].astype(str)
     account_ids = deals["account_id"].astype("string").fillna("")
@@ -132,10 +139,8 @@ def reach(tables: Mapping[str, pd.DataFrame], changes: Mapping[str, TableChange]
     contacts = _ids(_versions(changes.get("contacts")), "contact_id")
     if contacts:
         for name in ("deal_contacts", "activities"):
-            table = tables.get(name)
-            if table is not None and "contact_id" in table:
-                named = table["contact_id"].astype("string").isin(contacts).fillna(False)
-                touched |= set(table.loc[named.to_numpy(dtype=bool), "deal_id"].astype(str))
+            if name in tables and "contact_id" in tables.empty(name):
+                touched |= set(tables.rows(name, "contact_id", contacts)["deal_id"].astype(str))
     accounts = _ids(_versions(changes.get("accounts")), "account_id")
     accounts |= set(account_ids[deal_ids.isin(touched)])
     old_deals = changes["deals"].old if "deals" in changes else deals.iloc[:0]
@@ -151,21 +156,19 @@ def reach(tables: Mapping[str, pd.DataFrame], changes: Mapping[str, TableChange]
     )
 
 
-def _rows_of(tables: Mapping[str, pd.DataFrame], reached: Reach) -> dict[str, pd.DataFrame]:
-    """The tables' rows the reached accounts' sources are built from."""
-    deals = tables["deals"]
-    part = {"deals": deals[deals["deal_id"].astype(str).isin(reached.deals)]}
+def _rows_of(tables: StoredTables, reached: Reach) -> dict[str, pd.DataFrame]:
+    """The tables' rows the reached accounts' sources are built from, each table's in
+    its order (:meth:`~leadscore.crm.ingest.StoredTables.rows`: the few reached rows
+    become pandas, not the tables)."""
+    part = {"deals": tables.rows("deals", "deal_id", reached.deals)}
     for name in DEAL_TABLES:
         if name in tables:
-            table = tables[name]
-            part[name] = table[table["deal_id"].astype(str).isin(reached.deals)]
+            part[name] = tables.rows(name, "deal_id", reached.deals)
     if "accounts" in tables:
-        accounts = tables["accounts"]
-        part["accounts"] = accounts[accounts["account_id"].astype(str).isin(reached.accounts)]
+        part["accounts"] = tables.rows("accounts", "account_id", reached.accounts)
     if "contacts" in tables:
         named = _ids([part[n] for n in ("deal_contacts", "activities") if n in part], "contact_id")
-        contacts = tables["contacts"]
-        part["contacts"] = contacts[contacts["contact_id"].astype(str).isin(named)]
+        part["contacts"] = tables.rows("contacts", "contact_id", named)
     return part
 
 
@@ -327,8 +330,9 @@ def update_sources(
     if _built_by(sources_dir) != definition:
         log.info("feature sources: built by another definition, rebuilding all of them")
         return None
+    tables = _held(tables)
     empty = build_feature_sources(
-        {name: table.iloc[:0] for name, table in tables.items()},
+        {name: tables.empty(name) for name in tables},
         attributes=attributes,
         revival_window_days=revival_window_days,
     )
@@ -371,7 +375,7 @@ def update_sources(
 
 
 def _rebuild(
-    tables: Mapping[str, pd.DataFrame],
+    tables: StoredTables,
     reached: Reach,
     schemas: Mapping[str, pa.Schema],
     attributes: Sequence[Attribute],

@@ -645,15 +645,15 @@ def test_failed_write_leaves_the_store_as_it_was(
     export = write_export(tmp_path / "second", changed)
 
     written: list[Path] = []
-    write_table = pq.write_table
+    writer = pq.ParquetWriter
 
-    def failing_write(table: object, path: Path, **kwargs: object) -> None:
+    def failing_writer(path: Path, *args: object, **kwargs: object) -> pq.ParquetWriter:
         written.append(Path(path))
         if len(written) == 2:
             raise OSError("disk full")
-        write_table(table, path, **kwargs)
+        return writer(path, *args, **kwargs)
 
-    monkeypatch.setattr(ingest.pq, "write_table", failing_write)
+    monkeypatch.setattr(ingest.pq, "ParquetWriter", failing_writer)
     with pytest.raises(OSError, match="disk full"):
         run(export, tmp_path)
     assert len(written) == 2

@@ -19,7 +19,7 @@ from leadscore.crm.ingest import (
     _as_arrow_text,
     _clean_text,
     _in_key_order,
-    _merge_order,
+    _key_order,
     _read_parquet,
     _stored_positions,
     _strictly_increasing,
@@ -84,34 +84,31 @@ def test_a_failed_source_write_stops_the_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_a_delta_merged_into_sorted_stored_rows_is_in_the_order_of_a_full_sort(seed: int) -> None:
+def test_rows_ordered_by_a_text_key_are_in_the_order_of_a_stable_sort(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    stored = np.sort(rng.choice([f"A{i:04d}" for i in range(3000)], 500, replace=False))
-    new = rng.choice([f"A{i:04d}" for i in range(-50, 3100)], 40, replace=False)
-    new = new[~np.isin(new, stored)]
-    keys = np.concatenate([stored, new]).astype(object)
-    merged = pd.DataFrame({"activity_id": keys, "n": np.arange(len(keys))})
-    order = _merge_order(merged, ("activity_id",), len(stored))
+    keys = rng.choice([f"A{i:04d}" for i in range(300)], 200).astype(object)
+    frame = pd.DataFrame({"activity_id": keys, "n": np.arange(len(keys))})
+    order = _key_order(frame, ("activity_id",))
     assert order is not None
-    expected = merged.sort_values(["activity_id"], kind="stable", ignore_index=True)
-    assert merged.take(order).reset_index(drop=True).equals(expected)
-    unsorted = merged.iloc[::-1].reset_index(drop=True)
-    assert _merge_order(unsorted, ("activity_id",), len(stored)) is None
-    assert _merge_order(merged, ("deal_id", "stage"), len(stored)) is None
+    expected = frame.sort_values(["activity_id"], kind="stable", ignore_index=True)
+    assert frame.take(order).reset_index(drop=True).equals(expected)
+    assert _key_order(frame, ("deal_id", "stage")) is None
 
 
 @pytest.mark.parametrize("stored_in_order", [True, False])
-def test_keys_found_by_binary_search_are_the_keys_a_hash_finds(stored_in_order: bool) -> None:
-    """A re-ingest finds its rows among the stored ones by binary search when the stored
-    keys are in order (as written); elsewhere the hash lookup stays."""
+def test_keys_found_in_arrow_are_the_keys_a_hash_of_the_stored_keys_finds(
+    stored_in_order: bool,
+) -> None:
+    """A re-ingest finds its rows among the stored ones (Arrow) by the export's values,
+    in order or not; the positions are those of the hash lookup of every stored key."""
     rng = np.random.default_rng(3)
     keys = np.array(sorted({f"X{n}" for n in rng.integers(0, 10**6, 5_000)}), dtype=object)
     if not stored_in_order:
         keys = keys[rng.permutation(len(keys))]
-    stored = pd.DataFrame({"activity_id": pd.array(keys, dtype="string")})
+    stored = pa.table({"activity_id": pa.array(keys, pa.string())})
     asked = np.concatenate([rng.choice(keys, 300), [f"X{n}" for n in range(-5, 0)], ["", "Y"]])
     new = pd.DataFrame({"activity_id": rng.permutation(asked)})
-    expected = pd.Index(stored["activity_id"]).get_indexer(pd.Index(new["activity_id"]))
+    expected = pd.Index(keys).get_indexer(pd.Index(new["activity_id"]))
     found = _stored_positions(stored, new, ("activity_id",))
     np.testing.assert_array_equal(found, expected)
     assert (found >= 0).sum() >= 300 and (found == -1).sum() >= 7
@@ -217,7 +214,7 @@ def test_the_fast_paths_store_the_bytes_and_rejects_of_the_general_ones(
     with monkeypatch.context() as off:
         off.setattr(ingest, "_strictly_increasing", lambda values: False)
         off.setattr(ingest, "_python_text", lambda values: False)
-        off.setattr(ingest, "_merge_order", lambda merged, key, n_stored: None)
+        off.setattr(ingest, "_key_order", lambda frame, key: None)
         off.setattr(ingest, "_in_key_order", lambda frame, key: False)
         ingest_export(export, tmp_path / "slow", tmp_path / "slow", now=now)
     for name in [*fast.tables, "rejects.csv"]:
