@@ -242,7 +242,9 @@ def ingest(
     else:
         typer.echo(
             f"feature sources rebuilt for {summary.deals_rebuilt:,d} of {summary.deals_stored:,d}"
-            " deals (the accounts and owners this export's changes reach), the rest kept"
+            " deals (the accounts and owners this export's changes reach; the profile, stage,"
+            f" contact and activity rows of the {summary.own_deals_rebuilt or 0:,d} whose own rows"
+            " changed), the rest kept"
         )
 
 

@@ -44,6 +44,9 @@ class IngestSummary:
     #: accounts its changes reach); None when every source was built from all rows.
     deals_stored: int = 0
     deals_rebuilt: int | None = None
+    #: Of those, the deals whose own views (profile, stage, contacts, activity) were
+    #: rebuilt: their own rows, contacts or account row changed.
+    own_deals_rebuilt: int | None = None
 
 
 def ingest(
@@ -137,6 +140,7 @@ def ingest(
         settings.rejects_dir / REJECTS_FILE,
         deals_stored=len(result.tables["deals"]),
         deals_rebuilt=None if update is None else len(update.reached.deals),
+        own_deals_rebuilt=None if update is None else len(update.reached.own_deals),
     )
 
 

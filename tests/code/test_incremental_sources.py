@@ -237,6 +237,32 @@ def test_a_moved_deal_reaches_both_accounts_and_both_owners():
     assert reached.accounts == {"A1", "A2"}
     assert reached.deals == {"D1", "D2", "D3"}  # every deal of both accounts, not A3's
     assert reached.owners == {"O1", "O2"}
+    assert reached.own_deals == {"D1"}  # its account's other deals keep their own rows
+
+
+def test_a_deal_s_own_views_are_rebuilt_for_deals_whose_own_rows_or_account_row_changed():
+    """An activity reaches every deal of its deal's account (the account's record, a lost
+    deal's account counts) but the profile, stage, contact and activity rows of its own
+    deal only; a changed ``accounts`` row reaches the own views of every deal naming it."""
+    deals = pd.DataFrame(
+        {
+            "deal_id": ["D1", "D2", "D3", "D4", "D5"],
+            "account_id": ["A1", "A1", "A2", "A2", None],
+            "owner_id": ["O1", "O2", "O1", "O3", "O3"],
+        }
+    )
+    activity = pd.DataFrame({"activity_id": ["X1", "X2"], "deal_id": ["D1", "D5"]})
+    account = pd.DataFrame({"account_id": ["A2"], "industry": ["Retail"]})
+    reached = reach(
+        {"deals": deals},
+        {
+            "activities": TableChange(new=activity, old=activity.iloc[:0]),
+            "accounts": TableChange(new=account, old=account.iloc[:0]),
+        },
+    )
+    assert reached.deals == {"D1", "D2", "D3", "D4", "D5"}
+    assert reached.own_deals == {"D1", "D5", "D3", "D4"}  # not D2: only its account moved
+    assert reached.owners == set()  # no deal row changed
 
 
 def test_a_changed_contact_reaches_the_deals_it_is_on():
