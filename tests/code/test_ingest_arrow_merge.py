@@ -224,10 +224,12 @@ def test_the_reached_rows_picked_in_arrow_are_the_rows_pandas_picks(
     read = load_stored(stored_crm)
     rng = np.random.default_rng(seed)
     deals = read["deals"]
+    picked = frozenset(rng.choice(deals["deal_id"], 15, replace=False)) | {"nowhere"}
     reached = Reach(
-        deals=frozenset(rng.choice(deals["deal_id"], 15, replace=False)) | {"nowhere"},
+        deals=picked,
         accounts=frozenset(rng.choice(deals["account_id"].dropna().unique(), 4, replace=False)),
         owners=frozenset(),
+        own_deals=picked,
     )
     by_arrow = _rows_of(read_stored(stored_crm), reached)
     by_pandas = _rows_of(StoredTables(read), reached)
