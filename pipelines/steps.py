@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +21,15 @@ import pandas as pd
 import pyarrow as pa
 
 from leadscore.config import CHAMPION, LOCAL_ENGINE, SPARK_ENGINE, Settings, crash_point
-from leadscore.crm.ingest import REJECTS_FILE, Reject, ingest_export
+from leadscore.crm.ingest import REJECTS_FILE, IngestResult, Reject, ingest_export
 from leadscore.features.featurize import iter_feature_sources, write_sources
-from leadscore.features.incremental import source_definition, update_sources, write_build_record
-from leadscore.pipeline_state import transaction
+from leadscore.features.incremental import (
+    SourceUpdate,
+    source_definition,
+    update_sources,
+    write_build_record,
+)
+from leadscore.pipeline_state import Generation, transaction
 from leadscore.progress import Progress, no_progress
 
 if TYPE_CHECKING:
@@ -86,47 +92,25 @@ def ingest(
             progress,
             rejects_shown_at=settings.rejects_dir,
             write_to=generation.dir("crm"),
+            write_behind=True,  # a re-ingest's tables are written while its sources are built
         )
-        nothing_stored = result.nothing_stored(settings.rejects_dir / REJECTS_FILE)
-        if nothing_stored is not None:
-            generation.clear("crm")  # keep the state as it was...
-            generation.carry("crm")
-            generation.carry("sources")
-            generation.commit()  # ...with this run's rejects, so the user can see why
-            raise nothing_stored
+        try:
+            nothing_stored = result.nothing_stored(settings.rejects_dir / REJECTS_FILE)
+            if nothing_stored is not None:
+                result.wait_written()
+                generation.clear("crm")  # keep the state as it was...
+                generation.carry("crm")
+                generation.carry("sources")
+                generation.commit()  # ...with this run's rejects, so the user can see why
+                raise nothing_stored
+            rows, update = _write_sources(settings, result, generation, engine, rebuild, progress)
+            result.wait_written()  # the changed tables in place before the others are carried
+        finally:
+            # Never leave the thread writing into a generation that is being discarded.
+            if result.written is not None:
+                futures.wait([result.written])
         generation.carry("crm")  # the tables this export left unchanged
         crash_point("ingest.tables_written")
-        window = settings.revival_window_days
-        definition = source_definition(result.attributes, window)
-        update = None
-        sources: Mapping[str, pd.DataFrame | pa.Table] | Iterable[tuple[str, pd.DataFrame]]
-        if engine == SPARK_ENGINE:
-            from leadscore.features.spark_engine import spark_ingest_sources
-
-            sources = spark_ingest_sources(settings, result.tables, result.attributes)
-        elif not rebuild and (
-            update := update_sources(
-                result.tables,
-                result.changes,
-                settings.sources_dir,
-                definition,
-                result.attributes,
-                window,
-                progress,
-                chunk_deals=settings.source_chunk_deals,
-            )
-        ):
-            sources = update.pieces  # each range spliced as the last one is written
-        else:  # each source is written while the next is built
-            sources = iter_feature_sources(
-                result.tables,
-                progress,
-                result.attributes,
-                revival_window_days=window,
-                chunk_deals=settings.source_chunk_deals,
-            )
-        rows = write_sources(sources, generation.dir("sources"), progress)
-        write_build_record(generation.dir("sources"), definition)
         if update is not None:
             generation.carry("sources")  # the sources the change left as they were
             rows = {**update.rows, **rows}
@@ -142,6 +126,51 @@ def ingest(
         deals_rebuilt=None if update is None else len(update.reached.deals),
         own_deals_rebuilt=None if update is None else len(update.reached.own_deals),
     )
+
+
+def _write_sources(
+    settings: Settings,
+    result: IngestResult,
+    generation: Generation,
+    engine: str,
+    rebuild: bool,
+    progress: Progress,
+) -> tuple[dict[str, int], SourceUpdate | None]:
+    """Write the feature sources of ``result``'s tables into ``generation``: only the
+    rows its changes reach when the committed sources allow it (the update, whose
+    untouched sources the caller carries), else all of them; their row counts."""
+    window = settings.revival_window_days
+    definition = source_definition(result.attributes, window)
+    update = None
+    sources: Mapping[str, pd.DataFrame | pa.Table] | Iterable[tuple[str, pd.DataFrame]]
+    if engine == SPARK_ENGINE:
+        from leadscore.features.spark_engine import spark_ingest_sources
+
+        sources = spark_ingest_sources(settings, result.tables, result.attributes)
+    elif not rebuild and (
+        update := update_sources(
+            result.tables,
+            result.changes,
+            settings.sources_dir,
+            definition,
+            result.attributes,
+            window,
+            progress,
+            chunk_deals=settings.source_chunk_deals,
+        )
+    ):
+        sources = update.pieces  # each range spliced as the last one is written
+    else:  # each source is written while the next is built
+        sources = iter_feature_sources(
+            result.tables,
+            progress,
+            result.attributes,
+            revival_window_days=window,
+            chunk_deals=settings.source_chunk_deals,
+        )
+    rows = write_sources(sources, generation.dir("sources"), progress)
+    write_build_record(generation.dir("sources"), definition)
+    return rows, update
 
 
 @dataclass

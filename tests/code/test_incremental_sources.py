@@ -305,3 +305,59 @@ def test_a_change_that_rebuilds_no_rows_of_a_source_gives_the_full_build(tmp_pat
 
     assert incremental.deals_rebuilt is not None
     assert 0 < incremental.deals_rebuilt < incremental.deals_stored / 3
+
+
+def _state_files(settings) -> dict[str, bytes]:
+    """Every committed file of the state (tables, rejects, sources) by its path."""
+    current = settings.feature_data / "current"
+    return {
+        str(p.relative_to(current.resolve())): p.read_bytes()
+        for p in sorted(current.resolve().rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_re_ingest_writes_its_tables_behind_and_a_failed_write_commits_nothing(
+    tmp_path, first_crm, monkeypatch
+):
+    """A re-ingest's merged tables are Arrow, so they are written on a thread while the
+    sources are rebuilt (``write_behind``); when that write fails, the ingest raises its
+    error, no thread is left writing, and the committed state is as it was. A first
+    ingest's tables are pandas and are written before ``ingest_export`` returns."""
+    import threading
+
+    from leadscore.crm import ingest as crm_ingest
+
+    write_export(first_crm, tmp_path / "first")
+    second = _write(_small_change(first_crm.tables), tmp_path / "second")
+    settings = isolated(tmp_path / "store")
+    threads: list[str] = []
+    replace_files = crm_ingest._replace_files
+
+    def recorded(writers):
+        threads.append(threading.current_thread().name)
+        return replace_files(writers)
+
+    monkeypatch.setattr(crm_ingest, "_replace_files", recorded)
+    ingest(tmp_path / "first", settings, now=AS_OF + pd.Timedelta(days=400))
+    assert threads == [threading.main_thread().name]  # a first ingest: pandas, written at once
+    before = _state_files(settings)
+
+    writer = pq.ParquetWriter
+
+    def failing_writer(path, *args, **kwargs):
+        if Path(path).name.startswith(".activities.parquet"):
+            raise OSError("disk full")
+        return writer(path, *args, **kwargs)
+
+    monkeypatch.setattr(crm_ingest.pq, "ParquetWriter", failing_writer)
+    with pytest.raises(OSError, match="disk full"):
+        ingest(second, settings, now=AS_OF + pd.Timedelta(days=400))
+    assert threads[1].startswith("write-tables")  # the re-ingest wrote on its thread
+    assert not any(t.name.startswith("write-tables") for t in threading.enumerate())
+    assert _state_files(settings) == before
+
+    monkeypatch.setattr(crm_ingest.pq, "ParquetWriter", writer)
+    summary = ingest(second, settings, now=AS_OF + pd.Timedelta(days=400))
+    assert summary.deals_rebuilt is not None  # the retry updates the sources incrementally
+    assert _state_files(settings) != before
