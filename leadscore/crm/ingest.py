@@ -1460,14 +1460,12 @@ def _search_right(
     are at or before it: ``searchsorted(side="right")``, every probe at once, a row of
     the stored key taken per probe and step."""
     n = len(key[0])
+    keys = pyarrow.table(list(key), names=[str(i) for i in range(len(key))])
     low = np.zeros(len(probes[0]), dtype=np.int64)
     high = np.full(len(probes[0]), n, dtype=np.int64)
     while (open_ := low < high).any():
         middle = (low + high) // 2
-        at = _take(
-            pyarrow.table(list(key), names=[str(i) for i in range(len(key))]),
-            np.minimum(middle, n - 1),
-        )
+        at = _take(keys, np.minimum(middle, n - 1))
         le = _key_le(at.columns, probes).to_numpy(zero_copy_only=False)
         low = np.where(open_ & le, middle + 1, low)
         high = np.where(open_ & ~le, middle, high)

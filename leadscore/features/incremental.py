@@ -44,7 +44,7 @@ import itertools
 import json
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -156,14 +156,15 @@ def reach(tables: Mapping[str, pd.DataFrame], changes: Mapping[str, TableChange]
                 touched |= set(tables.rows(name, "contact_id", contacts)["deal_id"].astype(str))
     described = _ids(_versions(changes.get("accounts")), "account_id")  # accounts rows
     described.discard("")
-    accounts = described | set(account_ids[deal_ids.isin(touched)])
+    is_touched = deal_ids.isin(touched)
+    accounts = described | set(account_ids[is_touched])
     old_deals = changes["deals"].old if "deals" in changes else deals.iloc[:0]
     accounts |= _ids([old_deals], "account_id")
     accounts.discard("")
     # Every deal of a reached account; a deal without one is its own group.
-    in_reach = account_ids.isin(accounts) | (deal_ids.isin(touched) & (account_ids == ""))
+    in_reach = account_ids.isin(accounts) | (is_touched & (account_ids == ""))
     owners = _ids(_versions(changes.get("deals")), "owner_id")
-    own = deal_ids.isin(touched) | account_ids.isin(described)
+    own = is_touched | account_ids.isin(described)
     return Reach(
         deals=frozenset(deal_ids[in_reach.to_numpy(dtype=bool)]),
         accounts=frozenset(accounts),
@@ -186,18 +187,6 @@ def _rows_of(tables: StoredTables, reached: Reach) -> dict[str, pd.DataFrame]:
         named = _ids([part[n] for n in ("deal_contacts", "activities") if n in part], "contact_id")
         part["contacts"] = tables.rows("contacts", "contact_id", named)
     return part
-
-
-def _of_deals(part: Mapping[str, pd.DataFrame], deals: frozenset[str]) -> dict[str, pd.DataFrame]:
-    """The rows of ``deals`` among ``part`` (:func:`_rows_of`, which holds them): its deals
-    and deal tables narrowed, the accounts and contacts kept (the builders look up those
-    the deals name)."""
-    out = dict(part)
-    for name in ("deals", *DEAL_TABLES):
-        if name in part:
-            table = part[name]
-            out[name] = table[table["deal_id"].astype(str).isin(deals).to_numpy(dtype=bool)]
-    return out
 
 
 def _dropped_keys(view: str, reached: Reach) -> frozenset[str]:
@@ -425,7 +414,8 @@ def _rebuild(
     part = _rows_of(tables, reached)
     built = itertools.chain(
         iter_feature_sources(
-            _of_deals(part, reached.own_deals),
+            # Among the reached rows already (``own_deals`` is within ``deals``).
+            _rows_of(StoredTables(part), replace(reached, deals=reached.own_deals)),
             progress,
             attributes,
             revival_window_days=revival_window_days,
