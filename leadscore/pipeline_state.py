@@ -139,6 +139,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: Digests of files hashed as they were written (:func:`digest_ahead`), by the file's
+#: identity and version: device, inode, size and modification time in nanoseconds.
+_AHEAD: dict[tuple[int, int, int, int], str] = {}
+
+
+def _signature(path: Path) -> tuple[int, int, int, int]:
+    stat = path.stat()
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def digest_ahead(path: Path) -> None:
+    """Hash ``path``, a file just written into a generation, for its commit to reuse.
+
+    Call it on the thread that wrote the file: a re-ingest writes its changed tables on
+    a thread of its own while the sources are rebuilt, and the 27 million activities of
+    a million deals (640 MB) took the commit more than a second to read again. The
+    digest is kept by the file's inode, size and modification time, which a rename
+    (``os.replace`` into place) keeps and any other write changes: a file changed after
+    it was hashed is hashed again at the commit.
+    """
+    _AHEAD[_signature(path)] = _sha256(path)
+
+
 def file_digests(
     folder: Path, parts: Iterable[str] = PARTS, known: Path | None = None
 ) -> dict[str, str]:
@@ -165,7 +188,8 @@ def file_digests(
             if path.is_file() and not path.name.endswith(_TMP_SUFFIX):
                 name = f"{part}/{path.relative_to(base).as_posix()}"
                 same = known is not None and name in recorded and _same_file(path, known / name)
-                out[name] = recorded[name] if same else _sha256(path)
+                ahead = None if same else _AHEAD.pop(_signature(path), None)
+                out[name] = recorded[name] if same else ahead or _sha256(path)
     return out
 
 
@@ -185,14 +209,20 @@ def state_fingerprint(root: Path, parts: Iterable[str] = ("crm", "sources")) -> 
 def _link_files(source: Path, target: Path) -> None:
     """Hard-link (or copy, where links are impossible) the files of ``source`` into ``target``.
 
-    Files ``target`` already has are left alone: they are the new versions.
+    Files ``target`` already has are left alone: they are the new versions. A folder
+    (a feature source is a folder of a file per month) is a unit: one ``target`` lacks is
+    linked file by file; one it has is its new version, complete as written.
     """
     if not source.is_dir():
         return
     for path in sorted(source.iterdir()):
-        if not path.is_file() or path.name.endswith(_TMP_SUFFIX):
+        if path.name.endswith(_TMP_SUFFIX) or (target / path.name).exists():
             continue
-        if (target / path.name).exists():
+        if path.is_dir():
+            (target / path.name).mkdir()
+            _link_files(path, target / path.name)
+            continue
+        if not path.is_file():
             continue
         try:
             os.link(path, target / path.name)
@@ -270,8 +300,11 @@ def _remove_stale(root: Path) -> list[Path]:
         for name in keep:
             folder = generations / str(name)
             if folder.is_dir():
-                for tmp in folder.rglob(f"*{_TMP_SUFFIX}"):
-                    tmp.unlink(missing_ok=True)
+                for tmp in sorted(folder.rglob(f"*{_TMP_SUFFIX}")):
+                    if tmp.is_dir():  # a source folder being written
+                        shutil.rmtree(tmp, ignore_errors=True)
+                    else:
+                        tmp.unlink(missing_ok=True)
                     removed.append(tmp)
     for tmp in root.glob(f".*{_TMP_SUFFIX}"):
         tmp.unlink(missing_ok=True)

@@ -122,7 +122,7 @@ def ingest(
         result.rejects,
         rows,
         settings.rejects_dir / REJECTS_FILE,
-        deals_stored=len(result.tables["deals"]),
+        deals_stored=result.tables.num_rows("deals"),
         deals_rebuilt=None if update is None else len(update.reached.deals),
         own_deals_rebuilt=None if update is None else len(update.reached.own_deals),
     )
@@ -157,6 +157,7 @@ def _write_sources(
             window,
             progress,
             chunk_deals=settings.source_chunk_deals,
+            before=result.before,
         )
     ):
         sources = update.pieces  # each range spliced as the last one is written

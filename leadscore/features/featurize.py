@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ from leadscore.features.deal_state import (
     timing_features,
 )
 from leadscore.features.seniority import seniority_of_titles
+from leadscore.features.source_files import NO_ROWS, by_month, part_name, source_path
 from leadscore.parquetio import writer_options
 from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import TS, as_utc
@@ -1139,13 +1141,16 @@ def source_table(view: str, df: pd.DataFrame) -> pa.Table:
 
 
 def write_sources(
-    sources: Mapping[str, pd.DataFrame | pa.Table] | Iterable[tuple[str, pd.DataFrame | pa.Table]],
+    sources: Mapping[str, pd.DataFrame | pa.Table]
+    | Iterable[tuple[str, pd.DataFrame | pa.Table | Path]],
     sources_dir: Path,
     progress: Progress = no_progress,
 ) -> dict[str, int]:
-    """Write feature sources as ``<view>.parquet``, typed by :func:`source_table` (as the
-    Feast views declare them); a source given as an Arrow table is typed already (an
-    incremental rebuild splices into the committed files:
+    """Write feature sources as ``<view>.parquet`` folders of a file per month
+    (:mod:`leadscore.features.source_files`), typed by :func:`source_table` (as the
+    Feast views declare them); a source given as an Arrow table is typed already, and a
+    :class:`~pathlib.Path` is a committed month kept as it is (an incremental rebuild
+    splices into the committed months its change reaches:
     :mod:`leadscore.features.incremental`). Returns the rows of each.
 
     ``sources`` is a mapping or pairs made as they are consumed
@@ -1153,7 +1158,7 @@ def write_sources(
     own while the next one is built (Parquet encoding releases the GIL, so on two cores
     the build and the write overlap), and its frame is let go once written.
 
-    Each file is replaced atomically so a reader never sees half a source; ``leadscore
+    Each folder is moved into place whole so a reader never sees half a source; ``leadscore
     ingest`` writes them into a new generation of the state, with the CRM tables, and
     commits all at once (:mod:`leadscore.pipeline_state`). ``progress`` counts rows
     written (task ``write sources``; the total is known at the end).
@@ -1161,13 +1166,13 @@ def write_sources(
     sources_dir.mkdir(parents=True, exist_ok=True)
     pairs = sources.items() if isinstance(sources, Mapping) else sources
     rows: dict[str, int] = {}
-    current: list[_SourceFile] = []  # the view being written
+    current: list[_SourceFolder] = []  # the view being written
 
-    def write(view: str, df: pd.DataFrame | pa.Table) -> None:
-        table = df if isinstance(df, pa.Table) else source_table(view, df)
+    def write(view: str, df: pd.DataFrame | pa.Table | Path) -> None:
+        table = df if isinstance(df, pa.Table | Path) else source_table(view, df)
         if not current or current[0].view != view:
             finish()
-            current.append(_SourceFile(view, sources_dir))
+            current.append(_SourceFolder(view, sources_dir))
         current[0].add(table)
         rows[view] = current[0].rows
 
@@ -1188,49 +1193,73 @@ def write_sources(
                 pending.result()
             writer.submit(finish).result()
         finally:
-            for file in current:  # a failed run: nothing is moved into place
-                file.abandon()
+            for folder in current:  # a failed run: nothing is moved into place
+                folder.abandon()
     written = sum(rows.values())
     progress("write sources", written, written, unit="rows")
     return rows
 
 
-class _SourceFile:
-    """One source file written a piece at a time (:func:`write_sources`).
+class _SourceFolder:
+    """One source written a piece at a time (:func:`write_sources`), as a folder of a
+    file per month of its rows (:mod:`leadscore.features.source_files`).
 
     Consecutive pieces of one view (:func:`iter_feature_sources`' ranges of deals) are
-    appended in the order given, each a row group, to a temporary file moved into place
-    once the last is in. A piece without rows (a range without activities) adds nothing;
-    when no piece has rows, the file is the source without rows, typed as a built one.
+    split by month and appended in the order given, each month's rows of a piece a row
+    group of that month's file, into a temporary folder moved into place once the last
+    is in. A piece may be a committed part instead (a :class:`~pathlib.Path`: a month an
+    incremental rebuild leaves as it is), which is hard-linked in. A piece without rows
+    adds nothing; when the source has no rows at all, the folder holds one file without
+    rows, typed as a built one.
     """
 
     def __init__(self, view: str, folder: Path) -> None:
         self.view, self.rows = view, 0
-        self._path, self._tmp = folder / f"{view}.parquet", folder / f".{view}.parquet.tmp"
-        self._writer: pq.ParquetWriter | None = None
-        self._without_rows: pa.Table | None = None
+        self._path = source_path(folder, view)
+        self._tmp = folder / f".{self._path.name}.tmp"
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(parents=True)
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._schema: pa.Schema | None = None
 
-    def add(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            if self._without_rows is None:
-                self._without_rows = table
+    def add(self, piece: pa.Table | Path) -> None:
+        if isinstance(piece, Path):
+            target = self._tmp / piece.name
+            try:
+                os.link(piece, target)
+            except OSError:  # a file system without hard links
+                shutil.copy2(piece, target)
+            self.rows += pq.ParquetFile(target).metadata.num_rows
             return
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, table.schema, **writer_options(table.schema))
-        self._writer.write_table(table.cast(self._writer.schema))
-        self.rows += table.num_rows
+        self._schema = self._schema or piece.schema
+        for label, rows in by_month(piece):
+            writer = self._writers.get(label)
+            if writer is None:
+                name = self._tmp / part_name(label)
+                schema = self._schema
+                writer = self._writers[label] = pq.ParquetWriter(
+                    name, schema, **writer_options(schema)
+                )
+            writer.write_table(rows.cast(writer.schema))
+            self.rows += rows.num_rows
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        elif self._without_rows is not None:
-            table = self._without_rows
-            pq.write_table(table, self._tmp, **writer_options(table.schema))
+        self._close_writers()
+        if not any(self._tmp.iterdir()) and self._schema is not None:
+            empty = self._schema.empty_table()
+            pq.write_table(empty, self._tmp / part_name(NO_ROWS), **writer_options(empty.schema))
+        if self._path.exists():  # written twice into one folder: the last one is the source
+            shutil.rmtree(self._path)
         os.replace(self._tmp, self._path)
 
     def abandon(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        self._close_writers()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _close_writers(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
 
 
 def _key_array(keys: pd.Series) -> pa.Array:

@@ -22,6 +22,7 @@ from leadscore.crm.ingest import TableChange
 from leadscore.crm.synth import generate_crm, write_export
 from leadscore.features.featurize import VIEW_KEYS
 from leadscore.features.incremental import BUILD_FILE, reach
+from leadscore.features.source_files import parts
 from pipelines.steps import IngestSummary, ingest
 from tests.conftest import isolated
 
@@ -77,15 +78,29 @@ def _both_ways(
     assert summaries[0].source_rows == summaries[1].source_rows
     for view in VIEW_KEYS:
         path = full / f"{view}.parquet"
-        if not path.is_file():
-            assert not (incremental / f"{view}.parquet").is_file(), view
+        if not path.exists():
+            assert not (incremental / f"{view}.parquet").exists(), view
             continue
-        # Same rows in the same order, every value and type.
+        # The same months, each with the same rows in the same order, every value and type.
+        months, full_months = parts(incremental / f"{view}.parquet"), parts(path)
+        assert list(months) == list(full_months), view
+        for month, part in months.items():
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(part), pd.read_parquet(full_months[month]), obj=f"{view} {month}"
+            )
+            # Rewritten, a month is cut as a full build cuts it; kept, it is the committed
+            # file itself (a hard link into the new state), cut as the first ingest cut it.
+            if not _kept(part):
+                assert _row_groups(part) == _row_groups(full_months[month]), (view, month)
         pd.testing.assert_frame_equal(
             pd.read_parquet(incremental / f"{view}.parquet"), pd.read_parquet(path), obj=view
         )
-        assert _row_groups(incremental / f"{view}.parquet") == _row_groups(path), view
     return summaries[0], summaries[1]
+
+
+def _kept(part: Path) -> bool:
+    """Whether a source's month is the committed file of an earlier generation (linked)."""
+    return part.stat().st_nlink > 1
 
 
 def _small_change(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -165,6 +180,45 @@ def test_a_small_change_rebuilds_a_few_accounts_and_gives_the_full_build(
     assert 0 < incremental.deals_rebuilt < incremental.deals_stored / 3
 
 
+def _day_after(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """A day's sync at the end of the timeline: a new activity on a few open deals, one
+    of them closed (won, with its stage row) and one lost."""
+    deals = tables["deals"]
+    open_deals = deals[deals["status"] == "open"].head(6)
+    when = AS_OF + pd.Timedelta(days=3)  # the next month: no committed month holds it
+    activities = tables["activities"]
+    new = activities[activities["deal_id"].isin(open_deals["deal_id"])]
+    new = new.groupby("deal_id").tail(1).copy()
+    new["activity_id"] = [f"X{i:07d}" for i in range(len(new))]
+    new["occurred_at"] = when
+    closing = open_deals.head(2).copy()
+    closing[["status", "stage", "closed_at"]] = [["won", "closed", when], ["lost", "closed", when]]
+    stage = pd.DataFrame({"deal_id": closing["deal_id"], "stage": "closed", "entered_at": when})
+    return {"deals": closing, "stage_history": stage, "activities": new}
+
+
+def test_a_day_after_change_rewrites_only_the_months_it_reaches(tmp_path, first_crm):
+    """The months before the change are kept as committed (hard links), not rewritten:
+    the rows of a deal, its account and its owner before the moment of a close or an
+    activity do not change with it (features as of their moment)."""
+    write_export(first_crm, tmp_path / "first")
+    second = _write(_day_after(first_crm.tables), tmp_path / "second")
+
+    incremental, _ = _both_ways(tmp_path, tmp_path / "first", second, chunk_deals=40)
+
+    assert incremental.deals_rebuilt is not None
+    sources = isolated(tmp_path / "incremental").sources_dir
+    rewritten = {
+        (view, month)
+        for view in VIEW_KEYS
+        for month, part in parts(sources / f"{view}.parquet").items()
+        if not _kept(part)
+    }
+    assert {month for _, month in rewritten} == {"2025-07"}, sorted(rewritten)
+    kept = sum(_kept(p) for v in VIEW_KEYS for p in parts(sources / f"{v}.parquet").values())
+    assert kept > 10 * len(rewritten)
+
+
 @pytest.mark.parametrize(("before", "after"), [(0, 7), (7, 40), (40, 7)])
 def test_ranges_cut_otherwise_than_the_committed_files_give_the_full_build(
     tmp_path, first_crm, before, after
@@ -213,14 +267,13 @@ def test_a_missing_source_file_means_a_full_build(tmp_path, first_crm):
     settings = isolated(tmp_path / "store")
     ingest(tmp_path / "first", settings, now=AS_OF + pd.Timedelta(days=400))
     generation = (settings.sources_dir / "deal_stage.parquet").resolve()
-    # A damaged store: the committed generation lost a file (never done by the product).
-    shutil.copy(generation, tmp_path / "kept.parquet")
-    generation.unlink()
+    # A damaged store: the committed generation lost a source (never done by the product).
+    shutil.rmtree(generation)
 
     summary = ingest(second, settings, now=AS_OF + pd.Timedelta(days=400))
 
     assert summary.deals_rebuilt is None
-    assert (settings.sources_dir / "deal_stage.parquet").is_file()
+    assert parts(settings.sources_dir / "deal_stage.parquet")
 
 
 def test_a_moved_deal_reaches_both_accounts_and_both_owners():

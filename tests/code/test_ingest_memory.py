@@ -21,6 +21,7 @@ from leadscore.features.featurize import (
     iter_feature_sources,
     write_sources,
 )
+from leadscore.features.source_files import parts
 from pipelines.steps import ingest
 
 
@@ -56,11 +57,19 @@ def test_sources_built_in_ranges_of_deals_are_the_sources_built_at_once(
     )
     assert in_ranges == at_once
     _same_files(tmp_path / "at_once", tmp_path / "in_ranges")
-    # One row group per range with activities: the ranges were written one by one.
+    # One row group per range and month with activity rows: the ranges were written one
+    # by one, each split by month (a file per month).
     position = {deal: i for i, deal in enumerate(_deal_ids(crm_tables))}
-    ranges = {position[d] // chunk_deals for d in crm_tables["activities"]["deal_id"]}
-    groups = pq.ParquetFile(tmp_path / "in_ranges" / "deal_activity.parquet").num_row_groups
-    assert groups == len(ranges)
+    source = pq.read_table(tmp_path / "at_once" / "deal_activity.parquet").to_pandas()
+    ranges = set(
+        zip(
+            source["deal_id"].map(position) // chunk_deals,
+            source["event_timestamp"].dt.strftime("%Y-%m"),
+            strict=True,
+        )
+    )
+    months = parts(tmp_path / "in_ranges" / "deal_activity.parquet").values()
+    assert sum(pq.ParquetFile(p).num_row_groups for p in months) == len(ranges)
 
 
 def test_ranges_pass_the_views_only_the_rows_of_their_deals(

@@ -295,11 +295,15 @@ def test_leftovers_of_a_killed_run_are_removed_on_start(tmp_path: Path) -> None:
     (root / GENERATIONS / "20990101T000000-1-dead").mkdir()
     (root / GENERATIONS / "20990101T000000-1-dead" / "crm").mkdir()
     (kept / "sources" / ".deal_stage.parquet.tmp").write_bytes(b"half")
+    half_source = kept / "sources" / ".deal_activity.parquet.tmp"  # a source's folder
+    half_source.mkdir()
+    (half_source / "part-2024-03.parquet").write_bytes(b"half")
     (kept / "crm" / ".deals.parquet.0123.tmp").write_bytes(b"half")
     os.symlink("generations/x", root / ".current.abc.tmp")
 
     removed = recover(root)
-    assert len(removed) == 4
+    assert len(removed) == 5
+    assert not half_source.exists()
     assert [p.name for p in (root / GENERATIONS).iterdir()] == [kept.name]
     assert not list(root.rglob("*.tmp")) and not (root / ".current.abc.tmp").is_symlink()
     assert (root / "sources" / "deal_profile.parquet").read_bytes() == b"ok"

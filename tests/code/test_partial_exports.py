@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from leadscore.crm.contract import MISSING_WITHOUT, OPEN, UNDATED, contract_markdown
 from leadscore.crm.ingest import historical_as_of, ingest_export, last_recorded_event
@@ -29,6 +28,7 @@ from leadscore.features.featurize import (
     snapshot_entities,
     write_sources,
 )
+from leadscore.features.source_files import read_schema
 from leadscore.priority.health import HealthThresholds, quiet_days, risk_flags
 from leadscore.priority.rank import default_as_of, select_candidates
 from training.data import UNDATED_WINDOW, in_memory_frame
@@ -102,8 +102,8 @@ def test_empty_sources_are_written_with_the_types_of_full_ones(tmp_path: Path):
     assert rows["deal_activity"] == rows["deal_stage"] == rows["deal_contacts"] == 0
     assert full["deal_activity"] > 0
     for view in rows:
-        empty = pq.read_schema(tmp_path / "partial" / f"{view}.parquet")
-        built = pq.read_schema(tmp_path / "full" / f"{view}.parquet")
+        empty = read_schema(tmp_path / "partial" / f"{view}.parquet")
+        built = read_schema(tmp_path / "full" / f"{view}.parquet")
         assert empty.remove_metadata() == built.remove_metadata(), view
         assert not any(pa.types.is_null(f.type) for f in empty), view
 

@@ -98,7 +98,7 @@ def test_ingest_writes_the_same_feature_sources_on_both_engines(spark, tmp_path:
         written[engine] = summary.source_rows
         for view in VIEW_KEYS:
             path = settings.sources_dir / f"{view}.parquet"
-            if path.is_file():
+            if path.exists():
                 written[(engine, view)] = pd.read_parquet(path)
     assert written[LOCAL_ENGINE] == written[SPARK_ENGINE]
     views = [v for v in VIEW_KEYS if (LOCAL_ENGINE, v) in written]
