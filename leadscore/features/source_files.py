@@ -14,7 +14,7 @@ folder of Parquet files, and so do ``pyarrow.parquet.read_table`` and ``pandas.r
 (in the order of the file names, which is the months' order). A source without rows is a
 folder with one file without rows (:data:`NO_ROWS`), so its columns and types are still
 there to be read. Rows without a time (a source never has them: the time is the moment
-the row is known) would go to :data:`UNDATED`, after the months.
+the row is known) would go to :data:`WITHOUT_TIME`, after the months.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import pyarrow.parquet as pq
 TIME_COLUMN = "event_timestamp"
 #: The label of the one file of a source without rows.
 NO_ROWS = "none"
-#: The label of rows without a time.
-UNDATED = "undated"
+#: The label of rows without a time (a missing time, not the contract's ``UNDATED`` moment:
+#: rows of undated deals have that moment and are filed under its month).
+WITHOUT_TIME = "undated"
 _PART = re.compile(r"^part-(\d{4}-\d{2}|none|undated)\.parquet$")
 
 
@@ -45,7 +46,7 @@ def source_path(sources_dir: Path, view: str) -> Path:
 
 def part_name(label: str) -> str:
     """The file name of the part labelled ``label`` (a month ``YYYY-MM``, or one of
-    :data:`NO_ROWS` and :data:`UNDATED`)."""
+    :data:`NO_ROWS` and :data:`WITHOUT_TIME`)."""
     return f"part-{label}.parquet"
 
 
@@ -87,7 +88,7 @@ def _month_codes(table: pa.Table) -> np.ndarray:
 
 
 def _label(code: int) -> str:
-    return UNDATED if code < 0 else f"{code // 12:04d}-{code % 12 + 1:02d}"
+    return WITHOUT_TIME if code < 0 else f"{code // 12:04d}-{code % 12 + 1:02d}"
 
 
 def by_month(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
