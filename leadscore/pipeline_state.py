@@ -222,12 +222,17 @@ def _link_files(source: Path, target: Path) -> None:
             (target / path.name).mkdir()
             _link_files(path, target / path.name)
             continue
-        if not path.is_file():
-            continue
-        try:
-            os.link(path, target / path.name)
-        except OSError:  # a file system without hard links
-            shutil.copy2(path, target / path.name)
+        if path.is_file():
+            link_file(path, target / path.name)
+
+
+def link_file(source: Path, target: Path) -> None:
+    """``target`` as a hard link of ``source`` (a copy where links are impossible): a
+    committed file kept in a new generation costs no space or time."""
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, target)
 
 
 @dataclass

@@ -76,6 +76,7 @@ from leadscore.features.deal_state import (
 from leadscore.features.seniority import seniority_of_titles
 from leadscore.features.source_files import NO_ROWS, by_month, part_name, source_path
 from leadscore.parquetio import writer_options
+from leadscore.pipeline_state import link_file
 from leadscore.progress import Progress, no_progress
 from leadscore.timeutil import TS, as_utc
 
@@ -1224,21 +1225,15 @@ class _SourceFolder:
 
     def add(self, piece: pa.Table | Path) -> None:
         if isinstance(piece, Path):
-            target = self._tmp / piece.name
-            try:
-                os.link(piece, target)
-            except OSError:  # a file system without hard links
-                shutil.copy2(piece, target)
-            self.rows += pq.ParquetFile(target).metadata.num_rows
+            link_file(piece, self._tmp / piece.name)
+            self.rows += pq.ParquetFile(piece).metadata.num_rows
             return
-        self._schema = self._schema or piece.schema
+        schema = self._schema = self._schema or piece.schema
         for label, rows in by_month(piece):
             writer = self._writers.get(label)
             if writer is None:
-                name = self._tmp / part_name(label)
-                schema = self._schema
                 writer = self._writers[label] = pq.ParquetWriter(
-                    name, schema, **writer_options(schema)
+                    self._tmp / part_name(label), schema, **writer_options(schema)
                 )
             writer.write_table(rows.cast(writer.schema))
             self.rows += rows.num_rows

@@ -47,7 +47,7 @@ import itertools
 import json
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -282,21 +282,30 @@ def _ranges(
     next row group on a thread while this one is spliced held one range more and saved
     no time measurable on two cores: the writer's thread already overlaps.)
     """
-    file = None if path is None else pq.ParquetFile(path)
-    groups = iter(range(0 if file is None else file.num_row_groups))
+    groups = _row_groups(path)
     held = new.schema.empty_table()  # committed rows read and not yet placed
     for bound in [*starts, None]:
         # Read until a row at or after the bound is held: a range may span row groups
         # (the committed file's ranges were cut among fewer deals, or not at all).
         while _below(held, key, bound) == held.num_rows:
-            i = next(groups, None)
-            if i is None:
+            group = next(groups, None)
+            if group is None:
                 break
-            held = pa.concat_tables([held, file.read_row_group(i)])  # type: ignore[union-attr]
+            held = pa.concat_tables([held, group])
         n_held, n_new = _below(held, key, bound), _below(new, key, bound)
         if n_held or n_new:
             yield _spliced(held.slice(0, n_held), new.slice(0, n_new), key, keys)
         held, new = _rest(held, n_held), new.slice(n_new)
+
+
+def _row_groups(path: Path | None) -> Iterator[pa.Table]:
+    """The row groups of the Parquet file at ``path``, read as they are asked for (none
+    without a file: a month the committed source has no rows in)."""
+    if path is None:
+        return
+    file = pq.ParquetFile(path)
+    for i in range(file.num_row_groups):
+        yield file.read_row_group(i)
 
 
 class _Stale(Exception):
@@ -314,14 +323,12 @@ class SourceUpdate:
     a row group per piece, a committed month the change leaves as it is a
     :class:`~pathlib.Path` to link; a view not among them is unchanged (the caller keeps
     the committed folder). Its ``rows`` are what that write returns for the views it
-    wrote and :attr:`rows` for the others. :attr:`months` names, per changed view, the
-    months rewritten.
+    wrote and :attr:`rows` for the others.
     """
 
     pieces: Iterable[tuple[str, pa.Table | Path]]
     rows: dict[str, int]
     reached: Reach
-    months: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def update_sources(
@@ -341,10 +348,11 @@ def update_sources(
     another definition or are incomplete, or when the tables as stored ``before`` this
     ingest are not given.
 
-    Which months change is measured, not assumed: the reached keys' rows are built from
-    the tables ``before`` the change too, and a month whose rows of those keys are the
-    same, value for value and in order, before and after is left as committed. Those
-    rows are the committed ones (the committed sources are the full build of the tables
+    Which months change is measured, not assumed: a month whose rows of the reached keys
+    are the same, value for value and in order, before and after the change is left as
+    committed. Before is the deal's own views built from the tables as stored ``before``
+    this ingest, and the other views' rows read from the committed folders; built rows
+    are the committed ones (the committed sources are the full build of the tables
     before, by the same definition), so the kept months are the full build's. A change
     at the end of the timeline, as a day's sync is, rewrites the last month or two; a new
     account attribute or a deal moved between accounts rewrites every month it reaches.
@@ -397,16 +405,14 @@ def update_sources(
     except _Stale as exc:
         log.info("feature sources: %s, rebuilding all of them", exc)
         return None
-    months = {}
+    months: dict[str, dict[str, pa.Table]] = {}  # per changed view, its changed months' rows
     for view in paths:
         was = previous.pop(view, None)
         if was is None:
             was = _committed_rows(paths[view], VIEW_KEYS[view], _dropped_keys(view, reached))
-        changed = _changed_months(was.cast(schemas[view]), rebuilt[view])
+        changed = _changed_months(was.cast(schemas[view]), rebuilt.pop(view))
         if changed:
             months[view] = changed
-        else:
-            del rebuilt[view]
     log.info(
         "feature sources: rebuilt %d of %d deals (their own views for %d), %d accounts,"
         " %d owners; %d sources changed (%s)",
@@ -419,7 +425,7 @@ def update_sources(
         "; ".join(f"{v}: {len(m)} of {len(parts(paths[v]))} months" for v, m in months.items()),
     )
     starts = deal_range_starts(tables.columns("deals", ["deal_id"]), chunk_deals)
-    return SourceUpdate(_pieces(months, paths, rebuilt, reached, starts), rows, reached, months)
+    return SourceUpdate(_pieces(months, paths, reached, starts), rows, reached)
 
 
 def _rebuild(
@@ -505,41 +511,41 @@ def _same(a: pa.Table, b: pa.Table) -> bool:
     return True
 
 
-def _changed_months(before: pa.Table, after: pa.Table) -> tuple[str, ...]:
-    """The months whose rows differ between the reached keys' rows of a view built from
-    the tables before the change and after it (each in the full build's order)."""
+def _changed_months(before: pa.Table, after: pa.Table) -> dict[str, pa.Table]:
+    """The months whose rows differ between the reached keys' rows of a view before the
+    change and after it (each in the full build's order), each with its rows after (none:
+    every row of the month went), in the months' order."""
     old, new = dict(by_month(before)), dict(by_month(after))
     empty = after.schema.empty_table()
-    return tuple(
-        m
+    return {
+        m: new.get(m, empty)
         for m in sorted(old.keys() | new.keys())
         if not _same(old.get(m, empty), new.get(m, empty))
-    )
+    }
 
 
 def _pieces(
-    months: Mapping[str, Sequence[str]],
+    months: dict[str, dict[str, pa.Table]],
     paths: Mapping[str, Path],
-    rebuilt: dict[str, pa.Table],
     reached: Reach,
     starts: Sequence[str],
 ) -> Iterator[tuple[str, pa.Table | Path]]:
     """The changed views, one after another: each committed month the change leaves as
-    it is (its file), and each month it changes spliced (:func:`_ranges`), the
-    :data:`DEAL_VIEWS` a range of deals at a time, cut at ``starts``, the others whole
-    (a full build writes them so). Each view's rebuilt rows are let go once it is done."""
-    for view, changed in months.items():
-        new = rebuilt.pop(view)
+    it is (its file), and each month it changes (``months``: the rebuilt rows of each)
+    spliced (:func:`_ranges`), the :data:`DEAL_VIEWS` a range of deals at a time, cut at
+    ``starts``, the others whole (a full build writes them so). Each view's rebuilt rows
+    are let go once it is done."""
+    for view in list(months):
+        changed = months.pop(view)
         keys = pd.Index(list(_dropped_keys(view, reached)))
         cuts = starts if view in DEAL_VIEWS else ()
         committed = {m: p for m, p in parts(paths[view]).items() if m != NO_ROWS}
-        new_rows = dict(by_month(new))
-        yield view, new.slice(0, 0)  # the schema, should every month go
-        for month in sorted(committed.keys() | set(changed)):
+        yield view, next(iter(changed.values())).slice(0, 0)  # the schema, should all go
+        for month in sorted(committed.keys() | changed.keys()):
             if month not in changed:
                 yield view, committed[month]
                 continue
-            rows = new_rows.pop(month, new.slice(0, 0))
+            rows = changed.pop(month)
             yield from (
                 (view, piece)
                 for piece in _ranges(committed.get(month), rows, VIEW_KEYS[view], keys, cuts)
